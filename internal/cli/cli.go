@@ -1,0 +1,182 @@
+// Package cli implements gatehouse's subcommands. Each parses its flags,
+// builds what it needs once and runs; the binary's main only dispatches.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+)
+
+// Environment variables read by gatehouse; flags win over them.
+const (
+	EnvConfig   = "GATEHOUSE_CONFIG"
+	EnvListen   = "GATEHOUSE_LISTEN"
+	EnvDataDir  = "GATEHOUSE_DATA_DIR"
+	EnvLogLevel = "GATEHOUSE_LOG_LEVEL"
+)
+
+const usage = `gatehouse — an MCP gateway: one authenticated, audited endpoint in front of many MCP servers.
+
+Usage:
+  gatehouse <command> [flags]
+
+Commands:
+  serve     run the gateway (see: gatehouse serve -h)
+  check     validate a configuration file and exit
+  keygen    generate an agent API key and print its sha256 for the config
+  hash-key  print the sha256 of a key read from stdin
+  version   print the version
+
+Environment:
+  GATEHOUSE_CONFIG      configuration file (serve, check)
+  GATEHOUSE_LISTEN      listen address, overrides the file's listen
+  GATEHOUSE_DATA_DIR    data directory, overrides the file's data_dir
+  GATEHOUSE_LOG_LEVEL   debug | info | warn | error
+
+Agents connect to http://LISTEN/mcp/<virtual-server> (streamable HTTP) or
+http://LISTEN/sse/<virtual-server> (legacy SSE) with
+"Authorization: Bearer <api key>".
+`
+
+// Main runs the command line args and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "check":
+		err = check(args[1:], stdout)
+	case "keygen":
+		err = keygen(args[1:], stdout)
+	case "hash-key":
+		err = hashKey(os.Stdin, stdout)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "gatehouse", Version())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "gatehouse %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "gatehouse %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+// Version returns the module version stamped by the build, or proxy.Version.
+func Version() string {
+	if proxy.Version != "dev" {
+		return proxy.Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// loadConfig reads the file (if any) and applies environment and flag
+// overrides, then validates.
+func loadConfig(path, listen, dataDir, logLevel string) (*config.Document, error) {
+	if path == "" {
+		path = os.Getenv(EnvConfig)
+	}
+	var doc *config.Document
+	if path != "" {
+		d, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		doc = d
+	} else {
+		doc = new(config.Document)
+		doc.ApplyDefaults()
+	}
+	override := func(dst *string, flagVal, env string) {
+		if v := os.Getenv(env); v != "" {
+			*dst = v
+		}
+		if flagVal != "" {
+			*dst = flagVal
+		}
+	}
+	override(&doc.Listen, listen, EnvListen)
+	override(&doc.DataDir, dataDir, EnvDataDir)
+	override(&doc.Log.Level, logLevel, EnvLogLevel)
+	if err := doc.Validate(); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+func check(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	path := fs.String("config", "", "configuration file (default $GATEHOUSE_CONFIG)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: gatehouse check --config FILE\n\nValidates the file (keys, references, static name collisions) and exits 0 if it is valid.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" && os.Getenv(EnvConfig) == "" {
+		return usageError{errors.New("--config is required")}
+	}
+	doc, err := loadConfig(*path, "", "", "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "ok: %d upstreams, %d virtual servers, %d agents\n", len(doc.Upstreams), len(doc.VirtualServers), len(doc.Agents))
+	return nil
+}
+
+func keygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: gatehouse keygen\n\nPrints a new API key (give it to the agent; it is shown once) and the\nsha256 to put under agents[].api_keys in the configuration.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key := identity.NewAPIKey()
+	fmt.Fprintf(stdout, "key:    %s\nsha256: %s\n", key, identity.HashKey(key))
+	return nil
+}
+
+func hashKey(stdin io.Reader, stdout io.Writer) error {
+	b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+	if err != nil {
+		return fmt.Errorf("read key: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return usageError{errors.New("no key on stdin")}
+	}
+	fmt.Fprintln(stdout, identity.HashKey(key))
+	return nil
+}

@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"syscall"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+)
+
+// JSON-RPC error codes the gateway itself produces, in the range JSON-RPC
+// reserves for implementation-defined server errors.
+const (
+	// CodeUpstreamUnavailable: the upstream serving the request is down or
+	// unreachable. The error data names the upstream.
+	CodeUpstreamUnavailable = -32050
+	// CodeUpstreamTimeout: the upstream did not answer in time.
+	CodeUpstreamTimeout = -32051
+	// CodeDenied: the decision pipeline refused the request.
+	CodeDenied = -32052
+)
+
+// forward runs one request against the upstream behind route: decide,
+// pick (or dial) the agent's upstream session, send, map errors. send gets
+// the connection and must use ctx.
+func forward[R any](f *face, ctx context.Context, req mcp.Request, call *Call, send func(context.Context, *upstreamConn, *flight) (R, error)) (R, error) {
+	var zero R
+	ss, _ := req.GetSession().(*mcp.ServerSession)
+	call.Principal = principalOf(req)
+	call.VS = f.name
+	if rc := requestFrom(ctx); rc != nil {
+		rc.upstream = call.Upstream
+		rc.target = call.Target
+	}
+	if d := f.g.pipeline.Decide(ctx, call); d.Effect != Allow {
+		return zero, &jsonrpc.Error{Code: CodeDenied, Message: d.Reason}
+	}
+	as := f.g.agentFor(ss, f.name, call.Principal)
+	u := f.g.upstream(call.Upstream)
+	if u == nil {
+		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: "not configured"})
+	}
+	for attempt := 0; ; attempt++ {
+		conn, err := as.conn(ctx, call.Upstream)
+		if err != nil {
+			return zero, unavailable(err)
+		}
+		fl := &flight{agent: as, ctx: ctx}
+		done := conn.begin(fl)
+		cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout.Std())
+		res, err := send(cctx, conn, fl)
+		timedOut := cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		cancel()
+		done()
+		if err == nil {
+			return res, nil
+		}
+		var werr *jsonrpc.Error
+		switch {
+		case errors.As(err, &werr):
+			return zero, err // the upstream's own answer: pass it on unchanged
+		case ctx.Err() != nil:
+			return zero, ctx.Err() // the agent cancelled
+		case timedOut:
+			return zero, &jsonrpc.Error{Code: CodeUpstreamTimeout,
+				Message: fmt.Sprintf("upstream %q did not answer %s within %s", call.Upstream, call.Method, u.cfg.Timeout.Std()),
+				Data:    upstreamData(call.Upstream)}
+		}
+		// A transport failure: forget this session so the next request
+		// dials afresh, and have the supervisor check the upstream now.
+		if !conn.control {
+			as.drop(call.Upstream, conn)
+		}
+		u.markSuspect()
+		// The upstream lost our session (it restarted): the request was
+		// never processed, so one retry on a new session is safe.
+		if errors.Is(err, mcp.ErrSessionMissing) && attempt == 0 && !conn.control {
+			continue
+		}
+		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: cleanErr(err)})
+	}
+}
+
+func upstreamData(name string) json.RawMessage {
+	b, _ := json.Marshal(map[string]string{"upstream": name})
+	return b
+}
+
+func unavailable(err error) error {
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: ue.Error(), Data: upstreamData(ue.Upstream)}
+	}
+	return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: err.Error()}
+}
+
+// cleanErr reduces a transport error to its cause, dropping URLs and
+// wrapping noise: agents learn what failed, not the internal topology.
+func cleanErr(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case errors.Is(err, mcp.ErrConnectionClosed):
+		return "connection closed"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && len(s)-i < 80 {
+		return strings.TrimSpace(s[i+2:])
+	}
+	return s
+}
+
+func principalOf(req mcp.Request) *identity.Principal {
+	if ex := req.GetExtra(); ex != nil && ex.TokenInfo != nil {
+		if p, ok := ex.TokenInfo.Extra[principalKey].(*identity.Principal); ok {
+			return p
+		}
+	}
+	return identity.Anonymous
+}
+
+func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	vs, err := f.vs()
+	if err != nil {
+		return nil, err
+	}
+	r := vs.Tools[req.Params.Name]
+	if r == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("tool", req.Params.Name, f.name).Error()}
+	}
+	args := req.Params.Arguments
+	call := &Call{Method: "tools/call", Kind: KindTool, Target: req.Params.Name, Upstream: r.Upstream, UpstreamName: r.Name, Arguments: args}
+	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.CallToolResult, error) {
+		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
+		defer release()
+		p := &mcp.CallToolParams{Meta: meta, Name: r.Name,
+			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
+		if len(args) > 0 {
+			p.Arguments = args
+		}
+		return c.cs.CallTool(ctx, p)
+	})
+}
+
+func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	vs, err := f.vs()
+	if err != nil {
+		return nil, err
+	}
+	r := vs.Prompts[req.Params.Name]
+	if r == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("prompt", req.Params.Name, f.name).Error()}
+	}
+	call := &Call{Method: "prompts/get", Kind: KindPrompt, Target: req.Params.Name, Upstream: r.Upstream, UpstreamName: r.Name}
+	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.GetPromptResult, error) {
+		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
+		defer release()
+		p := *req.Params
+		p.Meta = meta
+		p.Name = r.Name
+		return c.cs.GetPrompt(ctx, &p)
+	})
+}
+
+func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	vs, err := f.vs()
+	if err != nil {
+		return nil, err
+	}
+	up, ok := vs.resourceUpstream(req.Params.URI)
+	if !ok {
+		return nil, mcp.ResourceNotFoundError(req.Params.URI)
+	}
+	call := &Call{Method: "resources/read", Kind: KindResource, Target: req.Params.URI, Upstream: up, UpstreamName: req.Params.URI}
+	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.ReadResourceResult, error) {
+		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
+		defer release()
+		p := *req.Params
+		p.Meta = meta
+		return c.cs.ReadResource(ctx, &p)
+	})
+}
+
+// resourceUpstream finds the upstream serving uri: a listed resource, or
+// the first template (in include order) that matches.
+func (vs *VirtualServer) resourceUpstream(uri string) (string, bool) {
+	if r := vs.Resources[uri]; r != nil {
+		return r.Upstream, true
+	}
+	for _, t := range vs.TemplateDefs {
+		if templateMatches(t.URITemplate, uri) {
+			return vs.Templates[t.URITemplate].Upstream, true
+		}
+	}
+	return "", false
+}
+
+func (f *face) complete(ctx context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	vs, err := f.vs()
+	if err != nil {
+		return nil, err
+	}
+	p := *req.Params
+	ref := *p.Ref
+	p.Ref = &ref
+	var upstreamName string
+	switch ref.Type {
+	case "ref/prompt":
+		r := vs.Prompts[ref.Name]
+		if r == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("prompt", ref.Name, f.name).Error()}
+		}
+		upstreamName, ref.Name = r.Upstream, r.Name
+	case "ref/resource":
+		r := vs.Templates[ref.URI]
+		if r == nil {
+			if u, ok := vs.resourceUpstream(ref.URI); ok {
+				r = &Route{Upstream: u}
+			}
+		}
+		if r == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("resource", ref.URI, f.name).Error()}
+		}
+		upstreamName = r.Upstream
+	default:
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown completion reference type %q", ref.Type)}
+	}
+	target := ref.Name + ref.URI
+	call := &Call{Method: "completion/complete", Kind: KindCompletion, Target: target, Upstream: upstreamName, UpstreamName: target}
+	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, _ *flight) (*mcp.CompleteResult, error) {
+		return c.cs.Complete(ctx, &p)
+	})
+}

@@ -1,0 +1,488 @@
+// Package proxy is Gatehouse's data path: the MCP endpoint agents connect
+// to, the upstream MCP servers it fronts, virtual-server routing, and the
+// decision pipeline every request passes.
+//
+// # Design
+//
+// Each virtual server has one long-lived go-sdk [mcp.Server], its "face".
+// The face's feature set mirrors the virtual server's compiled catalog: every
+// exposed tool, prompt, resource and template is registered with a handler
+// that forwards to the upstream serving it. The go-sdk therefore does what
+// it does well — sessions, version negotiation, pagination, list_changed
+// notifications, resumable streams, multi-round-trip input — while the
+// gateway decides routing, identity and policy.
+//
+// The data path reads an immutable [Snapshot] through an atomic pointer. A
+// config reload, or an upstream announcing a changed list, compiles a new
+// snapshot, swaps it in and syncs the faces (which notifies agents of list
+// changes). Faces are never replaced, so live sessions survive every change.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+)
+
+// Options configures a [Gateway]. The zero value is usable.
+type Options struct {
+	// Logger receives structured logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Pipeline decides every request. Nil means [DefaultPipeline].
+	Pipeline *Pipeline
+	// HTTPClient is shared by all HTTP upstreams (one connection pool).
+	// Nil means a client tuned for many concurrent upstream sessions.
+	HTTPClient *http.Client
+	// StartupWait bounds how long [Gateway.Start] waits for upstreams to
+	// connect before compiling the first snapshot. Zero means the largest
+	// upstream connect timeout.
+	StartupWait time.Duration
+}
+
+// Gateway is the running data path.
+type Gateway struct {
+	log      *slog.Logger
+	pipeline *Pipeline
+	metrics  *metrics
+	http     *http.Client
+
+	snap atomic.Pointer[Snapshot]
+	rev  atomic.Int64
+
+	mu        sync.Mutex // guards upstreams, faces, doc, lastErr
+	doc       *config.Document
+	upstreams map[string]*upstream
+	faces     map[string]*face
+	lastErr   error
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	agents   sync.Map // *mcp.ServerSession -> *agentSession
+	progress progressTokens
+	subs     subscriptions
+	startup  time.Duration
+	idPrefix string
+	reqSeq   atomic.Uint64
+}
+
+// New returns a gateway for doc. Call [Gateway.Start] to connect upstreams.
+func New(doc *config.Document, opts *Options) *Gateway {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Pipeline == nil {
+		o.Pipeline = DefaultPipeline()
+	}
+	if o.HTTPClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns = 1024
+		tr.MaxIdleConnsPerHost = 256
+		o.HTTPClient = &http.Client{Transport: tr}
+	}
+	g := &Gateway{
+		log:       o.Logger,
+		pipeline:  o.Pipeline,
+		metrics:   newMetrics(),
+		http:      o.HTTPClient,
+		doc:       doc,
+		upstreams: map[string]*upstream{},
+		faces:     map[string]*face{},
+		startup:   o.StartupWait,
+		idPrefix:  strconv.FormatInt(time.Now().UnixMilli(), 36) + "-",
+	}
+	g.subs.m = map[subKey]int{}
+	return g
+}
+
+// Start connects every upstream, waits (bounded) for them to answer, and
+// compiles the first snapshot. It fails if the configuration is invalid
+// given what the reachable upstreams serve (a name collision, say);
+// unreachable upstreams are not an error: they join when they come up.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.mu.Lock()
+	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, uc := range g.doc.Upstreams {
+		g.upstreams[uc.Name] = g.newUpstream(uc)
+	}
+	ups := g.sortedUpstreams()
+	g.mu.Unlock()
+	wait := g.startup
+	if wait == 0 {
+		wait = maxConnectTimeout(ups)
+	}
+	for _, u := range ups {
+		u.start(g.ctx)
+	}
+	g.waitUpstreams(ctx, ups, wait)
+	return g.recompile()
+}
+
+// waitUpstreams returns when every enabled upstream has left the
+// connecting state or wait has passed.
+func (g *Gateway) waitUpstreams(ctx context.Context, ups []*upstream, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		pending := 0
+		for _, u := range ups {
+			if h := u.Health(); h.State == StateConnecting || (h.State == StateReady && u.Catalog() == nil) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Close stops all upstreams and closes all agent sessions.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	ups := g.sortedUpstreams()
+	faces := make([]*face, 0, len(g.faces))
+	for _, f := range g.faces {
+		faces = append(faces, f)
+	}
+	g.mu.Unlock()
+	for _, f := range faces {
+		f.closeSessions()
+	}
+	for _, u := range ups {
+		u.stop()
+	}
+	if g.cancel != nil {
+		g.cancel()
+	}
+}
+
+// Snapshot returns the snapshot in force.
+func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
+
+// Apply replaces the configuration: upstreams that changed are restarted,
+// new ones started, removed ones stopped; then the snapshot is recompiled
+// and swapped. Agent sessions stay connected. If the new document does not
+// compile, the old configuration stays in force and the error is returned.
+func (g *Gateway) Apply(doc *config.Document) error {
+	// Compile against current catalogs first, so a bad document changes
+	// nothing. Upstreams whose definition changes are compiled as unknown.
+	g.mu.Lock()
+	cats := map[string]*Catalog{}
+	for _, uc := range doc.Upstreams {
+		if u := g.upstreams[uc.Name]; u != nil && sameUpstream(u.cfg, uc) {
+			cats[uc.Name] = u.Catalog()
+		}
+	}
+	g.mu.Unlock()
+	if _, err := compile(doc, cats, 0); err != nil {
+		return err
+	}
+
+	g.mu.Lock()
+	old := g.upstreams
+	g.doc = doc
+	g.upstreams = map[string]*upstream{}
+	var started, stopped []*upstream
+	for _, uc := range doc.Upstreams {
+		if u := old[uc.Name]; u != nil && sameUpstream(u.cfg, uc) {
+			g.upstreams[uc.Name] = u
+			delete(old, uc.Name)
+			continue
+		}
+		u := g.newUpstream(uc)
+		g.upstreams[uc.Name] = u
+		started = append(started, u)
+	}
+	for _, u := range old {
+		stopped = append(stopped, u)
+	}
+	g.mu.Unlock()
+	for _, u := range stopped {
+		g.metrics.upstreamUp.DeleteLabelValues(u.name())
+		go u.stop()
+	}
+	for _, u := range started {
+		u.start(g.ctx)
+	}
+	g.waitUpstreams(context.Background(), started, maxConnectTimeout(started))
+	return g.recompile()
+}
+
+func maxConnectTimeout(ups []*upstream) time.Duration {
+	var d time.Duration
+	for _, u := range ups {
+		d = max(d, u.cfg.ConnectTimeout.Std())
+	}
+	return d
+}
+
+func sameUpstream(a, b config.Upstream) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func (g *Gateway) newUpstream(uc config.Upstream) *upstream {
+	return &upstream{
+		cfg:        uc,
+		log:        g.log.With("upstream", uc.Name),
+		httpClient: g.upstreamHTTPClient(uc),
+		newClient:  g.newClient,
+		onCatalog:  func(*upstream) { g.recompileLogged() },
+		onState: func(u *upstream, h Health) {
+			v := 0.0
+			if h.State == StateReady {
+				v = 1
+			}
+			g.metrics.upstreamUp.WithLabelValues(u.name()).Set(v)
+		},
+	}
+}
+
+// upstreamHTTPClient returns the shared client, wrapped to add configured
+// headers.
+func (g *Gateway) upstreamHTTPClient(uc config.Upstream) *http.Client {
+	if len(uc.Headers) == 0 {
+		return g.http
+	}
+	c := *g.http
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = headerTransport{base: base, headers: uc.Headers}
+	return &c
+}
+
+type headerTransport struct {
+	base    http.RoundTripper
+	headers map[string]string
+}
+
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range t.headers {
+		r.Header.Set(k, v)
+	}
+	return t.base.RoundTrip(r)
+}
+
+func (g *Gateway) upstream(name string) *upstream {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.upstreams[name]
+}
+
+func (g *Gateway) sortedUpstreams() []*upstream {
+	names := make([]string, 0, len(g.upstreams))
+	for n := range g.upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*upstream, len(names))
+	for i, n := range names {
+		out[i] = g.upstreams[n]
+	}
+	return out
+}
+
+func (g *Gateway) recompileLogged() {
+	if err := g.recompile(); err != nil {
+		g.log.Error("configuration no longer compiles against what upstreams serve; keeping the previous snapshot", "error", err)
+	}
+}
+
+// recompile compiles the current document against current catalogs, swaps
+// the snapshot and syncs faces.
+func (g *Gateway) recompile() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cats := map[string]*Catalog{}
+	for name, u := range g.upstreams {
+		cats[name] = u.Catalog()
+	}
+	snap, err := compile(g.doc, cats, g.rev.Add(1))
+	g.lastErr = err
+	if err != nil {
+		return err
+	}
+	g.snap.Store(snap)
+	g.metrics.revision.Set(float64(snap.Revision))
+	for name, vs := range snap.VS {
+		f := g.faces[name]
+		if f == nil {
+			f = g.newFace(name, g.doc.Limits)
+			g.faces[name] = f
+		}
+		f.sync(vs)
+	}
+	for name, f := range g.faces {
+		if snap.VS[name] == nil {
+			f.closeSessions()
+			delete(g.faces, name)
+		}
+	}
+	return nil
+}
+
+// LastError returns the error of the last failed compile, if the last
+// compile failed.
+func (g *Gateway) LastError() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lastErr
+}
+
+// UpstreamHealth returns the health of every upstream by name.
+func (g *Gateway) UpstreamHealth() map[string]Health {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]Health, len(g.upstreams))
+	for n, u := range g.upstreams {
+		out[n] = u.Health()
+	}
+	return out
+}
+
+func (g *Gateway) face(name string) *face {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.faces[name]
+}
+
+// newClient builds the go-sdk client for one upstream connection, with
+// handlers that relay what the upstream sends toward the right agent.
+func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
+	impl := &mcp.Implementation{Name: "gatehouse", Version: Version}
+	opts := &mcp.ClientOptions{
+		Logger:         g.log.With("upstream", u.name()),
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+		ElicitationCompleteHandler: func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
+			if f, err := relayTarget(conn); err == nil {
+				_ = f.agent.ss.NotifyElicitationComplete(f.ctx, req.Params)
+			}
+		},
+		LoggingMessageHandler: func(ctx context.Context, req *mcp.LoggingMessageRequest) {
+			if f := conn.latest(); f != nil {
+				_ = f.agent.ss.Log(f.ctx, req.Params)
+			} else if conn.agent != nil {
+				_ = conn.agent.ss.Log(context.Background(), req.Params)
+			}
+		},
+		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+			r, ok := g.progress.lookup(req.Params.ProgressToken)
+			if !ok {
+				return
+			}
+			p := *req.Params
+			p.ProgressToken = r.token
+			_ = r.flight.agent.ss.NotifyProgress(r.flight.ctx, &p)
+		},
+	}
+	var agentCaps *mcp.ClientCapabilities
+	if conn.agent != nil {
+		if ip := conn.agent.ss.InitializeParams(); ip != nil {
+			agentCaps = ip.Capabilities
+			if ip.ClientInfo != nil {
+				impl = ip.ClientInfo
+			}
+		}
+	}
+	if agentCaps != nil {
+		// Mirror the agent: the upstream sees exactly what the agent offers.
+		opts.Capabilities = agentCaps
+	} else {
+		// Shared sessions serve whichever agent is calling.
+		opts.Capabilities = &mcp.ClientCapabilities{
+			RootsV2:     &mcp.RootCapabilities{ListChanged: true},
+			Sampling:    &mcp.SamplingCapabilities{},
+			Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}, URL: &mcp.URLElicitationCapabilities{}},
+		}
+	}
+	if agentCaps != nil && agentCaps.Sampling != nil && agentCaps.Sampling.Tools != nil {
+		opts.CreateMessageWithToolsHandler = func(ctx context.Context, req *mcp.CreateMessageWithToolsRequest) (*mcp.CreateMessageWithToolsResult, error) {
+			f, err := relayTarget(conn)
+			if err != nil {
+				return nil, err
+			}
+			return f.agent.ss.CreateMessageWithTools(f.ctx, req.Params)
+		}
+	} else {
+		opts.CreateMessageHandler = func(ctx context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			f, err := relayTarget(conn)
+			if err != nil {
+				return nil, err
+			}
+			return f.agent.ss.CreateMessage(f.ctx, req.Params)
+		}
+	}
+	if conn.control {
+		refresh := func() {
+			go func() {
+				if err := u.refreshCatalog(g.ctx); err != nil {
+					u.log.Warn("relist after list_changed", "error", err)
+				}
+			}()
+		}
+		opts.ToolListChangedHandler = func(context.Context, *mcp.ToolListChangedRequest) { refresh() }
+		opts.PromptListChangedHandler = func(context.Context, *mcp.PromptListChangedRequest) { refresh() }
+		opts.ResourceListChangedHandler = func(context.Context, *mcp.ResourceListChangedRequest) { refresh() }
+		opts.ResourceUpdatedHandler = func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+			g.resourceUpdated(ctx, u.name(), req.Params)
+		}
+	}
+	c := mcp.NewClient(impl, opts)
+	c.AddReceivingMiddleware(g.clientRelay(conn))
+	return c
+}
+
+// clientRelay answers an upstream's roots/list and elicitation/create by
+// asking the agent. They are intercepted before the go-sdk client's own
+// handling, which would answer roots from the gateway's (empty) list and
+// validate, then rewrite (apply defaults to), elicitation exchanges that
+// must pass through unchanged.
+func (g *Gateway) clientRelay(conn *upstreamConn) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "roots/list":
+				f, err := relayTarget(conn)
+				if err != nil {
+					return nil, err
+				}
+				params, _ := req.GetParams().(*mcp.ListRootsParams)
+				return f.agent.ss.ListRoots(f.ctx, params)
+			case "elicitation/create":
+				f, err := relayTarget(conn)
+				if err != nil {
+					return nil, err
+				}
+				params, _ := req.GetParams().(*mcp.ElicitParams)
+				return f.agent.ss.Elicit(f.ctx, params)
+			}
+			return next(ctx, method, req)
+		}
+	}
+}
+
+// errNotFound is returned for names a virtual server does not expose.
+var errNotFound = errors.New("not found")
+
+func notExposed(kind, name, vs string) error {
+	return fmt.Errorf("%w: %s %q is not exposed by virtual server %q", errNotFound, kind, name, vs)
+}

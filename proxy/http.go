@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+)
+
+// principalKey is where the principal travels in the go-sdk's TokenInfo.
+const principalKey = "gatehouse.principal"
+
+// Handler returns the gateway's HTTP surface:
+//
+//	/mcp/{vs}   MCP streamable HTTP (POST, GET, DELETE)
+//	/sse/{vs}   legacy HTTP+SSE transport (GET opens the stream, POST sends)
+//	/healthz    liveness
+//	/readyz     readiness and per-upstream health (JSON)
+//	/metrics    Prometheus metrics
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mcp/{vs}", g.serveMCP(false))
+	mux.HandleFunc("/sse/{vs}", g.serveMCP(true))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", g.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// serveMCP authenticates, applies limits and Host/Origin checks, then hands
+// the request to the virtual server's go-sdk handler.
+func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		snap := g.snap.Load()
+		if snap == nil {
+			httpError(w, http.StatusServiceUnavailable, "gateway is starting")
+			return
+		}
+		name := r.PathValue("vs")
+		vs := snap.VS[name]
+		f := g.face(name)
+		if vs == nil || f == nil {
+			httpError(w, http.StatusNotFound, fmt.Sprintf("no virtual server %q", name))
+			return
+		}
+		if reason := g.checkHostOrigin(r); reason != "" {
+			g.log.Warn("request rejected", "vs", name, "remote", r.RemoteAddr, "reason", reason)
+			httpError(w, http.StatusForbidden, reason)
+			return
+		}
+		limit := snap.Doc.Limits.MaxBodyBytes
+		if r.ContentLength > limit {
+			writeTooLarge(w, limit)
+			return
+		}
+		p, err := snap.Keys.Authenticate(r.Context(), r)
+		switch {
+		case err == nil:
+		case errors.Is(err, identity.ErrNoCredentials) && vs.Anonymous:
+			p = identity.Anonymous
+		default:
+			g.log.Warn("authentication failed", "vs", name, "remote", r.RemoteAddr, "reason", err.Error())
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="gatehouse", error="invalid_token", error_description=%q`, authHint(err)))
+			httpError(w, http.StatusUnauthorized, authHint(err))
+			return
+		}
+		r = r.WithContext(identity.WithPrincipal(r.Context(), p))
+		if p == identity.Anonymous {
+			if legacySSE {
+				f.sse.ServeHTTP(w, r)
+			} else {
+				f.streamable.ServeHTTP(w, r)
+			}
+			return
+		}
+		if legacySSE {
+			f.sseAuthed.ServeHTTP(w, r)
+		} else {
+			f.streamableAuthed.ServeHTTP(w, r)
+		}
+	}
+}
+
+func authHint(err error) string {
+	if errors.Is(err, identity.ErrNoCredentials) {
+		return "authentication required: send Authorization: Bearer <api key>"
+	}
+	if strings.Contains(err.Error(), "expired") {
+		return "api key expired"
+	}
+	return "invalid api key"
+}
+
+// principalVerifier hands the principal found by serveMCP to the go-sdk as
+// TokenInfo, which binds each session to its agent: a session id presented
+// with another agent's key is refused by the SDK.
+func principalVerifier(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+	p := identity.FromContext(ctx)
+	if p == nil {
+		return nil, auth.ErrInvalidToken
+	}
+	return &auth.TokenInfo{UserID: p.Agent, Extra: map[string]any{principalKey: p}}, nil
+}
+
+// wireHTTP creates the face's go-sdk HTTP handlers.
+func (f *face) wireHTTP(maxBody int64, sessionTimeout time.Duration) {
+	store := mcp.NewMemoryEventStore(nil)
+	f.streamable = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return f.server }, &mcp.StreamableHTTPOptions{
+		Logger:              f.g.log.With("vs", f.name),
+		EventStore:          store,
+		SessionTimeout:      sessionTimeout,
+		MaxRequestBodyBytes: maxBody,
+		// Host and Origin are checked by the gateway against its own,
+		// configurable allow-list.
+		DisableLocalhostProtection: true,
+	})
+	f.sse = mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return f.server }, &mcp.SSEOptions{
+		DisableLocalhostProtection: true,
+		MaxRequestBodyBytes:        maxBody,
+	})
+	authed := auth.RequireBearerToken(principalVerifier, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
+	f.streamableAuthed = authed(f.streamable)
+	f.sseAuthed = authed(f.sse)
+}
+
+// checkHostOrigin defends against DNS rebinding and cross-site requests. It
+// returns a reason when the request must be refused.
+//
+// Host: a gateway listening on loopback accepts only loopback names and the
+// configured allowed_hosts; on other addresses, allowed_hosts (when set)
+// is enforced. Origin: browsers send it; it must be same-origin with Host
+// or listed in allowed_origins. Agents that send no Origin are unaffected.
+func (g *Gateway) checkHostOrigin(r *http.Request) string {
+	snap := g.snap.Load()
+	hc := snap.Doc.HTTP
+	if !slices.Contains(hc.AllowedHosts, "*") {
+		loopbackListen := isLoopbackHost(hostOnly(snap.Doc.Listen))
+		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && local != nil && isLoopbackHost(hostOnly(local.String())) {
+			loopbackListen = true
+		}
+		allowed := slices.ContainsFunc(hc.AllowedHosts, func(h string) bool { return strings.EqualFold(h, r.Host) || strings.EqualFold(h, hostOnly(r.Host)) })
+		if loopbackListen && !allowed && !isLoopbackHost(hostOnly(r.Host)) {
+			return fmt.Sprintf("host %q is not allowed (DNS rebinding protection; add it to http.allowed_hosts)", r.Host)
+		}
+		if !loopbackListen && len(hc.AllowedHosts) > 0 && !allowed {
+			return fmt.Sprintf("host %q is not allowed (http.allowed_hosts)", r.Host)
+		}
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return ""
+	}
+	if slices.Contains(hc.AllowedOrigins, origin) {
+		return ""
+	}
+	if u, err := url.Parse(origin); err == nil && strings.EqualFold(u.Host, r.Host) {
+		return ""
+	}
+	return fmt.Sprintf("origin %q is not allowed (add it to http.allowed_origins)", origin)
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil && ip.IsLoopback()
+}
+
+// writeTooLarge answers an oversized request with 413 and a JSON-RPC error
+// body, so both HTTP-level and JSON-RPC-level clients see why.
+func writeTooLarge(w http.ResponseWriter, limit int64) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": -32600, "message": fmt.Sprintf("request body exceeds the limit of %d bytes (limits.max_body_bytes)", limit)},
+	})
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// Readiness is the /readyz document.
+type Readiness struct {
+	Status    string            `json:"status"` // ok | degraded | starting
+	Revision  int64             `json:"revision"`
+	Error     string            `json:"error,omitempty"`
+	Upstreams map[string]Health `json:"upstreams"`
+}
+
+func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
+	rd := Readiness{Status: "ok", Upstreams: g.UpstreamHealth()}
+	code := http.StatusOK
+	if snap := g.snap.Load(); snap == nil {
+		rd.Status, code = "starting", http.StatusServiceUnavailable
+	} else {
+		rd.Revision = snap.Revision
+	}
+	if err := g.LastError(); err != nil {
+		rd.Error = err.Error()
+		if rd.Status == "ok" {
+			rd.Status = "degraded"
+		}
+	}
+	for _, h := range rd.Upstreams {
+		if h.State != StateReady && h.State != StateDisabled && rd.Status == "ok" {
+			rd.Status = "degraded"
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(rd)
+}

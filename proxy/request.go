@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+)
+
+// requestCtx follows one agent request for logs and metrics.
+type requestCtx struct {
+	start     time.Time
+	vs        string
+	method    string
+	id        string
+	session   string
+	principal *identity.Principal
+	upstream  string
+	target    string
+}
+
+type requestKey struct{}
+
+func withRequest(ctx context.Context, rc *requestCtx) context.Context {
+	return context.WithValue(ctx, requestKey{}, rc)
+}
+
+func requestFrom(ctx context.Context) *requestCtx {
+	rc, _ := ctx.Value(requestKey{}).(*requestCtx)
+	return rc
+}
+
+func (g *Gateway) beginRequest(ctx context.Context, vs, method string, req mcp.Request) *requestCtx {
+	rc := &requestCtx{start: time.Now(), vs: vs, method: method, principal: principalOf(req)}
+	if s := req.GetSession(); s != nil {
+		rc.session = s.ID()
+	}
+	rc.id = g.nextRequestID()
+	return rc
+}
+
+// nextRequestID returns a gateway-unique request id for logs and audit:
+// process start (base 36) and a sequence number.
+func (g *Gateway) nextRequestID() string {
+	return g.idPrefix + strconv.FormatUint(g.reqSeq.Add(1), 36)
+}
+
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var we *jsonrpc.Error
+	if errors.As(err, &we) {
+		switch we.Code {
+		case CodeDenied:
+			return "denied"
+		case CodeUpstreamUnavailable:
+			return "unavailable"
+		case CodeUpstreamTimeout:
+			return "timeout"
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return "cancelled"
+	}
+	return "error"
+}
+
+func (g *Gateway) endRequest(rc *requestCtx, res mcp.Result, err error) {
+	d := time.Since(rc.start)
+	out := outcome(err)
+	if out == "ok" {
+		if r, ok := res.(*mcp.CallToolResult); ok && r != nil && r.IsError {
+			out = "tool_error"
+		}
+	}
+	m := methodLabel(rc.method)
+	g.metrics.requests.WithLabelValues(rc.vs, m, out).Inc()
+	g.metrics.latency.WithLabelValues(rc.vs, m).Observe(d.Seconds())
+	if !g.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", rc.id), slog.String("vs", rc.vs), slog.String("method", rc.method), slog.String("outcome", out),
+		slog.String("agent", rc.principal.Agent), slog.String("session", rc.session),
+		slog.Float64("latency_ms", float64(d.Microseconds())/1000),
+	}
+	if rc.upstream != "" {
+		attrs = append(attrs, slog.String("upstream", rc.upstream))
+	}
+	if rc.target != "" {
+		attrs = append(attrs, slog.String("target", rc.target))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	level := slog.LevelInfo
+	if out != "ok" && out != "tool_error" {
+		level = slog.LevelWarn
+	}
+	g.log.LogAttrs(context.Background(), level, "request", attrs...)
+}

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+)
+
+// agentSession is the gateway's state for one agent session on one virtual
+// server: who the agent is, and the upstream sessions opened on its behalf.
+//
+// An HTTP upstream gets one upstream session per agent session, dialed on
+// first use and closed with the agent session, so that everything the MCP
+// spec scopes to a session (logging level, server-to-client requests,
+// progress) reaches exactly this agent. A stdio upstream has a single
+// session shared by all agents; what it sends back is routed by progress
+// token or to the agent whose request is in flight.
+type agentSession struct {
+	g         *Gateway
+	vs        string
+	ss        *mcp.ServerSession
+	principal *identity.Principal
+
+	mu       sync.Mutex
+	slots    map[string]*slot // by upstream name
+	logLevel mcp.LoggingLevel
+	closed   bool
+}
+
+// slot serializes dialing one upstream for one agent session.
+type slot struct {
+	mu   sync.Mutex
+	conn *upstreamConn
+}
+
+// upstreamConn is one go-sdk client session to an upstream, plus the
+// requests currently forwarded over it.
+type upstreamConn struct {
+	up      *upstream
+	agent   *agentSession // nil for the control session
+	control bool
+	client  *mcp.Client
+	cs      *mcp.ClientSession
+
+	mu      sync.Mutex
+	flights []*flight
+}
+
+// flight is one agent request being forwarded. Its ctx belongs to the
+// agent's request, so messages sent with it travel on that request's stream.
+type flight struct {
+	agent *agentSession
+	ctx   context.Context
+}
+
+func (c *upstreamConn) begin(f *flight) func() {
+	c.mu.Lock()
+	c.flights = append(c.flights, f)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.flights {
+			if x == f {
+				c.flights = append(c.flights[:i], c.flights[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// latest returns the most recent request in flight on c, or nil. Upstream
+// requests (sampling, elicitation) are answered on behalf of that request's
+// agent: an upstream asks them while handling a call.
+func (c *upstreamConn) latest() *flight {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.flights) == 0 {
+		return nil
+	}
+	return c.flights[len(c.flights)-1]
+}
+
+// agentFor returns the gateway session state for ss, creating it on first
+// use.
+func (g *Gateway) agentFor(ss *mcp.ServerSession, vs string, p *identity.Principal) *agentSession {
+	if v, ok := g.agents.Load(ss); ok {
+		return v.(*agentSession)
+	}
+	if p == nil {
+		p = identity.Anonymous
+	}
+	as := &agentSession{g: g, vs: vs, ss: ss, principal: p, slots: map[string]*slot{}}
+	if v, loaded := g.agents.LoadOrStore(ss, as); loaded {
+		return v.(*agentSession)
+	}
+	g.metrics.sessions.WithLabelValues(vs).Inc()
+	go func() {
+		_ = ss.Wait()
+		as.close()
+		g.agents.Delete(ss)
+		g.metrics.sessions.WithLabelValues(vs).Dec()
+	}()
+	return as
+}
+
+func (as *agentSession) close() {
+	as.mu.Lock()
+	as.closed = true
+	slots := as.slots
+	as.slots = map[string]*slot{}
+	as.mu.Unlock()
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.conn != nil {
+			_ = s.conn.cs.Close()
+			s.conn = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// conn returns the upstream session to use for this agent.
+func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, error) {
+	u := as.g.upstream(name)
+	if u == nil {
+		return nil, &UnavailableError{Upstream: name, Reason: "not configured"}
+	}
+	if u.shared() {
+		return u.controlConn()
+	}
+	as.mu.Lock()
+	if as.closed {
+		as.mu.Unlock()
+		return nil, errors.New("session closed")
+	}
+	s := as.slots[name]
+	if s == nil {
+		s = new(slot)
+		as.slots[name] = s
+	}
+	level := as.logLevel
+	as.mu.Unlock()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return s.conn, nil
+	}
+	// Fail fast while the supervisor knows the upstream is down, rather than
+	// making every agent wait out a connect timeout.
+	if h := u.Health(); h.State != StateReady {
+		u.mu.Lock()
+		err := u.unavailableLocked()
+		u.mu.Unlock()
+		return nil, err
+	}
+	c, err := u.connect(ctx, as, false)
+	if err != nil {
+		u.markSuspect()
+		return nil, &UnavailableError{Upstream: name, Reason: cleanErr(err)}
+	}
+	if level != "" {
+		if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: level}); err != nil {
+			as.g.log.Debug("forward logging level", "upstream", name, "error", err)
+		}
+	}
+	s.conn = c
+	go func() {
+		_ = c.cs.Wait()
+		as.drop(name, c)
+	}()
+	return c, nil
+}
+
+// drop forgets c so the next request dials a fresh upstream session.
+func (as *agentSession) drop(name string, c *upstreamConn) {
+	as.mu.Lock()
+	s := as.slots[name]
+	as.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.conn == c {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	_ = c.cs.Close()
+}
+
+// bound returns the upstream sessions currently open for this agent.
+func (as *agentSession) bound() []*upstreamConn {
+	as.mu.Lock()
+	slots := make([]*slot, 0, len(as.slots))
+	for _, s := range as.slots {
+		slots = append(slots, s)
+	}
+	as.mu.Unlock()
+	var out []*upstreamConn
+	for _, s := range slots {
+		s.mu.Lock()
+		if s.conn != nil {
+			out = append(out, s.conn)
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// progressTokens maps gateway-issued progress tokens back to the agent
+// request that asked for progress. Tokens are rewritten on the way up so
+// that two agents sharing one upstream session cannot collide.
+type progressTokens struct {
+	seq atomic.Uint64
+	m   sync.Map // string -> *progressRoute
+}
+
+type progressRoute struct {
+	flight *flight
+	token  any
+}
+
+// rewrite replaces a progress token in meta with a fresh gateway token and
+// returns the new meta (meta itself is not modified) and a release func.
+func (p *progressTokens) rewrite(meta mcp.Meta, f *flight) (mcp.Meta, func()) {
+	tok, ok := meta["progressToken"]
+	if !ok || tok == nil {
+		return meta, func() {}
+	}
+	id := "gh-" + strconv.FormatUint(p.seq.Add(1), 36)
+	p.m.Store(id, &progressRoute{flight: f, token: tok})
+	out := make(mcp.Meta, len(meta))
+	for k, v := range meta {
+		out[k] = v
+	}
+	out["progressToken"] = id
+	return out, func() { p.m.Delete(id) }
+}
+
+func (p *progressTokens) lookup(tok any) (*progressRoute, bool) {
+	s, ok := tok.(string)
+	if !ok {
+		return nil, false
+	}
+	v, ok := p.m.Load(s)
+	if !ok {
+		return nil, false
+	}
+	return v.(*progressRoute), true
+}
+
+// relayTarget picks the agent and context for something an upstream sent
+// on conn that is not tied to a progress token.
+func relayTarget(conn *upstreamConn) (*flight, error) {
+	if f := conn.latest(); f != nil {
+		return f, nil
+	}
+	if conn.agent != nil {
+		// No request in flight: use the agent session's standalone stream.
+		return &flight{agent: conn.agent, ctx: context.Background()}, nil
+	}
+	return nil, fmt.Errorf("upstream %q sent a request while no agent request was in flight", conn.up.name())
+}

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
+)
+
+// Resource subscriptions go over the upstream's control session, counted
+// per URI: the upstream hears one subscribe however many agents watch a
+// resource, and its one notifications/resources/updated reaches every
+// subscribed agent through the face (the go-sdk tracks which sessions
+// subscribed to what).
+type subscriptions struct {
+	mu sync.Mutex
+	m  map[subKey]int
+}
+
+type subKey struct{ upstream, uri string }
+
+func (f *face) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
+	vs, err := f.vs()
+	if err != nil {
+		return err
+	}
+	up, ok := vs.resourceUpstream(req.Params.URI)
+	if !ok {
+		return mcp.ResourceNotFoundError(req.Params.URI)
+	}
+	return f.g.subs.acquire(ctx, f.g, subKey{up, req.Params.URI})
+}
+
+func (f *face) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) error {
+	vs, err := f.vs()
+	if err != nil {
+		return err
+	}
+	up, ok := vs.resourceUpstream(req.Params.URI)
+	if !ok {
+		return mcp.ResourceNotFoundError(req.Params.URI)
+	}
+	f.g.subs.release(ctx, f.g, subKey{up, req.Params.URI})
+	return nil
+}
+
+func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[k] == 0 {
+		u := g.upstream(k.upstream)
+		if u == nil {
+			return unavailable(&UnavailableError{Upstream: k.upstream, Reason: "not configured"})
+		}
+		c, err := u.controlConn()
+		if err != nil {
+			return unavailable(err)
+		}
+		if err := c.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: k.uri}); err != nil {
+			return err
+		}
+	}
+	s.m[k]++
+	return nil
+}
+
+func (s *subscriptions) release(ctx context.Context, g *Gateway, k subKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[k] == 0 {
+		return
+	}
+	s.m[k]--
+	if s.m[k] > 0 {
+		return
+	}
+	delete(s.m, k)
+	if u := g.upstream(k.upstream); u != nil {
+		if c, err := u.controlConn(); err == nil {
+			_ = c.cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: k.uri})
+		}
+	}
+}
+
+// resourceUpdated relays an upstream's resource update to every face that
+// exposes the resource from that upstream.
+func (g *Gateway) resourceUpdated(ctx context.Context, upstream string, p *mcp.ResourceUpdatedNotificationParams) {
+	snap := g.snap.Load()
+	if snap == nil {
+		return
+	}
+	for name, vs := range snap.VS {
+		if up, ok := vs.resourceUpstream(p.URI); ok && up == upstream {
+			if f := g.face(name); f != nil {
+				_ = f.server.ResourceUpdated(ctx, p)
+			}
+		}
+	}
+}
+
+func templateMatches(tmpl, uri string) bool {
+	t, err := uritemplate.New(tmpl)
+	if err != nil {
+		return false
+	}
+	return t.Regexp().MatchString(uri)
+}
