@@ -378,10 +378,10 @@ func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
 			}
 		},
 		LoggingMessageHandler: func(ctx context.Context, req *mcp.LoggingMessageRequest) {
-			if f := conn.latest(); f != nil {
+			if f, err := relayTarget(conn); err == nil {
 				_ = f.agent.ss.Log(f.ctx, req.Params)
-			} else if conn.agent != nil {
-				_ = conn.agent.ss.Log(context.Background(), req.Params)
+			} else {
+				u.log.Debug("upstream log message not relayed", "reason", err.Error())
 			}
 		},
 		ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {

@@ -28,6 +28,12 @@ type agentSession struct {
 	ss        *mcp.ServerSession
 	principal *identity.Principal
 
+	// sessionless marks an agent speaking protocol 2026-07-28 or later:
+	// every request stands alone (the go-sdk gives each its own ephemeral
+	// session), so requests use the upstream's pooled session instead of
+	// a bound one.
+	sessionless bool
+
 	mu       sync.Mutex
 	slots    map[string]*slot // by upstream name
 	logLevel mcp.LoggingLevel
@@ -91,11 +97,14 @@ func (c *upstreamConn) latest() *flight {
 // agentFor returns the gateway session state for ss, creating it on first
 // use.
 func (g *Gateway) agentFor(ss *mcp.ServerSession, vs string, p *identity.Principal) *agentSession {
-	if v, ok := g.agents.Load(ss); ok {
-		return v.(*agentSession)
-	}
 	if p == nil {
 		p = identity.Anonymous
+	}
+	if isSessionless(ss) {
+		return &agentSession{g: g, vs: vs, ss: ss, principal: p, sessionless: true}
+	}
+	if v, ok := g.agents.Load(ss); ok {
+		return v.(*agentSession)
 	}
 	as := &agentSession{g: g, vs: vs, ss: ss, principal: p, slots: map[string]*slot{}}
 	if v, loaded := g.agents.LoadOrStore(ss, as); loaded {
@@ -133,7 +142,7 @@ func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, e
 	if u == nil {
 		return nil, &UnavailableError{Upstream: name, Reason: "not configured"}
 	}
-	if u.shared() {
+	if u.shared() || as.sessionless {
 		return u.controlConn()
 	}
 	as.mu.Lock()
@@ -162,7 +171,8 @@ func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, e
 		u.mu.Unlock()
 		return nil, err
 	}
-	c, err := u.connect(ctx, as, false)
+	// The session outlives this request: dial on the gateway's context.
+	c, err := u.connect(as.g.ctx, as, false)
 	if err != nil {
 		u.markSuspect()
 		return nil, &UnavailableError{Upstream: name, Reason: cleanErr(err)}
@@ -259,13 +269,36 @@ func (p *progressTokens) lookup(tok any) (*progressRoute, bool) {
 
 // relayTarget picks the agent and context for something an upstream sent
 // on conn that is not tied to a progress token.
+//
+// On a bound session every message belongs to its one agent; the most
+// recent request in flight (or, with none, the session's standalone
+// stream) carries it. On a shared session the message is relayed only
+// when exactly one request is in flight: guessing between agents could hand
+// one agent's sampling request or log line to another.
 func relayTarget(conn *upstreamConn) (*flight, error) {
-	if f := conn.latest(); f != nil {
-		return f, nil
-	}
 	if conn.agent != nil {
-		// No request in flight: use the agent session's standalone stream.
+		if f := conn.latest(); f != nil {
+			return f, nil
+		}
 		return &flight{agent: conn.agent, ctx: context.Background()}, nil
 	}
-	return nil, fmt.Errorf("upstream %q sent a request while no agent request was in flight", conn.up.name())
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
+	switch len(conn.flights) {
+	case 1:
+		return conn.flights[0], nil
+	case 0:
+		return nil, fmt.Errorf("upstream %q sent a request while no agent request was in flight", conn.up.name())
+	}
+	return nil, fmt.Errorf("upstream %q sent a request while %d agent requests were in flight on its shared session; cannot tell which agent it is for", conn.up.name(), len(conn.flights))
+}
+
+// isSessionless reports whether ss speaks the sessionless protocol
+// (2026-07-28 and later).
+func isSessionless(ss *mcp.ServerSession) bool {
+	if ss == nil {
+		return true
+	}
+	ip := ss.InitializeParams()
+	return ip != nil && ip.ProtocolVersion >= "2026-07-28"
 }

@@ -238,22 +238,37 @@ func (u *upstream) watch(ctx context.Context, conn *upstreamConn) error {
 
 // connect opens a new session to the upstream. control marks the
 // supervisor's own session; agent is nil for it.
-func (u *upstream) connect(ctx context.Context, agent *agentSession, control bool) (*upstreamConn, error) {
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.Std())
-	defer cancel()
+//
+// The context given to the go-sdk must outlive the handshake: HTTP
+// transports tie their long-lived streams to it. So the connect timeout is
+// enforced by a timer that cancels it, and the session's context is
+// cancelled only when the session is closed (or base ends).
+func (u *upstream) connect(base context.Context, agent *agentSession, control bool) (*upstreamConn, error) {
 	t, err := u.transport()
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(base)
+	timeout := u.cfg.ConnectTimeout.Std()
+	timer := time.AfterFunc(timeout, cancel)
 	conn := &upstreamConn{up: u, agent: agent, control: control}
 	client := u.newClient(u, conn)
 	cs, err := client.Connect(ctx, t, nil)
+	if !timer.Stop() && err == nil {
+		_ = cs.Close()
+		err = context.DeadlineExceeded
+	}
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
-			err = fmt.Errorf("no answer within %s: %w", u.cfg.ConnectTimeout.Std(), err)
+		cancel()
+		if ctx.Err() != nil && base.Err() == nil {
+			err = fmt.Errorf("no answer within %s: %w", timeout, err)
 		}
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	go func() {
+		_ = cs.Wait()
+		cancel()
+	}()
 	conn.cs = cs
 	conn.client = client
 	return conn, nil

@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestTransportMatrix calls tools through every pair of agent transport
+// (streamable HTTP, legacy SSE) and upstream transport (streamable HTTP,
+// SSE, stdio).
+func TestTransportMatrix(t *testing.T) {
+	streamURL, _ := demoHTTP(t, "streamable-http", "streamy")
+	sseURL, _ := demoHTTP(t, "sse", "ssey")
+	demo := filepath.Join(binDir, "demo-server")
+	cfg := fmt.Sprintf(`
+listen: LISTEN
+log: {level: debug}
+upstreams:
+  - {name: up-streamable, transport: streamable-http, url: %q}
+  - {name: up-sse, transport: sse, url: %q}
+  - {name: up-stdio, transport: stdio, command: %q, args: [-transport, stdio, -name, stdioy]}
+virtual_servers:
+  - {name: vs-streamable, anonymous: true, include: [{upstream: up-streamable}]}
+  - {name: vs-sse, anonymous: true, include: [{upstream: up-sse}]}
+  - {name: vs-stdio, anonymous: true, include: [{upstream: up-stdio}]}
+`, streamURL, sseURL, demo)
+	g := startGateway(t, cfg)
+
+	upstreams := map[string]string{"vs-streamable": "streamy", "vs-sse": "ssey", "vs-stdio": "stdioy"}
+	for _, agentTransport := range []string{"streamable-http", "sse"} {
+		for vs, name := range upstreams {
+			t.Run(agentTransport+"/"+vs, func(t *testing.T) {
+				url := g.url(vs)
+				if agentTransport == "sse" {
+					url = g.sseURL(vs)
+				}
+				cs := connect(t, agentTransport, url, "", nil)
+				if got := cs.InitializeResult().ServerInfo.Name; got != name {
+					t.Errorf("serverInfo.name = %q, want the upstream's %q (transparent)", got, name)
+				}
+				if got, want := callText(t, cs, "echo", map[string]any{"text": "hi"}), "["+name+"] hi"; got != want {
+					t.Errorf("echo = %q, want %q", got, want)
+				}
+				res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "add", Arguments: map[string]any{"a": 2, "b": 3}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sc, _ := res.StructuredContent.(map[string]any); sc["sum"] != 5.0 {
+					t.Errorf("add structured = %v, want sum 5", res.StructuredContent)
+				}
+				res, err = cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "fail"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.IsError || !strings.Contains(textOf(t, res), "failed") {
+					t.Errorf("fail: isError=%v content=%q", res.IsError, textOf(t, res))
+				}
+				rr, err := cs.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: "demo://items/42"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rr.Contents[0].Text != "item 42" {
+					t.Errorf("template read = %q", rr.Contents[0].Text)
+				}
+				pr, err := cs.GetPrompt(ctxT(t), &mcp.GetPromptParams{Name: "greet", Arguments: map[string]string{"name": "ada"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := pr.Messages[0].Content.(*mcp.TextContent).Text; got != "Hello, ada (from "+name+")" {
+					t.Errorf("prompt = %q", got)
+				}
+			})
+		}
+	}
+}
