@@ -1,0 +1,61 @@
+# Gatehouse — see README.md. The two commands: `make run`, `make test`.
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+export GOFLAGS := -buildvcs=false
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/gatehouse-dev/gatehouse/proxy.Version=$(VERSION)
+GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
+STATICCHECK_VERSION := v0.8.2
+CACHE := $(CURDIR)/.cache
+
+.PHONY: all build run test test-tools test-go test-race conformance generate check-generate lint bench clean
+
+all: build
+
+## build: the gateway and the demo upstream, into bin/
+build:
+	$(GO_BUILD) -o bin/gatehouse ./cmd/gatehouse
+	$(GO_BUILD) -o bin/demo-server ./test/fixtures/demo-server
+
+## run: build, start a demo upstream and the gateway in front of it, print how to connect
+run: build
+	@bash deploy/demo/run.sh
+
+## test: install test tools, then lint, unit, race, end-to-end and conformance tests
+test: test-tools lint test-go test-race conformance
+
+## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/)
+test-tools:
+	@bash test/scripts/tools.sh
+
+test-go: build
+	go test -count=1 -timeout 15m ./...
+
+test-race:
+	go test -count=1 -race -timeout 15m ./proxy/...
+
+## conformance: the official MCP server suite, directly and through the gateway
+conformance: build
+	@bash test/scripts/conformance.sh
+
+## generate: regenerate generated code (ent, gqlgen once they exist)
+generate:
+	go generate ./...
+
+check-generate: generate
+	@git diff --exit-code --stat -- . || (echo "generated code is stale: run make generate and commit" >&2; exit 1)
+
+## lint: go vet, gofmt and staticcheck
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	go vet ./...
+	@test -x $(CACHE)/bin/staticcheck || GOBIN=$(CACHE)/bin go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(CACHE)/bin/staticcheck ./...
+
+## bench: gateway hot-path benchmarks (see README for the numbers)
+bench:
+	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/...
+
+clean:
+	rm -rf bin
