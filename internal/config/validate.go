@@ -107,6 +107,8 @@ func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
 	case TransportStreamableHTTP, TransportSSE:
 		if u.URL == "" {
 			v.add(p+".url", "required for transport %s", u.Transport)
+		} else if !strings.Contains(u.URL, "://") {
+			v.add(p+".url", "missing scheme (want e.g. http://host:port/mcp)")
 		} else if pu, err := url.Parse(u.URL); err != nil {
 			v.add(p+".url", "%v", errors.Unwrap(err))
 		} else if pu.Scheme == "" {

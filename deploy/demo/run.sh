@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# run.sh is `make run`: it starts the demo upstream and Gatehouse in front of
+# it on embedded defaults, and prints how to connect. State lives in
+# ./data/demo (git-ignored); the demo agent's key is generated once and kept
+# there, so restarting keeps the same key.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BIN="$ROOT/bin"
+DATA="${GATEHOUSE_DATA_DIR:-$ROOT/data/demo}"
+LISTEN="${GATEHOUSE_LISTEN:-127.0.0.1:8080}"
+DEMO_ADDR="${DEMO_ADDR:-127.0.0.1:18081}"
+mkdir -p "$DATA"
+chmod 700 "$DATA"
+
+KEYFILE="$DATA/demo-agent.key"
+if [[ ! -s "$KEYFILE" ]]; then
+  "$BIN/gatehouse" keygen | awk '/^key:/ {print $2}' >"$KEYFILE"
+  chmod 600 "$KEYFILE"
+fi
+KEY="$(cat "$KEYFILE")"
+
+CONFIG="$DATA/gatehouse.yaml"
+cat >"$CONFIG" <<YAML
+# Written by deploy/demo/run.sh (make run). Edit and send SIGHUP to reload.
+listen: $LISTEN
+data_dir: $DATA
+log: {level: info, format: text}
+upstreams:
+  - name: demo
+    transport: streamable-http
+    url: http://$DEMO_ADDR/mcp
+  - name: demo-stdio
+    transport: stdio
+    command: $BIN/demo-server
+    args: [-transport, stdio, -name, demo-stdio]
+virtual_servers:
+  - name: demo
+    description: Demo tools from two upstreams
+    include:
+      - {upstream: demo}
+      - {upstream: demo-stdio, tools: [echo], rename: {echo: echo_stdio}, resources: [], resource_templates: [], prompts: []}
+agents:
+  - name: demo-agent
+    team: demo
+    api_keys: [{file: $KEYFILE}]
+YAML
+
+"$BIN/demo-server" -transport streamable-http -addr "$DEMO_ADDR" -name demo >"$DATA/demo-server.log" 2>&1 &
+DEMO_PID=$!
+trap 'kill $DEMO_PID 2>/dev/null || true' EXIT
+
+URL="http://$LISTEN/mcp/demo"
+cat <<TXT
+
+  Gatehouse demo
+  ──────────────
+  Agent endpoint (streamable HTTP): $URL
+  Legacy SSE endpoint:              http://$LISTEN/sse/demo
+  Demo API key:                     $KEY
+  Health / metrics:                 http://$LISTEN/readyz   http://$LISTEN/metrics
+  Config (edit, then kill -HUP):    $CONFIG
+
+  MCP client configuration (Claude Desktop, VS Code, Cursor, ...):
+    {"mcpServers": {"gatehouse-demo": {"type": "http", "url": "$URL",
+      "headers": {"Authorization": "Bearer $KEY"}}}}
+
+  Or with curl:
+    curl -sS $URL \\
+      -H 'Authorization: Bearer $KEY' \\
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
+      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}'
+
+  Ctrl-C stops both.
+
+TXT
+"$BIN/gatehouse" serve --config "$CONFIG"

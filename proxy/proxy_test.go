@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+)
+
+// These tests run the gateway in-process (so `go test -race` sees both
+// sides) between real go-sdk servers and clients over real HTTP.
+
+type echoArgs struct {
+	Text string `json:"text"`
+}
+
+// newUpstream starts a go-sdk MCP server over streamable HTTP with an echo
+// tool whose output names the server.
+func newUpstream(t testing.TB, name string) string {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newGateway compiles yaml (with %s placeholders already filled), starts
+// the gateway and serves it over HTTP.
+func newGateway(t testing.TB, doc string) (*Gateway, string) {
+	t.Helper()
+	d, err := config.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(d, &Options{Logger: quietLogger()})
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(func() { srv.Close(); g.Close() })
+	return g, srv.URL
+}
+
+func connectClient(t testing.TB, url, version string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1, DisableStandaloneSSE: true},
+		&mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+func echo(t testing.TB, cs *mcp.ClientSession, tool, text string) string {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": text}})
+	if err != nil {
+		t.Fatalf("call %s: %v", tool, err)
+	}
+	return res.Content[0].(*mcp.TextContent).Text
+}
+
+// protocolVersions are the two shapes of agent: a legacy session-based one
+// (bound upstream sessions) and a sessionless 2026-07-28 one (pooled).
+var protocolVersions = []string{"2025-11-25", "2026-07-28"}
+
+func TestConcurrentCallsAndReload(t *testing.T) {
+	a := newUpstream(t, "a")
+	b := newUpstream(t, "b")
+	g, url := newGateway(t, fmt.Sprintf(`
+upstreams:
+  - {name: a, transport: streamable-http, url: %q}
+  - {name: b, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: vs, anonymous: true, include: [{upstream: a}]}
+`, a+"/", b+"/"))
+
+	for _, v := range protocolVersions {
+		t.Run(v, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			errs := make(chan error, 64)
+			for i := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cs := connectClient(t, url+"/mcp/vs", v)
+					for j := 0; ctx.Err() == nil && j < 200; j++ {
+						res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": fmt.Sprint(i, j)}})
+						if err != nil {
+							if ctx.Err() == nil {
+								errs <- err
+							}
+							return
+						}
+						if got := res.Content[0].(*mcp.TextContent).Text; got != fmt.Sprintf("a:%d %d", i, j) {
+							errs <- fmt.Errorf("got %q", got)
+							return
+						}
+					}
+				}()
+			}
+			// Swap snapshots while calls are in flight: adding an upstream
+			// to the virtual server must not disturb sessions.
+			doc2, err := config.Parse(fmt.Appendf(nil, `
+upstreams:
+  - {name: a, transport: streamable-http, url: %q}
+  - {name: b, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: vs, anonymous: true, include: [{upstream: a}, {upstream: b, tools: [echo], rename: {echo: echo_b}}]}
+`, a+"/", b+"/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if err := g.Apply(doc2); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			cs := connectClient(t, url+"/mcp/vs", v)
+			if got := echo(t, cs, "echo_b", "x"); got != "b:x" {
+				t.Errorf("after reload echo_b = %q", got)
+			}
+		})
+	}
+}
+
+func TestUnknownVirtualServerAndAuth(t *testing.T) {
+	a := newUpstream(t, "a")
+	_, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: a, transport: streamable-http, url: %q}]
+virtual_servers: [{name: private, include: [{upstream: a}]}]
+`, a))
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/mcp/nope", http.StatusNotFound},
+		{"/mcp/private", http.StatusUnauthorized},
+	} {
+		resp, err := http.Post(url+tc.path, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("POST %s = %d, want %d", tc.path, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("401 without WWW-Authenticate")
+		}
+	}
+}
