@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -144,12 +145,38 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 				r.Instructions = vs.Instructions
 			}
 		}
+		if err == nil {
+			f.stampServerInfo(req, res)
+		}
 		if method == "logging/setLevel" && err == nil {
 			f.forwardLogLevel(ctx, req)
 		}
 		f.g.endRequest(rc, res, err)
 		return res, err
 	}
+}
+
+// stampServerInfo sets the server identity that sessionless (2026-07-28)
+// results carry in _meta to the virtual server's: an upstream's own stamp
+// would otherwise leak through a composed virtual server, and the go-sdk's
+// default stamp (the face) would unmask a transparent one.
+func (f *face) stampServerInfo(req mcp.Request, res mcp.Result) {
+	if res == nil || reflect.ValueOf(res).IsNil() || req.GetParams() == nil || reflect.ValueOf(req.GetParams()).IsNil() {
+		return
+	}
+	if _, newProtocol := req.GetParams().GetMeta()[mcp.MetaKeyProtocolVersion]; !newProtocol {
+		return
+	}
+	vs, err := f.vs()
+	if err != nil || vs.ServerInfo == nil {
+		return
+	}
+	m := res.GetMeta()
+	if m == nil {
+		m = map[string]any{}
+	}
+	m[mcp.MetaKeyServerInfo] = vs.ServerInfo
+	res.SetMeta(m)
 }
 
 // forwardLogLevel passes an agent's logging/setLevel to its upstream

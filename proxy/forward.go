@@ -63,10 +63,9 @@ func forward[R any](f *face, ctx context.Context, req mcp.Request, call *Call, s
 		if err == nil {
 			return res, nil
 		}
-		var werr *jsonrpc.Error
-		switch {
-		case errors.As(err, &werr):
-			return zero, err // the upstream's own answer: pass it on unchanged
+		switch werr := upstreamError(err); {
+		case werr != nil:
+			return zero, werr // the upstream's own answer: pass it on unchanged
 		case ctx.Err() != nil:
 			return zero, ctx.Err() // the agent cancelled
 		case timedOut:
@@ -87,6 +86,50 @@ func forward[R any](f *face, ctx context.Context, req mcp.Request, call *Call, s
 		}
 		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: cleanErr(err)})
 	}
+}
+
+// upstreamError returns the JSON-RPC error the upstream answered with, if
+// err carries one. The go-sdk client also reports its own failures as
+// JSON-RPC errors: -32005 "rejected by transport" wraps requests that never
+// reached the upstream (connection refused, HTTP 502/503/504/429), and
+// -32003/-32004 report a closing connection. Those are transport failures,
+// not answers: passing them on would hand the agent a misleading code and
+// the upstream's URL. Of an error tree the first non-transport JSON-RPC
+// error wins: the go-sdk wraps an upstream's HTTP-level JSON-RPC error
+// together with -32005, the upstream's first.
+func upstreamError(err error) *jsonrpc.Error {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case *jsonrpc.Error:
+		if isTransportError(e) {
+			return nil
+		}
+		return e
+	case interface{ Unwrap() []error }:
+		for _, c := range e.Unwrap() {
+			if w := upstreamError(c); w != nil {
+				return w
+			}
+		}
+		return nil
+	case interface{ Unwrap() error }:
+		return upstreamError(e.Unwrap())
+	}
+	return nil
+}
+
+// isTransportError reports whether e is one of the go-sdk's local
+// connection errors (jsonrpc2.ErrRejected, ErrClientClosing,
+// ErrServerClosing), which are not exported.
+func isTransportError(e *jsonrpc.Error) bool {
+	switch {
+	case e.Code == -32005 && e.Message == "rejected by transport",
+		e.Code == -32003 && e.Message == "client is closing",
+		e.Code == -32004 && e.Message == "server is closing":
+		return true
+	}
+	return false
 }
 
 func upstreamData(name string) json.RawMessage {

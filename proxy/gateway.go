@@ -177,50 +177,69 @@ func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
 // Apply replaces the configuration: upstreams that changed are restarted,
 // new ones started, removed ones stopped; then the snapshot is recompiled
 // and swapped. Agent sessions stay connected. If the new document does not
-// compile, the old configuration stays in force and the error is returned.
+// compile — against the current catalogs, or against what new and changed
+// upstreams turn out to serve — the old configuration stays in force,
+// untouched, and the error is returned.
 func (g *Gateway) Apply(doc *config.Document) error {
-	// Compile against current catalogs first, so a bad document changes
-	// nothing. Upstreams whose definition changes are compiled as unknown.
+	// Upstreams whose definition is unchanged keep running.
 	g.mu.Lock()
+	next := map[string]*upstream{}
 	cats := map[string]*Catalog{}
 	for _, uc := range doc.Upstreams {
 		if u := g.upstreams[uc.Name]; u != nil && sameUpstream(u.cfg, uc) {
+			next[uc.Name] = u
 			cats[uc.Name] = u.Catalog()
 		}
 	}
 	g.mu.Unlock()
+	// Compile against current catalogs first, so a document that is
+	// already known to be bad starts nothing. New and changed upstreams
+	// are compiled as unknown.
 	if _, err := compile(doc, cats, 0); err != nil {
 		return err
 	}
 
-	g.mu.Lock()
-	old := g.upstreams
-	g.doc = doc
-	g.upstreams = map[string]*upstream{}
-	var started, stopped []*upstream
+	// Start new and changed upstreams beside the running ones, and compile
+	// again with what they serve: only then does the document replace the
+	// running one.
+	var started []*upstream
 	for _, uc := range doc.Upstreams {
-		if u := old[uc.Name]; u != nil && sameUpstream(u.cfg, uc) {
-			g.upstreams[uc.Name] = u
-			delete(old, uc.Name)
-			continue
+		if next[uc.Name] == nil {
+			u := g.newUpstream(uc)
+			next[uc.Name] = u
+			started = append(started, u)
 		}
-		u := g.newUpstream(uc)
-		g.upstreams[uc.Name] = u
-		started = append(started, u)
-	}
-	for _, u := range old {
-		stopped = append(stopped, u)
-	}
-	g.mu.Unlock()
-	for _, u := range stopped {
-		g.metrics.upstreamUp.DeleteLabelValues(u.name())
-		go u.stop()
 	}
 	for _, u := range started {
 		u.start(g.ctx)
 	}
 	g.waitUpstreams(context.Background(), started, maxConnectTimeout(started))
-	return g.recompile()
+	g.mu.Lock()
+	old := g.upstreams
+	err := g.swapLocked(doc, next)
+	if err == nil {
+		g.lastErr = nil
+	}
+	g.mu.Unlock()
+	if err != nil {
+		for _, u := range started {
+			go u.stop()
+		}
+		return err
+	}
+	for name, u := range old {
+		if next[name] == u {
+			continue
+		}
+		if next[name] == nil {
+			g.metrics.upstreamUp.DeleteLabelValues(name)
+		}
+		go u.stop()
+	}
+	for _, u := range started {
+		g.setUpGauge(u, u.Health())
+	}
+	return nil
 }
 
 func maxConnectTimeout(ups []*upstream) time.Duration {
@@ -245,13 +264,21 @@ func (g *Gateway) newUpstream(uc config.Upstream) *upstream {
 		newClient:  g.newClient,
 		onCatalog:  func(*upstream) { g.recompileLogged() },
 		onState: func(u *upstream, h Health) {
-			v := 0.0
-			if h.State == StateReady {
-				v = 1
+			// An upstream started by a reload that is not (yet) in force
+			// must not speak for the one of the same name that is.
+			if g.upstream(u.name()) == u {
+				g.setUpGauge(u, h)
 			}
-			g.metrics.upstreamUp.WithLabelValues(u.name()).Set(v)
 		},
 	}
+}
+
+func (g *Gateway) setUpGauge(u *upstream, h Health) {
+	v := 0.0
+	if h.State == StateReady {
+		v = 1
+	}
+	g.metrics.upstreamUp.WithLabelValues(u.name()).Set(v)
 }
 
 // upstreamHTTPClient returns the shared client, wrapped to add configured
@@ -312,15 +339,24 @@ func (g *Gateway) recompileLogged() {
 func (g *Gateway) recompile() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	err := g.swapLocked(g.doc, g.upstreams)
+	g.lastErr = err
+	return err
+}
+
+// swapLocked compiles doc against the catalogs of ups and, if it compiles,
+// makes doc, ups and the new snapshot current and syncs faces. If it does
+// not, nothing changes. g.mu must be held.
+func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) error {
 	cats := map[string]*Catalog{}
-	for name, u := range g.upstreams {
+	for name, u := range ups {
 		cats[name] = u.Catalog()
 	}
-	snap, err := compile(g.doc, cats, g.rev.Add(1))
-	g.lastErr = err
+	snap, err := compile(doc, cats, g.rev.Add(1))
 	if err != nil {
 		return err
 	}
+	g.doc, g.upstreams = doc, ups
 	g.snap.Store(snap)
 	g.metrics.revision.Set(float64(snap.Revision))
 	for name, vs := range snap.VS {

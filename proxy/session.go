@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -57,6 +58,10 @@ type upstreamConn struct {
 
 	mu      sync.Mutex
 	flights []*flight
+	// busy lives while any request is in flight on the connection; idle
+	// ends it. See relayFor.
+	busy context.Context
+	idle context.CancelFunc
 }
 
 // flight is one agent request being forwarded. Its ctx belongs to the
@@ -64,34 +69,78 @@ type upstreamConn struct {
 type flight struct {
 	agent *agentSession
 	ctx   context.Context
+	// over is set once the upstream has answered.
+	over atomic.Bool
+}
+
+// relay returns the flight to relay something from the upstream for, on
+// f's behalf, cancelled with cancel.
+//
+// Its context carries f's values, which make the go-sdk send on the
+// agent's request stream, only while f is in flight; afterwards it carries
+// none, and the go-sdk sends on the agent's standalone stream. The go-sdk
+// looks the values up when it writes, so a relay racing the end of f is
+// not sent to a stream already closed (and dropped).
+//
+// Messages do arrive after the answer: the go-sdk client hands an
+// upstream's response to its caller at once but queues the notifications
+// read before it for its handlers, so progress and log messages an
+// upstream sent just before its result may be handled after forward has
+// returned. They then reach the agent after the result, on its standalone
+// stream (if it opened one), possibly out of order with those sent before.
+func (f *flight) relay(cancel context.Context) *flight {
+	return &flight{agent: f.agent, ctx: flightCtx{Context: cancel, f: f}}
+}
+
+// flightCtx is a context with the cancellation of the one it embeds and,
+// while f is in flight, the values of f's (after it, none).
+type flightCtx struct {
+	context.Context
+	f *flight
+}
+
+func (c flightCtx) Value(key any) any {
+	if c.f.over.Load() {
+		return nil
+	}
+	return c.f.ctx.Value(key)
 }
 
 func (c *upstreamConn) begin(f *flight) func() {
 	c.mu.Lock()
+	if len(c.flights) == 0 {
+		c.busy, c.idle = context.WithCancel(context.Background())
+	}
 	c.flights = append(c.flights, f)
 	c.mu.Unlock()
 	return func() {
+		f.over.Store(true)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for i, x := range c.flights {
 			if x == f {
 				c.flights = append(c.flights[:i], c.flights[i+1:]...)
-				return
+				break
 			}
+		}
+		if len(c.flights) == 0 && c.idle != nil {
+			c.idle()
+			c.idle = nil
 		}
 	}
 }
 
-// latest returns the most recent request in flight on c, or nil. Upstream
-// requests (sampling, elicitation) are answered on behalf of that request's
-// agent: an upstream asks them while handling a call.
-func (c *upstreamConn) latest() *flight {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.flights) == 0 {
-		return nil
+// relayFor returns the flight to relay something for on a bound session,
+// on behalf of f, the most recent request in flight. The go-sdk does not
+// say which request an upstream's callback belongs to, so f may not be
+// the request that caused it, and f may end first: the relay is cancelled
+// only when no request is in flight on c any more. c.mu must be held.
+func (c *upstreamConn) relayFor(f *flight) *flight {
+	busy := c.busy
+	if busy == nil {
+		busy = context.Background()
 	}
-	return c.flights[len(c.flights)-1]
+	return f.relay(busy)
 }
 
 // agentFor returns the gateway session state for ss, creating it on first
@@ -238,8 +287,14 @@ type progressRoute struct {
 	token  any
 }
 
+// progressLinger is how long a progress token stays routable after its
+// request was answered, for notifications the go-sdk client handles after
+// the response they preceded.
+const progressLinger = 5 * time.Second
+
 // rewrite replaces a progress token in meta with a fresh gateway token and
 // returns the new meta (meta itself is not modified) and a release func.
+// Released tokens stay routable for progressLinger.
 func (p *progressTokens) rewrite(meta mcp.Meta, f *flight) (mcp.Meta, func()) {
 	tok, ok := meta["progressToken"]
 	if !ok || tok == nil {
@@ -252,7 +307,7 @@ func (p *progressTokens) rewrite(meta mcp.Meta, f *flight) (mcp.Meta, func()) {
 		out[k] = v
 	}
 	out["progressToken"] = id
-	return out, func() { p.m.Delete(id) }
+	return out, func() { time.AfterFunc(progressLinger, func() { p.m.Delete(id) }) }
 }
 
 func (p *progressTokens) lookup(tok any) (*progressRoute, bool) {
@@ -264,7 +319,8 @@ func (p *progressTokens) lookup(tok any) (*progressRoute, bool) {
 	if !ok {
 		return nil, false
 	}
-	return v.(*progressRoute), true
+	r := v.(*progressRoute)
+	return &progressRoute{flight: r.flight.relay(context.Background()), token: r.token}, true
 }
 
 // relayTarget picks the agent and context for something an upstream sent
@@ -276,17 +332,18 @@ func (p *progressTokens) lookup(tok any) (*progressRoute, bool) {
 // when exactly one request is in flight: guessing between agents could hand
 // one agent's sampling request or log line to another.
 func relayTarget(conn *upstreamConn) (*flight, error) {
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
 	if conn.agent != nil {
-		if f := conn.latest(); f != nil {
-			return f, nil
+		if n := len(conn.flights); n > 0 {
+			return conn.relayFor(conn.flights[n-1]), nil
 		}
 		return &flight{agent: conn.agent, ctx: context.Background()}, nil
 	}
-	conn.mu.Lock()
-	defer conn.mu.Unlock()
 	switch len(conn.flights) {
 	case 1:
-		return conn.flights[0], nil
+		f := conn.flights[0]
+		return f.relay(f.ctx), nil
 	case 0:
 		return nil, fmt.Errorf("upstream %q sent a request while no agent request was in flight", conn.up.name())
 	}

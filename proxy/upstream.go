@@ -18,6 +18,17 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
+// upstreamProtocol is the protocol version the gateway asks upstreams for.
+// Agents reach the gateway's faces over session-based protocol versions
+// (the faces are stateful), and on those a server may call back into the
+// client mid-request: sampling, elicitation, roots. Left to its default, the
+// go-sdk client would negotiate the sessionless 2026-07-28 with upstreams
+// that support it (stdio ones, stateless HTTP ones), where such callbacks are
+// refused ("return an InputRequests map instead"), so relaying them breaks.
+// On 2025-11-25 both styles work: servers that return InputRequests have the
+// go-sdk call the client for them.
+const upstreamProtocol = "2025-11-25"
+
 // Health states of an upstream, as shown on /readyz and in metrics.
 const (
 	StateConnecting = "connecting"
@@ -32,6 +43,11 @@ const (
 	backoffMax     = 30 * time.Second
 	healthInterval = 10 * time.Second
 	healthTimeout  = 5 * time.Second
+	// stableAfter is how long a session must have lived for its loss to
+	// be reconnected at once; one lost sooner (a stdio server that crashes
+	// right after initializing, say) waits out the backoff first, so a
+	// crash loop is not respawned as fast as it can die.
+	stableAfter = 10 * time.Second
 )
 
 // Health is a point-in-time view of an upstream.
@@ -186,7 +202,6 @@ func (u *upstream) supervise(ctx context.Context) {
 			u.mu.Unlock()
 			continue
 		}
-		backoff = backoffMin
 		u.mu.Lock()
 		u.control = conn
 		u.mu.Unlock()
@@ -194,6 +209,7 @@ func (u *upstream) supervise(ctx context.Context) {
 			u.log.Warn("list upstream features", "error", err)
 		}
 		u.setState(StateReady, nil)
+		up := time.Now()
 		err = u.watch(ctx, conn)
 		u.mu.Lock()
 		u.control = nil
@@ -206,6 +222,14 @@ func (u *upstream) supervise(ctx context.Context) {
 		u.mu.Lock()
 		u.restarts++
 		u.mu.Unlock()
+		if time.Since(up) >= stableAfter {
+			backoff = backoffMin
+			continue
+		}
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, backoffMax)
 	}
 }
 
@@ -253,7 +277,7 @@ func (u *upstream) connect(base context.Context, agent *agentSession, control bo
 	timer := time.AfterFunc(timeout, cancel)
 	conn := &upstreamConn{up: u, agent: agent, control: control}
 	client := u.newClient(u, conn)
-	cs, err := client.Connect(ctx, t, nil)
+	cs, err := client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: upstreamProtocol})
 	if !timer.Stop() && err == nil {
 		_ = cs.Close()
 		err = context.DeadlineExceeded

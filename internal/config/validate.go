@@ -171,8 +171,8 @@ func (vs *VirtualServer) validate(v *validator, p string, seen, upstreams map[st
 				}
 			}
 		}
-		checkRenames(v, sp+".rename", s.Rename, s.Tools, s.ExcludeTools, s.Upstream, exposedTools)
-		checkRenames(v, sp+".rename_prompts", s.RenamePrompts, s.Prompts, s.ExcludePrompts, s.Upstream, exposedPrompts)
+		checkRenames(v, sp+".rename", sp+".tools", s.Rename, s.Tools, s.ExcludeTools, s.Upstream, exposedTools)
+		checkRenames(v, sp+".rename_prompts", sp+".prompts", s.RenamePrompts, s.Prompts, s.ExcludePrompts, s.Upstream, exposedPrompts)
 		for name := range s.Descriptions {
 			if name == "" {
 				v.add(sp+".descriptions", "empty tool name")
@@ -181,7 +181,10 @@ func (vs *VirtualServer) validate(v *validator, p string, seen, upstreams map[st
 	}
 }
 
-func checkRenames(v *validator, p string, rename map[string]string, include, exclude []string, upstream string, exposed map[string]string) {
+// checkRenames checks one selection's renames (at path p) and explicit
+// include list (at path listPath) against the names other selections of
+// the virtual server expose.
+func checkRenames(v *validator, p, listPath string, rename map[string]string, include, exclude []string, upstream string, exposed map[string]string) {
 	targets := map[string]string{}
 	for from, to := range rename {
 		if to == "" {
@@ -203,7 +206,7 @@ func checkRenames(v *validator, p string, rename map[string]string, include, exc
 		}
 		exposed[to] = upstream
 	}
-	for _, name := range include {
+	for j, name := range include {
 		if strings.ContainsAny(name, "*?[") {
 			continue
 		}
@@ -211,7 +214,7 @@ func checkRenames(v *validator, p string, rename map[string]string, include, exc
 			continue
 		}
 		if other, ok := exposed[name]; ok && other != upstream {
-			v.add(p, "name collision: %q is also exposed by upstream %q", name, other)
+			v.add(fmt.Sprintf("%s[%d]", listPath, j), "name collision: %q is also exposed by upstream %q", name, other)
 		}
 		exposed[name] = upstream
 	}

@@ -328,3 +328,27 @@ func toolNames(t testing.TB, cs *mcp.ClientSession) []string {
 	}
 	return names
 }
+
+// connectClient is connect for a caller-built client (so the test can add
+// roots or handlers to it) over streamable HTTP, asking for protocol
+// version (empty: the go-sdk's latest).
+func connectClient(t testing.TB, c *mcp.Client, url, key, version string) *mcp.ClientSession {
+	t.Helper()
+	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: httpClient(key), MaxRetries: -1}
+	// As in dial: the session's streams live on the Connect context, so a
+	// timer, not a deadline, bounds the handshake.
+	ctx, cancel := context.WithCancel(context.Background())
+	timer := time.AfterFunc(15*time.Second, cancel)
+	cs, err := c.Connect(ctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if !timer.Stop() && err == nil {
+		_ = cs.Close()
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
+		cancel()
+		t.Fatalf("connect %s (protocol %q): %v", url, version, err)
+	}
+	go func() { _ = cs.Wait(); cancel() }()
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
