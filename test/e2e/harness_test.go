@@ -135,21 +135,6 @@ func (p *proc) stop() {
 
 func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
 
-// waitHTTP polls url until it answers (any status) or the deadline passes.
-func waitHTTP(t testing.TB, url string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", url)
-}
-
 // demoHTTP starts the demo server on a free port over an HTTP transport and
 // returns its MCP URL.
 func demoHTTP(t testing.TB, transport, name string) (string, *proc) {
