@@ -172,3 +172,50 @@ virtual_servers: [{name: private, include: [{upstream: a}]}]
 		}
 	}
 }
+
+// TestSubscriptionsCountedAndReleased: two agents subscribing to one
+// resource cost the upstream one subscription, and it is released when the
+// last of them unsubscribes or disconnects.
+func TestSubscriptionsCountedAndReleased(t *testing.T) {
+	var mu sync.Mutex
+	var log []string
+	record := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler:   func(_ context.Context, r *mcp.SubscribeRequest) error { record("sub " + r.Params.URI); return nil },
+		UnsubscribeHandler: func(_ context.Context, r *mcp.UnsubscribeRequest) error { record("unsub " + r.Params.URI); return nil },
+	})
+	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	_, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+`, up.URL))
+	ctx := context.Background()
+	a := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	b := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	for _, cs := range []*mcp.ClientSession{a, b, a} {
+		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "x://r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: "x://r"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := fmt.Sprint(log)
+		mu.Unlock()
+		if got == "[sub x://r unsub x://r]" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream saw %s, want one subscribe and, after the last agent left, one unsubscribe", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -36,6 +36,7 @@ type agentSession struct {
 	sessionless bool
 
 	mu       sync.Mutex
+	subs     map[subKey]bool  // resource subscriptions held
 	slots    map[string]*slot // by upstream name
 	logLevel mcp.LoggingLevel
 	closed   bool
@@ -174,7 +175,12 @@ func (as *agentSession) close() {
 	as.closed = true
 	slots := as.slots
 	as.slots = map[string]*slot{}
+	subs := as.subs
+	as.subs = nil
 	as.mu.Unlock()
+	for k := range subs {
+		as.g.subs.release(context.Background(), as.g, k)
+	}
 	for _, s := range slots {
 		s.mu.Lock()
 		if s.conn != nil {

@@ -124,9 +124,6 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog) (*VirtualS
 		Templates: map[string]*Route{},
 	}
 	var errs []error
-	collide := func(kind, name, a, b string) {
-		errs = append(errs, &CollisionError{VS: c.Name, Kind: kind, Name: name, Upstreams: [2]string{a, b}})
-	}
 	for _, sel := range c.Include {
 		if !slices.Contains(vs.Upstreams, sel.Upstream) {
 			vs.Upstreams = append(vs.Upstreams, sel.Upstream)
@@ -135,58 +132,42 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog) (*VirtualS
 		if cat == nil {
 			continue
 		}
-		for _, t := range cat.Tools {
-			if !selected(sel.Tools, sel.ExcludeTools, t.Name) {
-				continue
+		add := func(kind, name, from string, routes map[string]*Route) bool {
+			if prev, ok := routes[name]; ok {
+				errs = append(errs, &CollisionError{VS: c.Name, Kind: kind, Name: name, Upstreams: [2]string{prev.Upstream, sel.Upstream}})
+				return false
 			}
+			routes[name] = &Route{Upstream: sel.Upstream, Name: from}
+			return true
+		}
+		for _, t := range selectedOf(cat.Tools, sel.Tools, sel.ExcludeTools, func(t *mcp.Tool) string { return t.Name }) {
 			name := renamed(sel.Rename, t.Name)
-			if prev, ok := vs.Tools[name]; ok {
-				collide("tool", name, prev.Upstream, sel.Upstream)
-				continue
+			if add("tool", name, t.Name, vs.Tools) {
+				def := *t
+				def.Name = name
+				if d, ok := sel.Descriptions[name]; ok {
+					def.Description = d
+				}
+				vs.ToolDefs = append(vs.ToolDefs, &def)
 			}
-			vs.Tools[name] = &Route{Upstream: sel.Upstream, Name: t.Name}
-			def := *t
-			def.Name = name
-			if d, ok := sel.Descriptions[name]; ok {
-				def.Description = d
-			}
-			vs.ToolDefs = append(vs.ToolDefs, &def)
 		}
-		for _, p := range cat.Prompts {
-			if !selected(sel.Prompts, sel.ExcludePrompts, p.Name) {
-				continue
-			}
+		for _, p := range selectedOf(cat.Prompts, sel.Prompts, sel.ExcludePrompts, func(p *mcp.Prompt) string { return p.Name }) {
 			name := renamed(sel.RenamePrompts, p.Name)
-			if prev, ok := vs.Prompts[name]; ok {
-				collide("prompt", name, prev.Upstream, sel.Upstream)
-				continue
+			if add("prompt", name, p.Name, vs.Prompts) {
+				def := *p
+				def.Name = name
+				vs.PromptDefs = append(vs.PromptDefs, &def)
 			}
-			vs.Prompts[name] = &Route{Upstream: sel.Upstream, Name: p.Name}
-			def := *p
-			def.Name = name
-			vs.PromptDefs = append(vs.PromptDefs, &def)
 		}
-		for _, r := range cat.Resources {
-			if !selected(sel.Resources, sel.ExcludeResources, r.URI) {
-				continue
+		for _, r := range selectedOf(cat.Resources, sel.Resources, sel.ExcludeResources, func(r *mcp.Resource) string { return r.URI }) {
+			if add("resource", r.URI, r.URI, vs.Resources) {
+				vs.ResourceDefs = append(vs.ResourceDefs, r)
 			}
-			if prev, ok := vs.Resources[r.URI]; ok {
-				collide("resource", r.URI, prev.Upstream, sel.Upstream)
-				continue
-			}
-			vs.Resources[r.URI] = &Route{Upstream: sel.Upstream, Name: r.URI}
-			vs.ResourceDefs = append(vs.ResourceDefs, r)
 		}
-		for _, r := range cat.Templates {
-			if !selected(sel.ResourceTemplates, sel.ExcludeResourceTemplates, r.URITemplate) {
-				continue
+		for _, r := range selectedOf(cat.Templates, sel.ResourceTemplates, sel.ExcludeResourceTemplates, func(r *mcp.ResourceTemplate) string { return r.URITemplate }) {
+			if add("resource template", r.URITemplate, r.URITemplate, vs.Templates) {
+				vs.TemplateDefs = append(vs.TemplateDefs, r)
 			}
-			if prev, ok := vs.Templates[r.URITemplate]; ok {
-				collide("resource template", r.URITemplate, prev.Upstream, sel.Upstream)
-				continue
-			}
-			vs.Templates[r.URITemplate] = &Route{Upstream: sel.Upstream, Name: r.URITemplate}
-			vs.TemplateDefs = append(vs.TemplateDefs, r)
 		}
 	}
 	if len(c.Include) == 1 && isPlain(&c.Include[0]) {
@@ -259,6 +240,18 @@ func anyCap(catalogs map[string]*Catalog, names []string, f func(*mcp.ServerCapa
 		}
 	}
 	return false
+}
+
+// selectedOf returns the items whose key the include and exclude lists
+// select, in order.
+func selectedOf[T any](items []T, include, exclude []string, key func(T) string) []T {
+	var out []T
+	for _, it := range items {
+		if selected(include, exclude, key(it)) {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 func selected(include, exclude []string, name string) bool {

@@ -21,28 +21,68 @@ type subscriptions struct {
 type subKey struct{ upstream, uri string }
 
 func (f *face) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
-	vs, err := f.vs()
+	k, err := f.subKey(req.Params.URI)
 	if err != nil {
 		return err
 	}
-	up, ok := vs.resourceUpstream(req.Params.URI)
-	if !ok {
-		return mcp.ResourceNotFoundError(req.Params.URI)
+	as := f.g.agentFor(req.Session, f.name, principalOf(req))
+	if !as.holdSub(k) {
+		return nil // already subscribed: the SDK keeps one entry per session
 	}
-	return f.g.subs.acquire(ctx, f.g, subKey{up, req.Params.URI})
+	if err := f.g.subs.acquire(ctx, f.g, k); err != nil {
+		as.dropSub(k)
+		return err
+	}
+	return nil
 }
 
 func (f *face) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) error {
-	vs, err := f.vs()
+	k, err := f.subKey(req.Params.URI)
 	if err != nil {
 		return err
 	}
-	up, ok := vs.resourceUpstream(req.Params.URI)
-	if !ok {
-		return mcp.ResourceNotFoundError(req.Params.URI)
+	if f.g.agentFor(req.Session, f.name, principalOf(req)).dropSub(k) {
+		f.g.subs.release(ctx, f.g, k)
 	}
-	f.g.subs.release(ctx, f.g, subKey{up, req.Params.URI})
 	return nil
+}
+
+// holdSub records that the agent session subscribed to k; it reports
+// false if it already had. Subscriptions still held when the session
+// ends are released (the go-sdk forgets them without telling handlers).
+func (as *agentSession) holdSub(k subKey) bool {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if as.subs == nil {
+		as.subs = map[subKey]bool{}
+	}
+	if as.subs[k] {
+		return false
+	}
+	as.subs[k] = true
+	return true
+}
+
+// dropSub forgets k and reports whether the session held it.
+func (as *agentSession) dropSub(k subKey) bool {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	held := as.subs[k]
+	delete(as.subs, k)
+	return held
+}
+
+// subKey finds the upstream serving uri in this virtual server.
+func (f *face) subKey(uri string) (subKey, error) {
+	vs, err := f.vs()
+	if err != nil {
+		return subKey{}, err
+	}
+	up, ok := vs.resourceUpstream(uri)
+	if !ok {
+		return subKey{}, mcp.ResourceNotFoundError(uri)
+	}
+	return subKey{up, uri}, nil
 }
 
 func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey) error {

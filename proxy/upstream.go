@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"os"
@@ -355,38 +356,14 @@ func (u *upstream) refreshCatalog(ctx context.Context) error {
 	}
 	var errs []error
 	if caps.Tools != nil {
-		for t, err := range cs.Tools(ctx, nil) {
-			if err != nil {
-				errs = append(errs, fmt.Errorf("tools/list: %w", err))
-				break
-			}
-			cat.Tools = append(cat.Tools, t)
-		}
+		cat.Tools = collect(cs.Tools(ctx, nil), "tools/list", &errs)
 	}
 	if caps.Resources != nil {
-		for r, err := range cs.Resources(ctx, nil) {
-			if err != nil {
-				errs = append(errs, fmt.Errorf("resources/list: %w", err))
-				break
-			}
-			cat.Resources = append(cat.Resources, r)
-		}
-		for r, err := range cs.ResourceTemplates(ctx, nil) {
-			if err != nil {
-				errs = append(errs, fmt.Errorf("resources/templates/list: %w", err))
-				break
-			}
-			cat.Templates = append(cat.Templates, r)
-		}
+		cat.Resources = collect(cs.Resources(ctx, nil), "resources/list", &errs)
+		cat.Templates = collect(cs.ResourceTemplates(ctx, nil), "resources/templates/list", &errs)
 	}
 	if caps.Prompts != nil {
-		for p, err := range cs.Prompts(ctx, nil) {
-			if err != nil {
-				errs = append(errs, fmt.Errorf("prompts/list: %w", err))
-				break
-			}
-			cat.Prompts = append(cat.Prompts, p)
-		}
+		cat.Prompts = collect(cs.Prompts(ctx, nil), "prompts/list", &errs)
 	}
 	u.mu.Lock()
 	u.catalog = cat
@@ -397,6 +374,19 @@ func (u *upstream) refreshCatalog(ctx context.Context) error {
 		u.onCatalog(u)
 	}
 	return errors.Join(errs...)
+}
+
+// collect drains a paginated list, recording the first error under what.
+func collect[T any](seq iter.Seq2[T, error], what string, errs *[]error) []T {
+	var out []T
+	for v, err := range seq {
+		if err != nil {
+			*errs = append(*errs, fmt.Errorf("%s: %w", what, err))
+			break
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // controlConn returns the live control session or an error naming the
