@@ -452,19 +452,15 @@ func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
 	}
 	if agentCaps != nil && agentCaps.Sampling != nil && agentCaps.Sampling.Tools != nil {
 		opts.CreateMessageWithToolsHandler = func(ctx context.Context, req *mcp.CreateMessageWithToolsRequest) (*mcp.CreateMessageWithToolsResult, error) {
-			f, err := relayTarget(conn)
-			if err != nil {
-				return nil, err
-			}
-			return f.agent.ss.CreateMessageWithTools(f.ctx, req.Params)
+			return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
+				return ss.CreateMessageWithTools(ctx, req.Params)
+			})
 		}
 	} else {
 		opts.CreateMessageHandler = func(ctx context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-			f, err := relayTarget(conn)
-			if err != nil {
-				return nil, err
-			}
-			return f.agent.ss.CreateMessage(f.ctx, req.Params)
+			return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageResult, error) {
+				return ss.CreateMessage(ctx, req.Params)
+			})
 		}
 	}
 	if conn.control {
@@ -497,23 +493,37 @@ func (g *Gateway) clientRelay(conn *upstreamConn) mcp.Middleware {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			switch method {
 			case "roots/list":
-				f, err := relayTarget(conn)
-				if err != nil {
-					return nil, err
-				}
 				params, _ := req.GetParams().(*mcp.ListRootsParams)
-				return f.agent.ss.ListRoots(f.ctx, params)
+				return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ListRootsResult, error) {
+					return ss.ListRoots(ctx, params)
+				})
 			case "elicitation/create":
-				f, err := relayTarget(conn)
-				if err != nil {
-					return nil, err
-				}
 				params, _ := req.GetParams().(*mcp.ElicitParams)
-				return f.agent.ss.Elicit(f.ctx, params)
+				return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {
+					return ss.Elicit(ctx, params)
+				})
 			}
 			return next(ctx, method, req)
 		}
 	}
+}
+
+// relayRequest asks the agent behind conn something on the upstream's
+// behalf (sampling, elicitation, roots). If the upstream cancels its
+// request, the agent's is cancelled too.
+func relayRequest[R any](upstreamCtx context.Context, conn *upstreamConn, ask func(context.Context, *mcp.ServerSession) (R, error)) (R, error) {
+	f, err := relayTarget(conn)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	stop := context.AfterFunc(upstreamCtx, cancel)
+	defer func() {
+		stop()
+		cancel()
+	}()
+	return ask(ctx, f.agent.ss)
 }
 
 // errNotFound is returned for names a virtual server does not expose.
