@@ -1,0 +1,172 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
+)
+
+// Error codes in the extensions of GraphQL errors ("extensions": {"code": ...}).
+// Clients branch on these, not on messages.
+const (
+	codeInvalid         = "INVALID"         // a field failed validation; extensions.field says which
+	codeConflict        = "CONFLICT"        // a unique name or key already exists
+	codeNotFound        = "NOT_FOUND"       // no entity with that ID
+	codeInUse           = "IN_USE"          // other entities still refer to it
+	codeForbidden       = "FORBIDDEN"       // the admin token lacks the role
+	codeUnauthenticated = "UNAUTHENTICATED" // no or bad admin token
+	codeUnavailable     = "UNAVAILABLE"     // needs the running gateway
+	codeLimit           = "LIMIT_EXCEEDED"  // query too deep
+)
+
+// ErrGatewayUnavailable is the error of operations that need the running
+// gateway when the API has none ([Resolver.Gateway] is nil).
+var ErrGatewayUnavailable = errors.New("this operation needs the running gateway, which this admin API is not connected to")
+
+var errUnauthenticated = errors.New("missing or invalid admin token")
+
+// fieldError is a validation error of one argument field, e.g. "agent" or
+// "input.name".
+func fieldError(ctx context.Context, field, code, format string, args ...any) *gqlerror.Error {
+	e := gqlerror.ErrorPathf(graphql.GetPath(ctx), format, args...)
+	e.Extensions = map[string]any{"code": code, "field": field}
+	return e
+}
+
+// presentError is the gqlgen error presenter: it turns store errors into
+// messages an admin can act on and tags each with a code, and validation
+// errors with the input field at fault.
+func presentError(ctx context.Context, err error) *gqlerror.Error {
+	gerr := graphql.DefaultErrorPresenter(ctx, err)
+	if gerr.Extensions != nil && gerr.Extensions["code"] != nil {
+		return gerr
+	}
+	set := func(code, field, msg string) *gqlerror.Error {
+		gerr.Message = msg
+		gerr.Extensions = map[string]any{"code": code}
+		if field != "" {
+			gerr.Extensions["field"] = field
+		}
+		return gerr
+	}
+	var (
+		ve  *ent.ValidationError
+		fe  *schematype.FieldError
+		fes schematype.FieldErrors
+		nf  *ent.NotFoundError
+		ce  *ent.ConstraintError
+		pge *pgconn.PgError
+	)
+	switch {
+	case errors.As(err, &ve):
+		field, msg := validationMessage(ve)
+		return set(codeInvalid, "input."+field, field+": "+msg)
+	case errors.As(err, &fe) || (errors.As(err, &fes) && len(fes) > 0):
+		if fe == nil {
+			fe = fes[0] // not expanded by expandFieldErrors: report the first
+		}
+		field := gqlField(fe.Field)
+		return set(codeInvalid, "input."+field, field+": "+fe.Reason)
+	case errors.As(err, &nf):
+		return set(codeNotFound, "", "not found: "+strings.TrimPrefix(nf.Error(), "ent: "))
+	case errors.Is(err, ErrGatewayUnavailable):
+		return set(codeUnavailable, "", err.Error())
+	case errors.Is(err, errUnauthenticated):
+		return set(codeUnauthenticated, "", err.Error())
+	case errors.As(err, &pge) && strings.HasPrefix(pge.Code, "23"), errors.As(err, &ce): // class 23: integrity constraint violation
+		return constraintError(err, pge, set)
+	}
+	return gerr
+}
+
+// expandFieldErrors expands a [schematype.FieldErrors] (several invalid fields
+// of one mutation) into one GraphQL error per field; other errors pass.
+func expandFieldErrors(err error) error {
+	var fes schematype.FieldErrors
+	if !errors.As(err, &fes) {
+		return err
+	}
+	list := make(gqlerror.List, len(fes))
+	for i, fe := range fes {
+		list[i] = &gqlerror.Error{Err: fe, Message: fe.Error()}
+	}
+	return list
+}
+
+var (
+	sqliteUniqueRE = regexp.MustCompile(`UNIQUE constraint failed: \w+\.(\w+)`)
+	pgDetailRE     = regexp.MustCompile(`^Key \(([^)]+)\)=`)
+)
+
+func constraintError(err error, pge *pgconn.PgError, set func(code, field, msg string) *gqlerror.Error) *gqlerror.Error {
+	msg := err.Error()
+	var column string
+	switch {
+	case pge != nil && pge.Code == "23505": // unique_violation
+		if m := pgDetailRE.FindStringSubmatch(pge.Detail); m != nil {
+			column = m[1]
+		}
+	case pge != nil && pge.Code == "23503": // foreign_key_violation
+		return set(codeInUse, "", "still in use: other entities refer to it (e.g. an upstream selected by a virtual server); remove those first")
+	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
+		return set(codeInUse, "", "still in use: other entities refer to it (e.g. an upstream selected by a virtual server); remove those first")
+	default:
+		if m := sqliteUniqueRE.FindStringSubmatch(msg); m != nil {
+			column = m[1]
+		}
+	}
+	if column == "" || strings.Contains(column, ",") {
+		return set(codeConflict, "", "conflicts with an existing entity (a unique name or key is taken)")
+	}
+	field := gqlField(column)
+	return set(codeConflict, "input."+field, fmt.Sprintf("%s: already taken by another entity", field))
+}
+
+// validationMessage returns the GraphQL input field name and reason of an
+// Ent validation error, without Ent's wording around it.
+func validationMessage(ve *ent.ValidationError) (field, msg string) {
+	field = gqlField(ve.Name)
+	inner := errors.Unwrap(ve)
+	switch {
+	case inner == nil:
+		msg = ve.Error()
+	case errors.Unwrap(inner) != nil:
+		msg = errors.Unwrap(inner).Error()
+	case strings.Contains(inner.Error(), "missing required edge"):
+		field, msg = field+"ID", "required"
+	case strings.Contains(inner.Error(), "missing required field"):
+		msg = "required"
+	default:
+		msg = inner.Error()
+	}
+	return field, msg
+}
+
+// gqlField converts an Ent field name (snake_case) to the GraphQL one
+// (camelCase), as entgql does: "escalate_to" -> "escalateTo".
+func gqlField(name string) string {
+	var b strings.Builder
+	upper := false
+	for i, r := range name {
+		switch {
+		case r == '_':
+			upper = i > 0
+		case upper:
+			b.WriteRune(unicode.ToUpper(r))
+			upper = false
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,296 @@
+package graph
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"entgo.io/contrib/entgql"
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/actor"
+	"github.com/gatehouse-dev/gatehouse/graph/generated"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+)
+
+// Defaults of [HandlerOptions].
+const (
+	DefaultComplexityLimit = 1000
+	DefaultDepthLimit      = 15
+	DefaultMaxBodyBytes    = 1 << 20
+)
+
+// HandlerOptions configures [NewHandler]. A nil *HandlerOptions means all
+// defaults.
+type HandlerOptions struct {
+	// Gateway is the running data path, for operations that need it. Nil
+	// means they answer UNAVAILABLE.
+	Gateway Gateway
+	// DisableIntrospection turns off __schema and __type queries. The zero
+	// value leaves introspection on.
+	DisableIntrospection bool
+	// DisablePlayground answers browser GET requests with 405 instead of the
+	// built-in query page. The zero value serves the page.
+	DisablePlayground bool
+	// ComplexityLimit bounds the complexity of one operation: one per
+	// field, a connection's selections counted once per node it may return
+	// (first or last, else 10). Zero
+	// means [DefaultComplexityLimit]; negative means no limit.
+	ComplexityLimit int
+	// DepthLimit bounds how deeply selections nest (introspection fields
+	// not counted). Zero means [DefaultDepthLimit]; negative means no limit.
+	DepthLimit int
+	// MaxBodyBytes bounds a request body. Zero means [DefaultMaxBodyBytes].
+	MaxBodyBytes int64
+	// Logger receives authentication failures. Nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock used for token expiry. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *HandlerOptions) withDefaults() HandlerOptions {
+	var r HandlerOptions
+	if o != nil {
+		r = *o
+	}
+	if r.ComplexityLimit == 0 {
+		r.ComplexityLimit = DefaultComplexityLimit
+	}
+	if r.DepthLimit == 0 {
+		r.DepthLimit = DefaultDepthLimit
+	}
+	if r.MaxBodyBytes == 0 {
+		r.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return r
+}
+
+// Principal is the admin behind a request: the admin token it authenticated
+// with. Writes it makes are recorded as [Principal.Actor].
+type Principal struct {
+	TokenID int
+	Name    string
+	Roles   []string
+}
+
+// HasRole reports whether p carries role.
+func (p *Principal) HasRole(role string) bool { return slices.Contains(p.Roles, role) }
+
+// Actor is how p's writes appear in created_by and updated_by: "token:NAME".
+func (p *Principal) Actor() string { return "token:" + p.Name }
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p, as the admin of the writes made
+// with it.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	ctx = context.WithValue(ctx, principalKey{}, p)
+	return actor.NewContext(ctx, p.Actor())
+}
+
+// PrincipalFromContext returns the admin principal in ctx, or nil.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+//go:embed playground.html
+var playgroundPage []byte
+
+// NewHandler returns the admin API over client as an HTTP handler, to mount
+// at any path (e.g. /admin/graphql):
+//
+//   - POST: a GraphQL request (JSON body). It needs "Authorization: Bearer
+//     <admin token>": without a valid one, 401. Mutations need the admin
+//     role (403-style FORBIDDEN error otherwise) and run in one transaction
+//     each; every operation is bounded in depth and complexity.
+//   - GET from a browser (Accept: text/html): a small self-contained query
+//     page that posts to the same URL. It loads nothing from elsewhere.
+//
+// Store the first admin token with [store.CreateAdminToken].
+func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
+	o := opts.withDefaults()
+	cfg := generated.Config{Resolvers: NewResolver(client, o.Gateway)}
+	weighConnections(&cfg.Complexity)
+	srv := handler.New(generated.NewExecutableSchema(cfg))
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](256))
+	if !o.DisableIntrospection {
+		srv.Use(extension.Introspection{})
+	}
+	if o.ComplexityLimit > 0 {
+		srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
+	}
+	if o.DepthLimit > 0 {
+		srv.Use(depthLimit{max: o.DepthLimit})
+	}
+	srv.AroundOperations(requireAdminForMutations)
+	srv.Use(entgql.Transactioner{TxOpener: client})
+	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
+		res, err := next(ctx)
+		return res, expandFieldErrors(err)
+	})
+	srv.SetErrorPresenter(presentError)
+	return &adminHandler{client: client, gql: srv, opts: o}
+}
+
+type adminHandler struct {
+	client *ent.Client
+	gql    http.Handler
+	opts   HandlerOptions
+}
+
+func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodGet, http.MethodHead:
+		if !h.opts.DisablePlayground && strings.Contains(r.Header.Get("Accept"), "text/html") {
+			servePlayground(w, r)
+			return
+		}
+		fallthrough
+	default:
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "send GraphQL requests with POST")
+		return
+	}
+	token, ok := identity.BearerToken(r)
+	if !ok {
+		h.unauthorized(w, r, "no bearer token")
+		return
+	}
+	t, err := store.AuthenticateAdminToken(r.Context(), h.client, token, h.opts.Now())
+	if err != nil {
+		if !errors.Is(err, store.ErrInvalidAdminToken) {
+			h.opts.Logger.Error("admin authentication failed", "error", err)
+			writeError(w, http.StatusInternalServerError, "INTERNAL", "authentication failed; see the gateway log")
+			return
+		}
+		h.unauthorized(w, r, err.Error())
+		return
+	}
+	p := &Principal{TokenID: t.ID, Name: t.Name, Roles: t.Roles}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+}
+
+func (h *adminHandler) unauthorized(w http.ResponseWriter, r *http.Request, reason string) {
+	// The token itself is never logged.
+	h.opts.Logger.Warn("admin API request refused", "remote", r.RemoteAddr, "reason", reason)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-admin"`)
+	writeError(w, http.StatusUnauthorized, codeUnauthenticated, "send an admin token: Authorization: Bearer <token>")
+}
+
+// writeError writes a GraphQL-shaped error response.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []any{map[string]any{"message": msg, "extensions": map[string]any{"code": code}}},
+	})
+}
+
+func servePlayground(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// The page may run its own inline script and talk to this origin only.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(playgroundPage)
+}
+
+// requireAdminForMutations lets only tokens with the admin role change the
+// configuration; every role may read it.
+func requireAdminForMutations(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	oc := graphql.GetOperationContext(ctx)
+	if oc.Operation == nil || oc.Operation.Operation != ast.Mutation {
+		return next(ctx)
+	}
+	if p := PrincipalFromContext(ctx); p == nil || !p.HasRole("admin") {
+		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+			Message:    "mutations need an admin token with the admin role",
+			Extensions: map[string]any{"code": codeForbidden},
+		}}})
+	}
+	return next(ctx)
+}
+
+// depthLimit refuses operations whose selections nest deeper than max.
+// Introspection fields (__schema, __type) are not counted: clients' standard
+// introspection query is deep by construction.
+type depthLimit struct{ max int }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = depthLimit{}
+
+func (depthLimit) ExtensionName() string                   { return "DepthLimit" }
+func (depthLimit) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (d depthLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if oc.Operation == nil {
+		return nil
+	}
+	if depth := selectionDepth(oc.Operation.SelectionSet, 0); depth > d.max {
+		return &gqlerror.Error{
+			Message:    "operation nests " + strconv.Itoa(depth) + " levels deep; the limit is " + strconv.Itoa(d.max),
+			Extensions: map[string]any{"code": codeLimit},
+		}
+	}
+	return nil
+}
+
+// selectionDepth returns how deeply set nests fields. Fragment cycles are
+// rejected by validation before this runs; level bounds the recursion anyway.
+func selectionDepth(set ast.SelectionSet, level int) int {
+	if level > 100 {
+		return level
+	}
+	max := 0
+	for _, s := range set {
+		var d int
+		switch s := s.(type) {
+		case *ast.Field:
+			if strings.HasPrefix(s.Name, "__") {
+				continue
+			}
+			d = 1 + selectionDepth(s.SelectionSet, level+1)
+		case *ast.InlineFragment:
+			d = selectionDepth(s.SelectionSet, level+1)
+		case *ast.FragmentSpread:
+			if s.Definition != nil {
+				d = selectionDepth(s.Definition.SelectionSet, level+1)
+			}
+		}
+		if d > max {
+			max = d
+		}
+	}
+	return max
+}

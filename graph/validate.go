@@ -1,0 +1,60 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/graph/model"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+)
+
+// validateConfig compiles the store into the declarative document (as
+// `gatehouse export` writes it: lists sorted by name) and validates it.
+func validateConfig(ctx context.Context, client *ent.Client) (*model.ConfigValidation, error) {
+	doc, err := store.ExportDocument(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	res := &model.ConfigValidation{Valid: true, Errors: []*model.ConfigError{}}
+	err = doc.Validate()
+	if err == nil {
+		return res, nil
+	}
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, err
+	}
+	res.Valid = false
+	for _, f := range ve.Fields {
+		res.Errors = append(res.Errors, &model.ConfigError{Path: f.Path, Message: f.Reason, Name: entityName(doc, f.Path)})
+	}
+	return res, nil
+}
+
+var topLevelRE = regexp.MustCompile(`^(upstreams|virtual_servers|agents)\[(\d+)\]`)
+
+// entityName names the upstream, virtual server or agent a document path
+// points into, since indexes alone do not identify entities to a client.
+func entityName(doc *config.Document, path string) *string {
+	m := topLevelRE.FindStringSubmatch(path)
+	if m == nil {
+		return nil
+	}
+	i, _ := strconv.Atoi(m[2])
+	var name string
+	switch {
+	case m[1] == "upstreams" && i < len(doc.Upstreams):
+		name = doc.Upstreams[i].Name
+	case m[1] == "virtual_servers" && i < len(doc.VirtualServers):
+		name = doc.VirtualServers[i].Name
+	case m[1] == "agents" && i < len(doc.Agents):
+		name = doc.Agents[i].Name
+	default:
+		return nil
+	}
+	return &name
+}

@@ -1,0 +1,532 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/actor"
+	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
+	"github.com/gatehouse-dev/gatehouse/ent/selection"
+	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+)
+
+// Change is one entity that [ApplyDocument] created, updated or deleted.
+type Change struct {
+	Kind string // "upstream", "virtual_server", "agent", "team", "role", "api_key"
+	Name string // the entity's name; for api_key "AGENT/HASH-PREFIX"
+	Op   string // "created", "updated", "deleted" or "revoked"
+}
+
+func (c Change) String() string { return c.Kind + " " + c.Name + " " + c.Op }
+
+// ApplyResult lists what [ApplyDocument] changed, in the order it did.
+type ApplyResult struct {
+	Changes []Change
+}
+
+func (r *ApplyResult) add(kind, name, op string) {
+	r.Changes = append(r.Changes, Change{Kind: kind, Name: name, Op: op})
+}
+
+// ApplyDocument makes the store equal to doc, declaratively and in one
+// transaction: upstreams, virtual servers (with their selections) and agents
+// that doc lacks are deleted, the others created or updated; teams and roles
+// that agents name are created when missing (and never deleted: grants may
+// name them). Entities that are already equal are not written, so their
+// updated_at and updated_by keep saying when they last really changed.
+// actor is recorded in created_by and updated_by of what it writes.
+//
+// Agent keys must be given as sha256 entries: the caller resolves env and
+// file sources into hashes first (identity.ResolveKeyHash). A stored key that
+// doc no longer lists is revoked, not deleted, so the audit trail keeps it; a
+// revoked key that doc lists again is reinstated.
+//
+// Deleting a virtual server deletes its grants and guardrail rules;
+// deleting an upstream deletes its discovered tools and secret bindings.
+//
+// doc is validated first (with defaults applied to a copy); an invalid
+// document changes nothing and returns its *config.ValidationError.
+func ApplyDocument(ctx context.Context, client *ent.Client, doc *config.Document, actorName string) (res *ApplyResult, err error) {
+	d, err := prepare(doc)
+	if err != nil {
+		return nil, err
+	}
+	ctx = actor.NewContext(ctx, actorName)
+	tx, err := client.Tx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply document: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	a := &applier{c: tx.Client(), res: new(ApplyResult)}
+	if err := a.apply(ctx, d); err != nil {
+		return nil, fmt.Errorf("apply document: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("apply document: commit: %w", err)
+	}
+	return a.res, nil
+}
+
+// prepare validates doc and returns a copy with defaults applied and key
+// hashes in lowercase.
+func prepare(doc *config.Document) (*config.Document, error) {
+	d := *doc
+	d.Upstreams = slices.Clone(doc.Upstreams)
+	d.Agents = slices.Clone(doc.Agents)
+	d.ApplyDefaults()
+	var bad []*config.FieldError
+	for i := range d.Agents {
+		d.Agents[i].APIKeys = slices.Clone(d.Agents[i].APIKeys)
+		for j := range d.Agents[i].APIKeys {
+			k := &d.Agents[i].APIKeys[j]
+			if k.Env != "" || k.File != "" {
+				bad = append(bad, &config.FieldError{
+					Path:   fmt.Sprintf("agents[%d].api_keys[%d]", i, j),
+					Reason: "env and file keys must be resolved into sha256 before they are stored",
+				})
+			}
+			k.SHA256 = strings.ToLower(k.SHA256)
+		}
+	}
+	if err := d.Validate(); err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			ve.Fields = append(ve.Fields, bad...)
+			return nil, ve
+		}
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, &config.ValidationError{Fields: bad}
+	}
+	return &d, nil
+}
+
+type applier struct {
+	c   *ent.Client
+	res *ApplyResult
+}
+
+func (a *applier) apply(ctx context.Context, d *config.Document) error {
+	upstreams, err := a.upstreams(ctx, d.Upstreams)
+	if err != nil {
+		return err
+	}
+	if err := a.virtualServers(ctx, d.VirtualServers, upstreams); err != nil {
+		return err
+	}
+	// Upstreams go last: selections that used them are gone by now.
+	for name, u := range upstreams {
+		if d.Upstream(name) == nil {
+			if err := a.c.Upstream.DeleteOne(u).Exec(ctx); err != nil {
+				return fmt.Errorf("delete upstream %q: %w", name, err)
+			}
+			a.res.add("upstream", name, "deleted")
+		}
+	}
+	return a.agents(ctx, d.Agents)
+}
+
+// upstreams creates and updates doc's upstreams and returns every stored
+// upstream by name, including those doc lacks (deleted later).
+func (a *applier) upstreams(ctx context.Context, want []config.Upstream) (map[string]*ent.Upstream, error) {
+	all, err := a.c.Upstream.Query().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load upstreams: %w", err)
+	}
+	byName := map[string]*ent.Upstream{}
+	for _, u := range all {
+		byName[u.Name] = u
+	}
+	for _, w := range want {
+		u, ok := byName[w.Name]
+		switch {
+		case !ok:
+			c := a.c.Upstream.Create()
+			setUpstream(c.Mutation(), w)
+			if u, err = c.Save(ctx); err != nil {
+				return nil, fmt.Errorf("create upstream %q: %w", w.Name, err)
+			}
+			a.res.add("upstream", w.Name, "created")
+		case !equalUpstream(upstreamDoc(u), w):
+			up := a.c.Upstream.UpdateOne(u)
+			setUpstream(up.Mutation(), w)
+			if u, err = up.Save(ctx); err != nil {
+				return nil, fmt.Errorf("update upstream %q: %w", w.Name, err)
+			}
+			a.res.add("upstream", w.Name, "updated")
+		}
+		byName[w.Name] = u
+	}
+	return byName, nil
+}
+
+func setUpstream(m *ent.UpstreamMutation, u config.Upstream) {
+	m.SetName(u.Name)
+	m.SetTransport(schematype.Transport(u.Transport))
+	m.SetURL(u.URL)
+	m.SetHeaders(u.Headers)
+	m.SetCommand(u.Command)
+	m.SetArgs(u.Args)
+	m.SetEnv(u.Env)
+	m.SetDir(u.Dir)
+	m.SetTimeoutSeconds(seconds(u.Timeout))
+	m.SetConnectTimeoutSeconds(seconds(u.ConnectTimeout))
+	m.SetDisabled(u.Disabled)
+}
+
+func equalUpstream(a, b config.Upstream) bool {
+	return a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL &&
+		equalMap(a.Headers, b.Headers) && a.Command == b.Command &&
+		slices.Equal(a.Args, b.Args) && equalMap(a.Env, b.Env) && a.Dir == b.Dir &&
+		a.Timeout == b.Timeout && a.ConnectTimeout == b.ConnectTimeout && a.Disabled == b.Disabled
+}
+
+func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServer, upstreams map[string]*ent.Upstream) error {
+	all, err := a.c.VirtualServer.Query().
+		WithSelections(func(q *ent.SelectionQuery) {
+			q.Order(ent.Asc(selection.FieldPosition), ent.Asc(selection.FieldID)).WithUpstream()
+		}).
+		All(ctx)
+	if err != nil {
+		return fmt.Errorf("load virtual servers: %w", err)
+	}
+	byName := map[string]*ent.VirtualServer{}
+	for _, vs := range all {
+		byName[vs.Name] = vs
+	}
+	wanted := map[string]bool{}
+	for _, w := range want {
+		wanted[w.Name] = true
+	}
+	for _, vs := range all {
+		if !wanted[vs.Name] {
+			if err := a.c.VirtualServer.DeleteOne(vs).Exec(ctx); err != nil {
+				return fmt.Errorf("delete virtual server %q: %w", vs.Name, err)
+			}
+			a.res.add("virtual_server", vs.Name, "deleted")
+		}
+	}
+	for _, w := range want {
+		vs, ok := byName[w.Name]
+		changed := false
+		switch {
+		case !ok:
+			vs, err = a.c.VirtualServer.Create().
+				SetName(w.Name).SetDescription(w.Description).SetAnonymous(w.Anonymous).
+				Save(ctx)
+			if err != nil {
+				return fmt.Errorf("create virtual server %q: %w", w.Name, err)
+			}
+			a.res.add("virtual_server", w.Name, "created")
+		case vs.Description != w.Description || vs.Anonymous != w.Anonymous:
+			if _, err := a.c.VirtualServer.UpdateOne(vs).
+				SetDescription(w.Description).SetAnonymous(w.Anonymous).
+				Save(ctx); err != nil {
+				return fmt.Errorf("update virtual server %q: %w", w.Name, err)
+			}
+			changed = true
+		}
+		selChanged, err := a.selections(ctx, vs, w, upstreams)
+		if err != nil {
+			return fmt.Errorf("virtual server %q: %w", w.Name, err)
+		}
+		if ok && (changed || selChanged) {
+			if !changed {
+				// Record the change of its selections on the server too.
+				if err := a.c.VirtualServer.UpdateOne(vs).Exec(ctx); err != nil {
+					return fmt.Errorf("update virtual server %q: %w", w.Name, err)
+				}
+			}
+			a.res.add("virtual_server", w.Name, "updated")
+		}
+	}
+	return nil
+}
+
+// selections makes vs's selections equal to w.Include, position by
+// position. vs's selections must be loaded (none for a new server).
+func (a *applier) selections(ctx context.Context, vs *ent.VirtualServer, w config.VirtualServer, upstreams map[string]*ent.Upstream) (changed bool, err error) {
+	have := vs.Edges.Selections
+	for i, s := range w.Include {
+		up := upstreams[s.Upstream]
+		if i < len(have) {
+			h := have[i]
+			if h.Position == i && reflect.DeepEqual(normSelection(selectionDoc(h)), normSelection(s)) {
+				continue
+			}
+			u := a.c.Selection.UpdateOne(h).SetUpstream(up)
+			setSelection(u.Mutation(), i, s)
+			if err := u.Exec(ctx); err != nil {
+				return false, fmt.Errorf("update include[%d]: %w", i, err)
+			}
+		} else {
+			c := a.c.Selection.Create().SetVirtualServer(vs).SetUpstream(up)
+			setSelection(c.Mutation(), i, s)
+			if err := c.Exec(ctx); err != nil {
+				return false, fmt.Errorf("create include[%d]: %w", i, err)
+			}
+		}
+		changed = true
+	}
+	if len(have) > len(w.Include) {
+		var ids []int
+		for _, h := range have[len(w.Include):] {
+			ids = append(ids, h.ID)
+		}
+		if _, err := a.c.Selection.Delete().Where(selection.IDIn(ids...), selection.HasVirtualServerWith(virtualserver.ID(vs.ID))).Exec(ctx); err != nil {
+			return false, fmt.Errorf("delete selections: %w", err)
+		}
+		changed = true
+	}
+	return changed, nil
+}
+
+func setSelection(m *ent.SelectionMutation, pos int, s config.Selection) {
+	m.SetPosition(pos)
+	m.SetTools(s.Tools)
+	m.SetExcludeTools(s.ExcludeTools)
+	m.SetResources(s.Resources)
+	m.SetExcludeResources(s.ExcludeResources)
+	m.SetResourceTemplates(s.ResourceTemplates)
+	m.SetExcludeResourceTemplates(s.ExcludeResourceTemplates)
+	m.SetPrompts(s.Prompts)
+	m.SetExcludePrompts(s.ExcludePrompts)
+	m.SetRename(s.Rename)
+	m.SetRenamePrompts(s.RenamePrompts)
+	m.SetDescriptions(s.Descriptions)
+}
+
+// normSelection makes empty and nil maps compare equal; lists keep the
+// difference (nil means all, empty means none).
+func normSelection(s config.Selection) config.Selection {
+	for _, m := range []*map[string]string{&s.Rename, &s.RenamePrompts, &s.Descriptions} {
+		if len(*m) == 0 {
+			*m = nil
+		}
+	}
+	return s
+}
+
+func equalMap(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *applier) agents(ctx context.Context, want []config.Agent) error {
+	all, err := a.c.Agent.Query().WithTeam().WithRoles().All(ctx)
+	if err != nil {
+		return fmt.Errorf("load agents: %w", err)
+	}
+	byName := map[string]*ent.Agent{}
+	for _, ag := range all {
+		byName[ag.Name] = ag
+	}
+	wanted := map[string]*config.Agent{}
+	for i := range want {
+		wanted[want[i].Name] = &want[i]
+	}
+	for _, ag := range all {
+		if wanted[ag.Name] == nil {
+			if err := a.c.Agent.DeleteOne(ag).Exec(ctx); err != nil {
+				return fmt.Errorf("delete agent %q: %w", ag.Name, err)
+			}
+			a.res.add("agent", ag.Name, "deleted")
+		}
+	}
+
+	teams, err := a.ensureTeams(ctx, want)
+	if err != nil {
+		return err
+	}
+	roles, err := a.ensureRoles(ctx, want)
+	if err != nil {
+		return err
+	}
+
+	agents := map[string]*ent.Agent{}
+	for _, w := range want {
+		ag, ok := byName[w.Name]
+		var roleIDs []int
+		for _, r := range w.Roles {
+			roleIDs = append(roleIDs, roles[r].ID)
+		}
+		switch {
+		case !ok:
+			c := a.c.Agent.Create().SetName(w.Name).SetLabels(w.Labels).AddRoleIDs(roleIDs...)
+			if w.Team != "" {
+				c.SetTeam(teams[w.Team])
+			}
+			if ag, err = c.Save(ctx); err != nil {
+				return fmt.Errorf("create agent %q: %w", w.Name, err)
+			}
+			a.res.add("agent", w.Name, "created")
+		case !equalAgent(agentDoc(ag), w):
+			u := a.c.Agent.UpdateOne(ag).SetLabels(w.Labels).ClearRoles().AddRoleIDs(roleIDs...)
+			if w.Team != "" {
+				u.SetTeam(teams[w.Team])
+			} else {
+				u.ClearTeam()
+			}
+			if ag, err = u.Save(ctx); err != nil {
+				return fmt.Errorf("update agent %q: %w", w.Name, err)
+			}
+			a.res.add("agent", w.Name, "updated")
+		}
+		agents[w.Name] = ag
+	}
+	return a.keys(ctx, want, agents)
+}
+
+// equalAgent compares what [agentDoc] builds without keys.
+func equalAgent(have config.Agent, w config.Agent) bool {
+	roles := slices.Clone(w.Roles)
+	sort.Strings(roles)
+	return have.Team == w.Team && slices.Equal(have.Roles, slices.Compact(roles)) && equalMap(have.Labels, w.Labels)
+}
+
+func (a *applier) ensureTeams(ctx context.Context, want []config.Agent) (map[string]*ent.Team, error) {
+	all, err := a.c.Team.Query().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load teams: %w", err)
+	}
+	m := map[string]*ent.Team{}
+	for _, t := range all {
+		m[t.Name] = t
+	}
+	for _, w := range want {
+		if w.Team == "" || m[w.Team] != nil {
+			continue
+		}
+		t, err := a.c.Team.Create().SetName(w.Team).Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("create team %q: %w", w.Team, err)
+		}
+		m[w.Team] = t
+		a.res.add("team", w.Team, "created")
+	}
+	return m, nil
+}
+
+func (a *applier) ensureRoles(ctx context.Context, want []config.Agent) (map[string]*ent.Role, error) {
+	all, err := a.c.Role.Query().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load roles: %w", err)
+	}
+	m := map[string]*ent.Role{}
+	for _, r := range all {
+		m[r.Name] = r
+	}
+	for _, w := range want {
+		for _, name := range w.Roles {
+			if m[name] != nil {
+				continue
+			}
+			r, err := a.c.Role.Create().SetName(name).Save(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("create role %q: %w", name, err)
+			}
+			m[name] = r
+			a.res.add("role", name, "created")
+		}
+	}
+	return m, nil
+}
+
+// keys makes the agents' active keys equal to doc's sha256 entries.
+func (a *applier) keys(ctx context.Context, want []config.Agent, agents map[string]*ent.Agent) error {
+	type wantKey struct {
+		agent   string
+		expires *time.Time
+	}
+	wanted := map[string]wantKey{}
+	var order []string
+	for _, w := range want {
+		for _, k := range w.APIKeys {
+			if prev, dup := wanted[k.SHA256]; dup {
+				return fmt.Errorf("key %s… is listed for agent %q and %q", k.SHA256[:8], prev.agent, w.Name)
+			}
+			wanted[k.SHA256] = wantKey{agent: w.Name, expires: k.Expires}
+			order = append(order, k.SHA256)
+		}
+	}
+	all, err := a.c.APIKey.Query().WithAgent().All(ctx)
+	if err != nil {
+		return fmt.Errorf("load api keys: %w", err)
+	}
+	have := map[string]*ent.APIKey{}
+	for _, k := range all {
+		owner := k.Edges.Agent.Name
+		w, ok := wanted[k.KeyHash]
+		switch {
+		case ok && w.agent != owner:
+			// A key moves to another agent: its owner is immutable, so
+			// it is deleted here and created again below.
+			if err := a.c.APIKey.DeleteOne(k).Exec(ctx); err != nil {
+				return fmt.Errorf("delete api key of %q: %w", owner, err)
+			}
+			a.res.add("api_key", owner+"/"+k.KeyHash[:8], "deleted")
+		case !ok && !k.Revoked:
+			if err := a.c.APIKey.UpdateOne(k).SetRevoked(true).Exec(ctx); err != nil {
+				return fmt.Errorf("revoke api key of %q: %w", owner, err)
+			}
+			a.res.add("api_key", owner+"/"+k.KeyHash[:8], "revoked")
+		case ok:
+			have[k.KeyHash] = k
+		}
+	}
+	for _, h := range order {
+		w := wanted[h]
+		name := w.agent + "/" + h[:8]
+		k, ok := have[h]
+		switch {
+		case !ok:
+			if err := a.c.APIKey.Create().
+				SetKeyHash(h).
+				SetAgent(agents[w.agent]).
+				SetNillableExpiresAt(w.expires).
+				Exec(ctx); err != nil {
+				return fmt.Errorf("create api key of %q: %w", w.agent, err)
+			}
+			a.res.add("api_key", name, "created")
+		case k.Revoked || !equalTime(k.ExpiresAt, w.expires):
+			u := a.c.APIKey.UpdateOne(k).SetRevoked(false)
+			if w.expires != nil {
+				u.SetExpiresAt(*w.expires)
+			} else {
+				u.ClearExpiresAt()
+			}
+			if err := u.Exec(ctx); err != nil {
+				return fmt.Errorf("update api key of %q: %w", w.agent, err)
+			}
+			a.res.add("api_key", name, "updated")
+		}
+	}
+	return nil
+}
+
+func equalTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
+}
