@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
@@ -29,6 +30,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+
+	stdsql "database/sql"
 )
 
 // Client is the client that holds all ent builders.
@@ -38,6 +41,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// APIKey is the client for interacting with the APIKey builders.
 	APIKey *APIKeyClient
+	// AdminChange is the client for interacting with the AdminChange builders.
+	AdminChange *AdminChangeClient
 	// AdminToken is the client for interacting with the AdminToken builders.
 	AdminToken *AdminTokenClient
 	// Agent is the client for interacting with the Agent builders.
@@ -76,6 +81,7 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.APIKey = NewAPIKeyClient(c.config)
+	c.AdminChange = NewAdminChangeClient(c.config)
 	c.AdminToken = NewAdminTokenClient(c.config)
 	c.Agent = NewAgentClient(c.config)
 	c.ApprovalRule = NewApprovalRuleClient(c.config)
@@ -182,6 +188,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:           ctx,
 		config:        cfg,
 		APIKey:        NewAPIKeyClient(cfg),
+		AdminChange:   NewAdminChangeClient(cfg),
 		AdminToken:    NewAdminTokenClient(cfg),
 		Agent:         NewAgentClient(cfg),
 		ApprovalRule:  NewApprovalRuleClient(cfg),
@@ -215,6 +222,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:           ctx,
 		config:        cfg,
 		APIKey:        NewAPIKeyClient(cfg),
+		AdminChange:   NewAdminChangeClient(cfg),
 		AdminToken:    NewAdminTokenClient(cfg),
 		Agent:         NewAgentClient(cfg),
 		ApprovalRule:  NewApprovalRuleClient(cfg),
@@ -257,9 +265,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.APIKey, c.AdminToken, c.Agent, c.ApprovalRule, c.Grant, c.GuardrailRule,
-		c.PolicyRule, c.Role, c.SecretBinding, c.Selection, c.Team, c.Tool, c.Upstream,
-		c.VirtualServer,
+		c.APIKey, c.AdminChange, c.AdminToken, c.Agent, c.ApprovalRule, c.Grant,
+		c.GuardrailRule, c.PolicyRule, c.Role, c.SecretBinding, c.Selection, c.Team,
+		c.Tool, c.Upstream, c.VirtualServer,
 	} {
 		n.Use(hooks...)
 	}
@@ -269,9 +277,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.APIKey, c.AdminToken, c.Agent, c.ApprovalRule, c.Grant, c.GuardrailRule,
-		c.PolicyRule, c.Role, c.SecretBinding, c.Selection, c.Team, c.Tool, c.Upstream,
-		c.VirtualServer,
+		c.APIKey, c.AdminChange, c.AdminToken, c.Agent, c.ApprovalRule, c.Grant,
+		c.GuardrailRule, c.PolicyRule, c.Role, c.SecretBinding, c.Selection, c.Team,
+		c.Tool, c.Upstream, c.VirtualServer,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -282,6 +290,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *APIKeyMutation:
 		return c.APIKey.mutate(ctx, m)
+	case *AdminChangeMutation:
+		return c.AdminChange.mutate(ctx, m)
 	case *AdminTokenMutation:
 		return c.AdminToken.mutate(ctx, m)
 	case *AgentMutation:
@@ -460,6 +470,139 @@ func (c *APIKeyClient) mutate(ctx context.Context, m *APIKeyMutation) (Value, er
 		return (&APIKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown APIKey mutation op: %q", m.Op())
+	}
+}
+
+// AdminChangeClient is a client for the AdminChange schema.
+type AdminChangeClient struct {
+	config
+}
+
+// NewAdminChangeClient returns a client for the AdminChange from the given config.
+func NewAdminChangeClient(c config) *AdminChangeClient {
+	return &AdminChangeClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `adminchange.Hooks(f(g(h())))`.
+func (c *AdminChangeClient) Use(hooks ...Hook) {
+	c.hooks.AdminChange = append(c.hooks.AdminChange, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `adminchange.Intercept(f(g(h())))`.
+func (c *AdminChangeClient) Intercept(interceptors ...Interceptor) {
+	c.inters.AdminChange = append(c.inters.AdminChange, interceptors...)
+}
+
+// Create returns a builder for creating a AdminChange entity.
+func (c *AdminChangeClient) Create() *AdminChangeCreate {
+	mutation := newAdminChangeMutation(c.config, OpCreate)
+	return &AdminChangeCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of AdminChange entities.
+func (c *AdminChangeClient) CreateBulk(builders ...*AdminChangeCreate) *AdminChangeCreateBulk {
+	return &AdminChangeCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AdminChangeClient) MapCreateBulk(slice any, setFunc func(*AdminChangeCreate, int)) *AdminChangeCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AdminChangeCreateBulk{err: fmt.Errorf("calling to AdminChangeClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AdminChangeCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AdminChangeCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for AdminChange.
+func (c *AdminChangeClient) Update() *AdminChangeUpdate {
+	mutation := newAdminChangeMutation(c.config, OpUpdate)
+	return &AdminChangeUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AdminChangeClient) UpdateOne(_m *AdminChange) *AdminChangeUpdateOne {
+	mutation := newAdminChangeMutation(c.config, OpUpdateOne, withAdminChange(_m))
+	return &AdminChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AdminChangeClient) UpdateOneID(id int) *AdminChangeUpdateOne {
+	mutation := newAdminChangeMutation(c.config, OpUpdateOne, withAdminChangeID(id))
+	return &AdminChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for AdminChange.
+func (c *AdminChangeClient) Delete() *AdminChangeDelete {
+	mutation := newAdminChangeMutation(c.config, OpDelete)
+	return &AdminChangeDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AdminChangeClient) DeleteOne(_m *AdminChange) *AdminChangeDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AdminChangeClient) DeleteOneID(id int) *AdminChangeDeleteOne {
+	builder := c.Delete().Where(adminchange.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AdminChangeDeleteOne{builder}
+}
+
+// Query returns a query builder for AdminChange.
+func (c *AdminChangeClient) Query() *AdminChangeQuery {
+	return &AdminChangeQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAdminChange},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a AdminChange entity by its id.
+func (c *AdminChangeClient) Get(ctx context.Context, id int) (*AdminChange, error) {
+	return c.Query().Where(adminchange.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AdminChangeClient) GetX(ctx context.Context, id int) *AdminChange {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *AdminChangeClient) Hooks() []Hook {
+	return c.hooks.AdminChange
+}
+
+// Interceptors returns the client interceptors.
+func (c *AdminChangeClient) Interceptors() []Interceptor {
+	return c.inters.AdminChange
+}
+
+func (c *AdminChangeClient) mutate(ctx context.Context, m *AdminChangeMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AdminChangeCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AdminChangeUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AdminChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AdminChangeDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown AdminChange mutation op: %q", m.Op())
 	}
 }
 
@@ -2512,11 +2655,37 @@ func (c *VirtualServerClient) mutate(ctx context.Context, m *VirtualServerMutati
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, AdminToken, Agent, ApprovalRule, Grant, GuardrailRule, PolicyRule, Role,
-		SecretBinding, Selection, Team, Tool, Upstream, VirtualServer []ent.Hook
+		APIKey, AdminChange, AdminToken, Agent, ApprovalRule, Grant, GuardrailRule,
+		PolicyRule, Role, SecretBinding, Selection, Team, Tool, Upstream,
+		VirtualServer []ent.Hook
 	}
 	inters struct {
-		APIKey, AdminToken, Agent, ApprovalRule, Grant, GuardrailRule, PolicyRule, Role,
-		SecretBinding, Selection, Team, Tool, Upstream, VirtualServer []ent.Interceptor
+		APIKey, AdminChange, AdminToken, Agent, ApprovalRule, Grant, GuardrailRule,
+		PolicyRule, Role, SecretBinding, Selection, Team, Tool, Upstream,
+		VirtualServer []ent.Interceptor
 	}
 )
+
+// ExecContext allows calling the underlying ExecContext method of the driver if it is supported by it.
+// See, database/sql#DB.ExecContext for more information.
+func (c *config) ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error) {
+	ex, ok := c.driver.(interface {
+		ExecContext(context.Context, string, ...any) (stdsql.Result, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("Driver.ExecContext is not supported")
+	}
+	return ex.ExecContext(ctx, query, args...)
+}
+
+// QueryContext allows calling the underlying QueryContext method of the driver if it is supported by it.
+// See, database/sql#DB.QueryContext for more information.
+func (c *config) QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error) {
+	q, ok := c.driver.(interface {
+		QueryContext(context.Context, string, ...any) (*stdsql.Rows, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("Driver.QueryContext is not supported")
+	}
+	return q.QueryContext(ctx, query, args...)
+}

@@ -34,6 +34,11 @@ func main() {
 			// Node IDs are unique across types (each type owns a range of
 			// 2^32), so node(id) finds the type from the id alone.
 			gen.FeatureGlobalID,
+			// ExecContext on clients, transactions and mutations: the
+			// store runs SAVEPOINTs (dry runs inside a GraphQL
+			// transaction) and PostgreSQL advisory locks (the change log
+			// keeps revisions in commit order) through them.
+			gen.FeatureExecQuery,
 		},
 	}, entc.Extensions(ex))
 	if err != nil {
@@ -49,7 +54,7 @@ func main() {
 // graph/schema_test.go checks that nothing is left without one.
 func describe(g *gen.Graph, s *ast.Schema) error {
 	if q := s.Types["Query"]; q != nil && q.Description == "" {
-		q.Description = "Reads the configuration: every entity as a Relay connection with where-filters and ordering, and any entity by its ID."
+		q.Description = "Reads the configuration: every entity as a Relay connection with where-filters and ordering, and any entity by its ID. Reading the configuration needs the admin, viewer or auditor role; the admin change log (adminChanges) the admin or auditor role."
 	}
 	for _, n := range g.Nodes {
 		fields := map[string]string{"id": "the ID"}

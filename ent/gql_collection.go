@@ -10,6 +10,7 @@ import (
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent/dialect/sql"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
@@ -168,6 +169,136 @@ func newAPIKeyPaginateArgs(rv map[string]any) *apikeyPaginateArgs {
 	}
 	if v, ok := rv[whereField].(*APIKeyWhereInput); ok {
 		args.opts = append(args.opts, WithAPIKeyFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *AdminChangeQuery) CollectFields(ctx context.Context, satisfies ...string) (*AdminChangeQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *AdminChangeQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(adminchange.Columns))
+		selectedFields = []string{adminchange.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "at":
+			if _, ok := fieldSeen[adminchange.FieldAt]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldAt)
+				fieldSeen[adminchange.FieldAt] = struct{}{}
+			}
+		case "actor":
+			if _, ok := fieldSeen[adminchange.FieldActor]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldActor)
+				fieldSeen[adminchange.FieldActor] = struct{}{}
+			}
+		case "op":
+			if _, ok := fieldSeen[adminchange.FieldOp]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldOp)
+				fieldSeen[adminchange.FieldOp] = struct{}{}
+			}
+		case "entityType":
+			if _, ok := fieldSeen[adminchange.FieldEntityType]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldEntityType)
+				fieldSeen[adminchange.FieldEntityType] = struct{}{}
+			}
+		case "entityID":
+			if _, ok := fieldSeen[adminchange.FieldEntityID]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldEntityID)
+				fieldSeen[adminchange.FieldEntityID] = struct{}{}
+			}
+		case "entityName":
+			if _, ok := fieldSeen[adminchange.FieldEntityName]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldEntityName)
+				fieldSeen[adminchange.FieldEntityName] = struct{}{}
+			}
+		case "before":
+			if _, ok := fieldSeen[adminchange.FieldBefore]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldBefore)
+				fieldSeen[adminchange.FieldBefore] = struct{}{}
+			}
+		case "after":
+			if _, ok := fieldSeen[adminchange.FieldAfter]; !ok {
+				selectedFields = append(selectedFields, adminchange.FieldAfter)
+				fieldSeen[adminchange.FieldAfter] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type adminchangePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []AdminChangePaginateOption
+}
+
+func newAdminChangePaginateArgs(rv map[string]any) *adminchangePaginateArgs {
+	args := &adminchangePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case []*AdminChangeOrder:
+			args.opts = append(args.opts, WithAdminChangeOrder(v))
+		case []any:
+			var orders []*AdminChangeOrder
+			for i := range v {
+				mv, ok := v[i].(map[string]any)
+				if !ok {
+					continue
+				}
+				var (
+					err1, err2 error
+					order      = &AdminChangeOrder{Field: &AdminChangeOrderField{}, Direction: entgql.OrderDirectionAsc}
+				)
+				if d, ok := mv[directionField]; ok {
+					err1 = order.Direction.UnmarshalGQL(d)
+				}
+				if f, ok := mv[fieldField]; ok {
+					err2 = order.Field.UnmarshalGQL(f)
+				}
+				if err1 == nil && err2 == nil {
+					orders = append(orders, order)
+				}
+			}
+			args.opts = append(args.opts, WithAdminChangeOrder(orders))
+		}
+	}
+	if v, ok := rv[whereField].(*AdminChangeWhereInput); ok {
+		args.opts = append(args.opts, WithAdminChangeFilter(v.Filter))
 	}
 	return args
 }
@@ -1820,6 +1951,11 @@ func (_q *ToolQuery) collectField(ctx context.Context, oneNode bool, opCtx *grap
 			if _, ok := fieldSeen[tool.FieldName]; !ok {
 				selectedFields = append(selectedFields, tool.FieldName)
 				fieldSeen[tool.FieldName] = struct{}{}
+			}
+		case "title":
+			if _, ok := fieldSeen[tool.FieldTitle]; !ok {
+				selectedFields = append(selectedFields, tool.FieldTitle)
+				fieldSeen[tool.FieldTitle] = struct{}{}
 			}
 		case "description":
 			if _, ok := fieldSeen[tool.FieldDescription]; !ok {

@@ -1243,6 +1243,7 @@ func (c *TeamUpdateOne) SetInput(i UpdateTeamInput) *TeamUpdateOne {
 // CreateToolInput represents a mutation input for creating tools.
 type CreateToolInput struct {
 	Name           string
+	Title          *string
 	Description    *string
 	InputSchema    json.RawMessage
 	OutputSchema   json.RawMessage
@@ -1256,6 +1257,9 @@ type CreateToolInput struct {
 // Mutate applies the CreateToolInput on the ToolMutation builder.
 func (i *CreateToolInput) Mutate(m *ToolMutation) {
 	m.SetName(i.Name)
+	if v := i.Title; v != nil {
+		m.SetTitle(*v)
+	}
 	if v := i.Description; v != nil {
 		m.SetDescription(*v)
 	}
@@ -1289,6 +1293,8 @@ func (c *ToolCreate) SetInput(i CreateToolInput) *ToolCreate {
 // UpdateToolInput represents a mutation input for updating tools.
 type UpdateToolInput struct {
 	Name                *string
+	ClearTitle          bool
+	Title               *string
 	ClearDescription    bool
 	Description         *string
 	ClearInputSchema    bool
@@ -1311,6 +1317,12 @@ type UpdateToolInput struct {
 func (i *UpdateToolInput) Mutate(m *ToolMutation) {
 	if v := i.Name; v != nil {
 		m.SetName(*v)
+	}
+	if i.ClearTitle {
+		m.ClearTitle()
+	}
+	if v := i.Title; v != nil {
+		m.SetTitle(*v)
 	}
 	if i.ClearDescription {
 		m.ClearDescription()

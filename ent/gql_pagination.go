@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
@@ -492,6 +493,428 @@ func (_m *APIKey) ToEdge(order *APIKeyOrder) *APIKeyEdge {
 		order = DefaultAPIKeyOrder
 	}
 	return &APIKeyEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// AdminChangeEdge is the edge representation of AdminChange.
+type AdminChangeEdge struct {
+	Node   *AdminChange `json:"node"`
+	Cursor Cursor       `json:"cursor"`
+}
+
+// AdminChangeConnection is the connection containing edges to AdminChange.
+type AdminChangeConnection struct {
+	Edges      []*AdminChangeEdge `json:"edges"`
+	PageInfo   PageInfo           `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+}
+
+func (c *AdminChangeConnection) build(nodes []*AdminChange, pager *adminchangePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *AdminChange
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *AdminChange {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *AdminChange {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*AdminChangeEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &AdminChangeEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// AdminChangePaginateOption enables pagination customization.
+type AdminChangePaginateOption func(*adminchangePager) error
+
+// WithAdminChangeOrder configures pagination ordering.
+func WithAdminChangeOrder(order []*AdminChangeOrder) AdminChangePaginateOption {
+	return func(pager *adminchangePager) error {
+		for _, o := range order {
+			if err := o.Direction.Validate(); err != nil {
+				return err
+			}
+		}
+		pager.order = append(pager.order, order...)
+		return nil
+	}
+}
+
+// WithAdminChangeFilter configures pagination filter.
+func WithAdminChangeFilter(filter func(*AdminChangeQuery) (*AdminChangeQuery, error)) AdminChangePaginateOption {
+	return func(pager *adminchangePager) error {
+		if filter == nil {
+			return errors.New("AdminChangeQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type adminchangePager struct {
+	reverse bool
+	order   []*AdminChangeOrder
+	filter  func(*AdminChangeQuery) (*AdminChangeQuery, error)
+}
+
+func newAdminChangePager(opts []AdminChangePaginateOption, reverse bool) (*adminchangePager, error) {
+	pager := &adminchangePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	for i, o := range pager.order {
+		if i > 0 && o.Field == pager.order[i-1].Field {
+			return nil, fmt.Errorf("duplicate order direction %q", o.Direction)
+		}
+	}
+	return pager, nil
+}
+
+func (p *adminchangePager) applyFilter(query *AdminChangeQuery) (*AdminChangeQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *adminchangePager) toCursor(_m *AdminChange) Cursor {
+	cs_ := make([]any, 0, len(p.order))
+	for _, o_ := range p.order {
+		cs_ = append(cs_, o_.Field.toCursor(_m).Value)
+	}
+	return Cursor{ID: _m.ID, Value: cs_}
+}
+
+func (p *adminchangePager) applyCursors(query *AdminChangeQuery, after, before *Cursor) (*AdminChangeQuery, error) {
+	idDirection := entgql.OrderDirectionAsc
+	if p.reverse {
+		idDirection = entgql.OrderDirectionDesc
+	}
+	fields, directions := make([]string, 0, len(p.order)), make([]OrderDirection, 0, len(p.order))
+	for _, o := range p.order {
+		fields = append(fields, o.Field.column)
+		direction := o.Direction
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		directions = append(directions, direction)
+	}
+	predicates, err := entgql.MultiCursorsPredicate(after, before, &entgql.MultiCursorsOptions{
+		FieldID:     DefaultAdminChangeOrder.Field.column,
+		DirectionID: idDirection,
+		Fields:      fields,
+		Directions:  directions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, predicate := range predicates {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *adminchangePager) applyOrder(query *AdminChangeQuery) *AdminChangeQuery {
+	var defaultOrdered bool
+	for _, o := range p.order {
+		direction := o.Direction
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		query = query.Order(o.Field.toTerm(direction.OrderTermOption()))
+		if o.Field.column == DefaultAdminChangeOrder.Field.column {
+			defaultOrdered = true
+		}
+		if len(query.ctx.Fields) > 0 {
+			query.ctx.AppendFieldOnce(o.Field.column)
+		}
+	}
+	if !defaultOrdered {
+		direction := entgql.OrderDirectionAsc
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		query = query.Order(DefaultAdminChangeOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	return query
+}
+
+func (p *adminchangePager) orderExpr(query *AdminChangeQuery) sql.Querier {
+	if len(query.ctx.Fields) > 0 {
+		for _, o := range p.order {
+			query.ctx.AppendFieldOnce(o.Field.column)
+		}
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		for _, o := range p.order {
+			direction := o.Direction
+			if p.reverse {
+				direction = direction.Reverse()
+			}
+			b.Ident(o.Field.column).Pad().WriteString(string(direction))
+			b.Comma()
+		}
+		direction := entgql.OrderDirectionAsc
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		b.Ident(DefaultAdminChangeOrder.Field.column).Pad().WriteString(string(direction))
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to AdminChange.
+func (_m *AdminChangeQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...AdminChangePaginateOption,
+) (*AdminChangeConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newAdminChangePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &AdminChangeConnection{Edges: []*AdminChangeEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// AdminChangeOrderFieldAt orders AdminChange by at.
+	AdminChangeOrderFieldAt = &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.At, nil
+		},
+		column: adminchange.FieldAt,
+		toTerm: adminchange.ByAt,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.At,
+			}
+		},
+	}
+	// AdminChangeOrderFieldActor orders AdminChange by actor.
+	AdminChangeOrderFieldActor = &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.Actor, nil
+		},
+		column: adminchange.FieldActor,
+		toTerm: adminchange.ByActor,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.Actor,
+			}
+		},
+	}
+	// AdminChangeOrderFieldOp orders AdminChange by op.
+	AdminChangeOrderFieldOp = &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.Op, nil
+		},
+		column: adminchange.FieldOp,
+		toTerm: adminchange.ByOp,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.Op,
+			}
+		},
+	}
+	// AdminChangeOrderFieldEntityType orders AdminChange by entity_type.
+	AdminChangeOrderFieldEntityType = &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.EntityType, nil
+		},
+		column: adminchange.FieldEntityType,
+		toTerm: adminchange.ByEntityType,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.EntityType,
+			}
+		},
+	}
+	// AdminChangeOrderFieldEntityID orders AdminChange by entity_id.
+	AdminChangeOrderFieldEntityID = &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.EntityID, nil
+		},
+		column: adminchange.FieldEntityID,
+		toTerm: adminchange.ByEntityID,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.EntityID,
+			}
+		},
+	}
+	// AdminChangeOrderFieldEntityName orders AdminChange by entity_name.
+	AdminChangeOrderFieldEntityName = &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.EntityName, nil
+		},
+		column: adminchange.FieldEntityName,
+		toTerm: adminchange.ByEntityName,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.EntityName,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f AdminChangeOrderField) String() string {
+	var str string
+	switch f.column {
+	case AdminChangeOrderFieldAt.column:
+		str = "AT"
+	case AdminChangeOrderFieldActor.column:
+		str = "ACTOR"
+	case AdminChangeOrderFieldOp.column:
+		str = "OP"
+	case AdminChangeOrderFieldEntityType.column:
+		str = "ENTITY_TYPE"
+	case AdminChangeOrderFieldEntityID.column:
+		str = "ENTITY_ID"
+	case AdminChangeOrderFieldEntityName.column:
+		str = "ENTITY_NAME"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f AdminChangeOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *AdminChangeOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("AdminChangeOrderField %T must be a string", v)
+	}
+	switch str {
+	case "AT":
+		*f = *AdminChangeOrderFieldAt
+	case "ACTOR":
+		*f = *AdminChangeOrderFieldActor
+	case "OP":
+		*f = *AdminChangeOrderFieldOp
+	case "ENTITY_TYPE":
+		*f = *AdminChangeOrderFieldEntityType
+	case "ENTITY_ID":
+		*f = *AdminChangeOrderFieldEntityID
+	case "ENTITY_NAME":
+		*f = *AdminChangeOrderFieldEntityName
+	default:
+		return fmt.Errorf("%s is not a valid AdminChangeOrderField", str)
+	}
+	return nil
+}
+
+// AdminChangeOrderField defines the ordering field of AdminChange.
+type AdminChangeOrderField struct {
+	// Value extracts the ordering value from the given AdminChange.
+	Value    func(*AdminChange) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) adminchange.OrderOption
+	toCursor func(*AdminChange) Cursor
+}
+
+// AdminChangeOrder defines the ordering of AdminChange.
+type AdminChangeOrder struct {
+	Direction OrderDirection         `json:"direction"`
+	Field     *AdminChangeOrderField `json:"field"`
+}
+
+// DefaultAdminChangeOrder is the default ordering of AdminChange.
+var DefaultAdminChangeOrder = &AdminChangeOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &AdminChangeOrderField{
+		Value: func(_m *AdminChange) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: adminchange.FieldID,
+		toTerm: adminchange.ByID,
+		toCursor: func(_m *AdminChange) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts AdminChange into AdminChangeEdge.
+func (_m *AdminChange) ToEdge(order *AdminChangeOrder) *AdminChangeEdge {
+	if order == nil {
+		order = DefaultAdminChangeOrder
+	}
+	return &AdminChangeEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

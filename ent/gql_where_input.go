@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
@@ -570,6 +571,394 @@ func (i *APIKeyWhereInput) P() (predicate.APIKey, error) {
 		return predicates[0], nil
 	default:
 		return apikey.And(predicates...), nil
+	}
+}
+
+// AdminChangeWhereInput represents a where input for filtering AdminChange queries.
+type AdminChangeWhereInput struct {
+	Predicates []predicate.AdminChange  `json:"-"`
+	Not        *AdminChangeWhereInput   `json:"not,omitempty"`
+	Or         []*AdminChangeWhereInput `json:"or,omitempty"`
+	And        []*AdminChangeWhereInput `json:"and,omitempty"`
+
+	// "id" field predicates.
+	ID      *int  `json:"id,omitempty"`
+	IDNEQ   *int  `json:"idNEQ,omitempty"`
+	IDIn    []int `json:"idIn,omitempty"`
+	IDNotIn []int `json:"idNotIn,omitempty"`
+	IDGT    *int  `json:"idGT,omitempty"`
+	IDGTE   *int  `json:"idGTE,omitempty"`
+	IDLT    *int  `json:"idLT,omitempty"`
+	IDLTE   *int  `json:"idLTE,omitempty"`
+
+	// "at" field predicates.
+	At      *time.Time  `json:"at,omitempty"`
+	AtNEQ   *time.Time  `json:"atNEQ,omitempty"`
+	AtIn    []time.Time `json:"atIn,omitempty"`
+	AtNotIn []time.Time `json:"atNotIn,omitempty"`
+	AtGT    *time.Time  `json:"atGT,omitempty"`
+	AtGTE   *time.Time  `json:"atGTE,omitempty"`
+	AtLT    *time.Time  `json:"atLT,omitempty"`
+	AtLTE   *time.Time  `json:"atLTE,omitempty"`
+
+	// "actor" field predicates.
+	Actor             *string  `json:"actor,omitempty"`
+	ActorNEQ          *string  `json:"actorNEQ,omitempty"`
+	ActorIn           []string `json:"actorIn,omitempty"`
+	ActorNotIn        []string `json:"actorNotIn,omitempty"`
+	ActorGT           *string  `json:"actorGT,omitempty"`
+	ActorGTE          *string  `json:"actorGTE,omitempty"`
+	ActorLT           *string  `json:"actorLT,omitempty"`
+	ActorLTE          *string  `json:"actorLTE,omitempty"`
+	ActorContains     *string  `json:"actorContains,omitempty"`
+	ActorHasPrefix    *string  `json:"actorHasPrefix,omitempty"`
+	ActorHasSuffix    *string  `json:"actorHasSuffix,omitempty"`
+	ActorIsNil        bool     `json:"actorIsNil,omitempty"`
+	ActorNotNil       bool     `json:"actorNotNil,omitempty"`
+	ActorEqualFold    *string  `json:"actorEqualFold,omitempty"`
+	ActorContainsFold *string  `json:"actorContainsFold,omitempty"`
+
+	// "op" field predicates.
+	Op      *adminchange.Op  `json:"op,omitempty"`
+	OpNEQ   *adminchange.Op  `json:"opNEQ,omitempty"`
+	OpIn    []adminchange.Op `json:"opIn,omitempty"`
+	OpNotIn []adminchange.Op `json:"opNotIn,omitempty"`
+
+	// "entity_type" field predicates.
+	EntityType             *string  `json:"entityType,omitempty"`
+	EntityTypeNEQ          *string  `json:"entityTypeNEQ,omitempty"`
+	EntityTypeIn           []string `json:"entityTypeIn,omitempty"`
+	EntityTypeNotIn        []string `json:"entityTypeNotIn,omitempty"`
+	EntityTypeGT           *string  `json:"entityTypeGT,omitempty"`
+	EntityTypeGTE          *string  `json:"entityTypeGTE,omitempty"`
+	EntityTypeLT           *string  `json:"entityTypeLT,omitempty"`
+	EntityTypeLTE          *string  `json:"entityTypeLTE,omitempty"`
+	EntityTypeContains     *string  `json:"entityTypeContains,omitempty"`
+	EntityTypeHasPrefix    *string  `json:"entityTypeHasPrefix,omitempty"`
+	EntityTypeHasSuffix    *string  `json:"entityTypeHasSuffix,omitempty"`
+	EntityTypeEqualFold    *string  `json:"entityTypeEqualFold,omitempty"`
+	EntityTypeContainsFold *string  `json:"entityTypeContainsFold,omitempty"`
+
+	// "entity_id" field predicates.
+	EntityID      *int  `json:"entityID,omitempty"`
+	EntityIDNEQ   *int  `json:"entityIDNEQ,omitempty"`
+	EntityIDIn    []int `json:"entityIDIn,omitempty"`
+	EntityIDNotIn []int `json:"entityIDNotIn,omitempty"`
+	EntityIDGT    *int  `json:"entityIDGT,omitempty"`
+	EntityIDGTE   *int  `json:"entityIDGTE,omitempty"`
+	EntityIDLT    *int  `json:"entityIDLT,omitempty"`
+	EntityIDLTE   *int  `json:"entityIDLTE,omitempty"`
+
+	// "entity_name" field predicates.
+	EntityName             *string  `json:"entityName,omitempty"`
+	EntityNameNEQ          *string  `json:"entityNameNEQ,omitempty"`
+	EntityNameIn           []string `json:"entityNameIn,omitempty"`
+	EntityNameNotIn        []string `json:"entityNameNotIn,omitempty"`
+	EntityNameGT           *string  `json:"entityNameGT,omitempty"`
+	EntityNameGTE          *string  `json:"entityNameGTE,omitempty"`
+	EntityNameLT           *string  `json:"entityNameLT,omitempty"`
+	EntityNameLTE          *string  `json:"entityNameLTE,omitempty"`
+	EntityNameContains     *string  `json:"entityNameContains,omitempty"`
+	EntityNameHasPrefix    *string  `json:"entityNameHasPrefix,omitempty"`
+	EntityNameHasSuffix    *string  `json:"entityNameHasSuffix,omitempty"`
+	EntityNameIsNil        bool     `json:"entityNameIsNil,omitempty"`
+	EntityNameNotNil       bool     `json:"entityNameNotNil,omitempty"`
+	EntityNameEqualFold    *string  `json:"entityNameEqualFold,omitempty"`
+	EntityNameContainsFold *string  `json:"entityNameContainsFold,omitempty"`
+}
+
+// AddPredicates adds custom predicates to the where input to be used during the filtering phase.
+func (i *AdminChangeWhereInput) AddPredicates(predicates ...predicate.AdminChange) {
+	i.Predicates = append(i.Predicates, predicates...)
+}
+
+// Filter applies the AdminChangeWhereInput filter on the AdminChangeQuery builder.
+func (i *AdminChangeWhereInput) Filter(q *AdminChangeQuery) (*AdminChangeQuery, error) {
+	if i == nil {
+		return q, nil
+	}
+	p, err := i.P()
+	if err != nil {
+		if err == ErrEmptyAdminChangeWhereInput {
+			return q, nil
+		}
+		return nil, err
+	}
+	return q.Where(p), nil
+}
+
+// ErrEmptyAdminChangeWhereInput is returned in case the AdminChangeWhereInput is empty.
+var ErrEmptyAdminChangeWhereInput = errors.New("ent: empty predicate AdminChangeWhereInput")
+
+// P returns a predicate for filtering adminchanges.
+// An error is returned if the input is empty or invalid.
+func (i *AdminChangeWhereInput) P() (predicate.AdminChange, error) {
+	var predicates []predicate.AdminChange
+	if i.Not != nil {
+		p, err := i.Not.P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'not'", err)
+		}
+		predicates = append(predicates, adminchange.Not(p))
+	}
+	switch n := len(i.Or); {
+	case n == 1:
+		p, err := i.Or[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'or'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		or := make([]predicate.AdminChange, 0, n)
+		for _, w := range i.Or {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'or'", err)
+			}
+			or = append(or, p)
+		}
+		predicates = append(predicates, adminchange.Or(or...))
+	}
+	switch n := len(i.And); {
+	case n == 1:
+		p, err := i.And[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'and'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		and := make([]predicate.AdminChange, 0, n)
+		for _, w := range i.And {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'and'", err)
+			}
+			and = append(and, p)
+		}
+		predicates = append(predicates, adminchange.And(and...))
+	}
+	predicates = append(predicates, i.Predicates...)
+	if i.ID != nil {
+		predicates = append(predicates, adminchange.IDEQ(*i.ID))
+	}
+	if i.IDNEQ != nil {
+		predicates = append(predicates, adminchange.IDNEQ(*i.IDNEQ))
+	}
+	if len(i.IDIn) > 0 {
+		predicates = append(predicates, adminchange.IDIn(i.IDIn...))
+	}
+	if len(i.IDNotIn) > 0 {
+		predicates = append(predicates, adminchange.IDNotIn(i.IDNotIn...))
+	}
+	if i.IDGT != nil {
+		predicates = append(predicates, adminchange.IDGT(*i.IDGT))
+	}
+	if i.IDGTE != nil {
+		predicates = append(predicates, adminchange.IDGTE(*i.IDGTE))
+	}
+	if i.IDLT != nil {
+		predicates = append(predicates, adminchange.IDLT(*i.IDLT))
+	}
+	if i.IDLTE != nil {
+		predicates = append(predicates, adminchange.IDLTE(*i.IDLTE))
+	}
+	if i.At != nil {
+		predicates = append(predicates, adminchange.AtEQ(*i.At))
+	}
+	if i.AtNEQ != nil {
+		predicates = append(predicates, adminchange.AtNEQ(*i.AtNEQ))
+	}
+	if len(i.AtIn) > 0 {
+		predicates = append(predicates, adminchange.AtIn(i.AtIn...))
+	}
+	if len(i.AtNotIn) > 0 {
+		predicates = append(predicates, adminchange.AtNotIn(i.AtNotIn...))
+	}
+	if i.AtGT != nil {
+		predicates = append(predicates, adminchange.AtGT(*i.AtGT))
+	}
+	if i.AtGTE != nil {
+		predicates = append(predicates, adminchange.AtGTE(*i.AtGTE))
+	}
+	if i.AtLT != nil {
+		predicates = append(predicates, adminchange.AtLT(*i.AtLT))
+	}
+	if i.AtLTE != nil {
+		predicates = append(predicates, adminchange.AtLTE(*i.AtLTE))
+	}
+	if i.Actor != nil {
+		predicates = append(predicates, adminchange.ActorEQ(*i.Actor))
+	}
+	if i.ActorNEQ != nil {
+		predicates = append(predicates, adminchange.ActorNEQ(*i.ActorNEQ))
+	}
+	if len(i.ActorIn) > 0 {
+		predicates = append(predicates, adminchange.ActorIn(i.ActorIn...))
+	}
+	if len(i.ActorNotIn) > 0 {
+		predicates = append(predicates, adminchange.ActorNotIn(i.ActorNotIn...))
+	}
+	if i.ActorGT != nil {
+		predicates = append(predicates, adminchange.ActorGT(*i.ActorGT))
+	}
+	if i.ActorGTE != nil {
+		predicates = append(predicates, adminchange.ActorGTE(*i.ActorGTE))
+	}
+	if i.ActorLT != nil {
+		predicates = append(predicates, adminchange.ActorLT(*i.ActorLT))
+	}
+	if i.ActorLTE != nil {
+		predicates = append(predicates, adminchange.ActorLTE(*i.ActorLTE))
+	}
+	if i.ActorContains != nil {
+		predicates = append(predicates, adminchange.ActorContains(*i.ActorContains))
+	}
+	if i.ActorHasPrefix != nil {
+		predicates = append(predicates, adminchange.ActorHasPrefix(*i.ActorHasPrefix))
+	}
+	if i.ActorHasSuffix != nil {
+		predicates = append(predicates, adminchange.ActorHasSuffix(*i.ActorHasSuffix))
+	}
+	if i.ActorIsNil {
+		predicates = append(predicates, adminchange.ActorIsNil())
+	}
+	if i.ActorNotNil {
+		predicates = append(predicates, adminchange.ActorNotNil())
+	}
+	if i.ActorEqualFold != nil {
+		predicates = append(predicates, adminchange.ActorEqualFold(*i.ActorEqualFold))
+	}
+	if i.ActorContainsFold != nil {
+		predicates = append(predicates, adminchange.ActorContainsFold(*i.ActorContainsFold))
+	}
+	if i.Op != nil {
+		predicates = append(predicates, adminchange.OpEQ(*i.Op))
+	}
+	if i.OpNEQ != nil {
+		predicates = append(predicates, adminchange.OpNEQ(*i.OpNEQ))
+	}
+	if len(i.OpIn) > 0 {
+		predicates = append(predicates, adminchange.OpIn(i.OpIn...))
+	}
+	if len(i.OpNotIn) > 0 {
+		predicates = append(predicates, adminchange.OpNotIn(i.OpNotIn...))
+	}
+	if i.EntityType != nil {
+		predicates = append(predicates, adminchange.EntityTypeEQ(*i.EntityType))
+	}
+	if i.EntityTypeNEQ != nil {
+		predicates = append(predicates, adminchange.EntityTypeNEQ(*i.EntityTypeNEQ))
+	}
+	if len(i.EntityTypeIn) > 0 {
+		predicates = append(predicates, adminchange.EntityTypeIn(i.EntityTypeIn...))
+	}
+	if len(i.EntityTypeNotIn) > 0 {
+		predicates = append(predicates, adminchange.EntityTypeNotIn(i.EntityTypeNotIn...))
+	}
+	if i.EntityTypeGT != nil {
+		predicates = append(predicates, adminchange.EntityTypeGT(*i.EntityTypeGT))
+	}
+	if i.EntityTypeGTE != nil {
+		predicates = append(predicates, adminchange.EntityTypeGTE(*i.EntityTypeGTE))
+	}
+	if i.EntityTypeLT != nil {
+		predicates = append(predicates, adminchange.EntityTypeLT(*i.EntityTypeLT))
+	}
+	if i.EntityTypeLTE != nil {
+		predicates = append(predicates, adminchange.EntityTypeLTE(*i.EntityTypeLTE))
+	}
+	if i.EntityTypeContains != nil {
+		predicates = append(predicates, adminchange.EntityTypeContains(*i.EntityTypeContains))
+	}
+	if i.EntityTypeHasPrefix != nil {
+		predicates = append(predicates, adminchange.EntityTypeHasPrefix(*i.EntityTypeHasPrefix))
+	}
+	if i.EntityTypeHasSuffix != nil {
+		predicates = append(predicates, adminchange.EntityTypeHasSuffix(*i.EntityTypeHasSuffix))
+	}
+	if i.EntityTypeEqualFold != nil {
+		predicates = append(predicates, adminchange.EntityTypeEqualFold(*i.EntityTypeEqualFold))
+	}
+	if i.EntityTypeContainsFold != nil {
+		predicates = append(predicates, adminchange.EntityTypeContainsFold(*i.EntityTypeContainsFold))
+	}
+	if i.EntityID != nil {
+		predicates = append(predicates, adminchange.EntityIDEQ(*i.EntityID))
+	}
+	if i.EntityIDNEQ != nil {
+		predicates = append(predicates, adminchange.EntityIDNEQ(*i.EntityIDNEQ))
+	}
+	if len(i.EntityIDIn) > 0 {
+		predicates = append(predicates, adminchange.EntityIDIn(i.EntityIDIn...))
+	}
+	if len(i.EntityIDNotIn) > 0 {
+		predicates = append(predicates, adminchange.EntityIDNotIn(i.EntityIDNotIn...))
+	}
+	if i.EntityIDGT != nil {
+		predicates = append(predicates, adminchange.EntityIDGT(*i.EntityIDGT))
+	}
+	if i.EntityIDGTE != nil {
+		predicates = append(predicates, adminchange.EntityIDGTE(*i.EntityIDGTE))
+	}
+	if i.EntityIDLT != nil {
+		predicates = append(predicates, adminchange.EntityIDLT(*i.EntityIDLT))
+	}
+	if i.EntityIDLTE != nil {
+		predicates = append(predicates, adminchange.EntityIDLTE(*i.EntityIDLTE))
+	}
+	if i.EntityName != nil {
+		predicates = append(predicates, adminchange.EntityNameEQ(*i.EntityName))
+	}
+	if i.EntityNameNEQ != nil {
+		predicates = append(predicates, adminchange.EntityNameNEQ(*i.EntityNameNEQ))
+	}
+	if len(i.EntityNameIn) > 0 {
+		predicates = append(predicates, adminchange.EntityNameIn(i.EntityNameIn...))
+	}
+	if len(i.EntityNameNotIn) > 0 {
+		predicates = append(predicates, adminchange.EntityNameNotIn(i.EntityNameNotIn...))
+	}
+	if i.EntityNameGT != nil {
+		predicates = append(predicates, adminchange.EntityNameGT(*i.EntityNameGT))
+	}
+	if i.EntityNameGTE != nil {
+		predicates = append(predicates, adminchange.EntityNameGTE(*i.EntityNameGTE))
+	}
+	if i.EntityNameLT != nil {
+		predicates = append(predicates, adminchange.EntityNameLT(*i.EntityNameLT))
+	}
+	if i.EntityNameLTE != nil {
+		predicates = append(predicates, adminchange.EntityNameLTE(*i.EntityNameLTE))
+	}
+	if i.EntityNameContains != nil {
+		predicates = append(predicates, adminchange.EntityNameContains(*i.EntityNameContains))
+	}
+	if i.EntityNameHasPrefix != nil {
+		predicates = append(predicates, adminchange.EntityNameHasPrefix(*i.EntityNameHasPrefix))
+	}
+	if i.EntityNameHasSuffix != nil {
+		predicates = append(predicates, adminchange.EntityNameHasSuffix(*i.EntityNameHasSuffix))
+	}
+	if i.EntityNameIsNil {
+		predicates = append(predicates, adminchange.EntityNameIsNil())
+	}
+	if i.EntityNameNotNil {
+		predicates = append(predicates, adminchange.EntityNameNotNil())
+	}
+	if i.EntityNameEqualFold != nil {
+		predicates = append(predicates, adminchange.EntityNameEqualFold(*i.EntityNameEqualFold))
+	}
+	if i.EntityNameContainsFold != nil {
+		predicates = append(predicates, adminchange.EntityNameContainsFold(*i.EntityNameContainsFold))
+	}
+
+	switch len(predicates) {
+	case 0:
+		return nil, ErrEmptyAdminChangeWhereInput
+	case 1:
+		return predicates[0], nil
+	default:
+		return adminchange.And(predicates...), nil
 	}
 }
 
@@ -6157,6 +6546,23 @@ type ToolWhereInput struct {
 	NameEqualFold    *string  `json:"nameEqualFold,omitempty"`
 	NameContainsFold *string  `json:"nameContainsFold,omitempty"`
 
+	// "title" field predicates.
+	Title             *string  `json:"title,omitempty"`
+	TitleNEQ          *string  `json:"titleNEQ,omitempty"`
+	TitleIn           []string `json:"titleIn,omitempty"`
+	TitleNotIn        []string `json:"titleNotIn,omitempty"`
+	TitleGT           *string  `json:"titleGT,omitempty"`
+	TitleGTE          *string  `json:"titleGTE,omitempty"`
+	TitleLT           *string  `json:"titleLT,omitempty"`
+	TitleLTE          *string  `json:"titleLTE,omitempty"`
+	TitleContains     *string  `json:"titleContains,omitempty"`
+	TitleHasPrefix    *string  `json:"titleHasPrefix,omitempty"`
+	TitleHasSuffix    *string  `json:"titleHasSuffix,omitempty"`
+	TitleIsNil        bool     `json:"titleIsNil,omitempty"`
+	TitleNotNil       bool     `json:"titleNotNil,omitempty"`
+	TitleEqualFold    *string  `json:"titleEqualFold,omitempty"`
+	TitleContainsFold *string  `json:"titleContainsFold,omitempty"`
+
 	// "description" field predicates.
 	Description             *string  `json:"description,omitempty"`
 	DescriptionNEQ          *string  `json:"descriptionNEQ,omitempty"`
@@ -6487,6 +6893,51 @@ func (i *ToolWhereInput) P() (predicate.Tool, error) {
 	}
 	if i.NameContainsFold != nil {
 		predicates = append(predicates, tool.NameContainsFold(*i.NameContainsFold))
+	}
+	if i.Title != nil {
+		predicates = append(predicates, tool.TitleEQ(*i.Title))
+	}
+	if i.TitleNEQ != nil {
+		predicates = append(predicates, tool.TitleNEQ(*i.TitleNEQ))
+	}
+	if len(i.TitleIn) > 0 {
+		predicates = append(predicates, tool.TitleIn(i.TitleIn...))
+	}
+	if len(i.TitleNotIn) > 0 {
+		predicates = append(predicates, tool.TitleNotIn(i.TitleNotIn...))
+	}
+	if i.TitleGT != nil {
+		predicates = append(predicates, tool.TitleGT(*i.TitleGT))
+	}
+	if i.TitleGTE != nil {
+		predicates = append(predicates, tool.TitleGTE(*i.TitleGTE))
+	}
+	if i.TitleLT != nil {
+		predicates = append(predicates, tool.TitleLT(*i.TitleLT))
+	}
+	if i.TitleLTE != nil {
+		predicates = append(predicates, tool.TitleLTE(*i.TitleLTE))
+	}
+	if i.TitleContains != nil {
+		predicates = append(predicates, tool.TitleContains(*i.TitleContains))
+	}
+	if i.TitleHasPrefix != nil {
+		predicates = append(predicates, tool.TitleHasPrefix(*i.TitleHasPrefix))
+	}
+	if i.TitleHasSuffix != nil {
+		predicates = append(predicates, tool.TitleHasSuffix(*i.TitleHasSuffix))
+	}
+	if i.TitleIsNil {
+		predicates = append(predicates, tool.TitleIsNil())
+	}
+	if i.TitleNotNil {
+		predicates = append(predicates, tool.TitleNotNil())
+	}
+	if i.TitleEqualFold != nil {
+		predicates = append(predicates, tool.TitleEqualFold(*i.TitleEqualFold))
+	}
+	if i.TitleContainsFold != nil {
+		predicates = append(predicates, tool.TitleContainsFold(*i.TitleContainsFold))
 	}
 	if i.Description != nil {
 		predicates = append(predicates, tool.DescriptionEQ(*i.Description))

@@ -12,6 +12,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
@@ -40,6 +41,7 @@ const (
 
 	// Node types.
 	TypeAPIKey        = "APIKey"
+	TypeAdminChange   = "AdminChange"
 	TypeAdminToken    = "AdminToken"
 	TypeAgent         = "Agent"
 	TypeApprovalRule  = "ApprovalRule"
@@ -976,6 +978,859 @@ func (m *APIKeyMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown APIKey edge %s", name)
+}
+
+// AdminChangeMutation represents an operation that mutates the AdminChange nodes in the graph.
+type AdminChangeMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	at            *time.Time
+	actor         *string
+	_op           *adminchange.Op
+	entity_type   *string
+	entity_id     *int
+	addentity_id  *int
+	entity_name   *string
+	before        *json.RawMessage
+	appendbefore  json.RawMessage
+	after         *json.RawMessage
+	appendafter   json.RawMessage
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*AdminChange, error)
+	predicates    []predicate.AdminChange
+}
+
+var _ ent.Mutation = (*AdminChangeMutation)(nil)
+
+// adminchangeOption allows management of the mutation configuration using functional options.
+type adminchangeOption func(*AdminChangeMutation)
+
+// newAdminChangeMutation creates new mutation for the AdminChange entity.
+func newAdminChangeMutation(c config, op Op, opts ...adminchangeOption) *AdminChangeMutation {
+	m := &AdminChangeMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAdminChange,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAdminChangeID sets the ID field of the mutation.
+func withAdminChangeID(id int) adminchangeOption {
+	return func(m *AdminChangeMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *AdminChange
+		)
+		m.oldValue = func(ctx context.Context) (*AdminChange, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().AdminChange.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAdminChange sets the old AdminChange of the mutation.
+func withAdminChange(node *AdminChange) adminchangeOption {
+	return func(m *AdminChangeMutation) {
+		m.oldValue = func(context.Context) (*AdminChange, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AdminChangeMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AdminChangeMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AdminChangeMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AdminChangeMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().AdminChange.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetAt sets the "at" field.
+func (m *AdminChangeMutation) SetAt(t time.Time) {
+	m.at = &t
+}
+
+// At returns the value of the "at" field in the mutation.
+func (m *AdminChangeMutation) At() (r time.Time, exists bool) {
+	v := m.at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAt returns the old "at" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAt: %w", err)
+	}
+	return oldValue.At, nil
+}
+
+// ResetAt resets all changes to the "at" field.
+func (m *AdminChangeMutation) ResetAt() {
+	m.at = nil
+}
+
+// SetActor sets the "actor" field.
+func (m *AdminChangeMutation) SetActor(s string) {
+	m.actor = &s
+}
+
+// Actor returns the value of the "actor" field in the mutation.
+func (m *AdminChangeMutation) Actor() (r string, exists bool) {
+	v := m.actor
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActor returns the old "actor" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldActor(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActor is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActor requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActor: %w", err)
+	}
+	return oldValue.Actor, nil
+}
+
+// ClearActor clears the value of the "actor" field.
+func (m *AdminChangeMutation) ClearActor() {
+	m.actor = nil
+	m.clearedFields[adminchange.FieldActor] = struct{}{}
+}
+
+// ActorCleared returns if the "actor" field was cleared in this mutation.
+func (m *AdminChangeMutation) ActorCleared() bool {
+	_, ok := m.clearedFields[adminchange.FieldActor]
+	return ok
+}
+
+// ResetActor resets all changes to the "actor" field.
+func (m *AdminChangeMutation) ResetActor() {
+	m.actor = nil
+	delete(m.clearedFields, adminchange.FieldActor)
+}
+
+// SetOpField sets the "op" field.
+func (m *AdminChangeMutation) SetOpField(a adminchange.Op) {
+	m._op = &a
+}
+
+// GetOp returns the value of the "op" field in the mutation.
+func (m *AdminChangeMutation) GetOp() (r adminchange.Op, exists bool) {
+	v := m._op
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOp returns the old "op" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldOp(ctx context.Context) (v adminchange.Op, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOp is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOp requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOp: %w", err)
+	}
+	return oldValue.Op, nil
+}
+
+// ResetOp resets all changes to the "op" field.
+func (m *AdminChangeMutation) ResetOp() {
+	m._op = nil
+}
+
+// SetEntityType sets the "entity_type" field.
+func (m *AdminChangeMutation) SetEntityType(s string) {
+	m.entity_type = &s
+}
+
+// EntityType returns the value of the "entity_type" field in the mutation.
+func (m *AdminChangeMutation) EntityType() (r string, exists bool) {
+	v := m.entity_type
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntityType returns the old "entity_type" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldEntityType(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntityType is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntityType requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntityType: %w", err)
+	}
+	return oldValue.EntityType, nil
+}
+
+// ResetEntityType resets all changes to the "entity_type" field.
+func (m *AdminChangeMutation) ResetEntityType() {
+	m.entity_type = nil
+}
+
+// SetEntityID sets the "entity_id" field.
+func (m *AdminChangeMutation) SetEntityID(i int) {
+	m.entity_id = &i
+	m.addentity_id = nil
+}
+
+// EntityID returns the value of the "entity_id" field in the mutation.
+func (m *AdminChangeMutation) EntityID() (r int, exists bool) {
+	v := m.entity_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntityID returns the old "entity_id" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldEntityID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntityID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntityID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntityID: %w", err)
+	}
+	return oldValue.EntityID, nil
+}
+
+// AddEntityID adds i to the "entity_id" field.
+func (m *AdminChangeMutation) AddEntityID(i int) {
+	if m.addentity_id != nil {
+		*m.addentity_id += i
+	} else {
+		m.addentity_id = &i
+	}
+}
+
+// AddedEntityID returns the value that was added to the "entity_id" field in this mutation.
+func (m *AdminChangeMutation) AddedEntityID() (r int, exists bool) {
+	v := m.addentity_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEntityID resets all changes to the "entity_id" field.
+func (m *AdminChangeMutation) ResetEntityID() {
+	m.entity_id = nil
+	m.addentity_id = nil
+}
+
+// SetEntityName sets the "entity_name" field.
+func (m *AdminChangeMutation) SetEntityName(s string) {
+	m.entity_name = &s
+}
+
+// EntityName returns the value of the "entity_name" field in the mutation.
+func (m *AdminChangeMutation) EntityName() (r string, exists bool) {
+	v := m.entity_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntityName returns the old "entity_name" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldEntityName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntityName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntityName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntityName: %w", err)
+	}
+	return oldValue.EntityName, nil
+}
+
+// ClearEntityName clears the value of the "entity_name" field.
+func (m *AdminChangeMutation) ClearEntityName() {
+	m.entity_name = nil
+	m.clearedFields[adminchange.FieldEntityName] = struct{}{}
+}
+
+// EntityNameCleared returns if the "entity_name" field was cleared in this mutation.
+func (m *AdminChangeMutation) EntityNameCleared() bool {
+	_, ok := m.clearedFields[adminchange.FieldEntityName]
+	return ok
+}
+
+// ResetEntityName resets all changes to the "entity_name" field.
+func (m *AdminChangeMutation) ResetEntityName() {
+	m.entity_name = nil
+	delete(m.clearedFields, adminchange.FieldEntityName)
+}
+
+// SetBefore sets the "before" field.
+func (m *AdminChangeMutation) SetBefore(jm json.RawMessage) {
+	m.before = &jm
+	m.appendbefore = nil
+}
+
+// Before returns the value of the "before" field in the mutation.
+func (m *AdminChangeMutation) Before() (r json.RawMessage, exists bool) {
+	v := m.before
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBefore returns the old "before" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldBefore(ctx context.Context) (v json.RawMessage, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBefore is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBefore requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBefore: %w", err)
+	}
+	return oldValue.Before, nil
+}
+
+// AppendBefore adds jm to the "before" field.
+func (m *AdminChangeMutation) AppendBefore(jm json.RawMessage) {
+	m.appendbefore = append(m.appendbefore, jm...)
+}
+
+// AppendedBefore returns the list of values that were appended to the "before" field in this mutation.
+func (m *AdminChangeMutation) AppendedBefore() (json.RawMessage, bool) {
+	if len(m.appendbefore) == 0 {
+		return nil, false
+	}
+	return m.appendbefore, true
+}
+
+// ClearBefore clears the value of the "before" field.
+func (m *AdminChangeMutation) ClearBefore() {
+	m.before = nil
+	m.appendbefore = nil
+	m.clearedFields[adminchange.FieldBefore] = struct{}{}
+}
+
+// BeforeCleared returns if the "before" field was cleared in this mutation.
+func (m *AdminChangeMutation) BeforeCleared() bool {
+	_, ok := m.clearedFields[adminchange.FieldBefore]
+	return ok
+}
+
+// ResetBefore resets all changes to the "before" field.
+func (m *AdminChangeMutation) ResetBefore() {
+	m.before = nil
+	m.appendbefore = nil
+	delete(m.clearedFields, adminchange.FieldBefore)
+}
+
+// SetAfter sets the "after" field.
+func (m *AdminChangeMutation) SetAfter(jm json.RawMessage) {
+	m.after = &jm
+	m.appendafter = nil
+}
+
+// After returns the value of the "after" field in the mutation.
+func (m *AdminChangeMutation) After() (r json.RawMessage, exists bool) {
+	v := m.after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAfter returns the old "after" field's value of the AdminChange entity.
+// If the AdminChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminChangeMutation) OldAfter(ctx context.Context) (v json.RawMessage, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAfter is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAfter requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAfter: %w", err)
+	}
+	return oldValue.After, nil
+}
+
+// AppendAfter adds jm to the "after" field.
+func (m *AdminChangeMutation) AppendAfter(jm json.RawMessage) {
+	m.appendafter = append(m.appendafter, jm...)
+}
+
+// AppendedAfter returns the list of values that were appended to the "after" field in this mutation.
+func (m *AdminChangeMutation) AppendedAfter() (json.RawMessage, bool) {
+	if len(m.appendafter) == 0 {
+		return nil, false
+	}
+	return m.appendafter, true
+}
+
+// ClearAfter clears the value of the "after" field.
+func (m *AdminChangeMutation) ClearAfter() {
+	m.after = nil
+	m.appendafter = nil
+	m.clearedFields[adminchange.FieldAfter] = struct{}{}
+}
+
+// AfterCleared returns if the "after" field was cleared in this mutation.
+func (m *AdminChangeMutation) AfterCleared() bool {
+	_, ok := m.clearedFields[adminchange.FieldAfter]
+	return ok
+}
+
+// ResetAfter resets all changes to the "after" field.
+func (m *AdminChangeMutation) ResetAfter() {
+	m.after = nil
+	m.appendafter = nil
+	delete(m.clearedFields, adminchange.FieldAfter)
+}
+
+// Where appends a list predicates to the AdminChangeMutation builder.
+func (m *AdminChangeMutation) Where(ps ...predicate.AdminChange) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AdminChangeMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AdminChangeMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.AdminChange, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AdminChangeMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AdminChangeMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (AdminChange).
+func (m *AdminChangeMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AdminChangeMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.at != nil {
+		fields = append(fields, adminchange.FieldAt)
+	}
+	if m.actor != nil {
+		fields = append(fields, adminchange.FieldActor)
+	}
+	if m._op != nil {
+		fields = append(fields, adminchange.FieldOp)
+	}
+	if m.entity_type != nil {
+		fields = append(fields, adminchange.FieldEntityType)
+	}
+	if m.entity_id != nil {
+		fields = append(fields, adminchange.FieldEntityID)
+	}
+	if m.entity_name != nil {
+		fields = append(fields, adminchange.FieldEntityName)
+	}
+	if m.before != nil {
+		fields = append(fields, adminchange.FieldBefore)
+	}
+	if m.after != nil {
+		fields = append(fields, adminchange.FieldAfter)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AdminChangeMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case adminchange.FieldAt:
+		return m.At()
+	case adminchange.FieldActor:
+		return m.Actor()
+	case adminchange.FieldOp:
+		return m.GetOp()
+	case adminchange.FieldEntityType:
+		return m.EntityType()
+	case adminchange.FieldEntityID:
+		return m.EntityID()
+	case adminchange.FieldEntityName:
+		return m.EntityName()
+	case adminchange.FieldBefore:
+		return m.Before()
+	case adminchange.FieldAfter:
+		return m.After()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AdminChangeMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case adminchange.FieldAt:
+		return m.OldAt(ctx)
+	case adminchange.FieldActor:
+		return m.OldActor(ctx)
+	case adminchange.FieldOp:
+		return m.OldOp(ctx)
+	case adminchange.FieldEntityType:
+		return m.OldEntityType(ctx)
+	case adminchange.FieldEntityID:
+		return m.OldEntityID(ctx)
+	case adminchange.FieldEntityName:
+		return m.OldEntityName(ctx)
+	case adminchange.FieldBefore:
+		return m.OldBefore(ctx)
+	case adminchange.FieldAfter:
+		return m.OldAfter(ctx)
+	}
+	return nil, fmt.Errorf("unknown AdminChange field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AdminChangeMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case adminchange.FieldAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAt(v)
+		return nil
+	case adminchange.FieldActor:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActor(v)
+		return nil
+	case adminchange.FieldOp:
+		v, ok := value.(adminchange.Op)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOpField(v)
+		return nil
+	case adminchange.FieldEntityType:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntityType(v)
+		return nil
+	case adminchange.FieldEntityID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntityID(v)
+		return nil
+	case adminchange.FieldEntityName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntityName(v)
+		return nil
+	case adminchange.FieldBefore:
+		v, ok := value.(json.RawMessage)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBefore(v)
+		return nil
+	case adminchange.FieldAfter:
+		v, ok := value.(json.RawMessage)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAfter(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AdminChange field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AdminChangeMutation) AddedFields() []string {
+	var fields []string
+	if m.addentity_id != nil {
+		fields = append(fields, adminchange.FieldEntityID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AdminChangeMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case adminchange.FieldEntityID:
+		return m.AddedEntityID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AdminChangeMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case adminchange.FieldEntityID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEntityID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AdminChange numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AdminChangeMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(adminchange.FieldActor) {
+		fields = append(fields, adminchange.FieldActor)
+	}
+	if m.FieldCleared(adminchange.FieldEntityName) {
+		fields = append(fields, adminchange.FieldEntityName)
+	}
+	if m.FieldCleared(adminchange.FieldBefore) {
+		fields = append(fields, adminchange.FieldBefore)
+	}
+	if m.FieldCleared(adminchange.FieldAfter) {
+		fields = append(fields, adminchange.FieldAfter)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AdminChangeMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AdminChangeMutation) ClearField(name string) error {
+	switch name {
+	case adminchange.FieldActor:
+		m.ClearActor()
+		return nil
+	case adminchange.FieldEntityName:
+		m.ClearEntityName()
+		return nil
+	case adminchange.FieldBefore:
+		m.ClearBefore()
+		return nil
+	case adminchange.FieldAfter:
+		m.ClearAfter()
+		return nil
+	}
+	return fmt.Errorf("unknown AdminChange nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AdminChangeMutation) ResetField(name string) error {
+	switch name {
+	case adminchange.FieldAt:
+		m.ResetAt()
+		return nil
+	case adminchange.FieldActor:
+		m.ResetActor()
+		return nil
+	case adminchange.FieldOp:
+		m.ResetOp()
+		return nil
+	case adminchange.FieldEntityType:
+		m.ResetEntityType()
+		return nil
+	case adminchange.FieldEntityID:
+		m.ResetEntityID()
+		return nil
+	case adminchange.FieldEntityName:
+		m.ResetEntityName()
+		return nil
+	case adminchange.FieldBefore:
+		m.ResetBefore()
+		return nil
+	case adminchange.FieldAfter:
+		m.ResetAfter()
+		return nil
+	}
+	return fmt.Errorf("unknown AdminChange field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AdminChangeMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AdminChangeMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AdminChangeMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AdminChangeMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AdminChangeMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AdminChangeMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AdminChangeMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown AdminChange unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AdminChangeMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown AdminChange edge %s", name)
 }
 
 // AdminTokenMutation represents an operation that mutates the AdminToken nodes in the graph.
@@ -12248,6 +13103,7 @@ type ToolMutation struct {
 	created_by          *string
 	updated_by          *string
 	name                *string
+	title               *string
 	description         *string
 	input_schema        *json.RawMessage
 	appendinput_schema  json.RawMessage
@@ -12568,6 +13424,55 @@ func (m *ToolMutation) OldName(ctx context.Context) (v string, err error) {
 // ResetName resets all changes to the "name" field.
 func (m *ToolMutation) ResetName() {
 	m.name = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *ToolMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *ToolMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ClearTitle clears the value of the "title" field.
+func (m *ToolMutation) ClearTitle() {
+	m.title = nil
+	m.clearedFields[tool.FieldTitle] = struct{}{}
+}
+
+// TitleCleared returns if the "title" field was cleared in this mutation.
+func (m *ToolMutation) TitleCleared() bool {
+	_, ok := m.clearedFields[tool.FieldTitle]
+	return ok
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *ToolMutation) ResetTitle() {
+	m.title = nil
+	delete(m.clearedFields, tool.FieldTitle)
 }
 
 // SetDescription sets the "description" field.
@@ -13008,7 +13913,7 @@ func (m *ToolMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ToolMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 13)
 	if m.created_at != nil {
 		fields = append(fields, tool.FieldCreatedAt)
 	}
@@ -13023,6 +13928,9 @@ func (m *ToolMutation) Fields() []string {
 	}
 	if m.name != nil {
 		fields = append(fields, tool.FieldName)
+	}
+	if m.title != nil {
+		fields = append(fields, tool.FieldTitle)
 	}
 	if m.description != nil {
 		fields = append(fields, tool.FieldDescription)
@@ -13063,6 +13971,8 @@ func (m *ToolMutation) Field(name string) (ent.Value, bool) {
 		return m.UpdatedBy()
 	case tool.FieldName:
 		return m.Name()
+	case tool.FieldTitle:
+		return m.Title()
 	case tool.FieldDescription:
 		return m.Description()
 	case tool.FieldInputSchema:
@@ -13096,6 +14006,8 @@ func (m *ToolMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldUpdatedBy(ctx)
 	case tool.FieldName:
 		return m.OldName(ctx)
+	case tool.FieldTitle:
+		return m.OldTitle(ctx)
 	case tool.FieldDescription:
 		return m.OldDescription(ctx)
 	case tool.FieldInputSchema:
@@ -13153,6 +14065,13 @@ func (m *ToolMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetName(v)
+		return nil
+	case tool.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
 		return nil
 	case tool.FieldDescription:
 		v, ok := value.(string)
@@ -13239,6 +14158,9 @@ func (m *ToolMutation) ClearedFields() []string {
 	if m.FieldCleared(tool.FieldUpdatedBy) {
 		fields = append(fields, tool.FieldUpdatedBy)
 	}
+	if m.FieldCleared(tool.FieldTitle) {
+		fields = append(fields, tool.FieldTitle)
+	}
 	if m.FieldCleared(tool.FieldDescription) {
 		fields = append(fields, tool.FieldDescription)
 	}
@@ -13273,6 +14195,9 @@ func (m *ToolMutation) ClearField(name string) error {
 		return nil
 	case tool.FieldUpdatedBy:
 		m.ClearUpdatedBy()
+		return nil
+	case tool.FieldTitle:
+		m.ClearTitle()
 		return nil
 	case tool.FieldDescription:
 		m.ClearDescription()
@@ -13311,6 +14236,9 @@ func (m *ToolMutation) ResetField(name string) error {
 		return nil
 	case tool.FieldName:
 		m.ResetName()
+		return nil
+	case tool.FieldTitle:
+		m.ResetTitle()
 		return nil
 	case tool.FieldDescription:
 		m.ResetDescription()

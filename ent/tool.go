@@ -29,6 +29,8 @@ type Tool struct {
 	UpdatedBy string `json:"updated_by,omitempty"`
 	// Name of the tool as the upstream announces it.
 	Name string `json:"name,omitempty"`
+	// Human-readable title the upstream announces, if any.
+	Title string `json:"title,omitempty"`
 	// Description the upstream announces.
 	Description string `json:"description,omitempty"`
 	// JSON Schema of the tool's arguments.
@@ -81,7 +83,7 @@ func (*Tool) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case tool.FieldID:
 			values[i] = new(sql.NullInt64)
-		case tool.FieldCreatedBy, tool.FieldUpdatedBy, tool.FieldName, tool.FieldDescription, tool.FieldDefinitionHash:
+		case tool.FieldCreatedBy, tool.FieldUpdatedBy, tool.FieldName, tool.FieldTitle, tool.FieldDescription, tool.FieldDefinitionHash:
 			values[i] = new(sql.NullString)
 		case tool.FieldCreatedAt, tool.FieldUpdatedAt, tool.FieldFirstSeen, tool.FieldLastSeen:
 			values[i] = new(sql.NullTime)
@@ -137,6 +139,12 @@ func (_m *Tool) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field name", values[i])
 			} else if value.Valid {
 				_m.Name = value.String
+			}
+		case tool.FieldTitle:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field title", values[i])
+			} else if value.Valid {
+				_m.Title = value.String
 			}
 		case tool.FieldDescription:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -248,6 +256,9 @@ func (_m *Tool) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("name=")
 	builder.WriteString(_m.Name)
+	builder.WriteString(", ")
+	builder.WriteString("title=")
+	builder.WriteString(_m.Title)
 	builder.WriteString(", ")
 	builder.WriteString("description=")
 	builder.WriteString(_m.Description)

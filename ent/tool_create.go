@@ -84,6 +84,20 @@ func (_c *ToolCreate) SetName(v string) *ToolCreate {
 	return _c
 }
 
+// SetTitle sets the "title" field.
+func (_c *ToolCreate) SetTitle(v string) *ToolCreate {
+	_c.mutation.SetTitle(v)
+	return _c
+}
+
+// SetNillableTitle sets the "title" field if the given value is not nil.
+func (_c *ToolCreate) SetNillableTitle(v *string) *ToolCreate {
+	if v != nil {
+		_c.SetTitle(*v)
+	}
+	return _c
+}
+
 // SetDescription sets the "description" field.
 func (_c *ToolCreate) SetDescription(v string) *ToolCreate {
 	_c.mutation.SetDescription(v)
@@ -253,6 +267,11 @@ func (_c *ToolCreate) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Tool.name": %w`, err)}
 		}
 	}
+	if v, ok := _c.mutation.Title(); ok {
+		if err := tool.TitleValidator(v); err != nil {
+			return &ValidationError{Name: "title", err: fmt.Errorf(`ent: validator failed for field "Tool.title": %w`, err)}
+		}
+	}
 	if v, ok := _c.mutation.DefinitionHash(); ok {
 		if err := tool.DefinitionHashValidator(v); err != nil {
 			return &ValidationError{Name: "definition_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.definition_hash": %w`, err)}
@@ -312,6 +331,10 @@ func (_c *ToolCreate) createSpec() (*Tool, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Name(); ok {
 		_spec.SetField(tool.FieldName, field.TypeString, value)
 		_node.Name = value
+	}
+	if value, ok := _c.mutation.Title(); ok {
+		_spec.SetField(tool.FieldTitle, field.TypeString, value)
+		_node.Title = value
 	}
 	if value, ok := _c.mutation.Description(); ok {
 		_spec.SetField(tool.FieldDescription, field.TypeString, value)

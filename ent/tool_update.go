@@ -71,6 +71,26 @@ func (_u *ToolUpdate) SetNillableName(v *string) *ToolUpdate {
 	return _u
 }
 
+// SetTitle sets the "title" field.
+func (_u *ToolUpdate) SetTitle(v string) *ToolUpdate {
+	_u.mutation.SetTitle(v)
+	return _u
+}
+
+// SetNillableTitle sets the "title" field if the given value is not nil.
+func (_u *ToolUpdate) SetNillableTitle(v *string) *ToolUpdate {
+	if v != nil {
+		_u.SetTitle(*v)
+	}
+	return _u
+}
+
+// ClearTitle clears the value of the "title" field.
+func (_u *ToolUpdate) ClearTitle() *ToolUpdate {
+	_u.mutation.ClearTitle()
+	return _u
+}
+
 // SetDescription sets the "description" field.
 func (_u *ToolUpdate) SetDescription(v string) *ToolUpdate {
 	_u.mutation.SetDescription(v)
@@ -264,6 +284,11 @@ func (_u *ToolUpdate) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Tool.name": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Title(); ok {
+		if err := tool.TitleValidator(v); err != nil {
+			return &ValidationError{Name: "title", err: fmt.Errorf(`ent: validator failed for field "Tool.title": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.DefinitionHash(); ok {
 		if err := tool.DefinitionHashValidator(v); err != nil {
 			return &ValidationError{Name: "definition_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.definition_hash": %w`, err)}
@@ -301,6 +326,12 @@ func (_u *ToolUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Name(); ok {
 		_spec.SetField(tool.FieldName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Title(); ok {
+		_spec.SetField(tool.FieldTitle, field.TypeString, value)
+	}
+	if _u.mutation.TitleCleared() {
+		_spec.ClearField(tool.FieldTitle, field.TypeString)
 	}
 	if value, ok := _u.mutation.Description(); ok {
 		_spec.SetField(tool.FieldDescription, field.TypeString, value)
@@ -439,6 +470,26 @@ func (_u *ToolUpdateOne) SetNillableName(v *string) *ToolUpdateOne {
 	if v != nil {
 		_u.SetName(*v)
 	}
+	return _u
+}
+
+// SetTitle sets the "title" field.
+func (_u *ToolUpdateOne) SetTitle(v string) *ToolUpdateOne {
+	_u.mutation.SetTitle(v)
+	return _u
+}
+
+// SetNillableTitle sets the "title" field if the given value is not nil.
+func (_u *ToolUpdateOne) SetNillableTitle(v *string) *ToolUpdateOne {
+	if v != nil {
+		_u.SetTitle(*v)
+	}
+	return _u
+}
+
+// ClearTitle clears the value of the "title" field.
+func (_u *ToolUpdateOne) ClearTitle() *ToolUpdateOne {
+	_u.mutation.ClearTitle()
 	return _u
 }
 
@@ -648,6 +699,11 @@ func (_u *ToolUpdateOne) check() error {
 			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Tool.name": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Title(); ok {
+		if err := tool.TitleValidator(v); err != nil {
+			return &ValidationError{Name: "title", err: fmt.Errorf(`ent: validator failed for field "Tool.title": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.DefinitionHash(); ok {
 		if err := tool.DefinitionHashValidator(v); err != nil {
 			return &ValidationError{Name: "definition_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.definition_hash": %w`, err)}
@@ -702,6 +758,12 @@ func (_u *ToolUpdateOne) sqlSave(ctx context.Context) (_node *Tool, err error) {
 	}
 	if value, ok := _u.mutation.Name(); ok {
 		_spec.SetField(tool.FieldName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Title(); ok {
+		_spec.SetField(tool.FieldTitle, field.TypeString, value)
+	}
+	if _u.mutation.TitleCleared() {
+		_spec.ClearField(tool.FieldTitle, field.TypeString)
 	}
 	if value, ok := _u.mutation.Description(); ok {
 		_spec.SetField(tool.FieldDescription, field.TypeString, value)

@@ -15,18 +15,34 @@ import (
 
 // Node is the resolver for the node field.
 func (r *queryResolver) Node(ctx context.Context, id int) (ent.Noder, error) {
-	return r.ent(ctx).Noder(ctx, id)
+	n, err := r.ent(ctx).Noder(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return n, mayRead(ctx, n)
 }
 
 // Nodes is the resolver for the nodes field.
 func (r *queryResolver) Nodes(ctx context.Context, ids []int) ([]ent.Noder, error) {
-	return r.ent(ctx).Noders(ctx, ids)
+	nodes, err := r.ent(ctx).Noders(ctx, ids)
+	for _, n := range nodes {
+		if err := mayRead(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	return nodes, err
 }
 
 // APIKeys is the resolver for the apiKeys field.
 func (r *queryResolver) APIKeys(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) (*ent.APIKeyConnection, error) {
 	return r.ent(ctx).APIKey.Query().Paginate(ctx, after, first, before, last,
 		ent.WithAPIKeyOrder(orderBy), ent.WithAPIKeyFilter(where.Filter))
+}
+
+// AdminChanges is the resolver for the adminChanges field.
+func (r *queryResolver) AdminChanges(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) (*ent.AdminChangeConnection, error) {
+	return r.ent(ctx).AdminChange.Query().Paginate(ctx, after, first, before, last,
+		ent.WithAdminChangeOrder(orderBy), ent.WithAdminChangeFilter(where.Filter))
 }
 
 // AdminTokens is the resolver for the adminTokens field.

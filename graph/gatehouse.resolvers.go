@@ -243,6 +243,16 @@ func (r *mutationResolver) DeleteAdminToken(ctx context.Context, id int) (int, e
 	return id, keepAnAdmin(ctx, r.ent(ctx))
 }
 
+// DiscoverTools is the resolver for the discoverTools field.
+func (r *mutationResolver) DiscoverTools(ctx context.Context, upstream string) ([]*ent.Tool, error) {
+	return r.discoverTools(ctx, upstream)
+}
+
+// ApplyConfig is the resolver for the applyConfig field.
+func (r *mutationResolver) ApplyConfig(ctx context.Context, document string, prune *bool, dryRun *bool) (*model.ApplyConfigPayload, error) {
+	return applyConfig(ctx, r.ent(ctx), document, prune != nil && *prune, dryRun != nil && *dryRun)
+}
+
 // RotateAgentKey is the resolver for the rotateAgentKey field.
 func (r *mutationResolver) RotateAgentKey(ctx context.Context, agent int, expiresAt *time.Time, revokeExisting *bool) (*model.RotateAgentKeyPayload, error) {
 	revoke := revokeExisting == nil || *revokeExisting
@@ -268,6 +278,16 @@ func (r *queryResolver) Me(ctx context.Context) (*model.AdminPrincipal, error) {
 		return nil, errUnauthenticated
 	}
 	return &model.AdminPrincipal{Name: p.Name, Roles: p.Roles}, nil
+}
+
+// ExportConfig is the resolver for the exportConfig field.
+func (r *queryResolver) ExportConfig(ctx context.Context) (string, error) {
+	return exportConfig(ctx, r.ent(ctx))
+}
+
+// EffectiveTools is the resolver for the effectiveTools field.
+func (r *queryResolver) EffectiveTools(ctx context.Context, virtualServer string, agent *string) ([]*model.EffectiveTool, error) {
+	return r.effectiveTools(ctx, virtualServer, agent)
 }
 
 // Selections is the resolver for the selections field.

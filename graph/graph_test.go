@@ -22,24 +22,27 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-// env is one admin API over a fresh SQLite store.
+// env is one admin API over a fresh store, with an admin token of each role.
 type env struct {
 	t      *testing.T
 	client *ent.Client
-	dbPath string
+	url    string // of the store
 	h      http.Handler
-	admin  string // token with the admin role
-	viewer string // token with the viewer role only
+
+	admin    string // token with the admin role
+	viewer   string // token with the viewer role only
+	approver string // token with the approver role only
+	auditor  string // token with the auditor role only
 }
 
+// newEnv returns an admin API over a fresh SQLite store.
 func newEnv(t *testing.T, opts *graph.HandlerOptions) *env {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "gatehouse.db")
-	return newEnvAt(t, "sqlite://"+path, path, opts)
+	return newEnvAt(t, "sqlite://"+filepath.Join(t.TempDir(), "gatehouse.db"), opts)
 }
 
-// newEnvAt is [newEnv] on the store at url; path is its SQLite file, if any.
-func newEnvAt(t *testing.T, url, path string, opts *graph.HandlerOptions) *env {
+// newEnvAt is [newEnv] on the store at url.
+func newEnvAt(t *testing.T, url string, opts *graph.HandlerOptions) *env {
 	t.Helper()
 	if opts == nil {
 		opts = new(graph.HandlerOptions)
@@ -52,16 +55,37 @@ func newEnvAt(t *testing.T, url, path string, opts *graph.HandlerOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	e := &env{t: t, client: c, dbPath: path, h: graph.NewHandler(c, opts)}
-	e.admin, _, err = store.CreateAdminToken(context.Background(), c, "root", []string{"admin"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.viewer, _, err = store.CreateAdminToken(context.Background(), c, "looker", []string{"viewer"}, nil)
-	if err != nil {
-		t.Fatal(err)
+	e := &env{t: t, client: c, url: url, h: graph.NewHandler(c, opts)}
+	for _, tok := range []struct {
+		name, role string
+		token      *string
+	}{
+		{"root", "admin", &e.admin},
+		{"looker", "viewer", &e.viewer},
+		{"decider", "approver", &e.approver},
+		{"inspector", "auditor", &e.auditor},
+	} {
+		*tok.token, _, err = store.CreateAdminToken(context.Background(), c, tok.name, []string{tok.role}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return e
+}
+
+// rawDB opens the store's database directly, bypassing Ent.
+func (e *env) rawDB() *sql.DB {
+	e.t.Helper()
+	driver, dsn := "pgx", e.url
+	if path, ok := strings.CutPrefix(e.url, "sqlite://"); ok {
+		driver, dsn = "sqlite", "file:"+path+"?mode=ro"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { db.Close() })
+	return db
 }
 
 type gqlError struct {
@@ -146,48 +170,49 @@ func (e *env) createUpstream(name, transport, url string) upstreamOut {
 func TestAuthentication(t *testing.T) {
 	t.Parallel()
 	past := time.Now().Add(-time.Hour)
-	e := newEnv(t, nil)
-	expired, _, err := store.CreateAdminToken(context.Background(), e.client, "old", []string{"admin"}, &past)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name, token string
-	}{
-		{"no token", ""},
-		{"unknown token", store.NewAdminToken()},
-		{"expired token", expired},
-		{"agent-style key", identity.NewAPIKey()},
-	} {
-		status, resp := e.post(tc.token, `{ me { name } }`, nil)
-		if status != http.StatusUnauthorized || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "UNAUTHENTICATED" {
-			t.Errorf("%s: status %d, errors %+v; want 401 UNAUTHENTICATED", tc.name, status, resp.Errors)
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		expired, _, err := store.CreateAdminToken(context.Background(), e.client, "old", []string{"admin"}, &past)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, tc := range []struct {
+			name, token string
+		}{
+			{"no token", ""},
+			{"unknown token", store.NewAdminToken()},
+			{"expired token", expired},
+			{"agent-style key", identity.NewAPIKey()},
+		} {
+			status, resp := e.post(tc.token, `{ me { name } }`, nil)
+			if status != http.StatusUnauthorized || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "UNAUTHENTICATED" {
+				t.Errorf("%s: status %d, errors %+v; want 401 UNAUTHENTICATED", tc.name, status, resp.Errors)
+			}
+		}
 
-	var me struct{ Me struct{ Name string } }
-	e.must(`{ me { name roles } }`, nil, &me)
-	if me.Me.Name != "root" {
-		t.Errorf("me = %+v", me)
-	}
-	// A viewer reads but does not write.
-	if status, resp := e.post(e.viewer, `{ upstreams { totalCount } }`, nil); status != 200 || len(resp.Errors) > 0 {
-		t.Errorf("viewer query: %d %+v", status, resp.Errors)
-	}
-	_, resp := e.post(e.viewer, `mutation { createTeam(input: {name: "t"}) { id } }`, nil)
-	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "FORBIDDEN" {
-		t.Errorf("viewer mutation: %+v, want FORBIDDEN", resp.Errors)
-	}
-	if n := e.client.Team.Query().CountX(context.Background()); n != 0 {
-		t.Errorf("forbidden mutation stored %d teams", n)
-	}
+		var me struct{ Me struct{ Name string } }
+		e.must(`{ me { name roles } }`, nil, &me)
+		if me.Me.Name != "root" {
+			t.Errorf("me = %+v", me)
+		}
+		// A viewer reads but does not write.
+		if status, resp := e.post(e.viewer, `{ upstreams { totalCount } }`, nil); status != 200 || len(resp.Errors) > 0 {
+			t.Errorf("viewer query: %d %+v", status, resp.Errors)
+		}
+		_, resp := e.post(e.viewer, `mutation { createTeam(input: {name: "t"}) { id } }`, nil)
+		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "FORBIDDEN" {
+			t.Errorf("viewer mutation: %+v, want FORBIDDEN", resp.Errors)
+		}
+		if n := e.client.Team.Query().CountX(context.Background()); n != 0 {
+			t.Errorf("forbidden mutation stored %d teams", n)
+		}
 
-	// Non-browser GETs are refused: only POST carries GraphQL.
-	w := httptest.NewRecorder()
-	e.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/admin/graphql?query={me{name}}", nil))
-	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
-		t.Errorf("GET without text/html: %d %q", w.Code, w.Header().Get("Allow"))
-	}
+		// Non-browser GETs are refused: only POST carries GraphQL.
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/admin/graphql?query={me{name}}", nil))
+		if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
+			t.Errorf("GET without text/html: %d %q", w.Code, w.Header().Get("Allow"))
+		}
+	})
 }
 
 // TestListPaginateFilterOrder creates upstreams and pages through them
@@ -195,134 +220,136 @@ func TestAuthentication(t *testing.T) {
 // gqlgen's in-process client.
 func TestListPaginateFilterOrder(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	for _, u := range []struct{ name, transport string }{
-		{"delta", "stdio"}, {"alpha", "streamable_http"}, {"echo", "sse"}, {"charlie", "stdio"}, {"bravo", "streamable_http"},
-	} {
-		got := e.createUpstream(u.name, u.transport, "http://127.0.0.1:9/"+u.name)
-		if got.Transport != u.transport || got.CreatedBy != "token:root" || got.UpdatedBy != "token:root" {
-			t.Errorf("created %+v", got)
-		}
-	}
-	c := gqlclient.New(e.h, gqlclient.AddHeader("Authorization", "Bearer "+e.admin))
-	type page struct {
-		Upstreams struct {
-			TotalCount int
-			Edges      []struct{ Node struct{ Name string } }
-			PageInfo   struct {
-				HasNextPage bool
-				EndCursor   *string
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		for _, u := range []struct{ name, transport string }{
+			{"delta", "stdio"}, {"alpha", "streamable_http"}, {"echo", "sse"}, {"charlie", "stdio"}, {"bravo", "streamable_http"},
+		} {
+			got := e.createUpstream(u.name, u.transport, "http://127.0.0.1:9/"+u.name)
+			if got.Transport != u.transport || got.CreatedBy != "token:root" || got.UpdatedBy != "token:root" {
+				t.Errorf("created %+v", got)
 			}
 		}
-	}
-	const q = `query($first: Int, $after: Cursor, $where: UpstreamWhereInput, $order: [UpstreamOrder!]) {
+		c := gqlclient.New(e.h, gqlclient.AddHeader("Authorization", "Bearer "+e.admin))
+		type page struct {
+			Upstreams struct {
+				TotalCount int
+				Edges      []struct{ Node struct{ Name string } }
+				PageInfo   struct {
+					HasNextPage bool
+					EndCursor   *string
+				}
+			}
+		}
+		const q = `query($first: Int, $after: Cursor, $where: UpstreamWhereInput, $order: [UpstreamOrder!]) {
 		upstreams(first: $first, after: $after, where: $where, orderBy: $order) {
 			totalCount edges { node { name } } pageInfo { hasNextPage endCursor } } }`
-	names := func(p page) string {
-		var n []string
-		for _, e := range p.Upstreams.Edges {
-			n = append(n, e.Node.Name)
+		names := func(p page) string {
+			var n []string
+			for _, e := range p.Upstreams.Edges {
+				n = append(n, e.Node.Name)
+			}
+			return strings.Join(n, ",")
 		}
-		return strings.Join(n, ",")
-	}
-	byName := []map[string]any{{"field": "NAME"}}
-	var all []string
-	var after *string
-	for i := 0; ; i++ {
-		var p page
-		if err := c.Post(q, &p, gqlclient.Var("first", 2), gqlclient.Var("after", after), gqlclient.Var("order", byName)); err != nil {
-			t.Fatal(err)
+		byName := []map[string]any{{"field": "NAME"}}
+		var all []string
+		var after *string
+		for i := 0; ; i++ {
+			var p page
+			if err := c.Post(q, &p, gqlclient.Var("first", 2), gqlclient.Var("after", after), gqlclient.Var("order", byName)); err != nil {
+				t.Fatal(err)
+			}
+			if p.Upstreams.TotalCount != 5 {
+				t.Errorf("totalCount %d, want 5", p.Upstreams.TotalCount)
+			}
+			all = append(all, names(p))
+			if !p.Upstreams.PageInfo.HasNextPage {
+				break
+			}
+			after = p.Upstreams.PageInfo.EndCursor
+			if i > 5 {
+				t.Fatal("pagination does not end")
+			}
 		}
-		if p.Upstreams.TotalCount != 5 {
-			t.Errorf("totalCount %d, want 5", p.Upstreams.TotalCount)
+		if got := strings.Join(all, "|"); got != "alpha,bravo|charlie,delta|echo" {
+			t.Errorf("pages %q", got)
 		}
-		all = append(all, names(p))
-		if !p.Upstreams.PageInfo.HasNextPage {
-			break
-		}
-		after = p.Upstreams.PageInfo.EndCursor
-		if i > 5 {
-			t.Fatal("pagination does not end")
-		}
-	}
-	if got := strings.Join(all, "|"); got != "alpha,bravo|charlie,delta|echo" {
-		t.Errorf("pages %q", got)
-	}
 
-	for _, tc := range []struct {
-		name  string
-		where map[string]any
-		order []map[string]any
-		want  string
-	}{
-		{"transport", map[string]any{"transport": "stdio"}, byName, "charlie,delta"},
-		{"name prefix or", map[string]any{"or": []any{map[string]any{"nameHasPrefix": "e"}, map[string]any{"nameIn": []string{"alpha"}}}}, byName, "alpha,echo"},
-		{"descending", nil, []map[string]any{{"field": "NAME", "direction": "DESC"}}, "echo,delta,charlie,bravo,alpha"},
-		{"two keys", map[string]any{"transportNEQ": "sse"}, []map[string]any{{"field": "TRANSPORT"}, {"field": "NAME", "direction": "DESC"}}, "delta,charlie,bravo,alpha"},
-	} {
-		var p page
-		if err := c.Post(q, &p, gqlclient.Var("where", tc.where), gqlclient.Var("order", tc.order)); err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
+		for _, tc := range []struct {
+			name  string
+			where map[string]any
+			order []map[string]any
+			want  string
+		}{
+			{"transport", map[string]any{"transport": "stdio"}, byName, "charlie,delta"},
+			{"name prefix or", map[string]any{"or": []any{map[string]any{"nameHasPrefix": "e"}, map[string]any{"nameIn": []string{"alpha"}}}}, byName, "alpha,echo"},
+			{"descending", nil, []map[string]any{{"field": "NAME", "direction": "DESC"}}, "echo,delta,charlie,bravo,alpha"},
+			{"two keys", map[string]any{"transportNEQ": "sse"}, []map[string]any{{"field": "TRANSPORT"}, {"field": "NAME", "direction": "DESC"}}, "delta,charlie,bravo,alpha"},
+		} {
+			var p page
+			if err := c.Post(q, &p, gqlclient.Var("where", tc.where), gqlclient.Var("order", tc.order)); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if got := names(p); got != tc.want {
+				t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+			}
 		}
-		if got := names(p); got != tc.want {
-			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
-		}
-	}
+	})
 }
 
 func TestUpdateDeleteNode(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	u := e.createUpstream("everything", "streamable_http", "http://127.0.0.1:1/mcp")
-	var ag struct{ CreateAgent struct{ ID string } }
-	e.must(`mutation { createAgent(input: {name: "ci-bot", labels: {env: "prod"}}) { id } }`, nil, &ag)
-	if u.ID == ag.CreateAgent.ID {
-		t.Fatalf("an upstream and an agent share ID %s", u.ID)
-	}
-
-	var upd struct {
-		UpdateUpstream struct {
-			URL, UpdatedBy string
-			Disabled       bool
-			Headers        map[string]string
-			TimeoutSeconds float64
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		u := e.createUpstream("everything", "streamable_http", "http://127.0.0.1:1/mcp")
+		var ag struct{ CreateAgent struct{ ID string } }
+		e.must(`mutation { createAgent(input: {name: "ci-bot", labels: {env: "prod"}}) { id } }`, nil, &ag)
+		if u.ID == ag.CreateAgent.ID {
+			t.Fatalf("an upstream and an agent share ID %s", u.ID)
 		}
-	}
-	e.must(`mutation($id: ID!) { updateUpstream(id: $id, input: {url: "http://127.0.0.1:2/mcp", disabled: true, headers: {X_Team: "a"}, timeoutSeconds: 1.5}) {
-		url disabled headers timeoutSeconds updatedBy } }`, map[string]any{"id": u.ID}, &upd)
-	if got := upd.UpdateUpstream; got.URL != "http://127.0.0.1:2/mcp" || !got.Disabled || got.Headers["X_Team"] != "a" || got.TimeoutSeconds != 1.5 || got.UpdatedBy != "token:root" {
-		t.Errorf("updated %+v", got)
-	}
 
-	// node(id) finds each type from the ID alone.
-	var nodes struct {
-		U struct{ Typename, Name string } `json:"u"`
-		A struct {
-			Typename string `json:"__typename"`
-			Name     string
-			Labels   map[string]string
-		} `json:"a"`
-	}
-	e.must(`query($u: ID!, $a: ID!) {
+		var upd struct {
+			UpdateUpstream struct {
+				URL, UpdatedBy string
+				Disabled       bool
+				Headers        map[string]string
+				TimeoutSeconds float64
+			}
+		}
+		e.must(`mutation($id: ID!) { updateUpstream(id: $id, input: {url: "http://127.0.0.1:2/mcp", disabled: true, headers: {X_Team: "a"}, timeoutSeconds: 1.5}) {
+		url disabled headers timeoutSeconds updatedBy } }`, map[string]any{"id": u.ID}, &upd)
+		if got := upd.UpdateUpstream; got.URL != "http://127.0.0.1:2/mcp" || !got.Disabled || got.Headers["X_Team"] != "a" || got.TimeoutSeconds != 1.5 || got.UpdatedBy != "token:root" {
+			t.Errorf("updated %+v", got)
+		}
+
+		// node(id) finds each type from the ID alone.
+		var nodes struct {
+			U struct{ Typename, Name string } `json:"u"`
+			A struct {
+				Typename string `json:"__typename"`
+				Name     string
+				Labels   map[string]string
+			} `json:"a"`
+		}
+		e.must(`query($u: ID!, $a: ID!) {
 		u: node(id: $u) { __typename ... on Upstream { name } }
 		a: node(id: $a) { __typename ... on Agent { name labels } } }`, map[string]any{"u": u.ID, "a": ag.CreateAgent.ID}, &nodes)
-	if nodes.U.Name != "everything" || nodes.A.Typename != "Agent" || nodes.A.Labels["env"] != "prod" {
-		t.Errorf("nodes %+v", nodes)
-	}
+		if nodes.U.Name != "everything" || nodes.A.Typename != "Agent" || nodes.A.Labels["env"] != "prod" {
+			t.Errorf("nodes %+v", nodes)
+		}
 
-	var del struct{ DeleteUpstream string }
-	e.must(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": u.ID}, &del)
-	if del.DeleteUpstream != u.ID {
-		t.Errorf("deleteUpstream returned %q, want %q", del.DeleteUpstream, u.ID)
-	}
-	errs := e.fails(`query($id: ID!) { node(id: $id) { id } }`, map[string]any{"id": u.ID})
-	if errs[0].Extensions["code"] != "NOT_FOUND" {
-		t.Errorf("node of a deleted upstream: %+v", errs)
-	}
-	errs = e.fails(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": u.ID})
-	if errs[0].Extensions["code"] != "NOT_FOUND" {
-		t.Errorf("second delete: %+v", errs)
-	}
+		var del struct{ DeleteUpstream string }
+		e.must(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": u.ID}, &del)
+		if del.DeleteUpstream != u.ID {
+			t.Errorf("deleteUpstream returned %q, want %q", del.DeleteUpstream, u.ID)
+		}
+		errs := e.fails(`query($id: ID!) { node(id: $id) { id } }`, map[string]any{"id": u.ID})
+		if errs[0].Extensions["code"] != "NOT_FOUND" {
+			t.Errorf("node of a deleted upstream: %+v", errs)
+		}
+		errs = e.fails(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": u.ID})
+		if errs[0].Extensions["code"] != "NOT_FOUND" {
+			t.Errorf("second delete: %+v", errs)
+		}
+	})
 }
 
 // TestSelections checks that a virtual server lists its selections by
@@ -330,125 +357,127 @@ func TestUpdateDeleteNode(t *testing.T) {
 // the server deletes its selections.
 func TestSelections(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	a := e.createUpstream("a", "stdio", "")
-	b := e.createUpstream("b", "streamable_http", "http://127.0.0.1:3/mcp")
-	var vs struct{ CreateVirtualServer struct{ ID string } }
-	e.must(`mutation { createVirtualServer(input: {name: "ops", description: "Operations"}) { id } }`, nil, &vs)
-	for _, s := range []struct {
-		up  string
-		pos int
-	}{{b.ID, 1}, {a.ID, 0}} {
-		e.must(`mutation($vs: ID!, $up: ID!, $pos: Int) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, position: $pos, tools: ["echo", "get_*"], excludeTools: [], rename: {echo: "say"}}) { id } }`,
-			map[string]any{"vs": vs.CreateVirtualServer.ID, "up": s.up, "pos": s.pos}, nil)
-	}
-	var got struct {
-		VirtualServers struct {
-			Edges []struct {
-				Node struct {
-					Selections []struct {
-						Position     int
-						Tools        []string
-						ExcludeTools []string
-						Prompts      []string
-						Upstream     struct{ Name string }
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		a := e.createUpstream("a", "stdio", "")
+		b := e.createUpstream("b", "streamable_http", "http://127.0.0.1:3/mcp")
+		var vs struct{ CreateVirtualServer struct{ ID string } }
+		e.must(`mutation { createVirtualServer(input: {name: "ops", description: "Operations"}) { id } }`, nil, &vs)
+		for _, s := range []struct {
+			up  string
+			pos int
+		}{{b.ID, 1}, {a.ID, 0}} {
+			e.must(`mutation($vs: ID!, $up: ID!, $pos: Int) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, position: $pos, tools: ["echo", "get_*"], excludeTools: [], rename: {echo: "say"}}) { id } }`,
+				map[string]any{"vs": vs.CreateVirtualServer.ID, "up": s.up, "pos": s.pos}, nil)
+		}
+		var got struct {
+			VirtualServers struct {
+				Edges []struct {
+					Node struct {
+						Selections []struct {
+							Position     int
+							Tools        []string
+							ExcludeTools []string
+							Prompts      []string
+							Upstream     struct{ Name string }
+						}
 					}
 				}
 			}
 		}
-	}
-	e.must(`{ virtualServers { edges { node { selections { position tools excludeTools prompts upstream { name } } } } } }`, nil, &got)
-	sels := got.VirtualServers.Edges[0].Node.Selections
-	if len(sels) != 2 || sels[0].Upstream.Name != "a" || sels[1].Upstream.Name != "b" {
-		t.Fatalf("selections %+v", sels)
-	}
-	// null means all, [] means none: both survive the round trip.
-	if sels[0].Prompts != nil || sels[0].ExcludeTools == nil || len(sels[0].ExcludeTools) != 0 {
-		t.Errorf("lists: prompts %#v excludeTools %#v", sels[0].Prompts, sels[0].ExcludeTools)
-	}
+		e.must(`{ virtualServers { edges { node { selections { position tools excludeTools prompts upstream { name } } } } } }`, nil, &got)
+		sels := got.VirtualServers.Edges[0].Node.Selections
+		if len(sels) != 2 || sels[0].Upstream.Name != "a" || sels[1].Upstream.Name != "b" {
+			t.Fatalf("selections %+v", sels)
+		}
+		// null means all, [] means none: both survive the round trip.
+		if sels[0].Prompts != nil || sels[0].ExcludeTools == nil || len(sels[0].ExcludeTools) != 0 {
+			t.Errorf("lists: prompts %#v excludeTools %#v", sels[0].Prompts, sels[0].ExcludeTools)
+		}
 
-	errs := e.fails(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": a.ID})
-	if errs[0].Extensions["code"] != "IN_USE" {
-		t.Errorf("deleting an upstream in use: %+v", errs)
-	}
-	e.must(`mutation($id: ID!) { deleteVirtualServer(id: $id) }`, map[string]any{"id": vs.CreateVirtualServer.ID}, nil)
-	if n := e.client.Selection.Query().CountX(context.Background()); n != 0 {
-		t.Errorf("%d selections left after deleting their virtual server", n)
-	}
-	e.must(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": a.ID}, nil)
+		errs := e.fails(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": a.ID})
+		if errs[0].Extensions["code"] != "IN_USE" {
+			t.Errorf("deleting an upstream in use: %+v", errs)
+		}
+		e.must(`mutation($id: ID!) { deleteVirtualServer(id: $id) }`, map[string]any{"id": vs.CreateVirtualServer.ID}, nil)
+		if n := e.client.Selection.Query().CountX(context.Background()); n != 0 {
+			t.Errorf("%d selections left after deleting their virtual server", n)
+		}
+		e.must(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": a.ID}, nil)
+	})
 }
 
 // TestValidationErrors checks that invalid input fails with errors naming
 // the input field and a code, and stores nothing.
 func TestValidationErrors(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	up := e.createUpstream("taken", "stdio", "")
-	var vs struct{ CreateVirtualServer struct{ ID string } }
-	e.must(`mutation { createVirtualServer(input: {name: "vs"}) { id } }`, nil, &vs)
-	ids := map[string]any{"up": up.ID, "vs": vs.CreateVirtualServer.ID}
-	type want struct{ field, code, msg string }
-	for _, tc := range []struct {
-		name  string
-		query string
-		want  []want
-	}{
-		{"bad name", `mutation { createUpstream(input: {name: "a b", transport: stdio, command: "x"}) { id } }`,
-			[]want{{"input.name", "INVALID", `name: "a b": use letters`}}},
-		{"duplicate name", `mutation { createUpstream(input: {name: "taken", transport: sse, url: "http://x"}) { id } }`,
-			[]want{{"input.name", "CONFLICT", "already taken"}}},
-		{"empty header name", `mutation($h: StringMap) { createUpstream(input: {name: "h", transport: sse, url: "http://x", headers: $h}) { id } }`,
-			[]want{{"input.headers", "INVALID", "empty key"}}},
-		{"negative timeout", `mutation { createUpstream(input: {name: "n", transport: sse, timeoutSeconds: -1}) { id } }`,
-			[]want{{"input.timeoutSeconds", "INVALID", "timeoutSeconds"}}},
-		{"bad key hash", `mutation($a: ID!) { createAPIKey(input: {keyHash: "abc", agentID: $a}) { id } }`,
-			[]want{{"input.keyHash", "INVALID", "64 lowercase hex"}}},
-		{"escalate without target", `mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], onTimeout: escalate}) { id } }`,
-			[]want{{"input.escalateTo", "INVALID", "required when onTimeout is escalate"}}},
-		{"quorum zero", `mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], quorum: 0}) { id } }`,
-			[]want{{"input.quorum", "INVALID", "quorum"}}},
-		{"no approvers", `mutation { createApprovalRule(input: {name: "r", approverGroups: []}) { id } }`,
-			[]want{{"input.approverGroups", "INVALID", "at least one group"}}},
-		{"bad regex", `mutation { createGuardrailRule(input: {name: "g", detector: regex, pattern: "("}) { id } }`,
-			[]want{{"input.pattern", "INVALID", "bad regular expression"}}},
-		{"bad admin role", `mutation { createAdminToken(input: {name: "x", roles: ["root"]}) { token } }`,
-			[]want{{"input.roles", "INVALID", `unknown role "root"`}}},
-		{"kv without key", `mutation($up: ID!) { createSecretBinding(input: {name: "s", upstreamID: $up, source: kv, path: "secret/x", injection: header, target: "Authorization"}) { id } }`,
-			[]want{{"input.key", "INVALID", "required for source kv"}}},
-		{"grant subject", `mutation($vs: ID!) { createGrant(input: {subjectKind: agent, subject: "a b", virtualServerID: $vs}) { id } }`,
-			[]want{{"input.subject", "INVALID", "agent name"}}},
-		{"bad glob", `mutation($vs: ID!) { createGrant(input: {subjectKind: role, subject: "ops", virtualServerID: $vs, tools: ["["]}) { id } }`,
-			[]want{{"input.tools", "INVALID", "bad glob"}}},
-		{"two selection errors at once", `mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, tools: ["echo"], excludeTools: ["get_*"], rename: {get_x: "x", echo: ""}}) { id } }`,
-			[]want{{"input.rename", "INVALID", `echo: new name is empty`}, {"input.rename", "INVALID", `renames "get_x", which tools does not select`}, {"input.rename", "INVALID", `renames "get_x", which exclude_tools excludes`}}},
-		{"unknown transport", `mutation { createUpstream(input: {name: "w", transport: websocket}) { id } }`,
-			[]want{{"", "GRAPHQL_VALIDATION_FAILED", "websocket"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			vars := map[string]any{"a": up.ID, "h": map[string]any{"": "v"}}
-			for k, v := range ids {
-				vars[k] = v
-			}
-			if strings.Contains(tc.query, "$a") {
-				var ag struct{ CreateAgent struct{ ID string } }
-				e.must(`mutation($n: String!) { createAgent(input: {name: $n}) { id } }`, map[string]any{"n": "agent-" + strings.ReplaceAll(tc.name, " ", "-")}, &ag)
-				vars["a"] = ag.CreateAgent.ID
-			}
-			errs := e.fails(tc.query, pick(tc.query, vars))
-			if len(errs) != len(tc.want) {
-				t.Fatalf("got %d errors %+v, want %d", len(errs), errs, len(tc.want))
-			}
-			for i, w := range tc.want {
-				g := errs[i]
-				if field, _ := g.Extensions["field"].(string); field != w.field || g.Extensions["code"] != w.code || !strings.Contains(g.Message, w.msg) {
-					t.Errorf("error %d: %q %v, want field %q code %s message containing %q", i, g.Message, g.Extensions, w.field, w.code, w.msg)
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		up := e.createUpstream("taken", "stdio", "")
+		var vs struct{ CreateVirtualServer struct{ ID string } }
+		e.must(`mutation { createVirtualServer(input: {name: "vs"}) { id } }`, nil, &vs)
+		ids := map[string]any{"up": up.ID, "vs": vs.CreateVirtualServer.ID}
+		type want struct{ field, code, msg string }
+		for _, tc := range []struct {
+			name  string
+			query string
+			want  []want
+		}{
+			{"bad name", `mutation { createUpstream(input: {name: "a b", transport: stdio, command: "x"}) { id } }`,
+				[]want{{"input.name", "INVALID", `name: "a b": use letters`}}},
+			{"duplicate name", `mutation { createUpstream(input: {name: "taken", transport: sse, url: "http://x"}) { id } }`,
+				[]want{{"input.name", "CONFLICT", "already taken"}}},
+			{"empty header name", `mutation($h: StringMap) { createUpstream(input: {name: "h", transport: sse, url: "http://x", headers: $h}) { id } }`,
+				[]want{{"input.headers", "INVALID", "empty key"}}},
+			{"negative timeout", `mutation { createUpstream(input: {name: "n", transport: sse, timeoutSeconds: -1}) { id } }`,
+				[]want{{"input.timeoutSeconds", "INVALID", "timeoutSeconds"}}},
+			{"bad key hash", `mutation($a: ID!) { createAPIKey(input: {keyHash: "abc", agentID: $a}) { id } }`,
+				[]want{{"input.keyHash", "INVALID", "64 lowercase hex"}}},
+			{"escalate without target", `mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], onTimeout: escalate}) { id } }`,
+				[]want{{"input.escalateTo", "INVALID", "required when onTimeout is escalate"}}},
+			{"quorum zero", `mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], quorum: 0}) { id } }`,
+				[]want{{"input.quorum", "INVALID", "quorum"}}},
+			{"no approvers", `mutation { createApprovalRule(input: {name: "r", approverGroups: []}) { id } }`,
+				[]want{{"input.approverGroups", "INVALID", "at least one group"}}},
+			{"bad regex", `mutation { createGuardrailRule(input: {name: "g", detector: regex, pattern: "("}) { id } }`,
+				[]want{{"input.pattern", "INVALID", "bad regular expression"}}},
+			{"bad admin role", `mutation { createAdminToken(input: {name: "x", roles: ["root"]}) { token } }`,
+				[]want{{"input.roles", "INVALID", `unknown role "root"`}}},
+			{"kv without key", `mutation($up: ID!) { createSecretBinding(input: {name: "s", upstreamID: $up, source: kv, path: "secret/x", injection: header, target: "Authorization"}) { id } }`,
+				[]want{{"input.key", "INVALID", "required for source kv"}}},
+			{"grant subject", `mutation($vs: ID!) { createGrant(input: {subjectKind: agent, subject: "a b", virtualServerID: $vs}) { id } }`,
+				[]want{{"input.subject", "INVALID", "agent name"}}},
+			{"bad glob", `mutation($vs: ID!) { createGrant(input: {subjectKind: role, subject: "ops", virtualServerID: $vs, tools: ["["]}) { id } }`,
+				[]want{{"input.tools", "INVALID", "bad glob"}}},
+			{"two selection errors at once", `mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, tools: ["echo"], excludeTools: ["get_*"], rename: {get_x: "x", echo: ""}}) { id } }`,
+				[]want{{"input.rename", "INVALID", `echo: new name is empty`}, {"input.rename", "INVALID", `renames "get_x", which tools does not select`}, {"input.rename", "INVALID", `renames "get_x", which exclude_tools excludes`}}},
+			{"unknown transport", `mutation { createUpstream(input: {name: "w", transport: websocket}) { id } }`,
+				[]want{{"", "GRAPHQL_VALIDATION_FAILED", "websocket"}}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				vars := map[string]any{"a": up.ID, "h": map[string]any{"": "v"}}
+				for k, v := range ids {
+					vars[k] = v
 				}
-			}
-		})
-	}
-	if n := e.client.Upstream.Query().CountX(context.Background()); n != 1 {
-		t.Errorf("%d upstreams stored, want only the first", n)
-	}
+				if strings.Contains(tc.query, "$a") {
+					var ag struct{ CreateAgent struct{ ID string } }
+					e.must(`mutation($n: String!) { createAgent(input: {name: $n}) { id } }`, map[string]any{"n": "agent-" + strings.ReplaceAll(tc.name, " ", "-")}, &ag)
+					vars["a"] = ag.CreateAgent.ID
+				}
+				errs := e.fails(tc.query, pick(tc.query, vars))
+				if len(errs) != len(tc.want) {
+					t.Fatalf("got %d errors %+v, want %d", len(errs), errs, len(tc.want))
+				}
+				for i, w := range tc.want {
+					g := errs[i]
+					if field, _ := g.Extensions["field"].(string); field != w.field || g.Extensions["code"] != w.code || !strings.Contains(g.Message, w.msg) {
+						t.Errorf("error %d: %q %v, want field %q code %s message containing %q", i, g.Message, g.Extensions, w.field, w.code, w.msg)
+					}
+				}
+			})
+		}
+		if n := e.client.Upstream.Query().CountX(context.Background()); n != 1 {
+			t.Errorf("%d upstreams stored, want only the first", n)
+		}
+	})
 }
 
 // pick keeps the variables query declares.
@@ -468,163 +497,172 @@ var keyRE = regexp.MustCompile(`^gh_[A-Za-z0-9_-]{43}$`)
 // documented format, and that only its hash and prefix are stored.
 func TestRotateAgentKey(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	var ag struct{ CreateAgent struct{ ID string } }
-	e.must(`mutation { createAgent(input: {name: "ci-bot"}) { id } }`, nil, &ag)
-	old := identity.HashKey("gh_old")
-	e.must(`mutation($a: ID!, $h: String!) { createAPIKey(input: {agentID: $a, keyHash: $h}) { id } }`, map[string]any{"a": ag.CreateAgent.ID, "h": old}, nil)
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		var ag struct{ CreateAgent struct{ ID string } }
+		e.must(`mutation { createAgent(input: {name: "ci-bot"}) { id } }`, nil, &ag)
+		old := identity.HashKey("gh_old")
+		e.must(`mutation($a: ID!, $h: String!) { createAPIKey(input: {agentID: $a, keyHash: $h}) { id } }`, map[string]any{"a": ag.CreateAgent.ID, "h": old}, nil)
 
-	const rotate = `mutation($a: ID!) { rotateAgentKey(agent: $a) { key revokedKeys apiKey { id prefix keyHash revoked createdBy agent { name } } } }`
-	type rotated struct {
-		RotateAgentKey struct {
-			Key         string
-			RevokedKeys int
-			APIKey      struct {
-				ID, Prefix, KeyHash, CreatedBy string
-				Revoked                        bool
-				Agent                          struct{ Name string }
+		const rotate = `mutation($a: ID!) { rotateAgentKey(agent: $a) { key revokedKeys apiKey { id prefix keyHash revoked createdBy agent { name } } } }`
+		type rotated struct {
+			RotateAgentKey struct {
+				Key         string
+				RevokedKeys int
+				APIKey      struct {
+					ID, Prefix, KeyHash, CreatedBy string
+					Revoked                        bool
+					Agent                          struct{ Name string }
+				}
 			}
 		}
-	}
-	var r1, r2 rotated
-	e.must(rotate, map[string]any{"a": ag.CreateAgent.ID}, &r1)
-	e.must(rotate, map[string]any{"a": ag.CreateAgent.ID}, &r2)
-	k := r1.RotateAgentKey
-	if !keyRE.MatchString(k.Key) {
-		t.Errorf("key %q does not match %s", k.Key, keyRE)
-	}
-	if k.RevokedKeys != 1 || k.APIKey.Prefix != k.Key[:8] || k.APIKey.KeyHash != identity.HashKey(k.Key) ||
-		k.APIKey.Revoked || k.APIKey.Agent.Name != "ci-bot" || k.APIKey.CreatedBy != "token:root" {
-		t.Errorf("rotation: %+v", k)
-	}
-	if r2.RotateAgentKey.Key == k.Key {
-		t.Error("two rotations returned the same key")
-	}
+		var r1, r2 rotated
+		e.must(rotate, map[string]any{"a": ag.CreateAgent.ID}, &r1)
+		e.must(rotate, map[string]any{"a": ag.CreateAgent.ID}, &r2)
+		k := r1.RotateAgentKey
+		if !keyRE.MatchString(k.Key) {
+			t.Errorf("key %q does not match %s", k.Key, keyRE)
+		}
+		if k.RevokedKeys != 1 || k.APIKey.Prefix != k.Key[:8] || k.APIKey.KeyHash != identity.HashKey(k.Key) ||
+			k.APIKey.Revoked || k.APIKey.Agent.Name != "ci-bot" || k.APIKey.CreatedBy != "token:root" {
+			t.Errorf("rotation: %+v", k)
+		}
+		if r2.RotateAgentKey.Key == k.Key {
+			t.Error("two rotations returned the same key")
+		}
 
-	// The key is shown once: reading the keys back shows hashes and
-	// prefixes, and nothing in the database holds the plaintext.
-	_, resp := e.post(e.admin, `{ apiKeys(orderBy: [{field: CREATED_AT}]) { edges { node { prefix keyHash revoked } } } }`, nil)
-	if bytes.Contains(resp.Data, []byte(k.Key)) || bytes.Contains(resp.Data, []byte(k.Key[8:])) {
-		t.Errorf("key listing contains the plaintext key: %s", resp.Data)
-	}
-	var active int
-	for _, h := range []string{old, k.APIKey.KeyHash, identity.HashKey(r2.RotateAgentKey.Key)} {
-		if e.client.APIKey.Query().Where().CountX(context.Background()) == 0 {
-			t.Fatal("no keys stored")
+		// The key is shown once: reading the keys back shows hashes and
+		// prefixes, and nothing in the database holds the plaintext.
+		_, resp := e.post(e.admin, `{ apiKeys(orderBy: [{field: CREATED_AT}]) { edges { node { prefix keyHash revoked } } } }`, nil)
+		if bytes.Contains(resp.Data, []byte(k.Key)) || bytes.Contains(resp.Data, []byte(k.Key[8:])) {
+			t.Errorf("key listing contains the plaintext key: %s", resp.Data)
 		}
-		if !strings.Contains(string(resp.Data), h) {
-			t.Errorf("listing lacks hash %s", h)
+		var active int
+		for _, h := range []string{old, k.APIKey.KeyHash, identity.HashKey(r2.RotateAgentKey.Key)} {
+			if e.client.APIKey.Query().Where().CountX(context.Background()) == 0 {
+				t.Fatal("no keys stored")
+			}
+			if !strings.Contains(string(resp.Data), h) {
+				t.Errorf("listing lacks hash %s", h)
+			}
 		}
-	}
-	for _, k := range e.client.APIKey.Query().AllX(context.Background()) {
-		if !k.Revoked {
-			active++
+		for _, k := range e.client.APIKey.Query().AllX(context.Background()) {
+			if !k.Revoked {
+				active++
+			}
 		}
-	}
-	if active != 1 {
-		t.Errorf("%d active keys after two rotations, want 1", active)
-	}
-	db, err := sql.Open("sqlite", "file:"+e.dbPath+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var dump string
-	if err := db.QueryRow("SELECT group_concat(key_hash || ' ' || coalesce(prefix, ''), ' ') FROM api_keys").Scan(&dump); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(dump, k.Key) || strings.Contains(dump, k.Key[8:]) {
-		t.Error("the database holds the plaintext key")
-	}
+		if active != 1 {
+			t.Errorf("%d active keys after two rotations, want 1", active)
+		}
+		rows, err := e.rawDB().Query("SELECT key_hash, coalesce(prefix, '') FROM api_keys")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dump strings.Builder
+		for rows.Next() {
+			var h, p string
+			if err := rows.Scan(&h, &p); err != nil {
+				t.Fatal(err)
+			}
+			dump.WriteString(h + " " + p + " ")
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(dump.String(), k.Key) || strings.Contains(dump.String(), k.Key[8:]) {
+			t.Error("the database holds the plaintext key")
+		}
 
-	errs := e.fails(`mutation { rotateAgentKey(agent: 1) { key } }`, nil)
-	if errs[0].Extensions["code"] != "NOT_FOUND" || errs[0].Extensions["field"] != "agent" {
-		t.Errorf("rotating for a missing agent: %+v", errs)
-	}
+		errs := e.fails(`mutation { rotateAgentKey(agent: 1) { key } }`, nil)
+		if errs[0].Extensions["code"] != "NOT_FOUND" || errs[0].Extensions["field"] != "agent" {
+			t.Errorf("rotating for a missing agent: %+v", errs)
+		}
+	})
 }
 
 // TestCreateAdminToken checks that a created token is shown once, works,
 // and that the API never exposes token hashes.
 func TestCreateAdminToken(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	var out struct {
-		CreateAdminToken struct {
-			Token      string
-			AdminToken struct {
-				Prefix string
-				Roles  []string
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		var out struct {
+			CreateAdminToken struct {
+				Token      string
+				AdminToken struct {
+					Prefix string
+					Roles  []string
+				}
 			}
 		}
-	}
-	e.must(`mutation { createAdminToken(input: {name: "auditor-1", roles: ["auditor", "viewer"]}) { token adminToken { prefix roles } } }`, nil, &out)
-	tok := out.CreateAdminToken.Token
-	if !strings.HasPrefix(tok, "gha_") || len(tok) != 47 || out.CreateAdminToken.AdminToken.Prefix != tok[:8] {
-		t.Errorf("created %+v", out.CreateAdminToken)
-	}
-	var me struct{ Me struct{ Name string } }
-	_, resp := e.post(tok, `{ me { name } }`, nil)
-	if err := json.Unmarshal(resp.Data, &me); err != nil || me.Me.Name != "auditor-1" {
-		t.Errorf("new token: %s %+v", resp.Data, resp.Errors)
-	}
-	errs := e.fails(`{ adminTokens { edges { node { tokenHash } } } }`, nil)
-	if !strings.Contains(errs[0].Message, "tokenHash") {
-		t.Errorf("tokenHash is queryable? %+v", errs)
-	}
+		e.must(`mutation { createAdminToken(input: {name: "auditor-1", roles: ["auditor", "viewer"]}) { token adminToken { prefix roles } } }`, nil, &out)
+		tok := out.CreateAdminToken.Token
+		if !strings.HasPrefix(tok, "gha_") || len(tok) != 47 || out.CreateAdminToken.AdminToken.Prefix != tok[:8] {
+			t.Errorf("created %+v", out.CreateAdminToken)
+		}
+		var me struct{ Me struct{ Name string } }
+		_, resp := e.post(tok, `{ me { name } }`, nil)
+		if err := json.Unmarshal(resp.Data, &me); err != nil || me.Me.Name != "auditor-1" {
+			t.Errorf("new token: %s %+v", resp.Data, resp.Errors)
+		}
+		errs := e.fails(`{ adminTokens { edges { node { tokenHash } } } }`, nil)
+		if !strings.Contains(errs[0].Message, "tokenHash") {
+			t.Errorf("tokenHash is queryable? %+v", errs)
+		}
 
-	// The last admin cannot be removed or demoted.
-	var list struct {
-		AdminTokens struct {
-			Edges []struct{ Node struct{ ID string } }
+		// The last admin cannot be removed or demoted.
+		var list struct {
+			AdminTokens struct {
+				Edges []struct{ Node struct{ ID string } }
+			}
 		}
-	}
-	e.must(`{ adminTokens(where: {name: "root"}) { edges { node { id } } } }`, nil, &list)
-	root := list.AdminTokens.Edges[0].Node.ID
-	for _, q := range []string{
-		`mutation($id: ID!) { deleteAdminToken(id: $id) }`,
-		`mutation($id: ID!) { updateAdminToken(id: $id, input: {roles: ["viewer"]}) { id } }`,
-	} {
-		if errs := e.fails(q, map[string]any{"id": root}); errs[0].Extensions["code"] != "CONFLICT" {
-			t.Errorf("%s: %+v", q, errs)
+		e.must(`{ adminTokens(where: {name: "root"}) { edges { node { id } } } }`, nil, &list)
+		root := list.AdminTokens.Edges[0].Node.ID
+		for _, q := range []string{
+			`mutation($id: ID!) { deleteAdminToken(id: $id) }`,
+			`mutation($id: ID!) { updateAdminToken(id: $id, input: {roles: ["viewer"]}) { id } }`,
+		} {
+			if errs := e.fails(q, map[string]any{"id": root}); errs[0].Extensions["code"] != "CONFLICT" {
+				t.Errorf("%s: %+v", q, errs)
+			}
 		}
-	}
-	if status, _ := e.post(e.admin, `{ me { name } }`, nil); status != 200 {
-		t.Errorf("the last admin token stopped working: %d", status)
-	}
+		if status, _ := e.post(e.admin, `{ me { name } }`, nil); status != 200 {
+			t.Errorf("the last admin token stopped working: %d", status)
+		}
+	})
 }
 
 // TestValidateConfig stores an upstream whose URL lacks a scheme (the store
 // accepts drafts) and checks that validateConfig reports it at its path.
 func TestValidateConfig(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	e.createUpstream("good", "streamable_http", "http://127.0.0.1:1/mcp")
-	e.createUpstream("bad", "sse", "127.0.0.1:9/sse")
-	type result struct {
-		ValidateConfig struct {
-			Valid  bool
-			Errors []struct {
-				Path, Message string
-				Name          *string
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		e.createUpstream("good", "streamable_http", "http://127.0.0.1:1/mcp")
+		e.createUpstream("bad", "sse", "127.0.0.1:9/sse")
+		type result struct {
+			ValidateConfig struct {
+				Valid  bool
+				Errors []struct {
+					Path, Message string
+					Name          *string
+				}
 			}
 		}
-	}
-	const q = `{ validateConfig { valid errors { path message name } } }`
-	var r result
-	e.must(q, nil, &r)
-	v := r.ValidateConfig
-	if v.Valid || len(v.Errors) != 1 {
-		t.Fatalf("validateConfig = %+v, want one error", v)
-	}
-	// Upstreams are exported sorted by name: "bad" is upstreams[0].
-	if err := v.Errors[0]; err.Path != "upstreams[0].url" || !strings.Contains(err.Message, "missing scheme") || err.Name == nil || *err.Name != "bad" {
-		t.Errorf("error %+v, want upstreams[0].url: missing scheme (bad)", err)
-	}
-	e.must(`mutation { updateUpstream(id: `+e.upstreamID("bad")+`, input: {url: "http://127.0.0.1:9/sse"}) { id } }`, nil, nil)
-	e.must(q, nil, &r)
-	if !r.ValidateConfig.Valid || len(r.ValidateConfig.Errors) != 0 {
-		t.Errorf("after the fix: %+v", r.ValidateConfig)
-	}
+		const q = `{ validateConfig { valid errors { path message name } } }`
+		var r result
+		e.must(q, nil, &r)
+		v := r.ValidateConfig
+		if v.Valid || len(v.Errors) != 1 {
+			t.Fatalf("validateConfig = %+v, want one error", v)
+		}
+		// Upstreams are exported sorted by name: "bad" is upstreams[0].
+		if err := v.Errors[0]; err.Path != "upstreams[0].url" || !strings.Contains(err.Message, "missing scheme") || err.Name == nil || *err.Name != "bad" {
+			t.Errorf("error %+v, want upstreams[0].url: missing scheme (bad)", err)
+		}
+		e.must(`mutation { updateUpstream(id: `+e.upstreamID("bad")+`, input: {url: "http://127.0.0.1:9/sse"}) { id } }`, nil, nil)
+		e.must(q, nil, &r)
+		if !r.ValidateConfig.Valid || len(r.ValidateConfig.Errors) != 0 {
+			t.Errorf("after the fix: %+v", r.ValidateConfig)
+		}
+	})
 }
 
 func (e *env) upstreamID(name string) string {

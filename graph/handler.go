@@ -123,8 +123,10 @@ var playgroundPage []byte
 //
 //   - POST: a GraphQL request (JSON body). It needs "Authorization: Bearer
 //     <admin token>": without a valid one, 401. Mutations need the admin
-//     role (403-style FORBIDDEN error otherwise) and run in one transaction
-//     each; every operation is bounded in depth and complexity.
+//     role, reading the configuration the admin, viewer or auditor role, the
+//     change log the admin or auditor role (a FORBIDDEN error otherwise; see
+//     roles.go). A mutation operation runs in one transaction; every
+//     operation is bounded in depth and complexity.
 //   - GET from a browser (Accept: text/html): a small self-contained query
 //     page that posts to the same URL. It loads nothing from elsewhere.
 //
@@ -146,7 +148,11 @@ func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 		srv.Use(depthLimit{max: o.DepthLimit})
 	}
 	srv.AroundOperations(requireAdminForMutations)
-	srv.Use(entgql.Transactioner{TxOpener: client})
+	srv.AroundRootFields(checkRootField)
+	// discoverTools alone runs outside the operation's transaction, so that
+	// asking the upstream does not hold the store's write lock (SQLite);
+	// it writes in a transaction of its own.
+	srv.Use(entgql.Transactioner{TxOpener: client, SkipTxFunc: onlyFields("discoverTools")})
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
 		res, err := next(ctx)
 		return res, expandFieldErrors(err)
@@ -225,7 +231,7 @@ func servePlayground(w http.ResponseWriter, r *http.Request) {
 }
 
 // requireAdminForMutations lets only tokens with the admin role change the
-// configuration; every role may read it.
+// configuration. (Reads are checked field by field: [checkRootField].)
 func requireAdminForMutations(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	oc := graphql.GetOperationContext(ctx)
 	if oc.Operation == nil || oc.Operation.Operation != ast.Mutation {
@@ -238,6 +244,19 @@ func requireAdminForMutations(ctx context.Context, next graphql.OperationHandler
 		}}})
 	}
 	return next(ctx)
+}
+
+// onlyFields matches operations whose root fields are all among names.
+func onlyFields(names ...string) entgql.SkipTxFunc {
+	return func(op *ast.OperationDefinition) bool {
+		for _, s := range op.SelectionSet {
+			f, ok := s.(*ast.Field)
+			if !ok || (!slices.Contains(names, f.Name) && f.Name != "__typename") {
+				return false
+			}
+		}
+		return len(op.SelectionSet) > 0
+	}
 }
 
 // depthLimit refuses operations whose selections nest deeper than max.

@@ -1,8 +1,11 @@
 // Package graph is Gatehouse's GraphQL admin API over the config store:
 // Relay connections with where-filters and ordering for every entity,
 // node(id), create/update/delete mutations with field-level validation
-// errors, rotateAgentKey, createAdminToken and validateConfig. [NewHandler]
-// serves it over HTTP behind admin-token authentication.
+// errors, rotateAgentKey, createAdminToken, validateConfig, the admin change
+// log (adminChanges), declarative exportConfig/applyConfig, and
+// discoverTools/effectiveTools over the running gateway ([Gateway]).
+// [NewHandler] serves it over HTTP behind admin-token authentication, with
+// a role check on every root field.
 //
 // The schema is graph/ent.graphql (generated from ent/schema by entgql) plus
 // the hand-written graph/gatehouse.graphql; gqlgen generates graph/generated
@@ -11,21 +14,41 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 )
 
+// UpstreamTool is a tool as an upstream serves it now.
+type UpstreamTool struct {
+	Name, Title, Description               string
+	InputSchema, OutputSchema, Annotations json.RawMessage // nil when absent
+}
+
+// ExposedTool is a tool as a virtual server exposes it to agents.
+type ExposedTool struct {
+	Name         string // as agents see it (after rename)
+	Upstream     string // upstream name
+	UpstreamTool string // name on the upstream
+	Description  string // after description override
+}
+
 // Gateway is what the admin API needs from the running data path, for the
 // operations that the store alone cannot answer (discoverTools and
-// effectiveTools, added when the API is wired into `gatehouse serve`). Each
-// such operation adds the method it needs here, or declares an optional
-// interface and checks for it with a type assertion.
+// effectiveTools).
 type Gateway interface {
-	// DiscoverTools connects to the named upstream, lists the tools it
-	// serves now and records them as Tool entities (first_seen, last_seen,
-	// definition_hash).
-	DiscoverTools(ctx context.Context, upstream string) error
+	// ListUpstreamTools lists the tools the named upstream serves now, asking it live.
+	// An unknown upstream returns an error wrapping ErrUnknownUpstream; a down upstream a descriptive error.
+	ListUpstreamTools(ctx context.Context, upstream string) ([]UpstreamTool, error)
+	// ExposedTools lists the tools virtual server vs exposes in the running snapshot.
+	// An unknown virtual server returns an error wrapping ErrUnknownVirtualServer.
+	ExposedTools(ctx context.Context, vs string) ([]ExposedTool, error)
 }
+
+// Errors a [Gateway] wraps when it does not run the upstream or virtual
+// server asked for.
+var ErrUnknownUpstream, ErrUnknownVirtualServer = errors.New("unknown upstream"), errors.New("unknown virtual server")
 
 // Resolver is the root resolver: it holds what every resolver depends on.
 // [NewHandler] builds it; [NewResolver] builds one for other transports.

@@ -66,6 +66,7 @@ type Gateway struct {
 	upstreams map[string]*upstream
 	faces     map[string]*face
 	lastErr   error
+	cfgErr    error // see SetConfigError
 	ctx       context.Context
 	cancel    context.CancelFunc
 
@@ -382,6 +383,22 @@ func (g *Gateway) LastError() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.lastErr
+}
+
+// SetConfigError records why the desired configuration (e.g. the config
+// store's latest revision) is not the one in force, or clears it with nil.
+// /readyz reports it as config_error, with status degraded.
+func (g *Gateway) SetConfigError(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cfgErr = err
+}
+
+// ConfigError returns what [Gateway.SetConfigError] recorded.
+func (g *Gateway) ConfigError() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfgErr
 }
 
 // UpstreamHealth returns the health of every upstream by name.

@@ -209,10 +209,13 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 
 // Readiness is the /readyz document.
 type Readiness struct {
-	Status    string            `json:"status"` // ok | degraded | starting
-	Revision  int64             `json:"revision"`
-	Error     string            `json:"error,omitempty"`
-	Upstreams map[string]Health `json:"upstreams"`
+	Status   string `json:"status"` // ok | degraded | starting
+	Revision int64  `json:"revision"`
+	Error    string `json:"error,omitempty"`
+	// ConfigError says why the latest stored configuration is not in
+	// force (the running one is kept).
+	ConfigError string            `json:"config_error,omitempty"`
+	Upstreams   map[string]Health `json:"upstreams"`
 }
 
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -225,6 +228,12 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.LastError(); err != nil {
 		rd.Error = err.Error()
+		if rd.Status == "ok" {
+			rd.Status = "degraded"
+		}
+	}
+	if err := g.ConfigError(); err != nil {
+		rd.ConfigError = err.Error()
 		if rd.Status == "ok" {
 			rd.Status = "degraded"
 		}

@@ -20,9 +20,20 @@ if [[ ! -s "$KEYFILE" ]]; then
 fi
 KEY="$(cat "$KEYFILE")"
 
+# The admin API's bootstrap token, made once and kept with the store.
+ADMIN_TOKEN_FILE="$DATA/admin.token"
+if [[ ! -s "$ADMIN_TOKEN_FILE" ]]; then
+  "$BIN/gatehouse" keygen --admin >"$ADMIN_TOKEN_FILE"
+  chmod 600 "$ADMIN_TOKEN_FILE"
+fi
+ADMIN_TOKEN="$(cat "$ADMIN_TOKEN_FILE")"
+
 CONFIG="$DATA/gatehouse.yaml"
 cat >"$CONFIG" <<YAML
-# Written by deploy/demo/run.sh (make run). Edit and send SIGHUP to reload.
+# Written by deploy/demo/run.sh (make run). It seeds the config store
+# ($DATA/gatehouse.db) on first start; after that the store wins: change it
+# through http://$LISTEN/graphql or gatehouse apply -f, or edit this file and
+# send SIGHUP to apply it.
 listen: $LISTEN
 data_dir: $DATA
 log: {level: info, format: text}
@@ -59,7 +70,13 @@ cat <<TXT
   Legacy SSE endpoint:              http://$LISTEN/sse/demo
   Demo API key:                     $KEY
   Health / metrics:                 http://$LISTEN/readyz   http://$LISTEN/metrics
-  Config (edit, then kill -HUP):    $CONFIG
+  Config file (edit, then kill -HUP): $CONFIG
+
+  Admin API (GraphQL; open it in a browser for a query page):
+    http://$LISTEN/graphql      admin token: $ADMIN_TOKEN
+    curl -sS http://$LISTEN/graphql -H 'Authorization: Bearer $ADMIN_TOKEN' \\
+      -H 'Content-Type: application/json' -d '{"query":"{ upstreams { edges { node { name transport url } } } }"}'
+    GATEHOUSE_ADMIN_TOKEN=$ADMIN_TOKEN $BIN/gatehouse export --server http://$LISTEN
 
   MCP client configuration (Claude Desktop, VS Code, Cursor, ...):
     {"mcpServers": {"gatehouse-demo": {"type": "http", "url": "$URL",
@@ -74,4 +91,4 @@ cat <<TXT
   Ctrl-C stops both.
 
 TXT
-"$BIN/gatehouse" serve --config "$CONFIG"
+"$BIN/gatehouse" serve --config "$CONFIG" --admin-token-file "$ADMIN_TOKEN_FILE"

@@ -21,6 +21,18 @@ func (f APIKeyFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, erro
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.APIKeyMutation", m)
 }
 
+// The AdminChangeFunc type is an adapter to allow the use of ordinary
+// function as AdminChange mutator.
+type AdminChangeFunc func(context.Context, *ent.AdminChangeMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AdminChangeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AdminChangeMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AdminChangeMutation", m)
+}
+
 // The AdminTokenFunc type is an adapter to allow the use of ordinary
 // function as AdminToken mutator.
 type AdminTokenFunc func(context.Context, *ent.AdminTokenMutation) (ent.Value, error)

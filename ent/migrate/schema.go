@@ -37,6 +37,36 @@ var (
 			},
 		},
 	}
+	// AdminChangesColumns holds the columns for the "admin_changes" table.
+	AdminChangesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "at", Type: field.TypeTime},
+		{Name: "actor", Type: field.TypeString, Nullable: true},
+		{Name: "op", Type: field.TypeEnum, Enums: []string{"create", "update", "delete"}},
+		{Name: "entity_type", Type: field.TypeString},
+		{Name: "entity_id", Type: field.TypeInt},
+		{Name: "entity_name", Type: field.TypeString, Nullable: true},
+		{Name: "before", Type: field.TypeJSON, Nullable: true},
+		{Name: "after", Type: field.TypeJSON, Nullable: true},
+	}
+	// AdminChangesTable holds the schema information for the "admin_changes" table.
+	AdminChangesTable = &schema.Table{
+		Name:       "admin_changes",
+		Columns:    AdminChangesColumns,
+		PrimaryKey: []*schema.Column{AdminChangesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "adminchange_entity_type_entity_id",
+				Unique:  false,
+				Columns: []*schema.Column{AdminChangesColumns[4], AdminChangesColumns[5]},
+			},
+			{
+				Name:    "adminchange_at",
+				Unique:  false,
+				Columns: []*schema.Column{AdminChangesColumns[1]},
+			},
+		},
+	}
 	// AdminTokensColumns holds the columns for the "admin_tokens" table.
 	AdminTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -322,6 +352,7 @@ var (
 		{Name: "created_by", Type: field.TypeString, Nullable: true},
 		{Name: "updated_by", Type: field.TypeString, Nullable: true},
 		{Name: "name", Type: field.TypeString, Size: 256},
+		{Name: "title", Type: field.TypeString, Nullable: true, Size: 1024},
 		{Name: "description", Type: field.TypeString, Nullable: true, Size: 2147483647},
 		{Name: "input_schema", Type: field.TypeJSON, Nullable: true},
 		{Name: "output_schema", Type: field.TypeJSON, Nullable: true},
@@ -339,7 +370,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tools_upstreams_tools",
-				Columns:    []*schema.Column{ToolsColumns[13]},
+				Columns:    []*schema.Column{ToolsColumns[14]},
 				RefColumns: []*schema.Column{UpstreamsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -348,7 +379,7 @@ var (
 			{
 				Name:    "tool_name_upstream_tools",
 				Unique:  true,
-				Columns: []*schema.Column{ToolsColumns[5], ToolsColumns[13]},
+				Columns: []*schema.Column{ToolsColumns[5], ToolsColumns[14]},
 			},
 		},
 	}
@@ -423,6 +454,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APIKeysTable,
+		AdminChangesTable,
 		AdminTokensTable,
 		AgentsTable,
 		ApprovalRulesTable,
@@ -444,6 +476,9 @@ func init() {
 	APIKeysTable.ForeignKeys[0].RefTable = AgentsTable
 	APIKeysTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(0),
+	}
+	AdminChangesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(60129542144),
 	}
 	AdminTokensTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(4294967296),

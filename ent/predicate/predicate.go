@@ -9,6 +9,9 @@ import (
 // APIKey is the predicate function for apikey builders.
 type APIKey func(*sql.Selector)
 
+// AdminChange is the predicate function for adminchange builders.
+type AdminChange func(*sql.Selector)
+
 // AdminToken is the predicate function for admintoken builders.
 type AdminToken func(*sql.Selector)
 

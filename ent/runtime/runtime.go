@@ -5,6 +5,7 @@ package runtime
 import (
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
@@ -55,6 +56,16 @@ func init() {
 	apikeyDescRevoked := apikeyFields[4].Descriptor()
 	// apikey.DefaultRevoked holds the default value on creation for the revoked field.
 	apikey.DefaultRevoked = apikeyDescRevoked.Default.(bool)
+	adminchangeFields := schema.AdminChange{}.Fields()
+	_ = adminchangeFields
+	// adminchangeDescAt is the schema descriptor for at field.
+	adminchangeDescAt := adminchangeFields[0].Descriptor()
+	// adminchange.DefaultAt holds the default value on creation for the at field.
+	adminchange.DefaultAt = adminchangeDescAt.Default.(func() time.Time)
+	// adminchangeDescEntityType is the schema descriptor for entity_type field.
+	adminchangeDescEntityType := adminchangeFields[3].Descriptor()
+	// adminchange.EntityTypeValidator is a validator for the "entity_type" field. It is called by the builders before save.
+	adminchange.EntityTypeValidator = adminchangeDescEntityType.Validators[0].(func(string) error)
 	admintokenMixin := schema.AdminToken{}.Mixin()
 	admintokenMixinHooks0 := admintokenMixin[0].Hooks()
 	admintoken.Hooks[0] = admintokenMixinHooks0[0]
@@ -554,16 +565,20 @@ func init() {
 			return nil
 		}
 	}()
+	// toolDescTitle is the schema descriptor for title field.
+	toolDescTitle := toolFields[1].Descriptor()
+	// tool.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	tool.TitleValidator = toolDescTitle.Validators[0].(func(string) error)
 	// toolDescDefinitionHash is the schema descriptor for definition_hash field.
-	toolDescDefinitionHash := toolFields[5].Descriptor()
+	toolDescDefinitionHash := toolFields[6].Descriptor()
 	// tool.DefinitionHashValidator is a validator for the "definition_hash" field. It is called by the builders before save.
 	tool.DefinitionHashValidator = toolDescDefinitionHash.Validators[0].(func(string) error)
 	// toolDescFirstSeen is the schema descriptor for first_seen field.
-	toolDescFirstSeen := toolFields[6].Descriptor()
+	toolDescFirstSeen := toolFields[7].Descriptor()
 	// tool.DefaultFirstSeen holds the default value on creation for the first_seen field.
 	tool.DefaultFirstSeen = toolDescFirstSeen.Default.(func() time.Time)
 	// toolDescLastSeen is the schema descriptor for last_seen field.
-	toolDescLastSeen := toolFields[7].Descriptor()
+	toolDescLastSeen := toolFields[8].Descriptor()
 	// tool.DefaultLastSeen holds the default value on creation for the last_seen field.
 	tool.DefaultLastSeen = toolDescLastSeen.Default.(func() time.Time)
 	upstreamMixin := schema.Upstream{}.Mixin()

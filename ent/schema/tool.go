@@ -29,6 +29,10 @@ func (Tool) Fields() []ent.Field {
 			MaxLen(256).
 			Comment("Name of the tool as the upstream announces it.").
 			Annotations(entgql.OrderField("NAME")),
+		field.String("title").
+			Optional().
+			MaxLen(1024).
+			Comment("Human-readable title the upstream announces, if any."),
 		field.Text("description").
 			Optional().
 			Comment("Description the upstream announces."),

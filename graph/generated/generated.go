@@ -17,6 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -68,6 +69,29 @@ type ComplexityRoot struct {
 	}
 
 	APIKeyEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	AdminChange struct {
+		Actor      func(childComplexity int) int
+		After      func(childComplexity int) int
+		At         func(childComplexity int) int
+		Before     func(childComplexity int) int
+		EntityID   func(childComplexity int) int
+		EntityName func(childComplexity int) int
+		EntityType func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Op         func(childComplexity int) int
+	}
+
+	AdminChangeConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	AdminChangeEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
@@ -126,6 +150,12 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	ApplyConfigPayload struct {
+		Applied  func(childComplexity int) int
+		Changes  func(childComplexity int) int
+		Revision func(childComplexity int) int
+	}
+
 	ApprovalRule struct {
 		AllowSameTeam      func(childComplexity int) int
 		ApproverGroups     func(childComplexity int) int
@@ -155,6 +185,13 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	ConfigChange struct {
+		Fields func(childComplexity int) int
+		Kind   func(childComplexity int) int
+		Name   func(childComplexity int) int
+		Op     func(childComplexity int) int
+	}
+
 	ConfigError struct {
 		Message func(childComplexity int) int
 		Name    func(childComplexity int) int
@@ -169,6 +206,14 @@ type ComplexityRoot struct {
 	CreateAdminTokenPayload struct {
 		AdminToken func(childComplexity int) int
 		Token      func(childComplexity int) int
+	}
+
+	EffectiveTool struct {
+		Description  func(childComplexity int) int
+		Name         func(childComplexity int) int
+		Tool         func(childComplexity int) int
+		Upstream     func(childComplexity int) int
+		UpstreamTool func(childComplexity int) int
 	}
 
 	Grant struct {
@@ -232,6 +277,7 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		ApplyConfig         func(childComplexity int, document string, prune *bool, dryRun *bool) int
 		CreateAPIKey        func(childComplexity int, input ent.CreateAPIKeyInput) int
 		CreateAdminToken    func(childComplexity int, input ent.CreateAdminTokenInput) int
 		CreateAgent         func(childComplexity int, input ent.CreateAgentInput) int
@@ -260,6 +306,7 @@ type ComplexityRoot struct {
 		DeleteTool          func(childComplexity int, id int) int
 		DeleteUpstream      func(childComplexity int, id int) int
 		DeleteVirtualServer func(childComplexity int, id int) int
+		DiscoverTools       func(childComplexity int, upstream string) int
 		RotateAgentKey      func(childComplexity int, agent int, expiresAt *time.Time, revokeExisting *bool) int
 		UpdateAPIKey        func(childComplexity int, id int, input ent.UpdateAPIKeyInput) int
 		UpdateAdminToken    func(childComplexity int, id int, input ent.UpdateAdminTokenInput) int
@@ -311,9 +358,12 @@ type ComplexityRoot struct {
 
 	Query struct {
 		APIKeys        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) int
+		AdminChanges   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) int
 		AdminTokens    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) int
 		Agents         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) int
 		ApprovalRules  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
+		EffectiveTools func(childComplexity int, virtualServer string, agent *string) int
+		ExportConfig   func(childComplexity int) int
 		Grants         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) int
 		GuardrailRules func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) int
 		Me             func(childComplexity int) int
@@ -457,6 +507,7 @@ type ComplexityRoot struct {
 		LastSeen       func(childComplexity int) int
 		Name           func(childComplexity int) int
 		OutputSchema   func(childComplexity int) int
+		Title          func(childComplexity int) int
 		UpdatedAt      func(childComplexity int) int
 		UpdatedBy      func(childComplexity int) int
 		Upstream       func(childComplexity int) int
@@ -580,12 +631,15 @@ type MutationResolver interface {
 	CreateAdminToken(ctx context.Context, input ent.CreateAdminTokenInput) (*model.CreateAdminTokenPayload, error)
 	UpdateAdminToken(ctx context.Context, id int, input ent.UpdateAdminTokenInput) (*ent.AdminToken, error)
 	DeleteAdminToken(ctx context.Context, id int) (int, error)
+	DiscoverTools(ctx context.Context, upstream string) ([]*ent.Tool, error)
+	ApplyConfig(ctx context.Context, document string, prune *bool, dryRun *bool) (*model.ApplyConfigPayload, error)
 	RotateAgentKey(ctx context.Context, agent int, expiresAt *time.Time, revokeExisting *bool) (*model.RotateAgentKeyPayload, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id int) (ent.Noder, error)
 	Nodes(ctx context.Context, ids []int) ([]ent.Noder, error)
 	APIKeys(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) (*ent.APIKeyConnection, error)
+	AdminChanges(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) (*ent.AdminChangeConnection, error)
 	AdminTokens(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) (*ent.AdminTokenConnection, error)
 	Agents(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) (*ent.AgentConnection, error)
 	ApprovalRules(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) (*ent.ApprovalRuleConnection, error)
@@ -601,6 +655,8 @@ type QueryResolver interface {
 	VirtualServers(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) (*ent.VirtualServerConnection, error)
 	ValidateConfig(ctx context.Context) (*model.ConfigValidation, error)
 	Me(ctx context.Context) (*model.AdminPrincipal, error)
+	ExportConfig(ctx context.Context) (string, error)
+	EffectiveTools(ctx context.Context, virtualServer string, agent *string) ([]*model.EffectiveTool, error)
 }
 type VirtualServerResolver interface {
 	Selections(ctx context.Context, obj *ent.VirtualServer) ([]*ent.Selection, error)
@@ -722,6 +778,93 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.APIKeyEdge.Node(childComplexity), true
+
+	case "AdminChange.actor":
+		if e.ComplexityRoot.AdminChange.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.Actor(childComplexity), true
+	case "AdminChange.after":
+		if e.ComplexityRoot.AdminChange.After == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.After(childComplexity), true
+	case "AdminChange.at":
+		if e.ComplexityRoot.AdminChange.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.At(childComplexity), true
+	case "AdminChange.before":
+		if e.ComplexityRoot.AdminChange.Before == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.Before(childComplexity), true
+	case "AdminChange.entityID":
+		if e.ComplexityRoot.AdminChange.EntityID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.EntityID(childComplexity), true
+	case "AdminChange.entityName":
+		if e.ComplexityRoot.AdminChange.EntityName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.EntityName(childComplexity), true
+	case "AdminChange.entityType":
+		if e.ComplexityRoot.AdminChange.EntityType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.EntityType(childComplexity), true
+	case "AdminChange.id":
+		if e.ComplexityRoot.AdminChange.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.ID(childComplexity), true
+	case "AdminChange.op":
+		if e.ComplexityRoot.AdminChange.Op == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChange.Op(childComplexity), true
+
+	case "AdminChangeConnection.edges":
+		if e.ComplexityRoot.AdminChangeConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChangeConnection.Edges(childComplexity), true
+	case "AdminChangeConnection.pageInfo":
+		if e.ComplexityRoot.AdminChangeConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChangeConnection.PageInfo(childComplexity), true
+	case "AdminChangeConnection.totalCount":
+		if e.ComplexityRoot.AdminChangeConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChangeConnection.TotalCount(childComplexity), true
+
+	case "AdminChangeEdge.cursor":
+		if e.ComplexityRoot.AdminChangeEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChangeEdge.Cursor(childComplexity), true
+	case "AdminChangeEdge.node":
+		if e.ComplexityRoot.AdminChangeEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminChangeEdge.Node(childComplexity), true
 
 	case "AdminPrincipal.name":
 		if e.ComplexityRoot.AdminPrincipal.Name == nil {
@@ -928,6 +1071,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AgentEdge.Node(childComplexity), true
 
+	case "ApplyConfigPayload.applied":
+		if e.ComplexityRoot.ApplyConfigPayload.Applied == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplyConfigPayload.Applied(childComplexity), true
+	case "ApplyConfigPayload.changes":
+		if e.ComplexityRoot.ApplyConfigPayload.Changes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplyConfigPayload.Changes(childComplexity), true
+	case "ApplyConfigPayload.revision":
+		if e.ComplexityRoot.ApplyConfigPayload.Revision == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApplyConfigPayload.Revision(childComplexity), true
+
 	case "ApprovalRule.allowSameTeam":
 		if e.ComplexityRoot.ApprovalRule.AllowSameTeam == nil {
 			break
@@ -1051,6 +1213,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ApprovalRuleEdge.Node(childComplexity), true
 
+	case "ConfigChange.fields":
+		if e.ComplexityRoot.ConfigChange.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Fields(childComplexity), true
+	case "ConfigChange.kind":
+		if e.ComplexityRoot.ConfigChange.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Kind(childComplexity), true
+	case "ConfigChange.name":
+		if e.ComplexityRoot.ConfigChange.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Name(childComplexity), true
+	case "ConfigChange.op":
+		if e.ComplexityRoot.ConfigChange.Op == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Op(childComplexity), true
+
 	case "ConfigError.message":
 		if e.ComplexityRoot.ConfigError.Message == nil {
 			break
@@ -1095,6 +1282,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateAdminTokenPayload.Token(childComplexity), true
+
+	case "EffectiveTool.description":
+		if e.ComplexityRoot.EffectiveTool.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveTool.Description(childComplexity), true
+	case "EffectiveTool.name":
+		if e.ComplexityRoot.EffectiveTool.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveTool.Name(childComplexity), true
+	case "EffectiveTool.tool":
+		if e.ComplexityRoot.EffectiveTool.Tool == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveTool.Tool(childComplexity), true
+	case "EffectiveTool.upstream":
+		if e.ComplexityRoot.EffectiveTool.Upstream == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveTool.Upstream(childComplexity), true
+	case "EffectiveTool.upstreamTool":
+		if e.ComplexityRoot.EffectiveTool.UpstreamTool == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveTool.UpstreamTool(childComplexity), true
 
 	case "Grant.approvalRule":
 		if e.ComplexityRoot.Grant.ApprovalRule == nil {
@@ -1354,6 +1572,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.GuardrailRuleEdge.Node(childComplexity), true
 
+	case "Mutation.applyConfig":
+		if e.ComplexityRoot.Mutation.ApplyConfig == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyConfig_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyConfig(childComplexity, args["document"].(string), args["prune"].(*bool), args["dryRun"].(*bool)), true
 	case "Mutation.createAPIKey":
 		if e.ComplexityRoot.Mutation.CreateAPIKey == nil {
 			break
@@ -1662,6 +1891,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteVirtualServer(childComplexity, args["id"].(int)), true
+	case "Mutation.discoverTools":
+		if e.ComplexityRoot.Mutation.DiscoverTools == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_discoverTools_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DiscoverTools(childComplexity, args["upstream"].(string)), true
 	case "Mutation.rotateAgentKey":
 		if e.ComplexityRoot.Mutation.RotateAgentKey == nil {
 			break
@@ -1963,6 +2203,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.APIKeyOrder), args["where"].(*ent.APIKeyWhereInput)), true
+	case "Query.adminChanges":
+		if e.ComplexityRoot.Query.AdminChanges == nil {
+			break
+		}
+
+		args, err := ec.field_Query_adminChanges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AdminChanges(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.AdminChangeOrder), args["where"].(*ent.AdminChangeWhereInput)), true
 	case "Query.adminTokens":
 		if e.ComplexityRoot.Query.AdminTokens == nil {
 			break
@@ -1996,6 +2247,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ApprovalRules(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.ApprovalRuleOrder), args["where"].(*ent.ApprovalRuleWhereInput)), true
+	case "Query.effectiveTools":
+		if e.ComplexityRoot.Query.EffectiveTools == nil {
+			break
+		}
+
+		args, err := ec.field_Query_effectiveTools_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.EffectiveTools(childComplexity, args["virtualServer"].(string), args["agent"].(*string)), true
+	case "Query.exportConfig":
+		if e.ComplexityRoot.Query.ExportConfig == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.ExportConfig(childComplexity), true
 	case "Query.grants":
 		if e.ComplexityRoot.Query.Grants == nil {
 			break
@@ -2677,6 +2945,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Tool.OutputSchema(childComplexity), true
+	case "Tool.title":
+		if e.ComplexityRoot.Tool.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.Title(childComplexity), true
 	case "Tool.updatedAt":
 		if e.ComplexityRoot.Tool.UpdatedAt == nil {
 			break
@@ -2996,6 +3270,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("APIKeyOrder", ec.unmarshalInputAPIKeyOrder),
 			graphql.NewInputUnmarshaler("APIKeyWhereInput", ec.unmarshalInputAPIKeyWhereInput),
+			graphql.NewInputUnmarshaler("AdminChangeOrder", ec.unmarshalInputAdminChangeOrder),
+			graphql.NewInputUnmarshaler("AdminChangeWhereInput", ec.unmarshalInputAdminChangeWhereInput),
 			graphql.NewInputUnmarshaler("AdminTokenOrder", ec.unmarshalInputAdminTokenOrder),
 			graphql.NewInputUnmarshaler("AdminTokenWhereInput", ec.unmarshalInputAdminTokenWhereInput),
 			graphql.NewInputUnmarshaler("AgentOrder", ec.unmarshalInputAgentOrder),
@@ -3682,6 +3958,438 @@ input APIKeyWhereInput {
   Matches when the edge agent leads to an entity matching all these filters.
   """
   hasAgentWith: [AgentWhereInput!]
+}
+"""
+An entry of the admin change log: who created, updated or deleted which configuration entity, with its state before and after. Readable by the admin and auditor roles.
+"""
+type AdminChange implements Node {
+  """
+  The ID of the object, unique across all types: node(id) finds it.
+  """
+  id: ID!
+  """
+  When the change was made.
+  """
+  at: Time!
+  """
+  Who made the change: an admin token (token:NAME) or the actor of an applied document; empty for writes the gateway makes on its own.
+  """
+  actor: String
+  """
+  What happened to the entity.
+  """
+  op: AdminChangeOp!
+  """
+  Type of the entity, as in the GraphQL schema, e.g. Upstream.
+  """
+  entityType: String!
+  """
+  ID of the entity; node(id) finds it while it exists.
+  """
+  entityID: ID!
+  """
+  Name of the entity when it has one; for an API key AGENT/HASH-PREFIX, for a selection VIRTUAL-SERVER/UPSTREAM.
+  """
+  entityName: String
+  """
+  The entity before the change, as a JSON object of its fields (snake_case) and the IDs of the entities it refers to; null for a create. Secrets (token hashes) never appear.
+  """
+  before: JSON
+  """
+  The entity after the change, in the form of before; null for a delete.
+  """
+  after: JSON
+}
+"""
+A connection to a list of items.
+"""
+type AdminChangeConnection {
+  """
+  A list of edges.
+  """
+  edges: [AdminChangeEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type AdminChangeEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: AdminChange
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+AdminChangeOp is enum for the field op
+"""
+enum AdminChangeOp @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/adminchange.Op") {
+  """
+  The value create of op: see that field.
+  """
+  create
+  """
+  The value update of op: see that field.
+  """
+  update
+  """
+  The value delete of op: see that field.
+  """
+  delete
+}
+"""
+Ordering options for AdminChange connections
+"""
+input AdminChangeOrder {
+  """
+  The ordering direction.
+  """
+  direction: OrderDirection! = ASC
+  """
+  The field by which to order AdminChanges.
+  """
+  field: AdminChangeOrderField!
+}
+"""
+Properties by which AdminChange connections can be ordered.
+"""
+enum AdminChangeOrderField {
+  """
+  Orders by at.
+  """
+  AT
+  """
+  Orders by actor.
+  """
+  ACTOR
+  """
+  Orders by op.
+  """
+  OP
+  """
+  Orders by entity type.
+  """
+  ENTITY_TYPE
+  """
+  Orders by entity id.
+  """
+  ENTITY_ID
+  """
+  Orders by entity name.
+  """
+  ENTITY_NAME
+}
+"""
+AdminChangeWhereInput is used for filtering AdminChange objects.
+Input was generated by ent.
+"""
+input AdminChangeWhereInput {
+  """
+  Matches what the filter does not match.
+  """
+  not: AdminChangeWhereInput
+  """
+  Matches what all of these filters match.
+  """
+  and: [AdminChangeWhereInput!]
+  """
+  Matches what at least one of these filters matches.
+  """
+  or: [AdminChangeWhereInput!]
+  """
+  id field predicates
+  """
+  id: ID
+  """
+  Matches when the ID differs from the value.
+  """
+  idNEQ: ID
+  """
+  Matches when the ID is one of the values.
+  """
+  idIn: [ID!]
+  """
+  Matches when the ID is none of the values.
+  """
+  idNotIn: [ID!]
+  """
+  Matches when the ID is greater than the value.
+  """
+  idGT: ID
+  """
+  Matches when the ID is greater than or equal to the value.
+  """
+  idGTE: ID
+  """
+  Matches when the ID is less than the value.
+  """
+  idLT: ID
+  """
+  Matches when the ID is less than or equal to the value.
+  """
+  idLTE: ID
+  """
+  at field predicates
+  """
+  at: Time
+  """
+  Matches when at differs from the value.
+  """
+  atNEQ: Time
+  """
+  Matches when at is one of the values.
+  """
+  atIn: [Time!]
+  """
+  Matches when at is none of the values.
+  """
+  atNotIn: [Time!]
+  """
+  Matches when at is greater than the value.
+  """
+  atGT: Time
+  """
+  Matches when at is greater than or equal to the value.
+  """
+  atGTE: Time
+  """
+  Matches when at is less than the value.
+  """
+  atLT: Time
+  """
+  Matches when at is less than or equal to the value.
+  """
+  atLTE: Time
+  """
+  actor field predicates
+  """
+  actor: String
+  """
+  Matches when actor differs from the value.
+  """
+  actorNEQ: String
+  """
+  Matches when actor is one of the values.
+  """
+  actorIn: [String!]
+  """
+  Matches when actor is none of the values.
+  """
+  actorNotIn: [String!]
+  """
+  Matches when actor is greater than the value.
+  """
+  actorGT: String
+  """
+  Matches when actor is greater than or equal to the value.
+  """
+  actorGTE: String
+  """
+  Matches when actor is less than the value.
+  """
+  actorLT: String
+  """
+  Matches when actor is less than or equal to the value.
+  """
+  actorLTE: String
+  """
+  Matches when actor contains the value.
+  """
+  actorContains: String
+  """
+  Matches when actor starts with the value.
+  """
+  actorHasPrefix: String
+  """
+  Matches when actor ends with the value.
+  """
+  actorHasSuffix: String
+  """
+  Matches when actor is null.
+  """
+  actorIsNil: Boolean
+  """
+  Matches when actor is not null.
+  """
+  actorNotNil: Boolean
+  """
+  Matches when actor equals the value, ignoring case.
+  """
+  actorEqualFold: String
+  """
+  Matches when actor contains the value, ignoring case.
+  """
+  actorContainsFold: String
+  """
+  op field predicates
+  """
+  op: AdminChangeOp
+  """
+  Matches when op differs from the value.
+  """
+  opNEQ: AdminChangeOp
+  """
+  Matches when op is one of the values.
+  """
+  opIn: [AdminChangeOp!]
+  """
+  Matches when op is none of the values.
+  """
+  opNotIn: [AdminChangeOp!]
+  """
+  entity_type field predicates
+  """
+  entityType: String
+  """
+  Matches when entityType differs from the value.
+  """
+  entityTypeNEQ: String
+  """
+  Matches when entityType is one of the values.
+  """
+  entityTypeIn: [String!]
+  """
+  Matches when entityType is none of the values.
+  """
+  entityTypeNotIn: [String!]
+  """
+  Matches when entityType is greater than the value.
+  """
+  entityTypeGT: String
+  """
+  Matches when entityType is greater than or equal to the value.
+  """
+  entityTypeGTE: String
+  """
+  Matches when entityType is less than the value.
+  """
+  entityTypeLT: String
+  """
+  Matches when entityType is less than or equal to the value.
+  """
+  entityTypeLTE: String
+  """
+  Matches when entityType contains the value.
+  """
+  entityTypeContains: String
+  """
+  Matches when entityType starts with the value.
+  """
+  entityTypeHasPrefix: String
+  """
+  Matches when entityType ends with the value.
+  """
+  entityTypeHasSuffix: String
+  """
+  Matches when entityType equals the value, ignoring case.
+  """
+  entityTypeEqualFold: String
+  """
+  Matches when entityType contains the value, ignoring case.
+  """
+  entityTypeContainsFold: String
+  """
+  entity_id field predicates
+  """
+  entityID: ID
+  """
+  Matches when entityID differs from the value.
+  """
+  entityIDNEQ: ID
+  """
+  Matches when entityID is one of the values.
+  """
+  entityIDIn: [ID!]
+  """
+  Matches when entityID is none of the values.
+  """
+  entityIDNotIn: [ID!]
+  """
+  Matches when entityID is greater than the value.
+  """
+  entityIDGT: ID
+  """
+  Matches when entityID is greater than or equal to the value.
+  """
+  entityIDGTE: ID
+  """
+  Matches when entityID is less than the value.
+  """
+  entityIDLT: ID
+  """
+  Matches when entityID is less than or equal to the value.
+  """
+  entityIDLTE: ID
+  """
+  entity_name field predicates
+  """
+  entityName: String
+  """
+  Matches when entityName differs from the value.
+  """
+  entityNameNEQ: String
+  """
+  Matches when entityName is one of the values.
+  """
+  entityNameIn: [String!]
+  """
+  Matches when entityName is none of the values.
+  """
+  entityNameNotIn: [String!]
+  """
+  Matches when entityName is greater than the value.
+  """
+  entityNameGT: String
+  """
+  Matches when entityName is greater than or equal to the value.
+  """
+  entityNameGTE: String
+  """
+  Matches when entityName is less than the value.
+  """
+  entityNameLT: String
+  """
+  Matches when entityName is less than or equal to the value.
+  """
+  entityNameLTE: String
+  """
+  Matches when entityName contains the value.
+  """
+  entityNameContains: String
+  """
+  Matches when entityName starts with the value.
+  """
+  entityNameHasPrefix: String
+  """
+  Matches when entityName ends with the value.
+  """
+  entityNameHasSuffix: String
+  """
+  Matches when entityName is null.
+  """
+  entityNameIsNil: Boolean
+  """
+  Matches when entityName is not null.
+  """
+  entityNameNotNil: Boolean
+  """
+  Matches when entityName equals the value, ignoring case.
+  """
+  entityNameEqualFold: String
+  """
+  Matches when entityName contains the value, ignoring case.
+  """
+  entityNameContainsFold: String
 }
 """
 A bearer token for the admin API, stored as its SHA-256 and prefix only.
@@ -5712,6 +6420,10 @@ input CreateToolInput {
   Name of the tool as the upstream announces it.
   """
   name: String!
+  """
+  Human-readable title the upstream announces, if any.
+  """
+  title: String
   """
   Description the upstream announces.
   """
@@ -7819,7 +8531,7 @@ input PolicyRuleWhereInput {
   enabledNEQ: Boolean
 }
 """
-Reads the configuration: every entity as a Relay connection with where-filters and ordering, and any entity by its ID.
+Reads the configuration: every entity as a Relay connection with where-filters and ordering, and any entity by its ID. Reading the configuration needs the admin, viewer or auditor role; the admin change log (adminChanges) the admin or auditor role.
 """
 type Query {
   """
@@ -7874,6 +8586,40 @@ type Query {
     """
     where: APIKeyWhereInput
   ): APIKeyConnection!
+  """
+  An entry of the admin change log: who created, updated or deleted which configuration entity, with its state before and after. Readable by the admin and auditor roles.
+  """
+  adminChanges(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for AdminChanges returned from the connection.
+    """
+    orderBy: [AdminChangeOrder!]
+
+    """
+    Filtering options for AdminChanges returned from the connection.
+    """
+    where: AdminChangeWhereInput
+  ): AdminChangeConnection!
   """
   A bearer token for the admin API, stored as its SHA-256 and prefix only.
   """
@@ -10568,6 +11314,10 @@ type Tool implements Node {
   """
   name: String!
   """
+  Human-readable title the upstream announces, if any.
+  """
+  title: String
+  """
   Description the upstream announces.
   """
   description: String
@@ -10953,6 +11703,66 @@ input ToolWhereInput {
   Matches when name contains the value, ignoring case.
   """
   nameContainsFold: String
+  """
+  title field predicates
+  """
+  title: String
+  """
+  Matches when title differs from the value.
+  """
+  titleNEQ: String
+  """
+  Matches when title is one of the values.
+  """
+  titleIn: [String!]
+  """
+  Matches when title is none of the values.
+  """
+  titleNotIn: [String!]
+  """
+  Matches when title is greater than the value.
+  """
+  titleGT: String
+  """
+  Matches when title is greater than or equal to the value.
+  """
+  titleGTE: String
+  """
+  Matches when title is less than the value.
+  """
+  titleLT: String
+  """
+  Matches when title is less than or equal to the value.
+  """
+  titleLTE: String
+  """
+  Matches when title contains the value.
+  """
+  titleContains: String
+  """
+  Matches when title starts with the value.
+  """
+  titleHasPrefix: String
+  """
+  Matches when title ends with the value.
+  """
+  titleHasSuffix: String
+  """
+  Matches when title is null.
+  """
+  titleIsNil: Boolean
+  """
+  Matches when title is not null.
+  """
+  titleNotNil: Boolean
+  """
+  Matches when title equals the value, ignoring case.
+  """
+  titleEqualFold: String
+  """
+  Matches when title contains the value, ignoring case.
+  """
+  titleContainsFold: String
   """
   description field predicates
   """
@@ -11785,6 +12595,14 @@ input UpdateToolInput {
   Name of the tool as the upstream announces it.
   """
   name: String
+  """
+  Human-readable title the upstream announces, if any.
+  """
+  title: String
+  """
+  Clears title.
+  """
+  clearTitle: Boolean
   """
   Description the upstream announces.
   """
@@ -13311,9 +14129,110 @@ extend type Query {
   """
   validateConfig: ConfigValidation!
   """
-  The admin token this request authenticated with.
+  The admin token this request authenticated with. Any role may ask.
   """
   me: AdminPrincipal!
+  """
+  The stored configuration as the declarative YAML document that
+  ` + "`" + `gatehouse serve --config` + "`" + ` reads and applyConfig takes: upstreams, virtual
+  servers (selections in order) and agents, each list sorted by name, agent
+  keys as sha256 entries (active keys only). Process settings (listen,
+  data_dir, log, limits, http) belong to each gateway process and are left
+  out, as are the entities the document cannot express yet (grants,
+  policies, guardrails, approval rules, secret bindings, admin tokens).
+  exportConfig then applyConfig(dryRun: true) reports no changes. Needs the
+  admin, viewer or auditor role.
+  """
+  exportConfig: String!
+  """
+  The tools a virtual server of the running gateway exposes, as agents see
+  them: after renames and description overrides, with the discovered Tool
+  behind each. With agent, the tools that agent may call; per-agent
+  filtering by grants arrives with access control (issue #4), so for now
+  every agent sees every exposed tool, and agent must only name an existing
+  agent (NOT_FOUND otherwise). Needs the running gateway (UNAVAILABLE otherwise)
+  and the admin, viewer or auditor role.
+  """
+  effectiveTools(
+    """
+    Name of the virtual server; NOT_FOUND when the running gateway does not serve it.
+    """
+    virtualServer: String!
+    """
+    Name of an agent to see the tools of.
+    """
+    agent: String
+  ): [EffectiveTool!]!
+}
+
+"""
+A tool as a virtual server exposes it to agents.
+"""
+type EffectiveTool {
+  """
+  Name agents see and call, after renames.
+  """
+  name: String!
+  """
+  Name of the upstream that serves the tool.
+  """
+  upstream: String!
+  """
+  Name of the tool on its upstream.
+  """
+  upstreamTool: String!
+  """
+  Description agents see, after description overrides.
+  """
+  description: String!
+  """
+  The tool as discovered on its upstream (discoverTools), if it has been.
+  """
+  tool: Tool
+}
+
+"""
+The result of applyConfig.
+"""
+type ApplyConfigPayload {
+  """
+  What the apply changed (or, in a dry run, would change), in the order it
+  did: upstreams, virtual servers, agents, teams and roles, API keys.
+  """
+  changes: [ConfigChange!]!
+  """
+  True when changes were committed: false for a dry run and when the store
+  already held the document.
+  """
+  applied: Boolean!
+  """
+  The configuration revision after the apply: the ID of the latest admin
+  change log entry. Gateways reload when it moves.
+  """
+  revision: Int!
+}
+
+"""
+One entity that applyConfig created, updated, deleted or revoked.
+"""
+type ConfigChange {
+  """
+  Kind of entity: upstream, virtual_server, agent, team, role or api_key.
+  """
+  kind: String!
+  """
+  Name of the entity; for an api_key AGENT/HASH-PREFIX.
+  """
+  name: String!
+  """
+  What happened: created, updated, deleted or revoked (API keys are revoked, not deleted).
+  """
+  op: String!
+  """
+  For updates, the document keys whose values differ (e.g. url, include,
+  roles); empty otherwise.
+  """
+  fields: [String!]!
 }
 
 """
@@ -13838,6 +14757,47 @@ type Mutation {
     id: ID!
   ): ID!
   """
+  Asks the upstream, through the running gateway, which tools it serves now,
+  and records them as Tool entities: new ones are created (firstSeen now),
+  known ones updated (description, schemas, annotations, definitionHash;
+  lastSeen now). Tools the upstream no longer serves keep their row and
+  their old lastSeen. Returns the tools served now, by name. Needs the
+  running gateway: UNAVAILABLE without it or when the upstream does not
+  answer; NOT_FOUND when the store or the gateway lacks the upstream.
+  """
+  discoverTools(
+    """
+    Name of the upstream.
+    """
+    upstream: String!
+  ): [Tool!]!
+  """
+  Makes the store hold a declarative YAML document (the format of
+  ` + "`" + `gatehouse serve --config` + "`" + ` and exportConfig), in one transaction:
+  upstreams, virtual servers and agents are created or updated to equal the
+  document's; with prune, those it lacks are deleted and agent keys it does
+  not list revoked. Agent keys must be sha256 entries (the CLI resolves env
+  and file keys first). Process settings in the document (listen, data_dir,
+  log, limits, http) are validated but not stored. An invalid document
+  changes nothing and fails with INVALID errors whose extensions carry the
+  path in the document (e.g. upstreams[0].url). Changes are recorded in the
+  admin change log under this token.
+  """
+  applyConfig(
+    """
+    The YAML document.
+    """
+    document: String!
+    """
+    Whether to delete what the document does not mention. Default false.
+    """
+    prune: Boolean = false
+    """
+    Whether to compute the changes only, and roll them back. Default false.
+    """
+    dryRun: Boolean = false
+  ): ApplyConfigPayload!
+  """
   Creates a new API key for an agent and returns its plaintext once; only its
   SHA-256 and prefix are stored. By default the agent's other keys are revoked.
   """
@@ -13912,6 +14872,52 @@ func (ec *executionContext) childFields_APIKeyEdge(ctx context.Context, field gr
 		return ec.fieldContext_APIKeyEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type APIKeyEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AdminChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_AdminChange_id(ctx, field)
+	case "at":
+		return ec.fieldContext_AdminChange_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_AdminChange_actor(ctx, field)
+	case "op":
+		return ec.fieldContext_AdminChange_op(ctx, field)
+	case "entityType":
+		return ec.fieldContext_AdminChange_entityType(ctx, field)
+	case "entityID":
+		return ec.fieldContext_AdminChange_entityID(ctx, field)
+	case "entityName":
+		return ec.fieldContext_AdminChange_entityName(ctx, field)
+	case "before":
+		return ec.fieldContext_AdminChange_before(ctx, field)
+	case "after":
+		return ec.fieldContext_AdminChange_after(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AdminChange", field.Name)
+}
+
+func (ec *executionContext) childFields_AdminChangeConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_AdminChangeConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_AdminChangeConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_AdminChangeConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AdminChangeConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AdminChangeEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_AdminChangeEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_AdminChangeEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AdminChangeEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_AdminPrincipal(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -14022,6 +15028,18 @@ func (ec *executionContext) childFields_AgentEdge(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type AgentEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ApplyConfigPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "changes":
+		return ec.fieldContext_ApplyConfigPayload_changes(ctx, field)
+	case "applied":
+		return ec.fieldContext_ApplyConfigPayload_applied(ctx, field)
+	case "revision":
+		return ec.fieldContext_ApplyConfigPayload_revision(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApplyConfigPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_ApprovalRule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -14080,6 +15098,20 @@ func (ec *executionContext) childFields_ApprovalRuleEdge(ctx context.Context, fi
 	return nil, fmt.Errorf("no field named %q was found under type ApprovalRuleEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ConfigChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_ConfigChange_kind(ctx, field)
+	case "name":
+		return ec.fieldContext_ConfigChange_name(ctx, field)
+	case "op":
+		return ec.fieldContext_ConfigChange_op(ctx, field)
+	case "fields":
+		return ec.fieldContext_ConfigChange_fields(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConfigChange", field.Name)
+}
+
 func (ec *executionContext) childFields_ConfigError(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "path":
@@ -14110,6 +15142,22 @@ func (ec *executionContext) childFields_CreateAdminTokenPayload(ctx context.Cont
 		return ec.fieldContext_CreateAdminTokenPayload_adminToken(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateAdminTokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_EffectiveTool(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_EffectiveTool_name(ctx, field)
+	case "upstream":
+		return ec.fieldContext_EffectiveTool_upstream(ctx, field)
+	case "upstreamTool":
+		return ec.fieldContext_EffectiveTool_upstreamTool(ctx, field)
+	case "description":
+		return ec.fieldContext_EffectiveTool_description(ctx, field)
+	case "tool":
+		return ec.fieldContext_EffectiveTool_tool(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EffectiveTool", field.Name)
 }
 
 func (ec *executionContext) childFields_Grant(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -14540,6 +15588,8 @@ func (ec *executionContext) childFields_Tool(ctx context.Context, field graphql.
 		return ec.fieldContext_Tool_updatedBy(ctx, field)
 	case "name":
 		return ec.fieldContext_Tool_name(ctx, field)
+	case "title":
+		return ec.fieldContext_Tool_title(ctx, field)
 	case "description":
 		return ec.fieldContext_Tool_description(ctx, field)
 	case "inputSchema":
@@ -14815,6 +15865,36 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 // endregion ************************** internal!.gotpl ***************************
 
 // region    ***************************** args.gotpl *****************************
+
+func (ec *executionContext) field_Mutation_applyConfig_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "document",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["document"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "prune",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["prune"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg2
+	return args, nil
+}
 
 func (ec *executionContext) field_Mutation_createAPIKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
@@ -15208,6 +16288,20 @@ func (ec *executionContext) field_Mutation_deleteVirtualServer_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_discoverTools_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "upstream",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["upstream"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_rotateAgentKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -15560,6 +16654,60 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_adminChanges_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) ([]*ent.AdminChangeOrder, error) {
+			return ec.unmarshalOAdminChangeOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrderᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.AdminChangeWhereInput, error) {
+			return ec.unmarshalOAdminChangeWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg5
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_adminTokens_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -15773,6 +16921,28 @@ func (ec *executionContext) field_Query_approvalRules_args(ctx context.Context, 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_effectiveTools_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "virtualServer",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["virtualServer"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "agent",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["agent"] = arg1
 	return args, nil
 }
 
@@ -16876,6 +18046,355 @@ func (ec *executionContext) fieldContext_APIKeyEdge_cursor(_ context.Context, fi
 	return graphql.NewScalarFieldContext("APIKeyEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _AdminChange_id(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AdminChange_at(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AdminChange_actor(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AdminChange_op(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_op(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Op, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v adminchange.Op) graphql.Marshaler {
+			return ec.marshalNAdminChangeOp2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_op(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "AdminChangeOp")
+}
+
+func (ec *executionContext) _AdminChange_entityType(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_entityType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EntityType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_entityType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AdminChange_entityID(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_entityID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EntityID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_entityID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AdminChange_entityName(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_entityName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EntityName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_entityName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _AdminChange_before(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_before(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Before, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_before(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _AdminChange_after(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChange_after(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.After, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChange_after(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChange", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _AdminChangeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChangeConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.AdminChangeEdge) graphql.Marshaler {
+			return ec.marshalOAdminChangeEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChangeConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AdminChangeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AdminChangeEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AdminChangeConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChangeConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChangeConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AdminChangeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AdminChangeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChangeConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChangeConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChangeConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AdminChangeEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChangeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChangeEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.AdminChange) graphql.Marshaler {
+			return ec.marshalOAdminChange2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChange(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChangeEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AdminChangeEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AdminChange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AdminChangeEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.AdminChangeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminChangeEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdminChangeEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminChangeEdge", field, false, false, "Cursor")
+}
+
 func (ec *executionContext) _AdminPrincipal_name(ctx context.Context, field graphql.CollectedField, obj *model.AdminPrincipal) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17716,6 +19235,84 @@ func (ec *executionContext) fieldContext_AgentEdge_cursor(_ context.Context, fie
 	return graphql.NewScalarFieldContext("AgentEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _ApplyConfigPayload_changes(ctx context.Context, field graphql.CollectedField, obj *model.ApplyConfigPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplyConfigPayload_changes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Changes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ConfigChange) graphql.Marshaler {
+			return ec.marshalNConfigChange2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐConfigChangeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplyConfigPayload_changes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApplyConfigPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConfigChange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApplyConfigPayload_applied(ctx context.Context, field graphql.CollectedField, obj *model.ApplyConfigPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplyConfigPayload_applied(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Applied, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplyConfigPayload_applied(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplyConfigPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ApplyConfigPayload_revision(ctx context.Context, field graphql.CollectedField, obj *model.ApplyConfigPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApplyConfigPayload_revision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revision, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApplyConfigPayload_revision(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApplyConfigPayload", field, false, false, "Int")
+}
+
 func (ec *executionContext) _ApprovalRule_id(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalRule) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18212,6 +19809,98 @@ func (ec *executionContext) fieldContext_ApprovalRuleEdge_cursor(_ context.Conte
 	return graphql.NewScalarFieldContext("ApprovalRuleEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _ConfigChange_kind(ctx context.Context, field graphql.CollectedField, obj *model.ConfigChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConfigChange_name(ctx context.Context, field graphql.CollectedField, obj *model.ConfigChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConfigChange_op(ctx context.Context, field graphql.CollectedField, obj *model.ConfigChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_op(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Op, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_op(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConfigChange_fields(ctx context.Context, field graphql.CollectedField, obj *model.ConfigChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fields, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, false, false, "String")
+}
+
 func (ec *executionContext) _ConfigError_path(ctx context.Context, field graphql.CollectedField, obj *model.ConfigError) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18386,6 +20075,130 @@ func (ec *executionContext) fieldContext_CreateAdminTokenPayload_adminToken(_ co
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AdminToken(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EffectiveTool_name(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveTool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveTool_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveTool_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveTool", field, false, false, "String")
+}
+
+func (ec *executionContext) _EffectiveTool_upstream(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveTool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveTool_upstream(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Upstream, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveTool_upstream(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveTool", field, false, false, "String")
+}
+
+func (ec *executionContext) _EffectiveTool_upstreamTool(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveTool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveTool_upstreamTool(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpstreamTool, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveTool_upstreamTool(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveTool", field, false, false, "String")
+}
+
+func (ec *executionContext) _EffectiveTool_description(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveTool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveTool_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveTool_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveTool", field, false, false, "String")
+}
+
+func (ec *executionContext) _EffectiveTool_tool(ctx context.Context, field graphql.CollectedField, obj *model.EffectiveTool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveTool_tool(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tool, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tool) graphql.Marshaler {
+			return ec.marshalOTool2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐTool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveTool_tool(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EffectiveTool",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tool(ctx, field)
 		},
 	}
 	return fc, nil
@@ -21286,6 +23099,94 @@ func (ec *executionContext) fieldContext_Mutation_deleteAdminToken(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_discoverTools(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_discoverTools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DiscoverTools(ctx, fc.Args["upstream"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Tool) graphql.Marshaler {
+			return ec.marshalNTool2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐToolᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_discoverTools(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_discoverTools_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_applyConfig(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyConfig(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyConfig(ctx, fc.Args["document"].(string), fc.Args["prune"].(*bool), fc.Args["dryRun"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ApplyConfigPayload) graphql.Marshaler {
+			return ec.marshalNApplyConfigPayload2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApplyConfigPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyConfig(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApplyConfigPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyConfig_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_rotateAgentKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21949,6 +23850,50 @@ func (ec *executionContext) fieldContext_Query_apiKeys(ctx context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_adminChanges(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_adminChanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AdminChanges(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].([]*ent.AdminChangeOrder), fc.Args["where"].(*ent.AdminChangeWhereInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.AdminChangeConnection) graphql.Marshaler {
+			return ec.marshalNAdminChangeConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_adminChanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AdminChangeConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_adminChanges_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_adminTokens(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -22581,6 +24526,73 @@ func (ec *executionContext) fieldContext_Query_me(_ context.Context, field graph
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AdminPrincipal(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_exportConfig(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_exportConfig(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().ExportConfig(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_exportConfig(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Query", field, true, true, "String")
+}
+
+func (ec *executionContext) _Query_effectiveTools(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_effectiveTools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().EffectiveTools(ctx, fc.Args["virtualServer"].(string), fc.Args["agent"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.EffectiveTool) graphql.Marshaler {
+			return ec.marshalNEffectiveTool2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐEffectiveToolᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_effectiveTools(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EffectiveTool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_effectiveTools_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -24706,6 +26718,29 @@ func (ec *executionContext) _Tool_name(ctx context.Context, field graphql.Collec
 	)
 }
 func (ec *executionContext) fieldContext_Tool_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, false, false, "String")
+}
+
+func (ec *executionContext) _Tool_title(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Tool", field, false, false, "String")
 }
 
@@ -28028,6 +30063,612 @@ func (ec *executionContext) unmarshalInputAPIKeyWhereInput(ctx context.Context, 
 func UnmarshalAPIKeyWhereInput(ctx context.Context, raw any) (ent.APIKeyWhereInput, error) {
 	var out ent.APIKeyWhereInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "APIKeyWhereInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAdminChangeOrder(ctx context.Context, obj any) (ent.AdminChangeOrder, error) {
+	var it ent.AdminChangeOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNAdminChangeOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAdminChangeOrder unmarshals raw into the AdminChangeOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAdminChangeOrder(ctx context.Context, raw any) (ent.AdminChangeOrder, error) {
+	var out ent.AdminChangeOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AdminChangeOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAdminChangeWhereInput(ctx context.Context, obj any) (ent.AdminChangeWhereInput, error) {
+	var it ent.AdminChangeWhereInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "at", "atNEQ", "atIn", "atNotIn", "atGT", "atGTE", "atLT", "atLTE", "actor", "actorNEQ", "actorIn", "actorNotIn", "actorGT", "actorGTE", "actorLT", "actorLTE", "actorContains", "actorHasPrefix", "actorHasSuffix", "actorIsNil", "actorNotNil", "actorEqualFold", "actorContainsFold", "op", "opNEQ", "opIn", "opNotIn", "entityType", "entityTypeNEQ", "entityTypeIn", "entityTypeNotIn", "entityTypeGT", "entityTypeGTE", "entityTypeLT", "entityTypeLTE", "entityTypeContains", "entityTypeHasPrefix", "entityTypeHasSuffix", "entityTypeEqualFold", "entityTypeContainsFold", "entityID", "entityIDNEQ", "entityIDIn", "entityIDNotIn", "entityIDGT", "entityIDGTE", "entityIDLT", "entityIDLTE", "entityName", "entityNameNEQ", "entityNameIn", "entityNameNotIn", "entityNameGT", "entityNameGTE", "entityNameLT", "entityNameLTE", "entityNameContains", "entityNameHasPrefix", "entityNameHasSuffix", "entityNameIsNil", "entityNameNotNil", "entityNameEqualFold", "entityNameContainsFold"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "not":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("not"))
+			data, err := ec.unmarshalOAdminChangeWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Not = data
+		case "and":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("and"))
+			data, err := ec.unmarshalOAdminChangeWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.And = data
+		case "or":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("or"))
+			data, err := ec.unmarshalOAdminChangeWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Or = data
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		case "idNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNEQ"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNEQ = data
+		case "idIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDIn = data
+		case "idNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNotIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNotIn = data
+		case "idGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGT = data
+		case "idGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGTE = data
+		case "idLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLT = data
+		case "idLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLTE = data
+		case "at":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("at"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.At = data
+		case "atNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtNEQ = data
+		case "atIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtIn = data
+		case "atNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtNotIn = data
+		case "atGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtGT = data
+		case "atGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtGTE = data
+		case "atLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtLT = data
+		case "atLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("atLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AtLTE = data
+		case "actor":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actor"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Actor = data
+		case "actorNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorNEQ = data
+		case "actorIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorIn = data
+		case "actorNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorNotIn = data
+		case "actorGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorGT = data
+		case "actorGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorGTE = data
+		case "actorLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorLT = data
+		case "actorLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorLTE = data
+		case "actorContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorContains = data
+		case "actorHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorHasPrefix = data
+		case "actorHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorHasSuffix = data
+		case "actorIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorIsNil = data
+		case "actorNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorNotNil = data
+		case "actorEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorEqualFold = data
+		case "actorContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actorContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActorContainsFold = data
+		case "op":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("op"))
+			data, err := ec.unmarshalOAdminChangeOp2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Op = data
+		case "opNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("opNEQ"))
+			data, err := ec.unmarshalOAdminChangeOp2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OpNEQ = data
+		case "opIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("opIn"))
+			data, err := ec.unmarshalOAdminChangeOp2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOpᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OpIn = data
+		case "opNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("opNotIn"))
+			data, err := ec.unmarshalOAdminChangeOp2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOpᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OpNotIn = data
+		case "entityType":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityType"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityType = data
+		case "entityTypeNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeNEQ = data
+		case "entityTypeIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeIn = data
+		case "entityTypeNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeNotIn = data
+		case "entityTypeGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeGT = data
+		case "entityTypeGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeGTE = data
+		case "entityTypeLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeLT = data
+		case "entityTypeLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeLTE = data
+		case "entityTypeContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeContains = data
+		case "entityTypeHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeHasPrefix = data
+		case "entityTypeHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeHasSuffix = data
+		case "entityTypeEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeEqualFold = data
+		case "entityTypeContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityTypeContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityTypeContainsFold = data
+		case "entityID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityID"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityID = data
+		case "entityIDNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDNEQ"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDNEQ = data
+		case "entityIDIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDIn = data
+		case "entityIDNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDNotIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDNotIn = data
+		case "entityIDGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDGT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDGT = data
+		case "entityIDGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDGTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDGTE = data
+		case "entityIDLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDLT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDLT = data
+		case "entityIDLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityIDLTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityIDLTE = data
+		case "entityName":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityName"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityName = data
+		case "entityNameNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameNEQ = data
+		case "entityNameIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameIn = data
+		case "entityNameNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameNotIn = data
+		case "entityNameGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameGT = data
+		case "entityNameGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameGTE = data
+		case "entityNameLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameLT = data
+		case "entityNameLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameLTE = data
+		case "entityNameContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameContains = data
+		case "entityNameHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameHasPrefix = data
+		case "entityNameHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameHasSuffix = data
+		case "entityNameIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameIsNil = data
+		case "entityNameNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameNotNil = data
+		case "entityNameEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameEqualFold = data
+		case "entityNameContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entityNameContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntityNameContainsFold = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAdminChangeWhereInput unmarshals raw into the AdminChangeWhereInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAdminChangeWhereInput(ctx context.Context, raw any) (ent.AdminChangeWhereInput, error) {
+	var out ent.AdminChangeWhereInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AdminChangeWhereInput", raw, &out)
 	return out, err
 }
 
@@ -31449,7 +34090,7 @@ func (ec *executionContext) unmarshalInputCreateToolInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "inputSchema", "outputSchema", "annotations", "definitionHash", "firstSeen", "lastSeen", "upstreamID"}
+	fieldsInOrder := [...]string{"name", "title", "description", "inputSchema", "outputSchema", "annotations", "definitionHash", "firstSeen", "lastSeen", "upstreamID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -31463,6 +34104,13 @@ func (ec *executionContext) unmarshalInputCreateToolInput(ctx context.Context, o
 				return it, err
 			}
 			it.Name = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
 		case "description":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -37830,7 +40478,7 @@ func (ec *executionContext) unmarshalInputToolWhereInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "definitionHash", "definitionHashNEQ", "definitionHashIn", "definitionHashNotIn", "definitionHashGT", "definitionHashGTE", "definitionHashLT", "definitionHashLTE", "definitionHashContains", "definitionHashHasPrefix", "definitionHashHasSuffix", "definitionHashIsNil", "definitionHashNotNil", "definitionHashEqualFold", "definitionHashContainsFold", "firstSeen", "firstSeenNEQ", "firstSeenIn", "firstSeenNotIn", "firstSeenGT", "firstSeenGTE", "firstSeenLT", "firstSeenLTE", "lastSeen", "lastSeenNEQ", "lastSeenIn", "lastSeenNotIn", "lastSeenGT", "lastSeenGTE", "lastSeenLT", "lastSeenLTE", "hasUpstream", "hasUpstreamWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "title", "titleNEQ", "titleIn", "titleNotIn", "titleGT", "titleGTE", "titleLT", "titleLTE", "titleContains", "titleHasPrefix", "titleHasSuffix", "titleIsNil", "titleNotNil", "titleEqualFold", "titleContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "definitionHash", "definitionHashNEQ", "definitionHashIn", "definitionHashNotIn", "definitionHashGT", "definitionHashGTE", "definitionHashLT", "definitionHashLTE", "definitionHashContains", "definitionHashHasPrefix", "definitionHashHasSuffix", "definitionHashIsNil", "definitionHashNotNil", "definitionHashEqualFold", "definitionHashContainsFold", "firstSeen", "firstSeenNEQ", "firstSeenIn", "firstSeenNotIn", "firstSeenGT", "firstSeenGTE", "firstSeenLT", "firstSeenLTE", "lastSeen", "lastSeenNEQ", "lastSeenIn", "lastSeenNotIn", "lastSeenGT", "lastSeenGTE", "lastSeenLT", "lastSeenLTE", "hasUpstream", "hasUpstreamWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -38327,6 +40975,111 @@ func (ec *executionContext) unmarshalInputToolWhereInput(ctx context.Context, ob
 				return it, err
 			}
 			it.NameContainsFold = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "titleNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleNEQ = data
+		case "titleIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleIn = data
+		case "titleNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleNotIn = data
+		case "titleGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleGT = data
+		case "titleGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleGTE = data
+		case "titleLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleLT = data
+		case "titleLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleLTE = data
+		case "titleContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleContains = data
+		case "titleHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleHasPrefix = data
+		case "titleHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleHasSuffix = data
+		case "titleIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleIsNil = data
+		case "titleNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleNotNil = data
+		case "titleEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleEqualFold = data
+		case "titleContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("titleContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TitleContainsFold = data
 		case "description":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -40063,7 +42816,7 @@ func (ec *executionContext) unmarshalInputUpdateToolInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "inputSchema", "appendInputSchema", "clearInputSchema", "outputSchema", "appendOutputSchema", "clearOutputSchema", "annotations", "appendAnnotations", "clearAnnotations", "definitionHash", "clearDefinitionHash", "firstSeen", "lastSeen", "upstreamID"}
+	fieldsInOrder := [...]string{"name", "title", "clearTitle", "description", "clearDescription", "inputSchema", "appendInputSchema", "clearInputSchema", "outputSchema", "appendOutputSchema", "clearOutputSchema", "annotations", "appendAnnotations", "clearAnnotations", "definitionHash", "clearDefinitionHash", "firstSeen", "lastSeen", "upstreamID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -40077,6 +42830,20 @@ func (ec *executionContext) unmarshalInputUpdateToolInput(ctx context.Context, o
 				return it, err
 			}
 			it.Name = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "clearTitle":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearTitle"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearTitle = data
 		case "description":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -42450,6 +45217,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._AdminToken(ctx, sel, obj)
+	case *ent.AdminChange:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AdminChange(ctx, sel, obj)
 	case *ent.APIKey:
 		if obj == nil {
 			return graphql.Null
@@ -42613,6 +45385,160 @@ func (ec *executionContext) _APIKeyEdge(ctx context.Context, sel ast.SelectionSe
 			}
 		case "cursor":
 			out.Values[i] = ec._APIKeyEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var adminChangeImplementors = []string{"AdminChange", "Node"}
+
+func (ec *executionContext) _AdminChange(ctx context.Context, sel ast.SelectionSet, obj *ent.AdminChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, adminChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AdminChange")
+		case "id":
+			out.Values[i] = ec._AdminChange_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._AdminChange_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._AdminChange_actor(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "op":
+			out.Values[i] = ec._AdminChange_op(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "entityType":
+			out.Values[i] = ec._AdminChange_entityType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "entityID":
+			out.Values[i] = ec._AdminChange_entityID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "entityName":
+			out.Values[i] = ec._AdminChange_entityName(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "before":
+			out.Values[i] = ec._AdminChange_before(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "after":
+			out.Values[i] = ec._AdminChange_after(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var adminChangeConnectionImplementors = []string{"AdminChangeConnection"}
+
+func (ec *executionContext) _AdminChangeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.AdminChangeConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, adminChangeConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AdminChangeConnection")
+		case "edges":
+			out.Values[i] = ec._AdminChangeConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._AdminChangeConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._AdminChangeConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var adminChangeEdgeImplementors = []string{"AdminChangeEdge"}
+
+func (ec *executionContext) _AdminChangeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.AdminChangeEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, adminChangeEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AdminChangeEdge")
+		case "node":
+			out.Values[i] = ec._AdminChangeEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._AdminChangeEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -42997,6 +45923,49 @@ func (ec *executionContext) _AgentEdge(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var applyConfigPayloadImplementors = []string{"ApplyConfigPayload"}
+
+func (ec *executionContext) _ApplyConfigPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ApplyConfigPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, applyConfigPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApplyConfigPayload")
+		case "changes":
+			out.Values[i] = ec._ApplyConfigPayload_changes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applied":
+			out.Values[i] = ec._ApplyConfigPayload_applied(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revision":
+			out.Values[i] = ec._ApplyConfigPayload_revision(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var approvalRuleImplementors = []string{"ApprovalRule", "Node"}
 
 func (ec *executionContext) _ApprovalRule(ctx context.Context, sel ast.SelectionSet, obj *ent.ApprovalRule) graphql.Marshaler {
@@ -43182,6 +46151,54 @@ func (ec *executionContext) _ApprovalRuleEdge(ctx context.Context, sel ast.Selec
 	return out
 }
 
+var configChangeImplementors = []string{"ConfigChange"}
+
+func (ec *executionContext) _ConfigChange(ctx context.Context, sel ast.SelectionSet, obj *model.ConfigChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, configChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConfigChange")
+		case "kind":
+			out.Values[i] = ec._ConfigChange_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._ConfigChange_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "op":
+			out.Values[i] = ec._ConfigChange_op(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fields":
+			out.Values[i] = ec._ConfigChange_fields(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var configErrorImplementors = []string{"ConfigError"}
 
 func (ec *executionContext) _ConfigError(ctx context.Context, sel ast.SelectionSet, obj *model.ConfigError) graphql.Marshaler {
@@ -43282,6 +46299,59 @@ func (ec *executionContext) _CreateAdminTokenPayload(ctx context.Context, sel as
 		case "adminToken":
 			out.Values[i] = ec._CreateAdminTokenPayload_adminToken(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var effectiveToolImplementors = []string{"EffectiveTool"}
+
+func (ec *executionContext) _EffectiveTool(ctx context.Context, sel ast.SelectionSet, obj *model.EffectiveTool) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, effectiveToolImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EffectiveTool")
+		case "name":
+			out.Values[i] = ec._EffectiveTool_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upstream":
+			out.Values[i] = ec._EffectiveTool_upstream(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upstreamTool":
+			out.Values[i] = ec._EffectiveTool_upstreamTool(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._EffectiveTool_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tool":
+			out.Values[i] = ec._EffectiveTool_tool(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -43995,6 +47065,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "discoverTools":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_discoverTools(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applyConfig":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyConfig(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "rotateAgentKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rotateAgentKey(ctx, field)
@@ -44268,6 +47352,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_apiKeys(ctx, field)
 				})
+		case "adminChanges":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_adminChanges(ctx, field)
+				})
 		case "adminTokens":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -44357,6 +47447,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_me(ctx, field)
+				})
+		case "exportConfig":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_exportConfig(ctx, field)
+				})
+		case "effectiveTools":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_effectiveTools(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -45177,6 +48279,11 @@ func (ec *executionContext) _Tool(ctx context.Context, sel ast.SelectionSet, obj
 		case "name":
 			out.Values[i] = ec._Tool_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "title":
+			out.Values[i] = ec._Tool_title(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "description":
@@ -46099,6 +49206,48 @@ func (ec *executionContext) unmarshalNAPIKeyWhereInput2ᚖgithubᚗcomᚋgatehou
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNAdminChangeConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeConnection(ctx context.Context, sel ast.SelectionSet, v *ent.AdminChangeConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AdminChangeConnection!")
+		return graphql.Null
+	}
+	return ec._AdminChangeConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAdminChangeOp2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx context.Context, v any) (adminchange.Op, error) {
+	var res adminchange.Op
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAdminChangeOp2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx context.Context, sel ast.SelectionSet, v adminchange.Op) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNAdminChangeOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrder(ctx context.Context, v any) (*ent.AdminChangeOrder, error) {
+	res, err := ec.unmarshalInputAdminChangeOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNAdminChangeOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrderField(ctx context.Context, v any) (*ent.AdminChangeOrderField, error) {
+	var res = new(ent.AdminChangeOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAdminChangeOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.AdminChangeOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AdminChangeOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNAdminChangeWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInput(ctx context.Context, v any) (*ent.AdminChangeWhereInput, error) {
+	res, err := ec.unmarshalInputAdminChangeWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNAdminPrincipal2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAdminPrincipal(ctx context.Context, sel ast.SelectionSet, v *model.AdminPrincipal) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AdminPrincipal!")
@@ -46187,6 +49336,14 @@ func (ec *executionContext) unmarshalNAgentWhereInput2ᚖgithubᚗcomᚋgatehous
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNApplyConfigPayload2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApplyConfigPayload(ctx context.Context, sel ast.SelectionSet, v *model.ApplyConfigPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApplyConfigPayload!")
+		return graphql.Null
+	}
+	return ec._ApplyConfigPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNApprovalRule2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalRule(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalRule) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ApprovalRule!")
@@ -46249,6 +49406,30 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNConfigChange2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐConfigChangeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ConfigChange) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConfigChange2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐConfigChange(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNConfigChange2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐConfigChange(ctx context.Context, sel ast.SelectionSet, v *model.ConfigChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConfigChange!")
+		return graphql.Null
+	}
+	return ec._ConfigChange(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNConfigError2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐConfigErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ConfigError) graphql.Marshaler {
@@ -46369,6 +49550,30 @@ func (ec *executionContext) unmarshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCur
 
 func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, sel ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNEffectiveTool2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐEffectiveToolᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EffectiveTool) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEffectiveTool2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐEffectiveTool(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEffectiveTool2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐEffectiveTool(ctx context.Context, sel ast.SelectionSet, v *model.EffectiveTool) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EffectiveTool!")
+		return graphql.Null
+	}
+	return ec._EffectiveTool(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
@@ -46907,6 +50112,22 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) marshalNTool2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐToolᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Tool) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTool2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐTool(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNTool2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐTool(ctx context.Context, sel ast.SelectionSet, v *ent.Tool) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Tool!")
@@ -47334,6 +50555,127 @@ func (ec *executionContext) unmarshalOAPIKeyWhereInput2ᚖgithubᚗcomᚋgatehou
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputAPIKeyWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAdminChange2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChange(ctx context.Context, sel ast.SelectionSet, v *ent.AdminChange) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AdminChange(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOAdminChangeEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.AdminChangeEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOAdminChangeEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOAdminChangeEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeEdge(ctx context.Context, sel ast.SelectionSet, v *ent.AdminChangeEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AdminChangeEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOAdminChangeOp2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOpᚄ(ctx context.Context, v any) ([]adminchange.Op, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]adminchange.Op, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAdminChangeOp2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOAdminChangeOp2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOpᚄ(ctx context.Context, sel ast.SelectionSet, v []adminchange.Op) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAdminChangeOp2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOAdminChangeOp2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx context.Context, v any) (*adminchange.Op, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(adminchange.Op)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAdminChangeOp2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋadminchangeᚐOp(ctx context.Context, sel ast.SelectionSet, v *adminchange.Op) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOAdminChangeOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrderᚄ(ctx context.Context, v any) ([]*ent.AdminChangeOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.AdminChangeOrder, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAdminChangeOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeOrder(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOAdminChangeWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInputᚄ(ctx context.Context, v any) ([]*ent.AdminChangeWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.AdminChangeWhereInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAdminChangeWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOAdminChangeWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐAdminChangeWhereInput(ctx context.Context, v any) (*ent.AdminChangeWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAdminChangeWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 

@@ -14,6 +14,32 @@ type AdminPrincipal struct {
 	Roles []string `json:"roles"`
 }
 
+// The result of applyConfig.
+type ApplyConfigPayload struct {
+	// What the apply changed (or, in a dry run, would change), in the order it
+	// did: upstreams, virtual servers, agents, teams and roles, API keys.
+	Changes []*ConfigChange `json:"changes"`
+	// True when changes were committed: false for a dry run and when the store
+	// already held the document.
+	Applied bool `json:"applied"`
+	// The configuration revision after the apply: the ID of the latest admin
+	// change log entry. Gateways reload when it moves.
+	Revision int `json:"revision"`
+}
+
+// One entity that applyConfig created, updated, deleted or revoked.
+type ConfigChange struct {
+	// Kind of entity: upstream, virtual_server, agent, team, role or api_key.
+	Kind string `json:"kind"`
+	// Name of the entity; for an api_key AGENT/HASH-PREFIX.
+	Name string `json:"name"`
+	// What happened: created, updated, deleted or revoked (API keys are revoked, not deleted).
+	Op string `json:"op"`
+	// For updates, the document keys whose values differ (e.g. url, include,
+	// roles); empty otherwise.
+	Fields []string `json:"fields"`
+}
+
 // One error in the stored configuration.
 type ConfigError struct {
 	// Where the error is, as a path in the YAML document, e.g. upstreams[2].url.
@@ -39,6 +65,20 @@ type CreateAdminTokenPayload struct {
 	Token string `json:"token"`
 	// The stored record of the new token.
 	AdminToken *ent.AdminToken `json:"adminToken"`
+}
+
+// A tool as a virtual server exposes it to agents.
+type EffectiveTool struct {
+	// Name agents see and call, after renames.
+	Name string `json:"name"`
+	// Name of the upstream that serves the tool.
+	Upstream string `json:"upstream"`
+	// Name of the tool on its upstream.
+	UpstreamTool string `json:"upstreamTool"`
+	// Description agents see, after description overrides.
+	Description string `json:"description"`
+	// The tool as discovered on its upstream (discoverTools), if it has been.
+	Tool *ent.Tool `json:"tool,omitempty"`
 }
 
 // The result of rotateAgentKey. The key is shown only here, once.

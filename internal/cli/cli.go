@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
@@ -23,6 +24,13 @@ const (
 	EnvListen   = "GATEHOUSE_LISTEN"
 	EnvDataDir  = "GATEHOUSE_DATA_DIR"
 	EnvLogLevel = "GATEHOUSE_LOG_LEVEL"
+
+	EnvDatabaseURL    = "GATEHOUSE_DATABASE_URL"
+	EnvAdminTokenFile = "GATEHOUSE_ADMIN_TOKEN_FILE"
+	// EnvServer and EnvAdminToken tell the admin commands (apply, export)
+	// which gateway to talk to and as whom.
+	EnvServer     = "GATEHOUSE_SERVER"
+	EnvAdminToken = "GATEHOUSE_ADMIN_TOKEN"
 )
 
 const usage = `gatehouse — an MCP gateway: one authenticated, audited endpoint in front of many MCP servers.
@@ -32,8 +40,10 @@ Usage:
 
 Commands:
   serve     run the gateway (see: gatehouse serve -h)
+  apply     make the running gateway's config store match a YAML file (apply -h)
+  export    print the running gateway's configuration as YAML (export -h)
   check     validate a configuration file and exit
-  keygen    generate an agent API key and print its sha256 for the config
+  keygen    generate an agent API key (or with --admin an admin token)
   hash-key  print the sha256 of a key read from stdin
   version   print the version
 
@@ -42,10 +52,15 @@ Environment:
   GATEHOUSE_LISTEN      listen address, overrides the file's listen
   GATEHOUSE_DATA_DIR    data directory, overrides the file's data_dir
   GATEHOUSE_LOG_LEVEL   debug | info | warn | error
+  GATEHOUSE_DATABASE_URL      config store (serve; default DATA_DIR/gatehouse.db)
+  GATEHOUSE_ADMIN_TOKEN_FILE  bootstrap admin token file (serve)
+  GATEHOUSE_SERVER      gateway URL for apply and export (default http://127.0.0.1:8080)
+  GATEHOUSE_ADMIN_TOKEN admin token for apply and export
 
 Agents connect to http://LISTEN/mcp/<virtual-server> (streamable HTTP) or
 http://LISTEN/sse/<virtual-server> (legacy SSE) with
-"Authorization: Bearer <api key>".
+"Authorization: Bearer <api key>". Admins use the GraphQL API at
+http://LISTEN/graphql with "Authorization: Bearer <admin token>".
 `
 
 // Main runs the command line args and returns the exit code.
@@ -58,6 +73,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stderr)
+	case "apply":
+		err = apply(ctx, args[1:], os.Stdin, stdout)
+	case "export":
+		err = export(ctx, args[1:], stdout)
 	case "check":
 		err = check(args[1:], stdout)
 	case "keygen":
@@ -157,11 +176,17 @@ func check(args []string, stdout io.Writer) error {
 
 func keygen(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	admin := fs.Bool("admin", false, "generate an admin token (gha_...) for serve --admin-token-file instead")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gatehouse keygen\n\nPrints a new API key (give it to the agent; it is shown once) and the\nsha256 to put under agents[].api_keys in the configuration.")
+		fmt.Fprintln(fs.Output(), "Usage: gatehouse keygen [--admin]\n\nPrints a new API key (give it to the agent; it is shown once) and the\nsha256 to put under agents[].api_keys in the configuration. With --admin,\nprints an admin token to hand to serve --admin-token-file.")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *admin {
+		fmt.Fprintln(stdout, store.NewAdminToken())
+		return nil
 	}
 	key := identity.NewAPIKey()
 	fmt.Fprintf(stdout, "key:    %s\nsha256: %s\n", key, identity.HashKey(key))

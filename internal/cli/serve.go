@@ -14,19 +14,32 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
 const serveUsage = `Usage: gatehouse serve [flags]
 
 Runs the gateway. Agents connect to /mcp/<virtual-server> (streamable HTTP)
-or /sse/<virtual-server> (legacy SSE); /healthz, /readyz and /metrics serve
+or /sse/<virtual-server> (legacy SSE); admins to /graphql (GraphQL admin API,
+with a query page for browsers); /healthz, /readyz and /metrics serve
 operators.
 
-Signals: SIGHUP reloads the configuration file without dropping sessions
-(an invalid file is reported and the running configuration kept); SIGINT
-and SIGTERM shut down gracefully.
+Configuration lives in the config store (SQLite in the data directory by
+default, PostgreSQL with --database-url). On an empty store, the file given
+with --config seeds it; after that the store wins, and every committed
+admin API change is applied live, without dropping sessions, by every
+gateway on the same database. The file always supplies the process settings
+(listen, data_dir, log, limits, http).
+
+On first start a bootstrap admin token is created: printed once on stderr,
+or read from / written to --admin-token-file.
+
+Signals: SIGHUP applies the configuration file to the store, declaratively
+(what the file lacks is deleted; an invalid file is reported and nothing
+changes); SIGINT and SIGTERM shut down gracefully.
 
 Flags:
 `
@@ -38,6 +51,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "", "listen address host:port (default $"+EnvListen+", else the file's listen, else "+config.DefaultListen+")")
 	dataDir := fs.String("data-dir", "", "data directory (default $"+EnvDataDir+", else the file's data_dir, else "+config.DefaultDataDir+")")
 	logLevel := fs.String("log-level", "", "debug | info | warn | error (default $"+EnvLogLevel+", else the file's log.level, else info)")
+	dbURL := fs.String("database-url", "", "config store: postgres://user:pass@host/db or sqlite:///path/file.db (default $"+EnvDatabaseURL+", else DATA_DIR/gatehouse.db)")
+	tokenFile := fs.String("admin-token-file", "", "bootstrap admin token: read from this file, or generated into it when missing (default $"+EnvAdminTokenFile+"; else printed once)")
+	introspection := fs.Bool("graphql-introspection", true, "answer GraphQL introspection queries (__schema, __type)")
+	playground := fs.Bool("graphql-playground", true, "serve the GraphQL query page to browsers at /graphql")
+	poll := fs.Duration("store-poll", 250*time.Millisecond, "how often to check the config store for changes made elsewhere (other replicas)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -51,21 +69,52 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if *path == "" {
 		*path = os.Getenv(EnvConfig)
 	}
-	doc, err := loadConfig(*path, *listen, *dataDir, *logLevel)
+	if *tokenFile == "" {
+		*tokenFile = os.Getenv(EnvAdminTokenFile)
+	}
+	if *poll <= 0 {
+		return usageError{errors.New("--store-poll must be positive")}
+	}
+	file, err := loadConfig(*path, *listen, *dataDir, *logLevel)
 	if err != nil {
 		return err
 	}
-	log := newLogger(doc.Log, stderr)
+	log := newLogger(file.Log, stderr)
 	slog.SetDefault(log)
-	if err := os.MkdirAll(doc.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	if *path == "" {
-		log.Warn("no configuration file given (--config or $" + EnvConfig + "): serving no virtual servers")
+
+	url := databaseURL(*dbURL, file.DataDir)
+	client, err := store.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	log.Info("config store open", "database", redactURL(url))
+	if err := seedStore(ctx, log, client, *path, file); err != nil {
+		return err
+	}
+	if err := bootstrapAdmin(ctx, log, client, *tokenFile, stderr); err != nil {
+		return err
+	}
+	syncer := newConfigSync(log, client, processSettings(file), *path, [3]string{*listen, *dataDir, *logLevel})
+	syncer.poll = *poll
+	doc, rev, err := syncer.load(ctx)
+	if err != nil {
+		return err
+	}
+	syncer.rev = rev
+	if err := doc.Validate(); err != nil {
+		return fmt.Errorf("stored configuration: %w", err)
+	}
+	if !hasContent(doc) {
+		log.Warn("no configuration yet: create upstreams and virtual servers through /graphql, `gatehouse apply -f`, or --config on an empty store")
 	}
 	warnAnonymous(log, doc)
 
 	g := proxy.New(doc, &proxy.Options{Logger: log})
+	syncer.g = g
 	ln, err := net.Listen("tcp", doc.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", doc.Listen, err)
@@ -75,15 +124,28 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		g.Close()
 		return fmt.Errorf("start gateway: %w", err)
 	}
+	admin := graph.NewHandler(client, &graph.HandlerOptions{
+		Gateway:              gatewayAdmin{g},
+		DisableIntrospection: !*introspection,
+		DisablePlayground:    !*playground,
+		Logger:               log,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", nudgeAfter(admin, syncer))
+	mux.Handle("/", g.Handler())
 	srv := &http.Server{
-		Handler:           g.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	syncCtx, stopSync := context.WithCancel(ctx)
+	defer stopSync()
+	go syncer.run(syncCtx)
 	log.Info("gatehouse serving", "version", Version(), "listen", ln.Addr().String(),
-		"upstreams", len(doc.Upstreams), "virtual_servers", len(doc.VirtualServers))
+		"upstreams", len(doc.Upstreams), "virtual_servers", len(doc.VirtualServers),
+		"admin_api", "http://"+ln.Addr().String()+"/graphql")
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -91,12 +153,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	for {
 		select {
 		case <-hup:
-			reload(log, g, *path, *listen, *dataDir, *logLevel)
+			syncer.Reload()
 		case err := <-errc:
 			g.Close()
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
 			log.Info("shutting down")
+			stopSync()
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			// Closing agent sessions first ends their long-lived streams,
 			// which would otherwise hold Shutdown open until its deadline.
@@ -111,26 +174,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 }
 
-func reload(log *slog.Logger, g *proxy.Gateway, path, listen, dataDir, logLevel string) {
-	if path == "" {
-		log.Warn("SIGHUP ignored: no configuration file")
-		return
-	}
-	doc, err := loadConfig(path, listen, dataDir, logLevel)
-	if err != nil {
-		log.Error("reload failed; keeping the running configuration", "error", err)
-		return
-	}
-	old := g.Snapshot().Doc
-	if doc.Listen != old.Listen || doc.DataDir != old.DataDir {
-		log.Warn("listen and data_dir changes take effect at the next restart")
-	}
-	warnAnonymous(log, doc)
-	if err := g.Apply(doc); err != nil {
-		log.Error("reload failed; keeping the running configuration", "error", err)
-		return
-	}
-	log.Info("configuration reloaded", "revision", g.Snapshot().Revision)
+// nudgeAfter asks syncer to apply the store right after every admin API
+// request, so a committed mutation reaches the data path without waiting
+// for the next poll.
+func nudgeAfter(h http.Handler, syncer *configSync) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.Method == http.MethodPost {
+			syncer.Nudge()
+		}
+	})
 }
 
 func warnAnonymous(log *slog.Logger, doc *config.Document) {

@@ -18,65 +18,132 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
-// Change is one entity that [ApplyDocument] created, updated or deleted.
+// Change is one entity that [ApplyDocument] created, updated, deleted or
+// revoked (or, in a dry run, would).
 type Change struct {
 	Kind string // "upstream", "virtual_server", "agent", "team", "role", "api_key"
 	Name string // the entity's name; for api_key "AGENT/HASH-PREFIX"
 	Op   string // "created", "updated", "deleted" or "revoked"
+	// Fields names what differs in an update, as document keys (url,
+	// include, roles, expires, ...); nil for other ops.
+	Fields []string
 }
 
-func (c Change) String() string { return c.Kind + " " + c.Name + " " + c.Op }
+// String formats c as "kind name op", followed by the fields of an update
+// in parentheses.
+func (c Change) String() string {
+	s := c.Kind + " " + c.Name + " " + c.Op
+	if len(c.Fields) > 0 {
+		s += " (" + strings.Join(c.Fields, ", ") + ")"
+	}
+	return s
+}
 
 // ApplyResult lists what [ApplyDocument] changed, in the order it did.
 type ApplyResult struct {
 	Changes []Change
 }
 
-func (r *ApplyResult) add(kind, name, op string) {
-	r.Changes = append(r.Changes, Change{Kind: kind, Name: name, Op: op})
+func (r *ApplyResult) add(kind, name, op string, fields ...string) {
+	r.Changes = append(r.Changes, Change{Kind: kind, Name: name, Op: op, Fields: fields})
 }
 
-// ApplyDocument makes the store equal to doc, declaratively and in one
+// ApplyOptions configures [ApplyDocument]. The zero value applies the
+// document without pruning and records no actor.
+type ApplyOptions struct {
+	// Actor is recorded as created_by, updated_by and the change log's
+	// actor of what the apply writes, e.g. "token:ci" or "file:gatehouse.yaml".
+	// Empty keeps the actor ctx carries, if any.
+	Actor string
+	// Prune deletes the upstreams, virtual servers and agents that the
+	// document lacks and revokes the agent keys it does not list. False
+	// leaves what the document does not mention alone.
+	Prune bool
+	// DryRun computes the changes and rolls them back: the result is the
+	// plan, and the store is left as it was. False commits them.
+	DryRun bool
+}
+
+// ApplyDocument makes the store hold doc, declaratively and in one
 // transaction: upstreams, virtual servers (with their selections) and agents
-// that doc lacks are deleted, the others created or updated; teams and roles
-// that agents name are created when missing (and never deleted: grants may
-// name them). Entities that are already equal are not written, so their
-// updated_at and updated_by keep saying when they last really changed.
-// actor is recorded in created_by and updated_by of what it writes.
+// are created or updated to equal doc's; with opts.Prune, those that doc
+// lacks are deleted. Teams and roles that agents name are created when
+// missing (and never deleted: grants may name them). Entities that are
+// already equal are not written, so their updated_at and updated_by keep
+// saying when they last really changed, and an apply that changes nothing
+// leaves the revision ([Revision]) alone.
 //
 // Agent keys must be given as sha256 entries: the caller resolves env and
-// file sources into hashes first (identity.ResolveKeyHash). A stored key that
-// doc no longer lists is revoked, not deleted, so the audit trail keeps it; a
-// revoked key that doc lists again is reinstated.
+// file sources into hashes first (identity.ResolveKeyHash). With opts.Prune,
+// a stored key that doc no longer lists is revoked, not deleted, so the
+// audit trail keeps it; a revoked key that doc lists again is reinstated.
 //
 // Deleting a virtual server deletes its grants and guardrail rules;
 // deleting an upstream deletes its discovered tools and secret bindings.
 //
+// When client is a transaction's (ent.Tx.Client, or the client a GraphQL
+// mutation runs with), the apply runs in that transaction and a dry run in
+// a savepoint of it; else it begins its own.
+//
 // doc is validated first (with defaults applied to a copy); an invalid
-// document changes nothing and returns its *config.ValidationError.
-func ApplyDocument(ctx context.Context, client *ent.Client, doc *config.Document, actorName string) (res *ApplyResult, err error) {
+// document changes nothing and returns its *config.ValidationError, whose
+// paths point into doc.
+func ApplyDocument(ctx context.Context, client *ent.Client, doc *config.Document, opts ApplyOptions) (res *ApplyResult, err error) {
 	d, err := prepare(doc)
 	if err != nil {
 		return nil, err
 	}
-	ctx = actor.NewContext(ctx, actorName)
+	if opts.Actor != "" {
+		ctx = actor.NewContext(ctx, opts.Actor)
+	}
+	a := &applier{prune: opts.Prune, res: new(ApplyResult)}
 	tx, err := client.Tx(ctx)
+	if errors.Is(err, ent.ErrTxStarted) {
+		a.c = client
+		if err := a.applyInTx(ctx, d, opts.DryRun); err != nil {
+			return nil, fmt.Errorf("apply document: %w", err)
+		}
+		return a.res, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("apply document: begin: %w", err)
 	}
 	defer func() {
-		if err != nil {
+		if err != nil || opts.DryRun {
 			_ = tx.Rollback()
 		}
 	}()
-	a := &applier{c: tx.Client(), res: new(ApplyResult)}
+	a.c = tx.Client()
 	if err := a.apply(ctx, d); err != nil {
 		return nil, fmt.Errorf("apply document: %w", err)
+	}
+	if opts.DryRun {
+		return a.res, nil
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("apply document: commit: %w", err)
 	}
 	return a.res, nil
+}
+
+// applyInTx applies d with a.c, a transaction's client; a dry run rolls
+// back to a savepoint afterwards, which also clears an error.
+func (a *applier) applyInTx(ctx context.Context, d *config.Document, dryRun bool) error {
+	if !dryRun {
+		return a.apply(ctx, d)
+	}
+	const sp = "gatehouse_apply_dry_run"
+	if _, err := a.c.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	err := a.apply(ctx, d)
+	if _, rerr := a.c.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); rerr != nil {
+		return errors.Join(err, fmt.Errorf("roll back dry run: %w", rerr))
+	}
+	if _, rerr := a.c.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); rerr != nil {
+		return errors.Join(err, fmt.Errorf("release savepoint: %w", rerr))
+	}
+	return err
 }
 
 // prepare validates doc and returns a copy with defaults applied and key
@@ -115,8 +182,9 @@ func prepare(doc *config.Document) (*config.Document, error) {
 }
 
 type applier struct {
-	c   *ent.Client
-	res *ApplyResult
+	c     *ent.Client
+	prune bool
+	res   *ApplyResult
 }
 
 func (a *applier) apply(ctx context.Context, d *config.Document) error {
@@ -128,8 +196,8 @@ func (a *applier) apply(ctx context.Context, d *config.Document) error {
 		return err
 	}
 	// Upstreams go last: selections that used them are gone by now.
-	for name, u := range upstreams {
-		if d.Upstream(name) == nil {
+	for _, name := range sortedNames(upstreams) {
+		if u := upstreams[name]; a.prune && d.Upstream(name) == nil {
 			if err := a.c.Upstream.DeleteOne(u).Exec(ctx); err != nil {
 				return fmt.Errorf("delete upstream %q: %w", name, err)
 			}
@@ -140,7 +208,7 @@ func (a *applier) apply(ctx context.Context, d *config.Document) error {
 }
 
 // upstreams creates and updates doc's upstreams and returns every stored
-// upstream by name, including those doc lacks (deleted later).
+// upstream by name, including those doc lacks (deleted later when pruning).
 func (a *applier) upstreams(ctx context.Context, want []config.Upstream) (map[string]*ent.Upstream, error) {
 	all, err := a.c.Upstream.Query().All(ctx)
 	if err != nil {
@@ -160,13 +228,17 @@ func (a *applier) upstreams(ctx context.Context, want []config.Upstream) (map[st
 				return nil, fmt.Errorf("create upstream %q: %w", w.Name, err)
 			}
 			a.res.add("upstream", w.Name, "created")
-		case !equalUpstream(upstreamDoc(u), w):
+		default:
+			diff := upstreamDiff(upstreamDoc(u), w)
+			if len(diff) == 0 {
+				break
+			}
 			up := a.c.Upstream.UpdateOne(u)
 			setUpstream(up.Mutation(), w)
 			if u, err = up.Save(ctx); err != nil {
 				return nil, fmt.Errorf("update upstream %q: %w", w.Name, err)
 			}
-			a.res.add("upstream", w.Name, "updated")
+			a.res.add("upstream", w.Name, "updated", diff...)
 		}
 		byName[w.Name] = u
 	}
@@ -187,11 +259,29 @@ func setUpstream(m *ent.UpstreamMutation, u config.Upstream) {
 	m.SetDisabled(u.Disabled)
 }
 
-func equalUpstream(a, b config.Upstream) bool {
-	return a.Name == b.Name && a.Transport == b.Transport && a.URL == b.URL &&
-		equalMap(a.Headers, b.Headers) && a.Command == b.Command &&
-		slices.Equal(a.Args, b.Args) && equalMap(a.Env, b.Env) && a.Dir == b.Dir &&
-		a.Timeout == b.Timeout && a.ConnectTimeout == b.ConnectTimeout && a.Disabled == b.Disabled
+// upstreamDiff names the document keys whose values differ between a and b.
+func upstreamDiff(a, b config.Upstream) []string {
+	var d diff
+	d.add("transport", a.Transport != b.Transport)
+	d.add("url", a.URL != b.URL)
+	d.add("headers", !equalMap(a.Headers, b.Headers))
+	d.add("command", a.Command != b.Command)
+	d.add("args", !slices.Equal(a.Args, b.Args))
+	d.add("env", !equalMap(a.Env, b.Env))
+	d.add("dir", a.Dir != b.Dir)
+	d.add("timeout", a.Timeout != b.Timeout)
+	d.add("connect_timeout", a.ConnectTimeout != b.ConnectTimeout)
+	d.add("disabled", a.Disabled != b.Disabled)
+	return d
+}
+
+// diff collects the names of fields that differ.
+type diff []string
+
+func (d *diff) add(field string, differs bool) {
+	if differs {
+		*d = append(*d, field)
+	}
 }
 
 func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServer, upstreams map[string]*ent.Upstream) error {
@@ -212,7 +302,7 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 		wanted[w.Name] = true
 	}
 	for _, vs := range all {
-		if !wanted[vs.Name] {
+		if a.prune && !wanted[vs.Name] {
 			if err := a.c.VirtualServer.DeleteOne(vs).Exec(ctx); err != nil {
 				return fmt.Errorf("delete virtual server %q: %w", vs.Name, err)
 			}
@@ -221,9 +311,8 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 	}
 	for _, w := range want {
 		vs, ok := byName[w.Name]
-		changed := false
-		switch {
-		case !ok:
+		var d diff
+		if !ok {
 			vs, err = a.c.VirtualServer.Create().
 				SetName(w.Name).SetDescription(w.Description).SetAnonymous(w.Anonymous).
 				Save(ctx)
@@ -231,26 +320,23 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 				return fmt.Errorf("create virtual server %q: %w", w.Name, err)
 			}
 			a.res.add("virtual_server", w.Name, "created")
-		case vs.Description != w.Description || vs.Anonymous != w.Anonymous:
-			if _, err := a.c.VirtualServer.UpdateOne(vs).
-				SetDescription(w.Description).SetAnonymous(w.Anonymous).
-				Save(ctx); err != nil {
-				return fmt.Errorf("update virtual server %q: %w", w.Name, err)
-			}
-			changed = true
+		} else {
+			d.add("description", vs.Description != w.Description)
+			d.add("anonymous", vs.Anonymous != w.Anonymous)
 		}
 		selChanged, err := a.selections(ctx, vs, w, upstreams)
 		if err != nil {
 			return fmt.Errorf("virtual server %q: %w", w.Name, err)
 		}
-		if ok && (changed || selChanged) {
-			if !changed {
-				// Record the change of its selections on the server too.
-				if err := a.c.VirtualServer.UpdateOne(vs).Exec(ctx); err != nil {
-					return fmt.Errorf("update virtual server %q: %w", w.Name, err)
-				}
+		d.add("include", selChanged)
+		if ok && len(d) > 0 {
+			// Also when only selections changed: the server records it.
+			if err := a.c.VirtualServer.UpdateOne(vs).
+				SetDescription(w.Description).SetAnonymous(w.Anonymous).
+				Exec(ctx); err != nil {
+				return fmt.Errorf("update virtual server %q: %w", w.Name, err)
 			}
-			a.res.add("virtual_server", w.Name, "updated")
+			a.res.add("virtual_server", w.Name, "updated", d...)
 		}
 	}
 	return nil
@@ -346,7 +432,7 @@ func (a *applier) agents(ctx context.Context, want []config.Agent) error {
 		wanted[want[i].Name] = &want[i]
 	}
 	for _, ag := range all {
-		if wanted[ag.Name] == nil {
+		if a.prune && wanted[ag.Name] == nil {
 			if err := a.c.Agent.DeleteOne(ag).Exec(ctx); err != nil {
 				return fmt.Errorf("delete agent %q: %w", ag.Name, err)
 			}
@@ -380,7 +466,11 @@ func (a *applier) agents(ctx context.Context, want []config.Agent) error {
 				return fmt.Errorf("create agent %q: %w", w.Name, err)
 			}
 			a.res.add("agent", w.Name, "created")
-		case !equalAgent(agentDoc(ag), w):
+		default:
+			diff := agentDiff(agentDoc(ag), w)
+			if len(diff) == 0 {
+				break
+			}
 			u := a.c.Agent.UpdateOne(ag).SetLabels(w.Labels).ClearRoles().AddRoleIDs(roleIDs...)
 			if w.Team != "" {
 				u.SetTeam(teams[w.Team])
@@ -390,18 +480,23 @@ func (a *applier) agents(ctx context.Context, want []config.Agent) error {
 			if ag, err = u.Save(ctx); err != nil {
 				return fmt.Errorf("update agent %q: %w", w.Name, err)
 			}
-			a.res.add("agent", w.Name, "updated")
+			a.res.add("agent", w.Name, "updated", diff...)
 		}
 		agents[w.Name] = ag
 	}
 	return a.keys(ctx, want, agents)
 }
 
-// equalAgent compares what [agentDoc] builds without keys.
-func equalAgent(have config.Agent, w config.Agent) bool {
+// agentDiff names the document keys, keys aside, that differ between what
+// [agentDoc] built and w.
+func agentDiff(have config.Agent, w config.Agent) []string {
 	roles := slices.Clone(w.Roles)
 	sort.Strings(roles)
-	return have.Team == w.Team && slices.Equal(have.Roles, slices.Compact(roles)) && equalMap(have.Labels, w.Labels)
+	var d diff
+	d.add("team", have.Team != w.Team)
+	d.add("roles", !slices.Equal(have.Roles, slices.Compact(roles)))
+	d.add("labels", !equalMap(have.Labels, w.Labels))
+	return d
 }
 
 func (a *applier) ensureTeams(ctx context.Context, want []config.Agent) (map[string]*ent.Team, error) {
@@ -452,7 +547,8 @@ func (a *applier) ensureRoles(ctx context.Context, want []config.Agent) (map[str
 	return m, nil
 }
 
-// keys makes the agents' active keys equal to doc's sha256 entries.
+// keys makes doc's sha256 entries active keys of their agents and, when
+// pruning, revokes the others.
 func (a *applier) keys(ctx context.Context, want []config.Agent, agents map[string]*ent.Agent) error {
 	type wantKey struct {
 		agent   string
@@ -485,7 +581,7 @@ func (a *applier) keys(ctx context.Context, want []config.Agent, agents map[stri
 				return fmt.Errorf("delete api key of %q: %w", owner, err)
 			}
 			a.res.add("api_key", owner+"/"+k.KeyHash[:8], "deleted")
-		case !ok && !k.Revoked:
+		case !ok && !k.Revoked && a.prune:
 			if err := a.c.APIKey.UpdateOne(k).SetRevoked(true).Exec(ctx); err != nil {
 				return fmt.Errorf("revoke api key of %q: %w", owner, err)
 			}
@@ -509,6 +605,9 @@ func (a *applier) keys(ctx context.Context, want []config.Agent, agents map[stri
 			}
 			a.res.add("api_key", name, "created")
 		case k.Revoked || !equalTime(k.ExpiresAt, w.expires):
+			var d diff
+			d.add("revoked", k.Revoked)
+			d.add("expires", !equalTime(k.ExpiresAt, w.expires))
 			u := a.c.APIKey.UpdateOne(k).SetRevoked(false)
 			if w.expires != nil {
 				u.SetExpiresAt(*w.expires)
@@ -518,10 +617,19 @@ func (a *applier) keys(ctx context.Context, want []config.Agent, agents map[stri
 			if err := u.Exec(ctx); err != nil {
 				return fmt.Errorf("update api key of %q: %w", w.agent, err)
 			}
-			a.res.add("api_key", name, "updated")
+			a.res.add("api_key", name, "updated", d...)
 		}
 	}
 	return nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func equalTime(a, b *time.Time) bool {

@@ -21,7 +21,7 @@ func TestPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := readmeDoc(t)
-	if _, err := ApplyDocument(ctx, c, want, "pg"); err != nil {
+	if _, err := ApplyDocument(ctx, c, want, ApplyOptions{Actor: "pg"}); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -40,7 +40,7 @@ func TestPostgres(t *testing.T) {
 	if !reflect.DeepEqual(got.Upstreams, want.Upstreams) || !reflect.DeepEqual(got.VirtualServers, want.VirtualServers) || !reflect.DeepEqual(got.Agents, want.Agents) {
 		t.Errorf("round trip on PostgreSQL:\ngot  %+v\nwant %+v", got, want)
 	}
-	res, err := ApplyDocument(ctx, c, want, "pg")
+	res, err := ApplyDocument(ctx, c, want, ApplyOptions{Actor: "pg"})
 	if err != nil || len(res.Changes) != 0 {
 		t.Errorf("second apply: %v %v", res, err)
 	}

@@ -3,7 +3,12 @@
 // [github.com/gatehouse-dev/gatehouse/ent], migrates its schema, and bridges
 // it to the declarative YAML document ([config.Document]): [ExportDocument]
 // builds the document from the store and [ApplyDocument] makes the store
-// equal to a document.
+// hold a document (optionally pruning what it lacks, or as a dry run).
+//
+// Every change to the configuration is recorded in the admin change log
+// (the AdminChange entity), in the transaction of the change; [Revision],
+// the latest entry's ID, tells gateways polling the store when to reload
+// (see changelog.go).
 //
 // SQLite uses the pure-Go driver modernc.org/sqlite (no cgo) with foreign
 // keys on and the WAL journal; PostgreSQL uses pgx through database/sql.
@@ -40,23 +45,28 @@ import (
 // additive: new tables, columns and indexes are created; nothing is dropped,
 // so a store written by an older Gatehouse opens and keeps its data.
 //
+// Every change the client makes to the configuration is recorded in the
+// admin change log (AdminChange), in the change's transaction; [Revision]
+// reads the latest entry's ID.
+//
 // Close the returned client when done.
 func Open(ctx context.Context, url string) (*ent.Client, error) {
 	drv, err := openDriver(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	client := ent.NewClient(ent.Driver(drv))
 	// Ent's migration prepares the package-level table descriptions in
 	// place (ent/migrate.Tables), so two migrations must not run at once
 	// in one process.
 	migrateMu.Lock()
-	err = client.Schema.Create(ctx)
+	err = ent.NewClient(ent.Driver(drv)).Schema.Create(ctx)
 	migrateMu.Unlock()
 	if err != nil {
-		client.Close()
+		drv.Close()
 		return nil, fmt.Errorf("migrate config store schema: %w", err)
 	}
+	client := ent.NewClient(ent.Driver(txRouter{drv}))
+	client.Use(changeLog(drv))
 	return client, nil
 }
 

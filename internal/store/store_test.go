@@ -85,7 +85,7 @@ func TestRoundTrip(t *testing.T) {
 	c := openTest(t)
 	ctx := context.Background()
 	want := readmeDoc(t)
-	res, err := ApplyDocument(ctx, c, want, "test:apply")
+	res, err := ApplyDocument(ctx, c, want, ApplyOptions{Actor: "test:apply"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// Applying the same document again changes nothing.
-	res, err = ApplyDocument(ctx, c, want, "test:again")
+	res, err = ApplyDocument(ctx, c, want, ApplyOptions{Actor: "test:again", Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +132,15 @@ func sortDoc(d *config.Document) {
 	slices.SortFunc(d.Agents, func(a, b config.Agent) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// TestApplyIsDeclarative applies a document and then a changed one: what the
-// second lacks is deleted (keys revoked), what changed is updated, the rest
-// is left untouched, and the actor is recorded.
+// TestApplyIsDeclarative applies a document and then a changed one with
+// Prune: what the second lacks is deleted (keys revoked), what changed is
+// updated, the rest is left untouched, and the actor is recorded.
 func TestApplyIsDeclarative(t *testing.T) {
 	t.Parallel()
 	c := openTest(t)
 	ctx := context.Background()
 	first := readmeDoc(t)
-	if _, err := ApplyDocument(ctx, c, first, "alice"); err != nil {
+	if _, err := ApplyDocument(ctx, c, first, ApplyOptions{Actor: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	before := c.Upstream.Query().Where(upstream.Name("memory")).OnlyX(ctx)
@@ -154,7 +154,7 @@ func TestApplyIsDeclarative(t *testing.T) {
 	second.Agents[0].Roles = []string{"reader", "deployer"}
 	second.Agents[0].APIKeys = second.Agents[0].APIKeys[1:]
 	second.Agents[0].APIKeys[0].Expires = nil
-	res, err := ApplyDocument(ctx, c, second, "bob")
+	res, err := ApplyDocument(ctx, c, second, ApplyOptions{Actor: "bob", Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +163,14 @@ func TestApplyIsDeclarative(t *testing.T) {
 		changes = append(changes, ch.String())
 	}
 	wantChanges := []string{
-		"upstream everything updated",
+		"upstream everything updated (url)",
 		"virtual_server conformance deleted",
-		"virtual_server ops updated",
+		"virtual_server ops updated (include)",
 		"upstream legacy deleted",
-		"agent ci-bot updated",
+		"agent ci-bot updated (roles)",
 		"role reader created",
 		"api_key ci-bot/9f86d081 revoked",
-		"api_key ci-bot/60303ae2 updated",
+		"api_key ci-bot/60303ae2 updated (expires)",
 	}
 	slices.Sort(changes)
 	slices.Sort(wantChanges)
@@ -209,7 +209,7 @@ func TestApplyIsDeclarative(t *testing.T) {
 	}
 
 	// Re-listing the revoked key reinstates it.
-	if _, err := ApplyDocument(ctx, c, first, "carol"); err != nil {
+	if _, err := ApplyDocument(ctx, c, first, ApplyOptions{Actor: "carol", Prune: true}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = ExportDocument(ctx, c)
@@ -230,7 +230,7 @@ func TestApplyRejects(t *testing.T) {
 	doc := readmeDoc(t)
 	doc.Upstreams[0].URL = "127.0.0.1:9/mcp"
 	doc.Agents[0].APIKeys = append(doc.Agents[0].APIKeys, config.APIKey{Env: "CI_BOT_KEY"})
-	_, err := ApplyDocument(ctx, c, doc, "x")
+	_, err := ApplyDocument(ctx, c, doc, ApplyOptions{Actor: "x"})
 	if err == nil {
 		t.Fatal("apply of an invalid document succeeded")
 	}
@@ -310,4 +310,95 @@ func TestUpgradeFromEarlierSchema(t *testing.T) {
 	if len(doc.Upstreams) != 1 || !doc.Upstreams[0].Disabled || doc.Upstreams[0].Timeout.Std() != 30*time.Second {
 		t.Errorf("exported %+v", doc.Upstreams)
 	}
+}
+
+// TestUpgradeFromFixture opens testdata/schema-3e8cc63.db, a store that the
+// schema of commit 3e8cc63 wrote (before the admin change log and the
+// tool's title; testdata/mkfixture made it, and says how), with rows in
+// every table. Open migrates a copy; every row must survive, and the new
+// table and column must work.
+func TestUpgradeFromFixture(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("testdata/schema-3e8cc63.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatalf("open the fixture: %v", err)
+	}
+	defer c.Close()
+
+	for _, n := range []struct {
+		table     string
+		got, want int
+	}{
+		{"upstreams", c.Upstream.Query().CountX(ctx), 3},
+		{"tools", c.Tool.Query().CountX(ctx), 1},
+		{"virtual_servers", c.VirtualServer.Query().CountX(ctx), 2},
+		{"selections", c.Selection.Query().CountX(ctx), 3},
+		{"teams", c.Team.Query().CountX(ctx), 1},
+		{"roles", c.Role.Query().CountX(ctx), 1},
+		{"agents", c.Agent.Query().CountX(ctx), 1},
+		{"api_keys", c.APIKey.Query().CountX(ctx), 2},
+		{"grants", c.Grant.Query().CountX(ctx), 1},
+		{"policy_rules", c.PolicyRule.Query().CountX(ctx), 1},
+		{"guardrail_rules", c.GuardrailRule.Query().CountX(ctx), 1},
+		{"approval_rules", c.ApprovalRule.Query().CountX(ctx), 1},
+		{"secret_bindings", c.SecretBinding.Query().CountX(ctx), 1},
+		{"admin_tokens", c.AdminToken.Query().CountX(ctx), 1},
+		{"admin_changes", c.AdminChange.Query().CountX(ctx), 0},
+	} {
+		if n.got != n.want {
+			t.Errorf("%s: %d rows, want %d", n.table, n.got, n.want)
+		}
+	}
+	// The declarative part still equals the document that wrote it.
+	plan, err := ApplyDocument(ctx, c, readmeDoc(t), ApplyOptions{Prune: true, DryRun: true})
+	if err != nil || len(plan.Changes) != 0 {
+		t.Errorf("the fixture differs from testdata/readme.yaml: %v %v", plan, err)
+	}
+	// The rest kept its fields and edges.
+	tl := c.Tool.Query().WithUpstream().OnlyX(ctx)
+	if tl.Name != "echo" || tl.Edges.Upstream.Name != "everything" || !strings.Contains(string(tl.InputSchema), `"message"`) ||
+		!tl.FirstSeen.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) || tl.Title != "" {
+		t.Errorf("tool %+v", tl)
+	}
+	g := c.Grant.Query().WithApprovalRule().WithVirtualServer().OnlyX(ctx)
+	if g.Edges.ApprovalRule.Name != "two-sre" || g.Edges.VirtualServer.Name != "ops" || g.Effect != "require_approval" || !slices.Equal(g.Tools, []string{"say", "get_*"}) {
+		t.Errorf("grant %+v", g)
+	}
+	if s := c.SecretBinding.Query().OnlyX(ctx); s.Template != "Bearer {{.Value}}" || s.CreatedBy != "fixture" {
+		t.Errorf("secret binding %+v", s)
+	}
+	if tok := c.AdminToken.Query().OnlyX(ctx); tok.Name != "root" || !slices.Equal(tok.Roles, []string{"admin"}) || tok.TokenHash == "" {
+		t.Errorf("admin token %+v", tok)
+	}
+
+	// The change log starts empty and records the first change.
+	if r := revision(t, c); r != 0 {
+		t.Errorf("revision of the upgraded store %d, want 0", r)
+	}
+	c.Tool.UpdateOne(tl).SetTitle("Echo").ExecX(ctx)
+	log := changesOf(t, c, tl.ID)
+	if len(log) != 1 || decode(t, log[0].Before)["title"] != "" || decode(t, log[0].After)["title"] != "Echo" || revision(t, c) != int64(log[0].ID) {
+		t.Errorf("change log after the first change: %+v", log)
+	}
+	// New rows continue their type's ID range.
+	u := c.Upstream.Create().SetName("new").SetTransport(schematype.TransportStdio).SetCommand("x").SaveX(ctx)
+	if u.ID>>32 != tl.Edges.Upstream.ID>>32 || u.ID <= tl.Edges.Upstream.ID {
+		t.Errorf("new upstream ID %d outside the range of %d", u.ID, tl.Edges.Upstream.ID)
+	}
+	c.Close()
+	// Opening again finds the schema current.
+	c2, err := Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	c2.Close()
 }

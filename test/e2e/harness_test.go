@@ -168,6 +168,8 @@ type gateway struct {
 	*proc
 	addr   string
 	config string
+	// adminToken is the bootstrap admin token, from --admin-token-file.
+	adminToken string
 }
 
 func (g *gateway) url(vs string) string { return "http://" + g.addr + "/mcp/" + vs }
@@ -189,9 +191,15 @@ func startGateway(t testing.TB, cfg string, env ...string) *gateway {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "serve", "--config", path)
+	tokenFile := filepath.Join(dir, "admin.token")
+	p := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "serve", "--config", path, "--admin-token-file", tokenFile)
 	g := &gateway{proc: p, addr: addr, config: path}
 	waitReady(t, g)
+	// A gateway on a store that already has admin tokens (a second
+	// replica) writes no file.
+	if token, err := os.ReadFile(tokenFile); err == nil {
+		g.adminToken = strings.TrimSpace(string(token))
+	}
 	return g
 }
 

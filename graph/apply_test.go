@@ -1,0 +1,245 @@
+package graph_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+)
+
+// applyDoc is a document with every kind of entity applyConfig stores, and
+// process settings that it ignores.
+const applyDoc = `
+listen: 0.0.0.0:9999
+log: {level: debug}
+upstreams:
+  - name: everything
+    transport: streamable-http
+    url: http://127.0.0.1:18080/mcp
+    headers: {X-Team: platform}
+  - name: memory
+    transport: stdio
+    command: npx
+    args: ["-y", "@modelcontextprotocol/server-memory"]
+virtual_servers:
+  - name: ops
+    description: Operations tools
+    include:
+      - upstream: everything
+        tools: [echo, "get_*"]
+        exclude_tools: []
+        rename: {echo: say}
+      - {upstream: memory}
+agents:
+  - name: ci-bot
+    team: platform
+    roles: [deployer]
+    labels: {env: prod}
+    api_keys:
+      - {sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+      - {sha256: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752, expires: 2027-01-01T00:00:00Z}
+`
+
+type applyOut struct {
+	Applied  bool
+	Revision int64
+	Changes  []struct {
+		Kind, Name, Op string
+		Fields         []string
+	}
+}
+
+func (a applyOut) strings() []string {
+	var s []string
+	for _, c := range a.Changes {
+		line := c.Kind + " " + c.Name + " " + c.Op
+		if len(c.Fields) > 0 {
+			line += " (" + strings.Join(c.Fields, ", ") + ")"
+		}
+		s = append(s, line)
+	}
+	slices.Sort(s)
+	return s
+}
+
+const applyQuery = `mutation($doc: String!, $prune: Boolean, $dryRun: Boolean) {
+	applyConfig(document: $doc, prune: $prune, dryRun: $dryRun) { applied revision changes { kind name op fields } } }`
+
+func (e *env) apply(doc string, prune, dryRun bool) applyOut {
+	e.t.Helper()
+	var out struct{ ApplyConfig applyOut }
+	e.must(applyQuery, map[string]any{"doc": doc, "prune": prune, "dryRun": dryRun}, &out)
+	return out.ApplyConfig
+}
+
+func (e *env) export() string {
+	e.t.Helper()
+	var out struct{ ExportConfig string }
+	e.must(`{ exportConfig }`, nil, &out)
+	return out.ExportConfig
+}
+
+// TestApplyExportConfig applies a document through applyConfig, exports it
+// back, and checks the round trip (export, then a dry-run apply of it,
+// changes nothing), dry runs, prune, the revision and the change log.
+func TestApplyExportConfig(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		rev0, _ := store.Revision(ctx, e.client)
+
+		// A dry run plans everything and stores nothing.
+		dry := e.apply(applyDoc, false, true)
+		if dry.Applied || len(dry.Changes) != 8 || dry.Revision != rev0 {
+			t.Errorf("dry run: applied %v, revision %d (was %d), changes %q", dry.Applied, dry.Revision, rev0, dry.strings())
+		}
+		if n := e.client.Upstream.Query().CountX(ctx); n != 0 {
+			t.Errorf("the dry run stored %d upstreams", n)
+		}
+
+		res := e.apply(applyDoc, false, false)
+		want := []string{
+			"agent ci-bot created",
+			"api_key ci-bot/60303ae2 created",
+			"api_key ci-bot/9f86d081 created",
+			"role deployer created",
+			"team platform created",
+			"upstream everything created",
+			"upstream memory created",
+			"virtual_server ops created",
+		}
+		if !res.Applied {
+			t.Error("apply: applied false")
+		}
+		if got := res.strings(); !slices.Equal(got, want) {
+			t.Errorf("changes:\ngot  %q\nwant %q", got, want)
+		}
+		if rev, _ := store.Revision(ctx, e.client); res.Revision != rev || rev <= rev0 {
+			t.Errorf("revision %d, store says %d (was %d)", res.Revision, rev, rev0)
+		}
+		if n := len(e.changes(map[string]any{"actor": "token:root", "entityTypeIn": []string{"Upstream", "VirtualServer", "Selection", "Agent", "APIKey", "Team", "Role"}})); n != 10 {
+			t.Errorf("%d change log entries by token:root, want 10 (with 2 selections)", n)
+		}
+
+		// The export is the document, without process settings.
+		out := e.export()
+		for _, absent := range []string{"listen", "log", "data_dir", "limits", "http"} {
+			if strings.Contains("\n"+out, "\n"+absent+":") {
+				t.Errorf("export contains %q:\n%s", absent, out)
+			}
+		}
+		doc, err := config.Parse([]byte(out))
+		if err != nil {
+			t.Fatalf("export does not parse: %v\n%s", err, out)
+		}
+		if len(doc.Upstreams) != 2 || len(doc.VirtualServers) != 1 || len(doc.Agents) != 1 || len(doc.Agents[0].APIKeys) != 2 ||
+			doc.VirtualServers[0].Include[0].ExcludeTools == nil {
+			t.Errorf("export reads back as %+v", doc)
+		}
+
+		// Round trip: export, then apply it (dry run, with prune) changes nothing.
+		rt := e.apply(out, true, true)
+		if rt.Applied || len(rt.Changes) != 0 || rt.Revision != res.Revision {
+			t.Errorf("export | apply --dry-run --prune: %+v", rt)
+		}
+		// Applying it for real changes nothing either, and leaves the revision.
+		if again := e.apply(out, true, false); again.Applied || len(again.Changes) != 0 || again.Revision != res.Revision {
+			t.Errorf("second apply: %+v", again)
+		}
+
+		// A smaller document: without prune, what it lacks stays; an
+		// update names its fields.
+		smaller := `
+upstreams:
+  - {name: everything, transport: streamable-http, url: "http://127.0.0.1:18081/mcp", timeout: 30s}
+virtual_servers:
+  - {name: ops, include: [{upstream: everything}]}
+`
+		if got := e.apply(smaller, false, false).strings(); !slices.Equal(got, []string{
+			"upstream everything updated (url, headers, timeout)",
+			"virtual_server ops updated (description, include)",
+		}) {
+			t.Errorf("apply without prune: %q", got)
+		}
+		if n := e.client.Upstream.Query().CountX(ctx); n != 2 {
+			t.Errorf("%d upstreams after an apply without prune, want 2", n)
+		}
+		// With prune it goes: dry run first, then for real.
+		wantPrune := []string{"agent ci-bot deleted", "upstream memory deleted"}
+		if got := e.apply(smaller, true, true).strings(); !slices.Equal(got, wantPrune) {
+			t.Errorf("prune dry run: %q", got)
+		}
+		if n := e.client.Upstream.Query().CountX(ctx); n != 2 {
+			t.Errorf("the prune dry run deleted upstreams: %d left", n)
+		}
+		if got := e.apply(smaller, true, false).strings(); !slices.Equal(got, wantPrune) {
+			t.Errorf("prune: %q", got)
+		}
+		if n := e.client.Upstream.Query().CountX(ctx); n != 1 {
+			t.Errorf("%d upstreams after prune, want 1", n)
+		}
+	})
+}
+
+// TestApplyConfigRejects checks that invalid documents fail with INVALID
+// errors carrying their path in the document, and store nothing.
+func TestApplyConfigRejects(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		for _, tc := range []struct {
+			name, doc string
+			paths     []string // extensions.path of each error, in order
+			msg       string   // in the first message
+		}{
+			{"validation", "upstreams:\n  - {name: a, transport: sse, url: 127.0.0.1:9/sse}\n  - {name: b, transport: stdio}\n",
+				[]string{"upstreams[0].url", "upstreams[1].command"}, "missing scheme"},
+			{"unknown key", "upstreams:\n  - {name: a, transport: stdio, command: x, argz: []}\n", []string{""}, `unknown key "argz"`},
+			{"not YAML", "upstreams: [", []string{""}, "document:"},
+			{"env key", "agents:\n  - {name: a, api_keys: [{sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}, {env: KEY}]}\n",
+				[]string{"agents[0].api_keys[1]"}, "must be resolved into sha256"},
+			{"file key", "agents:\n  - {name: a, api_keys: [{file: /run/key}]}\n", []string{"agents[0].api_keys[0]"}, "must be resolved"},
+			{"bad process setting", "listen: nowhere\nupstreams:\n  - {name: a, transport: stdio, command: x}\n", []string{"listen"}, "host:port"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				e := e.sub(t)
+				_, resp := e.post(e.admin, applyQuery, map[string]any{"doc": tc.doc})
+				if len(resp.Errors) != len(tc.paths) {
+					t.Fatalf("errors %+v, want %d", resp.Errors, len(tc.paths))
+				}
+				for i, p := range tc.paths {
+					x := resp.Errors[i].Extensions
+					got, _ := x["path"].(string)
+					if x["code"] != "INVALID" || x["field"] != "document" || got != p {
+						t.Errorf("error %d: %+v, want INVALID at %q", i, resp.Errors[i], p)
+					}
+				}
+				if !strings.Contains(resp.Errors[0].Message, tc.msg) {
+					t.Errorf("message %q lacks %q", resp.Errors[0].Message, tc.msg)
+				}
+				if string(resp.Data) != "null" {
+					t.Errorf("data %s", resp.Data)
+				}
+			})
+		}
+		if n := e.client.Upstream.Query().CountX(context.Background()) + e.client.Agent.Query().CountX(context.Background()); n != 0 {
+			t.Errorf("rejected documents stored %d entities", n)
+		}
+	})
+}
+
+// TestExportConfigEmpty checks the export of an empty store.
+func TestExportConfigEmpty(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	out := e.export()
+	doc, err := config.Parse([]byte(out))
+	if err != nil || len(doc.Upstreams) != 0 {
+		t.Errorf("empty export %q: %v", out, err)
+	}
+	if res := e.apply(out, true, true); len(res.Changes) != 0 {
+		t.Errorf("applying an empty export plans %+v", res)
+	}
+}

@@ -1,0 +1,339 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/graph"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+)
+
+// gatewayAdmin answers the admin API's questions about the running data
+// path (discoverTools, effectiveTools).
+type gatewayAdmin struct{ g *proxy.Gateway }
+
+var _ graph.Gateway = gatewayAdmin{}
+
+func (a gatewayAdmin) ListUpstreamTools(ctx context.Context, upstream string) ([]graph.UpstreamTool, error) {
+	tools, err := a.g.UpstreamTools(ctx, upstream)
+	if errors.Is(err, proxy.ErrUnknownUpstream) {
+		return nil, fmt.Errorf("%w %q (is it enabled and applied?)", graph.ErrUnknownUpstream, upstream)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]graph.UpstreamTool, len(tools))
+	for i, t := range tools {
+		out[i] = graph.UpstreamTool{
+			Name: t.Name, Title: t.Title, Description: t.Description,
+			InputSchema:  rawJSON(t.InputSchema),
+			OutputSchema: rawJSON(t.OutputSchema),
+		}
+		if t.Annotations != nil {
+			out[i].Annotations = rawJSON(t.Annotations)
+		}
+	}
+	return out, nil
+}
+
+func (a gatewayAdmin) ExposedTools(_ context.Context, vs string) ([]graph.ExposedTool, error) {
+	tools, err := a.g.ExposedTools(vs)
+	if errors.Is(err, proxy.ErrUnknownVirtualServer) {
+		return nil, fmt.Errorf("%w %q", graph.ErrUnknownVirtualServer, vs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]graph.ExposedTool, len(tools))
+	for i, t := range tools {
+		out[i] = graph.ExposedTool{Name: t.Name, Upstream: t.Upstream, UpstreamTool: t.UpstreamTool, Description: t.Description}
+	}
+	return out, nil
+}
+
+// rawJSON marshals v, or returns nil when v is nil or does not marshal.
+func rawJSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil || string(b) == "null" {
+		return nil
+	}
+	return b
+}
+
+// adminFlags are the flags of the commands that talk to a running
+// gateway's admin API.
+type adminFlags struct {
+	server    string
+	tokenFile string
+}
+
+func (f *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", "", "gateway base URL (default $"+EnvServer+", else http://"+config.DefaultListen+")")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (default: $"+EnvAdminToken+")")
+}
+
+// client returns the admin API client the flags and environment describe.
+func (f *adminFlags) client() (*adminClient, error) {
+	server := f.server
+	if server == "" {
+		server = os.Getenv(EnvServer)
+	}
+	if server == "" {
+		server = "http://" + config.DefaultListen
+	}
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	var token string
+	switch {
+	case f.tokenFile != "":
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read admin token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	default:
+		token = strings.TrimSpace(os.Getenv(EnvAdminToken))
+	}
+	if token == "" {
+		return nil, usageError{errors.New("no admin token: set $" + EnvAdminToken + " or pass --token-file")}
+	}
+	return &adminClient{
+		url:   strings.TrimSuffix(server, "/") + "/graphql",
+		token: token,
+		hc:    &http.Client{Timeout: 2 * time.Minute},
+	}, nil
+}
+
+// adminClient sends GraphQL operations to a gateway's /graphql.
+type adminClient struct {
+	url   string
+	token string
+	hc    *http.Client
+}
+
+// gqlError is one error of a GraphQL response.
+type gqlError struct {
+	Message    string         `json:"message"`
+	Path       []any          `json:"path"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+func (e gqlError) String() string {
+	var b strings.Builder
+	if f, ok := e.Extensions["field"].(string); ok && f != "" {
+		b.WriteString(f + ": ")
+	}
+	b.WriteString(e.Message)
+	if c, ok := e.Extensions["code"].(string); ok && c != "" {
+		b.WriteString(" (" + c + ")")
+	}
+	return b.String()
+}
+
+// do runs one operation and decodes its data into out.
+func (c *adminClient) do(ctx context.Context, query string, vars map[string]any, out any) error {
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("admin API %s: %w", c.url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: read response: %w", err)
+	}
+	var r struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []gqlError      `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("admin API %s: HTTP %d: %s", c.url, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	if len(r.Errors) > 0 {
+		msgs := make([]string, len(r.Errors))
+		for i, e := range r.Errors {
+			msgs[i] = e.String()
+		}
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin API %s: HTTP %d", c.url, resp.StatusCode)
+	}
+	return json.Unmarshal(r.Data, out)
+}
+
+const applyUsage = `Usage: gatehouse apply -f FILE [--prune] [--dry-run] [--server URL] [--token-file FILE]
+
+Makes the running gateway's config store match the upstreams, virtual
+servers and agents of FILE (the YAML that serve --config reads; "-" reads
+stdin), in one transaction, through the admin API, and prints the plan:
+
+  + kind name        created
+  ~ kind name (f,g)  updated, with the fields that differ
+  - kind name        deleted (only with --prune)
+
+Without --prune, entities the file does not mention are left alone. With
+--dry-run nothing is written. Agent keys given as env or file are read and
+hashed here; only hashes are sent. Process settings in the file (listen,
+data_dir, log, limits, http) are not stored and are ignored. Every gateway
+on the store applies the change live.
+
+Needs an admin token with the admin role ($` + EnvAdminToken + ` or --token-file).
+
+Flags:
+`
+
+func apply(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
+	file := fs.String("f", "", "configuration file to apply (- for stdin)")
+	prune := fs.Bool("prune", false, "delete upstreams, virtual servers and agents the file does not mention")
+	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
+	var af adminFlags
+	af.register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), applyUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usageError{errors.New("-f FILE is required")}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	var (
+		data []byte
+		err  error
+	)
+	if *file == "-" {
+		data, err = io.ReadAll(io.LimitReader(stdin, 16<<20))
+	} else {
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", *file, err)
+	}
+	doc, err := config.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *file, err)
+	}
+	resolved, err := resolveKeys(doc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *file, err)
+	}
+	if data, err = config.Marshal(resolved); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		ApplyConfig struct {
+			Applied  bool  `json:"applied"`
+			Revision int64 `json:"revision"`
+			Changes  []struct {
+				Kind   string   `json:"kind"`
+				Name   string   `json:"name"`
+				Op     string   `json:"op"`
+				Fields []string `json:"fields"`
+			} `json:"changes"`
+		} `json:"applyConfig"`
+	}
+	const q = `mutation Apply($doc: String!, $prune: Boolean, $dryRun: Boolean) {
+  applyConfig(document: $doc, prune: $prune, dryRun: $dryRun) { applied revision changes { kind name op fields } }
+}`
+	if err := c.do(ctx, q, map[string]any{"doc": string(data), "prune": *prune, "dryRun": *dryRun}, &out); err != nil {
+		return fmt.Errorf("apply %s: %w", *file, err)
+	}
+	res := out.ApplyConfig
+	for _, ch := range res.Changes {
+		mark := map[string]string{"created": "+", "updated": "~", "deleted": "-", "revoked": "-"}[ch.Op]
+		if mark == "" {
+			mark = "*"
+		}
+		line := fmt.Sprintf("%s %s %s", mark, ch.Kind, ch.Name)
+		if len(ch.Fields) > 0 {
+			line += " (" + strings.Join(ch.Fields, ", ") + ")"
+		}
+		fmt.Fprintf(stdout, "%-60s %s\n", line, ch.Op)
+	}
+	switch {
+	case len(res.Changes) == 0:
+		fmt.Fprintln(stdout, "no changes")
+	case *dryRun:
+		fmt.Fprintf(stdout, "%d changes planned (dry run: nothing applied)\n", len(res.Changes))
+	default:
+		fmt.Fprintf(stdout, "%d changes applied (store revision %d)\n", len(res.Changes), res.Revision)
+	}
+	return nil
+}
+
+const exportUsage = `Usage: gatehouse export [-o FILE] [--server URL] [--token-file FILE]
+
+Writes the running gateway's stored configuration (upstreams, virtual
+servers, agents with key hashes) as the YAML document that apply -f and
+serve --config read. "gatehouse export | gatehouse apply -f - --dry-run"
+shows no changes.
+
+Needs an admin token with the admin, viewer or auditor role.
+
+Flags:
+`
+
+func export(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	outFile := fs.String("o", "", "write to this file instead of stdout")
+	var af adminFlags
+	af.register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), exportUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		ExportConfig string `json:"exportConfig"`
+	}
+	if err := c.do(ctx, `query { exportConfig }`, nil, &out); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if *outFile != "" {
+		return os.WriteFile(*outFile, []byte(out.ExportConfig), 0o600)
+	}
+	_, err = io.WriteString(stdout, out.ExportConfig)
+	return err
+}

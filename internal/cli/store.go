@@ -1,0 +1,354 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+)
+
+// databaseURL is the config store's URL: the flag, else $GATEHOUSE_DATABASE_URL,
+// else a SQLite file in the data directory.
+func databaseURL(flagVal, dataDir string) string {
+	if flagVal != "" {
+		return flagVal
+	}
+	if v := os.Getenv(EnvDatabaseURL); v != "" {
+		return v
+	}
+	abs, err := filepath.Abs(filepath.Join(dataDir, "gatehouse.db"))
+	if err != nil {
+		abs = filepath.Join(dataDir, "gatehouse.db")
+	}
+	return "sqlite://" + abs
+}
+
+// redactURL hides a password in a database URL, for logs.
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return u
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return u
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
+
+// resolveKeys returns a copy of doc whose agent keys are all sha256 entries:
+// keys given by environment variable or file are read and hashed here, on
+// the machine that has them, because the store holds hashes only.
+func resolveKeys(doc *config.Document) (*config.Document, error) {
+	d := *doc
+	d.Agents = slices.Clone(doc.Agents)
+	var errs []error
+	for i := range d.Agents {
+		a := &d.Agents[i]
+		a.APIKeys = slices.Clone(a.APIKeys)
+		for j := range a.APIKeys {
+			k := &a.APIKeys[j]
+			if k.Env == "" && k.File == "" {
+				continue
+			}
+			h, err := identity.ResolveKeyHash(k.SHA256, k.Env, k.File)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("agents[%d].api_keys[%d]: %w", i, j, err))
+				continue
+			}
+			k.SHA256, k.Env, k.File = h, "", ""
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// hasContent reports whether doc configures anything the store holds.
+func hasContent(doc *config.Document) bool {
+	return len(doc.Upstreams)+len(doc.VirtualServers)+len(doc.Agents) > 0
+}
+
+// seedStore writes the configuration file's upstreams, virtual servers and
+// agents into an empty store. A store that already holds configuration wins
+// over the file: the difference is reported, and `gatehouse apply -f` or
+// SIGHUP applies the file on purpose.
+func seedStore(ctx context.Context, log *slog.Logger, client *ent.Client, path string, file *config.Document) error {
+	if path == "" || !hasContent(file) {
+		return nil
+	}
+	doc, err := resolveKeys(file)
+	if err != nil {
+		return fmt.Errorf("seed config store from %s: %w", path, err)
+	}
+	stored, err := store.ExportDocument(ctx, client)
+	if err != nil {
+		return err
+	}
+	if !hasContent(stored) {
+		res, err := store.ApplyDocument(ctx, client, doc, store.ApplyOptions{Actor: fileActor(path)})
+		if err != nil {
+			return fmt.Errorf("seed config store from %s: %w", path, err)
+		}
+		log.Info("config store seeded from the configuration file", "file", path, "changes", len(res.Changes))
+		return nil
+	}
+	plan, err := store.ApplyDocument(ctx, client, doc, store.ApplyOptions{Actor: fileActor(path), Prune: true, DryRun: true})
+	if err != nil {
+		log.Warn("configuration file does not apply to the store; serving the store", "file", path, "error", err)
+		return nil
+	}
+	if len(plan.Changes) > 0 {
+		log.Warn("the config store differs from the configuration file; serving the store. Apply the file with `gatehouse apply -f` or SIGHUP",
+			"file", path, "differences", len(plan.Changes), "first", plan.Changes[0].String())
+	}
+	return nil
+}
+
+func fileActor(path string) string { return "file:" + filepath.Base(path) }
+
+// bootstrapAdmin makes sure an admin can reach the admin API: when the store
+// has no admin token, it creates one named "bootstrap" with the admin role.
+// With tokenFile, the token is read from that file, or generated and
+// written there (mode 0600) when the file does not exist; without it, the
+// token is printed once to w. It is never logged.
+func bootstrapAdmin(ctx context.Context, log *slog.Logger, client *ent.Client, tokenFile string, w io.Writer) error {
+	n, err := client.AdminToken.Query().Count(ctx)
+	if err != nil {
+		return fmt.Errorf("count admin tokens: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		switch {
+		case err == nil:
+			token := strings.TrimSpace(string(b))
+			if !strings.HasPrefix(token, store.AdminTokenPrefix) {
+				return fmt.Errorf("admin token file %s: want a token starting with %q (make one with `gatehouse keygen --admin`)", tokenFile, store.AdminTokenPrefix)
+			}
+			if _, err := store.ImportAdminToken(ctx, client, "bootstrap", []string{"admin"}, token); err != nil {
+				return err
+			}
+			log.Info("bootstrap admin token taken from file", "file", tokenFile, "prefix", identity.Prefix(token))
+			return nil
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("read admin token file: %w", err)
+		}
+	}
+	token, _, err := store.CreateAdminToken(ctx, client, "bootstrap", []string{"admin"}, nil)
+	if err != nil {
+		return err
+	}
+	if tokenFile != "" {
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write admin token file: %w", err)
+		}
+		log.Info("bootstrap admin token created and written to file", "file", tokenFile, "prefix", identity.Prefix(token))
+		return nil
+	}
+	fmt.Fprintf(w, "\n  Bootstrap admin token (shown once; the store keeps only its hash):\n\n    %s\n\n  Use it as \"Authorization: Bearer <token>\" on /graphql.\n\n", token)
+	log.Info("bootstrap admin token created and printed once", "prefix", identity.Prefix(token))
+	return nil
+}
+
+// configSync keeps the gateway equal to the config store: it polls the
+// store's revision (so changes made by other replicas on the same database
+// arrive too), is nudged after every admin API write in this process, and
+// applies the file on SIGHUP.
+type configSync struct {
+	log    *slog.Logger
+	client *ent.Client
+	g      *proxy.Gateway
+	poll   time.Duration
+
+	// base holds the process settings (listen, data_dir, log, limits,
+	// http) from the file, environment and flags; the store supplies the
+	// rest.
+	base  *config.Document
+	path  string
+	flags [3]string // listen, data dir, log level overrides
+
+	nudge chan struct{}
+	hup   chan struct{}
+	rev   int64 // the store revision in force
+}
+
+func newConfigSync(log *slog.Logger, client *ent.Client, base *config.Document, path string, flags [3]string) *configSync {
+	return &configSync{
+		log: log, client: client, base: base, path: path, flags: flags,
+		poll:  250 * time.Millisecond,
+		nudge: make(chan struct{}, 1),
+		hup:   make(chan struct{}, 1),
+	}
+}
+
+// Nudge asks for an immediate revision check; it never blocks.
+func (s *configSync) Nudge() {
+	select {
+	case s.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Reload asks for the configuration file to be applied; it never blocks.
+func (s *configSync) Reload() {
+	select {
+	case s.hup <- struct{}{}:
+	default:
+	}
+}
+
+// load reads the store's revision and configuration and merges it with the
+// process settings.
+func (s *configSync) load(ctx context.Context) (*config.Document, int64, error) {
+	rev, err := store.Revision(ctx, s.client)
+	if err != nil {
+		return nil, 0, err
+	}
+	stored, err := store.ExportDocument(ctx, s.client)
+	if err != nil {
+		return nil, 0, err
+	}
+	doc := *s.base
+	doc.Upstreams, doc.VirtualServers, doc.Agents = stored.Upstreams, stored.VirtualServers, stored.Agents
+	return &doc, rev, nil
+}
+
+// run applies store changes until ctx ends.
+func (s *configSync) run(ctx context.Context) {
+	t := time.NewTicker(s.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.hup:
+			s.reloadFile(ctx)
+		case <-s.nudge:
+			s.check(ctx, false)
+		case <-t.C:
+			s.check(ctx, false)
+		}
+	}
+}
+
+// check applies the store when its revision moved (or when force is set).
+func (s *configSync) check(ctx context.Context, force bool) {
+	rev, err := store.Revision(ctx, s.client)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("config store unreachable; keeping the running configuration", "error", err)
+		}
+		return
+	}
+	if rev == s.rev && !force {
+		return
+	}
+	start := time.Now()
+	doc, rev, err := s.load(ctx)
+	if err != nil {
+		s.log.Error("read config store; keeping the running configuration", "error", err)
+		return
+	}
+	// A revision that cannot be applied is not retried until the next one.
+	s.rev = rev
+	if err := doc.Validate(); err != nil {
+		s.g.SetConfigError(fmt.Errorf("store revision %d: %w", rev, err))
+		s.log.Error("stored configuration is invalid; keeping the running configuration", "store_revision", rev, "error", err)
+		return
+	}
+	warnAnonymous(s.log, doc)
+	if err := s.g.Apply(doc); err != nil {
+		s.g.SetConfigError(fmt.Errorf("store revision %d: %w", rev, err))
+		s.log.Error("stored configuration does not apply; keeping the running configuration", "store_revision", rev, "error", err)
+		return
+	}
+	s.g.SetConfigError(nil)
+	s.log.Info("configuration applied", "store_revision", rev, "snapshot", s.g.Snapshot().Revision,
+		"apply_ms", float64(time.Since(start).Microseconds())/1000)
+}
+
+// reloadFile re-reads the configuration file and tries it on the running
+// gateway: only if the gateway takes it (which may mean starting new
+// upstreams and compiling against what they serve) are its upstreams,
+// virtual servers and agents written to the store, declaratively (what the
+// file lacks is deleted), as `gatehouse apply --prune -f FILE` would. A file
+// that fails anywhere changes nothing, in the gateway or in the store.
+func (s *configSync) reloadFile(ctx context.Context) {
+	if s.path == "" {
+		s.log.Warn("SIGHUP ignored: no configuration file")
+		return
+	}
+	if err := s.tryFile(ctx); err != nil {
+		s.log.Error(msgReloadFailed, "error", err)
+	}
+}
+
+const msgReloadFailed = "reload failed; keeping the running configuration"
+
+func (s *configSync) tryFile(ctx context.Context) error {
+	file, err := loadConfig(s.path, s.flags[0], s.flags[1], s.flags[2])
+	if err != nil {
+		return err
+	}
+	if file.Listen != s.base.Listen || file.DataDir != s.base.DataDir {
+		s.log.Warn("listen and data_dir changes take effect at the next restart")
+		file.Listen, file.DataDir = s.base.Listen, s.base.DataDir
+	}
+	doc, err := resolveKeys(file)
+	if err != nil {
+		return err
+	}
+	opts := store.ApplyOptions{Actor: fileActor(s.path), Prune: true}
+	dry := opts
+	dry.DryRun = true
+	if _, err := store.ApplyDocument(ctx, s.client, doc, dry); err != nil {
+		return err
+	}
+	warnAnonymous(s.log, doc)
+	if err := s.g.Apply(doc); err != nil {
+		return err
+	}
+	s.g.SetConfigError(nil)
+	s.base = processSettings(file)
+	res, err := store.ApplyDocument(ctx, s.client, doc, opts)
+	if err != nil {
+		// The gateway runs the file but the store could not take it:
+		// go back to what the store holds.
+		s.log.Error("configuration file applied to the gateway but not stored; restoring the stored configuration", "error", err)
+		s.check(ctx, true)
+		return nil
+	}
+	if rev, err := store.Revision(ctx, s.client); err == nil {
+		s.rev = rev
+	}
+	s.log.Info("configuration reloaded", "file", s.path, "store_changes", len(res.Changes),
+		"store_revision", s.rev, "snapshot", s.g.Snapshot().Revision)
+	return nil
+}
+
+// processSettings returns doc without what the store holds.
+func processSettings(doc *config.Document) *config.Document {
+	d := *doc
+	d.Upstreams, d.VirtualServers, d.Agents = nil, nil, nil
+	return &d
+}
