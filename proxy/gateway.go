@@ -34,6 +34,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
 
 // Options configures a [Gateway]. The zero value is usable.
@@ -67,6 +68,7 @@ type Gateway struct {
 	faces     map[string]*face
 	lastErr   error
 	cfgErr    error // see SetConfigError
+	keyUse    identity.KeyUse
 	ctx       context.Context
 	cancel    context.CancelFunc
 
@@ -357,6 +359,7 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) err
 	if err != nil {
 		return err
 	}
+	snap.Keys.RecordUse(&g.keyUse)
 	g.doc, g.upstreams = doc, ups
 	g.snap.Store(snap)
 	g.metrics.revision.Set(float64(snap.Revision))
@@ -384,6 +387,10 @@ func (g *Gateway) LastError() error {
 	defer g.mu.Unlock()
 	return g.lastErr
 }
+
+// KeyUse returns when agents' API keys were last used, for the config
+// store's last_used_at.
+func (g *Gateway) KeyUse() *identity.KeyUse { return &g.keyUse }
 
 // SetConfigError records why the desired configuration (e.g. the config
 // store's latest revision) is not the one in force, or clears it with nil.

@@ -56,6 +56,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	introspection := fs.Bool("graphql-introspection", true, "answer GraphQL introspection queries (__schema, __type)")
 	playground := fs.Bool("graphql-playground", true, "serve the GraphQL query page to browsers at /graphql")
 	poll := fs.Duration("store-poll", 250*time.Millisecond, "how often to check the config store for changes made elsewhere (other replicas)")
+	usageFlush := fs.Duration("key-use-flush", 30*time.Second, "how often to write agents' API key last-use times to the config store")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -72,8 +73,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if *tokenFile == "" {
 		*tokenFile = os.Getenv(EnvAdminTokenFile)
 	}
-	if *poll <= 0 {
-		return usageError{errors.New("--store-poll must be positive")}
+	if *poll <= 0 || *usageFlush <= 0 {
+		return usageError{errors.New("--store-poll and --key-use-flush must be positive")}
 	}
 	file, err := loadConfig(*path, *listen, *dataDir, *logLevel)
 	if err != nil {
@@ -99,7 +100,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	syncer := newConfigSync(log, client, processSettings(file), *path, [3]string{*listen, *dataDir, *logLevel})
-	syncer.poll = *poll
+	syncer.poll, syncer.usageFlush = *poll, *usageFlush
 	doc, rev, err := syncer.load(ctx)
 	if err != nil {
 		return err

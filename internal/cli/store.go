@@ -179,6 +179,8 @@ type configSync struct {
 	client *ent.Client
 	g      *proxy.Gateway
 	poll   time.Duration
+	// usageFlush is how often agents' key uses are written to the store.
+	usageFlush time.Duration
 
 	// base holds the process settings (listen, data_dir, log, limits,
 	// http) from the file, environment and flags; the store supplies the
@@ -195,9 +197,10 @@ type configSync struct {
 func newConfigSync(log *slog.Logger, client *ent.Client, base *config.Document, path string, flags [3]string) *configSync {
 	return &configSync{
 		log: log, client: client, base: base, path: path, flags: flags,
-		poll:  250 * time.Millisecond,
-		nudge: make(chan struct{}, 1),
-		hup:   make(chan struct{}, 1),
+		poll:       250 * time.Millisecond,
+		usageFlush: 30 * time.Second,
+		nudge:      make(chan struct{}, 1),
+		hup:        make(chan struct{}, 1),
 	}
 }
 
@@ -237,10 +240,17 @@ func (s *configSync) load(ctx context.Context) (*config.Document, int64, error) 
 func (s *configSync) run(ctx context.Context) {
 	t := time.NewTicker(s.poll)
 	defer t.Stop()
+	flush := time.NewTicker(s.usageFlush)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.flushKeyUse(fctx)
+			cancel()
 			return
+		case <-flush.C:
+			s.flushKeyUse(ctx)
 		case <-s.hup:
 			s.reloadFile(ctx)
 		case <-s.nudge:
@@ -248,6 +258,19 @@ func (s *configSync) run(ctx context.Context) {
 		case <-t.C:
 			s.check(ctx, false)
 		}
+	}
+}
+
+// flushKeyUse writes agents' key uses into the store's last_used_at; uses
+// that could not be written are kept for the next flush.
+func (s *configSync) flushKeyUse(ctx context.Context) {
+	uses := s.g.KeyUse().Drain()
+	if len(uses) == 0 {
+		return
+	}
+	if err := store.RecordKeyUse(ctx, s.client, uses); err != nil {
+		s.g.KeyUse().Restore(uses)
+		s.log.Warn("could not record API key use; will retry", "error", err)
 	}
 }
 

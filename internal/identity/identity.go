@@ -106,7 +106,12 @@ type KeyEntry struct {
 type APIKeys struct {
 	byHash map[[32]byte]KeyEntry
 	now    func() time.Time
+	use    *KeyUse
 }
+
+// RecordUse makes a record every successful authentication in u. Call it
+// before a is shared.
+func (a *APIKeys) RecordUse(u *KeyUse) { a.use = u }
 
 var _ Authenticator = (*APIKeys)(nil)
 
@@ -138,6 +143,9 @@ func (a *APIKeys) Authenticate(_ context.Context, r *http.Request) (*Principal, 
 	}
 	if !e.Expires.IsZero() && a.now().After(e.Expires) {
 		return nil, fmt.Errorf("%w: key expired", ErrInvalidCredentials)
+	}
+	if a.use != nil {
+		a.use.record(sum, a.now())
 	}
 	p := *e.Principal
 	p.Method = "api_key"

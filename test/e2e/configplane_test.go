@@ -118,7 +118,7 @@ func TestLiveApply(t *testing.T) {
 	t.Parallel()
 	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
 	key, sha := newKey(t)
-	g := startGateway(t, fmt.Sprintf(`
+	g := startGatewayArgs(t, fmt.Sprintf(`
 listen: LISTEN
 log: {level: info}
 upstreams:
@@ -127,7 +127,7 @@ virtual_servers:
   - {name: live, include: [{upstream: alpha, tools: [echo, add]}]}
 agents:
   - {name: bot, api_keys: [{sha256: %s}]}
-`, alphaURL, sha))
+`, alphaURL, sha), []string{"--key-use-flush=100ms"})
 	changed := make(chan struct{}, 16)
 	cs := connect(t, "streamable-http", g.url("live"), key, &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { notifyCh(changed) },
@@ -174,6 +174,12 @@ agents:
 	if ups := readyUpstreams(t, g); !slices.Equal(ups, []string{"alpha", "beta"}) {
 		t.Errorf("/readyz upstreams = %v, want [alpha beta]", ups)
 	}
+
+	// The agent's key use reaches the store, without counting as a change.
+	pollUntil(t, "the key's lastUsedAt", func() bool {
+		d := mustGQL(t, g, `query { apiKeys { edges { node { lastUsedAt updatedBy } } } }`, nil)
+		return dig(d, "apiKeys", "edges", 0, "node", "lastUsedAt") != nil
+	})
 
 	// discoverTools asks beta live and records what it serves.
 	d = mustGQL(t, g, `mutation { discoverTools(upstream: "beta") { name definitionHash } }`, nil)

@@ -181,6 +181,12 @@ func (g *gateway) sseURL(vs string) string {
 // the gateway until it reports ready.
 func startGateway(t testing.TB, cfg string, env ...string) *gateway {
 	t.Helper()
+	return startGatewayArgs(t, cfg, nil, env...)
+}
+
+// startGatewayArgs is startGateway with extra serve flags.
+func startGatewayArgs(t testing.TB, cfg string, args []string, env ...string) *gateway {
+	t.Helper()
 	addr := freeAddr(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gatehouse.yaml")
@@ -192,7 +198,8 @@ func startGateway(t testing.TB, cfg string, env ...string) *gateway {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "admin.token")
-	p := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "serve", "--config", path, "--admin-token-file", tokenFile)
+	p := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"),
+		append([]string{"serve", "--config", path, "--admin-token-file", tokenFile}, args...)...)
 	g := &gateway{proc: p, addr: addr, config: path}
 	waitReady(t, g)
 	// A gateway on a store that already has admin tokens (a second
