@@ -56,6 +56,18 @@ type Document struct {
 	VirtualServers []VirtualServer `yaml:"virtual_servers"`
 	// Agents are the identities allowed to call virtual servers.
 	Agents []Agent `yaml:"agents"`
+	// Auth configures JWT and mTLS authentication (process setting).
+	Auth Auth `yaml:"auth"`
+	// Grants decide who may use what; no matching grant means deny.
+	Grants []Grant `yaml:"grants"`
+	// Guardrails inspect arguments and results.
+	Guardrails []Guardrail `yaml:"guardrails"`
+	// RateLimits bound call rates per agent, team, tool or overall.
+	RateLimits []RateLimit `yaml:"rate_limits"`
+	// Pinning configures tool-definition pinning.
+	Pinning Pinning `yaml:"pinning"`
+	// Pins are approved tool definitions, from the config store.
+	Pins []Pin `yaml:"-"`
 }
 
 // Log configures the process logger.
@@ -254,6 +266,8 @@ func (d *Document) ApplyDefaults() {
 	if d.Limits.SessionTimeout == 0 {
 		d.Limits.SessionTimeout = Duration(DefaultSessionTimeout)
 	}
+	d.Auth.defaults()
+	d.accessDefaults()
 	for i := range d.Upstreams {
 		u := &d.Upstreams[i]
 		if u.Timeout == 0 {

@@ -83,6 +83,8 @@ func (d *Document) Validate() error {
 	for i := range d.Agents {
 		d.Agents[i].validate(v, fmt.Sprintf("agents[%d]", i), agents)
 	}
+	d.Auth.validate(v)
+	d.validateAccess(v, vsNames)
 	if len(v.errs) > 0 {
 		return &ValidationError{Fields: v.errs}
 	}

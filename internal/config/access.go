@@ -1,0 +1,352 @@
+package config
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// Effects of a grant.
+const (
+	EffectAllow           = "allow"
+	EffectDeny            = "deny"
+	EffectRequireApproval = "require_approval"
+)
+
+// Grant binds a subject to a target with an effect. A call is allowed only
+// if some allow grant matches it and no deny grant does; no matching grant
+// means deny. require_approval outranks allow and is outranked by deny.
+type Grant struct {
+	// Name identifies the grant in decisions, explanations and audit
+	// events. Optional in files; the store names unnamed grants.
+	Name        string  `yaml:"name"`
+	Description string  `yaml:"description"`
+	Subject     Subject `yaml:"subject"`
+	Target      Target  `yaml:"target"`
+	// Effect is allow, deny or require_approval.
+	Effect string `yaml:"effect"`
+	// When is an optional CEL condition over principal, tool, args and
+	// request; the grant matches only when it is true.
+	When string `yaml:"when"`
+	// Approval names the approval rule governing require_approval calls;
+	// empty means the default rule.
+	Approval string `yaml:"approval"`
+}
+
+// Subject says whom a grant, rate limit or rule applies to: exactly one of
+// an agent name, a team, a role, or a CEL expression over the identity
+// provider's claims ("claims.groups.exists(g, g == \"sre\")"). Agent "*"
+// means every authenticated agent.
+type Subject struct {
+	Agent string `yaml:"agent"`
+	Team  string `yaml:"team"`
+	Role  string `yaml:"role"`
+	Claim string `yaml:"claim"`
+}
+
+// Kind returns which field of s is set ("agent", "team", "role", "claim")
+// and its value; "" when none is.
+func (s Subject) Kind() (kind, value string) {
+	switch {
+	case s.Agent != "":
+		return "agent", s.Agent
+	case s.Team != "":
+		return "team", s.Team
+	case s.Role != "":
+		return "role", s.Role
+	case s.Claim != "":
+		return "claim", s.Claim
+	}
+	return "", ""
+}
+
+func (s Subject) count() int {
+	n := 0
+	for _, f := range []string{s.Agent, s.Team, s.Role, s.Claim} {
+		if f != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// Target is what a grant covers: features of one virtual server, by the
+// names the virtual server exposes (globs, path.Match syntax). A nil list
+// covers nothing of that kind. Resources covers resource URIs and resource
+// template URIs.
+type Target struct {
+	VirtualServer string   `yaml:"virtual_server"`
+	Tools         []string `yaml:"tools"`
+	Resources     []string `yaml:"resources"`
+	Prompts       []string `yaml:"prompts"`
+}
+
+// Guardrail directions, detectors and actions.
+const (
+	DirectionRequest  = "request"
+	DirectionResponse = "response"
+	DirectionBoth     = "both"
+
+	DetectorSecrets   = "secrets"
+	DetectorPII       = "pii"
+	DetectorInjection = "injection"
+	DetectorRegex     = "regex"
+	DetectorDenylist  = "denylist"
+	DetectorSize      = "size"
+
+	ActionBlock           = "block"
+	ActionRedact          = "redact"
+	ActionFlag            = "flag"
+	ActionRequireApproval = "require_approval"
+)
+
+// Guardrail inspects tool arguments (request), results (response) or both,
+// and acts on what its detector finds.
+type Guardrail struct {
+	Name string `yaml:"name"`
+	// Direction is request, response or both. Default both.
+	Direction string `yaml:"direction"`
+	// Scope limits the rule; empty means every virtual server and tool.
+	Scope Scope `yaml:"scope"`
+	// Detector is secrets, pii, injection, regex, denylist or size.
+	Detector string `yaml:"detector"`
+	// Kinds narrows secrets and pii detectors to some kinds (e.g.
+	// aws_access_key, email); empty means all.
+	Kinds []string `yaml:"kinds"`
+	// Pattern is the regular expression (RE2) of a regex detector.
+	Pattern string `yaml:"pattern"`
+	// Terms are the words or phrases of a denylist detector
+	// (case-insensitive).
+	Terms []string `yaml:"terms"`
+	// MaxBytes is the limit of a size detector (JSON-encoded arguments or
+	// result).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Threshold is the score (0..1) from which an injection detector fires.
+	// Default 0.5.
+	Threshold float64 `yaml:"threshold"`
+	// Action is block, redact, flag or require_approval.
+	Action string `yaml:"action"`
+	// Disabled keeps the rule without evaluating it.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Scope narrows a guardrail or rate limit to a virtual server and to tools
+// (globs over exposed names).
+type Scope struct {
+	VirtualServer string   `yaml:"virtual_server"`
+	Tools         []string `yaml:"tools"`
+}
+
+// RateLimit is a token bucket (kept in memory per replica): Requests calls
+// per Per, with bursts up to Burst.
+type RateLimit struct {
+	Name string `yaml:"name"`
+	// Subject limits whom it applies to; empty means everyone.
+	Subject Subject `yaml:"subject"`
+	// Scope limits what it counts; empty means every call.
+	Scope Scope `yaml:"scope"`
+	// Key is what one bucket counts: agent (each agent its own bucket,
+	// the default), team, tool, or global.
+	Key      string   `yaml:"key"`
+	Requests int      `yaml:"requests"`
+	Per      Duration `yaml:"per"`
+	// Burst is the bucket's size. Default Requests.
+	Burst int `yaml:"burst"`
+}
+
+// Pinning modes.
+const (
+	PinningAuto    = "auto"
+	PinningApprove = "approve"
+	PinningOff     = "off"
+)
+
+// Pinning configures the tool-definition pinning (rug-pull defence).
+type Pinning struct {
+	// Mode is auto (a tool's first definition is pinned when first seen),
+	// approve (new tools stay hidden until an admin approves them) or off.
+	// Default auto. Either way, a pinned tool whose definition changes is
+	// quarantined until an admin approves the new definition.
+	Mode string `yaml:"mode"`
+}
+
+// Pin is an approved tool definition, kept by the config store (not
+// written in files).
+type Pin struct {
+	Upstream string
+	Tool     string
+	// Hash is the approved definition's hash; "" means known but never
+	// approved (held for approval).
+	Hash string
+}
+
+var claimIdentRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+
+func (g *Grant) validate(v *validator, p string, vsNames map[string]bool, seen map[string]bool) {
+	if g.Name != "" {
+		checkName(v, p+".name", g.Name, seen)
+	}
+	validateSubject(v, p+".subject", g.Subject, true)
+	t := g.Target
+	switch {
+	case t.VirtualServer == "":
+		v.add(p+".target.virtual_server", "required")
+	case !vsNames[t.VirtualServer]:
+		v.add(p+".target.virtual_server", "unknown virtual server %q", t.VirtualServer)
+	}
+	if t.Tools == nil && t.Resources == nil && t.Prompts == nil {
+		v.add(p+".target", "give at least one of tools, resources or prompts (e.g. tools: [\"*\"])")
+	}
+	checkGlobs(v, p+".target.tools", t.Tools)
+	checkGlobs(v, p+".target.resources", t.Resources)
+	checkGlobs(v, p+".target.prompts", t.Prompts)
+	switch g.Effect {
+	case EffectAllow, EffectDeny, EffectRequireApproval:
+	case "":
+		v.add(p+".effect", "required: allow, deny or require_approval")
+	default:
+		v.add(p+".effect", "must be allow, deny or require_approval, got %q", g.Effect)
+	}
+	if len(g.When) > 4096 {
+		v.add(p+".when", "longer than 4096 characters")
+	}
+}
+
+func validateSubject(v *validator, p string, s Subject, required bool) {
+	switch n := s.count(); {
+	case n == 0 && required:
+		v.add(p, "give one of agent, team, role or claim")
+	case n > 1:
+		v.add(p, "give only one of agent, team, role or claim")
+	}
+	if len(s.Claim) > 4096 {
+		v.add(p+".claim", "longer than 4096 characters")
+	}
+}
+
+func checkGlobs(v *validator, p string, globs []string) {
+	for i, g := range globs {
+		if g == "" {
+			v.add(fmt.Sprintf("%s[%d]", p, i), "empty pattern")
+			continue
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			v.add(fmt.Sprintf("%s[%d]", p, i), "bad pattern %q: %v", g, err)
+		}
+	}
+}
+
+func (g *Guardrail) validate(v *validator, p string, vsNames map[string]bool, seen map[string]bool) {
+	checkName(v, p+".name", g.Name, seen)
+	switch g.Direction {
+	case DirectionRequest, DirectionResponse, DirectionBoth:
+	default:
+		v.add(p+".direction", "must be request, response or both, got %q", g.Direction)
+	}
+	if g.Scope.VirtualServer != "" && !vsNames[g.Scope.VirtualServer] {
+		v.add(p+".scope.virtual_server", "unknown virtual server %q", g.Scope.VirtualServer)
+	}
+	checkGlobs(v, p+".scope.tools", g.Scope.Tools)
+	switch g.Detector {
+	case DetectorSecrets, DetectorPII, DetectorInjection:
+	case DetectorRegex:
+		if g.Pattern == "" {
+			v.add(p+".pattern", "required for detector regex")
+		} else if _, err := regexp.Compile(g.Pattern); err != nil {
+			v.add(p+".pattern", "bad regular expression: %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		}
+	case DetectorDenylist:
+		if len(g.Terms) == 0 {
+			v.add(p+".terms", "required for detector denylist")
+		}
+	case DetectorSize:
+		if g.MaxBytes <= 0 {
+			v.add(p+".max_bytes", "required for detector size (a positive byte count)")
+		}
+	case "":
+		v.add(p+".detector", "required: secrets, pii, injection, regex, denylist or size")
+	default:
+		v.add(p+".detector", "must be secrets, pii, injection, regex, denylist or size, got %q", g.Detector)
+	}
+	if g.Threshold < 0 || g.Threshold > 1 {
+		v.add(p+".threshold", "must be between 0 and 1")
+	}
+	switch g.Action {
+	case ActionBlock, ActionFlag, ActionRequireApproval:
+	case ActionRedact:
+		if g.Detector == DetectorSize {
+			v.add(p+".action", "a size detector cannot redact; use block or flag")
+		}
+	case "":
+		v.add(p+".action", "required: block, redact, flag or require_approval")
+	default:
+		v.add(p+".action", "must be block, redact, flag or require_approval, got %q", g.Action)
+	}
+}
+
+func (r *RateLimit) validate(v *validator, p string, vsNames map[string]bool, seen map[string]bool) {
+	checkName(v, p+".name", r.Name, seen)
+	validateSubject(v, p+".subject", r.Subject, false)
+	if r.Scope.VirtualServer != "" && !vsNames[r.Scope.VirtualServer] {
+		v.add(p+".scope.virtual_server", "unknown virtual server %q", r.Scope.VirtualServer)
+	}
+	checkGlobs(v, p+".scope.tools", r.Scope.Tools)
+	switch r.Key {
+	case "agent", "team", "tool", "global":
+	default:
+		v.add(p+".key", "must be agent, team, tool or global, got %q", r.Key)
+	}
+	if r.Requests <= 0 {
+		v.add(p+".requests", "must be positive")
+	}
+	if r.Per <= 0 {
+		v.add(p+".per", "must be a positive duration, e.g. 1m")
+	}
+	if r.Burst < 0 {
+		v.add(p+".burst", "must not be negative")
+	}
+}
+
+func (d *Document) validateAccess(v *validator, vsNames map[string]bool) {
+	grants := map[string]bool{}
+	for i := range d.Grants {
+		d.Grants[i].validate(v, fmt.Sprintf("grants[%d]", i), vsNames, grants)
+	}
+	guards := map[string]bool{}
+	for i := range d.Guardrails {
+		d.Guardrails[i].validate(v, fmt.Sprintf("guardrails[%d]", i), vsNames, guards)
+	}
+	limits := map[string]bool{}
+	for i := range d.RateLimits {
+		d.RateLimits[i].validate(v, fmt.Sprintf("rate_limits[%d]", i), vsNames, limits)
+	}
+	switch d.Pinning.Mode {
+	case PinningAuto, PinningApprove, PinningOff:
+	default:
+		v.add("pinning.mode", "must be auto, approve or off, got %q", d.Pinning.Mode)
+	}
+}
+
+func (d *Document) accessDefaults() {
+	for i := range d.Guardrails {
+		if d.Guardrails[i].Direction == "" {
+			d.Guardrails[i].Direction = DirectionBoth
+		}
+		if d.Guardrails[i].Threshold == 0 && d.Guardrails[i].Detector == DetectorInjection {
+			d.Guardrails[i].Threshold = 0.5
+		}
+	}
+	for i := range d.RateLimits {
+		r := &d.RateLimits[i]
+		if r.Key == "" {
+			r.Key = "agent"
+		}
+		if r.Burst == 0 {
+			r.Burst = r.Requests
+		}
+	}
+	if d.Pinning.Mode == "" {
+		d.Pinning.Mode = PinningAuto
+	}
+}
