@@ -23,9 +23,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
+	"github.com/gatehouse-dev/gatehouse/ent/setting"
 	"github.com/gatehouse-dev/gatehouse/ent/team"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
@@ -55,12 +57,16 @@ type Client struct {
 	GuardrailRule *GuardrailRuleClient
 	// PolicyRule is the client for interacting with the PolicyRule builders.
 	PolicyRule *PolicyRuleClient
+	// RateLimit is the client for interacting with the RateLimit builders.
+	RateLimit *RateLimitClient
 	// Role is the client for interacting with the Role builders.
 	Role *RoleClient
 	// SecretBinding is the client for interacting with the SecretBinding builders.
 	SecretBinding *SecretBindingClient
 	// Selection is the client for interacting with the Selection builders.
 	Selection *SelectionClient
+	// Setting is the client for interacting with the Setting builders.
+	Setting *SettingClient
 	// Team is the client for interacting with the Team builders.
 	Team *TeamClient
 	// Tool is the client for interacting with the Tool builders.
@@ -88,9 +94,11 @@ func (c *Client) init() {
 	c.Grant = NewGrantClient(c.config)
 	c.GuardrailRule = NewGuardrailRuleClient(c.config)
 	c.PolicyRule = NewPolicyRuleClient(c.config)
+	c.RateLimit = NewRateLimitClient(c.config)
 	c.Role = NewRoleClient(c.config)
 	c.SecretBinding = NewSecretBindingClient(c.config)
 	c.Selection = NewSelectionClient(c.config)
+	c.Setting = NewSettingClient(c.config)
 	c.Team = NewTeamClient(c.config)
 	c.Tool = NewToolClient(c.config)
 	c.Upstream = NewUpstreamClient(c.config)
@@ -195,9 +203,11 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Grant:         NewGrantClient(cfg),
 		GuardrailRule: NewGuardrailRuleClient(cfg),
 		PolicyRule:    NewPolicyRuleClient(cfg),
+		RateLimit:     NewRateLimitClient(cfg),
 		Role:          NewRoleClient(cfg),
 		SecretBinding: NewSecretBindingClient(cfg),
 		Selection:     NewSelectionClient(cfg),
+		Setting:       NewSettingClient(cfg),
 		Team:          NewTeamClient(cfg),
 		Tool:          NewToolClient(cfg),
 		Upstream:      NewUpstreamClient(cfg),
@@ -229,9 +239,11 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Grant:         NewGrantClient(cfg),
 		GuardrailRule: NewGuardrailRuleClient(cfg),
 		PolicyRule:    NewPolicyRuleClient(cfg),
+		RateLimit:     NewRateLimitClient(cfg),
 		Role:          NewRoleClient(cfg),
 		SecretBinding: NewSecretBindingClient(cfg),
 		Selection:     NewSelectionClient(cfg),
+		Setting:       NewSettingClient(cfg),
 		Team:          NewTeamClient(cfg),
 		Tool:          NewToolClient(cfg),
 		Upstream:      NewUpstreamClient(cfg),
@@ -266,8 +278,8 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.AdminChange, c.AdminToken, c.Agent, c.ApprovalRule, c.Grant,
-		c.GuardrailRule, c.PolicyRule, c.Role, c.SecretBinding, c.Selection, c.Team,
-		c.Tool, c.Upstream, c.VirtualServer,
+		c.GuardrailRule, c.PolicyRule, c.RateLimit, c.Role, c.SecretBinding,
+		c.Selection, c.Setting, c.Team, c.Tool, c.Upstream, c.VirtualServer,
 	} {
 		n.Use(hooks...)
 	}
@@ -278,8 +290,8 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.AdminChange, c.AdminToken, c.Agent, c.ApprovalRule, c.Grant,
-		c.GuardrailRule, c.PolicyRule, c.Role, c.SecretBinding, c.Selection, c.Team,
-		c.Tool, c.Upstream, c.VirtualServer,
+		c.GuardrailRule, c.PolicyRule, c.RateLimit, c.Role, c.SecretBinding,
+		c.Selection, c.Setting, c.Team, c.Tool, c.Upstream, c.VirtualServer,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -304,12 +316,16 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.GuardrailRule.mutate(ctx, m)
 	case *PolicyRuleMutation:
 		return c.PolicyRule.mutate(ctx, m)
+	case *RateLimitMutation:
+		return c.RateLimit.mutate(ctx, m)
 	case *RoleMutation:
 		return c.Role.mutate(ctx, m)
 	case *SecretBindingMutation:
 		return c.SecretBinding.mutate(ctx, m)
 	case *SelectionMutation:
 		return c.Selection.mutate(ctx, m)
+	case *SettingMutation:
+		return c.Setting.mutate(ctx, m)
 	case *TeamMutation:
 		return c.Team.mutate(ctx, m)
 	case *ToolMutation:
@@ -1522,6 +1538,156 @@ func (c *PolicyRuleClient) mutate(ctx context.Context, m *PolicyRuleMutation) (V
 	}
 }
 
+// RateLimitClient is a client for the RateLimit schema.
+type RateLimitClient struct {
+	config
+}
+
+// NewRateLimitClient returns a client for the RateLimit from the given config.
+func NewRateLimitClient(c config) *RateLimitClient {
+	return &RateLimitClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `ratelimit.Hooks(f(g(h())))`.
+func (c *RateLimitClient) Use(hooks ...Hook) {
+	c.hooks.RateLimit = append(c.hooks.RateLimit, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `ratelimit.Intercept(f(g(h())))`.
+func (c *RateLimitClient) Intercept(interceptors ...Interceptor) {
+	c.inters.RateLimit = append(c.inters.RateLimit, interceptors...)
+}
+
+// Create returns a builder for creating a RateLimit entity.
+func (c *RateLimitClient) Create() *RateLimitCreate {
+	mutation := newRateLimitMutation(c.config, OpCreate)
+	return &RateLimitCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of RateLimit entities.
+func (c *RateLimitClient) CreateBulk(builders ...*RateLimitCreate) *RateLimitCreateBulk {
+	return &RateLimitCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *RateLimitClient) MapCreateBulk(slice any, setFunc func(*RateLimitCreate, int)) *RateLimitCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &RateLimitCreateBulk{err: fmt.Errorf("calling to RateLimitClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*RateLimitCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &RateLimitCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for RateLimit.
+func (c *RateLimitClient) Update() *RateLimitUpdate {
+	mutation := newRateLimitMutation(c.config, OpUpdate)
+	return &RateLimitUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *RateLimitClient) UpdateOne(_m *RateLimit) *RateLimitUpdateOne {
+	mutation := newRateLimitMutation(c.config, OpUpdateOne, withRateLimit(_m))
+	return &RateLimitUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *RateLimitClient) UpdateOneID(id int) *RateLimitUpdateOne {
+	mutation := newRateLimitMutation(c.config, OpUpdateOne, withRateLimitID(id))
+	return &RateLimitUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for RateLimit.
+func (c *RateLimitClient) Delete() *RateLimitDelete {
+	mutation := newRateLimitMutation(c.config, OpDelete)
+	return &RateLimitDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *RateLimitClient) DeleteOne(_m *RateLimit) *RateLimitDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *RateLimitClient) DeleteOneID(id int) *RateLimitDeleteOne {
+	builder := c.Delete().Where(ratelimit.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &RateLimitDeleteOne{builder}
+}
+
+// Query returns a query builder for RateLimit.
+func (c *RateLimitClient) Query() *RateLimitQuery {
+	return &RateLimitQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeRateLimit},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a RateLimit entity by its id.
+func (c *RateLimitClient) Get(ctx context.Context, id int) (*RateLimit, error) {
+	return c.Query().Where(ratelimit.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *RateLimitClient) GetX(ctx context.Context, id int) *RateLimit {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryVirtualServer queries the virtual_server edge of a RateLimit.
+func (c *RateLimitClient) QueryVirtualServer(_m *RateLimit) *VirtualServerQuery {
+	query := (&VirtualServerClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(ratelimit.Table, ratelimit.FieldID, id),
+			sqlgraph.To(virtualserver.Table, virtualserver.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, ratelimit.VirtualServerTable, ratelimit.VirtualServerColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *RateLimitClient) Hooks() []Hook {
+	hooks := c.hooks.RateLimit
+	return append(hooks[:len(hooks):len(hooks)], ratelimit.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *RateLimitClient) Interceptors() []Interceptor {
+	return c.inters.RateLimit
+}
+
+func (c *RateLimitClient) mutate(ctx context.Context, m *RateLimitMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&RateLimitCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&RateLimitUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&RateLimitUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&RateLimitDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown RateLimit mutation op: %q", m.Op())
+	}
+}
+
 // RoleClient is a client for the Role schema.
 type RoleClient struct {
 	config
@@ -1985,6 +2151,140 @@ func (c *SelectionClient) mutate(ctx context.Context, m *SelectionMutation) (Val
 		return (&SelectionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Selection mutation op: %q", m.Op())
+	}
+}
+
+// SettingClient is a client for the Setting schema.
+type SettingClient struct {
+	config
+}
+
+// NewSettingClient returns a client for the Setting from the given config.
+func NewSettingClient(c config) *SettingClient {
+	return &SettingClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `setting.Hooks(f(g(h())))`.
+func (c *SettingClient) Use(hooks ...Hook) {
+	c.hooks.Setting = append(c.hooks.Setting, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `setting.Intercept(f(g(h())))`.
+func (c *SettingClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Setting = append(c.inters.Setting, interceptors...)
+}
+
+// Create returns a builder for creating a Setting entity.
+func (c *SettingClient) Create() *SettingCreate {
+	mutation := newSettingMutation(c.config, OpCreate)
+	return &SettingCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Setting entities.
+func (c *SettingClient) CreateBulk(builders ...*SettingCreate) *SettingCreateBulk {
+	return &SettingCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *SettingClient) MapCreateBulk(slice any, setFunc func(*SettingCreate, int)) *SettingCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &SettingCreateBulk{err: fmt.Errorf("calling to SettingClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*SettingCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &SettingCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Setting.
+func (c *SettingClient) Update() *SettingUpdate {
+	mutation := newSettingMutation(c.config, OpUpdate)
+	return &SettingUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *SettingClient) UpdateOne(_m *Setting) *SettingUpdateOne {
+	mutation := newSettingMutation(c.config, OpUpdateOne, withSetting(_m))
+	return &SettingUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *SettingClient) UpdateOneID(id int) *SettingUpdateOne {
+	mutation := newSettingMutation(c.config, OpUpdateOne, withSettingID(id))
+	return &SettingUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Setting.
+func (c *SettingClient) Delete() *SettingDelete {
+	mutation := newSettingMutation(c.config, OpDelete)
+	return &SettingDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *SettingClient) DeleteOne(_m *Setting) *SettingDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *SettingClient) DeleteOneID(id int) *SettingDeleteOne {
+	builder := c.Delete().Where(setting.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &SettingDeleteOne{builder}
+}
+
+// Query returns a query builder for Setting.
+func (c *SettingClient) Query() *SettingQuery {
+	return &SettingQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeSetting},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Setting entity by its id.
+func (c *SettingClient) Get(ctx context.Context, id int) (*Setting, error) {
+	return c.Query().Where(setting.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *SettingClient) GetX(ctx context.Context, id int) *Setting {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *SettingClient) Hooks() []Hook {
+	hooks := c.hooks.Setting
+	return append(hooks[:len(hooks):len(hooks)], setting.Hooks[:]...)
+}
+
+// Interceptors returns the client interceptors.
+func (c *SettingClient) Interceptors() []Interceptor {
+	return c.inters.Setting
+}
+
+func (c *SettingClient) mutate(ctx context.Context, m *SettingMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&SettingCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&SettingUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&SettingUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&SettingDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Setting mutation op: %q", m.Op())
 	}
 }
 
@@ -2626,6 +2926,22 @@ func (c *VirtualServerClient) QueryGuardrailRules(_m *VirtualServer) *GuardrailR
 	return query
 }
 
+// QueryRateLimits queries the rate_limits edge of a VirtualServer.
+func (c *VirtualServerClient) QueryRateLimits(_m *VirtualServer) *RateLimitQuery {
+	query := (&RateLimitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(virtualserver.Table, virtualserver.FieldID, id),
+			sqlgraph.To(ratelimit.Table, ratelimit.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, virtualserver.RateLimitsTable, virtualserver.RateLimitsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *VirtualServerClient) Hooks() []Hook {
 	hooks := c.hooks.VirtualServer
@@ -2656,13 +2972,13 @@ func (c *VirtualServerClient) mutate(ctx context.Context, m *VirtualServerMutati
 type (
 	hooks struct {
 		APIKey, AdminChange, AdminToken, Agent, ApprovalRule, Grant, GuardrailRule,
-		PolicyRule, Role, SecretBinding, Selection, Team, Tool, Upstream,
-		VirtualServer []ent.Hook
+		PolicyRule, RateLimit, Role, SecretBinding, Selection, Setting, Team, Tool,
+		Upstream, VirtualServer []ent.Hook
 	}
 	inters struct {
 		APIKey, AdminChange, AdminToken, Agent, ApprovalRule, Grant, GuardrailRule,
-		PolicyRule, Role, SecretBinding, Selection, Team, Tool, Upstream,
-		VirtualServer []ent.Interceptor
+		PolicyRule, RateLimit, Role, SecretBinding, Selection, Setting, Team, Tool,
+		Upstream, VirtualServer []ent.Interceptor
 	}
 )
 

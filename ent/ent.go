@@ -20,9 +20,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
+	"github.com/gatehouse-dev/gatehouse/ent/setting"
 	"github.com/gatehouse-dev/gatehouse/ent/team"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
@@ -95,9 +97,11 @@ func checkColumn(t, c string) error {
 			grant.Table:         grant.ValidColumn,
 			guardrailrule.Table: guardrailrule.ValidColumn,
 			policyrule.Table:    policyrule.ValidColumn,
+			ratelimit.Table:     ratelimit.ValidColumn,
 			role.Table:          role.ValidColumn,
 			secretbinding.Table: secretbinding.ValidColumn,
 			selection.Table:     selection.ValidColumn,
+			setting.Table:       setting.ValidColumn,
 			team.Table:          team.ValidColumn,
 			tool.Table:          tool.ValidColumn,
 			upstream.Table:      upstream.ValidColumn,

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
@@ -831,6 +832,11 @@ func (_q *GrantQuery) collectField(ctx context.Context, oneNode bool, opCtx *gra
 				selectedFields = append(selectedFields, grant.FieldUpdatedBy)
 				fieldSeen[grant.FieldUpdatedBy] = struct{}{}
 			}
+		case "name":
+			if _, ok := fieldSeen[grant.FieldName]; !ok {
+				selectedFields = append(selectedFields, grant.FieldName)
+				fieldSeen[grant.FieldName] = struct{}{}
+			}
 		case "description":
 			if _, ok := fieldSeen[grant.FieldDescription]; !ok {
 				selectedFields = append(selectedFields, grant.FieldDescription)
@@ -1007,15 +1013,20 @@ func (_q *GuardrailRuleQuery) collectField(ctx context.Context, oneNode bool, op
 				selectedFields = append(selectedFields, guardrailrule.FieldDescription)
 				fieldSeen[guardrailrule.FieldDescription] = struct{}{}
 			}
-		case "stage":
-			if _, ok := fieldSeen[guardrailrule.FieldStage]; !ok {
-				selectedFields = append(selectedFields, guardrailrule.FieldStage)
-				fieldSeen[guardrailrule.FieldStage] = struct{}{}
+		case "direction":
+			if _, ok := fieldSeen[guardrailrule.FieldDirection]; !ok {
+				selectedFields = append(selectedFields, guardrailrule.FieldDirection)
+				fieldSeen[guardrailrule.FieldDirection] = struct{}{}
 			}
 		case "detector":
 			if _, ok := fieldSeen[guardrailrule.FieldDetector]; !ok {
 				selectedFields = append(selectedFields, guardrailrule.FieldDetector)
 				fieldSeen[guardrailrule.FieldDetector] = struct{}{}
+			}
+		case "kinds":
+			if _, ok := fieldSeen[guardrailrule.FieldKinds]; !ok {
+				selectedFields = append(selectedFields, guardrailrule.FieldKinds)
+				fieldSeen[guardrailrule.FieldKinds] = struct{}{}
 			}
 		case "pattern":
 			if _, ok := fieldSeen[guardrailrule.FieldPattern]; !ok {
@@ -1026,6 +1037,16 @@ func (_q *GuardrailRuleQuery) collectField(ctx context.Context, oneNode bool, op
 			if _, ok := fieldSeen[guardrailrule.FieldTerms]; !ok {
 				selectedFields = append(selectedFields, guardrailrule.FieldTerms)
 				fieldSeen[guardrailrule.FieldTerms] = struct{}{}
+			}
+		case "maxBytes":
+			if _, ok := fieldSeen[guardrailrule.FieldMaxBytes]; !ok {
+				selectedFields = append(selectedFields, guardrailrule.FieldMaxBytes)
+				fieldSeen[guardrailrule.FieldMaxBytes] = struct{}{}
+			}
+		case "threshold":
+			if _, ok := fieldSeen[guardrailrule.FieldThreshold]; !ok {
+				selectedFields = append(selectedFields, guardrailrule.FieldThreshold)
+				fieldSeen[guardrailrule.FieldThreshold] = struct{}{}
 			}
 		case "action":
 			if _, ok := fieldSeen[guardrailrule.FieldAction]; !ok {
@@ -1252,6 +1273,172 @@ func newPolicyRulePaginateArgs(rv map[string]any) *policyrulePaginateArgs {
 	}
 	if v, ok := rv[whereField].(*PolicyRuleWhereInput); ok {
 		args.opts = append(args.opts, WithPolicyRuleFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *RateLimitQuery) CollectFields(ctx context.Context, satisfies ...string) (*RateLimitQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *RateLimitQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(ratelimit.Columns))
+		selectedFields = []string{ratelimit.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "virtualServer":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&VirtualServerClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, virtualserverImplementors)...); err != nil {
+				return err
+			}
+			_q.withVirtualServer = query
+		case "createdAt":
+			if _, ok := fieldSeen[ratelimit.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldCreatedAt)
+				fieldSeen[ratelimit.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[ratelimit.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldUpdatedAt)
+				fieldSeen[ratelimit.FieldUpdatedAt] = struct{}{}
+			}
+		case "createdBy":
+			if _, ok := fieldSeen[ratelimit.FieldCreatedBy]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldCreatedBy)
+				fieldSeen[ratelimit.FieldCreatedBy] = struct{}{}
+			}
+		case "updatedBy":
+			if _, ok := fieldSeen[ratelimit.FieldUpdatedBy]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldUpdatedBy)
+				fieldSeen[ratelimit.FieldUpdatedBy] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[ratelimit.FieldName]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldName)
+				fieldSeen[ratelimit.FieldName] = struct{}{}
+			}
+		case "description":
+			if _, ok := fieldSeen[ratelimit.FieldDescription]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldDescription)
+				fieldSeen[ratelimit.FieldDescription] = struct{}{}
+			}
+		case "subjectKind":
+			if _, ok := fieldSeen[ratelimit.FieldSubjectKind]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldSubjectKind)
+				fieldSeen[ratelimit.FieldSubjectKind] = struct{}{}
+			}
+		case "subject":
+			if _, ok := fieldSeen[ratelimit.FieldSubject]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldSubject)
+				fieldSeen[ratelimit.FieldSubject] = struct{}{}
+			}
+		case "tools":
+			if _, ok := fieldSeen[ratelimit.FieldTools]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldTools)
+				fieldSeen[ratelimit.FieldTools] = struct{}{}
+			}
+		case "key":
+			if _, ok := fieldSeen[ratelimit.FieldKey]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldKey)
+				fieldSeen[ratelimit.FieldKey] = struct{}{}
+			}
+		case "requests":
+			if _, ok := fieldSeen[ratelimit.FieldRequests]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldRequests)
+				fieldSeen[ratelimit.FieldRequests] = struct{}{}
+			}
+		case "perSeconds":
+			if _, ok := fieldSeen[ratelimit.FieldPerSeconds]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldPerSeconds)
+				fieldSeen[ratelimit.FieldPerSeconds] = struct{}{}
+			}
+		case "burst":
+			if _, ok := fieldSeen[ratelimit.FieldBurst]; !ok {
+				selectedFields = append(selectedFields, ratelimit.FieldBurst)
+				fieldSeen[ratelimit.FieldBurst] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type ratelimitPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []RateLimitPaginateOption
+}
+
+func newRateLimitPaginateArgs(rv map[string]any) *ratelimitPaginateArgs {
+	args := &ratelimitPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case []*RateLimitOrder:
+			args.opts = append(args.opts, WithRateLimitOrder(v))
+		case []any:
+			var orders []*RateLimitOrder
+			for i := range v {
+				mv, ok := v[i].(map[string]any)
+				if !ok {
+					continue
+				}
+				var (
+					err1, err2 error
+					order      = &RateLimitOrder{Field: &RateLimitOrderField{}, Direction: entgql.OrderDirectionAsc}
+				)
+				if d, ok := mv[directionField]; ok {
+					err1 = order.Direction.UnmarshalGQL(d)
+				}
+				if f, ok := mv[fieldField]; ok {
+					err2 = order.Field.UnmarshalGQL(f)
+				}
+				if err1 == nil && err2 == nil {
+					orders = append(orders, order)
+				}
+			}
+			args.opts = append(args.opts, WithRateLimitOrder(orders))
+		}
+	}
+	if v, ok := rv[whereField].(*RateLimitWhereInput); ok {
+		args.opts = append(args.opts, WithRateLimitFilter(v.Filter))
 	}
 	return args
 }
@@ -1992,6 +2179,21 @@ func (_q *ToolQuery) collectField(ctx context.Context, oneNode bool, opCtx *grap
 				selectedFields = append(selectedFields, tool.FieldLastSeen)
 				fieldSeen[tool.FieldLastSeen] = struct{}{}
 			}
+		case "approvedHash":
+			if _, ok := fieldSeen[tool.FieldApprovedHash]; !ok {
+				selectedFields = append(selectedFields, tool.FieldApprovedHash)
+				fieldSeen[tool.FieldApprovedHash] = struct{}{}
+			}
+		case "approvedAt":
+			if _, ok := fieldSeen[tool.FieldApprovedAt]; !ok {
+				selectedFields = append(selectedFields, tool.FieldApprovedAt)
+				fieldSeen[tool.FieldApprovedAt] = struct{}{}
+			}
+		case "approvedBy":
+			if _, ok := fieldSeen[tool.FieldApprovedBy]; !ok {
+				selectedFields = append(selectedFields, tool.FieldApprovedBy)
+				fieldSeen[tool.FieldApprovedBy] = struct{}{}
+			}
 		case "id":
 		case "__typename":
 		default:
@@ -2391,6 +2593,19 @@ func (_q *VirtualServerQuery) collectField(ctx context.Context, oneNode bool, op
 				return err
 			}
 			_q.WithNamedGuardrailRules(alias, func(wq *GuardrailRuleQuery) {
+				*wq = *query
+			})
+
+		case "rateLimits":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&RateLimitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, ratelimitImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedRateLimits(alias, func(wq *RateLimitQuery) {
 				*wq = *query
 			})
 		case "createdAt":

@@ -84,6 +84,14 @@ func (_m *GuardrailRule) VirtualServer(ctx context.Context) (*VirtualServer, err
 	return result, MaskNotFound(err)
 }
 
+func (_m *RateLimit) VirtualServer(ctx context.Context) (*VirtualServer, error) {
+	result, err := _m.Edges.VirtualServerOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryVirtualServer().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
 func (_m *Role) Agents(ctx context.Context) (result []*Agent, err error) {
 	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
 		result, err = _m.NamedAgents(graphql.GetFieldContext(ctx).Field.Alias)
@@ -205,6 +213,18 @@ func (_m *VirtualServer) GuardrailRules(ctx context.Context) (result []*Guardrai
 	}
 	if IsNotLoaded(err) {
 		result, err = _m.QueryGuardrailRules().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *VirtualServer) RateLimits(ctx context.Context) (result []*RateLimit, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedRateLimits(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.RateLimitsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryRateLimits().All(ctx)
 	}
 	return result, err
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 )
@@ -354,6 +355,7 @@ func (c *ApprovalRuleUpdateOne) SetInput(i UpdateApprovalRuleInput) *ApprovalRul
 
 // CreateGrantInput represents a mutation input for creating grants.
 type CreateGrantInput struct {
+	Name            *string
 	Description     *string
 	SubjectKind     grant.SubjectKind
 	Subject         string
@@ -369,6 +371,9 @@ type CreateGrantInput struct {
 
 // Mutate applies the CreateGrantInput on the GrantMutation builder.
 func (i *CreateGrantInput) Mutate(m *GrantMutation) {
+	if v := i.Name; v != nil {
+		m.SetName(*v)
+	}
 	if v := i.Description; v != nil {
 		m.SetDescription(*v)
 	}
@@ -406,6 +411,8 @@ func (c *GrantCreate) SetInput(i CreateGrantInput) *GrantCreate {
 
 // UpdateGrantInput represents a mutation input for updating grants.
 type UpdateGrantInput struct {
+	ClearName         bool
+	Name              *string
 	ClearDescription  bool
 	Description       *string
 	SubjectKind       *grant.SubjectKind
@@ -430,6 +437,12 @@ type UpdateGrantInput struct {
 
 // Mutate applies the UpdateGrantInput on the GrantMutation builder.
 func (i *UpdateGrantInput) Mutate(m *GrantMutation) {
+	if i.ClearName {
+		m.ClearName()
+	}
+	if v := i.Name; v != nil {
+		m.SetName(*v)
+	}
 	if i.ClearDescription {
 		m.ClearDescription()
 	}
@@ -508,10 +521,13 @@ func (c *GrantUpdateOne) SetInput(i UpdateGrantInput) *GrantUpdateOne {
 type CreateGuardrailRuleInput struct {
 	Name            string
 	Description     *string
-	Stage           *guardrailrule.Stage
+	Direction       *guardrailrule.Direction
 	Detector        guardrailrule.Detector
+	Kinds           []string
 	Pattern         *string
 	Terms           []string
+	MaxBytes        *int64
+	Threshold       *float64
 	Action          *guardrailrule.Action
 	Tools           []string
 	Priority        *int
@@ -525,15 +541,24 @@ func (i *CreateGuardrailRuleInput) Mutate(m *GuardrailRuleMutation) {
 	if v := i.Description; v != nil {
 		m.SetDescription(*v)
 	}
-	if v := i.Stage; v != nil {
-		m.SetStage(*v)
+	if v := i.Direction; v != nil {
+		m.SetDirection(*v)
 	}
 	m.SetDetector(i.Detector)
+	if v := i.Kinds; v != nil {
+		m.SetKinds(v)
+	}
 	if v := i.Pattern; v != nil {
 		m.SetPattern(*v)
 	}
 	if v := i.Terms; v != nil {
 		m.SetTerms(v)
+	}
+	if v := i.MaxBytes; v != nil {
+		m.SetMaxBytes(*v)
+	}
+	if v := i.Threshold; v != nil {
+		m.SetThreshold(*v)
 	}
 	if v := i.Action; v != nil {
 		m.SetAction(*v)
@@ -563,13 +588,18 @@ type UpdateGuardrailRuleInput struct {
 	Name               *string
 	ClearDescription   bool
 	Description        *string
-	Stage              *guardrailrule.Stage
+	Direction          *guardrailrule.Direction
 	Detector           *guardrailrule.Detector
+	ClearKinds         bool
+	Kinds              []string
+	AppendKinds        []string
 	ClearPattern       bool
 	Pattern            *string
 	ClearTerms         bool
 	Terms              []string
 	AppendTerms        []string
+	MaxBytes           *int64
+	Threshold          *float64
 	Action             *guardrailrule.Action
 	ClearTools         bool
 	Tools              []string
@@ -591,11 +621,20 @@ func (i *UpdateGuardrailRuleInput) Mutate(m *GuardrailRuleMutation) {
 	if v := i.Description; v != nil {
 		m.SetDescription(*v)
 	}
-	if v := i.Stage; v != nil {
-		m.SetStage(*v)
+	if v := i.Direction; v != nil {
+		m.SetDirection(*v)
 	}
 	if v := i.Detector; v != nil {
 		m.SetDetector(*v)
+	}
+	if i.ClearKinds {
+		m.ClearKinds()
+	}
+	if v := i.Kinds; v != nil {
+		m.SetKinds(v)
+	}
+	if i.AppendKinds != nil {
+		m.AppendKinds(i.Kinds)
 	}
 	if i.ClearPattern {
 		m.ClearPattern()
@@ -611,6 +650,12 @@ func (i *UpdateGuardrailRuleInput) Mutate(m *GuardrailRuleMutation) {
 	}
 	if i.AppendTerms != nil {
 		m.AppendTerms(i.Terms)
+	}
+	if v := i.MaxBytes; v != nil {
+		m.SetMaxBytes(*v)
+	}
+	if v := i.Threshold; v != nil {
+		m.SetThreshold(*v)
 	}
 	if v := i.Action; v != nil {
 		m.SetAction(*v)
@@ -728,6 +773,138 @@ func (c *PolicyRuleUpdate) SetInput(i UpdatePolicyRuleInput) *PolicyRuleUpdate {
 
 // SetInput applies the change-set in the UpdatePolicyRuleInput on the PolicyRuleUpdateOne builder.
 func (c *PolicyRuleUpdateOne) SetInput(i UpdatePolicyRuleInput) *PolicyRuleUpdateOne {
+	i.Mutate(c.Mutation())
+	return c
+}
+
+// CreateRateLimitInput represents a mutation input for creating ratelimits.
+type CreateRateLimitInput struct {
+	Name            string
+	Description     *string
+	SubjectKind     *ratelimit.SubjectKind
+	Subject         *string
+	Tools           []string
+	Key             *ratelimit.Key
+	Requests        int
+	PerSeconds      float64
+	Burst           *int
+	VirtualServerID *int
+}
+
+// Mutate applies the CreateRateLimitInput on the RateLimitMutation builder.
+func (i *CreateRateLimitInput) Mutate(m *RateLimitMutation) {
+	m.SetName(i.Name)
+	if v := i.Description; v != nil {
+		m.SetDescription(*v)
+	}
+	if v := i.SubjectKind; v != nil {
+		m.SetSubjectKind(*v)
+	}
+	if v := i.Subject; v != nil {
+		m.SetSubject(*v)
+	}
+	if v := i.Tools; v != nil {
+		m.SetTools(v)
+	}
+	if v := i.Key; v != nil {
+		m.SetKey(*v)
+	}
+	m.SetRequests(i.Requests)
+	m.SetPerSeconds(i.PerSeconds)
+	if v := i.Burst; v != nil {
+		m.SetBurst(*v)
+	}
+	if v := i.VirtualServerID; v != nil {
+		m.SetVirtualServerID(*v)
+	}
+}
+
+// SetInput applies the change-set in the CreateRateLimitInput on the RateLimitCreate builder.
+func (c *RateLimitCreate) SetInput(i CreateRateLimitInput) *RateLimitCreate {
+	i.Mutate(c.Mutation())
+	return c
+}
+
+// UpdateRateLimitInput represents a mutation input for updating ratelimits.
+type UpdateRateLimitInput struct {
+	Name               *string
+	ClearDescription   bool
+	Description        *string
+	ClearSubjectKind   bool
+	SubjectKind        *ratelimit.SubjectKind
+	ClearSubject       bool
+	Subject            *string
+	ClearTools         bool
+	Tools              []string
+	AppendTools        []string
+	Key                *ratelimit.Key
+	Requests           *int
+	PerSeconds         *float64
+	Burst              *int
+	ClearVirtualServer bool
+	VirtualServerID    *int
+}
+
+// Mutate applies the UpdateRateLimitInput on the RateLimitMutation builder.
+func (i *UpdateRateLimitInput) Mutate(m *RateLimitMutation) {
+	if v := i.Name; v != nil {
+		m.SetName(*v)
+	}
+	if i.ClearDescription {
+		m.ClearDescription()
+	}
+	if v := i.Description; v != nil {
+		m.SetDescription(*v)
+	}
+	if i.ClearSubjectKind {
+		m.ClearSubjectKind()
+	}
+	if v := i.SubjectKind; v != nil {
+		m.SetSubjectKind(*v)
+	}
+	if i.ClearSubject {
+		m.ClearSubject()
+	}
+	if v := i.Subject; v != nil {
+		m.SetSubject(*v)
+	}
+	if i.ClearTools {
+		m.ClearTools()
+	}
+	if v := i.Tools; v != nil {
+		m.SetTools(v)
+	}
+	if i.AppendTools != nil {
+		m.AppendTools(i.Tools)
+	}
+	if v := i.Key; v != nil {
+		m.SetKey(*v)
+	}
+	if v := i.Requests; v != nil {
+		m.SetRequests(*v)
+	}
+	if v := i.PerSeconds; v != nil {
+		m.SetPerSeconds(*v)
+	}
+	if v := i.Burst; v != nil {
+		m.SetBurst(*v)
+	}
+	if i.ClearVirtualServer {
+		m.ClearVirtualServer()
+	}
+	if v := i.VirtualServerID; v != nil {
+		m.SetVirtualServerID(*v)
+	}
+}
+
+// SetInput applies the change-set in the UpdateRateLimitInput on the RateLimitUpdate builder.
+func (c *RateLimitUpdate) SetInput(i UpdateRateLimitInput) *RateLimitUpdate {
+	i.Mutate(c.Mutation())
+	return c
+}
+
+// SetInput applies the change-set in the UpdateRateLimitInput on the RateLimitUpdateOne builder.
+func (c *RateLimitUpdateOne) SetInput(i UpdateRateLimitInput) *RateLimitUpdateOne {
 	i.Mutate(c.Mutation())
 	return c
 }

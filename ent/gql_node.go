@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/internal"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
@@ -72,6 +73,11 @@ var policyruleImplementors = []string{"PolicyRule", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*PolicyRule) IsNode() {}
+
+var ratelimitImplementors = []string{"RateLimit", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*RateLimit) IsNode() {}
 
 var roleImplementors = []string{"Role", "Node"}
 
@@ -253,6 +259,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(policyrule.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, policyruleImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case ratelimit.Table:
+		query := c.RateLimit.Query().
+			Where(ratelimit.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, ratelimitImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -509,6 +524,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.PolicyRule.Query().
 			Where(policyrule.IDIn(ids...))
 		query, err := query.CollectFields(ctx, policyruleImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case ratelimit.Table:
+		query := c.RateLimit.Query().
+			Where(ratelimit.IDIn(ids...))
+		query, err := query.CollectFields(ctx, ratelimitImplementors...)
 		if err != nil {
 			return nil, err
 		}

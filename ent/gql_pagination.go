@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
@@ -2333,6 +2334,20 @@ var (
 			}
 		},
 	}
+	// GrantOrderFieldName orders Grant by name.
+	GrantOrderFieldName = &GrantOrderField{
+		Value: func(_m *Grant) (ent.Value, error) {
+			return _m.Name, nil
+		},
+		column: grant.FieldName,
+		toTerm: grant.ByName,
+		toCursor: func(_m *Grant) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.Name,
+			}
+		},
+	}
 	// GrantOrderFieldSubjectKind orders Grant by subject_kind.
 	GrantOrderFieldSubjectKind = &GrantOrderField{
 		Value: func(_m *Grant) (ent.Value, error) {
@@ -2399,6 +2414,8 @@ func (f GrantOrderField) String() string {
 		str = "CREATED_AT"
 	case GrantOrderFieldUpdatedAt.column:
 		str = "UPDATED_AT"
+	case GrantOrderFieldName.column:
+		str = "NAME"
 	case GrantOrderFieldSubjectKind.column:
 		str = "SUBJECT_KIND"
 	case GrantOrderFieldSubject.column:
@@ -2427,6 +2444,8 @@ func (f *GrantOrderField) UnmarshalGQL(v interface{}) error {
 		*f = *GrantOrderFieldCreatedAt
 	case "UPDATED_AT":
 		*f = *GrantOrderFieldUpdatedAt
+	case "NAME":
+		*f = *GrantOrderFieldName
 	case "SUBJECT_KIND":
 		*f = *GrantOrderFieldSubjectKind
 	case "SUBJECT":
@@ -3285,6 +3304,392 @@ func (_m *PolicyRule) ToEdge(order *PolicyRuleOrder) *PolicyRuleEdge {
 		order = DefaultPolicyRuleOrder
 	}
 	return &PolicyRuleEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// RateLimitEdge is the edge representation of RateLimit.
+type RateLimitEdge struct {
+	Node   *RateLimit `json:"node"`
+	Cursor Cursor     `json:"cursor"`
+}
+
+// RateLimitConnection is the connection containing edges to RateLimit.
+type RateLimitConnection struct {
+	Edges      []*RateLimitEdge `json:"edges"`
+	PageInfo   PageInfo         `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+func (c *RateLimitConnection) build(nodes []*RateLimit, pager *ratelimitPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *RateLimit
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *RateLimit {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *RateLimit {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*RateLimitEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &RateLimitEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// RateLimitPaginateOption enables pagination customization.
+type RateLimitPaginateOption func(*ratelimitPager) error
+
+// WithRateLimitOrder configures pagination ordering.
+func WithRateLimitOrder(order []*RateLimitOrder) RateLimitPaginateOption {
+	return func(pager *ratelimitPager) error {
+		for _, o := range order {
+			if err := o.Direction.Validate(); err != nil {
+				return err
+			}
+		}
+		pager.order = append(pager.order, order...)
+		return nil
+	}
+}
+
+// WithRateLimitFilter configures pagination filter.
+func WithRateLimitFilter(filter func(*RateLimitQuery) (*RateLimitQuery, error)) RateLimitPaginateOption {
+	return func(pager *ratelimitPager) error {
+		if filter == nil {
+			return errors.New("RateLimitQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type ratelimitPager struct {
+	reverse bool
+	order   []*RateLimitOrder
+	filter  func(*RateLimitQuery) (*RateLimitQuery, error)
+}
+
+func newRateLimitPager(opts []RateLimitPaginateOption, reverse bool) (*ratelimitPager, error) {
+	pager := &ratelimitPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	for i, o := range pager.order {
+		if i > 0 && o.Field == pager.order[i-1].Field {
+			return nil, fmt.Errorf("duplicate order direction %q", o.Direction)
+		}
+	}
+	return pager, nil
+}
+
+func (p *ratelimitPager) applyFilter(query *RateLimitQuery) (*RateLimitQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *ratelimitPager) toCursor(_m *RateLimit) Cursor {
+	cs_ := make([]any, 0, len(p.order))
+	for _, o_ := range p.order {
+		cs_ = append(cs_, o_.Field.toCursor(_m).Value)
+	}
+	return Cursor{ID: _m.ID, Value: cs_}
+}
+
+func (p *ratelimitPager) applyCursors(query *RateLimitQuery, after, before *Cursor) (*RateLimitQuery, error) {
+	idDirection := entgql.OrderDirectionAsc
+	if p.reverse {
+		idDirection = entgql.OrderDirectionDesc
+	}
+	fields, directions := make([]string, 0, len(p.order)), make([]OrderDirection, 0, len(p.order))
+	for _, o := range p.order {
+		fields = append(fields, o.Field.column)
+		direction := o.Direction
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		directions = append(directions, direction)
+	}
+	predicates, err := entgql.MultiCursorsPredicate(after, before, &entgql.MultiCursorsOptions{
+		FieldID:     DefaultRateLimitOrder.Field.column,
+		DirectionID: idDirection,
+		Fields:      fields,
+		Directions:  directions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, predicate := range predicates {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *ratelimitPager) applyOrder(query *RateLimitQuery) *RateLimitQuery {
+	var defaultOrdered bool
+	for _, o := range p.order {
+		direction := o.Direction
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		query = query.Order(o.Field.toTerm(direction.OrderTermOption()))
+		if o.Field.column == DefaultRateLimitOrder.Field.column {
+			defaultOrdered = true
+		}
+		if len(query.ctx.Fields) > 0 {
+			query.ctx.AppendFieldOnce(o.Field.column)
+		}
+	}
+	if !defaultOrdered {
+		direction := entgql.OrderDirectionAsc
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		query = query.Order(DefaultRateLimitOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	return query
+}
+
+func (p *ratelimitPager) orderExpr(query *RateLimitQuery) sql.Querier {
+	if len(query.ctx.Fields) > 0 {
+		for _, o := range p.order {
+			query.ctx.AppendFieldOnce(o.Field.column)
+		}
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		for _, o := range p.order {
+			direction := o.Direction
+			if p.reverse {
+				direction = direction.Reverse()
+			}
+			b.Ident(o.Field.column).Pad().WriteString(string(direction))
+			b.Comma()
+		}
+		direction := entgql.OrderDirectionAsc
+		if p.reverse {
+			direction = direction.Reverse()
+		}
+		b.Ident(DefaultRateLimitOrder.Field.column).Pad().WriteString(string(direction))
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to RateLimit.
+func (_m *RateLimitQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...RateLimitPaginateOption,
+) (*RateLimitConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newRateLimitPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &RateLimitConnection{Edges: []*RateLimitEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// RateLimitOrderFieldCreatedAt orders RateLimit by created_at.
+	RateLimitOrderFieldCreatedAt = &RateLimitOrderField{
+		Value: func(_m *RateLimit) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: ratelimit.FieldCreatedAt,
+		toTerm: ratelimit.ByCreatedAt,
+		toCursor: func(_m *RateLimit) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+	// RateLimitOrderFieldUpdatedAt orders RateLimit by updated_at.
+	RateLimitOrderFieldUpdatedAt = &RateLimitOrderField{
+		Value: func(_m *RateLimit) (ent.Value, error) {
+			return _m.UpdatedAt, nil
+		},
+		column: ratelimit.FieldUpdatedAt,
+		toTerm: ratelimit.ByUpdatedAt,
+		toCursor: func(_m *RateLimit) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.UpdatedAt,
+			}
+		},
+	}
+	// RateLimitOrderFieldName orders RateLimit by name.
+	RateLimitOrderFieldName = &RateLimitOrderField{
+		Value: func(_m *RateLimit) (ent.Value, error) {
+			return _m.Name, nil
+		},
+		column: ratelimit.FieldName,
+		toTerm: ratelimit.ByName,
+		toCursor: func(_m *RateLimit) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.Name,
+			}
+		},
+	}
+	// RateLimitOrderFieldKey orders RateLimit by key.
+	RateLimitOrderFieldKey = &RateLimitOrderField{
+		Value: func(_m *RateLimit) (ent.Value, error) {
+			return _m.Key, nil
+		},
+		column: ratelimit.FieldKey,
+		toTerm: ratelimit.ByKey,
+		toCursor: func(_m *RateLimit) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.Key,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f RateLimitOrderField) String() string {
+	var str string
+	switch f.column {
+	case RateLimitOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	case RateLimitOrderFieldUpdatedAt.column:
+		str = "UPDATED_AT"
+	case RateLimitOrderFieldName.column:
+		str = "NAME"
+	case RateLimitOrderFieldKey.column:
+		str = "KEY"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f RateLimitOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *RateLimitOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("RateLimitOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *RateLimitOrderFieldCreatedAt
+	case "UPDATED_AT":
+		*f = *RateLimitOrderFieldUpdatedAt
+	case "NAME":
+		*f = *RateLimitOrderFieldName
+	case "KEY":
+		*f = *RateLimitOrderFieldKey
+	default:
+		return fmt.Errorf("%s is not a valid RateLimitOrderField", str)
+	}
+	return nil
+}
+
+// RateLimitOrderField defines the ordering field of RateLimit.
+type RateLimitOrderField struct {
+	// Value extracts the ordering value from the given RateLimit.
+	Value    func(*RateLimit) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) ratelimit.OrderOption
+	toCursor func(*RateLimit) Cursor
+}
+
+// RateLimitOrder defines the ordering of RateLimit.
+type RateLimitOrder struct {
+	Direction OrderDirection       `json:"direction"`
+	Field     *RateLimitOrderField `json:"field"`
+}
+
+// DefaultRateLimitOrder is the default ordering of RateLimit.
+var DefaultRateLimitOrder = &RateLimitOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &RateLimitOrderField{
+		Value: func(_m *RateLimit) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: ratelimit.FieldID,
+		toTerm: ratelimit.ByID,
+		toCursor: func(_m *RateLimit) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts RateLimit into RateLimitEdge.
+func (_m *RateLimit) ToEdge(order *RateLimitOrder) *RateLimitEdge {
+	if order == nil {
+		order = DefaultRateLimitOrder
+	}
+	return &RateLimitEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
 	"github.com/gatehouse-dev/gatehouse/ent/predicate"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
@@ -2623,6 +2624,23 @@ type GrantWhereInput struct {
 	UpdatedByEqualFold    *string  `json:"updatedByEqualFold,omitempty"`
 	UpdatedByContainsFold *string  `json:"updatedByContainsFold,omitempty"`
 
+	// "name" field predicates.
+	Name             *string  `json:"name,omitempty"`
+	NameNEQ          *string  `json:"nameNEQ,omitempty"`
+	NameIn           []string `json:"nameIn,omitempty"`
+	NameNotIn        []string `json:"nameNotIn,omitempty"`
+	NameGT           *string  `json:"nameGT,omitempty"`
+	NameGTE          *string  `json:"nameGTE,omitempty"`
+	NameLT           *string  `json:"nameLT,omitempty"`
+	NameLTE          *string  `json:"nameLTE,omitempty"`
+	NameContains     *string  `json:"nameContains,omitempty"`
+	NameHasPrefix    *string  `json:"nameHasPrefix,omitempty"`
+	NameHasSuffix    *string  `json:"nameHasSuffix,omitempty"`
+	NameIsNil        bool     `json:"nameIsNil,omitempty"`
+	NameNotNil       bool     `json:"nameNotNil,omitempty"`
+	NameEqualFold    *string  `json:"nameEqualFold,omitempty"`
+	NameContainsFold *string  `json:"nameContainsFold,omitempty"`
+
 	// "description" field predicates.
 	Description             *string  `json:"description,omitempty"`
 	DescriptionNEQ          *string  `json:"descriptionNEQ,omitempty"`
@@ -2935,6 +2953,51 @@ func (i *GrantWhereInput) P() (predicate.Grant, error) {
 	}
 	if i.UpdatedByContainsFold != nil {
 		predicates = append(predicates, grant.UpdatedByContainsFold(*i.UpdatedByContainsFold))
+	}
+	if i.Name != nil {
+		predicates = append(predicates, grant.NameEQ(*i.Name))
+	}
+	if i.NameNEQ != nil {
+		predicates = append(predicates, grant.NameNEQ(*i.NameNEQ))
+	}
+	if len(i.NameIn) > 0 {
+		predicates = append(predicates, grant.NameIn(i.NameIn...))
+	}
+	if len(i.NameNotIn) > 0 {
+		predicates = append(predicates, grant.NameNotIn(i.NameNotIn...))
+	}
+	if i.NameGT != nil {
+		predicates = append(predicates, grant.NameGT(*i.NameGT))
+	}
+	if i.NameGTE != nil {
+		predicates = append(predicates, grant.NameGTE(*i.NameGTE))
+	}
+	if i.NameLT != nil {
+		predicates = append(predicates, grant.NameLT(*i.NameLT))
+	}
+	if i.NameLTE != nil {
+		predicates = append(predicates, grant.NameLTE(*i.NameLTE))
+	}
+	if i.NameContains != nil {
+		predicates = append(predicates, grant.NameContains(*i.NameContains))
+	}
+	if i.NameHasPrefix != nil {
+		predicates = append(predicates, grant.NameHasPrefix(*i.NameHasPrefix))
+	}
+	if i.NameHasSuffix != nil {
+		predicates = append(predicates, grant.NameHasSuffix(*i.NameHasSuffix))
+	}
+	if i.NameIsNil {
+		predicates = append(predicates, grant.NameIsNil())
+	}
+	if i.NameNotNil {
+		predicates = append(predicates, grant.NameNotNil())
+	}
+	if i.NameEqualFold != nil {
+		predicates = append(predicates, grant.NameEqualFold(*i.NameEqualFold))
+	}
+	if i.NameContainsFold != nil {
+		predicates = append(predicates, grant.NameContainsFold(*i.NameContainsFold))
 	}
 	if i.Description != nil {
 		predicates = append(predicates, grant.DescriptionEQ(*i.Description))
@@ -3263,11 +3326,11 @@ type GuardrailRuleWhereInput struct {
 	DescriptionEqualFold    *string  `json:"descriptionEqualFold,omitempty"`
 	DescriptionContainsFold *string  `json:"descriptionContainsFold,omitempty"`
 
-	// "stage" field predicates.
-	Stage      *guardrailrule.Stage  `json:"stage,omitempty"`
-	StageNEQ   *guardrailrule.Stage  `json:"stageNEQ,omitempty"`
-	StageIn    []guardrailrule.Stage `json:"stageIn,omitempty"`
-	StageNotIn []guardrailrule.Stage `json:"stageNotIn,omitempty"`
+	// "direction" field predicates.
+	Direction      *guardrailrule.Direction  `json:"direction,omitempty"`
+	DirectionNEQ   *guardrailrule.Direction  `json:"directionNEQ,omitempty"`
+	DirectionIn    []guardrailrule.Direction `json:"directionIn,omitempty"`
+	DirectionNotIn []guardrailrule.Direction `json:"directionNotIn,omitempty"`
 
 	// "detector" field predicates.
 	Detector      *guardrailrule.Detector  `json:"detector,omitempty"`
@@ -3291,6 +3354,26 @@ type GuardrailRuleWhereInput struct {
 	PatternNotNil       bool     `json:"patternNotNil,omitempty"`
 	PatternEqualFold    *string  `json:"patternEqualFold,omitempty"`
 	PatternContainsFold *string  `json:"patternContainsFold,omitempty"`
+
+	// "max_bytes" field predicates.
+	MaxBytes      *int64  `json:"maxBytes,omitempty"`
+	MaxBytesNEQ   *int64  `json:"maxBytesNEQ,omitempty"`
+	MaxBytesIn    []int64 `json:"maxBytesIn,omitempty"`
+	MaxBytesNotIn []int64 `json:"maxBytesNotIn,omitempty"`
+	MaxBytesGT    *int64  `json:"maxBytesGT,omitempty"`
+	MaxBytesGTE   *int64  `json:"maxBytesGTE,omitempty"`
+	MaxBytesLT    *int64  `json:"maxBytesLT,omitempty"`
+	MaxBytesLTE   *int64  `json:"maxBytesLTE,omitempty"`
+
+	// "threshold" field predicates.
+	Threshold      *float64  `json:"threshold,omitempty"`
+	ThresholdNEQ   *float64  `json:"thresholdNEQ,omitempty"`
+	ThresholdIn    []float64 `json:"thresholdIn,omitempty"`
+	ThresholdNotIn []float64 `json:"thresholdNotIn,omitempty"`
+	ThresholdGT    *float64  `json:"thresholdGT,omitempty"`
+	ThresholdGTE   *float64  `json:"thresholdGTE,omitempty"`
+	ThresholdLT    *float64  `json:"thresholdLT,omitempty"`
+	ThresholdLTE   *float64  `json:"thresholdLTE,omitempty"`
 
 	// "action" field predicates.
 	Action      *guardrailrule.Action  `json:"action,omitempty"`
@@ -3634,17 +3717,17 @@ func (i *GuardrailRuleWhereInput) P() (predicate.GuardrailRule, error) {
 	if i.DescriptionContainsFold != nil {
 		predicates = append(predicates, guardrailrule.DescriptionContainsFold(*i.DescriptionContainsFold))
 	}
-	if i.Stage != nil {
-		predicates = append(predicates, guardrailrule.StageEQ(*i.Stage))
+	if i.Direction != nil {
+		predicates = append(predicates, guardrailrule.DirectionEQ(*i.Direction))
 	}
-	if i.StageNEQ != nil {
-		predicates = append(predicates, guardrailrule.StageNEQ(*i.StageNEQ))
+	if i.DirectionNEQ != nil {
+		predicates = append(predicates, guardrailrule.DirectionNEQ(*i.DirectionNEQ))
 	}
-	if len(i.StageIn) > 0 {
-		predicates = append(predicates, guardrailrule.StageIn(i.StageIn...))
+	if len(i.DirectionIn) > 0 {
+		predicates = append(predicates, guardrailrule.DirectionIn(i.DirectionIn...))
 	}
-	if len(i.StageNotIn) > 0 {
-		predicates = append(predicates, guardrailrule.StageNotIn(i.StageNotIn...))
+	if len(i.DirectionNotIn) > 0 {
+		predicates = append(predicates, guardrailrule.DirectionNotIn(i.DirectionNotIn...))
 	}
 	if i.Detector != nil {
 		predicates = append(predicates, guardrailrule.DetectorEQ(*i.Detector))
@@ -3702,6 +3785,54 @@ func (i *GuardrailRuleWhereInput) P() (predicate.GuardrailRule, error) {
 	}
 	if i.PatternContainsFold != nil {
 		predicates = append(predicates, guardrailrule.PatternContainsFold(*i.PatternContainsFold))
+	}
+	if i.MaxBytes != nil {
+		predicates = append(predicates, guardrailrule.MaxBytesEQ(*i.MaxBytes))
+	}
+	if i.MaxBytesNEQ != nil {
+		predicates = append(predicates, guardrailrule.MaxBytesNEQ(*i.MaxBytesNEQ))
+	}
+	if len(i.MaxBytesIn) > 0 {
+		predicates = append(predicates, guardrailrule.MaxBytesIn(i.MaxBytesIn...))
+	}
+	if len(i.MaxBytesNotIn) > 0 {
+		predicates = append(predicates, guardrailrule.MaxBytesNotIn(i.MaxBytesNotIn...))
+	}
+	if i.MaxBytesGT != nil {
+		predicates = append(predicates, guardrailrule.MaxBytesGT(*i.MaxBytesGT))
+	}
+	if i.MaxBytesGTE != nil {
+		predicates = append(predicates, guardrailrule.MaxBytesGTE(*i.MaxBytesGTE))
+	}
+	if i.MaxBytesLT != nil {
+		predicates = append(predicates, guardrailrule.MaxBytesLT(*i.MaxBytesLT))
+	}
+	if i.MaxBytesLTE != nil {
+		predicates = append(predicates, guardrailrule.MaxBytesLTE(*i.MaxBytesLTE))
+	}
+	if i.Threshold != nil {
+		predicates = append(predicates, guardrailrule.ThresholdEQ(*i.Threshold))
+	}
+	if i.ThresholdNEQ != nil {
+		predicates = append(predicates, guardrailrule.ThresholdNEQ(*i.ThresholdNEQ))
+	}
+	if len(i.ThresholdIn) > 0 {
+		predicates = append(predicates, guardrailrule.ThresholdIn(i.ThresholdIn...))
+	}
+	if len(i.ThresholdNotIn) > 0 {
+		predicates = append(predicates, guardrailrule.ThresholdNotIn(i.ThresholdNotIn...))
+	}
+	if i.ThresholdGT != nil {
+		predicates = append(predicates, guardrailrule.ThresholdGT(*i.ThresholdGT))
+	}
+	if i.ThresholdGTE != nil {
+		predicates = append(predicates, guardrailrule.ThresholdGTE(*i.ThresholdGTE))
+	}
+	if i.ThresholdLT != nil {
+		predicates = append(predicates, guardrailrule.ThresholdLT(*i.ThresholdLT))
+	}
+	if i.ThresholdLTE != nil {
+		predicates = append(predicates, guardrailrule.ThresholdLTE(*i.ThresholdLTE))
 	}
 	if i.Action != nil {
 		predicates = append(predicates, guardrailrule.ActionEQ(*i.Action))
@@ -4319,6 +4450,668 @@ func (i *PolicyRuleWhereInput) P() (predicate.PolicyRule, error) {
 		return predicates[0], nil
 	default:
 		return policyrule.And(predicates...), nil
+	}
+}
+
+// RateLimitWhereInput represents a where input for filtering RateLimit queries.
+type RateLimitWhereInput struct {
+	Predicates []predicate.RateLimit  `json:"-"`
+	Not        *RateLimitWhereInput   `json:"not,omitempty"`
+	Or         []*RateLimitWhereInput `json:"or,omitempty"`
+	And        []*RateLimitWhereInput `json:"and,omitempty"`
+
+	// "id" field predicates.
+	ID      *int  `json:"id,omitempty"`
+	IDNEQ   *int  `json:"idNEQ,omitempty"`
+	IDIn    []int `json:"idIn,omitempty"`
+	IDNotIn []int `json:"idNotIn,omitempty"`
+	IDGT    *int  `json:"idGT,omitempty"`
+	IDGTE   *int  `json:"idGTE,omitempty"`
+	IDLT    *int  `json:"idLT,omitempty"`
+	IDLTE   *int  `json:"idLTE,omitempty"`
+
+	// "created_at" field predicates.
+	CreatedAt      *time.Time  `json:"createdAt,omitempty"`
+	CreatedAtNEQ   *time.Time  `json:"createdAtNEQ,omitempty"`
+	CreatedAtIn    []time.Time `json:"createdAtIn,omitempty"`
+	CreatedAtNotIn []time.Time `json:"createdAtNotIn,omitempty"`
+	CreatedAtGT    *time.Time  `json:"createdAtGT,omitempty"`
+	CreatedAtGTE   *time.Time  `json:"createdAtGTE,omitempty"`
+	CreatedAtLT    *time.Time  `json:"createdAtLT,omitempty"`
+	CreatedAtLTE   *time.Time  `json:"createdAtLTE,omitempty"`
+
+	// "updated_at" field predicates.
+	UpdatedAt      *time.Time  `json:"updatedAt,omitempty"`
+	UpdatedAtNEQ   *time.Time  `json:"updatedAtNEQ,omitempty"`
+	UpdatedAtIn    []time.Time `json:"updatedAtIn,omitempty"`
+	UpdatedAtNotIn []time.Time `json:"updatedAtNotIn,omitempty"`
+	UpdatedAtGT    *time.Time  `json:"updatedAtGT,omitempty"`
+	UpdatedAtGTE   *time.Time  `json:"updatedAtGTE,omitempty"`
+	UpdatedAtLT    *time.Time  `json:"updatedAtLT,omitempty"`
+	UpdatedAtLTE   *time.Time  `json:"updatedAtLTE,omitempty"`
+
+	// "created_by" field predicates.
+	CreatedBy             *string  `json:"createdBy,omitempty"`
+	CreatedByNEQ          *string  `json:"createdByNEQ,omitempty"`
+	CreatedByIn           []string `json:"createdByIn,omitempty"`
+	CreatedByNotIn        []string `json:"createdByNotIn,omitempty"`
+	CreatedByGT           *string  `json:"createdByGT,omitempty"`
+	CreatedByGTE          *string  `json:"createdByGTE,omitempty"`
+	CreatedByLT           *string  `json:"createdByLT,omitempty"`
+	CreatedByLTE          *string  `json:"createdByLTE,omitempty"`
+	CreatedByContains     *string  `json:"createdByContains,omitempty"`
+	CreatedByHasPrefix    *string  `json:"createdByHasPrefix,omitempty"`
+	CreatedByHasSuffix    *string  `json:"createdByHasSuffix,omitempty"`
+	CreatedByIsNil        bool     `json:"createdByIsNil,omitempty"`
+	CreatedByNotNil       bool     `json:"createdByNotNil,omitempty"`
+	CreatedByEqualFold    *string  `json:"createdByEqualFold,omitempty"`
+	CreatedByContainsFold *string  `json:"createdByContainsFold,omitempty"`
+
+	// "updated_by" field predicates.
+	UpdatedBy             *string  `json:"updatedBy,omitempty"`
+	UpdatedByNEQ          *string  `json:"updatedByNEQ,omitempty"`
+	UpdatedByIn           []string `json:"updatedByIn,omitempty"`
+	UpdatedByNotIn        []string `json:"updatedByNotIn,omitempty"`
+	UpdatedByGT           *string  `json:"updatedByGT,omitempty"`
+	UpdatedByGTE          *string  `json:"updatedByGTE,omitempty"`
+	UpdatedByLT           *string  `json:"updatedByLT,omitempty"`
+	UpdatedByLTE          *string  `json:"updatedByLTE,omitempty"`
+	UpdatedByContains     *string  `json:"updatedByContains,omitempty"`
+	UpdatedByHasPrefix    *string  `json:"updatedByHasPrefix,omitempty"`
+	UpdatedByHasSuffix    *string  `json:"updatedByHasSuffix,omitempty"`
+	UpdatedByIsNil        bool     `json:"updatedByIsNil,omitempty"`
+	UpdatedByNotNil       bool     `json:"updatedByNotNil,omitempty"`
+	UpdatedByEqualFold    *string  `json:"updatedByEqualFold,omitempty"`
+	UpdatedByContainsFold *string  `json:"updatedByContainsFold,omitempty"`
+
+	// "name" field predicates.
+	Name             *string  `json:"name,omitempty"`
+	NameNEQ          *string  `json:"nameNEQ,omitempty"`
+	NameIn           []string `json:"nameIn,omitempty"`
+	NameNotIn        []string `json:"nameNotIn,omitempty"`
+	NameGT           *string  `json:"nameGT,omitempty"`
+	NameGTE          *string  `json:"nameGTE,omitempty"`
+	NameLT           *string  `json:"nameLT,omitempty"`
+	NameLTE          *string  `json:"nameLTE,omitempty"`
+	NameContains     *string  `json:"nameContains,omitempty"`
+	NameHasPrefix    *string  `json:"nameHasPrefix,omitempty"`
+	NameHasSuffix    *string  `json:"nameHasSuffix,omitempty"`
+	NameEqualFold    *string  `json:"nameEqualFold,omitempty"`
+	NameContainsFold *string  `json:"nameContainsFold,omitempty"`
+
+	// "description" field predicates.
+	Description             *string  `json:"description,omitempty"`
+	DescriptionNEQ          *string  `json:"descriptionNEQ,omitempty"`
+	DescriptionIn           []string `json:"descriptionIn,omitempty"`
+	DescriptionNotIn        []string `json:"descriptionNotIn,omitempty"`
+	DescriptionGT           *string  `json:"descriptionGT,omitempty"`
+	DescriptionGTE          *string  `json:"descriptionGTE,omitempty"`
+	DescriptionLT           *string  `json:"descriptionLT,omitempty"`
+	DescriptionLTE          *string  `json:"descriptionLTE,omitempty"`
+	DescriptionContains     *string  `json:"descriptionContains,omitempty"`
+	DescriptionHasPrefix    *string  `json:"descriptionHasPrefix,omitempty"`
+	DescriptionHasSuffix    *string  `json:"descriptionHasSuffix,omitempty"`
+	DescriptionIsNil        bool     `json:"descriptionIsNil,omitempty"`
+	DescriptionNotNil       bool     `json:"descriptionNotNil,omitempty"`
+	DescriptionEqualFold    *string  `json:"descriptionEqualFold,omitempty"`
+	DescriptionContainsFold *string  `json:"descriptionContainsFold,omitempty"`
+
+	// "subject_kind" field predicates.
+	SubjectKind       *ratelimit.SubjectKind  `json:"subjectKind,omitempty"`
+	SubjectKindNEQ    *ratelimit.SubjectKind  `json:"subjectKindNEQ,omitempty"`
+	SubjectKindIn     []ratelimit.SubjectKind `json:"subjectKindIn,omitempty"`
+	SubjectKindNotIn  []ratelimit.SubjectKind `json:"subjectKindNotIn,omitempty"`
+	SubjectKindIsNil  bool                    `json:"subjectKindIsNil,omitempty"`
+	SubjectKindNotNil bool                    `json:"subjectKindNotNil,omitempty"`
+
+	// "subject" field predicates.
+	Subject             *string  `json:"subject,omitempty"`
+	SubjectNEQ          *string  `json:"subjectNEQ,omitempty"`
+	SubjectIn           []string `json:"subjectIn,omitempty"`
+	SubjectNotIn        []string `json:"subjectNotIn,omitempty"`
+	SubjectGT           *string  `json:"subjectGT,omitempty"`
+	SubjectGTE          *string  `json:"subjectGTE,omitempty"`
+	SubjectLT           *string  `json:"subjectLT,omitempty"`
+	SubjectLTE          *string  `json:"subjectLTE,omitempty"`
+	SubjectContains     *string  `json:"subjectContains,omitempty"`
+	SubjectHasPrefix    *string  `json:"subjectHasPrefix,omitempty"`
+	SubjectHasSuffix    *string  `json:"subjectHasSuffix,omitempty"`
+	SubjectIsNil        bool     `json:"subjectIsNil,omitempty"`
+	SubjectNotNil       bool     `json:"subjectNotNil,omitempty"`
+	SubjectEqualFold    *string  `json:"subjectEqualFold,omitempty"`
+	SubjectContainsFold *string  `json:"subjectContainsFold,omitempty"`
+
+	// "key" field predicates.
+	Key      *ratelimit.Key  `json:"key,omitempty"`
+	KeyNEQ   *ratelimit.Key  `json:"keyNEQ,omitempty"`
+	KeyIn    []ratelimit.Key `json:"keyIn,omitempty"`
+	KeyNotIn []ratelimit.Key `json:"keyNotIn,omitempty"`
+
+	// "requests" field predicates.
+	Requests      *int  `json:"requests,omitempty"`
+	RequestsNEQ   *int  `json:"requestsNEQ,omitempty"`
+	RequestsIn    []int `json:"requestsIn,omitempty"`
+	RequestsNotIn []int `json:"requestsNotIn,omitempty"`
+	RequestsGT    *int  `json:"requestsGT,omitempty"`
+	RequestsGTE   *int  `json:"requestsGTE,omitempty"`
+	RequestsLT    *int  `json:"requestsLT,omitempty"`
+	RequestsLTE   *int  `json:"requestsLTE,omitempty"`
+
+	// "per_seconds" field predicates.
+	PerSeconds      *float64  `json:"perSeconds,omitempty"`
+	PerSecondsNEQ   *float64  `json:"perSecondsNEQ,omitempty"`
+	PerSecondsIn    []float64 `json:"perSecondsIn,omitempty"`
+	PerSecondsNotIn []float64 `json:"perSecondsNotIn,omitempty"`
+	PerSecondsGT    *float64  `json:"perSecondsGT,omitempty"`
+	PerSecondsGTE   *float64  `json:"perSecondsGTE,omitempty"`
+	PerSecondsLT    *float64  `json:"perSecondsLT,omitempty"`
+	PerSecondsLTE   *float64  `json:"perSecondsLTE,omitempty"`
+
+	// "burst" field predicates.
+	Burst      *int  `json:"burst,omitempty"`
+	BurstNEQ   *int  `json:"burstNEQ,omitempty"`
+	BurstIn    []int `json:"burstIn,omitempty"`
+	BurstNotIn []int `json:"burstNotIn,omitempty"`
+	BurstGT    *int  `json:"burstGT,omitempty"`
+	BurstGTE   *int  `json:"burstGTE,omitempty"`
+	BurstLT    *int  `json:"burstLT,omitempty"`
+	BurstLTE   *int  `json:"burstLTE,omitempty"`
+
+	// "virtual_server" edge predicates.
+	HasVirtualServer     *bool                      `json:"hasVirtualServer,omitempty"`
+	HasVirtualServerWith []*VirtualServerWhereInput `json:"hasVirtualServerWith,omitempty"`
+}
+
+// AddPredicates adds custom predicates to the where input to be used during the filtering phase.
+func (i *RateLimitWhereInput) AddPredicates(predicates ...predicate.RateLimit) {
+	i.Predicates = append(i.Predicates, predicates...)
+}
+
+// Filter applies the RateLimitWhereInput filter on the RateLimitQuery builder.
+func (i *RateLimitWhereInput) Filter(q *RateLimitQuery) (*RateLimitQuery, error) {
+	if i == nil {
+		return q, nil
+	}
+	p, err := i.P()
+	if err != nil {
+		if err == ErrEmptyRateLimitWhereInput {
+			return q, nil
+		}
+		return nil, err
+	}
+	return q.Where(p), nil
+}
+
+// ErrEmptyRateLimitWhereInput is returned in case the RateLimitWhereInput is empty.
+var ErrEmptyRateLimitWhereInput = errors.New("ent: empty predicate RateLimitWhereInput")
+
+// P returns a predicate for filtering ratelimits.
+// An error is returned if the input is empty or invalid.
+func (i *RateLimitWhereInput) P() (predicate.RateLimit, error) {
+	var predicates []predicate.RateLimit
+	if i.Not != nil {
+		p, err := i.Not.P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'not'", err)
+		}
+		predicates = append(predicates, ratelimit.Not(p))
+	}
+	switch n := len(i.Or); {
+	case n == 1:
+		p, err := i.Or[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'or'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		or := make([]predicate.RateLimit, 0, n)
+		for _, w := range i.Or {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'or'", err)
+			}
+			or = append(or, p)
+		}
+		predicates = append(predicates, ratelimit.Or(or...))
+	}
+	switch n := len(i.And); {
+	case n == 1:
+		p, err := i.And[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'and'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		and := make([]predicate.RateLimit, 0, n)
+		for _, w := range i.And {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'and'", err)
+			}
+			and = append(and, p)
+		}
+		predicates = append(predicates, ratelimit.And(and...))
+	}
+	predicates = append(predicates, i.Predicates...)
+	if i.ID != nil {
+		predicates = append(predicates, ratelimit.IDEQ(*i.ID))
+	}
+	if i.IDNEQ != nil {
+		predicates = append(predicates, ratelimit.IDNEQ(*i.IDNEQ))
+	}
+	if len(i.IDIn) > 0 {
+		predicates = append(predicates, ratelimit.IDIn(i.IDIn...))
+	}
+	if len(i.IDNotIn) > 0 {
+		predicates = append(predicates, ratelimit.IDNotIn(i.IDNotIn...))
+	}
+	if i.IDGT != nil {
+		predicates = append(predicates, ratelimit.IDGT(*i.IDGT))
+	}
+	if i.IDGTE != nil {
+		predicates = append(predicates, ratelimit.IDGTE(*i.IDGTE))
+	}
+	if i.IDLT != nil {
+		predicates = append(predicates, ratelimit.IDLT(*i.IDLT))
+	}
+	if i.IDLTE != nil {
+		predicates = append(predicates, ratelimit.IDLTE(*i.IDLTE))
+	}
+	if i.CreatedAt != nil {
+		predicates = append(predicates, ratelimit.CreatedAtEQ(*i.CreatedAt))
+	}
+	if i.CreatedAtNEQ != nil {
+		predicates = append(predicates, ratelimit.CreatedAtNEQ(*i.CreatedAtNEQ))
+	}
+	if len(i.CreatedAtIn) > 0 {
+		predicates = append(predicates, ratelimit.CreatedAtIn(i.CreatedAtIn...))
+	}
+	if len(i.CreatedAtNotIn) > 0 {
+		predicates = append(predicates, ratelimit.CreatedAtNotIn(i.CreatedAtNotIn...))
+	}
+	if i.CreatedAtGT != nil {
+		predicates = append(predicates, ratelimit.CreatedAtGT(*i.CreatedAtGT))
+	}
+	if i.CreatedAtGTE != nil {
+		predicates = append(predicates, ratelimit.CreatedAtGTE(*i.CreatedAtGTE))
+	}
+	if i.CreatedAtLT != nil {
+		predicates = append(predicates, ratelimit.CreatedAtLT(*i.CreatedAtLT))
+	}
+	if i.CreatedAtLTE != nil {
+		predicates = append(predicates, ratelimit.CreatedAtLTE(*i.CreatedAtLTE))
+	}
+	if i.UpdatedAt != nil {
+		predicates = append(predicates, ratelimit.UpdatedAtEQ(*i.UpdatedAt))
+	}
+	if i.UpdatedAtNEQ != nil {
+		predicates = append(predicates, ratelimit.UpdatedAtNEQ(*i.UpdatedAtNEQ))
+	}
+	if len(i.UpdatedAtIn) > 0 {
+		predicates = append(predicates, ratelimit.UpdatedAtIn(i.UpdatedAtIn...))
+	}
+	if len(i.UpdatedAtNotIn) > 0 {
+		predicates = append(predicates, ratelimit.UpdatedAtNotIn(i.UpdatedAtNotIn...))
+	}
+	if i.UpdatedAtGT != nil {
+		predicates = append(predicates, ratelimit.UpdatedAtGT(*i.UpdatedAtGT))
+	}
+	if i.UpdatedAtGTE != nil {
+		predicates = append(predicates, ratelimit.UpdatedAtGTE(*i.UpdatedAtGTE))
+	}
+	if i.UpdatedAtLT != nil {
+		predicates = append(predicates, ratelimit.UpdatedAtLT(*i.UpdatedAtLT))
+	}
+	if i.UpdatedAtLTE != nil {
+		predicates = append(predicates, ratelimit.UpdatedAtLTE(*i.UpdatedAtLTE))
+	}
+	if i.CreatedBy != nil {
+		predicates = append(predicates, ratelimit.CreatedByEQ(*i.CreatedBy))
+	}
+	if i.CreatedByNEQ != nil {
+		predicates = append(predicates, ratelimit.CreatedByNEQ(*i.CreatedByNEQ))
+	}
+	if len(i.CreatedByIn) > 0 {
+		predicates = append(predicates, ratelimit.CreatedByIn(i.CreatedByIn...))
+	}
+	if len(i.CreatedByNotIn) > 0 {
+		predicates = append(predicates, ratelimit.CreatedByNotIn(i.CreatedByNotIn...))
+	}
+	if i.CreatedByGT != nil {
+		predicates = append(predicates, ratelimit.CreatedByGT(*i.CreatedByGT))
+	}
+	if i.CreatedByGTE != nil {
+		predicates = append(predicates, ratelimit.CreatedByGTE(*i.CreatedByGTE))
+	}
+	if i.CreatedByLT != nil {
+		predicates = append(predicates, ratelimit.CreatedByLT(*i.CreatedByLT))
+	}
+	if i.CreatedByLTE != nil {
+		predicates = append(predicates, ratelimit.CreatedByLTE(*i.CreatedByLTE))
+	}
+	if i.CreatedByContains != nil {
+		predicates = append(predicates, ratelimit.CreatedByContains(*i.CreatedByContains))
+	}
+	if i.CreatedByHasPrefix != nil {
+		predicates = append(predicates, ratelimit.CreatedByHasPrefix(*i.CreatedByHasPrefix))
+	}
+	if i.CreatedByHasSuffix != nil {
+		predicates = append(predicates, ratelimit.CreatedByHasSuffix(*i.CreatedByHasSuffix))
+	}
+	if i.CreatedByIsNil {
+		predicates = append(predicates, ratelimit.CreatedByIsNil())
+	}
+	if i.CreatedByNotNil {
+		predicates = append(predicates, ratelimit.CreatedByNotNil())
+	}
+	if i.CreatedByEqualFold != nil {
+		predicates = append(predicates, ratelimit.CreatedByEqualFold(*i.CreatedByEqualFold))
+	}
+	if i.CreatedByContainsFold != nil {
+		predicates = append(predicates, ratelimit.CreatedByContainsFold(*i.CreatedByContainsFold))
+	}
+	if i.UpdatedBy != nil {
+		predicates = append(predicates, ratelimit.UpdatedByEQ(*i.UpdatedBy))
+	}
+	if i.UpdatedByNEQ != nil {
+		predicates = append(predicates, ratelimit.UpdatedByNEQ(*i.UpdatedByNEQ))
+	}
+	if len(i.UpdatedByIn) > 0 {
+		predicates = append(predicates, ratelimit.UpdatedByIn(i.UpdatedByIn...))
+	}
+	if len(i.UpdatedByNotIn) > 0 {
+		predicates = append(predicates, ratelimit.UpdatedByNotIn(i.UpdatedByNotIn...))
+	}
+	if i.UpdatedByGT != nil {
+		predicates = append(predicates, ratelimit.UpdatedByGT(*i.UpdatedByGT))
+	}
+	if i.UpdatedByGTE != nil {
+		predicates = append(predicates, ratelimit.UpdatedByGTE(*i.UpdatedByGTE))
+	}
+	if i.UpdatedByLT != nil {
+		predicates = append(predicates, ratelimit.UpdatedByLT(*i.UpdatedByLT))
+	}
+	if i.UpdatedByLTE != nil {
+		predicates = append(predicates, ratelimit.UpdatedByLTE(*i.UpdatedByLTE))
+	}
+	if i.UpdatedByContains != nil {
+		predicates = append(predicates, ratelimit.UpdatedByContains(*i.UpdatedByContains))
+	}
+	if i.UpdatedByHasPrefix != nil {
+		predicates = append(predicates, ratelimit.UpdatedByHasPrefix(*i.UpdatedByHasPrefix))
+	}
+	if i.UpdatedByHasSuffix != nil {
+		predicates = append(predicates, ratelimit.UpdatedByHasSuffix(*i.UpdatedByHasSuffix))
+	}
+	if i.UpdatedByIsNil {
+		predicates = append(predicates, ratelimit.UpdatedByIsNil())
+	}
+	if i.UpdatedByNotNil {
+		predicates = append(predicates, ratelimit.UpdatedByNotNil())
+	}
+	if i.UpdatedByEqualFold != nil {
+		predicates = append(predicates, ratelimit.UpdatedByEqualFold(*i.UpdatedByEqualFold))
+	}
+	if i.UpdatedByContainsFold != nil {
+		predicates = append(predicates, ratelimit.UpdatedByContainsFold(*i.UpdatedByContainsFold))
+	}
+	if i.Name != nil {
+		predicates = append(predicates, ratelimit.NameEQ(*i.Name))
+	}
+	if i.NameNEQ != nil {
+		predicates = append(predicates, ratelimit.NameNEQ(*i.NameNEQ))
+	}
+	if len(i.NameIn) > 0 {
+		predicates = append(predicates, ratelimit.NameIn(i.NameIn...))
+	}
+	if len(i.NameNotIn) > 0 {
+		predicates = append(predicates, ratelimit.NameNotIn(i.NameNotIn...))
+	}
+	if i.NameGT != nil {
+		predicates = append(predicates, ratelimit.NameGT(*i.NameGT))
+	}
+	if i.NameGTE != nil {
+		predicates = append(predicates, ratelimit.NameGTE(*i.NameGTE))
+	}
+	if i.NameLT != nil {
+		predicates = append(predicates, ratelimit.NameLT(*i.NameLT))
+	}
+	if i.NameLTE != nil {
+		predicates = append(predicates, ratelimit.NameLTE(*i.NameLTE))
+	}
+	if i.NameContains != nil {
+		predicates = append(predicates, ratelimit.NameContains(*i.NameContains))
+	}
+	if i.NameHasPrefix != nil {
+		predicates = append(predicates, ratelimit.NameHasPrefix(*i.NameHasPrefix))
+	}
+	if i.NameHasSuffix != nil {
+		predicates = append(predicates, ratelimit.NameHasSuffix(*i.NameHasSuffix))
+	}
+	if i.NameEqualFold != nil {
+		predicates = append(predicates, ratelimit.NameEqualFold(*i.NameEqualFold))
+	}
+	if i.NameContainsFold != nil {
+		predicates = append(predicates, ratelimit.NameContainsFold(*i.NameContainsFold))
+	}
+	if i.Description != nil {
+		predicates = append(predicates, ratelimit.DescriptionEQ(*i.Description))
+	}
+	if i.DescriptionNEQ != nil {
+		predicates = append(predicates, ratelimit.DescriptionNEQ(*i.DescriptionNEQ))
+	}
+	if len(i.DescriptionIn) > 0 {
+		predicates = append(predicates, ratelimit.DescriptionIn(i.DescriptionIn...))
+	}
+	if len(i.DescriptionNotIn) > 0 {
+		predicates = append(predicates, ratelimit.DescriptionNotIn(i.DescriptionNotIn...))
+	}
+	if i.DescriptionGT != nil {
+		predicates = append(predicates, ratelimit.DescriptionGT(*i.DescriptionGT))
+	}
+	if i.DescriptionGTE != nil {
+		predicates = append(predicates, ratelimit.DescriptionGTE(*i.DescriptionGTE))
+	}
+	if i.DescriptionLT != nil {
+		predicates = append(predicates, ratelimit.DescriptionLT(*i.DescriptionLT))
+	}
+	if i.DescriptionLTE != nil {
+		predicates = append(predicates, ratelimit.DescriptionLTE(*i.DescriptionLTE))
+	}
+	if i.DescriptionContains != nil {
+		predicates = append(predicates, ratelimit.DescriptionContains(*i.DescriptionContains))
+	}
+	if i.DescriptionHasPrefix != nil {
+		predicates = append(predicates, ratelimit.DescriptionHasPrefix(*i.DescriptionHasPrefix))
+	}
+	if i.DescriptionHasSuffix != nil {
+		predicates = append(predicates, ratelimit.DescriptionHasSuffix(*i.DescriptionHasSuffix))
+	}
+	if i.DescriptionIsNil {
+		predicates = append(predicates, ratelimit.DescriptionIsNil())
+	}
+	if i.DescriptionNotNil {
+		predicates = append(predicates, ratelimit.DescriptionNotNil())
+	}
+	if i.DescriptionEqualFold != nil {
+		predicates = append(predicates, ratelimit.DescriptionEqualFold(*i.DescriptionEqualFold))
+	}
+	if i.DescriptionContainsFold != nil {
+		predicates = append(predicates, ratelimit.DescriptionContainsFold(*i.DescriptionContainsFold))
+	}
+	if i.SubjectKind != nil {
+		predicates = append(predicates, ratelimit.SubjectKindEQ(*i.SubjectKind))
+	}
+	if i.SubjectKindNEQ != nil {
+		predicates = append(predicates, ratelimit.SubjectKindNEQ(*i.SubjectKindNEQ))
+	}
+	if len(i.SubjectKindIn) > 0 {
+		predicates = append(predicates, ratelimit.SubjectKindIn(i.SubjectKindIn...))
+	}
+	if len(i.SubjectKindNotIn) > 0 {
+		predicates = append(predicates, ratelimit.SubjectKindNotIn(i.SubjectKindNotIn...))
+	}
+	if i.SubjectKindIsNil {
+		predicates = append(predicates, ratelimit.SubjectKindIsNil())
+	}
+	if i.SubjectKindNotNil {
+		predicates = append(predicates, ratelimit.SubjectKindNotNil())
+	}
+	if i.Subject != nil {
+		predicates = append(predicates, ratelimit.SubjectEQ(*i.Subject))
+	}
+	if i.SubjectNEQ != nil {
+		predicates = append(predicates, ratelimit.SubjectNEQ(*i.SubjectNEQ))
+	}
+	if len(i.SubjectIn) > 0 {
+		predicates = append(predicates, ratelimit.SubjectIn(i.SubjectIn...))
+	}
+	if len(i.SubjectNotIn) > 0 {
+		predicates = append(predicates, ratelimit.SubjectNotIn(i.SubjectNotIn...))
+	}
+	if i.SubjectGT != nil {
+		predicates = append(predicates, ratelimit.SubjectGT(*i.SubjectGT))
+	}
+	if i.SubjectGTE != nil {
+		predicates = append(predicates, ratelimit.SubjectGTE(*i.SubjectGTE))
+	}
+	if i.SubjectLT != nil {
+		predicates = append(predicates, ratelimit.SubjectLT(*i.SubjectLT))
+	}
+	if i.SubjectLTE != nil {
+		predicates = append(predicates, ratelimit.SubjectLTE(*i.SubjectLTE))
+	}
+	if i.SubjectContains != nil {
+		predicates = append(predicates, ratelimit.SubjectContains(*i.SubjectContains))
+	}
+	if i.SubjectHasPrefix != nil {
+		predicates = append(predicates, ratelimit.SubjectHasPrefix(*i.SubjectHasPrefix))
+	}
+	if i.SubjectHasSuffix != nil {
+		predicates = append(predicates, ratelimit.SubjectHasSuffix(*i.SubjectHasSuffix))
+	}
+	if i.SubjectIsNil {
+		predicates = append(predicates, ratelimit.SubjectIsNil())
+	}
+	if i.SubjectNotNil {
+		predicates = append(predicates, ratelimit.SubjectNotNil())
+	}
+	if i.SubjectEqualFold != nil {
+		predicates = append(predicates, ratelimit.SubjectEqualFold(*i.SubjectEqualFold))
+	}
+	if i.SubjectContainsFold != nil {
+		predicates = append(predicates, ratelimit.SubjectContainsFold(*i.SubjectContainsFold))
+	}
+	if i.Key != nil {
+		predicates = append(predicates, ratelimit.KeyEQ(*i.Key))
+	}
+	if i.KeyNEQ != nil {
+		predicates = append(predicates, ratelimit.KeyNEQ(*i.KeyNEQ))
+	}
+	if len(i.KeyIn) > 0 {
+		predicates = append(predicates, ratelimit.KeyIn(i.KeyIn...))
+	}
+	if len(i.KeyNotIn) > 0 {
+		predicates = append(predicates, ratelimit.KeyNotIn(i.KeyNotIn...))
+	}
+	if i.Requests != nil {
+		predicates = append(predicates, ratelimit.RequestsEQ(*i.Requests))
+	}
+	if i.RequestsNEQ != nil {
+		predicates = append(predicates, ratelimit.RequestsNEQ(*i.RequestsNEQ))
+	}
+	if len(i.RequestsIn) > 0 {
+		predicates = append(predicates, ratelimit.RequestsIn(i.RequestsIn...))
+	}
+	if len(i.RequestsNotIn) > 0 {
+		predicates = append(predicates, ratelimit.RequestsNotIn(i.RequestsNotIn...))
+	}
+	if i.RequestsGT != nil {
+		predicates = append(predicates, ratelimit.RequestsGT(*i.RequestsGT))
+	}
+	if i.RequestsGTE != nil {
+		predicates = append(predicates, ratelimit.RequestsGTE(*i.RequestsGTE))
+	}
+	if i.RequestsLT != nil {
+		predicates = append(predicates, ratelimit.RequestsLT(*i.RequestsLT))
+	}
+	if i.RequestsLTE != nil {
+		predicates = append(predicates, ratelimit.RequestsLTE(*i.RequestsLTE))
+	}
+	if i.PerSeconds != nil {
+		predicates = append(predicates, ratelimit.PerSecondsEQ(*i.PerSeconds))
+	}
+	if i.PerSecondsNEQ != nil {
+		predicates = append(predicates, ratelimit.PerSecondsNEQ(*i.PerSecondsNEQ))
+	}
+	if len(i.PerSecondsIn) > 0 {
+		predicates = append(predicates, ratelimit.PerSecondsIn(i.PerSecondsIn...))
+	}
+	if len(i.PerSecondsNotIn) > 0 {
+		predicates = append(predicates, ratelimit.PerSecondsNotIn(i.PerSecondsNotIn...))
+	}
+	if i.PerSecondsGT != nil {
+		predicates = append(predicates, ratelimit.PerSecondsGT(*i.PerSecondsGT))
+	}
+	if i.PerSecondsGTE != nil {
+		predicates = append(predicates, ratelimit.PerSecondsGTE(*i.PerSecondsGTE))
+	}
+	if i.PerSecondsLT != nil {
+		predicates = append(predicates, ratelimit.PerSecondsLT(*i.PerSecondsLT))
+	}
+	if i.PerSecondsLTE != nil {
+		predicates = append(predicates, ratelimit.PerSecondsLTE(*i.PerSecondsLTE))
+	}
+	if i.Burst != nil {
+		predicates = append(predicates, ratelimit.BurstEQ(*i.Burst))
+	}
+	if i.BurstNEQ != nil {
+		predicates = append(predicates, ratelimit.BurstNEQ(*i.BurstNEQ))
+	}
+	if len(i.BurstIn) > 0 {
+		predicates = append(predicates, ratelimit.BurstIn(i.BurstIn...))
+	}
+	if len(i.BurstNotIn) > 0 {
+		predicates = append(predicates, ratelimit.BurstNotIn(i.BurstNotIn...))
+	}
+	if i.BurstGT != nil {
+		predicates = append(predicates, ratelimit.BurstGT(*i.BurstGT))
+	}
+	if i.BurstGTE != nil {
+		predicates = append(predicates, ratelimit.BurstGTE(*i.BurstGTE))
+	}
+	if i.BurstLT != nil {
+		predicates = append(predicates, ratelimit.BurstLT(*i.BurstLT))
+	}
+	if i.BurstLTE != nil {
+		predicates = append(predicates, ratelimit.BurstLTE(*i.BurstLTE))
+	}
+
+	if i.HasVirtualServer != nil {
+		p := ratelimit.HasVirtualServer()
+		if !*i.HasVirtualServer {
+			p = ratelimit.Not(p)
+		}
+		predicates = append(predicates, p)
+	}
+	if len(i.HasVirtualServerWith) > 0 {
+		with := make([]predicate.VirtualServer, 0, len(i.HasVirtualServerWith))
+		for _, w := range i.HasVirtualServerWith {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'HasVirtualServerWith'", err)
+			}
+			with = append(with, p)
+		}
+		predicates = append(predicates, ratelimit.HasVirtualServerWith(with...))
+	}
+	switch len(predicates) {
+	case 0:
+		return nil, ErrEmptyRateLimitWhereInput
+	case 1:
+		return predicates[0], nil
+	default:
+		return ratelimit.And(predicates...), nil
 	}
 }
 
@@ -6617,6 +7410,52 @@ type ToolWhereInput struct {
 	LastSeenLT    *time.Time  `json:"lastSeenLT,omitempty"`
 	LastSeenLTE   *time.Time  `json:"lastSeenLTE,omitempty"`
 
+	// "approved_hash" field predicates.
+	ApprovedHash             *string  `json:"approvedHash,omitempty"`
+	ApprovedHashNEQ          *string  `json:"approvedHashNEQ,omitempty"`
+	ApprovedHashIn           []string `json:"approvedHashIn,omitempty"`
+	ApprovedHashNotIn        []string `json:"approvedHashNotIn,omitempty"`
+	ApprovedHashGT           *string  `json:"approvedHashGT,omitempty"`
+	ApprovedHashGTE          *string  `json:"approvedHashGTE,omitempty"`
+	ApprovedHashLT           *string  `json:"approvedHashLT,omitempty"`
+	ApprovedHashLTE          *string  `json:"approvedHashLTE,omitempty"`
+	ApprovedHashContains     *string  `json:"approvedHashContains,omitempty"`
+	ApprovedHashHasPrefix    *string  `json:"approvedHashHasPrefix,omitempty"`
+	ApprovedHashHasSuffix    *string  `json:"approvedHashHasSuffix,omitempty"`
+	ApprovedHashIsNil        bool     `json:"approvedHashIsNil,omitempty"`
+	ApprovedHashNotNil       bool     `json:"approvedHashNotNil,omitempty"`
+	ApprovedHashEqualFold    *string  `json:"approvedHashEqualFold,omitempty"`
+	ApprovedHashContainsFold *string  `json:"approvedHashContainsFold,omitempty"`
+
+	// "approved_at" field predicates.
+	ApprovedAt       *time.Time  `json:"approvedAt,omitempty"`
+	ApprovedAtNEQ    *time.Time  `json:"approvedAtNEQ,omitempty"`
+	ApprovedAtIn     []time.Time `json:"approvedAtIn,omitempty"`
+	ApprovedAtNotIn  []time.Time `json:"approvedAtNotIn,omitempty"`
+	ApprovedAtGT     *time.Time  `json:"approvedAtGT,omitempty"`
+	ApprovedAtGTE    *time.Time  `json:"approvedAtGTE,omitempty"`
+	ApprovedAtLT     *time.Time  `json:"approvedAtLT,omitempty"`
+	ApprovedAtLTE    *time.Time  `json:"approvedAtLTE,omitempty"`
+	ApprovedAtIsNil  bool        `json:"approvedAtIsNil,omitempty"`
+	ApprovedAtNotNil bool        `json:"approvedAtNotNil,omitempty"`
+
+	// "approved_by" field predicates.
+	ApprovedBy             *string  `json:"approvedBy,omitempty"`
+	ApprovedByNEQ          *string  `json:"approvedByNEQ,omitempty"`
+	ApprovedByIn           []string `json:"approvedByIn,omitempty"`
+	ApprovedByNotIn        []string `json:"approvedByNotIn,omitempty"`
+	ApprovedByGT           *string  `json:"approvedByGT,omitempty"`
+	ApprovedByGTE          *string  `json:"approvedByGTE,omitempty"`
+	ApprovedByLT           *string  `json:"approvedByLT,omitempty"`
+	ApprovedByLTE          *string  `json:"approvedByLTE,omitempty"`
+	ApprovedByContains     *string  `json:"approvedByContains,omitempty"`
+	ApprovedByHasPrefix    *string  `json:"approvedByHasPrefix,omitempty"`
+	ApprovedByHasSuffix    *string  `json:"approvedByHasSuffix,omitempty"`
+	ApprovedByIsNil        bool     `json:"approvedByIsNil,omitempty"`
+	ApprovedByNotNil       bool     `json:"approvedByNotNil,omitempty"`
+	ApprovedByEqualFold    *string  `json:"approvedByEqualFold,omitempty"`
+	ApprovedByContainsFold *string  `json:"approvedByContainsFold,omitempty"`
+
 	// "upstream" edge predicates.
 	HasUpstream     *bool                 `json:"hasUpstream,omitempty"`
 	HasUpstreamWith []*UpstreamWhereInput `json:"hasUpstreamWith,omitempty"`
@@ -7076,6 +7915,126 @@ func (i *ToolWhereInput) P() (predicate.Tool, error) {
 	}
 	if i.LastSeenLTE != nil {
 		predicates = append(predicates, tool.LastSeenLTE(*i.LastSeenLTE))
+	}
+	if i.ApprovedHash != nil {
+		predicates = append(predicates, tool.ApprovedHashEQ(*i.ApprovedHash))
+	}
+	if i.ApprovedHashNEQ != nil {
+		predicates = append(predicates, tool.ApprovedHashNEQ(*i.ApprovedHashNEQ))
+	}
+	if len(i.ApprovedHashIn) > 0 {
+		predicates = append(predicates, tool.ApprovedHashIn(i.ApprovedHashIn...))
+	}
+	if len(i.ApprovedHashNotIn) > 0 {
+		predicates = append(predicates, tool.ApprovedHashNotIn(i.ApprovedHashNotIn...))
+	}
+	if i.ApprovedHashGT != nil {
+		predicates = append(predicates, tool.ApprovedHashGT(*i.ApprovedHashGT))
+	}
+	if i.ApprovedHashGTE != nil {
+		predicates = append(predicates, tool.ApprovedHashGTE(*i.ApprovedHashGTE))
+	}
+	if i.ApprovedHashLT != nil {
+		predicates = append(predicates, tool.ApprovedHashLT(*i.ApprovedHashLT))
+	}
+	if i.ApprovedHashLTE != nil {
+		predicates = append(predicates, tool.ApprovedHashLTE(*i.ApprovedHashLTE))
+	}
+	if i.ApprovedHashContains != nil {
+		predicates = append(predicates, tool.ApprovedHashContains(*i.ApprovedHashContains))
+	}
+	if i.ApprovedHashHasPrefix != nil {
+		predicates = append(predicates, tool.ApprovedHashHasPrefix(*i.ApprovedHashHasPrefix))
+	}
+	if i.ApprovedHashHasSuffix != nil {
+		predicates = append(predicates, tool.ApprovedHashHasSuffix(*i.ApprovedHashHasSuffix))
+	}
+	if i.ApprovedHashIsNil {
+		predicates = append(predicates, tool.ApprovedHashIsNil())
+	}
+	if i.ApprovedHashNotNil {
+		predicates = append(predicates, tool.ApprovedHashNotNil())
+	}
+	if i.ApprovedHashEqualFold != nil {
+		predicates = append(predicates, tool.ApprovedHashEqualFold(*i.ApprovedHashEqualFold))
+	}
+	if i.ApprovedHashContainsFold != nil {
+		predicates = append(predicates, tool.ApprovedHashContainsFold(*i.ApprovedHashContainsFold))
+	}
+	if i.ApprovedAt != nil {
+		predicates = append(predicates, tool.ApprovedAtEQ(*i.ApprovedAt))
+	}
+	if i.ApprovedAtNEQ != nil {
+		predicates = append(predicates, tool.ApprovedAtNEQ(*i.ApprovedAtNEQ))
+	}
+	if len(i.ApprovedAtIn) > 0 {
+		predicates = append(predicates, tool.ApprovedAtIn(i.ApprovedAtIn...))
+	}
+	if len(i.ApprovedAtNotIn) > 0 {
+		predicates = append(predicates, tool.ApprovedAtNotIn(i.ApprovedAtNotIn...))
+	}
+	if i.ApprovedAtGT != nil {
+		predicates = append(predicates, tool.ApprovedAtGT(*i.ApprovedAtGT))
+	}
+	if i.ApprovedAtGTE != nil {
+		predicates = append(predicates, tool.ApprovedAtGTE(*i.ApprovedAtGTE))
+	}
+	if i.ApprovedAtLT != nil {
+		predicates = append(predicates, tool.ApprovedAtLT(*i.ApprovedAtLT))
+	}
+	if i.ApprovedAtLTE != nil {
+		predicates = append(predicates, tool.ApprovedAtLTE(*i.ApprovedAtLTE))
+	}
+	if i.ApprovedAtIsNil {
+		predicates = append(predicates, tool.ApprovedAtIsNil())
+	}
+	if i.ApprovedAtNotNil {
+		predicates = append(predicates, tool.ApprovedAtNotNil())
+	}
+	if i.ApprovedBy != nil {
+		predicates = append(predicates, tool.ApprovedByEQ(*i.ApprovedBy))
+	}
+	if i.ApprovedByNEQ != nil {
+		predicates = append(predicates, tool.ApprovedByNEQ(*i.ApprovedByNEQ))
+	}
+	if len(i.ApprovedByIn) > 0 {
+		predicates = append(predicates, tool.ApprovedByIn(i.ApprovedByIn...))
+	}
+	if len(i.ApprovedByNotIn) > 0 {
+		predicates = append(predicates, tool.ApprovedByNotIn(i.ApprovedByNotIn...))
+	}
+	if i.ApprovedByGT != nil {
+		predicates = append(predicates, tool.ApprovedByGT(*i.ApprovedByGT))
+	}
+	if i.ApprovedByGTE != nil {
+		predicates = append(predicates, tool.ApprovedByGTE(*i.ApprovedByGTE))
+	}
+	if i.ApprovedByLT != nil {
+		predicates = append(predicates, tool.ApprovedByLT(*i.ApprovedByLT))
+	}
+	if i.ApprovedByLTE != nil {
+		predicates = append(predicates, tool.ApprovedByLTE(*i.ApprovedByLTE))
+	}
+	if i.ApprovedByContains != nil {
+		predicates = append(predicates, tool.ApprovedByContains(*i.ApprovedByContains))
+	}
+	if i.ApprovedByHasPrefix != nil {
+		predicates = append(predicates, tool.ApprovedByHasPrefix(*i.ApprovedByHasPrefix))
+	}
+	if i.ApprovedByHasSuffix != nil {
+		predicates = append(predicates, tool.ApprovedByHasSuffix(*i.ApprovedByHasSuffix))
+	}
+	if i.ApprovedByIsNil {
+		predicates = append(predicates, tool.ApprovedByIsNil())
+	}
+	if i.ApprovedByNotNil {
+		predicates = append(predicates, tool.ApprovedByNotNil())
+	}
+	if i.ApprovedByEqualFold != nil {
+		predicates = append(predicates, tool.ApprovedByEqualFold(*i.ApprovedByEqualFold))
+	}
+	if i.ApprovedByContainsFold != nil {
+		predicates = append(predicates, tool.ApprovedByContainsFold(*i.ApprovedByContainsFold))
 	}
 
 	if i.HasUpstream != nil {
@@ -8004,6 +8963,10 @@ type VirtualServerWhereInput struct {
 	// "guardrail_rules" edge predicates.
 	HasGuardrailRules     *bool                      `json:"hasGuardrailRules,omitempty"`
 	HasGuardrailRulesWith []*GuardrailRuleWhereInput `json:"hasGuardrailRulesWith,omitempty"`
+
+	// "rate_limits" edge predicates.
+	HasRateLimits     *bool                  `json:"hasRateLimits,omitempty"`
+	HasRateLimitsWith []*RateLimitWhereInput `json:"hasRateLimitsWith,omitempty"`
 }
 
 // AddPredicates adds custom predicates to the where input to be used during the filtering phase.
@@ -8383,6 +9346,24 @@ func (i *VirtualServerWhereInput) P() (predicate.VirtualServer, error) {
 			with = append(with, p)
 		}
 		predicates = append(predicates, virtualserver.HasGuardrailRulesWith(with...))
+	}
+	if i.HasRateLimits != nil {
+		p := virtualserver.HasRateLimits()
+		if !*i.HasRateLimits {
+			p = virtualserver.Not(p)
+		}
+		predicates = append(predicates, p)
+	}
+	if len(i.HasRateLimitsWith) > 0 {
+		with := make([]predicate.RateLimit, 0, len(i.HasRateLimitsWith))
+		for _, w := range i.HasRateLimitsWith {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'HasRateLimitsWith'", err)
+			}
+			with = append(with, p)
+		}
+		predicates = append(predicates, virtualserver.HasRateLimitsWith(with...))
 	}
 	switch len(predicates) {
 	case 0:

@@ -28,23 +28,25 @@ type Grant struct {
 	CreatedBy string `json:"created_by,omitempty"`
 	// Who last changed the entity, in the same form as createdBy.
 	UpdatedBy string `json:"updated_by,omitempty"`
+	// Name of the grant in decisions, explanations and audit events; unique when set. Grants created without one are named after their content (grant-HASH).
+	Name string `json:"name,omitempty"`
 	// Free-text description of the grant for admins.
 	Description string `json:"description,omitempty"`
 	// What subject names: an agent, a team or a role by name, or a claim expression over an identity provider's claims.
 	SubjectKind grant.SubjectKind `json:"subject_kind,omitempty"`
-	// Agent, team or role name; for subjectKind claim, a CEL expression over `claims`, e.g. 'groups.exists(g, g == "sre")'.
+	// Agent, team or role name (agent "*" means every authenticated agent); for subjectKind claim, a CEL expression over `claims`, e.g. 'claims.groups.exists(g, g == "sre")'.
 	Subject string `json:"subject,omitempty"`
-	// Tools (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+	// Tools (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
 	Tools []string `json:"tools,omitempty"`
-	// Resource URIs the grant covers. Globs (path.Match); null means all, [] means none.
+	// Resource and resource template URIs the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
 	Resources []string `json:"resources,omitempty"`
-	// Prompts (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+	// Prompts (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
 	Prompts []string `json:"prompts,omitempty"`
-	// What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call).
+	// What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call; outranks allow).
 	Effect grant.Effect `json:"effect,omitempty"`
-	// Optional CEL condition over the request (principal, tool, arguments); the grant applies only when it is true.
+	// Optional CEL condition over principal, tool, args and request; the grant applies only when it is true.
 	When string `json:"when,omitempty"`
-	// Evaluation order among grants of a virtual server, highest first.
+	// Order in which grants are listed and explained, highest first; it does not change decisions (deny wins over allow).
 	Priority int `json:"priority,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the GrantQuery when eager-loading is set.
@@ -98,7 +100,7 @@ func (*Grant) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case grant.FieldID, grant.FieldPriority:
 			values[i] = new(sql.NullInt64)
-		case grant.FieldCreatedBy, grant.FieldUpdatedBy, grant.FieldDescription, grant.FieldSubjectKind, grant.FieldSubject, grant.FieldEffect, grant.FieldWhen:
+		case grant.FieldCreatedBy, grant.FieldUpdatedBy, grant.FieldName, grant.FieldDescription, grant.FieldSubjectKind, grant.FieldSubject, grant.FieldEffect, grant.FieldWhen:
 			values[i] = new(sql.NullString)
 		case grant.FieldCreatedAt, grant.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -150,6 +152,12 @@ func (_m *Grant) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field updated_by", values[i])
 			} else if value.Valid {
 				_m.UpdatedBy = value.String
+			}
+		case grant.FieldName:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field name", values[i])
+			} else if value.Valid {
+				_m.Name = value.String
 			}
 		case grant.FieldDescription:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -282,6 +290,9 @@ func (_m *Grant) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("updated_by=")
 	builder.WriteString(_m.UpdatedBy)
+	builder.WriteString(", ")
+	builder.WriteString("name=")
+	builder.WriteString(_m.Name)
 	builder.WriteString(", ")
 	builder.WriteString("description=")
 	builder.WriteString(_m.Description)

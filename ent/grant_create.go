@@ -78,6 +78,20 @@ func (_c *GrantCreate) SetNillableUpdatedBy(v *string) *GrantCreate {
 	return _c
 }
 
+// SetName sets the "name" field.
+func (_c *GrantCreate) SetName(v string) *GrantCreate {
+	_c.mutation.SetName(v)
+	return _c
+}
+
+// SetNillableName sets the "name" field if the given value is not nil.
+func (_c *GrantCreate) SetNillableName(v *string) *GrantCreate {
+	if v != nil {
+		_c.SetName(*v)
+	}
+	return _c
+}
+
 // SetDescription sets the "description" field.
 func (_c *GrantCreate) SetDescription(v string) *GrantCreate {
 	_c.mutation.SetDescription(v)
@@ -264,6 +278,11 @@ func (_c *GrantCreate) check() error {
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
 		return &ValidationError{Name: "updated_at", err: errors.New(`ent: missing required field "Grant.updated_at"`)}
 	}
+	if v, ok := _c.mutation.Name(); ok {
+		if err := grant.NameValidator(v); err != nil {
+			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Grant.name": %w`, err)}
+		}
+	}
 	if v, ok := _c.mutation.Description(); ok {
 		if err := grant.DescriptionValidator(v); err != nil {
 			return &ValidationError{Name: "description", err: fmt.Errorf(`ent: validator failed for field "Grant.description": %w`, err)}
@@ -360,6 +379,10 @@ func (_c *GrantCreate) createSpec() (*Grant, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.UpdatedBy(); ok {
 		_spec.SetField(grant.FieldUpdatedBy, field.TypeString, value)
 		_node.UpdatedBy = value
+	}
+	if value, ok := _c.mutation.Name(); ok {
+		_spec.SetField(grant.FieldName, field.TypeString, value)
+		_node.Name = value
 	}
 	if value, ok := _c.mutation.Description(); ok {
 		_spec.SetField(grant.FieldDescription, field.TypeString, value)

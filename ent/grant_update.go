@@ -57,6 +57,26 @@ func (_u *GrantUpdate) ClearUpdatedBy() *GrantUpdate {
 	return _u
 }
 
+// SetName sets the "name" field.
+func (_u *GrantUpdate) SetName(v string) *GrantUpdate {
+	_u.mutation.SetName(v)
+	return _u
+}
+
+// SetNillableName sets the "name" field if the given value is not nil.
+func (_u *GrantUpdate) SetNillableName(v *string) *GrantUpdate {
+	if v != nil {
+		_u.SetName(*v)
+	}
+	return _u
+}
+
+// ClearName clears the value of the "name" field.
+func (_u *GrantUpdate) ClearName() *GrantUpdate {
+	_u.mutation.ClearName()
+	return _u
+}
+
 // SetDescription sets the "description" field.
 func (_u *GrantUpdate) SetDescription(v string) *GrantUpdate {
 	_u.mutation.SetDescription(v)
@@ -305,6 +325,11 @@ func (_u *GrantUpdate) defaults() error {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *GrantUpdate) check() error {
+	if v, ok := _u.mutation.Name(); ok {
+		if err := grant.NameValidator(v); err != nil {
+			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Grant.name": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.Description(); ok {
 		if err := grant.DescriptionValidator(v); err != nil {
 			return &ValidationError{Name: "description", err: fmt.Errorf(`ent: validator failed for field "Grant.description": %w`, err)}
@@ -374,6 +399,12 @@ func (_u *GrantUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.UpdatedByCleared() {
 		_spec.ClearField(grant.FieldUpdatedBy, field.TypeString)
+	}
+	if value, ok := _u.mutation.Name(); ok {
+		_spec.SetField(grant.FieldName, field.TypeString, value)
+	}
+	if _u.mutation.NameCleared() {
+		_spec.ClearField(grant.FieldName, field.TypeString)
 	}
 	if value, ok := _u.mutation.Description(); ok {
 		_spec.SetField(grant.FieldDescription, field.TypeString, value)
@@ -536,6 +567,26 @@ func (_u *GrantUpdateOne) SetNillableUpdatedBy(v *string) *GrantUpdateOne {
 // ClearUpdatedBy clears the value of the "updated_by" field.
 func (_u *GrantUpdateOne) ClearUpdatedBy() *GrantUpdateOne {
 	_u.mutation.ClearUpdatedBy()
+	return _u
+}
+
+// SetName sets the "name" field.
+func (_u *GrantUpdateOne) SetName(v string) *GrantUpdateOne {
+	_u.mutation.SetName(v)
+	return _u
+}
+
+// SetNillableName sets the "name" field if the given value is not nil.
+func (_u *GrantUpdateOne) SetNillableName(v *string) *GrantUpdateOne {
+	if v != nil {
+		_u.SetName(*v)
+	}
+	return _u
+}
+
+// ClearName clears the value of the "name" field.
+func (_u *GrantUpdateOne) ClearName() *GrantUpdateOne {
+	_u.mutation.ClearName()
 	return _u
 }
 
@@ -800,6 +851,11 @@ func (_u *GrantUpdateOne) defaults() error {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *GrantUpdateOne) check() error {
+	if v, ok := _u.mutation.Name(); ok {
+		if err := grant.NameValidator(v); err != nil {
+			return &ValidationError{Name: "name", err: fmt.Errorf(`ent: validator failed for field "Grant.name": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.Description(); ok {
 		if err := grant.DescriptionValidator(v); err != nil {
 			return &ValidationError{Name: "description", err: fmt.Errorf(`ent: validator failed for field "Grant.description": %w`, err)}
@@ -886,6 +942,12 @@ func (_u *GrantUpdateOne) sqlSave(ctx context.Context) (_node *Grant, err error)
 	}
 	if _u.mutation.UpdatedByCleared() {
 		_spec.ClearField(grant.FieldUpdatedBy, field.TypeString)
+	}
+	if value, ok := _u.mutation.Name(); ok {
+		_spec.SetField(grant.FieldName, field.TypeString, value)
+	}
+	if _u.mutation.NameCleared() {
+		_spec.ClearField(grant.FieldName, field.TypeString)
 	}
 	if value, ok := _u.mutation.Description(); ok {
 		_spec.SetField(grant.FieldDescription, field.TypeString, value)

@@ -14,7 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
 )
 
-// A rule that inspects tool arguments or results and blocks, redacts, warns or requires approval.
+// A rule that inspects tool arguments or results and blocks, redacts, flags or requires approval.
 type GuardrailRule struct {
 	config `json:"-"`
 	// ID of the ent.
@@ -31,15 +31,21 @@ type GuardrailRule struct {
 	Name string `json:"name,omitempty"`
 	// Free-text description of the guardrail rule for admins.
 	Description string `json:"description,omitempty"`
-	// What the rule inspects: tool arguments (input), results (output) or both.
-	Stage guardrailrule.Stage `json:"stage,omitempty"`
-	// How the rule detects: a regular expression, built-in PII or secret detectors, a list of words, or a CEL expression.
+	// What the rule inspects: tool arguments (request), results (response) or both.
+	Direction guardrailrule.Direction `json:"direction,omitempty"`
+	// How the rule detects: built-in secret or PII detectors, prompt-injection scoring, a regular expression, a list of words or phrases, or a size limit. (cel is a value of earlier versions that the gateway does not evaluate: change such rules.)
 	Detector guardrailrule.Detector `json:"detector,omitempty"`
-	// The regular expression (detector regex) or CEL expression (detector cel).
+	// Narrows a secrets or pii detector to some kinds (e.g. aws_access_key, email); null or [] means all.
+	Kinds []string `json:"kinds,omitempty"`
+	// The regular expression (RE2) of a regex detector.
 	Pattern string `json:"pattern,omitempty"`
-	// Words or phrases of a denylist detector; kinds of a pii detector (e.g. email, phone).
+	// Words or phrases of a denylist detector (matched ignoring case).
 	Terms []string `json:"terms,omitempty"`
-	// What happens when the detector fires.
+	// Limit of a size detector, in bytes of the JSON-encoded arguments or result; required (positive) for it.
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Score (0..1) from which an injection detector fires; 0 means the default, 0.5.
+	Threshold float64 `json:"threshold,omitempty"`
+	// What happens when the detector fires: block the call, redact what was found, flag it (logged, call proceeds) or require a human's approval.
 	Action guardrailrule.Action `json:"action,omitempty"`
 	// Tools (exposed names) the rule applies to. Globs (path.Match); null means all, [] means none.
 	Tools []string `json:"tools,omitempty"`
@@ -81,13 +87,15 @@ func (*GuardrailRule) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case guardrailrule.FieldTerms, guardrailrule.FieldTools:
+		case guardrailrule.FieldKinds, guardrailrule.FieldTerms, guardrailrule.FieldTools:
 			values[i] = new([]byte)
 		case guardrailrule.FieldEnabled:
 			values[i] = new(sql.NullBool)
-		case guardrailrule.FieldID, guardrailrule.FieldPriority:
+		case guardrailrule.FieldThreshold:
+			values[i] = new(sql.NullFloat64)
+		case guardrailrule.FieldID, guardrailrule.FieldMaxBytes, guardrailrule.FieldPriority:
 			values[i] = new(sql.NullInt64)
-		case guardrailrule.FieldCreatedBy, guardrailrule.FieldUpdatedBy, guardrailrule.FieldName, guardrailrule.FieldDescription, guardrailrule.FieldStage, guardrailrule.FieldDetector, guardrailrule.FieldPattern, guardrailrule.FieldAction:
+		case guardrailrule.FieldCreatedBy, guardrailrule.FieldUpdatedBy, guardrailrule.FieldName, guardrailrule.FieldDescription, guardrailrule.FieldDirection, guardrailrule.FieldDetector, guardrailrule.FieldPattern, guardrailrule.FieldAction:
 			values[i] = new(sql.NullString)
 		case guardrailrule.FieldCreatedAt, guardrailrule.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -150,17 +158,25 @@ func (_m *GuardrailRule) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Description = value.String
 			}
-		case guardrailrule.FieldStage:
+		case guardrailrule.FieldDirection:
 			if value, ok := values[i].(*sql.NullString); !ok {
-				return fmt.Errorf("unexpected type %T for field stage", values[i])
+				return fmt.Errorf("unexpected type %T for field direction", values[i])
 			} else if value.Valid {
-				_m.Stage = guardrailrule.Stage(value.String)
+				_m.Direction = guardrailrule.Direction(value.String)
 			}
 		case guardrailrule.FieldDetector:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field detector", values[i])
 			} else if value.Valid {
 				_m.Detector = guardrailrule.Detector(value.String)
+			}
+		case guardrailrule.FieldKinds:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field kinds", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Kinds); err != nil {
+					return fmt.Errorf("unmarshal field kinds: %w", err)
+				}
 			}
 		case guardrailrule.FieldPattern:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -175,6 +191,18 @@ func (_m *GuardrailRule) assignValues(columns []string, values []any) error {
 				if err := json.Unmarshal(*value, &_m.Terms); err != nil {
 					return fmt.Errorf("unmarshal field terms: %w", err)
 				}
+			}
+		case guardrailrule.FieldMaxBytes:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field max_bytes", values[i])
+			} else if value.Valid {
+				_m.MaxBytes = value.Int64
+			}
+		case guardrailrule.FieldThreshold:
+			if value, ok := values[i].(*sql.NullFloat64); !ok {
+				return fmt.Errorf("unexpected type %T for field threshold", values[i])
+			} else if value.Valid {
+				_m.Threshold = value.Float64
 			}
 		case guardrailrule.FieldAction:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -268,17 +296,26 @@ func (_m *GuardrailRule) String() string {
 	builder.WriteString("description=")
 	builder.WriteString(_m.Description)
 	builder.WriteString(", ")
-	builder.WriteString("stage=")
-	builder.WriteString(fmt.Sprintf("%v", _m.Stage))
+	builder.WriteString("direction=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Direction))
 	builder.WriteString(", ")
 	builder.WriteString("detector=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Detector))
+	builder.WriteString(", ")
+	builder.WriteString("kinds=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Kinds))
 	builder.WriteString(", ")
 	builder.WriteString("pattern=")
 	builder.WriteString(_m.Pattern)
 	builder.WriteString(", ")
 	builder.WriteString("terms=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Terms))
+	builder.WriteString(", ")
+	builder.WriteString("max_bytes=")
+	builder.WriteString(fmt.Sprintf("%v", _m.MaxBytes))
+	builder.WriteString(", ")
+	builder.WriteString("threshold=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Threshold))
 	builder.WriteString(", ")
 	builder.WriteString("action=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Action))

@@ -97,16 +97,16 @@ func (_c *GuardrailRuleCreate) SetNillableDescription(v *string) *GuardrailRuleC
 	return _c
 }
 
-// SetStage sets the "stage" field.
-func (_c *GuardrailRuleCreate) SetStage(v guardrailrule.Stage) *GuardrailRuleCreate {
-	_c.mutation.SetStage(v)
+// SetDirection sets the "direction" field.
+func (_c *GuardrailRuleCreate) SetDirection(v guardrailrule.Direction) *GuardrailRuleCreate {
+	_c.mutation.SetDirection(v)
 	return _c
 }
 
-// SetNillableStage sets the "stage" field if the given value is not nil.
-func (_c *GuardrailRuleCreate) SetNillableStage(v *guardrailrule.Stage) *GuardrailRuleCreate {
+// SetNillableDirection sets the "direction" field if the given value is not nil.
+func (_c *GuardrailRuleCreate) SetNillableDirection(v *guardrailrule.Direction) *GuardrailRuleCreate {
 	if v != nil {
-		_c.SetStage(*v)
+		_c.SetDirection(*v)
 	}
 	return _c
 }
@@ -114,6 +114,12 @@ func (_c *GuardrailRuleCreate) SetNillableStage(v *guardrailrule.Stage) *Guardra
 // SetDetector sets the "detector" field.
 func (_c *GuardrailRuleCreate) SetDetector(v guardrailrule.Detector) *GuardrailRuleCreate {
 	_c.mutation.SetDetector(v)
+	return _c
+}
+
+// SetKinds sets the "kinds" field.
+func (_c *GuardrailRuleCreate) SetKinds(v []string) *GuardrailRuleCreate {
+	_c.mutation.SetKinds(v)
 	return _c
 }
 
@@ -134,6 +140,34 @@ func (_c *GuardrailRuleCreate) SetNillablePattern(v *string) *GuardrailRuleCreat
 // SetTerms sets the "terms" field.
 func (_c *GuardrailRuleCreate) SetTerms(v []string) *GuardrailRuleCreate {
 	_c.mutation.SetTerms(v)
+	return _c
+}
+
+// SetMaxBytes sets the "max_bytes" field.
+func (_c *GuardrailRuleCreate) SetMaxBytes(v int64) *GuardrailRuleCreate {
+	_c.mutation.SetMaxBytes(v)
+	return _c
+}
+
+// SetNillableMaxBytes sets the "max_bytes" field if the given value is not nil.
+func (_c *GuardrailRuleCreate) SetNillableMaxBytes(v *int64) *GuardrailRuleCreate {
+	if v != nil {
+		_c.SetMaxBytes(*v)
+	}
+	return _c
+}
+
+// SetThreshold sets the "threshold" field.
+func (_c *GuardrailRuleCreate) SetThreshold(v float64) *GuardrailRuleCreate {
+	_c.mutation.SetThreshold(v)
+	return _c
+}
+
+// SetNillableThreshold sets the "threshold" field if the given value is not nil.
+func (_c *GuardrailRuleCreate) SetNillableThreshold(v *float64) *GuardrailRuleCreate {
+	if v != nil {
+		_c.SetThreshold(*v)
+	}
 	return _c
 }
 
@@ -255,9 +289,17 @@ func (_c *GuardrailRuleCreate) defaults() error {
 		v := guardrailrule.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
-	if _, ok := _c.mutation.Stage(); !ok {
-		v := guardrailrule.DefaultStage
-		_c.mutation.SetStage(v)
+	if _, ok := _c.mutation.Direction(); !ok {
+		v := guardrailrule.DefaultDirection
+		_c.mutation.SetDirection(v)
+	}
+	if _, ok := _c.mutation.MaxBytes(); !ok {
+		v := guardrailrule.DefaultMaxBytes
+		_c.mutation.SetMaxBytes(v)
+	}
+	if _, ok := _c.mutation.Threshold(); !ok {
+		v := guardrailrule.DefaultThreshold
+		_c.mutation.SetThreshold(v)
 	}
 	if _, ok := _c.mutation.Action(); !ok {
 		v := guardrailrule.DefaultAction
@@ -295,12 +337,12 @@ func (_c *GuardrailRuleCreate) check() error {
 			return &ValidationError{Name: "description", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.description": %w`, err)}
 		}
 	}
-	if _, ok := _c.mutation.Stage(); !ok {
-		return &ValidationError{Name: "stage", err: errors.New(`ent: missing required field "GuardrailRule.stage"`)}
+	if _, ok := _c.mutation.Direction(); !ok {
+		return &ValidationError{Name: "direction", err: errors.New(`ent: missing required field "GuardrailRule.direction"`)}
 	}
-	if v, ok := _c.mutation.Stage(); ok {
-		if err := guardrailrule.StageValidator(v); err != nil {
-			return &ValidationError{Name: "stage", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.stage": %w`, err)}
+	if v, ok := _c.mutation.Direction(); ok {
+		if err := guardrailrule.DirectionValidator(v); err != nil {
+			return &ValidationError{Name: "direction", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.direction": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.Detector(); !ok {
@@ -314,6 +356,22 @@ func (_c *GuardrailRuleCreate) check() error {
 	if v, ok := _c.mutation.Pattern(); ok {
 		if err := guardrailrule.PatternValidator(v); err != nil {
 			return &ValidationError{Name: "pattern", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.pattern": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.MaxBytes(); !ok {
+		return &ValidationError{Name: "max_bytes", err: errors.New(`ent: missing required field "GuardrailRule.max_bytes"`)}
+	}
+	if v, ok := _c.mutation.MaxBytes(); ok {
+		if err := guardrailrule.MaxBytesValidator(v); err != nil {
+			return &ValidationError{Name: "max_bytes", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.max_bytes": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Threshold(); !ok {
+		return &ValidationError{Name: "threshold", err: errors.New(`ent: missing required field "GuardrailRule.threshold"`)}
+	}
+	if v, ok := _c.mutation.Threshold(); ok {
+		if err := guardrailrule.ThresholdValidator(v); err != nil {
+			return &ValidationError{Name: "threshold", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.threshold": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.Action(); !ok {
@@ -385,13 +443,17 @@ func (_c *GuardrailRuleCreate) createSpec() (*GuardrailRule, *sqlgraph.CreateSpe
 		_spec.SetField(guardrailrule.FieldDescription, field.TypeString, value)
 		_node.Description = value
 	}
-	if value, ok := _c.mutation.Stage(); ok {
-		_spec.SetField(guardrailrule.FieldStage, field.TypeEnum, value)
-		_node.Stage = value
+	if value, ok := _c.mutation.Direction(); ok {
+		_spec.SetField(guardrailrule.FieldDirection, field.TypeEnum, value)
+		_node.Direction = value
 	}
 	if value, ok := _c.mutation.Detector(); ok {
 		_spec.SetField(guardrailrule.FieldDetector, field.TypeEnum, value)
 		_node.Detector = value
+	}
+	if value, ok := _c.mutation.Kinds(); ok {
+		_spec.SetField(guardrailrule.FieldKinds, field.TypeJSON, value)
+		_node.Kinds = value
 	}
 	if value, ok := _c.mutation.Pattern(); ok {
 		_spec.SetField(guardrailrule.FieldPattern, field.TypeString, value)
@@ -400,6 +462,14 @@ func (_c *GuardrailRuleCreate) createSpec() (*GuardrailRule, *sqlgraph.CreateSpe
 	if value, ok := _c.mutation.Terms(); ok {
 		_spec.SetField(guardrailrule.FieldTerms, field.TypeJSON, value)
 		_node.Terms = value
+	}
+	if value, ok := _c.mutation.MaxBytes(); ok {
+		_spec.SetField(guardrailrule.FieldMaxBytes, field.TypeInt64, value)
+		_node.MaxBytes = value
+	}
+	if value, ok := _c.mutation.Threshold(); ok {
+		_spec.SetField(guardrailrule.FieldThreshold, field.TypeFloat64, value)
+		_node.Threshold = value
 	}
 	if value, ok := _c.mutation.Action(); ok {
 		_spec.SetField(guardrailrule.FieldAction, field.TypeEnum, value)

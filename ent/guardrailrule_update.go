@@ -90,16 +90,16 @@ func (_u *GuardrailRuleUpdate) ClearDescription() *GuardrailRuleUpdate {
 	return _u
 }
 
-// SetStage sets the "stage" field.
-func (_u *GuardrailRuleUpdate) SetStage(v guardrailrule.Stage) *GuardrailRuleUpdate {
-	_u.mutation.SetStage(v)
+// SetDirection sets the "direction" field.
+func (_u *GuardrailRuleUpdate) SetDirection(v guardrailrule.Direction) *GuardrailRuleUpdate {
+	_u.mutation.SetDirection(v)
 	return _u
 }
 
-// SetNillableStage sets the "stage" field if the given value is not nil.
-func (_u *GuardrailRuleUpdate) SetNillableStage(v *guardrailrule.Stage) *GuardrailRuleUpdate {
+// SetNillableDirection sets the "direction" field if the given value is not nil.
+func (_u *GuardrailRuleUpdate) SetNillableDirection(v *guardrailrule.Direction) *GuardrailRuleUpdate {
 	if v != nil {
-		_u.SetStage(*v)
+		_u.SetDirection(*v)
 	}
 	return _u
 }
@@ -115,6 +115,24 @@ func (_u *GuardrailRuleUpdate) SetNillableDetector(v *guardrailrule.Detector) *G
 	if v != nil {
 		_u.SetDetector(*v)
 	}
+	return _u
+}
+
+// SetKinds sets the "kinds" field.
+func (_u *GuardrailRuleUpdate) SetKinds(v []string) *GuardrailRuleUpdate {
+	_u.mutation.SetKinds(v)
+	return _u
+}
+
+// AppendKinds appends value to the "kinds" field.
+func (_u *GuardrailRuleUpdate) AppendKinds(v []string) *GuardrailRuleUpdate {
+	_u.mutation.AppendKinds(v)
+	return _u
+}
+
+// ClearKinds clears the value of the "kinds" field.
+func (_u *GuardrailRuleUpdate) ClearKinds() *GuardrailRuleUpdate {
+	_u.mutation.ClearKinds()
 	return _u
 }
 
@@ -153,6 +171,48 @@ func (_u *GuardrailRuleUpdate) AppendTerms(v []string) *GuardrailRuleUpdate {
 // ClearTerms clears the value of the "terms" field.
 func (_u *GuardrailRuleUpdate) ClearTerms() *GuardrailRuleUpdate {
 	_u.mutation.ClearTerms()
+	return _u
+}
+
+// SetMaxBytes sets the "max_bytes" field.
+func (_u *GuardrailRuleUpdate) SetMaxBytes(v int64) *GuardrailRuleUpdate {
+	_u.mutation.ResetMaxBytes()
+	_u.mutation.SetMaxBytes(v)
+	return _u
+}
+
+// SetNillableMaxBytes sets the "max_bytes" field if the given value is not nil.
+func (_u *GuardrailRuleUpdate) SetNillableMaxBytes(v *int64) *GuardrailRuleUpdate {
+	if v != nil {
+		_u.SetMaxBytes(*v)
+	}
+	return _u
+}
+
+// AddMaxBytes adds value to the "max_bytes" field.
+func (_u *GuardrailRuleUpdate) AddMaxBytes(v int64) *GuardrailRuleUpdate {
+	_u.mutation.AddMaxBytes(v)
+	return _u
+}
+
+// SetThreshold sets the "threshold" field.
+func (_u *GuardrailRuleUpdate) SetThreshold(v float64) *GuardrailRuleUpdate {
+	_u.mutation.ResetThreshold()
+	_u.mutation.SetThreshold(v)
+	return _u
+}
+
+// SetNillableThreshold sets the "threshold" field if the given value is not nil.
+func (_u *GuardrailRuleUpdate) SetNillableThreshold(v *float64) *GuardrailRuleUpdate {
+	if v != nil {
+		_u.SetThreshold(*v)
+	}
+	return _u
+}
+
+// AddThreshold adds value to the "threshold" field.
+func (_u *GuardrailRuleUpdate) AddThreshold(v float64) *GuardrailRuleUpdate {
+	_u.mutation.AddThreshold(v)
 	return _u
 }
 
@@ -307,9 +367,9 @@ func (_u *GuardrailRuleUpdate) check() error {
 			return &ValidationError{Name: "description", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.description": %w`, err)}
 		}
 	}
-	if v, ok := _u.mutation.Stage(); ok {
-		if err := guardrailrule.StageValidator(v); err != nil {
-			return &ValidationError{Name: "stage", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.stage": %w`, err)}
+	if v, ok := _u.mutation.Direction(); ok {
+		if err := guardrailrule.DirectionValidator(v); err != nil {
+			return &ValidationError{Name: "direction", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.direction": %w`, err)}
 		}
 	}
 	if v, ok := _u.mutation.Detector(); ok {
@@ -320,6 +380,16 @@ func (_u *GuardrailRuleUpdate) check() error {
 	if v, ok := _u.mutation.Pattern(); ok {
 		if err := guardrailrule.PatternValidator(v); err != nil {
 			return &ValidationError{Name: "pattern", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.pattern": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.MaxBytes(); ok {
+		if err := guardrailrule.MaxBytesValidator(v); err != nil {
+			return &ValidationError{Name: "max_bytes", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.max_bytes": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Threshold(); ok {
+		if err := guardrailrule.ThresholdValidator(v); err != nil {
+			return &ValidationError{Name: "threshold", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.threshold": %w`, err)}
 		}
 	}
 	if v, ok := _u.mutation.Action(); ok {
@@ -368,11 +438,22 @@ func (_u *GuardrailRuleUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	if _u.mutation.DescriptionCleared() {
 		_spec.ClearField(guardrailrule.FieldDescription, field.TypeString)
 	}
-	if value, ok := _u.mutation.Stage(); ok {
-		_spec.SetField(guardrailrule.FieldStage, field.TypeEnum, value)
+	if value, ok := _u.mutation.Direction(); ok {
+		_spec.SetField(guardrailrule.FieldDirection, field.TypeEnum, value)
 	}
 	if value, ok := _u.mutation.Detector(); ok {
 		_spec.SetField(guardrailrule.FieldDetector, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Kinds(); ok {
+		_spec.SetField(guardrailrule.FieldKinds, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedKinds(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, guardrailrule.FieldKinds, value)
+		})
+	}
+	if _u.mutation.KindsCleared() {
+		_spec.ClearField(guardrailrule.FieldKinds, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.Pattern(); ok {
 		_spec.SetField(guardrailrule.FieldPattern, field.TypeString, value)
@@ -390,6 +471,18 @@ func (_u *GuardrailRuleUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	}
 	if _u.mutation.TermsCleared() {
 		_spec.ClearField(guardrailrule.FieldTerms, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.MaxBytes(); ok {
+		_spec.SetField(guardrailrule.FieldMaxBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedMaxBytes(); ok {
+		_spec.AddField(guardrailrule.FieldMaxBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Threshold(); ok {
+		_spec.SetField(guardrailrule.FieldThreshold, field.TypeFloat64, value)
+	}
+	if value, ok := _u.mutation.AddedThreshold(); ok {
+		_spec.AddField(guardrailrule.FieldThreshold, field.TypeFloat64, value)
 	}
 	if value, ok := _u.mutation.Action(); ok {
 		_spec.SetField(guardrailrule.FieldAction, field.TypeEnum, value)
@@ -523,16 +616,16 @@ func (_u *GuardrailRuleUpdateOne) ClearDescription() *GuardrailRuleUpdateOne {
 	return _u
 }
 
-// SetStage sets the "stage" field.
-func (_u *GuardrailRuleUpdateOne) SetStage(v guardrailrule.Stage) *GuardrailRuleUpdateOne {
-	_u.mutation.SetStage(v)
+// SetDirection sets the "direction" field.
+func (_u *GuardrailRuleUpdateOne) SetDirection(v guardrailrule.Direction) *GuardrailRuleUpdateOne {
+	_u.mutation.SetDirection(v)
 	return _u
 }
 
-// SetNillableStage sets the "stage" field if the given value is not nil.
-func (_u *GuardrailRuleUpdateOne) SetNillableStage(v *guardrailrule.Stage) *GuardrailRuleUpdateOne {
+// SetNillableDirection sets the "direction" field if the given value is not nil.
+func (_u *GuardrailRuleUpdateOne) SetNillableDirection(v *guardrailrule.Direction) *GuardrailRuleUpdateOne {
 	if v != nil {
-		_u.SetStage(*v)
+		_u.SetDirection(*v)
 	}
 	return _u
 }
@@ -548,6 +641,24 @@ func (_u *GuardrailRuleUpdateOne) SetNillableDetector(v *guardrailrule.Detector)
 	if v != nil {
 		_u.SetDetector(*v)
 	}
+	return _u
+}
+
+// SetKinds sets the "kinds" field.
+func (_u *GuardrailRuleUpdateOne) SetKinds(v []string) *GuardrailRuleUpdateOne {
+	_u.mutation.SetKinds(v)
+	return _u
+}
+
+// AppendKinds appends value to the "kinds" field.
+func (_u *GuardrailRuleUpdateOne) AppendKinds(v []string) *GuardrailRuleUpdateOne {
+	_u.mutation.AppendKinds(v)
+	return _u
+}
+
+// ClearKinds clears the value of the "kinds" field.
+func (_u *GuardrailRuleUpdateOne) ClearKinds() *GuardrailRuleUpdateOne {
+	_u.mutation.ClearKinds()
 	return _u
 }
 
@@ -586,6 +697,48 @@ func (_u *GuardrailRuleUpdateOne) AppendTerms(v []string) *GuardrailRuleUpdateOn
 // ClearTerms clears the value of the "terms" field.
 func (_u *GuardrailRuleUpdateOne) ClearTerms() *GuardrailRuleUpdateOne {
 	_u.mutation.ClearTerms()
+	return _u
+}
+
+// SetMaxBytes sets the "max_bytes" field.
+func (_u *GuardrailRuleUpdateOne) SetMaxBytes(v int64) *GuardrailRuleUpdateOne {
+	_u.mutation.ResetMaxBytes()
+	_u.mutation.SetMaxBytes(v)
+	return _u
+}
+
+// SetNillableMaxBytes sets the "max_bytes" field if the given value is not nil.
+func (_u *GuardrailRuleUpdateOne) SetNillableMaxBytes(v *int64) *GuardrailRuleUpdateOne {
+	if v != nil {
+		_u.SetMaxBytes(*v)
+	}
+	return _u
+}
+
+// AddMaxBytes adds value to the "max_bytes" field.
+func (_u *GuardrailRuleUpdateOne) AddMaxBytes(v int64) *GuardrailRuleUpdateOne {
+	_u.mutation.AddMaxBytes(v)
+	return _u
+}
+
+// SetThreshold sets the "threshold" field.
+func (_u *GuardrailRuleUpdateOne) SetThreshold(v float64) *GuardrailRuleUpdateOne {
+	_u.mutation.ResetThreshold()
+	_u.mutation.SetThreshold(v)
+	return _u
+}
+
+// SetNillableThreshold sets the "threshold" field if the given value is not nil.
+func (_u *GuardrailRuleUpdateOne) SetNillableThreshold(v *float64) *GuardrailRuleUpdateOne {
+	if v != nil {
+		_u.SetThreshold(*v)
+	}
+	return _u
+}
+
+// AddThreshold adds value to the "threshold" field.
+func (_u *GuardrailRuleUpdateOne) AddThreshold(v float64) *GuardrailRuleUpdateOne {
+	_u.mutation.AddThreshold(v)
 	return _u
 }
 
@@ -753,9 +906,9 @@ func (_u *GuardrailRuleUpdateOne) check() error {
 			return &ValidationError{Name: "description", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.description": %w`, err)}
 		}
 	}
-	if v, ok := _u.mutation.Stage(); ok {
-		if err := guardrailrule.StageValidator(v); err != nil {
-			return &ValidationError{Name: "stage", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.stage": %w`, err)}
+	if v, ok := _u.mutation.Direction(); ok {
+		if err := guardrailrule.DirectionValidator(v); err != nil {
+			return &ValidationError{Name: "direction", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.direction": %w`, err)}
 		}
 	}
 	if v, ok := _u.mutation.Detector(); ok {
@@ -766,6 +919,16 @@ func (_u *GuardrailRuleUpdateOne) check() error {
 	if v, ok := _u.mutation.Pattern(); ok {
 		if err := guardrailrule.PatternValidator(v); err != nil {
 			return &ValidationError{Name: "pattern", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.pattern": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.MaxBytes(); ok {
+		if err := guardrailrule.MaxBytesValidator(v); err != nil {
+			return &ValidationError{Name: "max_bytes", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.max_bytes": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Threshold(); ok {
+		if err := guardrailrule.ThresholdValidator(v); err != nil {
+			return &ValidationError{Name: "threshold", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.threshold": %w`, err)}
 		}
 	}
 	if v, ok := _u.mutation.Action(); ok {
@@ -831,11 +994,22 @@ func (_u *GuardrailRuleUpdateOne) sqlSave(ctx context.Context) (_node *Guardrail
 	if _u.mutation.DescriptionCleared() {
 		_spec.ClearField(guardrailrule.FieldDescription, field.TypeString)
 	}
-	if value, ok := _u.mutation.Stage(); ok {
-		_spec.SetField(guardrailrule.FieldStage, field.TypeEnum, value)
+	if value, ok := _u.mutation.Direction(); ok {
+		_spec.SetField(guardrailrule.FieldDirection, field.TypeEnum, value)
 	}
 	if value, ok := _u.mutation.Detector(); ok {
 		_spec.SetField(guardrailrule.FieldDetector, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Kinds(); ok {
+		_spec.SetField(guardrailrule.FieldKinds, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedKinds(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, guardrailrule.FieldKinds, value)
+		})
+	}
+	if _u.mutation.KindsCleared() {
+		_spec.ClearField(guardrailrule.FieldKinds, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.Pattern(); ok {
 		_spec.SetField(guardrailrule.FieldPattern, field.TypeString, value)
@@ -853,6 +1027,18 @@ func (_u *GuardrailRuleUpdateOne) sqlSave(ctx context.Context) (_node *Guardrail
 	}
 	if _u.mutation.TermsCleared() {
 		_spec.ClearField(guardrailrule.FieldTerms, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.MaxBytes(); ok {
+		_spec.SetField(guardrailrule.FieldMaxBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedMaxBytes(); ok {
+		_spec.AddField(guardrailrule.FieldMaxBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Threshold(); ok {
+		_spec.SetField(guardrailrule.FieldThreshold, field.TypeFloat64, value)
+	}
+	if value, ok := _u.mutation.AddedThreshold(); ok {
+		_spec.AddField(guardrailrule.FieldThreshold, field.TypeFloat64, value)
 	}
 	if value, ok := _u.mutation.Action(); ok {
 		_spec.SetField(guardrailrule.FieldAction, field.TypeEnum, value)

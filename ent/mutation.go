@@ -21,14 +21,17 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
 	"github.com/gatehouse-dev/gatehouse/ent/predicate"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
+	"github.com/gatehouse-dev/gatehouse/ent/setting"
 	"github.com/gatehouse-dev/gatehouse/ent/team"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
 const (
@@ -48,9 +51,11 @@ const (
 	TypeGrant         = "Grant"
 	TypeGuardrailRule = "GuardrailRule"
 	TypePolicyRule    = "PolicyRule"
+	TypeRateLimit     = "RateLimit"
 	TypeRole          = "Role"
 	TypeSecretBinding = "SecretBinding"
 	TypeSelection     = "Selection"
+	TypeSetting       = "Setting"
 	TypeTeam          = "Team"
 	TypeTool          = "Tool"
 	TypeUpstream      = "Upstream"
@@ -4995,6 +5000,7 @@ type GrantMutation struct {
 	updated_at            *time.Time
 	created_by            *string
 	updated_by            *string
+	name                  *string
 	description           *string
 	subject_kind          *grant.SubjectKind
 	subject               *string
@@ -5284,6 +5290,55 @@ func (m *GrantMutation) UpdatedByCleared() bool {
 func (m *GrantMutation) ResetUpdatedBy() {
 	m.updated_by = nil
 	delete(m.clearedFields, grant.FieldUpdatedBy)
+}
+
+// SetName sets the "name" field.
+func (m *GrantMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *GrantMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the Grant entity.
+// If the Grant object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrantMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ClearName clears the value of the "name" field.
+func (m *GrantMutation) ClearName() {
+	m.name = nil
+	m.clearedFields[grant.FieldName] = struct{}{}
+}
+
+// NameCleared returns if the "name" field was cleared in this mutation.
+func (m *GrantMutation) NameCleared() bool {
+	_, ok := m.clearedFields[grant.FieldName]
+	return ok
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *GrantMutation) ResetName() {
+	m.name = nil
+	delete(m.clearedFields, grant.FieldName)
 }
 
 // SetDescription sets the "description" field.
@@ -5855,7 +5910,7 @@ func (m *GrantMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *GrantMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 14)
 	if m.created_at != nil {
 		fields = append(fields, grant.FieldCreatedAt)
 	}
@@ -5867,6 +5922,9 @@ func (m *GrantMutation) Fields() []string {
 	}
 	if m.updated_by != nil {
 		fields = append(fields, grant.FieldUpdatedBy)
+	}
+	if m.name != nil {
+		fields = append(fields, grant.FieldName)
 	}
 	if m.description != nil {
 		fields = append(fields, grant.FieldDescription)
@@ -5911,6 +5969,8 @@ func (m *GrantMutation) Field(name string) (ent.Value, bool) {
 		return m.CreatedBy()
 	case grant.FieldUpdatedBy:
 		return m.UpdatedBy()
+	case grant.FieldName:
+		return m.Name()
 	case grant.FieldDescription:
 		return m.Description()
 	case grant.FieldSubjectKind:
@@ -5946,6 +6006,8 @@ func (m *GrantMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldCreatedBy(ctx)
 	case grant.FieldUpdatedBy:
 		return m.OldUpdatedBy(ctx)
+	case grant.FieldName:
+		return m.OldName(ctx)
 	case grant.FieldDescription:
 		return m.OldDescription(ctx)
 	case grant.FieldSubjectKind:
@@ -6000,6 +6062,13 @@ func (m *GrantMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetUpdatedBy(v)
+		return nil
+	case grant.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
 		return nil
 	case grant.FieldDescription:
 		v, ok := value.(string)
@@ -6115,6 +6184,9 @@ func (m *GrantMutation) ClearedFields() []string {
 	if m.FieldCleared(grant.FieldUpdatedBy) {
 		fields = append(fields, grant.FieldUpdatedBy)
 	}
+	if m.FieldCleared(grant.FieldName) {
+		fields = append(fields, grant.FieldName)
+	}
 	if m.FieldCleared(grant.FieldDescription) {
 		fields = append(fields, grant.FieldDescription)
 	}
@@ -6150,6 +6222,9 @@ func (m *GrantMutation) ClearField(name string) error {
 	case grant.FieldUpdatedBy:
 		m.ClearUpdatedBy()
 		return nil
+	case grant.FieldName:
+		m.ClearName()
+		return nil
 	case grant.FieldDescription:
 		m.ClearDescription()
 		return nil
@@ -6184,6 +6259,9 @@ func (m *GrantMutation) ResetField(name string) error {
 		return nil
 	case grant.FieldUpdatedBy:
 		m.ResetUpdatedBy()
+		return nil
+	case grant.FieldName:
+		m.ResetName()
 		return nil
 	case grant.FieldDescription:
 		m.ResetDescription()
@@ -6320,11 +6398,17 @@ type GuardrailRuleMutation struct {
 	updated_by            *string
 	name                  *string
 	description           *string
-	stage                 *guardrailrule.Stage
+	direction             *guardrailrule.Direction
 	detector              *guardrailrule.Detector
+	kinds                 *[]string
+	appendkinds           []string
 	pattern               *string
 	terms                 *[]string
 	appendterms           []string
+	max_bytes             *int64
+	addmax_bytes          *int64
+	threshold             *float64
+	addthreshold          *float64
 	action                *guardrailrule.Action
 	tools                 *[]string
 	appendtools           []string
@@ -6692,40 +6776,40 @@ func (m *GuardrailRuleMutation) ResetDescription() {
 	delete(m.clearedFields, guardrailrule.FieldDescription)
 }
 
-// SetStage sets the "stage" field.
-func (m *GuardrailRuleMutation) SetStage(gu guardrailrule.Stage) {
-	m.stage = &gu
+// SetDirection sets the "direction" field.
+func (m *GuardrailRuleMutation) SetDirection(gu guardrailrule.Direction) {
+	m.direction = &gu
 }
 
-// Stage returns the value of the "stage" field in the mutation.
-func (m *GuardrailRuleMutation) Stage() (r guardrailrule.Stage, exists bool) {
-	v := m.stage
+// Direction returns the value of the "direction" field in the mutation.
+func (m *GuardrailRuleMutation) Direction() (r guardrailrule.Direction, exists bool) {
+	v := m.direction
 	if v == nil {
 		return
 	}
 	return *v, true
 }
 
-// OldStage returns the old "stage" field's value of the GuardrailRule entity.
+// OldDirection returns the old "direction" field's value of the GuardrailRule entity.
 // If the GuardrailRule object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *GuardrailRuleMutation) OldStage(ctx context.Context) (v guardrailrule.Stage, err error) {
+func (m *GuardrailRuleMutation) OldDirection(ctx context.Context) (v guardrailrule.Direction, err error) {
 	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldStage is only allowed on UpdateOne operations")
+		return v, errors.New("OldDirection is only allowed on UpdateOne operations")
 	}
 	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldStage requires an ID field in the mutation")
+		return v, errors.New("OldDirection requires an ID field in the mutation")
 	}
 	oldValue, err := m.oldValue(ctx)
 	if err != nil {
-		return v, fmt.Errorf("querying old value for OldStage: %w", err)
+		return v, fmt.Errorf("querying old value for OldDirection: %w", err)
 	}
-	return oldValue.Stage, nil
+	return oldValue.Direction, nil
 }
 
-// ResetStage resets all changes to the "stage" field.
-func (m *GuardrailRuleMutation) ResetStage() {
-	m.stage = nil
+// ResetDirection resets all changes to the "direction" field.
+func (m *GuardrailRuleMutation) ResetDirection() {
+	m.direction = nil
 }
 
 // SetDetector sets the "detector" field.
@@ -6762,6 +6846,71 @@ func (m *GuardrailRuleMutation) OldDetector(ctx context.Context) (v guardrailrul
 // ResetDetector resets all changes to the "detector" field.
 func (m *GuardrailRuleMutation) ResetDetector() {
 	m.detector = nil
+}
+
+// SetKinds sets the "kinds" field.
+func (m *GuardrailRuleMutation) SetKinds(s []string) {
+	m.kinds = &s
+	m.appendkinds = nil
+}
+
+// Kinds returns the value of the "kinds" field in the mutation.
+func (m *GuardrailRuleMutation) Kinds() (r []string, exists bool) {
+	v := m.kinds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKinds returns the old "kinds" field's value of the GuardrailRule entity.
+// If the GuardrailRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuardrailRuleMutation) OldKinds(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKinds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKinds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKinds: %w", err)
+	}
+	return oldValue.Kinds, nil
+}
+
+// AppendKinds adds s to the "kinds" field.
+func (m *GuardrailRuleMutation) AppendKinds(s []string) {
+	m.appendkinds = append(m.appendkinds, s...)
+}
+
+// AppendedKinds returns the list of values that were appended to the "kinds" field in this mutation.
+func (m *GuardrailRuleMutation) AppendedKinds() ([]string, bool) {
+	if len(m.appendkinds) == 0 {
+		return nil, false
+	}
+	return m.appendkinds, true
+}
+
+// ClearKinds clears the value of the "kinds" field.
+func (m *GuardrailRuleMutation) ClearKinds() {
+	m.kinds = nil
+	m.appendkinds = nil
+	m.clearedFields[guardrailrule.FieldKinds] = struct{}{}
+}
+
+// KindsCleared returns if the "kinds" field was cleared in this mutation.
+func (m *GuardrailRuleMutation) KindsCleared() bool {
+	_, ok := m.clearedFields[guardrailrule.FieldKinds]
+	return ok
+}
+
+// ResetKinds resets all changes to the "kinds" field.
+func (m *GuardrailRuleMutation) ResetKinds() {
+	m.kinds = nil
+	m.appendkinds = nil
+	delete(m.clearedFields, guardrailrule.FieldKinds)
 }
 
 // SetPattern sets the "pattern" field.
@@ -6876,6 +7025,118 @@ func (m *GuardrailRuleMutation) ResetTerms() {
 	m.terms = nil
 	m.appendterms = nil
 	delete(m.clearedFields, guardrailrule.FieldTerms)
+}
+
+// SetMaxBytes sets the "max_bytes" field.
+func (m *GuardrailRuleMutation) SetMaxBytes(i int64) {
+	m.max_bytes = &i
+	m.addmax_bytes = nil
+}
+
+// MaxBytes returns the value of the "max_bytes" field in the mutation.
+func (m *GuardrailRuleMutation) MaxBytes() (r int64, exists bool) {
+	v := m.max_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMaxBytes returns the old "max_bytes" field's value of the GuardrailRule entity.
+// If the GuardrailRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuardrailRuleMutation) OldMaxBytes(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMaxBytes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMaxBytes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMaxBytes: %w", err)
+	}
+	return oldValue.MaxBytes, nil
+}
+
+// AddMaxBytes adds i to the "max_bytes" field.
+func (m *GuardrailRuleMutation) AddMaxBytes(i int64) {
+	if m.addmax_bytes != nil {
+		*m.addmax_bytes += i
+	} else {
+		m.addmax_bytes = &i
+	}
+}
+
+// AddedMaxBytes returns the value that was added to the "max_bytes" field in this mutation.
+func (m *GuardrailRuleMutation) AddedMaxBytes() (r int64, exists bool) {
+	v := m.addmax_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMaxBytes resets all changes to the "max_bytes" field.
+func (m *GuardrailRuleMutation) ResetMaxBytes() {
+	m.max_bytes = nil
+	m.addmax_bytes = nil
+}
+
+// SetThreshold sets the "threshold" field.
+func (m *GuardrailRuleMutation) SetThreshold(f float64) {
+	m.threshold = &f
+	m.addthreshold = nil
+}
+
+// Threshold returns the value of the "threshold" field in the mutation.
+func (m *GuardrailRuleMutation) Threshold() (r float64, exists bool) {
+	v := m.threshold
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldThreshold returns the old "threshold" field's value of the GuardrailRule entity.
+// If the GuardrailRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuardrailRuleMutation) OldThreshold(ctx context.Context) (v float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldThreshold is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldThreshold requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldThreshold: %w", err)
+	}
+	return oldValue.Threshold, nil
+}
+
+// AddThreshold adds f to the "threshold" field.
+func (m *GuardrailRuleMutation) AddThreshold(f float64) {
+	if m.addthreshold != nil {
+		*m.addthreshold += f
+	} else {
+		m.addthreshold = &f
+	}
+}
+
+// AddedThreshold returns the value that was added to the "threshold" field in this mutation.
+func (m *GuardrailRuleMutation) AddedThreshold() (r float64, exists bool) {
+	v := m.addthreshold
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetThreshold resets all changes to the "threshold" field.
+func (m *GuardrailRuleMutation) ResetThreshold() {
+	m.threshold = nil
+	m.addthreshold = nil
 }
 
 // SetAction sets the "action" field.
@@ -7144,7 +7405,7 @@ func (m *GuardrailRuleMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *GuardrailRuleMutation) Fields() []string {
-	fields := make([]string, 0, 14)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, guardrailrule.FieldCreatedAt)
 	}
@@ -7163,17 +7424,26 @@ func (m *GuardrailRuleMutation) Fields() []string {
 	if m.description != nil {
 		fields = append(fields, guardrailrule.FieldDescription)
 	}
-	if m.stage != nil {
-		fields = append(fields, guardrailrule.FieldStage)
+	if m.direction != nil {
+		fields = append(fields, guardrailrule.FieldDirection)
 	}
 	if m.detector != nil {
 		fields = append(fields, guardrailrule.FieldDetector)
+	}
+	if m.kinds != nil {
+		fields = append(fields, guardrailrule.FieldKinds)
 	}
 	if m.pattern != nil {
 		fields = append(fields, guardrailrule.FieldPattern)
 	}
 	if m.terms != nil {
 		fields = append(fields, guardrailrule.FieldTerms)
+	}
+	if m.max_bytes != nil {
+		fields = append(fields, guardrailrule.FieldMaxBytes)
+	}
+	if m.threshold != nil {
+		fields = append(fields, guardrailrule.FieldThreshold)
 	}
 	if m.action != nil {
 		fields = append(fields, guardrailrule.FieldAction)
@@ -7207,14 +7477,20 @@ func (m *GuardrailRuleMutation) Field(name string) (ent.Value, bool) {
 		return m.Name()
 	case guardrailrule.FieldDescription:
 		return m.Description()
-	case guardrailrule.FieldStage:
-		return m.Stage()
+	case guardrailrule.FieldDirection:
+		return m.Direction()
 	case guardrailrule.FieldDetector:
 		return m.Detector()
+	case guardrailrule.FieldKinds:
+		return m.Kinds()
 	case guardrailrule.FieldPattern:
 		return m.Pattern()
 	case guardrailrule.FieldTerms:
 		return m.Terms()
+	case guardrailrule.FieldMaxBytes:
+		return m.MaxBytes()
+	case guardrailrule.FieldThreshold:
+		return m.Threshold()
 	case guardrailrule.FieldAction:
 		return m.Action()
 	case guardrailrule.FieldTools:
@@ -7244,14 +7520,20 @@ func (m *GuardrailRuleMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldName(ctx)
 	case guardrailrule.FieldDescription:
 		return m.OldDescription(ctx)
-	case guardrailrule.FieldStage:
-		return m.OldStage(ctx)
+	case guardrailrule.FieldDirection:
+		return m.OldDirection(ctx)
 	case guardrailrule.FieldDetector:
 		return m.OldDetector(ctx)
+	case guardrailrule.FieldKinds:
+		return m.OldKinds(ctx)
 	case guardrailrule.FieldPattern:
 		return m.OldPattern(ctx)
 	case guardrailrule.FieldTerms:
 		return m.OldTerms(ctx)
+	case guardrailrule.FieldMaxBytes:
+		return m.OldMaxBytes(ctx)
+	case guardrailrule.FieldThreshold:
+		return m.OldThreshold(ctx)
 	case guardrailrule.FieldAction:
 		return m.OldAction(ctx)
 	case guardrailrule.FieldTools:
@@ -7311,12 +7593,12 @@ func (m *GuardrailRuleMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDescription(v)
 		return nil
-	case guardrailrule.FieldStage:
-		v, ok := value.(guardrailrule.Stage)
+	case guardrailrule.FieldDirection:
+		v, ok := value.(guardrailrule.Direction)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
-		m.SetStage(v)
+		m.SetDirection(v)
 		return nil
 	case guardrailrule.FieldDetector:
 		v, ok := value.(guardrailrule.Detector)
@@ -7324,6 +7606,13 @@ func (m *GuardrailRuleMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetDetector(v)
+		return nil
+	case guardrailrule.FieldKinds:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKinds(v)
 		return nil
 	case guardrailrule.FieldPattern:
 		v, ok := value.(string)
@@ -7338,6 +7627,20 @@ func (m *GuardrailRuleMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetTerms(v)
+		return nil
+	case guardrailrule.FieldMaxBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMaxBytes(v)
+		return nil
+	case guardrailrule.FieldThreshold:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetThreshold(v)
 		return nil
 	case guardrailrule.FieldAction:
 		v, ok := value.(guardrailrule.Action)
@@ -7375,6 +7678,12 @@ func (m *GuardrailRuleMutation) SetField(name string, value ent.Value) error {
 // this mutation.
 func (m *GuardrailRuleMutation) AddedFields() []string {
 	var fields []string
+	if m.addmax_bytes != nil {
+		fields = append(fields, guardrailrule.FieldMaxBytes)
+	}
+	if m.addthreshold != nil {
+		fields = append(fields, guardrailrule.FieldThreshold)
+	}
 	if m.addpriority != nil {
 		fields = append(fields, guardrailrule.FieldPriority)
 	}
@@ -7386,6 +7695,10 @@ func (m *GuardrailRuleMutation) AddedFields() []string {
 // was not set, or was not defined in the schema.
 func (m *GuardrailRuleMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
+	case guardrailrule.FieldMaxBytes:
+		return m.AddedMaxBytes()
+	case guardrailrule.FieldThreshold:
+		return m.AddedThreshold()
 	case guardrailrule.FieldPriority:
 		return m.AddedPriority()
 	}
@@ -7397,6 +7710,20 @@ func (m *GuardrailRuleMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *GuardrailRuleMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case guardrailrule.FieldMaxBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMaxBytes(v)
+		return nil
+	case guardrailrule.FieldThreshold:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddThreshold(v)
+		return nil
 	case guardrailrule.FieldPriority:
 		v, ok := value.(int)
 		if !ok {
@@ -7420,6 +7747,9 @@ func (m *GuardrailRuleMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(guardrailrule.FieldDescription) {
 		fields = append(fields, guardrailrule.FieldDescription)
+	}
+	if m.FieldCleared(guardrailrule.FieldKinds) {
+		fields = append(fields, guardrailrule.FieldKinds)
 	}
 	if m.FieldCleared(guardrailrule.FieldPattern) {
 		fields = append(fields, guardrailrule.FieldPattern)
@@ -7452,6 +7782,9 @@ func (m *GuardrailRuleMutation) ClearField(name string) error {
 		return nil
 	case guardrailrule.FieldDescription:
 		m.ClearDescription()
+		return nil
+	case guardrailrule.FieldKinds:
+		m.ClearKinds()
 		return nil
 	case guardrailrule.FieldPattern:
 		m.ClearPattern()
@@ -7488,17 +7821,26 @@ func (m *GuardrailRuleMutation) ResetField(name string) error {
 	case guardrailrule.FieldDescription:
 		m.ResetDescription()
 		return nil
-	case guardrailrule.FieldStage:
-		m.ResetStage()
+	case guardrailrule.FieldDirection:
+		m.ResetDirection()
 		return nil
 	case guardrailrule.FieldDetector:
 		m.ResetDetector()
+		return nil
+	case guardrailrule.FieldKinds:
+		m.ResetKinds()
 		return nil
 	case guardrailrule.FieldPattern:
 		m.ResetPattern()
 		return nil
 	case guardrailrule.FieldTerms:
 		m.ResetTerms()
+		return nil
+	case guardrailrule.FieldMaxBytes:
+		m.ResetMaxBytes()
+		return nil
+	case guardrailrule.FieldThreshold:
+		m.ResetThreshold()
 		return nil
 	case guardrailrule.FieldAction:
 		m.ResetAction()
@@ -8496,6 +8838,1283 @@ func (m *PolicyRuleMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *PolicyRuleMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown PolicyRule edge %s", name)
+}
+
+// RateLimitMutation represents an operation that mutates the RateLimit nodes in the graph.
+type RateLimitMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *int
+	created_at            *time.Time
+	updated_at            *time.Time
+	created_by            *string
+	updated_by            *string
+	name                  *string
+	description           *string
+	subject_kind          *ratelimit.SubjectKind
+	subject               *string
+	tools                 *[]string
+	appendtools           []string
+	key                   *ratelimit.Key
+	requests              *int
+	addrequests           *int
+	per_seconds           *float64
+	addper_seconds        *float64
+	burst                 *int
+	addburst              *int
+	clearedFields         map[string]struct{}
+	virtual_server        *int
+	clearedvirtual_server bool
+	done                  bool
+	oldValue              func(context.Context) (*RateLimit, error)
+	predicates            []predicate.RateLimit
+}
+
+var _ ent.Mutation = (*RateLimitMutation)(nil)
+
+// ratelimitOption allows management of the mutation configuration using functional options.
+type ratelimitOption func(*RateLimitMutation)
+
+// newRateLimitMutation creates new mutation for the RateLimit entity.
+func newRateLimitMutation(c config, op Op, opts ...ratelimitOption) *RateLimitMutation {
+	m := &RateLimitMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeRateLimit,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withRateLimitID sets the ID field of the mutation.
+func withRateLimitID(id int) ratelimitOption {
+	return func(m *RateLimitMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *RateLimit
+		)
+		m.oldValue = func(ctx context.Context) (*RateLimit, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().RateLimit.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withRateLimit sets the old RateLimit of the mutation.
+func withRateLimit(node *RateLimit) ratelimitOption {
+	return func(m *RateLimitMutation) {
+		m.oldValue = func(context.Context) (*RateLimit, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m RateLimitMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m RateLimitMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *RateLimitMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *RateLimitMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().RateLimit.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *RateLimitMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *RateLimitMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *RateLimitMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *RateLimitMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *RateLimitMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *RateLimitMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetCreatedBy sets the "created_by" field.
+func (m *RateLimitMutation) SetCreatedBy(s string) {
+	m.created_by = &s
+}
+
+// CreatedBy returns the value of the "created_by" field in the mutation.
+func (m *RateLimitMutation) CreatedBy() (r string, exists bool) {
+	v := m.created_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedBy returns the old "created_by" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldCreatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedBy: %w", err)
+	}
+	return oldValue.CreatedBy, nil
+}
+
+// ClearCreatedBy clears the value of the "created_by" field.
+func (m *RateLimitMutation) ClearCreatedBy() {
+	m.created_by = nil
+	m.clearedFields[ratelimit.FieldCreatedBy] = struct{}{}
+}
+
+// CreatedByCleared returns if the "created_by" field was cleared in this mutation.
+func (m *RateLimitMutation) CreatedByCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldCreatedBy]
+	return ok
+}
+
+// ResetCreatedBy resets all changes to the "created_by" field.
+func (m *RateLimitMutation) ResetCreatedBy() {
+	m.created_by = nil
+	delete(m.clearedFields, ratelimit.FieldCreatedBy)
+}
+
+// SetUpdatedBy sets the "updated_by" field.
+func (m *RateLimitMutation) SetUpdatedBy(s string) {
+	m.updated_by = &s
+}
+
+// UpdatedBy returns the value of the "updated_by" field in the mutation.
+func (m *RateLimitMutation) UpdatedBy() (r string, exists bool) {
+	v := m.updated_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedBy returns the old "updated_by" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldUpdatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedBy: %w", err)
+	}
+	return oldValue.UpdatedBy, nil
+}
+
+// ClearUpdatedBy clears the value of the "updated_by" field.
+func (m *RateLimitMutation) ClearUpdatedBy() {
+	m.updated_by = nil
+	m.clearedFields[ratelimit.FieldUpdatedBy] = struct{}{}
+}
+
+// UpdatedByCleared returns if the "updated_by" field was cleared in this mutation.
+func (m *RateLimitMutation) UpdatedByCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldUpdatedBy]
+	return ok
+}
+
+// ResetUpdatedBy resets all changes to the "updated_by" field.
+func (m *RateLimitMutation) ResetUpdatedBy() {
+	m.updated_by = nil
+	delete(m.clearedFields, ratelimit.FieldUpdatedBy)
+}
+
+// SetName sets the "name" field.
+func (m *RateLimitMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *RateLimitMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *RateLimitMutation) ResetName() {
+	m.name = nil
+}
+
+// SetDescription sets the "description" field.
+func (m *RateLimitMutation) SetDescription(s string) {
+	m.description = &s
+}
+
+// Description returns the value of the "description" field in the mutation.
+func (m *RateLimitMutation) Description() (r string, exists bool) {
+	v := m.description
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDescription returns the old "description" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldDescription(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDescription is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDescription requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDescription: %w", err)
+	}
+	return oldValue.Description, nil
+}
+
+// ClearDescription clears the value of the "description" field.
+func (m *RateLimitMutation) ClearDescription() {
+	m.description = nil
+	m.clearedFields[ratelimit.FieldDescription] = struct{}{}
+}
+
+// DescriptionCleared returns if the "description" field was cleared in this mutation.
+func (m *RateLimitMutation) DescriptionCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldDescription]
+	return ok
+}
+
+// ResetDescription resets all changes to the "description" field.
+func (m *RateLimitMutation) ResetDescription() {
+	m.description = nil
+	delete(m.clearedFields, ratelimit.FieldDescription)
+}
+
+// SetSubjectKind sets the "subject_kind" field.
+func (m *RateLimitMutation) SetSubjectKind(rk ratelimit.SubjectKind) {
+	m.subject_kind = &rk
+}
+
+// SubjectKind returns the value of the "subject_kind" field in the mutation.
+func (m *RateLimitMutation) SubjectKind() (r ratelimit.SubjectKind, exists bool) {
+	v := m.subject_kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSubjectKind returns the old "subject_kind" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldSubjectKind(ctx context.Context) (v ratelimit.SubjectKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSubjectKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSubjectKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSubjectKind: %w", err)
+	}
+	return oldValue.SubjectKind, nil
+}
+
+// ClearSubjectKind clears the value of the "subject_kind" field.
+func (m *RateLimitMutation) ClearSubjectKind() {
+	m.subject_kind = nil
+	m.clearedFields[ratelimit.FieldSubjectKind] = struct{}{}
+}
+
+// SubjectKindCleared returns if the "subject_kind" field was cleared in this mutation.
+func (m *RateLimitMutation) SubjectKindCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldSubjectKind]
+	return ok
+}
+
+// ResetSubjectKind resets all changes to the "subject_kind" field.
+func (m *RateLimitMutation) ResetSubjectKind() {
+	m.subject_kind = nil
+	delete(m.clearedFields, ratelimit.FieldSubjectKind)
+}
+
+// SetSubject sets the "subject" field.
+func (m *RateLimitMutation) SetSubject(s string) {
+	m.subject = &s
+}
+
+// Subject returns the value of the "subject" field in the mutation.
+func (m *RateLimitMutation) Subject() (r string, exists bool) {
+	v := m.subject
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSubject returns the old "subject" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldSubject(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSubject is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSubject requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSubject: %w", err)
+	}
+	return oldValue.Subject, nil
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (m *RateLimitMutation) ClearSubject() {
+	m.subject = nil
+	m.clearedFields[ratelimit.FieldSubject] = struct{}{}
+}
+
+// SubjectCleared returns if the "subject" field was cleared in this mutation.
+func (m *RateLimitMutation) SubjectCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldSubject]
+	return ok
+}
+
+// ResetSubject resets all changes to the "subject" field.
+func (m *RateLimitMutation) ResetSubject() {
+	m.subject = nil
+	delete(m.clearedFields, ratelimit.FieldSubject)
+}
+
+// SetTools sets the "tools" field.
+func (m *RateLimitMutation) SetTools(s []string) {
+	m.tools = &s
+	m.appendtools = nil
+}
+
+// Tools returns the value of the "tools" field in the mutation.
+func (m *RateLimitMutation) Tools() (r []string, exists bool) {
+	v := m.tools
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTools returns the old "tools" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldTools(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTools is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTools requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTools: %w", err)
+	}
+	return oldValue.Tools, nil
+}
+
+// AppendTools adds s to the "tools" field.
+func (m *RateLimitMutation) AppendTools(s []string) {
+	m.appendtools = append(m.appendtools, s...)
+}
+
+// AppendedTools returns the list of values that were appended to the "tools" field in this mutation.
+func (m *RateLimitMutation) AppendedTools() ([]string, bool) {
+	if len(m.appendtools) == 0 {
+		return nil, false
+	}
+	return m.appendtools, true
+}
+
+// ClearTools clears the value of the "tools" field.
+func (m *RateLimitMutation) ClearTools() {
+	m.tools = nil
+	m.appendtools = nil
+	m.clearedFields[ratelimit.FieldTools] = struct{}{}
+}
+
+// ToolsCleared returns if the "tools" field was cleared in this mutation.
+func (m *RateLimitMutation) ToolsCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldTools]
+	return ok
+}
+
+// ResetTools resets all changes to the "tools" field.
+func (m *RateLimitMutation) ResetTools() {
+	m.tools = nil
+	m.appendtools = nil
+	delete(m.clearedFields, ratelimit.FieldTools)
+}
+
+// SetKey sets the "key" field.
+func (m *RateLimitMutation) SetKey(r ratelimit.Key) {
+	m.key = &r
+}
+
+// Key returns the value of the "key" field in the mutation.
+func (m *RateLimitMutation) Key() (r ratelimit.Key, exists bool) {
+	v := m.key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKey returns the old "key" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldKey(ctx context.Context) (v ratelimit.Key, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKey: %w", err)
+	}
+	return oldValue.Key, nil
+}
+
+// ResetKey resets all changes to the "key" field.
+func (m *RateLimitMutation) ResetKey() {
+	m.key = nil
+}
+
+// SetRequests sets the "requests" field.
+func (m *RateLimitMutation) SetRequests(i int) {
+	m.requests = &i
+	m.addrequests = nil
+}
+
+// Requests returns the value of the "requests" field in the mutation.
+func (m *RateLimitMutation) Requests() (r int, exists bool) {
+	v := m.requests
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequests returns the old "requests" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldRequests(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequests is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequests requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequests: %w", err)
+	}
+	return oldValue.Requests, nil
+}
+
+// AddRequests adds i to the "requests" field.
+func (m *RateLimitMutation) AddRequests(i int) {
+	if m.addrequests != nil {
+		*m.addrequests += i
+	} else {
+		m.addrequests = &i
+	}
+}
+
+// AddedRequests returns the value that was added to the "requests" field in this mutation.
+func (m *RateLimitMutation) AddedRequests() (r int, exists bool) {
+	v := m.addrequests
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRequests resets all changes to the "requests" field.
+func (m *RateLimitMutation) ResetRequests() {
+	m.requests = nil
+	m.addrequests = nil
+}
+
+// SetPerSeconds sets the "per_seconds" field.
+func (m *RateLimitMutation) SetPerSeconds(f float64) {
+	m.per_seconds = &f
+	m.addper_seconds = nil
+}
+
+// PerSeconds returns the value of the "per_seconds" field in the mutation.
+func (m *RateLimitMutation) PerSeconds() (r float64, exists bool) {
+	v := m.per_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPerSeconds returns the old "per_seconds" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldPerSeconds(ctx context.Context) (v float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPerSeconds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPerSeconds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPerSeconds: %w", err)
+	}
+	return oldValue.PerSeconds, nil
+}
+
+// AddPerSeconds adds f to the "per_seconds" field.
+func (m *RateLimitMutation) AddPerSeconds(f float64) {
+	if m.addper_seconds != nil {
+		*m.addper_seconds += f
+	} else {
+		m.addper_seconds = &f
+	}
+}
+
+// AddedPerSeconds returns the value that was added to the "per_seconds" field in this mutation.
+func (m *RateLimitMutation) AddedPerSeconds() (r float64, exists bool) {
+	v := m.addper_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPerSeconds resets all changes to the "per_seconds" field.
+func (m *RateLimitMutation) ResetPerSeconds() {
+	m.per_seconds = nil
+	m.addper_seconds = nil
+}
+
+// SetBurst sets the "burst" field.
+func (m *RateLimitMutation) SetBurst(i int) {
+	m.burst = &i
+	m.addburst = nil
+}
+
+// Burst returns the value of the "burst" field in the mutation.
+func (m *RateLimitMutation) Burst() (r int, exists bool) {
+	v := m.burst
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBurst returns the old "burst" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldBurst(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBurst is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBurst requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBurst: %w", err)
+	}
+	return oldValue.Burst, nil
+}
+
+// AddBurst adds i to the "burst" field.
+func (m *RateLimitMutation) AddBurst(i int) {
+	if m.addburst != nil {
+		*m.addburst += i
+	} else {
+		m.addburst = &i
+	}
+}
+
+// AddedBurst returns the value that was added to the "burst" field in this mutation.
+func (m *RateLimitMutation) AddedBurst() (r int, exists bool) {
+	v := m.addburst
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBurst resets all changes to the "burst" field.
+func (m *RateLimitMutation) ResetBurst() {
+	m.burst = nil
+	m.addburst = nil
+}
+
+// SetVirtualServerID sets the "virtual_server" edge to the VirtualServer entity by id.
+func (m *RateLimitMutation) SetVirtualServerID(id int) {
+	m.virtual_server = &id
+}
+
+// ClearVirtualServer clears the "virtual_server" edge to the VirtualServer entity.
+func (m *RateLimitMutation) ClearVirtualServer() {
+	m.clearedvirtual_server = true
+}
+
+// VirtualServerCleared reports if the "virtual_server" edge to the VirtualServer entity was cleared.
+func (m *RateLimitMutation) VirtualServerCleared() bool {
+	return m.clearedvirtual_server
+}
+
+// VirtualServerID returns the "virtual_server" edge ID in the mutation.
+func (m *RateLimitMutation) VirtualServerID() (id int, exists bool) {
+	if m.virtual_server != nil {
+		return *m.virtual_server, true
+	}
+	return
+}
+
+// VirtualServerIDs returns the "virtual_server" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// VirtualServerID instead. It exists only for internal usage by the builders.
+func (m *RateLimitMutation) VirtualServerIDs() (ids []int) {
+	if id := m.virtual_server; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetVirtualServer resets all changes to the "virtual_server" edge.
+func (m *RateLimitMutation) ResetVirtualServer() {
+	m.virtual_server = nil
+	m.clearedvirtual_server = false
+}
+
+// Where appends a list predicates to the RateLimitMutation builder.
+func (m *RateLimitMutation) Where(ps ...predicate.RateLimit) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the RateLimitMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *RateLimitMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.RateLimit, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *RateLimitMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *RateLimitMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (RateLimit).
+func (m *RateLimitMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *RateLimitMutation) Fields() []string {
+	fields := make([]string, 0, 13)
+	if m.created_at != nil {
+		fields = append(fields, ratelimit.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, ratelimit.FieldUpdatedAt)
+	}
+	if m.created_by != nil {
+		fields = append(fields, ratelimit.FieldCreatedBy)
+	}
+	if m.updated_by != nil {
+		fields = append(fields, ratelimit.FieldUpdatedBy)
+	}
+	if m.name != nil {
+		fields = append(fields, ratelimit.FieldName)
+	}
+	if m.description != nil {
+		fields = append(fields, ratelimit.FieldDescription)
+	}
+	if m.subject_kind != nil {
+		fields = append(fields, ratelimit.FieldSubjectKind)
+	}
+	if m.subject != nil {
+		fields = append(fields, ratelimit.FieldSubject)
+	}
+	if m.tools != nil {
+		fields = append(fields, ratelimit.FieldTools)
+	}
+	if m.key != nil {
+		fields = append(fields, ratelimit.FieldKey)
+	}
+	if m.requests != nil {
+		fields = append(fields, ratelimit.FieldRequests)
+	}
+	if m.per_seconds != nil {
+		fields = append(fields, ratelimit.FieldPerSeconds)
+	}
+	if m.burst != nil {
+		fields = append(fields, ratelimit.FieldBurst)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *RateLimitMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case ratelimit.FieldCreatedAt:
+		return m.CreatedAt()
+	case ratelimit.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case ratelimit.FieldCreatedBy:
+		return m.CreatedBy()
+	case ratelimit.FieldUpdatedBy:
+		return m.UpdatedBy()
+	case ratelimit.FieldName:
+		return m.Name()
+	case ratelimit.FieldDescription:
+		return m.Description()
+	case ratelimit.FieldSubjectKind:
+		return m.SubjectKind()
+	case ratelimit.FieldSubject:
+		return m.Subject()
+	case ratelimit.FieldTools:
+		return m.Tools()
+	case ratelimit.FieldKey:
+		return m.Key()
+	case ratelimit.FieldRequests:
+		return m.Requests()
+	case ratelimit.FieldPerSeconds:
+		return m.PerSeconds()
+	case ratelimit.FieldBurst:
+		return m.Burst()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *RateLimitMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case ratelimit.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case ratelimit.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case ratelimit.FieldCreatedBy:
+		return m.OldCreatedBy(ctx)
+	case ratelimit.FieldUpdatedBy:
+		return m.OldUpdatedBy(ctx)
+	case ratelimit.FieldName:
+		return m.OldName(ctx)
+	case ratelimit.FieldDescription:
+		return m.OldDescription(ctx)
+	case ratelimit.FieldSubjectKind:
+		return m.OldSubjectKind(ctx)
+	case ratelimit.FieldSubject:
+		return m.OldSubject(ctx)
+	case ratelimit.FieldTools:
+		return m.OldTools(ctx)
+	case ratelimit.FieldKey:
+		return m.OldKey(ctx)
+	case ratelimit.FieldRequests:
+		return m.OldRequests(ctx)
+	case ratelimit.FieldPerSeconds:
+		return m.OldPerSeconds(ctx)
+	case ratelimit.FieldBurst:
+		return m.OldBurst(ctx)
+	}
+	return nil, fmt.Errorf("unknown RateLimit field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RateLimitMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case ratelimit.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case ratelimit.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case ratelimit.FieldCreatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedBy(v)
+		return nil
+	case ratelimit.FieldUpdatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedBy(v)
+		return nil
+	case ratelimit.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case ratelimit.FieldDescription:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDescription(v)
+		return nil
+	case ratelimit.FieldSubjectKind:
+		v, ok := value.(ratelimit.SubjectKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSubjectKind(v)
+		return nil
+	case ratelimit.FieldSubject:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSubject(v)
+		return nil
+	case ratelimit.FieldTools:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTools(v)
+		return nil
+	case ratelimit.FieldKey:
+		v, ok := value.(ratelimit.Key)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKey(v)
+		return nil
+	case ratelimit.FieldRequests:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequests(v)
+		return nil
+	case ratelimit.FieldPerSeconds:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPerSeconds(v)
+		return nil
+	case ratelimit.FieldBurst:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBurst(v)
+		return nil
+	}
+	return fmt.Errorf("unknown RateLimit field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *RateLimitMutation) AddedFields() []string {
+	var fields []string
+	if m.addrequests != nil {
+		fields = append(fields, ratelimit.FieldRequests)
+	}
+	if m.addper_seconds != nil {
+		fields = append(fields, ratelimit.FieldPerSeconds)
+	}
+	if m.addburst != nil {
+		fields = append(fields, ratelimit.FieldBurst)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *RateLimitMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case ratelimit.FieldRequests:
+		return m.AddedRequests()
+	case ratelimit.FieldPerSeconds:
+		return m.AddedPerSeconds()
+	case ratelimit.FieldBurst:
+		return m.AddedBurst()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RateLimitMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case ratelimit.FieldRequests:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRequests(v)
+		return nil
+	case ratelimit.FieldPerSeconds:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPerSeconds(v)
+		return nil
+	case ratelimit.FieldBurst:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBurst(v)
+		return nil
+	}
+	return fmt.Errorf("unknown RateLimit numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *RateLimitMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(ratelimit.FieldCreatedBy) {
+		fields = append(fields, ratelimit.FieldCreatedBy)
+	}
+	if m.FieldCleared(ratelimit.FieldUpdatedBy) {
+		fields = append(fields, ratelimit.FieldUpdatedBy)
+	}
+	if m.FieldCleared(ratelimit.FieldDescription) {
+		fields = append(fields, ratelimit.FieldDescription)
+	}
+	if m.FieldCleared(ratelimit.FieldSubjectKind) {
+		fields = append(fields, ratelimit.FieldSubjectKind)
+	}
+	if m.FieldCleared(ratelimit.FieldSubject) {
+		fields = append(fields, ratelimit.FieldSubject)
+	}
+	if m.FieldCleared(ratelimit.FieldTools) {
+		fields = append(fields, ratelimit.FieldTools)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *RateLimitMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *RateLimitMutation) ClearField(name string) error {
+	switch name {
+	case ratelimit.FieldCreatedBy:
+		m.ClearCreatedBy()
+		return nil
+	case ratelimit.FieldUpdatedBy:
+		m.ClearUpdatedBy()
+		return nil
+	case ratelimit.FieldDescription:
+		m.ClearDescription()
+		return nil
+	case ratelimit.FieldSubjectKind:
+		m.ClearSubjectKind()
+		return nil
+	case ratelimit.FieldSubject:
+		m.ClearSubject()
+		return nil
+	case ratelimit.FieldTools:
+		m.ClearTools()
+		return nil
+	}
+	return fmt.Errorf("unknown RateLimit nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *RateLimitMutation) ResetField(name string) error {
+	switch name {
+	case ratelimit.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case ratelimit.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case ratelimit.FieldCreatedBy:
+		m.ResetCreatedBy()
+		return nil
+	case ratelimit.FieldUpdatedBy:
+		m.ResetUpdatedBy()
+		return nil
+	case ratelimit.FieldName:
+		m.ResetName()
+		return nil
+	case ratelimit.FieldDescription:
+		m.ResetDescription()
+		return nil
+	case ratelimit.FieldSubjectKind:
+		m.ResetSubjectKind()
+		return nil
+	case ratelimit.FieldSubject:
+		m.ResetSubject()
+		return nil
+	case ratelimit.FieldTools:
+		m.ResetTools()
+		return nil
+	case ratelimit.FieldKey:
+		m.ResetKey()
+		return nil
+	case ratelimit.FieldRequests:
+		m.ResetRequests()
+		return nil
+	case ratelimit.FieldPerSeconds:
+		m.ResetPerSeconds()
+		return nil
+	case ratelimit.FieldBurst:
+		m.ResetBurst()
+		return nil
+	}
+	return fmt.Errorf("unknown RateLimit field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *RateLimitMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.virtual_server != nil {
+		edges = append(edges, ratelimit.EdgeVirtualServer)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *RateLimitMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case ratelimit.EdgeVirtualServer:
+		if id := m.virtual_server; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *RateLimitMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *RateLimitMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *RateLimitMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedvirtual_server {
+		edges = append(edges, ratelimit.EdgeVirtualServer)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *RateLimitMutation) EdgeCleared(name string) bool {
+	switch name {
+	case ratelimit.EdgeVirtualServer:
+		return m.clearedvirtual_server
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *RateLimitMutation) ClearEdge(name string) error {
+	switch name {
+	case ratelimit.EdgeVirtualServer:
+		m.ClearVirtualServer()
+		return nil
+	}
+	return fmt.Errorf("unknown RateLimit unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *RateLimitMutation) ResetEdge(name string) error {
+	switch name {
+	case ratelimit.EdgeVirtualServer:
+		m.ResetVirtualServer()
+		return nil
+	}
+	return fmt.Errorf("unknown RateLimit edge %s", name)
 }
 
 // RoleMutation represents an operation that mutates the Role nodes in the graph.
@@ -12343,6 +13962,643 @@ func (m *SelectionMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Selection edge %s", name)
 }
 
+// SettingMutation represents an operation that mutates the Setting nodes in the graph.
+type SettingMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	created_at    *time.Time
+	updated_at    *time.Time
+	created_by    *string
+	updated_by    *string
+	scope         *string
+	pinning_mode  *setting.PinningMode
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Setting, error)
+	predicates    []predicate.Setting
+}
+
+var _ ent.Mutation = (*SettingMutation)(nil)
+
+// settingOption allows management of the mutation configuration using functional options.
+type settingOption func(*SettingMutation)
+
+// newSettingMutation creates new mutation for the Setting entity.
+func newSettingMutation(c config, op Op, opts ...settingOption) *SettingMutation {
+	m := &SettingMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeSetting,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withSettingID sets the ID field of the mutation.
+func withSettingID(id int) settingOption {
+	return func(m *SettingMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Setting
+		)
+		m.oldValue = func(ctx context.Context) (*Setting, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Setting.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withSetting sets the old Setting of the mutation.
+func withSetting(node *Setting) settingOption {
+	return func(m *SettingMutation) {
+		m.oldValue = func(context.Context) (*Setting, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m SettingMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m SettingMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *SettingMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *SettingMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Setting.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *SettingMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *SettingMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *SettingMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *SettingMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *SettingMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *SettingMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetCreatedBy sets the "created_by" field.
+func (m *SettingMutation) SetCreatedBy(s string) {
+	m.created_by = &s
+}
+
+// CreatedBy returns the value of the "created_by" field in the mutation.
+func (m *SettingMutation) CreatedBy() (r string, exists bool) {
+	v := m.created_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedBy returns the old "created_by" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldCreatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedBy: %w", err)
+	}
+	return oldValue.CreatedBy, nil
+}
+
+// ClearCreatedBy clears the value of the "created_by" field.
+func (m *SettingMutation) ClearCreatedBy() {
+	m.created_by = nil
+	m.clearedFields[setting.FieldCreatedBy] = struct{}{}
+}
+
+// CreatedByCleared returns if the "created_by" field was cleared in this mutation.
+func (m *SettingMutation) CreatedByCleared() bool {
+	_, ok := m.clearedFields[setting.FieldCreatedBy]
+	return ok
+}
+
+// ResetCreatedBy resets all changes to the "created_by" field.
+func (m *SettingMutation) ResetCreatedBy() {
+	m.created_by = nil
+	delete(m.clearedFields, setting.FieldCreatedBy)
+}
+
+// SetUpdatedBy sets the "updated_by" field.
+func (m *SettingMutation) SetUpdatedBy(s string) {
+	m.updated_by = &s
+}
+
+// UpdatedBy returns the value of the "updated_by" field in the mutation.
+func (m *SettingMutation) UpdatedBy() (r string, exists bool) {
+	v := m.updated_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedBy returns the old "updated_by" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldUpdatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedBy: %w", err)
+	}
+	return oldValue.UpdatedBy, nil
+}
+
+// ClearUpdatedBy clears the value of the "updated_by" field.
+func (m *SettingMutation) ClearUpdatedBy() {
+	m.updated_by = nil
+	m.clearedFields[setting.FieldUpdatedBy] = struct{}{}
+}
+
+// UpdatedByCleared returns if the "updated_by" field was cleared in this mutation.
+func (m *SettingMutation) UpdatedByCleared() bool {
+	_, ok := m.clearedFields[setting.FieldUpdatedBy]
+	return ok
+}
+
+// ResetUpdatedBy resets all changes to the "updated_by" field.
+func (m *SettingMutation) ResetUpdatedBy() {
+	m.updated_by = nil
+	delete(m.clearedFields, setting.FieldUpdatedBy)
+}
+
+// SetScope sets the "scope" field.
+func (m *SettingMutation) SetScope(s string) {
+	m.scope = &s
+}
+
+// Scope returns the value of the "scope" field in the mutation.
+func (m *SettingMutation) Scope() (r string, exists bool) {
+	v := m.scope
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldScope returns the old "scope" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldScope(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldScope is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldScope requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldScope: %w", err)
+	}
+	return oldValue.Scope, nil
+}
+
+// ResetScope resets all changes to the "scope" field.
+func (m *SettingMutation) ResetScope() {
+	m.scope = nil
+}
+
+// SetPinningMode sets the "pinning_mode" field.
+func (m *SettingMutation) SetPinningMode(sm setting.PinningMode) {
+	m.pinning_mode = &sm
+}
+
+// PinningMode returns the value of the "pinning_mode" field in the mutation.
+func (m *SettingMutation) PinningMode() (r setting.PinningMode, exists bool) {
+	v := m.pinning_mode
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPinningMode returns the old "pinning_mode" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldPinningMode(ctx context.Context) (v setting.PinningMode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPinningMode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPinningMode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPinningMode: %w", err)
+	}
+	return oldValue.PinningMode, nil
+}
+
+// ResetPinningMode resets all changes to the "pinning_mode" field.
+func (m *SettingMutation) ResetPinningMode() {
+	m.pinning_mode = nil
+}
+
+// Where appends a list predicates to the SettingMutation builder.
+func (m *SettingMutation) Where(ps ...predicate.Setting) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the SettingMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *SettingMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Setting, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *SettingMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *SettingMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Setting).
+func (m *SettingMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *SettingMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.created_at != nil {
+		fields = append(fields, setting.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, setting.FieldUpdatedAt)
+	}
+	if m.created_by != nil {
+		fields = append(fields, setting.FieldCreatedBy)
+	}
+	if m.updated_by != nil {
+		fields = append(fields, setting.FieldUpdatedBy)
+	}
+	if m.scope != nil {
+		fields = append(fields, setting.FieldScope)
+	}
+	if m.pinning_mode != nil {
+		fields = append(fields, setting.FieldPinningMode)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *SettingMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case setting.FieldCreatedAt:
+		return m.CreatedAt()
+	case setting.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case setting.FieldCreatedBy:
+		return m.CreatedBy()
+	case setting.FieldUpdatedBy:
+		return m.UpdatedBy()
+	case setting.FieldScope:
+		return m.Scope()
+	case setting.FieldPinningMode:
+		return m.PinningMode()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case setting.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case setting.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case setting.FieldCreatedBy:
+		return m.OldCreatedBy(ctx)
+	case setting.FieldUpdatedBy:
+		return m.OldUpdatedBy(ctx)
+	case setting.FieldScope:
+		return m.OldScope(ctx)
+	case setting.FieldPinningMode:
+		return m.OldPinningMode(ctx)
+	}
+	return nil, fmt.Errorf("unknown Setting field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *SettingMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case setting.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case setting.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case setting.FieldCreatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedBy(v)
+		return nil
+	case setting.FieldUpdatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedBy(v)
+		return nil
+	case setting.FieldScope:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetScope(v)
+		return nil
+	case setting.FieldPinningMode:
+		v, ok := value.(setting.PinningMode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPinningMode(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Setting field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *SettingMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *SettingMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *SettingMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Setting numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *SettingMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(setting.FieldCreatedBy) {
+		fields = append(fields, setting.FieldCreatedBy)
+	}
+	if m.FieldCleared(setting.FieldUpdatedBy) {
+		fields = append(fields, setting.FieldUpdatedBy)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *SettingMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *SettingMutation) ClearField(name string) error {
+	switch name {
+	case setting.FieldCreatedBy:
+		m.ClearCreatedBy()
+		return nil
+	case setting.FieldUpdatedBy:
+		m.ClearUpdatedBy()
+		return nil
+	}
+	return fmt.Errorf("unknown Setting nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *SettingMutation) ResetField(name string) error {
+	switch name {
+	case setting.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case setting.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case setting.FieldCreatedBy:
+		m.ResetCreatedBy()
+		return nil
+	case setting.FieldUpdatedBy:
+		m.ResetUpdatedBy()
+		return nil
+	case setting.FieldScope:
+		m.ResetScope()
+		return nil
+	case setting.FieldPinningMode:
+		m.ResetPinningMode()
+		return nil
+	}
+	return fmt.Errorf("unknown Setting field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *SettingMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *SettingMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *SettingMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *SettingMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *SettingMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *SettingMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *SettingMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Setting unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *SettingMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Setting edge %s", name)
+}
+
 // TeamMutation represents an operation that mutates the Team nodes in the graph.
 type TeamMutation struct {
 	config
@@ -13114,6 +15370,10 @@ type ToolMutation struct {
 	definition_hash     *string
 	first_seen          *time.Time
 	last_seen           *time.Time
+	approved_hash       *string
+	approved_definition **tooldef.Definition
+	approved_at         *time.Time
+	approved_by         *string
 	clearedFields       map[string]struct{}
 	upstream            *int
 	clearedupstream     bool
@@ -13840,6 +16100,202 @@ func (m *ToolMutation) ResetLastSeen() {
 	m.last_seen = nil
 }
 
+// SetApprovedHash sets the "approved_hash" field.
+func (m *ToolMutation) SetApprovedHash(s string) {
+	m.approved_hash = &s
+}
+
+// ApprovedHash returns the value of the "approved_hash" field in the mutation.
+func (m *ToolMutation) ApprovedHash() (r string, exists bool) {
+	v := m.approved_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovedHash returns the old "approved_hash" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldApprovedHash(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovedHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovedHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovedHash: %w", err)
+	}
+	return oldValue.ApprovedHash, nil
+}
+
+// ClearApprovedHash clears the value of the "approved_hash" field.
+func (m *ToolMutation) ClearApprovedHash() {
+	m.approved_hash = nil
+	m.clearedFields[tool.FieldApprovedHash] = struct{}{}
+}
+
+// ApprovedHashCleared returns if the "approved_hash" field was cleared in this mutation.
+func (m *ToolMutation) ApprovedHashCleared() bool {
+	_, ok := m.clearedFields[tool.FieldApprovedHash]
+	return ok
+}
+
+// ResetApprovedHash resets all changes to the "approved_hash" field.
+func (m *ToolMutation) ResetApprovedHash() {
+	m.approved_hash = nil
+	delete(m.clearedFields, tool.FieldApprovedHash)
+}
+
+// SetApprovedDefinition sets the "approved_definition" field.
+func (m *ToolMutation) SetApprovedDefinition(t *tooldef.Definition) {
+	m.approved_definition = &t
+}
+
+// ApprovedDefinition returns the value of the "approved_definition" field in the mutation.
+func (m *ToolMutation) ApprovedDefinition() (r *tooldef.Definition, exists bool) {
+	v := m.approved_definition
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovedDefinition returns the old "approved_definition" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldApprovedDefinition(ctx context.Context) (v *tooldef.Definition, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovedDefinition is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovedDefinition requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovedDefinition: %w", err)
+	}
+	return oldValue.ApprovedDefinition, nil
+}
+
+// ClearApprovedDefinition clears the value of the "approved_definition" field.
+func (m *ToolMutation) ClearApprovedDefinition() {
+	m.approved_definition = nil
+	m.clearedFields[tool.FieldApprovedDefinition] = struct{}{}
+}
+
+// ApprovedDefinitionCleared returns if the "approved_definition" field was cleared in this mutation.
+func (m *ToolMutation) ApprovedDefinitionCleared() bool {
+	_, ok := m.clearedFields[tool.FieldApprovedDefinition]
+	return ok
+}
+
+// ResetApprovedDefinition resets all changes to the "approved_definition" field.
+func (m *ToolMutation) ResetApprovedDefinition() {
+	m.approved_definition = nil
+	delete(m.clearedFields, tool.FieldApprovedDefinition)
+}
+
+// SetApprovedAt sets the "approved_at" field.
+func (m *ToolMutation) SetApprovedAt(t time.Time) {
+	m.approved_at = &t
+}
+
+// ApprovedAt returns the value of the "approved_at" field in the mutation.
+func (m *ToolMutation) ApprovedAt() (r time.Time, exists bool) {
+	v := m.approved_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovedAt returns the old "approved_at" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldApprovedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovedAt: %w", err)
+	}
+	return oldValue.ApprovedAt, nil
+}
+
+// ClearApprovedAt clears the value of the "approved_at" field.
+func (m *ToolMutation) ClearApprovedAt() {
+	m.approved_at = nil
+	m.clearedFields[tool.FieldApprovedAt] = struct{}{}
+}
+
+// ApprovedAtCleared returns if the "approved_at" field was cleared in this mutation.
+func (m *ToolMutation) ApprovedAtCleared() bool {
+	_, ok := m.clearedFields[tool.FieldApprovedAt]
+	return ok
+}
+
+// ResetApprovedAt resets all changes to the "approved_at" field.
+func (m *ToolMutation) ResetApprovedAt() {
+	m.approved_at = nil
+	delete(m.clearedFields, tool.FieldApprovedAt)
+}
+
+// SetApprovedBy sets the "approved_by" field.
+func (m *ToolMutation) SetApprovedBy(s string) {
+	m.approved_by = &s
+}
+
+// ApprovedBy returns the value of the "approved_by" field in the mutation.
+func (m *ToolMutation) ApprovedBy() (r string, exists bool) {
+	v := m.approved_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovedBy returns the old "approved_by" field's value of the Tool entity.
+// If the Tool object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ToolMutation) OldApprovedBy(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovedBy: %w", err)
+	}
+	return oldValue.ApprovedBy, nil
+}
+
+// ClearApprovedBy clears the value of the "approved_by" field.
+func (m *ToolMutation) ClearApprovedBy() {
+	m.approved_by = nil
+	m.clearedFields[tool.FieldApprovedBy] = struct{}{}
+}
+
+// ApprovedByCleared returns if the "approved_by" field was cleared in this mutation.
+func (m *ToolMutation) ApprovedByCleared() bool {
+	_, ok := m.clearedFields[tool.FieldApprovedBy]
+	return ok
+}
+
+// ResetApprovedBy resets all changes to the "approved_by" field.
+func (m *ToolMutation) ResetApprovedBy() {
+	m.approved_by = nil
+	delete(m.clearedFields, tool.FieldApprovedBy)
+}
+
 // SetUpstreamID sets the "upstream" edge to the Upstream entity by id.
 func (m *ToolMutation) SetUpstreamID(id int) {
 	m.upstream = &id
@@ -13913,7 +16369,7 @@ func (m *ToolMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ToolMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, tool.FieldCreatedAt)
 	}
@@ -13953,6 +16409,18 @@ func (m *ToolMutation) Fields() []string {
 	if m.last_seen != nil {
 		fields = append(fields, tool.FieldLastSeen)
 	}
+	if m.approved_hash != nil {
+		fields = append(fields, tool.FieldApprovedHash)
+	}
+	if m.approved_definition != nil {
+		fields = append(fields, tool.FieldApprovedDefinition)
+	}
+	if m.approved_at != nil {
+		fields = append(fields, tool.FieldApprovedAt)
+	}
+	if m.approved_by != nil {
+		fields = append(fields, tool.FieldApprovedBy)
+	}
 	return fields
 }
 
@@ -13987,6 +16455,14 @@ func (m *ToolMutation) Field(name string) (ent.Value, bool) {
 		return m.FirstSeen()
 	case tool.FieldLastSeen:
 		return m.LastSeen()
+	case tool.FieldApprovedHash:
+		return m.ApprovedHash()
+	case tool.FieldApprovedDefinition:
+		return m.ApprovedDefinition()
+	case tool.FieldApprovedAt:
+		return m.ApprovedAt()
+	case tool.FieldApprovedBy:
+		return m.ApprovedBy()
 	}
 	return nil, false
 }
@@ -14022,6 +16498,14 @@ func (m *ToolMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldFirstSeen(ctx)
 	case tool.FieldLastSeen:
 		return m.OldLastSeen(ctx)
+	case tool.FieldApprovedHash:
+		return m.OldApprovedHash(ctx)
+	case tool.FieldApprovedDefinition:
+		return m.OldApprovedDefinition(ctx)
+	case tool.FieldApprovedAt:
+		return m.OldApprovedAt(ctx)
+	case tool.FieldApprovedBy:
+		return m.OldApprovedBy(ctx)
 	}
 	return nil, fmt.Errorf("unknown Tool field %s", name)
 }
@@ -14122,6 +16606,34 @@ func (m *ToolMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetLastSeen(v)
 		return nil
+	case tool.FieldApprovedHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovedHash(v)
+		return nil
+	case tool.FieldApprovedDefinition:
+		v, ok := value.(*tooldef.Definition)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovedDefinition(v)
+		return nil
+	case tool.FieldApprovedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovedAt(v)
+		return nil
+	case tool.FieldApprovedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovedBy(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Tool field %s", name)
 }
@@ -14176,6 +16688,18 @@ func (m *ToolMutation) ClearedFields() []string {
 	if m.FieldCleared(tool.FieldDefinitionHash) {
 		fields = append(fields, tool.FieldDefinitionHash)
 	}
+	if m.FieldCleared(tool.FieldApprovedHash) {
+		fields = append(fields, tool.FieldApprovedHash)
+	}
+	if m.FieldCleared(tool.FieldApprovedDefinition) {
+		fields = append(fields, tool.FieldApprovedDefinition)
+	}
+	if m.FieldCleared(tool.FieldApprovedAt) {
+		fields = append(fields, tool.FieldApprovedAt)
+	}
+	if m.FieldCleared(tool.FieldApprovedBy) {
+		fields = append(fields, tool.FieldApprovedBy)
+	}
 	return fields
 }
 
@@ -14213,6 +16737,18 @@ func (m *ToolMutation) ClearField(name string) error {
 		return nil
 	case tool.FieldDefinitionHash:
 		m.ClearDefinitionHash()
+		return nil
+	case tool.FieldApprovedHash:
+		m.ClearApprovedHash()
+		return nil
+	case tool.FieldApprovedDefinition:
+		m.ClearApprovedDefinition()
+		return nil
+	case tool.FieldApprovedAt:
+		m.ClearApprovedAt()
+		return nil
+	case tool.FieldApprovedBy:
+		m.ClearApprovedBy()
 		return nil
 	}
 	return fmt.Errorf("unknown Tool nullable field %s", name)
@@ -14260,6 +16796,18 @@ func (m *ToolMutation) ResetField(name string) error {
 		return nil
 	case tool.FieldLastSeen:
 		m.ResetLastSeen()
+		return nil
+	case tool.FieldApprovedHash:
+		m.ResetApprovedHash()
+		return nil
+	case tool.FieldApprovedDefinition:
+		m.ResetApprovedDefinition()
+		return nil
+	case tool.FieldApprovedAt:
+		m.ResetApprovedAt()
+		return nil
+	case tool.FieldApprovedBy:
+		m.ResetApprovedBy()
 		return nil
 	}
 	return fmt.Errorf("unknown Tool field %s", name)
@@ -16017,6 +18565,9 @@ type VirtualServerMutation struct {
 	guardrail_rules        map[int]struct{}
 	removedguardrail_rules map[int]struct{}
 	clearedguardrail_rules bool
+	rate_limits            map[int]struct{}
+	removedrate_limits     map[int]struct{}
+	clearedrate_limits     bool
 	done                   bool
 	oldValue               func(context.Context) (*VirtualServer, error)
 	predicates             []predicate.VirtualServer
@@ -16573,6 +19124,60 @@ func (m *VirtualServerMutation) ResetGuardrailRules() {
 	m.removedguardrail_rules = nil
 }
 
+// AddRateLimitIDs adds the "rate_limits" edge to the RateLimit entity by ids.
+func (m *VirtualServerMutation) AddRateLimitIDs(ids ...int) {
+	if m.rate_limits == nil {
+		m.rate_limits = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.rate_limits[ids[i]] = struct{}{}
+	}
+}
+
+// ClearRateLimits clears the "rate_limits" edge to the RateLimit entity.
+func (m *VirtualServerMutation) ClearRateLimits() {
+	m.clearedrate_limits = true
+}
+
+// RateLimitsCleared reports if the "rate_limits" edge to the RateLimit entity was cleared.
+func (m *VirtualServerMutation) RateLimitsCleared() bool {
+	return m.clearedrate_limits
+}
+
+// RemoveRateLimitIDs removes the "rate_limits" edge to the RateLimit entity by IDs.
+func (m *VirtualServerMutation) RemoveRateLimitIDs(ids ...int) {
+	if m.removedrate_limits == nil {
+		m.removedrate_limits = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.rate_limits, ids[i])
+		m.removedrate_limits[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedRateLimits returns the removed IDs of the "rate_limits" edge to the RateLimit entity.
+func (m *VirtualServerMutation) RemovedRateLimitsIDs() (ids []int) {
+	for id := range m.removedrate_limits {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// RateLimitsIDs returns the "rate_limits" edge IDs in the mutation.
+func (m *VirtualServerMutation) RateLimitsIDs() (ids []int) {
+	for id := range m.rate_limits {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetRateLimits resets all changes to the "rate_limits" edge.
+func (m *VirtualServerMutation) ResetRateLimits() {
+	m.rate_limits = nil
+	m.clearedrate_limits = false
+	m.removedrate_limits = nil
+}
+
 // Where appends a list predicates to the VirtualServerMutation builder.
 func (m *VirtualServerMutation) Where(ps ...predicate.VirtualServer) {
 	m.predicates = append(m.predicates, ps...)
@@ -16829,7 +19434,7 @@ func (m *VirtualServerMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *VirtualServerMutation) AddedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.selections != nil {
 		edges = append(edges, virtualserver.EdgeSelections)
 	}
@@ -16838,6 +19443,9 @@ func (m *VirtualServerMutation) AddedEdges() []string {
 	}
 	if m.guardrail_rules != nil {
 		edges = append(edges, virtualserver.EdgeGuardrailRules)
+	}
+	if m.rate_limits != nil {
+		edges = append(edges, virtualserver.EdgeRateLimits)
 	}
 	return edges
 }
@@ -16864,13 +19472,19 @@ func (m *VirtualServerMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case virtualserver.EdgeRateLimits:
+		ids := make([]ent.Value, 0, len(m.rate_limits))
+		for id := range m.rate_limits {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *VirtualServerMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.removedselections != nil {
 		edges = append(edges, virtualserver.EdgeSelections)
 	}
@@ -16879,6 +19493,9 @@ func (m *VirtualServerMutation) RemovedEdges() []string {
 	}
 	if m.removedguardrail_rules != nil {
 		edges = append(edges, virtualserver.EdgeGuardrailRules)
+	}
+	if m.removedrate_limits != nil {
+		edges = append(edges, virtualserver.EdgeRateLimits)
 	}
 	return edges
 }
@@ -16905,13 +19522,19 @@ func (m *VirtualServerMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case virtualserver.EdgeRateLimits:
+		ids := make([]ent.Value, 0, len(m.removedrate_limits))
+		for id := range m.removedrate_limits {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *VirtualServerMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.clearedselections {
 		edges = append(edges, virtualserver.EdgeSelections)
 	}
@@ -16920,6 +19543,9 @@ func (m *VirtualServerMutation) ClearedEdges() []string {
 	}
 	if m.clearedguardrail_rules {
 		edges = append(edges, virtualserver.EdgeGuardrailRules)
+	}
+	if m.clearedrate_limits {
+		edges = append(edges, virtualserver.EdgeRateLimits)
 	}
 	return edges
 }
@@ -16934,6 +19560,8 @@ func (m *VirtualServerMutation) EdgeCleared(name string) bool {
 		return m.clearedgrants
 	case virtualserver.EdgeGuardrailRules:
 		return m.clearedguardrail_rules
+	case virtualserver.EdgeRateLimits:
+		return m.clearedrate_limits
 	}
 	return false
 }
@@ -16958,6 +19586,9 @@ func (m *VirtualServerMutation) ResetEdge(name string) error {
 		return nil
 	case virtualserver.EdgeGuardrailRules:
 		m.ResetGuardrailRules()
+		return nil
+	case virtualserver.EdgeRateLimits:
+		m.ResetRateLimits()
 		return nil
 	}
 	return fmt.Errorf("unknown VirtualServer edge %s", name)

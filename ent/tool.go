@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
 // A tool discovered on an upstream.
@@ -39,12 +40,20 @@ type Tool struct {
 	OutputSchema json.RawMessage `json:"output_schema,omitempty"`
 	// MCP tool annotations (readOnlyHint, destructiveHint, ...).
 	Annotations json.RawMessage `json:"annotations,omitempty"`
-	// Hash of the tool's definition; a change means the upstream changed the tool.
+	// Hash of the tool's current definition (hex SHA-256 of its canonical JSON: name, title, description, schemas, annotations); a change means the upstream changed the tool.
 	DefinitionHash string `json:"definition_hash,omitempty"`
 	// When the tool was first discovered.
 	FirstSeen time.Time `json:"first_seen,omitempty"`
 	// When the tool was last announced by its upstream.
 	LastSeen time.Time `json:"last_seen,omitempty"`
+	// Definition hash of the approved definition; null while the tool awaits approval. The tool is pinned when it equals definitionHash, quarantined when it differs.
+	ApprovedHash *string `json:"approved_hash,omitempty"`
+	// The approved definition (name, title, description, schemas, annotations).
+	ApprovedDefinition *tooldef.Definition `json:"approved_definition,omitempty"`
+	// When the approved definition was approved.
+	ApprovedAt *time.Time `json:"approved_at,omitempty"`
+	// Who approved it: an admin token (token:NAME), or auto when pinning mode auto pinned the first definition seen.
+	ApprovedBy *string `json:"approved_by,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ToolQuery when eager-loading is set.
 	Edges          ToolEdges `json:"edges"`
@@ -79,13 +88,13 @@ func (*Tool) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case tool.FieldInputSchema, tool.FieldOutputSchema, tool.FieldAnnotations:
+		case tool.FieldInputSchema, tool.FieldOutputSchema, tool.FieldAnnotations, tool.FieldApprovedDefinition:
 			values[i] = new([]byte)
 		case tool.FieldID:
 			values[i] = new(sql.NullInt64)
-		case tool.FieldCreatedBy, tool.FieldUpdatedBy, tool.FieldName, tool.FieldTitle, tool.FieldDescription, tool.FieldDefinitionHash:
+		case tool.FieldCreatedBy, tool.FieldUpdatedBy, tool.FieldName, tool.FieldTitle, tool.FieldDescription, tool.FieldDefinitionHash, tool.FieldApprovedHash, tool.FieldApprovedBy:
 			values[i] = new(sql.NullString)
-		case tool.FieldCreatedAt, tool.FieldUpdatedAt, tool.FieldFirstSeen, tool.FieldLastSeen:
+		case tool.FieldCreatedAt, tool.FieldUpdatedAt, tool.FieldFirstSeen, tool.FieldLastSeen, tool.FieldApprovedAt:
 			values[i] = new(sql.NullTime)
 		case tool.ForeignKeys[0]: // upstream_tools
 			values[i] = new(sql.NullInt64)
@@ -194,6 +203,35 @@ func (_m *Tool) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.LastSeen = value.Time
 			}
+		case tool.FieldApprovedHash:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field approved_hash", values[i])
+			} else if value.Valid {
+				_m.ApprovedHash = new(string)
+				*_m.ApprovedHash = value.String
+			}
+		case tool.FieldApprovedDefinition:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field approved_definition", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.ApprovedDefinition); err != nil {
+					return fmt.Errorf("unmarshal field approved_definition: %w", err)
+				}
+			}
+		case tool.FieldApprovedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field approved_at", values[i])
+			} else if value.Valid {
+				_m.ApprovedAt = new(time.Time)
+				*_m.ApprovedAt = value.Time
+			}
+		case tool.FieldApprovedBy:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field approved_by", values[i])
+			} else if value.Valid {
+				_m.ApprovedBy = new(string)
+				*_m.ApprovedBy = value.String
+			}
 		case tool.ForeignKeys[0]:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
 				return fmt.Errorf("unexpected type %T for edge-field upstream_tools", value)
@@ -280,6 +318,24 @@ func (_m *Tool) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("last_seen=")
 	builder.WriteString(_m.LastSeen.Format(time.ANSIC))
+	builder.WriteString(", ")
+	if v := _m.ApprovedHash; v != nil {
+		builder.WriteString("approved_hash=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	builder.WriteString("approved_definition=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ApprovedDefinition))
+	builder.WriteString(", ")
+	if v := _m.ApprovedAt; v != nil {
+		builder.WriteString("approved_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ApprovedBy; v != nil {
+		builder.WriteString("approved_by=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

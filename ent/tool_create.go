@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
 // ToolCreate is the builder for creating a Tool entity.
@@ -172,6 +173,54 @@ func (_c *ToolCreate) SetNillableLastSeen(v *time.Time) *ToolCreate {
 	return _c
 }
 
+// SetApprovedHash sets the "approved_hash" field.
+func (_c *ToolCreate) SetApprovedHash(v string) *ToolCreate {
+	_c.mutation.SetApprovedHash(v)
+	return _c
+}
+
+// SetNillableApprovedHash sets the "approved_hash" field if the given value is not nil.
+func (_c *ToolCreate) SetNillableApprovedHash(v *string) *ToolCreate {
+	if v != nil {
+		_c.SetApprovedHash(*v)
+	}
+	return _c
+}
+
+// SetApprovedDefinition sets the "approved_definition" field.
+func (_c *ToolCreate) SetApprovedDefinition(v *tooldef.Definition) *ToolCreate {
+	_c.mutation.SetApprovedDefinition(v)
+	return _c
+}
+
+// SetApprovedAt sets the "approved_at" field.
+func (_c *ToolCreate) SetApprovedAt(v time.Time) *ToolCreate {
+	_c.mutation.SetApprovedAt(v)
+	return _c
+}
+
+// SetNillableApprovedAt sets the "approved_at" field if the given value is not nil.
+func (_c *ToolCreate) SetNillableApprovedAt(v *time.Time) *ToolCreate {
+	if v != nil {
+		_c.SetApprovedAt(*v)
+	}
+	return _c
+}
+
+// SetApprovedBy sets the "approved_by" field.
+func (_c *ToolCreate) SetApprovedBy(v string) *ToolCreate {
+	_c.mutation.SetApprovedBy(v)
+	return _c
+}
+
+// SetNillableApprovedBy sets the "approved_by" field if the given value is not nil.
+func (_c *ToolCreate) SetNillableApprovedBy(v *string) *ToolCreate {
+	if v != nil {
+		_c.SetApprovedBy(*v)
+	}
+	return _c
+}
+
 // SetUpstreamID sets the "upstream" edge to the Upstream entity by ID.
 func (_c *ToolCreate) SetUpstreamID(id int) *ToolCreate {
 	_c.mutation.SetUpstreamID(id)
@@ -283,6 +332,16 @@ func (_c *ToolCreate) check() error {
 	if _, ok := _c.mutation.LastSeen(); !ok {
 		return &ValidationError{Name: "last_seen", err: errors.New(`ent: missing required field "Tool.last_seen"`)}
 	}
+	if v, ok := _c.mutation.ApprovedHash(); ok {
+		if err := tool.ApprovedHashValidator(v); err != nil {
+			return &ValidationError{Name: "approved_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.approved_hash": %w`, err)}
+		}
+	}
+	if v, ok := _c.mutation.ApprovedBy(); ok {
+		if err := tool.ApprovedByValidator(v); err != nil {
+			return &ValidationError{Name: "approved_by", err: fmt.Errorf(`ent: validator failed for field "Tool.approved_by": %w`, err)}
+		}
+	}
 	if len(_c.mutation.UpstreamIDs()) == 0 {
 		return &ValidationError{Name: "upstream", err: errors.New(`ent: missing required edge "Tool.upstream"`)}
 	}
@@ -363,6 +422,22 @@ func (_c *ToolCreate) createSpec() (*Tool, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.LastSeen(); ok {
 		_spec.SetField(tool.FieldLastSeen, field.TypeTime, value)
 		_node.LastSeen = value
+	}
+	if value, ok := _c.mutation.ApprovedHash(); ok {
+		_spec.SetField(tool.FieldApprovedHash, field.TypeString, value)
+		_node.ApprovedHash = &value
+	}
+	if value, ok := _c.mutation.ApprovedDefinition(); ok {
+		_spec.SetField(tool.FieldApprovedDefinition, field.TypeJSON, value)
+		_node.ApprovedDefinition = value
+	}
+	if value, ok := _c.mutation.ApprovedAt(); ok {
+		_spec.SetField(tool.FieldApprovedAt, field.TypeTime, value)
+		_node.ApprovedAt = &value
+	}
+	if value, ok := _c.mutation.ApprovedBy(); ok {
+		_spec.SetField(tool.FieldApprovedBy, field.TypeString, value)
+		_node.ApprovedBy = &value
 	}
 	if nodes := _c.mutation.UpstreamIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/predicate"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
 // ToolUpdate is the builder for updating Tool entities.
@@ -213,6 +214,78 @@ func (_u *ToolUpdate) SetNillableLastSeen(v *time.Time) *ToolUpdate {
 	return _u
 }
 
+// SetApprovedHash sets the "approved_hash" field.
+func (_u *ToolUpdate) SetApprovedHash(v string) *ToolUpdate {
+	_u.mutation.SetApprovedHash(v)
+	return _u
+}
+
+// SetNillableApprovedHash sets the "approved_hash" field if the given value is not nil.
+func (_u *ToolUpdate) SetNillableApprovedHash(v *string) *ToolUpdate {
+	if v != nil {
+		_u.SetApprovedHash(*v)
+	}
+	return _u
+}
+
+// ClearApprovedHash clears the value of the "approved_hash" field.
+func (_u *ToolUpdate) ClearApprovedHash() *ToolUpdate {
+	_u.mutation.ClearApprovedHash()
+	return _u
+}
+
+// SetApprovedDefinition sets the "approved_definition" field.
+func (_u *ToolUpdate) SetApprovedDefinition(v *tooldef.Definition) *ToolUpdate {
+	_u.mutation.SetApprovedDefinition(v)
+	return _u
+}
+
+// ClearApprovedDefinition clears the value of the "approved_definition" field.
+func (_u *ToolUpdate) ClearApprovedDefinition() *ToolUpdate {
+	_u.mutation.ClearApprovedDefinition()
+	return _u
+}
+
+// SetApprovedAt sets the "approved_at" field.
+func (_u *ToolUpdate) SetApprovedAt(v time.Time) *ToolUpdate {
+	_u.mutation.SetApprovedAt(v)
+	return _u
+}
+
+// SetNillableApprovedAt sets the "approved_at" field if the given value is not nil.
+func (_u *ToolUpdate) SetNillableApprovedAt(v *time.Time) *ToolUpdate {
+	if v != nil {
+		_u.SetApprovedAt(*v)
+	}
+	return _u
+}
+
+// ClearApprovedAt clears the value of the "approved_at" field.
+func (_u *ToolUpdate) ClearApprovedAt() *ToolUpdate {
+	_u.mutation.ClearApprovedAt()
+	return _u
+}
+
+// SetApprovedBy sets the "approved_by" field.
+func (_u *ToolUpdate) SetApprovedBy(v string) *ToolUpdate {
+	_u.mutation.SetApprovedBy(v)
+	return _u
+}
+
+// SetNillableApprovedBy sets the "approved_by" field if the given value is not nil.
+func (_u *ToolUpdate) SetNillableApprovedBy(v *string) *ToolUpdate {
+	if v != nil {
+		_u.SetApprovedBy(*v)
+	}
+	return _u
+}
+
+// ClearApprovedBy clears the value of the "approved_by" field.
+func (_u *ToolUpdate) ClearApprovedBy() *ToolUpdate {
+	_u.mutation.ClearApprovedBy()
+	return _u
+}
+
 // SetUpstreamID sets the "upstream" edge to the Upstream entity by ID.
 func (_u *ToolUpdate) SetUpstreamID(id int) *ToolUpdate {
 	_u.mutation.SetUpstreamID(id)
@@ -292,6 +365,16 @@ func (_u *ToolUpdate) check() error {
 	if v, ok := _u.mutation.DefinitionHash(); ok {
 		if err := tool.DefinitionHashValidator(v); err != nil {
 			return &ValidationError{Name: "definition_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.definition_hash": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ApprovedHash(); ok {
+		if err := tool.ApprovedHashValidator(v); err != nil {
+			return &ValidationError{Name: "approved_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.approved_hash": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ApprovedBy(); ok {
+		if err := tool.ApprovedByValidator(v); err != nil {
+			return &ValidationError{Name: "approved_by", err: fmt.Errorf(`ent: validator failed for field "Tool.approved_by": %w`, err)}
 		}
 	}
 	if _u.mutation.UpstreamCleared() && len(_u.mutation.UpstreamIDs()) > 0 {
@@ -383,6 +466,30 @@ func (_u *ToolUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.LastSeen(); ok {
 		_spec.SetField(tool.FieldLastSeen, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.ApprovedHash(); ok {
+		_spec.SetField(tool.FieldApprovedHash, field.TypeString, value)
+	}
+	if _u.mutation.ApprovedHashCleared() {
+		_spec.ClearField(tool.FieldApprovedHash, field.TypeString)
+	}
+	if value, ok := _u.mutation.ApprovedDefinition(); ok {
+		_spec.SetField(tool.FieldApprovedDefinition, field.TypeJSON, value)
+	}
+	if _u.mutation.ApprovedDefinitionCleared() {
+		_spec.ClearField(tool.FieldApprovedDefinition, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.ApprovedAt(); ok {
+		_spec.SetField(tool.FieldApprovedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ApprovedAtCleared() {
+		_spec.ClearField(tool.FieldApprovedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ApprovedBy(); ok {
+		_spec.SetField(tool.FieldApprovedBy, field.TypeString, value)
+	}
+	if _u.mutation.ApprovedByCleared() {
+		_spec.ClearField(tool.FieldApprovedBy, field.TypeString)
 	}
 	if _u.mutation.UpstreamCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -615,6 +722,78 @@ func (_u *ToolUpdateOne) SetNillableLastSeen(v *time.Time) *ToolUpdateOne {
 	return _u
 }
 
+// SetApprovedHash sets the "approved_hash" field.
+func (_u *ToolUpdateOne) SetApprovedHash(v string) *ToolUpdateOne {
+	_u.mutation.SetApprovedHash(v)
+	return _u
+}
+
+// SetNillableApprovedHash sets the "approved_hash" field if the given value is not nil.
+func (_u *ToolUpdateOne) SetNillableApprovedHash(v *string) *ToolUpdateOne {
+	if v != nil {
+		_u.SetApprovedHash(*v)
+	}
+	return _u
+}
+
+// ClearApprovedHash clears the value of the "approved_hash" field.
+func (_u *ToolUpdateOne) ClearApprovedHash() *ToolUpdateOne {
+	_u.mutation.ClearApprovedHash()
+	return _u
+}
+
+// SetApprovedDefinition sets the "approved_definition" field.
+func (_u *ToolUpdateOne) SetApprovedDefinition(v *tooldef.Definition) *ToolUpdateOne {
+	_u.mutation.SetApprovedDefinition(v)
+	return _u
+}
+
+// ClearApprovedDefinition clears the value of the "approved_definition" field.
+func (_u *ToolUpdateOne) ClearApprovedDefinition() *ToolUpdateOne {
+	_u.mutation.ClearApprovedDefinition()
+	return _u
+}
+
+// SetApprovedAt sets the "approved_at" field.
+func (_u *ToolUpdateOne) SetApprovedAt(v time.Time) *ToolUpdateOne {
+	_u.mutation.SetApprovedAt(v)
+	return _u
+}
+
+// SetNillableApprovedAt sets the "approved_at" field if the given value is not nil.
+func (_u *ToolUpdateOne) SetNillableApprovedAt(v *time.Time) *ToolUpdateOne {
+	if v != nil {
+		_u.SetApprovedAt(*v)
+	}
+	return _u
+}
+
+// ClearApprovedAt clears the value of the "approved_at" field.
+func (_u *ToolUpdateOne) ClearApprovedAt() *ToolUpdateOne {
+	_u.mutation.ClearApprovedAt()
+	return _u
+}
+
+// SetApprovedBy sets the "approved_by" field.
+func (_u *ToolUpdateOne) SetApprovedBy(v string) *ToolUpdateOne {
+	_u.mutation.SetApprovedBy(v)
+	return _u
+}
+
+// SetNillableApprovedBy sets the "approved_by" field if the given value is not nil.
+func (_u *ToolUpdateOne) SetNillableApprovedBy(v *string) *ToolUpdateOne {
+	if v != nil {
+		_u.SetApprovedBy(*v)
+	}
+	return _u
+}
+
+// ClearApprovedBy clears the value of the "approved_by" field.
+func (_u *ToolUpdateOne) ClearApprovedBy() *ToolUpdateOne {
+	_u.mutation.ClearApprovedBy()
+	return _u
+}
+
 // SetUpstreamID sets the "upstream" edge to the Upstream entity by ID.
 func (_u *ToolUpdateOne) SetUpstreamID(id int) *ToolUpdateOne {
 	_u.mutation.SetUpstreamID(id)
@@ -707,6 +886,16 @@ func (_u *ToolUpdateOne) check() error {
 	if v, ok := _u.mutation.DefinitionHash(); ok {
 		if err := tool.DefinitionHashValidator(v); err != nil {
 			return &ValidationError{Name: "definition_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.definition_hash": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ApprovedHash(); ok {
+		if err := tool.ApprovedHashValidator(v); err != nil {
+			return &ValidationError{Name: "approved_hash", err: fmt.Errorf(`ent: validator failed for field "Tool.approved_hash": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ApprovedBy(); ok {
+		if err := tool.ApprovedByValidator(v); err != nil {
+			return &ValidationError{Name: "approved_by", err: fmt.Errorf(`ent: validator failed for field "Tool.approved_by": %w`, err)}
 		}
 	}
 	if _u.mutation.UpstreamCleared() && len(_u.mutation.UpstreamIDs()) > 0 {
@@ -815,6 +1004,30 @@ func (_u *ToolUpdateOne) sqlSave(ctx context.Context) (_node *Tool, err error) {
 	}
 	if value, ok := _u.mutation.LastSeen(); ok {
 		_spec.SetField(tool.FieldLastSeen, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.ApprovedHash(); ok {
+		_spec.SetField(tool.FieldApprovedHash, field.TypeString, value)
+	}
+	if _u.mutation.ApprovedHashCleared() {
+		_spec.ClearField(tool.FieldApprovedHash, field.TypeString)
+	}
+	if value, ok := _u.mutation.ApprovedDefinition(); ok {
+		_spec.SetField(tool.FieldApprovedDefinition, field.TypeJSON, value)
+	}
+	if _u.mutation.ApprovedDefinitionCleared() {
+		_spec.ClearField(tool.FieldApprovedDefinition, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.ApprovedAt(); ok {
+		_spec.SetField(tool.FieldApprovedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ApprovedAtCleared() {
+		_spec.ClearField(tool.FieldApprovedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ApprovedBy(); ok {
+		_spec.SetField(tool.FieldApprovedBy, field.TypeString, value)
+	}
+	if _u.mutation.ApprovedByCleared() {
+		_spec.ClearField(tool.FieldApprovedBy, field.TypeString)
 	}
 	if _u.mutation.UpstreamCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -30,12 +30,16 @@ type Tx struct {
 	GuardrailRule *GuardrailRuleClient
 	// PolicyRule is the client for interacting with the PolicyRule builders.
 	PolicyRule *PolicyRuleClient
+	// RateLimit is the client for interacting with the RateLimit builders.
+	RateLimit *RateLimitClient
 	// Role is the client for interacting with the Role builders.
 	Role *RoleClient
 	// SecretBinding is the client for interacting with the SecretBinding builders.
 	SecretBinding *SecretBindingClient
 	// Selection is the client for interacting with the Selection builders.
 	Selection *SelectionClient
+	// Setting is the client for interacting with the Setting builders.
+	Setting *SettingClient
 	// Team is the client for interacting with the Team builders.
 	Team *TeamClient
 	// Tool is the client for interacting with the Tool builders.
@@ -183,9 +187,11 @@ func (tx *Tx) init() {
 	tx.Grant = NewGrantClient(tx.config)
 	tx.GuardrailRule = NewGuardrailRuleClient(tx.config)
 	tx.PolicyRule = NewPolicyRuleClient(tx.config)
+	tx.RateLimit = NewRateLimitClient(tx.config)
 	tx.Role = NewRoleClient(tx.config)
 	tx.SecretBinding = NewSecretBindingClient(tx.config)
 	tx.Selection = NewSelectionClient(tx.config)
+	tx.Setting = NewSettingClient(tx.config)
 	tx.Team = NewTeamClient(tx.config)
 	tx.Tool = NewToolClient(tx.config)
 	tx.Upstream = NewUpstreamClient(tx.config)

@@ -45,15 +45,18 @@ type VirtualServerEdges struct {
 	Grants []*Grant `json:"grants,omitempty"`
 	// Guardrail rules limited to the virtual server; they are deleted with it.
 	GuardrailRules []*GuardrailRule `json:"guardrail_rules,omitempty"`
+	// Rate limits limited to the virtual server; they are deleted with it.
+	RateLimits []*RateLimit `json:"rate_limits,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [3]bool
+	loadedTypes [4]bool
 	// totalCount holds the count of the edges above.
-	totalCount [2]map[string]int
+	totalCount [3]map[string]int
 
 	namedSelections     map[string][]*Selection
 	namedGrants         map[string][]*Grant
 	namedGuardrailRules map[string][]*GuardrailRule
+	namedRateLimits     map[string][]*RateLimit
 }
 
 // SelectionsOrErr returns the Selections value or an error if the edge
@@ -81,6 +84,15 @@ func (e VirtualServerEdges) GuardrailRulesOrErr() ([]*GuardrailRule, error) {
 		return e.GuardrailRules, nil
 	}
 	return nil, &NotLoadedError{edge: "guardrail_rules"}
+}
+
+// RateLimitsOrErr returns the RateLimits value or an error if the edge
+// was not loaded in eager-loading.
+func (e VirtualServerEdges) RateLimitsOrErr() ([]*RateLimit, error) {
+	if e.loadedTypes[3] {
+		return e.RateLimits, nil
+	}
+	return nil, &NotLoadedError{edge: "rate_limits"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -185,6 +197,11 @@ func (_m *VirtualServer) QueryGrants() *GrantQuery {
 // QueryGuardrailRules queries the "guardrail_rules" edge of the VirtualServer entity.
 func (_m *VirtualServer) QueryGuardrailRules() *GuardrailRuleQuery {
 	return NewVirtualServerClient(_m.config).QueryGuardrailRules(_m)
+}
+
+// QueryRateLimits queries the "rate_limits" edge of the VirtualServer entity.
+func (_m *VirtualServer) QueryRateLimits() *RateLimitQuery {
+	return NewVirtualServerClient(_m.config).QueryRateLimits(_m)
 }
 
 // Update returns a builder for updating this VirtualServer.
@@ -303,6 +320,30 @@ func (_m *VirtualServer) appendNamedGuardrailRules(name string, edges ...*Guardr
 		_m.Edges.namedGuardrailRules[name] = []*GuardrailRule{}
 	} else {
 		_m.Edges.namedGuardrailRules[name] = append(_m.Edges.namedGuardrailRules[name], edges...)
+	}
+}
+
+// NamedRateLimits returns the RateLimits named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *VirtualServer) NamedRateLimits(name string) ([]*RateLimit, error) {
+	if _m.Edges.namedRateLimits == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedRateLimits[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *VirtualServer) appendNamedRateLimits(name string, edges ...*RateLimit) {
+	if _m.Edges.namedRateLimits == nil {
+		_m.Edges.namedRateLimits = make(map[string][]*RateLimit)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedRateLimits[name] = []*RateLimit{}
+	} else {
+		_m.Edges.namedRateLimits[name] = append(_m.Edges.namedRateLimits[name], edges...)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
 )
@@ -156,6 +157,21 @@ func (_c *VirtualServerCreate) AddGuardrailRules(v ...*GuardrailRule) *VirtualSe
 		ids[i] = v[i].ID
 	}
 	return _c.AddGuardrailRuleIDs(ids...)
+}
+
+// AddRateLimitIDs adds the "rate_limits" edge to the RateLimit entity by IDs.
+func (_c *VirtualServerCreate) AddRateLimitIDs(ids ...int) *VirtualServerCreate {
+	_c.mutation.AddRateLimitIDs(ids...)
+	return _c
+}
+
+// AddRateLimits adds the "rate_limits" edges to the RateLimit entity.
+func (_c *VirtualServerCreate) AddRateLimits(v ...*RateLimit) *VirtualServerCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddRateLimitIDs(ids...)
 }
 
 // Mutation returns the VirtualServerMutation object of the builder.
@@ -335,6 +351,22 @@ func (_c *VirtualServerCreate) createSpec() (*VirtualServer, *sqlgraph.CreateSpe
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(guardrailrule.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.RateLimitsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/predicate"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
 )
@@ -29,11 +30,13 @@ type VirtualServerQuery struct {
 	withSelections          *SelectionQuery
 	withGrants              *GrantQuery
 	withGuardrailRules      *GuardrailRuleQuery
+	withRateLimits          *RateLimitQuery
 	modifiers               []func(*sql.Selector)
 	loadTotal               []func(context.Context, []*VirtualServer) error
 	withNamedSelections     map[string]*SelectionQuery
 	withNamedGrants         map[string]*GrantQuery
 	withNamedGuardrailRules map[string]*GuardrailRuleQuery
+	withNamedRateLimits     map[string]*RateLimitQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -129,6 +132,28 @@ func (_q *VirtualServerQuery) QueryGuardrailRules() *GuardrailRuleQuery {
 			sqlgraph.From(virtualserver.Table, virtualserver.FieldID, selector),
 			sqlgraph.To(guardrailrule.Table, guardrailrule.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, virtualserver.GuardrailRulesTable, virtualserver.GuardrailRulesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryRateLimits chains the current query on the "rate_limits" edge.
+func (_q *VirtualServerQuery) QueryRateLimits() *RateLimitQuery {
+	query := (&RateLimitClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(virtualserver.Table, virtualserver.FieldID, selector),
+			sqlgraph.To(ratelimit.Table, ratelimit.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, virtualserver.RateLimitsTable, virtualserver.RateLimitsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -331,6 +356,7 @@ func (_q *VirtualServerQuery) Clone() *VirtualServerQuery {
 		withSelections:     _q.withSelections.Clone(),
 		withGrants:         _q.withGrants.Clone(),
 		withGuardrailRules: _q.withGuardrailRules.Clone(),
+		withRateLimits:     _q.withRateLimits.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -367,6 +393,17 @@ func (_q *VirtualServerQuery) WithGuardrailRules(opts ...func(*GuardrailRuleQuer
 		opt(query)
 	}
 	_q.withGuardrailRules = query
+	return _q
+}
+
+// WithRateLimits tells the query-builder to eager-load the nodes that are connected to
+// the "rate_limits" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *VirtualServerQuery) WithRateLimits(opts ...func(*RateLimitQuery)) *VirtualServerQuery {
+	query := (&RateLimitClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withRateLimits = query
 	return _q
 }
 
@@ -448,10 +485,11 @@ func (_q *VirtualServerQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([
 	var (
 		nodes       = []*VirtualServer{}
 		_spec       = _q.querySpec()
-		loadedTypes = [3]bool{
+		loadedTypes = [4]bool{
 			_q.withSelections != nil,
 			_q.withGrants != nil,
 			_q.withGuardrailRules != nil,
+			_q.withRateLimits != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -496,6 +534,13 @@ func (_q *VirtualServerQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([
 			return nil, err
 		}
 	}
+	if query := _q.withRateLimits; query != nil {
+		if err := _q.loadRateLimits(ctx, query, nodes,
+			func(n *VirtualServer) { n.Edges.RateLimits = []*RateLimit{} },
+			func(n *VirtualServer, e *RateLimit) { n.Edges.RateLimits = append(n.Edges.RateLimits, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedSelections {
 		if err := _q.loadSelections(ctx, query, nodes,
 			func(n *VirtualServer) { n.appendNamedSelections(name) },
@@ -514,6 +559,13 @@ func (_q *VirtualServerQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([
 		if err := _q.loadGuardrailRules(ctx, query, nodes,
 			func(n *VirtualServer) { n.appendNamedGuardrailRules(name) },
 			func(n *VirtualServer, e *GuardrailRule) { n.appendNamedGuardrailRules(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedRateLimits {
+		if err := _q.loadRateLimits(ctx, query, nodes,
+			func(n *VirtualServer) { n.appendNamedRateLimits(name) },
+			func(n *VirtualServer, e *RateLimit) { n.appendNamedRateLimits(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -613,6 +665,37 @@ func (_q *VirtualServerQuery) loadGuardrailRules(ctx context.Context, query *Gua
 		node, ok := nodeids[*fk]
 		if !ok {
 			return fmt.Errorf(`unexpected referenced foreign-key "virtual_server_guardrail_rules" returned %v for node %v`, *fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *VirtualServerQuery) loadRateLimits(ctx context.Context, query *RateLimitQuery, nodes []*VirtualServer, init func(*VirtualServer), assign func(*VirtualServer, *RateLimit)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*VirtualServer)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	query.withFKs = true
+	query.Where(predicate.RateLimit(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(virtualserver.RateLimitsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.virtual_server_rate_limits
+		if fk == nil {
+			return fmt.Errorf(`foreign-key "virtual_server_rate_limits" is nil for node %v`, n.ID)
+		}
+		node, ok := nodeids[*fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "virtual_server_rate_limits" returned %v for node %v`, *fk, n.ID)
 		}
 		assign(node, n)
 	}
@@ -742,6 +825,20 @@ func (_q *VirtualServerQuery) WithNamedGuardrailRules(name string, opts ...func(
 		_q.withNamedGuardrailRules = make(map[string]*GuardrailRuleQuery)
 	}
 	_q.withNamedGuardrailRules[name] = query
+	return _q
+}
+
+// WithNamedRateLimits tells the query-builder to eager-load the nodes that are connected to the "rate_limits"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *VirtualServerQuery) WithNamedRateLimits(name string, opts ...func(*RateLimitQuery)) *VirtualServerQuery {
+	query := (&RateLimitClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedRateLimits == nil {
+		_q.withNamedRateLimits = make(map[string]*RateLimitQuery)
+	}
+	_q.withNamedRateLimits[name] = query
 	return _q
 }
 

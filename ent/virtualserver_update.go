@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/predicate"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
 )
@@ -150,6 +151,21 @@ func (_u *VirtualServerUpdate) AddGuardrailRules(v ...*GuardrailRule) *VirtualSe
 	return _u.AddGuardrailRuleIDs(ids...)
 }
 
+// AddRateLimitIDs adds the "rate_limits" edge to the RateLimit entity by IDs.
+func (_u *VirtualServerUpdate) AddRateLimitIDs(ids ...int) *VirtualServerUpdate {
+	_u.mutation.AddRateLimitIDs(ids...)
+	return _u
+}
+
+// AddRateLimits adds the "rate_limits" edges to the RateLimit entity.
+func (_u *VirtualServerUpdate) AddRateLimits(v ...*RateLimit) *VirtualServerUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddRateLimitIDs(ids...)
+}
+
 // Mutation returns the VirtualServerMutation object of the builder.
 func (_u *VirtualServerUpdate) Mutation() *VirtualServerMutation {
 	return _u.mutation
@@ -216,6 +232,27 @@ func (_u *VirtualServerUpdate) RemoveGuardrailRules(v ...*GuardrailRule) *Virtua
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveGuardrailRuleIDs(ids...)
+}
+
+// ClearRateLimits clears all "rate_limits" edges to the RateLimit entity.
+func (_u *VirtualServerUpdate) ClearRateLimits() *VirtualServerUpdate {
+	_u.mutation.ClearRateLimits()
+	return _u
+}
+
+// RemoveRateLimitIDs removes the "rate_limits" edge to RateLimit entities by IDs.
+func (_u *VirtualServerUpdate) RemoveRateLimitIDs(ids ...int) *VirtualServerUpdate {
+	_u.mutation.RemoveRateLimitIDs(ids...)
+	return _u
+}
+
+// RemoveRateLimits removes "rate_limits" edges to RateLimit entities.
+func (_u *VirtualServerUpdate) RemoveRateLimits(v ...*RateLimit) *VirtualServerUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveRateLimitIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -446,6 +483,51 @@ func (_u *VirtualServerUpdate) sqlSave(ctx context.Context) (_node int, err erro
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.RateLimitsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedRateLimitsIDs(); len(nodes) > 0 && !_u.mutation.RateLimitsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RateLimitsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{virtualserver.Label}
@@ -585,6 +667,21 @@ func (_u *VirtualServerUpdateOne) AddGuardrailRules(v ...*GuardrailRule) *Virtua
 	return _u.AddGuardrailRuleIDs(ids...)
 }
 
+// AddRateLimitIDs adds the "rate_limits" edge to the RateLimit entity by IDs.
+func (_u *VirtualServerUpdateOne) AddRateLimitIDs(ids ...int) *VirtualServerUpdateOne {
+	_u.mutation.AddRateLimitIDs(ids...)
+	return _u
+}
+
+// AddRateLimits adds the "rate_limits" edges to the RateLimit entity.
+func (_u *VirtualServerUpdateOne) AddRateLimits(v ...*RateLimit) *VirtualServerUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddRateLimitIDs(ids...)
+}
+
 // Mutation returns the VirtualServerMutation object of the builder.
 func (_u *VirtualServerUpdateOne) Mutation() *VirtualServerMutation {
 	return _u.mutation
@@ -651,6 +748,27 @@ func (_u *VirtualServerUpdateOne) RemoveGuardrailRules(v ...*GuardrailRule) *Vir
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveGuardrailRuleIDs(ids...)
+}
+
+// ClearRateLimits clears all "rate_limits" edges to the RateLimit entity.
+func (_u *VirtualServerUpdateOne) ClearRateLimits() *VirtualServerUpdateOne {
+	_u.mutation.ClearRateLimits()
+	return _u
+}
+
+// RemoveRateLimitIDs removes the "rate_limits" edge to RateLimit entities by IDs.
+func (_u *VirtualServerUpdateOne) RemoveRateLimitIDs(ids ...int) *VirtualServerUpdateOne {
+	_u.mutation.RemoveRateLimitIDs(ids...)
+	return _u
+}
+
+// RemoveRateLimits removes "rate_limits" edges to RateLimit entities.
+func (_u *VirtualServerUpdateOne) RemoveRateLimits(v ...*RateLimit) *VirtualServerUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveRateLimitIDs(ids...)
 }
 
 // Where appends a list predicates to the VirtualServerUpdate builder.
@@ -904,6 +1022,51 @@ func (_u *VirtualServerUpdateOne) sqlSave(ctx context.Context) (_node *VirtualSe
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(guardrailrule.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.RateLimitsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedRateLimitsIDs(); len(nodes) > 0 && !_u.mutation.RateLimitsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RateLimitsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   virtualserver.RateLimitsTable,
+			Columns: []string{virtualserver.RateLimitsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(ratelimit.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

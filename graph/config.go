@@ -14,14 +14,17 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-// exportConfig writes the store's upstreams, virtual servers and agents as
-// the YAML document, without process settings.
+// exportConfig writes the store's configuration as the YAML document,
+// without process settings (auth among them) and pins.
 func exportConfig(ctx context.Context, client *ent.Client) (string, error) {
 	doc, err := store.ExportDocument(ctx, client)
 	if err != nil {
 		return "", err
 	}
-	b, err := config.Marshal(&config.Document{Upstreams: doc.Upstreams, VirtualServers: doc.VirtualServers, Agents: doc.Agents})
+	b, err := config.Marshal(&config.Document{
+		Upstreams: doc.Upstreams, VirtualServers: doc.VirtualServers, Agents: doc.Agents,
+		Grants: doc.Grants, Guardrails: doc.Guardrails, RateLimits: doc.RateLimits, Pinning: doc.Pinning,
+	})
 	if err != nil {
 		return "", err
 	}
@@ -30,11 +33,14 @@ func exportConfig(ctx context.Context, client *ent.Client) (string, error) {
 
 // applyConfig applies a YAML document with client, the mutation's
 // transaction. Process settings in the document are validated by
-// config.Parse and otherwise ignored: ApplyDocument stores only upstreams,
-// virtual servers and agents.
+// config.Parse and otherwise ignored (ApplyDocument does not store them);
+// CEL expressions are checked with [CheckExpression].
 func applyConfig(ctx context.Context, client *ent.Client, document string, prune, dryRun bool) (*model.ApplyConfigPayload, error) {
 	doc, err := config.Parse([]byte(document))
 	if err != nil {
+		return nil, documentErrors(ctx, err)
+	}
+	if err := documentCELErrors(doc); err != nil {
 		return nil, documentErrors(ctx, err)
 	}
 	opts := store.ApplyOptions{Prune: prune, DryRun: dryRun}

@@ -81,6 +81,12 @@ func (r *queryResolver) PolicyRules(ctx context.Context, after *entgql.Cursor[in
 		ent.WithPolicyRuleOrder(orderBy), ent.WithPolicyRuleFilter(where.Filter))
 }
 
+// RateLimits is the resolver for the rateLimits field.
+func (r *queryResolver) RateLimits(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RateLimitOrder, where *ent.RateLimitWhereInput) (*ent.RateLimitConnection, error) {
+	return r.ent(ctx).RateLimit.Query().Paginate(ctx, after, first, before, last,
+		ent.WithRateLimitOrder(orderBy), ent.WithRateLimitFilter(where.Filter))
+}
+
 // Roles is the resolver for the roles field.
 func (r *queryResolver) Roles(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RoleOrder, where *ent.RoleWhereInput) (*ent.RoleConnection, error) {
 	return r.ent(ctx).Role.Query().Paginate(ctx, after, first, before, last,
@@ -126,10 +132,20 @@ func (r *queryResolver) VirtualServers(ctx context.Context, after *entgql.Cursor
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
+// Tool returns generated.ToolResolver implementation.
+func (r *Resolver) Tool() generated.ToolResolver { return &toolResolver{r} }
+
 // VirtualServer returns generated.VirtualServerResolver implementation.
 func (r *Resolver) VirtualServer() generated.VirtualServerResolver { return &virtualServerResolver{r} }
 
+// ToolWhereInput returns generated.ToolWhereInputResolver implementation.
+func (r *Resolver) ToolWhereInput() generated.ToolWhereInputResolver {
+	return &toolWhereInputResolver{r}
+}
+
 type (
-	queryResolver         struct{ *Resolver }
-	virtualServerResolver struct{ *Resolver }
+	queryResolver          struct{ *Resolver }
+	toolResolver           struct{ *Resolver }
+	virtualServerResolver  struct{ *Resolver }
+	toolWhereInputResolver struct{ *Resolver }
 )

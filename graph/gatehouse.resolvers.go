@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
@@ -139,12 +140,12 @@ func (r *mutationResolver) DeleteAPIKey(ctx context.Context, id int) (int, error
 
 // CreateGrant is the resolver for the createGrant field.
 func (r *mutationResolver) CreateGrant(ctx context.Context, input ent.CreateGrantInput) (*ent.Grant, error) {
-	return r.ent(ctx).Grant.Create().SetInput(input).Save(ctx)
+	return r.createGrant(ctx, input)
 }
 
 // UpdateGrant is the resolver for the updateGrant field.
 func (r *mutationResolver) UpdateGrant(ctx context.Context, id int, input ent.UpdateGrantInput) (*ent.Grant, error) {
-	return r.ent(ctx).Grant.UpdateOneID(id).SetInput(input).Save(ctx)
+	return r.updateGrant(ctx, id, input)
 }
 
 // DeleteGrant is the resolver for the deleteGrant field.
@@ -180,6 +181,21 @@ func (r *mutationResolver) UpdateGuardrailRule(ctx context.Context, id int, inpu
 // DeleteGuardrailRule is the resolver for the deleteGuardrailRule field.
 func (r *mutationResolver) DeleteGuardrailRule(ctx context.Context, id int) (int, error) {
 	return id, r.ent(ctx).GuardrailRule.DeleteOneID(id).Exec(ctx)
+}
+
+// CreateRateLimit is the resolver for the createRateLimit field.
+func (r *mutationResolver) CreateRateLimit(ctx context.Context, input ent.CreateRateLimitInput) (*ent.RateLimit, error) {
+	return r.createRateLimit(ctx, input)
+}
+
+// UpdateRateLimit is the resolver for the updateRateLimit field.
+func (r *mutationResolver) UpdateRateLimit(ctx context.Context, id int, input ent.UpdateRateLimitInput) (*ent.RateLimit, error) {
+	return r.updateRateLimit(ctx, id, input)
+}
+
+// DeleteRateLimit is the resolver for the deleteRateLimit field.
+func (r *mutationResolver) DeleteRateLimit(ctx context.Context, id int) (int, error) {
+	return id, r.ent(ctx).RateLimit.DeleteOneID(id).Exec(ctx)
 }
 
 // CreateApprovalRule is the resolver for the createApprovalRule field.
@@ -248,6 +264,16 @@ func (r *mutationResolver) DiscoverTools(ctx context.Context, upstream string) (
 	return r.discoverTools(ctx, upstream)
 }
 
+// ApproveToolDefinition is the resolver for the approveToolDefinition field.
+func (r *mutationResolver) ApproveToolDefinition(ctx context.Context, tool int, hash string) (*ent.Tool, error) {
+	return r.approveToolDefinition(ctx, tool, hash)
+}
+
+// UpdateSettings is the resolver for the updateSettings field.
+func (r *mutationResolver) UpdateSettings(ctx context.Context, pinningMode *model.PinningMode) (*model.GatewaySettings, error) {
+	return updateSettings(ctx, r.ent(ctx), pinningMode)
+}
+
 // ApplyConfig is the resolver for the applyConfig field.
 func (r *mutationResolver) ApplyConfig(ctx context.Context, document string, prune *bool, dryRun *bool) (*model.ApplyConfigPayload, error) {
 	return applyConfig(ctx, r.ent(ctx), document, prune != nil && *prune, dryRun != nil && *dryRun)
@@ -285,9 +311,40 @@ func (r *queryResolver) ExportConfig(ctx context.Context) (string, error) {
 	return exportConfig(ctx, r.ent(ctx))
 }
 
+// Settings is the resolver for the settings field.
+func (r *queryResolver) Settings(ctx context.Context) (*model.GatewaySettings, error) {
+	return gatewaySettings(ctx, r.ent(ctx))
+}
+
+// ExplainDecision is the resolver for the explainDecision field.
+func (r *queryResolver) ExplainDecision(ctx context.Context, agent string, virtualServer string, tool string, arguments json.RawMessage) (*model.Explanation, error) {
+	return r.explainDecision(ctx, agent, virtualServer, tool, arguments)
+}
+
 // EffectiveTools is the resolver for the effectiveTools field.
 func (r *queryResolver) EffectiveTools(ctx context.Context, virtualServer string, agent *string) ([]*model.EffectiveTool, error) {
 	return r.effectiveTools(ctx, virtualServer, agent)
+}
+
+// PinStatus is the resolver for the pinStatus field.
+func (r *toolResolver) PinStatus(ctx context.Context, obj *ent.Tool) (model.ToolPinStatus, error) {
+	return model.ToolPinStatus(store.PinStatusOf(obj)), nil
+}
+
+// DefinitionDiff is the resolver for the definitionDiff field.
+func (r *toolResolver) DefinitionDiff(ctx context.Context, obj *ent.Tool) (*string, error) {
+	if d := store.DefinitionDiff(obj); d != "" {
+		return &d, nil
+	}
+	return nil, nil
+}
+
+// ApprovedDefinition is the resolver for the approvedDefinition field.
+func (r *toolResolver) ApprovedDefinition(ctx context.Context, obj *ent.Tool) (json.RawMessage, error) {
+	if obj.ApprovedDefinition == nil {
+		return nil, nil
+	}
+	return json.Marshal(obj.ApprovedDefinition)
 }
 
 // Selections is the resolver for the selections field.
@@ -295,6 +352,14 @@ func (r *virtualServerResolver) Selections(ctx context.Context, obj *ent.Virtual
 	return obj.QuerySelections().
 		Order(ent.Asc(selection.FieldPosition), ent.Asc(selection.FieldID)).
 		All(ctx)
+}
+
+// PinStatus is the resolver for the pinStatus field.
+func (r *toolWhereInputResolver) PinStatus(ctx context.Context, obj *ent.ToolWhereInput, data *model.ToolPinStatus) error {
+	if data != nil {
+		obj.AddPredicates(store.ToolsWithPinStatus(store.PinStatus(*data)))
+	}
+	return nil
 }
 
 // Mutation returns generated.MutationResolver implementation.

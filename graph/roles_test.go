@@ -5,20 +5,30 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/graph"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
 // TestRoleMatrix sends each kind of operation with a token of each role
-// and checks that exactly the documented roles may: admin everything,
-// viewer and auditor reading the configuration, auditor (and admin) the
-// change log, approver nothing yet but me.
+// and checks that exactly the documented roles may: admin everything
+// (approving tool definitions included), viewer and auditor reading the
+// configuration (explainDecision included), auditor (and admin) the change
+// log, approver nothing yet but me.
 func TestRoleMatrix(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, nil, func(t *testing.T, e *env) {
-		e.withGateway(&fakeGateway{exposed: map[string][]graph.ExposedTool{"ops": {}}, tools: map[string][]graph.UpstreamTool{"everything": {}}})
+		e.withGateway(&fakeGateway{exposed: map[string][]graph.ExposedTool{"ops": {{Name: "say", Upstream: "everything", UpstreamTool: "echo"}}}, tools: map[string][]graph.UpstreamTool{"everything": {}}})
 		up := e.createUpstream("everything", "streamable_http", "http://127.0.0.1:1/mcp")
+		e.must(`mutation { createAgent(input: {name: "ci-bot"}) { id } }`, nil, nil)
+		if _, err := store.RecordToolDefinitions(t.Context(), e.client, "everything", []tooldef.Definition{{Name: "echo"}}, config.PinningAuto, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		echo := e.pinTools(nil)[0]
 		var change struct {
 			AdminChanges struct {
 				Edges []struct{ Node struct{ ID string } }
@@ -49,6 +59,14 @@ func TestRoleMatrix(t *testing.T) {
 			{"change log node", `query($id: ID!) { node(id: $id) { id } }`, map[string]any{"id": entry}, []string{admin, auditor}},
 			{"me", `{ me { name } }`, nil, []string{admin, viewer, auditor, approver}},
 			{"mutation", `mutation($n: String!) { createTeam(input: {name: $n}) { id } }`, nil, []string{admin}},
+			{"rateLimits", `{ rateLimits { totalCount } }`, nil, readers},
+			{"settings", `{ settings { pinningMode } }`, nil, readers},
+			{"explainDecision", `{ explainDecision(agent: "ci-bot", virtualServer: "ops", tool: "say", arguments: {x: 1}) { effect grants { grant } } }`, nil, readers},
+			{"quarantined tools", `{ tools(where: {pinStatus: QUARANTINED}) { totalCount } }`, nil, readers},
+			{"createRateLimit", `mutation($n: String!) { createRateLimit(input: {name: $n, requests: 1, perSeconds: 1}) { id } }`, nil, []string{admin}},
+			{"updateSettings", `mutation { updateSettings(pinningMode: auto) { pinningMode } }`, nil, []string{admin}},
+			{"approveToolDefinition", `mutation($tool: ID!, $hash: String!) { approveToolDefinition(tool: $tool, hash: $hash) { pinStatus } }`,
+				map[string]any{"tool": echo.ID, "hash": echo.DefinitionHash}, []string{admin}},
 			{"applyConfig", `mutation { applyConfig(document: "upstreams: []", dryRun: true) { applied } }`, nil, []string{admin}},
 			{"discoverTools", `mutation { discoverTools(upstream: "everything") { name } }`, nil, []string{admin}},
 			{"createAdminToken", `mutation($n: String!) { createAdminToken(input: {name: $n, roles: ["viewer"]}) { token } }`, nil, []string{admin}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,13 @@ type fakeGateway struct {
 	tools   map[string][]graph.UpstreamTool // by upstream; absent: unknown
 	down    map[string]error
 	exposed map[string][]graph.ExposedTool // by virtual server; absent: unknown
+	// explain answers Explain by "agent/vs/tool"; absent: allowed and
+	// visible. hidden lists "agent/vs/tool" that are not visible.
+	explain map[string]*graph.Explanation
+	// strangers are agents the running snapshot does not know.
+	strangers map[string]bool
+	// args holds the arguments of the last Explain.
+	args map[string]any
 }
 
 var _ graph.Gateway = (*fakeGateway)(nil)
@@ -47,6 +55,27 @@ func (g *fakeGateway) ExposedTools(_ context.Context, vs string) ([]graph.Expose
 		return nil, fmt.Errorf("%w %q", graph.ErrUnknownVirtualServer, vs)
 	}
 	return tools, nil
+}
+
+func (g *fakeGateway) Explain(_ context.Context, agent, vs, tool string, args map[string]any) (*graph.Explanation, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.args = args
+	tools, ok := g.exposed[vs]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", graph.ErrUnknownVirtualServer, vs)
+	}
+	if !slices.ContainsFunc(tools, func(t graph.ExposedTool) bool { return t.Name == tool }) {
+		return nil, fmt.Errorf("%w %q", graph.ErrUnknownTool, tool)
+	}
+	if g.strangers[agent] {
+		return nil, fmt.Errorf("%w %q", graph.ErrUnknownAgent, agent)
+	}
+	if e := g.explain[agent+"/"+vs+"/"+tool]; e != nil {
+		return e, nil
+	}
+	return &graph.Explanation{Effect: "allow", Reason: "allowed by grant all", Visible: true,
+		Grants: []graph.ExplainedGrant{{Grant: "all", Effect: "allow", Reason: "subject and target match"}}}, nil
 }
 
 func (g *fakeGateway) set(upstream string, tools ...graph.UpstreamTool) {

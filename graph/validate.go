@@ -13,32 +13,40 @@ import (
 )
 
 // validateConfig compiles the store into the declarative document (as
-// `gatehouse export` writes it: lists sorted by name) and validates it.
+// `gatehouse export` writes it: lists sorted by name) and validates it,
+// CEL expressions included ([CheckExpression]).
 func validateConfig(ctx context.Context, client *ent.Client) (*model.ConfigValidation, error) {
 	doc, err := store.ExportDocument(ctx, client)
 	if err != nil {
 		return nil, err
 	}
 	res := &model.ConfigValidation{Valid: true, Errors: []*model.ConfigError{}}
-	err = doc.Validate()
-	if err == nil {
+	var fields []*config.FieldError
+	for _, err := range []error{doc.Validate(), documentCELErrors(doc)} {
+		var ve *config.ValidationError
+		switch {
+		case err == nil:
+		case errors.As(err, &ve):
+			fields = append(fields, ve.Fields...)
+		default:
+			return nil, err
+		}
+	}
+	if len(fields) == 0 {
 		return res, nil
 	}
-	var ve *config.ValidationError
-	if !errors.As(err, &ve) {
-		return nil, err
-	}
 	res.Valid = false
-	for _, f := range ve.Fields {
+	for _, f := range fields {
 		res.Errors = append(res.Errors, &model.ConfigError{Path: f.Path, Message: f.Reason, Name: entityName(doc, f.Path)})
 	}
 	return res, nil
 }
 
-var topLevelRE = regexp.MustCompile(`^(upstreams|virtual_servers|agents)\[(\d+)\]`)
+var topLevelRE = regexp.MustCompile(`^(upstreams|virtual_servers|agents|grants|guardrails|rate_limits)\[(\d+)\]`)
 
-// entityName names the upstream, virtual server or agent a document path
-// points into, since indexes alone do not identify entities to a client.
+// entityName names the upstream, virtual server, agent, grant, guardrail or
+// rate limit a document path points into, since indexes alone do not
+// identify entities to a client.
 func entityName(doc *config.Document, path string) *string {
 	m := topLevelRE.FindStringSubmatch(path)
 	if m == nil {
@@ -53,6 +61,12 @@ func entityName(doc *config.Document, path string) *string {
 		name = doc.VirtualServers[i].Name
 	case m[1] == "agents" && i < len(doc.Agents):
 		name = doc.Agents[i].Name
+	case m[1] == "grants" && i < len(doc.Grants):
+		name = doc.Grants[i].Name
+	case m[1] == "guardrails" && i < len(doc.Guardrails):
+		name = doc.Guardrails[i].Name
+	case m[1] == "rate_limits" && i < len(doc.RateLimits):
+		name = doc.RateLimits[i].Name
 	default:
 		return nil
 	}

@@ -21,6 +21,7 @@ func BenchmarkCallTool(b *testing.B) {
 	_, gw := newGateway(b, fmt.Sprintf(`
 upstreams: [{name: a, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: a}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
 `, up))
 	for _, target := range []struct{ name, url string }{{"direct", up}, {"gateway", gw + "/mcp/vs"}} {
 		for _, v := range protocolVersions {

@@ -146,6 +146,7 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		}
 		if err == nil {
+			f.filterList(req, res)
 			f.stampServerInfo(req, res)
 		}
 		if method == "logging/setLevel" && err == nil {

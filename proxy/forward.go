@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 )
 
 // JSON-RPC error codes the gateway itself produces, in the range JSON-RPC
@@ -39,9 +40,6 @@ func forward[R any](f *face, ctx context.Context, req mcp.Request, call *Call, s
 	if rc := requestFrom(ctx); rc != nil {
 		rc.upstream = call.Upstream
 		rc.target = call.Target
-	}
-	if d := f.g.pipeline.Decide(ctx, call); d.Effect != Allow {
-		return zero, &jsonrpc.Error{Code: CodeDenied, Message: d.Reason}
 	}
 	as := f.g.agentFor(ss, f.name, call.Principal)
 	u := f.g.upstream(call.Upstream)
@@ -185,22 +183,52 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	if err != nil {
 		return nil, err
 	}
-	r := vs.Tools[req.Params.Name]
-	if r == nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("tool", req.Params.Name, f.name).Error()}
+	name := req.Params.Name
+	r := vs.Tools[name]
+	if r == nil || !f.mayUse(req, vs, policy.KindTool, name, r) {
+		// Word for word what the go-sdk answers for a tool the face does
+		// not have: a hidden tool must be indistinguishable from none.
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 	}
-	args := req.Params.Arguments
-	call := &Call{Method: "tools/call", Kind: KindTool, Target: req.Params.Name, Upstream: r.Upstream, UpstreamName: r.Name, Arguments: args}
-	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.CallToolResult, error) {
+	args, err := decodeArgs(req.Params.Arguments)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", name, err)}
+	}
+	cc, err := f.checkCall(ctx, req, vs, policy.KindTool, name, r, args)
+	if err != nil {
+		return nil, err
+	}
+	raw := req.Params.Arguments
+	if cc.redacted {
+		raw = mustJSON(cc.args)
+	}
+	call := &Call{Method: "tools/call", Kind: KindTool, Target: name, Upstream: r.Upstream, UpstreamName: r.Name, Arguments: raw}
+	res, err := forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.CallToolResult, error) {
 		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
 		defer release()
 		p := &mcp.CallToolParams{Meta: meta, Name: r.Name,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
-		if len(args) > 0 {
-			p.Arguments = args
+		if len(raw) > 0 {
+			p.Arguments = raw
 		}
 		return c.cs.CallTool(ctx, p)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return checkResult(ctx, f, f.name, name, res)
+}
+
+// decodeArgs decodes tool-call arguments for policy and guardrails.
+func decodeArgs(raw json.RawMessage) (map[string]any, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, errors.New("arguments must be a JSON object")
+	}
+	return m, nil
 }
 
 func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
@@ -208,12 +236,20 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 	if err != nil {
 		return nil, err
 	}
-	r := vs.Prompts[req.Params.Name]
-	if r == nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("prompt", req.Params.Name, f.name).Error()}
+	name := req.Params.Name
+	r := vs.Prompts[name]
+	if r == nil || !f.mayUse(req, vs, policy.KindPrompt, name, r) {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", name)}
 	}
-	call := &Call{Method: "prompts/get", Kind: KindPrompt, Target: req.Params.Name, Upstream: r.Upstream, UpstreamName: r.Name}
-	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.GetPromptResult, error) {
+	args := make(map[string]any, len(req.Params.Arguments))
+	for k, v := range req.Params.Arguments {
+		args[k] = v
+	}
+	if _, err := f.checkCall(ctx, req, vs, policy.KindPrompt, name, r, args); err != nil {
+		return nil, err
+	}
+	call := &Call{Method: "prompts/get", Kind: KindPrompt, Target: name, Upstream: r.Upstream, UpstreamName: r.Name}
+	res, err := forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.GetPromptResult, error) {
 		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
 		defer release()
 		p := *req.Params
@@ -221,6 +257,10 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 		p.Name = r.Name
 		return c.cs.GetPrompt(ctx, &p)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return checkResult(ctx, f, f.name, "", res)
 }
 
 func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
@@ -228,18 +268,26 @@ func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (
 	if err != nil {
 		return nil, err
 	}
-	up, ok := vs.resourceUpstream(req.Params.URI)
-	if !ok {
-		return nil, mcp.ResourceNotFoundError(req.Params.URI)
+	uri := req.Params.URI
+	up, ok := vs.resourceUpstream(uri)
+	if !ok || !f.mayUse(req, vs, policy.KindResource, uri, &Route{Upstream: up}) {
+		return nil, mcp.ResourceNotFoundError(uri)
 	}
-	call := &Call{Method: "resources/read", Kind: KindResource, Target: req.Params.URI, Upstream: up, UpstreamName: req.Params.URI}
-	return forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.ReadResourceResult, error) {
+	if _, err := f.checkCall(ctx, req, vs, policy.KindResource, uri, &Route{Upstream: up, Name: uri}, nil); err != nil {
+		return nil, err
+	}
+	call := &Call{Method: "resources/read", Kind: KindResource, Target: uri, Upstream: up, UpstreamName: uri}
+	res, err := forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.ReadResourceResult, error) {
 		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
 		defer release()
 		p := *req.Params
 		p.Meta = meta
 		return c.cs.ReadResource(ctx, &p)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return checkResult(ctx, f, f.name, "", res)
 }
 
 // resourceUpstream finds the upstream serving uri: a listed resource, or
@@ -268,7 +316,7 @@ func (f *face) complete(ctx context.Context, req *mcp.CompleteRequest) (*mcp.Com
 	switch ref.Type {
 	case "ref/prompt":
 		r := vs.Prompts[ref.Name]
-		if r == nil {
+		if r == nil || !f.mayUse(req, vs, policy.KindPrompt, ref.Name, r) {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("prompt", ref.Name, f.name).Error()}
 		}
 		upstreamName, ref.Name = r.Upstream, r.Name
@@ -279,7 +327,7 @@ func (f *face) complete(ctx context.Context, req *mcp.CompleteRequest) (*mcp.Com
 				r = &Route{Upstream: u}
 			}
 		}
-		if r == nil {
+		if r == nil || !f.mayUse(req, vs, policy.KindResource, ref.URI, r) {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: notExposed("resource", ref.URI, f.name).Error()}
 		}
 		upstreamName = r.Upstream

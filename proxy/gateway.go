@@ -35,14 +35,23 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 )
 
 // Options configures a [Gateway]. The zero value is usable.
 type Options struct {
 	// Logger receives structured logs. Nil means slog.Default().
 	Logger *slog.Logger
-	// Pipeline decides every request. Nil means [DefaultPipeline].
-	Pipeline *Pipeline
+	// Authenticators run after API keys (which the snapshot holds): OIDC
+	// and mTLS, built by the caller from the process's auth settings.
+	Authenticators []identity.Authenticator
+	// Resource is the gateway's public base URL; a 401 points agents to
+	// its protected resource metadata. Empty means none is advertised.
+	Resource string
+	// OnCatalog is called (on its own goroutine) with an upstream's tools
+	// whenever its catalog is loaded or changes, e.g. to record them for
+	// pinning. It must not block for long.
+	OnCatalog func(upstream string, tools []*mcp.Tool)
 	// HTTPClient is shared by all HTTP upstreams (one connection pool).
 	// Nil means a client tuned for many concurrent upstream sessions.
 	HTTPClient *http.Client
@@ -55,7 +64,10 @@ type Options struct {
 // Gateway is the running data path.
 type Gateway struct {
 	log      *slog.Logger
-	pipeline *Pipeline
+	auth     []identity.Authenticator
+	resource string
+	onCat    func(string, []*mcp.Tool)
+	limiter  *policy.Limiter
 	metrics  *metrics
 	http     *http.Client
 
@@ -89,9 +101,6 @@ func New(doc *config.Document, opts *Options) *Gateway {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Pipeline == nil {
-		o.Pipeline = DefaultPipeline()
-	}
 	if o.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = 1024
@@ -100,7 +109,10 @@ func New(doc *config.Document, opts *Options) *Gateway {
 	}
 	g := &Gateway{
 		log:       o.Logger,
-		pipeline:  o.Pipeline,
+		auth:      o.Authenticators,
+		resource:  o.Resource,
+		onCat:     o.OnCatalog,
+		limiter:   policy.NewLimiter(),
 		metrics:   newMetrics(),
 		http:      o.HTTPClient,
 		doc:       doc,
@@ -265,7 +277,14 @@ func (g *Gateway) newUpstream(uc config.Upstream) *upstream {
 		log:        g.log.With("upstream", uc.Name),
 		httpClient: g.upstreamHTTPClient(uc),
 		newClient:  g.newClient,
-		onCatalog:  func(*upstream) { g.recompileLogged() },
+		onCatalog: func(u *upstream) {
+			g.recompileLogged()
+			if g.onCat != nil {
+				if cat := u.Catalog(); cat != nil {
+					go g.onCat(u.name(), cat.Tools)
+				}
+			}
+		},
 		onState: func(u *upstream, h Health) {
 			// An upstream started by a reload that is not (yet) in force
 			// must not speak for the one of the same name that is.
@@ -360,6 +379,9 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) err
 		return err
 	}
 	snap.Keys.RecordUse(&g.keyUse)
+	if err := g.limiter.Update(doc.RateLimits); err != nil {
+		return err
+	}
 	g.doc, g.upstreams = doc, ups
 	g.snap.Store(snap)
 	g.metrics.revision.Set(float64(snap.Revision))

@@ -21,7 +21,11 @@ import (
 )
 
 // principalKey is where the principal travels in the go-sdk's TokenInfo.
-const principalKey = "gatehouse.principal"
+const (
+	principalKey = "gatehouse.principal"
+	// remoteKey carries the agent's IP address, for policy conditions.
+	remoteKey = "gatehouse.remote"
+)
 
 // Handler returns the gateway's HTTP surface:
 //
@@ -69,18 +73,30 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 			writeTooLarge(w, limit)
 			return
 		}
-		p, err := snap.Keys.Authenticate(r.Context(), r)
+		p, err := g.authenticate(r, snap)
 		switch {
 		case err == nil:
 		case errors.Is(err, identity.ErrNoCredentials) && vs.Anonymous:
 			p = identity.Anonymous
 		default:
 			g.log.Warn("authentication failed", "vs", name, "remote", r.RemoteAddr, "reason", err.Error())
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="gatehouse", error="invalid_token", error_description=%q`, authHint(err)))
+			if g.resource != "" {
+				w.Header().Set("WWW-Authenticate", identity.WWWAuthenticate(g.resource, r.URL.Path, err))
+			} else {
+				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="gatehouse", error="invalid_token", error_description=%q`, authHint(err)))
+			}
 			httpError(w, http.StatusUnauthorized, authHint(err))
 			return
 		}
 		r = r.WithContext(identity.WithPrincipal(r.Context(), p))
+		if p != identity.Anonymous && r.Header.Get("Authorization") == "" {
+			// A principal from a client certificate: the go-sdk binds
+			// sessions through a bearer token's TokenInfo, so give it a
+			// placeholder it hands to principalVerifier (which ignores the
+			// token and takes the principal from the context). The header
+			// goes no further than this process.
+			r.Header.Set("Authorization", "Bearer mtls")
+		}
 		if p == identity.Anonymous {
 			if legacySSE {
 				f.sse.ServeHTTP(w, r)
@@ -97,25 +113,56 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 	}
 }
 
-func authHint(err error) string {
-	if errors.Is(err, identity.ErrNoCredentials) {
-		return "authentication required: send Authorization: Bearer <api key>"
+// authenticate finds the principal of r: the process's authenticators
+// (OIDC, which passes on bearers that are not JWTs; client certificates,
+// which pass when none was presented) first, then the snapshot's API keys.
+// The first that recognizes the credentials decides.
+func (g *Gateway) authenticate(r *http.Request, snap *Snapshot) (*identity.Principal, error) {
+	for _, a := range g.auth {
+		p, err := a.Authenticate(r.Context(), r)
+		if !errors.Is(err, identity.ErrNoCredentials) {
+			return p, err
+		}
 	}
-	if strings.Contains(err.Error(), "expired") {
+	return snap.Keys.Authenticate(r.Context(), r)
+}
+
+// authHint says what was wrong with the credentials, without echoing them:
+// API-key failures in their own words, OIDC and certificate failures by the
+// fixed reasons those authenticators give.
+func authHint(err error) string {
+	switch {
+	case errors.Is(err, identity.ErrNoCredentials):
+		return "authentication required: send Authorization: Bearer <api key or token>"
+	case err == identity.ErrInvalidCredentials:
+		return "invalid api key"
+	case strings.HasSuffix(err.Error(), ": key expired"):
 		return "api key expired"
 	}
-	return "invalid api key"
+	return err.Error()
 }
 
 // principalVerifier hands the principal found by serveMCP to the go-sdk as
 // TokenInfo, which binds each session to its agent: a session id presented
 // with another agent's key is refused by the SDK.
-func principalVerifier(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+func principalVerifier(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
 	p := identity.FromContext(ctx)
 	if p == nil {
 		return nil, auth.ErrInvalidToken
 	}
-	return &auth.TokenInfo{UserID: p.Agent, Extra: map[string]any{principalKey: p}}, nil
+	return &auth.TokenInfo{UserID: p.Agent, Extra: map[string]any{principalKey: p, remoteKey: remoteIP(r)}}, nil
+}
+
+// remoteIP is the agent's address without the port.
+func remoteIP(r *http.Request) string {
+	if r == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // wireHTTP creates the face's go-sdk HTTP handlers.
@@ -216,6 +263,11 @@ type Readiness struct {
 	// force (the running one is kept).
 	ConfigError string            `json:"config_error,omitempty"`
 	Upstreams   map[string]Health `json:"upstreams"`
+	// QuarantinedTools are withheld by pinning until an admin approves
+	// their definition (GraphQL approveToolDefinition).
+	QuarantinedTools []Quarantined `json:"quarantined_tools,omitempty"`
+	// Shadowing reports tool names that imitate other tools' names.
+	Shadowing []string `json:"shadowing,omitempty"`
 }
 
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -225,6 +277,8 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		rd.Status, code = "starting", http.StatusServiceUnavailable
 	} else {
 		rd.Revision = snap.Revision
+		rd.QuarantinedTools = snap.Quarantined()
+		rd.Shadowing = snap.Shadowing()
 	}
 	if err := g.LastError(); err != nil {
 		rd.Error = err.Error()

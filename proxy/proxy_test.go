@@ -89,6 +89,7 @@ upstreams:
   - {name: b, transport: streamable-http, url: %q}
 virtual_servers:
   - {name: vs, anonymous: true, include: [{upstream: a}]}
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
 `, a+"/", b+"/"))
 
 	for _, v := range protocolVersions {
@@ -125,6 +126,7 @@ upstreams:
   - {name: b, transport: streamable-http, url: %q}
 virtual_servers:
   - {name: vs, anonymous: true, include: [{upstream: a}, {upstream: b, tools: [echo], rename: {echo: echo_b}}]}
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
 `, a+"/", b+"/"))
 			if err != nil {
 				t.Fatal(err)
@@ -192,6 +194,7 @@ func TestSubscriptionsCountedAndReleased(t *testing.T) {
 	_, url := newGateway(t, fmt.Sprintf(`
 upstreams: [{name: u, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
 `, up.URL))
 	ctx := context.Background()
 	a := connectClient(t, url+"/mcp/vs", "2025-11-25")

@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/gatehouse-dev/gatehouse/internal/guard"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
 
@@ -23,6 +24,11 @@ type requestCtx struct {
 	principal *identity.Principal
 	upstream  string
 	target    string
+	// decision, grants and findings are what access control decided and
+	// found (findings never hold the matched text).
+	decision string
+	grants   []string
+	findings []guard.Finding
 }
 
 type requestKey struct{}
@@ -60,6 +66,12 @@ func outcome(err error) string {
 		switch we.Code {
 		case CodeDenied:
 			return "denied"
+		case CodeApprovalRequired:
+			return "approval_required"
+		case CodeRateLimited:
+			return "rate_limited"
+		case CodeGuardrailBlocked:
+			return "blocked"
 		case CodeUpstreamUnavailable:
 			return "unavailable"
 		case CodeUpstreamTimeout:
@@ -97,6 +109,15 @@ func (g *Gateway) endRequest(rc *requestCtx, res mcp.Result, err error) {
 	if rc.target != "" {
 		attrs = append(attrs, slog.String("target", rc.target))
 	}
+	if rc.decision != "" {
+		attrs = append(attrs, slog.String("decision", rc.decision))
+		if len(rc.grants) > 0 {
+			attrs = append(attrs, slog.Any("grants", rc.grants))
+		}
+	}
+	if len(rc.findings) > 0 {
+		attrs = append(attrs, slog.Any("findings", findingsLog(rc.findings)))
+	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
@@ -105,4 +126,17 @@ func (g *Gateway) endRequest(rc *requestCtx, res mcp.Result, err error) {
 		level = slog.LevelWarn
 	}
 	g.log.LogAttrs(context.Background(), level, "request", attrs...)
+}
+
+// findingsLog is how findings appear in logs: rule, detector, kind, path and
+// action; the matched text never does.
+func findingsLog(fs []guard.Finding) []map[string]any {
+	out := make([]map[string]any, len(fs))
+	for i, f := range fs {
+		out[i] = map[string]any{"rule": f.Rule, "detector": f.Detector, "kind": f.Kind, "path": f.Path, "action": f.Action}
+		if f.Score > 0 && f.Score < 1 {
+			out[i]["score"] = f.Score
+		}
+	}
+	return out
 }

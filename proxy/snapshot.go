@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -23,7 +24,14 @@ type Snapshot struct {
 	Doc      *config.Document
 	Keys     *identity.APIKeys
 	VS       map[string]*VirtualServer
+	access   *access
 }
+
+// Quarantined lists the tools pinning withholds.
+func (s *Snapshot) Quarantined() []Quarantined { return s.access.quarantined }
+
+// Shadowing lists tools whose names imitate other tools' names.
+func (s *Snapshot) Shadowing() []string { return s.access.shadowing }
 
 // VirtualServer is one compiled virtual server: every exposed name mapped to
 // the upstream that serves it and the name it has there.
@@ -56,6 +64,8 @@ type VirtualServer struct {
 type Route struct {
 	Upstream string
 	Name     string // name (tools, prompts) or URI (resources) upstream
+	// Annotations of a tool, for policy conditions (tool.annotations).
+	Annotations map[string]any
 }
 
 // CollisionError reports two upstreams exposing the same name in one
@@ -77,10 +87,15 @@ func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64) (*Sn
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Revision: rev, Compiled: time.Now(), Doc: doc, Keys: keys, VS: map[string]*VirtualServer{}}
+	acc, err := compileAccess(doc, catalogs)
+	if err != nil {
+		return nil, err
+	}
+	pins := newPinIndex(doc, acc)
+	snap := &Snapshot{Revision: rev, Compiled: time.Now(), Doc: doc, Keys: keys, VS: map[string]*VirtualServer{}, access: acc}
 	var errs []string
 	for i := range doc.VirtualServers {
-		vs, verrs := compileVS(&doc.VirtualServers[i], catalogs)
+		vs, verrs := compileVS(&doc.VirtualServers[i], catalogs, pins)
 		for _, e := range verrs {
 			errs = append(errs, e.Error())
 		}
@@ -89,6 +104,20 @@ func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64) (*Sn
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
+	for name, cat := range catalogs {
+		if cat == nil {
+			continue
+		}
+		for _, t := range cat.Tools {
+			if why := pins.withheld(name, t.Name); why != "" {
+				acc.quarantined = append(acc.quarantined, Quarantined{Upstream: name, Tool: t.Name, Reason: why})
+			}
+		}
+	}
+	acc.shadowing = shadowing(snap.VS)
+	slices.SortFunc(acc.quarantined, func(a, b Quarantined) int {
+		return strings.Compare(a.Upstream+"\x00"+a.Tool, b.Upstream+"\x00"+b.Tool)
+	})
 	return snap, nil
 }
 
@@ -114,7 +143,7 @@ func compileKeys(doc *config.Document) (*identity.APIKeys, error) {
 	return identity.NewAPIKeys(entries)
 }
 
-func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog) (*VirtualServer, []error) {
+func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinIndex) (*VirtualServer, []error) {
 	vs := &VirtualServer{
 		Name:      c.Name,
 		Anonymous: c.Anonymous,
@@ -141,8 +170,12 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog) (*VirtualS
 			return true
 		}
 		for _, t := range selectedOf(cat.Tools, sel.Tools, sel.ExcludeTools, func(t *mcp.Tool) string { return t.Name }) {
+			if pins.withheld(sel.Upstream, t.Name) != "" {
+				continue
+			}
 			name := renamed(sel.Rename, t.Name)
 			if add("tool", name, t.Name, vs.Tools) {
+				vs.Tools[name].Annotations = annotationsOf(t)
 				def := *t
 				def.Name = name
 				if d, ok := sel.Descriptions[name]; ok {
@@ -175,6 +208,21 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog) (*VirtualS
 	}
 	vs.Caps, vs.ServerInfo, vs.Instructions = vsIdentity(c, vs, catalogs)
 	return vs, errs
+}
+
+// annotationsOf returns a tool's annotations as a map, for policy
+// conditions; nil when it has none.
+func annotationsOf(t *mcp.Tool) map[string]any {
+	if t.Annotations == nil {
+		return nil
+	}
+	b, err := json.Marshal(t.Annotations)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
 }
 
 // isPlain reports whether a selection passes everything through unchanged.

@@ -55,6 +55,21 @@ agents:
   - name: demo-agent
     team: demo
     api_keys: [{file: $KEYFILE}]
+grants:
+  # Default deny: nothing is usable until a grant allows it.
+  - name: demo-team
+    subject: {team: demo}
+    target: {virtual_server: demo, tools: ["*"], resources: ["*"], prompts: ["*"]}
+    effect: allow
+  - name: no-failing-tool-on-weekends
+    subject: {team: demo}
+    target: {virtual_server: demo, tools: [fail]}
+    effect: deny
+    when: 'request.time.getDayOfWeek() == 0 || request.time.getDayOfWeek() == 6'
+guardrails:
+  - {name: redact-secrets, detector: secrets, action: redact}
+  - {name: flag-pii, detector: pii, action: flag}
+  - {name: block-injection, direction: response, detector: injection, action: block}
 YAML
 
 "$BIN/demo-server" -transport streamable-http -addr "$DEMO_ADDR" -name demo >"$DATA/demo-server.log" 2>&1 &

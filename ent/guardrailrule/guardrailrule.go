@@ -30,14 +30,20 @@ const (
 	FieldName = "name"
 	// FieldDescription holds the string denoting the description field in the database.
 	FieldDescription = "description"
-	// FieldStage holds the string denoting the stage field in the database.
-	FieldStage = "stage"
+	// FieldDirection holds the string denoting the direction field in the database.
+	FieldDirection = "stage"
 	// FieldDetector holds the string denoting the detector field in the database.
 	FieldDetector = "detector"
+	// FieldKinds holds the string denoting the kinds field in the database.
+	FieldKinds = "kinds"
 	// FieldPattern holds the string denoting the pattern field in the database.
 	FieldPattern = "pattern"
 	// FieldTerms holds the string denoting the terms field in the database.
 	FieldTerms = "terms"
+	// FieldMaxBytes holds the string denoting the max_bytes field in the database.
+	FieldMaxBytes = "max_bytes"
+	// FieldThreshold holds the string denoting the threshold field in the database.
+	FieldThreshold = "threshold"
 	// FieldAction holds the string denoting the action field in the database.
 	FieldAction = "action"
 	// FieldTools holds the string denoting the tools field in the database.
@@ -68,10 +74,13 @@ var Columns = []string{
 	FieldUpdatedBy,
 	FieldName,
 	FieldDescription,
-	FieldStage,
+	FieldDirection,
 	FieldDetector,
+	FieldKinds,
 	FieldPattern,
 	FieldTerms,
+	FieldMaxBytes,
+	FieldThreshold,
 	FieldAction,
 	FieldTools,
 	FieldPriority,
@@ -118,6 +127,14 @@ var (
 	DescriptionValidator func(string) error
 	// PatternValidator is a validator for the "pattern" field. It is called by the builders before save.
 	PatternValidator func(string) error
+	// DefaultMaxBytes holds the default value on creation for the "max_bytes" field.
+	DefaultMaxBytes int64
+	// MaxBytesValidator is a validator for the "max_bytes" field. It is called by the builders before save.
+	MaxBytesValidator func(int64) error
+	// DefaultThreshold holds the default value on creation for the "threshold" field.
+	DefaultThreshold float64
+	// ThresholdValidator is a validator for the "threshold" field. It is called by the builders before save.
+	ThresholdValidator func(float64) error
 	// ToolsValidator is a validator for the "tools" field. It is called by the builders before save.
 	ToolsValidator func([]string) error
 	// DefaultPriority holds the default value on creation for the "priority" field.
@@ -126,30 +143,30 @@ var (
 	DefaultEnabled bool
 )
 
-// Stage defines the type for the "stage" enum field.
-type Stage string
+// Direction defines the type for the "direction" enum field.
+type Direction string
 
-// StageBoth is the default value of the Stage enum.
-const DefaultStage = StageBoth
+// DirectionBoth is the default value of the Direction enum.
+const DefaultDirection = DirectionBoth
 
-// Stage values.
+// Direction values.
 const (
-	StageInput  Stage = "input"
-	StageOutput Stage = "output"
-	StageBoth   Stage = "both"
+	DirectionRequest  Direction = "request"
+	DirectionResponse Direction = "response"
+	DirectionBoth     Direction = "both"
 )
 
-func (s Stage) String() string {
-	return string(s)
+func (d Direction) String() string {
+	return string(d)
 }
 
-// StageValidator is a validator for the "stage" field enum values. It is called by the builders before save.
-func StageValidator(s Stage) error {
-	switch s {
-	case StageInput, StageOutput, StageBoth:
+// DirectionValidator is a validator for the "direction" field enum values. It is called by the builders before save.
+func DirectionValidator(d Direction) error {
+	switch d {
+	case DirectionRequest, DirectionResponse, DirectionBoth:
 		return nil
 	default:
-		return fmt.Errorf("guardrailrule: invalid enum value for stage field: %q", s)
+		return fmt.Errorf("guardrailrule: invalid enum value for direction field: %q", d)
 	}
 }
 
@@ -158,11 +175,13 @@ type Detector string
 
 // Detector values.
 const (
-	DetectorRegex    Detector = "regex"
-	DetectorPii      Detector = "pii"
-	DetectorSecret   Detector = "secret"
-	DetectorDenylist Detector = "denylist"
-	DetectorCel      Detector = "cel"
+	DetectorSecrets   Detector = "secrets"
+	DetectorPii       Detector = "pii"
+	DetectorInjection Detector = "injection"
+	DetectorRegex     Detector = "regex"
+	DetectorDenylist  Detector = "denylist"
+	DetectorSize      Detector = "size"
+	DetectorCel       Detector = "cel"
 )
 
 func (d Detector) String() string {
@@ -172,7 +191,7 @@ func (d Detector) String() string {
 // DetectorValidator is a validator for the "detector" field enum values. It is called by the builders before save.
 func DetectorValidator(d Detector) error {
 	switch d {
-	case DetectorRegex, DetectorPii, DetectorSecret, DetectorDenylist, DetectorCel:
+	case DetectorSecrets, DetectorPii, DetectorInjection, DetectorRegex, DetectorDenylist, DetectorSize, DetectorCel:
 		return nil
 	default:
 		return fmt.Errorf("guardrailrule: invalid enum value for detector field: %q", d)
@@ -189,7 +208,7 @@ const DefaultAction = ActionBlock
 const (
 	ActionBlock           Action = "block"
 	ActionRedact          Action = "redact"
-	ActionWarn            Action = "warn"
+	ActionFlag            Action = "flag"
 	ActionRequireApproval Action = "require_approval"
 )
 
@@ -200,7 +219,7 @@ func (a Action) String() string {
 // ActionValidator is a validator for the "action" field enum values. It is called by the builders before save.
 func ActionValidator(a Action) error {
 	switch a {
-	case ActionBlock, ActionRedact, ActionWarn, ActionRequireApproval:
+	case ActionBlock, ActionRedact, ActionFlag, ActionRequireApproval:
 		return nil
 	default:
 		return fmt.Errorf("guardrailrule: invalid enum value for action field: %q", a)
@@ -245,9 +264,9 @@ func ByDescription(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldDescription, opts...).ToFunc()
 }
 
-// ByStage orders the results by the stage field.
-func ByStage(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldStage, opts...).ToFunc()
+// ByDirection orders the results by the direction field.
+func ByDirection(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDirection, opts...).ToFunc()
 }
 
 // ByDetector orders the results by the detector field.
@@ -258,6 +277,16 @@ func ByDetector(opts ...sql.OrderTermOption) OrderOption {
 // ByPattern orders the results by the pattern field.
 func ByPattern(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPattern, opts...).ToFunc()
+}
+
+// ByMaxBytes orders the results by the max_bytes field.
+func ByMaxBytes(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldMaxBytes, opts...).ToFunc()
+}
+
+// ByThreshold orders the results by the threshold field.
+func ByThreshold(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldThreshold, opts...).ToFunc()
 }
 
 // ByAction orders the results by the action field.
@@ -290,19 +319,19 @@ func newVirtualServerStep() *sqlgraph.Step {
 }
 
 // MarshalGQL implements graphql.Marshaler interface.
-func (e Stage) MarshalGQL(w io.Writer) {
+func (e Direction) MarshalGQL(w io.Writer) {
 	io.WriteString(w, strconv.Quote(e.String()))
 }
 
 // UnmarshalGQL implements graphql.Unmarshaler interface.
-func (e *Stage) UnmarshalGQL(val interface{}) error {
+func (e *Direction) UnmarshalGQL(val interface{}) error {
 	str, ok := val.(string)
 	if !ok {
 		return fmt.Errorf("enum %T must be a string", val)
 	}
-	*e = Stage(str)
-	if err := StageValidator(*e); err != nil {
-		return fmt.Errorf("%s is not a valid Stage", str)
+	*e = Direction(str)
+	if err := DirectionValidator(*e); err != nil {
+		return fmt.Errorf("%s is not a valid Direction", str)
 	}
 	return nil
 }

@@ -90,6 +90,16 @@ func Pattern(v string) predicate.GuardrailRule {
 	return predicate.GuardrailRule(sql.FieldEQ(FieldPattern, v))
 }
 
+// MaxBytes applies equality check predicate on the "max_bytes" field. It's identical to MaxBytesEQ.
+func MaxBytes(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldEQ(FieldMaxBytes, v))
+}
+
+// Threshold applies equality check predicate on the "threshold" field. It's identical to ThresholdEQ.
+func Threshold(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldEQ(FieldThreshold, v))
+}
+
 // Priority applies equality check predicate on the "priority" field. It's identical to PriorityEQ.
 func Priority(v int) predicate.GuardrailRule {
 	return predicate.GuardrailRule(sql.FieldEQ(FieldPriority, v))
@@ -470,24 +480,24 @@ func DescriptionContainsFold(v string) predicate.GuardrailRule {
 	return predicate.GuardrailRule(sql.FieldContainsFold(FieldDescription, v))
 }
 
-// StageEQ applies the EQ predicate on the "stage" field.
-func StageEQ(v Stage) predicate.GuardrailRule {
-	return predicate.GuardrailRule(sql.FieldEQ(FieldStage, v))
+// DirectionEQ applies the EQ predicate on the "direction" field.
+func DirectionEQ(v Direction) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldEQ(FieldDirection, v))
 }
 
-// StageNEQ applies the NEQ predicate on the "stage" field.
-func StageNEQ(v Stage) predicate.GuardrailRule {
-	return predicate.GuardrailRule(sql.FieldNEQ(FieldStage, v))
+// DirectionNEQ applies the NEQ predicate on the "direction" field.
+func DirectionNEQ(v Direction) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNEQ(FieldDirection, v))
 }
 
-// StageIn applies the In predicate on the "stage" field.
-func StageIn(vs ...Stage) predicate.GuardrailRule {
-	return predicate.GuardrailRule(sql.FieldIn(FieldStage, vs...))
+// DirectionIn applies the In predicate on the "direction" field.
+func DirectionIn(vs ...Direction) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldIn(FieldDirection, vs...))
 }
 
-// StageNotIn applies the NotIn predicate on the "stage" field.
-func StageNotIn(vs ...Stage) predicate.GuardrailRule {
-	return predicate.GuardrailRule(sql.FieldNotIn(FieldStage, vs...))
+// DirectionNotIn applies the NotIn predicate on the "direction" field.
+func DirectionNotIn(vs ...Direction) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNotIn(FieldDirection, vs...))
 }
 
 // DetectorEQ applies the EQ predicate on the "detector" field.
@@ -508,6 +518,16 @@ func DetectorIn(vs ...Detector) predicate.GuardrailRule {
 // DetectorNotIn applies the NotIn predicate on the "detector" field.
 func DetectorNotIn(vs ...Detector) predicate.GuardrailRule {
 	return predicate.GuardrailRule(sql.FieldNotIn(FieldDetector, vs...))
+}
+
+// KindsIsNil applies the IsNil predicate on the "kinds" field.
+func KindsIsNil() predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldIsNull(FieldKinds))
+}
+
+// KindsNotNil applies the NotNil predicate on the "kinds" field.
+func KindsNotNil() predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNotNull(FieldKinds))
 }
 
 // PatternEQ applies the EQ predicate on the "pattern" field.
@@ -593,6 +613,86 @@ func TermsIsNil() predicate.GuardrailRule {
 // TermsNotNil applies the NotNil predicate on the "terms" field.
 func TermsNotNil() predicate.GuardrailRule {
 	return predicate.GuardrailRule(sql.FieldNotNull(FieldTerms))
+}
+
+// MaxBytesEQ applies the EQ predicate on the "max_bytes" field.
+func MaxBytesEQ(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldEQ(FieldMaxBytes, v))
+}
+
+// MaxBytesNEQ applies the NEQ predicate on the "max_bytes" field.
+func MaxBytesNEQ(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNEQ(FieldMaxBytes, v))
+}
+
+// MaxBytesIn applies the In predicate on the "max_bytes" field.
+func MaxBytesIn(vs ...int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldIn(FieldMaxBytes, vs...))
+}
+
+// MaxBytesNotIn applies the NotIn predicate on the "max_bytes" field.
+func MaxBytesNotIn(vs ...int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNotIn(FieldMaxBytes, vs...))
+}
+
+// MaxBytesGT applies the GT predicate on the "max_bytes" field.
+func MaxBytesGT(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldGT(FieldMaxBytes, v))
+}
+
+// MaxBytesGTE applies the GTE predicate on the "max_bytes" field.
+func MaxBytesGTE(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldGTE(FieldMaxBytes, v))
+}
+
+// MaxBytesLT applies the LT predicate on the "max_bytes" field.
+func MaxBytesLT(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldLT(FieldMaxBytes, v))
+}
+
+// MaxBytesLTE applies the LTE predicate on the "max_bytes" field.
+func MaxBytesLTE(v int64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldLTE(FieldMaxBytes, v))
+}
+
+// ThresholdEQ applies the EQ predicate on the "threshold" field.
+func ThresholdEQ(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldEQ(FieldThreshold, v))
+}
+
+// ThresholdNEQ applies the NEQ predicate on the "threshold" field.
+func ThresholdNEQ(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNEQ(FieldThreshold, v))
+}
+
+// ThresholdIn applies the In predicate on the "threshold" field.
+func ThresholdIn(vs ...float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldIn(FieldThreshold, vs...))
+}
+
+// ThresholdNotIn applies the NotIn predicate on the "threshold" field.
+func ThresholdNotIn(vs ...float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldNotIn(FieldThreshold, vs...))
+}
+
+// ThresholdGT applies the GT predicate on the "threshold" field.
+func ThresholdGT(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldGT(FieldThreshold, v))
+}
+
+// ThresholdGTE applies the GTE predicate on the "threshold" field.
+func ThresholdGTE(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldGTE(FieldThreshold, v))
+}
+
+// ThresholdLT applies the LT predicate on the "threshold" field.
+func ThresholdLT(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldLT(FieldThreshold, v))
+}
+
+// ThresholdLTE applies the LTE predicate on the "threshold" field.
+func ThresholdLTE(v float64) predicate.GuardrailRule {
+	return predicate.GuardrailRule(sql.FieldLTE(FieldThreshold, v))
 }
 
 // ActionEQ applies the EQ predicate on the "action" field.

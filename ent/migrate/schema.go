@@ -143,6 +143,7 @@ var (
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "created_by", Type: field.TypeString, Nullable: true},
 		{Name: "updated_by", Type: field.TypeString, Nullable: true},
+		{Name: "name", Type: field.TypeString, Nullable: true},
 		{Name: "description", Type: field.TypeString, Nullable: true, Size: 4096},
 		{Name: "subject_kind", Type: field.TypeEnum, Enums: []string{"agent", "team", "role", "claim"}},
 		{Name: "subject", Type: field.TypeString, Size: 4096},
@@ -163,15 +164,22 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "grants_approval_rules_grants",
-				Columns:    []*schema.Column{GrantsColumns[14]},
+				Columns:    []*schema.Column{GrantsColumns[15]},
 				RefColumns: []*schema.Column{ApprovalRulesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "grants_virtual_servers_grants",
-				Columns:    []*schema.Column{GrantsColumns[15]},
+				Columns:    []*schema.Column{GrantsColumns[16]},
 				RefColumns: []*schema.Column{VirtualServersColumns[0]},
 				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "grant_name",
+				Unique:  true,
+				Columns: []*schema.Column{GrantsColumns[5]},
 			},
 		},
 	}
@@ -184,11 +192,14 @@ var (
 		{Name: "updated_by", Type: field.TypeString, Nullable: true},
 		{Name: "name", Type: field.TypeString, Unique: true},
 		{Name: "description", Type: field.TypeString, Nullable: true, Size: 4096},
-		{Name: "stage", Type: field.TypeEnum, Enums: []string{"input", "output", "both"}, Default: "both"},
-		{Name: "detector", Type: field.TypeEnum, Enums: []string{"regex", "pii", "secret", "denylist", "cel"}},
+		{Name: "stage", Type: field.TypeEnum, Enums: []string{"request", "response", "both"}, Default: "both"},
+		{Name: "detector", Type: field.TypeEnum, Enums: []string{"secrets", "pii", "injection", "regex", "denylist", "size", "cel"}},
+		{Name: "kinds", Type: field.TypeJSON, Nullable: true},
 		{Name: "pattern", Type: field.TypeString, Nullable: true, Size: 8192},
 		{Name: "terms", Type: field.TypeJSON, Nullable: true},
-		{Name: "action", Type: field.TypeEnum, Enums: []string{"block", "redact", "warn", "require_approval"}, Default: "block"},
+		{Name: "max_bytes", Type: field.TypeInt64, Default: 0},
+		{Name: "threshold", Type: field.TypeFloat64, Default: 0},
+		{Name: "action", Type: field.TypeEnum, Enums: []string{"block", "redact", "flag", "require_approval"}, Default: "block"},
 		{Name: "tools", Type: field.TypeJSON, Nullable: true},
 		{Name: "priority", Type: field.TypeInt, Default: 0},
 		{Name: "enabled", Type: field.TypeBool, Default: true},
@@ -202,7 +213,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "guardrail_rules_virtual_servers_guardrail_rules",
-				Columns:    []*schema.Column{GuardrailRulesColumns[15]},
+				Columns:    []*schema.Column{GuardrailRulesColumns[18]},
 				RefColumns: []*schema.Column{VirtualServersColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -227,6 +238,38 @@ var (
 		Name:       "policy_rules",
 		Columns:    PolicyRulesColumns,
 		PrimaryKey: []*schema.Column{PolicyRulesColumns[0]},
+	}
+	// RateLimitsColumns holds the columns for the "rate_limits" table.
+	RateLimitsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "created_by", Type: field.TypeString, Nullable: true},
+		{Name: "updated_by", Type: field.TypeString, Nullable: true},
+		{Name: "name", Type: field.TypeString, Unique: true},
+		{Name: "description", Type: field.TypeString, Nullable: true, Size: 4096},
+		{Name: "subject_kind", Type: field.TypeEnum, Nullable: true, Enums: []string{"agent", "team", "role", "claim"}},
+		{Name: "subject", Type: field.TypeString, Nullable: true, Size: 4096},
+		{Name: "tools", Type: field.TypeJSON, Nullable: true},
+		{Name: "key", Type: field.TypeEnum, Enums: []string{"agent", "team", "tool", "global"}, Default: "agent"},
+		{Name: "requests", Type: field.TypeInt},
+		{Name: "per_seconds", Type: field.TypeFloat64},
+		{Name: "burst", Type: field.TypeInt, Default: 0},
+		{Name: "virtual_server_rate_limits", Type: field.TypeInt, Nullable: true},
+	}
+	// RateLimitsTable holds the schema information for the "rate_limits" table.
+	RateLimitsTable = &schema.Table{
+		Name:       "rate_limits",
+		Columns:    RateLimitsColumns,
+		PrimaryKey: []*schema.Column{RateLimitsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "rate_limits_virtual_servers_rate_limits",
+				Columns:    []*schema.Column{RateLimitsColumns[14]},
+				RefColumns: []*schema.Column{VirtualServersColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
 	}
 	// RolesColumns holds the columns for the "roles" table.
 	RolesColumns = []*schema.Column{
@@ -328,6 +371,22 @@ var (
 			},
 		},
 	}
+	// SettingsColumns holds the columns for the "settings" table.
+	SettingsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "created_by", Type: field.TypeString, Nullable: true},
+		{Name: "updated_by", Type: field.TypeString, Nullable: true},
+		{Name: "scope", Type: field.TypeString, Unique: true},
+		{Name: "pinning_mode", Type: field.TypeEnum, Enums: []string{"auto", "approve", "off"}, Default: "auto"},
+	}
+	// SettingsTable holds the schema information for the "settings" table.
+	SettingsTable = &schema.Table{
+		Name:       "settings",
+		Columns:    SettingsColumns,
+		PrimaryKey: []*schema.Column{SettingsColumns[0]},
+	}
 	// TeamsColumns holds the columns for the "teams" table.
 	TeamsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -360,6 +419,10 @@ var (
 		{Name: "definition_hash", Type: field.TypeString, Nullable: true, Size: 128},
 		{Name: "first_seen", Type: field.TypeTime},
 		{Name: "last_seen", Type: field.TypeTime},
+		{Name: "approved_hash", Type: field.TypeString, Nullable: true, Size: 128},
+		{Name: "approved_definition", Type: field.TypeJSON, Nullable: true},
+		{Name: "approved_at", Type: field.TypeTime, Nullable: true},
+		{Name: "approved_by", Type: field.TypeString, Nullable: true, Size: 256},
 		{Name: "upstream_tools", Type: field.TypeInt},
 	}
 	// ToolsTable holds the schema information for the "tools" table.
@@ -370,7 +433,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tools_upstreams_tools",
-				Columns:    []*schema.Column{ToolsColumns[14]},
+				Columns:    []*schema.Column{ToolsColumns[18]},
 				RefColumns: []*schema.Column{UpstreamsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -379,7 +442,7 @@ var (
 			{
 				Name:    "tool_name_upstream_tools",
 				Unique:  true,
-				Columns: []*schema.Column{ToolsColumns[5], ToolsColumns[14]},
+				Columns: []*schema.Column{ToolsColumns[5], ToolsColumns[18]},
 			},
 		},
 	}
@@ -461,9 +524,11 @@ var (
 		GrantsTable,
 		GuardrailRulesTable,
 		PolicyRulesTable,
+		RateLimitsTable,
 		RolesTable,
 		SecretBindingsTable,
 		SelectionsTable,
+		SettingsTable,
 		TeamsTable,
 		ToolsTable,
 		UpstreamsTable,
@@ -502,6 +567,10 @@ func init() {
 	PolicyRulesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(25769803776),
 	}
+	RateLimitsTable.ForeignKeys[0].RefTable = VirtualServersTable
+	RateLimitsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(64424509440),
+	}
 	RolesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(30064771072),
 	}
@@ -513,6 +582,9 @@ func init() {
 	SelectionsTable.ForeignKeys[1].RefTable = VirtualServersTable
 	SelectionsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(38654705664),
+	}
+	SettingsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(68719476736),
 	}
 	TeamsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(42949672960),

@@ -30,6 +30,9 @@ type GuardrailRule func(*sql.Selector)
 // PolicyRule is the predicate function for policyrule builders.
 type PolicyRule func(*sql.Selector)
 
+// RateLimit is the predicate function for ratelimit builders.
+type RateLimit func(*sql.Selector)
+
 // Role is the predicate function for role builders.
 type Role func(*sql.Selector)
 
@@ -38,6 +41,9 @@ type SecretBinding func(*sql.Selector)
 
 // Selection is the predicate function for selection builders.
 type Selection func(*sql.Selector)
+
+// Setting is the predicate function for setting builders.
+type Setting func(*sql.Selector)
 
 // Team is the predicate function for team builders.
 type Team func(*sql.Selector)

@@ -13,10 +13,12 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/schema"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
+	"github.com/gatehouse-dev/gatehouse/ent/setting"
 	"github.com/gatehouse-dev/gatehouse/ent/team"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
@@ -200,12 +202,16 @@ func init() {
 	grant.DefaultUpdatedAt = grantDescUpdatedAt.Default.(func() time.Time)
 	// grant.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
 	grant.UpdateDefaultUpdatedAt = grantDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// grantDescName is the schema descriptor for name field.
+	grantDescName := grantFields[0].Descriptor()
+	// grant.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	grant.NameValidator = grantDescName.Validators[0].(func(string) error)
 	// grantDescDescription is the schema descriptor for description field.
-	grantDescDescription := grantFields[0].Descriptor()
+	grantDescDescription := grantFields[1].Descriptor()
 	// grant.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
 	grant.DescriptionValidator = grantDescDescription.Validators[0].(func(string) error)
 	// grantDescSubject is the schema descriptor for subject field.
-	grantDescSubject := grantFields[2].Descriptor()
+	grantDescSubject := grantFields[3].Descriptor()
 	// grant.SubjectValidator is a validator for the "subject" field. It is called by the builders before save.
 	grant.SubjectValidator = func() func(string) error {
 		validators := grantDescSubject.Validators
@@ -223,23 +229,23 @@ func init() {
 		}
 	}()
 	// grantDescTools is the schema descriptor for tools field.
-	grantDescTools := grantFields[3].Descriptor()
+	grantDescTools := grantFields[4].Descriptor()
 	// grant.ToolsValidator is a validator for the "tools" field. It is called by the builders before save.
 	grant.ToolsValidator = grantDescTools.Validators[0].(func([]string) error)
 	// grantDescResources is the schema descriptor for resources field.
-	grantDescResources := grantFields[4].Descriptor()
+	grantDescResources := grantFields[5].Descriptor()
 	// grant.ResourcesValidator is a validator for the "resources" field. It is called by the builders before save.
 	grant.ResourcesValidator = grantDescResources.Validators[0].(func([]string) error)
 	// grantDescPrompts is the schema descriptor for prompts field.
-	grantDescPrompts := grantFields[5].Descriptor()
+	grantDescPrompts := grantFields[6].Descriptor()
 	// grant.PromptsValidator is a validator for the "prompts" field. It is called by the builders before save.
 	grant.PromptsValidator = grantDescPrompts.Validators[0].(func([]string) error)
 	// grantDescWhen is the schema descriptor for when field.
-	grantDescWhen := grantFields[7].Descriptor()
+	grantDescWhen := grantFields[8].Descriptor()
 	// grant.WhenValidator is a validator for the "when" field. It is called by the builders before save.
 	grant.WhenValidator = grantDescWhen.Validators[0].(func(string) error)
 	// grantDescPriority is the schema descriptor for priority field.
-	grantDescPriority := grantFields[8].Descriptor()
+	grantDescPriority := grantFields[9].Descriptor()
 	// grant.DefaultPriority holds the default value on creation for the priority field.
 	grant.DefaultPriority = grantDescPriority.Default.(int)
 	guardrailruleMixin := schema.GuardrailRule{}.Mixin()
@@ -270,19 +276,31 @@ func init() {
 	// guardrailrule.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
 	guardrailrule.DescriptionValidator = guardrailruleDescDescription.Validators[0].(func(string) error)
 	// guardrailruleDescPattern is the schema descriptor for pattern field.
-	guardrailruleDescPattern := guardrailruleFields[4].Descriptor()
+	guardrailruleDescPattern := guardrailruleFields[5].Descriptor()
 	// guardrailrule.PatternValidator is a validator for the "pattern" field. It is called by the builders before save.
 	guardrailrule.PatternValidator = guardrailruleDescPattern.Validators[0].(func(string) error)
+	// guardrailruleDescMaxBytes is the schema descriptor for max_bytes field.
+	guardrailruleDescMaxBytes := guardrailruleFields[7].Descriptor()
+	// guardrailrule.DefaultMaxBytes holds the default value on creation for the max_bytes field.
+	guardrailrule.DefaultMaxBytes = guardrailruleDescMaxBytes.Default.(int64)
+	// guardrailrule.MaxBytesValidator is a validator for the "max_bytes" field. It is called by the builders before save.
+	guardrailrule.MaxBytesValidator = guardrailruleDescMaxBytes.Validators[0].(func(int64) error)
+	// guardrailruleDescThreshold is the schema descriptor for threshold field.
+	guardrailruleDescThreshold := guardrailruleFields[8].Descriptor()
+	// guardrailrule.DefaultThreshold holds the default value on creation for the threshold field.
+	guardrailrule.DefaultThreshold = guardrailruleDescThreshold.Default.(float64)
+	// guardrailrule.ThresholdValidator is a validator for the "threshold" field. It is called by the builders before save.
+	guardrailrule.ThresholdValidator = guardrailruleDescThreshold.Validators[0].(func(float64) error)
 	// guardrailruleDescTools is the schema descriptor for tools field.
-	guardrailruleDescTools := guardrailruleFields[7].Descriptor()
+	guardrailruleDescTools := guardrailruleFields[10].Descriptor()
 	// guardrailrule.ToolsValidator is a validator for the "tools" field. It is called by the builders before save.
 	guardrailrule.ToolsValidator = guardrailruleDescTools.Validators[0].(func([]string) error)
 	// guardrailruleDescPriority is the schema descriptor for priority field.
-	guardrailruleDescPriority := guardrailruleFields[8].Descriptor()
+	guardrailruleDescPriority := guardrailruleFields[11].Descriptor()
 	// guardrailrule.DefaultPriority holds the default value on creation for the priority field.
 	guardrailrule.DefaultPriority = guardrailruleDescPriority.Default.(int)
 	// guardrailruleDescEnabled is the schema descriptor for enabled field.
-	guardrailruleDescEnabled := guardrailruleFields[9].Descriptor()
+	guardrailruleDescEnabled := guardrailruleFields[12].Descriptor()
 	// guardrailrule.DefaultEnabled holds the default value on creation for the enabled field.
 	guardrailrule.DefaultEnabled = guardrailruleDescEnabled.Default.(bool)
 	policyruleMixin := schema.PolicyRule{}.Mixin()
@@ -336,6 +354,55 @@ func init() {
 	policyruleDescEnabled := policyruleFields[5].Descriptor()
 	// policyrule.DefaultEnabled holds the default value on creation for the enabled field.
 	policyrule.DefaultEnabled = policyruleDescEnabled.Default.(bool)
+	ratelimitMixin := schema.RateLimit{}.Mixin()
+	ratelimitMixinHooks0 := ratelimitMixin[0].Hooks()
+	ratelimitHooks := schema.RateLimit{}.Hooks()
+	ratelimit.Hooks[0] = ratelimitMixinHooks0[0]
+	ratelimit.Hooks[1] = ratelimitHooks[0]
+	ratelimitMixinFields0 := ratelimitMixin[0].Fields()
+	_ = ratelimitMixinFields0
+	ratelimitFields := schema.RateLimit{}.Fields()
+	_ = ratelimitFields
+	// ratelimitDescCreatedAt is the schema descriptor for created_at field.
+	ratelimitDescCreatedAt := ratelimitMixinFields0[0].Descriptor()
+	// ratelimit.DefaultCreatedAt holds the default value on creation for the created_at field.
+	ratelimit.DefaultCreatedAt = ratelimitDescCreatedAt.Default.(func() time.Time)
+	// ratelimitDescUpdatedAt is the schema descriptor for updated_at field.
+	ratelimitDescUpdatedAt := ratelimitMixinFields0[1].Descriptor()
+	// ratelimit.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	ratelimit.DefaultUpdatedAt = ratelimitDescUpdatedAt.Default.(func() time.Time)
+	// ratelimit.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	ratelimit.UpdateDefaultUpdatedAt = ratelimitDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// ratelimitDescName is the schema descriptor for name field.
+	ratelimitDescName := ratelimitFields[0].Descriptor()
+	// ratelimit.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	ratelimit.NameValidator = ratelimitDescName.Validators[0].(func(string) error)
+	// ratelimitDescDescription is the schema descriptor for description field.
+	ratelimitDescDescription := ratelimitFields[1].Descriptor()
+	// ratelimit.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
+	ratelimit.DescriptionValidator = ratelimitDescDescription.Validators[0].(func(string) error)
+	// ratelimitDescSubject is the schema descriptor for subject field.
+	ratelimitDescSubject := ratelimitFields[3].Descriptor()
+	// ratelimit.SubjectValidator is a validator for the "subject" field. It is called by the builders before save.
+	ratelimit.SubjectValidator = ratelimitDescSubject.Validators[0].(func(string) error)
+	// ratelimitDescTools is the schema descriptor for tools field.
+	ratelimitDescTools := ratelimitFields[4].Descriptor()
+	// ratelimit.ToolsValidator is a validator for the "tools" field. It is called by the builders before save.
+	ratelimit.ToolsValidator = ratelimitDescTools.Validators[0].(func([]string) error)
+	// ratelimitDescRequests is the schema descriptor for requests field.
+	ratelimitDescRequests := ratelimitFields[6].Descriptor()
+	// ratelimit.RequestsValidator is a validator for the "requests" field. It is called by the builders before save.
+	ratelimit.RequestsValidator = ratelimitDescRequests.Validators[0].(func(int) error)
+	// ratelimitDescPerSeconds is the schema descriptor for per_seconds field.
+	ratelimitDescPerSeconds := ratelimitFields[7].Descriptor()
+	// ratelimit.PerSecondsValidator is a validator for the "per_seconds" field. It is called by the builders before save.
+	ratelimit.PerSecondsValidator = ratelimitDescPerSeconds.Validators[0].(func(float64) error)
+	// ratelimitDescBurst is the schema descriptor for burst field.
+	ratelimitDescBurst := ratelimitFields[8].Descriptor()
+	// ratelimit.DefaultBurst holds the default value on creation for the burst field.
+	ratelimit.DefaultBurst = ratelimitDescBurst.Default.(int)
+	// ratelimit.BurstValidator is a validator for the "burst" field. It is called by the builders before save.
+	ratelimit.BurstValidator = ratelimitDescBurst.Validators[0].(func(int) error)
 	roleMixin := schema.Role{}.Mixin()
 	roleMixinHooks0 := roleMixin[0].Hooks()
 	role.Hooks[0] = roleMixinHooks0[0]
@@ -505,6 +572,27 @@ func init() {
 	selectionDescExcludePrompts := selectionFields[8].Descriptor()
 	// selection.ExcludePromptsValidator is a validator for the "exclude_prompts" field. It is called by the builders before save.
 	selection.ExcludePromptsValidator = selectionDescExcludePrompts.Validators[0].(func([]string) error)
+	settingMixin := schema.Setting{}.Mixin()
+	settingMixinHooks0 := settingMixin[0].Hooks()
+	setting.Hooks[0] = settingMixinHooks0[0]
+	settingMixinFields0 := settingMixin[0].Fields()
+	_ = settingMixinFields0
+	settingFields := schema.Setting{}.Fields()
+	_ = settingFields
+	// settingDescCreatedAt is the schema descriptor for created_at field.
+	settingDescCreatedAt := settingMixinFields0[0].Descriptor()
+	// setting.DefaultCreatedAt holds the default value on creation for the created_at field.
+	setting.DefaultCreatedAt = settingDescCreatedAt.Default.(func() time.Time)
+	// settingDescUpdatedAt is the schema descriptor for updated_at field.
+	settingDescUpdatedAt := settingMixinFields0[1].Descriptor()
+	// setting.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	setting.DefaultUpdatedAt = settingDescUpdatedAt.Default.(func() time.Time)
+	// setting.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	setting.UpdateDefaultUpdatedAt = settingDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// settingDescScope is the schema descriptor for scope field.
+	settingDescScope := settingFields[0].Descriptor()
+	// setting.ScopeValidator is a validator for the "scope" field. It is called by the builders before save.
+	setting.ScopeValidator = settingDescScope.Validators[0].(func(string) error)
 	teamMixin := schema.Team{}.Mixin()
 	teamMixinHooks0 := teamMixin[0].Hooks()
 	team.Hooks[0] = teamMixinHooks0[0]
@@ -581,6 +669,14 @@ func init() {
 	toolDescLastSeen := toolFields[8].Descriptor()
 	// tool.DefaultLastSeen holds the default value on creation for the last_seen field.
 	tool.DefaultLastSeen = toolDescLastSeen.Default.(func() time.Time)
+	// toolDescApprovedHash is the schema descriptor for approved_hash field.
+	toolDescApprovedHash := toolFields[9].Descriptor()
+	// tool.ApprovedHashValidator is a validator for the "approved_hash" field. It is called by the builders before save.
+	tool.ApprovedHashValidator = toolDescApprovedHash.Validators[0].(func(string) error)
+	// toolDescApprovedBy is the schema descriptor for approved_by field.
+	toolDescApprovedBy := toolFields[12].Descriptor()
+	// tool.ApprovedByValidator is a validator for the "approved_by" field. It is called by the builders before save.
+	tool.ApprovedByValidator = toolDescApprovedBy.Validators[0].(func(string) error)
 	upstreamMixin := schema.Upstream{}.Mixin()
 	upstreamMixinHooks0 := upstreamMixin[0].Hooks()
 	upstream.Hooks[0] = upstreamMixinHooks0[0]

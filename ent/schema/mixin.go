@@ -30,7 +30,7 @@ type AuditMixin struct {
 
 // Fields of the AuditMixin.
 func (AuditMixin) Fields() []ent.Field {
-	noInput := entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)
+	noInput := noInput()
 	return []ent.Field{
 		field.Time("created_at").
 			Default(time.Now).
@@ -89,6 +89,12 @@ func (AuditMixin) Hooks() []ent.Hook {
 			})
 		},
 	}
+}
+
+// noInput keeps a field out of the GraphQL create and update inputs: it is
+// written by the store, not by admins directly.
+func noInput() entgql.Annotation {
+	return entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)
 }
 
 // nameField is the unique, validated name most entities carry.
@@ -181,13 +187,18 @@ func stringValue(ctx context.Context, m ent.Mutation, name string) (string, erro
 	if err != nil || !ok {
 		return "", err
 	}
+	return stringOf(v), nil
+}
+
+// stringOf returns the string form of a string or string-typed enum value.
+func stringOf(v ent.Value) string {
 	switch s := v.(type) {
 	case string:
-		return s, nil
+		return s
 	case interface{ String() string }:
-		return s.String(), nil
+		return s.String()
 	}
-	return "", nil
+	return ""
 }
 
 // matchAny reports whether name matches any of the globs in patterns.

@@ -10,10 +10,14 @@ import (
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
+
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
 // Tool is a tool discovered on an upstream. The gateway records what each
-// upstream announces, so admins can grant and review tools by name.
+// upstream announces, so admins can grant and review tools by name, and
+// pins the definition it approved (rug-pull defence): a tool whose current
+// definition differs from the approved one is quarantined.
 type Tool struct {
 	ent.Schema
 }
@@ -51,7 +55,7 @@ func (Tool) Fields() []ent.Field {
 		field.String("definition_hash").
 			Optional().
 			MaxLen(128).
-			Comment("Hash of the tool's definition; a change means the upstream changed the tool."),
+			Comment("Hash of the tool's current definition (hex SHA-256 of its canonical JSON: name, title, description, schemas, annotations); a change means the upstream changed the tool."),
 		field.Time("first_seen").
 			Default(time.Now).
 			Comment("When the tool was first discovered.").
@@ -60,6 +64,30 @@ func (Tool) Fields() []ent.Field {
 			Default(time.Now).
 			Comment("When the tool was last announced by its upstream.").
 			Annotations(entgql.OrderField("LAST_SEEN")),
+		// Pinning: the definition an admin (or pinning mode auto) approved.
+		// Only approveToolDefinition and the gateway's catalog recording
+		// (store.RecordToolDefinitions) write these.
+		field.String("approved_hash").
+			Optional().
+			Nillable().
+			MaxLen(128).
+			Comment("Definition hash of the approved definition; null while the tool awaits approval. The tool is pinned when it equals definitionHash, quarantined when it differs.").
+			Annotations(noInput()),
+		field.JSON("approved_definition", &tooldef.Definition{}).
+			Optional().
+			Comment("The approved definition (name, title, description, schemas, annotations).").
+			Annotations(entgql.Skip(entgql.SkipAll)),
+		field.Time("approved_at").
+			Optional().
+			Nillable().
+			Comment("When the approved definition was approved.").
+			Annotations(noInput()),
+		field.String("approved_by").
+			Optional().
+			Nillable().
+			MaxLen(256).
+			Comment("Who approved it: an admin token (token:NAME), or auto when pinning mode auto pinned the first definition seen.").
+			Annotations(noInput()),
 	}
 }
 

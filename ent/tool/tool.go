@@ -41,6 +41,14 @@ const (
 	FieldFirstSeen = "first_seen"
 	// FieldLastSeen holds the string denoting the last_seen field in the database.
 	FieldLastSeen = "last_seen"
+	// FieldApprovedHash holds the string denoting the approved_hash field in the database.
+	FieldApprovedHash = "approved_hash"
+	// FieldApprovedDefinition holds the string denoting the approved_definition field in the database.
+	FieldApprovedDefinition = "approved_definition"
+	// FieldApprovedAt holds the string denoting the approved_at field in the database.
+	FieldApprovedAt = "approved_at"
+	// FieldApprovedBy holds the string denoting the approved_by field in the database.
+	FieldApprovedBy = "approved_by"
 	// EdgeUpstream holds the string denoting the upstream edge name in mutations.
 	EdgeUpstream = "upstream"
 	// Table holds the table name of the tool in the database.
@@ -70,6 +78,10 @@ var Columns = []string{
 	FieldDefinitionHash,
 	FieldFirstSeen,
 	FieldLastSeen,
+	FieldApprovedHash,
+	FieldApprovedDefinition,
+	FieldApprovedAt,
+	FieldApprovedBy,
 }
 
 // ForeignKeys holds the SQL foreign-keys that are owned by the "tools"
@@ -116,6 +128,10 @@ var (
 	DefaultFirstSeen func() time.Time
 	// DefaultLastSeen holds the default value on creation for the "last_seen" field.
 	DefaultLastSeen func() time.Time
+	// ApprovedHashValidator is a validator for the "approved_hash" field. It is called by the builders before save.
+	ApprovedHashValidator func(string) error
+	// ApprovedByValidator is a validator for the "approved_by" field. It is called by the builders before save.
+	ApprovedByValidator func(string) error
 )
 
 // OrderOption defines the ordering options for the Tool queries.
@@ -174,6 +190,21 @@ func ByFirstSeen(opts ...sql.OrderTermOption) OrderOption {
 // ByLastSeen orders the results by the last_seen field.
 func ByLastSeen(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLastSeen, opts...).ToFunc()
+}
+
+// ByApprovedHash orders the results by the approved_hash field.
+func ByApprovedHash(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldApprovedHash, opts...).ToFunc()
+}
+
+// ByApprovedAt orders the results by the approved_at field.
+func ByApprovedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldApprovedAt, opts...).ToFunc()
+}
+
+// ByApprovedBy orders the results by the approved_by field.
+func ByApprovedBy(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldApprovedBy, opts...).ToFunc()
 }
 
 // ByUpstreamField orders the results by upstream field.

@@ -105,6 +105,21 @@ func LastSeen(v time.Time) predicate.Tool {
 	return predicate.Tool(sql.FieldEQ(FieldLastSeen, v))
 }
 
+// ApprovedHash applies equality check predicate on the "approved_hash" field. It's identical to ApprovedHashEQ.
+func ApprovedHash(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldApprovedHash, v))
+}
+
+// ApprovedAt applies equality check predicate on the "approved_at" field. It's identical to ApprovedAtEQ.
+func ApprovedAt(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldApprovedAt, v))
+}
+
+// ApprovedBy applies equality check predicate on the "approved_by" field. It's identical to ApprovedByEQ.
+func ApprovedBy(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldApprovedBy, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Tool {
 	return predicate.Tool(sql.FieldEQ(FieldCreatedAt, v))
@@ -733,6 +748,216 @@ func LastSeenLT(v time.Time) predicate.Tool {
 // LastSeenLTE applies the LTE predicate on the "last_seen" field.
 func LastSeenLTE(v time.Time) predicate.Tool {
 	return predicate.Tool(sql.FieldLTE(FieldLastSeen, v))
+}
+
+// ApprovedHashEQ applies the EQ predicate on the "approved_hash" field.
+func ApprovedHashEQ(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldApprovedHash, v))
+}
+
+// ApprovedHashNEQ applies the NEQ predicate on the "approved_hash" field.
+func ApprovedHashNEQ(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldNEQ(FieldApprovedHash, v))
+}
+
+// ApprovedHashIn applies the In predicate on the "approved_hash" field.
+func ApprovedHashIn(vs ...string) predicate.Tool {
+	return predicate.Tool(sql.FieldIn(FieldApprovedHash, vs...))
+}
+
+// ApprovedHashNotIn applies the NotIn predicate on the "approved_hash" field.
+func ApprovedHashNotIn(vs ...string) predicate.Tool {
+	return predicate.Tool(sql.FieldNotIn(FieldApprovedHash, vs...))
+}
+
+// ApprovedHashGT applies the GT predicate on the "approved_hash" field.
+func ApprovedHashGT(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldGT(FieldApprovedHash, v))
+}
+
+// ApprovedHashGTE applies the GTE predicate on the "approved_hash" field.
+func ApprovedHashGTE(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldGTE(FieldApprovedHash, v))
+}
+
+// ApprovedHashLT applies the LT predicate on the "approved_hash" field.
+func ApprovedHashLT(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldLT(FieldApprovedHash, v))
+}
+
+// ApprovedHashLTE applies the LTE predicate on the "approved_hash" field.
+func ApprovedHashLTE(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldLTE(FieldApprovedHash, v))
+}
+
+// ApprovedHashContains applies the Contains predicate on the "approved_hash" field.
+func ApprovedHashContains(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldContains(FieldApprovedHash, v))
+}
+
+// ApprovedHashHasPrefix applies the HasPrefix predicate on the "approved_hash" field.
+func ApprovedHashHasPrefix(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldHasPrefix(FieldApprovedHash, v))
+}
+
+// ApprovedHashHasSuffix applies the HasSuffix predicate on the "approved_hash" field.
+func ApprovedHashHasSuffix(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldHasSuffix(FieldApprovedHash, v))
+}
+
+// ApprovedHashIsNil applies the IsNil predicate on the "approved_hash" field.
+func ApprovedHashIsNil() predicate.Tool {
+	return predicate.Tool(sql.FieldIsNull(FieldApprovedHash))
+}
+
+// ApprovedHashNotNil applies the NotNil predicate on the "approved_hash" field.
+func ApprovedHashNotNil() predicate.Tool {
+	return predicate.Tool(sql.FieldNotNull(FieldApprovedHash))
+}
+
+// ApprovedHashEqualFold applies the EqualFold predicate on the "approved_hash" field.
+func ApprovedHashEqualFold(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldEqualFold(FieldApprovedHash, v))
+}
+
+// ApprovedHashContainsFold applies the ContainsFold predicate on the "approved_hash" field.
+func ApprovedHashContainsFold(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldContainsFold(FieldApprovedHash, v))
+}
+
+// ApprovedDefinitionIsNil applies the IsNil predicate on the "approved_definition" field.
+func ApprovedDefinitionIsNil() predicate.Tool {
+	return predicate.Tool(sql.FieldIsNull(FieldApprovedDefinition))
+}
+
+// ApprovedDefinitionNotNil applies the NotNil predicate on the "approved_definition" field.
+func ApprovedDefinitionNotNil() predicate.Tool {
+	return predicate.Tool(sql.FieldNotNull(FieldApprovedDefinition))
+}
+
+// ApprovedAtEQ applies the EQ predicate on the "approved_at" field.
+func ApprovedAtEQ(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldApprovedAt, v))
+}
+
+// ApprovedAtNEQ applies the NEQ predicate on the "approved_at" field.
+func ApprovedAtNEQ(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldNEQ(FieldApprovedAt, v))
+}
+
+// ApprovedAtIn applies the In predicate on the "approved_at" field.
+func ApprovedAtIn(vs ...time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldIn(FieldApprovedAt, vs...))
+}
+
+// ApprovedAtNotIn applies the NotIn predicate on the "approved_at" field.
+func ApprovedAtNotIn(vs ...time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldNotIn(FieldApprovedAt, vs...))
+}
+
+// ApprovedAtGT applies the GT predicate on the "approved_at" field.
+func ApprovedAtGT(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldGT(FieldApprovedAt, v))
+}
+
+// ApprovedAtGTE applies the GTE predicate on the "approved_at" field.
+func ApprovedAtGTE(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldGTE(FieldApprovedAt, v))
+}
+
+// ApprovedAtLT applies the LT predicate on the "approved_at" field.
+func ApprovedAtLT(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldLT(FieldApprovedAt, v))
+}
+
+// ApprovedAtLTE applies the LTE predicate on the "approved_at" field.
+func ApprovedAtLTE(v time.Time) predicate.Tool {
+	return predicate.Tool(sql.FieldLTE(FieldApprovedAt, v))
+}
+
+// ApprovedAtIsNil applies the IsNil predicate on the "approved_at" field.
+func ApprovedAtIsNil() predicate.Tool {
+	return predicate.Tool(sql.FieldIsNull(FieldApprovedAt))
+}
+
+// ApprovedAtNotNil applies the NotNil predicate on the "approved_at" field.
+func ApprovedAtNotNil() predicate.Tool {
+	return predicate.Tool(sql.FieldNotNull(FieldApprovedAt))
+}
+
+// ApprovedByEQ applies the EQ predicate on the "approved_by" field.
+func ApprovedByEQ(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldEQ(FieldApprovedBy, v))
+}
+
+// ApprovedByNEQ applies the NEQ predicate on the "approved_by" field.
+func ApprovedByNEQ(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldNEQ(FieldApprovedBy, v))
+}
+
+// ApprovedByIn applies the In predicate on the "approved_by" field.
+func ApprovedByIn(vs ...string) predicate.Tool {
+	return predicate.Tool(sql.FieldIn(FieldApprovedBy, vs...))
+}
+
+// ApprovedByNotIn applies the NotIn predicate on the "approved_by" field.
+func ApprovedByNotIn(vs ...string) predicate.Tool {
+	return predicate.Tool(sql.FieldNotIn(FieldApprovedBy, vs...))
+}
+
+// ApprovedByGT applies the GT predicate on the "approved_by" field.
+func ApprovedByGT(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldGT(FieldApprovedBy, v))
+}
+
+// ApprovedByGTE applies the GTE predicate on the "approved_by" field.
+func ApprovedByGTE(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldGTE(FieldApprovedBy, v))
+}
+
+// ApprovedByLT applies the LT predicate on the "approved_by" field.
+func ApprovedByLT(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldLT(FieldApprovedBy, v))
+}
+
+// ApprovedByLTE applies the LTE predicate on the "approved_by" field.
+func ApprovedByLTE(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldLTE(FieldApprovedBy, v))
+}
+
+// ApprovedByContains applies the Contains predicate on the "approved_by" field.
+func ApprovedByContains(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldContains(FieldApprovedBy, v))
+}
+
+// ApprovedByHasPrefix applies the HasPrefix predicate on the "approved_by" field.
+func ApprovedByHasPrefix(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldHasPrefix(FieldApprovedBy, v))
+}
+
+// ApprovedByHasSuffix applies the HasSuffix predicate on the "approved_by" field.
+func ApprovedByHasSuffix(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldHasSuffix(FieldApprovedBy, v))
+}
+
+// ApprovedByIsNil applies the IsNil predicate on the "approved_by" field.
+func ApprovedByIsNil() predicate.Tool {
+	return predicate.Tool(sql.FieldIsNull(FieldApprovedBy))
+}
+
+// ApprovedByNotNil applies the NotNil predicate on the "approved_by" field.
+func ApprovedByNotNil() predicate.Tool {
+	return predicate.Tool(sql.FieldNotNull(FieldApprovedBy))
+}
+
+// ApprovedByEqualFold applies the EqualFold predicate on the "approved_by" field.
+func ApprovedByEqualFold(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldEqualFold(FieldApprovedBy, v))
+}
+
+// ApprovedByContainsFold applies the ContainsFold predicate on the "approved_by" field.
+func ApprovedByContainsFold(v string) predicate.Tool {
+	return predicate.Tool(sql.FieldContainsFold(FieldApprovedBy, v))
 }
 
 // HasUpstream applies the HasEdge predicate on the "upstream" edge.

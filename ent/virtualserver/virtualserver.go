@@ -35,6 +35,8 @@ const (
 	EdgeGrants = "grants"
 	// EdgeGuardrailRules holds the string denoting the guardrail_rules edge name in mutations.
 	EdgeGuardrailRules = "guardrail_rules"
+	// EdgeRateLimits holds the string denoting the rate_limits edge name in mutations.
+	EdgeRateLimits = "rate_limits"
 	// Table holds the table name of the virtualserver in the database.
 	Table = "virtual_servers"
 	// SelectionsTable is the table that holds the selections relation/edge.
@@ -58,6 +60,13 @@ const (
 	GuardrailRulesInverseTable = "guardrail_rules"
 	// GuardrailRulesColumn is the table column denoting the guardrail_rules relation/edge.
 	GuardrailRulesColumn = "virtual_server_guardrail_rules"
+	// RateLimitsTable is the table that holds the rate_limits relation/edge.
+	RateLimitsTable = "rate_limits"
+	// RateLimitsInverseTable is the table name for the RateLimit entity.
+	// It exists in this package in order to avoid circular dependency with the "ratelimit" package.
+	RateLimitsInverseTable = "rate_limits"
+	// RateLimitsColumn is the table column denoting the rate_limits relation/edge.
+	RateLimitsColumn = "virtual_server_rate_limits"
 )
 
 // Columns holds all SQL columns for virtualserver fields.
@@ -187,6 +196,20 @@ func ByGuardrailRules(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newGuardrailRulesStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByRateLimitsCount orders the results by rate_limits count.
+func ByRateLimitsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newRateLimitsStep(), opts...)
+	}
+}
+
+// ByRateLimits orders the results by rate_limits terms.
+func ByRateLimits(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newRateLimitsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newSelectionsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -206,5 +229,12 @@ func newGuardrailRulesStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(GuardrailRulesInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, GuardrailRulesTable, GuardrailRulesColumn),
+	)
+}
+func newRateLimitsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(RateLimitsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, RateLimitsTable, RateLimitsColumn),
 	)
 }

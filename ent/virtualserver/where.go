@@ -539,6 +539,29 @@ func HasGuardrailRulesWith(preds ...predicate.GuardrailRule) predicate.VirtualSe
 	})
 }
 
+// HasRateLimits applies the HasEdge predicate on the "rate_limits" edge.
+func HasRateLimits() predicate.VirtualServer {
+	return predicate.VirtualServer(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, RateLimitsTable, RateLimitsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasRateLimitsWith applies the HasEdge predicate on the "rate_limits" edge with a given conditions (other predicates).
+func HasRateLimitsWith(preds ...predicate.RateLimit) predicate.VirtualServer {
+	return predicate.VirtualServer(func(s *sql.Selector) {
+		step := newRateLimitsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.VirtualServer) predicate.VirtualServer {
 	return predicate.VirtualServer(sql.AndPredicates(predicates...))

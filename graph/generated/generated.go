@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/policyrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/graph/model"
@@ -41,7 +42,9 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Tool() ToolResolver
 	VirtualServer() VirtualServerResolver
+	ToolWhereInput() ToolWhereInputResolver
 }
 
 type DirectiveRoot struct {
@@ -216,6 +219,35 @@ type ComplexityRoot struct {
 		UpstreamTool func(childComplexity int) int
 	}
 
+	ExplainedFinding struct {
+		Action   func(childComplexity int) int
+		Detector func(childComplexity int) int
+		Kind     func(childComplexity int) int
+		Path     func(childComplexity int) int
+		Rule     func(childComplexity int) int
+	}
+
+	ExplainedGrant struct {
+		Effect func(childComplexity int) int
+		Grant  func(childComplexity int) int
+		Reason func(childComplexity int) int
+	}
+
+	Explanation struct {
+		Effect     func(childComplexity int) int
+		Grants     func(childComplexity int) int
+		Guardrails func(childComplexity int) int
+		RateLimit  func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		Visible    func(childComplexity int) int
+	}
+
+	GatewaySettings struct {
+		PinningMode func(childComplexity int) int
+		UpdatedAt   func(childComplexity int) int
+		UpdatedBy   func(childComplexity int) int
+	}
+
 	Grant struct {
 		ApprovalRule  func(childComplexity int) int
 		CreatedAt     func(childComplexity int) int
@@ -223,6 +255,7 @@ type ComplexityRoot struct {
 		Description   func(childComplexity int) int
 		Effect        func(childComplexity int) int
 		ID            func(childComplexity int) int
+		Name          func(childComplexity int) int
 		Priority      func(childComplexity int) int
 		Prompts       func(childComplexity int) int
 		Resources     func(childComplexity int) int
@@ -252,13 +285,16 @@ type ComplexityRoot struct {
 		CreatedBy     func(childComplexity int) int
 		Description   func(childComplexity int) int
 		Detector      func(childComplexity int) int
+		Direction     func(childComplexity int) int
 		Enabled       func(childComplexity int) int
 		ID            func(childComplexity int) int
+		Kinds         func(childComplexity int) int
+		MaxBytes      func(childComplexity int) int
 		Name          func(childComplexity int) int
 		Pattern       func(childComplexity int) int
 		Priority      func(childComplexity int) int
-		Stage         func(childComplexity int) int
 		Terms         func(childComplexity int) int
+		Threshold     func(childComplexity int) int
 		Tools         func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 		UpdatedBy     func(childComplexity int) int
@@ -277,51 +313,56 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		ApplyConfig         func(childComplexity int, document string, prune *bool, dryRun *bool) int
-		CreateAPIKey        func(childComplexity int, input ent.CreateAPIKeyInput) int
-		CreateAdminToken    func(childComplexity int, input ent.CreateAdminTokenInput) int
-		CreateAgent         func(childComplexity int, input ent.CreateAgentInput) int
-		CreateApprovalRule  func(childComplexity int, input ent.CreateApprovalRuleInput) int
-		CreateGrant         func(childComplexity int, input ent.CreateGrantInput) int
-		CreateGuardrailRule func(childComplexity int, input ent.CreateGuardrailRuleInput) int
-		CreatePolicyRule    func(childComplexity int, input ent.CreatePolicyRuleInput) int
-		CreateRole          func(childComplexity int, input ent.CreateRoleInput) int
-		CreateSecretBinding func(childComplexity int, input ent.CreateSecretBindingInput) int
-		CreateSelection     func(childComplexity int, input ent.CreateSelectionInput) int
-		CreateTeam          func(childComplexity int, input ent.CreateTeamInput) int
-		CreateTool          func(childComplexity int, input ent.CreateToolInput) int
-		CreateUpstream      func(childComplexity int, input ent.CreateUpstreamInput) int
-		CreateVirtualServer func(childComplexity int, input ent.CreateVirtualServerInput) int
-		DeleteAPIKey        func(childComplexity int, id int) int
-		DeleteAdminToken    func(childComplexity int, id int) int
-		DeleteAgent         func(childComplexity int, id int) int
-		DeleteApprovalRule  func(childComplexity int, id int) int
-		DeleteGrant         func(childComplexity int, id int) int
-		DeleteGuardrailRule func(childComplexity int, id int) int
-		DeletePolicyRule    func(childComplexity int, id int) int
-		DeleteRole          func(childComplexity int, id int) int
-		DeleteSecretBinding func(childComplexity int, id int) int
-		DeleteSelection     func(childComplexity int, id int) int
-		DeleteTeam          func(childComplexity int, id int) int
-		DeleteTool          func(childComplexity int, id int) int
-		DeleteUpstream      func(childComplexity int, id int) int
-		DeleteVirtualServer func(childComplexity int, id int) int
-		DiscoverTools       func(childComplexity int, upstream string) int
-		RotateAgentKey      func(childComplexity int, agent int, expiresAt *time.Time, revokeExisting *bool) int
-		UpdateAPIKey        func(childComplexity int, id int, input ent.UpdateAPIKeyInput) int
-		UpdateAdminToken    func(childComplexity int, id int, input ent.UpdateAdminTokenInput) int
-		UpdateAgent         func(childComplexity int, id int, input ent.UpdateAgentInput) int
-		UpdateApprovalRule  func(childComplexity int, id int, input ent.UpdateApprovalRuleInput) int
-		UpdateGrant         func(childComplexity int, id int, input ent.UpdateGrantInput) int
-		UpdateGuardrailRule func(childComplexity int, id int, input ent.UpdateGuardrailRuleInput) int
-		UpdatePolicyRule    func(childComplexity int, id int, input ent.UpdatePolicyRuleInput) int
-		UpdateRole          func(childComplexity int, id int, input ent.UpdateRoleInput) int
-		UpdateSecretBinding func(childComplexity int, id int, input ent.UpdateSecretBindingInput) int
-		UpdateSelection     func(childComplexity int, id int, input ent.UpdateSelectionInput) int
-		UpdateTeam          func(childComplexity int, id int, input ent.UpdateTeamInput) int
-		UpdateTool          func(childComplexity int, id int, input ent.UpdateToolInput) int
-		UpdateUpstream      func(childComplexity int, id int, input ent.UpdateUpstreamInput) int
-		UpdateVirtualServer func(childComplexity int, id int, input ent.UpdateVirtualServerInput) int
+		ApplyConfig           func(childComplexity int, document string, prune *bool, dryRun *bool) int
+		ApproveToolDefinition func(childComplexity int, tool int, hash string) int
+		CreateAPIKey          func(childComplexity int, input ent.CreateAPIKeyInput) int
+		CreateAdminToken      func(childComplexity int, input ent.CreateAdminTokenInput) int
+		CreateAgent           func(childComplexity int, input ent.CreateAgentInput) int
+		CreateApprovalRule    func(childComplexity int, input ent.CreateApprovalRuleInput) int
+		CreateGrant           func(childComplexity int, input ent.CreateGrantInput) int
+		CreateGuardrailRule   func(childComplexity int, input ent.CreateGuardrailRuleInput) int
+		CreatePolicyRule      func(childComplexity int, input ent.CreatePolicyRuleInput) int
+		CreateRateLimit       func(childComplexity int, input ent.CreateRateLimitInput) int
+		CreateRole            func(childComplexity int, input ent.CreateRoleInput) int
+		CreateSecretBinding   func(childComplexity int, input ent.CreateSecretBindingInput) int
+		CreateSelection       func(childComplexity int, input ent.CreateSelectionInput) int
+		CreateTeam            func(childComplexity int, input ent.CreateTeamInput) int
+		CreateTool            func(childComplexity int, input ent.CreateToolInput) int
+		CreateUpstream        func(childComplexity int, input ent.CreateUpstreamInput) int
+		CreateVirtualServer   func(childComplexity int, input ent.CreateVirtualServerInput) int
+		DeleteAPIKey          func(childComplexity int, id int) int
+		DeleteAdminToken      func(childComplexity int, id int) int
+		DeleteAgent           func(childComplexity int, id int) int
+		DeleteApprovalRule    func(childComplexity int, id int) int
+		DeleteGrant           func(childComplexity int, id int) int
+		DeleteGuardrailRule   func(childComplexity int, id int) int
+		DeletePolicyRule      func(childComplexity int, id int) int
+		DeleteRateLimit       func(childComplexity int, id int) int
+		DeleteRole            func(childComplexity int, id int) int
+		DeleteSecretBinding   func(childComplexity int, id int) int
+		DeleteSelection       func(childComplexity int, id int) int
+		DeleteTeam            func(childComplexity int, id int) int
+		DeleteTool            func(childComplexity int, id int) int
+		DeleteUpstream        func(childComplexity int, id int) int
+		DeleteVirtualServer   func(childComplexity int, id int) int
+		DiscoverTools         func(childComplexity int, upstream string) int
+		RotateAgentKey        func(childComplexity int, agent int, expiresAt *time.Time, revokeExisting *bool) int
+		UpdateAPIKey          func(childComplexity int, id int, input ent.UpdateAPIKeyInput) int
+		UpdateAdminToken      func(childComplexity int, id int, input ent.UpdateAdminTokenInput) int
+		UpdateAgent           func(childComplexity int, id int, input ent.UpdateAgentInput) int
+		UpdateApprovalRule    func(childComplexity int, id int, input ent.UpdateApprovalRuleInput) int
+		UpdateGrant           func(childComplexity int, id int, input ent.UpdateGrantInput) int
+		UpdateGuardrailRule   func(childComplexity int, id int, input ent.UpdateGuardrailRuleInput) int
+		UpdatePolicyRule      func(childComplexity int, id int, input ent.UpdatePolicyRuleInput) int
+		UpdateRateLimit       func(childComplexity int, id int, input ent.UpdateRateLimitInput) int
+		UpdateRole            func(childComplexity int, id int, input ent.UpdateRoleInput) int
+		UpdateSecretBinding   func(childComplexity int, id int, input ent.UpdateSecretBindingInput) int
+		UpdateSelection       func(childComplexity int, id int, input ent.UpdateSelectionInput) int
+		UpdateSettings        func(childComplexity int, pinningMode *model.PinningMode) int
+		UpdateTeam            func(childComplexity int, id int, input ent.UpdateTeamInput) int
+		UpdateTool            func(childComplexity int, id int, input ent.UpdateToolInput) int
+		UpdateUpstream        func(childComplexity int, id int, input ent.UpdateUpstreamInput) int
+		UpdateVirtualServer   func(childComplexity int, id int, input ent.UpdateVirtualServerInput) int
 	}
 
 	PageInfo struct {
@@ -357,27 +398,59 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKeys        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) int
-		AdminChanges   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) int
-		AdminTokens    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) int
-		Agents         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) int
-		ApprovalRules  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
-		EffectiveTools func(childComplexity int, virtualServer string, agent *string) int
-		ExportConfig   func(childComplexity int) int
-		Grants         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) int
-		GuardrailRules func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) int
-		Me             func(childComplexity int) int
-		Node           func(childComplexity int, id int) int
-		Nodes          func(childComplexity int, ids []int) int
-		PolicyRules    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.PolicyRuleOrder, where *ent.PolicyRuleWhereInput) int
-		Roles          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RoleOrder, where *ent.RoleWhereInput) int
-		SecretBindings func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SecretBindingOrder, where *ent.SecretBindingWhereInput) int
-		Selections     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SelectionOrder, where *ent.SelectionWhereInput) int
-		Teams          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.TeamOrder, where *ent.TeamWhereInput) int
-		Tools          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ToolOrder, where *ent.ToolWhereInput) int
-		Upstreams      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) int
-		ValidateConfig func(childComplexity int) int
-		VirtualServers func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) int
+		APIKeys         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) int
+		AdminChanges    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) int
+		AdminTokens     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) int
+		Agents          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) int
+		ApprovalRules   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
+		EffectiveTools  func(childComplexity int, virtualServer string, agent *string) int
+		ExplainDecision func(childComplexity int, agent string, virtualServer string, tool string, arguments json.RawMessage) int
+		ExportConfig    func(childComplexity int) int
+		Grants          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) int
+		GuardrailRules  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) int
+		Me              func(childComplexity int) int
+		Node            func(childComplexity int, id int) int
+		Nodes           func(childComplexity int, ids []int) int
+		PolicyRules     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.PolicyRuleOrder, where *ent.PolicyRuleWhereInput) int
+		RateLimits      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RateLimitOrder, where *ent.RateLimitWhereInput) int
+		Roles           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RoleOrder, where *ent.RoleWhereInput) int
+		SecretBindings  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SecretBindingOrder, where *ent.SecretBindingWhereInput) int
+		Selections      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SelectionOrder, where *ent.SelectionWhereInput) int
+		Settings        func(childComplexity int) int
+		Teams           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.TeamOrder, where *ent.TeamWhereInput) int
+		Tools           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ToolOrder, where *ent.ToolWhereInput) int
+		Upstreams       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) int
+		ValidateConfig  func(childComplexity int) int
+		VirtualServers  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) int
+	}
+
+	RateLimit struct {
+		Burst         func(childComplexity int) int
+		CreatedAt     func(childComplexity int) int
+		CreatedBy     func(childComplexity int) int
+		Description   func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Key           func(childComplexity int) int
+		Name          func(childComplexity int) int
+		PerSeconds    func(childComplexity int) int
+		Requests      func(childComplexity int) int
+		Subject       func(childComplexity int) int
+		SubjectKind   func(childComplexity int) int
+		Tools         func(childComplexity int) int
+		UpdatedAt     func(childComplexity int) int
+		UpdatedBy     func(childComplexity int) int
+		VirtualServer func(childComplexity int) int
+	}
+
+	RateLimitConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	RateLimitEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Role struct {
@@ -496,21 +569,27 @@ type ComplexityRoot struct {
 	}
 
 	Tool struct {
-		Annotations    func(childComplexity int) int
-		CreatedAt      func(childComplexity int) int
-		CreatedBy      func(childComplexity int) int
-		DefinitionHash func(childComplexity int) int
-		Description    func(childComplexity int) int
-		FirstSeen      func(childComplexity int) int
-		ID             func(childComplexity int) int
-		InputSchema    func(childComplexity int) int
-		LastSeen       func(childComplexity int) int
-		Name           func(childComplexity int) int
-		OutputSchema   func(childComplexity int) int
-		Title          func(childComplexity int) int
-		UpdatedAt      func(childComplexity int) int
-		UpdatedBy      func(childComplexity int) int
-		Upstream       func(childComplexity int) int
+		Annotations        func(childComplexity int) int
+		ApprovedAt         func(childComplexity int) int
+		ApprovedBy         func(childComplexity int) int
+		ApprovedDefinition func(childComplexity int) int
+		ApprovedHash       func(childComplexity int) int
+		CreatedAt          func(childComplexity int) int
+		CreatedBy          func(childComplexity int) int
+		DefinitionDiff     func(childComplexity int) int
+		DefinitionHash     func(childComplexity int) int
+		Description        func(childComplexity int) int
+		FirstSeen          func(childComplexity int) int
+		ID                 func(childComplexity int) int
+		InputSchema        func(childComplexity int) int
+		LastSeen           func(childComplexity int) int
+		Name               func(childComplexity int) int
+		OutputSchema       func(childComplexity int) int
+		PinStatus          func(childComplexity int) int
+		Title              func(childComplexity int) int
+		UpdatedAt          func(childComplexity int) int
+		UpdatedBy          func(childComplexity int) int
+		Upstream           func(childComplexity int) int
 	}
 
 	ToolConnection struct {
@@ -567,6 +646,7 @@ type ComplexityRoot struct {
 		GuardrailRules func(childComplexity int) int
 		ID             func(childComplexity int) int
 		Name           func(childComplexity int) int
+		RateLimits     func(childComplexity int) int
 		Selections     func(childComplexity int) int
 		UpdatedAt      func(childComplexity int) int
 		UpdatedBy      func(childComplexity int) int
@@ -622,6 +702,9 @@ type MutationResolver interface {
 	CreateGuardrailRule(ctx context.Context, input ent.CreateGuardrailRuleInput) (*ent.GuardrailRule, error)
 	UpdateGuardrailRule(ctx context.Context, id int, input ent.UpdateGuardrailRuleInput) (*ent.GuardrailRule, error)
 	DeleteGuardrailRule(ctx context.Context, id int) (int, error)
+	CreateRateLimit(ctx context.Context, input ent.CreateRateLimitInput) (*ent.RateLimit, error)
+	UpdateRateLimit(ctx context.Context, id int, input ent.UpdateRateLimitInput) (*ent.RateLimit, error)
+	DeleteRateLimit(ctx context.Context, id int) (int, error)
 	CreateApprovalRule(ctx context.Context, input ent.CreateApprovalRuleInput) (*ent.ApprovalRule, error)
 	UpdateApprovalRule(ctx context.Context, id int, input ent.UpdateApprovalRuleInput) (*ent.ApprovalRule, error)
 	DeleteApprovalRule(ctx context.Context, id int) (int, error)
@@ -632,6 +715,8 @@ type MutationResolver interface {
 	UpdateAdminToken(ctx context.Context, id int, input ent.UpdateAdminTokenInput) (*ent.AdminToken, error)
 	DeleteAdminToken(ctx context.Context, id int) (int, error)
 	DiscoverTools(ctx context.Context, upstream string) ([]*ent.Tool, error)
+	ApproveToolDefinition(ctx context.Context, tool int, hash string) (*ent.Tool, error)
+	UpdateSettings(ctx context.Context, pinningMode *model.PinningMode) (*model.GatewaySettings, error)
 	ApplyConfig(ctx context.Context, document string, prune *bool, dryRun *bool) (*model.ApplyConfigPayload, error)
 	RotateAgentKey(ctx context.Context, agent int, expiresAt *time.Time, revokeExisting *bool) (*model.RotateAgentKeyPayload, error)
 }
@@ -646,6 +731,7 @@ type QueryResolver interface {
 	Grants(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) (*ent.GrantConnection, error)
 	GuardrailRules(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) (*ent.GuardrailRuleConnection, error)
 	PolicyRules(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.PolicyRuleOrder, where *ent.PolicyRuleWhereInput) (*ent.PolicyRuleConnection, error)
+	RateLimits(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RateLimitOrder, where *ent.RateLimitWhereInput) (*ent.RateLimitConnection, error)
 	Roles(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RoleOrder, where *ent.RoleWhereInput) (*ent.RoleConnection, error)
 	SecretBindings(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SecretBindingOrder, where *ent.SecretBindingWhereInput) (*ent.SecretBindingConnection, error)
 	Selections(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SelectionOrder, where *ent.SelectionWhereInput) (*ent.SelectionConnection, error)
@@ -656,10 +742,21 @@ type QueryResolver interface {
 	ValidateConfig(ctx context.Context) (*model.ConfigValidation, error)
 	Me(ctx context.Context) (*model.AdminPrincipal, error)
 	ExportConfig(ctx context.Context) (string, error)
+	Settings(ctx context.Context) (*model.GatewaySettings, error)
+	ExplainDecision(ctx context.Context, agent string, virtualServer string, tool string, arguments json.RawMessage) (*model.Explanation, error)
 	EffectiveTools(ctx context.Context, virtualServer string, agent *string) ([]*model.EffectiveTool, error)
+}
+type ToolResolver interface {
+	PinStatus(ctx context.Context, obj *ent.Tool) (model.ToolPinStatus, error)
+	DefinitionDiff(ctx context.Context, obj *ent.Tool) (*string, error)
+	ApprovedDefinition(ctx context.Context, obj *ent.Tool) (json.RawMessage, error)
 }
 type VirtualServerResolver interface {
 	Selections(ctx context.Context, obj *ent.VirtualServer) ([]*ent.Selection, error)
+}
+
+type ToolWhereInputResolver interface {
+	PinStatus(ctx context.Context, obj *ent.ToolWhereInput, data *model.ToolPinStatus) error
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1314,6 +1411,112 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EffectiveTool.UpstreamTool(childComplexity), true
 
+	case "ExplainedFinding.action":
+		if e.ComplexityRoot.ExplainedFinding.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedFinding.Action(childComplexity), true
+	case "ExplainedFinding.detector":
+		if e.ComplexityRoot.ExplainedFinding.Detector == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedFinding.Detector(childComplexity), true
+	case "ExplainedFinding.kind":
+		if e.ComplexityRoot.ExplainedFinding.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedFinding.Kind(childComplexity), true
+	case "ExplainedFinding.path":
+		if e.ComplexityRoot.ExplainedFinding.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedFinding.Path(childComplexity), true
+	case "ExplainedFinding.rule":
+		if e.ComplexityRoot.ExplainedFinding.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedFinding.Rule(childComplexity), true
+
+	case "ExplainedGrant.effect":
+		if e.ComplexityRoot.ExplainedGrant.Effect == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedGrant.Effect(childComplexity), true
+	case "ExplainedGrant.grant":
+		if e.ComplexityRoot.ExplainedGrant.Grant == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedGrant.Grant(childComplexity), true
+	case "ExplainedGrant.reason":
+		if e.ComplexityRoot.ExplainedGrant.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExplainedGrant.Reason(childComplexity), true
+
+	case "Explanation.effect":
+		if e.ComplexityRoot.Explanation.Effect == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Explanation.Effect(childComplexity), true
+	case "Explanation.grants":
+		if e.ComplexityRoot.Explanation.Grants == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Explanation.Grants(childComplexity), true
+	case "Explanation.guardrails":
+		if e.ComplexityRoot.Explanation.Guardrails == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Explanation.Guardrails(childComplexity), true
+	case "Explanation.rateLimit":
+		if e.ComplexityRoot.Explanation.RateLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Explanation.RateLimit(childComplexity), true
+	case "Explanation.reason":
+		if e.ComplexityRoot.Explanation.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Explanation.Reason(childComplexity), true
+	case "Explanation.visible":
+		if e.ComplexityRoot.Explanation.Visible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Explanation.Visible(childComplexity), true
+
+	case "GatewaySettings.pinningMode":
+		if e.ComplexityRoot.GatewaySettings.PinningMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewaySettings.PinningMode(childComplexity), true
+	case "GatewaySettings.updatedAt":
+		if e.ComplexityRoot.GatewaySettings.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewaySettings.UpdatedAt(childComplexity), true
+	case "GatewaySettings.updatedBy":
+		if e.ComplexityRoot.GatewaySettings.UpdatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GatewaySettings.UpdatedBy(childComplexity), true
+
 	case "Grant.approvalRule":
 		if e.ComplexityRoot.Grant.ApprovalRule == nil {
 			break
@@ -1350,6 +1553,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Grant.ID(childComplexity), true
+	case "Grant.name":
+		if e.ComplexityRoot.Grant.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Grant.Name(childComplexity), true
 	case "Grant.priority":
 		if e.ComplexityRoot.Grant.Priority == nil {
 			break
@@ -1473,6 +1682,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.GuardrailRule.Detector(childComplexity), true
+	case "GuardrailRule.direction":
+		if e.ComplexityRoot.GuardrailRule.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GuardrailRule.Direction(childComplexity), true
 	case "GuardrailRule.enabled":
 		if e.ComplexityRoot.GuardrailRule.Enabled == nil {
 			break
@@ -1485,6 +1700,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.GuardrailRule.ID(childComplexity), true
+	case "GuardrailRule.kinds":
+		if e.ComplexityRoot.GuardrailRule.Kinds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GuardrailRule.Kinds(childComplexity), true
+	case "GuardrailRule.maxBytes":
+		if e.ComplexityRoot.GuardrailRule.MaxBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GuardrailRule.MaxBytes(childComplexity), true
 	case "GuardrailRule.name":
 		if e.ComplexityRoot.GuardrailRule.Name == nil {
 			break
@@ -1503,18 +1730,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.GuardrailRule.Priority(childComplexity), true
-	case "GuardrailRule.stage":
-		if e.ComplexityRoot.GuardrailRule.Stage == nil {
-			break
-		}
-
-		return e.ComplexityRoot.GuardrailRule.Stage(childComplexity), true
 	case "GuardrailRule.terms":
 		if e.ComplexityRoot.GuardrailRule.Terms == nil {
 			break
 		}
 
 		return e.ComplexityRoot.GuardrailRule.Terms(childComplexity), true
+	case "GuardrailRule.threshold":
+		if e.ComplexityRoot.GuardrailRule.Threshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GuardrailRule.Threshold(childComplexity), true
 	case "GuardrailRule.tools":
 		if e.ComplexityRoot.GuardrailRule.Tools == nil {
 			break
@@ -1583,6 +1810,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ApplyConfig(childComplexity, args["document"].(string), args["prune"].(*bool), args["dryRun"].(*bool)), true
+	case "Mutation.approveToolDefinition":
+		if e.ComplexityRoot.Mutation.ApproveToolDefinition == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_approveToolDefinition_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApproveToolDefinition(childComplexity, args["tool"].(int), args["hash"].(string)), true
 	case "Mutation.createAPIKey":
 		if e.ComplexityRoot.Mutation.CreateAPIKey == nil {
 			break
@@ -1660,6 +1898,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreatePolicyRule(childComplexity, args["input"].(ent.CreatePolicyRuleInput)), true
+	case "Mutation.createRateLimit":
+		if e.ComplexityRoot.Mutation.CreateRateLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createRateLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateRateLimit(childComplexity, args["input"].(ent.CreateRateLimitInput)), true
 	case "Mutation.createRole":
 		if e.ComplexityRoot.Mutation.CreateRole == nil {
 			break
@@ -1814,6 +2063,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeletePolicyRule(childComplexity, args["id"].(int)), true
+	case "Mutation.deleteRateLimit":
+		if e.ComplexityRoot.Mutation.DeleteRateLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteRateLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteRateLimit(childComplexity, args["id"].(int)), true
 	case "Mutation.deleteRole":
 		if e.ComplexityRoot.Mutation.DeleteRole == nil {
 			break
@@ -1990,6 +2250,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdatePolicyRule(childComplexity, args["id"].(int), args["input"].(ent.UpdatePolicyRuleInput)), true
+	case "Mutation.updateRateLimit":
+		if e.ComplexityRoot.Mutation.UpdateRateLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateRateLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateRateLimit(childComplexity, args["id"].(int), args["input"].(ent.UpdateRateLimitInput)), true
 	case "Mutation.updateRole":
 		if e.ComplexityRoot.Mutation.UpdateRole == nil {
 			break
@@ -2023,6 +2294,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateSelection(childComplexity, args["id"].(int), args["input"].(ent.UpdateSelectionInput)), true
+	case "Mutation.updateSettings":
+		if e.ComplexityRoot.Mutation.UpdateSettings == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateSettings_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateSettings(childComplexity, args["pinningMode"].(*model.PinningMode)), true
 	case "Mutation.updateTeam":
 		if e.ComplexityRoot.Mutation.UpdateTeam == nil {
 			break
@@ -2258,6 +2540,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.EffectiveTools(childComplexity, args["virtualServer"].(string), args["agent"].(*string)), true
+	case "Query.explainDecision":
+		if e.ComplexityRoot.Query.ExplainDecision == nil {
+			break
+		}
+
+		args, err := ec.field_Query_explainDecision_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ExplainDecision(childComplexity, args["agent"].(string), args["virtualServer"].(string), args["tool"].(string), args["arguments"].(json.RawMessage)), true
 	case "Query.exportConfig":
 		if e.ComplexityRoot.Query.ExportConfig == nil {
 			break
@@ -2326,6 +2619,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PolicyRules(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.PolicyRuleOrder), args["where"].(*ent.PolicyRuleWhereInput)), true
+	case "Query.rateLimits":
+		if e.ComplexityRoot.Query.RateLimits == nil {
+			break
+		}
+
+		args, err := ec.field_Query_rateLimits_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.RateLimits(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.RateLimitOrder), args["where"].(*ent.RateLimitWhereInput)), true
 	case "Query.roles":
 		if e.ComplexityRoot.Query.Roles == nil {
 			break
@@ -2359,6 +2663,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Selections(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.SelectionOrder), args["where"].(*ent.SelectionWhereInput)), true
+	case "Query.settings":
+		if e.ComplexityRoot.Query.Settings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Settings(childComplexity), true
 	case "Query.teams":
 		if e.ComplexityRoot.Query.Teams == nil {
 			break
@@ -2409,6 +2719,129 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.VirtualServers(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.VirtualServerOrder), args["where"].(*ent.VirtualServerWhereInput)), true
+
+	case "RateLimit.burst":
+		if e.ComplexityRoot.RateLimit.Burst == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Burst(childComplexity), true
+	case "RateLimit.createdAt":
+		if e.ComplexityRoot.RateLimit.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.CreatedAt(childComplexity), true
+	case "RateLimit.createdBy":
+		if e.ComplexityRoot.RateLimit.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.CreatedBy(childComplexity), true
+	case "RateLimit.description":
+		if e.ComplexityRoot.RateLimit.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Description(childComplexity), true
+	case "RateLimit.id":
+		if e.ComplexityRoot.RateLimit.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.ID(childComplexity), true
+	case "RateLimit.key":
+		if e.ComplexityRoot.RateLimit.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Key(childComplexity), true
+	case "RateLimit.name":
+		if e.ComplexityRoot.RateLimit.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Name(childComplexity), true
+	case "RateLimit.perSeconds":
+		if e.ComplexityRoot.RateLimit.PerSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.PerSeconds(childComplexity), true
+	case "RateLimit.requests":
+		if e.ComplexityRoot.RateLimit.Requests == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Requests(childComplexity), true
+	case "RateLimit.subject":
+		if e.ComplexityRoot.RateLimit.Subject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Subject(childComplexity), true
+	case "RateLimit.subjectKind":
+		if e.ComplexityRoot.RateLimit.SubjectKind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.SubjectKind(childComplexity), true
+	case "RateLimit.tools":
+		if e.ComplexityRoot.RateLimit.Tools == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Tools(childComplexity), true
+	case "RateLimit.updatedAt":
+		if e.ComplexityRoot.RateLimit.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.UpdatedAt(childComplexity), true
+	case "RateLimit.updatedBy":
+		if e.ComplexityRoot.RateLimit.UpdatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.UpdatedBy(childComplexity), true
+	case "RateLimit.virtualServer":
+		if e.ComplexityRoot.RateLimit.VirtualServer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.VirtualServer(childComplexity), true
+
+	case "RateLimitConnection.edges":
+		if e.ComplexityRoot.RateLimitConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimitConnection.Edges(childComplexity), true
+	case "RateLimitConnection.pageInfo":
+		if e.ComplexityRoot.RateLimitConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimitConnection.PageInfo(childComplexity), true
+	case "RateLimitConnection.totalCount":
+		if e.ComplexityRoot.RateLimitConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimitConnection.TotalCount(childComplexity), true
+
+	case "RateLimitEdge.cursor":
+		if e.ComplexityRoot.RateLimitEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimitEdge.Cursor(childComplexity), true
+	case "RateLimitEdge.node":
+		if e.ComplexityRoot.RateLimitEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimitEdge.Node(childComplexity), true
 
 	case "Role.agents":
 		if e.ComplexityRoot.Role.Agents == nil {
@@ -2885,6 +3318,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Tool.Annotations(childComplexity), true
+	case "Tool.approvedAt":
+		if e.ComplexityRoot.Tool.ApprovedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.ApprovedAt(childComplexity), true
+	case "Tool.approvedBy":
+		if e.ComplexityRoot.Tool.ApprovedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.ApprovedBy(childComplexity), true
+	case "Tool.approvedDefinition":
+		if e.ComplexityRoot.Tool.ApprovedDefinition == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.ApprovedDefinition(childComplexity), true
+	case "Tool.approvedHash":
+		if e.ComplexityRoot.Tool.ApprovedHash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.ApprovedHash(childComplexity), true
 	case "Tool.createdAt":
 		if e.ComplexityRoot.Tool.CreatedAt == nil {
 			break
@@ -2897,6 +3354,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Tool.CreatedBy(childComplexity), true
+	case "Tool.definitionDiff":
+		if e.ComplexityRoot.Tool.DefinitionDiff == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.DefinitionDiff(childComplexity), true
 	case "Tool.definitionHash":
 		if e.ComplexityRoot.Tool.DefinitionHash == nil {
 			break
@@ -2945,6 +3408,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Tool.OutputSchema(childComplexity), true
+	case "Tool.pinStatus":
+		if e.ComplexityRoot.Tool.PinStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tool.PinStatus(childComplexity), true
 	case "Tool.title":
 		if e.ComplexityRoot.Tool.Title == nil {
 			break
@@ -3208,6 +3677,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.VirtualServer.Name(childComplexity), true
+	case "VirtualServer.rateLimits":
+		if e.ComplexityRoot.VirtualServer.RateLimits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VirtualServer.RateLimits(childComplexity), true
 	case "VirtualServer.selections":
 		if e.ComplexityRoot.VirtualServer.Selections == nil {
 			break
@@ -3285,6 +3760,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateGrantInput", ec.unmarshalInputCreateGrantInput),
 			graphql.NewInputUnmarshaler("CreateGuardrailRuleInput", ec.unmarshalInputCreateGuardrailRuleInput),
 			graphql.NewInputUnmarshaler("CreatePolicyRuleInput", ec.unmarshalInputCreatePolicyRuleInput),
+			graphql.NewInputUnmarshaler("CreateRateLimitInput", ec.unmarshalInputCreateRateLimitInput),
 			graphql.NewInputUnmarshaler("CreateRoleInput", ec.unmarshalInputCreateRoleInput),
 			graphql.NewInputUnmarshaler("CreateSecretBindingInput", ec.unmarshalInputCreateSecretBindingInput),
 			graphql.NewInputUnmarshaler("CreateSelectionInput", ec.unmarshalInputCreateSelectionInput),
@@ -3298,6 +3774,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("GuardrailRuleWhereInput", ec.unmarshalInputGuardrailRuleWhereInput),
 			graphql.NewInputUnmarshaler("PolicyRuleOrder", ec.unmarshalInputPolicyRuleOrder),
 			graphql.NewInputUnmarshaler("PolicyRuleWhereInput", ec.unmarshalInputPolicyRuleWhereInput),
+			graphql.NewInputUnmarshaler("RateLimitOrder", ec.unmarshalInputRateLimitOrder),
+			graphql.NewInputUnmarshaler("RateLimitWhereInput", ec.unmarshalInputRateLimitWhereInput),
 			graphql.NewInputUnmarshaler("RoleOrder", ec.unmarshalInputRoleOrder),
 			graphql.NewInputUnmarshaler("RoleWhereInput", ec.unmarshalInputRoleWhereInput),
 			graphql.NewInputUnmarshaler("SecretBindingOrder", ec.unmarshalInputSecretBindingOrder),
@@ -3315,6 +3793,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("UpdateGrantInput", ec.unmarshalInputUpdateGrantInput),
 			graphql.NewInputUnmarshaler("UpdateGuardrailRuleInput", ec.unmarshalInputUpdateGuardrailRuleInput),
 			graphql.NewInputUnmarshaler("UpdatePolicyRuleInput", ec.unmarshalInputUpdatePolicyRuleInput),
+			graphql.NewInputUnmarshaler("UpdateRateLimitInput", ec.unmarshalInputUpdateRateLimitInput),
 			graphql.NewInputUnmarshaler("UpdateRoleInput", ec.unmarshalInputUpdateRoleInput),
 			graphql.NewInputUnmarshaler("UpdateSecretBindingInput", ec.unmarshalInputUpdateSecretBindingInput),
 			graphql.NewInputUnmarshaler("UpdateSelectionInput", ec.unmarshalInputUpdateSelectionInput),
@@ -6131,6 +6610,10 @@ Input was generated by ent.
 """
 input CreateGrantInput {
   """
+  Name of the grant in decisions, explanations and audit events; unique when set. Grants created without one are named after their content (grant-HASH).
+  """
+  name: String
+  """
   Free-text description of the grant for admins.
   """
   description: String
@@ -6139,31 +6622,31 @@ input CreateGrantInput {
   """
   subjectKind: GrantSubjectKind!
   """
-  Agent, team or role name; for subjectKind claim, a CEL expression over ` + "`" + `claims` + "`" + `, e.g. 'groups.exists(g, g == "sre")'.
+  Agent, team or role name (agent "*" means every authenticated agent); for subjectKind claim, a CEL expression over ` + "`" + `claims` + "`" + `, e.g. 'claims.groups.exists(g, g == "sre")'.
   """
   subject: String!
   """
-  Tools (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+  Tools (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   tools: [String!]
   """
-  Resource URIs the grant covers. Globs (path.Match); null means all, [] means none.
+  Resource and resource template URIs the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   resources: [String!]
   """
-  Prompts (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+  Prompts (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   prompts: [String!]
   """
-  What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call).
+  What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call; outranks allow).
   """
   effect: GrantEffect
   """
-  Optional CEL condition over the request (principal, tool, arguments); the grant applies only when it is true.
+  Optional CEL condition over principal, tool, args and request; the grant applies only when it is true.
   """
   when: String
   """
-  Evaluation order among grants of a virtual server, highest first.
+  Order in which grants are listed and explained, highest first; it does not change decisions (deny wins over allow).
   """
   priority: Int
   """
@@ -6189,23 +6672,35 @@ input CreateGuardrailRuleInput {
   """
   description: String
   """
-  What the rule inspects: tool arguments (input), results (output) or both.
+  What the rule inspects: tool arguments (request), results (response) or both.
   """
-  stage: GuardrailRuleStage
+  direction: GuardrailRuleDirection
   """
-  How the rule detects: a regular expression, built-in PII or secret detectors, a list of words, or a CEL expression.
+  How the rule detects: built-in secret or PII detectors, prompt-injection scoring, a regular expression, a list of words or phrases, or a size limit. (cel is a value of earlier versions that the gateway does not evaluate: change such rules.)
   """
   detector: GuardrailRuleDetector!
   """
-  The regular expression (detector regex) or CEL expression (detector cel).
+  Narrows a secrets or pii detector to some kinds (e.g. aws_access_key, email); null or [] means all.
+  """
+  kinds: [String!]
+  """
+  The regular expression (RE2) of a regex detector.
   """
   pattern: String
   """
-  Words or phrases of a denylist detector; kinds of a pii detector (e.g. email, phone).
+  Words or phrases of a denylist detector (matched ignoring case).
   """
   terms: [String!]
   """
-  What happens when the detector fires.
+  Limit of a size detector, in bytes of the JSON-encoded arguments or result; required (positive) for it.
+  """
+  maxBytes: Int
+  """
+  Score (0..1) from which an injection detector fires; 0 means the default, 0.5.
+  """
+  threshold: Float
+  """
+  What happens when the detector fires: block the call, redact what was found, flag it (logged, call proceeds) or require a human's approval.
   """
   action: GuardrailRuleAction
   """
@@ -6254,6 +6749,52 @@ input CreatePolicyRuleInput {
   A disabled policy is kept but not evaluated.
   """
   enabled: Boolean
+}
+"""
+CreateRateLimitInput is used for create RateLimit object.
+Input was generated by ent.
+"""
+input CreateRateLimitInput {
+  """
+  Unique name of the rate limit; errors and audit events name it.
+  """
+  name: String!
+  """
+  Free-text description of the rate limit for admins.
+  """
+  description: String
+  """
+  Whom the limit applies to: an agent, a team or a role by name, or a claim expression; everyone when unset.
+  """
+  subjectKind: RateLimitSubjectKind
+  """
+  Agent, team or role name (agent "*" means every authenticated agent), or for subjectKind claim a CEL expression over ` + "`" + `claims` + "`" + `; set together with subjectKind.
+  """
+  subject: String
+  """
+  Tools (exposed names) whose calls the limit counts. Globs (path.Match); null means all, [] means none.
+  """
+  tools: [String!]
+  """
+  What one bucket counts: each agent its own (agent), each team, each tool, or all calls together (global).
+  """
+  key: RateLimitKey
+  """
+  Calls allowed per perSeconds.
+  """
+  requests: Int!
+  """
+  The period of requests, in seconds.
+  """
+  perSeconds: Float!
+  """
+  Size of the bucket: how many calls may come at once; 0 means requests.
+  """
+  burst: Int
+  """
+  ID of the entity of the edge virtualServer. Virtual server whose calls the limit counts; every virtual server when unset.
+  """
+  virtualServerID: ID
 }
 """
 CreateRoleInput is used for create Role object.
@@ -6441,7 +6982,7 @@ input CreateToolInput {
   """
   annotations: JSON
   """
-  Hash of the tool's definition; a change means the upstream changed the tool.
+  Hash of the tool's current definition (hex SHA-256 of its canonical JSON: name, title, description, schemas, annotations); a change means the upstream changed the tool.
   """
   definitionHash: String
   """
@@ -6559,6 +7100,10 @@ type Grant implements Node {
   """
   updatedBy: String
   """
+  Name of the grant in decisions, explanations and audit events; unique when set. Grants created without one are named after their content (grant-HASH).
+  """
+  name: String
+  """
   Free-text description of the grant for admins.
   """
   description: String
@@ -6567,31 +7112,31 @@ type Grant implements Node {
   """
   subjectKind: GrantSubjectKind!
   """
-  Agent, team or role name; for subjectKind claim, a CEL expression over ` + "`" + `claims` + "`" + `, e.g. 'groups.exists(g, g == "sre")'.
+  Agent, team or role name (agent "*" means every authenticated agent); for subjectKind claim, a CEL expression over ` + "`" + `claims` + "`" + `, e.g. 'claims.groups.exists(g, g == "sre")'.
   """
   subject: String!
   """
-  Tools (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+  Tools (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   tools: [String!]
   """
-  Resource URIs the grant covers. Globs (path.Match); null means all, [] means none.
+  Resource and resource template URIs the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   resources: [String!]
   """
-  Prompts (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+  Prompts (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   prompts: [String!]
   """
-  What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call).
+  What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call; outranks allow).
   """
   effect: GrantEffect!
   """
-  Optional CEL condition over the request (principal, tool, arguments); the grant applies only when it is true.
+  Optional CEL condition over principal, tool, args and request; the grant applies only when it is true.
   """
   when: String
   """
-  Evaluation order among grants of a virtual server, highest first.
+  Order in which grants are listed and explained, highest first; it does not change decisions (deny wins over allow).
   """
   priority: Int!
   """
@@ -6675,6 +7220,10 @@ enum GrantOrderField {
   Orders by updated at.
   """
   UPDATED_AT
+  """
+  Orders by name.
+  """
+  NAME
   """
   Orders by subject kind.
   """
@@ -6947,6 +7496,66 @@ input GrantWhereInput {
   """
   updatedByContainsFold: String
   """
+  name field predicates
+  """
+  name: String
+  """
+  Matches when name differs from the value.
+  """
+  nameNEQ: String
+  """
+  Matches when name is one of the values.
+  """
+  nameIn: [String!]
+  """
+  Matches when name is none of the values.
+  """
+  nameNotIn: [String!]
+  """
+  Matches when name is greater than the value.
+  """
+  nameGT: String
+  """
+  Matches when name is greater than or equal to the value.
+  """
+  nameGTE: String
+  """
+  Matches when name is less than the value.
+  """
+  nameLT: String
+  """
+  Matches when name is less than or equal to the value.
+  """
+  nameLTE: String
+  """
+  Matches when name contains the value.
+  """
+  nameContains: String
+  """
+  Matches when name starts with the value.
+  """
+  nameHasPrefix: String
+  """
+  Matches when name ends with the value.
+  """
+  nameHasSuffix: String
+  """
+  Matches when name is null.
+  """
+  nameIsNil: Boolean
+  """
+  Matches when name is not null.
+  """
+  nameNotNil: Boolean
+  """
+  Matches when name equals the value, ignoring case.
+  """
+  nameEqualFold: String
+  """
+  Matches when name contains the value, ignoring case.
+  """
+  nameContainsFold: String
+  """
   description field predicates
   """
   description: String
@@ -7200,7 +7809,7 @@ input GrantWhereInput {
   hasApprovalRuleWith: [ApprovalRuleWhereInput!]
 }
 """
-A rule that inspects tool arguments or results and blocks, redacts, warns or requires approval.
+A rule that inspects tool arguments or results and blocks, redacts, flags or requires approval.
 """
 type GuardrailRule implements Node {
   """
@@ -7232,23 +7841,35 @@ type GuardrailRule implements Node {
   """
   description: String
   """
-  What the rule inspects: tool arguments (input), results (output) or both.
+  What the rule inspects: tool arguments (request), results (response) or both.
   """
-  stage: GuardrailRuleStage!
+  direction: GuardrailRuleDirection!
   """
-  How the rule detects: a regular expression, built-in PII or secret detectors, a list of words, or a CEL expression.
+  How the rule detects: built-in secret or PII detectors, prompt-injection scoring, a regular expression, a list of words or phrases, or a size limit. (cel is a value of earlier versions that the gateway does not evaluate: change such rules.)
   """
   detector: GuardrailRuleDetector!
   """
-  The regular expression (detector regex) or CEL expression (detector cel).
+  Narrows a secrets or pii detector to some kinds (e.g. aws_access_key, email); null or [] means all.
+  """
+  kinds: [String!]
+  """
+  The regular expression (RE2) of a regex detector.
   """
   pattern: String
   """
-  Words or phrases of a denylist detector; kinds of a pii detector (e.g. email, phone).
+  Words or phrases of a denylist detector (matched ignoring case).
   """
   terms: [String!]
   """
-  What happens when the detector fires.
+  Limit of a size detector, in bytes of the JSON-encoded arguments or result; required (positive) for it.
+  """
+  maxBytes: Int!
+  """
+  Score (0..1) from which an injection detector fires; 0 means the default, 0.5.
+  """
+  threshold: Float!
+  """
+  What happens when the detector fires: block the call, redact what was found, flag it (logged, call proceeds) or require a human's approval.
   """
   action: GuardrailRuleAction!
   """
@@ -7281,9 +7902,9 @@ enum GuardrailRuleAction @goModel(model: "github.com/gatehouse-dev/gatehouse/ent
   """
   redact
   """
-  The value warn of action: see that field.
+  The value flag of action: see that field.
   """
-  warn
+  flag
   """
   The value require_approval of action: see that field.
   """
@@ -7311,25 +7932,50 @@ GuardrailRuleDetector is enum for the field detector
 """
 enum GuardrailRuleDetector @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/guardrailrule.Detector") {
   """
-  The value regex of detector: see that field.
+  The value secrets of detector: see that field.
   """
-  regex
+  secrets
   """
   The value pii of detector: see that field.
   """
   pii
   """
-  The value secret of detector: see that field.
+  The value injection of detector: see that field.
   """
-  secret
+  injection
+  """
+  The value regex of detector: see that field.
+  """
+  regex
   """
   The value denylist of detector: see that field.
   """
   denylist
   """
+  The value size of detector: see that field.
+  """
+  size
+  """
   The value cel of detector: see that field.
   """
   cel
+}
+"""
+GuardrailRuleDirection is enum for the field direction
+"""
+enum GuardrailRuleDirection @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/guardrailrule.Direction") {
+  """
+  The value request of direction: see that field.
+  """
+  request
+  """
+  The value response of direction: see that field.
+  """
+  response
+  """
+  The value both of direction: see that field.
+  """
+  both
 }
 """
 An edge in a connection.
@@ -7381,23 +8027,6 @@ enum GuardrailRuleOrderField {
   Orders by priority.
   """
   PRIORITY
-}
-"""
-GuardrailRuleStage is enum for the field stage
-"""
-enum GuardrailRuleStage @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/guardrailrule.Stage") {
-  """
-  The value input of stage: see that field.
-  """
-  input
-  """
-  The value output of stage: see that field.
-  """
-  output
-  """
-  The value both of stage: see that field.
-  """
-  both
 }
 """
 GuardrailRuleWhereInput is used for filtering GuardrailRule objects.
@@ -7745,21 +8374,21 @@ input GuardrailRuleWhereInput {
   """
   descriptionContainsFold: String
   """
-  stage field predicates
+  direction field predicates
   """
-  stage: GuardrailRuleStage
+  direction: GuardrailRuleDirection
   """
-  Matches when stage differs from the value.
+  Matches when direction differs from the value.
   """
-  stageNEQ: GuardrailRuleStage
+  directionNEQ: GuardrailRuleDirection
   """
-  Matches when stage is one of the values.
+  Matches when direction is one of the values.
   """
-  stageIn: [GuardrailRuleStage!]
+  directionIn: [GuardrailRuleDirection!]
   """
-  Matches when stage is none of the values.
+  Matches when direction is none of the values.
   """
-  stageNotIn: [GuardrailRuleStage!]
+  directionNotIn: [GuardrailRuleDirection!]
   """
   detector field predicates
   """
@@ -7836,6 +8465,70 @@ input GuardrailRuleWhereInput {
   Matches when pattern contains the value, ignoring case.
   """
   patternContainsFold: String
+  """
+  max_bytes field predicates
+  """
+  maxBytes: Int
+  """
+  Matches when maxBytes differs from the value.
+  """
+  maxBytesNEQ: Int
+  """
+  Matches when maxBytes is one of the values.
+  """
+  maxBytesIn: [Int!]
+  """
+  Matches when maxBytes is none of the values.
+  """
+  maxBytesNotIn: [Int!]
+  """
+  Matches when maxBytes is greater than the value.
+  """
+  maxBytesGT: Int
+  """
+  Matches when maxBytes is greater than or equal to the value.
+  """
+  maxBytesGTE: Int
+  """
+  Matches when maxBytes is less than the value.
+  """
+  maxBytesLT: Int
+  """
+  Matches when maxBytes is less than or equal to the value.
+  """
+  maxBytesLTE: Int
+  """
+  threshold field predicates
+  """
+  threshold: Float
+  """
+  Matches when threshold differs from the value.
+  """
+  thresholdNEQ: Float
+  """
+  Matches when threshold is one of the values.
+  """
+  thresholdIn: [Float!]
+  """
+  Matches when threshold is none of the values.
+  """
+  thresholdNotIn: [Float!]
+  """
+  Matches when threshold is greater than the value.
+  """
+  thresholdGT: Float
+  """
+  Matches when threshold is greater than or equal to the value.
+  """
+  thresholdGTE: Float
+  """
+  Matches when threshold is less than the value.
+  """
+  thresholdLT: Float
+  """
+  Matches when threshold is less than or equal to the value.
+  """
+  thresholdLTE: Float
   """
   action field predicates
   """
@@ -8757,7 +9450,7 @@ type Query {
     where: GrantWhereInput
   ): GrantConnection!
   """
-  A rule that inspects tool arguments or results and blocks, redacts, warns or requires approval.
+  A rule that inspects tool arguments or results and blocks, redacts, flags or requires approval.
   """
   guardrailRules(
     """
@@ -8824,6 +9517,40 @@ type Query {
     """
     where: PolicyRuleWhereInput
   ): PolicyRuleConnection!
+  """
+  A token-bucket rate limit on calls, per agent, team, tool or overall (kept in memory by each gateway replica).
+  """
+  rateLimits(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for RateLimits returned from the connection.
+    """
+    orderBy: [RateLimitOrder!]
+
+    """
+    Filtering options for RateLimits returned from the connection.
+    """
+    where: RateLimitWhereInput
+  ): RateLimitConnection!
   """
   A role that agents hold and that grants can name.
   """
@@ -9062,6 +9789,727 @@ type Query {
     """
     where: VirtualServerWhereInput
   ): VirtualServerConnection!
+}
+"""
+A token-bucket rate limit on calls, per agent, team, tool or overall (kept in memory by each gateway replica).
+"""
+type RateLimit implements Node {
+  """
+  The ID of the object, unique across all types: node(id) finds it.
+  """
+  id: ID!
+  """
+  When the entity was created.
+  """
+  createdAt: Time!
+  """
+  When the entity was last changed.
+  """
+  updatedAt: Time!
+  """
+  Who created the entity: an admin token (token:NAME) or the actor of an applied document.
+  """
+  createdBy: String
+  """
+  Who last changed the entity, in the same form as createdBy.
+  """
+  updatedBy: String
+  """
+  Unique name of the rate limit; errors and audit events name it.
+  """
+  name: String!
+  """
+  Free-text description of the rate limit for admins.
+  """
+  description: String
+  """
+  Whom the limit applies to: an agent, a team or a role by name, or a claim expression; everyone when unset.
+  """
+  subjectKind: RateLimitSubjectKind
+  """
+  Agent, team or role name (agent "*" means every authenticated agent), or for subjectKind claim a CEL expression over ` + "`" + `claims` + "`" + `; set together with subjectKind.
+  """
+  subject: String
+  """
+  Tools (exposed names) whose calls the limit counts. Globs (path.Match); null means all, [] means none.
+  """
+  tools: [String!]
+  """
+  What one bucket counts: each agent its own (agent), each team, each tool, or all calls together (global).
+  """
+  key: RateLimitKey!
+  """
+  Calls allowed per perSeconds.
+  """
+  requests: Int!
+  """
+  The period of requests, in seconds.
+  """
+  perSeconds: Float!
+  """
+  Size of the bucket: how many calls may come at once; 0 means requests.
+  """
+  burst: Int!
+  """
+  Virtual server whose calls the limit counts; every virtual server when unset.
+  """
+  virtualServer: VirtualServer
+}
+"""
+A connection to a list of items.
+"""
+type RateLimitConnection {
+  """
+  A list of edges.
+  """
+  edges: [RateLimitEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type RateLimitEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: RateLimit
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+RateLimitKey is enum for the field key
+"""
+enum RateLimitKey @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/ratelimit.Key") {
+  """
+  The value agent of key: see that field.
+  """
+  agent
+  """
+  The value team of key: see that field.
+  """
+  team
+  """
+  The value tool of key: see that field.
+  """
+  tool
+  """
+  The value global of key: see that field.
+  """
+  global
+}
+"""
+Ordering options for RateLimit connections
+"""
+input RateLimitOrder {
+  """
+  The ordering direction.
+  """
+  direction: OrderDirection! = ASC
+  """
+  The field by which to order RateLimits.
+  """
+  field: RateLimitOrderField!
+}
+"""
+Properties by which RateLimit connections can be ordered.
+"""
+enum RateLimitOrderField {
+  """
+  Orders by created at.
+  """
+  CREATED_AT
+  """
+  Orders by updated at.
+  """
+  UPDATED_AT
+  """
+  Orders by name.
+  """
+  NAME
+  """
+  Orders by key.
+  """
+  KEY
+}
+"""
+RateLimitSubjectKind is enum for the field subject_kind
+"""
+enum RateLimitSubjectKind @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/ratelimit.SubjectKind") {
+  """
+  The value agent of subjectKind: see that field.
+  """
+  agent
+  """
+  The value team of subjectKind: see that field.
+  """
+  team
+  """
+  The value role of subjectKind: see that field.
+  """
+  role
+  """
+  The value claim of subjectKind: see that field.
+  """
+  claim
+}
+"""
+RateLimitWhereInput is used for filtering RateLimit objects.
+Input was generated by ent.
+"""
+input RateLimitWhereInput {
+  """
+  Matches what the filter does not match.
+  """
+  not: RateLimitWhereInput
+  """
+  Matches what all of these filters match.
+  """
+  and: [RateLimitWhereInput!]
+  """
+  Matches what at least one of these filters matches.
+  """
+  or: [RateLimitWhereInput!]
+  """
+  id field predicates
+  """
+  id: ID
+  """
+  Matches when the ID differs from the value.
+  """
+  idNEQ: ID
+  """
+  Matches when the ID is one of the values.
+  """
+  idIn: [ID!]
+  """
+  Matches when the ID is none of the values.
+  """
+  idNotIn: [ID!]
+  """
+  Matches when the ID is greater than the value.
+  """
+  idGT: ID
+  """
+  Matches when the ID is greater than or equal to the value.
+  """
+  idGTE: ID
+  """
+  Matches when the ID is less than the value.
+  """
+  idLT: ID
+  """
+  Matches when the ID is less than or equal to the value.
+  """
+  idLTE: ID
+  """
+  created_at field predicates
+  """
+  createdAt: Time
+  """
+  Matches when createdAt differs from the value.
+  """
+  createdAtNEQ: Time
+  """
+  Matches when createdAt is one of the values.
+  """
+  createdAtIn: [Time!]
+  """
+  Matches when createdAt is none of the values.
+  """
+  createdAtNotIn: [Time!]
+  """
+  Matches when createdAt is greater than the value.
+  """
+  createdAtGT: Time
+  """
+  Matches when createdAt is greater than or equal to the value.
+  """
+  createdAtGTE: Time
+  """
+  Matches when createdAt is less than the value.
+  """
+  createdAtLT: Time
+  """
+  Matches when createdAt is less than or equal to the value.
+  """
+  createdAtLTE: Time
+  """
+  updated_at field predicates
+  """
+  updatedAt: Time
+  """
+  Matches when updatedAt differs from the value.
+  """
+  updatedAtNEQ: Time
+  """
+  Matches when updatedAt is one of the values.
+  """
+  updatedAtIn: [Time!]
+  """
+  Matches when updatedAt is none of the values.
+  """
+  updatedAtNotIn: [Time!]
+  """
+  Matches when updatedAt is greater than the value.
+  """
+  updatedAtGT: Time
+  """
+  Matches when updatedAt is greater than or equal to the value.
+  """
+  updatedAtGTE: Time
+  """
+  Matches when updatedAt is less than the value.
+  """
+  updatedAtLT: Time
+  """
+  Matches when updatedAt is less than or equal to the value.
+  """
+  updatedAtLTE: Time
+  """
+  created_by field predicates
+  """
+  createdBy: String
+  """
+  Matches when createdBy differs from the value.
+  """
+  createdByNEQ: String
+  """
+  Matches when createdBy is one of the values.
+  """
+  createdByIn: [String!]
+  """
+  Matches when createdBy is none of the values.
+  """
+  createdByNotIn: [String!]
+  """
+  Matches when createdBy is greater than the value.
+  """
+  createdByGT: String
+  """
+  Matches when createdBy is greater than or equal to the value.
+  """
+  createdByGTE: String
+  """
+  Matches when createdBy is less than the value.
+  """
+  createdByLT: String
+  """
+  Matches when createdBy is less than or equal to the value.
+  """
+  createdByLTE: String
+  """
+  Matches when createdBy contains the value.
+  """
+  createdByContains: String
+  """
+  Matches when createdBy starts with the value.
+  """
+  createdByHasPrefix: String
+  """
+  Matches when createdBy ends with the value.
+  """
+  createdByHasSuffix: String
+  """
+  Matches when createdBy is null.
+  """
+  createdByIsNil: Boolean
+  """
+  Matches when createdBy is not null.
+  """
+  createdByNotNil: Boolean
+  """
+  Matches when createdBy equals the value, ignoring case.
+  """
+  createdByEqualFold: String
+  """
+  Matches when createdBy contains the value, ignoring case.
+  """
+  createdByContainsFold: String
+  """
+  updated_by field predicates
+  """
+  updatedBy: String
+  """
+  Matches when updatedBy differs from the value.
+  """
+  updatedByNEQ: String
+  """
+  Matches when updatedBy is one of the values.
+  """
+  updatedByIn: [String!]
+  """
+  Matches when updatedBy is none of the values.
+  """
+  updatedByNotIn: [String!]
+  """
+  Matches when updatedBy is greater than the value.
+  """
+  updatedByGT: String
+  """
+  Matches when updatedBy is greater than or equal to the value.
+  """
+  updatedByGTE: String
+  """
+  Matches when updatedBy is less than the value.
+  """
+  updatedByLT: String
+  """
+  Matches when updatedBy is less than or equal to the value.
+  """
+  updatedByLTE: String
+  """
+  Matches when updatedBy contains the value.
+  """
+  updatedByContains: String
+  """
+  Matches when updatedBy starts with the value.
+  """
+  updatedByHasPrefix: String
+  """
+  Matches when updatedBy ends with the value.
+  """
+  updatedByHasSuffix: String
+  """
+  Matches when updatedBy is null.
+  """
+  updatedByIsNil: Boolean
+  """
+  Matches when updatedBy is not null.
+  """
+  updatedByNotNil: Boolean
+  """
+  Matches when updatedBy equals the value, ignoring case.
+  """
+  updatedByEqualFold: String
+  """
+  Matches when updatedBy contains the value, ignoring case.
+  """
+  updatedByContainsFold: String
+  """
+  name field predicates
+  """
+  name: String
+  """
+  Matches when name differs from the value.
+  """
+  nameNEQ: String
+  """
+  Matches when name is one of the values.
+  """
+  nameIn: [String!]
+  """
+  Matches when name is none of the values.
+  """
+  nameNotIn: [String!]
+  """
+  Matches when name is greater than the value.
+  """
+  nameGT: String
+  """
+  Matches when name is greater than or equal to the value.
+  """
+  nameGTE: String
+  """
+  Matches when name is less than the value.
+  """
+  nameLT: String
+  """
+  Matches when name is less than or equal to the value.
+  """
+  nameLTE: String
+  """
+  Matches when name contains the value.
+  """
+  nameContains: String
+  """
+  Matches when name starts with the value.
+  """
+  nameHasPrefix: String
+  """
+  Matches when name ends with the value.
+  """
+  nameHasSuffix: String
+  """
+  Matches when name equals the value, ignoring case.
+  """
+  nameEqualFold: String
+  """
+  Matches when name contains the value, ignoring case.
+  """
+  nameContainsFold: String
+  """
+  description field predicates
+  """
+  description: String
+  """
+  Matches when description differs from the value.
+  """
+  descriptionNEQ: String
+  """
+  Matches when description is one of the values.
+  """
+  descriptionIn: [String!]
+  """
+  Matches when description is none of the values.
+  """
+  descriptionNotIn: [String!]
+  """
+  Matches when description is greater than the value.
+  """
+  descriptionGT: String
+  """
+  Matches when description is greater than or equal to the value.
+  """
+  descriptionGTE: String
+  """
+  Matches when description is less than the value.
+  """
+  descriptionLT: String
+  """
+  Matches when description is less than or equal to the value.
+  """
+  descriptionLTE: String
+  """
+  Matches when description contains the value.
+  """
+  descriptionContains: String
+  """
+  Matches when description starts with the value.
+  """
+  descriptionHasPrefix: String
+  """
+  Matches when description ends with the value.
+  """
+  descriptionHasSuffix: String
+  """
+  Matches when description is null.
+  """
+  descriptionIsNil: Boolean
+  """
+  Matches when description is not null.
+  """
+  descriptionNotNil: Boolean
+  """
+  Matches when description equals the value, ignoring case.
+  """
+  descriptionEqualFold: String
+  """
+  Matches when description contains the value, ignoring case.
+  """
+  descriptionContainsFold: String
+  """
+  subject_kind field predicates
+  """
+  subjectKind: RateLimitSubjectKind
+  """
+  Matches when subjectKind differs from the value.
+  """
+  subjectKindNEQ: RateLimitSubjectKind
+  """
+  Matches when subjectKind is one of the values.
+  """
+  subjectKindIn: [RateLimitSubjectKind!]
+  """
+  Matches when subjectKind is none of the values.
+  """
+  subjectKindNotIn: [RateLimitSubjectKind!]
+  """
+  Matches when subjectKind is null.
+  """
+  subjectKindIsNil: Boolean
+  """
+  Matches when subjectKind is not null.
+  """
+  subjectKindNotNil: Boolean
+  """
+  subject field predicates
+  """
+  subject: String
+  """
+  Matches when subject differs from the value.
+  """
+  subjectNEQ: String
+  """
+  Matches when subject is one of the values.
+  """
+  subjectIn: [String!]
+  """
+  Matches when subject is none of the values.
+  """
+  subjectNotIn: [String!]
+  """
+  Matches when subject is greater than the value.
+  """
+  subjectGT: String
+  """
+  Matches when subject is greater than or equal to the value.
+  """
+  subjectGTE: String
+  """
+  Matches when subject is less than the value.
+  """
+  subjectLT: String
+  """
+  Matches when subject is less than or equal to the value.
+  """
+  subjectLTE: String
+  """
+  Matches when subject contains the value.
+  """
+  subjectContains: String
+  """
+  Matches when subject starts with the value.
+  """
+  subjectHasPrefix: String
+  """
+  Matches when subject ends with the value.
+  """
+  subjectHasSuffix: String
+  """
+  Matches when subject is null.
+  """
+  subjectIsNil: Boolean
+  """
+  Matches when subject is not null.
+  """
+  subjectNotNil: Boolean
+  """
+  Matches when subject equals the value, ignoring case.
+  """
+  subjectEqualFold: String
+  """
+  Matches when subject contains the value, ignoring case.
+  """
+  subjectContainsFold: String
+  """
+  key field predicates
+  """
+  key: RateLimitKey
+  """
+  Matches when key differs from the value.
+  """
+  keyNEQ: RateLimitKey
+  """
+  Matches when key is one of the values.
+  """
+  keyIn: [RateLimitKey!]
+  """
+  Matches when key is none of the values.
+  """
+  keyNotIn: [RateLimitKey!]
+  """
+  requests field predicates
+  """
+  requests: Int
+  """
+  Matches when requests differs from the value.
+  """
+  requestsNEQ: Int
+  """
+  Matches when requests is one of the values.
+  """
+  requestsIn: [Int!]
+  """
+  Matches when requests is none of the values.
+  """
+  requestsNotIn: [Int!]
+  """
+  Matches when requests is greater than the value.
+  """
+  requestsGT: Int
+  """
+  Matches when requests is greater than or equal to the value.
+  """
+  requestsGTE: Int
+  """
+  Matches when requests is less than the value.
+  """
+  requestsLT: Int
+  """
+  Matches when requests is less than or equal to the value.
+  """
+  requestsLTE: Int
+  """
+  per_seconds field predicates
+  """
+  perSeconds: Float
+  """
+  Matches when perSeconds differs from the value.
+  """
+  perSecondsNEQ: Float
+  """
+  Matches when perSeconds is one of the values.
+  """
+  perSecondsIn: [Float!]
+  """
+  Matches when perSeconds is none of the values.
+  """
+  perSecondsNotIn: [Float!]
+  """
+  Matches when perSeconds is greater than the value.
+  """
+  perSecondsGT: Float
+  """
+  Matches when perSeconds is greater than or equal to the value.
+  """
+  perSecondsGTE: Float
+  """
+  Matches when perSeconds is less than the value.
+  """
+  perSecondsLT: Float
+  """
+  Matches when perSeconds is less than or equal to the value.
+  """
+  perSecondsLTE: Float
+  """
+  burst field predicates
+  """
+  burst: Int
+  """
+  Matches when burst differs from the value.
+  """
+  burstNEQ: Int
+  """
+  Matches when burst is one of the values.
+  """
+  burstIn: [Int!]
+  """
+  Matches when burst is none of the values.
+  """
+  burstNotIn: [Int!]
+  """
+  Matches when burst is greater than the value.
+  """
+  burstGT: Int
+  """
+  Matches when burst is greater than or equal to the value.
+  """
+  burstGTE: Int
+  """
+  Matches when burst is less than the value.
+  """
+  burstLT: Int
+  """
+  Matches when burst is less than or equal to the value.
+  """
+  burstLTE: Int
+  """
+  virtual_server edge predicates
+  """
+  hasVirtualServer: Boolean
+  """
+  Matches when the edge virtualServer leads to an entity matching all these filters.
+  """
+  hasVirtualServerWith: [VirtualServerWhereInput!]
 }
 """
 A role that agents hold and that grants can name.
@@ -11334,7 +12782,7 @@ type Tool implements Node {
   """
   annotations: JSON
   """
-  Hash of the tool's definition; a change means the upstream changed the tool.
+  Hash of the tool's current definition (hex SHA-256 of its canonical JSON: name, title, description, schemas, annotations); a change means the upstream changed the tool.
   """
   definitionHash: String
   """
@@ -11345,6 +12793,18 @@ type Tool implements Node {
   When the tool was last announced by its upstream.
   """
   lastSeen: Time!
+  """
+  Definition hash of the approved definition; null while the tool awaits approval. The tool is pinned when it equals definitionHash, quarantined when it differs.
+  """
+  approvedHash: String
+  """
+  When the approved definition was approved.
+  """
+  approvedAt: Time
+  """
+  Who approved it: an admin token (token:NAME), or auto when pinning mode auto pinned the first definition seen.
+  """
+  approvedBy: String
   """
   Upstream that serves the tool.
   """
@@ -11948,6 +13408,166 @@ input ToolWhereInput {
   """
   lastSeenLTE: Time
   """
+  approved_hash field predicates
+  """
+  approvedHash: String
+  """
+  Matches when approvedHash differs from the value.
+  """
+  approvedHashNEQ: String
+  """
+  Matches when approvedHash is one of the values.
+  """
+  approvedHashIn: [String!]
+  """
+  Matches when approvedHash is none of the values.
+  """
+  approvedHashNotIn: [String!]
+  """
+  Matches when approvedHash is greater than the value.
+  """
+  approvedHashGT: String
+  """
+  Matches when approvedHash is greater than or equal to the value.
+  """
+  approvedHashGTE: String
+  """
+  Matches when approvedHash is less than the value.
+  """
+  approvedHashLT: String
+  """
+  Matches when approvedHash is less than or equal to the value.
+  """
+  approvedHashLTE: String
+  """
+  Matches when approvedHash contains the value.
+  """
+  approvedHashContains: String
+  """
+  Matches when approvedHash starts with the value.
+  """
+  approvedHashHasPrefix: String
+  """
+  Matches when approvedHash ends with the value.
+  """
+  approvedHashHasSuffix: String
+  """
+  Matches when approvedHash is null.
+  """
+  approvedHashIsNil: Boolean
+  """
+  Matches when approvedHash is not null.
+  """
+  approvedHashNotNil: Boolean
+  """
+  Matches when approvedHash equals the value, ignoring case.
+  """
+  approvedHashEqualFold: String
+  """
+  Matches when approvedHash contains the value, ignoring case.
+  """
+  approvedHashContainsFold: String
+  """
+  approved_at field predicates
+  """
+  approvedAt: Time
+  """
+  Matches when approvedAt differs from the value.
+  """
+  approvedAtNEQ: Time
+  """
+  Matches when approvedAt is one of the values.
+  """
+  approvedAtIn: [Time!]
+  """
+  Matches when approvedAt is none of the values.
+  """
+  approvedAtNotIn: [Time!]
+  """
+  Matches when approvedAt is greater than the value.
+  """
+  approvedAtGT: Time
+  """
+  Matches when approvedAt is greater than or equal to the value.
+  """
+  approvedAtGTE: Time
+  """
+  Matches when approvedAt is less than the value.
+  """
+  approvedAtLT: Time
+  """
+  Matches when approvedAt is less than or equal to the value.
+  """
+  approvedAtLTE: Time
+  """
+  Matches when approvedAt is null.
+  """
+  approvedAtIsNil: Boolean
+  """
+  Matches when approvedAt is not null.
+  """
+  approvedAtNotNil: Boolean
+  """
+  approved_by field predicates
+  """
+  approvedBy: String
+  """
+  Matches when approvedBy differs from the value.
+  """
+  approvedByNEQ: String
+  """
+  Matches when approvedBy is one of the values.
+  """
+  approvedByIn: [String!]
+  """
+  Matches when approvedBy is none of the values.
+  """
+  approvedByNotIn: [String!]
+  """
+  Matches when approvedBy is greater than the value.
+  """
+  approvedByGT: String
+  """
+  Matches when approvedBy is greater than or equal to the value.
+  """
+  approvedByGTE: String
+  """
+  Matches when approvedBy is less than the value.
+  """
+  approvedByLT: String
+  """
+  Matches when approvedBy is less than or equal to the value.
+  """
+  approvedByLTE: String
+  """
+  Matches when approvedBy contains the value.
+  """
+  approvedByContains: String
+  """
+  Matches when approvedBy starts with the value.
+  """
+  approvedByHasPrefix: String
+  """
+  Matches when approvedBy ends with the value.
+  """
+  approvedByHasSuffix: String
+  """
+  Matches when approvedBy is null.
+  """
+  approvedByIsNil: Boolean
+  """
+  Matches when approvedBy is not null.
+  """
+  approvedByNotNil: Boolean
+  """
+  Matches when approvedBy equals the value, ignoring case.
+  """
+  approvedByEqualFold: String
+  """
+  Matches when approvedBy contains the value, ignoring case.
+  """
+  approvedByContainsFold: String
+  """
   upstream edge predicates
   """
   hasUpstream: Boolean
@@ -12110,6 +13730,14 @@ Input was generated by ent.
 """
 input UpdateGrantInput {
   """
+  Name of the grant in decisions, explanations and audit events; unique when set. Grants created without one are named after their content (grant-HASH).
+  """
+  name: String
+  """
+  Clears name.
+  """
+  clearName: Boolean
+  """
   Free-text description of the grant for admins.
   """
   description: String
@@ -12122,11 +13750,11 @@ input UpdateGrantInput {
   """
   subjectKind: GrantSubjectKind
   """
-  Agent, team or role name; for subjectKind claim, a CEL expression over ` + "`" + `claims` + "`" + `, e.g. 'groups.exists(g, g == "sre")'.
+  Agent, team or role name (agent "*" means every authenticated agent); for subjectKind claim, a CEL expression over ` + "`" + `claims` + "`" + `, e.g. 'claims.groups.exists(g, g == "sre")'.
   """
   subject: String
   """
-  Tools (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+  Tools (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   tools: [String!]
   """
@@ -12138,7 +13766,7 @@ input UpdateGrantInput {
   """
   clearTools: Boolean
   """
-  Resource URIs the grant covers. Globs (path.Match); null means all, [] means none.
+  Resource and resource template URIs the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   resources: [String!]
   """
@@ -12150,7 +13778,7 @@ input UpdateGrantInput {
   """
   clearResources: Boolean
   """
-  Prompts (exposed names) the grant covers. Globs (path.Match); null means all, [] means none.
+  Prompts (exposed names) the grant covers. Globs (path.Match); null or [] covers nothing of this kind, ["*"] everything.
   """
   prompts: [String!]
   """
@@ -12162,11 +13790,11 @@ input UpdateGrantInput {
   """
   clearPrompts: Boolean
   """
-  What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call).
+  What the grant decides: allow, deny (overrides allows) or require_approval (a human approves each call; outranks allow).
   """
   effect: GrantEffect
   """
-  Optional CEL condition over the request (principal, tool, arguments); the grant applies only when it is true.
+  Optional CEL condition over principal, tool, args and request; the grant applies only when it is true.
   """
   when: String
   """
@@ -12174,7 +13802,7 @@ input UpdateGrantInput {
   """
   clearWhen: Boolean
   """
-  Evaluation order among grants of a virtual server, highest first.
+  Order in which grants are listed and explained, highest first; it does not change decisions (deny wins over allow).
   """
   priority: Int
   """
@@ -12208,15 +13836,27 @@ input UpdateGuardrailRuleInput {
   """
   clearDescription: Boolean
   """
-  What the rule inspects: tool arguments (input), results (output) or both.
+  What the rule inspects: tool arguments (request), results (response) or both.
   """
-  stage: GuardrailRuleStage
+  direction: GuardrailRuleDirection
   """
-  How the rule detects: a regular expression, built-in PII or secret detectors, a list of words, or a CEL expression.
+  How the rule detects: built-in secret or PII detectors, prompt-injection scoring, a regular expression, a list of words or phrases, or a size limit. (cel is a value of earlier versions that the gateway does not evaluate: change such rules.)
   """
   detector: GuardrailRuleDetector
   """
-  The regular expression (detector regex) or CEL expression (detector cel).
+  Narrows a secrets or pii detector to some kinds (e.g. aws_access_key, email); null or [] means all.
+  """
+  kinds: [String!]
+  """
+  Appends values to the list kinds.
+  """
+  appendKinds: [String!]
+  """
+  Clears kinds.
+  """
+  clearKinds: Boolean
+  """
+  The regular expression (RE2) of a regex detector.
   """
   pattern: String
   """
@@ -12224,7 +13864,7 @@ input UpdateGuardrailRuleInput {
   """
   clearPattern: Boolean
   """
-  Words or phrases of a denylist detector; kinds of a pii detector (e.g. email, phone).
+  Words or phrases of a denylist detector (matched ignoring case).
   """
   terms: [String!]
   """
@@ -12236,7 +13876,15 @@ input UpdateGuardrailRuleInput {
   """
   clearTerms: Boolean
   """
-  What happens when the detector fires.
+  Limit of a size detector, in bytes of the JSON-encoded arguments or result; required (positive) for it.
+  """
+  maxBytes: Int
+  """
+  Score (0..1) from which an injection detector fires; 0 means the default, 0.5.
+  """
+  threshold: Float
+  """
+  What happens when the detector fires: block the call, redact what was found, flag it (logged, call proceeds) or require a human's approval.
   """
   action: GuardrailRuleAction
   """
@@ -12301,6 +13949,76 @@ input UpdatePolicyRuleInput {
   A disabled policy is kept but not evaluated.
   """
   enabled: Boolean
+}
+"""
+UpdateRateLimitInput is used for update RateLimit object.
+Input was generated by ent.
+"""
+input UpdateRateLimitInput {
+  """
+  Unique name of the rate limit; errors and audit events name it.
+  """
+  name: String
+  """
+  Free-text description of the rate limit for admins.
+  """
+  description: String
+  """
+  Clears description.
+  """
+  clearDescription: Boolean
+  """
+  Whom the limit applies to: an agent, a team or a role by name, or a claim expression; everyone when unset.
+  """
+  subjectKind: RateLimitSubjectKind
+  """
+  Clears subjectKind.
+  """
+  clearSubjectKind: Boolean
+  """
+  Agent, team or role name (agent "*" means every authenticated agent), or for subjectKind claim a CEL expression over ` + "`" + `claims` + "`" + `; set together with subjectKind.
+  """
+  subject: String
+  """
+  Clears subject.
+  """
+  clearSubject: Boolean
+  """
+  Tools (exposed names) whose calls the limit counts. Globs (path.Match); null means all, [] means none.
+  """
+  tools: [String!]
+  """
+  Appends values to the list tools.
+  """
+  appendTools: [String!]
+  """
+  Clears tools.
+  """
+  clearTools: Boolean
+  """
+  What one bucket counts: each agent its own (agent), each team, each tool, or all calls together (global).
+  """
+  key: RateLimitKey
+  """
+  Calls allowed per perSeconds.
+  """
+  requests: Int
+  """
+  The period of requests, in seconds.
+  """
+  perSeconds: Float
+  """
+  Size of the bucket: how many calls may come at once; 0 means requests.
+  """
+  burst: Int
+  """
+  ID of the entity of the edge virtualServer. Virtual server whose calls the limit counts; every virtual server when unset.
+  """
+  virtualServerID: ID
+  """
+  Clears virtualServer. Virtual server whose calls the limit counts; every virtual server when unset.
+  """
+  clearVirtualServer: Boolean
 }
 """
 UpdateRoleInput is used for update Role object.
@@ -12648,7 +14366,7 @@ input UpdateToolInput {
   """
   clearAnnotations: Boolean
   """
-  Hash of the tool's definition; a change means the upstream changed the tool.
+  Hash of the tool's current definition (hex SHA-256 of its canonical JSON: name, title, description, schemas, annotations); a change means the upstream changed the tool.
   """
   definitionHash: String
   """
@@ -13641,6 +15359,10 @@ type VirtualServer implements Node {
   Guardrail rules limited to the virtual server; they are deleted with it.
   """
   guardrailRules: [GuardrailRule!]
+  """
+  Rate limits limited to the virtual server; they are deleted with it.
+  """
+  rateLimits: [RateLimit!]
 }
 """
 A connection to a list of items.
@@ -14079,6 +15801,14 @@ input VirtualServerWhereInput {
   Matches when the edge guardrailRules leads to an entity matching all these filters.
   """
   hasGuardrailRulesWith: [GuardrailRuleWhereInput!]
+  """
+  rate_limits edge predicates
+  """
+  hasRateLimits: Boolean
+  """
+  Matches when the edge rateLimits leads to an entity matching all these filters.
+  """
+  hasRateLimitsWith: [RateLimitWhereInput!]
 }
 `, BuiltIn: false},
 	{Name: "../gatehouse.graphql", Input: `# Hand-written part of the admin API schema. ent.graphql next to it is
@@ -14114,6 +15844,166 @@ enum UpstreamTransport @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/s
   stdio
 }
 
+extend type Tool {
+  """
+  Where the tool stands with pinning: PENDING until a definition is
+  approved, PINNED while the upstream serves the approved definition,
+  QUARANTINED (hidden and uncallable) when it serves another one.
+  """
+  pinStatus: ToolPinStatus!
+  """
+  How the current definition differs from the approved one, field by field
+  ("description:" then "- old" and "+ new" lines); null when they are equal
+  or nothing is approved yet. Review it before approveToolDefinition.
+  """
+  definitionDiff: String
+  """
+  The approved definition as JSON (name, title, description, inputSchema,
+  outputSchema, annotations); null while none is approved.
+  """
+  approvedDefinition: JSON
+}
+
+"""
+Where a tool stands with tool-definition pinning.
+"""
+enum ToolPinStatus {
+  """
+  The upstream serves the approved definition: agents may see and call the tool.
+  """
+  PINNED
+  """
+  No definition approved yet (pinning mode approve, or not yet seen by a
+  gateway in mode auto): the tool is withheld until an admin approves it.
+  """
+  PENDING
+  """
+  The upstream changed the tool since its definition was approved: it is
+  withheld until an admin approves the new definition.
+  """
+  QUARANTINED
+}
+
+extend input ToolWhereInput {
+  """
+  Matches tools with this pin status, e.g. {pinStatus: QUARANTINED} for the
+  ones awaiting review.
+  """
+  pinStatus: ToolPinStatus
+}
+
+"""
+Tool-definition pinning mode (the document's pinning.mode).
+"""
+enum PinningMode {
+  """
+  A tool's first definition is pinned when a gateway first sees it.
+  """
+  auto
+  """
+  New tools stay hidden until an admin approves them.
+  """
+  approve
+  """
+  No pinning: tools are served as upstreams announce them.
+  """
+  off
+}
+
+"""
+Gateway-wide settings that are not entities of their own.
+"""
+type GatewaySettings {
+  """
+  Tool-definition pinning mode. Default auto. Whatever the mode (except
+  off), a pinned tool whose definition changes is quarantined until approved.
+  """
+  pinningMode: PinningMode!
+  """
+  When the settings were last changed; null while they have their defaults.
+  """
+  updatedAt: Time
+  """
+  Who last changed them (token:NAME or the actor of an applied document).
+  """
+  updatedBy: String
+}
+
+"""
+How the running gateway would decide a call, with every rule that took part.
+"""
+type Explanation {
+  """
+  The decision: allow, deny or require_approval.
+  """
+  effect: String!
+  """
+  Why, in a sentence (e.g. "no grant allows it", "denied by grant ops-deny").
+  """
+  reason: String!
+  """
+  Every grant that matched the call (subject, target and condition), with
+  what it decided.
+  """
+  grants: [ExplainedGrant!]!
+  """
+  What the guardrails found in the arguments, if any (never the matched text).
+  """
+  guardrails: [ExplainedFinding!]!
+  """
+  Name of the rate limit that would refuse the call now; null when none would.
+  """
+  rateLimit: String
+  """
+  Whether the agent sees the tool in tools/list.
+  """
+  visible: Boolean!
+}
+
+"""
+A grant that matched the explained call.
+"""
+type ExplainedGrant {
+  """
+  Name of the grant.
+  """
+  grant: String!
+  """
+  What the grant decides: allow, deny or require_approval.
+  """
+  effect: String!
+  """
+  Why it matched, or why its condition did not hold.
+  """
+  reason: String!
+}
+
+"""
+What a guardrail found in the explained call's arguments.
+"""
+type ExplainedFinding {
+  """
+  Name of the guardrail rule.
+  """
+  rule: String!
+  """
+  Its detector (secrets, pii, injection, regex, denylist, size).
+  """
+  detector: String!
+  """
+  Kind of finding, e.g. aws_access_key or email.
+  """
+  kind: String!
+  """
+  Where in the arguments, as a JSON path (e.g. $.query).
+  """
+  path: String!
+  """
+  What the rule does about it: block, redact, flag or require_approval.
+  """
+  action: String!
+}
+
 extend type VirtualServer {
   """
   What the virtual server takes from each upstream, in order of position.
@@ -14124,8 +16014,10 @@ extend type VirtualServer {
 extend type Query {
   """
   Compiles the stored configuration into the declarative document and
-  validates it as ` + "`" + `gatehouse check` + "`" + ` would, reporting every error with its
-  path in the document (e.g. upstreams[0].url).
+  validates it as ` + "`" + `gatehouse check` + "`" + ` would, CEL expressions included,
+  reporting every error with its path in the document (e.g.
+  upstreams[0].url, grants[1].when). A guardrail rule with detector cel,
+  which earlier versions accepted, is reported at its detector.
   """
   validateConfig: ConfigValidation!
   """
@@ -14135,23 +16027,56 @@ extend type Query {
   """
   The stored configuration as the declarative YAML document that
   ` + "`" + `gatehouse serve --config` + "`" + ` reads and applyConfig takes: upstreams, virtual
-  servers (selections in order) and agents, each list sorted by name, agent
-  keys as sha256 entries (active keys only). Process settings (listen,
-  data_dir, log, limits, http) belong to each gateway process and are left
-  out, as are the entities the document cannot express yet (grants,
-  policies, guardrails, approval rules, secret bindings, admin tokens).
+  servers (selections in order), agents, grants, guardrails, rate limits and
+  pinning; lists sorted by name (grants and guardrails by priority, then
+  name), agent keys as sha256 entries (active keys only). Process settings
+  (listen, data_dir, log, limits, http, auth) belong to each gateway process
+  and are left out, as are what the document cannot express (policy rules,
+  approval rules, secret bindings, admin tokens, approved tool definitions).
   exportConfig then applyConfig(dryRun: true) reports no changes. Needs the
   admin, viewer or auditor role.
   """
   exportConfig: String!
   """
+  The gateway-wide settings (pinning mode). Needs the admin, viewer or
+  auditor role.
+  """
+  settings: GatewaySettings!
+  """
+  How the running gateway would decide a call of tool (by the name the
+  virtual server exposes) by agent, with arguments, without calling it: the
+  decision, every grant that matched, what the guardrails would find, the
+  rate limit that would refuse it, and whether the agent sees the tool.
+  Nothing is counted against rate limits. NOT_FOUND when the store has no
+  such agent, or the running gateway no such virtual server or tool;
+  UNAVAILABLE without the running gateway. Needs the admin, viewer or
+  auditor role.
+  """
+  explainDecision(
+    """
+    Name of the agent (as stored).
+    """
+    agent: String!
+    """
+    Name of the virtual server.
+    """
+    virtualServer: String!
+    """
+    Name of the tool as the virtual server exposes it.
+    """
+    tool: String!
+    """
+    The call's arguments: a JSON object, or null for none.
+    """
+    arguments: JSON
+  ): Explanation!
+  """
   The tools a virtual server of the running gateway exposes, as agents see
   them: after renames and description overrides, with the discovered Tool
-  behind each. With agent, the tools that agent may call; per-agent
-  filtering by grants arrives with access control (issue #4), so for now
-  every agent sees every exposed tool, and agent must only name an existing
-  agent (NOT_FOUND otherwise). Needs the running gateway (UNAVAILABLE otherwise)
-  and the admin, viewer or auditor role.
+  behind each. With agent, only the tools that agent sees in tools/list
+  (its grants allow them; see explainDecision); agent must name a stored
+  agent (NOT_FOUND otherwise). Needs the running gateway (UNAVAILABLE
+  otherwise) and the admin, viewer or auditor role.
   """
   effectiveTools(
     """
@@ -14197,7 +16122,9 @@ The result of applyConfig.
 type ApplyConfigPayload {
   """
   What the apply changed (or, in a dry run, would change), in the order it
-  did: upstreams, virtual servers, agents, teams and roles, API keys.
+  did: with prune, the grants, guardrails and rate limits the document lacks
+  are deleted first; then upstreams, virtual servers, agents, teams and
+  roles, API keys, grants, guardrails, rate limits and settings.
   """
   changes: [ConfigChange!]!
   """
@@ -14217,7 +16144,8 @@ One entity that applyConfig created, updated, deleted or revoked.
 """
 type ConfigChange {
   """
-  Kind of entity: upstream, virtual_server, agent, team, role or api_key.
+  Kind of entity: upstream, virtual_server, agent, team, role, api_key,
+  grant, guardrail, rate_limit or settings.
   """
   kind: String!
   """
@@ -14262,7 +16190,8 @@ type ConfigError {
   """
   message: String!
   """
-  Name of the upstream, virtual server or agent the path points into, if any.
+  Name of the upstream, virtual server, agent, grant, guardrail or rate limit
+  the path points into, if any.
   """
   name: String
 }
@@ -14571,7 +16500,10 @@ type Mutation {
     id: ID!
   ): ID!
   """
-  Creates a grant.
+  Creates a grant. Without a name it is named after its content
+  (grant-HASH), as applyConfig names unnamed grants. A when condition or
+  claim subject that is not valid CEL fails with INVALID on input.when or
+  input.subject, the message giving the line:column of the error.
   """
   createGrant(
     """
@@ -14580,7 +16512,8 @@ type Mutation {
     input: CreateGrantInput!
   ): Grant!
   """
-  Updates a grant; fields absent from input are left as they are.
+  Updates a grant; fields absent from input are left as they are. CEL is
+  checked as by createGrant.
   """
   updateGrant(
     """
@@ -14660,6 +16593,37 @@ type Mutation {
   deleteGuardrailRule(
     """
     ID of the GuardrailRule to delete.
+    """
+    id: ID!
+  ): ID!
+  """
+  Creates a rate limit.
+  """
+  createRateLimit(
+    """
+    Fields of the new RateLimit.
+    """
+    input: CreateRateLimitInput!
+  ): RateLimit!
+  """
+  Updates a rate limit; fields absent from input are left as they are.
+  """
+  updateRateLimit(
+    """
+    ID of the RateLimit to update.
+    """
+    id: ID!
+    """
+    Fields to change.
+    """
+    input: UpdateRateLimitInput!
+  ): RateLimit!
+  """
+  Deletes a rate limit and returns its ID.
+  """
+  deleteRateLimit(
+    """
+    ID of the RateLimit to delete.
     """
     id: ID!
   ): ID!
@@ -14758,9 +16722,12 @@ type Mutation {
   ): ID!
   """
   Asks the upstream, through the running gateway, which tools it serves now,
-  and records them as Tool entities: new ones are created (firstSeen now),
-  known ones updated (description, schemas, annotations, definitionHash;
-  lastSeen now). Tools the upstream no longer serves keep their row and
+  and records them as Tool entities, as gateways do whenever they load an
+  upstream's catalog: new ones are created (firstSeen now), known ones
+  updated (description, schemas, annotations, definitionHash; lastSeen now),
+  and in pinning mode auto a tool's first definition is approved. A changed
+  definition of a pinned tool is recorded, not approved (the tool is then
+  QUARANTINED). Tools the upstream no longer serves keep their row and
   their old lastSeen. Returns the tools served now, by name. Needs the
   running gateway: UNAVAILABLE without it or when the upstream does not
   answer; NOT_FOUND when the store or the gateway lacks the upstream.
@@ -14772,16 +16739,48 @@ type Mutation {
     upstream: String!
   ): [Tool!]!
   """
+  Approves a tool's current definition (pinning): the tool becomes PINNED
+  and gateways serve it again (a quarantined tool comes back, with
+  list_changed). hash must be the tool's current definitionHash, as read
+  with definitionDiff: when the upstream changed the tool again since,
+  CONFLICT ("the definition changed again; review the new diff"). Recorded
+  in the admin change log.
+  """
+  approveToolDefinition(
+    """
+    ID of the Tool.
+    """
+    tool: ID!
+    """
+    The definitionHash that was reviewed.
+    """
+    hash: String!
+  ): Tool!
+  """
+  Changes the gateway-wide settings; arguments left out keep their value.
+  Recorded in the admin change log.
+  """
+  updateSettings(
+    """
+    New tool-definition pinning mode.
+    """
+    pinningMode: PinningMode
+  ): GatewaySettings!
+  """
   Makes the store hold a declarative YAML document (the format of
   ` + "`" + `gatehouse serve --config` + "`" + ` and exportConfig), in one transaction:
-  upstreams, virtual servers and agents are created or updated to equal the
-  document's; with prune, those it lacks are deleted and agent keys it does
-  not list revoked. Agent keys must be sha256 entries (the CLI resolves env
-  and file keys first). Process settings in the document (listen, data_dir,
-  log, limits, http) are validated but not stored. An invalid document
-  changes nothing and fails with INVALID errors whose extensions carry the
-  path in the document (e.g. upstreams[0].url). Changes are recorded in the
-  admin change log under this token.
+  upstreams, virtual servers, agents, grants, guardrails and rate limits
+  are created or updated to equal the document's, and the pinning mode set;
+  with prune, those it lacks are deleted and agent keys it does not list
+  revoked. Grants are matched by name; an unnamed grant is named after its
+  content (grant-HASH), so applying the same file again changes nothing.
+  Agent keys must be sha256 entries (the CLI resolves env and file keys
+  first). Process settings in the document (listen, data_dir, log, limits,
+  http, auth) are validated but not stored. An invalid document (including
+  a CEL expression that does not compile, in a grant's when or a claim
+  subject) changes nothing and fails with INVALID errors whose extensions
+  carry the path in the document (e.g. upstreams[0].url, grants[2].when).
+  Changes are recorded in the admin change log under this token.
   """
   applyConfig(
     """
@@ -15160,6 +17159,64 @@ func (ec *executionContext) childFields_EffectiveTool(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type EffectiveTool", field.Name)
 }
 
+func (ec *executionContext) childFields_ExplainedFinding(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "rule":
+		return ec.fieldContext_ExplainedFinding_rule(ctx, field)
+	case "detector":
+		return ec.fieldContext_ExplainedFinding_detector(ctx, field)
+	case "kind":
+		return ec.fieldContext_ExplainedFinding_kind(ctx, field)
+	case "path":
+		return ec.fieldContext_ExplainedFinding_path(ctx, field)
+	case "action":
+		return ec.fieldContext_ExplainedFinding_action(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExplainedFinding", field.Name)
+}
+
+func (ec *executionContext) childFields_ExplainedGrant(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "grant":
+		return ec.fieldContext_ExplainedGrant_grant(ctx, field)
+	case "effect":
+		return ec.fieldContext_ExplainedGrant_effect(ctx, field)
+	case "reason":
+		return ec.fieldContext_ExplainedGrant_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExplainedGrant", field.Name)
+}
+
+func (ec *executionContext) childFields_Explanation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "effect":
+		return ec.fieldContext_Explanation_effect(ctx, field)
+	case "reason":
+		return ec.fieldContext_Explanation_reason(ctx, field)
+	case "grants":
+		return ec.fieldContext_Explanation_grants(ctx, field)
+	case "guardrails":
+		return ec.fieldContext_Explanation_guardrails(ctx, field)
+	case "rateLimit":
+		return ec.fieldContext_Explanation_rateLimit(ctx, field)
+	case "visible":
+		return ec.fieldContext_Explanation_visible(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Explanation", field.Name)
+}
+
+func (ec *executionContext) childFields_GatewaySettings(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "pinningMode":
+		return ec.fieldContext_GatewaySettings_pinningMode(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_GatewaySettings_updatedAt(ctx, field)
+	case "updatedBy":
+		return ec.fieldContext_GatewaySettings_updatedBy(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GatewaySettings", field.Name)
+}
+
 func (ec *executionContext) childFields_Grant(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -15172,6 +17229,8 @@ func (ec *executionContext) childFields_Grant(ctx context.Context, field graphql
 		return ec.fieldContext_Grant_createdBy(ctx, field)
 	case "updatedBy":
 		return ec.fieldContext_Grant_updatedBy(ctx, field)
+	case "name":
+		return ec.fieldContext_Grant_name(ctx, field)
 	case "description":
 		return ec.fieldContext_Grant_description(ctx, field)
 	case "subjectKind":
@@ -15236,14 +17295,20 @@ func (ec *executionContext) childFields_GuardrailRule(ctx context.Context, field
 		return ec.fieldContext_GuardrailRule_name(ctx, field)
 	case "description":
 		return ec.fieldContext_GuardrailRule_description(ctx, field)
-	case "stage":
-		return ec.fieldContext_GuardrailRule_stage(ctx, field)
+	case "direction":
+		return ec.fieldContext_GuardrailRule_direction(ctx, field)
 	case "detector":
 		return ec.fieldContext_GuardrailRule_detector(ctx, field)
+	case "kinds":
+		return ec.fieldContext_GuardrailRule_kinds(ctx, field)
 	case "pattern":
 		return ec.fieldContext_GuardrailRule_pattern(ctx, field)
 	case "terms":
 		return ec.fieldContext_GuardrailRule_terms(ctx, field)
+	case "maxBytes":
+		return ec.fieldContext_GuardrailRule_maxBytes(ctx, field)
+	case "threshold":
+		return ec.fieldContext_GuardrailRule_threshold(ctx, field)
 	case "action":
 		return ec.fieldContext_GuardrailRule_action(ctx, field)
 	case "tools":
@@ -15342,6 +17407,64 @@ func (ec *executionContext) childFields_PolicyRuleEdge(ctx context.Context, fiel
 		return ec.fieldContext_PolicyRuleEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PolicyRuleEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_RateLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_RateLimit_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_RateLimit_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_RateLimit_updatedAt(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_RateLimit_createdBy(ctx, field)
+	case "updatedBy":
+		return ec.fieldContext_RateLimit_updatedBy(ctx, field)
+	case "name":
+		return ec.fieldContext_RateLimit_name(ctx, field)
+	case "description":
+		return ec.fieldContext_RateLimit_description(ctx, field)
+	case "subjectKind":
+		return ec.fieldContext_RateLimit_subjectKind(ctx, field)
+	case "subject":
+		return ec.fieldContext_RateLimit_subject(ctx, field)
+	case "tools":
+		return ec.fieldContext_RateLimit_tools(ctx, field)
+	case "key":
+		return ec.fieldContext_RateLimit_key(ctx, field)
+	case "requests":
+		return ec.fieldContext_RateLimit_requests(ctx, field)
+	case "perSeconds":
+		return ec.fieldContext_RateLimit_perSeconds(ctx, field)
+	case "burst":
+		return ec.fieldContext_RateLimit_burst(ctx, field)
+	case "virtualServer":
+		return ec.fieldContext_RateLimit_virtualServer(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RateLimit", field.Name)
+}
+
+func (ec *executionContext) childFields_RateLimitConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_RateLimitConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_RateLimitConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_RateLimitConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RateLimitConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_RateLimitEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_RateLimitEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_RateLimitEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RateLimitEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Role(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -15604,8 +17727,20 @@ func (ec *executionContext) childFields_Tool(ctx context.Context, field graphql.
 		return ec.fieldContext_Tool_firstSeen(ctx, field)
 	case "lastSeen":
 		return ec.fieldContext_Tool_lastSeen(ctx, field)
+	case "approvedHash":
+		return ec.fieldContext_Tool_approvedHash(ctx, field)
+	case "approvedAt":
+		return ec.fieldContext_Tool_approvedAt(ctx, field)
+	case "approvedBy":
+		return ec.fieldContext_Tool_approvedBy(ctx, field)
 	case "upstream":
 		return ec.fieldContext_Tool_upstream(ctx, field)
+	case "pinStatus":
+		return ec.fieldContext_Tool_pinStatus(ctx, field)
+	case "definitionDiff":
+		return ec.fieldContext_Tool_definitionDiff(ctx, field)
+	case "approvedDefinition":
+		return ec.fieldContext_Tool_approvedDefinition(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Tool", field.Name)
 }
@@ -15722,6 +17857,8 @@ func (ec *executionContext) childFields_VirtualServer(ctx context.Context, field
 		return ec.fieldContext_VirtualServer_grants(ctx, field)
 	case "guardrailRules":
 		return ec.fieldContext_VirtualServer_guardrailRules(ctx, field)
+	case "rateLimits":
+		return ec.fieldContext_VirtualServer_rateLimits(ctx, field)
 	case "selections":
 		return ec.fieldContext_VirtualServer_selections(ctx, field)
 	}
@@ -15896,6 +18033,28 @@ func (ec *executionContext) field_Mutation_applyConfig_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_approveToolDefinition_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "tool",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tool"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "hash",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["hash"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createAPIKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -15986,6 +18145,20 @@ func (ec *executionContext) field_Mutation_createPolicyRule_args(ctx context.Con
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (ent.CreatePolicyRuleInput, error) {
 			return ec.unmarshalNCreatePolicyRuleInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreatePolicyRuleInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createRateLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (ent.CreateRateLimitInput, error) {
+			return ec.unmarshalNCreateRateLimitInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreateRateLimitInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -16177,6 +18350,20 @@ func (ec *executionContext) field_Mutation_deleteGuardrailRule_args(ctx context.
 }
 
 func (ec *executionContext) field_Mutation_deletePolicyRule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteRateLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -16486,6 +18673,28 @@ func (ec *executionContext) field_Mutation_updatePolicyRule_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_updateRateLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (ent.UpdateRateLimitInput, error) {
+			return ec.unmarshalNUpdateRateLimitInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐUpdateRateLimitInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_updateRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -16549,6 +18758,20 @@ func (ec *executionContext) field_Mutation_updateSelection_args(ctx context.Cont
 		return nil, err
 	}
 	args["input"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateSettings_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "pinningMode",
+		func(ctx context.Context, v any) (*model.PinningMode, error) {
+			return ec.unmarshalOPinningMode2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐPinningMode(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["pinningMode"] = arg0
 	return args, nil
 }
 
@@ -16946,6 +19169,44 @@ func (ec *executionContext) field_Query_effectiveTools_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_explainDecision_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "agent",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["agent"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "virtualServer",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["virtualServer"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "tool",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tool"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "arguments",
+		func(ctx context.Context, v any) (json.RawMessage, error) {
+			return ec.unmarshalOJSON2encodingᚋjsonᚐRawMessage(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["arguments"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_grants_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -17128,6 +19389,60 @@ func (ec *executionContext) field_Query_policyRules_args(ctx context.Context, ra
 	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
 		func(ctx context.Context, v any) (*ent.PolicyRuleWhereInput, error) {
 			return ec.unmarshalOPolicyRuleWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐPolicyRuleWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_rateLimits_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) ([]*ent.RateLimitOrder, error) {
+			return ec.unmarshalORateLimitOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrderᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.RateLimitWhereInput, error) {
+			return ec.unmarshalORateLimitWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -20204,6 +22519,415 @@ func (ec *executionContext) fieldContext_EffectiveTool_tool(_ context.Context, f
 	return fc, nil
 }
 
+func (ec *executionContext) _ExplainedFinding_rule(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedFinding_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedFinding_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedFinding_detector(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedFinding_detector(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detector, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedFinding_detector(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedFinding_kind(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedFinding_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedFinding_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedFinding_path(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedFinding_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedFinding_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedFinding_action(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedFinding_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedFinding_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedGrant_grant(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedGrant_grant(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Grant, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedGrant_grant(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedGrant", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedGrant_effect(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedGrant_effect(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Effect, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedGrant_effect(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedGrant", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExplainedGrant_reason(ctx context.Context, field graphql.CollectedField, obj *model.ExplainedGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExplainedGrant_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExplainedGrant_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExplainedGrant", field, false, false, "String")
+}
+
+func (ec *executionContext) _Explanation_effect(ctx context.Context, field graphql.CollectedField, obj *model.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Explanation_effect(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Effect, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Explanation_effect(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Explanation", field, false, false, "String")
+}
+
+func (ec *executionContext) _Explanation_reason(ctx context.Context, field graphql.CollectedField, obj *model.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Explanation_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Explanation_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Explanation", field, false, false, "String")
+}
+
+func (ec *executionContext) _Explanation_grants(ctx context.Context, field graphql.CollectedField, obj *model.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Explanation_grants(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Grants, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ExplainedGrant) graphql.Marshaler {
+			return ec.marshalNExplainedGrant2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedGrantᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Explanation_grants(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Explanation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExplainedGrant(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Explanation_guardrails(ctx context.Context, field graphql.CollectedField, obj *model.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Explanation_guardrails(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Guardrails, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ExplainedFinding) graphql.Marshaler {
+			return ec.marshalNExplainedFinding2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedFindingᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Explanation_guardrails(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Explanation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExplainedFinding(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Explanation_rateLimit(ctx context.Context, field graphql.CollectedField, obj *model.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Explanation_rateLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RateLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Explanation_rateLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Explanation", field, false, false, "String")
+}
+
+func (ec *executionContext) _Explanation_visible(ctx context.Context, field graphql.CollectedField, obj *model.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Explanation_visible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Visible, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Explanation_visible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Explanation", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _GatewaySettings_pinningMode(ctx context.Context, field graphql.CollectedField, obj *model.GatewaySettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewaySettings_pinningMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PinningMode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.PinningMode) graphql.Marshaler {
+			return ec.marshalNPinningMode2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐPinningMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GatewaySettings_pinningMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewaySettings", field, false, false, "PinningMode")
+}
+
+func (ec *executionContext) _GatewaySettings_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.GatewaySettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewaySettings_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GatewaySettings_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewaySettings", field, false, false, "Time")
+}
+
+func (ec *executionContext) _GatewaySettings_updatedBy(ctx context.Context, field graphql.CollectedField, obj *model.GatewaySettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GatewaySettings_updatedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GatewaySettings_updatedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GatewaySettings", field, false, false, "String")
+}
+
 func (ec *executionContext) _Grant_id(ctx context.Context, field graphql.CollectedField, obj *ent.Grant) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -20316,6 +23040,29 @@ func (ec *executionContext) _Grant_updatedBy(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_Grant_updatedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Grant", field, false, false, "String")
+}
+
+func (ec *executionContext) _Grant_name(ctx context.Context, field graphql.CollectedField, obj *ent.Grant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Grant_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Grant_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Grant", field, false, false, "String")
 }
 
@@ -20893,27 +23640,27 @@ func (ec *executionContext) fieldContext_GuardrailRule_description(_ context.Con
 	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "String")
 }
 
-func (ec *executionContext) _GuardrailRule_stage(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
+func (ec *executionContext) _GuardrailRule_direction(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
 		field,
 		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_GuardrailRule_stage(ctx, field)
+			return ec.fieldContext_GuardrailRule_direction(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Stage, nil
+			return obj.Direction, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v guardrailrule.Stage) graphql.Marshaler {
-			return ec.marshalNGuardrailRuleStage2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v guardrailrule.Direction) graphql.Marshaler {
+			return ec.marshalNGuardrailRuleDirection2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_GuardrailRule_stage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "GuardrailRuleStage")
+func (ec *executionContext) fieldContext_GuardrailRule_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "GuardrailRuleDirection")
 }
 
 func (ec *executionContext) _GuardrailRule_detector(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
@@ -20937,6 +23684,29 @@ func (ec *executionContext) _GuardrailRule_detector(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_GuardrailRule_detector(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "GuardrailRuleDetector")
+}
+
+func (ec *executionContext) _GuardrailRule_kinds(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GuardrailRule_kinds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kinds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GuardrailRule_kinds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "String")
 }
 
 func (ec *executionContext) _GuardrailRule_pattern(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
@@ -20983,6 +23753,52 @@ func (ec *executionContext) _GuardrailRule_terms(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_GuardrailRule_terms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "String")
+}
+
+func (ec *executionContext) _GuardrailRule_maxBytes(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GuardrailRule_maxBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GuardrailRule_maxBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GuardrailRule_threshold(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GuardrailRule_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GuardrailRule_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GuardrailRule", field, false, false, "Float")
 }
 
 func (ec *executionContext) _GuardrailRule_action(ctx context.Context, field graphql.CollectedField, obj *ent.GuardrailRule) (ret graphql.Marshaler) {
@@ -22703,6 +25519,138 @@ func (ec *executionContext) fieldContext_Mutation_deleteGuardrailRule(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createRateLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createRateLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateRateLimit(ctx, fc.Args["input"].(ent.CreateRateLimitInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.RateLimit) graphql.Marshaler {
+			return ec.marshalNRateLimit2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createRateLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createRateLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateRateLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateRateLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateRateLimit(ctx, fc.Args["id"].(int), fc.Args["input"].(ent.UpdateRateLimitInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.RateLimit) graphql.Marshaler {
+			return ec.marshalNRateLimit2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateRateLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateRateLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteRateLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteRateLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteRateLimit(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteRateLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type ID does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteRateLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createApprovalRule(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -23137,6 +26085,94 @@ func (ec *executionContext) fieldContext_Mutation_discoverTools(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_discoverTools_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_approveToolDefinition(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_approveToolDefinition(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApproveToolDefinition(ctx, fc.Args["tool"].(int), fc.Args["hash"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tool) graphql.Marshaler {
+			return ec.marshalNTool2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐTool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_approveToolDefinition(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tool(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_approveToolDefinition_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateSettings(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateSettings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateSettings(ctx, fc.Args["pinningMode"].(*model.PinningMode))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GatewaySettings) graphql.Marshaler {
+			return ec.marshalNGatewaySettings2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐGatewaySettings(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateSettings(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GatewaySettings(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateSettings_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -24158,6 +27194,50 @@ func (ec *executionContext) fieldContext_Query_policyRules(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_rateLimits(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_rateLimits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().RateLimits(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].([]*ent.RateLimitOrder), fc.Args["where"].(*ent.RateLimitWhereInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.RateLimitConnection) graphql.Marshaler {
+			return ec.marshalNRateLimitConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_rateLimits(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimitConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_rateLimits_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_roles(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -24553,6 +27633,82 @@ func (ec *executionContext) fieldContext_Query_exportConfig(_ context.Context, f
 	return graphql.NewScalarFieldContext("Query", field, true, true, "String")
 }
 
+func (ec *executionContext) _Query_settings(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_settings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Settings(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GatewaySettings) graphql.Marshaler {
+			return ec.marshalNGatewaySettings2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐGatewaySettings(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_settings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GatewaySettings(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_explainDecision(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_explainDecision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ExplainDecision(ctx, fc.Args["agent"].(string), fc.Args["virtualServer"].(string), fc.Args["tool"].(string), fc.Args["arguments"].(json.RawMessage))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Explanation) graphql.Marshaler {
+			return ec.marshalNExplanation2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplanation(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_explainDecision(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Explanation(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_explainDecision_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_effectiveTools(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -24671,6 +27827,502 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _RateLimit_id(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "ID")
+}
+
+func (ec *executionContext) _RateLimit_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RateLimit_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RateLimit_createdBy(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_createdBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_createdBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _RateLimit_updatedBy(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_updatedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_updatedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _RateLimit_name(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _RateLimit_description(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _RateLimit_subjectKind(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_subjectKind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SubjectKind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v ratelimit.SubjectKind) graphql.Marshaler {
+			return ec.marshalORateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_subjectKind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "RateLimitSubjectKind")
+}
+
+func (ec *executionContext) _RateLimit_subject(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_subject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_subject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _RateLimit_tools(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_tools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tools, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_tools(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _RateLimit_key(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_key(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Key, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v ratelimit.Key) graphql.Marshaler {
+			return ec.marshalNRateLimitKey2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_key(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "RateLimitKey")
+}
+
+func (ec *executionContext) _RateLimit_requests(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_requests(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Requests, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_requests(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimit_perSeconds(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_perSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PerSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_perSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Float")
+}
+
+func (ec *executionContext) _RateLimit_burst(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_burst(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Burst, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_burst(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimit_virtualServer(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_virtualServer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VirtualServer(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.VirtualServer) graphql.Marshaler {
+			return ec.marshalOVirtualServer2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐVirtualServer(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_virtualServer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RateLimit",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VirtualServer(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RateLimitConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimitConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimitConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.RateLimitEdge) graphql.Marshaler {
+			return ec.marshalORateLimitEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimitConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RateLimitConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimitEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RateLimitConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimitConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimitConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimitConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RateLimitConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RateLimitConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimitConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimitConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimitConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimitConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimitEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimitEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimitEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.RateLimit) graphql.Marshaler {
+			return ec.marshalORateLimit2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimitEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RateLimitEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RateLimitEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.RateLimitEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimitEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimitEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimitEdge", field, false, false, "Cursor")
 }
 
 func (ec *executionContext) _Role_id(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
@@ -26905,6 +30557,75 @@ func (ec *executionContext) fieldContext_Tool_lastSeen(_ context.Context, field 
 	return graphql.NewScalarFieldContext("Tool", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Tool_approvedHash(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_approvedHash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovedHash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_approvedHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, false, false, "String")
+}
+
+func (ec *executionContext) _Tool_approvedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_approvedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_approvedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Tool_approvedBy(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_approvedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_approvedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, false, false, "String")
+}
+
 func (ec *executionContext) _Tool_upstream(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -26935,6 +30656,75 @@ func (ec *executionContext) fieldContext_Tool_upstream(_ context.Context, field 
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Tool_pinStatus(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_pinStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Tool().PinStatus(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ToolPinStatus) graphql.Marshaler {
+			return ec.marshalNToolPinStatus2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐToolPinStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_pinStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, true, true, "ToolPinStatus")
+}
+
+func (ec *executionContext) _Tool_definitionDiff(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_definitionDiff(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Tool().DefinitionDiff(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_definitionDiff(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, true, true, "String")
+}
+
+func (ec *executionContext) _Tool_approvedDefinition(ctx context.Context, field graphql.CollectedField, obj *ent.Tool) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tool_approvedDefinition(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Tool().ApprovedDefinition(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tool_approvedDefinition(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tool", field, true, true, "JSON")
 }
 
 func (ec *executionContext) _ToolConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.ToolConnection) (ret graphql.Marshaler) {
@@ -27963,6 +31753,38 @@ func (ec *executionContext) fieldContext_VirtualServer_guardrailRules(_ context.
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_GuardrailRule(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _VirtualServer_rateLimits(ctx context.Context, field graphql.CollectedField, obj *ent.VirtualServer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VirtualServer_rateLimits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RateLimits(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.RateLimit) graphql.Marshaler {
+			return ec.marshalORateLimit2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VirtualServer_rateLimits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VirtualServer",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimit(ctx, field)
 		},
 	}
 	return fc, nil
@@ -33418,13 +37240,20 @@ func (ec *executionContext) unmarshalInputCreateGrantInput(ctx context.Context, 
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"description", "subjectKind", "subject", "tools", "resources", "prompts", "effect", "when", "priority", "virtualServerID", "approvalRuleID"}
+	fieldsInOrder := [...]string{"name", "description", "subjectKind", "subject", "tools", "resources", "prompts", "effect", "when", "priority", "virtualServerID", "approvalRuleID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
 			continue
 		}
 		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
 		case "description":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -33530,7 +37359,7 @@ func (ec *executionContext) unmarshalInputCreateGuardrailRuleInput(ctx context.C
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "stage", "detector", "pattern", "terms", "action", "tools", "priority", "enabled", "virtualServerID"}
+	fieldsInOrder := [...]string{"name", "description", "direction", "detector", "kinds", "pattern", "terms", "maxBytes", "threshold", "action", "tools", "priority", "enabled", "virtualServerID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -33551,13 +37380,13 @@ func (ec *executionContext) unmarshalInputCreateGuardrailRuleInput(ctx context.C
 				return it, err
 			}
 			it.Description = data
-		case "stage":
-			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stage"))
-			data, err := ec.unmarshalOGuardrailRuleStage2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, v)
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalOGuardrailRuleDirection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, v)
 			if err != nil {
 				return it, err
 			}
-			it.Stage = data
+			it.Direction = data
 		case "detector":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("detector"))
 			data, err := ec.unmarshalNGuardrailRuleDetector2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDetector(ctx, v)
@@ -33565,6 +37394,13 @@ func (ec *executionContext) unmarshalInputCreateGuardrailRuleInput(ctx context.C
 				return it, err
 			}
 			it.Detector = data
+		case "kinds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kinds"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kinds = data
 		case "pattern":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pattern"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -33579,6 +37415,20 @@ func (ec *executionContext) unmarshalInputCreateGuardrailRuleInput(ctx context.C
 				return it, err
 			}
 			it.Terms = data
+		case "maxBytes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytes"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytes = data
+		case "threshold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threshold"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Threshold = data
 		case "action":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("action"))
 			data, err := ec.unmarshalOGuardrailRuleAction2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐAction(ctx, v)
@@ -33705,6 +37555,111 @@ func (ec *executionContext) unmarshalInputCreatePolicyRuleInput(ctx context.Cont
 func UnmarshalCreatePolicyRuleInput(ctx context.Context, raw any) (ent.CreatePolicyRuleInput, error) {
 	var out ent.CreatePolicyRuleInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePolicyRuleInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateRateLimitInput(ctx context.Context, obj any) (ent.CreateRateLimitInput, error) {
+	var it ent.CreateRateLimitInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "description", "subjectKind", "subject", "tools", "key", "requests", "perSeconds", "burst", "virtualServerID"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "subjectKind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKind"))
+			data, err := ec.unmarshalORateLimitSubjectKind2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKind = data
+		case "subject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subject"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subject = data
+		case "tools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tools = data
+		case "key":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("key"))
+			data, err := ec.unmarshalORateLimitKey2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Key = data
+		case "requests":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requests"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Requests = data
+		case "perSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSeconds"))
+			data, err := ec.unmarshalNFloat2float64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSeconds = data
+		case "burst":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burst"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Burst = data
+		case "virtualServerID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerID"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateRateLimitInput unmarshals raw into the CreateRateLimitInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateRateLimitInput(ctx context.Context, raw any) (ent.CreateRateLimitInput, error) {
+	var out ent.CreateRateLimitInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateRateLimitInput", raw, &out)
 	return out, err
 }
 
@@ -34423,7 +38378,7 @@ func (ec *executionContext) unmarshalInputGrantWhereInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "subjectKind", "subjectKindNEQ", "subjectKindIn", "subjectKindNotIn", "subject", "subjectNEQ", "subjectIn", "subjectNotIn", "subjectGT", "subjectGTE", "subjectLT", "subjectLTE", "subjectContains", "subjectHasPrefix", "subjectHasSuffix", "subjectEqualFold", "subjectContainsFold", "effect", "effectNEQ", "effectIn", "effectNotIn", "when", "whenNEQ", "whenIn", "whenNotIn", "whenGT", "whenGTE", "whenLT", "whenLTE", "whenContains", "whenHasPrefix", "whenHasSuffix", "whenIsNil", "whenNotNil", "whenEqualFold", "whenContainsFold", "priority", "priorityNEQ", "priorityIn", "priorityNotIn", "priorityGT", "priorityGTE", "priorityLT", "priorityLTE", "hasVirtualServer", "hasVirtualServerWith", "hasApprovalRule", "hasApprovalRuleWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameIsNil", "nameNotNil", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "subjectKind", "subjectKindNEQ", "subjectKindIn", "subjectKindNotIn", "subject", "subjectNEQ", "subjectIn", "subjectNotIn", "subjectGT", "subjectGTE", "subjectLT", "subjectLTE", "subjectContains", "subjectHasPrefix", "subjectHasSuffix", "subjectEqualFold", "subjectContainsFold", "effect", "effectNEQ", "effectIn", "effectNotIn", "when", "whenNEQ", "whenIn", "whenNotIn", "whenGT", "whenGTE", "whenLT", "whenLTE", "whenContains", "whenHasPrefix", "whenHasSuffix", "whenIsNil", "whenNotNil", "whenEqualFold", "whenContainsFold", "priority", "priorityNEQ", "priorityIn", "priorityNotIn", "priorityGT", "priorityGTE", "priorityLT", "priorityLTE", "hasVirtualServer", "hasVirtualServerWith", "hasApprovalRule", "hasApprovalRuleWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -34829,6 +38784,111 @@ func (ec *executionContext) unmarshalInputGrantWhereInput(ctx context.Context, o
 				return it, err
 			}
 			it.UpdatedByContainsFold = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "nameNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNEQ = data
+		case "nameIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameIn = data
+		case "nameNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNotIn = data
+		case "nameGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameGT = data
+		case "nameGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameGTE = data
+		case "nameLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameLT = data
+		case "nameLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameLTE = data
+		case "nameContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContains = data
+		case "nameHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameHasPrefix = data
+		case "nameHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameHasSuffix = data
+		case "nameIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameIsNil = data
+		case "nameNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNotNil = data
+		case "nameEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameEqualFold = data
+		case "nameContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContainsFold = data
 		case "description":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -35351,7 +39411,7 @@ func (ec *executionContext) unmarshalInputGuardrailRuleWhereInput(ctx context.Co
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "stage", "stageNEQ", "stageIn", "stageNotIn", "detector", "detectorNEQ", "detectorIn", "detectorNotIn", "pattern", "patternNEQ", "patternIn", "patternNotIn", "patternGT", "patternGTE", "patternLT", "patternLTE", "patternContains", "patternHasPrefix", "patternHasSuffix", "patternIsNil", "patternNotNil", "patternEqualFold", "patternContainsFold", "action", "actionNEQ", "actionIn", "actionNotIn", "priority", "priorityNEQ", "priorityIn", "priorityNotIn", "priorityGT", "priorityGTE", "priorityLT", "priorityLTE", "enabled", "enabledNEQ", "hasVirtualServer", "hasVirtualServerWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "direction", "directionNEQ", "directionIn", "directionNotIn", "detector", "detectorNEQ", "detectorIn", "detectorNotIn", "pattern", "patternNEQ", "patternIn", "patternNotIn", "patternGT", "patternGTE", "patternLT", "patternLTE", "patternContains", "patternHasPrefix", "patternHasSuffix", "patternIsNil", "patternNotNil", "patternEqualFold", "patternContainsFold", "maxBytes", "maxBytesNEQ", "maxBytesIn", "maxBytesNotIn", "maxBytesGT", "maxBytesGTE", "maxBytesLT", "maxBytesLTE", "threshold", "thresholdNEQ", "thresholdIn", "thresholdNotIn", "thresholdGT", "thresholdGTE", "thresholdLT", "thresholdLTE", "action", "actionNEQ", "actionIn", "actionNotIn", "priority", "priorityNEQ", "priorityIn", "priorityNotIn", "priorityGT", "priorityGTE", "priorityLT", "priorityLTE", "enabled", "enabledNEQ", "hasVirtualServer", "hasVirtualServerWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -35953,34 +40013,34 @@ func (ec *executionContext) unmarshalInputGuardrailRuleWhereInput(ctx context.Co
 				return it, err
 			}
 			it.DescriptionContainsFold = data
-		case "stage":
-			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stage"))
-			data, err := ec.unmarshalOGuardrailRuleStage2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, v)
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalOGuardrailRuleDirection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, v)
 			if err != nil {
 				return it, err
 			}
-			it.Stage = data
-		case "stageNEQ":
-			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stageNEQ"))
-			data, err := ec.unmarshalOGuardrailRuleStage2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, v)
+			it.Direction = data
+		case "directionNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("directionNEQ"))
+			data, err := ec.unmarshalOGuardrailRuleDirection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, v)
 			if err != nil {
 				return it, err
 			}
-			it.StageNEQ = data
-		case "stageIn":
-			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stageIn"))
-			data, err := ec.unmarshalOGuardrailRuleStage2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStageᚄ(ctx, v)
+			it.DirectionNEQ = data
+		case "directionIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("directionIn"))
+			data, err := ec.unmarshalOGuardrailRuleDirection2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirectionᚄ(ctx, v)
 			if err != nil {
 				return it, err
 			}
-			it.StageIn = data
-		case "stageNotIn":
-			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stageNotIn"))
-			data, err := ec.unmarshalOGuardrailRuleStage2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStageᚄ(ctx, v)
+			it.DirectionIn = data
+		case "directionNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("directionNotIn"))
+			data, err := ec.unmarshalOGuardrailRuleDirection2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirectionᚄ(ctx, v)
 			if err != nil {
 				return it, err
 			}
-			it.StageNotIn = data
+			it.DirectionNotIn = data
 		case "detector":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("detector"))
 			data, err := ec.unmarshalOGuardrailRuleDetector2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDetector(ctx, v)
@@ -36114,6 +40174,118 @@ func (ec *executionContext) unmarshalInputGuardrailRuleWhereInput(ctx context.Co
 				return it, err
 			}
 			it.PatternContainsFold = data
+		case "maxBytes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytes"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytes = data
+		case "maxBytesNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesNEQ = data
+		case "maxBytesIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesIn"))
+			data, err := ec.unmarshalOInt2ᚕint64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesIn = data
+		case "maxBytesNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesNotIn"))
+			data, err := ec.unmarshalOInt2ᚕint64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesNotIn = data
+		case "maxBytesGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesGT"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesGT = data
+		case "maxBytesGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesGTE"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesGTE = data
+		case "maxBytesLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesLT"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesLT = data
+		case "maxBytesLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytesLTE"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytesLTE = data
+		case "threshold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threshold"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Threshold = data
+		case "thresholdNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdNEQ"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdNEQ = data
+		case "thresholdIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdIn"))
+			data, err := ec.unmarshalOFloat2ᚕfloat64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdIn = data
+		case "thresholdNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdNotIn"))
+			data, err := ec.unmarshalOFloat2ᚕfloat64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdNotIn = data
+		case "thresholdGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdGT"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdGT = data
+		case "thresholdGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdGTE"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdGTE = data
+		case "thresholdLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdLT"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdLT = data
+		case "thresholdLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("thresholdLTE"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ThresholdLTE = data
 		case "action":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("action"))
 			data, err := ec.unmarshalOGuardrailRuleAction2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐAction(ctx, v)
@@ -37112,6 +41284,1046 @@ func (ec *executionContext) unmarshalInputPolicyRuleWhereInput(ctx context.Conte
 func UnmarshalPolicyRuleWhereInput(ctx context.Context, raw any) (ent.PolicyRuleWhereInput, error) {
 	var out ent.PolicyRuleWhereInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "PolicyRuleWhereInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRateLimitOrder(ctx context.Context, obj any) (ent.RateLimitOrder, error) {
+	var it ent.RateLimitOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNRateLimitOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRateLimitOrder unmarshals raw into the RateLimitOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRateLimitOrder(ctx context.Context, raw any) (ent.RateLimitOrder, error) {
+	var out ent.RateLimitOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RateLimitOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRateLimitWhereInput(ctx context.Context, obj any) (ent.RateLimitWhereInput, error) {
+	var it ent.RateLimitWhereInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "subjectKind", "subjectKindNEQ", "subjectKindIn", "subjectKindNotIn", "subjectKindIsNil", "subjectKindNotNil", "subject", "subjectNEQ", "subjectIn", "subjectNotIn", "subjectGT", "subjectGTE", "subjectLT", "subjectLTE", "subjectContains", "subjectHasPrefix", "subjectHasSuffix", "subjectIsNil", "subjectNotNil", "subjectEqualFold", "subjectContainsFold", "key", "keyNEQ", "keyIn", "keyNotIn", "requests", "requestsNEQ", "requestsIn", "requestsNotIn", "requestsGT", "requestsGTE", "requestsLT", "requestsLTE", "perSeconds", "perSecondsNEQ", "perSecondsIn", "perSecondsNotIn", "perSecondsGT", "perSecondsGTE", "perSecondsLT", "perSecondsLTE", "burst", "burstNEQ", "burstIn", "burstNotIn", "burstGT", "burstGTE", "burstLT", "burstLTE", "hasVirtualServer", "hasVirtualServerWith"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "not":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("not"))
+			data, err := ec.unmarshalORateLimitWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Not = data
+		case "and":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("and"))
+			data, err := ec.unmarshalORateLimitWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.And = data
+		case "or":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("or"))
+			data, err := ec.unmarshalORateLimitWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Or = data
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		case "idNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNEQ"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNEQ = data
+		case "idIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDIn = data
+		case "idNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNotIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNotIn = data
+		case "idGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGT = data
+		case "idGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGTE = data
+		case "idLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLT = data
+		case "idLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLTE = data
+		case "createdAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAt = data
+		case "createdAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtNEQ = data
+		case "createdAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtIn = data
+		case "createdAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtNotIn = data
+		case "createdAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtGT = data
+		case "createdAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtGTE = data
+		case "createdAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtLT = data
+		case "createdAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtLTE = data
+		case "updatedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAt = data
+		case "updatedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtNEQ = data
+		case "updatedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtIn = data
+		case "updatedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtNotIn = data
+		case "updatedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtGT = data
+		case "updatedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtGTE = data
+		case "updatedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtLT = data
+		case "updatedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtLTE = data
+		case "createdBy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdBy"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedBy = data
+		case "createdByNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByNEQ = data
+		case "createdByIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByIn = data
+		case "createdByNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByNotIn = data
+		case "createdByGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByGT = data
+		case "createdByGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByGTE = data
+		case "createdByLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByLT = data
+		case "createdByLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByLTE = data
+		case "createdByContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByContains = data
+		case "createdByHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByHasPrefix = data
+		case "createdByHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByHasSuffix = data
+		case "createdByIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByIsNil = data
+		case "createdByNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByNotNil = data
+		case "createdByEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByEqualFold = data
+		case "createdByContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByContainsFold = data
+		case "updatedBy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedBy"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedBy = data
+		case "updatedByNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByNEQ = data
+		case "updatedByIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByIn = data
+		case "updatedByNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByNotIn = data
+		case "updatedByGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByGT = data
+		case "updatedByGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByGTE = data
+		case "updatedByLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByLT = data
+		case "updatedByLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByLTE = data
+		case "updatedByContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByContains = data
+		case "updatedByHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByHasPrefix = data
+		case "updatedByHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByHasSuffix = data
+		case "updatedByIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByIsNil = data
+		case "updatedByNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByNotNil = data
+		case "updatedByEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByEqualFold = data
+		case "updatedByContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByContainsFold = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "nameNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNEQ = data
+		case "nameIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameIn = data
+		case "nameNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNotIn = data
+		case "nameGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameGT = data
+		case "nameGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameGTE = data
+		case "nameLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameLT = data
+		case "nameLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameLTE = data
+		case "nameContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContains = data
+		case "nameHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameHasPrefix = data
+		case "nameHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameHasSuffix = data
+		case "nameEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameEqualFold = data
+		case "nameContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContainsFold = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "descriptionNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionNEQ = data
+		case "descriptionIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionIn = data
+		case "descriptionNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionNotIn = data
+		case "descriptionGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionGT = data
+		case "descriptionGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionGTE = data
+		case "descriptionLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionLT = data
+		case "descriptionLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionLTE = data
+		case "descriptionContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionContains = data
+		case "descriptionHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionHasPrefix = data
+		case "descriptionHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionHasSuffix = data
+		case "descriptionIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionIsNil = data
+		case "descriptionNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionNotNil = data
+		case "descriptionEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionEqualFold = data
+		case "descriptionContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionContainsFold = data
+		case "subjectKind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKind"))
+			data, err := ec.unmarshalORateLimitSubjectKind2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKind = data
+		case "subjectKindNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKindNEQ"))
+			data, err := ec.unmarshalORateLimitSubjectKind2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKindNEQ = data
+		case "subjectKindIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKindIn"))
+			data, err := ec.unmarshalORateLimitSubjectKind2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKindᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKindIn = data
+		case "subjectKindNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKindNotIn"))
+			data, err := ec.unmarshalORateLimitSubjectKind2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKindᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKindNotIn = data
+		case "subjectKindIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKindIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKindIsNil = data
+		case "subjectKindNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKindNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKindNotNil = data
+		case "subject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subject"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subject = data
+		case "subjectNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectNEQ = data
+		case "subjectIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectIn = data
+		case "subjectNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectNotIn = data
+		case "subjectGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectGT = data
+		case "subjectGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectGTE = data
+		case "subjectLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectLT = data
+		case "subjectLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectLTE = data
+		case "subjectContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectContains = data
+		case "subjectHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectHasPrefix = data
+		case "subjectHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectHasSuffix = data
+		case "subjectIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectIsNil = data
+		case "subjectNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectNotNil = data
+		case "subjectEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectEqualFold = data
+		case "subjectContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectContainsFold = data
+		case "key":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("key"))
+			data, err := ec.unmarshalORateLimitKey2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Key = data
+		case "keyNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("keyNEQ"))
+			data, err := ec.unmarshalORateLimitKey2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.KeyNEQ = data
+		case "keyIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("keyIn"))
+			data, err := ec.unmarshalORateLimitKey2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKeyᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.KeyIn = data
+		case "keyNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("keyNotIn"))
+			data, err := ec.unmarshalORateLimitKey2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKeyᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.KeyNotIn = data
+		case "requests":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requests"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Requests = data
+		case "requestsNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsNEQ = data
+		case "requestsIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsIn = data
+		case "requestsNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsNotIn = data
+		case "requestsGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsGT = data
+		case "requestsGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsGTE = data
+		case "requestsLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsLT = data
+		case "requestsLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestsLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestsLTE = data
+		case "perSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSeconds"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSeconds = data
+		case "perSecondsNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsNEQ"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsNEQ = data
+		case "perSecondsIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsIn"))
+			data, err := ec.unmarshalOFloat2ᚕfloat64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsIn = data
+		case "perSecondsNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsNotIn"))
+			data, err := ec.unmarshalOFloat2ᚕfloat64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsNotIn = data
+		case "perSecondsGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsGT"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsGT = data
+		case "perSecondsGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsGTE"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsGTE = data
+		case "perSecondsLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsLT"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsLT = data
+		case "perSecondsLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSecondsLTE"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSecondsLTE = data
+		case "burst":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burst"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Burst = data
+		case "burstNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstNEQ = data
+		case "burstIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstIn = data
+		case "burstNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstNotIn = data
+		case "burstGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstGT = data
+		case "burstGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstGTE = data
+		case "burstLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstLT = data
+		case "burstLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burstLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BurstLTE = data
+		case "hasVirtualServer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasVirtualServer"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HasVirtualServer = data
+		case "hasVirtualServerWith":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasVirtualServerWith"))
+			data, err := ec.unmarshalOVirtualServerWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐVirtualServerWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HasVirtualServerWith = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRateLimitWhereInput unmarshals raw into the RateLimitWhereInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRateLimitWhereInput(ctx context.Context, raw any) (ent.RateLimitWhereInput, error) {
+	var out ent.RateLimitWhereInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RateLimitWhereInput", raw, &out)
 	return out, err
 }
 
@@ -40478,7 +45690,7 @@ func (ec *executionContext) unmarshalInputToolWhereInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "title", "titleNEQ", "titleIn", "titleNotIn", "titleGT", "titleGTE", "titleLT", "titleLTE", "titleContains", "titleHasPrefix", "titleHasSuffix", "titleIsNil", "titleNotNil", "titleEqualFold", "titleContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "definitionHash", "definitionHashNEQ", "definitionHashIn", "definitionHashNotIn", "definitionHashGT", "definitionHashGTE", "definitionHashLT", "definitionHashLTE", "definitionHashContains", "definitionHashHasPrefix", "definitionHashHasSuffix", "definitionHashIsNil", "definitionHashNotNil", "definitionHashEqualFold", "definitionHashContainsFold", "firstSeen", "firstSeenNEQ", "firstSeenIn", "firstSeenNotIn", "firstSeenGT", "firstSeenGTE", "firstSeenLT", "firstSeenLTE", "lastSeen", "lastSeenNEQ", "lastSeenIn", "lastSeenNotIn", "lastSeenGT", "lastSeenGTE", "lastSeenLT", "lastSeenLTE", "hasUpstream", "hasUpstreamWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "title", "titleNEQ", "titleIn", "titleNotIn", "titleGT", "titleGTE", "titleLT", "titleLTE", "titleContains", "titleHasPrefix", "titleHasSuffix", "titleIsNil", "titleNotNil", "titleEqualFold", "titleContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "definitionHash", "definitionHashNEQ", "definitionHashIn", "definitionHashNotIn", "definitionHashGT", "definitionHashGTE", "definitionHashLT", "definitionHashLTE", "definitionHashContains", "definitionHashHasPrefix", "definitionHashHasSuffix", "definitionHashIsNil", "definitionHashNotNil", "definitionHashEqualFold", "definitionHashContainsFold", "firstSeen", "firstSeenNEQ", "firstSeenIn", "firstSeenNotIn", "firstSeenGT", "firstSeenGTE", "firstSeenLT", "firstSeenLTE", "lastSeen", "lastSeenNEQ", "lastSeenIn", "lastSeenNotIn", "lastSeenGT", "lastSeenGTE", "lastSeenLT", "lastSeenLTE", "approvedHash", "approvedHashNEQ", "approvedHashIn", "approvedHashNotIn", "approvedHashGT", "approvedHashGTE", "approvedHashLT", "approvedHashLTE", "approvedHashContains", "approvedHashHasPrefix", "approvedHashHasSuffix", "approvedHashIsNil", "approvedHashNotNil", "approvedHashEqualFold", "approvedHashContainsFold", "approvedAt", "approvedAtNEQ", "approvedAtIn", "approvedAtNotIn", "approvedAtGT", "approvedAtGTE", "approvedAtLT", "approvedAtLTE", "approvedAtIsNil", "approvedAtNotNil", "approvedBy", "approvedByNEQ", "approvedByIn", "approvedByNotIn", "approvedByGT", "approvedByGTE", "approvedByLT", "approvedByLTE", "approvedByContains", "approvedByHasPrefix", "approvedByHasSuffix", "approvedByIsNil", "approvedByNotNil", "approvedByEqualFold", "approvedByContainsFold", "hasUpstream", "hasUpstreamWith", "pinStatus"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -41402,6 +46614,286 @@ func (ec *executionContext) unmarshalInputToolWhereInput(ctx context.Context, ob
 				return it, err
 			}
 			it.LastSeenLTE = data
+		case "approvedHash":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHash"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHash = data
+		case "approvedHashNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashNEQ = data
+		case "approvedHashIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashIn = data
+		case "approvedHashNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashNotIn = data
+		case "approvedHashGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashGT = data
+		case "approvedHashGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashGTE = data
+		case "approvedHashLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashLT = data
+		case "approvedHashLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashLTE = data
+		case "approvedHashContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashContains = data
+		case "approvedHashHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashHasPrefix = data
+		case "approvedHashHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashHasSuffix = data
+		case "approvedHashIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashIsNil = data
+		case "approvedHashNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashNotNil = data
+		case "approvedHashEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashEqualFold = data
+		case "approvedHashContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedHashContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedHashContainsFold = data
+		case "approvedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAt = data
+		case "approvedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtNEQ = data
+		case "approvedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtIn = data
+		case "approvedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtNotIn = data
+		case "approvedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtGT = data
+		case "approvedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtGTE = data
+		case "approvedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtLT = data
+		case "approvedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtLTE = data
+		case "approvedAtIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtIsNil = data
+		case "approvedAtNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedAtNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedAtNotNil = data
+		case "approvedBy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedBy"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedBy = data
+		case "approvedByNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByNEQ = data
+		case "approvedByIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByIn = data
+		case "approvedByNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByNotIn = data
+		case "approvedByGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByGT = data
+		case "approvedByGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByGTE = data
+		case "approvedByLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByLT = data
+		case "approvedByLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByLTE = data
+		case "approvedByContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByContains = data
+		case "approvedByHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByHasPrefix = data
+		case "approvedByHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByHasSuffix = data
+		case "approvedByIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByIsNil = data
+		case "approvedByNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByNotNil = data
+		case "approvedByEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByEqualFold = data
+		case "approvedByContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvedByContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovedByContainsFold = data
 		case "hasUpstream":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasUpstream"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -41416,6 +46908,15 @@ func (ec *executionContext) unmarshalInputToolWhereInput(ctx context.Context, ob
 				return it, err
 			}
 			it.HasUpstreamWith = data
+		case "pinStatus":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pinStatus"))
+			data, err := ec.unmarshalOToolPinStatus2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐToolPinStatus(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			if err = ec.Resolvers.ToolWhereInput().PinStatus(ctx, &it, data); err != nil {
+				return it, err
+			}
 		}
 	}
 	return it, nil
@@ -41801,13 +47302,27 @@ func (ec *executionContext) unmarshalInputUpdateGrantInput(ctx context.Context, 
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"description", "clearDescription", "subjectKind", "subject", "tools", "appendTools", "clearTools", "resources", "appendResources", "clearResources", "prompts", "appendPrompts", "clearPrompts", "effect", "when", "clearWhen", "priority", "virtualServerID", "approvalRuleID", "clearApprovalRule"}
+	fieldsInOrder := [...]string{"name", "clearName", "description", "clearDescription", "subjectKind", "subject", "tools", "appendTools", "clearTools", "resources", "appendResources", "clearResources", "prompts", "appendPrompts", "clearPrompts", "effect", "when", "clearWhen", "priority", "virtualServerID", "approvalRuleID", "clearApprovalRule"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
 			continue
 		}
 		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "clearName":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearName"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearName = data
 		case "description":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -41976,7 +47491,7 @@ func (ec *executionContext) unmarshalInputUpdateGuardrailRuleInput(ctx context.C
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "stage", "detector", "pattern", "clearPattern", "terms", "appendTerms", "clearTerms", "action", "tools", "appendTools", "clearTools", "priority", "enabled", "virtualServerID", "clearVirtualServer"}
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "direction", "detector", "kinds", "appendKinds", "clearKinds", "pattern", "clearPattern", "terms", "appendTerms", "clearTerms", "maxBytes", "threshold", "action", "tools", "appendTools", "clearTools", "priority", "enabled", "virtualServerID", "clearVirtualServer"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -42004,13 +47519,13 @@ func (ec *executionContext) unmarshalInputUpdateGuardrailRuleInput(ctx context.C
 				return it, err
 			}
 			it.ClearDescription = data
-		case "stage":
-			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stage"))
-			data, err := ec.unmarshalOGuardrailRuleStage2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, v)
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalOGuardrailRuleDirection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, v)
 			if err != nil {
 				return it, err
 			}
-			it.Stage = data
+			it.Direction = data
 		case "detector":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("detector"))
 			data, err := ec.unmarshalOGuardrailRuleDetector2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDetector(ctx, v)
@@ -42018,6 +47533,27 @@ func (ec *executionContext) unmarshalInputUpdateGuardrailRuleInput(ctx context.C
 				return it, err
 			}
 			it.Detector = data
+		case "kinds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kinds"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kinds = data
+		case "appendKinds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendKinds"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AppendKinds = data
+		case "clearKinds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearKinds"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearKinds = data
 		case "pattern":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pattern"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -42053,6 +47589,20 @@ func (ec *executionContext) unmarshalInputUpdateGuardrailRuleInput(ctx context.C
 				return it, err
 			}
 			it.ClearTerms = data
+		case "maxBytes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxBytes"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxBytes = data
+		case "threshold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threshold"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Threshold = data
 		case "action":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("action"))
 			data, err := ec.unmarshalOGuardrailRuleAction2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐAction(ctx, v)
@@ -42207,6 +47757,153 @@ func (ec *executionContext) unmarshalInputUpdatePolicyRuleInput(ctx context.Cont
 func UnmarshalUpdatePolicyRuleInput(ctx context.Context, raw any) (ent.UpdatePolicyRuleInput, error) {
 	var out ent.UpdatePolicyRuleInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdatePolicyRuleInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputUpdateRateLimitInput(ctx context.Context, obj any) (ent.UpdateRateLimitInput, error) {
+	var it ent.UpdateRateLimitInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "subjectKind", "clearSubjectKind", "subject", "clearSubject", "tools", "appendTools", "clearTools", "key", "requests", "perSeconds", "burst", "virtualServerID", "clearVirtualServer"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "clearDescription":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearDescription"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearDescription = data
+		case "subjectKind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subjectKind"))
+			data, err := ec.unmarshalORateLimitSubjectKind2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubjectKind = data
+		case "clearSubjectKind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearSubjectKind"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearSubjectKind = data
+		case "subject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subject"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subject = data
+		case "clearSubject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearSubject"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearSubject = data
+		case "tools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tools = data
+		case "appendTools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendTools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AppendTools = data
+		case "clearTools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearTools"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearTools = data
+		case "key":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("key"))
+			data, err := ec.unmarshalORateLimitKey2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Key = data
+		case "requests":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requests"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Requests = data
+		case "perSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perSeconds"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerSeconds = data
+		case "burst":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("burst"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Burst = data
+		case "virtualServerID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerID"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerID = data
+		case "clearVirtualServer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearVirtualServer"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearVirtualServer = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateRateLimitInput unmarshals raw into the UpdateRateLimitInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateRateLimitInput(ctx context.Context, raw any) (ent.UpdateRateLimitInput, error) {
+	var out ent.UpdateRateLimitInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateRateLimitInput", raw, &out)
 	return out, err
 }
 
@@ -44469,7 +50166,7 @@ func (ec *executionContext) unmarshalInputVirtualServerWhereInput(ctx context.Co
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "anonymous", "anonymousNEQ", "hasSelections", "hasSelectionsWith", "hasGrants", "hasGrantsWith", "hasGuardrailRules", "hasGuardrailRulesWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "anonymous", "anonymousNEQ", "hasSelections", "hasSelectionsWith", "hasGrants", "hasGrantsWith", "hasGuardrailRules", "hasGuardrailRulesWith", "hasRateLimits", "hasRateLimitsWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -45127,6 +50824,20 @@ func (ec *executionContext) unmarshalInputVirtualServerWhereInput(ctx context.Co
 				return it, err
 			}
 			it.HasGuardrailRulesWith = data
+		case "hasRateLimits":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasRateLimits"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HasRateLimits = data
+		case "hasRateLimitsWith":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasRateLimitsWith"))
+			data, err := ec.unmarshalORateLimitWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HasRateLimitsWith = data
 		}
 	}
 	return it, nil
@@ -45187,6 +50898,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Role(ctx, sel, obj)
+	case *ent.RateLimit:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._RateLimit(ctx, sel, obj)
 	case *ent.PolicyRule:
 		if obj == nil {
 			return graphql.Null
@@ -46371,6 +52087,203 @@ func (ec *executionContext) _EffectiveTool(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var explainedFindingImplementors = []string{"ExplainedFinding"}
+
+func (ec *executionContext) _ExplainedFinding(ctx context.Context, sel ast.SelectionSet, obj *model.ExplainedFinding) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, explainedFindingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExplainedFinding")
+		case "rule":
+			out.Values[i] = ec._ExplainedFinding_rule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detector":
+			out.Values[i] = ec._ExplainedFinding_detector(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._ExplainedFinding_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "path":
+			out.Values[i] = ec._ExplainedFinding_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._ExplainedFinding_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var explainedGrantImplementors = []string{"ExplainedGrant"}
+
+func (ec *executionContext) _ExplainedGrant(ctx context.Context, sel ast.SelectionSet, obj *model.ExplainedGrant) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, explainedGrantImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExplainedGrant")
+		case "grant":
+			out.Values[i] = ec._ExplainedGrant_grant(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "effect":
+			out.Values[i] = ec._ExplainedGrant_effect(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._ExplainedGrant_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var explanationImplementors = []string{"Explanation"}
+
+func (ec *executionContext) _Explanation(ctx context.Context, sel ast.SelectionSet, obj *model.Explanation) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, explanationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Explanation")
+		case "effect":
+			out.Values[i] = ec._Explanation_effect(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._Explanation_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "grants":
+			out.Values[i] = ec._Explanation_grants(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "guardrails":
+			out.Values[i] = ec._Explanation_guardrails(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rateLimit":
+			out.Values[i] = ec._Explanation_rateLimit(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "visible":
+			out.Values[i] = ec._Explanation_visible(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var gatewaySettingsImplementors = []string{"GatewaySettings"}
+
+func (ec *executionContext) _GatewaySettings(ctx context.Context, sel ast.SelectionSet, obj *model.GatewaySettings) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, gatewaySettingsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GatewaySettings")
+		case "pinningMode":
+			out.Values[i] = ec._GatewaySettings_pinningMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._GatewaySettings_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "updatedBy":
+			out.Values[i] = ec._GatewaySettings_updatedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var grantImplementors = []string{"Grant", "Node"}
 
 func (ec *executionContext) _Grant(ctx context.Context, sel ast.SelectionSet, obj *ent.Grant) graphql.Marshaler {
@@ -46404,6 +52317,11 @@ func (ec *executionContext) _Grant(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "updatedBy":
 			out.Values[i] = ec._Grant_updatedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Grant_name(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -46608,14 +52526,19 @@ func (ec *executionContext) _GuardrailRule(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
-		case "stage":
-			out.Values[i] = ec._GuardrailRule_stage(ctx, field, obj)
+		case "direction":
+			out.Values[i] = ec._GuardrailRule_direction(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "detector":
 			out.Values[i] = ec._GuardrailRule_detector(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kinds":
+			out.Values[i] = ec._GuardrailRule_kinds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "pattern":
@@ -46626,6 +52549,16 @@ func (ec *executionContext) _GuardrailRule(ctx context.Context, sel ast.Selectio
 		case "terms":
 			out.Values[i] = ec._GuardrailRule_terms(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "maxBytes":
+			out.Values[i] = ec._GuardrailRule_maxBytes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "threshold":
+			out.Values[i] = ec._GuardrailRule_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "action":
@@ -47002,6 +52935,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createRateLimit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createRateLimit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateRateLimit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateRateLimit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteRateLimit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteRateLimit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createApprovalRule":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createApprovalRule(ctx, field)
@@ -47068,6 +53022,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "discoverTools":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_discoverTools(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approveToolDefinition":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_approveToolDefinition(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateSettings":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateSettings(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -47394,6 +53362,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_policyRules(ctx, field)
 				})
+		case "rateLimits":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_rateLimits(ctx, field)
+				})
 		case "roles":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -47454,6 +53428,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_exportConfig(ctx, field)
 				})
+		case "settings":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_settings(ctx, field)
+				})
+		case "explainDecision":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_explainDecision(ctx, field)
+				})
 		case "effectiveTools":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -47473,6 +53459,191 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rateLimitImplementors = []string{"RateLimit", "Node"}
+
+func (ec *executionContext) _RateLimit(ctx context.Context, sel ast.SelectionSet, obj *ent.RateLimit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rateLimitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RateLimit")
+		case "id":
+			out.Values[i] = ec._RateLimit_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._RateLimit_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._RateLimit_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdBy":
+			out.Values[i] = ec._RateLimit_createdBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedBy":
+			out.Values[i] = ec._RateLimit_updatedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._RateLimit_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "description":
+			out.Values[i] = ec._RateLimit_description(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "subjectKind":
+			out.Values[i] = ec._RateLimit_subjectKind(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "subject":
+			out.Values[i] = ec._RateLimit_subject(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "tools":
+			out.Values[i] = ec._RateLimit_tools(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "key":
+			out.Values[i] = ec._RateLimit_key(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "requests":
+			out.Values[i] = ec._RateLimit_requests(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "perSeconds":
+			out.Values[i] = ec._RateLimit_perSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "burst":
+			out.Values[i] = ec._RateLimit_burst(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "virtualServer":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RateLimit_virtualServer(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rateLimitConnectionImplementors = []string{"RateLimitConnection"}
+
+func (ec *executionContext) _RateLimitConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RateLimitConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rateLimitConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RateLimitConnection")
+		case "edges":
+			out.Values[i] = ec._RateLimitConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._RateLimitConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._RateLimitConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rateLimitEdgeImplementors = []string{"RateLimitEdge"}
+
+func (ec *executionContext) _RateLimitEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RateLimitEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rateLimitEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RateLimitEdge")
+		case "node":
+			out.Values[i] = ec._RateLimitEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._RateLimitEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -48321,11 +54492,44 @@ func (ec *executionContext) _Tool(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "approvedHash":
+			out.Values[i] = ec._Tool_approvedHash(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "approvedAt":
+			out.Values[i] = ec._Tool_approvedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "approvedBy":
+			out.Values[i] = ec._Tool_approvedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "upstream":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Tool_upstream(ctx, field, obj)
+				})
+		case "pinStatus":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Tool_pinStatus(ctx, field, obj)
+				})
+		case "definitionDiff":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Tool_definitionDiff(ctx, field, obj)
+				})
+		case "approvedDefinition":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Tool_approvedDefinition(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -48699,6 +54903,12 @@ func (ec *executionContext) _VirtualServer(ctx context.Context, sel ast.Selectio
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._VirtualServer_guardrailRules(ctx, field, obj)
+				})
+		case "rateLimits":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VirtualServer_rateLimits(ctx, field, obj)
 				})
 		case "selections":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -49507,6 +55717,11 @@ func (ec *executionContext) unmarshalNCreatePolicyRuleInput2githubᚗcomᚋgateh
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNCreateRateLimitInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreateRateLimitInput(ctx context.Context, v any) (ent.CreateRateLimitInput, error) {
+	res, err := ec.unmarshalInputCreateRateLimitInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNCreateRoleInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreateRoleInput(ctx context.Context, v any) (ent.CreateRoleInput, error) {
 	res, err := ec.unmarshalInputCreateRoleInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -49576,6 +55791,62 @@ func (ec *executionContext) marshalNEffectiveTool2ᚖgithubᚗcomᚋgatehouseᚑ
 	return ec._EffectiveTool(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNExplainedFinding2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedFindingᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExplainedFinding) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNExplainedFinding2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedFinding(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNExplainedFinding2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedFinding(ctx context.Context, sel ast.SelectionSet, v *model.ExplainedFinding) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExplainedFinding!")
+		return graphql.Null
+	}
+	return ec._ExplainedFinding(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNExplainedGrant2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedGrantᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExplainedGrant) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNExplainedGrant2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedGrant(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNExplainedGrant2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplainedGrant(ctx context.Context, sel ast.SelectionSet, v *model.ExplainedGrant) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExplainedGrant!")
+		return graphql.Null
+	}
+	return ec._ExplainedGrant(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNExplanation2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐExplanation(ctx context.Context, sel ast.SelectionSet, v *model.Explanation) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Explanation!")
+		return graphql.Null
+	}
+	return ec._Explanation(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
 	res, err := graphql.UnmarshalFloatContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -49588,6 +55859,14 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
 	}
 	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) marshalNGatewaySettings2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐGatewaySettings(ctx context.Context, sel ast.SelectionSet, v *model.GatewaySettings) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GatewaySettings!")
+		return graphql.Null
+	}
+	return ec._GatewaySettings(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNGrant2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐGrant(ctx context.Context, sel ast.SelectionSet, v *ent.Grant) graphql.Marshaler {
@@ -49686,6 +55965,16 @@ func (ec *executionContext) marshalNGuardrailRuleDetector2githubᚗcomᚋgatehou
 	return v
 }
 
+func (ec *executionContext) unmarshalNGuardrailRuleDirection2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx context.Context, v any) (guardrailrule.Direction, error) {
+	var res guardrailrule.Direction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGuardrailRuleDirection2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx context.Context, sel ast.SelectionSet, v guardrailrule.Direction) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNGuardrailRuleOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐGuardrailRuleOrder(ctx context.Context, v any) (*ent.GuardrailRuleOrder, error) {
 	res, err := ec.unmarshalInputGuardrailRuleOrder(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
@@ -49702,16 +55991,6 @@ func (ec *executionContext) marshalNGuardrailRuleOrderField2ᚖgithubᚗcomᚋga
 		graphql.AddInvalidNullError(ctx, "GuardrailRuleOrderField!")
 		return graphql.Null
 	}
-	return v
-}
-
-func (ec *executionContext) unmarshalNGuardrailRuleStage2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx context.Context, v any) (guardrailrule.Stage, error) {
-	var res guardrailrule.Stage
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalNGuardrailRuleStage2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx context.Context, sel ast.SelectionSet, v guardrailrule.Stage) graphql.Marshaler {
 	return v
 }
 
@@ -49777,6 +56056,20 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) unmarshalNInt2int64(ctx context.Context, v any) (int64, error) {
+	res, err := graphql.UnmarshalInt64(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalInt64(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNNode2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐNoder(ctx context.Context, sel ast.SelectionSet, v []ent.Noder) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -49799,6 +56092,16 @@ func (ec *executionContext) marshalNOrderDirection2entgoᚗioᚋcontribᚋentgql
 
 func (ec *executionContext) marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
 	return ec._PageInfo(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNPinningMode2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐPinningMode(ctx context.Context, v any) (model.PinningMode, error) {
+	var res model.PinningMode
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPinningMode2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐPinningMode(ctx context.Context, sel ast.SelectionSet, v model.PinningMode) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNPolicyRule2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐPolicyRule(ctx context.Context, sel ast.SelectionSet, v *ent.PolicyRule) graphql.Marshaler {
@@ -49848,6 +56151,66 @@ func (ec *executionContext) marshalNPolicyRuleOrderField2ᚖgithubᚗcomᚋgateh
 
 func (ec *executionContext) unmarshalNPolicyRuleWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐPolicyRuleWhereInput(ctx context.Context, v any) (*ent.PolicyRuleWhereInput, error) {
 	res, err := ec.unmarshalInputPolicyRuleWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRateLimit2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimit(ctx context.Context, sel ast.SelectionSet, v *ent.RateLimit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RateLimit!")
+		return graphql.Null
+	}
+	return ec._RateLimit(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRateLimitConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitConnection(ctx context.Context, sel ast.SelectionSet, v *ent.RateLimitConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RateLimitConnection!")
+		return graphql.Null
+	}
+	return ec._RateLimitConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRateLimitKey2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx context.Context, v any) (ratelimit.Key, error) {
+	var res ratelimit.Key
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRateLimitKey2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx context.Context, sel ast.SelectionSet, v ratelimit.Key) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNRateLimitOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrder(ctx context.Context, v any) (*ent.RateLimitOrder, error) {
+	res, err := ec.unmarshalInputRateLimitOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNRateLimitOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrderField(ctx context.Context, v any) (*ent.RateLimitOrderField, error) {
+	var res = new(ent.RateLimitOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRateLimitOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.RateLimitOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RateLimitOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNRateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx context.Context, v any) (ratelimit.SubjectKind, error) {
+	var res ratelimit.SubjectKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx context.Context, sel ast.SelectionSet, v ratelimit.SubjectKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNRateLimitWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInput(ctx context.Context, v any) (*ent.RateLimitWhereInput, error) {
+	res, err := ec.unmarshalInputRateLimitWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -50163,6 +56526,16 @@ func (ec *executionContext) marshalNToolOrderField2ᚖgithubᚗcomᚋgatehouse�
 	return v
 }
 
+func (ec *executionContext) unmarshalNToolPinStatus2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐToolPinStatus(ctx context.Context, v any) (model.ToolPinStatus, error) {
+	var res model.ToolPinStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNToolPinStatus2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐToolPinStatus(ctx context.Context, sel ast.SelectionSet, v model.ToolPinStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNToolWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐToolWhereInput(ctx context.Context, v any) (*ent.ToolWhereInput, error) {
 	res, err := ec.unmarshalInputToolWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
@@ -50200,6 +56573,11 @@ func (ec *executionContext) unmarshalNUpdateGuardrailRuleInput2githubᚗcomᚋga
 
 func (ec *executionContext) unmarshalNUpdatePolicyRuleInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐUpdatePolicyRuleInput(ctx context.Context, v any) (ent.UpdatePolicyRuleInput, error) {
 	res, err := ec.unmarshalInputUpdatePolicyRuleInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNUpdateRateLimitInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐUpdateRateLimitInput(ctx context.Context, v any) (ent.UpdateRateLimitInput, error) {
+	res, err := ec.unmarshalInputUpdateRateLimitInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -51377,6 +57755,58 @@ func (ec *executionContext) marshalOGuardrailRuleDetector2ᚖgithubᚗcomᚋgate
 	return v
 }
 
+func (ec *executionContext) unmarshalOGuardrailRuleDirection2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirectionᚄ(ctx context.Context, v any) ([]guardrailrule.Direction, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]guardrailrule.Direction, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNGuardrailRuleDirection2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOGuardrailRuleDirection2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirectionᚄ(ctx context.Context, sel ast.SelectionSet, v []guardrailrule.Direction) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNGuardrailRuleDirection2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOGuardrailRuleDirection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx context.Context, v any) (*guardrailrule.Direction, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(guardrailrule.Direction)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOGuardrailRuleDirection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐDirection(ctx context.Context, sel ast.SelectionSet, v *guardrailrule.Direction) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalOGuardrailRuleEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐGuardrailRuleEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.GuardrailRuleEdge) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -51412,58 +57842,6 @@ func (ec *executionContext) unmarshalOGuardrailRuleOrder2ᚕᚖgithubᚗcomᚋga
 		}
 	}
 	return res, nil
-}
-
-func (ec *executionContext) unmarshalOGuardrailRuleStage2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStageᚄ(ctx context.Context, v any) ([]guardrailrule.Stage, error) {
-	if v == nil {
-		return nil, nil
-	}
-	vSlice := graphql.CoerceList(v)
-	var err error
-	res := make([]guardrailrule.Stage, len(vSlice))
-	for i := range vSlice {
-		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
-		res[i], err = ec.unmarshalNGuardrailRuleStage2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, vSlice[i])
-		if err != nil {
-			return nil, err
-		}
-	}
-	return res, nil
-}
-
-func (ec *executionContext) marshalOGuardrailRuleStage2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStageᚄ(ctx context.Context, sel ast.SelectionSet, v []guardrailrule.Stage) graphql.Marshaler {
-	if v == nil {
-		return graphql.Null
-	}
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNGuardrailRuleStage2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
-}
-
-func (ec *executionContext) unmarshalOGuardrailRuleStage2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx context.Context, v any) (*guardrailrule.Stage, error) {
-	if v == nil {
-		return nil, nil
-	}
-	var res = new(guardrailrule.Stage)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalOGuardrailRuleStage2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋguardrailruleᚐStage(ctx context.Context, sel ast.SelectionSet, v *guardrailrule.Stage) graphql.Marshaler {
-	if v == nil {
-		return graphql.Null
-	}
-	return v
 }
 
 func (ec *executionContext) unmarshalOGuardrailRuleWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐGuardrailRuleWhereInputᚄ(ctx context.Context, v any) ([]*ent.GuardrailRuleWhereInput, error) {
@@ -51556,6 +57934,41 @@ func (ec *executionContext) marshalOInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) unmarshalOInt2ᚕint64ᚄ(ctx context.Context, v any) ([]int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]int64, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNInt2int64(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOInt2ᚕint64ᚄ(ctx context.Context, sel ast.SelectionSet, v []int64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNInt2int64(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOInt2ᚕintᚄ(ctx context.Context, v any) ([]int, error) {
 	if v == nil {
 		return nil, nil
@@ -51609,6 +58022,24 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	return res
 }
 
+func (ec *executionContext) unmarshalOInt2ᚖint64(ctx context.Context, v any) (*int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalInt64(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOInt2ᚖint64(ctx context.Context, sel ast.SelectionSet, v *int64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalInt64(*v)
+	return res
+}
+
 func (ec *executionContext) unmarshalOJSON2encodingᚋjsonᚐRawMessage(ctx context.Context, v any) (json.RawMessage, error) {
 	if v == nil {
 		return nil, nil
@@ -51632,6 +58063,22 @@ func (ec *executionContext) marshalONode2githubᚗcomᚋgatehouseᚑdevᚋgateho
 		return graphql.Null
 	}
 	return ec._Node(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOPinningMode2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐPinningMode(ctx context.Context, v any) (*model.PinningMode, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.PinningMode)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOPinningMode2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐPinningMode(ctx context.Context, sel ast.SelectionSet, v *model.PinningMode) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalOPolicyRule2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐPolicyRule(ctx context.Context, sel ast.SelectionSet, v *ent.PolicyRule) graphql.Marshaler {
@@ -51752,6 +58199,208 @@ func (ec *executionContext) unmarshalOPolicyRuleWhereInput2ᚖgithubᚗcomᚋgat
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputPolicyRuleWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORateLimit2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.RateLimit) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRateLimit2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimit(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalORateLimit2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimit(ctx context.Context, sel ast.SelectionSet, v *ent.RateLimit) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RateLimit(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalORateLimitEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.RateLimitEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalORateLimitEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalORateLimitEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitEdge(ctx context.Context, sel ast.SelectionSet, v *ent.RateLimitEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RateLimitEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalORateLimitKey2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKeyᚄ(ctx context.Context, v any) ([]ratelimit.Key, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]ratelimit.Key, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNRateLimitKey2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalORateLimitKey2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKeyᚄ(ctx context.Context, sel ast.SelectionSet, v []ratelimit.Key) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRateLimitKey2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalORateLimitKey2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx context.Context, v any) (*ratelimit.Key, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(ratelimit.Key)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORateLimitKey2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐKey(ctx context.Context, sel ast.SelectionSet, v *ratelimit.Key) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalORateLimitOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrderᚄ(ctx context.Context, v any) ([]*ent.RateLimitOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.RateLimitOrder, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNRateLimitOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitOrder(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalORateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx context.Context, v any) (ratelimit.SubjectKind, error) {
+	var res ratelimit.SubjectKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx context.Context, sel ast.SelectionSet, v ratelimit.SubjectKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalORateLimitSubjectKind2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKindᚄ(ctx context.Context, v any) ([]ratelimit.SubjectKind, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]ratelimit.SubjectKind, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNRateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalORateLimitSubjectKind2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKindᚄ(ctx context.Context, sel ast.SelectionSet, v []ratelimit.SubjectKind) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRateLimitSubjectKind2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalORateLimitSubjectKind2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx context.Context, v any) (*ratelimit.SubjectKind, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(ratelimit.SubjectKind)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORateLimitSubjectKind2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋratelimitᚐSubjectKind(ctx context.Context, sel ast.SelectionSet, v *ratelimit.SubjectKind) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalORateLimitWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInputᚄ(ctx context.Context, v any) ([]*ent.RateLimitWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.RateLimitWhereInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNRateLimitWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalORateLimitWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐRateLimitWhereInput(ctx context.Context, v any) (*ent.RateLimitWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputRateLimitWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -52370,6 +59019,22 @@ func (ec *executionContext) unmarshalOToolOrder2ᚕᚖgithubᚗcomᚋgatehouse�
 		}
 	}
 	return res, nil
+}
+
+func (ec *executionContext) unmarshalOToolPinStatus2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐToolPinStatus(ctx context.Context, v any) (*model.ToolPinStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.ToolPinStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOToolPinStatus2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐToolPinStatus(ctx context.Context, sel ast.SelectionSet, v *model.ToolPinStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOToolWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐToolWhereInputᚄ(ctx context.Context, v any) ([]*ent.ToolWhereInput, error) {

@@ -3,6 +3,12 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
 	"github.com/gatehouse-dev/gatehouse/ent"
 )
 
@@ -17,7 +23,9 @@ type AdminPrincipal struct {
 // The result of applyConfig.
 type ApplyConfigPayload struct {
 	// What the apply changed (or, in a dry run, would change), in the order it
-	// did: upstreams, virtual servers, agents, teams and roles, API keys.
+	// did: with prune, the grants, guardrails and rate limits the document lacks
+	// are deleted first; then upstreams, virtual servers, agents, teams and
+	// roles, API keys, grants, guardrails, rate limits and settings.
 	Changes []*ConfigChange `json:"changes"`
 	// True when changes were committed: false for a dry run and when the store
 	// already held the document.
@@ -29,7 +37,8 @@ type ApplyConfigPayload struct {
 
 // One entity that applyConfig created, updated, deleted or revoked.
 type ConfigChange struct {
-	// Kind of entity: upstream, virtual_server, agent, team, role or api_key.
+	// Kind of entity: upstream, virtual_server, agent, team, role, api_key,
+	// grant, guardrail, rate_limit or settings.
 	Kind string `json:"kind"`
 	// Name of the entity; for an api_key AGENT/HASH-PREFIX.
 	Name string `json:"name"`
@@ -46,7 +55,8 @@ type ConfigError struct {
 	Path string `json:"path"`
 	// What is wrong, e.g. "missing scheme (want e.g. http://host:port/mcp)".
 	Message string `json:"message"`
-	// Name of the upstream, virtual server or agent the path points into, if any.
+	// Name of the upstream, virtual server, agent, grant, guardrail or rate limit
+	// the path points into, if any.
 	Name *string `json:"name,omitempty"`
 }
 
@@ -81,6 +91,58 @@ type EffectiveTool struct {
 	Tool *ent.Tool `json:"tool,omitempty"`
 }
 
+// What a guardrail found in the explained call's arguments.
+type ExplainedFinding struct {
+	// Name of the guardrail rule.
+	Rule string `json:"rule"`
+	// Its detector (secrets, pii, injection, regex, denylist, size).
+	Detector string `json:"detector"`
+	// Kind of finding, e.g. aws_access_key or email.
+	Kind string `json:"kind"`
+	// Where in the arguments, as a JSON path (e.g. $.query).
+	Path string `json:"path"`
+	// What the rule does about it: block, redact, flag or require_approval.
+	Action string `json:"action"`
+}
+
+// A grant that matched the explained call.
+type ExplainedGrant struct {
+	// Name of the grant.
+	Grant string `json:"grant"`
+	// What the grant decides: allow, deny or require_approval.
+	Effect string `json:"effect"`
+	// Why it matched, or why its condition did not hold.
+	Reason string `json:"reason"`
+}
+
+// How the running gateway would decide a call, with every rule that took part.
+type Explanation struct {
+	// The decision: allow, deny or require_approval.
+	Effect string `json:"effect"`
+	// Why, in a sentence (e.g. "no grant allows it", "denied by grant ops-deny").
+	Reason string `json:"reason"`
+	// Every grant that matched the call (subject, target and condition), with
+	// what it decided.
+	Grants []*ExplainedGrant `json:"grants"`
+	// What the guardrails found in the arguments, if any (never the matched text).
+	Guardrails []*ExplainedFinding `json:"guardrails"`
+	// Name of the rate limit that would refuse the call now; null when none would.
+	RateLimit *string `json:"rateLimit,omitempty"`
+	// Whether the agent sees the tool in tools/list.
+	Visible bool `json:"visible"`
+}
+
+// Gateway-wide settings that are not entities of their own.
+type GatewaySettings struct {
+	// Tool-definition pinning mode. Default auto. Whatever the mode (except
+	// off), a pinned tool whose definition changes is quarantined until approved.
+	PinningMode PinningMode `json:"pinningMode"`
+	// When the settings were last changed; null while they have their defaults.
+	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
+	// Who last changed them (token:NAME or the actor of an applied document).
+	UpdatedBy *string `json:"updatedBy,omitempty"`
+}
+
 // The result of rotateAgentKey. The key is shown only here, once.
 type RotateAgentKeyPayload struct {
 	// The new key in plaintext ("gh_" and 43 base64url characters). Only its
@@ -90,4 +152,128 @@ type RotateAgentKeyPayload struct {
 	APIKey *ent.APIKey `json:"apiKey"`
 	// How many of the agent's earlier keys this rotation revoked.
 	RevokedKeys int `json:"revokedKeys"`
+}
+
+// Tool-definition pinning mode (the document's pinning.mode).
+type PinningMode string
+
+const (
+	// A tool's first definition is pinned when a gateway first sees it.
+	PinningModeAuto PinningMode = "auto"
+	// New tools stay hidden until an admin approves them.
+	PinningModeApprove PinningMode = "approve"
+	// No pinning: tools are served as upstreams announce them.
+	PinningModeOff PinningMode = "off"
+)
+
+var AllPinningMode = []PinningMode{
+	PinningModeAuto,
+	PinningModeApprove,
+	PinningModeOff,
+}
+
+func (e PinningMode) IsValid() bool {
+	switch e {
+	case PinningModeAuto, PinningModeApprove, PinningModeOff:
+		return true
+	}
+	return false
+}
+
+func (e PinningMode) String() string {
+	return string(e)
+}
+
+func (e *PinningMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PinningMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PinningMode", str)
+	}
+	return nil
+}
+
+func (e PinningMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PinningMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PinningMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where a tool stands with tool-definition pinning.
+type ToolPinStatus string
+
+const (
+	// The upstream serves the approved definition: agents may see and call the tool.
+	ToolPinStatusPinned ToolPinStatus = "PINNED"
+	// No definition approved yet (pinning mode approve, or not yet seen by a
+	// gateway in mode auto): the tool is withheld until an admin approves it.
+	ToolPinStatusPending ToolPinStatus = "PENDING"
+	// The upstream changed the tool since its definition was approved: it is
+	// withheld until an admin approves the new definition.
+	ToolPinStatusQuarantined ToolPinStatus = "QUARANTINED"
+)
+
+var AllToolPinStatus = []ToolPinStatus{
+	ToolPinStatusPinned,
+	ToolPinStatusPending,
+	ToolPinStatusQuarantined,
+}
+
+func (e ToolPinStatus) IsValid() bool {
+	switch e {
+	case ToolPinStatusPinned, ToolPinStatusPending, ToolPinStatusQuarantined:
+		return true
+	}
+	return false
+}
+
+func (e ToolPinStatus) String() string {
+	return string(e)
+}
+
+func (e *ToolPinStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ToolPinStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ToolPinStatus", str)
+	}
+	return nil
+}
+
+func (e ToolPinStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ToolPinStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ToolPinStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

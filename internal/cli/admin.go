@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
@@ -34,14 +35,30 @@ func (a gatewayAdmin) ListUpstreamTools(ctx context.Context, upstream string) ([
 	}
 	out := make([]graph.UpstreamTool, len(tools))
 	for i, t := range tools {
+		// The same canonical form the data path pins, so hashes agree.
+		d := tooldef.FromMCP(t)
 		out[i] = graph.UpstreamTool{
-			Name: t.Name, Title: t.Title, Description: t.Description,
-			InputSchema:  rawJSON(t.InputSchema),
-			OutputSchema: rawJSON(t.OutputSchema),
+			Name: d.Name, Title: d.Title, Description: d.Description,
+			InputSchema: d.InputSchema, OutputSchema: d.OutputSchema, Annotations: d.Annotations,
 		}
-		if t.Annotations != nil {
-			out[i].Annotations = rawJSON(t.Annotations)
-		}
+	}
+	return out, nil
+}
+
+func (a gatewayAdmin) Explain(_ context.Context, agent, vs, tool string, args map[string]any) (*graph.Explanation, error) {
+	e, err := a.g.Explain(agent, vs, tool, args)
+	if errors.Is(err, proxy.ErrUnknownVirtualServer) {
+		return nil, fmt.Errorf("%w %q", graph.ErrUnknownVirtualServer, vs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &graph.Explanation{Effect: e.Decision.Effect, Reason: e.Decision.Reason, Visible: e.Visible, RateLimit: e.RateLimit}
+	for _, m := range e.Decision.Matched {
+		out.Grants = append(out.Grants, graph.ExplainedGrant{Grant: m.Grant, Effect: m.Effect, Reason: m.Reason})
+	}
+	for _, f := range e.Findings {
+		out.Guardrails = append(out.Guardrails, graph.ExplainedFinding{Rule: f.Rule, Detector: f.Detector, Kind: f.Kind, Path: f.Path, Action: f.Action})
 	}
 	return out, nil
 }
@@ -59,18 +76,6 @@ func (a gatewayAdmin) ExposedTools(_ context.Context, vs string) ([]graph.Expose
 		out[i] = graph.ExposedTool{Name: t.Name, Upstream: t.Upstream, UpstreamTool: t.UpstreamTool, Description: t.Description}
 	}
 	return out, nil
-}
-
-// rawJSON marshals v, or returns nil when v is nil or does not marshal.
-func rawJSON(v any) json.RawMessage {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil || string(b) == "null" {
-		return nil
-	}
-	return b
 }
 
 // adminFlags are the flags of the commands that talk to a running

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,8 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
@@ -114,11 +118,27 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	warnAnonymous(log, doc)
 
-	g := proxy.New(doc, &proxy.Options{Logger: log})
+	authn, err := newAuthenticators(ctx, log, file.Auth)
+	if err != nil {
+		return err
+	}
+	defer authn.close()
+	graph.CheckExpression = policy.CheckExpression
+	g := proxy.New(doc, &proxy.Options{
+		Logger:         log,
+		Authenticators: authn.list,
+		Resource:       authn.resource(file),
+		OnCatalog: func(upstream string, tools []*mcp.Tool) {
+			syncer.recordTools(ctx, upstream, tools)
+		},
+	})
 	syncer.g = g
 	ln, err := net.Listen("tcp", doc.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", doc.Listen, err)
+	}
+	if authn.mtls != nil {
+		ln = tls.NewListener(ln, authn.mtls.TLSConfig())
 	}
 	if err := g.Start(ctx); err != nil {
 		ln.Close()
@@ -133,6 +153,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", nudgeAfter(admin, syncer))
+	if h := authn.metadataHandler(file); h != nil {
+		mux.Handle("/.well-known/oauth-protected-resource", h)
+		mux.Handle("/.well-known/oauth-protected-resource/", h)
+	}
 	mux.Handle("/", g.Handler())
 	srv := &http.Server{
 		Handler:           mux,

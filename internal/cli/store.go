@@ -12,10 +12,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/guard"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
@@ -233,6 +237,8 @@ func (s *configSync) load(ctx context.Context) (*config.Document, int64, error) 
 	}
 	doc := *s.base
 	doc.Upstreams, doc.VirtualServers, doc.Agents = stored.Upstreams, stored.VirtualServers, stored.Agents
+	doc.Grants, doc.Guardrails, doc.RateLimits = stored.Grants, stored.Guardrails, stored.RateLimits
+	doc.Pinning, doc.Pins = stored.Pinning, stored.Pins
 	return &doc, rev, nil
 }
 
@@ -373,5 +379,48 @@ func (s *configSync) tryFile(ctx context.Context) error {
 func processSettings(doc *config.Document) *config.Document {
 	d := *doc
 	d.Upstreams, d.VirtualServers, d.Agents = nil, nil, nil
+	d.Grants, d.Guardrails, d.RateLimits, d.Pins = nil, nil, nil, nil
+	d.Pinning = config.Pinning{}
 	return &d
+}
+
+// recordTools is the gateway's OnCatalog hook: it records what an upstream
+// serves in the store, where pinning decides what agents may see. A tool
+// whose definition looks poisoned when first seen is held for an admin's
+// approval even in auto mode.
+func (s *configSync) recordTools(ctx context.Context, upstream string, tools []*mcp.Tool) {
+	mode := s.g.Snapshot().Doc.Pinning.Mode
+	if mode == config.PinningOff {
+		return
+	}
+	var clean, suspect []tooldef.Definition
+	for _, t := range tools {
+		d := tooldef.FromMCP(t)
+		if fs := guard.ScanToolDefinition(d.Name, d.Title, d.Description, d.InputSchema); len(fs) > 0 {
+			kinds := make([]string, len(fs))
+			for i, f := range fs {
+				kinds[i] = f.Kind
+			}
+			s.log.Warn("tool definition looks poisoned; held for approval", "upstream", upstream, "tool", t.Name, "findings", kinds)
+			suspect = append(suspect, d)
+			continue
+		}
+		clean = append(clean, d)
+	}
+	now := time.Now()
+	changed, err := store.RecordToolDefinitions(ctx, s.client, upstream, clean, mode, now)
+	if err == nil && len(suspect) > 0 {
+		var c bool
+		c, err = store.RecordToolDefinitions(ctx, s.client, upstream, suspect, config.PinningApprove, now)
+		changed = changed || c
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("record tool definitions", "upstream", upstream, "error", err)
+		}
+		return
+	}
+	if changed {
+		s.Nudge()
+	}
 }

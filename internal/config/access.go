@@ -181,8 +181,6 @@ type Pin struct {
 	Hash string
 }
 
-var claimIdentRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
-
 func (g *Grant) validate(v *validator, p string, vsNames map[string]bool, seen map[string]bool) {
 	if g.Name != "" {
 		checkName(v, p+".name", g.Name, seen)

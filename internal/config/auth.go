@@ -29,7 +29,7 @@ type OIDCProvider struct {
 	// Audience lists accepted aud values; a token must carry one of them.
 	Audience []string `yaml:"audience"`
 	// JWKSURL is where signing keys are fetched (and refetched on an
-	// unknown kid, at most once a minute). Default: jwks_uri of
+	// unknown kid, at most once every 30 s). Default: jwks_uri of
 	// ISSUER/.well-known/openid-configuration.
 	JWKSURL string `yaml:"jwks_url"`
 	// JWKSFile is a local JWKS for air-gapped sites (re-read when it

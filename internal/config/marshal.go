@@ -11,9 +11,13 @@ import (
 // Marshal encodes doc as the YAML that [Parse] reads back into an equal
 // document. Keys whose values are zero are left out, so that a document
 // with only upstreams, virtual servers and agents (as `gatehouse export`
-// writes it) holds nothing else. The one zero value kept is an empty
-// include list of a selection ("tools: []" selects none, where an absent
-// list selects all).
+// writes it) holds nothing else; so are the access sections' values that
+// equal their defaults (direction both, key agent, burst equal to requests,
+// an injection threshold of 0.5, pinning mode auto). The zero value kept is
+// an empty list where an absent one means something else: a selection's
+// include list ("tools: []" selects none, where an absent list selects
+// all), a grant's target lists and a scope's tools. Auth and Pins are not
+// written: auth is a process setting and pins live in the config store.
 func Marshal(doc *Document) ([]byte, error) {
 	out := yamlDocument{
 		Listen:  doc.Listen,
@@ -52,6 +56,65 @@ func Marshal(doc *Document) ([]byte, error) {
 		}
 		out.Agents = append(out.Agents, y)
 	}
+	for _, g := range doc.Grants {
+		out.Grants = append(out.Grants, yamlGrant{
+			Name:        g.Name,
+			Description: g.Description,
+			Subject:     yamlSubject(g.Subject),
+			Target: yamlTarget{
+				VirtualServer: g.Target.VirtualServer,
+				Tools:         globs(g.Target.Tools),
+				Resources:     globs(g.Target.Resources),
+				Prompts:       globs(g.Target.Prompts),
+			},
+			Effect:   g.Effect,
+			When:     g.When,
+			Approval: g.Approval,
+		})
+	}
+	for _, g := range doc.Guardrails {
+		y := yamlGuardrail{
+			Name:      g.Name,
+			Direction: g.Direction,
+			Scope:     yamlScopeOf(g.Scope),
+			Detector:  g.Detector,
+			Kinds:     g.Kinds,
+			Pattern:   g.Pattern,
+			Terms:     g.Terms,
+			MaxBytes:  g.MaxBytes,
+			Threshold: g.Threshold,
+			Action:    g.Action,
+			Disabled:  g.Disabled,
+		}
+		if y.Direction == DirectionBoth {
+			y.Direction = ""
+		}
+		if g.Detector == DetectorInjection && g.Threshold == 0.5 {
+			y.Threshold = 0
+		}
+		out.Guardrails = append(out.Guardrails, y)
+	}
+	for _, r := range doc.RateLimits {
+		y := yamlRateLimit{
+			Name:     r.Name,
+			Subject:  yamlSubject(r.Subject),
+			Scope:    yamlScopeOf(r.Scope),
+			Key:      r.Key,
+			Requests: r.Requests,
+			Per:      r.Per,
+			Burst:    r.Burst,
+		}
+		if y.Key == "agent" {
+			y.Key = ""
+		}
+		if y.Burst == y.Requests {
+			y.Burst = 0
+		}
+		out.RateLimits = append(out.RateLimits, y)
+	}
+	if doc.Pinning.Mode != PinningAuto {
+		out.Pinning.Mode = doc.Pinning.Mode
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -75,6 +138,10 @@ type yamlDocument struct {
 	Upstreams      []yamlUpstream      `yaml:"upstreams,omitempty"`
 	VirtualServers []yamlVirtualServer `yaml:"virtual_servers,omitempty"`
 	Agents         []yamlAgent         `yaml:"agents,omitempty"`
+	Grants         []yamlGrant         `yaml:"grants,omitempty"`
+	Guardrails     []yamlGuardrail     `yaml:"guardrails,omitempty"`
+	RateLimits     []yamlRateLimit     `yaml:"rate_limits,omitempty"`
+	Pinning        yamlPinning         `yaml:"pinning,omitempty"`
 }
 
 type yamlLog struct {
@@ -128,8 +195,9 @@ type yamlSelection struct {
 	Descriptions             map[string]string `yaml:"descriptions,omitempty"`
 }
 
-// globs is an include or exclude list: omitted only when nil ("all"), so
-// that an empty list ("none") survives.
+// globs is a list omitted only when nil, so that an empty list survives: an
+// include or exclude list ("none" rather than "all"), a grant's target, a
+// scope's tools.
 type globs []string
 
 // IsZero tells yaml's omitempty to drop nil lists only.
@@ -148,4 +216,65 @@ type yamlAPIKey struct {
 	Env     string     `yaml:"env,omitempty"`
 	File    string     `yaml:"file,omitempty"`
 	Expires *time.Time `yaml:"expires,omitempty"`
+}
+
+type yamlSubject struct {
+	Agent string `yaml:"agent,omitempty"`
+	Team  string `yaml:"team,omitempty"`
+	Role  string `yaml:"role,omitempty"`
+	Claim string `yaml:"claim,omitempty"`
+}
+
+type yamlTarget struct {
+	VirtualServer string `yaml:"virtual_server,omitempty"`
+	Tools         globs  `yaml:"tools,omitempty,flow"`
+	Resources     globs  `yaml:"resources,omitempty,flow"`
+	Prompts       globs  `yaml:"prompts,omitempty,flow"`
+}
+
+type yamlGrant struct {
+	Name        string      `yaml:"name,omitempty"`
+	Description string      `yaml:"description,omitempty"`
+	Subject     yamlSubject `yaml:"subject,omitempty,flow"`
+	Target      yamlTarget  `yaml:"target,omitempty,flow"`
+	Effect      string      `yaml:"effect,omitempty"`
+	When        string      `yaml:"when,omitempty"`
+	Approval    string      `yaml:"approval,omitempty"`
+}
+
+type yamlScope struct {
+	VirtualServer string `yaml:"virtual_server,omitempty"`
+	Tools         globs  `yaml:"tools,omitempty,flow"`
+}
+
+func yamlScopeOf(s Scope) yamlScope {
+	return yamlScope{VirtualServer: s.VirtualServer, Tools: globs(s.Tools)}
+}
+
+type yamlGuardrail struct {
+	Name      string    `yaml:"name"`
+	Direction string    `yaml:"direction,omitempty"`
+	Scope     yamlScope `yaml:"scope,omitempty,flow"`
+	Detector  string    `yaml:"detector,omitempty"`
+	Kinds     globs     `yaml:"kinds,omitempty,flow"`
+	Pattern   string    `yaml:"pattern,omitempty"`
+	Terms     globs     `yaml:"terms,omitempty,flow"`
+	MaxBytes  int64     `yaml:"max_bytes,omitempty"`
+	Threshold float64   `yaml:"threshold,omitempty"`
+	Action    string    `yaml:"action,omitempty"`
+	Disabled  bool      `yaml:"disabled,omitempty"`
+}
+
+type yamlRateLimit struct {
+	Name     string      `yaml:"name"`
+	Subject  yamlSubject `yaml:"subject,omitempty,flow"`
+	Scope    yamlScope   `yaml:"scope,omitempty,flow"`
+	Key      string      `yaml:"key,omitempty"`
+	Requests int         `yaml:"requests,omitempty"`
+	Per      Duration    `yaml:"per,omitempty"`
+	Burst    int         `yaml:"burst,omitempty"`
+}
+
+type yamlPinning struct {
+	Mode string `yaml:"mode,omitempty"`
 }

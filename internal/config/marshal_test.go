@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMarshalRoundTrip checks that Parse reads back what Marshal writes,
@@ -50,6 +51,30 @@ agents:
       - {sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
       - {env: CI_KEY, expires: 2027-01-01T00:00:00Z}
       - {file: /run/secrets/key}
+grants:
+  - name: qa-all
+    description: "QA: everything on ops"
+    subject: {team: platform}
+    target: {virtual_server: ops, tools: ["*"], prompts: []}
+    effect: allow
+  - subject: {claim: 'claims.groups.exists(g, g == "sre")'}
+    target: {virtual_server: ops, resources: ["file:///*"]}
+    effect: require_approval
+    when: 'args.path.startsWith("/tmp/")'
+    approval: two-sre
+  - {subject: {agent: "*"}, target: {virtual_server: ops, tools: [delete_*]}, effect: deny}
+guardrails:
+  - {name: keys, detector: secrets, kinds: [aws_access_key], action: redact}
+  - {name: inject, direction: response, detector: injection, threshold: 0.7, action: flag, scope: {virtual_server: ops, tools: []}}
+  - {name: inject-default, detector: injection, action: block, disabled: true}
+  - {name: words, direction: request, detector: denylist, terms: [DROP TABLE], action: block}
+  - {name: big, detector: size, max_bytes: 65536, action: block, scope: {tools: ["upload_*"]}}
+  - {name: iban, detector: regex, pattern: '[A-Z]{2}[0-9]{2}', action: require_approval}
+rate_limits:
+  - {name: per-agent, requests: 60, per: 1m}
+  - {name: team-burst, subject: {team: platform}, key: team, requests: 10, per: 1s, burst: 20, scope: {virtual_server: ops}}
+  - {name: global, key: global, requests: 1000, per: 1h, burst: 1000}
+pinning: {mode: approve}
 `
 	want, err := Parse([]byte(src))
 	if err != nil {
@@ -83,5 +108,34 @@ agents:
 	}
 	if out, _ := Marshal(new(Document)); strings.TrimSpace(string(out)) != "{}" {
 		t.Errorf("Marshal of an empty document: %q", out)
+	}
+
+	// Defaults of the access sections are left out, once applied too.
+	doc = &Document{
+		VirtualServers: []VirtualServer{{Name: "ops", Include: []Selection{{Upstream: "a"}}}},
+		Grants:         []Grant{{Subject: Subject{Team: "qa"}, Target: Target{VirtualServer: "ops", Tools: []string{"*"}}, Effect: EffectAllow}},
+		Guardrails:     []Guardrail{{Name: "inj", Detector: DetectorInjection, Action: ActionFlag}},
+		RateLimits:     []RateLimit{{Name: "rl", Requests: 5, Per: Duration(time.Minute)}},
+	}
+	doc.ApplyDefaults()
+	out, err = Marshal(&Document{VirtualServers: doc.VirtualServers, Grants: doc.Grants, Guardrails: doc.Guardrails, RateLimits: doc.RateLimits, Pinning: doc.Pinning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wantAccess = `grants:
+  - subject: {team: qa}
+    target: {virtual_server: ops, tools: ['*']}
+    effect: allow
+guardrails:
+  - name: inj
+    detector: injection
+    action: flag
+rate_limits:
+  - name: rl
+    requests: 5
+    per: 1m0s
+`
+	if got := string(out); !strings.HasSuffix(got, wantAccess) {
+		t.Errorf("Marshal of access defaults:\n%s\nwant it to end with\n%s", got, wantAccess)
 	}
 }

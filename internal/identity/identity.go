@@ -1,7 +1,11 @@
 // Package identity turns credentials presented by agents into a [Principal].
 //
-// Only API keys exist today; OIDC and mTLS authenticators plug in behind the
-// same [Authenticator] interface.
+// Three authenticators implement [Authenticator]: [APIKeys] (gh_ keys),
+// [OIDC] (JWT bearer tokens verified against an issuer's JWKS) and [MTLS]
+// (verified client certificates). A [Chain] tries them in order. For MCP's
+// authorization discovery, [ResourceMetadataHandler] serves RFC 9728
+// protected resource metadata and [WWWAuthenticate] builds the 401
+// challenge that points to it.
 package identity
 
 import (
@@ -25,11 +29,14 @@ type Principal struct {
 	Team   string
 	Roles  []string
 	Labels map[string]string
-	// Method is how the principal authenticated: "api_key" or "anonymous".
+	// Method is how the principal authenticated: "api_key", "oidc:<provider>",
+	// "mtls" or "anonymous".
 	Method string
 	// KeyPrefix identifies which key was used without revealing it.
 	KeyPrefix string
-	// Claims carries identity-provider claims (OIDC), nil for API keys.
+	// Claims carries identity-provider claims (OIDC: the token's claims;
+	// mTLS: subject, issuer, serial and sans), nil for API keys. Shared
+	// between principals of the same token: read, never modify.
 	Claims map[string]any
 }
 
@@ -48,6 +55,30 @@ var (
 // An Authenticator finds the principal behind an HTTP request.
 type Authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request) (*Principal, error)
+}
+
+// Chain tries authenticators in order: the first that does not return
+// [ErrNoCredentials] decides. Put [OIDC] before [APIKeys]: OIDC passes on
+// bearer tokens that are not JWTs, while APIKeys refuses every bearer token
+// it does not know.
+type Chain []Authenticator
+
+var _ Authenticator = Chain(nil)
+
+// Authenticate implements [Authenticator]. An empty chain, or one where
+// every authenticator passes, gives [ErrNoCredentials].
+func (c Chain) Authenticate(ctx context.Context, r *http.Request) (*Principal, error) {
+	for _, a := range c {
+		if a == nil {
+			continue
+		}
+		p, err := a.Authenticate(ctx, r)
+		if errors.Is(err, ErrNoCredentials) {
+			continue
+		}
+		return p, err
+	}
+	return nil, ErrNoCredentials
 }
 
 // KeyPrefixLen is how many leading characters of a key are kept to name it

@@ -21,7 +21,9 @@ import (
 // Change is one entity that [ApplyDocument] created, updated, deleted or
 // revoked (or, in a dry run, would).
 type Change struct {
-	Kind string // "upstream", "virtual_server", "agent", "team", "role", "api_key"
+	// Kind is "upstream", "virtual_server", "agent", "team", "role",
+	// "api_key", "grant", "guardrail", "rate_limit" or "settings".
+	Kind string
 	Name string // the entity's name; for api_key "AGENT/HASH-PREFIX"
 	Op   string // "created", "updated", "deleted" or "revoked"
 	// Fields names what differs in an update, as document keys (url,
@@ -55,9 +57,10 @@ type ApplyOptions struct {
 	// actor of what the apply writes, e.g. "token:ci" or "file:gatehouse.yaml".
 	// Empty keeps the actor ctx carries, if any.
 	Actor string
-	// Prune deletes the upstreams, virtual servers and agents that the
-	// document lacks and revokes the agent keys it does not list. False
-	// leaves what the document does not mention alone.
+	// Prune deletes the upstreams, virtual servers, agents, grants,
+	// guardrails and rate limits that the document lacks and revokes the
+	// agent keys it does not list. False leaves what the document does not
+	// mention alone.
 	Prune bool
 	// DryRun computes the changes and rolls them back: the result is the
 	// plan, and the store is left as it was. False commits them.
@@ -65,9 +68,11 @@ type ApplyOptions struct {
 }
 
 // ApplyDocument makes the store hold doc, declaratively and in one
-// transaction: upstreams, virtual servers (with their selections) and agents
-// are created or updated to equal doc's; with opts.Prune, those that doc
-// lacks are deleted. Teams and roles that agents name are created when
+// transaction: upstreams, virtual servers (with their selections), agents,
+// grants, guardrails and rate limits are created or updated to equal doc's,
+// and the pinning mode is set to doc's (auto when doc has none); with
+// opts.Prune, the entities that doc lacks are deleted. Grants without a
+// name are named by [GrantName] (see access.go). Teams and roles that agents name are created when
 // missing (and never deleted: grants may name them). Entities that are
 // already equal are not written, so their updated_at and updated_by keep
 // saying when they last really changed, and an apply that changes nothing
@@ -78,8 +83,11 @@ type ApplyOptions struct {
 // a stored key that doc no longer lists is revoked, not deleted, so the
 // audit trail keeps it; a revoked key that doc lists again is reinstated.
 //
-// Deleting a virtual server deletes its grants and guardrail rules;
-// deleting an upstream deletes its discovered tools and secret bindings.
+// Deleting a virtual server deletes its grants, guardrail rules and rate
+// limits; deleting an upstream deletes its discovered tools (with their
+// approved definitions) and secret bindings. A grant naming an approval
+// rule the store lacks is a validation error at its path (approval rules
+// are not in the document: create them through the admin API).
 //
 // When client is a transaction's (ent.Tx.Client, or the client a GraphQL
 // mutation runs with), the apply runs in that transaction and a dry run in
@@ -87,7 +95,11 @@ type ApplyOptions struct {
 //
 // doc is validated first (with defaults applied to a copy); an invalid
 // document changes nothing and returns its *config.ValidationError, whose
-// paths point into doc.
+// paths point into doc. CEL expressions (grants' when, claim subjects) are
+// not compiled here: the admin API checks them (graph.CheckExpression),
+// the gateway when it compiles the snapshot. doc.Auth and doc.Pins are
+// ignored: auth is a process setting, pins are written by
+// [RecordToolDefinitions] and [ApproveToolDefinition].
 func ApplyDocument(ctx context.Context, client *ent.Client, doc *config.Document, opts ApplyOptions) (res *ApplyResult, err error) {
 	d, err := prepare(doc)
 	if err != nil {
@@ -152,6 +164,9 @@ func prepare(doc *config.Document) (*config.Document, error) {
 	d := *doc
 	d.Upstreams = slices.Clone(doc.Upstreams)
 	d.Agents = slices.Clone(doc.Agents)
+	d.Grants = slices.Clone(doc.Grants)
+	d.Guardrails = slices.Clone(doc.Guardrails)
+	d.RateLimits = slices.Clone(doc.RateLimits)
 	d.ApplyDefaults()
 	var bad []*config.FieldError
 	for i := range d.Agents {
@@ -188,11 +203,25 @@ type applier struct {
 }
 
 func (a *applier) apply(ctx context.Context, d *config.Document) error {
+	rules, err := a.checkAccessRefs(ctx, d)
+	if err != nil {
+		return err
+	}
+	grants, err := a.planGrants(ctx, d)
+	if err != nil {
+		return err
+	}
+	if a.prune {
+		if err := a.pruneAccess(ctx, d, grants); err != nil {
+			return err
+		}
+	}
 	upstreams, err := a.upstreams(ctx, d.Upstreams)
 	if err != nil {
 		return err
 	}
-	if err := a.virtualServers(ctx, d.VirtualServers, upstreams); err != nil {
+	vss, err := a.virtualServers(ctx, d.VirtualServers, upstreams)
+	if err != nil {
 		return err
 	}
 	// Upstreams go last: selections that used them are gone by now.
@@ -204,7 +233,10 @@ func (a *applier) apply(ctx context.Context, d *config.Document) error {
 			a.res.add("upstream", name, "deleted")
 		}
 	}
-	return a.agents(ctx, d.Agents)
+	if err := a.agents(ctx, d.Agents); err != nil {
+		return err
+	}
+	return a.access(ctx, d, grants, rules, vss)
 }
 
 // upstreams creates and updates doc's upstreams and returns every stored
@@ -284,19 +316,22 @@ func (d *diff) add(field string, differs bool) {
 	}
 }
 
-func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServer, upstreams map[string]*ent.Upstream) error {
+// virtualServers creates, updates and (when pruning) deletes virtual
+// servers, and returns doc's by name.
+func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServer, upstreams map[string]*ent.Upstream) (map[string]*ent.VirtualServer, error) {
 	all, err := a.c.VirtualServer.Query().
 		WithSelections(func(q *ent.SelectionQuery) {
 			q.Order(ent.Asc(selection.FieldPosition), ent.Asc(selection.FieldID)).WithUpstream()
 		}).
 		All(ctx)
 	if err != nil {
-		return fmt.Errorf("load virtual servers: %w", err)
+		return nil, fmt.Errorf("load virtual servers: %w", err)
 	}
 	byName := map[string]*ent.VirtualServer{}
 	for _, vs := range all {
 		byName[vs.Name] = vs
 	}
+	out := map[string]*ent.VirtualServer{}
 	wanted := map[string]bool{}
 	for _, w := range want {
 		wanted[w.Name] = true
@@ -304,7 +339,7 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 	for _, vs := range all {
 		if a.prune && !wanted[vs.Name] {
 			if err := a.c.VirtualServer.DeleteOne(vs).Exec(ctx); err != nil {
-				return fmt.Errorf("delete virtual server %q: %w", vs.Name, err)
+				return nil, fmt.Errorf("delete virtual server %q: %w", vs.Name, err)
 			}
 			a.res.add("virtual_server", vs.Name, "deleted")
 		}
@@ -317,7 +352,7 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 				SetName(w.Name).SetDescription(w.Description).SetAnonymous(w.Anonymous).
 				Save(ctx)
 			if err != nil {
-				return fmt.Errorf("create virtual server %q: %w", w.Name, err)
+				return nil, fmt.Errorf("create virtual server %q: %w", w.Name, err)
 			}
 			a.res.add("virtual_server", w.Name, "created")
 		} else {
@@ -326,7 +361,7 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 		}
 		selChanged, err := a.selections(ctx, vs, w, upstreams)
 		if err != nil {
-			return fmt.Errorf("virtual server %q: %w", w.Name, err)
+			return nil, fmt.Errorf("virtual server %q: %w", w.Name, err)
 		}
 		d.add("include", selChanged)
 		if ok && len(d) > 0 {
@@ -334,12 +369,13 @@ func (a *applier) virtualServers(ctx context.Context, want []config.VirtualServe
 			if err := a.c.VirtualServer.UpdateOne(vs).
 				SetDescription(w.Description).SetAnonymous(w.Anonymous).
 				Exec(ctx); err != nil {
-				return fmt.Errorf("update virtual server %q: %w", w.Name, err)
+				return nil, fmt.Errorf("update virtual server %q: %w", w.Name, err)
 			}
 			a.res.add("virtual_server", w.Name, "updated", d...)
 		}
+		out[w.Name] = vs
 	}
-	return nil
+	return out, nil
 }
 
 // selections makes vs's selections equal to w.Include, position by

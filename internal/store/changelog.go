@@ -54,6 +54,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
+	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/ent/role"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
@@ -126,7 +127,8 @@ func changeLog(db *entsql.Driver) ent.Hook {
 }
 
 // bookkeeping reports whether m only records the use of a key or token
-// (last_used_at, keeping updated_at as it was): not an admin's change.
+// (last_used_at) or that an upstream still serves a tool (last_seen),
+// keeping updated_at as it was: not an admin's change.
 func bookkeeping(m ent.Mutation) bool {
 	if !m.Op().Is(ent.OpUpdate|ent.OpUpdateOne) || len(m.ClearedFields()) > 0 || len(m.AddedFields()) > 0 ||
 		len(m.AddedEdges()) > 0 || len(m.RemovedEdges()) > 0 || len(m.ClearedEdges()) > 0 {
@@ -135,7 +137,7 @@ func bookkeeping(m ent.Mutation) bool {
 	used := false
 	for _, f := range m.Fields() {
 		switch f {
-		case "last_used_at":
+		case "last_used_at", "last_seen":
 			used = true
 		case "updated_at", "updated_by":
 		default:
@@ -335,6 +337,18 @@ func takeSnapshot(ctx context.Context, c *ent.Client, typ string, id int) (*snap
 			WithVirtualServer(func(q *ent.VirtualServerQuery) { q.Select(virtualserver.FieldID) }).Only(ctx)
 		if err == nil {
 			v, refs["virtual_server_id"] = g, edgeID(g.Edges.VirtualServer)
+		}
+	case ent.TypeRateLimit:
+		var l *ent.RateLimit
+		l, err = c.RateLimit.Query().Where(ratelimit.ID(id)).
+			WithVirtualServer(func(q *ent.VirtualServerQuery) { q.Select(virtualserver.FieldID) }).Only(ctx)
+		if err == nil {
+			v, refs["virtual_server_id"] = l, edgeID(l.Edges.VirtualServer)
+		}
+	case ent.TypeSetting:
+		var s *ent.Setting
+		if s, err = c.Setting.Get(ctx, id); err == nil {
+			v, name = s, "settings"
 		}
 	case ent.TypeApprovalRule:
 		v, err = c.ApprovalRule.Get(ctx, id)

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
+	"github.com/gatehouse-dev/gatehouse/ent/setting"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
@@ -144,7 +145,7 @@ func TestChangeLogEveryEntity(t *testing.T) {
 				field:  "revoked", old: `false`, nu: `true`, ref: "agent_id"},
 			{typ: "Grant",
 				create: func() (int, error) {
-					return id(c.Grant.Create().SetVirtualServer(vs).SetSubjectKind(grant.SubjectKindAgent).SetSubject("ag").Save(ctx))
+					return id(c.Grant.Create().SetVirtualServer(vs).SetSubjectKind(grant.SubjectKindAgent).SetSubject("ag").SetTools([]string{"*"}).Save(ctx))
 				},
 				update: func(id int) error { return c.Grant.UpdateOneID(id).SetPriority(5).Exec(ctx) },
 				delete: func(id int) error { return c.Grant.DeleteOneID(id).Exec(ctx) },
@@ -159,10 +160,24 @@ func TestChangeLogEveryEntity(t *testing.T) {
 					return id(c.GuardrailRule.Create().SetName("g").SetDetector(guardrailrule.DetectorPii).SetVirtualServer(vs).Save(ctx))
 				},
 				update: func(id int) error {
-					return c.GuardrailRule.UpdateOneID(id).SetAction(guardrailrule.ActionWarn).Exec(ctx)
+					return c.GuardrailRule.UpdateOneID(id).SetAction(guardrailrule.ActionFlag).Exec(ctx)
 				},
 				delete: func(id int) error { return c.GuardrailRule.DeleteOneID(id).Exec(ctx) },
-				field:  "action", old: `"block"`, nu: `"warn"`, ref: "virtual_server_id"},
+				field:  "action", old: `"block"`, nu: `"flag"`, ref: "virtual_server_id"},
+			{typ: "RateLimit", name: "rl",
+				create: func() (int, error) {
+					return id(c.RateLimit.Create().SetName("rl").SetRequests(10).SetPerSeconds(60).SetVirtualServer(vs).Save(ctx))
+				},
+				update: func(id int) error { return c.RateLimit.UpdateOneID(id).SetRequests(20).Exec(ctx) },
+				delete: func(id int) error { return c.RateLimit.DeleteOneID(id).Exec(ctx) },
+				field:  "requests", old: `10`, nu: `20`, ref: "virtual_server_id"},
+			{typ: "Setting", name: "settings",
+				create: func() (int, error) {
+					return id(c.Setting.Create().SetScope("global").SetPinningMode(setting.PinningModeApprove).Save(ctx))
+				},
+				update: func(id int) error { return c.Setting.UpdateOneID(id).SetPinningMode(setting.PinningModeOff).Exec(ctx) },
+				delete: func(id int) error { return c.Setting.DeleteOneID(id).Exec(ctx) },
+				field:  "pinning_mode", old: `"approve"`, nu: `"off"`},
 			{typ: "ApprovalRule", name: "ar",
 				create: func() (int, error) {
 					return id(c.ApprovalRule.Create().SetName("ar").SetApproverGroups([]string{"sre"}).Save(ctx))

@@ -17,13 +17,20 @@ import (
 )
 
 // ExportDocument builds the declarative document from the store: its
-// upstreams, virtual servers (selections in order of position) and agents
-// (active key hashes, in creation order), each list sorted by name. The
-// document's process settings (listen, data_dir, log, limits, http) are not
-// stored: they carry their defaults, for the caller to override.
+// upstreams, virtual servers (selections in order of position), agents
+// (active key hashes, in creation order), rate limits, each list sorted by
+// name, grants and guardrails (by priority, highest first, then name), the
+// pinning mode and the pins: every recorded tool with its approved
+// definition hash, "" for a tool never approved. Grants stored without a
+// name carry their [GrantName]. The document's process settings (listen,
+// data_dir, log, limits, http, auth) are not stored: they carry their
+// defaults, for the caller to override.
 //
-// Entities the document cannot express yet (grants, policies, guardrails,
-// approval rules, secret bindings, admin tokens, revoked keys) are left out.
+// Entities the document cannot express (policy rules, approval rules other
+// than by name, secret bindings, admin tokens, revoked keys) are left out.
+// A guardrail rule with detector cel (from an earlier Gatehouse) is
+// exported as it is, so that validating the document reports it at its
+// path rather than the gateway silently not enforcing it.
 func ExportDocument(ctx context.Context, client *ent.Client) (*config.Document, error) {
 	doc := new(config.Document)
 	ups, err := client.Upstream.Query().Order(ent.Asc(upstream.FieldName)).All(ctx)
@@ -62,6 +69,9 @@ func ExportDocument(ctx context.Context, client *ent.Client) (*config.Document, 
 	}
 	for _, a := range agents {
 		doc.Agents = append(doc.Agents, agentDoc(a))
+	}
+	if err := exportAccess(ctx, client, doc); err != nil {
+		return nil, err
 	}
 	doc.ApplyDefaults()
 	return doc, nil

@@ -43,7 +43,9 @@ import (
 //
 // A SQLite file and its directory are created if missing. Migration is
 // additive: new tables, columns and indexes are created; nothing is dropped,
-// so a store written by an older Gatehouse opens and keeps its data.
+// so a store written by an older Gatehouse opens and keeps its data (enum
+// values that an earlier schema spelled differently are rewritten in place:
+// see legacyValues).
 //
 // Every change the client makes to the configuration is recorded in the
 // admin change log (AdminChange), in the change's transaction; [Revision]
@@ -61,6 +63,9 @@ func Open(ctx context.Context, url string) (*ent.Client, error) {
 	migrateMu.Lock()
 	err = ent.NewClient(ent.Driver(drv)).Schema.Create(ctx)
 	migrateMu.Unlock()
+	if err == nil {
+		err = migrateValues(ctx, drv)
+	}
 	if err != nil {
 		drv.Close()
 		return nil, fmt.Errorf("migrate config store schema: %w", err)
@@ -71,6 +76,27 @@ func Open(ctx context.Context, url string) (*ent.Client, error) {
 }
 
 var migrateMu sync.Mutex
+
+// legacyValues rewrites enum values that earlier schemas stored under other
+// words, in place: guardrail rules' stage input/output (now direction
+// request/response), detector secret (now secrets) and action warn (now
+// flag). The statements are idempotent, so every Open runs them; they change
+// words, not meaning, so they are not in the admin change log.
+var legacyValues = []string{
+	`UPDATE guardrail_rules SET stage = 'request' WHERE stage = 'input'`,
+	`UPDATE guardrail_rules SET stage = 'response' WHERE stage = 'output'`,
+	`UPDATE guardrail_rules SET detector = 'secrets' WHERE detector = 'secret'`,
+	`UPDATE guardrail_rules SET action = 'flag' WHERE action = 'warn'`,
+}
+
+func migrateValues(ctx context.Context, drv *entsql.Driver) error {
+	for _, stmt := range legacyValues {
+		if _, err := drv.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("rewrite legacy values: %w", err)
+		}
+	}
+	return nil
+}
 
 // openDriver opens the database behind url without migrating it.
 func openDriver(ctx context.Context, url string) (*entsql.Driver, error) {

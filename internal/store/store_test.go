@@ -313,10 +313,13 @@ func TestUpgradeFromEarlierSchema(t *testing.T) {
 }
 
 // TestUpgradeFromFixture opens testdata/schema-3e8cc63.db, a store that the
-// schema of commit 3e8cc63 wrote (before the admin change log and the
-// tool's title; testdata/mkfixture made it, and says how), with rows in
-// every table. Open migrates a copy; every row must survive, and the new
-// table and column must work.
+// schema of commit 3e8cc63 wrote (before the admin change log, the tool's
+// title and access control; testdata/mkfixture made it, and says how), with
+// rows in every table, plus two guardrail rules written here with the
+// values that schema used and this one renames (stage input/output,
+// detector secret, action warn). Open migrates a copy; every row must
+// survive, old values must read as their new names, and the new tables and
+// columns must work.
 func TestUpgradeFromFixture(t *testing.T) {
 	t.Parallel()
 	src, err := os.ReadFile("testdata/schema-3e8cc63.db")
@@ -327,6 +330,17 @@ func TestUpgradeFromFixture(t *testing.T) {
 	if err := os.WriteFile(path, src, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range [][3]string{{"legacy-in", "input", "secret"}, {"legacy-out", "output", "pii"}} {
+		if _, err := old.Exec(`INSERT INTO guardrail_rules (created_at, updated_at, name, stage, detector, action, priority, enabled)
+			VALUES ('2026-01-02 03:04:05+00:00', '2026-01-02 03:04:05+00:00', ?, ?, ?, 'warn', 0, 1)`, row[0], row[1], row[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
 	ctx := context.Background()
 	c, err := Open(ctx, "sqlite://"+path)
 	if err != nil {
@@ -348,7 +362,9 @@ func TestUpgradeFromFixture(t *testing.T) {
 		{"api_keys", c.APIKey.Query().CountX(ctx), 2},
 		{"grants", c.Grant.Query().CountX(ctx), 1},
 		{"policy_rules", c.PolicyRule.Query().CountX(ctx), 1},
-		{"guardrail_rules", c.GuardrailRule.Query().CountX(ctx), 1},
+		{"guardrail_rules", c.GuardrailRule.Query().CountX(ctx), 3},
+		{"rate_limits", c.RateLimit.Query().CountX(ctx), 0},
+		{"settings", c.Setting.Query().CountX(ctx), 0},
 		{"approval_rules", c.ApprovalRule.Query().CountX(ctx), 1},
 		{"secret_bindings", c.SecretBinding.Query().CountX(ctx), 1},
 		{"admin_tokens", c.AdminToken.Query().CountX(ctx), 1},
@@ -358,15 +374,49 @@ func TestUpgradeFromFixture(t *testing.T) {
 			t.Errorf("%s: %d rows, want %d", n.table, n.got, n.want)
 		}
 	}
-	// The declarative part still equals the document that wrote it.
-	plan, err := ApplyDocument(ctx, c, readmeDoc(t), ApplyOptions{Prune: true, DryRun: true})
+	// The declarative part still equals the document that wrote it, plus
+	// the grant and guardrail rules, which the document now expresses.
+	doc := readmeDoc(t)
+	doc.Grants = []config.Grant{{
+		Subject: config.Subject{Team: "platform"},
+		Target:  config.Target{VirtualServer: "ops", Tools: []string{"say", "get_*"}},
+		Effect:  config.EffectRequireApproval, Approval: "two-sre",
+	}}
+	doc.Guardrails = []config.Guardrail{
+		{Name: "aws-keys", Scope: config.Scope{VirtualServer: "ops"}, Detector: config.DetectorRegex, Pattern: `AKIA[0-9A-Z]{16}`, Action: config.ActionRedact},
+		{Name: "legacy-in", Direction: config.DirectionRequest, Detector: config.DetectorSecrets, Action: config.ActionFlag},
+		{Name: "legacy-out", Direction: config.DirectionResponse, Detector: config.DetectorPII, Action: config.ActionFlag},
+	}
+	doc.ApplyDefaults()
+	plan, err := ApplyDocument(ctx, c, doc, ApplyOptions{Prune: true, DryRun: true})
 	if err != nil || len(plan.Changes) != 0 {
-		t.Errorf("the fixture differs from testdata/readme.yaml: %v %v", plan, err)
+		t.Errorf("the fixture differs from testdata/readme.yaml and its access rules: %v %v", plan, err)
+	}
+	exported, err := ExportDocument(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exported.Validate(); err != nil {
+		t.Errorf("the fixture exports an invalid document: %v", err)
+	}
+	// The unnamed grant is exported under its content name, which
+	// applying matches with the stored (still unnamed) grant.
+	if g := exported.Grants; len(g) != 1 || g[0].Name != GrantName(doc.Grants[0]) || g[0].Approval != "two-sre" {
+		t.Errorf("exported grants %+v", g)
+	}
+	if plan, err := ApplyDocument(ctx, c, exported, ApplyOptions{Prune: true}); err != nil || len(plan.Changes) != 0 {
+		t.Errorf("applying the fixture's export: %v %v", plan, err)
+	}
+	if g := exported.Guardrails; len(g) != 3 || g[1].Direction != "request" || g[1].Detector != "secrets" || g[1].Action != "flag" || g[2].Direction != "response" {
+		t.Errorf("exported guardrails (legacy values renamed) %+v", g)
+	}
+	if exported.Pinning.Mode != config.PinningAuto || len(exported.Pins) != 1 || exported.Pins[0] != (config.Pin{Upstream: "everything", Tool: "echo"}) {
+		t.Errorf("pinning %+v, pins %+v", exported.Pinning, exported.Pins)
 	}
 	// The rest kept its fields and edges.
 	tl := c.Tool.Query().WithUpstream().OnlyX(ctx)
 	if tl.Name != "echo" || tl.Edges.Upstream.Name != "everything" || !strings.Contains(string(tl.InputSchema), `"message"`) ||
-		!tl.FirstSeen.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) || tl.Title != "" {
+		!tl.FirstSeen.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) || tl.Title != "" || PinStatusOf(tl) != PinPending {
 		t.Errorf("tool %+v", tl)
 	}
 	g := c.Grant.Query().WithApprovalRule().WithVirtualServer().OnlyX(ctx)

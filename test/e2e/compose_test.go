@@ -50,7 +50,7 @@ virtual_servers:
         descriptions: {say: "Say something, through alpha."}
         resource_templates: []
       - upstream: beta
-        exclude_tools: ["a*", slow, progress, roots, env]
+        exclude_tools: ["a*", slow, progress, roots, env, rug_pull]
         resources: []
         rename_prompts: {greet: hello}
   - {name: plain, anonymous: true, include: [{upstream: alpha}]}
@@ -60,7 +60,7 @@ virtual_servers:
 `
 
 // allDemoTools is everything the demo server serves before add_tool runs.
-var allDemoTools = []string{"add", "add_tool", "ask_llm", "ask_user", "echo", "env", "fail", "progress", "roots", "slow"}
+var allDemoTools = []string{"add", "add_tool", "ask_llm", "ask_user", "echo", "env", "fail", "progress", "roots", "rug_pull", "slow"}
 
 // startComposed starts alpha, the gateway (which spawns beta) and returns
 // both; beta's stderr reaches the gateway's log.
@@ -928,7 +928,7 @@ func sighupReload(t *testing.T, g *gateway, cfg, outcome string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg = strings.ReplaceAll(cfg, "LISTEN", g.addr)
+	cfg = withAllowAll(strings.ReplaceAll(cfg, "LISTEN", g.addr))
 	if first, _, _ := strings.Cut(string(old), "\n"); strings.HasPrefix(first, "data_dir:") && !strings.Contains(cfg, "data_dir:") {
 		cfg = first + "\n" + cfg
 	}

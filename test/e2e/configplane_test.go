@@ -222,6 +222,8 @@ virtual_servers:
   - {name: one, include: [{upstream: alpha}]}
 agents:
   - {name: bot, team: qa, api_keys: [{sha256: %s}]}
+grants:
+  - {name: everyone-one, subject: {agent: "*"}, target: {virtual_server: one, tools: ["*"]}, effect: allow}
 `, alphaURL, sha)
 	g := startGateway(t, base)
 	admin := []string{"--server", "http://" + g.addr}
@@ -252,8 +254,9 @@ agents:
 	if err := os.WriteFile(keyFile, []byte(key2+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	two := base + fmt.Sprintf("  - {name: bot2, api_keys: [{file: %s}]}\n", keyFile)
+	two := strings.Replace(base, "grants:", fmt.Sprintf("  - {name: bot2, api_keys: [{file: %s}]}\ngrants:", keyFile), 1)
 	two = strings.Replace(two, "agents:", "  - {name: two, include: [{upstream: alpha, tools: [echo]}]}\nagents:", 1)
+	two += "  - {name: everyone-two, subject: {agent: \"*\"}, target: {virtual_server: two, tools: [\"*\"]}, effect: allow}\n"
 	path := writeConfigFile(t, "two.yaml", strings.ReplaceAll(two, "LISTEN", g.addr))
 	plan, errOut, code = runGatehouseEnv(t, env, "", append([]string{"apply", "-f", path, "--dry-run"}, admin...)...)
 	if code != 0 || !strings.Contains(plan, "+ virtual_server two") || !strings.Contains(plan, "+ agent bot2") || !strings.Contains(plan, "dry run") {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"gopkg.in/yaml.v3"
 )
 
 var (
@@ -194,6 +195,7 @@ func startGatewayArgs(t testing.TB, cfg string, args []string, env ...string) *g
 	if !strings.Contains(cfg, "data_dir:") {
 		cfg = "data_dir: " + filepath.Join(dir, "data") + "\n" + cfg
 	}
+	cfg = withAllowAll(cfg)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -351,4 +353,34 @@ func connectClient(t testing.TB, c *mcp.Client, url, key, version string) *mcp.C
 	go func() { _ = cs.Wait(); cancel() }()
 	t.Cleanup(func() { _ = cs.Close() })
 	return cs
+}
+
+// withAllowAll gives a configuration that has no grants one allowing every
+// agent (and anonymous callers) everything in each virtual server, so tests
+// of routing, relays and failures need not restate access control. Tests of
+// access control write their own grants.
+func withAllowAll(cfg string) string {
+	if strings.Contains(cfg, "\ngrants:") {
+		return cfg
+	}
+	var doc struct {
+		VirtualServers []struct {
+			Name string `yaml:"name"`
+		} `yaml:"virtual_servers"`
+	}
+	if yaml.Unmarshal([]byte(cfg), &doc) != nil || len(doc.VirtualServers) == 0 {
+		return cfg
+	}
+	var b strings.Builder
+	b.WriteString(cfg)
+	if !strings.HasSuffix(cfg, "\n") {
+		b.WriteString("\n")
+	}
+	b.WriteString("grants:\n")
+	for _, vs := range doc.VirtualServers {
+		for _, who := range []string{`"*"`, "anonymous"} {
+			fmt.Fprintf(&b, "  - {subject: {agent: %s}, target: {virtual_server: %q, tools: [\"*\"], resources: [\"*\"], prompts: [\"*\"]}, effect: allow}\n", who, vs.Name)
+		}
+	}
+	return b.String()
 }

@@ -59,6 +59,11 @@ virtual_servers:
   - name: conformance
     anonymous: true
     include: [{upstream: everything}]
+grants:
+  - name: conformance-suite
+    subject: {agent: anonymous}
+    target: {virtual_server: conformance, tools: ["*"], resources: ["*"], prompts: ["*"]}
+    effect: allow
 YAML
 "$GATEHOUSE" serve --config "$WORK/gatehouse.yaml" >"$WORK/gatehouse.log" 2>&1 &
 PIDS+=($!)
