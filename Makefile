@@ -9,7 +9,7 @@ GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 CACHE := $(CURDIR)/.cache
 
-.PHONY: all build run test test-tools test-go test-race conformance generate check-generate lint bench clean
+.PHONY: all build run test test-tools test-go test-race fuzz conformance generate check-generate lint bench clean
 
 all: build
 
@@ -23,7 +23,7 @@ run: build
 	@bash deploy/demo/run.sh
 
 ## test: install test tools, then generated-code check, lint, unit, race, end-to-end (SQLite and PostgreSQL) and conformance tests
-test: test-tools check-generate lint test-go test-race conformance
+test: test-tools check-generate lint test-go test-race fuzz conformance
 
 ## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/)
 test-tools:
@@ -37,6 +37,16 @@ test-go: build
 
 test-race:
 	go test -count=1 -race -timeout 15m ./proxy/...
+
+## fuzz: each fuzz target briefly (FUZZTIME each, default 5s); the seed corpora also run in test-go
+FUZZTIME ?= 5s
+FUZZ_TARGETS := internal/guard:FuzzDetectors internal/guard:FuzzArgValidation internal/policy:FuzzDecide internal/identity:FuzzOIDCAuthenticate
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg/ >$(CACHE)/fuzz-$$fn.log 2>&1 || { cat $(CACHE)/fuzz-$$fn.log; exit 1; }; \
+	done
 
 ## conformance: the official MCP server suite, directly and through the gateway
 conformance: build
@@ -66,7 +76,7 @@ lint:
 
 ## bench: gateway hot-path benchmarks (see README for the numbers)
 bench:
-	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/...
+	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
 
 clean:
 	rm -rf bin

@@ -217,3 +217,32 @@ func (f *face) rootsChanged(ctx context.Context, req *mcp.RootsListChangedReques
 		c.client.RemoveRoots("gatehouse:roots-changed")
 	}
 }
+
+// announceListsChanged tells every session of the face that its tool,
+// prompt and resource lists may have changed (the grants did, so what each
+// agent may see did). The go-sdk notifies on every registration, so one
+// feature of each kind is registered again, unchanged.
+func (f *face) announceListsChanged(vs *VirtualServer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(vs.ToolDefs) > 0 {
+		func() {
+			defer f.recoverBad("tool", vs.ToolDefs[0].Name)
+			f.server.AddTool(vs.ToolDefs[0], f.callTool)
+		}()
+	}
+	if len(vs.PromptDefs) > 0 {
+		f.server.AddPrompt(vs.PromptDefs[0], f.getPrompt)
+	}
+	if len(vs.ResourceDefs) > 0 {
+		func() {
+			defer f.recoverBad("resource", vs.ResourceDefs[0].URI)
+			f.server.AddResource(vs.ResourceDefs[0], f.readResource)
+		}()
+	} else if len(vs.TemplateDefs) > 0 {
+		func() {
+			defer f.recoverBad("resource template", vs.TemplateDefs[0].URITemplate)
+			f.server.AddResourceTemplate(vs.TemplateDefs[0], f.readResource)
+		}()
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -382,6 +383,9 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) err
 	if err := g.limiter.Update(doc.RateLimits); err != nil {
 		return err
 	}
+	// What an agent may see depends on the grants (and on who is an
+	// agent): when they change, every session is told its lists changed.
+	regrant := g.doc != nil && (!reflect.DeepEqual(g.doc.Grants, doc.Grants) || !reflect.DeepEqual(g.doc.Agents, doc.Agents))
 	g.doc, g.upstreams = doc, ups
 	g.snap.Store(snap)
 	g.metrics.revision.Set(float64(snap.Revision))
@@ -392,6 +396,9 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) err
 			g.faces[name] = f
 		}
 		f.sync(vs)
+		if regrant {
+			f.announceListsChanged(vs)
+		}
 	}
 	for name, f := range g.faces {
 		if snap.VS[name] == nil {

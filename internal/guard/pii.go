@@ -64,10 +64,10 @@ func appendEmails(dst []Match, s string) []Match {
 		for a > 0 && at-a <= 64 && isEmailLocal(s[a-1]) {
 			a--
 		}
-		for a < at && (s[a] == '.' || s[a] == '-' || s[a] == '+') {
+		for a < at && (s[a] == '.' || s[a] == '-' || s[a] == '+' || s[a] == '%') {
 			a++
 		}
-		if a == at || at-a > 64 || s[at-1] == '.' || (a > 0 && (isEmailLocal(s[a-1]) || s[a-1] == '@')) {
+		if a == at || at-a > 64 || s[at-1] == '.' || (a > 0 && (isEmailLocal(s[a-1]) || s[a-1] == '@' || s[a-1] == ']' && afterPlaceholder(s, a))) {
 			continue
 		}
 		b := at + 1
@@ -197,7 +197,10 @@ func appendNumbers(dst []Match, s string, base int) []Match {
 				if e < r.ng-1 && r.seps[e+1] != ' ' || g == 0 && e == r.ng-1 {
 					continue
 				}
-				lo := groupStart(s, &r, g)
+				lo := r.start // with its '+' or '('
+				if g > 0 {
+					lo = groupStart(s, &r, g)
+				}
 				hi := groupStart(s, &r, e) + int(r.groups[e])
 				sub, ok := scanRun(s[:hi], lo)
 				if !ok || sub.end != hi {

@@ -215,6 +215,25 @@ grants:
 		}
 	})
 
+	t.Run("grant added live", func(t *testing.T) {
+		changed := make(chan struct{}, 16)
+		cs := connect(t, "streamable-http", g.url("dev"), keys["dave"], &mcp.ClientOptions{
+			ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { notifyCh(changed) },
+		})
+		if got := sortedToolNames(t, cs); len(got) != 0 {
+			t.Fatalf("dave dev tools/list = %v, want none", got)
+		}
+		mustGQL(t, g, `mutation($vs: ID!) { createGrant(input: {virtualServerID: $vs, name: "dave-sum", subjectKind: agent, subject: "dave", tools: ["sum"], effect: allow}) { id } }`,
+			map[string]any{"vs": vsID(t, g, "dev")})
+		waitNotified(t, changed, "tools/list_changed after a grant was added")
+		if got := sortedToolNames(t, cs); !slices.Equal(got, []string{"sum"}) {
+			t.Errorf("dave dev tools/list after the grant = %v, want [sum]", got)
+		}
+		if got := callOutcome(t, cs, "sum", argsFor("sum")); got != allowed {
+			t.Errorf("dave sum after the grant: %s", got)
+		}
+	})
+
 	t.Run("bad credentials", func(t *testing.T) {
 		// The deleted agent's key stops working without a restart.
 		d := mustGQL(t, g, `query { agents(where: {name: "gone"}) { edges { node { id } } } }`, nil)
