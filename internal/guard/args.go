@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
 // Argument validation.
@@ -58,7 +60,7 @@ func (e *ValidationError) Unwrap() error { return ErrInvalidArguments }
 // Finding returns the finding recording this failure (detector schema,
 // action block).
 func (e *ValidationError) Finding() Finding {
-	return Finding{Detector: DetectorSchema, Kind: KindInvalidArguments, Path: e.Path, Score: 1, Action: "block"}
+	return Finding{Detector: DetectorSchema, Kind: KindInvalidArguments, Path: e.Path, Score: 1, Action: config.ActionBlock}
 }
 
 // ArgValidator validates a tool's arguments against its input schema. It
