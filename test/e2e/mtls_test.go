@@ -59,14 +59,14 @@ grants:
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	client := func(cert *x509.Certificate, k *ecdsa.PrivateKey, bearer string) *http.Client {
+	client := func(cert *x509.Certificate, k *ecdsa.PrivateKey, apiKey string) *http.Client {
 		tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		if cert != nil {
 			tc.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: k}}
 		}
 		var rt http.RoundTripper = &http.Transport{TLSClientConfig: tc}
-		if bearer != "" {
-			rt = bearer2{key: bearer, base: rt}
+		if apiKey != "" {
+			rt = bearer{key: apiKey, base: rt}
 		}
 		return &http.Client{Transport: rt, Timeout: 10 * time.Second}
 	}
@@ -131,17 +131,6 @@ grants:
 	}(); st != http.StatusUnauthorized {
 		t.Errorf("no certificate, no key: HTTP %d, want 401", st)
 	}
-}
-
-type bearer2 struct {
-	key  string
-	base http.RoundTripper
-}
-
-func (b bearer2) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.key)
-	return b.base.RoundTrip(r)
 }
 
 func newCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {

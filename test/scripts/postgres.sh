@@ -48,6 +48,21 @@ as_pg() {
 	fi
 }
 
+# The server runs as postgres, which must reach the data directory: a
+# checkout under a private home (/root is 0700) is out of its reach, so the
+# cluster then lives in a per-checkout directory under /tmp.
+mkdir -p "$DIR"
+if [[ $(id -u) -eq 0 ]]; then
+	chown postgres: "$DIR"
+	if ! runuser -u postgres -- test -w "$DIR"; then
+		DIR=/tmp/gatehouse-postgres-$(printf %s "$ROOT" | sha256sum | cut -c1-12)
+		DATA=$DIR/data
+		mkdir -p "$DIR"
+		chown postgres: "$DIR"
+		chmod 700 "$DIR"
+	fi
+fi
+
 running() { [[ -f $DATA/postmaster.pid ]] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
 if [[ ${1:-} == stop ]]; then
@@ -60,10 +75,6 @@ fi
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-mkdir -p "$DIR"
-if [[ $(id -u) -eq 0 ]]; then
-	chown postgres: "$DIR"
-fi
 
 if [[ ! -f $DATA/PG_VERSION ]]; then
 	log "initdb in $DATA"
