@@ -366,10 +366,15 @@ virtual_servers:
 	if len(pids) != 1 || pids[0] == old {
 		t.Errorf("processes after respawn: %v (killed %d), want one new", pids, old)
 	}
-	_, doc := readyz(t, g)
-	if h := readyUpstream(doc, "s"); h["state"] != "ready" || h["restarts"].(float64) < 1 {
-		t.Errorf("/readyz s = %v, want ready with restarts >= 1", h)
-	}
+	// Health follows the session a moment later (the upstream's catalog
+	// is reloaded before it reports ready), so it is polled.
+	pollFor(t, 10*time.Second, "/readyz to report s ready with restarts >= 1", func() string {
+		_, doc := readyz(t, g)
+		if h := readyUpstream(doc, "s"); h["state"] != "ready" || h["restarts"].(float64) < 1 {
+			return fmt.Sprint(h)
+		}
+		return ""
+	})
 	fresh := connect(t, "streamable-http", g.url("vs"), "", nil)
 	if got := callText(t, fresh, "echo", map[string]any{"text": "4"}); got != "["+name+"] 4" {
 		t.Errorf("new session after respawn: %q", got)
