@@ -41,9 +41,14 @@ gateway on the same database. The file always supplies the process settings
 On first start a bootstrap admin token is created: printed once on stderr,
 or read from / written to --admin-token-file.
 
-Signals: SIGHUP applies the configuration file to the store, declaratively
-(what the file lacks is deleted; an invalid file is reported and nothing
-changes); SIGINT and SIGTERM shut down gracefully.
+Access is default deny: agents see and call only what grants allow (see
+README, "Access control and guardrails"). Agents authenticate with API keys,
+OIDC JWTs (auth.oidc) or client certificates (auth.mtls: HTTPS).
+
+Signals: SIGHUP tries the configuration file on the running gateway and, if
+the gateway takes it, writes it to the store declaratively (what the file
+lacks is deleted); a file that fails changes nothing. SIGINT and SIGTERM
+shut down gracefully.
 
 Flags:
 `
