@@ -36,7 +36,7 @@ test-go: build
 	bash test/scripts/postgres.sh stop; exit $$rc
 
 test-race:
-	go test -count=1 -race -timeout 15m ./proxy/...
+	go test -count=1 -race -timeout 15m ./proxy/... ./workflows/...
 
 ## fuzz: each fuzz target briefly (FUZZTIME each, default 5s); the seed corpora also run in test-go
 FUZZTIME ?= 5s

@@ -1,0 +1,176 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// SecretFetcher prepares the secrets an approved call needs.
+//
+// It is a placeholder for the Vault integration. Whatever it produces must
+// never be returned into the workflow history (activity results are stored
+// there in clear): a real implementation returns at most references (lease
+// IDs) and the [Executor] resolves them inside the CallUpstream activity.
+type SecretFetcher interface {
+	FetchSecrets(ctx context.Context, req ToolCallRequest) error
+}
+
+// Executor calls the upstream tool for an approved request.
+//
+// Call must call the upstream at most once per key and, when called again
+// with a key it has seen, return the stored result of that first call without
+// calling the upstream: CallUpstream is retried, and a worker may crash after
+// the upstream answered but before the result reached the history. The
+// stored outcome of a failed upstream call is returned again too, wrapped in
+// an [*UpstreamError], because nobody can tell whether the failed call had
+// effects.
+//
+// req.Arguments are the redacted arguments; an Executor that needs the
+// original ones looks them up by key and checks them against req.ArgsHash, so
+// that exactly the approved call runs.
+type Executor interface {
+	Call(ctx context.Context, key string, req ToolCallRequest) (json.RawMessage, error)
+}
+
+// OutputChecker applies output guardrails to an upstream result.
+type OutputChecker interface {
+	CheckOutput(ctx context.Context, req ToolCallRequest, result json.RawMessage) (OutputVerdict, error)
+}
+
+// OutputVerdict is an [OutputChecker]'s answer.
+type OutputVerdict struct {
+	// Block withholds the result from the agent.
+	Block bool
+	// Reason says why, for the agent and the audit.
+	Reason string
+	// Result, when not empty, replaces the upstream result (for instance
+	// redacted).
+	Result json.RawMessage `json:",omitempty"`
+}
+
+// Auditor records audit events.
+type Auditor interface {
+	Audit(ctx context.Context, ev AuditEvent) error
+}
+
+// Kinds of [AuditEvent].
+const (
+	AuditRequested = "requested"
+	AuditDecided   = "decided"
+	AuditEscalated = "escalated"
+	AuditExecuted  = "executed"
+	AuditClosed    = "closed"
+)
+
+// AuditEvent is one step of an approval.
+type AuditEvent struct {
+	// Kind is one of the Audit* constants.
+	Kind          string
+	ApprovalID    string
+	Agent         string
+	VirtualServer string
+	Tool          string
+	ArgsHash      string
+	// Rule is the approval rule's name.
+	Rule string
+	// Decision is set on "decided" events.
+	Decision *Decision
+	// State is set on "closed" events.
+	State State
+	// Reason explains escalations, failures and closed states.
+	Reason string
+	// Time is the workflow time of the event.
+	Time time.Time
+}
+
+// UpstreamError reports that the upstream call was made and failed. The
+// workflow does not retry it.
+type UpstreamError struct {
+	Err error
+}
+
+func (e *UpstreamError) Error() string { return "calling upstream: " + e.Err.Error() }
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Activities are the activities of [ToolCallWorkflow]. Register a pointer to
+// it with the worker; the workflow refers to its methods by name.
+type Activities struct {
+	// Secrets prepares secrets. Nil means the call needs none.
+	Secrets SecretFetcher
+	// Executor calls the upstream. Required.
+	Executor Executor
+	// Output applies output guardrails. Nil means results pass unchanged.
+	Output OutputChecker
+	// Auditor records audit events. Nil means events are only logged by the
+	// workflow.
+	Auditor Auditor
+}
+
+// FetchSecrets is the activity that prepares secrets for an approved call.
+func (a *Activities) FetchSecrets(ctx context.Context, req ToolCallRequest) error {
+	if a.Secrets == nil {
+		return nil
+	}
+	if err := a.Secrets.FetchSecrets(ctx, req); err != nil {
+		return fmt.Errorf("fetching secrets for %s/%s: %w", req.VirtualServer, req.Tool, err)
+	}
+	return nil
+}
+
+// CallUpstream is the activity that executes an approved call, at most once
+// per key (see [Executor]).
+func (a *Activities) CallUpstream(ctx context.Context, key string, req ToolCallRequest) (json.RawMessage, error) {
+	if a.Executor == nil {
+		return nil, temporal.NewNonRetryableApplicationError("no executor configured", "NoExecutor", nil)
+	}
+	res, err := a.Executor.Call(ctx, key, req)
+	if err != nil {
+		var ue *UpstreamError
+		if errors.As(err, &ue) {
+			return nil, temporal.NewNonRetryableApplicationError(ue.Error(), "UpstreamError", nil)
+		}
+		return nil, fmt.Errorf("executing approved call %s: %w", key, err)
+	}
+	return res, nil
+}
+
+// CheckOutput is the activity that applies output guardrails.
+func (a *Activities) CheckOutput(ctx context.Context, req ToolCallRequest, result json.RawMessage) (OutputVerdict, error) {
+	if a.Output == nil {
+		return OutputVerdict{}, nil
+	}
+	v, err := a.Output.CheckOutput(ctx, req, result)
+	if err != nil {
+		return OutputVerdict{}, fmt.Errorf("checking output of %s/%s: %w", req.VirtualServer, req.Tool, err)
+	}
+	return v, nil
+}
+
+// Audit is the activity that records an audit event.
+func (a *Activities) Audit(ctx context.Context, ev AuditEvent) error {
+	if a.Auditor == nil {
+		return nil
+	}
+	if err := a.Auditor.Audit(ctx, ev); err != nil {
+		return fmt.Errorf("recording audit event %s for %s: %w", ev.Kind, ev.ApprovalID, err)
+	}
+	return nil
+}
+
+// Registry is the part of a Temporal worker (or test environment) that
+// [Register] needs.
+type Registry interface {
+	RegisterWorkflow(w any)
+	RegisterActivity(a any)
+}
+
+// Register registers [ToolCallWorkflow] and a's activities with r.
+func Register(r Registry, a *Activities) {
+	r.RegisterWorkflow(ToolCallWorkflow)
+	r.RegisterActivity(a)
+}

@@ -1,0 +1,297 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Activity options. CallUpstream retries freely because [Executor] makes a
+// repeated call return the stored result; an [*UpstreamError] is not retried.
+var (
+	upstreamOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{"UpstreamError", "NoExecutor"},
+		},
+	}
+	stepOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+			MaximumAttempts:    5,
+		},
+	}
+	// Audit events must not be lost to a short outage of the audit sink, and
+	// must not block the call for long either.
+	auditOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	}
+)
+
+// approval is the workflow's state while it waits for decisions. Update and
+// signal handlers mutate it; the main loop reads it.
+type approval struct {
+	req       ToolCallRequest
+	quorum    int
+	groups    []string
+	deadline  time.Time
+	escalated bool
+	decisions []Decision // accepted, in order
+	approvers []string
+	denial    *Decision
+	rejected  []RejectedDecision
+	state     State
+}
+
+func (s *approval) decided() bool {
+	return s.denial != nil || len(s.approvers) >= s.quorum
+}
+
+// validate checks d against the rule; it must not mutate s (it runs as the
+// update validator).
+func (s *approval) validate(d Decision) error {
+	switch {
+	case s.state != StatePending || s.decided():
+		return ErrAlreadyDecided
+	case d.Approver == "":
+		return ErrNoApprover
+	case d.Approver == s.req.Agent:
+		return ErrSelfApproval
+	case !s.req.Rule.AllowSameTeam && d.Team != "" && d.Team == s.req.Team:
+		return ErrSameTeam
+	case !slices.ContainsFunc(d.Groups, func(g string) bool { return slices.Contains(s.groups, g) }):
+		return ErrNotApprover
+	case slices.ContainsFunc(s.decisions, func(p Decision) bool { return p.Approver == d.Approver }):
+		return ErrAlreadyVoted
+	}
+	return nil
+}
+
+func (s *approval) apply(d Decision) {
+	s.decisions = append(s.decisions, d)
+	if !d.Approve {
+		s.denial = &d
+		return
+	}
+	s.approvers = append(s.approvers, d.Approver)
+}
+
+func (s *approval) status() Status {
+	return Status{
+		State:     s.state,
+		Approvers: slices.Clone(s.approvers),
+		Quorum:    s.quorum,
+		Groups:    slices.Clone(s.groups),
+		Deadline:  s.deadline,
+		Escalated: s.escalated,
+		Rejected:  slices.Clone(s.rejected),
+	}
+}
+
+// ToolCallWorkflow waits for approval of req and, if approved, executes it
+// once. See the package documentation for its update, signal and query.
+//
+// A cancelled workflow returns a result with state "cancelled" and the
+// cancellation error.
+func ToolCallWorkflow(ctx workflow.Context, req ToolCallRequest) (ToolCallResult, error) {
+	if req.ApprovalID == "" {
+		req.ApprovalID = workflow.GetInfo(ctx).WorkflowExecution.ID
+	}
+	timeout := req.Rule.Timeout
+	if timeout <= 0 {
+		timeout = DefaultApprovalTimeout
+	}
+	s := &approval{
+		req:      req,
+		quorum:   max(req.Rule.Quorum, 1),
+		groups:   slices.Clone(req.Rule.ApproverGroups),
+		deadline: workflow.Now(ctx).Add(timeout),
+		state:    StatePending,
+	}
+	w := &run{s: s, ctx: ctx, log: workflow.GetLogger(ctx)}
+
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) {
+		return s.status(), nil
+	}); err != nil {
+		return ToolCallResult{}, fmt.Errorf("registering query %s: %w", QueryStatus, err)
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDecide,
+		func(ctx workflow.Context, d Decision) (Status, error) {
+			// Validation and handling run in the same workflow task, but
+			// check again so that the handler never trusts its caller.
+			if err := s.validate(d); err != nil {
+				return s.status(), err
+			}
+			d.Time = workflow.Now(ctx)
+			s.apply(d)
+			return s.status(), nil
+		},
+		workflow.UpdateHandlerOptions{Validator: s.validate},
+	); err != nil {
+		return ToolCallResult{}, fmt.Errorf("registering update %s: %w", UpdateDecide, err)
+	}
+	signals := workflow.GetSignalChannel(ctx, SignalDecide)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var d Decision
+		for signals.Receive(ctx, &d) {
+			if err := s.validate(d); err != nil {
+				w.log.Warn("ignoring invalid decide signal", "approval", req.ApprovalID, "approver", d.Approver, "error", err)
+				s.rejected = append(s.rejected, RejectedDecision{Approver: d.Approver, Reason: err.Error(), Time: workflow.Now(ctx)})
+			} else {
+				d.Time = workflow.Now(ctx)
+				s.apply(d)
+			}
+			d = Decision{}
+		}
+	})
+
+	w.audit(ctx, AuditEvent{Kind: AuditRequested})
+	if len(s.groups) == 0 {
+		return w.close(ctx, ToolCallResult{State: StateFailed,
+			Reason: fmt.Sprintf("approval rule %q names no approver groups; ask an admin to fix the rule", req.Rule.Name)}), nil
+	}
+
+	audited := 0
+	for {
+		ready := func() bool { return s.decided() || len(s.decisions) > audited }
+		ok, err := ready(), ctx.Err()
+		if remaining := s.deadline.Sub(workflow.Now(ctx)); !ok && err == nil && remaining > 0 {
+			ok, err = workflow.AwaitWithTimeout(ctx, remaining, ready)
+		}
+		for ; audited < len(s.decisions) && err == nil; audited++ {
+			d := s.decisions[audited]
+			w.audit(ctx, AuditEvent{Kind: AuditDecided, Decision: &d})
+			err = ctx.Err()
+		}
+		if err != nil {
+			return w.cancelled()
+		}
+		if s.decided() {
+			break
+		}
+		if ok || workflow.Now(ctx).Before(s.deadline) {
+			continue // a decision arrived but no verdict yet
+		}
+		rule := req.Rule
+		if rule.OnTimeout == OnTimeoutEscalate && !s.escalated && len(rule.EscalateTo) > 0 {
+			s.escalated = true
+			s.groups = slices.Clone(rule.EscalateTo)
+			s.deadline = workflow.Now(ctx).Add(timeout)
+			w.audit(ctx, AuditEvent{Kind: AuditEscalated,
+				Reason: fmt.Sprintf("no verdict within %s; escalated to %v", timeout, rule.EscalateTo)})
+			if ctx.Err() != nil {
+				return w.cancelled()
+			}
+			continue
+		}
+		s.state = StateTimedOut
+		return w.close(ctx, ToolCallResult{State: StateTimedOut, Approvers: slices.Clone(s.approvers),
+			Reason: fmt.Sprintf("approval %s timed out: %d of %d approvals", req.ApprovalID, len(s.approvers), s.quorum)}), nil
+	}
+
+	if s.denial != nil {
+		s.state = StateDenied
+		return w.close(ctx, ToolCallResult{State: StateDenied, Approvers: slices.Clone(s.approvers),
+			Reason: fmt.Sprintf("denied by %s: %s", s.denial.Approver, s.denial.Comment)}), nil
+	}
+	s.state = StateExecuting
+	// From here on the approved call runs to completion even if the workflow
+	// is cancelled: see the package documentation.
+	execCtx, _ := workflow.NewDisconnectedContext(ctx)
+	return w.close(ctx, w.execute(execCtx)), nil
+}
+
+// run carries what the workflow's helpers share.
+type run struct {
+	s   *approval
+	ctx workflow.Context
+	log interface {
+		Warn(msg string, keyvals ...any)
+	}
+}
+
+func (w *run) execute(ctx workflow.Context) ToolCallResult {
+	var a *Activities
+	req := w.s.req
+	res := ToolCallResult{State: StateApproved, Approvers: slices.Clone(w.s.approvers)}
+
+	stepCtx := workflow.WithActivityOptions(ctx, stepOptions)
+	if err := workflow.ExecuteActivity(stepCtx, a.FetchSecrets, req).Get(ctx, nil); err != nil {
+		return failed(res, "fetching secrets", err)
+	}
+	upCtx := workflow.WithActivityOptions(ctx, upstreamOptions)
+	if err := workflow.ExecuteActivity(upCtx, a.CallUpstream, req.ApprovalID, req).Get(ctx, &res.Result); err != nil {
+		return failed(res, "calling the upstream", err)
+	}
+	w.audit(ctx, AuditEvent{Kind: AuditExecuted})
+	var v OutputVerdict
+	if err := workflow.ExecuteActivity(stepCtx, a.CheckOutput, req, res.Result).Get(ctx, &v); err != nil {
+		res.Result = nil
+		return failed(res, "checking the output", err)
+	}
+	if v.Block {
+		res.State, res.Result = StateFailed, nil
+		res.Reason = "the result was withheld by an output guardrail: " + v.Reason
+		return res
+	}
+	if len(v.Result) > 0 && string(v.Result) != "null" { // nil arrives as JSON null
+		res.Result = v.Result
+	}
+	return res
+}
+
+func failed(res ToolCallResult, step string, err error) ToolCallResult {
+	res.State = StateFailed
+	var ae *temporal.ApplicationError
+	msg := err.Error()
+	if errors.As(err, &ae) {
+		msg = ae.Message()
+	}
+	res.Reason = fmt.Sprintf("approved, but %s failed: %s", step, msg)
+	return res
+}
+
+// cancelled records the cancellation of a pending approval.
+func (w *run) cancelled() (ToolCallResult, error) {
+	res := w.close(w.ctx, ToolCallResult{State: StateCancelled, Approvers: slices.Clone(w.s.approvers),
+		Reason: fmt.Sprintf("approval %s was cancelled", w.s.req.ApprovalID)})
+	return res, temporal.NewCanceledError()
+}
+
+// close sets the final state and records it, even if the workflow is being
+// cancelled meanwhile.
+func (w *run) close(ctx workflow.Context, res ToolCallResult) ToolCallResult {
+	w.s.state = res.State
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	w.audit(ctx, AuditEvent{Kind: AuditClosed, State: res.State, Reason: res.Reason})
+	return res
+}
+
+// audit records ev. A failure is logged, not fatal: the approval proceeds.
+func (w *run) audit(ctx workflow.Context, ev AuditEvent) {
+	req := w.s.req
+	ev.ApprovalID, ev.Agent, ev.VirtualServer, ev.Tool = req.ApprovalID, req.Agent, req.VirtualServer, req.Tool
+	ev.ArgsHash, ev.Rule, ev.Time = req.ArgsHash, req.Rule.Name, workflow.Now(ctx)
+	var a *Activities
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, auditOptions), a.Audit, ev).Get(ctx, nil)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("recording audit event failed", "approval", req.ApprovalID, "event", ev.Kind, "error", err)
+	}
+}
