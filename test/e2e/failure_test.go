@@ -274,6 +274,19 @@ virtual_servers:
 		t.Fatalf("echo = %q", got)
 	}
 	up.signal(syscall.SIGSTOP)
+	// The stop takes effect when the kernel next schedules the process:
+	// wait until it is stopped, or a busy machine lets a call through.
+	pollFor(t, 5*time.Second, "the upstream to be stopped", func() string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", up.cmd.Process.Pid))
+		if err != nil {
+			return err.Error()
+		}
+		// pid (comm) STATE ...: the state follows the last ')'.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && len(b) > i+2 && b[i+2] == 'T' {
+			return ""
+		}
+		return "not stopped yet"
+	})
 	thawed := false
 	thaw := func() {
 		if !thawed {
