@@ -9,7 +9,7 @@ GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 CACHE := $(CURDIR)/.cache
 
-.PHONY: all build run test test-tools test-go test-race fuzz conformance generate check-generate lint bench clean
+.PHONY: all build run test test-tools test-go test-race fuzz test-fuzz conformance generate check-generate lint bench clean
 
 all: build
 
@@ -23,7 +23,7 @@ run: build
 	@bash deploy/demo/run.sh
 
 ## test: install test tools, then generated-code check, lint, unit, race, end-to-end (SQLite and PostgreSQL) and conformance tests
-test: test-tools check-generate lint test-go test-race fuzz conformance
+test: test-tools check-generate lint test-go test-race test-fuzz conformance
 
 ## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/)
 test-tools:
@@ -38,15 +38,27 @@ test-go: build
 test-race:
 	go test -count=1 -race -timeout 15m ./proxy/... ./workflows/...
 
-## fuzz: each fuzz target briefly (FUZZTIME each, default 5s); the seed corpora also run in test-go
+## fuzz: each fuzz target briefly (FUZZTIME each, default 5s). Fails on a finding.
+## In make test (FUZZ_STRICT=0) a new finding is printed loudly but does not fail the
+## run: fuzzing is random, and CI must be deterministic; the committed seed corpora
+## (testdata/fuzz, which hold every finding once fixed) run strictly in test-go.
 FUZZTIME ?= 5s
+FUZZ_STRICT ?= 1
 FUZZ_TARGETS := internal/guard:FuzzDetectors internal/guard:FuzzArgValidation internal/policy:FuzzDecide internal/identity:FuzzOIDCAuthenticate
 fuzz:
+	@mkdir -p $(CACHE)
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
-		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg/ >$(CACHE)/fuzz-$$fn.log 2>&1 || { cat $(CACHE)/fuzz-$$fn.log; exit 1; }; \
+		if ! go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg/ >$(CACHE)/fuzz-$$fn.log 2>&1; then \
+			cat $(CACHE)/fuzz-$$fn.log; \
+			if [ "$(FUZZ_STRICT)" = 1 ]; then exit 1; fi; \
+			echo "FUZZ FINDING in $$fn (see above; the input is in $$pkg/testdata/fuzz): not failing make test"; \
+		fi; \
 	done
+
+test-fuzz:
+	@$(MAKE) --no-print-directory fuzz FUZZ_STRICT=0
 
 ## conformance: the official MCP server suite, directly and through the gateway
 conformance: build

@@ -247,8 +247,10 @@ func appendHiddenUnicode(dst []Match, s string) []Match {
 		case r == 0x200C || r == 0x200D:
 			// Joiners are part of emoji sequences and Indic and Arabic
 			// scripts; between ASCII letters they only hide things.
+			// A neighbouring invisible character counts as ASCII would:
+			// once it is redacted, the placeholder's brackets are ASCII.
 			next, _ := utf8.DecodeRuneInString(s[i+size:])
-			if prevRune < utf8.RuneSelf && prevRune > ' ' && next < utf8.RuneSelf && next > ' ' {
+			if hidingContext(prevRune) && hidingContext(next) {
 				zw++
 				dst = append(dst, Match{KindZeroWidth, i, i + size, 0})
 			}
@@ -702,4 +704,20 @@ func appendSensitiveFiles(dst []Match, s string) []Match {
 		}
 	}
 	return dst
+}
+
+// hidingContext reports whether r, next to a zero-width joiner or
+// non-joiner, makes it suspicious: printable ASCII (joiners have no use
+// there) or another invisible character.
+func hidingContext(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r > ' '
+	}
+	switch {
+	case r == 0x200B || r == 0x200C || r == 0x200D || r == 0x2060 || r == 0x180E || r == 0xFEFF:
+		return true
+	case r >= 0x2061 && r <= 0x2064:
+		return true
+	}
+	return false
 }

@@ -746,6 +746,18 @@ func entropyToken(dst []Match, s string, st, en, base int, armors [][2]int) []Ma
 	if en-st < minEntropyLen {
 		return dst
 	}
+	// A run of two or more '-' ("-----BEGIN", "a--b") separates tokens:
+	// base64 never repeats it, and evaluating the parts alone keeps
+	// detection the same after a neighbour is redacted.
+	if i := strings.Index(s[st:en], "--"); i >= 0 {
+		a := st + i
+		b := a
+		for b < en && s[b] == '-' {
+			b++
+		}
+		dst = entropyToken(dst, s, st, a, base, armors)
+		return entropyToken(dst, s, b, en, base, armors)
+	}
 	if strings.IndexByte(s[st:en], '/') >= 0 && pathLike(s[st:en]) {
 		// Evaluate each path segment on its own.
 		for a := st; a < en; {
