@@ -1,0 +1,347 @@
+// Package devserver runs a Temporal server inside the gateway process, the
+// default when no external cluster is configured.
+//
+// The server (go.temporal.io/server) persists to a SQLite file in the data
+// directory, so workflows — approvals waiting for people among them — survive
+// a restart or a crash of the process. All four Temporal services (frontend,
+// history, matching, worker) run in-process and listen on ports of the host
+// in [Options].HostPort (loopback by default); only the frontend address
+// ([Server.HostPort]) is meant for clients. There is no UI, no HTTP API, no
+// metrics endpoint and no pprof listener.
+//
+// One process at a time may use a data directory: [Start] treats every
+// server recorded in the file as dead (see forgetMembers).
+//
+// This is the only package that imports the Temporal server. Linking it adds
+// about 200 MB to a binary and minutes of CPU to a cold build, so keep it here
+// and let other packages depend on a client address, not on this package.
+package devserver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+	_ "modernc.org/sqlite" // the driver of Temporal's SQLite plugin; forgetMembers uses it too
+)
+
+// Defaults for [Options].
+const (
+	DefaultNamespace = "gatehouse"
+	DefaultHostPort  = "127.0.0.1:0"
+	// DBFile is the name of the SQLite file in [Options].DataDir.
+	DBFile = "temporal.db"
+)
+
+// clusterName is the name of the single, local cluster.
+const clusterName = "active"
+
+// Options configure [Start].
+type Options struct {
+	// DataDir is the directory that holds the SQLite file [DBFile]. It is
+	// created if missing. Required.
+	DataDir string
+	// Namespace is registered on start if it does not exist.
+	// Defaults to [DefaultNamespace].
+	Namespace string
+	// HostPort is the frontend's listen address; its host, an IP address
+	// or "localhost", is also where the internal services listen. Port 0
+	// picks a free port. Defaults to [DefaultHostPort].
+	HostPort string
+	// Logger receives the server's warnings and errors (Temporal's info and
+	// debug logs are dropped). Defaults to [slog.Default].
+	Logger *slog.Logger
+}
+
+// Server is a running in-process Temporal server.
+type Server struct {
+	srv       temporal.Server
+	log       *slogLogger
+	hostPort  string
+	namespace string
+}
+
+// HostPort returns the frontend's address for [client.Options].HostPort.
+func (s *Server) HostPort() string { return s.hostPort }
+
+// Namespace returns the registered namespace.
+func (s *Server) Namespace() string { return s.namespace }
+
+// Stop stops the server. Workflows in progress stay in the SQLite file and
+// resume when a server starts on the same data directory.
+func (s *Server) Stop() error {
+	s.log.quiet.Store(true)
+	if err := s.srv.Stop(); err != nil {
+		return fmt.Errorf("stopping temporal server: %w", err)
+	}
+	return nil
+}
+
+// Start starts a Temporal server persisting to DataDir, registers the
+// namespace and returns once the frontend answers for it, or ctx is done.
+func Start(ctx context.Context, o Options) (_ *Server, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("starting temporal server: %w", err)
+		}
+	}()
+	if o.DataDir == "" {
+		return nil, errors.New("no data directory set")
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.HostPort == "" {
+		o.HostPort = DefaultHostPort
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	host, port, err := splitHostPort(o.HostPort)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+
+	// Ports: frontend gRPC, and for each service its membership port plus
+	// gRPC for the three internal services. Reserving them by listening and
+	// closing leaves a small race with other processes; temporaltest does
+	// the same.
+	if port == 0 {
+		if port, err = freePort(host); err != nil {
+			return nil, err
+		}
+	}
+	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
+	service := func(grpcPort int) (config.Service, error) {
+		var err error
+		if grpcPort == 0 {
+			if grpcPort, err = freePort(host); err != nil {
+				return config.Service{}, err
+			}
+		}
+		mport, err := freePort(host)
+		if err != nil {
+			return config.Service{}, err
+		}
+		return config.Service{RPC: config.RPC{GRPCPort: grpcPort, MembershipPort: mport, BindOnIP: host}}, nil
+	}
+	services := map[string]config.Service{}
+	for _, name := range []string{"frontend", "history", "matching", "worker"} {
+		p := 0
+		if name == "frontend" {
+			p = port
+		}
+		if services[name], err = service(p); err != nil {
+			return nil, err
+		}
+	}
+
+	sqlCfg := &config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      filepath.Join(o.DataDir, DBFile),
+		ConnectAttributes: map[string]string{"mode": "rwc"},
+	}
+	cfg := &config.Config{
+		Global: config.Global{
+			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: host},
+			// Metrics nil: no Prometheus listener. PProf port 0: none.
+		},
+		Persistence: config.Persistence{
+			DefaultStore:     sqliteplugin.PluginName,
+			VisibilityStore:  sqliteplugin.PluginName,
+			NumHistoryShards: 1,
+			DataStores:       map[string]config.DataStore{sqliteplugin.PluginName: {SQL: sqlCfg}},
+		},
+		ClusterMetadata: &cluster.Config{
+			FailoverVersionIncrement: 10,
+			MasterClusterName:        clusterName,
+			CurrentClusterName:       clusterName,
+			ClusterInformation: map[string]cluster.ClusterInformation{
+				clusterName: {Enabled: true, InitialFailoverVersion: 1, RPCAddress: hostPort},
+			},
+		},
+		DCRedirectionPolicy: config.DCRedirectionPolicy{Policy: "noop"},
+		Services:            services,
+		Archival: config.Archival{
+			History:    config.HistoryArchival{State: "disabled"},
+			Visibility: config.VisibilityArchival{State: "disabled"},
+		},
+		NamespaceDefaults: config.NamespaceDefaults{Archival: config.ArchivalNamespaceDefaults{
+			History:    config.HistoryArchivalNamespaceDefaults{State: "disabled"},
+			Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"},
+		}},
+		// The server's internal workers dial this; it must be set.
+		PublicClient: config.PublicClient{HostPort: hostPort},
+	}
+
+	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
+		if err := sqlite.SetupSchema(sqlCfg); err != nil {
+			return nil, fmt.Errorf("creating schema in %s: %w", sqlCfg.DatabaseName, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", sqlCfg.DatabaseName, err)
+	} else if err := forgetMembers(ctx, sqlCfg.DatabaseName); err != nil {
+		return nil, err
+	}
+	ns, err := sqlite.NewNamespaceConfig(clusterName, o.Namespace, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("configuring namespace %s: %w", o.Namespace, err)
+	}
+	if err := sqlite.CreateNamespaces(sqlCfg, ns); err != nil { // no-op if it exists
+		return nil, fmt.Errorf("registering namespace %s: %w", o.Namespace, err)
+	}
+
+	logger := &slogLogger{l: o.Logger, quiet: new(atomic.Bool)}
+	logger.quiet.Store(true)
+	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
+	if err != nil {
+		return nil, fmt.Errorf("configuring authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&cfg.Global.Authorization, logger)
+	if err != nil {
+		return nil, fmt.Errorf("configuring claim mapper: %w", err)
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(cfg),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	s := &Server{srv: srv, log: logger, hostPort: hostPort, namespace: o.Namespace}
+	if err := s.waitReady(ctx); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	logger.quiet.Store(false)
+	return s, nil
+}
+
+// waitReady polls the frontend until it serves the namespace and can reach
+// the matching and history services, so that a caller's first request does
+// not meet a half-started server ("Not enough hosts to serve the request")
+// and its client's retry backoff.
+func (s *Server) waitReady(ctx context.Context) error {
+	c, err := client.NewLazyClient(client.Options{HostPort: s.hostPort, Namespace: s.namespace,
+		Logger: nopSDKLogger{}})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	defer c.Close()
+	ws := c.WorkflowService()
+	probes := []func() error{
+		func() error { // persistence
+			_, err := ws.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: s.namespace})
+			return err
+		},
+		func() error { // matching
+			_, err := ws.DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+				Namespace: s.namespace, TaskQueue: &taskqueuepb.TaskQueue{Name: readinessQueue}})
+			return err
+		},
+		func() error { // history: a missing workflow is the expected answer
+			_, err := ws.DescribeWorkflowExecution(ctx, &workflowservice.DescribeWorkflowExecutionRequest{
+				Namespace: s.namespace, Execution: &commonpb.WorkflowExecution{WorkflowId: readinessQueue}})
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) {
+				return nil
+			}
+			return err
+		},
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for _, probe := range probes {
+		for err := probe(); err != nil; err = probe() {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for the server at %s: %w (last error: %v)", s.hostPort, ctx.Err(), err)
+			case <-t.C:
+			}
+		}
+	}
+	return nil
+}
+
+// readinessQueue names the task queue and workflow ID [Server.waitReady]
+// asks about; neither needs to exist.
+const readinessQueue = "gatehouse-devserver-readiness"
+
+// forgetMembers deletes the membership records of earlier runs from the
+// database at path.
+//
+// Temporal's services find each other through the cluster_membership table:
+// on start, each service joins the hosts that sent a heartbeat in the last
+// 20 seconds. After a restart or a crash those are the dead services of the
+// previous run (on other ports), and the new services route requests to them
+// until gossip declares them faulty: a minute of "Not enough hosts to serve
+// the request" before a pending workflow can make progress. The file belongs
+// to one process, so every recorded member is dead and can go.
+func forgetMembers(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", path, err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "DELETE FROM cluster_membership"); err != nil {
+		return fmt.Errorf("clearing stale cluster membership in %s: %w", path, err)
+	}
+	return nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, fmt.Errorf("parsing host:port %q: %w", hp, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("parsing host:port %q: bad port", hp)
+	}
+	if host == "" || host == "localhost" {
+		host = "127.0.0.1"
+	}
+	// Temporal's services advertise this address to each other: it must
+	// be one IP they can all reach.
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return "", 0, fmt.Errorf("parsing host:port %q: the host must be a specific IP address or localhost", hp)
+	}
+	return host, port, nil
+}
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
