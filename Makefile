@@ -36,7 +36,7 @@ test-go: build
 	bash test/scripts/postgres.sh stop; exit $$rc
 
 test-race:
-	go test -count=1 -race -timeout 15m ./proxy/... ./workflows/...
+	go test -count=1 -race -timeout 15m ./proxy/... ./workflows
 
 ## fuzz: each fuzz target briefly (FUZZTIME each, default 5s). Fails on a finding.
 ## In make test (FUZZ_STRICT=0) a new finding is printed loudly but does not fail the
