@@ -140,19 +140,20 @@ func (p *pinIndex) withheld(upstream, tool string) string {
 	return ""
 }
 
-// policyRequest describes a request to the policy engine.
-func policyRequest(ctx context.Context, req mcp.Request, vs string, kind policy.Kind, name string, r *Route) *policy.Request {
-	pr := &policy.Request{
-		Principal:     principalOf(req),
-		VirtualServer: vs,
-		Kind:          kind,
-		Name:          name,
-		Time:          time.Now(),
-		SourceIP:      sourceIP(req),
-	}
+// newPolicyRequest describes, for the policy engine, principal p using
+// name (of kind) in virtual server vs, served by route r (nil if none).
+func newPolicyRequest(p *identity.Principal, vs string, kind policy.Kind, name string, r *Route) *policy.Request {
+	pr := &policy.Request{Principal: p, VirtualServer: vs, Kind: kind, Name: name, Time: time.Now()}
 	if r != nil {
 		pr.Upstream, pr.Annotations = r.Upstream, r.Annotations
 	}
+	return pr
+}
+
+// policyRequest describes an agent's request, with its source address.
+func policyRequest(req mcp.Request, vs string, kind policy.Kind, name string, r *Route) *policy.Request {
+	pr := newPolicyRequest(principalOf(req), vs, kind, name, r)
+	pr.SourceIP = sourceIP(req)
 	return pr
 }
 
@@ -179,7 +180,7 @@ type callCheck struct {
 func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer, kind policy.Kind, name string, r *Route, args map[string]any) (*callCheck, error) {
 	snap := f.g.snap.Load()
 	rc := requestFrom(ctx)
-	pr := policyRequest(ctx, req, vs.Name, kind, name, r)
+	pr := policyRequest(req, vs.Name, kind, name, r)
 	pr.Args = args
 	d := snap.access.policy.Decide(pr)
 	if rc != nil {
@@ -323,11 +324,7 @@ func (f *face) filterList(req mcp.Request, res mcp.Result) {
 	}
 	p := principalOf(req)
 	visible := func(kind policy.Kind, name string, r *Route) bool {
-		pr := &policy.Request{Principal: p, VirtualServer: f.name, Kind: kind, Name: name, Time: time.Now()}
-		if r != nil {
-			pr.Upstream, pr.Annotations = r.Upstream, r.Annotations
-		}
-		return snap.access.policy.Visible(pr)
+		return snap.access.policy.Visible(newPolicyRequest(p, f.name, kind, name, r))
 	}
 	switch r := res.(type) {
 	case *mcp.ListToolsResult:
@@ -357,12 +354,7 @@ func keep[T any](in []T, ok func(T) bool) []T {
 // server: a name it may not see is answered exactly like a name that does
 // not exist, so probing reveals nothing.
 func (f *face) mayUse(req mcp.Request, vs *VirtualServer, kind policy.Kind, name string, r *Route) bool {
-	snap := f.g.snap.Load()
-	pr := &policy.Request{Principal: principalOf(req), VirtualServer: vs.Name, Kind: kind, Name: name, Time: time.Now()}
-	if r != nil {
-		pr.Upstream, pr.Annotations = r.Upstream, r.Annotations
-	}
-	return snap.access.policy.Visible(pr)
+	return f.g.snap.Load().access.policy.Visible(newPolicyRequest(principalOf(req), vs.Name, kind, name, r))
 }
 
 // Explanation is what [Gateway.Explain] found.
@@ -383,10 +375,8 @@ func (g *Gateway) Explain(agent, vs, tool string, args map[string]any) (*Explana
 	}
 	p := snap.principal(agent)
 	r := v.Tools[tool]
-	pr := &policy.Request{Principal: p, VirtualServer: vs, Kind: policy.KindTool, Name: tool, Args: args, Time: time.Now()}
-	if r != nil {
-		pr.Upstream, pr.Annotations = r.Upstream, r.Annotations
-	}
+	pr := newPolicyRequest(p, vs, policy.KindTool, tool, r)
+	pr.Args = args
 	e := &Explanation{Decision: snap.access.policy.Decide(pr), Visible: r != nil && snap.access.policy.Visible(pr)}
 	if r == nil {
 		e.Decision.Reason = fmt.Sprintf("virtual server %q exposes no tool %q (unknown, hidden by its selections, or withheld by pinning)", vs, tool)
@@ -408,7 +398,9 @@ func (g *Gateway) Explain(agent, vs, tool string, args map[string]any) (*Explana
 func (s *Snapshot) principal(agent string) *identity.Principal {
 	for _, a := range s.Doc.Agents {
 		if a.Name == agent {
-			return &identity.Principal{Agent: a.Name, Team: a.Team, Roles: a.Roles, Labels: a.Labels, Method: "api_key"}
+			p := agentPrincipal(a)
+			p.Method = "api_key"
+			return p
 		}
 	}
 	return &identity.Principal{Agent: agent, Method: "explain"}

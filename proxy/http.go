@@ -136,7 +136,7 @@ func authHint(err error) string {
 		return "authentication required: send Authorization: Bearer <api key or token>"
 	case err == identity.ErrInvalidCredentials:
 		return "invalid api key"
-	case strings.HasSuffix(err.Error(), ": key expired"):
+	case errors.Is(err, identity.ErrKeyExpired):
 		return "api key expired"
 	}
 	return err.Error()

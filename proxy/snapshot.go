@@ -121,10 +121,15 @@ func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64) (*Sn
 	return snap, nil
 }
 
+// agentPrincipal is who a configured agent is, whichever key it uses.
+func agentPrincipal(a config.Agent) *identity.Principal {
+	return &identity.Principal{Agent: a.Name, Team: a.Team, Roles: a.Roles, Labels: a.Labels}
+}
+
 func compileKeys(doc *config.Document) (*identity.APIKeys, error) {
 	entries := map[string]identity.KeyEntry{}
 	for i, a := range doc.Agents {
-		p := &identity.Principal{Agent: a.Name, Team: a.Team, Roles: a.Roles, Labels: a.Labels}
+		p := agentPrincipal(a)
 		for j, k := range a.APIKeys {
 			h, err := identity.ResolveKeyHash(k.SHA256, k.Env, k.File)
 			if err != nil {

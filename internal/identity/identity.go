@@ -50,6 +50,9 @@ var (
 	ErrNoCredentials = errors.New("no credentials")
 	// ErrInvalidCredentials means credentials were presented but not accepted.
 	ErrInvalidCredentials = errors.New("invalid credentials")
+	// ErrKeyExpired means an API key was recognized but has expired; it
+	// wraps ErrInvalidCredentials.
+	ErrKeyExpired = fmt.Errorf("%w: key expired", ErrInvalidCredentials)
 )
 
 // An Authenticator finds the principal behind an HTTP request.
@@ -173,7 +176,7 @@ func (a *APIKeys) Authenticate(_ context.Context, r *http.Request) (*Principal, 
 		return nil, ErrInvalidCredentials
 	}
 	if !e.Expires.IsZero() && a.now().After(e.Expires) {
-		return nil, fmt.Errorf("%w: key expired", ErrInvalidCredentials)
+		return nil, ErrKeyExpired
 	}
 	if a.use != nil {
 		a.use.record(sum, a.now())

@@ -33,17 +33,22 @@ func NewAdminToken() string {
 // bootstrap the first admin.
 func CreateAdminToken(ctx context.Context, client *ent.Client, name string, roles []string, expires *time.Time) (string, *ent.AdminToken, error) {
 	token := NewAdminToken()
-	t, err := client.AdminToken.Create().
+	t, err := storeAdminToken(ctx, client, name, roles, expires, token)
+	if err != nil {
+		return "", nil, fmt.Errorf("create admin token: %w", err)
+	}
+	return token, t, nil
+}
+
+// storeAdminToken keeps token's hash and prefix, never the token.
+func storeAdminToken(ctx context.Context, client *ent.Client, name string, roles []string, expires *time.Time, token string) (*ent.AdminToken, error) {
+	return client.AdminToken.Create().
 		SetName(name).
 		SetRoles(roles).
 		SetNillableExpiresAt(expires).
 		SetTokenHash(identity.HashKey(token)).
 		SetPrefix(identity.Prefix(token)).
 		Save(ctx)
-	if err != nil {
-		return "", nil, fmt.Errorf("create admin token: %w", err)
-	}
-	return token, t, nil
 }
 
 // lastUsedGranularity bounds how often authentication writes last_used_at.

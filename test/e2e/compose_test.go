@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -884,30 +882,10 @@ const (
 	msgNoCompile    = "configuration no longer compiles against what upstreams serve; keeping the previous snapshot"
 )
 
-// runGatehouse runs the gatehouse binary to completion and returns its
-// stdout, stderr and exit code. It fails the test if the command is still
-// running after 30s (e.g. serve started when it should have refused).
+// runGatehouse runs the gatehouse binary to completion; see runGatehouseEnv.
 func runGatehouse(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "gatehouse"), args...)
-	cmd.Dir = t.TempDir()
-	cmd.WaitDelay = 5 * time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("gatehouse %v still running after 30s; stderr:\n%s", args, errb.String())
-	}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("gatehouse %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return runGatehouseEnv(t, nil, "", args...)
 }
 
 func writeConfigFile(t *testing.T, name, content string) string {

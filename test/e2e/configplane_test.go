@@ -9,10 +9,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,6 +28,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
 
 // gqlResponse is a GraphQL response.
@@ -347,7 +349,7 @@ virtual_servers:
 	if !strings.Contains(log, `"actor":"token:bootstrap"`) || !strings.Contains(log, `the alpha server`) || !strings.Contains(log, `"entityType":"AdminToken"`) {
 		t.Errorf("adminChanges lacks the update or the token creation by token:bootstrap:\n%s", log)
 	}
-	if strings.Contains(log, viewer) || strings.Contains(log, hashHex(viewer)) {
+	if strings.Contains(log, viewer) || strings.Contains(log, identity.HashKey(viewer)) {
 		t.Errorf("adminChanges shows the admin token or its hash:\n%s", log)
 	}
 	// The seeding from the file is recorded with the file as actor.
@@ -524,24 +526,8 @@ func freshPostgresDB(t *testing.T) string {
 // newKey returns a fresh agent key and its sha256.
 func newKey(t testing.TB) (key, sha string) {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(binDir, "gatehouse"), "keygen").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "key:"); ok {
-			key = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(line, "sha256:"); ok {
-			sha = strings.TrimSpace(v)
-		}
-	}
-	return key, sha
-}
-
-func hashHex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
+	key = identity.NewAPIKey()
+	return key, identity.HashKey(key)
 }
 
 // mcpStatus POSTs an initialize to url and returns the HTTP status.
@@ -559,13 +545,18 @@ func mcpStatus(t testing.TB, url, key string) int {
 	return resp.StatusCode
 }
 
-// runGatehouseEnv runs the gatehouse binary with env added and stdin, and
-// returns stdout, stderr and the exit code.
+// runGatehouseEnv runs the gatehouse binary to completion in a fresh
+// directory, with env added to the test's environment (an admin token the
+// test does not pass is removed) and stdin, and returns its stdout, stderr
+// and exit code. It fails the test if the command is still running after
+// 30s (e.g. serve started when it should have refused).
 func runGatehouseEnv(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "gatehouse"), args...)
+	cmd.Dir = t.TempDir()
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Env = slices.DeleteFunc(cmd.Env, func(s string) bool {
 		return strings.HasPrefix(s, "GATEHOUSE_ADMIN_TOKEN=") && !slices.Contains(env, s)
@@ -575,11 +566,13 @@ func runGatehouseEnv(t *testing.T, env []string, stdin string, args ...string) (
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("gatehouse %v still running after 60s", args)
+		t.Fatalf("gatehouse %v still running after 30s; stderr:\n%s", args, errb.String())
 	}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
 		code = ee.ExitCode()
-	} else if err != nil {
+	case err != nil:
 		t.Fatalf("gatehouse %v: %v", args, err)
 	}
 	return out.String(), errb.String(), code
