@@ -34,6 +34,10 @@ type AdminToken struct {
 	Prefix string `json:"prefix,omitempty"`
 	// What the token may do: admin (everything), approver (decide approvals), auditor (read audit), viewer (read configuration).
 	Roles []string `json:"roles,omitempty"`
+	// Approver groups the holder belongs to (the teams or roles approval rules name); an approver decides calls held for one of them.
+	Groups []string `json:"groups,omitempty"`
+	// The holder's own team: with an approval rule's allowSameTeam false, the holder cannot decide calls of agents of this team.
+	Team string `json:"team,omitempty"`
 	// When the token stops working; null means never.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// When the token last authenticated a request (updated at most once a minute).
@@ -46,11 +50,11 @@ func (*AdminToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case admintoken.FieldRoles:
+		case admintoken.FieldRoles, admintoken.FieldGroups:
 			values[i] = new([]byte)
 		case admintoken.FieldID:
 			values[i] = new(sql.NullInt64)
-		case admintoken.FieldCreatedBy, admintoken.FieldUpdatedBy, admintoken.FieldName, admintoken.FieldTokenHash, admintoken.FieldPrefix:
+		case admintoken.FieldCreatedBy, admintoken.FieldUpdatedBy, admintoken.FieldName, admintoken.FieldTokenHash, admintoken.FieldPrefix, admintoken.FieldTeam:
 			values[i] = new(sql.NullString)
 		case admintoken.FieldCreatedAt, admintoken.FieldUpdatedAt, admintoken.FieldExpiresAt, admintoken.FieldLastUsedAt:
 			values[i] = new(sql.NullTime)
@@ -125,6 +129,20 @@ func (_m *AdminToken) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field roles: %w", err)
 				}
 			}
+		case admintoken.FieldGroups:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field groups", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Groups); err != nil {
+					return fmt.Errorf("unmarshal field groups: %w", err)
+				}
+			}
+		case admintoken.FieldTeam:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field team", values[i])
+			} else if value.Valid {
+				_m.Team = value.String
+			}
 		case admintoken.FieldExpiresAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field expires_at", values[i])
@@ -197,6 +215,12 @@ func (_m *AdminToken) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("roles=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Roles))
+	builder.WriteString(", ")
+	builder.WriteString("groups=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Groups))
+	builder.WriteString(", ")
+	builder.WriteString("team=")
+	builder.WriteString(_m.Team)
 	builder.WriteString(", ")
 	if v := _m.ExpiresAt; v != nil {
 		builder.WriteString("expires_at=")

@@ -100,6 +100,26 @@ func (_c *AdminTokenCreate) SetRoles(v []string) *AdminTokenCreate {
 	return _c
 }
 
+// SetGroups sets the "groups" field.
+func (_c *AdminTokenCreate) SetGroups(v []string) *AdminTokenCreate {
+	_c.mutation.SetGroups(v)
+	return _c
+}
+
+// SetTeam sets the "team" field.
+func (_c *AdminTokenCreate) SetTeam(v string) *AdminTokenCreate {
+	_c.mutation.SetTeam(v)
+	return _c
+}
+
+// SetNillableTeam sets the "team" field if the given value is not nil.
+func (_c *AdminTokenCreate) SetNillableTeam(v *string) *AdminTokenCreate {
+	if v != nil {
+		_c.SetTeam(*v)
+	}
+	return _c
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (_c *AdminTokenCreate) SetExpiresAt(v time.Time) *AdminTokenCreate {
 	_c.mutation.SetExpiresAt(v)
@@ -222,6 +242,11 @@ func (_c *AdminTokenCreate) check() error {
 			return &ValidationError{Name: "roles", err: fmt.Errorf(`ent: validator failed for field "AdminToken.roles": %w`, err)}
 		}
 	}
+	if v, ok := _c.mutation.Groups(); ok {
+		if err := admintoken.GroupsValidator(v); err != nil {
+			return &ValidationError{Name: "groups", err: fmt.Errorf(`ent: validator failed for field "AdminToken.groups": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -279,6 +304,14 @@ func (_c *AdminTokenCreate) createSpec() (*AdminToken, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Roles(); ok {
 		_spec.SetField(admintoken.FieldRoles, field.TypeJSON, value)
 		_node.Roles = value
+	}
+	if value, ok := _c.mutation.Groups(); ok {
+		_spec.SetField(admintoken.FieldGroups, field.TypeJSON, value)
+		_node.Groups = value
+	}
+	if value, ok := _c.mutation.Team(); ok {
+		_spec.SetField(admintoken.FieldTeam, field.TypeString, value)
+		_node.Team = value
 	}
 	if value, ok := _c.mutation.ExpiresAt(); ok {
 		_spec.SetField(admintoken.FieldExpiresAt, field.TypeTime, value)

@@ -81,6 +81,44 @@ func (_u *AdminTokenUpdate) AppendRoles(v []string) *AdminTokenUpdate {
 	return _u
 }
 
+// SetGroups sets the "groups" field.
+func (_u *AdminTokenUpdate) SetGroups(v []string) *AdminTokenUpdate {
+	_u.mutation.SetGroups(v)
+	return _u
+}
+
+// AppendGroups appends value to the "groups" field.
+func (_u *AdminTokenUpdate) AppendGroups(v []string) *AdminTokenUpdate {
+	_u.mutation.AppendGroups(v)
+	return _u
+}
+
+// ClearGroups clears the value of the "groups" field.
+func (_u *AdminTokenUpdate) ClearGroups() *AdminTokenUpdate {
+	_u.mutation.ClearGroups()
+	return _u
+}
+
+// SetTeam sets the "team" field.
+func (_u *AdminTokenUpdate) SetTeam(v string) *AdminTokenUpdate {
+	_u.mutation.SetTeam(v)
+	return _u
+}
+
+// SetNillableTeam sets the "team" field if the given value is not nil.
+func (_u *AdminTokenUpdate) SetNillableTeam(v *string) *AdminTokenUpdate {
+	if v != nil {
+		_u.SetTeam(*v)
+	}
+	return _u
+}
+
+// ClearTeam clears the value of the "team" field.
+func (_u *AdminTokenUpdate) ClearTeam() *AdminTokenUpdate {
+	_u.mutation.ClearTeam()
+	return _u
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (_u *AdminTokenUpdate) SetExpiresAt(v time.Time) *AdminTokenUpdate {
 	_u.mutation.SetExpiresAt(v)
@@ -180,6 +218,11 @@ func (_u *AdminTokenUpdate) check() error {
 			return &ValidationError{Name: "roles", err: fmt.Errorf(`ent: validator failed for field "AdminToken.roles": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Groups(); ok {
+		if err := admintoken.GroupsValidator(v); err != nil {
+			return &ValidationError{Name: "groups", err: fmt.Errorf(`ent: validator failed for field "AdminToken.groups": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -217,6 +260,23 @@ func (_u *AdminTokenUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, admintoken.FieldRoles, value)
 		})
+	}
+	if value, ok := _u.mutation.Groups(); ok {
+		_spec.SetField(admintoken.FieldGroups, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedGroups(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, admintoken.FieldGroups, value)
+		})
+	}
+	if _u.mutation.GroupsCleared() {
+		_spec.ClearField(admintoken.FieldGroups, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Team(); ok {
+		_spec.SetField(admintoken.FieldTeam, field.TypeString, value)
+	}
+	if _u.mutation.TeamCleared() {
+		_spec.ClearField(admintoken.FieldTeam, field.TypeString)
 	}
 	if value, ok := _u.mutation.ExpiresAt(); ok {
 		_spec.SetField(admintoken.FieldExpiresAt, field.TypeTime, value)
@@ -299,6 +359,44 @@ func (_u *AdminTokenUpdateOne) SetRoles(v []string) *AdminTokenUpdateOne {
 // AppendRoles appends value to the "roles" field.
 func (_u *AdminTokenUpdateOne) AppendRoles(v []string) *AdminTokenUpdateOne {
 	_u.mutation.AppendRoles(v)
+	return _u
+}
+
+// SetGroups sets the "groups" field.
+func (_u *AdminTokenUpdateOne) SetGroups(v []string) *AdminTokenUpdateOne {
+	_u.mutation.SetGroups(v)
+	return _u
+}
+
+// AppendGroups appends value to the "groups" field.
+func (_u *AdminTokenUpdateOne) AppendGroups(v []string) *AdminTokenUpdateOne {
+	_u.mutation.AppendGroups(v)
+	return _u
+}
+
+// ClearGroups clears the value of the "groups" field.
+func (_u *AdminTokenUpdateOne) ClearGroups() *AdminTokenUpdateOne {
+	_u.mutation.ClearGroups()
+	return _u
+}
+
+// SetTeam sets the "team" field.
+func (_u *AdminTokenUpdateOne) SetTeam(v string) *AdminTokenUpdateOne {
+	_u.mutation.SetTeam(v)
+	return _u
+}
+
+// SetNillableTeam sets the "team" field if the given value is not nil.
+func (_u *AdminTokenUpdateOne) SetNillableTeam(v *string) *AdminTokenUpdateOne {
+	if v != nil {
+		_u.SetTeam(*v)
+	}
+	return _u
+}
+
+// ClearTeam clears the value of the "team" field.
+func (_u *AdminTokenUpdateOne) ClearTeam() *AdminTokenUpdateOne {
+	_u.mutation.ClearTeam()
 	return _u
 }
 
@@ -414,6 +512,11 @@ func (_u *AdminTokenUpdateOne) check() error {
 			return &ValidationError{Name: "roles", err: fmt.Errorf(`ent: validator failed for field "AdminToken.roles": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Groups(); ok {
+		if err := admintoken.GroupsValidator(v); err != nil {
+			return &ValidationError{Name: "groups", err: fmt.Errorf(`ent: validator failed for field "AdminToken.groups": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -468,6 +571,23 @@ func (_u *AdminTokenUpdateOne) sqlSave(ctx context.Context) (_node *AdminToken, 
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, admintoken.FieldRoles, value)
 		})
+	}
+	if value, ok := _u.mutation.Groups(); ok {
+		_spec.SetField(admintoken.FieldGroups, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedGroups(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, admintoken.FieldGroups, value)
+		})
+	}
+	if _u.mutation.GroupsCleared() {
+		_spec.ClearField(admintoken.FieldGroups, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Team(); ok {
+		_spec.SetField(admintoken.FieldTeam, field.TypeString, value)
+	}
+	if _u.mutation.TeamCleared() {
+		_spec.ClearField(admintoken.FieldTeam, field.TypeString)
 	}
 	if value, ok := _u.mutation.ExpiresAt(); ok {
 		_spec.SetField(admintoken.FieldExpiresAt, field.TypeTime, value)

@@ -42,6 +42,12 @@ type ApprovalRule struct {
 	OnTimeout approvalrule.OnTimeout `json:"on_timeout,omitempty"`
 	// Groups asked next when onTimeout is escalate; required then.
 	EscalateTo []string `json:"escalate_to,omitempty"`
+	// Virtual servers whose calls this rule holds for approval by itself, after the grants allowed them. With tools, when a call matches both (and when holds), it needs approval even if no grant names this rule. Globs (path.Match); null means all, [] means none.
+	VirtualServers []string `json:"virtual_servers,omitempty"`
+	// Tools (exposed names) this rule holds for approval by itself; see virtualServers. A rule with neither virtualServers nor tools applies only through grants that name it. Globs (path.Match); null means all, [] means none.
+	Tools []string `json:"tools,omitempty"`
+	// CEL condition over principal, call and args (like a grant's when) that must hold for the rule to hold a call by itself; empty means always, e.g. args.path.startsWith("secrets/").
+	When string `json:"when,omitempty"`
 	// For how many seconds an approval covers identical calls by the same agent; 0 means every call is approved on its own.
 	ReuseWindowSeconds float64 `json:"reuse_window_seconds,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -77,7 +83,7 @@ func (*ApprovalRule) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case approvalrule.FieldApproverGroups, approvalrule.FieldEscalateTo:
+		case approvalrule.FieldApproverGroups, approvalrule.FieldEscalateTo, approvalrule.FieldVirtualServers, approvalrule.FieldTools:
 			values[i] = new([]byte)
 		case approvalrule.FieldAllowSameTeam:
 			values[i] = new(sql.NullBool)
@@ -85,7 +91,7 @@ func (*ApprovalRule) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullFloat64)
 		case approvalrule.FieldID, approvalrule.FieldQuorum:
 			values[i] = new(sql.NullInt64)
-		case approvalrule.FieldCreatedBy, approvalrule.FieldUpdatedBy, approvalrule.FieldName, approvalrule.FieldDescription, approvalrule.FieldOnTimeout:
+		case approvalrule.FieldCreatedBy, approvalrule.FieldUpdatedBy, approvalrule.FieldName, approvalrule.FieldDescription, approvalrule.FieldOnTimeout, approvalrule.FieldWhen:
 			values[i] = new(sql.NullString)
 		case approvalrule.FieldCreatedAt, approvalrule.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -186,6 +192,28 @@ func (_m *ApprovalRule) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field escalate_to: %w", err)
 				}
 			}
+		case approvalrule.FieldVirtualServers:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field virtual_servers", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.VirtualServers); err != nil {
+					return fmt.Errorf("unmarshal field virtual_servers: %w", err)
+				}
+			}
+		case approvalrule.FieldTools:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field tools", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Tools); err != nil {
+					return fmt.Errorf("unmarshal field tools: %w", err)
+				}
+			}
+		case approvalrule.FieldWhen:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field when", values[i])
+			} else if value.Valid {
+				_m.When = value.String
+			}
 		case approvalrule.FieldReuseWindowSeconds:
 			if value, ok := values[i].(*sql.NullFloat64); !ok {
 				return fmt.Errorf("unexpected type %T for field reuse_window_seconds", values[i])
@@ -268,6 +296,15 @@ func (_m *ApprovalRule) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("escalate_to=")
 	builder.WriteString(fmt.Sprintf("%v", _m.EscalateTo))
+	builder.WriteString(", ")
+	builder.WriteString("virtual_servers=")
+	builder.WriteString(fmt.Sprintf("%v", _m.VirtualServers))
+	builder.WriteString(", ")
+	builder.WriteString("tools=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Tools))
+	builder.WriteString(", ")
+	builder.WriteString("when=")
+	builder.WriteString(_m.When)
 	builder.WriteString(", ")
 	builder.WriteString("reuse_window_seconds=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ReuseWindowSeconds))

@@ -165,6 +165,32 @@ func (_c *ApprovalRuleCreate) SetEscalateTo(v []string) *ApprovalRuleCreate {
 	return _c
 }
 
+// SetVirtualServers sets the "virtual_servers" field.
+func (_c *ApprovalRuleCreate) SetVirtualServers(v []string) *ApprovalRuleCreate {
+	_c.mutation.SetVirtualServers(v)
+	return _c
+}
+
+// SetTools sets the "tools" field.
+func (_c *ApprovalRuleCreate) SetTools(v []string) *ApprovalRuleCreate {
+	_c.mutation.SetTools(v)
+	return _c
+}
+
+// SetWhen sets the "when" field.
+func (_c *ApprovalRuleCreate) SetWhen(v string) *ApprovalRuleCreate {
+	_c.mutation.SetWhen(v)
+	return _c
+}
+
+// SetNillableWhen sets the "when" field if the given value is not nil.
+func (_c *ApprovalRuleCreate) SetNillableWhen(v *string) *ApprovalRuleCreate {
+	if v != nil {
+		_c.SetWhen(*v)
+	}
+	return _c
+}
+
 // SetReuseWindowSeconds sets the "reuse_window_seconds" field.
 func (_c *ApprovalRuleCreate) SetReuseWindowSeconds(v float64) *ApprovalRuleCreate {
 	_c.mutation.SetReuseWindowSeconds(v)
@@ -329,6 +355,21 @@ func (_c *ApprovalRuleCreate) check() error {
 			return &ValidationError{Name: "escalate_to", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.escalate_to": %w`, err)}
 		}
 	}
+	if v, ok := _c.mutation.VirtualServers(); ok {
+		if err := approvalrule.VirtualServersValidator(v); err != nil {
+			return &ValidationError{Name: "virtual_servers", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.virtual_servers": %w`, err)}
+		}
+	}
+	if v, ok := _c.mutation.Tools(); ok {
+		if err := approvalrule.ToolsValidator(v); err != nil {
+			return &ValidationError{Name: "tools", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.tools": %w`, err)}
+		}
+	}
+	if v, ok := _c.mutation.When(); ok {
+		if err := approvalrule.WhenValidator(v); err != nil {
+			return &ValidationError{Name: "when", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.when": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.ReuseWindowSeconds(); !ok {
 		return &ValidationError{Name: "reuse_window_seconds", err: errors.New(`ent: missing required field "ApprovalRule.reuse_window_seconds"`)}
 	}
@@ -410,6 +451,18 @@ func (_c *ApprovalRuleCreate) createSpec() (*ApprovalRule, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.EscalateTo(); ok {
 		_spec.SetField(approvalrule.FieldEscalateTo, field.TypeJSON, value)
 		_node.EscalateTo = value
+	}
+	if value, ok := _c.mutation.VirtualServers(); ok {
+		_spec.SetField(approvalrule.FieldVirtualServers, field.TypeJSON, value)
+		_node.VirtualServers = value
+	}
+	if value, ok := _c.mutation.Tools(); ok {
+		_spec.SetField(approvalrule.FieldTools, field.TypeJSON, value)
+		_node.Tools = value
+	}
+	if value, ok := _c.mutation.When(); ok {
+		_spec.SetField(approvalrule.FieldWhen, field.TypeString, value)
+		_node.When = value
 	}
 	if value, ok := _c.mutation.ReuseWindowSeconds(); ok {
 		_spec.SetField(approvalrule.FieldReuseWindowSeconds, field.TypeFloat64, value)

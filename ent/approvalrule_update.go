@@ -190,6 +190,62 @@ func (_u *ApprovalRuleUpdate) ClearEscalateTo() *ApprovalRuleUpdate {
 	return _u
 }
 
+// SetVirtualServers sets the "virtual_servers" field.
+func (_u *ApprovalRuleUpdate) SetVirtualServers(v []string) *ApprovalRuleUpdate {
+	_u.mutation.SetVirtualServers(v)
+	return _u
+}
+
+// AppendVirtualServers appends value to the "virtual_servers" field.
+func (_u *ApprovalRuleUpdate) AppendVirtualServers(v []string) *ApprovalRuleUpdate {
+	_u.mutation.AppendVirtualServers(v)
+	return _u
+}
+
+// ClearVirtualServers clears the value of the "virtual_servers" field.
+func (_u *ApprovalRuleUpdate) ClearVirtualServers() *ApprovalRuleUpdate {
+	_u.mutation.ClearVirtualServers()
+	return _u
+}
+
+// SetTools sets the "tools" field.
+func (_u *ApprovalRuleUpdate) SetTools(v []string) *ApprovalRuleUpdate {
+	_u.mutation.SetTools(v)
+	return _u
+}
+
+// AppendTools appends value to the "tools" field.
+func (_u *ApprovalRuleUpdate) AppendTools(v []string) *ApprovalRuleUpdate {
+	_u.mutation.AppendTools(v)
+	return _u
+}
+
+// ClearTools clears the value of the "tools" field.
+func (_u *ApprovalRuleUpdate) ClearTools() *ApprovalRuleUpdate {
+	_u.mutation.ClearTools()
+	return _u
+}
+
+// SetWhen sets the "when" field.
+func (_u *ApprovalRuleUpdate) SetWhen(v string) *ApprovalRuleUpdate {
+	_u.mutation.SetWhen(v)
+	return _u
+}
+
+// SetNillableWhen sets the "when" field if the given value is not nil.
+func (_u *ApprovalRuleUpdate) SetNillableWhen(v *string) *ApprovalRuleUpdate {
+	if v != nil {
+		_u.SetWhen(*v)
+	}
+	return _u
+}
+
+// ClearWhen clears the value of the "when" field.
+func (_u *ApprovalRuleUpdate) ClearWhen() *ApprovalRuleUpdate {
+	_u.mutation.ClearWhen()
+	return _u
+}
+
 // SetReuseWindowSeconds sets the "reuse_window_seconds" field.
 func (_u *ApprovalRuleUpdate) SetReuseWindowSeconds(v float64) *ApprovalRuleUpdate {
 	_u.mutation.ResetReuseWindowSeconds()
@@ -331,6 +387,21 @@ func (_u *ApprovalRuleUpdate) check() error {
 			return &ValidationError{Name: "escalate_to", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.escalate_to": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.VirtualServers(); ok {
+		if err := approvalrule.VirtualServersValidator(v); err != nil {
+			return &ValidationError{Name: "virtual_servers", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.virtual_servers": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Tools(); ok {
+		if err := approvalrule.ToolsValidator(v); err != nil {
+			return &ValidationError{Name: "tools", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.tools": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.When(); ok {
+		if err := approvalrule.WhenValidator(v); err != nil {
+			return &ValidationError{Name: "when", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.when": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.ReuseWindowSeconds(); ok {
 		if err := approvalrule.ReuseWindowSecondsValidator(v); err != nil {
 			return &ValidationError{Name: "reuse_window_seconds", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.reuse_window_seconds": %w`, err)}
@@ -408,6 +479,34 @@ func (_u *ApprovalRuleUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.EscalateToCleared() {
 		_spec.ClearField(approvalrule.FieldEscalateTo, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.VirtualServers(); ok {
+		_spec.SetField(approvalrule.FieldVirtualServers, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedVirtualServers(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, approvalrule.FieldVirtualServers, value)
+		})
+	}
+	if _u.mutation.VirtualServersCleared() {
+		_spec.ClearField(approvalrule.FieldVirtualServers, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Tools(); ok {
+		_spec.SetField(approvalrule.FieldTools, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedTools(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, approvalrule.FieldTools, value)
+		})
+	}
+	if _u.mutation.ToolsCleared() {
+		_spec.ClearField(approvalrule.FieldTools, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.When(); ok {
+		_spec.SetField(approvalrule.FieldWhen, field.TypeString, value)
+	}
+	if _u.mutation.WhenCleared() {
+		_spec.ClearField(approvalrule.FieldWhen, field.TypeString)
 	}
 	if value, ok := _u.mutation.ReuseWindowSeconds(); ok {
 		_spec.SetField(approvalrule.FieldReuseWindowSeconds, field.TypeFloat64, value)
@@ -640,6 +739,62 @@ func (_u *ApprovalRuleUpdateOne) ClearEscalateTo() *ApprovalRuleUpdateOne {
 	return _u
 }
 
+// SetVirtualServers sets the "virtual_servers" field.
+func (_u *ApprovalRuleUpdateOne) SetVirtualServers(v []string) *ApprovalRuleUpdateOne {
+	_u.mutation.SetVirtualServers(v)
+	return _u
+}
+
+// AppendVirtualServers appends value to the "virtual_servers" field.
+func (_u *ApprovalRuleUpdateOne) AppendVirtualServers(v []string) *ApprovalRuleUpdateOne {
+	_u.mutation.AppendVirtualServers(v)
+	return _u
+}
+
+// ClearVirtualServers clears the value of the "virtual_servers" field.
+func (_u *ApprovalRuleUpdateOne) ClearVirtualServers() *ApprovalRuleUpdateOne {
+	_u.mutation.ClearVirtualServers()
+	return _u
+}
+
+// SetTools sets the "tools" field.
+func (_u *ApprovalRuleUpdateOne) SetTools(v []string) *ApprovalRuleUpdateOne {
+	_u.mutation.SetTools(v)
+	return _u
+}
+
+// AppendTools appends value to the "tools" field.
+func (_u *ApprovalRuleUpdateOne) AppendTools(v []string) *ApprovalRuleUpdateOne {
+	_u.mutation.AppendTools(v)
+	return _u
+}
+
+// ClearTools clears the value of the "tools" field.
+func (_u *ApprovalRuleUpdateOne) ClearTools() *ApprovalRuleUpdateOne {
+	_u.mutation.ClearTools()
+	return _u
+}
+
+// SetWhen sets the "when" field.
+func (_u *ApprovalRuleUpdateOne) SetWhen(v string) *ApprovalRuleUpdateOne {
+	_u.mutation.SetWhen(v)
+	return _u
+}
+
+// SetNillableWhen sets the "when" field if the given value is not nil.
+func (_u *ApprovalRuleUpdateOne) SetNillableWhen(v *string) *ApprovalRuleUpdateOne {
+	if v != nil {
+		_u.SetWhen(*v)
+	}
+	return _u
+}
+
+// ClearWhen clears the value of the "when" field.
+func (_u *ApprovalRuleUpdateOne) ClearWhen() *ApprovalRuleUpdateOne {
+	_u.mutation.ClearWhen()
+	return _u
+}
+
 // SetReuseWindowSeconds sets the "reuse_window_seconds" field.
 func (_u *ApprovalRuleUpdateOne) SetReuseWindowSeconds(v float64) *ApprovalRuleUpdateOne {
 	_u.mutation.ResetReuseWindowSeconds()
@@ -794,6 +949,21 @@ func (_u *ApprovalRuleUpdateOne) check() error {
 			return &ValidationError{Name: "escalate_to", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.escalate_to": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.VirtualServers(); ok {
+		if err := approvalrule.VirtualServersValidator(v); err != nil {
+			return &ValidationError{Name: "virtual_servers", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.virtual_servers": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Tools(); ok {
+		if err := approvalrule.ToolsValidator(v); err != nil {
+			return &ValidationError{Name: "tools", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.tools": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.When(); ok {
+		if err := approvalrule.WhenValidator(v); err != nil {
+			return &ValidationError{Name: "when", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.when": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.ReuseWindowSeconds(); ok {
 		if err := approvalrule.ReuseWindowSecondsValidator(v); err != nil {
 			return &ValidationError{Name: "reuse_window_seconds", err: fmt.Errorf(`ent: validator failed for field "ApprovalRule.reuse_window_seconds": %w`, err)}
@@ -888,6 +1058,34 @@ func (_u *ApprovalRuleUpdateOne) sqlSave(ctx context.Context) (_node *ApprovalRu
 	}
 	if _u.mutation.EscalateToCleared() {
 		_spec.ClearField(approvalrule.FieldEscalateTo, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.VirtualServers(); ok {
+		_spec.SetField(approvalrule.FieldVirtualServers, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedVirtualServers(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, approvalrule.FieldVirtualServers, value)
+		})
+	}
+	if _u.mutation.VirtualServersCleared() {
+		_spec.ClearField(approvalrule.FieldVirtualServers, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Tools(); ok {
+		_spec.SetField(approvalrule.FieldTools, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedTools(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, approvalrule.FieldTools, value)
+		})
+	}
+	if _u.mutation.ToolsCleared() {
+		_spec.ClearField(approvalrule.FieldTools, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.When(); ok {
+		_spec.SetField(approvalrule.FieldWhen, field.TypeString, value)
+	}
+	if _u.mutation.WhenCleared() {
+		_spec.ClearField(approvalrule.FieldWhen, field.TypeString)
 	}
 	if value, ok := _u.mutation.ReuseWindowSeconds(); ok {
 		_spec.SetField(approvalrule.FieldReuseWindowSeconds, field.TypeFloat64, value)

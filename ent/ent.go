@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -29,6 +30,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/ent/webhook"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -93,6 +95,7 @@ func checkColumn(t, c string) error {
 			adminchange.Table:   adminchange.ValidColumn,
 			admintoken.Table:    admintoken.ValidColumn,
 			agent.Table:         agent.ValidColumn,
+			approval.Table:      approval.ValidColumn,
 			approvalrule.Table:  approvalrule.ValidColumn,
 			grant.Table:         grant.ValidColumn,
 			guardrailrule.Table: guardrailrule.ValidColumn,
@@ -106,6 +109,7 @@ func checkColumn(t, c string) error {
 			tool.Table:          tool.ValidColumn,
 			upstream.Table:      upstream.ValidColumn,
 			virtualserver.Table: virtualserver.ValidColumn,
+			webhook.Table:       webhook.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

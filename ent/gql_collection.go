@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -26,6 +27,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/ent/webhook"
 )
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
@@ -360,6 +362,16 @@ func (_q *AdminTokenQuery) collectField(ctx context.Context, oneNode bool, opCtx
 				selectedFields = append(selectedFields, admintoken.FieldRoles)
 				fieldSeen[admintoken.FieldRoles] = struct{}{}
 			}
+		case "groups":
+			if _, ok := fieldSeen[admintoken.FieldGroups]; !ok {
+				selectedFields = append(selectedFields, admintoken.FieldGroups)
+				fieldSeen[admintoken.FieldGroups] = struct{}{}
+			}
+		case "team":
+			if _, ok := fieldSeen[admintoken.FieldTeam]; !ok {
+				selectedFields = append(selectedFields, admintoken.FieldTeam)
+				fieldSeen[admintoken.FieldTeam] = struct{}{}
+			}
 		case "expiresAt":
 			if _, ok := fieldSeen[admintoken.FieldExpiresAt]; !ok {
 				selectedFields = append(selectedFields, admintoken.FieldExpiresAt)
@@ -602,6 +614,226 @@ func newAgentPaginateArgs(rv map[string]any) *agentPaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *ApprovalQuery) CollectFields(ctx context.Context, satisfies ...string) (*ApprovalQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *ApprovalQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(approval.Columns))
+		selectedFields = []string{approval.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "approvalID":
+			if _, ok := fieldSeen[approval.FieldApprovalID]; !ok {
+				selectedFields = append(selectedFields, approval.FieldApprovalID)
+				fieldSeen[approval.FieldApprovalID] = struct{}{}
+			}
+		case "state":
+			if _, ok := fieldSeen[approval.FieldState]; !ok {
+				selectedFields = append(selectedFields, approval.FieldState)
+				fieldSeen[approval.FieldState] = struct{}{}
+			}
+		case "agent":
+			if _, ok := fieldSeen[approval.FieldAgent]; !ok {
+				selectedFields = append(selectedFields, approval.FieldAgent)
+				fieldSeen[approval.FieldAgent] = struct{}{}
+			}
+		case "team":
+			if _, ok := fieldSeen[approval.FieldTeam]; !ok {
+				selectedFields = append(selectedFields, approval.FieldTeam)
+				fieldSeen[approval.FieldTeam] = struct{}{}
+			}
+		case "virtualServer":
+			if _, ok := fieldSeen[approval.FieldVirtualServer]; !ok {
+				selectedFields = append(selectedFields, approval.FieldVirtualServer)
+				fieldSeen[approval.FieldVirtualServer] = struct{}{}
+			}
+		case "tool":
+			if _, ok := fieldSeen[approval.FieldTool]; !ok {
+				selectedFields = append(selectedFields, approval.FieldTool)
+				fieldSeen[approval.FieldTool] = struct{}{}
+			}
+		case "upstream":
+			if _, ok := fieldSeen[approval.FieldUpstream]; !ok {
+				selectedFields = append(selectedFields, approval.FieldUpstream)
+				fieldSeen[approval.FieldUpstream] = struct{}{}
+			}
+		case "upstreamTool":
+			if _, ok := fieldSeen[approval.FieldUpstreamTool]; !ok {
+				selectedFields = append(selectedFields, approval.FieldUpstreamTool)
+				fieldSeen[approval.FieldUpstreamTool] = struct{}{}
+			}
+		case "arguments":
+			if _, ok := fieldSeen[approval.FieldArguments]; !ok {
+				selectedFields = append(selectedFields, approval.FieldArguments)
+				fieldSeen[approval.FieldArguments] = struct{}{}
+			}
+		case "argsHash":
+			if _, ok := fieldSeen[approval.FieldArgsHash]; !ok {
+				selectedFields = append(selectedFields, approval.FieldArgsHash)
+				fieldSeen[approval.FieldArgsHash] = struct{}{}
+			}
+		case "attempt":
+			if _, ok := fieldSeen[approval.FieldAttempt]; !ok {
+				selectedFields = append(selectedFields, approval.FieldAttempt)
+				fieldSeen[approval.FieldAttempt] = struct{}{}
+			}
+		case "reasons":
+			if _, ok := fieldSeen[approval.FieldReasons]; !ok {
+				selectedFields = append(selectedFields, approval.FieldReasons)
+				fieldSeen[approval.FieldReasons] = struct{}{}
+			}
+		case "rule":
+			if _, ok := fieldSeen[approval.FieldRule]; !ok {
+				selectedFields = append(selectedFields, approval.FieldRule)
+				fieldSeen[approval.FieldRule] = struct{}{}
+			}
+		case "approverGroups":
+			if _, ok := fieldSeen[approval.FieldApproverGroups]; !ok {
+				selectedFields = append(selectedFields, approval.FieldApproverGroups)
+				fieldSeen[approval.FieldApproverGroups] = struct{}{}
+			}
+		case "quorum":
+			if _, ok := fieldSeen[approval.FieldQuorum]; !ok {
+				selectedFields = append(selectedFields, approval.FieldQuorum)
+				fieldSeen[approval.FieldQuorum] = struct{}{}
+			}
+		case "approvers":
+			if _, ok := fieldSeen[approval.FieldApprovers]; !ok {
+				selectedFields = append(selectedFields, approval.FieldApprovers)
+				fieldSeen[approval.FieldApprovers] = struct{}{}
+			}
+		case "decisions":
+			if _, ok := fieldSeen[approval.FieldDecisions]; !ok {
+				selectedFields = append(selectedFields, approval.FieldDecisions)
+				fieldSeen[approval.FieldDecisions] = struct{}{}
+			}
+		case "escalated":
+			if _, ok := fieldSeen[approval.FieldEscalated]; !ok {
+				selectedFields = append(selectedFields, approval.FieldEscalated)
+				fieldSeen[approval.FieldEscalated] = struct{}{}
+			}
+		case "deadline":
+			if _, ok := fieldSeen[approval.FieldDeadline]; !ok {
+				selectedFields = append(selectedFields, approval.FieldDeadline)
+				fieldSeen[approval.FieldDeadline] = struct{}{}
+			}
+		case "reason":
+			if _, ok := fieldSeen[approval.FieldReason]; !ok {
+				selectedFields = append(selectedFields, approval.FieldReason)
+				fieldSeen[approval.FieldReason] = struct{}{}
+			}
+		case "decidedAt":
+			if _, ok := fieldSeen[approval.FieldDecidedAt]; !ok {
+				selectedFields = append(selectedFields, approval.FieldDecidedAt)
+				fieldSeen[approval.FieldDecidedAt] = struct{}{}
+			}
+		case "executedAt":
+			if _, ok := fieldSeen[approval.FieldExecutedAt]; !ok {
+				selectedFields = append(selectedFields, approval.FieldExecutedAt)
+				fieldSeen[approval.FieldExecutedAt] = struct{}{}
+			}
+		case "closedAt":
+			if _, ok := fieldSeen[approval.FieldClosedAt]; !ok {
+				selectedFields = append(selectedFields, approval.FieldClosedAt)
+				fieldSeen[approval.FieldClosedAt] = struct{}{}
+			}
+		case "delivered":
+			if _, ok := fieldSeen[approval.FieldDelivered]; !ok {
+				selectedFields = append(selectedFields, approval.FieldDelivered)
+				fieldSeen[approval.FieldDelivered] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[approval.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, approval.FieldCreatedAt)
+				fieldSeen[approval.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[approval.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, approval.FieldUpdatedAt)
+				fieldSeen[approval.FieldUpdatedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type approvalPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []ApprovalPaginateOption
+}
+
+func newApprovalPaginateArgs(rv map[string]any) *approvalPaginateArgs {
+	args := &approvalPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case []*ApprovalOrder:
+			args.opts = append(args.opts, WithApprovalOrder(v))
+		case []any:
+			var orders []*ApprovalOrder
+			for i := range v {
+				mv, ok := v[i].(map[string]any)
+				if !ok {
+					continue
+				}
+				var (
+					err1, err2 error
+					order      = &ApprovalOrder{Field: &ApprovalOrderField{}, Direction: entgql.OrderDirectionAsc}
+				)
+				if d, ok := mv[directionField]; ok {
+					err1 = order.Direction.UnmarshalGQL(d)
+				}
+				if f, ok := mv[fieldField]; ok {
+					err2 = order.Field.UnmarshalGQL(f)
+				}
+				if err1 == nil && err2 == nil {
+					orders = append(orders, order)
+				}
+			}
+			args.opts = append(args.opts, WithApprovalOrder(orders))
+		}
+	}
+	if v, ok := rv[whereField].(*ApprovalWhereInput); ok {
+		args.opts = append(args.opts, WithApprovalFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *ApprovalRuleQuery) CollectFields(ctx context.Context, satisfies ...string) (*ApprovalRuleQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -694,6 +926,21 @@ func (_q *ApprovalRuleQuery) collectField(ctx context.Context, oneNode bool, opC
 			if _, ok := fieldSeen[approvalrule.FieldEscalateTo]; !ok {
 				selectedFields = append(selectedFields, approvalrule.FieldEscalateTo)
 				fieldSeen[approvalrule.FieldEscalateTo] = struct{}{}
+			}
+		case "virtualServers":
+			if _, ok := fieldSeen[approvalrule.FieldVirtualServers]; !ok {
+				selectedFields = append(selectedFields, approvalrule.FieldVirtualServers)
+				fieldSeen[approvalrule.FieldVirtualServers] = struct{}{}
+			}
+		case "tools":
+			if _, ok := fieldSeen[approvalrule.FieldTools]; !ok {
+				selectedFields = append(selectedFields, approvalrule.FieldTools)
+				fieldSeen[approvalrule.FieldTools] = struct{}{}
+			}
+		case "when":
+			if _, ok := fieldSeen[approvalrule.FieldWhen]; !ok {
+				selectedFields = append(selectedFields, approvalrule.FieldWhen)
+				fieldSeen[approvalrule.FieldWhen] = struct{}{}
 			}
 		case "reuseWindowSeconds":
 			if _, ok := fieldSeen[approvalrule.FieldReuseWindowSeconds]; !ok {
@@ -2708,6 +2955,141 @@ func newVirtualServerPaginateArgs(rv map[string]any) *virtualserverPaginateArgs 
 	}
 	if v, ok := rv[whereField].(*VirtualServerWhereInput); ok {
 		args.opts = append(args.opts, WithVirtualServerFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *WebhookQuery) CollectFields(ctx context.Context, satisfies ...string) (*WebhookQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *WebhookQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(webhook.Columns))
+		selectedFields = []string{webhook.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[webhook.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldCreatedAt)
+				fieldSeen[webhook.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[webhook.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldUpdatedAt)
+				fieldSeen[webhook.FieldUpdatedAt] = struct{}{}
+			}
+		case "createdBy":
+			if _, ok := fieldSeen[webhook.FieldCreatedBy]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldCreatedBy)
+				fieldSeen[webhook.FieldCreatedBy] = struct{}{}
+			}
+		case "updatedBy":
+			if _, ok := fieldSeen[webhook.FieldUpdatedBy]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldUpdatedBy)
+				fieldSeen[webhook.FieldUpdatedBy] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[webhook.FieldName]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldName)
+				fieldSeen[webhook.FieldName] = struct{}{}
+			}
+		case "description":
+			if _, ok := fieldSeen[webhook.FieldDescription]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldDescription)
+				fieldSeen[webhook.FieldDescription] = struct{}{}
+			}
+		case "group":
+			if _, ok := fieldSeen[webhook.FieldGroup]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldGroup)
+				fieldSeen[webhook.FieldGroup] = struct{}{}
+			}
+		case "url":
+			if _, ok := fieldSeen[webhook.FieldURL]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldURL)
+				fieldSeen[webhook.FieldURL] = struct{}{}
+			}
+		case "enabled":
+			if _, ok := fieldSeen[webhook.FieldEnabled]; !ok {
+				selectedFields = append(selectedFields, webhook.FieldEnabled)
+				fieldSeen[webhook.FieldEnabled] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type webhookPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []WebhookPaginateOption
+}
+
+func newWebhookPaginateArgs(rv map[string]any) *webhookPaginateArgs {
+	args := &webhookPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case []*WebhookOrder:
+			args.opts = append(args.opts, WithWebhookOrder(v))
+		case []any:
+			var orders []*WebhookOrder
+			for i := range v {
+				mv, ok := v[i].(map[string]any)
+				if !ok {
+					continue
+				}
+				var (
+					err1, err2 error
+					order      = &WebhookOrder{Field: &WebhookOrderField{}, Direction: entgql.OrderDirectionAsc}
+				)
+				if d, ok := mv[directionField]; ok {
+					err1 = order.Direction.UnmarshalGQL(d)
+				}
+				if f, ok := mv[fieldField]; ok {
+					err2 = order.Field.UnmarshalGQL(f)
+				}
+				if err1 == nil && err2 == nil {
+					orders = append(orders, order)
+				}
+			}
+			args.opts = append(args.opts, WithWebhookOrder(orders))
+		}
+	}
+	if v, ok := rv[whereField].(*WebhookWhereInput); ok {
+		args.opts = append(args.opts, WithWebhookFilter(v.Filter))
 	}
 	return args
 }

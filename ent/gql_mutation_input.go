@@ -81,6 +81,8 @@ func (c *APIKeyUpdateOne) SetInput(i UpdateAPIKeyInput) *APIKeyUpdateOne {
 type CreateAdminTokenInput struct {
 	Name      string
 	Roles     []string
+	Groups    []string
+	Team      *string
 	ExpiresAt *time.Time
 }
 
@@ -89,6 +91,12 @@ func (i *CreateAdminTokenInput) Mutate(m *AdminTokenMutation) {
 	m.SetName(i.Name)
 	if v := i.Roles; v != nil {
 		m.SetRoles(v)
+	}
+	if v := i.Groups; v != nil {
+		m.SetGroups(v)
+	}
+	if v := i.Team; v != nil {
+		m.SetTeam(*v)
 	}
 	if v := i.ExpiresAt; v != nil {
 		m.SetExpiresAt(*v)
@@ -106,6 +114,11 @@ type UpdateAdminTokenInput struct {
 	Name           *string
 	Roles          []string
 	AppendRoles    []string
+	ClearGroups    bool
+	Groups         []string
+	AppendGroups   []string
+	ClearTeam      bool
+	Team           *string
 	ClearExpiresAt bool
 	ExpiresAt      *time.Time
 }
@@ -120,6 +133,21 @@ func (i *UpdateAdminTokenInput) Mutate(m *AdminTokenMutation) {
 	}
 	if i.AppendRoles != nil {
 		m.AppendRoles(i.Roles)
+	}
+	if i.ClearGroups {
+		m.ClearGroups()
+	}
+	if v := i.Groups; v != nil {
+		m.SetGroups(v)
+	}
+	if i.AppendGroups != nil {
+		m.AppendGroups(i.Groups)
+	}
+	if i.ClearTeam {
+		m.ClearTeam()
+	}
+	if v := i.Team; v != nil {
+		m.SetTeam(*v)
 	}
 	if i.ClearExpiresAt {
 		m.ClearExpiresAt()
@@ -243,6 +271,9 @@ type CreateApprovalRuleInput struct {
 	TimeoutSeconds     *float64
 	OnTimeout          *approvalrule.OnTimeout
 	EscalateTo         []string
+	VirtualServers     []string
+	Tools              []string
+	When               *string
 	ReuseWindowSeconds *float64
 }
 
@@ -270,6 +301,15 @@ func (i *CreateApprovalRuleInput) Mutate(m *ApprovalRuleMutation) {
 	if v := i.EscalateTo; v != nil {
 		m.SetEscalateTo(v)
 	}
+	if v := i.VirtualServers; v != nil {
+		m.SetVirtualServers(v)
+	}
+	if v := i.Tools; v != nil {
+		m.SetTools(v)
+	}
+	if v := i.When; v != nil {
+		m.SetWhen(*v)
+	}
 	if v := i.ReuseWindowSeconds; v != nil {
 		m.SetReuseWindowSeconds(*v)
 	}
@@ -295,6 +335,14 @@ type UpdateApprovalRuleInput struct {
 	ClearEscalateTo      bool
 	EscalateTo           []string
 	AppendEscalateTo     []string
+	ClearVirtualServers  bool
+	VirtualServers       []string
+	AppendVirtualServers []string
+	ClearTools           bool
+	Tools                []string
+	AppendTools          []string
+	ClearWhen            bool
+	When                 *string
 	ReuseWindowSeconds   *float64
 }
 
@@ -335,6 +383,30 @@ func (i *UpdateApprovalRuleInput) Mutate(m *ApprovalRuleMutation) {
 	}
 	if i.AppendEscalateTo != nil {
 		m.AppendEscalateTo(i.EscalateTo)
+	}
+	if i.ClearVirtualServers {
+		m.ClearVirtualServers()
+	}
+	if v := i.VirtualServers; v != nil {
+		m.SetVirtualServers(v)
+	}
+	if i.AppendVirtualServers != nil {
+		m.AppendVirtualServers(i.VirtualServers)
+	}
+	if i.ClearTools {
+		m.ClearTools()
+	}
+	if v := i.Tools; v != nil {
+		m.SetTools(v)
+	}
+	if i.AppendTools != nil {
+		m.AppendTools(i.Tools)
+	}
+	if i.ClearWhen {
+		m.ClearWhen()
+	}
+	if v := i.When; v != nil {
+		m.SetWhen(*v)
 	}
 	if v := i.ReuseWindowSeconds; v != nil {
 		m.SetReuseWindowSeconds(*v)
@@ -1777,6 +1849,84 @@ func (c *VirtualServerUpdate) SetInput(i UpdateVirtualServerInput) *VirtualServe
 
 // SetInput applies the change-set in the UpdateVirtualServerInput on the VirtualServerUpdateOne builder.
 func (c *VirtualServerUpdateOne) SetInput(i UpdateVirtualServerInput) *VirtualServerUpdateOne {
+	i.Mutate(c.Mutation())
+	return c
+}
+
+// CreateWebhookInput represents a mutation input for creating webhooks.
+type CreateWebhookInput struct {
+	Name        string
+	Description *string
+	Group       string
+	URL         string
+	Secret      string
+	Enabled     *bool
+}
+
+// Mutate applies the CreateWebhookInput on the WebhookMutation builder.
+func (i *CreateWebhookInput) Mutate(m *WebhookMutation) {
+	m.SetName(i.Name)
+	if v := i.Description; v != nil {
+		m.SetDescription(*v)
+	}
+	m.SetGroup(i.Group)
+	m.SetURL(i.URL)
+	m.SetSecret(i.Secret)
+	if v := i.Enabled; v != nil {
+		m.SetEnabled(*v)
+	}
+}
+
+// SetInput applies the change-set in the CreateWebhookInput on the WebhookCreate builder.
+func (c *WebhookCreate) SetInput(i CreateWebhookInput) *WebhookCreate {
+	i.Mutate(c.Mutation())
+	return c
+}
+
+// UpdateWebhookInput represents a mutation input for updating webhooks.
+type UpdateWebhookInput struct {
+	Name             *string
+	ClearDescription bool
+	Description      *string
+	Group            *string
+	URL              *string
+	Secret           *string
+	Enabled          *bool
+}
+
+// Mutate applies the UpdateWebhookInput on the WebhookMutation builder.
+func (i *UpdateWebhookInput) Mutate(m *WebhookMutation) {
+	if v := i.Name; v != nil {
+		m.SetName(*v)
+	}
+	if i.ClearDescription {
+		m.ClearDescription()
+	}
+	if v := i.Description; v != nil {
+		m.SetDescription(*v)
+	}
+	if v := i.Group; v != nil {
+		m.SetGroup(*v)
+	}
+	if v := i.URL; v != nil {
+		m.SetURL(*v)
+	}
+	if v := i.Secret; v != nil {
+		m.SetSecret(*v)
+	}
+	if v := i.Enabled; v != nil {
+		m.SetEnabled(*v)
+	}
+}
+
+// SetInput applies the change-set in the UpdateWebhookInput on the WebhookUpdate builder.
+func (c *WebhookUpdate) SetInput(i UpdateWebhookInput) *WebhookUpdate {
+	i.Mutate(c.Mutation())
+	return c
+}
+
+// SetInput applies the change-set in the UpdateWebhookInput on the WebhookUpdateOne builder.
+func (c *WebhookUpdateOne) SetInput(i UpdateWebhookInput) *WebhookUpdateOne {
 	i.Mutate(c.Mutation())
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -26,6 +27,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/ent/webhook"
 	"github.com/hashicorp/go-multierror"
 )
 
@@ -53,6 +55,11 @@ var agentImplementors = []string{"Agent", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*Agent) IsNode() {}
+
+var approvalImplementors = []string{"Approval", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Approval) IsNode() {}
 
 var approvalruleImplementors = []string{"ApprovalRule", "Node"}
 
@@ -113,6 +120,11 @@ var virtualserverImplementors = []string{"VirtualServer", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*VirtualServer) IsNode() {}
+
+var webhookImplementors = []string{"Webhook", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Webhook) IsNode() {}
 
 var errNodeInvalidID = &NotFoundError{"node"}
 
@@ -227,6 +239,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			}
 		}
 		return query.Only(ctx)
+	case approval.Table:
+		query := c.Approval.Query().
+			Where(approval.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, approvalImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case approvalrule.Table:
 		query := c.ApprovalRule.Query().
 			Where(approvalrule.ID(id))
@@ -331,6 +352,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(virtualserver.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, virtualserverImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case webhook.Table:
+		query := c.Webhook.Query().
+			Where(webhook.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, webhookImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -460,6 +490,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.Agent.Query().
 			Where(agent.IDIn(ids...))
 		query, err := query.CollectFields(ctx, agentImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case approval.Table:
+		query := c.Approval.Query().
+			Where(approval.IDIn(ids...))
+		query, err := query.CollectFields(ctx, approvalImplementors...)
 		if err != nil {
 			return nil, err
 		}
@@ -652,6 +698,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.VirtualServer.Query().
 			Where(virtualserver.IDIn(ids...))
 		query, err := query.CollectFields(ctx, virtualserverImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case webhook.Table:
+		query := c.Webhook.Query().
+			Where(webhook.IDIn(ids...))
+		query, err := query.CollectFields(ctx, webhookImplementors...)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -25,6 +26,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/ent/webhook"
 )
 
 // APIKeyWhereInput represents a where input for filtering APIKey queries.
@@ -1064,6 +1066,23 @@ type AdminTokenWhereInput struct {
 	PrefixEqualFold    *string  `json:"prefixEqualFold,omitempty"`
 	PrefixContainsFold *string  `json:"prefixContainsFold,omitempty"`
 
+	// "team" field predicates.
+	Team             *string  `json:"team,omitempty"`
+	TeamNEQ          *string  `json:"teamNEQ,omitempty"`
+	TeamIn           []string `json:"teamIn,omitempty"`
+	TeamNotIn        []string `json:"teamNotIn,omitempty"`
+	TeamGT           *string  `json:"teamGT,omitempty"`
+	TeamGTE          *string  `json:"teamGTE,omitempty"`
+	TeamLT           *string  `json:"teamLT,omitempty"`
+	TeamLTE          *string  `json:"teamLTE,omitempty"`
+	TeamContains     *string  `json:"teamContains,omitempty"`
+	TeamHasPrefix    *string  `json:"teamHasPrefix,omitempty"`
+	TeamHasSuffix    *string  `json:"teamHasSuffix,omitempty"`
+	TeamIsNil        bool     `json:"teamIsNil,omitempty"`
+	TeamNotNil       bool     `json:"teamNotNil,omitempty"`
+	TeamEqualFold    *string  `json:"teamEqualFold,omitempty"`
+	TeamContainsFold *string  `json:"teamContainsFold,omitempty"`
+
 	// "expires_at" field predicates.
 	ExpiresAt       *time.Time  `json:"expiresAt,omitempty"`
 	ExpiresAtNEQ    *time.Time  `json:"expiresAtNEQ,omitempty"`
@@ -1399,6 +1418,51 @@ func (i *AdminTokenWhereInput) P() (predicate.AdminToken, error) {
 	}
 	if i.PrefixContainsFold != nil {
 		predicates = append(predicates, admintoken.PrefixContainsFold(*i.PrefixContainsFold))
+	}
+	if i.Team != nil {
+		predicates = append(predicates, admintoken.TeamEQ(*i.Team))
+	}
+	if i.TeamNEQ != nil {
+		predicates = append(predicates, admintoken.TeamNEQ(*i.TeamNEQ))
+	}
+	if len(i.TeamIn) > 0 {
+		predicates = append(predicates, admintoken.TeamIn(i.TeamIn...))
+	}
+	if len(i.TeamNotIn) > 0 {
+		predicates = append(predicates, admintoken.TeamNotIn(i.TeamNotIn...))
+	}
+	if i.TeamGT != nil {
+		predicates = append(predicates, admintoken.TeamGT(*i.TeamGT))
+	}
+	if i.TeamGTE != nil {
+		predicates = append(predicates, admintoken.TeamGTE(*i.TeamGTE))
+	}
+	if i.TeamLT != nil {
+		predicates = append(predicates, admintoken.TeamLT(*i.TeamLT))
+	}
+	if i.TeamLTE != nil {
+		predicates = append(predicates, admintoken.TeamLTE(*i.TeamLTE))
+	}
+	if i.TeamContains != nil {
+		predicates = append(predicates, admintoken.TeamContains(*i.TeamContains))
+	}
+	if i.TeamHasPrefix != nil {
+		predicates = append(predicates, admintoken.TeamHasPrefix(*i.TeamHasPrefix))
+	}
+	if i.TeamHasSuffix != nil {
+		predicates = append(predicates, admintoken.TeamHasSuffix(*i.TeamHasSuffix))
+	}
+	if i.TeamIsNil {
+		predicates = append(predicates, admintoken.TeamIsNil())
+	}
+	if i.TeamNotNil {
+		predicates = append(predicates, admintoken.TeamNotNil())
+	}
+	if i.TeamEqualFold != nil {
+		predicates = append(predicates, admintoken.TeamEqualFold(*i.TeamEqualFold))
+	}
+	if i.TeamContainsFold != nil {
+		predicates = append(predicates, admintoken.TeamContainsFold(*i.TeamContainsFold))
 	}
 	if i.ExpiresAt != nil {
 		predicates = append(predicates, admintoken.ExpiresAtEQ(*i.ExpiresAt))
@@ -1969,6 +2033,1028 @@ func (i *AgentWhereInput) P() (predicate.Agent, error) {
 	}
 }
 
+// ApprovalWhereInput represents a where input for filtering Approval queries.
+type ApprovalWhereInput struct {
+	Predicates []predicate.Approval  `json:"-"`
+	Not        *ApprovalWhereInput   `json:"not,omitempty"`
+	Or         []*ApprovalWhereInput `json:"or,omitempty"`
+	And        []*ApprovalWhereInput `json:"and,omitempty"`
+
+	// "id" field predicates.
+	ID      *int  `json:"id,omitempty"`
+	IDNEQ   *int  `json:"idNEQ,omitempty"`
+	IDIn    []int `json:"idIn,omitempty"`
+	IDNotIn []int `json:"idNotIn,omitempty"`
+	IDGT    *int  `json:"idGT,omitempty"`
+	IDGTE   *int  `json:"idGTE,omitempty"`
+	IDLT    *int  `json:"idLT,omitempty"`
+	IDLTE   *int  `json:"idLTE,omitempty"`
+
+	// "approval_id" field predicates.
+	ApprovalID             *string  `json:"approvalID,omitempty"`
+	ApprovalIDNEQ          *string  `json:"approvalIDNEQ,omitempty"`
+	ApprovalIDIn           []string `json:"approvalIDIn,omitempty"`
+	ApprovalIDNotIn        []string `json:"approvalIDNotIn,omitempty"`
+	ApprovalIDGT           *string  `json:"approvalIDGT,omitempty"`
+	ApprovalIDGTE          *string  `json:"approvalIDGTE,omitempty"`
+	ApprovalIDLT           *string  `json:"approvalIDLT,omitempty"`
+	ApprovalIDLTE          *string  `json:"approvalIDLTE,omitempty"`
+	ApprovalIDContains     *string  `json:"approvalIDContains,omitempty"`
+	ApprovalIDHasPrefix    *string  `json:"approvalIDHasPrefix,omitempty"`
+	ApprovalIDHasSuffix    *string  `json:"approvalIDHasSuffix,omitempty"`
+	ApprovalIDEqualFold    *string  `json:"approvalIDEqualFold,omitempty"`
+	ApprovalIDContainsFold *string  `json:"approvalIDContainsFold,omitempty"`
+
+	// "state" field predicates.
+	State      *approval.State  `json:"state,omitempty"`
+	StateNEQ   *approval.State  `json:"stateNEQ,omitempty"`
+	StateIn    []approval.State `json:"stateIn,omitempty"`
+	StateNotIn []approval.State `json:"stateNotIn,omitempty"`
+
+	// "agent" field predicates.
+	Agent             *string  `json:"agent,omitempty"`
+	AgentNEQ          *string  `json:"agentNEQ,omitempty"`
+	AgentIn           []string `json:"agentIn,omitempty"`
+	AgentNotIn        []string `json:"agentNotIn,omitempty"`
+	AgentGT           *string  `json:"agentGT,omitempty"`
+	AgentGTE          *string  `json:"agentGTE,omitempty"`
+	AgentLT           *string  `json:"agentLT,omitempty"`
+	AgentLTE          *string  `json:"agentLTE,omitempty"`
+	AgentContains     *string  `json:"agentContains,omitempty"`
+	AgentHasPrefix    *string  `json:"agentHasPrefix,omitempty"`
+	AgentHasSuffix    *string  `json:"agentHasSuffix,omitempty"`
+	AgentEqualFold    *string  `json:"agentEqualFold,omitempty"`
+	AgentContainsFold *string  `json:"agentContainsFold,omitempty"`
+
+	// "team" field predicates.
+	Team             *string  `json:"team,omitempty"`
+	TeamNEQ          *string  `json:"teamNEQ,omitempty"`
+	TeamIn           []string `json:"teamIn,omitempty"`
+	TeamNotIn        []string `json:"teamNotIn,omitempty"`
+	TeamGT           *string  `json:"teamGT,omitempty"`
+	TeamGTE          *string  `json:"teamGTE,omitempty"`
+	TeamLT           *string  `json:"teamLT,omitempty"`
+	TeamLTE          *string  `json:"teamLTE,omitempty"`
+	TeamContains     *string  `json:"teamContains,omitempty"`
+	TeamHasPrefix    *string  `json:"teamHasPrefix,omitempty"`
+	TeamHasSuffix    *string  `json:"teamHasSuffix,omitempty"`
+	TeamIsNil        bool     `json:"teamIsNil,omitempty"`
+	TeamNotNil       bool     `json:"teamNotNil,omitempty"`
+	TeamEqualFold    *string  `json:"teamEqualFold,omitempty"`
+	TeamContainsFold *string  `json:"teamContainsFold,omitempty"`
+
+	// "virtual_server" field predicates.
+	VirtualServer             *string  `json:"virtualServer,omitempty"`
+	VirtualServerNEQ          *string  `json:"virtualServerNEQ,omitempty"`
+	VirtualServerIn           []string `json:"virtualServerIn,omitempty"`
+	VirtualServerNotIn        []string `json:"virtualServerNotIn,omitempty"`
+	VirtualServerGT           *string  `json:"virtualServerGT,omitempty"`
+	VirtualServerGTE          *string  `json:"virtualServerGTE,omitempty"`
+	VirtualServerLT           *string  `json:"virtualServerLT,omitempty"`
+	VirtualServerLTE          *string  `json:"virtualServerLTE,omitempty"`
+	VirtualServerContains     *string  `json:"virtualServerContains,omitempty"`
+	VirtualServerHasPrefix    *string  `json:"virtualServerHasPrefix,omitempty"`
+	VirtualServerHasSuffix    *string  `json:"virtualServerHasSuffix,omitempty"`
+	VirtualServerEqualFold    *string  `json:"virtualServerEqualFold,omitempty"`
+	VirtualServerContainsFold *string  `json:"virtualServerContainsFold,omitempty"`
+
+	// "tool" field predicates.
+	Tool             *string  `json:"tool,omitempty"`
+	ToolNEQ          *string  `json:"toolNEQ,omitempty"`
+	ToolIn           []string `json:"toolIn,omitempty"`
+	ToolNotIn        []string `json:"toolNotIn,omitempty"`
+	ToolGT           *string  `json:"toolGT,omitempty"`
+	ToolGTE          *string  `json:"toolGTE,omitempty"`
+	ToolLT           *string  `json:"toolLT,omitempty"`
+	ToolLTE          *string  `json:"toolLTE,omitempty"`
+	ToolContains     *string  `json:"toolContains,omitempty"`
+	ToolHasPrefix    *string  `json:"toolHasPrefix,omitempty"`
+	ToolHasSuffix    *string  `json:"toolHasSuffix,omitempty"`
+	ToolEqualFold    *string  `json:"toolEqualFold,omitempty"`
+	ToolContainsFold *string  `json:"toolContainsFold,omitempty"`
+
+	// "upstream" field predicates.
+	Upstream             *string  `json:"upstream,omitempty"`
+	UpstreamNEQ          *string  `json:"upstreamNEQ,omitempty"`
+	UpstreamIn           []string `json:"upstreamIn,omitempty"`
+	UpstreamNotIn        []string `json:"upstreamNotIn,omitempty"`
+	UpstreamGT           *string  `json:"upstreamGT,omitempty"`
+	UpstreamGTE          *string  `json:"upstreamGTE,omitempty"`
+	UpstreamLT           *string  `json:"upstreamLT,omitempty"`
+	UpstreamLTE          *string  `json:"upstreamLTE,omitempty"`
+	UpstreamContains     *string  `json:"upstreamContains,omitempty"`
+	UpstreamHasPrefix    *string  `json:"upstreamHasPrefix,omitempty"`
+	UpstreamHasSuffix    *string  `json:"upstreamHasSuffix,omitempty"`
+	UpstreamEqualFold    *string  `json:"upstreamEqualFold,omitempty"`
+	UpstreamContainsFold *string  `json:"upstreamContainsFold,omitempty"`
+
+	// "upstream_tool" field predicates.
+	UpstreamTool             *string  `json:"upstreamTool,omitempty"`
+	UpstreamToolNEQ          *string  `json:"upstreamToolNEQ,omitempty"`
+	UpstreamToolIn           []string `json:"upstreamToolIn,omitempty"`
+	UpstreamToolNotIn        []string `json:"upstreamToolNotIn,omitempty"`
+	UpstreamToolGT           *string  `json:"upstreamToolGT,omitempty"`
+	UpstreamToolGTE          *string  `json:"upstreamToolGTE,omitempty"`
+	UpstreamToolLT           *string  `json:"upstreamToolLT,omitempty"`
+	UpstreamToolLTE          *string  `json:"upstreamToolLTE,omitempty"`
+	UpstreamToolContains     *string  `json:"upstreamToolContains,omitempty"`
+	UpstreamToolHasPrefix    *string  `json:"upstreamToolHasPrefix,omitempty"`
+	UpstreamToolHasSuffix    *string  `json:"upstreamToolHasSuffix,omitempty"`
+	UpstreamToolEqualFold    *string  `json:"upstreamToolEqualFold,omitempty"`
+	UpstreamToolContainsFold *string  `json:"upstreamToolContainsFold,omitempty"`
+
+	// "args_hash" field predicates.
+	ArgsHash             *string  `json:"argsHash,omitempty"`
+	ArgsHashNEQ          *string  `json:"argsHashNEQ,omitempty"`
+	ArgsHashIn           []string `json:"argsHashIn,omitempty"`
+	ArgsHashNotIn        []string `json:"argsHashNotIn,omitempty"`
+	ArgsHashGT           *string  `json:"argsHashGT,omitempty"`
+	ArgsHashGTE          *string  `json:"argsHashGTE,omitempty"`
+	ArgsHashLT           *string  `json:"argsHashLT,omitempty"`
+	ArgsHashLTE          *string  `json:"argsHashLTE,omitempty"`
+	ArgsHashContains     *string  `json:"argsHashContains,omitempty"`
+	ArgsHashHasPrefix    *string  `json:"argsHashHasPrefix,omitempty"`
+	ArgsHashHasSuffix    *string  `json:"argsHashHasSuffix,omitempty"`
+	ArgsHashEqualFold    *string  `json:"argsHashEqualFold,omitempty"`
+	ArgsHashContainsFold *string  `json:"argsHashContainsFold,omitempty"`
+
+	// "attempt" field predicates.
+	Attempt      *int  `json:"attempt,omitempty"`
+	AttemptNEQ   *int  `json:"attemptNEQ,omitempty"`
+	AttemptIn    []int `json:"attemptIn,omitempty"`
+	AttemptNotIn []int `json:"attemptNotIn,omitempty"`
+	AttemptGT    *int  `json:"attemptGT,omitempty"`
+	AttemptGTE   *int  `json:"attemptGTE,omitempty"`
+	AttemptLT    *int  `json:"attemptLT,omitempty"`
+	AttemptLTE   *int  `json:"attemptLTE,omitempty"`
+
+	// "rule" field predicates.
+	Rule             *string  `json:"rule,omitempty"`
+	RuleNEQ          *string  `json:"ruleNEQ,omitempty"`
+	RuleIn           []string `json:"ruleIn,omitempty"`
+	RuleNotIn        []string `json:"ruleNotIn,omitempty"`
+	RuleGT           *string  `json:"ruleGT,omitempty"`
+	RuleGTE          *string  `json:"ruleGTE,omitempty"`
+	RuleLT           *string  `json:"ruleLT,omitempty"`
+	RuleLTE          *string  `json:"ruleLTE,omitempty"`
+	RuleContains     *string  `json:"ruleContains,omitempty"`
+	RuleHasPrefix    *string  `json:"ruleHasPrefix,omitempty"`
+	RuleHasSuffix    *string  `json:"ruleHasSuffix,omitempty"`
+	RuleEqualFold    *string  `json:"ruleEqualFold,omitempty"`
+	RuleContainsFold *string  `json:"ruleContainsFold,omitempty"`
+
+	// "quorum" field predicates.
+	Quorum      *int  `json:"quorum,omitempty"`
+	QuorumNEQ   *int  `json:"quorumNEQ,omitempty"`
+	QuorumIn    []int `json:"quorumIn,omitempty"`
+	QuorumNotIn []int `json:"quorumNotIn,omitempty"`
+	QuorumGT    *int  `json:"quorumGT,omitempty"`
+	QuorumGTE   *int  `json:"quorumGTE,omitempty"`
+	QuorumLT    *int  `json:"quorumLT,omitempty"`
+	QuorumLTE   *int  `json:"quorumLTE,omitempty"`
+
+	// "escalated" field predicates.
+	Escalated    *bool `json:"escalated,omitempty"`
+	EscalatedNEQ *bool `json:"escalatedNEQ,omitempty"`
+
+	// "deadline" field predicates.
+	Deadline       *time.Time  `json:"deadline,omitempty"`
+	DeadlineNEQ    *time.Time  `json:"deadlineNEQ,omitempty"`
+	DeadlineIn     []time.Time `json:"deadlineIn,omitempty"`
+	DeadlineNotIn  []time.Time `json:"deadlineNotIn,omitempty"`
+	DeadlineGT     *time.Time  `json:"deadlineGT,omitempty"`
+	DeadlineGTE    *time.Time  `json:"deadlineGTE,omitempty"`
+	DeadlineLT     *time.Time  `json:"deadlineLT,omitempty"`
+	DeadlineLTE    *time.Time  `json:"deadlineLTE,omitempty"`
+	DeadlineIsNil  bool        `json:"deadlineIsNil,omitempty"`
+	DeadlineNotNil bool        `json:"deadlineNotNil,omitempty"`
+
+	// "reason" field predicates.
+	Reason             *string  `json:"reason,omitempty"`
+	ReasonNEQ          *string  `json:"reasonNEQ,omitempty"`
+	ReasonIn           []string `json:"reasonIn,omitempty"`
+	ReasonNotIn        []string `json:"reasonNotIn,omitempty"`
+	ReasonGT           *string  `json:"reasonGT,omitempty"`
+	ReasonGTE          *string  `json:"reasonGTE,omitempty"`
+	ReasonLT           *string  `json:"reasonLT,omitempty"`
+	ReasonLTE          *string  `json:"reasonLTE,omitempty"`
+	ReasonContains     *string  `json:"reasonContains,omitempty"`
+	ReasonHasPrefix    *string  `json:"reasonHasPrefix,omitempty"`
+	ReasonHasSuffix    *string  `json:"reasonHasSuffix,omitempty"`
+	ReasonIsNil        bool     `json:"reasonIsNil,omitempty"`
+	ReasonNotNil       bool     `json:"reasonNotNil,omitempty"`
+	ReasonEqualFold    *string  `json:"reasonEqualFold,omitempty"`
+	ReasonContainsFold *string  `json:"reasonContainsFold,omitempty"`
+
+	// "decided_at" field predicates.
+	DecidedAt       *time.Time  `json:"decidedAt,omitempty"`
+	DecidedAtNEQ    *time.Time  `json:"decidedAtNEQ,omitempty"`
+	DecidedAtIn     []time.Time `json:"decidedAtIn,omitempty"`
+	DecidedAtNotIn  []time.Time `json:"decidedAtNotIn,omitempty"`
+	DecidedAtGT     *time.Time  `json:"decidedAtGT,omitempty"`
+	DecidedAtGTE    *time.Time  `json:"decidedAtGTE,omitempty"`
+	DecidedAtLT     *time.Time  `json:"decidedAtLT,omitempty"`
+	DecidedAtLTE    *time.Time  `json:"decidedAtLTE,omitempty"`
+	DecidedAtIsNil  bool        `json:"decidedAtIsNil,omitempty"`
+	DecidedAtNotNil bool        `json:"decidedAtNotNil,omitempty"`
+
+	// "executed_at" field predicates.
+	ExecutedAt       *time.Time  `json:"executedAt,omitempty"`
+	ExecutedAtNEQ    *time.Time  `json:"executedAtNEQ,omitempty"`
+	ExecutedAtIn     []time.Time `json:"executedAtIn,omitempty"`
+	ExecutedAtNotIn  []time.Time `json:"executedAtNotIn,omitempty"`
+	ExecutedAtGT     *time.Time  `json:"executedAtGT,omitempty"`
+	ExecutedAtGTE    *time.Time  `json:"executedAtGTE,omitempty"`
+	ExecutedAtLT     *time.Time  `json:"executedAtLT,omitempty"`
+	ExecutedAtLTE    *time.Time  `json:"executedAtLTE,omitempty"`
+	ExecutedAtIsNil  bool        `json:"executedAtIsNil,omitempty"`
+	ExecutedAtNotNil bool        `json:"executedAtNotNil,omitempty"`
+
+	// "closed_at" field predicates.
+	ClosedAt       *time.Time  `json:"closedAt,omitempty"`
+	ClosedAtNEQ    *time.Time  `json:"closedAtNEQ,omitempty"`
+	ClosedAtIn     []time.Time `json:"closedAtIn,omitempty"`
+	ClosedAtNotIn  []time.Time `json:"closedAtNotIn,omitempty"`
+	ClosedAtGT     *time.Time  `json:"closedAtGT,omitempty"`
+	ClosedAtGTE    *time.Time  `json:"closedAtGTE,omitempty"`
+	ClosedAtLT     *time.Time  `json:"closedAtLT,omitempty"`
+	ClosedAtLTE    *time.Time  `json:"closedAtLTE,omitempty"`
+	ClosedAtIsNil  bool        `json:"closedAtIsNil,omitempty"`
+	ClosedAtNotNil bool        `json:"closedAtNotNil,omitempty"`
+
+	// "delivered" field predicates.
+	Delivered    *bool `json:"delivered,omitempty"`
+	DeliveredNEQ *bool `json:"deliveredNEQ,omitempty"`
+
+	// "created_at" field predicates.
+	CreatedAt      *time.Time  `json:"createdAt,omitempty"`
+	CreatedAtNEQ   *time.Time  `json:"createdAtNEQ,omitempty"`
+	CreatedAtIn    []time.Time `json:"createdAtIn,omitempty"`
+	CreatedAtNotIn []time.Time `json:"createdAtNotIn,omitempty"`
+	CreatedAtGT    *time.Time  `json:"createdAtGT,omitempty"`
+	CreatedAtGTE   *time.Time  `json:"createdAtGTE,omitempty"`
+	CreatedAtLT    *time.Time  `json:"createdAtLT,omitempty"`
+	CreatedAtLTE   *time.Time  `json:"createdAtLTE,omitempty"`
+
+	// "updated_at" field predicates.
+	UpdatedAt      *time.Time  `json:"updatedAt,omitempty"`
+	UpdatedAtNEQ   *time.Time  `json:"updatedAtNEQ,omitempty"`
+	UpdatedAtIn    []time.Time `json:"updatedAtIn,omitempty"`
+	UpdatedAtNotIn []time.Time `json:"updatedAtNotIn,omitempty"`
+	UpdatedAtGT    *time.Time  `json:"updatedAtGT,omitempty"`
+	UpdatedAtGTE   *time.Time  `json:"updatedAtGTE,omitempty"`
+	UpdatedAtLT    *time.Time  `json:"updatedAtLT,omitempty"`
+	UpdatedAtLTE   *time.Time  `json:"updatedAtLTE,omitempty"`
+}
+
+// AddPredicates adds custom predicates to the where input to be used during the filtering phase.
+func (i *ApprovalWhereInput) AddPredicates(predicates ...predicate.Approval) {
+	i.Predicates = append(i.Predicates, predicates...)
+}
+
+// Filter applies the ApprovalWhereInput filter on the ApprovalQuery builder.
+func (i *ApprovalWhereInput) Filter(q *ApprovalQuery) (*ApprovalQuery, error) {
+	if i == nil {
+		return q, nil
+	}
+	p, err := i.P()
+	if err != nil {
+		if err == ErrEmptyApprovalWhereInput {
+			return q, nil
+		}
+		return nil, err
+	}
+	return q.Where(p), nil
+}
+
+// ErrEmptyApprovalWhereInput is returned in case the ApprovalWhereInput is empty.
+var ErrEmptyApprovalWhereInput = errors.New("ent: empty predicate ApprovalWhereInput")
+
+// P returns a predicate for filtering approvals.
+// An error is returned if the input is empty or invalid.
+func (i *ApprovalWhereInput) P() (predicate.Approval, error) {
+	var predicates []predicate.Approval
+	if i.Not != nil {
+		p, err := i.Not.P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'not'", err)
+		}
+		predicates = append(predicates, approval.Not(p))
+	}
+	switch n := len(i.Or); {
+	case n == 1:
+		p, err := i.Or[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'or'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		or := make([]predicate.Approval, 0, n)
+		for _, w := range i.Or {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'or'", err)
+			}
+			or = append(or, p)
+		}
+		predicates = append(predicates, approval.Or(or...))
+	}
+	switch n := len(i.And); {
+	case n == 1:
+		p, err := i.And[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'and'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		and := make([]predicate.Approval, 0, n)
+		for _, w := range i.And {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'and'", err)
+			}
+			and = append(and, p)
+		}
+		predicates = append(predicates, approval.And(and...))
+	}
+	predicates = append(predicates, i.Predicates...)
+	if i.ID != nil {
+		predicates = append(predicates, approval.IDEQ(*i.ID))
+	}
+	if i.IDNEQ != nil {
+		predicates = append(predicates, approval.IDNEQ(*i.IDNEQ))
+	}
+	if len(i.IDIn) > 0 {
+		predicates = append(predicates, approval.IDIn(i.IDIn...))
+	}
+	if len(i.IDNotIn) > 0 {
+		predicates = append(predicates, approval.IDNotIn(i.IDNotIn...))
+	}
+	if i.IDGT != nil {
+		predicates = append(predicates, approval.IDGT(*i.IDGT))
+	}
+	if i.IDGTE != nil {
+		predicates = append(predicates, approval.IDGTE(*i.IDGTE))
+	}
+	if i.IDLT != nil {
+		predicates = append(predicates, approval.IDLT(*i.IDLT))
+	}
+	if i.IDLTE != nil {
+		predicates = append(predicates, approval.IDLTE(*i.IDLTE))
+	}
+	if i.ApprovalID != nil {
+		predicates = append(predicates, approval.ApprovalIDEQ(*i.ApprovalID))
+	}
+	if i.ApprovalIDNEQ != nil {
+		predicates = append(predicates, approval.ApprovalIDNEQ(*i.ApprovalIDNEQ))
+	}
+	if len(i.ApprovalIDIn) > 0 {
+		predicates = append(predicates, approval.ApprovalIDIn(i.ApprovalIDIn...))
+	}
+	if len(i.ApprovalIDNotIn) > 0 {
+		predicates = append(predicates, approval.ApprovalIDNotIn(i.ApprovalIDNotIn...))
+	}
+	if i.ApprovalIDGT != nil {
+		predicates = append(predicates, approval.ApprovalIDGT(*i.ApprovalIDGT))
+	}
+	if i.ApprovalIDGTE != nil {
+		predicates = append(predicates, approval.ApprovalIDGTE(*i.ApprovalIDGTE))
+	}
+	if i.ApprovalIDLT != nil {
+		predicates = append(predicates, approval.ApprovalIDLT(*i.ApprovalIDLT))
+	}
+	if i.ApprovalIDLTE != nil {
+		predicates = append(predicates, approval.ApprovalIDLTE(*i.ApprovalIDLTE))
+	}
+	if i.ApprovalIDContains != nil {
+		predicates = append(predicates, approval.ApprovalIDContains(*i.ApprovalIDContains))
+	}
+	if i.ApprovalIDHasPrefix != nil {
+		predicates = append(predicates, approval.ApprovalIDHasPrefix(*i.ApprovalIDHasPrefix))
+	}
+	if i.ApprovalIDHasSuffix != nil {
+		predicates = append(predicates, approval.ApprovalIDHasSuffix(*i.ApprovalIDHasSuffix))
+	}
+	if i.ApprovalIDEqualFold != nil {
+		predicates = append(predicates, approval.ApprovalIDEqualFold(*i.ApprovalIDEqualFold))
+	}
+	if i.ApprovalIDContainsFold != nil {
+		predicates = append(predicates, approval.ApprovalIDContainsFold(*i.ApprovalIDContainsFold))
+	}
+	if i.State != nil {
+		predicates = append(predicates, approval.StateEQ(*i.State))
+	}
+	if i.StateNEQ != nil {
+		predicates = append(predicates, approval.StateNEQ(*i.StateNEQ))
+	}
+	if len(i.StateIn) > 0 {
+		predicates = append(predicates, approval.StateIn(i.StateIn...))
+	}
+	if len(i.StateNotIn) > 0 {
+		predicates = append(predicates, approval.StateNotIn(i.StateNotIn...))
+	}
+	if i.Agent != nil {
+		predicates = append(predicates, approval.AgentEQ(*i.Agent))
+	}
+	if i.AgentNEQ != nil {
+		predicates = append(predicates, approval.AgentNEQ(*i.AgentNEQ))
+	}
+	if len(i.AgentIn) > 0 {
+		predicates = append(predicates, approval.AgentIn(i.AgentIn...))
+	}
+	if len(i.AgentNotIn) > 0 {
+		predicates = append(predicates, approval.AgentNotIn(i.AgentNotIn...))
+	}
+	if i.AgentGT != nil {
+		predicates = append(predicates, approval.AgentGT(*i.AgentGT))
+	}
+	if i.AgentGTE != nil {
+		predicates = append(predicates, approval.AgentGTE(*i.AgentGTE))
+	}
+	if i.AgentLT != nil {
+		predicates = append(predicates, approval.AgentLT(*i.AgentLT))
+	}
+	if i.AgentLTE != nil {
+		predicates = append(predicates, approval.AgentLTE(*i.AgentLTE))
+	}
+	if i.AgentContains != nil {
+		predicates = append(predicates, approval.AgentContains(*i.AgentContains))
+	}
+	if i.AgentHasPrefix != nil {
+		predicates = append(predicates, approval.AgentHasPrefix(*i.AgentHasPrefix))
+	}
+	if i.AgentHasSuffix != nil {
+		predicates = append(predicates, approval.AgentHasSuffix(*i.AgentHasSuffix))
+	}
+	if i.AgentEqualFold != nil {
+		predicates = append(predicates, approval.AgentEqualFold(*i.AgentEqualFold))
+	}
+	if i.AgentContainsFold != nil {
+		predicates = append(predicates, approval.AgentContainsFold(*i.AgentContainsFold))
+	}
+	if i.Team != nil {
+		predicates = append(predicates, approval.TeamEQ(*i.Team))
+	}
+	if i.TeamNEQ != nil {
+		predicates = append(predicates, approval.TeamNEQ(*i.TeamNEQ))
+	}
+	if len(i.TeamIn) > 0 {
+		predicates = append(predicates, approval.TeamIn(i.TeamIn...))
+	}
+	if len(i.TeamNotIn) > 0 {
+		predicates = append(predicates, approval.TeamNotIn(i.TeamNotIn...))
+	}
+	if i.TeamGT != nil {
+		predicates = append(predicates, approval.TeamGT(*i.TeamGT))
+	}
+	if i.TeamGTE != nil {
+		predicates = append(predicates, approval.TeamGTE(*i.TeamGTE))
+	}
+	if i.TeamLT != nil {
+		predicates = append(predicates, approval.TeamLT(*i.TeamLT))
+	}
+	if i.TeamLTE != nil {
+		predicates = append(predicates, approval.TeamLTE(*i.TeamLTE))
+	}
+	if i.TeamContains != nil {
+		predicates = append(predicates, approval.TeamContains(*i.TeamContains))
+	}
+	if i.TeamHasPrefix != nil {
+		predicates = append(predicates, approval.TeamHasPrefix(*i.TeamHasPrefix))
+	}
+	if i.TeamHasSuffix != nil {
+		predicates = append(predicates, approval.TeamHasSuffix(*i.TeamHasSuffix))
+	}
+	if i.TeamIsNil {
+		predicates = append(predicates, approval.TeamIsNil())
+	}
+	if i.TeamNotNil {
+		predicates = append(predicates, approval.TeamNotNil())
+	}
+	if i.TeamEqualFold != nil {
+		predicates = append(predicates, approval.TeamEqualFold(*i.TeamEqualFold))
+	}
+	if i.TeamContainsFold != nil {
+		predicates = append(predicates, approval.TeamContainsFold(*i.TeamContainsFold))
+	}
+	if i.VirtualServer != nil {
+		predicates = append(predicates, approval.VirtualServerEQ(*i.VirtualServer))
+	}
+	if i.VirtualServerNEQ != nil {
+		predicates = append(predicates, approval.VirtualServerNEQ(*i.VirtualServerNEQ))
+	}
+	if len(i.VirtualServerIn) > 0 {
+		predicates = append(predicates, approval.VirtualServerIn(i.VirtualServerIn...))
+	}
+	if len(i.VirtualServerNotIn) > 0 {
+		predicates = append(predicates, approval.VirtualServerNotIn(i.VirtualServerNotIn...))
+	}
+	if i.VirtualServerGT != nil {
+		predicates = append(predicates, approval.VirtualServerGT(*i.VirtualServerGT))
+	}
+	if i.VirtualServerGTE != nil {
+		predicates = append(predicates, approval.VirtualServerGTE(*i.VirtualServerGTE))
+	}
+	if i.VirtualServerLT != nil {
+		predicates = append(predicates, approval.VirtualServerLT(*i.VirtualServerLT))
+	}
+	if i.VirtualServerLTE != nil {
+		predicates = append(predicates, approval.VirtualServerLTE(*i.VirtualServerLTE))
+	}
+	if i.VirtualServerContains != nil {
+		predicates = append(predicates, approval.VirtualServerContains(*i.VirtualServerContains))
+	}
+	if i.VirtualServerHasPrefix != nil {
+		predicates = append(predicates, approval.VirtualServerHasPrefix(*i.VirtualServerHasPrefix))
+	}
+	if i.VirtualServerHasSuffix != nil {
+		predicates = append(predicates, approval.VirtualServerHasSuffix(*i.VirtualServerHasSuffix))
+	}
+	if i.VirtualServerEqualFold != nil {
+		predicates = append(predicates, approval.VirtualServerEqualFold(*i.VirtualServerEqualFold))
+	}
+	if i.VirtualServerContainsFold != nil {
+		predicates = append(predicates, approval.VirtualServerContainsFold(*i.VirtualServerContainsFold))
+	}
+	if i.Tool != nil {
+		predicates = append(predicates, approval.ToolEQ(*i.Tool))
+	}
+	if i.ToolNEQ != nil {
+		predicates = append(predicates, approval.ToolNEQ(*i.ToolNEQ))
+	}
+	if len(i.ToolIn) > 0 {
+		predicates = append(predicates, approval.ToolIn(i.ToolIn...))
+	}
+	if len(i.ToolNotIn) > 0 {
+		predicates = append(predicates, approval.ToolNotIn(i.ToolNotIn...))
+	}
+	if i.ToolGT != nil {
+		predicates = append(predicates, approval.ToolGT(*i.ToolGT))
+	}
+	if i.ToolGTE != nil {
+		predicates = append(predicates, approval.ToolGTE(*i.ToolGTE))
+	}
+	if i.ToolLT != nil {
+		predicates = append(predicates, approval.ToolLT(*i.ToolLT))
+	}
+	if i.ToolLTE != nil {
+		predicates = append(predicates, approval.ToolLTE(*i.ToolLTE))
+	}
+	if i.ToolContains != nil {
+		predicates = append(predicates, approval.ToolContains(*i.ToolContains))
+	}
+	if i.ToolHasPrefix != nil {
+		predicates = append(predicates, approval.ToolHasPrefix(*i.ToolHasPrefix))
+	}
+	if i.ToolHasSuffix != nil {
+		predicates = append(predicates, approval.ToolHasSuffix(*i.ToolHasSuffix))
+	}
+	if i.ToolEqualFold != nil {
+		predicates = append(predicates, approval.ToolEqualFold(*i.ToolEqualFold))
+	}
+	if i.ToolContainsFold != nil {
+		predicates = append(predicates, approval.ToolContainsFold(*i.ToolContainsFold))
+	}
+	if i.Upstream != nil {
+		predicates = append(predicates, approval.UpstreamEQ(*i.Upstream))
+	}
+	if i.UpstreamNEQ != nil {
+		predicates = append(predicates, approval.UpstreamNEQ(*i.UpstreamNEQ))
+	}
+	if len(i.UpstreamIn) > 0 {
+		predicates = append(predicates, approval.UpstreamIn(i.UpstreamIn...))
+	}
+	if len(i.UpstreamNotIn) > 0 {
+		predicates = append(predicates, approval.UpstreamNotIn(i.UpstreamNotIn...))
+	}
+	if i.UpstreamGT != nil {
+		predicates = append(predicates, approval.UpstreamGT(*i.UpstreamGT))
+	}
+	if i.UpstreamGTE != nil {
+		predicates = append(predicates, approval.UpstreamGTE(*i.UpstreamGTE))
+	}
+	if i.UpstreamLT != nil {
+		predicates = append(predicates, approval.UpstreamLT(*i.UpstreamLT))
+	}
+	if i.UpstreamLTE != nil {
+		predicates = append(predicates, approval.UpstreamLTE(*i.UpstreamLTE))
+	}
+	if i.UpstreamContains != nil {
+		predicates = append(predicates, approval.UpstreamContains(*i.UpstreamContains))
+	}
+	if i.UpstreamHasPrefix != nil {
+		predicates = append(predicates, approval.UpstreamHasPrefix(*i.UpstreamHasPrefix))
+	}
+	if i.UpstreamHasSuffix != nil {
+		predicates = append(predicates, approval.UpstreamHasSuffix(*i.UpstreamHasSuffix))
+	}
+	if i.UpstreamEqualFold != nil {
+		predicates = append(predicates, approval.UpstreamEqualFold(*i.UpstreamEqualFold))
+	}
+	if i.UpstreamContainsFold != nil {
+		predicates = append(predicates, approval.UpstreamContainsFold(*i.UpstreamContainsFold))
+	}
+	if i.UpstreamTool != nil {
+		predicates = append(predicates, approval.UpstreamToolEQ(*i.UpstreamTool))
+	}
+	if i.UpstreamToolNEQ != nil {
+		predicates = append(predicates, approval.UpstreamToolNEQ(*i.UpstreamToolNEQ))
+	}
+	if len(i.UpstreamToolIn) > 0 {
+		predicates = append(predicates, approval.UpstreamToolIn(i.UpstreamToolIn...))
+	}
+	if len(i.UpstreamToolNotIn) > 0 {
+		predicates = append(predicates, approval.UpstreamToolNotIn(i.UpstreamToolNotIn...))
+	}
+	if i.UpstreamToolGT != nil {
+		predicates = append(predicates, approval.UpstreamToolGT(*i.UpstreamToolGT))
+	}
+	if i.UpstreamToolGTE != nil {
+		predicates = append(predicates, approval.UpstreamToolGTE(*i.UpstreamToolGTE))
+	}
+	if i.UpstreamToolLT != nil {
+		predicates = append(predicates, approval.UpstreamToolLT(*i.UpstreamToolLT))
+	}
+	if i.UpstreamToolLTE != nil {
+		predicates = append(predicates, approval.UpstreamToolLTE(*i.UpstreamToolLTE))
+	}
+	if i.UpstreamToolContains != nil {
+		predicates = append(predicates, approval.UpstreamToolContains(*i.UpstreamToolContains))
+	}
+	if i.UpstreamToolHasPrefix != nil {
+		predicates = append(predicates, approval.UpstreamToolHasPrefix(*i.UpstreamToolHasPrefix))
+	}
+	if i.UpstreamToolHasSuffix != nil {
+		predicates = append(predicates, approval.UpstreamToolHasSuffix(*i.UpstreamToolHasSuffix))
+	}
+	if i.UpstreamToolEqualFold != nil {
+		predicates = append(predicates, approval.UpstreamToolEqualFold(*i.UpstreamToolEqualFold))
+	}
+	if i.UpstreamToolContainsFold != nil {
+		predicates = append(predicates, approval.UpstreamToolContainsFold(*i.UpstreamToolContainsFold))
+	}
+	if i.ArgsHash != nil {
+		predicates = append(predicates, approval.ArgsHashEQ(*i.ArgsHash))
+	}
+	if i.ArgsHashNEQ != nil {
+		predicates = append(predicates, approval.ArgsHashNEQ(*i.ArgsHashNEQ))
+	}
+	if len(i.ArgsHashIn) > 0 {
+		predicates = append(predicates, approval.ArgsHashIn(i.ArgsHashIn...))
+	}
+	if len(i.ArgsHashNotIn) > 0 {
+		predicates = append(predicates, approval.ArgsHashNotIn(i.ArgsHashNotIn...))
+	}
+	if i.ArgsHashGT != nil {
+		predicates = append(predicates, approval.ArgsHashGT(*i.ArgsHashGT))
+	}
+	if i.ArgsHashGTE != nil {
+		predicates = append(predicates, approval.ArgsHashGTE(*i.ArgsHashGTE))
+	}
+	if i.ArgsHashLT != nil {
+		predicates = append(predicates, approval.ArgsHashLT(*i.ArgsHashLT))
+	}
+	if i.ArgsHashLTE != nil {
+		predicates = append(predicates, approval.ArgsHashLTE(*i.ArgsHashLTE))
+	}
+	if i.ArgsHashContains != nil {
+		predicates = append(predicates, approval.ArgsHashContains(*i.ArgsHashContains))
+	}
+	if i.ArgsHashHasPrefix != nil {
+		predicates = append(predicates, approval.ArgsHashHasPrefix(*i.ArgsHashHasPrefix))
+	}
+	if i.ArgsHashHasSuffix != nil {
+		predicates = append(predicates, approval.ArgsHashHasSuffix(*i.ArgsHashHasSuffix))
+	}
+	if i.ArgsHashEqualFold != nil {
+		predicates = append(predicates, approval.ArgsHashEqualFold(*i.ArgsHashEqualFold))
+	}
+	if i.ArgsHashContainsFold != nil {
+		predicates = append(predicates, approval.ArgsHashContainsFold(*i.ArgsHashContainsFold))
+	}
+	if i.Attempt != nil {
+		predicates = append(predicates, approval.AttemptEQ(*i.Attempt))
+	}
+	if i.AttemptNEQ != nil {
+		predicates = append(predicates, approval.AttemptNEQ(*i.AttemptNEQ))
+	}
+	if len(i.AttemptIn) > 0 {
+		predicates = append(predicates, approval.AttemptIn(i.AttemptIn...))
+	}
+	if len(i.AttemptNotIn) > 0 {
+		predicates = append(predicates, approval.AttemptNotIn(i.AttemptNotIn...))
+	}
+	if i.AttemptGT != nil {
+		predicates = append(predicates, approval.AttemptGT(*i.AttemptGT))
+	}
+	if i.AttemptGTE != nil {
+		predicates = append(predicates, approval.AttemptGTE(*i.AttemptGTE))
+	}
+	if i.AttemptLT != nil {
+		predicates = append(predicates, approval.AttemptLT(*i.AttemptLT))
+	}
+	if i.AttemptLTE != nil {
+		predicates = append(predicates, approval.AttemptLTE(*i.AttemptLTE))
+	}
+	if i.Rule != nil {
+		predicates = append(predicates, approval.RuleEQ(*i.Rule))
+	}
+	if i.RuleNEQ != nil {
+		predicates = append(predicates, approval.RuleNEQ(*i.RuleNEQ))
+	}
+	if len(i.RuleIn) > 0 {
+		predicates = append(predicates, approval.RuleIn(i.RuleIn...))
+	}
+	if len(i.RuleNotIn) > 0 {
+		predicates = append(predicates, approval.RuleNotIn(i.RuleNotIn...))
+	}
+	if i.RuleGT != nil {
+		predicates = append(predicates, approval.RuleGT(*i.RuleGT))
+	}
+	if i.RuleGTE != nil {
+		predicates = append(predicates, approval.RuleGTE(*i.RuleGTE))
+	}
+	if i.RuleLT != nil {
+		predicates = append(predicates, approval.RuleLT(*i.RuleLT))
+	}
+	if i.RuleLTE != nil {
+		predicates = append(predicates, approval.RuleLTE(*i.RuleLTE))
+	}
+	if i.RuleContains != nil {
+		predicates = append(predicates, approval.RuleContains(*i.RuleContains))
+	}
+	if i.RuleHasPrefix != nil {
+		predicates = append(predicates, approval.RuleHasPrefix(*i.RuleHasPrefix))
+	}
+	if i.RuleHasSuffix != nil {
+		predicates = append(predicates, approval.RuleHasSuffix(*i.RuleHasSuffix))
+	}
+	if i.RuleEqualFold != nil {
+		predicates = append(predicates, approval.RuleEqualFold(*i.RuleEqualFold))
+	}
+	if i.RuleContainsFold != nil {
+		predicates = append(predicates, approval.RuleContainsFold(*i.RuleContainsFold))
+	}
+	if i.Quorum != nil {
+		predicates = append(predicates, approval.QuorumEQ(*i.Quorum))
+	}
+	if i.QuorumNEQ != nil {
+		predicates = append(predicates, approval.QuorumNEQ(*i.QuorumNEQ))
+	}
+	if len(i.QuorumIn) > 0 {
+		predicates = append(predicates, approval.QuorumIn(i.QuorumIn...))
+	}
+	if len(i.QuorumNotIn) > 0 {
+		predicates = append(predicates, approval.QuorumNotIn(i.QuorumNotIn...))
+	}
+	if i.QuorumGT != nil {
+		predicates = append(predicates, approval.QuorumGT(*i.QuorumGT))
+	}
+	if i.QuorumGTE != nil {
+		predicates = append(predicates, approval.QuorumGTE(*i.QuorumGTE))
+	}
+	if i.QuorumLT != nil {
+		predicates = append(predicates, approval.QuorumLT(*i.QuorumLT))
+	}
+	if i.QuorumLTE != nil {
+		predicates = append(predicates, approval.QuorumLTE(*i.QuorumLTE))
+	}
+	if i.Escalated != nil {
+		predicates = append(predicates, approval.EscalatedEQ(*i.Escalated))
+	}
+	if i.EscalatedNEQ != nil {
+		predicates = append(predicates, approval.EscalatedNEQ(*i.EscalatedNEQ))
+	}
+	if i.Deadline != nil {
+		predicates = append(predicates, approval.DeadlineEQ(*i.Deadline))
+	}
+	if i.DeadlineNEQ != nil {
+		predicates = append(predicates, approval.DeadlineNEQ(*i.DeadlineNEQ))
+	}
+	if len(i.DeadlineIn) > 0 {
+		predicates = append(predicates, approval.DeadlineIn(i.DeadlineIn...))
+	}
+	if len(i.DeadlineNotIn) > 0 {
+		predicates = append(predicates, approval.DeadlineNotIn(i.DeadlineNotIn...))
+	}
+	if i.DeadlineGT != nil {
+		predicates = append(predicates, approval.DeadlineGT(*i.DeadlineGT))
+	}
+	if i.DeadlineGTE != nil {
+		predicates = append(predicates, approval.DeadlineGTE(*i.DeadlineGTE))
+	}
+	if i.DeadlineLT != nil {
+		predicates = append(predicates, approval.DeadlineLT(*i.DeadlineLT))
+	}
+	if i.DeadlineLTE != nil {
+		predicates = append(predicates, approval.DeadlineLTE(*i.DeadlineLTE))
+	}
+	if i.DeadlineIsNil {
+		predicates = append(predicates, approval.DeadlineIsNil())
+	}
+	if i.DeadlineNotNil {
+		predicates = append(predicates, approval.DeadlineNotNil())
+	}
+	if i.Reason != nil {
+		predicates = append(predicates, approval.ReasonEQ(*i.Reason))
+	}
+	if i.ReasonNEQ != nil {
+		predicates = append(predicates, approval.ReasonNEQ(*i.ReasonNEQ))
+	}
+	if len(i.ReasonIn) > 0 {
+		predicates = append(predicates, approval.ReasonIn(i.ReasonIn...))
+	}
+	if len(i.ReasonNotIn) > 0 {
+		predicates = append(predicates, approval.ReasonNotIn(i.ReasonNotIn...))
+	}
+	if i.ReasonGT != nil {
+		predicates = append(predicates, approval.ReasonGT(*i.ReasonGT))
+	}
+	if i.ReasonGTE != nil {
+		predicates = append(predicates, approval.ReasonGTE(*i.ReasonGTE))
+	}
+	if i.ReasonLT != nil {
+		predicates = append(predicates, approval.ReasonLT(*i.ReasonLT))
+	}
+	if i.ReasonLTE != nil {
+		predicates = append(predicates, approval.ReasonLTE(*i.ReasonLTE))
+	}
+	if i.ReasonContains != nil {
+		predicates = append(predicates, approval.ReasonContains(*i.ReasonContains))
+	}
+	if i.ReasonHasPrefix != nil {
+		predicates = append(predicates, approval.ReasonHasPrefix(*i.ReasonHasPrefix))
+	}
+	if i.ReasonHasSuffix != nil {
+		predicates = append(predicates, approval.ReasonHasSuffix(*i.ReasonHasSuffix))
+	}
+	if i.ReasonIsNil {
+		predicates = append(predicates, approval.ReasonIsNil())
+	}
+	if i.ReasonNotNil {
+		predicates = append(predicates, approval.ReasonNotNil())
+	}
+	if i.ReasonEqualFold != nil {
+		predicates = append(predicates, approval.ReasonEqualFold(*i.ReasonEqualFold))
+	}
+	if i.ReasonContainsFold != nil {
+		predicates = append(predicates, approval.ReasonContainsFold(*i.ReasonContainsFold))
+	}
+	if i.DecidedAt != nil {
+		predicates = append(predicates, approval.DecidedAtEQ(*i.DecidedAt))
+	}
+	if i.DecidedAtNEQ != nil {
+		predicates = append(predicates, approval.DecidedAtNEQ(*i.DecidedAtNEQ))
+	}
+	if len(i.DecidedAtIn) > 0 {
+		predicates = append(predicates, approval.DecidedAtIn(i.DecidedAtIn...))
+	}
+	if len(i.DecidedAtNotIn) > 0 {
+		predicates = append(predicates, approval.DecidedAtNotIn(i.DecidedAtNotIn...))
+	}
+	if i.DecidedAtGT != nil {
+		predicates = append(predicates, approval.DecidedAtGT(*i.DecidedAtGT))
+	}
+	if i.DecidedAtGTE != nil {
+		predicates = append(predicates, approval.DecidedAtGTE(*i.DecidedAtGTE))
+	}
+	if i.DecidedAtLT != nil {
+		predicates = append(predicates, approval.DecidedAtLT(*i.DecidedAtLT))
+	}
+	if i.DecidedAtLTE != nil {
+		predicates = append(predicates, approval.DecidedAtLTE(*i.DecidedAtLTE))
+	}
+	if i.DecidedAtIsNil {
+		predicates = append(predicates, approval.DecidedAtIsNil())
+	}
+	if i.DecidedAtNotNil {
+		predicates = append(predicates, approval.DecidedAtNotNil())
+	}
+	if i.ExecutedAt != nil {
+		predicates = append(predicates, approval.ExecutedAtEQ(*i.ExecutedAt))
+	}
+	if i.ExecutedAtNEQ != nil {
+		predicates = append(predicates, approval.ExecutedAtNEQ(*i.ExecutedAtNEQ))
+	}
+	if len(i.ExecutedAtIn) > 0 {
+		predicates = append(predicates, approval.ExecutedAtIn(i.ExecutedAtIn...))
+	}
+	if len(i.ExecutedAtNotIn) > 0 {
+		predicates = append(predicates, approval.ExecutedAtNotIn(i.ExecutedAtNotIn...))
+	}
+	if i.ExecutedAtGT != nil {
+		predicates = append(predicates, approval.ExecutedAtGT(*i.ExecutedAtGT))
+	}
+	if i.ExecutedAtGTE != nil {
+		predicates = append(predicates, approval.ExecutedAtGTE(*i.ExecutedAtGTE))
+	}
+	if i.ExecutedAtLT != nil {
+		predicates = append(predicates, approval.ExecutedAtLT(*i.ExecutedAtLT))
+	}
+	if i.ExecutedAtLTE != nil {
+		predicates = append(predicates, approval.ExecutedAtLTE(*i.ExecutedAtLTE))
+	}
+	if i.ExecutedAtIsNil {
+		predicates = append(predicates, approval.ExecutedAtIsNil())
+	}
+	if i.ExecutedAtNotNil {
+		predicates = append(predicates, approval.ExecutedAtNotNil())
+	}
+	if i.ClosedAt != nil {
+		predicates = append(predicates, approval.ClosedAtEQ(*i.ClosedAt))
+	}
+	if i.ClosedAtNEQ != nil {
+		predicates = append(predicates, approval.ClosedAtNEQ(*i.ClosedAtNEQ))
+	}
+	if len(i.ClosedAtIn) > 0 {
+		predicates = append(predicates, approval.ClosedAtIn(i.ClosedAtIn...))
+	}
+	if len(i.ClosedAtNotIn) > 0 {
+		predicates = append(predicates, approval.ClosedAtNotIn(i.ClosedAtNotIn...))
+	}
+	if i.ClosedAtGT != nil {
+		predicates = append(predicates, approval.ClosedAtGT(*i.ClosedAtGT))
+	}
+	if i.ClosedAtGTE != nil {
+		predicates = append(predicates, approval.ClosedAtGTE(*i.ClosedAtGTE))
+	}
+	if i.ClosedAtLT != nil {
+		predicates = append(predicates, approval.ClosedAtLT(*i.ClosedAtLT))
+	}
+	if i.ClosedAtLTE != nil {
+		predicates = append(predicates, approval.ClosedAtLTE(*i.ClosedAtLTE))
+	}
+	if i.ClosedAtIsNil {
+		predicates = append(predicates, approval.ClosedAtIsNil())
+	}
+	if i.ClosedAtNotNil {
+		predicates = append(predicates, approval.ClosedAtNotNil())
+	}
+	if i.Delivered != nil {
+		predicates = append(predicates, approval.DeliveredEQ(*i.Delivered))
+	}
+	if i.DeliveredNEQ != nil {
+		predicates = append(predicates, approval.DeliveredNEQ(*i.DeliveredNEQ))
+	}
+	if i.CreatedAt != nil {
+		predicates = append(predicates, approval.CreatedAtEQ(*i.CreatedAt))
+	}
+	if i.CreatedAtNEQ != nil {
+		predicates = append(predicates, approval.CreatedAtNEQ(*i.CreatedAtNEQ))
+	}
+	if len(i.CreatedAtIn) > 0 {
+		predicates = append(predicates, approval.CreatedAtIn(i.CreatedAtIn...))
+	}
+	if len(i.CreatedAtNotIn) > 0 {
+		predicates = append(predicates, approval.CreatedAtNotIn(i.CreatedAtNotIn...))
+	}
+	if i.CreatedAtGT != nil {
+		predicates = append(predicates, approval.CreatedAtGT(*i.CreatedAtGT))
+	}
+	if i.CreatedAtGTE != nil {
+		predicates = append(predicates, approval.CreatedAtGTE(*i.CreatedAtGTE))
+	}
+	if i.CreatedAtLT != nil {
+		predicates = append(predicates, approval.CreatedAtLT(*i.CreatedAtLT))
+	}
+	if i.CreatedAtLTE != nil {
+		predicates = append(predicates, approval.CreatedAtLTE(*i.CreatedAtLTE))
+	}
+	if i.UpdatedAt != nil {
+		predicates = append(predicates, approval.UpdatedAtEQ(*i.UpdatedAt))
+	}
+	if i.UpdatedAtNEQ != nil {
+		predicates = append(predicates, approval.UpdatedAtNEQ(*i.UpdatedAtNEQ))
+	}
+	if len(i.UpdatedAtIn) > 0 {
+		predicates = append(predicates, approval.UpdatedAtIn(i.UpdatedAtIn...))
+	}
+	if len(i.UpdatedAtNotIn) > 0 {
+		predicates = append(predicates, approval.UpdatedAtNotIn(i.UpdatedAtNotIn...))
+	}
+	if i.UpdatedAtGT != nil {
+		predicates = append(predicates, approval.UpdatedAtGT(*i.UpdatedAtGT))
+	}
+	if i.UpdatedAtGTE != nil {
+		predicates = append(predicates, approval.UpdatedAtGTE(*i.UpdatedAtGTE))
+	}
+	if i.UpdatedAtLT != nil {
+		predicates = append(predicates, approval.UpdatedAtLT(*i.UpdatedAtLT))
+	}
+	if i.UpdatedAtLTE != nil {
+		predicates = append(predicates, approval.UpdatedAtLTE(*i.UpdatedAtLTE))
+	}
+
+	switch len(predicates) {
+	case 0:
+		return nil, ErrEmptyApprovalWhereInput
+	case 1:
+		return predicates[0], nil
+	default:
+		return approval.And(predicates...), nil
+	}
+}
+
 // ApprovalRuleWhereInput represents a where input for filtering ApprovalRule queries.
 type ApprovalRuleWhereInput struct {
 	Predicates []predicate.ApprovalRule  `json:"-"`
@@ -2101,6 +3187,23 @@ type ApprovalRuleWhereInput struct {
 	OnTimeoutNEQ   *approvalrule.OnTimeout  `json:"onTimeoutNEQ,omitempty"`
 	OnTimeoutIn    []approvalrule.OnTimeout `json:"onTimeoutIn,omitempty"`
 	OnTimeoutNotIn []approvalrule.OnTimeout `json:"onTimeoutNotIn,omitempty"`
+
+	// "when" field predicates.
+	When             *string  `json:"when,omitempty"`
+	WhenNEQ          *string  `json:"whenNEQ,omitempty"`
+	WhenIn           []string `json:"whenIn,omitempty"`
+	WhenNotIn        []string `json:"whenNotIn,omitempty"`
+	WhenGT           *string  `json:"whenGT,omitempty"`
+	WhenGTE          *string  `json:"whenGTE,omitempty"`
+	WhenLT           *string  `json:"whenLT,omitempty"`
+	WhenLTE          *string  `json:"whenLTE,omitempty"`
+	WhenContains     *string  `json:"whenContains,omitempty"`
+	WhenHasPrefix    *string  `json:"whenHasPrefix,omitempty"`
+	WhenHasSuffix    *string  `json:"whenHasSuffix,omitempty"`
+	WhenIsNil        bool     `json:"whenIsNil,omitempty"`
+	WhenNotNil       bool     `json:"whenNotNil,omitempty"`
+	WhenEqualFold    *string  `json:"whenEqualFold,omitempty"`
+	WhenContainsFold *string  `json:"whenContainsFold,omitempty"`
 
 	// "reuse_window_seconds" field predicates.
 	ReuseWindowSeconds      *float64  `json:"reuseWindowSeconds,omitempty"`
@@ -2499,6 +3602,51 @@ func (i *ApprovalRuleWhereInput) P() (predicate.ApprovalRule, error) {
 	}
 	if len(i.OnTimeoutNotIn) > 0 {
 		predicates = append(predicates, approvalrule.OnTimeoutNotIn(i.OnTimeoutNotIn...))
+	}
+	if i.When != nil {
+		predicates = append(predicates, approvalrule.WhenEQ(*i.When))
+	}
+	if i.WhenNEQ != nil {
+		predicates = append(predicates, approvalrule.WhenNEQ(*i.WhenNEQ))
+	}
+	if len(i.WhenIn) > 0 {
+		predicates = append(predicates, approvalrule.WhenIn(i.WhenIn...))
+	}
+	if len(i.WhenNotIn) > 0 {
+		predicates = append(predicates, approvalrule.WhenNotIn(i.WhenNotIn...))
+	}
+	if i.WhenGT != nil {
+		predicates = append(predicates, approvalrule.WhenGT(*i.WhenGT))
+	}
+	if i.WhenGTE != nil {
+		predicates = append(predicates, approvalrule.WhenGTE(*i.WhenGTE))
+	}
+	if i.WhenLT != nil {
+		predicates = append(predicates, approvalrule.WhenLT(*i.WhenLT))
+	}
+	if i.WhenLTE != nil {
+		predicates = append(predicates, approvalrule.WhenLTE(*i.WhenLTE))
+	}
+	if i.WhenContains != nil {
+		predicates = append(predicates, approvalrule.WhenContains(*i.WhenContains))
+	}
+	if i.WhenHasPrefix != nil {
+		predicates = append(predicates, approvalrule.WhenHasPrefix(*i.WhenHasPrefix))
+	}
+	if i.WhenHasSuffix != nil {
+		predicates = append(predicates, approvalrule.WhenHasSuffix(*i.WhenHasSuffix))
+	}
+	if i.WhenIsNil {
+		predicates = append(predicates, approvalrule.WhenIsNil())
+	}
+	if i.WhenNotNil {
+		predicates = append(predicates, approvalrule.WhenNotNil())
+	}
+	if i.WhenEqualFold != nil {
+		predicates = append(predicates, approvalrule.WhenEqualFold(*i.WhenEqualFold))
+	}
+	if i.WhenContainsFold != nil {
+		predicates = append(predicates, approvalrule.WhenContainsFold(*i.WhenContainsFold))
 	}
 	if i.ReuseWindowSeconds != nil {
 		predicates = append(predicates, approvalrule.ReuseWindowSecondsEQ(*i.ReuseWindowSeconds))
@@ -9372,5 +10520,555 @@ func (i *VirtualServerWhereInput) P() (predicate.VirtualServer, error) {
 		return predicates[0], nil
 	default:
 		return virtualserver.And(predicates...), nil
+	}
+}
+
+// WebhookWhereInput represents a where input for filtering Webhook queries.
+type WebhookWhereInput struct {
+	Predicates []predicate.Webhook  `json:"-"`
+	Not        *WebhookWhereInput   `json:"not,omitempty"`
+	Or         []*WebhookWhereInput `json:"or,omitempty"`
+	And        []*WebhookWhereInput `json:"and,omitempty"`
+
+	// "id" field predicates.
+	ID      *int  `json:"id,omitempty"`
+	IDNEQ   *int  `json:"idNEQ,omitempty"`
+	IDIn    []int `json:"idIn,omitempty"`
+	IDNotIn []int `json:"idNotIn,omitempty"`
+	IDGT    *int  `json:"idGT,omitempty"`
+	IDGTE   *int  `json:"idGTE,omitempty"`
+	IDLT    *int  `json:"idLT,omitempty"`
+	IDLTE   *int  `json:"idLTE,omitempty"`
+
+	// "created_at" field predicates.
+	CreatedAt      *time.Time  `json:"createdAt,omitempty"`
+	CreatedAtNEQ   *time.Time  `json:"createdAtNEQ,omitempty"`
+	CreatedAtIn    []time.Time `json:"createdAtIn,omitempty"`
+	CreatedAtNotIn []time.Time `json:"createdAtNotIn,omitempty"`
+	CreatedAtGT    *time.Time  `json:"createdAtGT,omitempty"`
+	CreatedAtGTE   *time.Time  `json:"createdAtGTE,omitempty"`
+	CreatedAtLT    *time.Time  `json:"createdAtLT,omitempty"`
+	CreatedAtLTE   *time.Time  `json:"createdAtLTE,omitempty"`
+
+	// "updated_at" field predicates.
+	UpdatedAt      *time.Time  `json:"updatedAt,omitempty"`
+	UpdatedAtNEQ   *time.Time  `json:"updatedAtNEQ,omitempty"`
+	UpdatedAtIn    []time.Time `json:"updatedAtIn,omitempty"`
+	UpdatedAtNotIn []time.Time `json:"updatedAtNotIn,omitempty"`
+	UpdatedAtGT    *time.Time  `json:"updatedAtGT,omitempty"`
+	UpdatedAtGTE   *time.Time  `json:"updatedAtGTE,omitempty"`
+	UpdatedAtLT    *time.Time  `json:"updatedAtLT,omitempty"`
+	UpdatedAtLTE   *time.Time  `json:"updatedAtLTE,omitempty"`
+
+	// "created_by" field predicates.
+	CreatedBy             *string  `json:"createdBy,omitempty"`
+	CreatedByNEQ          *string  `json:"createdByNEQ,omitempty"`
+	CreatedByIn           []string `json:"createdByIn,omitempty"`
+	CreatedByNotIn        []string `json:"createdByNotIn,omitempty"`
+	CreatedByGT           *string  `json:"createdByGT,omitempty"`
+	CreatedByGTE          *string  `json:"createdByGTE,omitempty"`
+	CreatedByLT           *string  `json:"createdByLT,omitempty"`
+	CreatedByLTE          *string  `json:"createdByLTE,omitempty"`
+	CreatedByContains     *string  `json:"createdByContains,omitempty"`
+	CreatedByHasPrefix    *string  `json:"createdByHasPrefix,omitempty"`
+	CreatedByHasSuffix    *string  `json:"createdByHasSuffix,omitempty"`
+	CreatedByIsNil        bool     `json:"createdByIsNil,omitempty"`
+	CreatedByNotNil       bool     `json:"createdByNotNil,omitempty"`
+	CreatedByEqualFold    *string  `json:"createdByEqualFold,omitempty"`
+	CreatedByContainsFold *string  `json:"createdByContainsFold,omitempty"`
+
+	// "updated_by" field predicates.
+	UpdatedBy             *string  `json:"updatedBy,omitempty"`
+	UpdatedByNEQ          *string  `json:"updatedByNEQ,omitempty"`
+	UpdatedByIn           []string `json:"updatedByIn,omitempty"`
+	UpdatedByNotIn        []string `json:"updatedByNotIn,omitempty"`
+	UpdatedByGT           *string  `json:"updatedByGT,omitempty"`
+	UpdatedByGTE          *string  `json:"updatedByGTE,omitempty"`
+	UpdatedByLT           *string  `json:"updatedByLT,omitempty"`
+	UpdatedByLTE          *string  `json:"updatedByLTE,omitempty"`
+	UpdatedByContains     *string  `json:"updatedByContains,omitempty"`
+	UpdatedByHasPrefix    *string  `json:"updatedByHasPrefix,omitempty"`
+	UpdatedByHasSuffix    *string  `json:"updatedByHasSuffix,omitempty"`
+	UpdatedByIsNil        bool     `json:"updatedByIsNil,omitempty"`
+	UpdatedByNotNil       bool     `json:"updatedByNotNil,omitempty"`
+	UpdatedByEqualFold    *string  `json:"updatedByEqualFold,omitempty"`
+	UpdatedByContainsFold *string  `json:"updatedByContainsFold,omitempty"`
+
+	// "name" field predicates.
+	Name             *string  `json:"name,omitempty"`
+	NameNEQ          *string  `json:"nameNEQ,omitempty"`
+	NameIn           []string `json:"nameIn,omitempty"`
+	NameNotIn        []string `json:"nameNotIn,omitempty"`
+	NameGT           *string  `json:"nameGT,omitempty"`
+	NameGTE          *string  `json:"nameGTE,omitempty"`
+	NameLT           *string  `json:"nameLT,omitempty"`
+	NameLTE          *string  `json:"nameLTE,omitempty"`
+	NameContains     *string  `json:"nameContains,omitempty"`
+	NameHasPrefix    *string  `json:"nameHasPrefix,omitempty"`
+	NameHasSuffix    *string  `json:"nameHasSuffix,omitempty"`
+	NameEqualFold    *string  `json:"nameEqualFold,omitempty"`
+	NameContainsFold *string  `json:"nameContainsFold,omitempty"`
+
+	// "description" field predicates.
+	Description             *string  `json:"description,omitempty"`
+	DescriptionNEQ          *string  `json:"descriptionNEQ,omitempty"`
+	DescriptionIn           []string `json:"descriptionIn,omitempty"`
+	DescriptionNotIn        []string `json:"descriptionNotIn,omitempty"`
+	DescriptionGT           *string  `json:"descriptionGT,omitempty"`
+	DescriptionGTE          *string  `json:"descriptionGTE,omitempty"`
+	DescriptionLT           *string  `json:"descriptionLT,omitempty"`
+	DescriptionLTE          *string  `json:"descriptionLTE,omitempty"`
+	DescriptionContains     *string  `json:"descriptionContains,omitempty"`
+	DescriptionHasPrefix    *string  `json:"descriptionHasPrefix,omitempty"`
+	DescriptionHasSuffix    *string  `json:"descriptionHasSuffix,omitempty"`
+	DescriptionIsNil        bool     `json:"descriptionIsNil,omitempty"`
+	DescriptionNotNil       bool     `json:"descriptionNotNil,omitempty"`
+	DescriptionEqualFold    *string  `json:"descriptionEqualFold,omitempty"`
+	DescriptionContainsFold *string  `json:"descriptionContainsFold,omitempty"`
+
+	// "group" field predicates.
+	Group             *string  `json:"group,omitempty"`
+	GroupNEQ          *string  `json:"groupNEQ,omitempty"`
+	GroupIn           []string `json:"groupIn,omitempty"`
+	GroupNotIn        []string `json:"groupNotIn,omitempty"`
+	GroupGT           *string  `json:"groupGT,omitempty"`
+	GroupGTE          *string  `json:"groupGTE,omitempty"`
+	GroupLT           *string  `json:"groupLT,omitempty"`
+	GroupLTE          *string  `json:"groupLTE,omitempty"`
+	GroupContains     *string  `json:"groupContains,omitempty"`
+	GroupHasPrefix    *string  `json:"groupHasPrefix,omitempty"`
+	GroupHasSuffix    *string  `json:"groupHasSuffix,omitempty"`
+	GroupEqualFold    *string  `json:"groupEqualFold,omitempty"`
+	GroupContainsFold *string  `json:"groupContainsFold,omitempty"`
+
+	// "url" field predicates.
+	URL             *string  `json:"url,omitempty"`
+	URLNEQ          *string  `json:"urlNEQ,omitempty"`
+	URLIn           []string `json:"urlIn,omitempty"`
+	URLNotIn        []string `json:"urlNotIn,omitempty"`
+	URLGT           *string  `json:"urlGT,omitempty"`
+	URLGTE          *string  `json:"urlGTE,omitempty"`
+	URLLT           *string  `json:"urlLT,omitempty"`
+	URLLTE          *string  `json:"urlLTE,omitempty"`
+	URLContains     *string  `json:"urlContains,omitempty"`
+	URLHasPrefix    *string  `json:"urlHasPrefix,omitempty"`
+	URLHasSuffix    *string  `json:"urlHasSuffix,omitempty"`
+	URLEqualFold    *string  `json:"urlEqualFold,omitempty"`
+	URLContainsFold *string  `json:"urlContainsFold,omitempty"`
+
+	// "enabled" field predicates.
+	Enabled    *bool `json:"enabled,omitempty"`
+	EnabledNEQ *bool `json:"enabledNEQ,omitempty"`
+}
+
+// AddPredicates adds custom predicates to the where input to be used during the filtering phase.
+func (i *WebhookWhereInput) AddPredicates(predicates ...predicate.Webhook) {
+	i.Predicates = append(i.Predicates, predicates...)
+}
+
+// Filter applies the WebhookWhereInput filter on the WebhookQuery builder.
+func (i *WebhookWhereInput) Filter(q *WebhookQuery) (*WebhookQuery, error) {
+	if i == nil {
+		return q, nil
+	}
+	p, err := i.P()
+	if err != nil {
+		if err == ErrEmptyWebhookWhereInput {
+			return q, nil
+		}
+		return nil, err
+	}
+	return q.Where(p), nil
+}
+
+// ErrEmptyWebhookWhereInput is returned in case the WebhookWhereInput is empty.
+var ErrEmptyWebhookWhereInput = errors.New("ent: empty predicate WebhookWhereInput")
+
+// P returns a predicate for filtering webhooks.
+// An error is returned if the input is empty or invalid.
+func (i *WebhookWhereInput) P() (predicate.Webhook, error) {
+	var predicates []predicate.Webhook
+	if i.Not != nil {
+		p, err := i.Not.P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'not'", err)
+		}
+		predicates = append(predicates, webhook.Not(p))
+	}
+	switch n := len(i.Or); {
+	case n == 1:
+		p, err := i.Or[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'or'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		or := make([]predicate.Webhook, 0, n)
+		for _, w := range i.Or {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'or'", err)
+			}
+			or = append(or, p)
+		}
+		predicates = append(predicates, webhook.Or(or...))
+	}
+	switch n := len(i.And); {
+	case n == 1:
+		p, err := i.And[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'and'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		and := make([]predicate.Webhook, 0, n)
+		for _, w := range i.And {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'and'", err)
+			}
+			and = append(and, p)
+		}
+		predicates = append(predicates, webhook.And(and...))
+	}
+	predicates = append(predicates, i.Predicates...)
+	if i.ID != nil {
+		predicates = append(predicates, webhook.IDEQ(*i.ID))
+	}
+	if i.IDNEQ != nil {
+		predicates = append(predicates, webhook.IDNEQ(*i.IDNEQ))
+	}
+	if len(i.IDIn) > 0 {
+		predicates = append(predicates, webhook.IDIn(i.IDIn...))
+	}
+	if len(i.IDNotIn) > 0 {
+		predicates = append(predicates, webhook.IDNotIn(i.IDNotIn...))
+	}
+	if i.IDGT != nil {
+		predicates = append(predicates, webhook.IDGT(*i.IDGT))
+	}
+	if i.IDGTE != nil {
+		predicates = append(predicates, webhook.IDGTE(*i.IDGTE))
+	}
+	if i.IDLT != nil {
+		predicates = append(predicates, webhook.IDLT(*i.IDLT))
+	}
+	if i.IDLTE != nil {
+		predicates = append(predicates, webhook.IDLTE(*i.IDLTE))
+	}
+	if i.CreatedAt != nil {
+		predicates = append(predicates, webhook.CreatedAtEQ(*i.CreatedAt))
+	}
+	if i.CreatedAtNEQ != nil {
+		predicates = append(predicates, webhook.CreatedAtNEQ(*i.CreatedAtNEQ))
+	}
+	if len(i.CreatedAtIn) > 0 {
+		predicates = append(predicates, webhook.CreatedAtIn(i.CreatedAtIn...))
+	}
+	if len(i.CreatedAtNotIn) > 0 {
+		predicates = append(predicates, webhook.CreatedAtNotIn(i.CreatedAtNotIn...))
+	}
+	if i.CreatedAtGT != nil {
+		predicates = append(predicates, webhook.CreatedAtGT(*i.CreatedAtGT))
+	}
+	if i.CreatedAtGTE != nil {
+		predicates = append(predicates, webhook.CreatedAtGTE(*i.CreatedAtGTE))
+	}
+	if i.CreatedAtLT != nil {
+		predicates = append(predicates, webhook.CreatedAtLT(*i.CreatedAtLT))
+	}
+	if i.CreatedAtLTE != nil {
+		predicates = append(predicates, webhook.CreatedAtLTE(*i.CreatedAtLTE))
+	}
+	if i.UpdatedAt != nil {
+		predicates = append(predicates, webhook.UpdatedAtEQ(*i.UpdatedAt))
+	}
+	if i.UpdatedAtNEQ != nil {
+		predicates = append(predicates, webhook.UpdatedAtNEQ(*i.UpdatedAtNEQ))
+	}
+	if len(i.UpdatedAtIn) > 0 {
+		predicates = append(predicates, webhook.UpdatedAtIn(i.UpdatedAtIn...))
+	}
+	if len(i.UpdatedAtNotIn) > 0 {
+		predicates = append(predicates, webhook.UpdatedAtNotIn(i.UpdatedAtNotIn...))
+	}
+	if i.UpdatedAtGT != nil {
+		predicates = append(predicates, webhook.UpdatedAtGT(*i.UpdatedAtGT))
+	}
+	if i.UpdatedAtGTE != nil {
+		predicates = append(predicates, webhook.UpdatedAtGTE(*i.UpdatedAtGTE))
+	}
+	if i.UpdatedAtLT != nil {
+		predicates = append(predicates, webhook.UpdatedAtLT(*i.UpdatedAtLT))
+	}
+	if i.UpdatedAtLTE != nil {
+		predicates = append(predicates, webhook.UpdatedAtLTE(*i.UpdatedAtLTE))
+	}
+	if i.CreatedBy != nil {
+		predicates = append(predicates, webhook.CreatedByEQ(*i.CreatedBy))
+	}
+	if i.CreatedByNEQ != nil {
+		predicates = append(predicates, webhook.CreatedByNEQ(*i.CreatedByNEQ))
+	}
+	if len(i.CreatedByIn) > 0 {
+		predicates = append(predicates, webhook.CreatedByIn(i.CreatedByIn...))
+	}
+	if len(i.CreatedByNotIn) > 0 {
+		predicates = append(predicates, webhook.CreatedByNotIn(i.CreatedByNotIn...))
+	}
+	if i.CreatedByGT != nil {
+		predicates = append(predicates, webhook.CreatedByGT(*i.CreatedByGT))
+	}
+	if i.CreatedByGTE != nil {
+		predicates = append(predicates, webhook.CreatedByGTE(*i.CreatedByGTE))
+	}
+	if i.CreatedByLT != nil {
+		predicates = append(predicates, webhook.CreatedByLT(*i.CreatedByLT))
+	}
+	if i.CreatedByLTE != nil {
+		predicates = append(predicates, webhook.CreatedByLTE(*i.CreatedByLTE))
+	}
+	if i.CreatedByContains != nil {
+		predicates = append(predicates, webhook.CreatedByContains(*i.CreatedByContains))
+	}
+	if i.CreatedByHasPrefix != nil {
+		predicates = append(predicates, webhook.CreatedByHasPrefix(*i.CreatedByHasPrefix))
+	}
+	if i.CreatedByHasSuffix != nil {
+		predicates = append(predicates, webhook.CreatedByHasSuffix(*i.CreatedByHasSuffix))
+	}
+	if i.CreatedByIsNil {
+		predicates = append(predicates, webhook.CreatedByIsNil())
+	}
+	if i.CreatedByNotNil {
+		predicates = append(predicates, webhook.CreatedByNotNil())
+	}
+	if i.CreatedByEqualFold != nil {
+		predicates = append(predicates, webhook.CreatedByEqualFold(*i.CreatedByEqualFold))
+	}
+	if i.CreatedByContainsFold != nil {
+		predicates = append(predicates, webhook.CreatedByContainsFold(*i.CreatedByContainsFold))
+	}
+	if i.UpdatedBy != nil {
+		predicates = append(predicates, webhook.UpdatedByEQ(*i.UpdatedBy))
+	}
+	if i.UpdatedByNEQ != nil {
+		predicates = append(predicates, webhook.UpdatedByNEQ(*i.UpdatedByNEQ))
+	}
+	if len(i.UpdatedByIn) > 0 {
+		predicates = append(predicates, webhook.UpdatedByIn(i.UpdatedByIn...))
+	}
+	if len(i.UpdatedByNotIn) > 0 {
+		predicates = append(predicates, webhook.UpdatedByNotIn(i.UpdatedByNotIn...))
+	}
+	if i.UpdatedByGT != nil {
+		predicates = append(predicates, webhook.UpdatedByGT(*i.UpdatedByGT))
+	}
+	if i.UpdatedByGTE != nil {
+		predicates = append(predicates, webhook.UpdatedByGTE(*i.UpdatedByGTE))
+	}
+	if i.UpdatedByLT != nil {
+		predicates = append(predicates, webhook.UpdatedByLT(*i.UpdatedByLT))
+	}
+	if i.UpdatedByLTE != nil {
+		predicates = append(predicates, webhook.UpdatedByLTE(*i.UpdatedByLTE))
+	}
+	if i.UpdatedByContains != nil {
+		predicates = append(predicates, webhook.UpdatedByContains(*i.UpdatedByContains))
+	}
+	if i.UpdatedByHasPrefix != nil {
+		predicates = append(predicates, webhook.UpdatedByHasPrefix(*i.UpdatedByHasPrefix))
+	}
+	if i.UpdatedByHasSuffix != nil {
+		predicates = append(predicates, webhook.UpdatedByHasSuffix(*i.UpdatedByHasSuffix))
+	}
+	if i.UpdatedByIsNil {
+		predicates = append(predicates, webhook.UpdatedByIsNil())
+	}
+	if i.UpdatedByNotNil {
+		predicates = append(predicates, webhook.UpdatedByNotNil())
+	}
+	if i.UpdatedByEqualFold != nil {
+		predicates = append(predicates, webhook.UpdatedByEqualFold(*i.UpdatedByEqualFold))
+	}
+	if i.UpdatedByContainsFold != nil {
+		predicates = append(predicates, webhook.UpdatedByContainsFold(*i.UpdatedByContainsFold))
+	}
+	if i.Name != nil {
+		predicates = append(predicates, webhook.NameEQ(*i.Name))
+	}
+	if i.NameNEQ != nil {
+		predicates = append(predicates, webhook.NameNEQ(*i.NameNEQ))
+	}
+	if len(i.NameIn) > 0 {
+		predicates = append(predicates, webhook.NameIn(i.NameIn...))
+	}
+	if len(i.NameNotIn) > 0 {
+		predicates = append(predicates, webhook.NameNotIn(i.NameNotIn...))
+	}
+	if i.NameGT != nil {
+		predicates = append(predicates, webhook.NameGT(*i.NameGT))
+	}
+	if i.NameGTE != nil {
+		predicates = append(predicates, webhook.NameGTE(*i.NameGTE))
+	}
+	if i.NameLT != nil {
+		predicates = append(predicates, webhook.NameLT(*i.NameLT))
+	}
+	if i.NameLTE != nil {
+		predicates = append(predicates, webhook.NameLTE(*i.NameLTE))
+	}
+	if i.NameContains != nil {
+		predicates = append(predicates, webhook.NameContains(*i.NameContains))
+	}
+	if i.NameHasPrefix != nil {
+		predicates = append(predicates, webhook.NameHasPrefix(*i.NameHasPrefix))
+	}
+	if i.NameHasSuffix != nil {
+		predicates = append(predicates, webhook.NameHasSuffix(*i.NameHasSuffix))
+	}
+	if i.NameEqualFold != nil {
+		predicates = append(predicates, webhook.NameEqualFold(*i.NameEqualFold))
+	}
+	if i.NameContainsFold != nil {
+		predicates = append(predicates, webhook.NameContainsFold(*i.NameContainsFold))
+	}
+	if i.Description != nil {
+		predicates = append(predicates, webhook.DescriptionEQ(*i.Description))
+	}
+	if i.DescriptionNEQ != nil {
+		predicates = append(predicates, webhook.DescriptionNEQ(*i.DescriptionNEQ))
+	}
+	if len(i.DescriptionIn) > 0 {
+		predicates = append(predicates, webhook.DescriptionIn(i.DescriptionIn...))
+	}
+	if len(i.DescriptionNotIn) > 0 {
+		predicates = append(predicates, webhook.DescriptionNotIn(i.DescriptionNotIn...))
+	}
+	if i.DescriptionGT != nil {
+		predicates = append(predicates, webhook.DescriptionGT(*i.DescriptionGT))
+	}
+	if i.DescriptionGTE != nil {
+		predicates = append(predicates, webhook.DescriptionGTE(*i.DescriptionGTE))
+	}
+	if i.DescriptionLT != nil {
+		predicates = append(predicates, webhook.DescriptionLT(*i.DescriptionLT))
+	}
+	if i.DescriptionLTE != nil {
+		predicates = append(predicates, webhook.DescriptionLTE(*i.DescriptionLTE))
+	}
+	if i.DescriptionContains != nil {
+		predicates = append(predicates, webhook.DescriptionContains(*i.DescriptionContains))
+	}
+	if i.DescriptionHasPrefix != nil {
+		predicates = append(predicates, webhook.DescriptionHasPrefix(*i.DescriptionHasPrefix))
+	}
+	if i.DescriptionHasSuffix != nil {
+		predicates = append(predicates, webhook.DescriptionHasSuffix(*i.DescriptionHasSuffix))
+	}
+	if i.DescriptionIsNil {
+		predicates = append(predicates, webhook.DescriptionIsNil())
+	}
+	if i.DescriptionNotNil {
+		predicates = append(predicates, webhook.DescriptionNotNil())
+	}
+	if i.DescriptionEqualFold != nil {
+		predicates = append(predicates, webhook.DescriptionEqualFold(*i.DescriptionEqualFold))
+	}
+	if i.DescriptionContainsFold != nil {
+		predicates = append(predicates, webhook.DescriptionContainsFold(*i.DescriptionContainsFold))
+	}
+	if i.Group != nil {
+		predicates = append(predicates, webhook.GroupEQ(*i.Group))
+	}
+	if i.GroupNEQ != nil {
+		predicates = append(predicates, webhook.GroupNEQ(*i.GroupNEQ))
+	}
+	if len(i.GroupIn) > 0 {
+		predicates = append(predicates, webhook.GroupIn(i.GroupIn...))
+	}
+	if len(i.GroupNotIn) > 0 {
+		predicates = append(predicates, webhook.GroupNotIn(i.GroupNotIn...))
+	}
+	if i.GroupGT != nil {
+		predicates = append(predicates, webhook.GroupGT(*i.GroupGT))
+	}
+	if i.GroupGTE != nil {
+		predicates = append(predicates, webhook.GroupGTE(*i.GroupGTE))
+	}
+	if i.GroupLT != nil {
+		predicates = append(predicates, webhook.GroupLT(*i.GroupLT))
+	}
+	if i.GroupLTE != nil {
+		predicates = append(predicates, webhook.GroupLTE(*i.GroupLTE))
+	}
+	if i.GroupContains != nil {
+		predicates = append(predicates, webhook.GroupContains(*i.GroupContains))
+	}
+	if i.GroupHasPrefix != nil {
+		predicates = append(predicates, webhook.GroupHasPrefix(*i.GroupHasPrefix))
+	}
+	if i.GroupHasSuffix != nil {
+		predicates = append(predicates, webhook.GroupHasSuffix(*i.GroupHasSuffix))
+	}
+	if i.GroupEqualFold != nil {
+		predicates = append(predicates, webhook.GroupEqualFold(*i.GroupEqualFold))
+	}
+	if i.GroupContainsFold != nil {
+		predicates = append(predicates, webhook.GroupContainsFold(*i.GroupContainsFold))
+	}
+	if i.URL != nil {
+		predicates = append(predicates, webhook.URLEQ(*i.URL))
+	}
+	if i.URLNEQ != nil {
+		predicates = append(predicates, webhook.URLNEQ(*i.URLNEQ))
+	}
+	if len(i.URLIn) > 0 {
+		predicates = append(predicates, webhook.URLIn(i.URLIn...))
+	}
+	if len(i.URLNotIn) > 0 {
+		predicates = append(predicates, webhook.URLNotIn(i.URLNotIn...))
+	}
+	if i.URLGT != nil {
+		predicates = append(predicates, webhook.URLGT(*i.URLGT))
+	}
+	if i.URLGTE != nil {
+		predicates = append(predicates, webhook.URLGTE(*i.URLGTE))
+	}
+	if i.URLLT != nil {
+		predicates = append(predicates, webhook.URLLT(*i.URLLT))
+	}
+	if i.URLLTE != nil {
+		predicates = append(predicates, webhook.URLLTE(*i.URLLTE))
+	}
+	if i.URLContains != nil {
+		predicates = append(predicates, webhook.URLContains(*i.URLContains))
+	}
+	if i.URLHasPrefix != nil {
+		predicates = append(predicates, webhook.URLHasPrefix(*i.URLHasPrefix))
+	}
+	if i.URLHasSuffix != nil {
+		predicates = append(predicates, webhook.URLHasSuffix(*i.URLHasSuffix))
+	}
+	if i.URLEqualFold != nil {
+		predicates = append(predicates, webhook.URLEqualFold(*i.URLEqualFold))
+	}
+	if i.URLContainsFold != nil {
+		predicates = append(predicates, webhook.URLContainsFold(*i.URLContainsFold))
+	}
+	if i.Enabled != nil {
+		predicates = append(predicates, webhook.EnabledEQ(*i.Enabled))
+	}
+	if i.EnabledNEQ != nil {
+		predicates = append(predicates, webhook.EnabledNEQ(*i.EnabledNEQ))
+	}
+
+	switch len(predicates) {
+	case 0:
+		return nil, ErrEmptyWebhookWhereInput
+	case 1:
+		return predicates[0], nil
+	default:
+		return webhook.And(predicates...), nil
 	}
 }

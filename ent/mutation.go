@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -31,6 +32,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/ent/webhook"
 	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
 )
 
@@ -47,6 +49,7 @@ const (
 	TypeAdminChange   = "AdminChange"
 	TypeAdminToken    = "AdminToken"
 	TypeAgent         = "Agent"
+	TypeApproval      = "Approval"
 	TypeApprovalRule  = "ApprovalRule"
 	TypeGrant         = "Grant"
 	TypeGuardrailRule = "GuardrailRule"
@@ -60,6 +63,7 @@ const (
 	TypeTool          = "Tool"
 	TypeUpstream      = "Upstream"
 	TypeVirtualServer = "VirtualServer"
+	TypeWebhook       = "Webhook"
 )
 
 // APIKeyMutation represents an operation that mutates the APIKey nodes in the graph.
@@ -1853,6 +1857,9 @@ type AdminTokenMutation struct {
 	prefix        *string
 	roles         *[]string
 	appendroles   []string
+	groups        *[]string
+	appendgroups  []string
+	team          *string
 	expires_at    *time.Time
 	last_used_at  *time.Time
 	clearedFields map[string]struct{}
@@ -2288,6 +2295,120 @@ func (m *AdminTokenMutation) ResetRoles() {
 	m.appendroles = nil
 }
 
+// SetGroups sets the "groups" field.
+func (m *AdminTokenMutation) SetGroups(s []string) {
+	m.groups = &s
+	m.appendgroups = nil
+}
+
+// Groups returns the value of the "groups" field in the mutation.
+func (m *AdminTokenMutation) Groups() (r []string, exists bool) {
+	v := m.groups
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGroups returns the old "groups" field's value of the AdminToken entity.
+// If the AdminToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminTokenMutation) OldGroups(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGroups is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGroups requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGroups: %w", err)
+	}
+	return oldValue.Groups, nil
+}
+
+// AppendGroups adds s to the "groups" field.
+func (m *AdminTokenMutation) AppendGroups(s []string) {
+	m.appendgroups = append(m.appendgroups, s...)
+}
+
+// AppendedGroups returns the list of values that were appended to the "groups" field in this mutation.
+func (m *AdminTokenMutation) AppendedGroups() ([]string, bool) {
+	if len(m.appendgroups) == 0 {
+		return nil, false
+	}
+	return m.appendgroups, true
+}
+
+// ClearGroups clears the value of the "groups" field.
+func (m *AdminTokenMutation) ClearGroups() {
+	m.groups = nil
+	m.appendgroups = nil
+	m.clearedFields[admintoken.FieldGroups] = struct{}{}
+}
+
+// GroupsCleared returns if the "groups" field was cleared in this mutation.
+func (m *AdminTokenMutation) GroupsCleared() bool {
+	_, ok := m.clearedFields[admintoken.FieldGroups]
+	return ok
+}
+
+// ResetGroups resets all changes to the "groups" field.
+func (m *AdminTokenMutation) ResetGroups() {
+	m.groups = nil
+	m.appendgroups = nil
+	delete(m.clearedFields, admintoken.FieldGroups)
+}
+
+// SetTeam sets the "team" field.
+func (m *AdminTokenMutation) SetTeam(s string) {
+	m.team = &s
+}
+
+// Team returns the value of the "team" field in the mutation.
+func (m *AdminTokenMutation) Team() (r string, exists bool) {
+	v := m.team
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTeam returns the old "team" field's value of the AdminToken entity.
+// If the AdminToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AdminTokenMutation) OldTeam(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTeam is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTeam requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTeam: %w", err)
+	}
+	return oldValue.Team, nil
+}
+
+// ClearTeam clears the value of the "team" field.
+func (m *AdminTokenMutation) ClearTeam() {
+	m.team = nil
+	m.clearedFields[admintoken.FieldTeam] = struct{}{}
+}
+
+// TeamCleared returns if the "team" field was cleared in this mutation.
+func (m *AdminTokenMutation) TeamCleared() bool {
+	_, ok := m.clearedFields[admintoken.FieldTeam]
+	return ok
+}
+
+// ResetTeam resets all changes to the "team" field.
+func (m *AdminTokenMutation) ResetTeam() {
+	m.team = nil
+	delete(m.clearedFields, admintoken.FieldTeam)
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (m *AdminTokenMutation) SetExpiresAt(t time.Time) {
 	m.expires_at = &t
@@ -2420,7 +2541,7 @@ func (m *AdminTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AdminTokenMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 12)
 	if m.created_at != nil {
 		fields = append(fields, admintoken.FieldCreatedAt)
 	}
@@ -2444,6 +2565,12 @@ func (m *AdminTokenMutation) Fields() []string {
 	}
 	if m.roles != nil {
 		fields = append(fields, admintoken.FieldRoles)
+	}
+	if m.groups != nil {
+		fields = append(fields, admintoken.FieldGroups)
+	}
+	if m.team != nil {
+		fields = append(fields, admintoken.FieldTeam)
 	}
 	if m.expires_at != nil {
 		fields = append(fields, admintoken.FieldExpiresAt)
@@ -2475,6 +2602,10 @@ func (m *AdminTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.Prefix()
 	case admintoken.FieldRoles:
 		return m.Roles()
+	case admintoken.FieldGroups:
+		return m.Groups()
+	case admintoken.FieldTeam:
+		return m.Team()
 	case admintoken.FieldExpiresAt:
 		return m.ExpiresAt()
 	case admintoken.FieldLastUsedAt:
@@ -2504,6 +2635,10 @@ func (m *AdminTokenMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldPrefix(ctx)
 	case admintoken.FieldRoles:
 		return m.OldRoles(ctx)
+	case admintoken.FieldGroups:
+		return m.OldGroups(ctx)
+	case admintoken.FieldTeam:
+		return m.OldTeam(ctx)
 	case admintoken.FieldExpiresAt:
 		return m.OldExpiresAt(ctx)
 	case admintoken.FieldLastUsedAt:
@@ -2573,6 +2708,20 @@ func (m *AdminTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRoles(v)
 		return nil
+	case admintoken.FieldGroups:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGroups(v)
+		return nil
+	case admintoken.FieldTeam:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTeam(v)
+		return nil
 	case admintoken.FieldExpiresAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -2623,6 +2772,12 @@ func (m *AdminTokenMutation) ClearedFields() []string {
 	if m.FieldCleared(admintoken.FieldUpdatedBy) {
 		fields = append(fields, admintoken.FieldUpdatedBy)
 	}
+	if m.FieldCleared(admintoken.FieldGroups) {
+		fields = append(fields, admintoken.FieldGroups)
+	}
+	if m.FieldCleared(admintoken.FieldTeam) {
+		fields = append(fields, admintoken.FieldTeam)
+	}
 	if m.FieldCleared(admintoken.FieldExpiresAt) {
 		fields = append(fields, admintoken.FieldExpiresAt)
 	}
@@ -2648,6 +2803,12 @@ func (m *AdminTokenMutation) ClearField(name string) error {
 		return nil
 	case admintoken.FieldUpdatedBy:
 		m.ClearUpdatedBy()
+		return nil
+	case admintoken.FieldGroups:
+		m.ClearGroups()
+		return nil
+	case admintoken.FieldTeam:
+		m.ClearTeam()
 		return nil
 	case admintoken.FieldExpiresAt:
 		m.ClearExpiresAt()
@@ -2686,6 +2847,12 @@ func (m *AdminTokenMutation) ResetField(name string) error {
 		return nil
 	case admintoken.FieldRoles:
 		m.ResetRoles()
+		return nil
+	case admintoken.FieldGroups:
+		m.ResetGroups()
+		return nil
+	case admintoken.FieldTeam:
+		m.ResetTeam()
 		return nil
 	case admintoken.FieldExpiresAt:
 		m.ResetExpiresAt()
@@ -3709,6 +3876,2228 @@ func (m *AgentMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Agent edge %s", name)
 }
 
+// ApprovalMutation represents an operation that mutates the Approval nodes in the graph.
+type ApprovalMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *int
+	approval_id           *string
+	state                 *approval.State
+	agent                 *string
+	team                  *string
+	virtual_server        *string
+	tool                  *string
+	upstream              *string
+	upstream_tool         *string
+	arguments             *json.RawMessage
+	appendarguments       json.RawMessage
+	call_arguments        *json.RawMessage
+	appendcall_arguments  json.RawMessage
+	args_hash             *string
+	attempt               *int
+	addattempt            *int
+	reasons               *[]string
+	appendreasons         []string
+	rule                  *string
+	approver_groups       *[]string
+	appendapprover_groups []string
+	quorum                *int
+	addquorum             *int
+	approvers             *[]string
+	appendapprovers       []string
+	decisions             *json.RawMessage
+	appenddecisions       json.RawMessage
+	escalated             *bool
+	deadline              *time.Time
+	reason                *string
+	decided_at            *time.Time
+	executed_at           *time.Time
+	closed_at             *time.Time
+	result                *json.RawMessage
+	appendresult          json.RawMessage
+	delivered             *bool
+	created_at            *time.Time
+	updated_at            *time.Time
+	clearedFields         map[string]struct{}
+	done                  bool
+	oldValue              func(context.Context) (*Approval, error)
+	predicates            []predicate.Approval
+}
+
+var _ ent.Mutation = (*ApprovalMutation)(nil)
+
+// approvalOption allows management of the mutation configuration using functional options.
+type approvalOption func(*ApprovalMutation)
+
+// newApprovalMutation creates new mutation for the Approval entity.
+func newApprovalMutation(c config, op Op, opts ...approvalOption) *ApprovalMutation {
+	m := &ApprovalMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeApproval,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withApprovalID sets the ID field of the mutation.
+func withApprovalID(id int) approvalOption {
+	return func(m *ApprovalMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Approval
+		)
+		m.oldValue = func(ctx context.Context) (*Approval, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Approval.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withApproval sets the old Approval of the mutation.
+func withApproval(node *Approval) approvalOption {
+	return func(m *ApprovalMutation) {
+		m.oldValue = func(context.Context) (*Approval, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ApprovalMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ApprovalMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ApprovalMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ApprovalMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Approval.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetApprovalID sets the "approval_id" field.
+func (m *ApprovalMutation) SetApprovalID(s string) {
+	m.approval_id = &s
+}
+
+// ApprovalID returns the value of the "approval_id" field in the mutation.
+func (m *ApprovalMutation) ApprovalID() (r string, exists bool) {
+	v := m.approval_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovalID returns the old "approval_id" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldApprovalID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovalID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovalID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovalID: %w", err)
+	}
+	return oldValue.ApprovalID, nil
+}
+
+// ResetApprovalID resets all changes to the "approval_id" field.
+func (m *ApprovalMutation) ResetApprovalID() {
+	m.approval_id = nil
+}
+
+// SetState sets the "state" field.
+func (m *ApprovalMutation) SetState(a approval.State) {
+	m.state = &a
+}
+
+// State returns the value of the "state" field in the mutation.
+func (m *ApprovalMutation) State() (r approval.State, exists bool) {
+	v := m.state
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldState returns the old "state" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldState(ctx context.Context) (v approval.State, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldState is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldState requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldState: %w", err)
+	}
+	return oldValue.State, nil
+}
+
+// ResetState resets all changes to the "state" field.
+func (m *ApprovalMutation) ResetState() {
+	m.state = nil
+}
+
+// SetAgent sets the "agent" field.
+func (m *ApprovalMutation) SetAgent(s string) {
+	m.agent = &s
+}
+
+// Agent returns the value of the "agent" field in the mutation.
+func (m *ApprovalMutation) Agent() (r string, exists bool) {
+	v := m.agent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAgent returns the old "agent" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldAgent(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAgent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAgent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAgent: %w", err)
+	}
+	return oldValue.Agent, nil
+}
+
+// ResetAgent resets all changes to the "agent" field.
+func (m *ApprovalMutation) ResetAgent() {
+	m.agent = nil
+}
+
+// SetTeam sets the "team" field.
+func (m *ApprovalMutation) SetTeam(s string) {
+	m.team = &s
+}
+
+// Team returns the value of the "team" field in the mutation.
+func (m *ApprovalMutation) Team() (r string, exists bool) {
+	v := m.team
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTeam returns the old "team" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldTeam(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTeam is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTeam requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTeam: %w", err)
+	}
+	return oldValue.Team, nil
+}
+
+// ClearTeam clears the value of the "team" field.
+func (m *ApprovalMutation) ClearTeam() {
+	m.team = nil
+	m.clearedFields[approval.FieldTeam] = struct{}{}
+}
+
+// TeamCleared returns if the "team" field was cleared in this mutation.
+func (m *ApprovalMutation) TeamCleared() bool {
+	_, ok := m.clearedFields[approval.FieldTeam]
+	return ok
+}
+
+// ResetTeam resets all changes to the "team" field.
+func (m *ApprovalMutation) ResetTeam() {
+	m.team = nil
+	delete(m.clearedFields, approval.FieldTeam)
+}
+
+// SetVirtualServer sets the "virtual_server" field.
+func (m *ApprovalMutation) SetVirtualServer(s string) {
+	m.virtual_server = &s
+}
+
+// VirtualServer returns the value of the "virtual_server" field in the mutation.
+func (m *ApprovalMutation) VirtualServer() (r string, exists bool) {
+	v := m.virtual_server
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldVirtualServer returns the old "virtual_server" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldVirtualServer(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldVirtualServer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldVirtualServer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldVirtualServer: %w", err)
+	}
+	return oldValue.VirtualServer, nil
+}
+
+// ResetVirtualServer resets all changes to the "virtual_server" field.
+func (m *ApprovalMutation) ResetVirtualServer() {
+	m.virtual_server = nil
+}
+
+// SetTool sets the "tool" field.
+func (m *ApprovalMutation) SetTool(s string) {
+	m.tool = &s
+}
+
+// Tool returns the value of the "tool" field in the mutation.
+func (m *ApprovalMutation) Tool() (r string, exists bool) {
+	v := m.tool
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTool returns the old "tool" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldTool(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTool is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTool requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTool: %w", err)
+	}
+	return oldValue.Tool, nil
+}
+
+// ResetTool resets all changes to the "tool" field.
+func (m *ApprovalMutation) ResetTool() {
+	m.tool = nil
+}
+
+// SetUpstream sets the "upstream" field.
+func (m *ApprovalMutation) SetUpstream(s string) {
+	m.upstream = &s
+}
+
+// Upstream returns the value of the "upstream" field in the mutation.
+func (m *ApprovalMutation) Upstream() (r string, exists bool) {
+	v := m.upstream
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpstream returns the old "upstream" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldUpstream(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpstream is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpstream requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpstream: %w", err)
+	}
+	return oldValue.Upstream, nil
+}
+
+// ResetUpstream resets all changes to the "upstream" field.
+func (m *ApprovalMutation) ResetUpstream() {
+	m.upstream = nil
+}
+
+// SetUpstreamTool sets the "upstream_tool" field.
+func (m *ApprovalMutation) SetUpstreamTool(s string) {
+	m.upstream_tool = &s
+}
+
+// UpstreamTool returns the value of the "upstream_tool" field in the mutation.
+func (m *ApprovalMutation) UpstreamTool() (r string, exists bool) {
+	v := m.upstream_tool
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpstreamTool returns the old "upstream_tool" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldUpstreamTool(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpstreamTool is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpstreamTool requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpstreamTool: %w", err)
+	}
+	return oldValue.UpstreamTool, nil
+}
+
+// ResetUpstreamTool resets all changes to the "upstream_tool" field.
+func (m *ApprovalMutation) ResetUpstreamTool() {
+	m.upstream_tool = nil
+}
+
+// SetArguments sets the "arguments" field.
+func (m *ApprovalMutation) SetArguments(jm json.RawMessage) {
+	m.arguments = &jm
+	m.appendarguments = nil
+}
+
+// Arguments returns the value of the "arguments" field in the mutation.
+func (m *ApprovalMutation) Arguments() (r json.RawMessage, exists bool) {
+	v := m.arguments
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldArguments returns the old "arguments" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldArguments(ctx context.Context) (v json.RawMessage, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldArguments is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldArguments requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldArguments: %w", err)
+	}
+	return oldValue.Arguments, nil
+}
+
+// AppendArguments adds jm to the "arguments" field.
+func (m *ApprovalMutation) AppendArguments(jm json.RawMessage) {
+	m.appendarguments = append(m.appendarguments, jm...)
+}
+
+// AppendedArguments returns the list of values that were appended to the "arguments" field in this mutation.
+func (m *ApprovalMutation) AppendedArguments() (json.RawMessage, bool) {
+	if len(m.appendarguments) == 0 {
+		return nil, false
+	}
+	return m.appendarguments, true
+}
+
+// ClearArguments clears the value of the "arguments" field.
+func (m *ApprovalMutation) ClearArguments() {
+	m.arguments = nil
+	m.appendarguments = nil
+	m.clearedFields[approval.FieldArguments] = struct{}{}
+}
+
+// ArgumentsCleared returns if the "arguments" field was cleared in this mutation.
+func (m *ApprovalMutation) ArgumentsCleared() bool {
+	_, ok := m.clearedFields[approval.FieldArguments]
+	return ok
+}
+
+// ResetArguments resets all changes to the "arguments" field.
+func (m *ApprovalMutation) ResetArguments() {
+	m.arguments = nil
+	m.appendarguments = nil
+	delete(m.clearedFields, approval.FieldArguments)
+}
+
+// SetCallArguments sets the "call_arguments" field.
+func (m *ApprovalMutation) SetCallArguments(jm json.RawMessage) {
+	m.call_arguments = &jm
+	m.appendcall_arguments = nil
+}
+
+// CallArguments returns the value of the "call_arguments" field in the mutation.
+func (m *ApprovalMutation) CallArguments() (r json.RawMessage, exists bool) {
+	v := m.call_arguments
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCallArguments returns the old "call_arguments" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldCallArguments(ctx context.Context) (v json.RawMessage, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCallArguments is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCallArguments requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCallArguments: %w", err)
+	}
+	return oldValue.CallArguments, nil
+}
+
+// AppendCallArguments adds jm to the "call_arguments" field.
+func (m *ApprovalMutation) AppendCallArguments(jm json.RawMessage) {
+	m.appendcall_arguments = append(m.appendcall_arguments, jm...)
+}
+
+// AppendedCallArguments returns the list of values that were appended to the "call_arguments" field in this mutation.
+func (m *ApprovalMutation) AppendedCallArguments() (json.RawMessage, bool) {
+	if len(m.appendcall_arguments) == 0 {
+		return nil, false
+	}
+	return m.appendcall_arguments, true
+}
+
+// ClearCallArguments clears the value of the "call_arguments" field.
+func (m *ApprovalMutation) ClearCallArguments() {
+	m.call_arguments = nil
+	m.appendcall_arguments = nil
+	m.clearedFields[approval.FieldCallArguments] = struct{}{}
+}
+
+// CallArgumentsCleared returns if the "call_arguments" field was cleared in this mutation.
+func (m *ApprovalMutation) CallArgumentsCleared() bool {
+	_, ok := m.clearedFields[approval.FieldCallArguments]
+	return ok
+}
+
+// ResetCallArguments resets all changes to the "call_arguments" field.
+func (m *ApprovalMutation) ResetCallArguments() {
+	m.call_arguments = nil
+	m.appendcall_arguments = nil
+	delete(m.clearedFields, approval.FieldCallArguments)
+}
+
+// SetArgsHash sets the "args_hash" field.
+func (m *ApprovalMutation) SetArgsHash(s string) {
+	m.args_hash = &s
+}
+
+// ArgsHash returns the value of the "args_hash" field in the mutation.
+func (m *ApprovalMutation) ArgsHash() (r string, exists bool) {
+	v := m.args_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldArgsHash returns the old "args_hash" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldArgsHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldArgsHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldArgsHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldArgsHash: %w", err)
+	}
+	return oldValue.ArgsHash, nil
+}
+
+// ResetArgsHash resets all changes to the "args_hash" field.
+func (m *ApprovalMutation) ResetArgsHash() {
+	m.args_hash = nil
+}
+
+// SetAttempt sets the "attempt" field.
+func (m *ApprovalMutation) SetAttempt(i int) {
+	m.attempt = &i
+	m.addattempt = nil
+}
+
+// Attempt returns the value of the "attempt" field in the mutation.
+func (m *ApprovalMutation) Attempt() (r int, exists bool) {
+	v := m.attempt
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAttempt returns the old "attempt" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldAttempt(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAttempt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAttempt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAttempt: %w", err)
+	}
+	return oldValue.Attempt, nil
+}
+
+// AddAttempt adds i to the "attempt" field.
+func (m *ApprovalMutation) AddAttempt(i int) {
+	if m.addattempt != nil {
+		*m.addattempt += i
+	} else {
+		m.addattempt = &i
+	}
+}
+
+// AddedAttempt returns the value that was added to the "attempt" field in this mutation.
+func (m *ApprovalMutation) AddedAttempt() (r int, exists bool) {
+	v := m.addattempt
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAttempt resets all changes to the "attempt" field.
+func (m *ApprovalMutation) ResetAttempt() {
+	m.attempt = nil
+	m.addattempt = nil
+}
+
+// SetReasons sets the "reasons" field.
+func (m *ApprovalMutation) SetReasons(s []string) {
+	m.reasons = &s
+	m.appendreasons = nil
+}
+
+// Reasons returns the value of the "reasons" field in the mutation.
+func (m *ApprovalMutation) Reasons() (r []string, exists bool) {
+	v := m.reasons
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReasons returns the old "reasons" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldReasons(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReasons is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReasons requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReasons: %w", err)
+	}
+	return oldValue.Reasons, nil
+}
+
+// AppendReasons adds s to the "reasons" field.
+func (m *ApprovalMutation) AppendReasons(s []string) {
+	m.appendreasons = append(m.appendreasons, s...)
+}
+
+// AppendedReasons returns the list of values that were appended to the "reasons" field in this mutation.
+func (m *ApprovalMutation) AppendedReasons() ([]string, bool) {
+	if len(m.appendreasons) == 0 {
+		return nil, false
+	}
+	return m.appendreasons, true
+}
+
+// ClearReasons clears the value of the "reasons" field.
+func (m *ApprovalMutation) ClearReasons() {
+	m.reasons = nil
+	m.appendreasons = nil
+	m.clearedFields[approval.FieldReasons] = struct{}{}
+}
+
+// ReasonsCleared returns if the "reasons" field was cleared in this mutation.
+func (m *ApprovalMutation) ReasonsCleared() bool {
+	_, ok := m.clearedFields[approval.FieldReasons]
+	return ok
+}
+
+// ResetReasons resets all changes to the "reasons" field.
+func (m *ApprovalMutation) ResetReasons() {
+	m.reasons = nil
+	m.appendreasons = nil
+	delete(m.clearedFields, approval.FieldReasons)
+}
+
+// SetRule sets the "rule" field.
+func (m *ApprovalMutation) SetRule(s string) {
+	m.rule = &s
+}
+
+// Rule returns the value of the "rule" field in the mutation.
+func (m *ApprovalMutation) Rule() (r string, exists bool) {
+	v := m.rule
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRule returns the old "rule" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldRule(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRule is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRule requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRule: %w", err)
+	}
+	return oldValue.Rule, nil
+}
+
+// ResetRule resets all changes to the "rule" field.
+func (m *ApprovalMutation) ResetRule() {
+	m.rule = nil
+}
+
+// SetApproverGroups sets the "approver_groups" field.
+func (m *ApprovalMutation) SetApproverGroups(s []string) {
+	m.approver_groups = &s
+	m.appendapprover_groups = nil
+}
+
+// ApproverGroups returns the value of the "approver_groups" field in the mutation.
+func (m *ApprovalMutation) ApproverGroups() (r []string, exists bool) {
+	v := m.approver_groups
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApproverGroups returns the old "approver_groups" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldApproverGroups(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApproverGroups is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApproverGroups requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApproverGroups: %w", err)
+	}
+	return oldValue.ApproverGroups, nil
+}
+
+// AppendApproverGroups adds s to the "approver_groups" field.
+func (m *ApprovalMutation) AppendApproverGroups(s []string) {
+	m.appendapprover_groups = append(m.appendapprover_groups, s...)
+}
+
+// AppendedApproverGroups returns the list of values that were appended to the "approver_groups" field in this mutation.
+func (m *ApprovalMutation) AppendedApproverGroups() ([]string, bool) {
+	if len(m.appendapprover_groups) == 0 {
+		return nil, false
+	}
+	return m.appendapprover_groups, true
+}
+
+// ClearApproverGroups clears the value of the "approver_groups" field.
+func (m *ApprovalMutation) ClearApproverGroups() {
+	m.approver_groups = nil
+	m.appendapprover_groups = nil
+	m.clearedFields[approval.FieldApproverGroups] = struct{}{}
+}
+
+// ApproverGroupsCleared returns if the "approver_groups" field was cleared in this mutation.
+func (m *ApprovalMutation) ApproverGroupsCleared() bool {
+	_, ok := m.clearedFields[approval.FieldApproverGroups]
+	return ok
+}
+
+// ResetApproverGroups resets all changes to the "approver_groups" field.
+func (m *ApprovalMutation) ResetApproverGroups() {
+	m.approver_groups = nil
+	m.appendapprover_groups = nil
+	delete(m.clearedFields, approval.FieldApproverGroups)
+}
+
+// SetQuorum sets the "quorum" field.
+func (m *ApprovalMutation) SetQuorum(i int) {
+	m.quorum = &i
+	m.addquorum = nil
+}
+
+// Quorum returns the value of the "quorum" field in the mutation.
+func (m *ApprovalMutation) Quorum() (r int, exists bool) {
+	v := m.quorum
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldQuorum returns the old "quorum" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldQuorum(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldQuorum is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldQuorum requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldQuorum: %w", err)
+	}
+	return oldValue.Quorum, nil
+}
+
+// AddQuorum adds i to the "quorum" field.
+func (m *ApprovalMutation) AddQuorum(i int) {
+	if m.addquorum != nil {
+		*m.addquorum += i
+	} else {
+		m.addquorum = &i
+	}
+}
+
+// AddedQuorum returns the value that was added to the "quorum" field in this mutation.
+func (m *ApprovalMutation) AddedQuorum() (r int, exists bool) {
+	v := m.addquorum
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetQuorum resets all changes to the "quorum" field.
+func (m *ApprovalMutation) ResetQuorum() {
+	m.quorum = nil
+	m.addquorum = nil
+}
+
+// SetApprovers sets the "approvers" field.
+func (m *ApprovalMutation) SetApprovers(s []string) {
+	m.approvers = &s
+	m.appendapprovers = nil
+}
+
+// Approvers returns the value of the "approvers" field in the mutation.
+func (m *ApprovalMutation) Approvers() (r []string, exists bool) {
+	v := m.approvers
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldApprovers returns the old "approvers" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldApprovers(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldApprovers is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldApprovers requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldApprovers: %w", err)
+	}
+	return oldValue.Approvers, nil
+}
+
+// AppendApprovers adds s to the "approvers" field.
+func (m *ApprovalMutation) AppendApprovers(s []string) {
+	m.appendapprovers = append(m.appendapprovers, s...)
+}
+
+// AppendedApprovers returns the list of values that were appended to the "approvers" field in this mutation.
+func (m *ApprovalMutation) AppendedApprovers() ([]string, bool) {
+	if len(m.appendapprovers) == 0 {
+		return nil, false
+	}
+	return m.appendapprovers, true
+}
+
+// ClearApprovers clears the value of the "approvers" field.
+func (m *ApprovalMutation) ClearApprovers() {
+	m.approvers = nil
+	m.appendapprovers = nil
+	m.clearedFields[approval.FieldApprovers] = struct{}{}
+}
+
+// ApproversCleared returns if the "approvers" field was cleared in this mutation.
+func (m *ApprovalMutation) ApproversCleared() bool {
+	_, ok := m.clearedFields[approval.FieldApprovers]
+	return ok
+}
+
+// ResetApprovers resets all changes to the "approvers" field.
+func (m *ApprovalMutation) ResetApprovers() {
+	m.approvers = nil
+	m.appendapprovers = nil
+	delete(m.clearedFields, approval.FieldApprovers)
+}
+
+// SetDecisions sets the "decisions" field.
+func (m *ApprovalMutation) SetDecisions(jm json.RawMessage) {
+	m.decisions = &jm
+	m.appenddecisions = nil
+}
+
+// Decisions returns the value of the "decisions" field in the mutation.
+func (m *ApprovalMutation) Decisions() (r json.RawMessage, exists bool) {
+	v := m.decisions
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecisions returns the old "decisions" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldDecisions(ctx context.Context) (v json.RawMessage, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecisions is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecisions requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecisions: %w", err)
+	}
+	return oldValue.Decisions, nil
+}
+
+// AppendDecisions adds jm to the "decisions" field.
+func (m *ApprovalMutation) AppendDecisions(jm json.RawMessage) {
+	m.appenddecisions = append(m.appenddecisions, jm...)
+}
+
+// AppendedDecisions returns the list of values that were appended to the "decisions" field in this mutation.
+func (m *ApprovalMutation) AppendedDecisions() (json.RawMessage, bool) {
+	if len(m.appenddecisions) == 0 {
+		return nil, false
+	}
+	return m.appenddecisions, true
+}
+
+// ClearDecisions clears the value of the "decisions" field.
+func (m *ApprovalMutation) ClearDecisions() {
+	m.decisions = nil
+	m.appenddecisions = nil
+	m.clearedFields[approval.FieldDecisions] = struct{}{}
+}
+
+// DecisionsCleared returns if the "decisions" field was cleared in this mutation.
+func (m *ApprovalMutation) DecisionsCleared() bool {
+	_, ok := m.clearedFields[approval.FieldDecisions]
+	return ok
+}
+
+// ResetDecisions resets all changes to the "decisions" field.
+func (m *ApprovalMutation) ResetDecisions() {
+	m.decisions = nil
+	m.appenddecisions = nil
+	delete(m.clearedFields, approval.FieldDecisions)
+}
+
+// SetEscalated sets the "escalated" field.
+func (m *ApprovalMutation) SetEscalated(b bool) {
+	m.escalated = &b
+}
+
+// Escalated returns the value of the "escalated" field in the mutation.
+func (m *ApprovalMutation) Escalated() (r bool, exists bool) {
+	v := m.escalated
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEscalated returns the old "escalated" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldEscalated(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEscalated is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEscalated requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEscalated: %w", err)
+	}
+	return oldValue.Escalated, nil
+}
+
+// ResetEscalated resets all changes to the "escalated" field.
+func (m *ApprovalMutation) ResetEscalated() {
+	m.escalated = nil
+}
+
+// SetDeadline sets the "deadline" field.
+func (m *ApprovalMutation) SetDeadline(t time.Time) {
+	m.deadline = &t
+}
+
+// Deadline returns the value of the "deadline" field in the mutation.
+func (m *ApprovalMutation) Deadline() (r time.Time, exists bool) {
+	v := m.deadline
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDeadline returns the old "deadline" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldDeadline(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDeadline is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDeadline requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDeadline: %w", err)
+	}
+	return oldValue.Deadline, nil
+}
+
+// ClearDeadline clears the value of the "deadline" field.
+func (m *ApprovalMutation) ClearDeadline() {
+	m.deadline = nil
+	m.clearedFields[approval.FieldDeadline] = struct{}{}
+}
+
+// DeadlineCleared returns if the "deadline" field was cleared in this mutation.
+func (m *ApprovalMutation) DeadlineCleared() bool {
+	_, ok := m.clearedFields[approval.FieldDeadline]
+	return ok
+}
+
+// ResetDeadline resets all changes to the "deadline" field.
+func (m *ApprovalMutation) ResetDeadline() {
+	m.deadline = nil
+	delete(m.clearedFields, approval.FieldDeadline)
+}
+
+// SetReason sets the "reason" field.
+func (m *ApprovalMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *ApprovalMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ClearReason clears the value of the "reason" field.
+func (m *ApprovalMutation) ClearReason() {
+	m.reason = nil
+	m.clearedFields[approval.FieldReason] = struct{}{}
+}
+
+// ReasonCleared returns if the "reason" field was cleared in this mutation.
+func (m *ApprovalMutation) ReasonCleared() bool {
+	_, ok := m.clearedFields[approval.FieldReason]
+	return ok
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *ApprovalMutation) ResetReason() {
+	m.reason = nil
+	delete(m.clearedFields, approval.FieldReason)
+}
+
+// SetDecidedAt sets the "decided_at" field.
+func (m *ApprovalMutation) SetDecidedAt(t time.Time) {
+	m.decided_at = &t
+}
+
+// DecidedAt returns the value of the "decided_at" field in the mutation.
+func (m *ApprovalMutation) DecidedAt() (r time.Time, exists bool) {
+	v := m.decided_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDecidedAt returns the old "decided_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldDecidedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDecidedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDecidedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDecidedAt: %w", err)
+	}
+	return oldValue.DecidedAt, nil
+}
+
+// ClearDecidedAt clears the value of the "decided_at" field.
+func (m *ApprovalMutation) ClearDecidedAt() {
+	m.decided_at = nil
+	m.clearedFields[approval.FieldDecidedAt] = struct{}{}
+}
+
+// DecidedAtCleared returns if the "decided_at" field was cleared in this mutation.
+func (m *ApprovalMutation) DecidedAtCleared() bool {
+	_, ok := m.clearedFields[approval.FieldDecidedAt]
+	return ok
+}
+
+// ResetDecidedAt resets all changes to the "decided_at" field.
+func (m *ApprovalMutation) ResetDecidedAt() {
+	m.decided_at = nil
+	delete(m.clearedFields, approval.FieldDecidedAt)
+}
+
+// SetExecutedAt sets the "executed_at" field.
+func (m *ApprovalMutation) SetExecutedAt(t time.Time) {
+	m.executed_at = &t
+}
+
+// ExecutedAt returns the value of the "executed_at" field in the mutation.
+func (m *ApprovalMutation) ExecutedAt() (r time.Time, exists bool) {
+	v := m.executed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExecutedAt returns the old "executed_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldExecutedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExecutedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExecutedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExecutedAt: %w", err)
+	}
+	return oldValue.ExecutedAt, nil
+}
+
+// ClearExecutedAt clears the value of the "executed_at" field.
+func (m *ApprovalMutation) ClearExecutedAt() {
+	m.executed_at = nil
+	m.clearedFields[approval.FieldExecutedAt] = struct{}{}
+}
+
+// ExecutedAtCleared returns if the "executed_at" field was cleared in this mutation.
+func (m *ApprovalMutation) ExecutedAtCleared() bool {
+	_, ok := m.clearedFields[approval.FieldExecutedAt]
+	return ok
+}
+
+// ResetExecutedAt resets all changes to the "executed_at" field.
+func (m *ApprovalMutation) ResetExecutedAt() {
+	m.executed_at = nil
+	delete(m.clearedFields, approval.FieldExecutedAt)
+}
+
+// SetClosedAt sets the "closed_at" field.
+func (m *ApprovalMutation) SetClosedAt(t time.Time) {
+	m.closed_at = &t
+}
+
+// ClosedAt returns the value of the "closed_at" field in the mutation.
+func (m *ApprovalMutation) ClosedAt() (r time.Time, exists bool) {
+	v := m.closed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClosedAt returns the old "closed_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldClosedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClosedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClosedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClosedAt: %w", err)
+	}
+	return oldValue.ClosedAt, nil
+}
+
+// ClearClosedAt clears the value of the "closed_at" field.
+func (m *ApprovalMutation) ClearClosedAt() {
+	m.closed_at = nil
+	m.clearedFields[approval.FieldClosedAt] = struct{}{}
+}
+
+// ClosedAtCleared returns if the "closed_at" field was cleared in this mutation.
+func (m *ApprovalMutation) ClosedAtCleared() bool {
+	_, ok := m.clearedFields[approval.FieldClosedAt]
+	return ok
+}
+
+// ResetClosedAt resets all changes to the "closed_at" field.
+func (m *ApprovalMutation) ResetClosedAt() {
+	m.closed_at = nil
+	delete(m.clearedFields, approval.FieldClosedAt)
+}
+
+// SetResult sets the "result" field.
+func (m *ApprovalMutation) SetResult(jm json.RawMessage) {
+	m.result = &jm
+	m.appendresult = nil
+}
+
+// Result returns the value of the "result" field in the mutation.
+func (m *ApprovalMutation) Result() (r json.RawMessage, exists bool) {
+	v := m.result
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResult returns the old "result" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldResult(ctx context.Context) (v json.RawMessage, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResult is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResult requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResult: %w", err)
+	}
+	return oldValue.Result, nil
+}
+
+// AppendResult adds jm to the "result" field.
+func (m *ApprovalMutation) AppendResult(jm json.RawMessage) {
+	m.appendresult = append(m.appendresult, jm...)
+}
+
+// AppendedResult returns the list of values that were appended to the "result" field in this mutation.
+func (m *ApprovalMutation) AppendedResult() (json.RawMessage, bool) {
+	if len(m.appendresult) == 0 {
+		return nil, false
+	}
+	return m.appendresult, true
+}
+
+// ClearResult clears the value of the "result" field.
+func (m *ApprovalMutation) ClearResult() {
+	m.result = nil
+	m.appendresult = nil
+	m.clearedFields[approval.FieldResult] = struct{}{}
+}
+
+// ResultCleared returns if the "result" field was cleared in this mutation.
+func (m *ApprovalMutation) ResultCleared() bool {
+	_, ok := m.clearedFields[approval.FieldResult]
+	return ok
+}
+
+// ResetResult resets all changes to the "result" field.
+func (m *ApprovalMutation) ResetResult() {
+	m.result = nil
+	m.appendresult = nil
+	delete(m.clearedFields, approval.FieldResult)
+}
+
+// SetDelivered sets the "delivered" field.
+func (m *ApprovalMutation) SetDelivered(b bool) {
+	m.delivered = &b
+}
+
+// Delivered returns the value of the "delivered" field in the mutation.
+func (m *ApprovalMutation) Delivered() (r bool, exists bool) {
+	v := m.delivered
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDelivered returns the old "delivered" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldDelivered(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDelivered is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDelivered requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDelivered: %w", err)
+	}
+	return oldValue.Delivered, nil
+}
+
+// ResetDelivered resets all changes to the "delivered" field.
+func (m *ApprovalMutation) ResetDelivered() {
+	m.delivered = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ApprovalMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ApprovalMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ApprovalMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ApprovalMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ApprovalMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Approval entity.
+// If the Approval object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ApprovalMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// Where appends a list predicates to the ApprovalMutation builder.
+func (m *ApprovalMutation) Where(ps ...predicate.Approval) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ApprovalMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ApprovalMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Approval, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ApprovalMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ApprovalMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Approval).
+func (m *ApprovalMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ApprovalMutation) Fields() []string {
+	fields := make([]string, 0, 28)
+	if m.approval_id != nil {
+		fields = append(fields, approval.FieldApprovalID)
+	}
+	if m.state != nil {
+		fields = append(fields, approval.FieldState)
+	}
+	if m.agent != nil {
+		fields = append(fields, approval.FieldAgent)
+	}
+	if m.team != nil {
+		fields = append(fields, approval.FieldTeam)
+	}
+	if m.virtual_server != nil {
+		fields = append(fields, approval.FieldVirtualServer)
+	}
+	if m.tool != nil {
+		fields = append(fields, approval.FieldTool)
+	}
+	if m.upstream != nil {
+		fields = append(fields, approval.FieldUpstream)
+	}
+	if m.upstream_tool != nil {
+		fields = append(fields, approval.FieldUpstreamTool)
+	}
+	if m.arguments != nil {
+		fields = append(fields, approval.FieldArguments)
+	}
+	if m.call_arguments != nil {
+		fields = append(fields, approval.FieldCallArguments)
+	}
+	if m.args_hash != nil {
+		fields = append(fields, approval.FieldArgsHash)
+	}
+	if m.attempt != nil {
+		fields = append(fields, approval.FieldAttempt)
+	}
+	if m.reasons != nil {
+		fields = append(fields, approval.FieldReasons)
+	}
+	if m.rule != nil {
+		fields = append(fields, approval.FieldRule)
+	}
+	if m.approver_groups != nil {
+		fields = append(fields, approval.FieldApproverGroups)
+	}
+	if m.quorum != nil {
+		fields = append(fields, approval.FieldQuorum)
+	}
+	if m.approvers != nil {
+		fields = append(fields, approval.FieldApprovers)
+	}
+	if m.decisions != nil {
+		fields = append(fields, approval.FieldDecisions)
+	}
+	if m.escalated != nil {
+		fields = append(fields, approval.FieldEscalated)
+	}
+	if m.deadline != nil {
+		fields = append(fields, approval.FieldDeadline)
+	}
+	if m.reason != nil {
+		fields = append(fields, approval.FieldReason)
+	}
+	if m.decided_at != nil {
+		fields = append(fields, approval.FieldDecidedAt)
+	}
+	if m.executed_at != nil {
+		fields = append(fields, approval.FieldExecutedAt)
+	}
+	if m.closed_at != nil {
+		fields = append(fields, approval.FieldClosedAt)
+	}
+	if m.result != nil {
+		fields = append(fields, approval.FieldResult)
+	}
+	if m.delivered != nil {
+		fields = append(fields, approval.FieldDelivered)
+	}
+	if m.created_at != nil {
+		fields = append(fields, approval.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, approval.FieldUpdatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ApprovalMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case approval.FieldApprovalID:
+		return m.ApprovalID()
+	case approval.FieldState:
+		return m.State()
+	case approval.FieldAgent:
+		return m.Agent()
+	case approval.FieldTeam:
+		return m.Team()
+	case approval.FieldVirtualServer:
+		return m.VirtualServer()
+	case approval.FieldTool:
+		return m.Tool()
+	case approval.FieldUpstream:
+		return m.Upstream()
+	case approval.FieldUpstreamTool:
+		return m.UpstreamTool()
+	case approval.FieldArguments:
+		return m.Arguments()
+	case approval.FieldCallArguments:
+		return m.CallArguments()
+	case approval.FieldArgsHash:
+		return m.ArgsHash()
+	case approval.FieldAttempt:
+		return m.Attempt()
+	case approval.FieldReasons:
+		return m.Reasons()
+	case approval.FieldRule:
+		return m.Rule()
+	case approval.FieldApproverGroups:
+		return m.ApproverGroups()
+	case approval.FieldQuorum:
+		return m.Quorum()
+	case approval.FieldApprovers:
+		return m.Approvers()
+	case approval.FieldDecisions:
+		return m.Decisions()
+	case approval.FieldEscalated:
+		return m.Escalated()
+	case approval.FieldDeadline:
+		return m.Deadline()
+	case approval.FieldReason:
+		return m.Reason()
+	case approval.FieldDecidedAt:
+		return m.DecidedAt()
+	case approval.FieldExecutedAt:
+		return m.ExecutedAt()
+	case approval.FieldClosedAt:
+		return m.ClosedAt()
+	case approval.FieldResult:
+		return m.Result()
+	case approval.FieldDelivered:
+		return m.Delivered()
+	case approval.FieldCreatedAt:
+		return m.CreatedAt()
+	case approval.FieldUpdatedAt:
+		return m.UpdatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ApprovalMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case approval.FieldApprovalID:
+		return m.OldApprovalID(ctx)
+	case approval.FieldState:
+		return m.OldState(ctx)
+	case approval.FieldAgent:
+		return m.OldAgent(ctx)
+	case approval.FieldTeam:
+		return m.OldTeam(ctx)
+	case approval.FieldVirtualServer:
+		return m.OldVirtualServer(ctx)
+	case approval.FieldTool:
+		return m.OldTool(ctx)
+	case approval.FieldUpstream:
+		return m.OldUpstream(ctx)
+	case approval.FieldUpstreamTool:
+		return m.OldUpstreamTool(ctx)
+	case approval.FieldArguments:
+		return m.OldArguments(ctx)
+	case approval.FieldCallArguments:
+		return m.OldCallArguments(ctx)
+	case approval.FieldArgsHash:
+		return m.OldArgsHash(ctx)
+	case approval.FieldAttempt:
+		return m.OldAttempt(ctx)
+	case approval.FieldReasons:
+		return m.OldReasons(ctx)
+	case approval.FieldRule:
+		return m.OldRule(ctx)
+	case approval.FieldApproverGroups:
+		return m.OldApproverGroups(ctx)
+	case approval.FieldQuorum:
+		return m.OldQuorum(ctx)
+	case approval.FieldApprovers:
+		return m.OldApprovers(ctx)
+	case approval.FieldDecisions:
+		return m.OldDecisions(ctx)
+	case approval.FieldEscalated:
+		return m.OldEscalated(ctx)
+	case approval.FieldDeadline:
+		return m.OldDeadline(ctx)
+	case approval.FieldReason:
+		return m.OldReason(ctx)
+	case approval.FieldDecidedAt:
+		return m.OldDecidedAt(ctx)
+	case approval.FieldExecutedAt:
+		return m.OldExecutedAt(ctx)
+	case approval.FieldClosedAt:
+		return m.OldClosedAt(ctx)
+	case approval.FieldResult:
+		return m.OldResult(ctx)
+	case approval.FieldDelivered:
+		return m.OldDelivered(ctx)
+	case approval.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case approval.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Approval field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ApprovalMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case approval.FieldApprovalID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovalID(v)
+		return nil
+	case approval.FieldState:
+		v, ok := value.(approval.State)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetState(v)
+		return nil
+	case approval.FieldAgent:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAgent(v)
+		return nil
+	case approval.FieldTeam:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTeam(v)
+		return nil
+	case approval.FieldVirtualServer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetVirtualServer(v)
+		return nil
+	case approval.FieldTool:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTool(v)
+		return nil
+	case approval.FieldUpstream:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpstream(v)
+		return nil
+	case approval.FieldUpstreamTool:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpstreamTool(v)
+		return nil
+	case approval.FieldArguments:
+		v, ok := value.(json.RawMessage)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetArguments(v)
+		return nil
+	case approval.FieldCallArguments:
+		v, ok := value.(json.RawMessage)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCallArguments(v)
+		return nil
+	case approval.FieldArgsHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetArgsHash(v)
+		return nil
+	case approval.FieldAttempt:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAttempt(v)
+		return nil
+	case approval.FieldReasons:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReasons(v)
+		return nil
+	case approval.FieldRule:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRule(v)
+		return nil
+	case approval.FieldApproverGroups:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApproverGroups(v)
+		return nil
+	case approval.FieldQuorum:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetQuorum(v)
+		return nil
+	case approval.FieldApprovers:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetApprovers(v)
+		return nil
+	case approval.FieldDecisions:
+		v, ok := value.(json.RawMessage)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecisions(v)
+		return nil
+	case approval.FieldEscalated:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEscalated(v)
+		return nil
+	case approval.FieldDeadline:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDeadline(v)
+		return nil
+	case approval.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case approval.FieldDecidedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDecidedAt(v)
+		return nil
+	case approval.FieldExecutedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExecutedAt(v)
+		return nil
+	case approval.FieldClosedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClosedAt(v)
+		return nil
+	case approval.FieldResult:
+		v, ok := value.(json.RawMessage)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResult(v)
+		return nil
+	case approval.FieldDelivered:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDelivered(v)
+		return nil
+	case approval.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case approval.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Approval field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ApprovalMutation) AddedFields() []string {
+	var fields []string
+	if m.addattempt != nil {
+		fields = append(fields, approval.FieldAttempt)
+	}
+	if m.addquorum != nil {
+		fields = append(fields, approval.FieldQuorum)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ApprovalMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case approval.FieldAttempt:
+		return m.AddedAttempt()
+	case approval.FieldQuorum:
+		return m.AddedQuorum()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ApprovalMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case approval.FieldAttempt:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAttempt(v)
+		return nil
+	case approval.FieldQuorum:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddQuorum(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Approval numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ApprovalMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(approval.FieldTeam) {
+		fields = append(fields, approval.FieldTeam)
+	}
+	if m.FieldCleared(approval.FieldArguments) {
+		fields = append(fields, approval.FieldArguments)
+	}
+	if m.FieldCleared(approval.FieldCallArguments) {
+		fields = append(fields, approval.FieldCallArguments)
+	}
+	if m.FieldCleared(approval.FieldReasons) {
+		fields = append(fields, approval.FieldReasons)
+	}
+	if m.FieldCleared(approval.FieldApproverGroups) {
+		fields = append(fields, approval.FieldApproverGroups)
+	}
+	if m.FieldCleared(approval.FieldApprovers) {
+		fields = append(fields, approval.FieldApprovers)
+	}
+	if m.FieldCleared(approval.FieldDecisions) {
+		fields = append(fields, approval.FieldDecisions)
+	}
+	if m.FieldCleared(approval.FieldDeadline) {
+		fields = append(fields, approval.FieldDeadline)
+	}
+	if m.FieldCleared(approval.FieldReason) {
+		fields = append(fields, approval.FieldReason)
+	}
+	if m.FieldCleared(approval.FieldDecidedAt) {
+		fields = append(fields, approval.FieldDecidedAt)
+	}
+	if m.FieldCleared(approval.FieldExecutedAt) {
+		fields = append(fields, approval.FieldExecutedAt)
+	}
+	if m.FieldCleared(approval.FieldClosedAt) {
+		fields = append(fields, approval.FieldClosedAt)
+	}
+	if m.FieldCleared(approval.FieldResult) {
+		fields = append(fields, approval.FieldResult)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ApprovalMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ApprovalMutation) ClearField(name string) error {
+	switch name {
+	case approval.FieldTeam:
+		m.ClearTeam()
+		return nil
+	case approval.FieldArguments:
+		m.ClearArguments()
+		return nil
+	case approval.FieldCallArguments:
+		m.ClearCallArguments()
+		return nil
+	case approval.FieldReasons:
+		m.ClearReasons()
+		return nil
+	case approval.FieldApproverGroups:
+		m.ClearApproverGroups()
+		return nil
+	case approval.FieldApprovers:
+		m.ClearApprovers()
+		return nil
+	case approval.FieldDecisions:
+		m.ClearDecisions()
+		return nil
+	case approval.FieldDeadline:
+		m.ClearDeadline()
+		return nil
+	case approval.FieldReason:
+		m.ClearReason()
+		return nil
+	case approval.FieldDecidedAt:
+		m.ClearDecidedAt()
+		return nil
+	case approval.FieldExecutedAt:
+		m.ClearExecutedAt()
+		return nil
+	case approval.FieldClosedAt:
+		m.ClearClosedAt()
+		return nil
+	case approval.FieldResult:
+		m.ClearResult()
+		return nil
+	}
+	return fmt.Errorf("unknown Approval nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ApprovalMutation) ResetField(name string) error {
+	switch name {
+	case approval.FieldApprovalID:
+		m.ResetApprovalID()
+		return nil
+	case approval.FieldState:
+		m.ResetState()
+		return nil
+	case approval.FieldAgent:
+		m.ResetAgent()
+		return nil
+	case approval.FieldTeam:
+		m.ResetTeam()
+		return nil
+	case approval.FieldVirtualServer:
+		m.ResetVirtualServer()
+		return nil
+	case approval.FieldTool:
+		m.ResetTool()
+		return nil
+	case approval.FieldUpstream:
+		m.ResetUpstream()
+		return nil
+	case approval.FieldUpstreamTool:
+		m.ResetUpstreamTool()
+		return nil
+	case approval.FieldArguments:
+		m.ResetArguments()
+		return nil
+	case approval.FieldCallArguments:
+		m.ResetCallArguments()
+		return nil
+	case approval.FieldArgsHash:
+		m.ResetArgsHash()
+		return nil
+	case approval.FieldAttempt:
+		m.ResetAttempt()
+		return nil
+	case approval.FieldReasons:
+		m.ResetReasons()
+		return nil
+	case approval.FieldRule:
+		m.ResetRule()
+		return nil
+	case approval.FieldApproverGroups:
+		m.ResetApproverGroups()
+		return nil
+	case approval.FieldQuorum:
+		m.ResetQuorum()
+		return nil
+	case approval.FieldApprovers:
+		m.ResetApprovers()
+		return nil
+	case approval.FieldDecisions:
+		m.ResetDecisions()
+		return nil
+	case approval.FieldEscalated:
+		m.ResetEscalated()
+		return nil
+	case approval.FieldDeadline:
+		m.ResetDeadline()
+		return nil
+	case approval.FieldReason:
+		m.ResetReason()
+		return nil
+	case approval.FieldDecidedAt:
+		m.ResetDecidedAt()
+		return nil
+	case approval.FieldExecutedAt:
+		m.ResetExecutedAt()
+		return nil
+	case approval.FieldClosedAt:
+		m.ResetClosedAt()
+		return nil
+	case approval.FieldResult:
+		m.ResetResult()
+		return nil
+	case approval.FieldDelivered:
+		m.ResetDelivered()
+		return nil
+	case approval.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case approval.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Approval field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ApprovalMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ApprovalMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ApprovalMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ApprovalMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ApprovalMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ApprovalMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ApprovalMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Approval unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ApprovalMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Approval edge %s", name)
+}
+
 // ApprovalRuleMutation represents an operation that mutates the ApprovalRule nodes in the graph.
 type ApprovalRuleMutation struct {
 	config
@@ -3731,6 +6120,11 @@ type ApprovalRuleMutation struct {
 	on_timeout              *approvalrule.OnTimeout
 	escalate_to             *[]string
 	appendescalate_to       []string
+	virtual_servers         *[]string
+	appendvirtual_servers   []string
+	tools                   *[]string
+	appendtools             []string
+	when                    *string
 	reuse_window_seconds    *float64
 	addreuse_window_seconds *float64
 	clearedFields           map[string]struct{}
@@ -4395,6 +6789,185 @@ func (m *ApprovalRuleMutation) ResetEscalateTo() {
 	delete(m.clearedFields, approvalrule.FieldEscalateTo)
 }
 
+// SetVirtualServers sets the "virtual_servers" field.
+func (m *ApprovalRuleMutation) SetVirtualServers(s []string) {
+	m.virtual_servers = &s
+	m.appendvirtual_servers = nil
+}
+
+// VirtualServers returns the value of the "virtual_servers" field in the mutation.
+func (m *ApprovalRuleMutation) VirtualServers() (r []string, exists bool) {
+	v := m.virtual_servers
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldVirtualServers returns the old "virtual_servers" field's value of the ApprovalRule entity.
+// If the ApprovalRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalRuleMutation) OldVirtualServers(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldVirtualServers is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldVirtualServers requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldVirtualServers: %w", err)
+	}
+	return oldValue.VirtualServers, nil
+}
+
+// AppendVirtualServers adds s to the "virtual_servers" field.
+func (m *ApprovalRuleMutation) AppendVirtualServers(s []string) {
+	m.appendvirtual_servers = append(m.appendvirtual_servers, s...)
+}
+
+// AppendedVirtualServers returns the list of values that were appended to the "virtual_servers" field in this mutation.
+func (m *ApprovalRuleMutation) AppendedVirtualServers() ([]string, bool) {
+	if len(m.appendvirtual_servers) == 0 {
+		return nil, false
+	}
+	return m.appendvirtual_servers, true
+}
+
+// ClearVirtualServers clears the value of the "virtual_servers" field.
+func (m *ApprovalRuleMutation) ClearVirtualServers() {
+	m.virtual_servers = nil
+	m.appendvirtual_servers = nil
+	m.clearedFields[approvalrule.FieldVirtualServers] = struct{}{}
+}
+
+// VirtualServersCleared returns if the "virtual_servers" field was cleared in this mutation.
+func (m *ApprovalRuleMutation) VirtualServersCleared() bool {
+	_, ok := m.clearedFields[approvalrule.FieldVirtualServers]
+	return ok
+}
+
+// ResetVirtualServers resets all changes to the "virtual_servers" field.
+func (m *ApprovalRuleMutation) ResetVirtualServers() {
+	m.virtual_servers = nil
+	m.appendvirtual_servers = nil
+	delete(m.clearedFields, approvalrule.FieldVirtualServers)
+}
+
+// SetTools sets the "tools" field.
+func (m *ApprovalRuleMutation) SetTools(s []string) {
+	m.tools = &s
+	m.appendtools = nil
+}
+
+// Tools returns the value of the "tools" field in the mutation.
+func (m *ApprovalRuleMutation) Tools() (r []string, exists bool) {
+	v := m.tools
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTools returns the old "tools" field's value of the ApprovalRule entity.
+// If the ApprovalRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalRuleMutation) OldTools(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTools is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTools requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTools: %w", err)
+	}
+	return oldValue.Tools, nil
+}
+
+// AppendTools adds s to the "tools" field.
+func (m *ApprovalRuleMutation) AppendTools(s []string) {
+	m.appendtools = append(m.appendtools, s...)
+}
+
+// AppendedTools returns the list of values that were appended to the "tools" field in this mutation.
+func (m *ApprovalRuleMutation) AppendedTools() ([]string, bool) {
+	if len(m.appendtools) == 0 {
+		return nil, false
+	}
+	return m.appendtools, true
+}
+
+// ClearTools clears the value of the "tools" field.
+func (m *ApprovalRuleMutation) ClearTools() {
+	m.tools = nil
+	m.appendtools = nil
+	m.clearedFields[approvalrule.FieldTools] = struct{}{}
+}
+
+// ToolsCleared returns if the "tools" field was cleared in this mutation.
+func (m *ApprovalRuleMutation) ToolsCleared() bool {
+	_, ok := m.clearedFields[approvalrule.FieldTools]
+	return ok
+}
+
+// ResetTools resets all changes to the "tools" field.
+func (m *ApprovalRuleMutation) ResetTools() {
+	m.tools = nil
+	m.appendtools = nil
+	delete(m.clearedFields, approvalrule.FieldTools)
+}
+
+// SetWhen sets the "when" field.
+func (m *ApprovalRuleMutation) SetWhen(s string) {
+	m.when = &s
+}
+
+// When returns the value of the "when" field in the mutation.
+func (m *ApprovalRuleMutation) When() (r string, exists bool) {
+	v := m.when
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWhen returns the old "when" field's value of the ApprovalRule entity.
+// If the ApprovalRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ApprovalRuleMutation) OldWhen(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWhen is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWhen requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWhen: %w", err)
+	}
+	return oldValue.When, nil
+}
+
+// ClearWhen clears the value of the "when" field.
+func (m *ApprovalRuleMutation) ClearWhen() {
+	m.when = nil
+	m.clearedFields[approvalrule.FieldWhen] = struct{}{}
+}
+
+// WhenCleared returns if the "when" field was cleared in this mutation.
+func (m *ApprovalRuleMutation) WhenCleared() bool {
+	_, ok := m.clearedFields[approvalrule.FieldWhen]
+	return ok
+}
+
+// ResetWhen resets all changes to the "when" field.
+func (m *ApprovalRuleMutation) ResetWhen() {
+	m.when = nil
+	delete(m.clearedFields, approvalrule.FieldWhen)
+}
+
 // SetReuseWindowSeconds sets the "reuse_window_seconds" field.
 func (m *ApprovalRuleMutation) SetReuseWindowSeconds(f float64) {
 	m.reuse_window_seconds = &f
@@ -4539,7 +7112,7 @@ func (m *ApprovalRuleMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ApprovalRuleMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 16)
 	if m.created_at != nil {
 		fields = append(fields, approvalrule.FieldCreatedAt)
 	}
@@ -4576,6 +7149,15 @@ func (m *ApprovalRuleMutation) Fields() []string {
 	if m.escalate_to != nil {
 		fields = append(fields, approvalrule.FieldEscalateTo)
 	}
+	if m.virtual_servers != nil {
+		fields = append(fields, approvalrule.FieldVirtualServers)
+	}
+	if m.tools != nil {
+		fields = append(fields, approvalrule.FieldTools)
+	}
+	if m.when != nil {
+		fields = append(fields, approvalrule.FieldWhen)
+	}
 	if m.reuse_window_seconds != nil {
 		fields = append(fields, approvalrule.FieldReuseWindowSeconds)
 	}
@@ -4611,6 +7193,12 @@ func (m *ApprovalRuleMutation) Field(name string) (ent.Value, bool) {
 		return m.OnTimeout()
 	case approvalrule.FieldEscalateTo:
 		return m.EscalateTo()
+	case approvalrule.FieldVirtualServers:
+		return m.VirtualServers()
+	case approvalrule.FieldTools:
+		return m.Tools()
+	case approvalrule.FieldWhen:
+		return m.When()
 	case approvalrule.FieldReuseWindowSeconds:
 		return m.ReuseWindowSeconds()
 	}
@@ -4646,6 +7234,12 @@ func (m *ApprovalRuleMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldOnTimeout(ctx)
 	case approvalrule.FieldEscalateTo:
 		return m.OldEscalateTo(ctx)
+	case approvalrule.FieldVirtualServers:
+		return m.OldVirtualServers(ctx)
+	case approvalrule.FieldTools:
+		return m.OldTools(ctx)
+	case approvalrule.FieldWhen:
+		return m.OldWhen(ctx)
 	case approvalrule.FieldReuseWindowSeconds:
 		return m.OldReuseWindowSeconds(ctx)
 	}
@@ -4741,6 +7335,27 @@ func (m *ApprovalRuleMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetEscalateTo(v)
 		return nil
+	case approvalrule.FieldVirtualServers:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetVirtualServers(v)
+		return nil
+	case approvalrule.FieldTools:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTools(v)
+		return nil
+	case approvalrule.FieldWhen:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWhen(v)
+		return nil
 	case approvalrule.FieldReuseWindowSeconds:
 		v, ok := value.(float64)
 		if !ok {
@@ -4829,6 +7444,15 @@ func (m *ApprovalRuleMutation) ClearedFields() []string {
 	if m.FieldCleared(approvalrule.FieldEscalateTo) {
 		fields = append(fields, approvalrule.FieldEscalateTo)
 	}
+	if m.FieldCleared(approvalrule.FieldVirtualServers) {
+		fields = append(fields, approvalrule.FieldVirtualServers)
+	}
+	if m.FieldCleared(approvalrule.FieldTools) {
+		fields = append(fields, approvalrule.FieldTools)
+	}
+	if m.FieldCleared(approvalrule.FieldWhen) {
+		fields = append(fields, approvalrule.FieldWhen)
+	}
 	return fields
 }
 
@@ -4854,6 +7478,15 @@ func (m *ApprovalRuleMutation) ClearField(name string) error {
 		return nil
 	case approvalrule.FieldEscalateTo:
 		m.ClearEscalateTo()
+		return nil
+	case approvalrule.FieldVirtualServers:
+		m.ClearVirtualServers()
+		return nil
+	case approvalrule.FieldTools:
+		m.ClearTools()
+		return nil
+	case approvalrule.FieldWhen:
+		m.ClearWhen()
 		return nil
 	}
 	return fmt.Errorf("unknown ApprovalRule nullable field %s", name)
@@ -4898,6 +7531,15 @@ func (m *ApprovalRuleMutation) ResetField(name string) error {
 		return nil
 	case approvalrule.FieldEscalateTo:
 		m.ResetEscalateTo()
+		return nil
+	case approvalrule.FieldVirtualServers:
+		m.ResetVirtualServers()
+		return nil
+	case approvalrule.FieldTools:
+		m.ResetTools()
+		return nil
+	case approvalrule.FieldWhen:
+		m.ResetWhen()
 		return nil
 	case approvalrule.FieldReuseWindowSeconds:
 		m.ResetReuseWindowSeconds()
@@ -19592,4 +22234,876 @@ func (m *VirtualServerMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown VirtualServer edge %s", name)
+}
+
+// WebhookMutation represents an operation that mutates the Webhook nodes in the graph.
+type WebhookMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	created_at    *time.Time
+	updated_at    *time.Time
+	created_by    *string
+	updated_by    *string
+	name          *string
+	description   *string
+	group         *string
+	url           *string
+	secret        *string
+	enabled       *bool
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Webhook, error)
+	predicates    []predicate.Webhook
+}
+
+var _ ent.Mutation = (*WebhookMutation)(nil)
+
+// webhookOption allows management of the mutation configuration using functional options.
+type webhookOption func(*WebhookMutation)
+
+// newWebhookMutation creates new mutation for the Webhook entity.
+func newWebhookMutation(c config, op Op, opts ...webhookOption) *WebhookMutation {
+	m := &WebhookMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeWebhook,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withWebhookID sets the ID field of the mutation.
+func withWebhookID(id int) webhookOption {
+	return func(m *WebhookMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Webhook
+		)
+		m.oldValue = func(ctx context.Context) (*Webhook, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Webhook.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withWebhook sets the old Webhook of the mutation.
+func withWebhook(node *Webhook) webhookOption {
+	return func(m *WebhookMutation) {
+		m.oldValue = func(context.Context) (*Webhook, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m WebhookMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m WebhookMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *WebhookMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *WebhookMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Webhook.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *WebhookMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *WebhookMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *WebhookMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *WebhookMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *WebhookMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *WebhookMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetCreatedBy sets the "created_by" field.
+func (m *WebhookMutation) SetCreatedBy(s string) {
+	m.created_by = &s
+}
+
+// CreatedBy returns the value of the "created_by" field in the mutation.
+func (m *WebhookMutation) CreatedBy() (r string, exists bool) {
+	v := m.created_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedBy returns the old "created_by" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldCreatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedBy: %w", err)
+	}
+	return oldValue.CreatedBy, nil
+}
+
+// ClearCreatedBy clears the value of the "created_by" field.
+func (m *WebhookMutation) ClearCreatedBy() {
+	m.created_by = nil
+	m.clearedFields[webhook.FieldCreatedBy] = struct{}{}
+}
+
+// CreatedByCleared returns if the "created_by" field was cleared in this mutation.
+func (m *WebhookMutation) CreatedByCleared() bool {
+	_, ok := m.clearedFields[webhook.FieldCreatedBy]
+	return ok
+}
+
+// ResetCreatedBy resets all changes to the "created_by" field.
+func (m *WebhookMutation) ResetCreatedBy() {
+	m.created_by = nil
+	delete(m.clearedFields, webhook.FieldCreatedBy)
+}
+
+// SetUpdatedBy sets the "updated_by" field.
+func (m *WebhookMutation) SetUpdatedBy(s string) {
+	m.updated_by = &s
+}
+
+// UpdatedBy returns the value of the "updated_by" field in the mutation.
+func (m *WebhookMutation) UpdatedBy() (r string, exists bool) {
+	v := m.updated_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedBy returns the old "updated_by" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldUpdatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedBy: %w", err)
+	}
+	return oldValue.UpdatedBy, nil
+}
+
+// ClearUpdatedBy clears the value of the "updated_by" field.
+func (m *WebhookMutation) ClearUpdatedBy() {
+	m.updated_by = nil
+	m.clearedFields[webhook.FieldUpdatedBy] = struct{}{}
+}
+
+// UpdatedByCleared returns if the "updated_by" field was cleared in this mutation.
+func (m *WebhookMutation) UpdatedByCleared() bool {
+	_, ok := m.clearedFields[webhook.FieldUpdatedBy]
+	return ok
+}
+
+// ResetUpdatedBy resets all changes to the "updated_by" field.
+func (m *WebhookMutation) ResetUpdatedBy() {
+	m.updated_by = nil
+	delete(m.clearedFields, webhook.FieldUpdatedBy)
+}
+
+// SetName sets the "name" field.
+func (m *WebhookMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *WebhookMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *WebhookMutation) ResetName() {
+	m.name = nil
+}
+
+// SetDescription sets the "description" field.
+func (m *WebhookMutation) SetDescription(s string) {
+	m.description = &s
+}
+
+// Description returns the value of the "description" field in the mutation.
+func (m *WebhookMutation) Description() (r string, exists bool) {
+	v := m.description
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDescription returns the old "description" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldDescription(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDescription is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDescription requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDescription: %w", err)
+	}
+	return oldValue.Description, nil
+}
+
+// ClearDescription clears the value of the "description" field.
+func (m *WebhookMutation) ClearDescription() {
+	m.description = nil
+	m.clearedFields[webhook.FieldDescription] = struct{}{}
+}
+
+// DescriptionCleared returns if the "description" field was cleared in this mutation.
+func (m *WebhookMutation) DescriptionCleared() bool {
+	_, ok := m.clearedFields[webhook.FieldDescription]
+	return ok
+}
+
+// ResetDescription resets all changes to the "description" field.
+func (m *WebhookMutation) ResetDescription() {
+	m.description = nil
+	delete(m.clearedFields, webhook.FieldDescription)
+}
+
+// SetGroup sets the "group" field.
+func (m *WebhookMutation) SetGroup(s string) {
+	m.group = &s
+}
+
+// Group returns the value of the "group" field in the mutation.
+func (m *WebhookMutation) Group() (r string, exists bool) {
+	v := m.group
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGroup returns the old "group" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldGroup(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGroup is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGroup requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGroup: %w", err)
+	}
+	return oldValue.Group, nil
+}
+
+// ResetGroup resets all changes to the "group" field.
+func (m *WebhookMutation) ResetGroup() {
+	m.group = nil
+}
+
+// SetURL sets the "url" field.
+func (m *WebhookMutation) SetURL(s string) {
+	m.url = &s
+}
+
+// URL returns the value of the "url" field in the mutation.
+func (m *WebhookMutation) URL() (r string, exists bool) {
+	v := m.url
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldURL returns the old "url" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldURL(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldURL is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldURL requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldURL: %w", err)
+	}
+	return oldValue.URL, nil
+}
+
+// ResetURL resets all changes to the "url" field.
+func (m *WebhookMutation) ResetURL() {
+	m.url = nil
+}
+
+// SetSecret sets the "secret" field.
+func (m *WebhookMutation) SetSecret(s string) {
+	m.secret = &s
+}
+
+// Secret returns the value of the "secret" field in the mutation.
+func (m *WebhookMutation) Secret() (r string, exists bool) {
+	v := m.secret
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSecret returns the old "secret" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldSecret(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSecret is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSecret requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSecret: %w", err)
+	}
+	return oldValue.Secret, nil
+}
+
+// ResetSecret resets all changes to the "secret" field.
+func (m *WebhookMutation) ResetSecret() {
+	m.secret = nil
+}
+
+// SetEnabled sets the "enabled" field.
+func (m *WebhookMutation) SetEnabled(b bool) {
+	m.enabled = &b
+}
+
+// Enabled returns the value of the "enabled" field in the mutation.
+func (m *WebhookMutation) Enabled() (r bool, exists bool) {
+	v := m.enabled
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEnabled returns the old "enabled" field's value of the Webhook entity.
+// If the Webhook object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookMutation) OldEnabled(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEnabled is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEnabled requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEnabled: %w", err)
+	}
+	return oldValue.Enabled, nil
+}
+
+// ResetEnabled resets all changes to the "enabled" field.
+func (m *WebhookMutation) ResetEnabled() {
+	m.enabled = nil
+}
+
+// Where appends a list predicates to the WebhookMutation builder.
+func (m *WebhookMutation) Where(ps ...predicate.Webhook) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the WebhookMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *WebhookMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Webhook, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *WebhookMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *WebhookMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Webhook).
+func (m *WebhookMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *WebhookMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, webhook.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, webhook.FieldUpdatedAt)
+	}
+	if m.created_by != nil {
+		fields = append(fields, webhook.FieldCreatedBy)
+	}
+	if m.updated_by != nil {
+		fields = append(fields, webhook.FieldUpdatedBy)
+	}
+	if m.name != nil {
+		fields = append(fields, webhook.FieldName)
+	}
+	if m.description != nil {
+		fields = append(fields, webhook.FieldDescription)
+	}
+	if m.group != nil {
+		fields = append(fields, webhook.FieldGroup)
+	}
+	if m.url != nil {
+		fields = append(fields, webhook.FieldURL)
+	}
+	if m.secret != nil {
+		fields = append(fields, webhook.FieldSecret)
+	}
+	if m.enabled != nil {
+		fields = append(fields, webhook.FieldEnabled)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *WebhookMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case webhook.FieldCreatedAt:
+		return m.CreatedAt()
+	case webhook.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case webhook.FieldCreatedBy:
+		return m.CreatedBy()
+	case webhook.FieldUpdatedBy:
+		return m.UpdatedBy()
+	case webhook.FieldName:
+		return m.Name()
+	case webhook.FieldDescription:
+		return m.Description()
+	case webhook.FieldGroup:
+		return m.Group()
+	case webhook.FieldURL:
+		return m.URL()
+	case webhook.FieldSecret:
+		return m.Secret()
+	case webhook.FieldEnabled:
+		return m.Enabled()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *WebhookMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case webhook.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case webhook.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case webhook.FieldCreatedBy:
+		return m.OldCreatedBy(ctx)
+	case webhook.FieldUpdatedBy:
+		return m.OldUpdatedBy(ctx)
+	case webhook.FieldName:
+		return m.OldName(ctx)
+	case webhook.FieldDescription:
+		return m.OldDescription(ctx)
+	case webhook.FieldGroup:
+		return m.OldGroup(ctx)
+	case webhook.FieldURL:
+		return m.OldURL(ctx)
+	case webhook.FieldSecret:
+		return m.OldSecret(ctx)
+	case webhook.FieldEnabled:
+		return m.OldEnabled(ctx)
+	}
+	return nil, fmt.Errorf("unknown Webhook field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *WebhookMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case webhook.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case webhook.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case webhook.FieldCreatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedBy(v)
+		return nil
+	case webhook.FieldUpdatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedBy(v)
+		return nil
+	case webhook.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case webhook.FieldDescription:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDescription(v)
+		return nil
+	case webhook.FieldGroup:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGroup(v)
+		return nil
+	case webhook.FieldURL:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetURL(v)
+		return nil
+	case webhook.FieldSecret:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSecret(v)
+		return nil
+	case webhook.FieldEnabled:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEnabled(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Webhook field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *WebhookMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *WebhookMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *WebhookMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Webhook numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *WebhookMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(webhook.FieldCreatedBy) {
+		fields = append(fields, webhook.FieldCreatedBy)
+	}
+	if m.FieldCleared(webhook.FieldUpdatedBy) {
+		fields = append(fields, webhook.FieldUpdatedBy)
+	}
+	if m.FieldCleared(webhook.FieldDescription) {
+		fields = append(fields, webhook.FieldDescription)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *WebhookMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *WebhookMutation) ClearField(name string) error {
+	switch name {
+	case webhook.FieldCreatedBy:
+		m.ClearCreatedBy()
+		return nil
+	case webhook.FieldUpdatedBy:
+		m.ClearUpdatedBy()
+		return nil
+	case webhook.FieldDescription:
+		m.ClearDescription()
+		return nil
+	}
+	return fmt.Errorf("unknown Webhook nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *WebhookMutation) ResetField(name string) error {
+	switch name {
+	case webhook.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case webhook.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case webhook.FieldCreatedBy:
+		m.ResetCreatedBy()
+		return nil
+	case webhook.FieldUpdatedBy:
+		m.ResetUpdatedBy()
+		return nil
+	case webhook.FieldName:
+		m.ResetName()
+		return nil
+	case webhook.FieldDescription:
+		m.ResetDescription()
+		return nil
+	case webhook.FieldGroup:
+		m.ResetGroup()
+		return nil
+	case webhook.FieldURL:
+		m.ResetURL()
+		return nil
+	case webhook.FieldSecret:
+		m.ResetSecret()
+		return nil
+	case webhook.FieldEnabled:
+		m.ResetEnabled()
+		return nil
+	}
+	return fmt.Errorf("unknown Webhook field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *WebhookMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *WebhookMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *WebhookMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *WebhookMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *WebhookMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *WebhookMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *WebhookMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Webhook unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *WebhookMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Webhook edge %s", name)
 }

@@ -22,6 +22,8 @@ type Tx struct {
 	AdminToken *AdminTokenClient
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
+	// Approval is the client for interacting with the Approval builders.
+	Approval *ApprovalClient
 	// ApprovalRule is the client for interacting with the ApprovalRule builders.
 	ApprovalRule *ApprovalRuleClient
 	// Grant is the client for interacting with the Grant builders.
@@ -48,6 +50,8 @@ type Tx struct {
 	Upstream *UpstreamClient
 	// VirtualServer is the client for interacting with the VirtualServer builders.
 	VirtualServer *VirtualServerClient
+	// Webhook is the client for interacting with the Webhook builders.
+	Webhook *WebhookClient
 
 	// lazily loaded.
 	client     *Client
@@ -183,6 +187,7 @@ func (tx *Tx) init() {
 	tx.AdminChange = NewAdminChangeClient(tx.config)
 	tx.AdminToken = NewAdminTokenClient(tx.config)
 	tx.Agent = NewAgentClient(tx.config)
+	tx.Approval = NewApprovalClient(tx.config)
 	tx.ApprovalRule = NewApprovalRuleClient(tx.config)
 	tx.Grant = NewGrantClient(tx.config)
 	tx.GuardrailRule = NewGuardrailRuleClient(tx.config)
@@ -196,6 +201,7 @@ func (tx *Tx) init() {
 	tx.Tool = NewToolClient(tx.config)
 	tx.Upstream = NewUpstreamClient(tx.config)
 	tx.VirtualServer = NewVirtualServerClient(tx.config)
+	tx.Webhook = NewWebhookClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.

@@ -57,6 +57,12 @@ func (r *queryResolver) Agents(ctx context.Context, after *entgql.Cursor[int], f
 		ent.WithAgentOrder(orderBy), ent.WithAgentFilter(where.Filter))
 }
 
+// Approvals is the resolver for the approvals field.
+func (r *queryResolver) Approvals(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) (*ent.ApprovalConnection, error) {
+	return r.ent(ctx).Approval.Query().Paginate(ctx, after, first, before, last,
+		ent.WithApprovalOrder(orderBy), ent.WithApprovalFilter(where.Filter))
+}
+
 // ApprovalRules is the resolver for the approvalRules field.
 func (r *queryResolver) ApprovalRules(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) (*ent.ApprovalRuleConnection, error) {
 	return r.ent(ctx).ApprovalRule.Query().Paginate(ctx, after, first, before, last,
@@ -127,6 +133,12 @@ func (r *queryResolver) Upstreams(ctx context.Context, after *entgql.Cursor[int]
 func (r *queryResolver) VirtualServers(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) (*ent.VirtualServerConnection, error) {
 	return r.ent(ctx).VirtualServer.Query().Paginate(ctx, after, first, before, last,
 		ent.WithVirtualServerOrder(orderBy), ent.WithVirtualServerFilter(where.Filter))
+}
+
+// Webhooks is the resolver for the webhooks field.
+func (r *queryResolver) Webhooks(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.WebhookOrder, where *ent.WebhookWhereInput) (*ent.WebhookConnection, error) {
+	return r.ent(ctx).Webhook.Query().Paginate(ctx, after, first, before, last,
+		ent.WithWebhookOrder(orderBy), ent.WithWebhookFilter(where.Filter))
 }
 
 // Query returns generated.QueryResolver implementation.

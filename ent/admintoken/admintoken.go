@@ -30,6 +30,10 @@ const (
 	FieldPrefix = "prefix"
 	// FieldRoles holds the string denoting the roles field in the database.
 	FieldRoles = "roles"
+	// FieldGroups holds the string denoting the groups field in the database.
+	FieldGroups = "groups"
+	// FieldTeam holds the string denoting the team field in the database.
+	FieldTeam = "team"
 	// FieldExpiresAt holds the string denoting the expires_at field in the database.
 	FieldExpiresAt = "expires_at"
 	// FieldLastUsedAt holds the string denoting the last_used_at field in the database.
@@ -49,6 +53,8 @@ var Columns = []string{
 	FieldTokenHash,
 	FieldPrefix,
 	FieldRoles,
+	FieldGroups,
+	FieldTeam,
 	FieldExpiresAt,
 	FieldLastUsedAt,
 }
@@ -84,6 +90,8 @@ var (
 	PrefixValidator func(string) error
 	// RolesValidator is a validator for the "roles" field. It is called by the builders before save.
 	RolesValidator func([]string) error
+	// GroupsValidator is a validator for the "groups" field. It is called by the builders before save.
+	GroupsValidator func([]string) error
 )
 
 // OrderOption defines the ordering options for the AdminToken queries.
@@ -127,6 +135,11 @@ func ByTokenHash(opts ...sql.OrderTermOption) OrderOption {
 // ByPrefix orders the results by the prefix field.
 func ByPrefix(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPrefix, opts...).ToFunc()
+}
+
+// ByTeam orders the results by the team field.
+func ByTeam(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTeam, opts...).ToFunc()
 }
 
 // ByExpiresAt orders the results by the expires_at field.

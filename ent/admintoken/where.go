@@ -89,6 +89,11 @@ func Prefix(v string) predicate.AdminToken {
 	return predicate.AdminToken(sql.FieldEQ(FieldPrefix, v))
 }
 
+// Team applies equality check predicate on the "team" field. It's identical to TeamEQ.
+func Team(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldEQ(FieldTeam, v))
+}
+
 // ExpiresAt applies equality check predicate on the "expires_at" field. It's identical to ExpiresAtEQ.
 func ExpiresAt(v time.Time) predicate.AdminToken {
 	return predicate.AdminToken(sql.FieldEQ(FieldExpiresAt, v))
@@ -522,6 +527,91 @@ func PrefixEqualFold(v string) predicate.AdminToken {
 // PrefixContainsFold applies the ContainsFold predicate on the "prefix" field.
 func PrefixContainsFold(v string) predicate.AdminToken {
 	return predicate.AdminToken(sql.FieldContainsFold(FieldPrefix, v))
+}
+
+// GroupsIsNil applies the IsNil predicate on the "groups" field.
+func GroupsIsNil() predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldIsNull(FieldGroups))
+}
+
+// GroupsNotNil applies the NotNil predicate on the "groups" field.
+func GroupsNotNil() predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldNotNull(FieldGroups))
+}
+
+// TeamEQ applies the EQ predicate on the "team" field.
+func TeamEQ(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldEQ(FieldTeam, v))
+}
+
+// TeamNEQ applies the NEQ predicate on the "team" field.
+func TeamNEQ(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldNEQ(FieldTeam, v))
+}
+
+// TeamIn applies the In predicate on the "team" field.
+func TeamIn(vs ...string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldIn(FieldTeam, vs...))
+}
+
+// TeamNotIn applies the NotIn predicate on the "team" field.
+func TeamNotIn(vs ...string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldNotIn(FieldTeam, vs...))
+}
+
+// TeamGT applies the GT predicate on the "team" field.
+func TeamGT(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldGT(FieldTeam, v))
+}
+
+// TeamGTE applies the GTE predicate on the "team" field.
+func TeamGTE(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldGTE(FieldTeam, v))
+}
+
+// TeamLT applies the LT predicate on the "team" field.
+func TeamLT(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldLT(FieldTeam, v))
+}
+
+// TeamLTE applies the LTE predicate on the "team" field.
+func TeamLTE(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldLTE(FieldTeam, v))
+}
+
+// TeamContains applies the Contains predicate on the "team" field.
+func TeamContains(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldContains(FieldTeam, v))
+}
+
+// TeamHasPrefix applies the HasPrefix predicate on the "team" field.
+func TeamHasPrefix(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldHasPrefix(FieldTeam, v))
+}
+
+// TeamHasSuffix applies the HasSuffix predicate on the "team" field.
+func TeamHasSuffix(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldHasSuffix(FieldTeam, v))
+}
+
+// TeamIsNil applies the IsNil predicate on the "team" field.
+func TeamIsNil() predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldIsNull(FieldTeam))
+}
+
+// TeamNotNil applies the NotNil predicate on the "team" field.
+func TeamNotNil() predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldNotNull(FieldTeam))
+}
+
+// TeamEqualFold applies the EqualFold predicate on the "team" field.
+func TeamEqualFold(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldEqualFold(FieldTeam, v))
+}
+
+// TeamContainsFold applies the ContainsFold predicate on the "team" field.
+func TeamContainsFold(v string) predicate.AdminToken {
+	return predicate.AdminToken(sql.FieldContainsFold(FieldTeam, v))
 }
 
 // ExpiresAtEQ applies the EQ predicate on the "expires_at" field.

@@ -42,6 +42,12 @@ const (
 	FieldOnTimeout = "on_timeout"
 	// FieldEscalateTo holds the string denoting the escalate_to field in the database.
 	FieldEscalateTo = "escalate_to"
+	// FieldVirtualServers holds the string denoting the virtual_servers field in the database.
+	FieldVirtualServers = "virtual_servers"
+	// FieldTools holds the string denoting the tools field in the database.
+	FieldTools = "tools"
+	// FieldWhen holds the string denoting the when field in the database.
+	FieldWhen = "when"
 	// FieldReuseWindowSeconds holds the string denoting the reuse_window_seconds field in the database.
 	FieldReuseWindowSeconds = "reuse_window_seconds"
 	// EdgeGrants holds the string denoting the grants edge name in mutations.
@@ -72,6 +78,9 @@ var Columns = []string{
 	FieldTimeoutSeconds,
 	FieldOnTimeout,
 	FieldEscalateTo,
+	FieldVirtualServers,
+	FieldTools,
+	FieldWhen,
 	FieldReuseWindowSeconds,
 }
 
@@ -116,6 +125,12 @@ var (
 	TimeoutSecondsValidator func(float64) error
 	// EscalateToValidator is a validator for the "escalate_to" field. It is called by the builders before save.
 	EscalateToValidator func([]string) error
+	// VirtualServersValidator is a validator for the "virtual_servers" field. It is called by the builders before save.
+	VirtualServersValidator func([]string) error
+	// ToolsValidator is a validator for the "tools" field. It is called by the builders before save.
+	ToolsValidator func([]string) error
+	// WhenValidator is a validator for the "when" field. It is called by the builders before save.
+	WhenValidator func(string) error
 	// DefaultReuseWindowSeconds holds the default value on creation for the "reuse_window_seconds" field.
 	DefaultReuseWindowSeconds float64
 	// ReuseWindowSecondsValidator is a validator for the "reuse_window_seconds" field. It is called by the builders before save.
@@ -204,6 +219,11 @@ func ByTimeoutSeconds(opts ...sql.OrderTermOption) OrderOption {
 // ByOnTimeout orders the results by the on_timeout field.
 func ByOnTimeout(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldOnTimeout, opts...).ToFunc()
+}
+
+// ByWhen orders the results by the when field.
+func ByWhen(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldWhen, opts...).ToFunc()
 }
 
 // ByReuseWindowSeconds orders the results by the reuse_window_seconds field.

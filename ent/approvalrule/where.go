@@ -100,6 +100,11 @@ func TimeoutSeconds(v float64) predicate.ApprovalRule {
 	return predicate.ApprovalRule(sql.FieldEQ(FieldTimeoutSeconds, v))
 }
 
+// When applies equality check predicate on the "when" field. It's identical to WhenEQ.
+func When(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldEQ(FieldWhen, v))
+}
+
 // ReuseWindowSeconds applies equality check predicate on the "reuse_window_seconds" field. It's identical to ReuseWindowSecondsEQ.
 func ReuseWindowSeconds(v float64) predicate.ApprovalRule {
 	return predicate.ApprovalRule(sql.FieldEQ(FieldReuseWindowSeconds, v))
@@ -593,6 +598,101 @@ func EscalateToIsNil() predicate.ApprovalRule {
 // EscalateToNotNil applies the NotNil predicate on the "escalate_to" field.
 func EscalateToNotNil() predicate.ApprovalRule {
 	return predicate.ApprovalRule(sql.FieldNotNull(FieldEscalateTo))
+}
+
+// VirtualServersIsNil applies the IsNil predicate on the "virtual_servers" field.
+func VirtualServersIsNil() predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldIsNull(FieldVirtualServers))
+}
+
+// VirtualServersNotNil applies the NotNil predicate on the "virtual_servers" field.
+func VirtualServersNotNil() predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldNotNull(FieldVirtualServers))
+}
+
+// ToolsIsNil applies the IsNil predicate on the "tools" field.
+func ToolsIsNil() predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldIsNull(FieldTools))
+}
+
+// ToolsNotNil applies the NotNil predicate on the "tools" field.
+func ToolsNotNil() predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldNotNull(FieldTools))
+}
+
+// WhenEQ applies the EQ predicate on the "when" field.
+func WhenEQ(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldEQ(FieldWhen, v))
+}
+
+// WhenNEQ applies the NEQ predicate on the "when" field.
+func WhenNEQ(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldNEQ(FieldWhen, v))
+}
+
+// WhenIn applies the In predicate on the "when" field.
+func WhenIn(vs ...string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldIn(FieldWhen, vs...))
+}
+
+// WhenNotIn applies the NotIn predicate on the "when" field.
+func WhenNotIn(vs ...string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldNotIn(FieldWhen, vs...))
+}
+
+// WhenGT applies the GT predicate on the "when" field.
+func WhenGT(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldGT(FieldWhen, v))
+}
+
+// WhenGTE applies the GTE predicate on the "when" field.
+func WhenGTE(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldGTE(FieldWhen, v))
+}
+
+// WhenLT applies the LT predicate on the "when" field.
+func WhenLT(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldLT(FieldWhen, v))
+}
+
+// WhenLTE applies the LTE predicate on the "when" field.
+func WhenLTE(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldLTE(FieldWhen, v))
+}
+
+// WhenContains applies the Contains predicate on the "when" field.
+func WhenContains(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldContains(FieldWhen, v))
+}
+
+// WhenHasPrefix applies the HasPrefix predicate on the "when" field.
+func WhenHasPrefix(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldHasPrefix(FieldWhen, v))
+}
+
+// WhenHasSuffix applies the HasSuffix predicate on the "when" field.
+func WhenHasSuffix(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldHasSuffix(FieldWhen, v))
+}
+
+// WhenIsNil applies the IsNil predicate on the "when" field.
+func WhenIsNil() predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldIsNull(FieldWhen))
+}
+
+// WhenNotNil applies the NotNil predicate on the "when" field.
+func WhenNotNil() predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldNotNull(FieldWhen))
+}
+
+// WhenEqualFold applies the EqualFold predicate on the "when" field.
+func WhenEqualFold(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldEqualFold(FieldWhen, v))
+}
+
+// WhenContainsFold applies the ContainsFold predicate on the "when" field.
+func WhenContainsFold(v string) predicate.ApprovalRule {
+	return predicate.ApprovalRule(sql.FieldContainsFold(FieldWhen, v))
 }
 
 // ReuseWindowSecondsEQ applies the EQ predicate on the "reuse_window_seconds" field.

@@ -2,4 +2,4 @@
 
 package internal
 
-const IncrementStarts = "{\"admin_changes\":60129542144,\"admin_tokens\":4294967296,\"agents\":8589934592,\"api_keys\":0,\"approval_rules\":12884901888,\"grants\":17179869184,\"guardrail_rules\":21474836480,\"policy_rules\":25769803776,\"rate_limits\":64424509440,\"roles\":30064771072,\"secret_bindings\":34359738368,\"selections\":38654705664,\"settings\":68719476736,\"teams\":42949672960,\"tools\":47244640256,\"upstreams\":51539607552,\"virtual_servers\":55834574848}"
+const IncrementStarts = "{\"admin_changes\":60129542144,\"admin_tokens\":4294967296,\"agents\":8589934592,\"api_keys\":0,\"approval_rules\":12884901888,\"approvals\":73014444032,\"grants\":17179869184,\"guardrail_rules\":21474836480,\"policy_rules\":25769803776,\"rate_limits\":64424509440,\"roles\":30064771072,\"secret_bindings\":34359738368,\"selections\":38654705664,\"settings\":68719476736,\"teams\":42949672960,\"tools\":47244640256,\"upstreams\":51539607552,\"virtual_servers\":55834574848,\"webhooks\":77309411328}"

@@ -78,6 +78,8 @@ var (
 		{Name: "token_hash", Type: field.TypeString, Unique: true},
 		{Name: "prefix", Type: field.TypeString, Size: 16},
 		{Name: "roles", Type: field.TypeJSON},
+		{Name: "groups", Type: field.TypeJSON, Nullable: true},
+		{Name: "team", Type: field.TypeString, Nullable: true},
 		{Name: "expires_at", Type: field.TypeTime, Nullable: true},
 		{Name: "last_used_at", Type: field.TypeTime, Nullable: true},
 	}
@@ -113,6 +115,61 @@ var (
 			},
 		},
 	}
+	// ApprovalsColumns holds the columns for the "approvals" table.
+	ApprovalsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "approval_id", Type: field.TypeString, Unique: true, Size: 128},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"pending", "executing", "approved", "denied", "timed_out", "cancelled", "failed"}, Default: "pending"},
+		{Name: "agent", Type: field.TypeString},
+		{Name: "team", Type: field.TypeString, Nullable: true},
+		{Name: "virtual_server", Type: field.TypeString},
+		{Name: "tool", Type: field.TypeString},
+		{Name: "upstream", Type: field.TypeString},
+		{Name: "upstream_tool", Type: field.TypeString},
+		{Name: "arguments", Type: field.TypeJSON, Nullable: true},
+		{Name: "call_arguments", Type: field.TypeJSON, Nullable: true},
+		{Name: "args_hash", Type: field.TypeString},
+		{Name: "attempt", Type: field.TypeInt, Default: 0},
+		{Name: "reasons", Type: field.TypeJSON, Nullable: true},
+		{Name: "rule", Type: field.TypeString},
+		{Name: "approver_groups", Type: field.TypeJSON, Nullable: true},
+		{Name: "quorum", Type: field.TypeInt, Default: 1},
+		{Name: "approvers", Type: field.TypeJSON, Nullable: true},
+		{Name: "decisions", Type: field.TypeJSON, Nullable: true},
+		{Name: "escalated", Type: field.TypeBool, Default: false},
+		{Name: "deadline", Type: field.TypeTime, Nullable: true},
+		{Name: "reason", Type: field.TypeString, Nullable: true},
+		{Name: "decided_at", Type: field.TypeTime, Nullable: true},
+		{Name: "executed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "closed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "result", Type: field.TypeJSON, Nullable: true},
+		{Name: "delivered", Type: field.TypeBool, Default: false},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+	}
+	// ApprovalsTable holds the schema information for the "approvals" table.
+	ApprovalsTable = &schema.Table{
+		Name:       "approvals",
+		Columns:    ApprovalsColumns,
+		PrimaryKey: []*schema.Column{ApprovalsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "approval_agent_virtual_server_tool_args_hash",
+				Unique:  false,
+				Columns: []*schema.Column{ApprovalsColumns[3], ApprovalsColumns[5], ApprovalsColumns[6], ApprovalsColumns[11]},
+			},
+			{
+				Name:    "approval_state_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{ApprovalsColumns[2], ApprovalsColumns[27]},
+			},
+			{
+				Name:    "approval_updated_at",
+				Unique:  false,
+				Columns: []*schema.Column{ApprovalsColumns[28]},
+			},
+		},
+	}
 	// ApprovalRulesColumns holds the columns for the "approval_rules" table.
 	ApprovalRulesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -128,6 +185,9 @@ var (
 		{Name: "timeout_seconds", Type: field.TypeFloat64, Default: 3600},
 		{Name: "on_timeout", Type: field.TypeEnum, Enums: []string{"deny", "escalate"}, Default: "deny"},
 		{Name: "escalate_to", Type: field.TypeJSON, Nullable: true},
+		{Name: "virtual_servers", Type: field.TypeJSON, Nullable: true},
+		{Name: "tools", Type: field.TypeJSON, Nullable: true},
+		{Name: "when", Type: field.TypeString, Nullable: true, Size: 4096},
 		{Name: "reuse_window_seconds", Type: field.TypeFloat64, Default: 0},
 	}
 	// ApprovalRulesTable holds the schema information for the "approval_rules" table.
@@ -489,6 +549,26 @@ var (
 		Columns:    VirtualServersColumns,
 		PrimaryKey: []*schema.Column{VirtualServersColumns[0]},
 	}
+	// WebhooksColumns holds the columns for the "webhooks" table.
+	WebhooksColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "created_by", Type: field.TypeString, Nullable: true},
+		{Name: "updated_by", Type: field.TypeString, Nullable: true},
+		{Name: "name", Type: field.TypeString, Unique: true},
+		{Name: "description", Type: field.TypeString, Nullable: true, Size: 4096},
+		{Name: "group", Type: field.TypeString},
+		{Name: "url", Type: field.TypeString},
+		{Name: "secret", Type: field.TypeString},
+		{Name: "enabled", Type: field.TypeBool, Default: true},
+	}
+	// WebhooksTable holds the schema information for the "webhooks" table.
+	WebhooksTable = &schema.Table{
+		Name:       "webhooks",
+		Columns:    WebhooksColumns,
+		PrimaryKey: []*schema.Column{WebhooksColumns[0]},
+	}
 	// AgentRolesColumns holds the columns for the "agent_roles" table.
 	AgentRolesColumns = []*schema.Column{
 		{Name: "agent_id", Type: field.TypeInt},
@@ -520,6 +600,7 @@ var (
 		AdminChangesTable,
 		AdminTokensTable,
 		AgentsTable,
+		ApprovalsTable,
 		ApprovalRulesTable,
 		GrantsTable,
 		GuardrailRulesTable,
@@ -533,6 +614,7 @@ var (
 		ToolsTable,
 		UpstreamsTable,
 		VirtualServersTable,
+		WebhooksTable,
 		AgentRolesTable,
 	}
 )
@@ -551,6 +633,9 @@ func init() {
 	AgentsTable.ForeignKeys[0].RefTable = TeamsTable
 	AgentsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(8589934592),
+	}
+	ApprovalsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(73014444032),
 	}
 	ApprovalRulesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(12884901888),
@@ -598,6 +683,9 @@ func init() {
 	}
 	VirtualServersTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(55834574848),
+	}
+	WebhooksTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(77309411328),
 	}
 	AgentRolesTable.ForeignKeys[0].RefTable = AgentsTable
 	AgentRolesTable.ForeignKeys[1].RefTable = RolesTable

@@ -18,6 +18,9 @@ type AdminToken func(*sql.Selector)
 // Agent is the predicate function for agent builders.
 type Agent func(*sql.Selector)
 
+// Approval is the predicate function for approval builders.
+type Approval func(*sql.Selector)
+
 // ApprovalRule is the predicate function for approvalrule builders.
 type ApprovalRule func(*sql.Selector)
 
@@ -56,3 +59,6 @@ type Upstream func(*sql.Selector)
 
 // VirtualServer is the predicate function for virtualserver builders.
 type VirtualServer func(*sql.Selector)
+
+// Webhook is the predicate function for webhook builders.
+type Webhook func(*sql.Selector)

@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/admintoken"
 	"github.com/gatehouse-dev/gatehouse/ent/agent"
 	"github.com/gatehouse-dev/gatehouse/ent/apikey"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -23,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/ent/virtualserver"
+	"github.com/gatehouse-dev/gatehouse/ent/webhook"
 )
 
 // The init function reads all schema descriptors with runtime code
@@ -101,6 +103,10 @@ func init() {
 	admintokenDescRoles := admintokenFields[3].Descriptor()
 	// admintoken.RolesValidator is a validator for the "roles" field. It is called by the builders before save.
 	admintoken.RolesValidator = admintokenDescRoles.Validators[0].(func([]string) error)
+	// admintokenDescGroups is the schema descriptor for groups field.
+	admintokenDescGroups := admintokenFields[4].Descriptor()
+	// admintoken.GroupsValidator is a validator for the "groups" field. It is called by the builders before save.
+	admintoken.GroupsValidator = admintokenDescGroups.Validators[0].(func([]string) error)
 	agentMixin := schema.Agent{}.Mixin()
 	agentMixinHooks0 := agentMixin[0].Hooks()
 	agent.Hooks[0] = agentMixinHooks0[0]
@@ -126,6 +132,52 @@ func init() {
 	agentDescDescription := agentFields[1].Descriptor()
 	// agent.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
 	agent.DescriptionValidator = agentDescDescription.Validators[0].(func(string) error)
+	approvalFields := schema.Approval{}.Fields()
+	_ = approvalFields
+	// approvalDescApprovalID is the schema descriptor for approval_id field.
+	approvalDescApprovalID := approvalFields[0].Descriptor()
+	// approval.ApprovalIDValidator is a validator for the "approval_id" field. It is called by the builders before save.
+	approval.ApprovalIDValidator = func() func(string) error {
+		validators := approvalDescApprovalID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(approval_id string) error {
+			for _, fn := range fns {
+				if err := fn(approval_id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// approvalDescAttempt is the schema descriptor for attempt field.
+	approvalDescAttempt := approvalFields[11].Descriptor()
+	// approval.DefaultAttempt holds the default value on creation for the attempt field.
+	approval.DefaultAttempt = approvalDescAttempt.Default.(int)
+	// approvalDescQuorum is the schema descriptor for quorum field.
+	approvalDescQuorum := approvalFields[15].Descriptor()
+	// approval.DefaultQuorum holds the default value on creation for the quorum field.
+	approval.DefaultQuorum = approvalDescQuorum.Default.(int)
+	// approvalDescEscalated is the schema descriptor for escalated field.
+	approvalDescEscalated := approvalFields[18].Descriptor()
+	// approval.DefaultEscalated holds the default value on creation for the escalated field.
+	approval.DefaultEscalated = approvalDescEscalated.Default.(bool)
+	// approvalDescDelivered is the schema descriptor for delivered field.
+	approvalDescDelivered := approvalFields[25].Descriptor()
+	// approval.DefaultDelivered holds the default value on creation for the delivered field.
+	approval.DefaultDelivered = approvalDescDelivered.Default.(bool)
+	// approvalDescCreatedAt is the schema descriptor for created_at field.
+	approvalDescCreatedAt := approvalFields[26].Descriptor()
+	// approval.DefaultCreatedAt holds the default value on creation for the created_at field.
+	approval.DefaultCreatedAt = approvalDescCreatedAt.Default.(func() time.Time)
+	// approvalDescUpdatedAt is the schema descriptor for updated_at field.
+	approvalDescUpdatedAt := approvalFields[27].Descriptor()
+	// approval.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	approval.DefaultUpdatedAt = approvalDescUpdatedAt.Default.(func() time.Time)
+	// approval.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	approval.UpdateDefaultUpdatedAt = approvalDescUpdatedAt.UpdateDefault.(func() time.Time)
 	approvalruleMixin := schema.ApprovalRule{}.Mixin()
 	approvalruleMixinHooks0 := approvalruleMixin[0].Hooks()
 	approvalruleHooks := schema.ApprovalRule{}.Hooks()
@@ -177,8 +229,20 @@ func init() {
 	approvalruleDescEscalateTo := approvalruleFields[7].Descriptor()
 	// approvalrule.EscalateToValidator is a validator for the "escalate_to" field. It is called by the builders before save.
 	approvalrule.EscalateToValidator = approvalruleDescEscalateTo.Validators[0].(func([]string) error)
+	// approvalruleDescVirtualServers is the schema descriptor for virtual_servers field.
+	approvalruleDescVirtualServers := approvalruleFields[8].Descriptor()
+	// approvalrule.VirtualServersValidator is a validator for the "virtual_servers" field. It is called by the builders before save.
+	approvalrule.VirtualServersValidator = approvalruleDescVirtualServers.Validators[0].(func([]string) error)
+	// approvalruleDescTools is the schema descriptor for tools field.
+	approvalruleDescTools := approvalruleFields[9].Descriptor()
+	// approvalrule.ToolsValidator is a validator for the "tools" field. It is called by the builders before save.
+	approvalrule.ToolsValidator = approvalruleDescTools.Validators[0].(func([]string) error)
+	// approvalruleDescWhen is the schema descriptor for when field.
+	approvalruleDescWhen := approvalruleFields[10].Descriptor()
+	// approvalrule.WhenValidator is a validator for the "when" field. It is called by the builders before save.
+	approvalrule.WhenValidator = approvalruleDescWhen.Validators[0].(func(string) error)
 	// approvalruleDescReuseWindowSeconds is the schema descriptor for reuse_window_seconds field.
-	approvalruleDescReuseWindowSeconds := approvalruleFields[8].Descriptor()
+	approvalruleDescReuseWindowSeconds := approvalruleFields[11].Descriptor()
 	// approvalrule.DefaultReuseWindowSeconds holds the default value on creation for the reuse_window_seconds field.
 	approvalrule.DefaultReuseWindowSeconds = approvalruleDescReuseWindowSeconds.Default.(float64)
 	// approvalrule.ReuseWindowSecondsValidator is a validator for the "reuse_window_seconds" field. It is called by the builders before save.
@@ -759,6 +823,47 @@ func init() {
 	virtualserverDescAnonymous := virtualserverFields[2].Descriptor()
 	// virtualserver.DefaultAnonymous holds the default value on creation for the anonymous field.
 	virtualserver.DefaultAnonymous = virtualserverDescAnonymous.Default.(bool)
+	webhookMixin := schema.Webhook{}.Mixin()
+	webhookMixinHooks0 := webhookMixin[0].Hooks()
+	webhook.Hooks[0] = webhookMixinHooks0[0]
+	webhookMixinFields0 := webhookMixin[0].Fields()
+	_ = webhookMixinFields0
+	webhookFields := schema.Webhook{}.Fields()
+	_ = webhookFields
+	// webhookDescCreatedAt is the schema descriptor for created_at field.
+	webhookDescCreatedAt := webhookMixinFields0[0].Descriptor()
+	// webhook.DefaultCreatedAt holds the default value on creation for the created_at field.
+	webhook.DefaultCreatedAt = webhookDescCreatedAt.Default.(func() time.Time)
+	// webhookDescUpdatedAt is the schema descriptor for updated_at field.
+	webhookDescUpdatedAt := webhookMixinFields0[1].Descriptor()
+	// webhook.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	webhook.DefaultUpdatedAt = webhookDescUpdatedAt.Default.(func() time.Time)
+	// webhook.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	webhook.UpdateDefaultUpdatedAt = webhookDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// webhookDescName is the schema descriptor for name field.
+	webhookDescName := webhookFields[0].Descriptor()
+	// webhook.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	webhook.NameValidator = webhookDescName.Validators[0].(func(string) error)
+	// webhookDescDescription is the schema descriptor for description field.
+	webhookDescDescription := webhookFields[1].Descriptor()
+	// webhook.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
+	webhook.DescriptionValidator = webhookDescDescription.Validators[0].(func(string) error)
+	// webhookDescGroup is the schema descriptor for group field.
+	webhookDescGroup := webhookFields[2].Descriptor()
+	// webhook.GroupValidator is a validator for the "group" field. It is called by the builders before save.
+	webhook.GroupValidator = webhookDescGroup.Validators[0].(func(string) error)
+	// webhookDescURL is the schema descriptor for url field.
+	webhookDescURL := webhookFields[3].Descriptor()
+	// webhook.URLValidator is a validator for the "url" field. It is called by the builders before save.
+	webhook.URLValidator = webhookDescURL.Validators[0].(func(string) error)
+	// webhookDescSecret is the schema descriptor for secret field.
+	webhookDescSecret := webhookFields[4].Descriptor()
+	// webhook.SecretValidator is a validator for the "secret" field. It is called by the builders before save.
+	webhook.SecretValidator = webhookDescSecret.Validators[0].(func(string) error)
+	// webhookDescEnabled is the schema descriptor for enabled field.
+	webhookDescEnabled := webhookFields[5].Descriptor()
+	// webhook.DefaultEnabled holds the default value on creation for the enabled field.
+	webhook.DefaultEnabled = webhookDescEnabled.Default.(bool)
 }
 
 const (

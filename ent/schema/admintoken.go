@@ -37,6 +37,13 @@ func (AdminToken) Fields() []ent.Field {
 		field.Strings("roles").
 			Validate(schematype.ValidateAdminRoles).
 			Comment("What the token may do: admin (everything), approver (decide approvals), auditor (read audit), viewer (read configuration)."),
+		field.Strings("groups").
+			Optional().
+			Validate(schematype.ValidateNames).
+			Comment("Approver groups the holder belongs to (the teams or roles approval rules name); an approver decides calls held for one of them."),
+		field.String("team").
+			Optional().
+			Comment("The holder's own team: with an approval rule's allowSameTeam false, the holder cannot decide calls of agents of this team."),
 		field.Time("expires_at").
 			Optional().
 			Nillable().

@@ -53,6 +53,12 @@ func (ApprovalRule) Fields() []ent.Field {
 			Optional().
 			Validate(schematype.ValidateNames).
 			Comment("Groups asked next when onTimeout is escalate; required then."),
+		globsField("virtual_servers", "Virtual servers whose calls this rule holds for approval by itself, after the grants allowed them. With tools, when a call matches both (and when holds), it needs approval even if no grant names this rule."),
+		globsField("tools", "Tools (exposed names) this rule holds for approval by itself; see virtualServers. A rule with neither virtualServers nor tools applies only through grants that name it."),
+		field.String("when").
+			Optional().
+			MaxLen(4096).
+			Comment("CEL condition over principal, call and args (like a grant's when) that must hold for the rule to hold a call by itself; empty means always, e.g. args.path.startsWith(\"secrets/\")."),
 		field.Float("reuse_window_seconds").
 			Default(0).
 			Min(0).

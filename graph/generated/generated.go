@@ -18,6 +18,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
@@ -108,11 +109,13 @@ type ComplexityRoot struct {
 		CreatedAt  func(childComplexity int) int
 		CreatedBy  func(childComplexity int) int
 		ExpiresAt  func(childComplexity int) int
+		Groups     func(childComplexity int) int
 		ID         func(childComplexity int) int
 		LastUsedAt func(childComplexity int) int
 		Name       func(childComplexity int) int
 		Prefix     func(childComplexity int) int
 		Roles      func(childComplexity int) int
+		Team       func(childComplexity int) int
 		UpdatedAt  func(childComplexity int) int
 		UpdatedBy  func(childComplexity int) int
 	}
@@ -159,6 +162,47 @@ type ComplexityRoot struct {
 		Revision func(childComplexity int) int
 	}
 
+	Approval struct {
+		Agent          func(childComplexity int) int
+		ApprovalID     func(childComplexity int) int
+		ApproverGroups func(childComplexity int) int
+		Approvers      func(childComplexity int) int
+		ArgsHash       func(childComplexity int) int
+		Arguments      func(childComplexity int) int
+		Attempt        func(childComplexity int) int
+		ClosedAt       func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		Deadline       func(childComplexity int) int
+		DecidedAt      func(childComplexity int) int
+		Decisions      func(childComplexity int) int
+		Delivered      func(childComplexity int) int
+		Escalated      func(childComplexity int) int
+		ExecutedAt     func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Quorum         func(childComplexity int) int
+		Reason         func(childComplexity int) int
+		Reasons        func(childComplexity int) int
+		Rule           func(childComplexity int) int
+		State          func(childComplexity int) int
+		Team           func(childComplexity int) int
+		Tool           func(childComplexity int) int
+		UpdatedAt      func(childComplexity int) int
+		Upstream       func(childComplexity int) int
+		UpstreamTool   func(childComplexity int) int
+		VirtualServer  func(childComplexity int) int
+	}
+
+	ApprovalConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ApprovalEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	ApprovalRule struct {
 		AllowSameTeam      func(childComplexity int) int
 		ApproverGroups     func(childComplexity int) int
@@ -173,8 +217,11 @@ type ComplexityRoot struct {
 		Quorum             func(childComplexity int) int
 		ReuseWindowSeconds func(childComplexity int) int
 		TimeoutSeconds     func(childComplexity int) int
+		Tools              func(childComplexity int) int
 		UpdatedAt          func(childComplexity int) int
 		UpdatedBy          func(childComplexity int) int
+		VirtualServers     func(childComplexity int) int
+		When               func(childComplexity int) int
 	}
 
 	ApprovalRuleConnection struct {
@@ -403,6 +450,7 @@ type ComplexityRoot struct {
 		AdminTokens     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) int
 		Agents          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) int
 		ApprovalRules   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
+		Approvals       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) int
 		EffectiveTools  func(childComplexity int, virtualServer string, agent *string) int
 		ExplainDecision func(childComplexity int, agent string, virtualServer string, tool string, arguments json.RawMessage) int
 		ExportConfig    func(childComplexity int) int
@@ -422,6 +470,7 @@ type ComplexityRoot struct {
 		Upstreams       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) int
 		ValidateConfig  func(childComplexity int) int
 		VirtualServers  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) int
+		Webhooks        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.WebhookOrder, where *ent.WebhookWhereInput) int
 	}
 
 	RateLimit struct {
@@ -662,6 +711,30 @@ type ComplexityRoot struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
+
+	Webhook struct {
+		CreatedAt   func(childComplexity int) int
+		CreatedBy   func(childComplexity int) int
+		Description func(childComplexity int) int
+		Enabled     func(childComplexity int) int
+		Group       func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Name        func(childComplexity int) int
+		URL         func(childComplexity int) int
+		UpdatedAt   func(childComplexity int) int
+		UpdatedBy   func(childComplexity int) int
+	}
+
+	WebhookConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	WebhookEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -727,6 +800,7 @@ type QueryResolver interface {
 	AdminChanges(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) (*ent.AdminChangeConnection, error)
 	AdminTokens(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) (*ent.AdminTokenConnection, error)
 	Agents(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) (*ent.AgentConnection, error)
+	Approvals(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) (*ent.ApprovalConnection, error)
 	ApprovalRules(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) (*ent.ApprovalRuleConnection, error)
 	Grants(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) (*ent.GrantConnection, error)
 	GuardrailRules(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) (*ent.GuardrailRuleConnection, error)
@@ -739,6 +813,7 @@ type QueryResolver interface {
 	Tools(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ToolOrder, where *ent.ToolWhereInput) (*ent.ToolConnection, error)
 	Upstreams(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) (*ent.UpstreamConnection, error)
 	VirtualServers(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) (*ent.VirtualServerConnection, error)
+	Webhooks(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.WebhookOrder, where *ent.WebhookWhereInput) (*ent.WebhookConnection, error)
 	ValidateConfig(ctx context.Context) (*model.ConfigValidation, error)
 	Me(ctx context.Context) (*model.AdminPrincipal, error)
 	ExportConfig(ctx context.Context) (string, error)
@@ -994,6 +1069,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AdminToken.ExpiresAt(childComplexity), true
+	case "AdminToken.groups":
+		if e.ComplexityRoot.AdminToken.Groups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminToken.Groups(childComplexity), true
 	case "AdminToken.id":
 		if e.ComplexityRoot.AdminToken.ID == nil {
 			break
@@ -1024,6 +1105,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AdminToken.Roles(childComplexity), true
+	case "AdminToken.team":
+		if e.ComplexityRoot.AdminToken.Team == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdminToken.Team(childComplexity), true
 	case "AdminToken.updatedAt":
 		if e.ComplexityRoot.AdminToken.UpdatedAt == nil {
 			break
@@ -1187,6 +1274,201 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ApplyConfigPayload.Revision(childComplexity), true
 
+	case "Approval.agent":
+		if e.ComplexityRoot.Approval.Agent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Agent(childComplexity), true
+	case "Approval.approvalID":
+		if e.ComplexityRoot.Approval.ApprovalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.ApprovalID(childComplexity), true
+	case "Approval.approverGroups":
+		if e.ComplexityRoot.Approval.ApproverGroups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.ApproverGroups(childComplexity), true
+	case "Approval.approvers":
+		if e.ComplexityRoot.Approval.Approvers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Approvers(childComplexity), true
+	case "Approval.argsHash":
+		if e.ComplexityRoot.Approval.ArgsHash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.ArgsHash(childComplexity), true
+	case "Approval.arguments":
+		if e.ComplexityRoot.Approval.Arguments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Arguments(childComplexity), true
+	case "Approval.attempt":
+		if e.ComplexityRoot.Approval.Attempt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Attempt(childComplexity), true
+	case "Approval.closedAt":
+		if e.ComplexityRoot.Approval.ClosedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.ClosedAt(childComplexity), true
+	case "Approval.createdAt":
+		if e.ComplexityRoot.Approval.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.CreatedAt(childComplexity), true
+	case "Approval.deadline":
+		if e.ComplexityRoot.Approval.Deadline == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Deadline(childComplexity), true
+	case "Approval.decidedAt":
+		if e.ComplexityRoot.Approval.DecidedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.DecidedAt(childComplexity), true
+	case "Approval.decisions":
+		if e.ComplexityRoot.Approval.Decisions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Decisions(childComplexity), true
+	case "Approval.delivered":
+		if e.ComplexityRoot.Approval.Delivered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Delivered(childComplexity), true
+	case "Approval.escalated":
+		if e.ComplexityRoot.Approval.Escalated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Escalated(childComplexity), true
+	case "Approval.executedAt":
+		if e.ComplexityRoot.Approval.ExecutedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.ExecutedAt(childComplexity), true
+	case "Approval.id":
+		if e.ComplexityRoot.Approval.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.ID(childComplexity), true
+	case "Approval.quorum":
+		if e.ComplexityRoot.Approval.Quorum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Quorum(childComplexity), true
+	case "Approval.reason":
+		if e.ComplexityRoot.Approval.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Reason(childComplexity), true
+	case "Approval.reasons":
+		if e.ComplexityRoot.Approval.Reasons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Reasons(childComplexity), true
+	case "Approval.rule":
+		if e.ComplexityRoot.Approval.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Rule(childComplexity), true
+	case "Approval.state":
+		if e.ComplexityRoot.Approval.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.State(childComplexity), true
+	case "Approval.team":
+		if e.ComplexityRoot.Approval.Team == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Team(childComplexity), true
+	case "Approval.tool":
+		if e.ComplexityRoot.Approval.Tool == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Tool(childComplexity), true
+	case "Approval.updatedAt":
+		if e.ComplexityRoot.Approval.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.UpdatedAt(childComplexity), true
+	case "Approval.upstream":
+		if e.ComplexityRoot.Approval.Upstream == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.Upstream(childComplexity), true
+	case "Approval.upstreamTool":
+		if e.ComplexityRoot.Approval.UpstreamTool == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.UpstreamTool(childComplexity), true
+	case "Approval.virtualServer":
+		if e.ComplexityRoot.Approval.VirtualServer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Approval.VirtualServer(childComplexity), true
+
+	case "ApprovalConnection.edges":
+		if e.ComplexityRoot.ApprovalConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalConnection.Edges(childComplexity), true
+	case "ApprovalConnection.pageInfo":
+		if e.ComplexityRoot.ApprovalConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalConnection.PageInfo(childComplexity), true
+	case "ApprovalConnection.totalCount":
+		if e.ComplexityRoot.ApprovalConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalConnection.TotalCount(childComplexity), true
+
+	case "ApprovalEdge.cursor":
+		if e.ComplexityRoot.ApprovalEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalEdge.Cursor(childComplexity), true
+	case "ApprovalEdge.node":
+		if e.ComplexityRoot.ApprovalEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalEdge.Node(childComplexity), true
+
 	case "ApprovalRule.allowSameTeam":
 		if e.ComplexityRoot.ApprovalRule.AllowSameTeam == nil {
 			break
@@ -1265,6 +1547,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApprovalRule.TimeoutSeconds(childComplexity), true
+	case "ApprovalRule.tools":
+		if e.ComplexityRoot.ApprovalRule.Tools == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalRule.Tools(childComplexity), true
 	case "ApprovalRule.updatedAt":
 		if e.ComplexityRoot.ApprovalRule.UpdatedAt == nil {
 			break
@@ -1277,6 +1565,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApprovalRule.UpdatedBy(childComplexity), true
+	case "ApprovalRule.virtualServers":
+		if e.ComplexityRoot.ApprovalRule.VirtualServers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalRule.VirtualServers(childComplexity), true
+	case "ApprovalRule.when":
+		if e.ComplexityRoot.ApprovalRule.When == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalRule.When(childComplexity), true
 
 	case "ApprovalRuleConnection.edges":
 		if e.ComplexityRoot.ApprovalRuleConnection.Edges == nil {
@@ -2529,6 +2829,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ApprovalRules(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.ApprovalRuleOrder), args["where"].(*ent.ApprovalRuleWhereInput)), true
+	case "Query.approvals":
+		if e.ComplexityRoot.Query.Approvals == nil {
+			break
+		}
+
+		args, err := ec.field_Query_approvals_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Approvals(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.ApprovalOrder), args["where"].(*ent.ApprovalWhereInput)), true
 	case "Query.effectiveTools":
 		if e.ComplexityRoot.Query.EffectiveTools == nil {
 			break
@@ -2719,6 +3030,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.VirtualServers(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.VirtualServerOrder), args["where"].(*ent.VirtualServerWhereInput)), true
+	case "Query.webhooks":
+		if e.ComplexityRoot.Query.Webhooks == nil {
+			break
+		}
+
+		args, err := ec.field_Query_webhooks_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Webhooks(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.WebhookOrder), args["where"].(*ent.WebhookWhereInput)), true
 
 	case "RateLimit.burst":
 		if e.ComplexityRoot.RateLimit.Burst == nil {
@@ -3734,6 +4056,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.VirtualServerEdge.Node(childComplexity), true
 
+	case "Webhook.createdAt":
+		if e.ComplexityRoot.Webhook.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.CreatedAt(childComplexity), true
+	case "Webhook.createdBy":
+		if e.ComplexityRoot.Webhook.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.CreatedBy(childComplexity), true
+	case "Webhook.description":
+		if e.ComplexityRoot.Webhook.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.Description(childComplexity), true
+	case "Webhook.enabled":
+		if e.ComplexityRoot.Webhook.Enabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.Enabled(childComplexity), true
+	case "Webhook.group":
+		if e.ComplexityRoot.Webhook.Group == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.Group(childComplexity), true
+	case "Webhook.id":
+		if e.ComplexityRoot.Webhook.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.ID(childComplexity), true
+	case "Webhook.name":
+		if e.ComplexityRoot.Webhook.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.Name(childComplexity), true
+	case "Webhook.url":
+		if e.ComplexityRoot.Webhook.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.URL(childComplexity), true
+	case "Webhook.updatedAt":
+		if e.ComplexityRoot.Webhook.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.UpdatedAt(childComplexity), true
+	case "Webhook.updatedBy":
+		if e.ComplexityRoot.Webhook.UpdatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Webhook.UpdatedBy(childComplexity), true
+
+	case "WebhookConnection.edges":
+		if e.ComplexityRoot.WebhookConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookConnection.Edges(childComplexity), true
+	case "WebhookConnection.pageInfo":
+		if e.ComplexityRoot.WebhookConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookConnection.PageInfo(childComplexity), true
+	case "WebhookConnection.totalCount":
+		if e.ComplexityRoot.WebhookConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookConnection.TotalCount(childComplexity), true
+
+	case "WebhookEdge.cursor":
+		if e.ComplexityRoot.WebhookEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEdge.Cursor(childComplexity), true
+	case "WebhookEdge.node":
+		if e.ComplexityRoot.WebhookEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEdge.Node(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -3751,8 +4166,10 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("AdminTokenWhereInput", ec.unmarshalInputAdminTokenWhereInput),
 			graphql.NewInputUnmarshaler("AgentOrder", ec.unmarshalInputAgentOrder),
 			graphql.NewInputUnmarshaler("AgentWhereInput", ec.unmarshalInputAgentWhereInput),
+			graphql.NewInputUnmarshaler("ApprovalOrder", ec.unmarshalInputApprovalOrder),
 			graphql.NewInputUnmarshaler("ApprovalRuleOrder", ec.unmarshalInputApprovalRuleOrder),
 			graphql.NewInputUnmarshaler("ApprovalRuleWhereInput", ec.unmarshalInputApprovalRuleWhereInput),
+			graphql.NewInputUnmarshaler("ApprovalWhereInput", ec.unmarshalInputApprovalWhereInput),
 			graphql.NewInputUnmarshaler("CreateAPIKeyInput", ec.unmarshalInputCreateAPIKeyInput),
 			graphql.NewInputUnmarshaler("CreateAdminTokenInput", ec.unmarshalInputCreateAdminTokenInput),
 			graphql.NewInputUnmarshaler("CreateAgentInput", ec.unmarshalInputCreateAgentInput),
@@ -3768,6 +4185,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateToolInput", ec.unmarshalInputCreateToolInput),
 			graphql.NewInputUnmarshaler("CreateUpstreamInput", ec.unmarshalInputCreateUpstreamInput),
 			graphql.NewInputUnmarshaler("CreateVirtualServerInput", ec.unmarshalInputCreateVirtualServerInput),
+			graphql.NewInputUnmarshaler("CreateWebhookInput", ec.unmarshalInputCreateWebhookInput),
 			graphql.NewInputUnmarshaler("GrantOrder", ec.unmarshalInputGrantOrder),
 			graphql.NewInputUnmarshaler("GrantWhereInput", ec.unmarshalInputGrantWhereInput),
 			graphql.NewInputUnmarshaler("GuardrailRuleOrder", ec.unmarshalInputGuardrailRuleOrder),
@@ -3801,10 +4219,13 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("UpdateToolInput", ec.unmarshalInputUpdateToolInput),
 			graphql.NewInputUnmarshaler("UpdateUpstreamInput", ec.unmarshalInputUpdateUpstreamInput),
 			graphql.NewInputUnmarshaler("UpdateVirtualServerInput", ec.unmarshalInputUpdateVirtualServerInput),
+			graphql.NewInputUnmarshaler("UpdateWebhookInput", ec.unmarshalInputUpdateWebhookInput),
 			graphql.NewInputUnmarshaler("UpstreamOrder", ec.unmarshalInputUpstreamOrder),
 			graphql.NewInputUnmarshaler("UpstreamWhereInput", ec.unmarshalInputUpstreamWhereInput),
 			graphql.NewInputUnmarshaler("VirtualServerOrder", ec.unmarshalInputVirtualServerOrder),
 			graphql.NewInputUnmarshaler("VirtualServerWhereInput", ec.unmarshalInputVirtualServerWhereInput),
+			graphql.NewInputUnmarshaler("WebhookOrder", ec.unmarshalInputWebhookOrder),
+			graphql.NewInputUnmarshaler("WebhookWhereInput", ec.unmarshalInputWebhookWhereInput),
 		)
 	}
 	first := true
@@ -4907,6 +5328,14 @@ type AdminToken implements Node {
   """
   roles: [String!]!
   """
+  Approver groups the holder belongs to (the teams or roles approval rules name); an approver decides calls held for one of them.
+  """
+  groups: [String!]
+  """
+  The holder's own team: with an approval rule's allowSameTeam false, the holder cannot decide calls of agents of this team.
+  """
+  team: String
+  """
   When the token stops working; null means never.
   """
   expiresAt: Time
@@ -5320,6 +5749,66 @@ input AdminTokenWhereInput {
   Matches when prefix contains the value, ignoring case.
   """
   prefixContainsFold: String
+  """
+  team field predicates
+  """
+  team: String
+  """
+  Matches when team differs from the value.
+  """
+  teamNEQ: String
+  """
+  Matches when team is one of the values.
+  """
+  teamIn: [String!]
+  """
+  Matches when team is none of the values.
+  """
+  teamNotIn: [String!]
+  """
+  Matches when team is greater than the value.
+  """
+  teamGT: String
+  """
+  Matches when team is greater than or equal to the value.
+  """
+  teamGTE: String
+  """
+  Matches when team is less than the value.
+  """
+  teamLT: String
+  """
+  Matches when team is less than or equal to the value.
+  """
+  teamLTE: String
+  """
+  Matches when team contains the value.
+  """
+  teamContains: String
+  """
+  Matches when team starts with the value.
+  """
+  teamHasPrefix: String
+  """
+  Matches when team ends with the value.
+  """
+  teamHasSuffix: String
+  """
+  Matches when team is null.
+  """
+  teamIsNil: Boolean
+  """
+  Matches when team is not null.
+  """
+  teamNotNil: Boolean
+  """
+  Matches when team equals the value, ignoring case.
+  """
+  teamEqualFold: String
+  """
+  Matches when team contains the value, ignoring case.
+  """
+  teamContainsFold: String
   """
   expires_at field predicates
   """
@@ -5881,6 +6370,187 @@ input AgentWhereInput {
   hasAPIKeysWith: [APIKeyWhereInput!]
 }
 """
+A tool call held for human approval, and what became of it. Readable by the admin, approver and auditor roles; decided with approveCall and denyCall.
+"""
+type Approval implements Node {
+  """
+  The ID of the object, unique across all types: node(id) finds it.
+  """
+  id: ID!
+  """
+  The approval ID: the Temporal workflow ID and the idempotency key of the upstream call. Agents see it in progress notifications and errors.
+  """
+  approvalID: String!
+  """
+  pending waits for approvers; executing runs the approved call; approved, denied, timed_out, cancelled and failed are final.
+  """
+  state: ApprovalState!
+  """
+  The requesting agent.
+  """
+  agent: String!
+  """
+  The requesting agent's team; empty when it has none.
+  """
+  team: String
+  """
+  Virtual server the agent called.
+  """
+  virtualServer: String!
+  """
+  Tool name as the agent called it.
+  """
+  tool: String!
+  """
+  Upstream that serves the tool.
+  """
+  upstream: String!
+  """
+  Tool name on the upstream.
+  """
+  upstreamTool: String!
+  """
+  The call's arguments for display, with secrets and personal data redacted.
+  """
+  arguments: JSON
+  """
+  Hex SHA-256 of the canonical arguments: identical calls have equal hashes.
+  """
+  argsHash: String!
+  """
+  How many earlier approvals of the identical call (agent, virtual server, tool, arguments) there were; part of the approval ID.
+  """
+  attempt: Int!
+  """
+  Why the call was flagged: the grants, guardrail findings and approval rules that required approval.
+  """
+  reasons: [String!]
+  """
+  The approval rule that governs the call.
+  """
+  rule: String!
+  """
+  Groups whose members may decide now (the escalation groups after an escalation).
+  """
+  approverGroups: [String!]
+  """
+  Distinct approvals needed.
+  """
+  quorum: Int!
+  """
+  Approvers who approved so far.
+  """
+  approvers: [String!]
+  """
+  Every accepted decision in order: [{approver, approve, comment, at}].
+  """
+  decisions: JSON
+  """
+  Whether the approval was escalated after a timeout.
+  """
+  escalated: Boolean!
+  """
+  When the current approval window ends.
+  """
+  deadline: Time
+  """
+  Why the approval ended as it did: the denial reason, the timeout, the failure.
+  """
+  reason: String
+  """
+  When the verdict (quorum reached, denial or timeout) was reached.
+  """
+  decidedAt: Time
+  """
+  When the approved call was sent upstream; null if it never was.
+  """
+  executedAt: Time
+  """
+  When the approval reached its final state.
+  """
+  closedAt: Time
+  """
+  Whether the agent received the outcome; an identical call after that needs a new approval (or the rule's reuse window).
+  """
+  delivered: Boolean!
+  """
+  When the call was held for approval.
+  """
+  createdAt: Time!
+  """
+  When the approval last changed.
+  """
+  updatedAt: Time!
+}
+"""
+A connection to a list of items.
+"""
+type ApprovalConnection {
+  """
+  A list of edges.
+  """
+  edges: [ApprovalEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type ApprovalEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: Approval
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+Ordering options for Approval connections
+"""
+input ApprovalOrder {
+  """
+  The ordering direction.
+  """
+  direction: OrderDirection! = ASC
+  """
+  The field by which to order Approvals.
+  """
+  field: ApprovalOrderField!
+}
+"""
+Properties by which Approval connections can be ordered.
+"""
+enum ApprovalOrderField {
+  """
+  Orders by approval id.
+  """
+  APPROVAL_ID
+  """
+  Orders by state.
+  """
+  STATE
+  """
+  Orders by decided at.
+  """
+  DECIDED_AT
+  """
+  Orders by created at.
+  """
+  CREATED_AT
+  """
+  Orders by updated at.
+  """
+  UPDATED_AT
+}
+"""
 Who approves calls that need approval, how many must, and what happens on timeout.
 """
 type ApprovalRule implements Node {
@@ -5936,6 +6606,18 @@ type ApprovalRule implements Node {
   Groups asked next when onTimeout is escalate; required then.
   """
   escalateTo: [String!]
+  """
+  Virtual servers whose calls this rule holds for approval by itself, after the grants allowed them. With tools, when a call matches both (and when holds), it needs approval even if no grant names this rule. Globs (path.Match); null means all, [] means none.
+  """
+  virtualServers: [String!]
+  """
+  Tools (exposed names) this rule holds for approval by itself; see virtualServers. A rule with neither virtualServers nor tools applies only through grants that name it. Globs (path.Match); null means all, [] means none.
+  """
+  tools: [String!]
+  """
+  CEL condition over principal, call and args (like a grant's when) that must hold for the rule to hold a call by itself; empty means always, e.g. args.path.startsWith("secrets/").
+  """
+  when: String
   """
   For how many seconds an approval covers identical calls by the same agent; 0 means every call is approved on its own.
   """
@@ -6452,6 +7134,66 @@ input ApprovalRuleWhereInput {
   """
   onTimeoutNotIn: [ApprovalRuleOnTimeout!]
   """
+  when field predicates
+  """
+  when: String
+  """
+  Matches when when differs from the value.
+  """
+  whenNEQ: String
+  """
+  Matches when when is one of the values.
+  """
+  whenIn: [String!]
+  """
+  Matches when when is none of the values.
+  """
+  whenNotIn: [String!]
+  """
+  Matches when when is greater than the value.
+  """
+  whenGT: String
+  """
+  Matches when when is greater than or equal to the value.
+  """
+  whenGTE: String
+  """
+  Matches when when is less than the value.
+  """
+  whenLT: String
+  """
+  Matches when when is less than or equal to the value.
+  """
+  whenLTE: String
+  """
+  Matches when when contains the value.
+  """
+  whenContains: String
+  """
+  Matches when when starts with the value.
+  """
+  whenHasPrefix: String
+  """
+  Matches when when ends with the value.
+  """
+  whenHasSuffix: String
+  """
+  Matches when when is null.
+  """
+  whenIsNil: Boolean
+  """
+  Matches when when is not null.
+  """
+  whenNotNil: Boolean
+  """
+  Matches when when equals the value, ignoring case.
+  """
+  whenEqualFold: String
+  """
+  Matches when when contains the value, ignoring case.
+  """
+  whenContainsFold: String
+  """
   reuse_window_seconds field predicates
   """
   reuseWindowSeconds: Float
@@ -6493,6 +7235,945 @@ input ApprovalRuleWhereInput {
   hasGrantsWith: [GrantWhereInput!]
 }
 """
+ApprovalState is enum for the field state
+"""
+enum ApprovalState @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/approval.State") {
+  """
+  The value pending of state: see that field.
+  """
+  pending
+  """
+  The value executing of state: see that field.
+  """
+  executing
+  """
+  The value approved of state: see that field.
+  """
+  approved
+  """
+  The value denied of state: see that field.
+  """
+  denied
+  """
+  The value timed_out of state: see that field.
+  """
+  timed_out
+  """
+  The value cancelled of state: see that field.
+  """
+  cancelled
+  """
+  The value failed of state: see that field.
+  """
+  failed
+}
+"""
+ApprovalWhereInput is used for filtering Approval objects.
+Input was generated by ent.
+"""
+input ApprovalWhereInput {
+  """
+  Matches what the filter does not match.
+  """
+  not: ApprovalWhereInput
+  """
+  Matches what all of these filters match.
+  """
+  and: [ApprovalWhereInput!]
+  """
+  Matches what at least one of these filters matches.
+  """
+  or: [ApprovalWhereInput!]
+  """
+  id field predicates
+  """
+  id: ID
+  """
+  Matches when the ID differs from the value.
+  """
+  idNEQ: ID
+  """
+  Matches when the ID is one of the values.
+  """
+  idIn: [ID!]
+  """
+  Matches when the ID is none of the values.
+  """
+  idNotIn: [ID!]
+  """
+  Matches when the ID is greater than the value.
+  """
+  idGT: ID
+  """
+  Matches when the ID is greater than or equal to the value.
+  """
+  idGTE: ID
+  """
+  Matches when the ID is less than the value.
+  """
+  idLT: ID
+  """
+  Matches when the ID is less than or equal to the value.
+  """
+  idLTE: ID
+  """
+  approval_id field predicates
+  """
+  approvalID: String
+  """
+  Matches when approvalID differs from the value.
+  """
+  approvalIDNEQ: String
+  """
+  Matches when approvalID is one of the values.
+  """
+  approvalIDIn: [String!]
+  """
+  Matches when approvalID is none of the values.
+  """
+  approvalIDNotIn: [String!]
+  """
+  Matches when approvalID is greater than the value.
+  """
+  approvalIDGT: String
+  """
+  Matches when approvalID is greater than or equal to the value.
+  """
+  approvalIDGTE: String
+  """
+  Matches when approvalID is less than the value.
+  """
+  approvalIDLT: String
+  """
+  Matches when approvalID is less than or equal to the value.
+  """
+  approvalIDLTE: String
+  """
+  Matches when approvalID contains the value.
+  """
+  approvalIDContains: String
+  """
+  Matches when approvalID starts with the value.
+  """
+  approvalIDHasPrefix: String
+  """
+  Matches when approvalID ends with the value.
+  """
+  approvalIDHasSuffix: String
+  """
+  Matches when approvalID equals the value, ignoring case.
+  """
+  approvalIDEqualFold: String
+  """
+  Matches when approvalID contains the value, ignoring case.
+  """
+  approvalIDContainsFold: String
+  """
+  state field predicates
+  """
+  state: ApprovalState
+  """
+  Matches when state differs from the value.
+  """
+  stateNEQ: ApprovalState
+  """
+  Matches when state is one of the values.
+  """
+  stateIn: [ApprovalState!]
+  """
+  Matches when state is none of the values.
+  """
+  stateNotIn: [ApprovalState!]
+  """
+  agent field predicates
+  """
+  agent: String
+  """
+  Matches when agent differs from the value.
+  """
+  agentNEQ: String
+  """
+  Matches when agent is one of the values.
+  """
+  agentIn: [String!]
+  """
+  Matches when agent is none of the values.
+  """
+  agentNotIn: [String!]
+  """
+  Matches when agent is greater than the value.
+  """
+  agentGT: String
+  """
+  Matches when agent is greater than or equal to the value.
+  """
+  agentGTE: String
+  """
+  Matches when agent is less than the value.
+  """
+  agentLT: String
+  """
+  Matches when agent is less than or equal to the value.
+  """
+  agentLTE: String
+  """
+  Matches when agent contains the value.
+  """
+  agentContains: String
+  """
+  Matches when agent starts with the value.
+  """
+  agentHasPrefix: String
+  """
+  Matches when agent ends with the value.
+  """
+  agentHasSuffix: String
+  """
+  Matches when agent equals the value, ignoring case.
+  """
+  agentEqualFold: String
+  """
+  Matches when agent contains the value, ignoring case.
+  """
+  agentContainsFold: String
+  """
+  team field predicates
+  """
+  team: String
+  """
+  Matches when team differs from the value.
+  """
+  teamNEQ: String
+  """
+  Matches when team is one of the values.
+  """
+  teamIn: [String!]
+  """
+  Matches when team is none of the values.
+  """
+  teamNotIn: [String!]
+  """
+  Matches when team is greater than the value.
+  """
+  teamGT: String
+  """
+  Matches when team is greater than or equal to the value.
+  """
+  teamGTE: String
+  """
+  Matches when team is less than the value.
+  """
+  teamLT: String
+  """
+  Matches when team is less than or equal to the value.
+  """
+  teamLTE: String
+  """
+  Matches when team contains the value.
+  """
+  teamContains: String
+  """
+  Matches when team starts with the value.
+  """
+  teamHasPrefix: String
+  """
+  Matches when team ends with the value.
+  """
+  teamHasSuffix: String
+  """
+  Matches when team is null.
+  """
+  teamIsNil: Boolean
+  """
+  Matches when team is not null.
+  """
+  teamNotNil: Boolean
+  """
+  Matches when team equals the value, ignoring case.
+  """
+  teamEqualFold: String
+  """
+  Matches when team contains the value, ignoring case.
+  """
+  teamContainsFold: String
+  """
+  virtual_server field predicates
+  """
+  virtualServer: String
+  """
+  Matches when virtualServer differs from the value.
+  """
+  virtualServerNEQ: String
+  """
+  Matches when virtualServer is one of the values.
+  """
+  virtualServerIn: [String!]
+  """
+  Matches when virtualServer is none of the values.
+  """
+  virtualServerNotIn: [String!]
+  """
+  Matches when virtualServer is greater than the value.
+  """
+  virtualServerGT: String
+  """
+  Matches when virtualServer is greater than or equal to the value.
+  """
+  virtualServerGTE: String
+  """
+  Matches when virtualServer is less than the value.
+  """
+  virtualServerLT: String
+  """
+  Matches when virtualServer is less than or equal to the value.
+  """
+  virtualServerLTE: String
+  """
+  Matches when virtualServer contains the value.
+  """
+  virtualServerContains: String
+  """
+  Matches when virtualServer starts with the value.
+  """
+  virtualServerHasPrefix: String
+  """
+  Matches when virtualServer ends with the value.
+  """
+  virtualServerHasSuffix: String
+  """
+  Matches when virtualServer equals the value, ignoring case.
+  """
+  virtualServerEqualFold: String
+  """
+  Matches when virtualServer contains the value, ignoring case.
+  """
+  virtualServerContainsFold: String
+  """
+  tool field predicates
+  """
+  tool: String
+  """
+  Matches when tool differs from the value.
+  """
+  toolNEQ: String
+  """
+  Matches when tool is one of the values.
+  """
+  toolIn: [String!]
+  """
+  Matches when tool is none of the values.
+  """
+  toolNotIn: [String!]
+  """
+  Matches when tool is greater than the value.
+  """
+  toolGT: String
+  """
+  Matches when tool is greater than or equal to the value.
+  """
+  toolGTE: String
+  """
+  Matches when tool is less than the value.
+  """
+  toolLT: String
+  """
+  Matches when tool is less than or equal to the value.
+  """
+  toolLTE: String
+  """
+  Matches when tool contains the value.
+  """
+  toolContains: String
+  """
+  Matches when tool starts with the value.
+  """
+  toolHasPrefix: String
+  """
+  Matches when tool ends with the value.
+  """
+  toolHasSuffix: String
+  """
+  Matches when tool equals the value, ignoring case.
+  """
+  toolEqualFold: String
+  """
+  Matches when tool contains the value, ignoring case.
+  """
+  toolContainsFold: String
+  """
+  upstream field predicates
+  """
+  upstream: String
+  """
+  Matches when upstream differs from the value.
+  """
+  upstreamNEQ: String
+  """
+  Matches when upstream is one of the values.
+  """
+  upstreamIn: [String!]
+  """
+  Matches when upstream is none of the values.
+  """
+  upstreamNotIn: [String!]
+  """
+  Matches when upstream is greater than the value.
+  """
+  upstreamGT: String
+  """
+  Matches when upstream is greater than or equal to the value.
+  """
+  upstreamGTE: String
+  """
+  Matches when upstream is less than the value.
+  """
+  upstreamLT: String
+  """
+  Matches when upstream is less than or equal to the value.
+  """
+  upstreamLTE: String
+  """
+  Matches when upstream contains the value.
+  """
+  upstreamContains: String
+  """
+  Matches when upstream starts with the value.
+  """
+  upstreamHasPrefix: String
+  """
+  Matches when upstream ends with the value.
+  """
+  upstreamHasSuffix: String
+  """
+  Matches when upstream equals the value, ignoring case.
+  """
+  upstreamEqualFold: String
+  """
+  Matches when upstream contains the value, ignoring case.
+  """
+  upstreamContainsFold: String
+  """
+  upstream_tool field predicates
+  """
+  upstreamTool: String
+  """
+  Matches when upstreamTool differs from the value.
+  """
+  upstreamToolNEQ: String
+  """
+  Matches when upstreamTool is one of the values.
+  """
+  upstreamToolIn: [String!]
+  """
+  Matches when upstreamTool is none of the values.
+  """
+  upstreamToolNotIn: [String!]
+  """
+  Matches when upstreamTool is greater than the value.
+  """
+  upstreamToolGT: String
+  """
+  Matches when upstreamTool is greater than or equal to the value.
+  """
+  upstreamToolGTE: String
+  """
+  Matches when upstreamTool is less than the value.
+  """
+  upstreamToolLT: String
+  """
+  Matches when upstreamTool is less than or equal to the value.
+  """
+  upstreamToolLTE: String
+  """
+  Matches when upstreamTool contains the value.
+  """
+  upstreamToolContains: String
+  """
+  Matches when upstreamTool starts with the value.
+  """
+  upstreamToolHasPrefix: String
+  """
+  Matches when upstreamTool ends with the value.
+  """
+  upstreamToolHasSuffix: String
+  """
+  Matches when upstreamTool equals the value, ignoring case.
+  """
+  upstreamToolEqualFold: String
+  """
+  Matches when upstreamTool contains the value, ignoring case.
+  """
+  upstreamToolContainsFold: String
+  """
+  args_hash field predicates
+  """
+  argsHash: String
+  """
+  Matches when argsHash differs from the value.
+  """
+  argsHashNEQ: String
+  """
+  Matches when argsHash is one of the values.
+  """
+  argsHashIn: [String!]
+  """
+  Matches when argsHash is none of the values.
+  """
+  argsHashNotIn: [String!]
+  """
+  Matches when argsHash is greater than the value.
+  """
+  argsHashGT: String
+  """
+  Matches when argsHash is greater than or equal to the value.
+  """
+  argsHashGTE: String
+  """
+  Matches when argsHash is less than the value.
+  """
+  argsHashLT: String
+  """
+  Matches when argsHash is less than or equal to the value.
+  """
+  argsHashLTE: String
+  """
+  Matches when argsHash contains the value.
+  """
+  argsHashContains: String
+  """
+  Matches when argsHash starts with the value.
+  """
+  argsHashHasPrefix: String
+  """
+  Matches when argsHash ends with the value.
+  """
+  argsHashHasSuffix: String
+  """
+  Matches when argsHash equals the value, ignoring case.
+  """
+  argsHashEqualFold: String
+  """
+  Matches when argsHash contains the value, ignoring case.
+  """
+  argsHashContainsFold: String
+  """
+  attempt field predicates
+  """
+  attempt: Int
+  """
+  Matches when attempt differs from the value.
+  """
+  attemptNEQ: Int
+  """
+  Matches when attempt is one of the values.
+  """
+  attemptIn: [Int!]
+  """
+  Matches when attempt is none of the values.
+  """
+  attemptNotIn: [Int!]
+  """
+  Matches when attempt is greater than the value.
+  """
+  attemptGT: Int
+  """
+  Matches when attempt is greater than or equal to the value.
+  """
+  attemptGTE: Int
+  """
+  Matches when attempt is less than the value.
+  """
+  attemptLT: Int
+  """
+  Matches when attempt is less than or equal to the value.
+  """
+  attemptLTE: Int
+  """
+  rule field predicates
+  """
+  rule: String
+  """
+  Matches when rule differs from the value.
+  """
+  ruleNEQ: String
+  """
+  Matches when rule is one of the values.
+  """
+  ruleIn: [String!]
+  """
+  Matches when rule is none of the values.
+  """
+  ruleNotIn: [String!]
+  """
+  Matches when rule is greater than the value.
+  """
+  ruleGT: String
+  """
+  Matches when rule is greater than or equal to the value.
+  """
+  ruleGTE: String
+  """
+  Matches when rule is less than the value.
+  """
+  ruleLT: String
+  """
+  Matches when rule is less than or equal to the value.
+  """
+  ruleLTE: String
+  """
+  Matches when rule contains the value.
+  """
+  ruleContains: String
+  """
+  Matches when rule starts with the value.
+  """
+  ruleHasPrefix: String
+  """
+  Matches when rule ends with the value.
+  """
+  ruleHasSuffix: String
+  """
+  Matches when rule equals the value, ignoring case.
+  """
+  ruleEqualFold: String
+  """
+  Matches when rule contains the value, ignoring case.
+  """
+  ruleContainsFold: String
+  """
+  quorum field predicates
+  """
+  quorum: Int
+  """
+  Matches when quorum differs from the value.
+  """
+  quorumNEQ: Int
+  """
+  Matches when quorum is one of the values.
+  """
+  quorumIn: [Int!]
+  """
+  Matches when quorum is none of the values.
+  """
+  quorumNotIn: [Int!]
+  """
+  Matches when quorum is greater than the value.
+  """
+  quorumGT: Int
+  """
+  Matches when quorum is greater than or equal to the value.
+  """
+  quorumGTE: Int
+  """
+  Matches when quorum is less than the value.
+  """
+  quorumLT: Int
+  """
+  Matches when quorum is less than or equal to the value.
+  """
+  quorumLTE: Int
+  """
+  escalated field predicates
+  """
+  escalated: Boolean
+  """
+  Matches when escalated differs from the value.
+  """
+  escalatedNEQ: Boolean
+  """
+  deadline field predicates
+  """
+  deadline: Time
+  """
+  Matches when deadline differs from the value.
+  """
+  deadlineNEQ: Time
+  """
+  Matches when deadline is one of the values.
+  """
+  deadlineIn: [Time!]
+  """
+  Matches when deadline is none of the values.
+  """
+  deadlineNotIn: [Time!]
+  """
+  Matches when deadline is greater than the value.
+  """
+  deadlineGT: Time
+  """
+  Matches when deadline is greater than or equal to the value.
+  """
+  deadlineGTE: Time
+  """
+  Matches when deadline is less than the value.
+  """
+  deadlineLT: Time
+  """
+  Matches when deadline is less than or equal to the value.
+  """
+  deadlineLTE: Time
+  """
+  Matches when deadline is null.
+  """
+  deadlineIsNil: Boolean
+  """
+  Matches when deadline is not null.
+  """
+  deadlineNotNil: Boolean
+  """
+  reason field predicates
+  """
+  reason: String
+  """
+  Matches when reason differs from the value.
+  """
+  reasonNEQ: String
+  """
+  Matches when reason is one of the values.
+  """
+  reasonIn: [String!]
+  """
+  Matches when reason is none of the values.
+  """
+  reasonNotIn: [String!]
+  """
+  Matches when reason is greater than the value.
+  """
+  reasonGT: String
+  """
+  Matches when reason is greater than or equal to the value.
+  """
+  reasonGTE: String
+  """
+  Matches when reason is less than the value.
+  """
+  reasonLT: String
+  """
+  Matches when reason is less than or equal to the value.
+  """
+  reasonLTE: String
+  """
+  Matches when reason contains the value.
+  """
+  reasonContains: String
+  """
+  Matches when reason starts with the value.
+  """
+  reasonHasPrefix: String
+  """
+  Matches when reason ends with the value.
+  """
+  reasonHasSuffix: String
+  """
+  Matches when reason is null.
+  """
+  reasonIsNil: Boolean
+  """
+  Matches when reason is not null.
+  """
+  reasonNotNil: Boolean
+  """
+  Matches when reason equals the value, ignoring case.
+  """
+  reasonEqualFold: String
+  """
+  Matches when reason contains the value, ignoring case.
+  """
+  reasonContainsFold: String
+  """
+  decided_at field predicates
+  """
+  decidedAt: Time
+  """
+  Matches when decidedAt differs from the value.
+  """
+  decidedAtNEQ: Time
+  """
+  Matches when decidedAt is one of the values.
+  """
+  decidedAtIn: [Time!]
+  """
+  Matches when decidedAt is none of the values.
+  """
+  decidedAtNotIn: [Time!]
+  """
+  Matches when decidedAt is greater than the value.
+  """
+  decidedAtGT: Time
+  """
+  Matches when decidedAt is greater than or equal to the value.
+  """
+  decidedAtGTE: Time
+  """
+  Matches when decidedAt is less than the value.
+  """
+  decidedAtLT: Time
+  """
+  Matches when decidedAt is less than or equal to the value.
+  """
+  decidedAtLTE: Time
+  """
+  Matches when decidedAt is null.
+  """
+  decidedAtIsNil: Boolean
+  """
+  Matches when decidedAt is not null.
+  """
+  decidedAtNotNil: Boolean
+  """
+  executed_at field predicates
+  """
+  executedAt: Time
+  """
+  Matches when executedAt differs from the value.
+  """
+  executedAtNEQ: Time
+  """
+  Matches when executedAt is one of the values.
+  """
+  executedAtIn: [Time!]
+  """
+  Matches when executedAt is none of the values.
+  """
+  executedAtNotIn: [Time!]
+  """
+  Matches when executedAt is greater than the value.
+  """
+  executedAtGT: Time
+  """
+  Matches when executedAt is greater than or equal to the value.
+  """
+  executedAtGTE: Time
+  """
+  Matches when executedAt is less than the value.
+  """
+  executedAtLT: Time
+  """
+  Matches when executedAt is less than or equal to the value.
+  """
+  executedAtLTE: Time
+  """
+  Matches when executedAt is null.
+  """
+  executedAtIsNil: Boolean
+  """
+  Matches when executedAt is not null.
+  """
+  executedAtNotNil: Boolean
+  """
+  closed_at field predicates
+  """
+  closedAt: Time
+  """
+  Matches when closedAt differs from the value.
+  """
+  closedAtNEQ: Time
+  """
+  Matches when closedAt is one of the values.
+  """
+  closedAtIn: [Time!]
+  """
+  Matches when closedAt is none of the values.
+  """
+  closedAtNotIn: [Time!]
+  """
+  Matches when closedAt is greater than the value.
+  """
+  closedAtGT: Time
+  """
+  Matches when closedAt is greater than or equal to the value.
+  """
+  closedAtGTE: Time
+  """
+  Matches when closedAt is less than the value.
+  """
+  closedAtLT: Time
+  """
+  Matches when closedAt is less than or equal to the value.
+  """
+  closedAtLTE: Time
+  """
+  Matches when closedAt is null.
+  """
+  closedAtIsNil: Boolean
+  """
+  Matches when closedAt is not null.
+  """
+  closedAtNotNil: Boolean
+  """
+  delivered field predicates
+  """
+  delivered: Boolean
+  """
+  Matches when delivered differs from the value.
+  """
+  deliveredNEQ: Boolean
+  """
+  created_at field predicates
+  """
+  createdAt: Time
+  """
+  Matches when createdAt differs from the value.
+  """
+  createdAtNEQ: Time
+  """
+  Matches when createdAt is one of the values.
+  """
+  createdAtIn: [Time!]
+  """
+  Matches when createdAt is none of the values.
+  """
+  createdAtNotIn: [Time!]
+  """
+  Matches when createdAt is greater than the value.
+  """
+  createdAtGT: Time
+  """
+  Matches when createdAt is greater than or equal to the value.
+  """
+  createdAtGTE: Time
+  """
+  Matches when createdAt is less than the value.
+  """
+  createdAtLT: Time
+  """
+  Matches when createdAt is less than or equal to the value.
+  """
+  createdAtLTE: Time
+  """
+  updated_at field predicates
+  """
+  updatedAt: Time
+  """
+  Matches when updatedAt differs from the value.
+  """
+  updatedAtNEQ: Time
+  """
+  Matches when updatedAt is one of the values.
+  """
+  updatedAtIn: [Time!]
+  """
+  Matches when updatedAt is none of the values.
+  """
+  updatedAtNotIn: [Time!]
+  """
+  Matches when updatedAt is greater than the value.
+  """
+  updatedAtGT: Time
+  """
+  Matches when updatedAt is greater than or equal to the value.
+  """
+  updatedAtGTE: Time
+  """
+  Matches when updatedAt is less than the value.
+  """
+  updatedAtLT: Time
+  """
+  Matches when updatedAt is less than or equal to the value.
+  """
+  updatedAtLTE: Time
+}
+"""
 CreateAPIKeyInput is used for create APIKey object.
 Input was generated by ent.
 """
@@ -6531,6 +8212,14 @@ input CreateAdminTokenInput {
   What the token may do: admin (everything), approver (decide approvals), auditor (read audit), viewer (read configuration).
   """
   roles: [String!]!
+  """
+  Approver groups the holder belongs to (the teams or roles approval rules name); an approver decides calls held for one of them.
+  """
+  groups: [String!]
+  """
+  The holder's own team: with an approval rule's allowSameTeam false, the holder cannot decide calls of agents of this team.
+  """
+  team: String
   """
   When the token stops working; null means never.
   """
@@ -6599,6 +8288,18 @@ input CreateApprovalRuleInput {
   Groups asked next when onTimeout is escalate; required then.
   """
   escalateTo: [String!]
+  """
+  Virtual servers whose calls this rule holds for approval by itself, after the grants allowed them. With tools, when a call matches both (and when holds), it needs approval even if no grant names this rule. Globs (path.Match); null means all, [] means none.
+  """
+  virtualServers: [String!]
+  """
+  Tools (exposed names) this rule holds for approval by itself; see virtualServers. A rule with neither virtualServers nor tools applies only through grants that name it. Globs (path.Match); null means all, [] means none.
+  """
+  tools: [String!]
+  """
+  CEL condition over principal, call and args (like a grant's when) that must hold for the rule to hold a call by itself; empty means always, e.g. args.path.startsWith("secrets/").
+  """
+  when: String
   """
   For how many seconds an approval covers identical calls by the same agent; 0 means every call is approved on its own.
   """
@@ -7069,6 +8770,36 @@ input CreateVirtualServerInput {
   Allows unauthenticated agents. Off by default.
   """
   anonymous: Boolean
+}
+"""
+CreateWebhookInput is used for create Webhook object.
+Input was generated by ent.
+"""
+input CreateWebhookInput {
+  """
+  Unique name of the webhook.
+  """
+  name: String!
+  """
+  Free-text description of the webhook for admins.
+  """
+  description: String
+  """
+  Approver group (team or role named in approval rules) the webhook notifies.
+  """
+  group: String!
+  """
+  http(s) URL that receives the POST.
+  """
+  url: String!
+  """
+  Key of the HMAC-SHA256 signature (X-Gatehouse-Signature); at least 16 characters. Write-only: never shown.
+  """
+  secret: String!
+  """
+  Whether deliveries are made.
+  """
+  enabled: Boolean
 }
 """
 Define a Relay Cursor type:
@@ -9382,6 +11113,40 @@ type Query {
     where: AgentWhereInput
   ): AgentConnection!
   """
+  A tool call held for human approval, and what became of it. Readable by the admin, approver and auditor roles; decided with approveCall and denyCall.
+  """
+  approvals(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for Approvals returned from the connection.
+    """
+    orderBy: [ApprovalOrder!]
+
+    """
+    Filtering options for Approvals returned from the connection.
+    """
+    where: ApprovalWhereInput
+  ): ApprovalConnection!
+  """
   Who approves calls that need approval, how many must, and what happens on timeout.
   """
   approvalRules(
@@ -9789,6 +11554,40 @@ type Query {
     """
     where: VirtualServerWhereInput
   ): VirtualServerConnection!
+  """
+  A webhook that tells an approver group about calls waiting for it (HMAC-signed JSON POST).
+  """
+  webhooks(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for Webhooks returned from the connection.
+    """
+    orderBy: [WebhookOrder!]
+
+    """
+    Filtering options for Webhooks returned from the connection.
+    """
+    where: WebhookWhereInput
+  ): WebhookConnection!
 }
 """
 A token-bucket rate limit on calls, per agent, team, tool or overall (kept in memory by each gateway replica).
@@ -13612,6 +15411,26 @@ input UpdateAdminTokenInput {
   """
   appendRoles: [String!]
   """
+  Approver groups the holder belongs to (the teams or roles approval rules name); an approver decides calls held for one of them.
+  """
+  groups: [String!]
+  """
+  Appends values to the list groups.
+  """
+  appendGroups: [String!]
+  """
+  Clears groups.
+  """
+  clearGroups: Boolean
+  """
+  The holder's own team: with an approval rule's allowSameTeam false, the holder cannot decide calls of agents of this team.
+  """
+  team: String
+  """
+  Clears team.
+  """
+  clearTeam: Boolean
+  """
   When the token stops working; null means never.
   """
   expiresAt: Time
@@ -13719,6 +15538,38 @@ input UpdateApprovalRuleInput {
   Clears escalateTo.
   """
   clearEscalateTo: Boolean
+  """
+  Virtual servers whose calls this rule holds for approval by itself, after the grants allowed them. With tools, when a call matches both (and when holds), it needs approval even if no grant names this rule. Globs (path.Match); null means all, [] means none.
+  """
+  virtualServers: [String!]
+  """
+  Appends values to the list virtualServers.
+  """
+  appendVirtualServers: [String!]
+  """
+  Clears virtualServers.
+  """
+  clearVirtualServers: Boolean
+  """
+  Tools (exposed names) this rule holds for approval by itself; see virtualServers. A rule with neither virtualServers nor tools applies only through grants that name it. Globs (path.Match); null means all, [] means none.
+  """
+  tools: [String!]
+  """
+  Appends values to the list tools.
+  """
+  appendTools: [String!]
+  """
+  Clears tools.
+  """
+  clearTools: Boolean
+  """
+  CEL condition over principal, call and args (like a grant's when) that must hold for the rule to hold a call by itself; empty means always, e.g. args.path.startsWith("secrets/").
+  """
+  when: String
+  """
+  Clears when.
+  """
+  clearWhen: Boolean
   """
   For how many seconds an approval covers identical calls by the same agent; 0 means every call is approved on its own.
   """
@@ -14493,6 +16344,40 @@ input UpdateVirtualServerInput {
   Allows unauthenticated agents. Off by default.
   """
   anonymous: Boolean
+}
+"""
+UpdateWebhookInput is used for update Webhook object.
+Input was generated by ent.
+"""
+input UpdateWebhookInput {
+  """
+  Unique name of the webhook.
+  """
+  name: String
+  """
+  Free-text description of the webhook for admins.
+  """
+  description: String
+  """
+  Clears description.
+  """
+  clearDescription: Boolean
+  """
+  Approver group (team or role named in approval rules) the webhook notifies.
+  """
+  group: String
+  """
+  http(s) URL that receives the POST.
+  """
+  url: String
+  """
+  Key of the HMAC-SHA256 signature (X-Gatehouse-Signature); at least 16 characters. Write-only: never shown.
+  """
+  secret: String
+  """
+  Whether deliveries are made.
+  """
+  enabled: Boolean
 }
 """
 An MCP server behind the gateway, reached over streamable HTTP, legacy SSE or a local stdio process.
@@ -15810,6 +17695,573 @@ input VirtualServerWhereInput {
   """
   hasRateLimitsWith: [RateLimitWhereInput!]
 }
+"""
+A webhook that tells an approver group about calls waiting for it (HMAC-signed JSON POST).
+"""
+type Webhook implements Node {
+  """
+  The ID of the object, unique across all types: node(id) finds it.
+  """
+  id: ID!
+  """
+  When the entity was created.
+  """
+  createdAt: Time!
+  """
+  When the entity was last changed.
+  """
+  updatedAt: Time!
+  """
+  Who created the entity: an admin token (token:NAME) or the actor of an applied document.
+  """
+  createdBy: String
+  """
+  Who last changed the entity, in the same form as createdBy.
+  """
+  updatedBy: String
+  """
+  Unique name of the webhook.
+  """
+  name: String!
+  """
+  Free-text description of the webhook for admins.
+  """
+  description: String
+  """
+  Approver group (team or role named in approval rules) the webhook notifies.
+  """
+  group: String!
+  """
+  http(s) URL that receives the POST.
+  """
+  url: String!
+  """
+  Whether deliveries are made.
+  """
+  enabled: Boolean!
+}
+"""
+A connection to a list of items.
+"""
+type WebhookConnection {
+  """
+  A list of edges.
+  """
+  edges: [WebhookEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type WebhookEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: Webhook
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+Ordering options for Webhook connections
+"""
+input WebhookOrder {
+  """
+  The ordering direction.
+  """
+  direction: OrderDirection! = ASC
+  """
+  The field by which to order Webhooks.
+  """
+  field: WebhookOrderField!
+}
+"""
+Properties by which Webhook connections can be ordered.
+"""
+enum WebhookOrderField {
+  """
+  Orders by created at.
+  """
+  CREATED_AT
+  """
+  Orders by updated at.
+  """
+  UPDATED_AT
+  """
+  Orders by name.
+  """
+  NAME
+  """
+  Orders by group.
+  """
+  GROUP
+}
+"""
+WebhookWhereInput is used for filtering Webhook objects.
+Input was generated by ent.
+"""
+input WebhookWhereInput {
+  """
+  Matches what the filter does not match.
+  """
+  not: WebhookWhereInput
+  """
+  Matches what all of these filters match.
+  """
+  and: [WebhookWhereInput!]
+  """
+  Matches what at least one of these filters matches.
+  """
+  or: [WebhookWhereInput!]
+  """
+  id field predicates
+  """
+  id: ID
+  """
+  Matches when the ID differs from the value.
+  """
+  idNEQ: ID
+  """
+  Matches when the ID is one of the values.
+  """
+  idIn: [ID!]
+  """
+  Matches when the ID is none of the values.
+  """
+  idNotIn: [ID!]
+  """
+  Matches when the ID is greater than the value.
+  """
+  idGT: ID
+  """
+  Matches when the ID is greater than or equal to the value.
+  """
+  idGTE: ID
+  """
+  Matches when the ID is less than the value.
+  """
+  idLT: ID
+  """
+  Matches when the ID is less than or equal to the value.
+  """
+  idLTE: ID
+  """
+  created_at field predicates
+  """
+  createdAt: Time
+  """
+  Matches when createdAt differs from the value.
+  """
+  createdAtNEQ: Time
+  """
+  Matches when createdAt is one of the values.
+  """
+  createdAtIn: [Time!]
+  """
+  Matches when createdAt is none of the values.
+  """
+  createdAtNotIn: [Time!]
+  """
+  Matches when createdAt is greater than the value.
+  """
+  createdAtGT: Time
+  """
+  Matches when createdAt is greater than or equal to the value.
+  """
+  createdAtGTE: Time
+  """
+  Matches when createdAt is less than the value.
+  """
+  createdAtLT: Time
+  """
+  Matches when createdAt is less than or equal to the value.
+  """
+  createdAtLTE: Time
+  """
+  updated_at field predicates
+  """
+  updatedAt: Time
+  """
+  Matches when updatedAt differs from the value.
+  """
+  updatedAtNEQ: Time
+  """
+  Matches when updatedAt is one of the values.
+  """
+  updatedAtIn: [Time!]
+  """
+  Matches when updatedAt is none of the values.
+  """
+  updatedAtNotIn: [Time!]
+  """
+  Matches when updatedAt is greater than the value.
+  """
+  updatedAtGT: Time
+  """
+  Matches when updatedAt is greater than or equal to the value.
+  """
+  updatedAtGTE: Time
+  """
+  Matches when updatedAt is less than the value.
+  """
+  updatedAtLT: Time
+  """
+  Matches when updatedAt is less than or equal to the value.
+  """
+  updatedAtLTE: Time
+  """
+  created_by field predicates
+  """
+  createdBy: String
+  """
+  Matches when createdBy differs from the value.
+  """
+  createdByNEQ: String
+  """
+  Matches when createdBy is one of the values.
+  """
+  createdByIn: [String!]
+  """
+  Matches when createdBy is none of the values.
+  """
+  createdByNotIn: [String!]
+  """
+  Matches when createdBy is greater than the value.
+  """
+  createdByGT: String
+  """
+  Matches when createdBy is greater than or equal to the value.
+  """
+  createdByGTE: String
+  """
+  Matches when createdBy is less than the value.
+  """
+  createdByLT: String
+  """
+  Matches when createdBy is less than or equal to the value.
+  """
+  createdByLTE: String
+  """
+  Matches when createdBy contains the value.
+  """
+  createdByContains: String
+  """
+  Matches when createdBy starts with the value.
+  """
+  createdByHasPrefix: String
+  """
+  Matches when createdBy ends with the value.
+  """
+  createdByHasSuffix: String
+  """
+  Matches when createdBy is null.
+  """
+  createdByIsNil: Boolean
+  """
+  Matches when createdBy is not null.
+  """
+  createdByNotNil: Boolean
+  """
+  Matches when createdBy equals the value, ignoring case.
+  """
+  createdByEqualFold: String
+  """
+  Matches when createdBy contains the value, ignoring case.
+  """
+  createdByContainsFold: String
+  """
+  updated_by field predicates
+  """
+  updatedBy: String
+  """
+  Matches when updatedBy differs from the value.
+  """
+  updatedByNEQ: String
+  """
+  Matches when updatedBy is one of the values.
+  """
+  updatedByIn: [String!]
+  """
+  Matches when updatedBy is none of the values.
+  """
+  updatedByNotIn: [String!]
+  """
+  Matches when updatedBy is greater than the value.
+  """
+  updatedByGT: String
+  """
+  Matches when updatedBy is greater than or equal to the value.
+  """
+  updatedByGTE: String
+  """
+  Matches when updatedBy is less than the value.
+  """
+  updatedByLT: String
+  """
+  Matches when updatedBy is less than or equal to the value.
+  """
+  updatedByLTE: String
+  """
+  Matches when updatedBy contains the value.
+  """
+  updatedByContains: String
+  """
+  Matches when updatedBy starts with the value.
+  """
+  updatedByHasPrefix: String
+  """
+  Matches when updatedBy ends with the value.
+  """
+  updatedByHasSuffix: String
+  """
+  Matches when updatedBy is null.
+  """
+  updatedByIsNil: Boolean
+  """
+  Matches when updatedBy is not null.
+  """
+  updatedByNotNil: Boolean
+  """
+  Matches when updatedBy equals the value, ignoring case.
+  """
+  updatedByEqualFold: String
+  """
+  Matches when updatedBy contains the value, ignoring case.
+  """
+  updatedByContainsFold: String
+  """
+  name field predicates
+  """
+  name: String
+  """
+  Matches when name differs from the value.
+  """
+  nameNEQ: String
+  """
+  Matches when name is one of the values.
+  """
+  nameIn: [String!]
+  """
+  Matches when name is none of the values.
+  """
+  nameNotIn: [String!]
+  """
+  Matches when name is greater than the value.
+  """
+  nameGT: String
+  """
+  Matches when name is greater than or equal to the value.
+  """
+  nameGTE: String
+  """
+  Matches when name is less than the value.
+  """
+  nameLT: String
+  """
+  Matches when name is less than or equal to the value.
+  """
+  nameLTE: String
+  """
+  Matches when name contains the value.
+  """
+  nameContains: String
+  """
+  Matches when name starts with the value.
+  """
+  nameHasPrefix: String
+  """
+  Matches when name ends with the value.
+  """
+  nameHasSuffix: String
+  """
+  Matches when name equals the value, ignoring case.
+  """
+  nameEqualFold: String
+  """
+  Matches when name contains the value, ignoring case.
+  """
+  nameContainsFold: String
+  """
+  description field predicates
+  """
+  description: String
+  """
+  Matches when description differs from the value.
+  """
+  descriptionNEQ: String
+  """
+  Matches when description is one of the values.
+  """
+  descriptionIn: [String!]
+  """
+  Matches when description is none of the values.
+  """
+  descriptionNotIn: [String!]
+  """
+  Matches when description is greater than the value.
+  """
+  descriptionGT: String
+  """
+  Matches when description is greater than or equal to the value.
+  """
+  descriptionGTE: String
+  """
+  Matches when description is less than the value.
+  """
+  descriptionLT: String
+  """
+  Matches when description is less than or equal to the value.
+  """
+  descriptionLTE: String
+  """
+  Matches when description contains the value.
+  """
+  descriptionContains: String
+  """
+  Matches when description starts with the value.
+  """
+  descriptionHasPrefix: String
+  """
+  Matches when description ends with the value.
+  """
+  descriptionHasSuffix: String
+  """
+  Matches when description is null.
+  """
+  descriptionIsNil: Boolean
+  """
+  Matches when description is not null.
+  """
+  descriptionNotNil: Boolean
+  """
+  Matches when description equals the value, ignoring case.
+  """
+  descriptionEqualFold: String
+  """
+  Matches when description contains the value, ignoring case.
+  """
+  descriptionContainsFold: String
+  """
+  group field predicates
+  """
+  group: String
+  """
+  Matches when group differs from the value.
+  """
+  groupNEQ: String
+  """
+  Matches when group is one of the values.
+  """
+  groupIn: [String!]
+  """
+  Matches when group is none of the values.
+  """
+  groupNotIn: [String!]
+  """
+  Matches when group is greater than the value.
+  """
+  groupGT: String
+  """
+  Matches when group is greater than or equal to the value.
+  """
+  groupGTE: String
+  """
+  Matches when group is less than the value.
+  """
+  groupLT: String
+  """
+  Matches when group is less than or equal to the value.
+  """
+  groupLTE: String
+  """
+  Matches when group contains the value.
+  """
+  groupContains: String
+  """
+  Matches when group starts with the value.
+  """
+  groupHasPrefix: String
+  """
+  Matches when group ends with the value.
+  """
+  groupHasSuffix: String
+  """
+  Matches when group equals the value, ignoring case.
+  """
+  groupEqualFold: String
+  """
+  Matches when group contains the value, ignoring case.
+  """
+  groupContainsFold: String
+  """
+  url field predicates
+  """
+  url: String
+  """
+  Matches when url differs from the value.
+  """
+  urlNEQ: String
+  """
+  Matches when url is one of the values.
+  """
+  urlIn: [String!]
+  """
+  Matches when url is none of the values.
+  """
+  urlNotIn: [String!]
+  """
+  Matches when url is greater than the value.
+  """
+  urlGT: String
+  """
+  Matches when url is greater than or equal to the value.
+  """
+  urlGTE: String
+  """
+  Matches when url is less than the value.
+  """
+  urlLT: String
+  """
+  Matches when url is less than or equal to the value.
+  """
+  urlLTE: String
+  """
+  Matches when url contains the value.
+  """
+  urlContains: String
+  """
+  Matches when url starts with the value.
+  """
+  urlHasPrefix: String
+  """
+  Matches when url ends with the value.
+  """
+  urlHasSuffix: String
+  """
+  Matches when url equals the value, ignoring case.
+  """
+  urlEqualFold: String
+  """
+  Matches when url contains the value, ignoring case.
+  """
+  urlContainsFold: String
+  """
+  enabled field predicates
+  """
+  enabled: Boolean
+  """
+  Matches when enabled differs from the value.
+  """
+  enabledNEQ: Boolean
+}
 `, BuiltIn: false},
 	{Name: "../gatehouse.graphql", Input: `# Hand-written part of the admin API schema. ent.graphql next to it is
 # generated from the Ent schema (ent/schema) by ent/entc.go: do not edit that
@@ -16947,6 +19399,10 @@ func (ec *executionContext) childFields_AdminToken(ctx context.Context, field gr
 		return ec.fieldContext_AdminToken_prefix(ctx, field)
 	case "roles":
 		return ec.fieldContext_AdminToken_roles(ctx, field)
+	case "groups":
+		return ec.fieldContext_AdminToken_groups(ctx, field)
+	case "team":
+		return ec.fieldContext_AdminToken_team(ctx, field)
 	case "expiresAt":
 		return ec.fieldContext_AdminToken_expiresAt(ctx, field)
 	case "lastUsedAt":
@@ -17039,6 +19495,88 @@ func (ec *executionContext) childFields_ApplyConfigPayload(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type ApplyConfigPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_Approval(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Approval_id(ctx, field)
+	case "approvalID":
+		return ec.fieldContext_Approval_approvalID(ctx, field)
+	case "state":
+		return ec.fieldContext_Approval_state(ctx, field)
+	case "agent":
+		return ec.fieldContext_Approval_agent(ctx, field)
+	case "team":
+		return ec.fieldContext_Approval_team(ctx, field)
+	case "virtualServer":
+		return ec.fieldContext_Approval_virtualServer(ctx, field)
+	case "tool":
+		return ec.fieldContext_Approval_tool(ctx, field)
+	case "upstream":
+		return ec.fieldContext_Approval_upstream(ctx, field)
+	case "upstreamTool":
+		return ec.fieldContext_Approval_upstreamTool(ctx, field)
+	case "arguments":
+		return ec.fieldContext_Approval_arguments(ctx, field)
+	case "argsHash":
+		return ec.fieldContext_Approval_argsHash(ctx, field)
+	case "attempt":
+		return ec.fieldContext_Approval_attempt(ctx, field)
+	case "reasons":
+		return ec.fieldContext_Approval_reasons(ctx, field)
+	case "rule":
+		return ec.fieldContext_Approval_rule(ctx, field)
+	case "approverGroups":
+		return ec.fieldContext_Approval_approverGroups(ctx, field)
+	case "quorum":
+		return ec.fieldContext_Approval_quorum(ctx, field)
+	case "approvers":
+		return ec.fieldContext_Approval_approvers(ctx, field)
+	case "decisions":
+		return ec.fieldContext_Approval_decisions(ctx, field)
+	case "escalated":
+		return ec.fieldContext_Approval_escalated(ctx, field)
+	case "deadline":
+		return ec.fieldContext_Approval_deadline(ctx, field)
+	case "reason":
+		return ec.fieldContext_Approval_reason(ctx, field)
+	case "decidedAt":
+		return ec.fieldContext_Approval_decidedAt(ctx, field)
+	case "executedAt":
+		return ec.fieldContext_Approval_executedAt(ctx, field)
+	case "closedAt":
+		return ec.fieldContext_Approval_closedAt(ctx, field)
+	case "delivered":
+		return ec.fieldContext_Approval_delivered(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Approval_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Approval_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Approval", field.Name)
+}
+
+func (ec *executionContext) childFields_ApprovalConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ApprovalConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ApprovalConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ApprovalConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApprovalConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ApprovalEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_ApprovalEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_ApprovalEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApprovalEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_ApprovalRule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -17067,6 +19605,12 @@ func (ec *executionContext) childFields_ApprovalRule(ctx context.Context, field 
 		return ec.fieldContext_ApprovalRule_onTimeout(ctx, field)
 	case "escalateTo":
 		return ec.fieldContext_ApprovalRule_escalateTo(ctx, field)
+	case "virtualServers":
+		return ec.fieldContext_ApprovalRule_virtualServers(ctx, field)
+	case "tools":
+		return ec.fieldContext_ApprovalRule_tools(ctx, field)
+	case "when":
+		return ec.fieldContext_ApprovalRule_when(ctx, field)
 	case "reuseWindowSeconds":
 		return ec.fieldContext_ApprovalRule_reuseWindowSeconds(ctx, field)
 	case "grants":
@@ -17885,6 +20429,54 @@ func (ec *executionContext) childFields_VirtualServerEdge(ctx context.Context, f
 		return ec.fieldContext_VirtualServerEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type VirtualServerEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Webhook(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Webhook_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Webhook_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Webhook_updatedAt(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_Webhook_createdBy(ctx, field)
+	case "updatedBy":
+		return ec.fieldContext_Webhook_updatedBy(ctx, field)
+	case "name":
+		return ec.fieldContext_Webhook_name(ctx, field)
+	case "description":
+		return ec.fieldContext_Webhook_description(ctx, field)
+	case "group":
+		return ec.fieldContext_Webhook_group(ctx, field)
+	case "url":
+		return ec.fieldContext_Webhook_url(ctx, field)
+	case "enabled":
+		return ec.fieldContext_Webhook_enabled(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Webhook", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WebhookConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WebhookConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_WebhookConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_WebhookEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_WebhookEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEdge", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -19147,6 +21739,60 @@ func (ec *executionContext) field_Query_approvalRules_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_approvals_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) ([]*ent.ApprovalOrder, error) {
+			return ec.unmarshalOApprovalOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrderᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.ApprovalWhereInput, error) {
+			return ec.unmarshalOApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg5
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_effectiveTools_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -19821,6 +22467,60 @@ func (ec *executionContext) field_Query_virtualServers_args(ctx context.Context,
 	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
 		func(ctx context.Context, v any) (*ent.VirtualServerWhereInput, error) {
 			return ec.unmarshalOVirtualServerWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐVirtualServerWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_webhooks_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) ([]*ent.WebhookOrder, error) {
+			return ec.unmarshalOWebhookOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrderᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.WebhookWhereInput, error) {
+			return ec.unmarshalOWebhookWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -20940,6 +23640,52 @@ func (ec *executionContext) fieldContext_AdminToken_roles(_ context.Context, fie
 	return graphql.NewScalarFieldContext("AdminToken", field, false, false, "String")
 }
 
+func (ec *executionContext) _AdminToken_groups(ctx context.Context, field graphql.CollectedField, obj *ent.AdminToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminToken_groups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Groups, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminToken_groups(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminToken", field, false, false, "String")
+}
+
+func (ec *executionContext) _AdminToken_team(ctx context.Context, field graphql.CollectedField, obj *ent.AdminToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdminToken_team(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Team, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AdminToken_team(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AdminToken", field, false, false, "String")
+}
+
 func (ec *executionContext) _AdminToken_expiresAt(ctx context.Context, field graphql.CollectedField, obj *ent.AdminToken) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21628,6 +24374,769 @@ func (ec *executionContext) fieldContext_ApplyConfigPayload_revision(_ context.C
 	return graphql.NewScalarFieldContext("ApplyConfigPayload", field, false, false, "Int")
 }
 
+func (ec *executionContext) _Approval_id(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Approval_approvalID(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_approvalID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_approvalID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_state(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v approval.State) graphql.Marshaler {
+			return ec.marshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "ApprovalState")
+}
+
+func (ec *executionContext) _Approval_agent(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_agent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Agent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_agent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_team(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_team(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Team, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_team(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_virtualServer(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_virtualServer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VirtualServer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_virtualServer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_tool(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_tool(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tool, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_tool(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_upstream(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_upstream(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Upstream, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_upstream(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_upstreamTool(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_upstreamTool(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpstreamTool, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_upstreamTool(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_arguments(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_arguments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Arguments, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_arguments(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _Approval_argsHash(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_argsHash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ArgsHash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_argsHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_attempt(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_attempt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_attempt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Approval_reasons(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_reasons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reasons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_reasons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_rule(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_approverGroups(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_approverGroups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApproverGroups, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_approverGroups(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_quorum(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_quorum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quorum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_quorum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Approval_approvers(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_approvers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Approvers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_approvers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_decisions(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_decisions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Decisions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_decisions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _Approval_escalated(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_escalated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Escalated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_escalated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Approval_deadline(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_deadline(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deadline, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_deadline(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Approval_reason(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "String")
+}
+
+func (ec *executionContext) _Approval_decidedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_decidedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DecidedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_decidedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Approval_executedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_executedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExecutedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_executedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Approval_closedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_closedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ClosedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_closedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Approval_delivered(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_delivered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_delivered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Approval_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Approval_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Approval) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Approval_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Approval_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApprovalConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.ApprovalEdge) graphql.Marshaler {
+			return ec.marshalOApprovalEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApprovalConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApprovalEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApprovalConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApprovalConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApprovalConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApprovalEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Approval) graphql.Marshaler {
+			return ec.marshalOApproval2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApproval(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApprovalEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Approval(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApprovalEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalEdge", field, false, false, "Cursor")
+}
+
 func (ec *executionContext) _ApprovalRule_id(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalRule) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21924,6 +25433,75 @@ func (ec *executionContext) _ApprovalRule_escalateTo(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_ApprovalRule_escalateTo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalRule", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApprovalRule_virtualServers(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalRule_virtualServers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VirtualServers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalRule_virtualServers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalRule", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApprovalRule_tools(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalRule_tools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tools, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalRule_tools(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalRule", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApprovalRule_when(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalRule_when(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.When, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalRule_when(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ApprovalRule", field, false, false, "String")
 }
 
@@ -27018,6 +30596,50 @@ func (ec *executionContext) fieldContext_Query_agents(ctx context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_approvals(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_approvals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Approvals(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].([]*ent.ApprovalOrder), fc.Args["where"].(*ent.ApprovalWhereInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.ApprovalConnection) graphql.Marshaler {
+			return ec.marshalNApprovalConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_approvals(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApprovalConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_approvals_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_approvalRules(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -27540,6 +31162,50 @@ func (ec *executionContext) fieldContext_Query_virtualServers(ctx context.Contex
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_virtualServers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_webhooks(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_webhooks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Webhooks(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].([]*ent.WebhookOrder), fc.Args["where"].(*ent.WebhookWhereInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.WebhookConnection) graphql.Marshaler {
+			return ec.marshalNWebhookConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_webhooks(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_webhooks_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -31964,6 +35630,378 @@ func (ec *executionContext) fieldContext_VirtualServerEdge_cursor(_ context.Cont
 	return graphql.NewScalarFieldContext("VirtualServerEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _Webhook_id(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Webhook_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Webhook_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Webhook_createdBy(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_createdBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_createdBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _Webhook_updatedBy(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_updatedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_updatedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _Webhook_name(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _Webhook_description(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _Webhook_group(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_group(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Group, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_group(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _Webhook_url(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _Webhook_enabled(ctx context.Context, field graphql.CollectedField, obj *ent.Webhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Webhook_enabled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Enabled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Webhook_enabled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Webhook", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _WebhookConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.WebhookEdge) graphql.Marshaler {
+			return ec.marshalOWebhookEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebhookConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebhookConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WebhookEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Webhook) graphql.Marshaler {
+			return ec.marshalOWebhook2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhook(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Webhook(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebhookEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookEdge", field, false, false, "Cursor")
+}
+
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -34558,7 +38596,7 @@ func (ec *executionContext) unmarshalInputAdminTokenWhereInput(ctx context.Conte
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "prefix", "prefixNEQ", "prefixIn", "prefixNotIn", "prefixGT", "prefixGTE", "prefixLT", "prefixLTE", "prefixContains", "prefixHasPrefix", "prefixHasSuffix", "prefixEqualFold", "prefixContainsFold", "expiresAt", "expiresAtNEQ", "expiresAtIn", "expiresAtNotIn", "expiresAtGT", "expiresAtGTE", "expiresAtLT", "expiresAtLTE", "expiresAtIsNil", "expiresAtNotNil", "lastUsedAt", "lastUsedAtNEQ", "lastUsedAtIn", "lastUsedAtNotIn", "lastUsedAtGT", "lastUsedAtGTE", "lastUsedAtLT", "lastUsedAtLTE", "lastUsedAtIsNil", "lastUsedAtNotNil"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "prefix", "prefixNEQ", "prefixIn", "prefixNotIn", "prefixGT", "prefixGTE", "prefixLT", "prefixLTE", "prefixContains", "prefixHasPrefix", "prefixHasSuffix", "prefixEqualFold", "prefixContainsFold", "team", "teamNEQ", "teamIn", "teamNotIn", "teamGT", "teamGTE", "teamLT", "teamLTE", "teamContains", "teamHasPrefix", "teamHasSuffix", "teamIsNil", "teamNotNil", "teamEqualFold", "teamContainsFold", "expiresAt", "expiresAtNEQ", "expiresAtIn", "expiresAtNotIn", "expiresAtGT", "expiresAtGTE", "expiresAtLT", "expiresAtLTE", "expiresAtIsNil", "expiresAtNotNil", "lastUsedAt", "lastUsedAtNEQ", "lastUsedAtIn", "lastUsedAtNotIn", "lastUsedAtGT", "lastUsedAtGTE", "lastUsedAtLT", "lastUsedAtLTE", "lastUsedAtIsNil", "lastUsedAtNotNil"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -35146,6 +39184,111 @@ func (ec *executionContext) unmarshalInputAdminTokenWhereInput(ctx context.Conte
 				return it, err
 			}
 			it.PrefixContainsFold = data
+		case "team":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("team"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Team = data
+		case "teamNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamNEQ = data
+		case "teamIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamIn = data
+		case "teamNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamNotIn = data
+		case "teamGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamGT = data
+		case "teamGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamGTE = data
+		case "teamLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamLT = data
+		case "teamLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamLTE = data
+		case "teamContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamContains = data
+		case "teamHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamHasPrefix = data
+		case "teamHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamHasSuffix = data
+		case "teamIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamIsNil = data
+		case "teamNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamNotNil = data
+		case "teamEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamEqualFold = data
+		case "teamContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamContainsFold = data
 		case "expiresAt":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
 			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
@@ -36028,6 +40171,59 @@ func UnmarshalAgentWhereInput(ctx context.Context, raw any) (ent.AgentWhereInput
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputApprovalOrder(ctx context.Context, obj any) (ent.ApprovalOrder, error) {
+	var it ent.ApprovalOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNApprovalOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalApprovalOrder unmarshals raw into the ApprovalOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalApprovalOrder(ctx context.Context, raw any) (ent.ApprovalOrder, error) {
+	var out ent.ApprovalOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ApprovalOrder", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputApprovalRuleOrder(ctx context.Context, obj any) (ent.ApprovalRuleOrder, error) {
 	var it ent.ApprovalRuleOrder
 	if obj == nil {
@@ -36092,7 +40288,7 @@ func (ec *executionContext) unmarshalInputApprovalRuleWhereInput(ctx context.Con
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "quorum", "quorumNEQ", "quorumIn", "quorumNotIn", "quorumGT", "quorumGTE", "quorumLT", "quorumLTE", "allowSameTeam", "allowSameTeamNEQ", "timeoutSeconds", "timeoutSecondsNEQ", "timeoutSecondsIn", "timeoutSecondsNotIn", "timeoutSecondsGT", "timeoutSecondsGTE", "timeoutSecondsLT", "timeoutSecondsLTE", "onTimeout", "onTimeoutNEQ", "onTimeoutIn", "onTimeoutNotIn", "reuseWindowSeconds", "reuseWindowSecondsNEQ", "reuseWindowSecondsIn", "reuseWindowSecondsNotIn", "reuseWindowSecondsGT", "reuseWindowSecondsGTE", "reuseWindowSecondsLT", "reuseWindowSecondsLTE", "hasGrants", "hasGrantsWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "quorum", "quorumNEQ", "quorumIn", "quorumNotIn", "quorumGT", "quorumGTE", "quorumLT", "quorumLTE", "allowSameTeam", "allowSameTeamNEQ", "timeoutSeconds", "timeoutSecondsNEQ", "timeoutSecondsIn", "timeoutSecondsNotIn", "timeoutSecondsGT", "timeoutSecondsGTE", "timeoutSecondsLT", "timeoutSecondsLTE", "onTimeout", "onTimeoutNEQ", "onTimeoutIn", "onTimeoutNotIn", "when", "whenNEQ", "whenIn", "whenNotIn", "whenGT", "whenGTE", "whenLT", "whenLTE", "whenContains", "whenHasPrefix", "whenHasSuffix", "whenIsNil", "whenNotNil", "whenEqualFold", "whenContainsFold", "reuseWindowSeconds", "reuseWindowSecondsNEQ", "reuseWindowSecondsIn", "reuseWindowSecondsNotIn", "reuseWindowSecondsGT", "reuseWindowSecondsGTE", "reuseWindowSecondsLT", "reuseWindowSecondsLTE", "hasGrants", "hasGrantsWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -36848,6 +41044,111 @@ func (ec *executionContext) unmarshalInputApprovalRuleWhereInput(ctx context.Con
 				return it, err
 			}
 			it.OnTimeoutNotIn = data
+		case "when":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("when"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.When = data
+		case "whenNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenNEQ = data
+		case "whenIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenIn = data
+		case "whenNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenNotIn = data
+		case "whenGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenGT = data
+		case "whenGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenGTE = data
+		case "whenLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenLT = data
+		case "whenLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenLTE = data
+		case "whenContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenContains = data
+		case "whenHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenHasPrefix = data
+		case "whenHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenHasSuffix = data
+		case "whenIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenIsNil = data
+		case "whenNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenNotNil = data
+		case "whenEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenEqualFold = data
+		case "whenContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenContainsFold = data
 		case "reuseWindowSeconds":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reuseWindowSeconds"))
 			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
@@ -36935,6 +41236,1616 @@ func UnmarshalApprovalRuleWhereInput(ctx context.Context, raw any) (ent.Approval
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputApprovalWhereInput(ctx context.Context, obj any) (ent.ApprovalWhereInput, error) {
+	var it ent.ApprovalWhereInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "approvalID", "approvalIDNEQ", "approvalIDIn", "approvalIDNotIn", "approvalIDGT", "approvalIDGTE", "approvalIDLT", "approvalIDLTE", "approvalIDContains", "approvalIDHasPrefix", "approvalIDHasSuffix", "approvalIDEqualFold", "approvalIDContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "agent", "agentNEQ", "agentIn", "agentNotIn", "agentGT", "agentGTE", "agentLT", "agentLTE", "agentContains", "agentHasPrefix", "agentHasSuffix", "agentEqualFold", "agentContainsFold", "team", "teamNEQ", "teamIn", "teamNotIn", "teamGT", "teamGTE", "teamLT", "teamLTE", "teamContains", "teamHasPrefix", "teamHasSuffix", "teamIsNil", "teamNotNil", "teamEqualFold", "teamContainsFold", "virtualServer", "virtualServerNEQ", "virtualServerIn", "virtualServerNotIn", "virtualServerGT", "virtualServerGTE", "virtualServerLT", "virtualServerLTE", "virtualServerContains", "virtualServerHasPrefix", "virtualServerHasSuffix", "virtualServerEqualFold", "virtualServerContainsFold", "tool", "toolNEQ", "toolIn", "toolNotIn", "toolGT", "toolGTE", "toolLT", "toolLTE", "toolContains", "toolHasPrefix", "toolHasSuffix", "toolEqualFold", "toolContainsFold", "upstream", "upstreamNEQ", "upstreamIn", "upstreamNotIn", "upstreamGT", "upstreamGTE", "upstreamLT", "upstreamLTE", "upstreamContains", "upstreamHasPrefix", "upstreamHasSuffix", "upstreamEqualFold", "upstreamContainsFold", "upstreamTool", "upstreamToolNEQ", "upstreamToolIn", "upstreamToolNotIn", "upstreamToolGT", "upstreamToolGTE", "upstreamToolLT", "upstreamToolLTE", "upstreamToolContains", "upstreamToolHasPrefix", "upstreamToolHasSuffix", "upstreamToolEqualFold", "upstreamToolContainsFold", "argsHash", "argsHashNEQ", "argsHashIn", "argsHashNotIn", "argsHashGT", "argsHashGTE", "argsHashLT", "argsHashLTE", "argsHashContains", "argsHashHasPrefix", "argsHashHasSuffix", "argsHashEqualFold", "argsHashContainsFold", "attempt", "attemptNEQ", "attemptIn", "attemptNotIn", "attemptGT", "attemptGTE", "attemptLT", "attemptLTE", "rule", "ruleNEQ", "ruleIn", "ruleNotIn", "ruleGT", "ruleGTE", "ruleLT", "ruleLTE", "ruleContains", "ruleHasPrefix", "ruleHasSuffix", "ruleEqualFold", "ruleContainsFold", "quorum", "quorumNEQ", "quorumIn", "quorumNotIn", "quorumGT", "quorumGTE", "quorumLT", "quorumLTE", "escalated", "escalatedNEQ", "deadline", "deadlineNEQ", "deadlineIn", "deadlineNotIn", "deadlineGT", "deadlineGTE", "deadlineLT", "deadlineLTE", "deadlineIsNil", "deadlineNotNil", "reason", "reasonNEQ", "reasonIn", "reasonNotIn", "reasonGT", "reasonGTE", "reasonLT", "reasonLTE", "reasonContains", "reasonHasPrefix", "reasonHasSuffix", "reasonIsNil", "reasonNotNil", "reasonEqualFold", "reasonContainsFold", "decidedAt", "decidedAtNEQ", "decidedAtIn", "decidedAtNotIn", "decidedAtGT", "decidedAtGTE", "decidedAtLT", "decidedAtLTE", "decidedAtIsNil", "decidedAtNotNil", "executedAt", "executedAtNEQ", "executedAtIn", "executedAtNotIn", "executedAtGT", "executedAtGTE", "executedAtLT", "executedAtLTE", "executedAtIsNil", "executedAtNotNil", "closedAt", "closedAtNEQ", "closedAtIn", "closedAtNotIn", "closedAtGT", "closedAtGTE", "closedAtLT", "closedAtLTE", "closedAtIsNil", "closedAtNotNil", "delivered", "deliveredNEQ", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "not":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("not"))
+			data, err := ec.unmarshalOApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Not = data
+		case "and":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("and"))
+			data, err := ec.unmarshalOApprovalWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.And = data
+		case "or":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("or"))
+			data, err := ec.unmarshalOApprovalWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Or = data
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		case "idNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNEQ"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNEQ = data
+		case "idIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDIn = data
+		case "idNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNotIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNotIn = data
+		case "idGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGT = data
+		case "idGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGTE = data
+		case "idLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLT = data
+		case "idLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLTE = data
+		case "approvalID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalID = data
+		case "approvalIDNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDNEQ = data
+		case "approvalIDIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDIn = data
+		case "approvalIDNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDNotIn = data
+		case "approvalIDGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDGT = data
+		case "approvalIDGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDGTE = data
+		case "approvalIDLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDLT = data
+		case "approvalIDLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDLTE = data
+		case "approvalIDContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDContains = data
+		case "approvalIDHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDHasPrefix = data
+		case "approvalIDHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDHasSuffix = data
+		case "approvalIDEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDEqualFold = data
+		case "approvalIDContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalIDContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalIDContainsFold = data
+		case "state":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("state"))
+			data, err := ec.unmarshalOApprovalState2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.State = data
+		case "stateNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stateNEQ"))
+			data, err := ec.unmarshalOApprovalState2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StateNEQ = data
+		case "stateIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stateIn"))
+			data, err := ec.unmarshalOApprovalState2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐStateᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StateIn = data
+		case "stateNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stateNotIn"))
+			data, err := ec.unmarshalOApprovalState2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐStateᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StateNotIn = data
+		case "agent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agent"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Agent = data
+		case "agentNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentNEQ = data
+		case "agentIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentIn = data
+		case "agentNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentNotIn = data
+		case "agentGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentGT = data
+		case "agentGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentGTE = data
+		case "agentLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentLT = data
+		case "agentLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentLTE = data
+		case "agentContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentContains = data
+		case "agentHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentHasPrefix = data
+		case "agentHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentHasSuffix = data
+		case "agentEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentEqualFold = data
+		case "agentContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agentContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AgentContainsFold = data
+		case "team":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("team"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Team = data
+		case "teamNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamNEQ = data
+		case "teamIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamIn = data
+		case "teamNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamNotIn = data
+		case "teamGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamGT = data
+		case "teamGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamGTE = data
+		case "teamLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamLT = data
+		case "teamLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamLTE = data
+		case "teamContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamContains = data
+		case "teamHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamHasPrefix = data
+		case "teamHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamHasSuffix = data
+		case "teamIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamIsNil = data
+		case "teamNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamNotNil = data
+		case "teamEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamEqualFold = data
+		case "teamContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("teamContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TeamContainsFold = data
+		case "virtualServer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServer"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServer = data
+		case "virtualServerNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerNEQ = data
+		case "virtualServerIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerIn = data
+		case "virtualServerNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerNotIn = data
+		case "virtualServerGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerGT = data
+		case "virtualServerGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerGTE = data
+		case "virtualServerLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerLT = data
+		case "virtualServerLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerLTE = data
+		case "virtualServerContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerContains = data
+		case "virtualServerHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerHasPrefix = data
+		case "virtualServerHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerHasSuffix = data
+		case "virtualServerEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerEqualFold = data
+		case "virtualServerContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServerContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServerContainsFold = data
+		case "tool":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tool"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tool = data
+		case "toolNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolNEQ = data
+		case "toolIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolIn = data
+		case "toolNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolNotIn = data
+		case "toolGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolGT = data
+		case "toolGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolGTE = data
+		case "toolLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolLT = data
+		case "toolLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolLTE = data
+		case "toolContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolContains = data
+		case "toolHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolHasPrefix = data
+		case "toolHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolHasSuffix = data
+		case "toolEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolEqualFold = data
+		case "toolContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("toolContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ToolContainsFold = data
+		case "upstream":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstream"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Upstream = data
+		case "upstreamNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamNEQ = data
+		case "upstreamIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamIn = data
+		case "upstreamNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamNotIn = data
+		case "upstreamGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamGT = data
+		case "upstreamGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamGTE = data
+		case "upstreamLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamLT = data
+		case "upstreamLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamLTE = data
+		case "upstreamContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamContains = data
+		case "upstreamHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamHasPrefix = data
+		case "upstreamHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamHasSuffix = data
+		case "upstreamEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamEqualFold = data
+		case "upstreamContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamContainsFold = data
+		case "upstreamTool":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamTool"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamTool = data
+		case "upstreamToolNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolNEQ = data
+		case "upstreamToolIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolIn = data
+		case "upstreamToolNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolNotIn = data
+		case "upstreamToolGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolGT = data
+		case "upstreamToolGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolGTE = data
+		case "upstreamToolLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolLT = data
+		case "upstreamToolLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolLTE = data
+		case "upstreamToolContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolContains = data
+		case "upstreamToolHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolHasPrefix = data
+		case "upstreamToolHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolHasSuffix = data
+		case "upstreamToolEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolEqualFold = data
+		case "upstreamToolContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstreamToolContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpstreamToolContainsFold = data
+		case "argsHash":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHash"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHash = data
+		case "argsHashNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashNEQ = data
+		case "argsHashIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashIn = data
+		case "argsHashNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashNotIn = data
+		case "argsHashGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashGT = data
+		case "argsHashGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashGTE = data
+		case "argsHashLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashLT = data
+		case "argsHashLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashLTE = data
+		case "argsHashContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashContains = data
+		case "argsHashHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashHasPrefix = data
+		case "argsHashHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashHasSuffix = data
+		case "argsHashEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashEqualFold = data
+		case "argsHashContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argsHashContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ArgsHashContainsFold = data
+		case "attempt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attempt"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Attempt = data
+		case "attemptNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptNEQ = data
+		case "attemptIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptIn = data
+		case "attemptNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptNotIn = data
+		case "attemptGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptGT = data
+		case "attemptGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptGTE = data
+		case "attemptLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptLT = data
+		case "attemptLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attemptLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttemptLTE = data
+		case "rule":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rule"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Rule = data
+		case "ruleNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleNEQ = data
+		case "ruleIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleIn = data
+		case "ruleNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleNotIn = data
+		case "ruleGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleGT = data
+		case "ruleGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleGTE = data
+		case "ruleLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleLT = data
+		case "ruleLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleLTE = data
+		case "ruleContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleContains = data
+		case "ruleHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleHasPrefix = data
+		case "ruleHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleHasSuffix = data
+		case "ruleEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleEqualFold = data
+		case "ruleContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ruleContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RuleContainsFold = data
+		case "quorum":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorum"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Quorum = data
+		case "quorumNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumNEQ = data
+		case "quorumIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumIn = data
+		case "quorumNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumNotIn = data
+		case "quorumGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumGT = data
+		case "quorumGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumGTE = data
+		case "quorumLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumLT = data
+		case "quorumLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quorumLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuorumLTE = data
+		case "escalated":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("escalated"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Escalated = data
+		case "escalatedNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("escalatedNEQ"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EscalatedNEQ = data
+		case "deadline":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadline"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Deadline = data
+		case "deadlineNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineNEQ = data
+		case "deadlineIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineIn = data
+		case "deadlineNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineNotIn = data
+		case "deadlineGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineGT = data
+		case "deadlineGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineGTE = data
+		case "deadlineLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineLT = data
+		case "deadlineLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineLTE = data
+		case "deadlineIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineIsNil = data
+		case "deadlineNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deadlineNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeadlineNotNil = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		case "reasonNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonNEQ = data
+		case "reasonIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonIn = data
+		case "reasonNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonNotIn = data
+		case "reasonGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonGT = data
+		case "reasonGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonGTE = data
+		case "reasonLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonLT = data
+		case "reasonLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonLTE = data
+		case "reasonContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonContains = data
+		case "reasonHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonHasPrefix = data
+		case "reasonHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonHasSuffix = data
+		case "reasonIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonIsNil = data
+		case "reasonNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonNotNil = data
+		case "reasonEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonEqualFold = data
+		case "reasonContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonContainsFold = data
+		case "decidedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAt = data
+		case "decidedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtNEQ = data
+		case "decidedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtIn = data
+		case "decidedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtNotIn = data
+		case "decidedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtGT = data
+		case "decidedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtGTE = data
+		case "decidedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtLT = data
+		case "decidedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtLTE = data
+		case "decidedAtIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtIsNil = data
+		case "decidedAtNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decidedAtNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DecidedAtNotNil = data
+		case "executedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAt = data
+		case "executedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtNEQ = data
+		case "executedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtIn = data
+		case "executedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtNotIn = data
+		case "executedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtGT = data
+		case "executedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtGTE = data
+		case "executedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtLT = data
+		case "executedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtLTE = data
+		case "executedAtIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtIsNil = data
+		case "executedAtNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("executedAtNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExecutedAtNotNil = data
+		case "closedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAt = data
+		case "closedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtNEQ = data
+		case "closedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtIn = data
+		case "closedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtNotIn = data
+		case "closedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtGT = data
+		case "closedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtGTE = data
+		case "closedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtLT = data
+		case "closedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtLTE = data
+		case "closedAtIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtIsNil = data
+		case "closedAtNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("closedAtNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClosedAtNotNil = data
+		case "delivered":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("delivered"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Delivered = data
+		case "deliveredNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deliveredNEQ"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeliveredNEQ = data
+		case "createdAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAt = data
+		case "createdAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtNEQ = data
+		case "createdAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtIn = data
+		case "createdAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtNotIn = data
+		case "createdAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtGT = data
+		case "createdAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtGTE = data
+		case "createdAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtLT = data
+		case "createdAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtLTE = data
+		case "updatedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAt = data
+		case "updatedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtNEQ = data
+		case "updatedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtIn = data
+		case "updatedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtNotIn = data
+		case "updatedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtGT = data
+		case "updatedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtGTE = data
+		case "updatedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtLT = data
+		case "updatedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtLTE = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalApprovalWhereInput unmarshals raw into the ApprovalWhereInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalApprovalWhereInput(ctx context.Context, raw any) (ent.ApprovalWhereInput, error) {
+	var out ent.ApprovalWhereInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ApprovalWhereInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context, obj any) (ent.CreateAPIKeyInput, error) {
 	var it ent.CreateAPIKeyInput
 	if obj == nil {
@@ -37016,7 +42927,7 @@ func (ec *executionContext) unmarshalInputCreateAdminTokenInput(ctx context.Cont
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "roles", "expiresAt"}
+	fieldsInOrder := [...]string{"name", "roles", "groups", "team", "expiresAt"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -37037,6 +42948,20 @@ func (ec *executionContext) unmarshalInputCreateAdminTokenInput(ctx context.Cont
 				return it, err
 			}
 			it.Roles = data
+		case "groups":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groups"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Groups = data
+		case "team":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("team"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Team = data
 		case "expiresAt":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
 			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
@@ -37142,7 +43067,7 @@ func (ec *executionContext) unmarshalInputCreateApprovalRuleInput(ctx context.Co
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "approverGroups", "quorum", "allowSameTeam", "timeoutSeconds", "onTimeout", "escalateTo", "reuseWindowSeconds"}
+	fieldsInOrder := [...]string{"name", "description", "approverGroups", "quorum", "allowSameTeam", "timeoutSeconds", "onTimeout", "escalateTo", "virtualServers", "tools", "when", "reuseWindowSeconds"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -37205,6 +43130,27 @@ func (ec *executionContext) unmarshalInputCreateApprovalRuleInput(ctx context.Co
 				return it, err
 			}
 			it.EscalateTo = data
+		case "virtualServers":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServers"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServers = data
+		case "tools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tools = data
+		case "when":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("when"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.When = data
 		case "reuseWindowSeconds":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reuseWindowSeconds"))
 			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
@@ -38311,6 +44257,83 @@ func (ec *executionContext) unmarshalInputCreateVirtualServerInput(ctx context.C
 func UnmarshalCreateVirtualServerInput(ctx context.Context, raw any) (ent.CreateVirtualServerInput, error) {
 	var out ent.CreateVirtualServerInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateVirtualServerInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateWebhookInput(ctx context.Context, obj any) (ent.CreateWebhookInput, error) {
+	var it ent.CreateWebhookInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "description", "group", "url", "secret", "enabled"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "group":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("group"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Group = data
+		case "url":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("url"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URL = data
+		case "secret":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("secret"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Secret = data
+		case "enabled":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("enabled"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Enabled = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateWebhookInput unmarshals raw into the CreateWebhookInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateWebhookInput(ctx context.Context, raw any) (ent.CreateWebhookInput, error) {
+	var out ent.CreateWebhookInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateWebhookInput", raw, &out)
 	return out, err
 }
 
@@ -47001,7 +53024,7 @@ func (ec *executionContext) unmarshalInputUpdateAdminTokenInput(ctx context.Cont
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "roles", "appendRoles", "expiresAt", "clearExpiresAt"}
+	fieldsInOrder := [...]string{"name", "roles", "appendRoles", "groups", "appendGroups", "clearGroups", "team", "clearTeam", "expiresAt", "clearExpiresAt"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -47029,6 +53052,41 @@ func (ec *executionContext) unmarshalInputUpdateAdminTokenInput(ctx context.Cont
 				return it, err
 			}
 			it.AppendRoles = data
+		case "groups":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groups"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Groups = data
+		case "appendGroups":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendGroups"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AppendGroups = data
+		case "clearGroups":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearGroups"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearGroups = data
+		case "team":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("team"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Team = data
+		case "clearTeam":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearTeam"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearTeam = data
 		case "expiresAt":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
 			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
@@ -47176,7 +53234,7 @@ func (ec *executionContext) unmarshalInputUpdateApprovalRuleInput(ctx context.Co
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "approverGroups", "appendApproverGroups", "quorum", "allowSameTeam", "timeoutSeconds", "onTimeout", "escalateTo", "appendEscalateTo", "clearEscalateTo", "reuseWindowSeconds"}
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "approverGroups", "appendApproverGroups", "quorum", "allowSameTeam", "timeoutSeconds", "onTimeout", "escalateTo", "appendEscalateTo", "clearEscalateTo", "virtualServers", "appendVirtualServers", "clearVirtualServers", "tools", "appendTools", "clearTools", "when", "clearWhen", "reuseWindowSeconds"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -47267,6 +53325,62 @@ func (ec *executionContext) unmarshalInputUpdateApprovalRuleInput(ctx context.Co
 				return it, err
 			}
 			it.ClearEscalateTo = data
+		case "virtualServers":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServers"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServers = data
+		case "appendVirtualServers":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendVirtualServers"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AppendVirtualServers = data
+		case "clearVirtualServers":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearVirtualServers"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearVirtualServers = data
+		case "tools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tools = data
+		case "appendTools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendTools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AppendTools = data
+		case "clearTools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearTools"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearTools = data
+		case "when":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("when"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.When = data
+		case "clearWhen":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearWhen"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearWhen = data
 		case "reuseWindowSeconds":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reuseWindowSeconds"))
 			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
@@ -48905,6 +55019,90 @@ func (ec *executionContext) unmarshalInputUpdateVirtualServerInput(ctx context.C
 func UnmarshalUpdateVirtualServerInput(ctx context.Context, raw any) (ent.UpdateVirtualServerInput, error) {
 	var out ent.UpdateVirtualServerInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateVirtualServerInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputUpdateWebhookInput(ctx context.Context, obj any) (ent.UpdateWebhookInput, error) {
+	var it ent.UpdateWebhookInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "group", "url", "secret", "enabled"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "clearDescription":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearDescription"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearDescription = data
+		case "group":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("group"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Group = data
+		case "url":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("url"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URL = data
+		case "secret":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("secret"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Secret = data
+		case "enabled":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("enabled"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Enabled = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateWebhookInput unmarshals raw into the UpdateWebhookInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateWebhookInput(ctx context.Context, raw any) (ent.UpdateWebhookInput, error) {
+	var out ent.UpdateWebhookInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateWebhookInput", raw, &out)
 	return out, err
 }
 
@@ -50855,6 +57053,885 @@ func UnmarshalVirtualServerWhereInput(ctx context.Context, raw any) (ent.Virtual
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputWebhookOrder(ctx context.Context, obj any) (ent.WebhookOrder, error) {
+	var it ent.WebhookOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNWebhookOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalWebhookOrder unmarshals raw into the WebhookOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalWebhookOrder(ctx context.Context, raw any) (ent.WebhookOrder, error) {
+	var out ent.WebhookOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "WebhookOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputWebhookWhereInput(ctx context.Context, obj any) (ent.WebhookWhereInput, error) {
+	var it ent.WebhookWhereInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "group", "groupNEQ", "groupIn", "groupNotIn", "groupGT", "groupGTE", "groupLT", "groupLTE", "groupContains", "groupHasPrefix", "groupHasSuffix", "groupEqualFold", "groupContainsFold", "url", "urlNEQ", "urlIn", "urlNotIn", "urlGT", "urlGTE", "urlLT", "urlLTE", "urlContains", "urlHasPrefix", "urlHasSuffix", "urlEqualFold", "urlContainsFold", "enabled", "enabledNEQ"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "not":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("not"))
+			data, err := ec.unmarshalOWebhookWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Not = data
+		case "and":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("and"))
+			data, err := ec.unmarshalOWebhookWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.And = data
+		case "or":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("or"))
+			data, err := ec.unmarshalOWebhookWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Or = data
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		case "idNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNEQ"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNEQ = data
+		case "idIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDIn = data
+		case "idNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idNotIn"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDNotIn = data
+		case "idGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGT = data
+		case "idGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idGTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDGTE = data
+		case "idLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLT"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLT = data
+		case "idLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idLTE"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IDLTE = data
+		case "createdAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAt = data
+		case "createdAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtNEQ = data
+		case "createdAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtIn = data
+		case "createdAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtNotIn = data
+		case "createdAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtGT = data
+		case "createdAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtGTE = data
+		case "createdAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtLT = data
+		case "createdAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAtLTE = data
+		case "updatedAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAt = data
+		case "updatedAtNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtNEQ"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtNEQ = data
+		case "updatedAtIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtIn = data
+		case "updatedAtNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtNotIn"))
+			data, err := ec.unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtNotIn = data
+		case "updatedAtGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtGT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtGT = data
+		case "updatedAtGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtGTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtGTE = data
+		case "updatedAtLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtLT"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtLT = data
+		case "updatedAtLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedAtLTE"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedAtLTE = data
+		case "createdBy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdBy"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedBy = data
+		case "createdByNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByNEQ = data
+		case "createdByIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByIn = data
+		case "createdByNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByNotIn = data
+		case "createdByGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByGT = data
+		case "createdByGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByGTE = data
+		case "createdByLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByLT = data
+		case "createdByLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByLTE = data
+		case "createdByContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByContains = data
+		case "createdByHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByHasPrefix = data
+		case "createdByHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByHasSuffix = data
+		case "createdByIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByIsNil = data
+		case "createdByNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByNotNil = data
+		case "createdByEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByEqualFold = data
+		case "createdByContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdByContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedByContainsFold = data
+		case "updatedBy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedBy"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedBy = data
+		case "updatedByNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByNEQ = data
+		case "updatedByIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByIn = data
+		case "updatedByNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByNotIn = data
+		case "updatedByGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByGT = data
+		case "updatedByGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByGTE = data
+		case "updatedByLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByLT = data
+		case "updatedByLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByLTE = data
+		case "updatedByContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByContains = data
+		case "updatedByHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByHasPrefix = data
+		case "updatedByHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByHasSuffix = data
+		case "updatedByIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByIsNil = data
+		case "updatedByNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByNotNil = data
+		case "updatedByEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByEqualFold = data
+		case "updatedByContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("updatedByContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpdatedByContainsFold = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "nameNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNEQ = data
+		case "nameIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameIn = data
+		case "nameNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameNotIn = data
+		case "nameGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameGT = data
+		case "nameGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameGTE = data
+		case "nameLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameLT = data
+		case "nameLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameLTE = data
+		case "nameContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContains = data
+		case "nameHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameHasPrefix = data
+		case "nameHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameHasSuffix = data
+		case "nameEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameEqualFold = data
+		case "nameContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContainsFold = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "descriptionNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionNEQ = data
+		case "descriptionIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionIn = data
+		case "descriptionNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionNotIn = data
+		case "descriptionGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionGT = data
+		case "descriptionGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionGTE = data
+		case "descriptionLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionLT = data
+		case "descriptionLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionLTE = data
+		case "descriptionContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionContains = data
+		case "descriptionHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionHasPrefix = data
+		case "descriptionHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionHasSuffix = data
+		case "descriptionIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionIsNil = data
+		case "descriptionNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionNotNil = data
+		case "descriptionEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionEqualFold = data
+		case "descriptionContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("descriptionContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DescriptionContainsFold = data
+		case "group":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("group"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Group = data
+		case "groupNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupNEQ = data
+		case "groupIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupIn = data
+		case "groupNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupNotIn = data
+		case "groupGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupGT = data
+		case "groupGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupGTE = data
+		case "groupLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupLT = data
+		case "groupLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupLTE = data
+		case "groupContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupContains = data
+		case "groupHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupHasPrefix = data
+		case "groupHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupHasSuffix = data
+		case "groupEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupEqualFold = data
+		case "groupContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupContainsFold = data
+		case "url":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("url"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URL = data
+		case "urlNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLNEQ = data
+		case "urlIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLIn = data
+		case "urlNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLNotIn = data
+		case "urlGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLGT = data
+		case "urlGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLGTE = data
+		case "urlLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLLT = data
+		case "urlLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLLTE = data
+		case "urlContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLContains = data
+		case "urlHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLHasPrefix = data
+		case "urlHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLHasSuffix = data
+		case "urlEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLEqualFold = data
+		case "urlContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("urlContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URLContainsFold = data
+		case "enabled":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("enabled"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Enabled = data
+		case "enabledNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("enabledNEQ"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EnabledNEQ = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalWebhookWhereInput unmarshals raw into the WebhookWhereInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalWebhookWhereInput(ctx context.Context, raw any) (ent.WebhookWhereInput, error) {
+	var out ent.WebhookWhereInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "WebhookWhereInput", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -50863,6 +57940,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 	switch obj := (obj).(type) {
 	case nil:
 		return graphql.Null
+	case *ent.Webhook:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Webhook(ctx, sel, obj)
 	case *ent.VirtualServer:
 		if obj == nil {
 			return graphql.Null
@@ -50923,6 +58005,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._ApprovalRule(ctx, sel, obj)
+	case *ent.Approval:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Approval(ctx, sel, obj)
 	case *ent.Agent:
 		if obj == nil {
 			return graphql.Null
@@ -51364,6 +58451,16 @@ func (ec *executionContext) _AdminToken(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "groups":
+			out.Values[i] = ec._AdminToken_groups(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "team":
+			out.Values[i] = ec._AdminToken_team(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "expiresAt":
 			out.Values[i] = ec._AdminToken_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -51682,6 +58779,250 @@ func (ec *executionContext) _ApplyConfigPayload(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var approvalImplementors = []string{"Approval", "Node"}
+
+func (ec *executionContext) _Approval(ctx context.Context, sel ast.SelectionSet, obj *ent.Approval) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, approvalImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Approval")
+		case "id":
+			out.Values[i] = ec._Approval_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvalID":
+			out.Values[i] = ec._Approval_approvalID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._Approval_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "agent":
+			out.Values[i] = ec._Approval_agent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "team":
+			out.Values[i] = ec._Approval_team(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "virtualServer":
+			out.Values[i] = ec._Approval_virtualServer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tool":
+			out.Values[i] = ec._Approval_tool(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upstream":
+			out.Values[i] = ec._Approval_upstream(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upstreamTool":
+			out.Values[i] = ec._Approval_upstreamTool(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "arguments":
+			out.Values[i] = ec._Approval_arguments(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "argsHash":
+			out.Values[i] = ec._Approval_argsHash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attempt":
+			out.Values[i] = ec._Approval_attempt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasons":
+			out.Values[i] = ec._Approval_reasons(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "rule":
+			out.Values[i] = ec._Approval_rule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approverGroups":
+			out.Values[i] = ec._Approval_approverGroups(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "quorum":
+			out.Values[i] = ec._Approval_quorum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvers":
+			out.Values[i] = ec._Approval_approvers(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "decisions":
+			out.Values[i] = ec._Approval_decisions(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "escalated":
+			out.Values[i] = ec._Approval_escalated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deadline":
+			out.Values[i] = ec._Approval_deadline(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._Approval_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "decidedAt":
+			out.Values[i] = ec._Approval_decidedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "executedAt":
+			out.Values[i] = ec._Approval_executedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "closedAt":
+			out.Values[i] = ec._Approval_closedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "delivered":
+			out.Values[i] = ec._Approval_delivered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Approval_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Approval_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var approvalConnectionImplementors = []string{"ApprovalConnection"}
+
+func (ec *executionContext) _ApprovalConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.ApprovalConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, approvalConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApprovalConnection")
+		case "edges":
+			out.Values[i] = ec._ApprovalConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ApprovalConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._ApprovalConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var approvalEdgeImplementors = []string{"ApprovalEdge"}
+
+func (ec *executionContext) _ApprovalEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.ApprovalEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, approvalEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApprovalEdge")
+		case "node":
+			out.Values[i] = ec._ApprovalEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._ApprovalEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var approvalRuleImplementors = []string{"ApprovalRule", "Node"}
 
 func (ec *executionContext) _ApprovalRule(ctx context.Context, sel ast.SelectionSet, obj *ent.ApprovalRule) graphql.Marshaler {
@@ -51755,6 +59096,21 @@ func (ec *executionContext) _ApprovalRule(ctx context.Context, sel ast.Selection
 			}
 		case "escalateTo":
 			out.Values[i] = ec._ApprovalRule_escalateTo(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "virtualServers":
+			out.Values[i] = ec._ApprovalRule_virtualServers(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "tools":
+			out.Values[i] = ec._ApprovalRule_tools(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "when":
+			out.Values[i] = ec._ApprovalRule_when(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -53338,6 +60694,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_agents(ctx, field)
 				})
+		case "approvals":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_approvals(ctx, field)
+				})
 		case "approvalRules":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -53409,6 +60771,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_virtualServers(ctx, field)
+				})
+		case "webhooks":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_webhooks(ctx, field)
 				})
 		case "validateConfig":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -55014,6 +62382,165 @@ func (ec *executionContext) _VirtualServerEdge(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var webhookImplementors = []string{"Webhook", "Node"}
+
+func (ec *executionContext) _Webhook(ctx context.Context, sel ast.SelectionSet, obj *ent.Webhook) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Webhook")
+		case "id":
+			out.Values[i] = ec._Webhook_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Webhook_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Webhook_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdBy":
+			out.Values[i] = ec._Webhook_createdBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "updatedBy":
+			out.Values[i] = ec._Webhook_updatedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Webhook_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._Webhook_description(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "group":
+			out.Values[i] = ec._Webhook_group(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "url":
+			out.Values[i] = ec._Webhook_url(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "enabled":
+			out.Values[i] = ec._Webhook_enabled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webhookConnectionImplementors = []string{"WebhookConnection"}
+
+func (ec *executionContext) _WebhookConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.WebhookConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebhookConnection")
+		case "edges":
+			out.Values[i] = ec._WebhookConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._WebhookConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._WebhookConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webhookEdgeImplementors = []string{"WebhookEdge"}
+
+func (ec *executionContext) _WebhookEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.WebhookEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebhookEdge")
+		case "node":
+			out.Values[i] = ec._WebhookEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._WebhookEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
@@ -55554,6 +63081,33 @@ func (ec *executionContext) marshalNApplyConfigPayload2ᚖgithubᚗcomᚋgatehou
 	return ec._ApplyConfigPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNApprovalConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalConnection(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApprovalConnection!")
+		return graphql.Null
+	}
+	return ec._ApprovalConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNApprovalOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrder(ctx context.Context, v any) (*ent.ApprovalOrder, error) {
+	res, err := ec.unmarshalInputApprovalOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNApprovalOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrderField(ctx context.Context, v any) (*ent.ApprovalOrderField, error) {
+	var res = new(ent.ApprovalOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNApprovalOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApprovalOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalNApprovalRule2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalRule(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalRule) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ApprovalRule!")
@@ -55601,6 +63155,21 @@ func (ec *executionContext) marshalNApprovalRuleOrderField2ᚖgithubᚗcomᚋgat
 
 func (ec *executionContext) unmarshalNApprovalRuleWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalRuleWhereInput(ctx context.Context, v any) (*ent.ApprovalRuleWhereInput, error) {
 	res, err := ec.unmarshalInputApprovalRuleWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx context.Context, v any) (approval.State, error) {
+	var res approval.State
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx context.Context, sel ast.SelectionSet, v approval.State) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx context.Context, v any) (*ent.ApprovalWhereInput, error) {
+	res, err := ec.unmarshalInputApprovalWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -56706,6 +64275,38 @@ func (ec *executionContext) unmarshalNVirtualServerWhereInput2ᚖgithubᚗcomᚋ
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNWebhookConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookConnection(ctx context.Context, sel ast.SelectionSet, v *ent.WebhookConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebhookConnection!")
+		return graphql.Null
+	}
+	return ec._WebhookConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNWebhookOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrder(ctx context.Context, v any) (*ent.WebhookOrder, error) {
+	res, err := ec.unmarshalInputWebhookOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNWebhookOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrderField(ctx context.Context, v any) (*ent.WebhookOrderField, error) {
+	var res = new(ent.WebhookOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNWebhookOrderField2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.WebhookOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebhookOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNWebhookWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInput(ctx context.Context, v any) (*ent.WebhookWhereInput, error) {
+	res, err := ec.unmarshalInputWebhookWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
 	return ec.___Directive(ctx, sel, &v)
 }
@@ -57214,6 +64815,50 @@ func (ec *executionContext) unmarshalOAgentWhereInput2ᚖgithubᚗcomᚋgatehous
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalOApproval2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApproval(ctx context.Context, sel ast.SelectionSet, v *ent.Approval) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Approval(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOApprovalEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.ApprovalEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOApprovalEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOApprovalEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalEdge(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ApprovalEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOApprovalOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrderᚄ(ctx context.Context, v any) ([]*ent.ApprovalOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.ApprovalOrder, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNApprovalOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrder(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) marshalOApprovalRule2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalRule(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalRule) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -57332,6 +64977,83 @@ func (ec *executionContext) unmarshalOApprovalRuleWhereInput2ᚖgithubᚗcomᚋg
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputApprovalRuleWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOApprovalState2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐStateᚄ(ctx context.Context, v any) ([]approval.State, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]approval.State, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOApprovalState2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐStateᚄ(ctx context.Context, sel ast.SelectionSet, v []approval.State) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOApprovalState2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx context.Context, v any) (*approval.State, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(approval.State)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOApprovalState2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx context.Context, sel ast.SelectionSet, v *approval.State) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOApprovalWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInputᚄ(ctx context.Context, v any) ([]*ent.ApprovalWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.ApprovalWhereInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx context.Context, v any) (*ent.ApprovalWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputApprovalWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -59249,6 +66971,75 @@ func (ec *executionContext) unmarshalOVirtualServerWhereInput2ᚖgithubᚗcomᚋ
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputVirtualServerWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOWebhook2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhook(ctx context.Context, sel ast.SelectionSet, v *ent.Webhook) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Webhook(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOWebhookEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.WebhookEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOWebhookEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOWebhookEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookEdge(ctx context.Context, sel ast.SelectionSet, v *ent.WebhookEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._WebhookEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOWebhookOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrderᚄ(ctx context.Context, v any) ([]*ent.WebhookOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.WebhookOrder, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNWebhookOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookOrder(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOWebhookWhereInput2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInputᚄ(ctx context.Context, v any) ([]*ent.WebhookWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*ent.WebhookWhereInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNWebhookWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOWebhookWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookWhereInput(ctx context.Context, v any) (*ent.WebhookWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputWebhookWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 

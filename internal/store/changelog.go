@@ -99,7 +99,7 @@ type loggedMutation interface {
 func changeLog(db *entsql.Driver) ent.Hook {
 	return func(next ent.Mutator) ent.Mutator {
 		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
-			if m.Type() == ent.TypeAdminChange || bookkeeping(m) {
+			if m.Type() == ent.TypeAdminChange || m.Type() == ent.TypeApproval || bookkeeping(m) {
 				return next.Mutate(ctx, m)
 			}
 			lm, ok := m.(loggedMutation)

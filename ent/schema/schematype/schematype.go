@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"regexp"
 	"strconv"
@@ -179,4 +180,19 @@ func (e FieldErrors) Err() error {
 		return nil
 	}
 	return e
+}
+
+// ValidateWebhookURL checks an absolute http or https URL with a host.
+func ValidateWebhookURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an absolute http:// or https:// URL")
+	}
+	if u.User != nil {
+		return errors.New("credentials in the URL would be shown to admins; sign with the secret instead")
+	}
+	return nil
 }
