@@ -84,8 +84,55 @@ type AuditEvent struct {
 	State State
 	// Reason explains escalations, failures and closed states.
 	Reason string
+	// Groups and Deadline are set on "requested" and "escalated" events: the
+	// approver groups that may decide from then on, and when their window
+	// ends.
+	Groups   []string
+	Deadline time.Time
 	// Time is the workflow time of the event.
 	Time time.Time
+}
+
+// Kinds of [Notification].
+const (
+	NotificationRequested = "requested"
+	NotificationEscalated = "escalated"
+)
+
+// Notification tells approver groups that a call awaits their decision.
+type Notification struct {
+	// Kind is [NotificationRequested] or [NotificationEscalated].
+	Kind          string
+	ApprovalID    string
+	Agent         string
+	VirtualServer string
+	Tool          string
+	// Arguments are the call's redacted arguments.
+	Arguments json.RawMessage
+	// Reasons say why the call was flagged.
+	Reasons []string
+	// Rule is the approval rule's name.
+	Rule string
+	// Groups are the approver groups to notify: those that may decide now.
+	Groups []string
+	// Quorum is the number of approvals needed.
+	Quorum int
+	// Approvers are the approvers who approved so far (after an escalation,
+	// their approvals still count).
+	Approvers []string
+	// Deadline is when the current approval window ends.
+	Deadline time.Time
+}
+
+// Notifier tells approvers about calls awaiting them. [WebhookNotifier] is
+// one.
+//
+// Notify may be called again with the same notification (the activity is
+// retried), so deliveries should carry an identity that lets receivers drop
+// duplicates. A [*temporal.ApplicationError] returned as is keeps its retry
+// behaviour; any other error is retried.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
 }
 
 // UpstreamError reports that the upstream call was made and failed. The
@@ -109,6 +156,9 @@ type Activities struct {
 	// Auditor records audit events. Nil means events are only logged by the
 	// workflow.
 	Auditor Auditor
+	// Notifier tells approvers about calls awaiting them. Nil means nobody
+	// is notified: approvers look for pending calls themselves.
+	Notifier Notifier
 }
 
 // FetchSecrets is the activity that prepares secrets for an approved call.
@@ -160,6 +210,21 @@ func (a *Activities) Audit(ctx context.Context, ev AuditEvent) error {
 		return fmt.Errorf("recording audit event %s for %s: %w", ev.Kind, ev.ApprovalID, err)
 	}
 	return nil
+}
+
+// NotifyApprovers is the activity that tells n.Groups about a call awaiting
+// their decision.
+func (a *Activities) NotifyApprovers(ctx context.Context, n Notification) error {
+	if a.Notifier == nil || len(n.Groups) == 0 {
+		return nil
+	}
+	err := a.Notifier.Notify(ctx, n)
+	// The SDK reads retryability from the returned error itself, not from
+	// its chain: application errors pass unwrapped.
+	if _, ok := err.(*temporal.ApplicationError); ok || err == nil {
+		return err
+	}
+	return fmt.Errorf("notifying approvers of %s (%s): %w", n.ApprovalID, n.Kind, err)
 }
 
 // Registry is the part of a Temporal worker (or test environment) that

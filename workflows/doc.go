@@ -20,7 +20,8 @@
 //   - The workflow was cancelled (the agent gave up): state "cancelled".
 //
 // Once approved, the workflow runs the activities of [Activities] in order:
-// FetchSecrets, CallUpstream, CheckOutput, and Audit events throughout. After
+// FetchSecrets, CallUpstream, CheckOutput, and Audit events throughout
+// (NotifyApprovers runs while it waits: see below). After
 // approval the execution no longer reacts to cancellation: the approvers
 // approved the call, and its stored result serves an identical retry.
 //
@@ -64,4 +65,81 @@
 // was escalated, and rejected signals.
 //
 //	temporal workflow query --workflow-id <approval-id> --name status
+//
+// # Search attributes
+//
+// When [ToolCallRequest].IndexSearchAttributes is set, the workflow keeps
+// these search attributes current, so that approvals can be listed with
+// visibility queries:
+//
+//	GatehouseState          Keyword      pending, executing, then the final state
+//	GatehouseAgent          Keyword      the requesting agent
+//	GatehouseVirtualServer  Keyword      the virtual server
+//	GatehouseTool           Keyword      the tool
+//	GatehouseApprovers      KeywordList  the approvers who approved so far
+//
+// The starter passes [StartSearchAttributes] (state "pending", agent, virtual
+// server and tool) in the start options; the workflow upserts GatehouseState
+// on every change of state and GatehouseApprovers on every approval. For
+// example:
+//
+//	temporal workflow list --query 'GatehouseState = "pending" AND GatehouseVirtualServer = "infra"'
+//	temporal workflow list --query 'GatehouseApprovers = "alice"'
+//
+// A namespace must have the attributes before a workflow uses them, or its
+// workflow task fails; hence the flag. The embedded server (package
+// devserver) registers them in its namespace. On an external cluster the
+// gateway calls [EnsureSearchAttributes] at startup, which needs the
+// operator API; where the gateway may not use it, it runs without search
+// attributes until an operator creates them once:
+//
+//	temporal operator search-attribute create --namespace <ns> --name GatehouseState --type Keyword
+//	temporal operator search-attribute create --namespace <ns> --name GatehouseAgent --type Keyword
+//	temporal operator search-attribute create --namespace <ns> --name GatehouseVirtualServer --type Keyword
+//	temporal operator search-attribute create --namespace <ns> --name GatehouseTool --type Keyword
+//	temporal operator search-attribute create --namespace <ns> --name GatehouseApprovers --type KeywordList
+//
+// Search attribute values are stored in clear in the visibility store: they
+// hold the agent's and approvers' identities and the call's names, never its
+// arguments.
+//
+// # Notifying approvers: webhooks
+//
+// When a call starts waiting, and again when it escalates, the workflow runs
+// the activity NotifyApprovers for the groups that may decide now. It runs
+// beside the wait, not before it: decisions are accepted while a notification
+// is retried (every 2s to 1 min, for up to 30 minutes), a failure is only
+// logged, and a workflow that closes waits a few seconds at most for a
+// notification still in flight. [Activities].Notifier delivers; nil sends
+// nothing.
+//
+// [WebhookNotifier] POSTs to every webhook of every group notified:
+//
+//	POST /hooks/approvals HTTP/1.1
+//	Content-Type: application/json
+//	X-Gatehouse-Event: approval.requested
+//	X-Gatehouse-Delivery: appr-1/requested/secops
+//	X-Gatehouse-Timestamp: 1800000000
+//	X-Gatehouse-Signature: sha256=6fcf5be6…
+//
+//	{"event": "approval.requested", "group": "secops",
+//	 "approval": {"id": "appr-1", "agent": "deploy-bot", "virtualServer": "infra",
+//	  "tool": "delete_bucket", "arguments": {"bucket": "prod-logs", "token": "[REDACTED]"},
+//	  "reasons": ["rule:destructive"], "rule": "destructive", "quorum": 2,
+//	  "approvers": [], "deadline": "2027-01-15T09:00:00Z"}}
+//
+// The event is "approval.requested" or "approval.escalated" (then "approvers"
+// lists the approvals given before the escalation, which still count).
+// Arguments are redacted. A receiver answers 2xx; network errors, 408, 429
+// and 5xx are retried, other answers are not. A retry delivers again to every
+// webhook of the notification with the same X-Gatehouse-Delivery (approval
+// ID, kind and group), by which receivers drop duplicates.
+//
+// A webhook with a secret signs its deliveries: X-Gatehouse-Signature is
+// "sha256=" and the hex HMAC-SHA256, keyed with the secret, of the
+// X-Gatehouse-Timestamp value, a ".", and the raw body. A receiver computes
+// the same, compares in constant time ([VerifySignature] does both), and
+// rejects timestamps more than a few minutes from its clock. With openssl:
+//
+//	printf '%s.%s' "$timestamp" "$body" | openssl dgst -sha256 -hmac "$secret"
 package workflows

@@ -58,6 +58,14 @@ type ToolCallRequest struct {
 	Reasons []string
 	// Rule is the approval rule that applies.
 	Rule ApprovalRule
+	// IndexSearchAttributes is set by the starter when the namespace has the
+	// search attributes of [SearchAttributeTypes] (see
+	// [EnsureSearchAttributes]); the starter then also passes
+	// [StartSearchAttributes] in the start options. The workflow then keeps
+	// GatehouseState and GatehouseApprovers current. False leaves search
+	// attributes alone: upserting one the namespace lacks fails the
+	// workflow task.
+	IndexSearchAttributes bool
 }
 
 // ApprovalRule says who may approve a call and what happens when nobody does.

@@ -43,7 +43,23 @@ var (
 			MaximumInterval:    time.Minute,
 		},
 	}
+	// Notifications run beside the wait for decisions and keep trying for
+	// a while: a webhook receiver may be down for a deploy.
+	notifyOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 30 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    2 * time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+		},
+	}
 )
+
+// notifyGrace is how long a decided approval waits for notifications still
+// in flight before the workflow closes and abandons them. Most finish long
+// before a decision; one still pending is usually between retries.
+const notifyGrace = 5 * time.Second
 
 // approval is the workflow's state while it waits for decisions. Update and
 // signal handlers mutate it; the main loop reads it.
@@ -126,6 +142,9 @@ func ToolCallWorkflow(ctx workflow.Context, req ToolCallRequest) (ToolCallResult
 		state:    StatePending,
 	}
 	w := &run{s: s, ctx: ctx, log: workflow.GetLogger(ctx)}
+	if _, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(SearchAttributeState); !ok && req.IndexSearchAttributes {
+		w.index(startSearchAttributes(req)...) // the starter did not pass them
+	}
 
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) {
 		return s.status(), nil
@@ -139,8 +158,7 @@ func ToolCallWorkflow(ctx workflow.Context, req ToolCallRequest) (ToolCallResult
 			if err := s.validate(d); err != nil {
 				return s.status(), err
 			}
-			d.Time = workflow.Now(ctx)
-			s.apply(d)
+			w.accept(ctx, d)
 			return s.status(), nil
 		},
 		workflow.UpdateHandlerOptions{Validator: s.validate},
@@ -155,18 +173,18 @@ func ToolCallWorkflow(ctx workflow.Context, req ToolCallRequest) (ToolCallResult
 				w.log.Warn("ignoring invalid decide signal", "approval", req.ApprovalID, "approver", d.Approver, "error", err)
 				s.rejected = append(s.rejected, RejectedDecision{Approver: d.Approver, Reason: err.Error(), Time: workflow.Now(ctx)})
 			} else {
-				d.Time = workflow.Now(ctx)
-				s.apply(d)
+				w.accept(ctx, d)
 			}
 			d = Decision{}
 		}
 	})
 
-	w.audit(ctx, AuditEvent{Kind: AuditRequested})
+	w.audit(ctx, AuditEvent{Kind: AuditRequested, Groups: slices.Clone(s.groups), Deadline: s.deadline})
 	if len(s.groups) == 0 {
 		return w.close(ctx, ToolCallResult{State: StateFailed,
 			Reason: fmt.Sprintf("approval rule %q names no approver groups; ask an admin to fix the rule", req.Rule.Name)}), nil
 	}
+	w.notify(ctx, NotificationRequested)
 
 	audited := 0
 	for {
@@ -194,24 +212,23 @@ func ToolCallWorkflow(ctx workflow.Context, req ToolCallRequest) (ToolCallResult
 			s.escalated = true
 			s.groups = slices.Clone(rule.EscalateTo)
 			s.deadline = workflow.Now(ctx).Add(timeout)
-			w.audit(ctx, AuditEvent{Kind: AuditEscalated,
+			w.audit(ctx, AuditEvent{Kind: AuditEscalated, Groups: slices.Clone(s.groups), Deadline: s.deadline,
 				Reason: fmt.Sprintf("no verdict within %s; escalated to %v", timeout, rule.EscalateTo)})
 			if ctx.Err() != nil {
 				return w.cancelled()
 			}
+			w.notify(ctx, NotificationEscalated)
 			continue
 		}
-		s.state = StateTimedOut
 		return w.close(ctx, ToolCallResult{State: StateTimedOut, Approvers: slices.Clone(s.approvers),
 			Reason: fmt.Sprintf("approval %s timed out: %d of %d approvals", req.ApprovalID, len(s.approvers), s.quorum)}), nil
 	}
 
 	if s.denial != nil {
-		s.state = StateDenied
 		return w.close(ctx, ToolCallResult{State: StateDenied, Approvers: slices.Clone(s.approvers),
 			Reason: fmt.Sprintf("denied by %s: %s", s.denial.Approver, s.denial.Comment)}), nil
 	}
-	s.state = StateExecuting
+	w.setState(StateExecuting)
 	// From here on the approved call runs to completion even if the workflow
 	// is cancelled: see the package documentation.
 	execCtx, _ := workflow.NewDisconnectedContext(ctx)
@@ -225,6 +242,58 @@ type run struct {
 	log interface {
 		Warn(msg string, keyvals ...any)
 	}
+	// notifications are the NotifyApprovers activities started so far.
+	notifications []workflow.Future
+}
+
+// accept applies a valid decision.
+func (w *run) accept(ctx workflow.Context, d Decision) {
+	d.Time = workflow.Now(ctx)
+	w.s.apply(d)
+	if d.Approve {
+		w.index(SearchAttributeApprovers.ValueSet(slices.Clone(w.s.approvers)))
+	}
+}
+
+// setState sets the state shown by the "status" query and GatehouseState.
+func (w *run) setState(st State) {
+	w.s.state = st
+	w.index(SearchAttributeState.ValueSet(string(st)))
+}
+
+// index upserts search attributes if the starter asked for them. A failure
+// is logged, not fatal: the search attributes only serve listings.
+func (w *run) index(u ...temporal.SearchAttributeUpdate) {
+	if !w.s.req.IndexSearchAttributes {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(w.ctx, u...); err != nil {
+		w.log.Warn("updating search attributes failed", "approval", w.s.req.ApprovalID, "error", err)
+	}
+}
+
+// notify tells the current approver groups about the approval. It does not
+// wait: decisions may arrive while a webhook is retried. A failure is
+// logged; cancelling ctx (the agent gave up) cancels the notification.
+func (w *run) notify(ctx workflow.Context, kind string) {
+	s, req := w.s, w.s.req
+	n := Notification{Kind: kind, ApprovalID: req.ApprovalID, Agent: req.Agent, VirtualServer: req.VirtualServer,
+		Tool: req.Tool, Arguments: req.Arguments, Reasons: req.Reasons, Rule: req.Rule.Name,
+		Groups: slices.Clone(s.groups), Quorum: s.quorum, Approvers: slices.Clone(s.approvers), Deadline: s.deadline}
+	var a *Activities
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, notifyOptions), a.NotifyApprovers, n)
+	w.notifications = append(w.notifications, f)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := f.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
+			w.log.Warn("notifying approvers failed", "approval", req.ApprovalID, "notification", kind,
+				"groups", n.Groups, "error", err)
+		}
+	})
+}
+
+// notifying reports whether a notification is still in flight.
+func (w *run) notifying() bool {
+	return slices.ContainsFunc(w.notifications, func(f workflow.Future) bool { return !f.IsReady() })
 }
 
 func (w *run) execute(ctx workflow.Context) ToolCallResult {
@@ -278,9 +347,12 @@ func (w *run) cancelled() (ToolCallResult, error) {
 // close sets the final state and records it, even if the workflow is being
 // cancelled meanwhile.
 func (w *run) close(ctx workflow.Context, res ToolCallResult) ToolCallResult {
-	w.s.state = res.State
+	w.setState(res.State)
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	w.audit(ctx, AuditEvent{Kind: AuditClosed, State: res.State, Reason: res.Reason})
+	if w.notifying() {
+		_, _ = workflow.AwaitWithTimeout(ctx, notifyGrace, func() bool { return !w.notifying() })
+	}
 	return res
 }
 

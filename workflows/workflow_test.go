@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 )
@@ -30,6 +31,10 @@ type fixture struct {
 	upstreamErr error
 	// sent and answered count decide updates, to check none went unanswered.
 	sent, answered int
+	// notes are the notifications sent; notifyErr, when set, is what the
+	// notifier fails with.
+	notes     []Notification
+	notifyErr error
 }
 
 var upstreamResult = json.RawMessage(`{"content":[{"type":"text","text":"deleted"}]}`)
@@ -56,6 +61,11 @@ func newFixture(t *testing.T, wrap func(Executor) Executor) *fixture {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.audit = append(f.audit, ev)
+	}), Notifier: notifyFunc(func(n Notification) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.notes = append(f.notes, n)
+		return f.notifyErr
 	})})
 	return f
 }
@@ -63,6 +73,10 @@ func newFixture(t *testing.T, wrap func(Executor) Executor) *fixture {
 type auditFunc func(AuditEvent)
 
 func (f auditFunc) Audit(_ context.Context, ev AuditEvent) error { f(ev); return nil }
+
+type notifyFunc func(Notification) error
+
+func (f notifyFunc) Notify(_ context.Context, n Notification) error { return f(n) }
 
 func request(rule ApprovalRule) ToolCallRequest {
 	return ToolCallRequest{
@@ -322,6 +336,12 @@ func TestTimeoutEscalates(t *testing.T) {
 		if got, want := f.auditKinds(), []string{"requested", "escalated", "decided", "executed", "closed:approved"}; !slices.Equal(got, want) {
 			t.Errorf("audit = %v, want %v", got, want)
 		}
+		req, esc := f.audit[0], f.audit[1]
+		if !slices.Equal(req.Groups, []string{"secops"}) || !slices.Equal(esc.Groups, []string{"oncall"}) ||
+			esc.Deadline.Sub(req.Deadline) != time.Hour {
+			t.Errorf("requested groups %v until %v, escalated groups %v until %v; want secops, then oncall an hour later",
+				req.Groups, req.Deadline, esc.Groups, esc.Deadline)
+		}
 	})
 	t.Run("escalates once then times out", func(t *testing.T) {
 		t.Parallel()
@@ -464,5 +484,180 @@ func TestMemoryExecutorConcurrentCallsShareOneUpstreamCall(t *testing.T) {
 	}
 	if got := calls.Load(); got != 2 {
 		t.Errorf("upstream called %d times after a second key, want 2", got)
+	}
+}
+
+// notified summarizes the notifications sent as "kind:group,group".
+func (f *fixture) notified() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var got []string
+	for _, n := range f.notes {
+		got = append(got, n.Kind+":"+strings.Join(n.Groups, ","))
+	}
+	return got
+}
+
+func TestNotifiesApprovers(t *testing.T) {
+	t.Parallel()
+	t.Run("requested", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, nil)
+		req := request(secops(2))
+		f.decide(time.Minute, approve("alice"), nil)
+		f.decide(2*time.Minute, approve("carol"), nil)
+		start := f.env.Now()
+		if res := f.run(req); res.State != StateApproved {
+			t.Fatalf("result = %+v, want approved", res)
+		}
+		if got, want := f.notified(), []string{"requested:secops"}; !slices.Equal(got, want) {
+			t.Fatalf("notifications = %v, want %v", got, want)
+		}
+		n := f.notes[0]
+		if n.ApprovalID != "appr-1" || n.Agent != "deploy-bot" || n.VirtualServer != "infra" || n.Tool != "delete_bucket" ||
+			string(n.Arguments) != string(req.Arguments) || !slices.Equal(n.Reasons, req.Reasons) ||
+			n.Rule != "destructive" || n.Quorum != 2 || len(n.Approvers) != 0 || !n.Deadline.Equal(start.Add(time.Hour)) {
+			t.Errorf("notification = %+v, want the request's fields, quorum 2 and deadline in an hour", n)
+		}
+	})
+	t.Run("escalated", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, nil)
+		rule := secops(2)
+		rule.OnTimeout, rule.EscalateTo = OnTimeoutEscalate, []string{"oncall", "sre-leads"}
+		f.decide(time.Minute, approve("alice"), nil)
+		if res := f.run(request(rule)); res.State != StateTimedOut {
+			t.Fatalf("result = %+v, want timed_out", res)
+		}
+		want := []string{"requested:secops", "escalated:oncall,sre-leads"}
+		if got := f.notified(); !slices.Equal(got, want) {
+			t.Fatalf("notifications = %v, want %v", got, want)
+		}
+		if n := f.notes[1]; !slices.Equal(n.Approvers, []string{"alice"}) {
+			t.Errorf("escalation approvers = %v, want [alice] (approvals still count)", n.Approvers)
+		}
+	})
+	t.Run("no groups, no notification", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t, nil)
+		f.run(request(ApprovalRule{Name: "broken"}))
+		if got := f.notified(); len(got) != 0 {
+			t.Errorf("notifications = %v, want none", got)
+		}
+	})
+}
+
+func TestFailingNotificationDoesNotBlockApproval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"rejected", temporal.NewNonRetryableApplicationError("webhook said 400", ErrTypeWebhookRejected, nil)},
+		// Still retrying when the approval arrives, and when the workflow
+		// closes: the workflow waits notifyGrace, then abandons it.
+		{"unavailable", errors.New("connection refused")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			f.notifyErr = tc.err
+			f.decide(time.Minute, approve("alice"), nil)
+			if res := f.run(request(secops(1))); res.State != StateApproved {
+				t.Fatalf("result = %+v, want approved", res)
+			}
+			f.wantCalls(1)
+			if len(f.notes) == 0 {
+				t.Error("notifier not called")
+			}
+		})
+	}
+}
+
+// upserts records the workflow's search attribute upserts, each as
+// "name=value" pairs.
+func (f *fixture) upserts() *[]string {
+	var got []string
+	f.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		sa := args.Get(0).(temporal.SearchAttributes)
+		var kv []string
+		for _, k := range []temporal.SearchAttributeKeyKeyword{SearchAttributeState, SearchAttributeAgent,
+			SearchAttributeVirtualServer, SearchAttributeTool} {
+			if v, ok := sa.GetKeyword(k); ok {
+				kv = append(kv, k.GetName()+"="+v)
+			}
+		}
+		if v, ok := sa.GetKeywordList(SearchAttributeApprovers); ok {
+			kv = append(kv, SearchAttributeApprovers.GetName()+"="+strings.Join(v, ","))
+		}
+		got = append(got, strings.Join(kv, " "))
+	}).Return(nil).Maybe()
+	return &got
+}
+
+func TestSearchAttributes(t *testing.T) {
+	t.Parallel()
+	start := "GatehouseState=pending GatehouseAgent=deploy-bot GatehouseVirtualServer=infra GatehouseTool=delete_bucket"
+	tests := []struct {
+		name      string
+		index     bool
+		atStart   bool // the starter passes StartSearchAttributes
+		decisions []Decision
+		want      []string
+	}{
+		{"not indexed", false, false, []Decision{approve("alice"), approve("carol")}, nil},
+		{"approved", true, true, []Decision{approve("alice"), approve("carol")}, []string{
+			"GatehouseApprovers=alice", "GatehouseApprovers=alice,carol",
+			"GatehouseState=executing", "GatehouseState=approved"}},
+		{"starter without attributes", true, false, []Decision{approve("alice"), approve("carol")}, []string{
+			start, "GatehouseApprovers=alice", "GatehouseApprovers=alice,carol",
+			"GatehouseState=executing", "GatehouseState=approved"}},
+		{"denied", true, true, []Decision{{Approver: "bob", Groups: []string{"secops"}, Comment: "no"}}, []string{
+			"GatehouseState=denied"}},
+		{"timed out", true, true, nil, []string{"GatehouseState=timed_out"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			got := f.upserts()
+			req := request(secops(2))
+			req.IndexSearchAttributes = tt.index
+			if tt.atStart {
+				if err := f.env.SetTypedSearchAttributesOnStart(StartSearchAttributes(req)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, d := range tt.decisions {
+				f.decide(time.Duration(i+1)*time.Minute, d, nil)
+			}
+			f.run(req)
+			if !slices.Equal(*got, tt.want) {
+				t.Errorf("upserts:\n got %q\nwant %q", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStartSearchAttributes(t *testing.T) {
+	t.Parallel()
+	sa := StartSearchAttributes(ToolCallRequest{Agent: "deploy-bot", Tool: "delete_bucket"})
+	if v, _ := sa.GetKeyword(SearchAttributeState); v != "pending" {
+		t.Errorf("state = %q, want pending", v)
+	}
+	if v, _ := sa.GetKeyword(SearchAttributeAgent); v != "deploy-bot" {
+		t.Errorf("agent = %q, want deploy-bot", v)
+	}
+	if sa.ContainsKey(SearchAttributeVirtualServer) {
+		t.Error("empty virtual server set, want it left out")
+	}
+	if sa.Size() != 3 {
+		t.Errorf("%d attributes, want 3", sa.Size())
+	}
+	for _, k := range []temporal.SearchAttributeKey{SearchAttributeState, SearchAttributeAgent,
+		SearchAttributeVirtualServer, SearchAttributeTool, SearchAttributeApprovers} {
+		if typ, ok := SearchAttributeTypes[k.GetName()]; !ok || typ != k.GetValueType() {
+			t.Errorf("SearchAttributeTypes[%s] = %v, %v; want %v", k.GetName(), typ, ok, k.GetValueType())
+		}
 	}
 }

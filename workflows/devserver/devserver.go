@@ -12,6 +12,10 @@
 // One process at a time may use a data directory: [Start] treats every
 // server recorded in the file as dead (see forgetMembers).
 //
+// The namespace has the search attributes of [workflows.SearchAttributeTypes]:
+// a new namespace gets them on creation, one created by an earlier version
+// when the server starts.
+//
 // This is the only package that imports the Temporal server. Linking it adds
 // about 200 MB to a binary and minutes of CPU to a cold build, so keep it here
 // and let other packages depend on a client address, not on this package.
@@ -31,6 +35,7 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -42,6 +47,8 @@ import (
 	"go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 	_ "modernc.org/sqlite" // the driver of Temporal's SQLite plugin; forgetMembers uses it too
+
+	"github.com/gatehouse-dev/gatehouse/workflows"
 )
 
 // Defaults for [Options].
@@ -158,11 +165,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		}
 	}
 
-	sqlCfg := &config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      filepath.Join(o.DataDir, DBFile),
-		ConnectAttributes: map[string]string{"mode": "rwc"},
-	}
+	sqlCfg := sqlConfig(o.DataDir)
 	cfg := &config.Config{
 		Global: config.Global{
 			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: host},
@@ -196,21 +199,8 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		PublicClient: config.PublicClient{HostPort: hostPort},
 	}
 
-	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
-		if err := sqlite.SetupSchema(sqlCfg); err != nil {
-			return nil, fmt.Errorf("creating schema in %s: %w", sqlCfg.DatabaseName, err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", sqlCfg.DatabaseName, err)
-	} else if err := forgetMembers(ctx, sqlCfg.DatabaseName); err != nil {
+	if err := setupDB(ctx, sqlCfg, o.Namespace, workflows.SearchAttributeTypes); err != nil {
 		return nil, err
-	}
-	ns, err := sqlite.NewNamespaceConfig(clusterName, o.Namespace, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("configuring namespace %s: %w", o.Namespace, err)
-	}
-	if err := sqlite.CreateNamespaces(sqlCfg, ns); err != nil { // no-op if it exists
-		return nil, fmt.Errorf("registering namespace %s: %w", o.Namespace, err)
 	}
 
 	logger := &slogLogger{l: o.Logger, quiet: new(atomic.Bool)}
@@ -241,9 +231,81 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		_ = s.Stop()
 		return nil, err
 	}
+	if err := s.registerSearchAttributes(ctx); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
 	logger.quiet.Store(false)
 	return s, nil
 }
+
+// sqlConfig configures Temporal's SQLite plugin for the file in dataDir.
+func sqlConfig(dataDir string) *config.SQL {
+	return &config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      filepath.Join(dataDir, DBFile),
+		ConnectAttributes: map[string]string{"mode": "rwc"},
+	}
+}
+
+// setupDB creates the database and the namespace, with searchAttributes, if
+// missing, and clears the membership records of an existing database.
+func setupDB(ctx context.Context, sqlCfg *config.SQL, namespace string, searchAttributes map[string]enumspb.IndexedValueType) error {
+	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
+		if err := sqlite.SetupSchema(sqlCfg); err != nil {
+			return fmt.Errorf("creating schema in %s: %w", sqlCfg.DatabaseName, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("reading %s: %w", sqlCfg.DatabaseName, err)
+	} else if err := forgetMembers(ctx, sqlCfg.DatabaseName); err != nil {
+		return err
+	}
+	ns, err := sqlite.NewNamespaceConfig(clusterName, namespace, false, searchAttributes)
+	if err != nil {
+		return fmt.Errorf("configuring namespace %s: %w", namespace, err)
+	}
+	if err := sqlite.CreateNamespaces(sqlCfg, ns); err != nil { // no-op if it exists
+		return fmt.Errorf("registering namespace %s: %w", namespace, err)
+	}
+	return nil
+}
+
+// registerSearchAttributes adds the workflows' search attributes to a
+// namespace created without them, by an earlier version, and waits until the
+// frontend knows them: the servers' namespace caches refresh every 2s, and
+// until then starting a workflow with them fails.
+func (s *Server) registerSearchAttributes(ctx context.Context) error {
+	c, err := client.NewLazyClient(client.Options{HostPort: s.hostPort, Namespace: s.namespace,
+		Logger: nopSDKLogger{}})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	defer c.Close()
+	if err := workflows.EnsureSearchAttributes(ctx, c, s.namespace); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, searchAttributesTimeout)
+	defer cancel()
+	query := fmt.Sprintf("%s = %q", workflows.SearchAttributeState.GetName(), workflows.StatePending)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		_, err := c.WorkflowService().CountWorkflowExecutions(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Namespace: s.namespace, Query: query})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the search attributes of namespace %s: %w (last error: %v)", s.namespace, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// searchAttributesTimeout bounds the wait for new search attributes: a few
+// namespace cache refreshes.
+const searchAttributesTimeout = 30 * time.Second
 
 // waitReady polls the frontend until it serves the namespace and can reach
 // the matching and history services, so that a caller's first request does

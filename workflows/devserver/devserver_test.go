@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
@@ -198,6 +199,82 @@ func TestApproveAndSurviveRestart(t *testing.T) {
 	if err := g.c.GetWorkflow(ctx, "appr-1", "").Get(ctx, &first); err != nil || first.State != workflows.StateApproved {
 		t.Fatalf("appr-1 after restart: %+v, %v", first, err)
 	}
+}
+
+// startIndexedCall starts a call as a gateway does when the namespace has
+// the search attributes.
+func startIndexedCall(t *testing.T, ctx context.Context, c client.Client, id string) {
+	t.Helper()
+	req := request(id)
+	req.IndexSearchAttributes = true
+	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue,
+		TypedSearchAttributes: workflows.StartSearchAttributes(req)}, workflows.ToolCallWorkflow, req)
+	if err != nil {
+		t.Fatalf("starting %s: %v", id, err)
+	}
+}
+
+// waitListed waits until the visibility query finds workflow id: the
+// visibility store is updated after the workflow's history.
+func waitListed(t *testing.T, ctx context.Context, c client.Client, query, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatalf("listing %s: %v", query, err)
+		}
+		for _, e := range resp.GetExecutions() {
+			if e.GetExecution().GetWorkflowId() == id {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never listed by %s", id, query)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func TestSearchAttributes(t *testing.T) {
+	var calls atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g := startGateway(t, t.TempDir(), &calls)
+	defer g.stop(t)
+
+	startIndexedCall(t, ctx, g.c, "appr-sa")
+	waitListed(t, ctx, g.c, `GatehouseState = "pending" AND GatehouseAgent = "deploy-bot" AND `+
+		`GatehouseVirtualServer = "infra" AND GatehouseTool = "delete_bucket"`, "appr-sa")
+	waitPending(t, ctx, g.c, "appr-sa")
+	if res, _ := approve(t, ctx, g.c, "appr-sa"); res.State != workflows.StateApproved {
+		t.Fatalf("state %s (%s), want approved", res.State, res.Reason)
+	}
+	waitListed(t, ctx, g.c, `GatehouseApprovers = "alice" AND GatehouseState = "approved"`, "appr-sa")
+}
+
+// TestSearchAttributesAddedToOldNamespace starts a server on a data
+// directory whose namespace was created without the search attributes.
+func TestSearchAttributesAddedToOldNamespace(t *testing.T) {
+	var calls atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if err := devserver.CreateNamespaceWithoutSearchAttributes(ctx, dir, devserver.DefaultNamespace); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, dir, &calls)
+	defer g.stop(t)
+
+	startIndexedCall(t, ctx, g.c, "appr-old")
+	waitListed(t, ctx, g.c, `GatehouseState = "pending" AND GatehouseAgent = "deploy-bot"`, "appr-old")
+	waitPending(t, ctx, g.c, "appr-old")
+	if res, _ := approve(t, ctx, g.c, "appr-old"); res.State != workflows.StateApproved {
+		t.Fatalf("state %s (%s), want approved", res.State, res.Reason)
+	}
+	waitListed(t, ctx, g.c, `GatehouseApprovers = "alice" AND GatehouseState = "approved"`, "appr-old")
 }
 
 // quietLogger drops the SDK's info logs (worker start and stop).
