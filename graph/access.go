@@ -143,8 +143,28 @@ func (r *Resolver) updateRateLimit(ctx context.Context, id int, input ent.Update
 	return c.RateLimit.UpdateOneID(id).SetInput(input).Save(ctx)
 }
 
-// documentCELErrors checks the CEL of a document's grants and rate limits,
-// reporting each bad expression at its path (grants[2].when).
+// createApprovalRule creates an approval rule after checking its when.
+func (r *Resolver) createApprovalRule(ctx context.Context, input ent.CreateApprovalRuleInput) (*ent.ApprovalRule, error) {
+	if err := celErrors(ctx, [3]string{"input.when", "when", deref(input.When)}); err != nil {
+		return nil, err
+	}
+	return r.ent(ctx).ApprovalRule.Create().SetInput(input).Save(ctx)
+}
+
+// updateApprovalRule updates an approval rule after checking the when the
+// update writes.
+func (r *Resolver) updateApprovalRule(ctx context.Context, id int, input ent.UpdateApprovalRuleInput) (*ent.ApprovalRule, error) {
+	if !input.ClearWhen {
+		if err := celErrors(ctx, [3]string{"input.when", "when", deref(input.When)}); err != nil {
+			return nil, err
+		}
+	}
+	return r.ent(ctx).ApprovalRule.UpdateOneID(id).SetInput(input).Save(ctx)
+}
+
+// documentCELErrors checks the CEL of a document's grants, rate limits and
+// approval rules, reporting each bad expression at its path
+// (grants[2].when, approval_rules[0].when).
 func documentCELErrors(doc *config.Document) error {
 	check := CheckExpression
 	if check == nil {
@@ -165,6 +185,9 @@ func documentCELErrors(doc *config.Document) error {
 	}
 	for i, l := range doc.RateLimits {
 		add(fmt.Sprintf("rate_limits[%d].subject.claim", i), "claim", l.Subject.Claim)
+	}
+	for i, r := range doc.ApprovalRules {
+		add(fmt.Sprintf("approval_rules[%d].when", i), "when", r.When)
 	}
 	if len(bad) > 0 {
 		return &config.ValidationError{Fields: bad}

@@ -154,7 +154,8 @@ func TestApplyExportAccess(t *testing.T) {
 
 		// The export holds every section; applying it changes nothing.
 		out := e.export()
-		for _, want := range []string{"grants:", "guardrails:", "rate_limits:", "pinning:\n  mode: approve", "name: " + unnamed, "approval: two-sre", "burst: 20", "prompts: []"} {
+		for _, want := range []string{"grants:", "guardrails:", "rate_limits:", "pinning:\n  mode: approve", "name: " + unnamed, "approval: two-sre", "burst: 20", "prompts: []",
+			"approval_rules:\n  - name: two-sre\n    approver_groups: [sre]\n    quorum: 2\n"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("export lacks %q:\n%s", want, out)
 			}
@@ -191,6 +192,72 @@ func TestApplyExportAccess(t *testing.T) {
 		}
 		if l := e.changes(map[string]any{"entityType": "Grant", "op": "delete"}); len(l) != 1 || l[0].EntityName != unnamed {
 			t.Errorf("grant deletion logged: %+v", l)
+		}
+	})
+}
+
+// TestApprovalRules checks approval rules in documents (created before the
+// grants that name them, exported, pruned) and that their when is checked
+// like a grant's: by createApprovalRule and updateApprovalRule at
+// input.when, by applyConfig at approval_rules[i].when.
+func TestApprovalRules(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		const doc = `
+upstreams: [{name: u, transport: stdio, command: x}]
+virtual_servers: [{name: ops, include: [{upstream: u}]}]
+approval_rules:
+  - {name: prod-deploys, approver_groups: [release], tools: ["deploy_*"], when: 'args.env == "prod"'}
+  - {name: two-sre, approver_groups: [sre], quorum: 2, on_timeout: escalate, escalate_to: [cto]}
+grants:
+  - {name: ops, subject: {team: ops}, target: {virtual_server: ops, tools: ["*"]}, effect: allow}
+  - {name: restarts, subject: {team: ops}, target: {virtual_server: ops, tools: [restart]}, effect: require_approval, approval: two-sre}
+`
+		bad := strings.Replace(doc, `args.env == "prod"`, `bad(`, 1)
+		errs := e.fails(applyQuery, map[string]any{"doc": bad})
+		if len(errs) != 1 || errs[0].Extensions["path"] != "approval_rules[0].when" || errs[0].Extensions["code"] != "INVALID" ||
+			!strings.Contains(errs[0].Message, "approval_rules[0].when: 1:4: Syntax error (when)") {
+			t.Fatalf("bad when in a document: %+v", errs)
+		}
+		errs = e.fails(applyQuery, map[string]any{"doc": strings.Replace(doc, "approval: two-sre", "approval: three-sre", 1)})
+		if len(errs) != 1 || errs[0].Extensions["path"] != "grants[1].approval" || !strings.Contains(errs[0].Message, `unknown approval rule "three-sre"`) {
+			t.Fatalf("a grant naming a rule the document lacks: %+v", errs)
+		}
+
+		got := e.apply(doc, false, false).strings()
+		for _, want := range []string{"approval_rule prod-deploys created", "approval_rule two-sre created", "grant restarts created"} {
+			if !slices.Contains(got, want) {
+				t.Errorf("apply lacks %q: %q", want, got)
+			}
+		}
+		out := e.export()
+		if !strings.Contains(out, "approval_rules:\n  - name: prod-deploys\n    approver_groups: [release]\n    tools: [deploy_*]\n    when: args.env == \"prod\"\n") {
+			t.Errorf("export:\n%s", out)
+		}
+		if rt := e.apply(out, true, true); len(rt.Changes) != 0 {
+			t.Errorf("export | apply --dry-run --prune: %q\n%s", rt.strings(), out)
+		}
+		pruned := strings.Replace(doc, "  - {name: prod-deploys, approver_groups: [release], tools: [\"deploy_*\"], when: 'args.env == \"prod\"'}\n", "", 1)
+		if got := e.apply(pruned, true, true).strings(); !slices.Equal(got, []string{"approval_rule prod-deploys deleted"}) {
+			t.Errorf("prune plan %q", got)
+		}
+
+		// The admin API checks when as it checks a grant's.
+		errs = e.fails(`mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], tools: ["x"], when: "bad("}) { id } }`, nil)
+		if len(errs) != 1 || errs[0].Extensions["code"] != "INVALID" || errs[0].Extensions["field"] != "input.when" || !strings.Contains(errs[0].Message, "when: 1:4") {
+			t.Errorf("createApprovalRule with a bad when: %+v", errs)
+		}
+		var created struct{ CreateApprovalRule struct{ ID string } }
+		e.must(`mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], tools: ["x"], when: "args.a == 1"}) { id } }`, nil, &created)
+		id := map[string]any{"id": created.CreateApprovalRule.ID}
+		errs = e.fails(`mutation($id: ID!) { updateApprovalRule(id: $id, input: {when: "bad("}) { id } }`, id)
+		if len(errs) != 1 || errs[0].Extensions["field"] != "input.when" || !strings.Contains(errs[0].Message, "1:4") {
+			t.Errorf("updateApprovalRule with a bad when: %+v", errs)
+		}
+		var updated struct{ UpdateApprovalRule struct{ When string } }
+		e.must(`mutation($id: ID!) { updateApprovalRule(id: $id, input: {clearWhen: true, quorum: 2}) { when } }`, id, &updated)
+		if updated.UpdateApprovalRule.When != "" {
+			t.Errorf("when after clearWhen: %q", updated.UpdateApprovalRule.When)
 		}
 	})
 }

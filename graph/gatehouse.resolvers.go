@@ -200,12 +200,12 @@ func (r *mutationResolver) DeleteRateLimit(ctx context.Context, id int) (int, er
 
 // CreateApprovalRule is the resolver for the createApprovalRule field.
 func (r *mutationResolver) CreateApprovalRule(ctx context.Context, input ent.CreateApprovalRuleInput) (*ent.ApprovalRule, error) {
-	return r.ent(ctx).ApprovalRule.Create().SetInput(input).Save(ctx)
+	return r.createApprovalRule(ctx, input)
 }
 
 // UpdateApprovalRule is the resolver for the updateApprovalRule field.
 func (r *mutationResolver) UpdateApprovalRule(ctx context.Context, id int, input ent.UpdateApprovalRuleInput) (*ent.ApprovalRule, error) {
-	return r.ent(ctx).ApprovalRule.UpdateOneID(id).SetInput(input).Save(ctx)
+	return r.updateApprovalRule(ctx, id, input)
 }
 
 // DeleteApprovalRule is the resolver for the deleteApprovalRule field.

@@ -5,6 +5,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Effects of a grant.
@@ -29,8 +30,9 @@ type Grant struct {
 	// When is an optional CEL condition over principal, tool, args and
 	// request; the grant matches only when it is true.
 	When string `yaml:"when"`
-	// Approval names the approval rule governing require_approval calls;
-	// empty means the default rule.
+	// Approval names the approval rule (of ApprovalRules) governing
+	// require_approval calls; empty means the default rule (see
+	// [DefaultApprovalRule]).
 	Approval string `yaml:"approval"`
 }
 
@@ -155,6 +157,79 @@ type RateLimit struct {
 	Burst int `yaml:"burst"`
 }
 
+// What an approval rule does when nobody decides in time.
+const (
+	OnTimeoutDeny     = "deny"
+	OnTimeoutEscalate = "escalate"
+)
+
+// Defaults of an [ApprovalRule], applied by [Document.ApplyDefaults].
+const (
+	DefaultApprovalQuorum  = 1
+	DefaultApprovalTimeout = time.Hour
+	// DefaultApprovalRuleName names the rule that governs calls needing
+	// approval without naming a rule; see [DefaultApprovalRule].
+	DefaultApprovalRuleName = "default"
+)
+
+// DefaultApprovalRule governs a call that needs approval when no rule is
+// named (a guardrail with action require_approval, a require_approval grant
+// without approval) and the document has no rule named "default": one
+// member of the approver group approves within an hour, or the call is
+// denied. Callers must not modify its slices.
+var DefaultApprovalRule = ApprovalRule{
+	Name:           DefaultApprovalRuleName,
+	ApproverGroups: []string{"approver"},
+	Quorum:         DefaultApprovalQuorum,
+	Timeout:        Duration(DefaultApprovalTimeout),
+	OnTimeout:      OnTimeoutDeny,
+}
+
+// ApprovalRule says who approves a call that needs approval, how many
+// must, and what happens when nobody answers in time. Grants name it in
+// approval. A rule with virtual_servers or tools (either given, even
+// empty) also holds calls by itself: a tool call that the grants allow, on
+// a virtual server and with an exposed tool name its globs match, and for
+// which when holds, needs approval under this rule. A rule with neither
+// applies only through grants that name it.
+type ApprovalRule struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// ApproverGroups are the teams or roles whose members may approve; at
+	// least one.
+	ApproverGroups []string `yaml:"approver_groups"`
+	// Quorum is how many distinct approvers must approve. Default 1.
+	Quorum int `yaml:"quorum"`
+	// AllowSameTeam lets members of the calling agent's own team approve.
+	// Off by default.
+	AllowSameTeam bool `yaml:"allow_same_team"`
+	// Timeout is how long to wait for a quorum. Default 1h.
+	Timeout Duration `yaml:"timeout"`
+	// OnTimeout is deny (the default) or escalate (ask EscalateTo next).
+	OnTimeout string `yaml:"on_timeout"`
+	// EscalateTo are the groups asked after a timeout; required for
+	// on_timeout escalate.
+	EscalateTo []string `yaml:"escalate_to"`
+	// ReuseWindow is how long an approval also covers identical calls
+	// (same agent, virtual server, tool and arguments). Zero, the default,
+	// approves every call on its own.
+	ReuseWindow Duration `yaml:"reuse_window"`
+	// VirtualServers and Tools are the calls the rule holds by itself
+	// (globs, path.Match syntax, over virtual server names and exposed tool
+	// names). A nil list means all, an empty one none; with both nil the
+	// rule holds nothing by itself.
+	VirtualServers []string `yaml:"virtual_servers"`
+	Tools          []string `yaml:"tools"`
+	// When is an optional CEL condition over principal, tool, args and
+	// request, as a grant's; the rule holds a call by itself only when it
+	// is true. Empty means always.
+	When string `yaml:"when"`
+}
+
+// HoldsCalls reports whether r holds calls for approval by itself, that is
+// whether VirtualServers or Tools is given.
+func (r *ApprovalRule) HoldsCalls() bool { return r.VirtualServers != nil || r.Tools != nil }
+
 // Pinning modes.
 const (
 	PinningAuto    = "auto"
@@ -181,9 +256,15 @@ type Pin struct {
 	Hash string
 }
 
-func (g *Grant) validate(v *validator, p string, vsNames map[string]bool, seen map[string]bool) {
+// validate checks g; rules holds the names of the document's approval
+// rules, nil when it lists none (grants may then name rules of the config
+// store, which the store checks).
+func (g *Grant) validate(v *validator, p string, vsNames, rules, seen map[string]bool) {
 	if g.Name != "" {
 		checkName(v, p+".name", g.Name, seen)
+	}
+	if g.Approval != "" && rules != nil && !rules[g.Approval] {
+		v.add(p+".approval", "unknown approval rule %q (list it under approval_rules, or leave approval empty for the default rule)", g.Approval)
 	}
 	validateSubject(v, p+".subject", g.Subject, true)
 	t := g.Target
@@ -306,10 +387,58 @@ func (r *RateLimit) validate(v *validator, p string, vsNames map[string]bool, se
 	}
 }
 
+func (r *ApprovalRule) validate(v *validator, p string, seen map[string]bool) {
+	checkName(v, p+".name", r.Name, seen)
+	if len(r.ApproverGroups) == 0 {
+		v.add(p+".approver_groups", "give at least one team or role whose members may approve")
+	}
+	checkGroups(v, p+".approver_groups", r.ApproverGroups)
+	if r.Quorum < 1 {
+		v.add(p+".quorum", "must be at least 1")
+	}
+	if r.Timeout <= 0 {
+		v.add(p+".timeout", "must be a positive duration, e.g. 1h")
+	}
+	switch r.OnTimeout {
+	case OnTimeoutDeny:
+	case OnTimeoutEscalate:
+		if len(r.EscalateTo) == 0 {
+			v.add(p+".escalate_to", "required for on_timeout escalate")
+		}
+	default:
+		v.add(p+".on_timeout", "must be deny or escalate, got %q", r.OnTimeout)
+	}
+	checkGroups(v, p+".escalate_to", r.EscalateTo)
+	if r.ReuseWindow < 0 {
+		v.add(p+".reuse_window", "must not be negative")
+	}
+	checkGlobs(v, p+".virtual_servers", r.VirtualServers)
+	checkGlobs(v, p+".tools", r.Tools)
+	if len(r.When) > 4096 {
+		v.add(p+".when", "longer than 4096 characters")
+	}
+}
+
+// checkGroups checks the names of approver groups (teams or roles).
+func checkGroups(v *validator, p string, groups []string) {
+	for i, g := range groups {
+		if !nameRE.MatchString(g) {
+			v.add(fmt.Sprintf("%s[%d]", p, i), "%q: use letters, digits, '_', '.', '-' (max 128), starting with a letter or digit", g)
+		}
+	}
+}
+
 func (d *Document) validateAccess(v *validator, vsNames map[string]bool) {
+	var rules map[string]bool
+	if len(d.ApprovalRules) > 0 {
+		rules = map[string]bool{}
+	}
+	for i := range d.ApprovalRules {
+		d.ApprovalRules[i].validate(v, fmt.Sprintf("approval_rules[%d]", i), rules)
+	}
 	grants := map[string]bool{}
 	for i := range d.Grants {
-		d.Grants[i].validate(v, fmt.Sprintf("grants[%d]", i), vsNames, grants)
+		d.Grants[i].validate(v, fmt.Sprintf("grants[%d]", i), vsNames, rules, grants)
 	}
 	guards := map[string]bool{}
 	for i := range d.Guardrails {
@@ -342,6 +471,18 @@ func (d *Document) accessDefaults() {
 		}
 		if r.Burst == 0 {
 			r.Burst = r.Requests
+		}
+	}
+	for i := range d.ApprovalRules {
+		r := &d.ApprovalRules[i]
+		if r.Quorum == 0 {
+			r.Quorum = DefaultApprovalQuorum
+		}
+		if r.Timeout == 0 {
+			r.Timeout = Duration(DefaultApprovalTimeout)
+		}
+		if r.OnTimeout == "" {
+			r.OnTimeout = OnTimeoutDeny
 		}
 	}
 	if d.Pinning.Mode == "" {

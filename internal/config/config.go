@@ -7,6 +7,23 @@
 // names the file, the path inside the document and the reason, e.g.
 //
 //	gatehouse.yaml: upstreams[2].url: missing scheme
+//
+// # Approval rules
+//
+// A tool call needs a human's approval when a require_approval grant
+// matches it, when a guardrail with action require_approval finds something
+// in its arguments, or when the grants allow it and an approval rule that
+// holds calls by itself ([ApprovalRule.HoldsCalls]) matches it. The rule
+// that governs the approval is the grant's approval or the rule that held
+// the call; when neither names one, the document's rule named "default",
+// and without such a rule [DefaultApprovalRule] (one member of the group
+// approver, within an hour, else deny).
+//
+// A grant's approval must name a rule of approval_rules. For documents
+// written before approval rules were part of the document, a document that
+// lists no rules at all may name rules that only the config store holds
+// (created through the admin API); applying the document checks them
+// against the store.
 package config
 
 import (
@@ -64,6 +81,9 @@ type Document struct {
 	Guardrails []Guardrail `yaml:"guardrails"`
 	// RateLimits bound call rates per agent, team, tool or overall.
 	RateLimits []RateLimit `yaml:"rate_limits"`
+	// ApprovalRules say who approves calls that need approval; rules with
+	// virtual_servers or tools also hold calls for approval by themselves.
+	ApprovalRules []ApprovalRule `yaml:"approval_rules"`
 	// Pinning configures tool-definition pinning.
 	Pinning Pinning `yaml:"pinning"`
 	// Pins are approved tool definitions, from the config store.

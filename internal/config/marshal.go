@@ -13,11 +13,13 @@ import (
 // with only upstreams, virtual servers and agents (as `gatehouse export`
 // writes it) holds nothing else; so are the access sections' values that
 // equal their defaults (direction both, key agent, burst equal to requests,
-// an injection threshold of 0.5, pinning mode auto). The zero value kept is
-// an empty list where an absent one means something else: a selection's
-// include list ("tools: []" selects none, where an absent list selects
-// all), a grant's target lists and a scope's tools. Auth and Pins are not
-// written: auth is a process setting and pins live in the config store.
+// an injection threshold of 0.5, an approval rule's quorum 1, timeout 1h
+// and on_timeout deny, pinning mode auto). The zero value kept is an empty
+// list where an absent one means something else: a selection's include
+// list ("tools: []" selects none, where an absent list selects all), a
+// grant's target lists, a scope's tools and an approval rule's
+// virtual_servers and tools. Auth and Pins are not written: auth is a
+// process setting and pins live in the config store.
 func Marshal(doc *Document) ([]byte, error) {
 	out := yamlDocument{
 		Listen:  doc.Listen,
@@ -112,6 +114,32 @@ func Marshal(doc *Document) ([]byte, error) {
 		}
 		out.RateLimits = append(out.RateLimits, y)
 	}
+	for _, r := range doc.ApprovalRules {
+		y := yamlApprovalRule{
+			Name:           r.Name,
+			Description:    r.Description,
+			ApproverGroups: r.ApproverGroups,
+			Quorum:         r.Quorum,
+			AllowSameTeam:  r.AllowSameTeam,
+			Timeout:        r.Timeout,
+			OnTimeout:      r.OnTimeout,
+			EscalateTo:     r.EscalateTo,
+			ReuseWindow:    r.ReuseWindow,
+			VirtualServers: globs(r.VirtualServers),
+			Tools:          globs(r.Tools),
+			When:           r.When,
+		}
+		if y.Quorum == DefaultApprovalQuorum {
+			y.Quorum = 0
+		}
+		if y.Timeout == Duration(DefaultApprovalTimeout) {
+			y.Timeout = 0
+		}
+		if y.OnTimeout == OnTimeoutDeny {
+			y.OnTimeout = ""
+		}
+		out.ApprovalRules = append(out.ApprovalRules, y)
+	}
 	if doc.Pinning.Mode != PinningAuto {
 		out.Pinning.Mode = doc.Pinning.Mode
 	}
@@ -141,6 +169,7 @@ type yamlDocument struct {
 	Grants         []yamlGrant         `yaml:"grants,omitempty"`
 	Guardrails     []yamlGuardrail     `yaml:"guardrails,omitempty"`
 	RateLimits     []yamlRateLimit     `yaml:"rate_limits,omitempty"`
+	ApprovalRules  []yamlApprovalRule  `yaml:"approval_rules,omitempty"`
 	Pinning        yamlPinning         `yaml:"pinning,omitempty"`
 }
 
@@ -197,7 +226,7 @@ type yamlSelection struct {
 
 // globs is a list omitted only when nil, so that an empty list survives: an
 // include or exclude list ("none" rather than "all"), a grant's target, a
-// scope's tools.
+// scope's tools, an approval rule's virtual servers and tools.
 type globs []string
 
 // IsZero tells yaml's omitempty to drop nil lists only.
@@ -273,6 +302,21 @@ type yamlRateLimit struct {
 	Requests int         `yaml:"requests,omitempty"`
 	Per      Duration    `yaml:"per,omitempty"`
 	Burst    int         `yaml:"burst,omitempty"`
+}
+
+type yamlApprovalRule struct {
+	Name           string   `yaml:"name"`
+	Description    string   `yaml:"description,omitempty"`
+	ApproverGroups []string `yaml:"approver_groups,omitempty,flow"`
+	Quorum         int      `yaml:"quorum,omitempty"`
+	AllowSameTeam  bool     `yaml:"allow_same_team,omitempty"`
+	Timeout        Duration `yaml:"timeout,omitempty"`
+	OnTimeout      string   `yaml:"on_timeout,omitempty"`
+	EscalateTo     []string `yaml:"escalate_to,omitempty,flow"`
+	ReuseWindow    Duration `yaml:"reuse_window,omitempty"`
+	VirtualServers globs    `yaml:"virtual_servers,omitempty,flow"`
+	Tools          globs    `yaml:"tools,omitempty,flow"`
+	When           string   `yaml:"when,omitempty"`
 }
 
 type yamlPinning struct {

@@ -63,6 +63,7 @@ grants:
     when: 'args.path.startsWith("/tmp/")'
     approval: two-sre
   - {subject: {agent: "*"}, target: {virtual_server: ops, tools: [delete_*]}, effect: deny}
+  - {subject: {role: deployer}, target: {virtual_server: ops, tools: [deploy_*]}, effect: require_approval}
 guardrails:
   - {name: keys, detector: secrets, kinds: [aws_access_key], action: redact}
   - {name: inject, direction: response, detector: injection, threshold: 0.7, action: flag, scope: {virtual_server: ops, tools: []}}
@@ -74,6 +75,18 @@ rate_limits:
   - {name: per-agent, requests: 60, per: 1m}
   - {name: team-burst, subject: {team: platform}, key: team, requests: 10, per: 1s, burst: 20, scope: {virtual_server: ops}}
   - {name: global, key: global, requests: 1000, per: 1h, burst: 1000}
+approval_rules:
+  - name: two-sre
+    description: "Two SREs, then the CTO"
+    approver_groups: [sre]
+    quorum: 2
+    allow_same_team: true
+    timeout: 30m
+    on_timeout: escalate
+    escalate_to: [cto, security]
+    reuse_window: 10m
+  - {name: prod-deploys, approver_groups: [release], tools: ["deploy_*"], when: 'args.env == "prod"'}
+  - {name: nothing-by-itself, approver_groups: [sre], virtual_servers: []}
 pinning: {mode: approve}
 `
 	want, err := Parse([]byte(src))
@@ -116,9 +129,11 @@ pinning: {mode: approve}
 		Grants:         []Grant{{Subject: Subject{Team: "qa"}, Target: Target{VirtualServer: "ops", Tools: []string{"*"}}, Effect: EffectAllow}},
 		Guardrails:     []Guardrail{{Name: "inj", Detector: DetectorInjection, Action: ActionFlag}},
 		RateLimits:     []RateLimit{{Name: "rl", Requests: 5, Per: Duration(time.Minute)}},
+		ApprovalRules:  []ApprovalRule{{Name: "ar", ApproverGroups: []string{"sre"}, Tools: []string{}}},
 	}
 	doc.ApplyDefaults()
-	out, err = Marshal(&Document{VirtualServers: doc.VirtualServers, Grants: doc.Grants, Guardrails: doc.Guardrails, RateLimits: doc.RateLimits, Pinning: doc.Pinning})
+	out, err = Marshal(&Document{VirtualServers: doc.VirtualServers, Grants: doc.Grants, Guardrails: doc.Guardrails, RateLimits: doc.RateLimits,
+		ApprovalRules: doc.ApprovalRules, Pinning: doc.Pinning})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +149,10 @@ rate_limits:
   - name: rl
     requests: 5
     per: 1m0s
+approval_rules:
+  - name: ar
+    approver_groups: [sre]
+    tools: []
 `
 	if got := string(out); !strings.HasSuffix(got, wantAccess) {
 		t.Errorf("Marshal of access defaults:\n%s\nwant it to end with\n%s", got, wantAccess)

@@ -115,6 +115,42 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideApprovalRules measures decisions of allowed calls with
+// the grants of [BenchmarkDecide] and five approval rules that hold calls
+// by themselves: one that no rule holds, and one that a rule with a
+// condition over the arguments holds.
+func BenchmarkDecideApprovalRules(b *testing.B) {
+	rules := []config.ApprovalRule{
+		{Name: "data-all", ApproverGroups: []string{"sre"}, VirtualServers: []string{"data"}},
+		{Name: "deletes", ApproverGroups: []string{"sre"}, Tools: []string{"*_delete*"}},
+		{Name: "dev-writes", ApproverGroups: []string{"sre"}, VirtualServers: []string{"dev"}, Tools: []string{"*_write*"}},
+		{Name: "prod-reads", ApproverGroups: []string{"sre"}, VirtualServers: []string{"ops"}, Tools: []string{"svc0_*"}, When: `args.?env.orValue("") == "prod"`},
+		{Name: "tmp", ApproverGroups: []string{"sre"}, VirtualServers: []string{"ops"}, Tools: []string{"svc6_*"}, When: `args.path.startsWith("/tmp/")`},
+	}
+	p, err := Compile(benchGrants(), rules...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := benchCases()
+	for _, c := range []struct {
+		name string
+		req  *Request
+		want string
+	}{
+		{"not-held", cases[0].req, "allow"},
+		{"held", cases[1].req, "require_approval"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := p.Decide(c.req); d.Effect != c.want {
+					b.Fatal(d.Reason)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkVisible filters a list of 200 tools for one principal.
 func BenchmarkVisible(b *testing.B) {
 	p := mustCompile(b, benchGrants())

@@ -99,6 +99,22 @@
 // the client, the tool must not stay hidden after the window opens, and
 // later calls of a session may come from another address.
 //
+// # Approval rules
+//
+// Approval rules ([config.ApprovalRule]) are compiled with the grants.
+// [Policy.ApprovalRule] returns the rule that governs a call needing
+// approval: the one [Decision.Approval] names, else the rule named
+// "default", else [config.DefaultApprovalRule]. A rule with virtual_servers
+// or tools also holds tool calls by itself: when the grants allow a tool
+// call, the first such rule in name order whose globs match the virtual
+// server and the exposed tool name, and whose when holds, turns the
+// decision into require_approval (Decision.Approval names the rule, and
+// Decision.Matched ends with it, as grant "approval_rule:NAME"). Deny and
+// require_approval grants decide before any rule; a rule never allows
+// anything, and never holds prompts or resources. A rule's when sees what a
+// grant's sees and fails closed: an evaluation error holds the call. Lists
+// are not filtered by rules: a call that needs approval is still visible.
+//
 // # Rate limits
 //
 // A [Limiter] keeps token buckets in memory, per replica: with N replicas

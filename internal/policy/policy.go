@@ -54,14 +54,26 @@ type Request struct {
 	SourceIP string
 }
 
-// Match is one grant that matched a request.
+// Match is one grant, or approval rule, that matched a request.
 type Match struct {
-	// Grant is the grant's name, or "grants[i]" when it has none.
+	// Grant is the grant's name, or "grants[i]" when it has none; for an
+	// approval rule that held the call by itself, "approval_rule:" and the
+	// rule's name.
 	Grant  string
 	Effect string
 	// Reason says why it matched, e.g.
-	// `subject team qa; target tools ["read_*"]; when true`.
+	// `subject team qa; target tools ["read_*"]; when true`, or for a rule
+	// `tools ["deploy_*"]; when true`.
 	Reason string
+}
+
+// ApprovalRule returns the rule's name when m is an approval rule that held
+// the call by itself, and "" when m is a grant.
+func (m Match) ApprovalRule() string {
+	if rule, ok := strings.CutPrefix(m.Grant, matchPrefix); ok {
+		return rule
+	}
+	return ""
 }
 
 // Decision is the outcome of [Policy.Decide].
@@ -73,18 +85,26 @@ type Decision struct {
 	// message.
 	Reason string
 	// Matched lists every grant that matched, in config order, including
-	// those outranked by the deciding one.
+	// those outranked by the deciding one, and last the approval rule that
+	// held the call by itself, if one did.
 	Matched []Match
-	// Approval is the approval rule of the deciding require_approval grant
-	// ("" for the default rule, or when Effect is not require_approval).
+	// Approval is the approval rule of the deciding require_approval grant,
+	// or the rule that held the call by itself ("" for the default rule, or
+	// when Effect is not require_approval). [Policy.ApprovalRule] returns
+	// the rule.
 	Approval string
 }
 
-// Policy is the grants of one snapshot, compiled once. It is immutable and
-// safe for concurrent use.
+// Policy is the grants and approval rules of one snapshot, compiled once.
+// It is immutable and safe for concurrent use.
 type Policy struct {
 	// byVS indexes grants by virtual server and kind, in config order.
 	byVS map[string]*[3][]*grant
+	// holds are the approval rules that hold calls by themselves, in name
+	// order (see approval.go).
+	holds []*holdRule
+	// rules are all approval rules by name, with defaults applied.
+	rules map[string]config.ApprovalRule
 }
 
 type grant struct {
@@ -100,12 +120,14 @@ type grant struct {
 	decidedBy string    // Decision.Reason when this grant decides
 }
 
-// Compile compiles grants: globs are classified, CEL expressions are
-// compiled to programs, and grants are indexed by virtual server. An
-// invalid grant yields a *[config.ValidationError] listing every problem,
-// with paths like "grants[3].when" and reasons carrying CEL's message and
-// position ("1:6: undeclared reference to 'argz'").
-func Compile(grants []config.Grant) (*Policy, error) {
+// Compile compiles grants and approval rules (a document's Grants and
+// ApprovalRules): globs are classified, CEL expressions are compiled to
+// programs, grants are indexed by virtual server, and the rules that hold
+// calls by themselves are ordered by name. An invalid grant or rule yields
+// a *[config.ValidationError] listing every problem, with paths like
+// "grants[3].when" or "approval_rules[0].when" and reasons carrying CEL's
+// message and position ("1:6: undeclared reference to 'argz'").
+func Compile(grants []config.Grant, rules ...config.ApprovalRule) (*Policy, error) {
 	p := &Policy{byVS: map[string]*[3][]*grant{}}
 	var errs []*config.FieldError
 	for i := range grants {
@@ -126,6 +148,9 @@ func Compile(grants []config.Grant) (*Policy, error) {
 			}
 		}
 	}
+	var rerrs []*config.FieldError
+	p.holds, p.rules, rerrs = compileRules(rules)
+	errs = append(errs, rerrs...)
 	if len(errs) > 0 {
 		return nil, &config.ValidationError{Fields: errs}
 	}
@@ -265,8 +290,10 @@ func (g *grant) match(e *evaluator, visible bool) (outcome, error) {
 
 // Decide decides r: deny if any matching grant denies, else
 // require_approval if any matching grant requires it, else allow if any
-// matching grant allows, else deny. It never panics; see the package
-// documentation for how evaluation errors count.
+// matching grant allows, else deny. A tool call the grants allow needs
+// approval after all when an approval rule holds it (see approval.go). It
+// never panics; see the package documentation for how evaluation errors
+// count.
 func (p *Policy) Decide(r *Request) Decision {
 	if r == nil {
 		return Decision{Effect: config.EffectDeny, Reason: "no request"}
@@ -327,6 +354,9 @@ func (p *Policy) Decide(r *Request) Decision {
 		d.Effect, d.Reason, d.Approval = config.EffectRequireApproval, approve.decidedBy, approve.approval
 	case allow != nil:
 		d.Effect, d.Reason = config.EffectAllow, allow.decidedBy
+		if r.Kind == KindTool && len(p.holds) > 0 {
+			p.hold(&e, r, &d)
+		}
 	default:
 		d.Effect = config.EffectDeny
 		d.Reason = fmt.Sprintf("no grant allows %s %q on virtual server %q for agent %q", r.Kind, r.Name, r.VirtualServer, pr.Agent)

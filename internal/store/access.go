@@ -1,11 +1,11 @@
 package store
 
 /*
-Access control in the store: grants, guardrails, rate limits and the
-pinning mode, to and from the declarative document.
+Access control in the store: approval rules, grants, guardrails, rate limits
+and the pinning mode, to and from the declarative document.
 
-Guardrails and rate limits have required, unique names: the document and the
-store match them by name. Grant names are optional in files; a grant without
+Approval rules, guardrails and rate limits have required, unique names: the
+document and the store match them by name. Grant names are optional in files; a grant without
 one is named after its content ([GrantName]: "grant-" and 12 hex digits of a
 hash of its subject, target, effect, condition and approval rule), so that
 applying the same file twice finds the grants it made, and decisions and
@@ -17,7 +17,10 @@ applying them changes nothing.
 
 Deletions (with ApplyOptions.Prune) run before anything else is written, so
 that a grant of a virtual server the document drops is listed in the plan
-rather than deleted unseen by the cascade.
+rather than deleted unseen by the cascade. Approval rules go after the grants
+that name them, and a rule that a grant of the document still names is kept:
+a document that lists no approval rules (written before rules were part of
+the document) may name rules of the store, created through the admin API.
 */
 
 import (
@@ -30,6 +33,7 @@ import (
 	"sort"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
 	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/guardrailrule"
 	"github.com/gatehouse-dev/gatehouse/ent/ratelimit"
@@ -129,9 +133,39 @@ func rateLimitDoc(l *ent.RateLimit) config.RateLimit {
 	return d
 }
 
-// exportAccess adds the store's grants, guardrails, rate limits, pinning
-// mode and pins to doc.
+// approvalRuleDoc returns r as the document writes it; an empty
+// escalate_to reads as absent.
+func approvalRuleDoc(r *ent.ApprovalRule) config.ApprovalRule {
+	d := config.ApprovalRule{
+		Name:           r.Name,
+		Description:    r.Description,
+		ApproverGroups: r.ApproverGroups,
+		Quorum:         r.Quorum,
+		AllowSameTeam:  r.AllowSameTeam,
+		Timeout:        config.Duration(fromSeconds(r.TimeoutSeconds)),
+		OnTimeout:      r.OnTimeout.String(),
+		EscalateTo:     r.EscalateTo,
+		ReuseWindow:    config.Duration(fromSeconds(r.ReuseWindowSeconds)),
+		VirtualServers: r.VirtualServers,
+		Tools:          r.Tools,
+		When:           r.When,
+	}
+	if len(d.EscalateTo) == 0 {
+		d.EscalateTo = nil
+	}
+	return d
+}
+
+// exportAccess adds the store's approval rules, grants, guardrails, rate
+// limits, pinning mode and pins to doc.
 func exportAccess(ctx context.Context, client *ent.Client, doc *config.Document) error {
+	rules, err := client.ApprovalRule.Query().Order(ent.Asc(approvalrule.FieldName)).All(ctx)
+	if err != nil {
+		return fmt.Errorf("export approval rules: %w", err)
+	}
+	for _, r := range rules {
+		doc.ApprovalRules = append(doc.ApprovalRules, approvalRuleDoc(r))
+	}
 	grants, err := client.Grant.Query().WithVirtualServer().WithApprovalRule().All(ctx)
 	if err != nil {
 		return fmt.Errorf("export grants: %w", err)
@@ -233,8 +267,10 @@ func SetPinningMode(ctx context.Context, client *ent.Client, mode string) (chang
 	return true, nil
 }
 
-// checkAccessRefs checks what the document's grants refer to outside the
-// document: approval rules, which only the admin API creates.
+// checkAccessRefs loads the stored approval rules by name and checks the
+// approval rules that the document's grants name: a rule of the document
+// (config validation made sure of that when it lists any) or, when it
+// lists none, of the store.
 func (a *applier) checkAccessRefs(ctx context.Context, d *config.Document) (map[string]*ent.ApprovalRule, error) {
 	rules, err := a.c.ApprovalRule.Query().All(ctx)
 	if err != nil {
@@ -244,12 +280,16 @@ func (a *applier) checkAccessRefs(ctx context.Context, d *config.Document) (map[
 	for _, r := range rules {
 		byName[r.Name] = r
 	}
+	listed := map[string]bool{}
+	for _, r := range d.ApprovalRules {
+		listed[r.Name] = true
+	}
 	var bad []*config.FieldError
 	for i, g := range d.Grants {
-		if g.Approval != "" && byName[g.Approval] == nil {
+		if g.Approval != "" && !listed[g.Approval] && byName[g.Approval] == nil {
 			bad = append(bad, &config.FieldError{
 				Path:   fmt.Sprintf("grants[%d].approval", i),
-				Reason: fmt.Sprintf("unknown approval rule %q (create it with createApprovalRule first)", g.Approval),
+				Reason: fmt.Sprintf("unknown approval rule %q (list it under approval_rules)", g.Approval),
 			})
 		}
 	}
@@ -350,13 +390,33 @@ func equalGlobs(a, b []string) bool {
 	return (a == nil) == (b == nil) && slices.Equal(a, b)
 }
 
-// pruneAccess deletes the grants, guardrails and rate limits that d lacks.
-func (a *applier) pruneAccess(ctx context.Context, d *config.Document, grants *grantPlan) error {
+// pruneAccess deletes the grants, approval rules, guardrails and rate
+// limits that d lacks, and removes the deleted rules from rules. A rule
+// that a grant of d names stays.
+func (a *applier) pruneAccess(ctx context.Context, d *config.Document, grants *grantPlan, rules map[string]*ent.ApprovalRule) error {
 	for _, g := range grants.drop {
 		if err := a.c.Grant.DeleteOne(g).Exec(ctx); err != nil {
 			return fmt.Errorf("delete grant %q: %w", grants.stored[g].Name, err)
 		}
 		a.res.add("grant", grants.stored[g].Name, "deleted")
+	}
+	wantRule := map[string]bool{}
+	for _, r := range d.ApprovalRules {
+		wantRule[r.Name] = true
+	}
+	for _, g := range d.Grants {
+		if g.Approval != "" {
+			wantRule[g.Approval] = true
+		}
+	}
+	for _, name := range sortedNames(rules) {
+		if !wantRule[name] {
+			if err := a.c.ApprovalRule.DeleteOne(rules[name]).Exec(ctx); err != nil {
+				return fmt.Errorf("delete approval rule %q: %w", name, err)
+			}
+			delete(rules, name)
+			a.res.add("approval_rule", name, "deleted")
+		}
 	}
 	wantGuard := map[string]bool{}
 	for _, g := range d.Guardrails {
@@ -393,9 +453,13 @@ func (a *applier) pruneAccess(ctx context.Context, d *config.Document, grants *g
 	return nil
 }
 
-// access creates and updates d's grants, guardrails and rate limits, and
+// access creates and updates d's approval rules (first, adding them to
+// rules, so grants can name them), grants, guardrails and rate limits, and
 // sets the pinning mode. vss holds every virtual server d names.
 func (a *applier) access(ctx context.Context, d *config.Document, grants *grantPlan, rules map[string]*ent.ApprovalRule, vss map[string]*ent.VirtualServer) error {
+	if err := a.approvalRules(ctx, d.ApprovalRules, rules); err != nil {
+		return err
+	}
 	for i, w := range grants.want {
 		g, ok := grants.matched[i]
 		switch {
@@ -455,6 +519,78 @@ func setGrant(m *ent.GrantMutation, g config.Grant, vss map[string]*ent.VirtualS
 	} else {
 		m.ClearApprovalRule()
 	}
+}
+
+// approvalRules creates and updates the rules of want; rules holds the
+// stored ones by name and receives the new and updated ones.
+func (a *applier) approvalRules(ctx context.Context, want []config.ApprovalRule, rules map[string]*ent.ApprovalRule) error {
+	for _, w := range want {
+		r, ok := rules[w.Name]
+		if !ok {
+			c := a.c.ApprovalRule.Create()
+			setApprovalRule(c.Mutation(), w)
+			r, err := c.Save(ctx)
+			if err != nil {
+				return fmt.Errorf("create approval rule %q: %w", w.Name, err)
+			}
+			rules[w.Name] = r
+			a.res.add("approval_rule", w.Name, "created")
+			continue
+		}
+		diff := approvalRuleDiff(approvalRuleDoc(r), w)
+		if len(diff) == 0 {
+			continue
+		}
+		u := a.c.ApprovalRule.UpdateOne(r)
+		setApprovalRule(u.Mutation(), w)
+		r, err := u.Save(ctx)
+		if err != nil {
+			return fmt.Errorf("update approval rule %q: %w", w.Name, err)
+		}
+		rules[w.Name] = r
+		a.res.add("approval_rule", w.Name, "updated", diff...)
+	}
+	return nil
+}
+
+func setApprovalRule(m *ent.ApprovalRuleMutation, r config.ApprovalRule) {
+	m.SetName(r.Name)
+	m.SetDescription(r.Description)
+	m.SetApproverGroups(r.ApproverGroups)
+	m.SetQuorum(r.Quorum)
+	m.SetAllowSameTeam(r.AllowSameTeam)
+	m.SetTimeoutSeconds(seconds(r.Timeout))
+	m.SetOnTimeout(approvalrule.OnTimeout(r.OnTimeout))
+	if len(r.EscalateTo) > 0 {
+		m.SetEscalateTo(r.EscalateTo)
+	} else {
+		m.ClearEscalateTo()
+	}
+	m.SetReuseWindowSeconds(seconds(r.ReuseWindow))
+	m.SetVirtualServers(r.VirtualServers)
+	m.SetTools(r.Tools)
+	m.SetWhen(r.When)
+}
+
+// approvalRuleDiff names the document keys whose values differ between a
+// and b, both with the document's defaults applied.
+func approvalRuleDiff(a, b config.ApprovalRule) []string {
+	x := config.Document{ApprovalRules: []config.ApprovalRule{a, b}}
+	x.ApplyDefaults()
+	a, b = x.ApprovalRules[0], x.ApprovalRules[1]
+	var d diff
+	d.add("description", a.Description != b.Description)
+	d.add("approver_groups", !slices.Equal(a.ApproverGroups, b.ApproverGroups))
+	d.add("quorum", a.Quorum != b.Quorum)
+	d.add("allow_same_team", a.AllowSameTeam != b.AllowSameTeam)
+	d.add("timeout", a.Timeout != b.Timeout)
+	d.add("on_timeout", a.OnTimeout != b.OnTimeout)
+	d.add("escalate_to", !slices.Equal(a.EscalateTo, b.EscalateTo))
+	d.add("reuse_window", a.ReuseWindow != b.ReuseWindow)
+	d.add("virtual_servers", !equalGlobs(a.VirtualServers, b.VirtualServers))
+	d.add("tools", !equalGlobs(a.Tools, b.Tools))
+	d.add("when", a.When != b.When)
+	return d
 }
 
 func (a *applier) guardrails(ctx context.Context, want []config.Guardrail, vss map[string]*ent.VirtualServer) error {

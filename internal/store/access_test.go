@@ -13,6 +13,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/actor"
 	"github.com/gatehouse-dev/gatehouse/ent/adminchange"
+	"github.com/gatehouse-dev/gatehouse/ent/approvalrule"
+	"github.com/gatehouse-dev/gatehouse/ent/grant"
 	"github.com/gatehouse-dev/gatehouse/ent/tool"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/tooldef"
@@ -296,6 +298,140 @@ func TestRecordToolDefinitions(t *testing.T) {
 		}
 		if want := []string{"legacy/a=" + tl.DefinitionHash, "legacy/b=" + *get("legacy", "b").ApprovedHash, "memory/a="}; !slices.Equal(pins, want) {
 			t.Errorf("pins %q, want %q", pins, want)
+		}
+	})
+}
+
+const rulesYAML = `
+upstreams:
+  - {name: everything, transport: streamable-http, url: "http://127.0.0.1:18080/mcp"}
+virtual_servers:
+  - {name: ops, include: [{upstream: everything}]}
+approval_rules:
+  - name: two-sre
+    description: Two SREs, then the CTO
+    approver_groups: [sre]
+    quorum: 2
+    allow_same_team: true
+    timeout: 30m
+    on_timeout: escalate
+    escalate_to: [cto]
+    reuse_window: 90s
+  - {name: prod-deploys, approver_groups: [release], virtual_servers: [ops], tools: ["deploy_*"], when: 'args.env == "prod"'}
+  - {name: nothing, approver_groups: [sre], tools: []}
+grants:
+  - {name: deploys, subject: {role: deployer}, target: {virtual_server: ops, tools: [deploy]}, effect: require_approval, approval: two-sre}
+  - {name: ops-all, subject: {team: ops}, target: {virtual_server: ops, tools: ["*"]}, effect: allow}
+`
+
+// TestApplyExportApprovalRules applies a document with approval rules
+// (created before the grants that name them), exports it back equal,
+// updates and prunes rules, and keeps the grants' approval edges right.
+func TestApplyExportApprovalRules(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, c *ent.Client) {
+		ctx := context.Background()
+		want, err := config.Parse([]byte(rulesYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := ApplyDocument(ctx, c, want, ApplyOptions{Actor: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, ch := range res.Changes {
+			lines = append(lines, ch.String())
+		}
+		wantLines := []string{
+			"upstream everything created", "virtual_server ops created",
+			"approval_rule two-sre created", "approval_rule prod-deploys created", "approval_rule nothing created",
+			"grant deploys created", "grant ops-all created",
+		}
+		if !slices.Equal(lines, wantLines) {
+			t.Errorf("changes:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
+		}
+		stored := c.ApprovalRule.Query().Where(approvalrule.Name("prod-deploys")).OnlyX(ctx)
+		if stored.TimeoutSeconds != 3600 || stored.OnTimeout != approvalrule.OnTimeoutDeny || stored.Quorum != 1 || stored.Tools == nil || stored.VirtualServers == nil {
+			t.Errorf("stored rule %+v", stored)
+		}
+		if r := c.ApprovalRule.Query().Where(approvalrule.Name("two-sre")).OnlyX(ctx); r.TimeoutSeconds != 1800 || r.ReuseWindowSeconds != 90 || r.CreatedBy != "test" {
+			t.Errorf("stored rule %+v", r)
+		}
+		if g := c.Grant.Query().Where(grant.Name("deploys")).WithApprovalRule().OnlyX(ctx); g.Edges.ApprovalRule == nil || g.Edges.ApprovalRule.Name != "two-sre" {
+			t.Errorf("grant deploys has approval rule %+v", g.Edges.ApprovalRule)
+		}
+
+		got, err := ExportDocument(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(want.ApprovalRules, func(a, b config.ApprovalRule) int { return strings.Compare(a.Name, b.Name) })
+		if !reflect.DeepEqual(got.ApprovalRules, want.ApprovalRules) {
+			t.Errorf("approval rules:\ngot  %+v\nwant %+v", got.ApprovalRules, want.ApprovalRules)
+		}
+		if r := got.ApprovalRules[0]; r.Name != "nothing" || r.Tools == nil || r.VirtualServers != nil {
+			t.Errorf("an empty tools list must stay empty, an absent one absent: %+v", r)
+		}
+		rev := revision(t, c)
+		if res, err := ApplyDocument(ctx, c, got, ApplyOptions{Prune: true}); err != nil || len(res.Changes) != 0 || revision(t, c) != rev {
+			t.Errorf("applying the export: %v %v", res, err)
+		}
+
+		// Changed in place; the grant moves to another rule; a rule the
+		// document drops goes after the grants, unless a grant names it.
+		next := *want
+		next.ApprovalRules = slices.Clone(want.ApprovalRules[1:]) // prod-deploys, two-sre
+		next.ApprovalRules[0].When = ""
+		next.ApprovalRules[0].Quorum = 3
+		next.ApprovalRules[1].Timeout = config.Duration(time.Hour)
+		next.Grants = slices.Clone(want.Grants)
+		next.Grants[0].Approval = "prod-deploys"
+		res, err = ApplyDocument(ctx, c, &next, ApplyOptions{Prune: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = nil
+		for _, ch := range res.Changes {
+			lines = append(lines, ch.String())
+		}
+		wantLines = []string{
+			"approval_rule nothing deleted",
+			"approval_rule prod-deploys updated (quorum, when)",
+			"approval_rule two-sre updated (timeout)",
+			"grant deploys updated (approval)",
+		}
+		if !slices.Equal(lines, wantLines) {
+			t.Errorf("changes:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
+		}
+		if g := c.Grant.Query().Where(grant.Name("deploys")).WithApprovalRule().OnlyX(ctx); g.Edges.ApprovalRule == nil || g.Edges.ApprovalRule.Name != "prod-deploys" {
+			t.Errorf("grant deploys has approval rule %+v", g.Edges.ApprovalRule)
+		}
+
+		// A grant must name a rule of the document when it lists any.
+		bad := next
+		bad.ApprovalRules = next.ApprovalRules[1:]
+		var ve *config.ValidationError
+		if _, err := ApplyDocument(ctx, c, &bad, ApplyOptions{}); !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Path != "grants[0].approval" {
+			t.Errorf("a grant naming a rule the document lacks: %v", err)
+		}
+
+		// A document that lists no rules may name rules of the store
+		// (documents from before rules were part of it): pruning keeps
+		// those and deletes the others.
+		old := next
+		old.ApprovalRules = nil
+		res, err = ApplyDocument(ctx, c, &old, ApplyOptions{Prune: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Changes) != 1 || res.Changes[0].String() != "approval_rule two-sre deleted" {
+			t.Errorf("pruning with a document without rules: %v", res.Changes)
+		}
+		old.Grants = slices.Clone(old.Grants)
+		old.Grants[0].Approval = "gone"
+		if _, err := ApplyDocument(ctx, c, &old, ApplyOptions{}); err == nil || !strings.Contains(err.Error(), `grants[0].approval: unknown approval rule "gone"`) {
+			t.Errorf("a grant naming a rule neither the document nor the store has: %v", err)
 		}
 	})
 }

@@ -22,7 +22,8 @@ import (
 // revoked (or, in a dry run, would).
 type Change struct {
 	// Kind is "upstream", "virtual_server", "agent", "team", "role",
-	// "api_key", "grant", "guardrail", "rate_limit" or "settings".
+	// "api_key", "approval_rule", "grant", "guardrail", "rate_limit" or
+	// "settings".
 	Kind string
 	Name string // the entity's name; for api_key "AGENT/HASH-PREFIX"
 	Op   string // "created", "updated", "deleted" or "revoked"
@@ -57,9 +58,11 @@ type ApplyOptions struct {
 	// actor of what the apply writes, e.g. "token:ci" or "file:gatehouse.yaml".
 	// Empty keeps the actor ctx carries, if any.
 	Actor string
-	// Prune deletes the upstreams, virtual servers, agents, grants,
-	// guardrails and rate limits that the document lacks and revokes the
-	// agent keys it does not list. False leaves what the document does not
+	// Prune deletes the upstreams, virtual servers, agents, approval
+	// rules, grants, guardrails and rate limits that the document lacks and
+	// revokes the agent keys it does not list; approval rules that the
+	// document's grants name are kept (a document that lists no rules may
+	// name rules of the store). False leaves what the document does not
 	// mention alone.
 	Prune bool
 	// DryRun computes the changes and rolls them back: the result is the
@@ -69,7 +72,8 @@ type ApplyOptions struct {
 
 // ApplyDocument makes the store hold doc, declaratively and in one
 // transaction: upstreams, virtual servers (with their selections), agents,
-// grants, guardrails and rate limits are created or updated to equal doc's,
+// approval rules, grants, guardrails and rate limits are created or updated
+// to equal doc's,
 // and the pinning mode is set to doc's (auto when doc has none); with
 // opts.Prune, the entities that doc lacks are deleted. Grants without a
 // name are named by [GrantName] (see access.go). Teams and roles that agents name are created when
@@ -85,9 +89,12 @@ type ApplyOptions struct {
 //
 // Deleting a virtual server deletes its grants, guardrail rules and rate
 // limits; deleting an upstream deletes its discovered tools (with their
-// approved definitions) and secret bindings. A grant naming an approval
-// rule the store lacks is a validation error at its path (approval rules
-// are not in the document: create them through the admin API).
+// approved definitions) and secret bindings. A grant's approval must name
+// a rule of doc (config.Document.Validate checks it); a document that lists
+// no approval rules, as documents from before rules were part of it, may
+// name rules the store holds, and naming one it lacks is a validation error
+// at the grant's path. Approval rules are written before the grants, so a
+// grant may name a rule the same document creates.
 //
 // When client is a transaction's (ent.Tx.Client, or the client a GraphQL
 // mutation runs with), the apply runs in that transaction and a dry run in
@@ -95,11 +102,11 @@ type ApplyOptions struct {
 //
 // doc is validated first (with defaults applied to a copy); an invalid
 // document changes nothing and returns its *config.ValidationError, whose
-// paths point into doc. CEL expressions (grants' when, claim subjects) are
-// not compiled here: the admin API checks them (graph.CheckExpression),
-// the gateway when it compiles the snapshot. doc.Auth and doc.Pins are
-// ignored: auth is a process setting, pins are written by
-// [RecordToolDefinitions] and [ApproveToolDefinition].
+// paths point into doc. CEL expressions (grants' and approval rules' when,
+// claim subjects) are not compiled here: the admin API checks them
+// (graph.CheckExpression), the gateway when it compiles the snapshot.
+// doc.Auth and doc.Pins are ignored: auth is a process setting, pins are
+// written by [RecordToolDefinitions] and [ApproveToolDefinition].
 func ApplyDocument(ctx context.Context, client *ent.Client, doc *config.Document, opts ApplyOptions) (res *ApplyResult, err error) {
 	d, err := prepare(doc)
 	if err != nil {
@@ -167,6 +174,7 @@ func prepare(doc *config.Document) (*config.Document, error) {
 	d.Grants = slices.Clone(doc.Grants)
 	d.Guardrails = slices.Clone(doc.Guardrails)
 	d.RateLimits = slices.Clone(doc.RateLimits)
+	d.ApprovalRules = slices.Clone(doc.ApprovalRules)
 	d.ApplyDefaults()
 	var bad []*config.FieldError
 	for i := range d.Agents {
@@ -212,7 +220,7 @@ func (a *applier) apply(ctx context.Context, d *config.Document) error {
 		return err
 	}
 	if a.prune {
-		if err := a.pruneAccess(ctx, d, grants); err != nil {
+		if err := a.pruneAccess(ctx, d, grants, rules); err != nil {
 			return err
 		}
 	}

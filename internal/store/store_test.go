@@ -375,7 +375,8 @@ func TestUpgradeFromFixture(t *testing.T) {
 		}
 	}
 	// The declarative part still equals the document that wrote it, plus
-	// the grant and guardrail rules, which the document now expresses.
+	// the grant and guardrail rules, which the document now expresses. The
+	// document lists no approval rules: its grant names the store's.
 	doc := readmeDoc(t)
 	doc.Grants = []config.Grant{{
 		Subject: config.Subject{Team: "platform"},
@@ -403,6 +404,12 @@ func TestUpgradeFromFixture(t *testing.T) {
 	// applying matches with the stored (still unnamed) grant.
 	if g := exported.Grants; len(g) != 1 || g[0].Name != GrantName(doc.Grants[0]) || g[0].Approval != "two-sre" {
 		t.Errorf("exported grants %+v", g)
+	}
+	// The approval rule, which the admin API created, is exported; the
+	// columns added since read as a rule that holds nothing by itself.
+	if r := exported.ApprovalRules; len(r) != 1 || r[0].Name != "two-sre" || r[0].HoldsCalls() || r[0].When != "" || r[0].ReuseWindow != 0 ||
+		len(r[0].ApproverGroups) == 0 || r[0].Quorum < 1 || r[0].Timeout <= 0 {
+		t.Errorf("exported approval rules %+v", r)
 	}
 	if plan, err := ApplyDocument(ctx, c, exported, ApplyOptions{Prune: true}); err != nil || len(plan.Changes) != 0 {
 		t.Errorf("applying the fixture's export: %v %v", plan, err)
