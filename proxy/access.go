@@ -64,7 +64,7 @@ type Quarantined struct {
 // compileAccess compiles the grants and guardrails of doc and computes the
 // definition hash of every tool the catalogs hold.
 func compileAccess(doc *config.Document, catalogs map[string]*Catalog) (*access, error) {
-	pol, err := policy.Compile(doc.Grants)
+	pol, err := policy.Compile(doc.Grants, doc.ApprovalRules...)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +172,7 @@ type callCheck struct {
 	args     map[string]any // possibly redacted
 	redacted bool
 	findings []guard.Finding
+	approval *approvalNeed // non-nil: the call needs a human's approval
 }
 
 // checkCall runs everything that decides a call before it is forwarded:
@@ -187,11 +188,14 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 		rc.decision = d.Effect
 		rc.grants = matchedGrants(d)
 	}
+	cc := &callCheck{args: args}
 	switch d.Effect {
 	case config.EffectAllow:
 	case config.EffectRequireApproval:
-		return nil, &jsonrpc.Error{Code: CodeApprovalRequired,
-			Message: fmt.Sprintf("%s %q requires a human's approval, and approval workflows are not enabled on this gateway", kind, name)}
+		if kind != policy.KindTool || f.g.approvals == nil {
+			return nil, approvalError("%s %q requires a human's approval, and approval workflows are not enabled on this gateway", kind, name)
+		}
+		cc.approval = &approvalNeed{rule: d.Approval, reasons: []string{d.Reason}}
 	default:
 		f.g.log.Info("access denied", "vs", vs.Name, "agent", pr.Principal.Agent, "kind", string(kind), "name", name, "reason", d.Reason)
 		return nil, &jsonrpc.Error{Code: CodeDenied, Message: fmt.Sprintf("access denied: %s %q is not permitted for %s", kind, name, pr.Principal.Agent)}
@@ -204,7 +208,6 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 				Data:    mustJSON(map[string]any{"retryAfterSeconds": secs, "rateLimit": rule})}
 		}
 	}
-	cc := &callCheck{args: args}
 	if kind != policy.KindTool {
 		return cc, nil
 	}
@@ -229,8 +232,14 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 	case config.ActionBlock:
 		return nil, blocked("arguments", name, res)
 	case config.ActionRequireApproval:
-		return nil, &jsonrpc.Error{Code: CodeApprovalRequired,
-			Message: fmt.Sprintf("the arguments of tool %q need a human's approval (%s), and approval workflows are not enabled on this gateway", name, findingSummary(res.Findings))}
+		if f.g.approvals == nil {
+			return nil, approvalError("the arguments of tool %q need a human's approval (%s), and approval workflows are not enabled on this gateway", name, findingSummary(res.Findings))
+		}
+		why := "guardrail findings: " + findingSummary(res.Findings)
+		if cc.approval == nil {
+			cc.approval = &approvalNeed{}
+		}
+		cc.approval.reasons = append(cc.approval.reasons, why)
 	case config.ActionRedact:
 		m, _ := out.(map[string]any)
 		cc.args, cc.redacted = m, true
@@ -241,8 +250,8 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 // checkResult runs response guardrails over a result (decoded into generic
 // JSON and back, so every text an agent would read is inspected). It
 // returns the result to send, possibly redacted.
-func checkResult[R any](ctx context.Context, f *face, vs, tool string, res *R) (*R, error) {
-	snap := f.g.snap.Load()
+func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R) (*R, error) {
+	snap := g.snap.Load()
 	if res == nil || snap.access.guards.Empty() {
 		return res, nil
 	}

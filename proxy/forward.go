@@ -33,7 +33,6 @@ const (
 // pick (or dial) the agent's upstream session, send, map errors. send gets
 // the connection and must use ctx.
 func forward[R any](f *face, ctx context.Context, req mcp.Request, call *Call, send func(context.Context, *upstreamConn, *flight) (R, error)) (R, error) {
-	var zero R
 	ss, _ := req.GetSession().(*mcp.ServerSession)
 	call.Principal = principalOf(req)
 	call.VS = f.name
@@ -41,8 +40,14 @@ func forward[R any](f *face, ctx context.Context, req mcp.Request, call *Call, s
 		rc.upstream = call.Upstream
 		rc.target = call.Target
 	}
-	as := f.g.agentFor(ss, f.name, call.Principal)
-	u := f.g.upstream(call.Upstream)
+	return dispatch(f.g, ctx, f.g.agentFor(ss, f.name, call.Principal), call, send)
+}
+
+// dispatch sends call on as's session with the upstream and maps errors;
+// see [forward].
+func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Call, send func(context.Context, *upstreamConn, *flight) (R, error)) (R, error) {
+	var zero R
+	u := g.upstream(call.Upstream)
 	if u == nil {
 		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: "not configured"})
 	}
@@ -202,6 +207,12 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	if cc.redacted {
 		raw = mustJSON(cc.args)
 	}
+	if cc.approval != nil {
+		res, proceed, err := f.holdCall(ctx, req, r, name, cc, raw)
+		if !proceed {
+			return res, err
+		}
+	}
 	call := &Call{Method: "tools/call", Kind: KindTool, Target: name, Upstream: r.Upstream, UpstreamName: r.Name, Arguments: raw}
 	res, err := forward(f, ctx, req, call, func(ctx context.Context, c *upstreamConn, fl *flight) (*mcp.CallToolResult, error) {
 		meta, release := f.g.progress.rewrite(req.Params.Meta, fl)
@@ -216,7 +227,7 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	if err != nil {
 		return nil, err
 	}
-	return checkResult(ctx, f, f.name, name, res)
+	return checkResult(ctx, f.g, f.name, name, res)
 }
 
 // decodeArgs decodes tool-call arguments for policy and guardrails.
@@ -260,7 +271,7 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 	if err != nil {
 		return nil, err
 	}
-	return checkResult(ctx, f, f.name, "", res)
+	return checkResult(ctx, f.g, f.name, "", res)
 }
 
 func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
@@ -287,7 +298,7 @@ func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return checkResult(ctx, f, f.name, "", res)
+	return checkResult(ctx, f.g, f.name, "", res)
 }
 
 // resourceUpstream finds the upstream serving uri: a listed resource, or

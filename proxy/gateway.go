@@ -70,7 +70,9 @@ type Gateway struct {
 	onCat    func(string, []*mcp.Tool)
 	limiter  *policy.Limiter
 	metrics  *metrics
-	http     *http.Client
+	// approvals holds calls that need approval; nil refuses them.
+	approvals Approvals
+	http      *http.Client
 
 	snap atomic.Pointer[Snapshot]
 	rev  atomic.Int64
