@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"entgo.io/contrib/entgql"
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/selection"
 	"github.com/gatehouse-dev/gatehouse/graph/generated"
@@ -292,6 +293,31 @@ func (r *mutationResolver) RotateAgentKey(ctx context.Context, agent int, expire
 	return &model.RotateAgentKeyPayload{Key: key, APIKey: k, RevokedKeys: revoked}, nil
 }
 
+// ApproveCall is the resolver for the approveCall field.
+func (r *mutationResolver) ApproveCall(ctx context.Context, id string, comment *string) (*model.ApprovalVerdict, error) {
+	return r.decide(ctx, id, true, deref(comment))
+}
+
+// DenyCall is the resolver for the denyCall field.
+func (r *mutationResolver) DenyCall(ctx context.Context, id string, reason string) (*model.ApprovalVerdict, error) {
+	return r.decide(ctx, id, false, reason)
+}
+
+// CreateWebhook is the resolver for the createWebhook field.
+func (r *mutationResolver) CreateWebhook(ctx context.Context, input ent.CreateWebhookInput) (*ent.Webhook, error) {
+	return r.ent(ctx).Webhook.Create().SetInput(input).Save(ctx)
+}
+
+// UpdateWebhook is the resolver for the updateWebhook field.
+func (r *mutationResolver) UpdateWebhook(ctx context.Context, id int, input ent.UpdateWebhookInput) (*ent.Webhook, error) {
+	return r.ent(ctx).Webhook.UpdateOneID(id).SetInput(input).Save(ctx)
+}
+
+// DeleteWebhook is the resolver for the deleteWebhook field.
+func (r *mutationResolver) DeleteWebhook(ctx context.Context, id int) (int, error) {
+	return id, r.ent(ctx).Webhook.DeleteOneID(id).Exec(ctx)
+}
+
 // ValidateConfig is the resolver for the validateConfig field.
 func (r *queryResolver) ValidateConfig(ctx context.Context) (*model.ConfigValidation, error) {
 	return validateConfig(ctx, r.ent(ctx))
@@ -324,6 +350,21 @@ func (r *queryResolver) ExplainDecision(ctx context.Context, agent string, virtu
 // EffectiveTools is the resolver for the effectiveTools field.
 func (r *queryResolver) EffectiveTools(ctx context.Context, virtualServer string, agent *string) ([]*model.EffectiveTool, error) {
 	return r.effectiveTools(ctx, virtualServer, agent)
+}
+
+// PendingApprovals is the resolver for the pendingApprovals field.
+func (r *queryResolver) PendingApprovals(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) (*ent.ApprovalConnection, error) {
+	return r.pendingApprovals(ctx, after, first, before, last, orderBy, where)
+}
+
+// Approval is the resolver for the approval field.
+func (r *queryResolver) Approval(ctx context.Context, approvalID string) (*ent.Approval, error) {
+	return r.approval(ctx, approvalID)
+}
+
+// ApprovalChanged is the resolver for the approvalChanged field.
+func (r *queryResolver) ApprovalChanged(ctx context.Context, since *time.Time, waitSeconds *int, where *ent.ApprovalWhereInput) (*model.ApprovalChanges, error) {
+	return r.approvalChanged(ctx, since, waitSeconds, where)
 }
 
 // PinStatus is the resolver for the pinStatus field.

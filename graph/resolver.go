@@ -116,6 +116,9 @@ type Resolver struct {
 	// tools), where operations that need it answer UNAVAILABLE (see
 	// [ErrGatewayUnavailable]).
 	Gateway Gateway
+	// Approvals decides held calls; nil where approval workflows do not
+	// run (approveCall and denyCall then answer UNAVAILABLE).
+	Approvals Approvals
 
 	client *ent.Client
 }

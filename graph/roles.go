@@ -14,8 +14,9 @@ import (
 // Who may do what. Every root field is checked ([checkRootField]): a
 // mutation needs the admin role (checked for the whole operation by
 // requireAdminForMutations); a query field needs one of [readRoles], except
-// the fields [queryRoles] lists. The approver role decides approvals (a
-// later issue) and reads nothing but me for now.
+// the fields [queryRoles] lists. The approver role reads and decides
+// approvals (approveCall and denyCall; see approvals.go) and reads nothing
+// else but me.
 var (
 	// readRoles may read the configuration.
 	readRoles = []string{"admin", "viewer", "auditor"}
@@ -25,8 +26,12 @@ var (
 	// queryRoles lists the query fields whose roles differ from readRoles;
 	// nil means any admin token.
 	queryRoles = map[string][]string{
-		"me":           nil,
-		"adminChanges": auditRoles,
+		"me":               nil,
+		"adminChanges":     auditRoles,
+		"approvals":        approvalRoles,
+		"pendingApprovals": approvalRoles,
+		"approval":         approvalRoles,
+		"approvalChanged":  approvalRoles,
 	}
 )
 
@@ -76,8 +81,11 @@ func requireRole(ctx context.Context, roles []string) error {
 // change log entries need one of [auditRoles]; the rest was checked with
 // the root field.
 func mayRead(ctx context.Context, n ent.Noder) error {
-	if _, ok := n.(*ent.AdminChange); ok {
+	switch n.(type) {
+	case *ent.AdminChange:
 		return requireRole(ctx, auditRoles)
+	case *ent.Approval:
+		return requireRole(ctx, approvalRoles)
 	}
 	return nil
 }

@@ -192,6 +192,11 @@ type ComplexityRoot struct {
 		VirtualServer  func(childComplexity int) int
 	}
 
+	ApprovalChanges struct {
+		Approvals func(childComplexity int) int
+		Cursor    func(childComplexity int) int
+	}
+
 	ApprovalConnection struct {
 		Edges      func(childComplexity int) int
 		PageInfo   func(childComplexity int) int
@@ -233,6 +238,13 @@ type ComplexityRoot struct {
 	ApprovalRuleEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	ApprovalVerdict struct {
+		ApprovalID func(childComplexity int) int
+		Approvers  func(childComplexity int) int
+		Quorum     func(childComplexity int) int
+		State      func(childComplexity int) int
 	}
 
 	ConfigChange struct {
@@ -361,6 +373,7 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		ApplyConfig           func(childComplexity int, document string, prune *bool, dryRun *bool) int
+		ApproveCall           func(childComplexity int, id string, comment *string) int
 		ApproveToolDefinition func(childComplexity int, tool int, hash string) int
 		CreateAPIKey          func(childComplexity int, input ent.CreateAPIKeyInput) int
 		CreateAdminToken      func(childComplexity int, input ent.CreateAdminTokenInput) int
@@ -377,6 +390,7 @@ type ComplexityRoot struct {
 		CreateTool            func(childComplexity int, input ent.CreateToolInput) int
 		CreateUpstream        func(childComplexity int, input ent.CreateUpstreamInput) int
 		CreateVirtualServer   func(childComplexity int, input ent.CreateVirtualServerInput) int
+		CreateWebhook         func(childComplexity int, input ent.CreateWebhookInput) int
 		DeleteAPIKey          func(childComplexity int, id int) int
 		DeleteAdminToken      func(childComplexity int, id int) int
 		DeleteAgent           func(childComplexity int, id int) int
@@ -392,6 +406,8 @@ type ComplexityRoot struct {
 		DeleteTool            func(childComplexity int, id int) int
 		DeleteUpstream        func(childComplexity int, id int) int
 		DeleteVirtualServer   func(childComplexity int, id int) int
+		DeleteWebhook         func(childComplexity int, id int) int
+		DenyCall              func(childComplexity int, id string, reason string) int
 		DiscoverTools         func(childComplexity int, upstream string) int
 		RotateAgentKey        func(childComplexity int, agent int, expiresAt *time.Time, revokeExisting *bool) int
 		UpdateAPIKey          func(childComplexity int, id int, input ent.UpdateAPIKeyInput) int
@@ -410,6 +426,7 @@ type ComplexityRoot struct {
 		UpdateTool            func(childComplexity int, id int, input ent.UpdateToolInput) int
 		UpdateUpstream        func(childComplexity int, id int, input ent.UpdateUpstreamInput) int
 		UpdateVirtualServer   func(childComplexity int, id int, input ent.UpdateVirtualServerInput) int
+		UpdateWebhook         func(childComplexity int, id int, input ent.UpdateWebhookInput) int
 	}
 
 	PageInfo struct {
@@ -445,32 +462,35 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKeys         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) int
-		AdminChanges    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) int
-		AdminTokens     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) int
-		Agents          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) int
-		ApprovalRules   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
-		Approvals       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) int
-		EffectiveTools  func(childComplexity int, virtualServer string, agent *string) int
-		ExplainDecision func(childComplexity int, agent string, virtualServer string, tool string, arguments json.RawMessage) int
-		ExportConfig    func(childComplexity int) int
-		Grants          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) int
-		GuardrailRules  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) int
-		Me              func(childComplexity int) int
-		Node            func(childComplexity int, id int) int
-		Nodes           func(childComplexity int, ids []int) int
-		PolicyRules     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.PolicyRuleOrder, where *ent.PolicyRuleWhereInput) int
-		RateLimits      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RateLimitOrder, where *ent.RateLimitWhereInput) int
-		Roles           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RoleOrder, where *ent.RoleWhereInput) int
-		SecretBindings  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SecretBindingOrder, where *ent.SecretBindingWhereInput) int
-		Selections      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SelectionOrder, where *ent.SelectionWhereInput) int
-		Settings        func(childComplexity int) int
-		Teams           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.TeamOrder, where *ent.TeamWhereInput) int
-		Tools           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ToolOrder, where *ent.ToolWhereInput) int
-		Upstreams       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) int
-		ValidateConfig  func(childComplexity int) int
-		VirtualServers  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) int
-		Webhooks        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.WebhookOrder, where *ent.WebhookWhereInput) int
+		APIKeys          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.APIKeyOrder, where *ent.APIKeyWhereInput) int
+		AdminChanges     func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminChangeOrder, where *ent.AdminChangeWhereInput) int
+		AdminTokens      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AdminTokenOrder, where *ent.AdminTokenWhereInput) int
+		Agents           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.AgentOrder, where *ent.AgentWhereInput) int
+		Approval         func(childComplexity int, approvalID string) int
+		ApprovalChanged  func(childComplexity int, since *time.Time, waitSeconds *int, where *ent.ApprovalWhereInput) int
+		ApprovalRules    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
+		Approvals        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) int
+		EffectiveTools   func(childComplexity int, virtualServer string, agent *string) int
+		ExplainDecision  func(childComplexity int, agent string, virtualServer string, tool string, arguments json.RawMessage) int
+		ExportConfig     func(childComplexity int) int
+		Grants           func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GrantOrder, where *ent.GrantWhereInput) int
+		GuardrailRules   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.GuardrailRuleOrder, where *ent.GuardrailRuleWhereInput) int
+		Me               func(childComplexity int) int
+		Node             func(childComplexity int, id int) int
+		Nodes            func(childComplexity int, ids []int) int
+		PendingApprovals func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) int
+		PolicyRules      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.PolicyRuleOrder, where *ent.PolicyRuleWhereInput) int
+		RateLimits       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RateLimitOrder, where *ent.RateLimitWhereInput) int
+		Roles            func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.RoleOrder, where *ent.RoleWhereInput) int
+		SecretBindings   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SecretBindingOrder, where *ent.SecretBindingWhereInput) int
+		Selections       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.SelectionOrder, where *ent.SelectionWhereInput) int
+		Settings         func(childComplexity int) int
+		Teams            func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.TeamOrder, where *ent.TeamWhereInput) int
+		Tools            func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ToolOrder, where *ent.ToolWhereInput) int
+		Upstreams        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) int
+		ValidateConfig   func(childComplexity int) int
+		VirtualServers   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) int
+		Webhooks         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.WebhookOrder, where *ent.WebhookWhereInput) int
 	}
 
 	RateLimit struct {
@@ -792,6 +812,11 @@ type MutationResolver interface {
 	UpdateSettings(ctx context.Context, pinningMode *model.PinningMode) (*model.GatewaySettings, error)
 	ApplyConfig(ctx context.Context, document string, prune *bool, dryRun *bool) (*model.ApplyConfigPayload, error)
 	RotateAgentKey(ctx context.Context, agent int, expiresAt *time.Time, revokeExisting *bool) (*model.RotateAgentKeyPayload, error)
+	ApproveCall(ctx context.Context, id string, comment *string) (*model.ApprovalVerdict, error)
+	DenyCall(ctx context.Context, id string, reason string) (*model.ApprovalVerdict, error)
+	CreateWebhook(ctx context.Context, input ent.CreateWebhookInput) (*ent.Webhook, error)
+	UpdateWebhook(ctx context.Context, id int, input ent.UpdateWebhookInput) (*ent.Webhook, error)
+	DeleteWebhook(ctx context.Context, id int) (int, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id int) (ent.Noder, error)
@@ -820,6 +845,9 @@ type QueryResolver interface {
 	Settings(ctx context.Context) (*model.GatewaySettings, error)
 	ExplainDecision(ctx context.Context, agent string, virtualServer string, tool string, arguments json.RawMessage) (*model.Explanation, error)
 	EffectiveTools(ctx context.Context, virtualServer string, agent *string) ([]*model.EffectiveTool, error)
+	PendingApprovals(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) (*ent.ApprovalConnection, error)
+	Approval(ctx context.Context, approvalID string) (*ent.Approval, error)
+	ApprovalChanged(ctx context.Context, since *time.Time, waitSeconds *int, where *ent.ApprovalWhereInput) (*model.ApprovalChanges, error)
 }
 type ToolResolver interface {
 	PinStatus(ctx context.Context, obj *ent.Tool) (model.ToolPinStatus, error)
@@ -1437,6 +1465,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Approval.VirtualServer(childComplexity), true
 
+	case "ApprovalChanges.approvals":
+		if e.ComplexityRoot.ApprovalChanges.Approvals == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalChanges.Approvals(childComplexity), true
+	case "ApprovalChanges.cursor":
+		if e.ComplexityRoot.ApprovalChanges.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalChanges.Cursor(childComplexity), true
+
 	case "ApprovalConnection.edges":
 		if e.ComplexityRoot.ApprovalConnection.Edges == nil {
 			break
@@ -1609,6 +1650,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApprovalRuleEdge.Node(childComplexity), true
+
+	case "ApprovalVerdict.approvalId":
+		if e.ComplexityRoot.ApprovalVerdict.ApprovalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalVerdict.ApprovalID(childComplexity), true
+	case "ApprovalVerdict.approvers":
+		if e.ComplexityRoot.ApprovalVerdict.Approvers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalVerdict.Approvers(childComplexity), true
+	case "ApprovalVerdict.quorum":
+		if e.ComplexityRoot.ApprovalVerdict.Quorum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalVerdict.Quorum(childComplexity), true
+	case "ApprovalVerdict.state":
+		if e.ComplexityRoot.ApprovalVerdict.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApprovalVerdict.State(childComplexity), true
 
 	case "ConfigChange.fields":
 		if e.ComplexityRoot.ConfigChange.Fields == nil {
@@ -2110,6 +2176,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ApplyConfig(childComplexity, args["document"].(string), args["prune"].(*bool), args["dryRun"].(*bool)), true
+	case "Mutation.approveCall":
+		if e.ComplexityRoot.Mutation.ApproveCall == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_approveCall_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApproveCall(childComplexity, args["id"].(string), args["comment"].(*string)), true
 	case "Mutation.approveToolDefinition":
 		if e.ComplexityRoot.Mutation.ApproveToolDefinition == nil {
 			break
@@ -2286,6 +2363,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateVirtualServer(childComplexity, args["input"].(ent.CreateVirtualServerInput)), true
+	case "Mutation.createWebhook":
+		if e.ComplexityRoot.Mutation.CreateWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateWebhook(childComplexity, args["input"].(ent.CreateWebhookInput)), true
 	case "Mutation.deleteAPIKey":
 		if e.ComplexityRoot.Mutation.DeleteAPIKey == nil {
 			break
@@ -2451,6 +2539,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteVirtualServer(childComplexity, args["id"].(int)), true
+	case "Mutation.deleteWebhook":
+		if e.ComplexityRoot.Mutation.DeleteWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteWebhook(childComplexity, args["id"].(int)), true
+	case "Mutation.denyCall":
+		if e.ComplexityRoot.Mutation.DenyCall == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_denyCall_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DenyCall(childComplexity, args["id"].(string), args["reason"].(string)), true
 	case "Mutation.discoverTools":
 		if e.ComplexityRoot.Mutation.DiscoverTools == nil {
 			break
@@ -2649,6 +2759,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateVirtualServer(childComplexity, args["id"].(int), args["input"].(ent.UpdateVirtualServerInput)), true
+	case "Mutation.updateWebhook":
+		if e.ComplexityRoot.Mutation.UpdateWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateWebhook(childComplexity, args["id"].(int), args["input"].(ent.UpdateWebhookInput)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -2818,6 +2939,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Agents(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.AgentOrder), args["where"].(*ent.AgentWhereInput)), true
+	case "Query.approval":
+		if e.ComplexityRoot.Query.Approval == nil {
+			break
+		}
+
+		args, err := ec.field_Query_approval_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Approval(childComplexity, args["approvalId"].(string)), true
+	case "Query.approvalChanged":
+		if e.ComplexityRoot.Query.ApprovalChanged == nil {
+			break
+		}
+
+		args, err := ec.field_Query_approvalChanged_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ApprovalChanged(childComplexity, args["since"].(*time.Time), args["waitSeconds"].(*int), args["where"].(*ent.ApprovalWhereInput)), true
 	case "Query.approvalRules":
 		if e.ComplexityRoot.Query.ApprovalRules == nil {
 			break
@@ -2919,6 +3062,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Nodes(childComplexity, args["ids"].([]int)), true
+	case "Query.pendingApprovals":
+		if e.ComplexityRoot.Query.PendingApprovals == nil {
+			break
+		}
+
+		args, err := ec.field_Query_pendingApprovals_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PendingApprovals(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.ApprovalOrder), args["where"].(*ent.ApprovalWhereInput)), true
 	case "Query.policyRules":
 		if e.ComplexityRoot.Query.PolicyRules == nil {
 			break
@@ -19267,6 +19421,175 @@ type Mutation {
     revokeExisting: Boolean = true
   ): RotateAgentKeyPayload!
 }
+
+"""
+Where an approval stands right after a decision.
+"""
+type ApprovalVerdict {
+  """
+  The approval ID (apr-...).
+  """
+  approvalId: String!
+  """
+  pending while more approvals are needed; executing once the quorum is
+  reached (the call runs); denied after a denial.
+  """
+  state: ApprovalState!
+  """
+  Approvers who approved so far.
+  """
+  approvers: [String!]!
+  """
+  Distinct approvals needed.
+  """
+  quorum: Int!
+}
+
+"""
+Approvals that changed, for approvers and bridges that poll.
+"""
+type ApprovalChanges {
+  """
+  Approvals updated after since (at most 100, oldest change first).
+  """
+  approvals: [Approval!]!
+  """
+  Pass as since in the next poll.
+  """
+  cursor: Time!
+}
+
+extend type Query {
+  """
+  Calls waiting for a decision (state pending), oldest first unless
+  orderBy says otherwise; where narrows further (tool, agent,
+  virtualServer, ...). Approvers see the redacted arguments and the
+  reasons the call was held. Needs the admin, approver or auditor role.
+  """
+  pendingApprovals(
+    """
+    Returns the elements after this cursor.
+    """
+    after: Cursor
+    """
+    Returns the first n elements.
+    """
+    first: Int
+    """
+    Returns the elements before this cursor.
+    """
+    before: Cursor
+    """
+    Returns the last n elements.
+    """
+    last: Int
+    """
+    Ordering; default oldest first.
+    """
+    orderBy: [ApprovalOrder!]
+    """
+    Further filters.
+    """
+    where: ApprovalWhereInput
+  ): ApprovalConnection!
+  """
+  The approval with this approval ID (apr-...), or null. Needs the admin,
+  approver or auditor role.
+  """
+  approval(
+    """
+    The approval ID, as agents and webhooks see it.
+    """
+    approvalId: String!
+  ): Approval
+  """
+  Polling-friendly change feed: returns the approvals updated after since
+  (matching where). When there are none it waits, up to waitSeconds
+  (default 25, at most 60), for one, so a loop of approvalChanged calls
+  passing the returned cursor sees every change promptly. Needs the admin,
+  approver or auditor role.
+  """
+  approvalChanged(
+    """
+    Only changes after this time; omitted means the last minute.
+    """
+    since: Time
+    """
+    How long to wait for a change when there is none yet.
+    """
+    waitSeconds: Int
+    """
+    Only approvals matching this filter.
+    """
+    where: ApprovalWhereInput
+  ): ApprovalChanges!
+}
+
+extend type Mutation {
+  """
+  Approves a pending call as the caller. The approver's identity is the
+  admin token's (token:NAME); its groups and roles must include one of the
+  call's approver groups, and its team must differ from the agent's unless
+  the rule allows the same team. When the quorum is reached the call runs
+  at once and the waiting agent gets its result. Needs the approver or
+  admin role.
+  """
+  approveCall(
+    """
+    The approval ID (apr-...).
+    """
+    id: String!
+    """
+    Optional comment, kept with the decision.
+    """
+    comment: String
+  ): ApprovalVerdict!
+  """
+  Denies a pending call; the agent gets the reason. Needs the approver or
+  admin role, and the same group membership as approveCall.
+  """
+  denyCall(
+    """
+    The approval ID (apr-...).
+    """
+    id: String!
+    """
+    Why: the agent sees it.
+    """
+    reason: String!
+  ): ApprovalVerdict!
+  """
+  Creates a webhook that notifies an approver group.
+  """
+  createWebhook(
+    """
+    Fields of the new Webhook.
+    """
+    input: CreateWebhookInput!
+  ): Webhook!
+  """
+  Updates a webhook; fields absent from input are left as they are.
+  """
+  updateWebhook(
+    """
+    ID of the Webhook to update.
+    """
+    id: ID!
+    """
+    Fields to change.
+    """
+    input: UpdateWebhookInput!
+  ): Webhook!
+  """
+  Deletes a webhook and returns its ID.
+  """
+  deleteWebhook(
+    """
+    ID of the Webhook to delete.
+    """
+    id: ID!
+  ): ID!
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -19555,6 +19878,16 @@ func (ec *executionContext) childFields_Approval(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type Approval", field.Name)
 }
 
+func (ec *executionContext) childFields_ApprovalChanges(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "approvals":
+		return ec.fieldContext_ApprovalChanges_approvals(ctx, field)
+	case "cursor":
+		return ec.fieldContext_ApprovalChanges_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApprovalChanges", field.Name)
+}
+
 func (ec *executionContext) childFields_ApprovalConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "edges":
@@ -19639,6 +19972,20 @@ func (ec *executionContext) childFields_ApprovalRuleEdge(ctx context.Context, fi
 		return ec.fieldContext_ApprovalRuleEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApprovalRuleEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ApprovalVerdict(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "approvalId":
+		return ec.fieldContext_ApprovalVerdict_approvalId(ctx, field)
+	case "state":
+		return ec.fieldContext_ApprovalVerdict_state(ctx, field)
+	case "approvers":
+		return ec.fieldContext_ApprovalVerdict_approvers(ctx, field)
+	case "quorum":
+		return ec.fieldContext_ApprovalVerdict_quorum(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApprovalVerdict", field.Name)
 }
 
 func (ec *executionContext) childFields_ConfigChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -20625,6 +20972,28 @@ func (ec *executionContext) field_Mutation_applyConfig_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_approveCall_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "comment",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["comment"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_approveToolDefinition_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -20857,6 +21226,20 @@ func (ec *executionContext) field_Mutation_createVirtualServer_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (ent.CreateWebhookInput, error) {
+			return ec.unmarshalNCreateWebhookInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreateWebhookInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteAPIKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -21064,6 +21447,42 @@ func (ec *executionContext) field_Mutation_deleteVirtualServer_args(ctx context.
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_denyCall_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -21455,6 +21874,28 @@ func (ec *executionContext) field_Mutation_updateVirtualServer_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_updateWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (ent.UpdateWebhookInput, error) {
+			return ec.unmarshalNUpdateWebhookInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐUpdateWebhookInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -21685,6 +22126,36 @@ func (ec *executionContext) field_Query_apiKeys_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_approvalChanged_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "since",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["since"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "waitSeconds",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["waitSeconds"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.ApprovalWhereInput, error) {
+			return ec.unmarshalOApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_approvalRules_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -21736,6 +22207,20 @@ func (ec *executionContext) field_Query_approvalRules_args(ctx context.Context, 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_approval_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "approvalId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["approvalId"] = arg0
 	return args, nil
 }
 
@@ -21986,6 +22471,60 @@ func (ec *executionContext) field_Query_nodes_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["ids"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_pendingApprovals_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) ([]*ent.ApprovalOrder, error) {
+			return ec.unmarshalOApprovalOrder2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalOrderᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.ApprovalWhereInput, error) {
+			return ec.unmarshalOApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg5
 	return args, nil
 }
 
@@ -24995,6 +25534,61 @@ func (ec *executionContext) fieldContext_Approval_updatedAt(_ context.Context, f
 	return graphql.NewScalarFieldContext("Approval", field, false, false, "Time")
 }
 
+func (ec *executionContext) _ApprovalChanges_approvals(ctx context.Context, field graphql.CollectedField, obj *model.ApprovalChanges) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalChanges_approvals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Approvals, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Approval) graphql.Marshaler {
+			return ec.marshalNApproval2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalChanges_approvals(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApprovalChanges",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Approval(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApprovalChanges_cursor(ctx context.Context, field graphql.CollectedField, obj *model.ApprovalChanges) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalChanges_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalChanges_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalChanges", field, false, false, "Time")
+}
+
 func (ec *executionContext) _ApprovalConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.ApprovalConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -25700,6 +26294,98 @@ func (ec *executionContext) _ApprovalRuleEdge_cursor(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_ApprovalRuleEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ApprovalRuleEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _ApprovalVerdict_approvalId(ctx context.Context, field graphql.CollectedField, obj *model.ApprovalVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalVerdict_approvalId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalVerdict_approvalId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalVerdict", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApprovalVerdict_state(ctx context.Context, field graphql.CollectedField, obj *model.ApprovalVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalVerdict_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v approval.State) graphql.Marshaler {
+			return ec.marshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalVerdict_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalVerdict", field, false, false, "ApprovalState")
+}
+
+func (ec *executionContext) _ApprovalVerdict_approvers(ctx context.Context, field graphql.CollectedField, obj *model.ApprovalVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalVerdict_approvers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Approvers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalVerdict_approvers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalVerdict", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApprovalVerdict_quorum(ctx context.Context, field graphql.CollectedField, obj *model.ApprovalVerdict) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApprovalVerdict_quorum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quorum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApprovalVerdict_quorum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApprovalVerdict", field, false, false, "Int")
 }
 
 func (ec *executionContext) _ConfigChange_kind(ctx context.Context, field graphql.CollectedField, obj *model.ConfigChange) (ret graphql.Marshaler) {
@@ -29845,6 +30531,226 @@ func (ec *executionContext) fieldContext_Mutation_rotateAgentKey(ctx context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_approveCall(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_approveCall(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApproveCall(ctx, fc.Args["id"].(string), fc.Args["comment"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ApprovalVerdict) graphql.Marshaler {
+			return ec.marshalNApprovalVerdict2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApprovalVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_approveCall(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApprovalVerdict(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_approveCall_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_denyCall(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_denyCall(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DenyCall(ctx, fc.Args["id"].(string), fc.Args["reason"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ApprovalVerdict) graphql.Marshaler {
+			return ec.marshalNApprovalVerdict2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApprovalVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_denyCall(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApprovalVerdict(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_denyCall_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateWebhook(ctx, fc.Args["input"].(ent.CreateWebhookInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Webhook) graphql.Marshaler {
+			return ec.marshalNWebhook2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhook(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Webhook(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateWebhook(ctx, fc.Args["id"].(int), fc.Args["input"].(ent.UpdateWebhookInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Webhook) graphql.Marshaler {
+			return ec.marshalNWebhook2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhook(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Webhook(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteWebhook(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type ID does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -31413,6 +32319,138 @@ func (ec *executionContext) fieldContext_Query_effectiveTools(ctx context.Contex
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_effectiveTools_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_pendingApprovals(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_pendingApprovals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PendingApprovals(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].([]*ent.ApprovalOrder), fc.Args["where"].(*ent.ApprovalWhereInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.ApprovalConnection) graphql.Marshaler {
+			return ec.marshalNApprovalConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_pendingApprovals(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApprovalConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_pendingApprovals_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_approval(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_approval(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Approval(ctx, fc.Args["approvalId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Approval) graphql.Marshaler {
+			return ec.marshalOApproval2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApproval(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_approval(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Approval(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_approval_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_approvalChanged(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_approvalChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ApprovalChanged(ctx, fc.Args["since"].(*time.Time), fc.Args["waitSeconds"].(*int), fc.Args["where"].(*ent.ApprovalWhereInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ApprovalChanges) graphql.Marshaler {
+			return ec.marshalNApprovalChanges2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApprovalChanges(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_approvalChanged(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApprovalChanges(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_approvalChanged_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -58942,6 +59980,44 @@ func (ec *executionContext) _Approval(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var approvalChangesImplementors = []string{"ApprovalChanges"}
+
+func (ec *executionContext) _ApprovalChanges(ctx context.Context, sel ast.SelectionSet, obj *model.ApprovalChanges) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, approvalChangesImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApprovalChanges")
+		case "approvals":
+			out.Values[i] = ec._ApprovalChanges_approvals(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._ApprovalChanges_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var approvalConnectionImplementors = []string{"ApprovalConnection"}
 
 func (ec *executionContext) _ApprovalConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.ApprovalConnection) graphql.Marshaler {
@@ -59203,6 +60279,54 @@ func (ec *executionContext) _ApprovalRuleEdge(ctx context.Context, sel ast.Selec
 			}
 		case "cursor":
 			out.Values[i] = ec._ApprovalRuleEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var approvalVerdictImplementors = []string{"ApprovalVerdict"}
+
+func (ec *executionContext) _ApprovalVerdict(ctx context.Context, sel ast.SelectionSet, obj *model.ApprovalVerdict) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, approvalVerdictImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApprovalVerdict")
+		case "approvalId":
+			out.Values[i] = ec._ApprovalVerdict_approvalId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._ApprovalVerdict_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvers":
+			out.Values[i] = ec._ApprovalVerdict_approvers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quorum":
+			out.Values[i] = ec._ApprovalVerdict_quorum(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -60410,6 +61534,41 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "approveCall":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_approveCall(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "denyCall":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_denyCall(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createWebhook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createWebhook(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateWebhook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateWebhook(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteWebhook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteWebhook(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -60813,6 +61972,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_effectiveTools(ctx, field)
+				})
+		case "pendingApprovals":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_pendingApprovals(ctx, field)
+				})
+		case "approval":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_approval(ctx, field)
+				})
+		case "approvalChanged":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_approvalChanged(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -63081,6 +64258,38 @@ func (ec *executionContext) marshalNApplyConfigPayload2ᚖgithubᚗcomᚋgatehou
 	return ec._ApplyConfigPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNApproval2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Approval) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNApproval2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApproval(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNApproval2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApproval(ctx context.Context, sel ast.SelectionSet, v *ent.Approval) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Approval!")
+		return graphql.Null
+	}
+	return ec._Approval(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApprovalChanges2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApprovalChanges(ctx context.Context, sel ast.SelectionSet, v *model.ApprovalChanges) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApprovalChanges!")
+		return graphql.Null
+	}
+	return ec._ApprovalChanges(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNApprovalConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalConnection(ctx context.Context, sel ast.SelectionSet, v *ent.ApprovalConnection) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ApprovalConnection!")
@@ -63166,6 +64375,14 @@ func (ec *executionContext) unmarshalNApprovalState2githubᚗcomᚋgatehouseᚑd
 
 func (ec *executionContext) marshalNApprovalState2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋapprovalᚐState(ctx context.Context, sel ast.SelectionSet, v approval.State) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNApprovalVerdict2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐApprovalVerdict(ctx context.Context, sel ast.SelectionSet, v *model.ApprovalVerdict) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApprovalVerdict!")
+		return graphql.Null
+	}
+	return ec._ApprovalVerdict(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNApprovalWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐApprovalWhereInput(ctx context.Context, v any) (*ent.ApprovalWhereInput, error) {
@@ -63323,6 +64540,11 @@ func (ec *executionContext) unmarshalNCreateUpstreamInput2githubᚗcomᚋgatehou
 
 func (ec *executionContext) unmarshalNCreateVirtualServerInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreateVirtualServerInput(ctx context.Context, v any) (ent.CreateVirtualServerInput, error) {
 	res, err := ec.unmarshalInputCreateVirtualServerInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreateWebhookInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐCreateWebhookInput(ctx context.Context, v any) (ent.CreateWebhookInput, error) {
+	res, err := ec.unmarshalInputCreateWebhookInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -64185,6 +65407,11 @@ func (ec *executionContext) unmarshalNUpdateVirtualServerInput2githubᚗcomᚋga
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNUpdateWebhookInput2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐUpdateWebhookInput(ctx context.Context, v any) (ent.UpdateWebhookInput, error) {
+	res, err := ec.unmarshalInputUpdateWebhookInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNUpstream2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐUpstream(ctx context.Context, sel ast.SelectionSet, v *ent.Upstream) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Upstream!")
@@ -64273,6 +65500,14 @@ func (ec *executionContext) marshalNVirtualServerOrderField2ᚖgithubᚗcomᚋga
 func (ec *executionContext) unmarshalNVirtualServerWhereInput2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐVirtualServerWhereInput(ctx context.Context, v any) (*ent.VirtualServerWhereInput, error) {
 	res, err := ec.unmarshalInputVirtualServerWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNWebhook2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhook(ctx context.Context, sel ast.SelectionSet, v *ent.Webhook) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Webhook!")
+		return graphql.Null
+	}
+	return ec._Webhook(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNWebhookConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐWebhookConnection(ctx context.Context, sel ast.SelectionSet, v *ent.WebhookConnection) graphql.Marshaler {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/approval"
 )
 
 // Who is calling the admin API.
@@ -33,6 +34,27 @@ type ApplyConfigPayload struct {
 	// The configuration revision after the apply: the ID of the latest admin
 	// change log entry. Gateways reload when it moves.
 	Revision int `json:"revision"`
+}
+
+// Approvals that changed, for approvers and bridges that poll.
+type ApprovalChanges struct {
+	// Approvals updated after since (at most 100, oldest change first).
+	Approvals []*ent.Approval `json:"approvals"`
+	// Pass as since in the next poll.
+	Cursor time.Time `json:"cursor"`
+}
+
+// Where an approval stands right after a decision.
+type ApprovalVerdict struct {
+	// The approval ID (apr-...).
+	ApprovalID string `json:"approvalId"`
+	// pending while more approvals are needed; executing once the quorum is
+	// reached (the call runs); denied after a denial.
+	State approval.State `json:"state"`
+	// Approvers who approved so far.
+	Approvers []string `json:"approvers"`
+	// Distinct approvals needed.
+	Quorum int `json:"quorum"`
 }
 
 // One entity that applyConfig created, updated, deleted or revoked.

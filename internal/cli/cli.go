@@ -42,6 +42,8 @@ Commands:
   serve     run the gateway (see: gatehouse serve -h)
   apply     make the running gateway's config store match a YAML file (apply -h)
   export    print the running gateway's configuration as YAML (export -h)
+  approvals list, show, approve or deny calls held for approval (approvals -h)
+  worker    run approval workflows without serving agents (worker -h)
   check     validate a configuration file and exit
   keygen    generate an agent API key (or with --admin an admin token)
   hash-key  print the sha256 of a key read from stdin
@@ -54,8 +56,9 @@ Environment:
   GATEHOUSE_LOG_LEVEL   debug | info | warn | error
   GATEHOUSE_DATABASE_URL      config store (serve; default DATA_DIR/gatehouse.db)
   GATEHOUSE_ADMIN_TOKEN_FILE  bootstrap admin token file (serve)
-  GATEHOUSE_SERVER      gateway URL for apply and export (default http://127.0.0.1:8080)
-  GATEHOUSE_ADMIN_TOKEN admin token for apply and export
+  GATEHOUSE_SERVER      gateway URL for apply, export and approvals (default http://127.0.0.1:8080)
+  GATEHOUSE_ADMIN_TOKEN admin token for apply, export and approvals
+  GATEHOUSE_TEMPORAL_API_KEY  API key of an external Temporal (serve, worker)
 
 Agents connect to http://LISTEN/mcp/<virtual-server> (streamable HTTP) or
 http://LISTEN/sse/<virtual-server> (legacy SSE) with
@@ -75,6 +78,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "apply":
 		err = apply(ctx, args[1:], os.Stdin, stdout)
+	case "approvals":
+		err = approvalsCmd(ctx, args[1:], stdout)
+	case "worker":
+		err = workerCmd(ctx, args[1:], stderr)
 	case "export":
 		err = export(ctx, args[1:], stdout)
 	case "check":

@@ -66,6 +66,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	playground := fs.Bool("graphql-playground", true, "serve the GraphQL query page to browsers at /graphql")
 	poll := fs.Duration("store-poll", 250*time.Millisecond, "how often to check the config store for changes made elsewhere (other replicas)")
 	usageFlush := fs.Duration("key-use-flush", 30*time.Second, "how often to write agents' API key last-use times to the config store")
+	var tf temporalFlags
+	tf.register(fs, true)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -150,8 +152,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		g.Close()
 		return fmt.Errorf("start gateway: %w", err)
 	}
+	var approvals *approvalRuntime
+	var decider graph.Approvals
+	if tf.enabled {
+		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir)
+		if err != nil {
+			ln.Close()
+			g.Close()
+			return fmt.Errorf("approval workflows: %w (start with --approvals=false to run without them)", err)
+		}
+		defer approvals.close()
+		g.SetApprovals(approvals.service)
+		decider = approvals.service.AdminAPI()
+	} else {
+		log.Warn("approval workflows are off (--approvals=false): calls that need approval are refused")
+	}
 	admin := graph.NewHandler(client, &graph.HandlerOptions{
 		Gateway:              gatewayAdmin{g},
+		Approvals:            decider,
 		DisableIntrospection: !*introspection,
 		DisablePlayground:    !*playground,
 		Logger:               log,

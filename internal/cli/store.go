@@ -238,7 +238,7 @@ func (s *configSync) load(ctx context.Context) (*config.Document, int64, error) 
 	doc := *s.base
 	doc.Upstreams, doc.VirtualServers, doc.Agents = stored.Upstreams, stored.VirtualServers, stored.Agents
 	doc.Grants, doc.Guardrails, doc.RateLimits = stored.Grants, stored.Guardrails, stored.RateLimits
-	doc.Pinning, doc.Pins = stored.Pinning, stored.Pins
+	doc.Pinning, doc.Pins, doc.ApprovalRules = stored.Pinning, stored.Pins, stored.ApprovalRules
 	return &doc, rev, nil
 }
 
@@ -380,7 +380,7 @@ func processSettings(doc *config.Document) *config.Document {
 	d := *doc
 	d.Upstreams, d.VirtualServers, d.Agents = nil, nil, nil
 	d.Grants, d.Guardrails, d.RateLimits, d.Pins = nil, nil, nil, nil
-	d.Pinning = config.Pinning{}
+	d.Pinning, d.ApprovalRules = config.Pinning{}, nil
 	return &d
 }
 

@@ -404,7 +404,7 @@ virtual_servers:
   - {name: one, anonymous: true, include: [{upstream: alpha}]}
 `, addr, dir, alphaURL))
 	start := func() *gateway {
-		p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--config", cfg)
+		p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--config", cfg)
 		g := &gateway{proc: p, addr: addr, config: cfg}
 		waitReady(t, g)
 		return g

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -200,6 +201,11 @@ func startGatewayArgs(t testing.TB, cfg string, args []string, env ...string) *g
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "admin.token")
+	// Approval workflows (an embedded Temporal server per gateway) only
+	// where a test asks for them.
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--approvals") || strings.HasPrefix(a, "--temporal") }) {
+		args = append([]string{"--approvals=false"}, args...)
+	}
 	p := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"),
 		append([]string{"serve", "--config", path, "--admin-token-file", tokenFile}, args...)...)
 	g := &gateway{proc: p, addr: addr, config: path}

@@ -55,7 +55,7 @@ grants:
   - {subject: {agent: robot}, target: {virtual_server: v, tools: [echo]}, effect: allow}
   - {subject: {agent: keyed}, target: {virtual_server: v, tools: [add]}, effect: allow}
 `, addr, filepath.Join(dir, "data"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.pem"), alphaURL, sha))
-	p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--config", cfg, "--admin-token-file", filepath.Join(dir, "admin.token"))
+	p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--config", cfg, "--admin-token-file", filepath.Join(dir, "admin.token"))
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)

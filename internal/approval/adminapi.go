@@ -1,0 +1,41 @@
+package approval
+
+import (
+	"context"
+	"errors"
+
+	entapproval "github.com/gatehouse-dev/gatehouse/ent/approval"
+	"github.com/gatehouse-dev/gatehouse/graph"
+	"github.com/gatehouse-dev/gatehouse/graph/model"
+)
+
+// AdminAPI returns s as the admin API's approval service (approveCall,
+// denyCall, approvalChanged).
+func (s *Service) AdminAPI() graph.Approvals { return adminAPI{s} }
+
+type adminAPI struct{ s *Service }
+
+func (a adminAPI) Decide(ctx context.Context, id string, v graph.Vote) (*model.ApprovalVerdict, error) {
+	st, err := a.s.Decide(ctx, id, Decision{Approver: v.Approver, Groups: v.Groups, Team: v.Team, Approve: v.Approve, Comment: v.Comment})
+	for _, m := range [][2]error{{ErrUnknown, graph.ErrUnknownApproval}, {ErrClosed, graph.ErrApprovalClosed}, {ErrRefused, graph.ErrApprovalRefused}} {
+		if errors.Is(err, m[0]) {
+			return nil, kindError{err, m[1]}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	approvers := st.Approvers
+	if approvers == nil {
+		approvers = []string{}
+	}
+	return &model.ApprovalVerdict{ApprovalID: id, State: entapproval.State(st.State), Approvers: approvers, Quorum: st.Quorum}, nil
+}
+
+func (a adminAPI) Changed() <-chan struct{} { return a.s.Changed() }
+
+// kindError keeps err's message and makes errors.Is match kind.
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string        { return e.err.Error() }
+func (e kindError) Is(target error) bool { return target == e.kind }

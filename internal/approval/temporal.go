@@ -1,0 +1,174 @@
+package approval
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/gatehouse-dev/gatehouse/workflows"
+	"github.com/gatehouse-dev/gatehouse/workflows/devserver"
+)
+
+// TemporalOptions say which Temporal cluster approvals run on.
+type TemporalOptions struct {
+	// Address of an external cluster's frontend (host:port). Empty starts
+	// the embedded server in DataDir.
+	Address string
+	// Namespace of the workflows. Default devserver.DefaultNamespace
+	// ("gatehouse").
+	Namespace string
+	// DataDir holds the embedded server's SQLite file (temporal.db).
+	DataDir string
+	// TLS to the external cluster: on when TLS is set or any file is given.
+	// CAFile verifies the server (default: system roots); CertFile and
+	// KeyFile present a client certificate (mTLS); ServerName overrides
+	// the name checked.
+	TLS                                   bool
+	CAFile, CertFile, KeyFile, ServerName string
+	// APIKey authenticates to the external cluster (Temporal Cloud style
+	// bearer key); empty means none.
+	APIKey string
+	// Logger receives the server's and SDK's warnings.
+	Logger *slog.Logger
+}
+
+// Temporal is a connection to the cluster approvals run on, and the
+// embedded server when there is one.
+type Temporal struct {
+	Client client.Client
+	// SearchAttributes says the namespace has the workflows' search
+	// attributes.
+	SearchAttributes bool
+	// Embedded says the server runs in this process.
+	Embedded bool
+
+	server *devserver.Server
+}
+
+// ConnectTemporal starts the embedded server (o.Address empty) or dials
+// the external cluster, and makes sure the namespace has the workflows'
+// search attributes (on an external cluster, a failure to register them
+// is logged and approvals run without them).
+func ConnectTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Namespace == "" {
+		o.Namespace = devserver.DefaultNamespace
+	}
+	sdkLogger := sdklog.NewStructuredLogger(quiet(o.Logger))
+	if o.Address == "" {
+		srv, err := devserver.Start(ctx, devserver.Options{DataDir: filepath.Join(o.DataDir, "temporal"), Namespace: o.Namespace, Logger: o.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("start embedded temporal: %w", err)
+		}
+		c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(), Logger: sdkLogger})
+		if err != nil {
+			_ = srv.Stop()
+			return nil, fmt.Errorf("connect to embedded temporal: %w", err)
+		}
+		return &Temporal{Client: c, SearchAttributes: true, Embedded: true, server: srv}, nil
+	}
+	copts := client.Options{HostPort: o.Address, Namespace: o.Namespace, Logger: sdkLogger}
+	tlsCfg, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	copts.ConnectionOptions.TLS = tlsCfg
+	if o.APIKey != "" {
+		copts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
+	}
+	c, err := client.DialContext(ctx, copts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to temporal at %s (namespace %s): %w", o.Address, o.Namespace, err)
+	}
+	t := &Temporal{Client: c}
+	if err := workflows.EnsureSearchAttributes(ctx, c, o.Namespace); err != nil {
+		o.Logger.Warn("approval workflows run without search attributes; register them to list approvals in Temporal (see README)",
+			"namespace", o.Namespace, "error", err)
+	} else {
+		t.SearchAttributes = true
+	}
+	return t, nil
+}
+
+func (o TemporalOptions) tlsConfig() (*tls.Config, error) {
+	if !o.TLS && o.CAFile == "" && o.CertFile == "" && o.KeyFile == "" && o.ServerName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("temporal TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("temporal TLS CA %s: no PEM certificates", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("temporal TLS: give both the client certificate and its key, or neither")
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("temporal TLS client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Close closes the client and stops the embedded server.
+func (t *Temporal) Close() {
+	t.Client.Close()
+	if t.server != nil {
+		if err := t.server.Stop(); err != nil {
+			slog.Warn("stopping embedded temporal", "error", err)
+		}
+	}
+}
+
+// StartWorker runs a worker for s's workflows and activities on t until
+// the returned stop function is called.
+func (s *Service) StartWorker(t *Temporal) (stop func(), err error) {
+	w := worker.New(t.Client, s.o.TaskQueue, worker.Options{})
+	workflows.Register(w, s.Activities())
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start approval worker on task queue %s: %w", s.o.TaskQueue, err)
+	}
+	return w.Stop, nil
+}
+
+// quiet drops the SDK's info logs (worker start and stop, polls).
+func quiet(l *slog.Logger) *slog.Logger {
+	return slog.New(levelFilter{l.Handler(), slog.LevelWarn})
+}
+
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelFilter) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFilter{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h levelFilter) WithGroup(name string) slog.Handler {
+	return levelFilter{h.Handler.WithGroup(name), h.min}
+}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/approval"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+)
+
+// EnvTemporalAPIKey is the API key for an external Temporal cluster.
+const EnvTemporalAPIKey = "GATEHOUSE_TEMPORAL_API_KEY"
+
+// temporalFlags are the flags of serve and worker that say where approval
+// workflows run.
+type temporalFlags struct {
+	enabled                            bool
+	address, namespace, queue          string
+	tls                                bool
+	ca, cert, key, serverName, keyFile string
+	hold                               time.Duration
+}
+
+func (t *temporalFlags) register(fs *flag.FlagSet, serve bool) {
+	if serve {
+		fs.BoolVar(&t.enabled, "approvals", true, "run approval workflows (calls that need approval are refused when false)")
+		fs.DurationVar(&t.hold, "approval-hold", approval.DefaultHold, "how long an agent's tools/call waits for its approval before it gets a retry-later tool error")
+	}
+	fs.StringVar(&t.address, "temporal-address", "", "external Temporal frontend host:port (default: start an embedded Temporal server on SQLite in DATA_DIR/temporal)")
+	fs.StringVar(&t.namespace, "temporal-namespace", "gatehouse", "Temporal namespace of the approval workflows")
+	fs.StringVar(&t.queue, "temporal-task-queue", approval.DefaultTaskQueue, "Temporal task queue of the approval workflows")
+	fs.BoolVar(&t.tls, "temporal-tls", false, "connect to the external Temporal over TLS (implied by the other --temporal-tls-* flags)")
+	fs.StringVar(&t.ca, "temporal-tls-ca", "", "PEM CA bundle that verifies the Temporal server (default: system roots)")
+	fs.StringVar(&t.cert, "temporal-tls-cert", "", "PEM client certificate for mTLS to Temporal")
+	fs.StringVar(&t.key, "temporal-tls-key", "", "PEM key of --temporal-tls-cert")
+	fs.StringVar(&t.serverName, "temporal-tls-server-name", "", "server name to verify instead of the address's host")
+	fs.StringVar(&t.keyFile, "temporal-api-key-file", "", "file holding the Temporal API key (default $"+EnvTemporalAPIKey+")")
+}
+
+func (t *temporalFlags) options(dataDir string, log *slog.Logger) (approval.TemporalOptions, error) {
+	o := approval.TemporalOptions{Address: t.address, Namespace: t.namespace, DataDir: dataDir,
+		TLS: t.tls, CAFile: t.ca, CertFile: t.cert, KeyFile: t.key, ServerName: t.serverName, Logger: log}
+	o.APIKey = os.Getenv(EnvTemporalAPIKey)
+	if t.keyFile != "" {
+		b, err := os.ReadFile(t.keyFile)
+		if err != nil {
+			return o, fmt.Errorf("temporal API key: %w", err)
+		}
+		o.APIKey = strings.TrimSpace(string(b))
+	}
+	if t.address == "" && (o.APIKey != "" || o.TLS || t.ca != "" || t.cert != "") {
+		return o, usageError{errors.New("--temporal-tls*, --temporal-api-key-file and $" + EnvTemporalAPIKey + " need --temporal-address (the embedded server listens on loopback only)")}
+	}
+	return o, nil
+}
+
+// approvalRuntime is the running approval machinery of a process.
+type approvalRuntime struct {
+	temporal   *approval.Temporal
+	service    *approval.Service
+	stopWorker func()
+}
+
+// startApprovals connects to Temporal (starting the embedded server when
+// no address is given), and runs the approval worker against g.
+func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g *proxy.Gateway, tf *temporalFlags, dataDir string) (*approvalRuntime, error) {
+	topts, err := tf.options(dataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	t, err := approval.ConnectTemporal(ctx, topts)
+	if err != nil {
+		return nil, err
+	}
+	svc := approval.New(approval.Options{Temporal: t.Client, Store: client, Gateway: g, TaskQueue: tf.queue,
+		Hold: tf.hold, SearchAttributes: t.SearchAttributes, Logger: log})
+	stop, err := svc.StartWorker(t)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	where := "embedded (" + dataDir + "/temporal)"
+	if !t.Embedded {
+		where = tf.address
+	}
+	log.Info("approval workflows ready", "temporal", where, "namespace", topts.Namespace, "task_queue", svc.TaskQueue(),
+		"search_attributes", t.SearchAttributes, "startup_ms", time.Since(start).Milliseconds())
+	return &approvalRuntime{temporal: t, service: svc, stopWorker: stop}, nil
+}
+
+func (r *approvalRuntime) close() {
+	if r == nil {
+		return
+	}
+	r.stopWorker()
+	r.temporal.Close()
+}

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+)
+
+const workerUsage = `Usage: gatehouse worker --temporal-address HOST:PORT [flags]
+
+Runs approval workflows (ToolCallWorkflow and its activities) without
+serving agents: a worker on an external Temporal cluster, next to the
+gateways that hold the agents' calls. It reads the configuration from the
+same config store as the gateways (--database-url), connects to the
+upstreams to run approved calls, and follows configuration changes.
+
+Every gateway started by serve also runs a worker; a standalone one adds
+capacity or keeps approved calls running while gateways restart. With the
+embedded Temporal server (no --temporal-address) workflows only run inside
+the serve process that embeds it.
+
+Flags:
+`
+
+func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file for the process settings (log, data_dir, http), YAML (default $"+EnvConfig+")")
+	dataDir := fs.String("data-dir", "", "data directory (default $"+EnvDataDir+", else the file's data_dir)")
+	logLevel := fs.String("log-level", "", "debug | info | warn | error")
+	dbURL := fs.String("database-url", "", "config store shared with the gateways (default $"+EnvDatabaseURL+", else DATA_DIR/gatehouse.db)")
+	poll := fs.Duration("store-poll", time.Second, "how often to check the config store for changes")
+	var tf temporalFlags
+	tf.register(fs, false)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), workerUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if tf.address == "" {
+		return usageError{errors.New("worker needs --temporal-address: an embedded Temporal server only serves the gateway process that runs it")}
+	}
+	if *poll <= 0 {
+		return usageError{errors.New("--store-poll must be positive")}
+	}
+	file, err := loadConfig(*path, "", *dataDir, *logLevel)
+	if err != nil {
+		return err
+	}
+	log := newLogger(file.Log, stderr)
+	slog.SetDefault(log)
+	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	client, err := store.Open(ctx, databaseURL(*dbURL, file.DataDir))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	syncer := newConfigSync(log, client, processSettings(file), "", [3]string{"", *dataDir, *logLevel})
+	syncer.poll = *poll
+	doc, rev, err := syncer.load(ctx)
+	if err != nil {
+		return err
+	}
+	syncer.rev = rev
+	g := proxy.New(doc, &proxy.Options{Logger: log})
+	if err := g.Start(ctx); err != nil {
+		g.Close()
+		return fmt.Errorf("start gateway: %w", err)
+	}
+	defer g.Close()
+	syncer.g = g
+	syncCtx, stopSync := context.WithCancel(ctx)
+	defer stopSync()
+	go syncer.run(syncCtx)
+	tf.hold = time.Minute // unused: a worker holds no agent calls
+	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir)
+	if err != nil {
+		return fmt.Errorf("approval workflows: %w", err)
+	}
+	defer rt.close()
+	log.Info("gatehouse worker running", "version", Version(), "upstreams", len(doc.Upstreams))
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}

@@ -1,0 +1,368 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// approvalConfig: agent ci-bot (team dev) may use deploy and echo on ops;
+// the approval rule prod-deploys holds deploys to prod for two approvers
+// of group sre.
+func approvalConfig(t *testing.T, upstream, keySHA string) string {
+	t.Helper()
+	return fmt.Sprintf(`listen: LISTEN
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %s}
+virtual_servers:
+  - name: ops
+    include: [{upstream: alpha, tools: [deploy, echo]}]
+agents:
+  - {name: ci-bot, team: dev, api_keys: [{sha256: %s}]}
+approval_rules:
+  - {name: prod-deploys, approver_groups: [sre], quorum: 2, tools: [deploy], when: 'args.env == "prod"', timeout: 1h}
+grants:
+  - {name: ci-ops, subject: {agent: ci-bot}, target: {virtual_server: ops, tools: ["*"]}, effect: allow}
+`, upstream, keySHA)
+}
+
+// approverToken creates an admin token with the approver role.
+func approverToken(t *testing.T, g *gateway, name, team string, groups ...string) string {
+	t.Helper()
+	d := mustGQL(t, g, `mutation($n: String!, $g: [String!], $t: String) { createAdminToken(input: {name: $n, roles: ["approver"], groups: $g, team: $t}) { token } }`,
+		map[string]any{"n": name, "g": groups, "t": team})
+	return dig(d, "createAdminToken", "token").(string)
+}
+
+// pendingIDs lists the pending approval IDs of tool, oldest first.
+func pendingIDs(t *testing.T, g *gateway, token, tool string) []string {
+	t.Helper()
+	r := gql(t, g, token, `query($t: String!) { pendingApprovals(where: {tool: $t}) { edges { node { approvalID } } } }`, map[string]any{"t": tool})
+	if len(r.Errors) > 0 {
+		t.Fatalf("pendingApprovals: %+v", r.Errors)
+	}
+	var ids []string
+	edges, _ := dig(r.Data, "pendingApprovals", "edges").([]any)
+	for _, e := range edges {
+		ids = append(ids, dig(e, "node", "approvalID").(string))
+	}
+	return ids
+}
+
+// waitPending waits for n pending approvals of tool and returns them.
+func waitPending(t *testing.T, g *gateway, token, tool string, n int) []string {
+	t.Helper()
+	var ids []string
+	pollUntil(t, fmt.Sprintf("%d pending approvals of %s", n, tool), func() bool {
+		ids = pendingIDs(t, g, token, tool)
+		return len(ids) == n
+	})
+	return ids
+}
+
+// decide approves (reason "") or denies an approval as token and returns
+// the GraphQL errors' codes (nil when accepted).
+func decide(t *testing.T, g *gateway, token, id string, approve bool, text string) []string {
+	t.Helper()
+	q := `mutation($id: String!, $c: String) { approveCall(id: $id, comment: $c) { state } }`
+	if !approve {
+		q = `mutation($id: String!, $c: String!) { denyCall(id: $id, reason: $c) { state } }`
+	}
+	r := gql(t, g, token, q, map[string]any{"id": id, "c": text})
+	var codes []string
+	for _, e := range r.Errors {
+		codes = append(codes, fmt.Sprint(e.Extensions["code"]))
+	}
+	return codes
+}
+
+func approvalState(t *testing.T, g *gateway, token, id string) map[string]any {
+	t.Helper()
+	r := gql(t, g, token, `query($id: String!) { approval(approvalId: $id) { state approvers reason executedAt decisions arguments reasons rule } }`, map[string]any{"id": id})
+	if len(r.Errors) > 0 {
+		t.Fatalf("approval: %+v", r.Errors)
+	}
+	m, _ := r.Data["approval"].(map[string]any)
+	return m
+}
+
+func deployCount(up *proc) int {
+	return len(slices.DeleteFunc(upstreamCalls(up.Output(), "alpha"), func(c string) bool { return c != "deploy" }))
+}
+
+// TestApprovalEndToEnd: an agent's deploy to prod waits while approvers
+// decide through GraphQL; quorum, team and double-vote rules hold; the
+// approved call runs once and its result reaches the waiting agent; a
+// denial reaches it with its reason; a cancelled call is recorded.
+func TestApprovalEndToEnd(t *testing.T) {
+	t.Parallel()
+	upURL, up := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--approval-hold", "2m"})
+	alice := approverToken(t, g, "alice", "sre", "sre")
+	bob := approverToken(t, g, "bob", "sre", "sre")
+	mallory := approverToken(t, g, "mallory", "dev", "sre") // the agent's own team
+	outsider := approverToken(t, g, "olga", "qa", "qa")
+
+	var mu sync.Mutex
+	var progress []string
+	cs := connect(t, "streamable-http", g.url("ops"), key, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			mu.Lock()
+			progress = append(progress, r.Params.Message)
+			mu.Unlock()
+		},
+	})
+
+	// Not prod: the rule's condition does not hold; runs at once.
+	if got := callText(t, cs, "deploy", map[string]any{"service": "api", "env": "dev"}); !strings.Contains(got, "deployed api to dev") {
+		t.Fatalf("dev deploy: %q", got)
+	}
+
+	type result struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	call := func(ctx context.Context, args map[string]any) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			p := &mcp.CallToolParams{Name: "deploy", Arguments: args}
+			p.SetProgressToken("deploy-" + fmt.Sprint(args["service"]))
+			res, err := cs.CallTool(ctx, p)
+			ch <- result{res, err}
+		}()
+		return ch
+	}
+
+	t.Run("approve with quorum", func(t *testing.T) {
+		before := deployCount(up)
+		done := call(ctxT(t), map[string]any{"service": "api AKIAIOSFODNN7EXAMPLE", "env": "prod"})
+		id := waitPending(t, g, alice, "deploy", 1)[0]
+		a := approvalState(t, g, alice, id)
+		if a["rule"] != "prod-deploys" || !strings.Contains(fmt.Sprint(a["reasons"]), "prod-deploys") {
+			t.Errorf("rule and reasons: %v", a)
+		}
+		if args := fmt.Sprint(a["arguments"]); strings.Contains(args, "AKIAIOSFODNN7EXAMPLE") || !strings.Contains(args, "prod") {
+			t.Errorf("approvers must see redacted arguments: %s", args)
+		}
+		if codes := decide(t, g, mallory, id, true, ""); !slices.Equal(codes, []string{"FORBIDDEN"}) {
+			t.Errorf("same-team approval: %v, want FORBIDDEN", codes)
+		}
+		if codes := decide(t, g, outsider, id, true, ""); !slices.Equal(codes, []string{"FORBIDDEN"}) {
+			t.Errorf("approval outside the groups: %v, want FORBIDDEN", codes)
+		}
+		if codes := decide(t, g, alice, id, true, "looks fine"); codes != nil {
+			t.Fatalf("alice approves: %v", codes)
+		}
+		if codes := decide(t, g, alice, id, true, ""); !slices.Equal(codes, []string{"FORBIDDEN"}) {
+			t.Errorf("second vote by alice: %v, want FORBIDDEN", codes)
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("call returned with one of two approvals: %+v", r)
+		case <-time.After(200 * time.Millisecond):
+		}
+		pollUntil(t, "progress 1/2", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Contains(progress, "waiting for approval "+id+": 1/2 approvals")
+		})
+		if codes := decide(t, g, bob, id, true, ""); codes != nil {
+			t.Fatalf("bob approves: %v", codes)
+		}
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("approved call: %v", r.err)
+		}
+		if got := textOf(t, r.res); !strings.Contains(got, "deployed api AKIAIOSFODNN7EXAMPLE to prod") || r.res.IsError {
+			t.Fatalf("approved call result: %q", got)
+		}
+		if n := deployCount(up) - before; n != 1 {
+			t.Errorf("upstream deploys: %d, want 1", n)
+		}
+		pollUntil(t, "approval approved", func() bool { return approvalState(t, g, alice, id)["state"] == "approved" })
+		a = approvalState(t, g, alice, id)
+		if fmt.Sprint(a["approvers"]) != "[token:alice token:bob]" || a["executedAt"] == nil {
+			t.Errorf("approval record: %v", a)
+		}
+		if codes := decide(t, g, bob, id, false, "too late"); !slices.Equal(codes, []string{"CONFLICT"}) {
+			t.Errorf("deciding a closed approval: %v, want CONFLICT", codes)
+		}
+	})
+
+	t.Run("deny", func(t *testing.T) {
+		before := deployCount(up)
+		done := call(ctxT(t), map[string]any{"service": "db", "env": "prod"})
+		id := waitPending(t, g, alice, "deploy", 1)[0]
+		if codes := decide(t, g, alice, id, false, "change freeze until Monday"); codes != nil {
+			t.Fatalf("deny: %v", codes)
+		}
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("denied call: %v", r.err)
+		}
+		if got := textOf(t, r.res); !r.res.IsError || !strings.Contains(got, "change freeze until Monday") || !strings.Contains(got, "token:alice") {
+			t.Errorf("denied call result: %q (isError %v)", got, r.res.IsError)
+		}
+		if n := deployCount(up) - before; n != 0 {
+			t.Errorf("a denied call reached the upstream %d times", n)
+		}
+	})
+
+	t.Run("agent cancels", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(ctxT(t))
+		done := call(ctx, map[string]any{"service": "queue", "env": "prod"})
+		id := waitPending(t, g, alice, "deploy", 1)[0]
+		cancel()
+		<-done
+		pollUntil(t, "approval cancelled", func() bool { return approvalState(t, g, alice, id)["state"] == "cancelled" })
+		if codes := decide(t, g, alice, id, true, ""); !slices.Equal(codes, []string{"CONFLICT"}) {
+			t.Errorf("approving a cancelled call: %v, want CONFLICT", codes)
+		}
+	})
+
+	t.Run("roles", func(t *testing.T) {
+		// A viewer neither reads nor decides approvals; an unknown ID is NOT_FOUND.
+		viewer := dig(mustGQL(t, g, `mutation { createAdminToken(input: {name: "v", roles: ["viewer"]}) { token } }`, nil), "createAdminToken", "token").(string)
+		if r := gql(t, g, viewer, `{ pendingApprovals { totalCount } }`, nil); len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != "FORBIDDEN" {
+			t.Errorf("viewer reads approvals: %+v", r.Errors)
+		}
+		if codes := decide(t, g, viewer, "apr-x", true, ""); !slices.Equal(codes, []string{"FORBIDDEN"}) {
+			t.Errorf("viewer decides: %v", codes)
+		}
+		if codes := decide(t, g, alice, "apr-nope", true, ""); !slices.Equal(codes, []string{"NOT_FOUND"}) {
+			t.Errorf("unknown approval: %v", codes)
+		}
+	})
+}
+
+// TestApprovalSurvivesCrash: approvals pending when the gateway is killed
+// with SIGKILL are still listed after a restart; approving them (one
+// through the CLI) runs each call exactly once; an agent whose hold time
+// ran out gets the stored result by retrying the identical call, and a
+// call with other arguments needs its own approval.
+func TestApprovalSurvivesCrash(t *testing.T) {
+	t.Parallel()
+	upURL, up := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	args := []string{"--approvals=true", "--approval-hold", "1s"}
+	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), args)
+	alice := approverToken(t, g, "alice", "sre", "sre")
+	bob := approverToken(t, g, "bob", "sre", "sre")
+	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
+
+	held := func(cs *mcp.ClientSession, service string) string {
+		t.Helper()
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": service, "env": "prod"}})
+		if err != nil {
+			t.Fatalf("deploy %s: %v", service, err)
+		}
+		sc, _ := res.StructuredContent.(map[string]any)
+		id, _ := sc["approvalId"].(string)
+		if !res.IsError || id == "" || sc["state"] != "pending" || !strings.Contains(textOf(t, res), "Retry the identical call") {
+			t.Fatalf("deploy %s after the hold time: %+v", service, res)
+		}
+		return id
+	}
+	web := held(cs, "web")
+	cache := held(cs, "cache")
+	if web == cache {
+		t.Fatal("different calls got the same approval ID")
+	}
+	if got := held(cs, "web"); got != web {
+		t.Errorf("an identical retry while pending joined %s, want %s", got, web)
+	}
+
+	// Kill the gateway mid-approval and start it again on the same data.
+	g.signal(9)
+	<-g.done
+	g2 := restartGateway(t, g, args)
+	if ids := waitPending(t, g2, alice, "deploy", 2); !slices.Equal(ids, []string{web, cache}) {
+		t.Fatalf("pending after restart: %v, want [%s %s]", ids, web, cache)
+	}
+	for _, id := range []string{web, cache} {
+		if codes := decide(t, g2, alice, id, true, ""); codes != nil {
+			t.Fatalf("alice approves %s: %v", id, codes)
+		}
+	}
+	// bob approves web through the CLI.
+	env := []string{"GATEHOUSE_SERVER=http://" + g2.addr, "GATEHOUSE_ADMIN_TOKEN=" + bob}
+	out, errOut, code := runGatehouseEnv(t, env, "", "approvals", "list")
+	if code != 0 || !strings.Contains(out, web) || !strings.Contains(out, "1/2") {
+		t.Errorf("approvals list: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code = runGatehouseEnv(t, env, "", "approvals", "show", web)
+	if code != 0 || !strings.Contains(out, "prod-deploys") || !strings.Contains(out, "token:alice approved") {
+		t.Errorf("approvals show: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code = runGatehouseEnv(t, env, "", "approvals", "approve", web, "--comment", "ok")
+	if code != 0 || !strings.Contains(out, web+": executing (2/2 approvals)") {
+		t.Errorf("approvals approve: %d %s %s", code, out, errOut)
+	}
+	if codes := decide(t, g2, bob, cache, true, ""); codes != nil {
+		t.Fatalf("bob approves cache: %v", codes)
+	}
+	for _, id := range []string{web, cache} {
+		pollUntil(t, id+" approved", func() bool { return approvalState(t, g2, alice, id)["state"] == "approved" })
+	}
+	if n := deployCount(up); n != 2 {
+		t.Fatalf("upstream deploys after approving two calls: %d, want 2", n)
+	}
+
+	// The agent retries: the stored result, no second deploy.
+	cs2 := connect(t, "streamable-http", g2.url("ops"), key, nil)
+	first := callText(t, cs2, "deploy", map[string]any{"service": "web", "env": "prod"})
+	if !strings.Contains(first, "deployed web to prod") {
+		t.Fatalf("retry after approval: %q", first)
+	}
+	if n := deployCount(up); n != 2 {
+		t.Errorf("the retry reached the upstream: %d deploys, want 2", n)
+	}
+	// The result was delivered: the next identical call is a new request
+	// and needs a new approval; so do other arguments.
+	if id := held(cs2, "web"); id == web {
+		t.Errorf("a new identical call reused delivered approval %s", web)
+	}
+	if id := held(cs2, "web-2"); id == web {
+		t.Error("changed arguments reused the approval")
+	}
+	if n := deployCount(up); n != 2 {
+		t.Errorf("unapproved calls reached the upstream: %d deploys, want 2", n)
+	}
+	// The audit trail: decisions recorded, and the log has every step.
+	a := approvalState(t, g2, alice, web)
+	if !strings.Contains(fmt.Sprint(a["decisions"]), "token:bob") || a["executedAt"] == nil {
+		t.Errorf("audit record of %s: %v", web, a)
+	}
+	if n := countApprovalEvents(g2, web); n < 4 { // decided x2, executed, closed
+		t.Errorf("approval audit log lines of %s after restart: %d", web, n)
+	}
+}
+
+func countApprovalEvents(g *gateway, id string) int {
+	n := 0
+	for _, e := range logEntries(g) {
+		if e["msg"] == "approval audit" && e["approval"] == id {
+			n++
+		}
+	}
+	return n
+}
+
+// restartGateway starts a gateway again on g's configuration, data and
+// address.
+func restartGateway(t *testing.T, g *gateway, args []string) *gateway {
+	t.Helper()
+	tokenFile := filepath.Join(filepath.Dir(g.config), "admin.token")
+	p := startProc(t, filepath.Join(binDir, "gatehouse"), append([]string{"serve", "--config", g.config, "--admin-token-file", tokenFile}, args...)...)
+	g2 := &gateway{proc: p, addr: g.addr, config: g.config, adminToken: g.adminToken}
+	waitReady(t, g2)
+	return g2
+}
