@@ -86,9 +86,10 @@ lint:
 	@test -x $(CACHE)/bin/staticcheck || GOBIN=$(CACHE)/bin go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(CACHE)/bin/staticcheck ./...
 
-## bench: gateway hot-path benchmarks (see README for the numbers)
+## bench: gateway hot-path benchmarks, and the approval workflow path on the embedded Temporal server (see README for the numbers)
 bench:
 	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
+	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
 
 clean:
 	rm -rf bin

@@ -66,6 +66,13 @@ grants:
     target: {virtual_server: demo, tools: [fail]}
     effect: deny
     when: 'request.time.getDayOfWeek() == 0 || request.time.getDayOfWeek() == 6'
+approval_rules:
+  # Human approval: a deploy to prod waits until an admin approves it.
+  - name: prod-deploys
+    description: Deploys to prod wait for an admin's approval
+    approver_groups: [admin]
+    tools: [deploy]
+    when: 'args.env == "prod"'
 guardrails:
   - {name: redact-secrets, detector: secrets, action: redact}
   - {name: flag-pii, detector: pii, action: flag}
@@ -102,6 +109,12 @@ cat <<TXT
       -H 'Authorization: Bearer $KEY' \\
       -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
       -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}'
+
+  Human approval (embedded Temporal): call tool deploy with {"service": "api", "env": "prod"};
+  the call waits (up to 5 min) while you decide it:
+    export GATEHOUSE_SERVER=http://$LISTEN GATEHOUSE_ADMIN_TOKEN=$ADMIN_TOKEN
+    $BIN/gatehouse approvals list
+    $BIN/gatehouse approvals approve <apr-ID>     # or: deny <apr-ID> --reason "..."
 
   Ctrl-C stops both.
 

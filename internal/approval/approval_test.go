@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,9 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/workflows"
 )
 
 // env is a gateway with approval workflows on a real, embedded Temporal
@@ -96,6 +99,12 @@ func quiet() *slog.Logger {
 // holds deploys to prod.
 func newEnv(t testing.TB, hold time.Duration, rule string) *env {
 	t.Helper()
+	return newEnvOn(t, "sqlite://"+filepath.Join(t.TempDir(), "gatehouse.db"), hold, rule)
+}
+
+// newEnvOn is newEnv with the store at storeURL.
+func newEnvOn(t testing.TB, storeURL string, hold time.Duration, rule string) *env {
+	t.Helper()
 	e := &env{}
 	up := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
 	mcp.AddTool(up, &mcp.Tool{Name: "deploy", Description: "deploy"}, func(ctx context.Context, _ *mcp.CallToolRequest, in deployArgs) (*mcp.CallToolResult, any, error) {
@@ -119,7 +128,7 @@ approval_rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.store, err = store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "gatehouse.db"))
+	e.store, err = store.Open(context.Background(), storeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +213,11 @@ func (e *env) tryGQL(token, query string, vars map[string]any, out any) ([]strin
 	}
 	var codes []string
 	for _, e := range r.Errors {
-		codes = append(codes, fmt.Sprint(e.Extensions["code"]))
+		code := fmt.Sprint(e.Extensions["code"])
+		if e.Extensions["code"] == nil {
+			code = e.Message
+		}
+		codes = append(codes, code)
 	}
 	if out != nil && len(r.Data) > 0 {
 		if err := json.Unmarshal(r.Data, out); err != nil {
@@ -259,7 +272,15 @@ func deploy(cs *mcp.ClientSession, service, where string) (*mcp.CallToolResult, 
 const prodRule = `{name: prod, approver_groups: [sre], quorum: 2, tools: [deploy], when: 'args.env == "prod"'}`
 
 func TestQuorumDenialAndExactlyOnce(t *testing.T) {
-	e := newEnv(t, time.Minute, prodRule)
+	quorumDenialAndExactlyOnce(t, newEnv(t, time.Minute, prodRule))
+}
+
+// TestPostgresStore runs the approval flow with the store on PostgreSQL.
+func TestPostgresStore(t *testing.T) {
+	quorumDenialAndExactlyOnce(t, newEnvOn(t, storetest.PostgresURL(t), time.Minute, prodRule))
+}
+
+func quorumDenialAndExactlyOnce(t *testing.T, e *env) {
 	alice, bob, carol := e.approver(t, "alice", "sre"), e.approver(t, "bob", "sre"), e.approver(t, "carol", "sre")
 	cs := e.agent(t)
 
@@ -355,6 +376,72 @@ func TestHoldExpiryRetryAndReuse(t *testing.T) {
 	}
 	if n := e.deploys.Load(); n != 2 {
 		t.Errorf("deploys: %d, want 2", n)
+	}
+}
+
+// TestWebhookNotifiesGroup: a webhook created through the admin API gets
+// a signed notification naming the held call when it is held for its
+// group.
+func TestWebhookNotifiesGroup(t *testing.T) {
+	e := newEnv(t, time.Minute, `{name: prod, approver_groups: [sre], tools: [deploy], when: 'args.env == "prod"'}`)
+	alice := e.approver(t, "alice", "sre")
+	admin, _, err := store.CreateAdminToken(context.Background(), e.store, "root", []string{"admin"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type delivery struct {
+		header http.Header
+		body   []byte
+	}
+	got := make(chan delivery, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- delivery{r.Header.Clone(), b}
+	}))
+	defer hook.Close()
+	const secret = "s3cret-s3cret-s3cret"
+	if codes := e.gql(t, admin, `mutation($u: String!, $s: String!) { createWebhook(input: {name: "sre-chat", group: "sre", url: $u, secret: $s}) { id } }`,
+		map[string]any{"u": hook.URL + "/hook", "s": secret}, nil); codes != nil {
+		t.Fatalf("createWebhook: %v", codes)
+	}
+	var read struct {
+		Webhooks struct{ Edges []map[string]any }
+	}
+	if codes := e.gql(t, admin, `{ webhooks { edges { node { name group url } } } }`, nil, &read); codes != nil || strings.Contains(fmt.Sprint(read), secret) {
+		t.Errorf("webhooks read back: %v %v (the secret must not be readable)", codes, read)
+	}
+
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		res, err := deploy(e.agent(t), "api", "prod")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	id := e.pending(t, 1)[0]
+	var d delivery
+	select {
+	case d = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook delivery")
+	}
+	ts, _ := strconv.ParseInt(d.header.Get(workflows.HeaderTimestamp), 10, 64)
+	if !workflows.VerifySignature(secret, d.header.Get(workflows.HeaderSignature), ts, d.body) {
+		t.Errorf("signature does not verify: %q", d.header.Get(workflows.HeaderSignature))
+	}
+	var p workflows.WebhookPayload
+	if err := json.Unmarshal(d.body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Event != workflows.EventApprovalRequested || p.Group != "sre" || p.Approval.ID != id || p.Approval.Tool != "deploy" {
+		t.Errorf("payload: %+v", p)
+	}
+	if codes := e.decide(t, alice, id, true, ""); codes != nil {
+		t.Fatal(codes)
+	}
+	if res := <-done; res == nil || res.IsError {
+		t.Errorf("approved call: %+v", res)
 	}
 }
 

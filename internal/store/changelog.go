@@ -361,6 +361,8 @@ func takeSnapshot(ctx context.Context, c *ent.Client, typ string, id int) (*snap
 		}
 	case ent.TypeAdminToken:
 		v, err = c.AdminToken.Get(ctx, id)
+	case ent.TypeWebhook:
+		v, err = c.Webhook.Get(ctx, id) // the secret is Sensitive: not in the snapshot
 	default:
 		return nil, fmt.Errorf("change log: no snapshot for entity type %s", typ)
 	}

@@ -48,7 +48,7 @@ virtual_servers:
         descriptions: {say: "Say something, through alpha."}
         resource_templates: []
       - upstream: beta
-        exclude_tools: ["a*", slow, progress, roots, env, rug_pull]
+        exclude_tools: ["a*", slow, progress, roots, env, rug_pull, deploy]
         resources: []
         rename_prompts: {greet: hello}
   - {name: plain, anonymous: true, include: [{upstream: alpha}]}
@@ -58,7 +58,7 @@ virtual_servers:
 `
 
 // allDemoTools is everything the demo server serves before add_tool runs.
-var allDemoTools = []string{"add", "add_tool", "ask_llm", "ask_user", "echo", "env", "fail", "progress", "roots", "rug_pull", "slow"}
+var allDemoTools = []string{"add", "add_tool", "ask_llm", "ask_user", "deploy", "echo", "env", "fail", "progress", "roots", "rug_pull", "slow"}
 
 // startComposed starts alpha, the gateway (which spawns beta) and returns
 // both; beta's stderr reaches the gateway's log.

@@ -242,8 +242,8 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 // sqlConfig configures Temporal's SQLite plugin for the file in dataDir.
 func sqlConfig(dataDir string) *config.SQL {
 	return &config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      filepath.Join(dataDir, DBFile),
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: filepath.Join(dataDir, DBFile),
 		// WAL with synchronous=normal: a committed transaction survives the
 		// process being killed (the crash the tests exercise); only an OS
 		// crash or power loss can lose the last ones. Full fsync per
