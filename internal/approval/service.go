@@ -525,7 +525,7 @@ func (s *Service) Decide(ctx context.Context, id string, d Decision) (*Status, e
 	var app *temporal.ApplicationError
 	switch {
 	case errors.As(err, &nf):
-		return nil, fmt.Errorf("approval %s has no running workflow (the gateway stopped before starting it; it starts when the agent retries the call): %w", id, ErrClosed)
+		return nil, fmt.Errorf("approval %s has no running workflow on this gateway's Temporal (it starts when the agent retries the call; replicas must share one Temporal): %w", id, ErrClosed)
 	case errors.As(err, &app):
 		if app.Message() == workflows.ErrAlreadyDecided.Error() {
 			return nil, fmt.Errorf("approval %s: %w", id, ErrClosed)

@@ -50,6 +50,9 @@ type Temporal struct {
 	SearchAttributes bool
 	// Embedded says the server runs in this process.
 	Embedded bool
+	// Address is the frontend's host:port (the embedded server's too, for
+	// workers and the temporal CLI on this host).
+	Address string
 
 	server *devserver.Server
 }
@@ -76,7 +79,7 @@ func ConnectTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) 
 			_ = srv.Stop()
 			return nil, fmt.Errorf("connect to embedded temporal: %w", err)
 		}
-		return &Temporal{Client: c, SearchAttributes: true, Embedded: true, server: srv}, nil
+		return &Temporal{Client: c, SearchAttributes: true, Embedded: true, Address: srv.HostPort(), server: srv}, nil
 	}
 	copts := client.Options{HostPort: o.Address, Namespace: o.Namespace, Logger: sdkLogger}
 	tlsCfg, err := o.tlsConfig()
@@ -91,7 +94,7 @@ func ConnectTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) 
 	if err != nil {
 		return nil, fmt.Errorf("connect to temporal at %s (namespace %s): %w", o.Address, o.Namespace, err)
 	}
-	t := &Temporal{Client: c}
+	t := &Temporal{Client: c, Address: o.Address}
 	if err := workflows.EnsureSearchAttributes(ctx, c, o.Namespace); err != nil {
 		o.Logger.Warn("approval workflows run without search attributes; register them to list approvals in Temporal (see README)",
 			"namespace", o.Namespace, "error", err)

@@ -21,7 +21,7 @@ const EnvTemporalAPIKey = "GATEHOUSE_TEMPORAL_API_KEY"
 // temporalFlags are the flags of serve and worker that say where approval
 // workflows run.
 type temporalFlags struct {
-	enabled                            bool
+	enabled, worker                    bool
 	address, namespace, queue          string
 	tls                                bool
 	ca, cert, key, serverName, keyFile string
@@ -32,6 +32,7 @@ func (t *temporalFlags) register(fs *flag.FlagSet, serve bool) {
 	if serve {
 		fs.BoolVar(&t.enabled, "approvals", true, "run approval workflows (calls that need approval are refused when false)")
 		fs.DurationVar(&t.hold, "approval-hold", approval.DefaultHold, "how long an agent's tools/call waits for its approval before it gets a retry-later tool error")
+		fs.BoolVar(&t.worker, "approval-worker", true, "run approval workflows in this process too (false: only start them, for dedicated `gatehouse worker` processes)")
 	}
 	fs.StringVar(&t.address, "temporal-address", "", "external Temporal frontend host:port (default: start an embedded Temporal server on SQLite in DATA_DIR/temporal)")
 	fs.StringVar(&t.namespace, "temporal-namespace", "gatehouse", "Temporal namespace of the approval workflows")
@@ -82,17 +83,20 @@ func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g
 	}
 	svc := approval.New(approval.Options{Temporal: t.Client, Store: client, Gateway: g, TaskQueue: tf.queue,
 		Hold: tf.hold, SearchAttributes: t.SearchAttributes, Logger: log})
-	stop, err := svc.StartWorker(t)
-	if err != nil {
-		t.Close()
-		return nil, err
+	stop := func() {}
+	if tf.worker {
+		if stop, err = svc.StartWorker(t); err != nil {
+			t.Close()
+			return nil, err
+		}
 	}
-	where := "embedded (" + dataDir + "/temporal)"
-	if !t.Embedded {
-		where = tf.address
+	where := "external"
+	if t.Embedded {
+		where = "embedded (" + dataDir + "/temporal)"
 	}
-	log.Info("approval workflows ready", "temporal", where, "namespace", topts.Namespace, "task_queue", svc.TaskQueue(),
-		"search_attributes", t.SearchAttributes, "startup_ms", time.Since(start).Milliseconds())
+	log.Info("approval workflows ready", "temporal", where, "temporal_address", t.Address, "namespace", topts.Namespace,
+		"task_queue", svc.TaskQueue(), "worker", tf.worker, "search_attributes", t.SearchAttributes,
+		"startup_ms", time.Since(start).Milliseconds())
 	return &approvalRuntime{temporal: t, service: svc, stopWorker: stop}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,13 @@ or read from / written to --admin-token-file.
 Access is default deny: agents see and call only what grants allow (see
 README, "Access control and guardrails"). Agents authenticate with API keys,
 OIDC JWTs (auth.oidc) or client certificates (auth.mtls: HTTPS).
+
+Human approval: a call that needs approval (a require_approval grant, an
+approval rule, a guardrail) runs as a Temporal workflow and the agent's
+tools/call waits for approvers (up to --approval-hold), who decide with
+'gatehouse approvals' or the GraphQL API. Temporal is embedded (SQLite in
+DATA_DIR/temporal) unless --temporal-address names a cluster; replicas that
+share a PostgreSQL store must share one Temporal too.
 
 Signals: SIGHUP tries the configuration file on the running gateway and, if
 the gateway takes it, writes it to the store declaratively (what the file
@@ -155,6 +163,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var approvals *approvalRuntime
 	var decider graph.Approvals
 	if tf.enabled {
+		if tf.address == "" && strings.HasPrefix(url, "postgres") {
+			log.Warn("approval workflows run on this gateway's embedded Temporal: with replicas on one PostgreSQL store, an approval held by one replica cannot be decided through another; give every replica the same --temporal-address")
+		}
 		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir)
 		if err != nil {
 			ln.Close()

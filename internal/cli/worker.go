@@ -87,7 +87,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	syncCtx, stopSync := context.WithCancel(ctx)
 	defer stopSync()
 	go syncer.run(syncCtx)
-	tf.hold = time.Minute // unused: a worker holds no agent calls
+	tf.hold, tf.worker = time.Minute, true // a worker holds no agent calls
 	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir)
 	if err != nil {
 		return fmt.Errorf("approval workflows: %w", err)

@@ -366,3 +366,55 @@ func restartGateway(t *testing.T, g *gateway, args []string) *gateway {
 	waitReady(t, g2)
 	return g2
 }
+
+// TestApprovalDedicatedWorker: a gateway that only starts approval
+// workflows (--approval-worker=false) and a `gatehouse worker` on the same
+// PostgreSQL store, connected to the gateway's Temporal with
+// --temporal-address: the worker runs the approved call.
+func TestApprovalDedicatedWorker(t *testing.T) {
+	t.Parallel()
+	pgURL := freshPostgresDB(t)
+	upURL, up := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	env := []string{"GATEHOUSE_DATABASE_URL=" + pgURL}
+	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--approval-worker=false", "--approval-hold", "1m"}, env...)
+	var temporalAddr string
+	for _, e := range logEntries(g) {
+		if e["msg"] == "approval workflows ready" {
+			temporalAddr, _ = e["temporal_address"].(string)
+		}
+	}
+	if temporalAddr == "" {
+		t.Fatalf("the gateway did not log its Temporal address")
+	}
+	w := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "worker", "--temporal-address", temporalAddr, "--data-dir", t.TempDir())
+	pollUntil(t, "worker running", func() bool { return strings.Contains(w.Output(), "gatehouse worker running") })
+
+	alice := approverToken(t, g, "alice", "sre", "sre")
+	bob := approverToken(t, g, "bob", "sre", "sre")
+	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
+	done := make(chan string, 1)
+	go func() {
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- textOf(t, res)
+	}()
+	id := waitPending(t, g, alice, "deploy", 1)[0]
+	for _, tok := range []string{alice, bob} {
+		if codes := decide(t, g, tok, id, true, ""); codes != nil {
+			t.Fatalf("approve: %v", codes)
+		}
+	}
+	if got := <-done; !strings.Contains(got, "deployed api to prod") {
+		t.Fatalf("approved call through the worker: %q", got)
+	}
+	if n := deployCount(up); n != 1 {
+		t.Errorf("upstream deploys: %d, want 1", n)
+	}
+	if !strings.Contains(w.Output(), `"msg":"approved call executed"`) || strings.Contains(g.Output(), `"msg":"approved call executed"`) {
+		t.Errorf("the call should have been executed by the worker, not the gateway")
+	}
+}
