@@ -32,7 +32,7 @@ func (t *temporalFlags) register(fs *flag.FlagSet, serve bool) {
 	if serve {
 		fs.BoolVar(&t.enabled, "approvals", true, "run approval workflows (calls that need approval are refused when false)")
 		fs.DurationVar(&t.hold, "approval-hold", approval.DefaultHold, "how long an agent's tools/call waits for its approval before it gets a retry-later tool error")
-		fs.BoolVar(&t.worker, "approval-worker", true, "run approval workflows in this process too (false: only start them, for dedicated `gatehouse worker` processes)")
+		fs.BoolVar(&t.worker, "approval-worker", true, "run approval workflows in this process too (false: only start them, for dedicated 'gatehouse worker' processes)")
 	}
 	fs.StringVar(&t.address, "temporal-address", "", "external Temporal frontend host:port (default: start an embedded Temporal server on SQLite in DATA_DIR/temporal)")
 	fs.StringVar(&t.namespace, "temporal-namespace", "gatehouse", "Temporal namespace of the approval workflows")
