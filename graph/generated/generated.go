@@ -19506,8 +19506,11 @@ extend type Query {
   Polling-friendly change feed: returns the approvals updated after since
   (matching where). When there are none it waits, up to waitSeconds
   (default 25, at most 60), for one, so a loop of approvalChanged calls
-  passing the returned cursor sees every change promptly. Needs the admin,
-  approver or auditor role.
+  passing the returned cursor learns of changes within milliseconds. Use it
+  as a wake-up: two approvals changing in the same instant may be reported
+  in either order across polls, so bots act on pendingApprovals (the
+  authoritative list) after each wake-up. Needs the admin, approver or
+  auditor role.
   """
   approvalChanged(
     """
