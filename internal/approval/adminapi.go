@@ -7,6 +7,7 @@ import (
 	entapproval "github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/graph/model"
+	"github.com/gatehouse-dev/gatehouse/workflows"
 )
 
 // AdminAPI returns s as the admin API's approval service (approveCall,
@@ -16,7 +17,7 @@ func (s *Service) AdminAPI() graph.Approvals { return adminAPI{s} }
 type adminAPI struct{ s *Service }
 
 func (a adminAPI) Decide(ctx context.Context, id string, v graph.Vote) (*model.ApprovalVerdict, error) {
-	st, err := a.s.Decide(ctx, id, Decision{Approver: v.Approver, Groups: v.Groups, Team: v.Team, Approve: v.Approve, Comment: v.Comment})
+	st, err := a.s.Decide(ctx, id, workflows.Decision{Approver: v.Approver, Groups: v.Groups, Team: v.Team, Approve: v.Approve, Comment: v.Comment})
 	for _, m := range [][2]error{{ErrUnknown, graph.ErrUnknownApproval}, {ErrClosed, graph.ErrApprovalClosed}, {ErrRefused, graph.ErrApprovalRefused}} {
 		if errors.Is(err, m[0]) {
 			return nil, kindError{err, m[1]}

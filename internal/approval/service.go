@@ -464,19 +464,6 @@ func final(s entapproval.State) bool {
 	return true
 }
 
-// Decision is an approver's verdict on an approval.
-type Decision struct {
-	// Approver identifies who decides (e.g. token:alice).
-	Approver string
-	// Groups are the approver's groups (teams and roles).
-	Groups []string
-	// Team is the approver's own team, "" for none.
-	Team    string
-	Approve bool
-	// Comment explains the decision; for a denial, the agent sees it.
-	Comment string
-}
-
 // Status is where an approval stands after a decision.
 type Status struct {
 	State     workflows.State
@@ -484,9 +471,9 @@ type Status struct {
 	Quorum    int
 }
 
-// Decide delivers d to approval id's workflow as the "decide" update and
-// waits for the workflow to accept or refuse it.
-func (s *Service) Decide(ctx context.Context, id string, d Decision) (*Status, error) {
+// Decide delivers d (its Time left zero) to approval id's workflow as the
+// "decide" update and waits for the workflow to accept or refuse it.
+func (s *Service) Decide(ctx context.Context, id string, d workflows.Decision) (*Status, error) {
 	a, err := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, fmt.Errorf("approval %q: %w", id, ErrUnknown)
@@ -500,7 +487,7 @@ func (s *Service) Decide(ctx context.Context, id string, d Decision) (*Status, e
 	opts := client.UpdateWorkflowOptions{
 		WorkflowID:   id,
 		UpdateName:   workflows.UpdateDecide,
-		Args:         []any{workflows.Decision{Approver: d.Approver, Groups: d.Groups, Team: d.Team, Approve: d.Approve, Comment: d.Comment}},
+		Args:         []any{d},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	}
 	h, err := s.o.Temporal.UpdateWorkflow(ctx, opts)
