@@ -272,22 +272,24 @@ func deploy(cs *mcp.ClientSession, service, where string) (*mcp.CallToolResult, 
 const prodRule = `{name: prod, approver_groups: [sre], quorum: 2, tools: [deploy], when: 'args.env == "prod"'}`
 
 func TestQuorumDenialAndExactlyOnce(t *testing.T) {
-	quorumDenialAndExactlyOnce(t, newEnv(t, time.Minute, prodRule))
+	quorumDenialAndExactlyOnce(t, newEnv(t, time.Minute, prodRule), "sqlite")
 }
 
 // TestPostgresStore runs the approval flow with the store on PostgreSQL.
 func TestPostgresStore(t *testing.T) {
-	quorumDenialAndExactlyOnce(t, newEnvOn(t, storetest.PostgresURL(t), time.Minute, prodRule))
+	quorumDenialAndExactlyOnce(t, newEnvOn(t, storetest.PostgresURL(t), time.Minute, prodRule), "pg")
 }
 
-func quorumDenialAndExactlyOnce(t *testing.T, e *env) {
+// quorumDenialAndExactlyOnce deploys services named with prefix: the tests
+// share one Temporal server, and approval IDs are derived from the call.
+func quorumDenialAndExactlyOnce(t *testing.T, e *env, prefix string) {
 	alice, bob, carol := e.approver(t, "alice", "sre"), e.approver(t, "bob", "sre"), e.approver(t, "carol", "sre")
 	cs := e.agent(t)
 
 	// Quorum 2 of 3: the call runs once, after the second approval.
 	done := make(chan *mcp.CallToolResult, 1)
 	go func() {
-		res, err := deploy(cs, "api", "prod")
+		res, err := deploy(cs, prefix+"-api", "prod")
 		if err != nil {
 			t.Error(err)
 		}
@@ -307,7 +309,7 @@ func quorumDenialAndExactlyOnce(t *testing.T, e *env) {
 		t.Fatal(codes)
 	}
 	res := <-done
-	if res == nil || res.IsError || !strings.Contains(text(res), "deployed api to prod (#1)") {
+	if res == nil || res.IsError || !strings.Contains(text(res), "deployed "+prefix+"-api to prod (#1)") {
 		t.Fatalf("approved result: %+v", res)
 	}
 	if codes := e.decide(t, bob, id, true, ""); len(codes) != 1 || codes[0] != "CONFLICT" {
@@ -316,7 +318,7 @@ func quorumDenialAndExactlyOnce(t *testing.T, e *env) {
 
 	// Denial: the agent gets the reason; nothing runs.
 	go func() {
-		res, err := deploy(cs, "db", "prod")
+		res, err := deploy(cs, prefix+"-db", "prod")
 		if err != nil {
 			t.Error(err)
 		}
@@ -413,7 +415,9 @@ func TestWebhookNotifiesGroup(t *testing.T) {
 
 	done := make(chan *mcp.CallToolResult, 1)
 	go func() {
-		res, err := deploy(e.agent(t), "api", "prod")
+		// Arguments no other test uses: the tests share one Temporal
+		// server, and approval IDs are derived from the call.
+		res, err := deploy(e.agent(t), "webhook-api", "prod")
 		if err != nil {
 			t.Error(err)
 		}
