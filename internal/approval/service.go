@@ -181,6 +181,15 @@ func (s *Service) latest(ctx context.Context, c *proxy.HeldCall) (*ent.Approval,
 func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (string, error) {
 	for tries := 0; ; tries++ {
 		id := ID(c, attempt)
+		// A run of this ID that the store does not know: look before
+		// recording, so that approvers never see a record that is dropped.
+		if known, err := s.foreign(ctx, id); err != nil {
+			return "", err
+		} else if known && tries < 5 {
+			s.log.Warn("approval ID already used by a workflow this store does not know; using the next one", "approval", id)
+			attempt++
+			continue
+		}
 		created, err := s.record(ctx, c, id, attempt)
 		if err != nil {
 			return "", err
@@ -212,6 +221,25 @@ func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (st
 			return "", unavailable("starting the approval workflow: %v", err)
 		}
 	}
+}
+
+// foreign reports whether Temporal has a workflow with ID id that the
+// store has no record of (the store was reset or restored, or another
+// store shares the namespace).
+func (s *Service) foreign(ctx context.Context, id string) (bool, error) {
+	_, err := s.o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return false, nil
+	case err != nil:
+		return false, unavailable("looking up approval %s in Temporal: %v", id, err)
+	}
+	known, err := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Exist(ctx)
+	if err != nil {
+		return false, unavailable("reading approval %s: %v", id, err)
+	}
+	return !known, nil
 }
 
 // record stores approval id of c; created is false when it exists already.
