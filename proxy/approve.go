@@ -59,6 +59,9 @@ type Approvals interface {
 	// still covers it (the rule's reuse window): the gateway forwards it as
 	// an allowed call. An error is a JSON-RPC error for the agent.
 	Hold(ctx context.Context, c *HeldCall, progress Progress) (res *mcp.CallToolResult, proceed bool, err error)
+	// Ready reports whether calls can be held now (Temporal answers); /readyz
+	// shows it.
+	Ready(ctx context.Context) error
 }
 
 // SetApprovals enables approval workflows: calls that need approval are

@@ -268,6 +268,10 @@ type Readiness struct {
 	QuarantinedTools []Quarantined `json:"quarantined_tools,omitempty"`
 	// Shadowing reports tool names that imitate other tools' names.
 	Shadowing []string `json:"shadowing,omitempty"`
+	// Approvals is the state of approval workflows: "ready", "off", or
+	// "unavailable: REASON" (calls that need approval then fail with
+	// -32056; other calls are unaffected).
+	Approvals string `json:"approvals"`
 }
 
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -296,6 +300,18 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		if h.State != StateReady && h.State != StateDisabled && rd.Status == "ok" {
 			rd.Status = "degraded"
 		}
+	}
+	rd.Approvals = "off"
+	if a := g.approvals; a != nil {
+		rd.Approvals = "ready"
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		if err := a.Ready(ctx); err != nil {
+			rd.Approvals = "unavailable: " + err.Error()
+			if rd.Status == "ok" {
+				rd.Status = "degraded"
+			}
+		}
+		cancel()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

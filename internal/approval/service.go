@@ -563,6 +563,15 @@ func verdictState(st workflows.Status, approve bool) workflows.State {
 	return st.State
 }
 
+// Ready implements [proxy.Approvals]: it asks Temporal's frontend whether
+// it serves.
+func (s *Service) Ready(ctx context.Context) error {
+	if _, err := s.o.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	return nil
+}
+
 // Changed returns a channel closed at the next change of any approval made
 // through this process (held, decided, advanced by the workflow), for
 // long-polling approvers.

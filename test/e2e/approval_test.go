@@ -106,6 +106,9 @@ func TestApprovalEndToEnd(t *testing.T) {
 	upURL, up := demoHTTP(t, "streamable-http", "alpha")
 	key, sha := newKey(t)
 	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--approval-hold", "2m"})
+	if _, rd := readyz(t, g); rd["approvals"] != "ready" {
+		t.Errorf("/readyz approvals = %v, want ready", rd["approvals"])
+	}
 	alice := approverToken(t, g, "alice", "sre", "sre")
 	bob := approverToken(t, g, "bob", "sre", "sre")
 	mallory := approverToken(t, g, "mallory", "dev", "sre") // the agent's own team
