@@ -64,3 +64,14 @@ func methodLabel(m string) string {
 	}
 	return "other"
 }
+
+// RegisterMetrics adds cs to the gateway's /metrics (e.g. the approval
+// service's series).
+func (g *Gateway) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := g.metrics.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

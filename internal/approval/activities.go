@@ -220,8 +220,16 @@ func (a auditor) Audit(ctx context.Context, ev workflows.AuditEvent) error {
 		if ev.Reason != "" {
 			u.SetReason(ev.Reason)
 		}
-		if rec.DecidedAt == nil && ev.State != workflows.StateCancelled {
+		decided := rec.DecidedAt
+		if decided == nil && ev.State != workflows.StateCancelled {
 			u.SetDecidedAt(ev.Time)
+			decided = &ev.Time
+		}
+		if rec.State != entapproval.State(ev.State) || rec.ClosedAt == nil { // not a retry of this activity
+			a.s.metrics.closed.WithLabelValues(rec.Rule, string(ev.State)).Inc()
+			if decided != nil {
+				a.s.metrics.wait.WithLabelValues(rec.Rule).Observe(decided.Sub(rec.CreatedAt).Seconds())
+			}
 		}
 	default:
 		return nil

@@ -86,6 +86,7 @@ type Service struct {
 	o       Options
 	log     *slog.Logger
 	changes *hub
+	metrics *metrics
 }
 
 var _ proxy.Approvals = (*Service)(nil)
@@ -107,7 +108,7 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger, changes: newHub()}
+	return &Service{o: o, log: o.Logger, changes: newHub(), metrics: newMetrics()}
 }
 
 // TaskQueue is the task queue the service's workflows run on.
@@ -202,6 +203,7 @@ func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (st
 			if created {
 				s.log.Info("call held for approval", "approval", id, "agent", c.Principal.Agent, "vs", c.VS, "tool", c.Tool,
 					"rule", c.Rule.Name, "groups", c.Rule.ApproverGroups, "quorum", max(c.Rule.Quorum, 1), "reasons", c.Reasons)
+				s.metrics.held.WithLabelValues(c.VS, c.Rule.Name).Inc()
 				s.changes.notify(id)
 			}
 			return id, nil

@@ -83,6 +83,10 @@ func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g
 	}
 	svc := approval.New(approval.Options{Temporal: t.Client, Store: client, Gateway: g, TaskQueue: tf.queue,
 		Hold: tf.hold, SearchAttributes: t.SearchAttributes, Logger: log})
+	if err := g.RegisterMetrics(svc.Collectors()...); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("approval metrics: %w", err)
+	}
 	stop := func() {}
 	if tf.worker {
 		if stop, err = svc.StartWorker(t); err != nil {

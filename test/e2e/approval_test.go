@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -197,6 +199,13 @@ func TestApprovalEndToEnd(t *testing.T) {
 		}
 		if codes := decide(t, g, bob, id, false, "too late"); !slices.Equal(codes, []string{"CONFLICT"}) {
 			t.Errorf("deciding a closed approval: %v, want CONFLICT", codes)
+		}
+		m := metricsText(t, g)
+		for _, want := range []string{`gatehouse_approvals_held_total{rule="prod-deploys",vs="ops"} 1`,
+			`gatehouse_approvals_closed_total{rule="prod-deploys",state="approved"} 1`, `gatehouse_approval_decision_seconds_count{rule="prod-deploys"} 1`} {
+			if !strings.Contains(m, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
 		}
 	})
 
@@ -420,4 +429,19 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	if !strings.Contains(w.Output(), `"msg":"approved call executed"`) || strings.Contains(g.Output(), `"msg":"approved call executed"`) {
 		t.Errorf("the call should have been executed by the worker, not the gateway")
 	}
+}
+
+// metricsText fetches the gateway's /metrics.
+func metricsText(t *testing.T, g *gateway) string {
+	t.Helper()
+	resp, err := http.Get("http://" + g.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -105,12 +106,27 @@ func (s *Server) Stop() error {
 
 // Start starts a Temporal server persisting to DataDir, registers the
 // namespace and returns once the frontend answers for it, or ctx is done.
-func Start(ctx context.Context, o Options) (_ *Server, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("starting temporal server: %w", err)
+//
+// Ports it picks itself are reserved and released just before the server
+// binds them; if another process takes one in that instant, Start tries
+// again with new ports (three times).
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	for attempt := 1; ; attempt++ {
+		s, err := start(ctx, o)
+		if err == nil || attempt == 3 || ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
+			if err != nil {
+				err = fmt.Errorf("starting temporal server: %w", err)
+			}
+			return s, err
 		}
-	}()
+		o.Logger.Warn("temporal: a port was taken while starting; retrying with new ports", "error", err)
+	}
+}
+
+func start(ctx context.Context, o Options) (_ *Server, err error) {
 	if o.DataDir == "" {
 		return nil, errors.New("no data directory set")
 	}
@@ -135,8 +151,12 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	// gRPC for the three internal services. Reserving them by listening and
 	// closing leaves a small race with other processes; temporaltest does
 	// the same.
+	// The reserving listeners stay open until all ports are picked, so
+	// that no two services get the same one.
+	var ports portPicker
+	defer ports.release()
 	if port == 0 {
-		if port, err = freePort(host); err != nil {
+		if port, err = ports.pick(host); err != nil {
 			return nil, err
 		}
 	}
@@ -144,11 +164,11 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	service := func(grpcPort int) (config.Service, error) {
 		var err error
 		if grpcPort == 0 {
-			if grpcPort, err = freePort(host); err != nil {
+			if grpcPort, err = ports.pick(host); err != nil {
 				return config.Service{}, err
 			}
 		}
-		mport, err := freePort(host)
+		mport, err := ports.pick(host)
 		if err != nil {
 			return config.Service{}, err
 		}
@@ -203,7 +223,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, err
 	}
 
-	logger := &slogLogger{l: o.Logger, quiet: new(atomic.Bool)}
+	logger := &slogLogger{l: o.Logger, quiet: new(atomic.Bool), starting: new(atomic.Bool)}
 	logger.quiet.Store(true)
 	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
 	if err != nil {
@@ -213,17 +233,9 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring claim mapper: %w", err)
 	}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(cfg),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithLogger(logger),
-		temporal.WithAuthorizer(authorizer),
-		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-	)
+	ports.release()
+	srv, err := newServer(logger, cfg, authorizer, claimMapper)
 	if err != nil {
-		return nil, err
-	}
-	if err := srv.Start(); err != nil {
 		return nil, err
 	}
 	s := &Server{srv: srv, log: logger, hostPort: hostPort, namespace: o.Namespace}
@@ -237,6 +249,36 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	}
 	logger.quiet.Store(false)
 	return s, nil
+}
+
+// newServer creates and starts the server; a Fatal on the way (a port
+// taken meanwhile) is returned as an error.
+func newServer(logger *slogLogger, cfg *config.Config, authorizer authorization.Authorizer, claimMapper authorization.ClaimMapper) (srv temporal.Server, err error) {
+	logger.starting.Store(true)
+	defer logger.starting.Store(false)
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(startFatal)
+			if !ok {
+				panic(r)
+			}
+			srv, err = nil, f
+		}
+	}()
+	srv, err = temporal.NewServer(
+		temporal.WithConfig(cfg),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	return srv, nil
 }
 
 // sqlConfig configures Temporal's SQLite plugin for the file in dataDir.
@@ -403,11 +445,22 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-func freePort(host string) (int, error) {
+// portPicker reserves free ports by listening on them until release.
+type portPicker struct{ held []net.Listener }
+
+func (p *portPicker) pick(host string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
 	}
-	defer l.Close()
+	p.held = append(p.held, l)
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// release closes the reserving listeners; it is safe to call twice.
+func (p *portPicker) release() {
+	for _, l := range p.held {
+		_ = l.Close()
+	}
+	p.held = nil
 }

@@ -3,8 +3,11 @@ package devserver_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -303,5 +306,25 @@ func TestStartRejectsBadOptions(t *testing.T) {
 				t.Fatalf("Start(%+v) succeeded, want an error", tc.o)
 			}
 		})
+	}
+}
+
+// TestPortTakenIsAnError: a frontend port already in use is an error from
+// Start, not the end of the process (Temporal's own logger would exit).
+func TestPortTakenIsAnError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := devserver.Start(ctx, devserver.Options{DataDir: t.TempDir(), HostPort: l.Addr().String(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		s.Stop()
+		t.Fatal("Start succeeded on a port in use")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error = %v, want one naming the port in use", err)
 	}
 }

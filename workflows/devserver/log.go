@@ -2,6 +2,7 @@ package devserver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -27,7 +28,17 @@ type slogLogger struct {
 	// request", failed polls); these are expected and dropped. Panics and
 	// fatal errors are still logged, and a failed start or stop is returned.
 	quiet *atomic.Bool
+	// starting is set while NewServer and Start run in [start]: a Fatal
+	// then panics with a [startFatal], which start recovers into an error
+	// (a port taken by another process in the instant between reserving
+	// and binding it must not end the gateway).
+	starting *atomic.Bool
 }
+
+// startFatal is what Fatal panics with while the server starts.
+type startFatal struct{ msg string }
+
+func (f startFatal) Error() string { return f.msg }
 
 // expected are warnings about choices made here on purpose.
 var expected = map[string]bool{
@@ -68,6 +79,14 @@ func (s *slogLogger) Panic(msg string, tags ...tag.Tag) {
 // Fatal logs and exits, as Temporal's zap logger does: the server calls it
 // only when it cannot continue.
 func (s *slogLogger) Fatal(msg string, tags ...tag.Tag) {
+	if s.starting != nil && s.starting.Load() {
+		for _, t := range tags {
+			if t.Key() == "error" {
+				msg += ": " + fmt.Sprint(t.Value())
+			}
+		}
+		panic(startFatal{msg})
+	}
 	s.log(fatalLevel, msg, tags)
 	os.Exit(1)
 }
@@ -78,7 +97,7 @@ func (s *slogLogger) With(tags ...tag.Tag) log.Logger {
 	for _, t := range tags {
 		args = append(args, slog.Any(t.Key(), t.Value()))
 	}
-	return &slogLogger{l: s.l.With(args...), quiet: s.quiet}
+	return &slogLogger{l: s.l.With(args...), quiet: s.quiet, starting: s.starting}
 }
 
 // nopSDKLogger silences the SDK client used to probe readiness, whose
