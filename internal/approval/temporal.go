@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -146,7 +147,9 @@ func (t *Temporal) Close() {
 // StartWorker runs a worker for s's workflows and activities on t until
 // the returned stop function is called.
 func (s *Service) StartWorker(t *Temporal) (stop func(), err error) {
-	w := worker.New(t.Client, s.o.TaskQueue, worker.Options{})
+	// Stop waits this long for activities in flight (an approved call
+	// running upstream) before abandoning them to a retry elsewhere.
+	w := worker.New(t.Client, s.o.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
 	workflows.Register(w, s.Activities())
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start approval worker on task queue %s: %w", s.o.TaskQueue, err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
@@ -67,6 +68,7 @@ type approvalRuntime struct {
 	temporal   *approval.Temporal
 	service    *approval.Service
 	stopWorker func()
+	once       sync.Once
 }
 
 // startApprovals connects to Temporal (starting the embedded server when
@@ -104,10 +106,14 @@ func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g
 	return &approvalRuntime{temporal: t, service: svc, stopWorker: stop}, nil
 }
 
+// close stops the worker and disconnects (stopping the embedded server);
+// it is safe to call twice.
 func (r *approvalRuntime) close() {
 	if r == nil {
 		return
 	}
-	r.stopWorker()
-	r.temporal.Close()
+	r.once.Do(func() {
+		r.stopWorker()
+		r.temporal.Close()
+	})
 }

@@ -220,6 +220,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Info("shutting down")
 			stopSync()
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			// The approval worker stops first, letting approved calls in
+			// flight finish on the upstreams the gateway still holds.
+			approvals.close()
 			// Closing agent sessions first ends their long-lived streams,
 			// which would otherwise hold Shutdown open until its deadline.
 			g.Close()
