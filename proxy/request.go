@@ -68,6 +68,8 @@ func outcome(err error) string {
 			return "denied"
 		case CodeApprovalRequired:
 			return "approval_required"
+		case CodeApprovalUnavailable:
+			return "approval_unavailable"
 		case CodeRateLimited:
 			return "rate_limited"
 		case CodeGuardrailBlocked:
