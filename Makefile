@@ -86,10 +86,12 @@ lint:
 	@test -x $(CACHE)/bin/staticcheck || GOBIN=$(CACHE)/bin go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(CACHE)/bin/staticcheck ./...
 
-## bench: gateway hot-path benchmarks, and the approval workflow path on the embedded Temporal server (see README for the numbers)
-bench:
+## bench: gateway hot-path benchmarks, the approval workflow path on the embedded Temporal server, then the
+## load harness (test/load: the built binaries, direct vs through the gateway; JSON in bench/results/). See README.
+bench: build
 	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
 	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
+	go run ./test/load $(LOAD_FLAGS)
 
 clean:
 	rm -rf bin

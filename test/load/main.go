@@ -1,0 +1,395 @@
+// Command load measures Gatehouse against the direct path in one run on
+// one machine: the same go-sdk client load against the demo upstream
+// directly and through gateways configured for each scenario (transparent,
+// full policy, denied calls, human approval), plus a test of many idle
+// sessions. It prints one table and writes the numbers as JSON to
+// bench/results/<timestamp>.json.
+//
+// It runs the binaries `make build` leaves in bin/ as separate processes,
+// and measures the gateway process's CPU time and RSS from /proc. Usage:
+//
+//	make bench
+//	go run ./test/load -scenarios full,direct -duration 10s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	scenarios   []string
+	sessions    int
+	jsonDir     string
+	binDir      string
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var o options
+	var scenarios string
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per scenario, not measured")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client sessions, each calling in a loop")
+	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
+	flag.IntVar(&o.sessions, "sessions", 1000, "agent sessions held open by the sessions scenario (the target is 10000)")
+	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
+	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
+	flag.Parse()
+	for s := range strings.SplitSeq(scenarios, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			fmt.Fprintf(os.Stderr, "load: unknown scenario %q (have %s)\n", s, strings.Join(allScenarios, ", "))
+			return 2
+		}
+		o.scenarios = append(o.scenarios, s)
+	}
+	if len(o.scenarios) == 0 || o.concurrency < 1 || o.sessions < 1 || o.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "load: need at least one scenario, -concurrency ≥ 1, -sessions ≥ 1 and -duration > 0")
+		return 2
+	}
+	for _, b := range []string{"gatehouse", "demo-server"} {
+		if _, err := os.Stat(filepath.Join(o.binDir, b)); err != nil {
+			fmt.Fprintf(os.Stderr, "load: %s is missing: run `make build` first (or pass -bin)\n", filepath.Join(o.binDir, b))
+			return 1
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := measure(ctx, o)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "load: interrupted")
+			return 130
+		}
+		fmt.Fprintf(os.Stderr, "load: %v\n", err)
+		return 1
+	}
+	rep.print(os.Stdout)
+	if o.jsonDir != "" {
+		path, err := rep.write(o.jsonDir)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "load: %v\n", err)
+			return 1
+		}
+		fmt.Printf("results: %s\n", path)
+	}
+	if n := rep.errors(); n > 0 {
+		fmt.Printf("\n!!!!! %d ERRORS: the numbers above are not valid (first errors listed in the JSON and above) !!!!!\n", n)
+		return 1
+	}
+	return 0
+}
+
+// report is one run's results.
+type report struct {
+	Time        time.Time       `json:"time"`
+	Gatehouse   string          `json:"gatehouse"`
+	Machine     string          `json:"machine"`
+	Cores       int             `json:"cores"`
+	Pinning     string          `json:"pinning"`
+	Concurrency int             `json:"concurrency"`
+	Warmup      string          `json:"warmup"`
+	Duration    string          `json:"duration"`
+	Results     []*result       `json:"scenarios"`
+	Sessions    *sessionsResult `json:"sessions,omitempty"`
+}
+
+// measure starts the upstream and runs each scenario (each gateway
+// scenario on a fresh gateway, stopped afterwards). Child processes and
+// the temporary directory are removed on every return.
+func measure(ctx context.Context, o options) (rep *report, err error) {
+	tmp, err := os.MkdirTemp("", "gatehouse-load-")
+	if err != nil {
+		return nil, fmt.Errorf("creating temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	ps := &procs{}
+	defer ps.stopAll()
+
+	up, upURL, err := startUpstream(ctx, ps, o.binDir)
+	if err != nil {
+		return nil, err
+	}
+	key, keySHA, err := keygen(o.binDir)
+	if err != nil {
+		return nil, err
+	}
+	rep = &report{Time: time.Now().UTC(), Gatehouse: version(o.binDir), Machine: machine(), Cores: runtime.NumCPU(), Pinning: "none",
+		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String()}
+	load := func(name string, t target) (*result, error) {
+		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
+	}
+	gatewayLoad := func(name, cfg, key string, denied bool) (*result, error) {
+		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		defer ps.stop(g.proc)
+		r, err := load(name, target{url: g.url(vsName), key: key, gw: g.proc, up: up, denied: denied})
+		if err == nil && name == "full" {
+			err = checkMetrics(g)
+		}
+		return r, gatewayErr(name, g, err)
+	}
+	// Scenarios run in the order of allScenarios, direct first.
+	for _, name := range allScenarios {
+		if !slices.Contains(o.scenarios, name) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "load: %s ...\n", name)
+		var r *result
+		switch name {
+		case "direct":
+			r, err = load(name, target{url: upURL, up: up})
+		case "transparent", "deny":
+			r, err = gatewayLoad(name, transparentConfig(upURL, name == "deny"), "", name == "deny")
+		case "full":
+			cfg, cerr := fullConfig(upURL, keySHA)
+			if cerr != nil {
+				return nil, cerr
+			}
+			r, err = gatewayLoad(name, cfg, key, false)
+		case "approval":
+			r, err = approvalLoad(ctx, ps, o, tmp, approvalConfig(upURL, keySHA), key, up)
+		case "sessions":
+			rep.Sessions, err = sessionsLoad(ctx, ps, o, tmp, upURL, key, keySHA)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			rep.Results = append(rep.Results, r)
+			if r.Errors > 0 {
+				fmt.Fprintf(os.Stderr, "load: %s: %d ERRORS, first: %s\n", name, r.Errors, r.FirstError)
+			}
+		}
+	}
+	rep.addedLatency()
+	return rep, nil
+}
+
+// gatewayErr adds the gateway's log tail to err if the gateway died.
+func gatewayErr(name string, g *gateway, err error) error {
+	if err == nil {
+		return nil
+	}
+	if g.exited() {
+		return fmt.Errorf("%s: gateway exited: %w; its log:\n%s", name, err, g.tail(40))
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// approvalLoad runs the approval scenario: every call is held until an
+// approver bot approves it through GraphQL.
+func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key string, up *proc) (*result, error) {
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true)
+	if err != nil {
+		return nil, fmt.Errorf("approval: %w", err)
+	}
+	defer ps.stop(g.proc)
+	var tok struct {
+		CreateAdminToken struct{ Token string }
+	}
+	err = gql(ctx, http.DefaultClient, g, g.adminToken,
+		`mutation { createAdminToken(input: {name: "load-bot", roles: ["approver"], groups: ["bots"], team: "approvers"}) { token } }`, nil, &tok)
+	if err != nil {
+		return nil, fmt.Errorf("approval: creating the approver token: %w", err)
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	var botErrs errCounter
+	done := make(chan struct{})
+	go func() { approverBot(bctx, g, tok.CreateAdminToken.Token, &botErrs); close(done) }()
+	r, err := runLoad(ctx, "approval", target{url: g.url(vsName), key: key, gw: g.proc, up: up}, o.concurrency, o.warmup, o.duration)
+	cancel()
+	<-done
+	if err != nil {
+		return nil, gatewayErr("approval", g, err)
+	}
+	if botErrs.n > 0 {
+		r.Errors += botErrs.n
+		if r.FirstError == "" {
+			r.FirstError = botErrs.first
+		}
+	}
+	return r, nil
+}
+
+// sessionsLoad runs the sessions scenario on a gateway with the full
+// configuration (agents authenticate with an API key).
+func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, keySHA string) (*sessionsResult, error) {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(o.sessions)*4+1000 > lim.Max {
+		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n)\n",
+			o.sessions, o.sessions*4+1000, lim.Max)
+	}
+	cfg, err := fullConfig(upURL, keySHA)
+	if err != nil {
+		return nil, err
+	}
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	defer ps.stop(g.proc)
+	r, err := runSessions(ctx, g, key, o.sessions, 64)
+	return r, gatewayErr("sessions", g, err)
+}
+
+// checkMetrics makes sure the gateway served /metrics with its request
+// counter during the run.
+func checkMetrics(g *gateway) error {
+	resp, err := http.Get("http://" + g.addr + "/metrics")
+	if err != nil {
+		return fmt.Errorf("reading /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(b), "gatehouse_requests_total{") {
+		return fmt.Errorf("/metrics has no gatehouse_requests_total (HTTP %d, %v)", resp.StatusCode, err)
+	}
+	return nil
+}
+
+// addedLatency fills in each gateway scenario's latency over direct.
+func (rep *report) addedLatency() {
+	i := slices.IndexFunc(rep.Results, func(r *result) bool { return r.Scenario == "direct" })
+	if i < 0 || rep.Results[i].Requests == 0 {
+		return
+	}
+	d := rep.Results[i]
+	for _, r := range rep.Results {
+		if r != d && r.Requests > 0 {
+			r.AddedP50, r.AddedP99 = ptr(r.P50-d.P50), ptr(r.P99-d.P99)
+		}
+	}
+}
+
+func (rep *report) errors() int {
+	n := 0
+	for _, r := range rep.Results {
+		n += r.Errors
+	}
+	if rep.Sessions != nil {
+		n += rep.Sessions.Errors
+	}
+	return n
+}
+
+func (rep *report) get(name string) *result {
+	for _, r := range rep.Results {
+		if r.Scenario == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func (rep *report) print(w io.Writer) {
+	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s), no pinning (client, demo upstream and gateway share the cores); %d concurrent sessions; %s measured after %s warm-up\n\n",
+		rep.Cores, rep.Machine, rep.Concurrency, rep.Duration, rep.Warmup)
+	if len(rep.Results) > 0 {
+		fmt.Fprintf(w, "%-12s %8s %7s %7s %7s %7s %8s %8s %9s %11s %7s %7s\n",
+			"scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "+p50 ms", "+p99 ms", "cpu-s/1k", "req/core-s", "rss MB", "errors")
+		opt := func(v *float64, format string) string {
+			if v == nil {
+				return "-"
+			}
+			return fmt.Sprintf(format, *v)
+		}
+		for _, r := range rep.Results {
+			fmt.Fprintf(w, "%-12s %8.0f %7.2f %7.2f %7.2f %7.1f %8s %8s %9s %11s %7s %7d\n",
+				r.Scenario, r.RPS, r.P50, r.P90, r.P99, r.Max, opt(r.AddedP50, "%.2f"), opt(r.AddedP99, "%.2f"),
+				opt(r.CPUPer1k, "%.3f"), opt(r.PerCoreSec, "%.0f"), opt(r.RSSMB, "%.0f"), r.Errors)
+		}
+	}
+	if s := rep.Sessions; s != nil {
+		fmt.Fprintf(w, "sessions     %d agent sessions opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
+			s.Sessions, s.OpenSeconds, s.OpenPerSecond, s.RSSBeforeMB, s.RSSAfterMB, s.KBPerSession, s.Errors)
+	}
+	var ratios []string
+	ratio := func(a, b string) {
+		if ra, rb := rep.get(a), rep.get(b); ra != nil && rb != nil && rb.RPS > 0 {
+			ratios = append(ratios, fmt.Sprintf("%s/%s %.2f×", a, b, ra.RPS/rb.RPS))
+		}
+	}
+	ratio("transparent", "direct")
+	ratio("full", "direct")
+	ratio("full", "transparent")
+	ratio("deny", "direct")
+	ratio("approval", "direct")
+	if len(ratios) > 0 {
+		fmt.Fprintf(w, "\nthroughput: %s\n", strings.Join(ratios, ", "))
+	}
+	fmt.Fprint(w, `
+- each call: tools/call echo of ~1 KB text over streamable HTTP (go-sdk client); latency is per call at the client
+- +p50/+p99: over direct at the same concurrency; cpu-s/1k, req/core-s, rss: the gateway process only (utime+stime, VmRSS from /proc)
+- transparent: anonymous virtual server, one allow-all grant
+- full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on;
+  audit to ClickHouse does not exist yet and is not measured
+- deny: a deny grant; the expected access-denied error (-32052) counts as success, the upstream is not called
+- approval: every call held on the embedded Temporal server until an approver bot (long-polling approvalChanged) approves it through GraphQL
+`)
+}
+
+// write saves the report as DIR/<timestamp>.json.
+func (rep *report) write(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("writing results: %w", err)
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("writing results: %w", err)
+	}
+	path := filepath.Join(dir, rep.Time.Format("20060102T150405Z")+".json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("writing results: %w", err)
+	}
+	return path, nil
+}
+
+// version is what `gatehouse version` prints.
+func version(binDir string) string {
+	out, err := exec.Command(filepath.Join(binDir, "gatehouse"), "version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// machine names the CPU model, from /proc/cpuinfo.
+func machine() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
