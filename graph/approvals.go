@@ -129,12 +129,15 @@ func (r *Resolver) decide(ctx context.Context, id string, approve bool, comment 
 			Extensions: map[string]any{"code": codeUnavailable}}
 	}
 	p := PrincipalFromContext(ctx)
-	tok, err := r.client.AdminToken.Get(ctx, p.TokenID)
-	if err != nil {
-		return nil, fmt.Errorf("reading the admin token: %w", err)
-	}
-	v := Vote{Approver: p.Actor(), Groups: append(append([]string{}, tok.Groups...), tok.Roles...), Team: tok.Team,
+	v := Vote{Approver: p.Actor(), Groups: append(append([]string{}, p.Groups...), p.Roles...), Team: p.Team,
 		Approve: approve, Comment: comment}
+	if p.TokenID != 0 {
+		tok, err := r.client.AdminToken.Get(ctx, p.TokenID)
+		if err != nil {
+			return nil, fmt.Errorf("reading the admin token: %w", err)
+		}
+		v.Groups, v.Team = append(append([]string{}, tok.Groups...), tok.Roles...), tok.Team
+	}
 	out, err := r.Approvals.Decide(ctx, id, v)
 	if err == nil {
 		return out, nil

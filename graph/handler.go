@@ -44,6 +44,11 @@ type HandlerOptions struct {
 	// Approvals is the approval service, for approveCall and denyCall. Nil
 	// means they answer UNAVAILABLE.
 	Approvals Approvals
+	// Authenticate, when set, signs in bearer tokens that are not admin
+	// tokens (OIDC JWTs): it returns the principal, nil when the token is
+	// not for it (then it is checked as an admin token), or an error that
+	// answers 401 (safe to show: it never contains the token).
+	Authenticate func(r *http.Request) (*Principal, error)
 	// DisableIntrospection turns off __schema and __type queries. The zero
 	// value leaves introspection on.
 	DisableIntrospection bool
@@ -92,16 +97,30 @@ func (o *HandlerOptions) withDefaults() HandlerOptions {
 // Principal is the admin behind a request: the admin token it authenticated
 // with. Writes it makes are recorded as [Principal.Actor].
 type Principal struct {
+	// TokenID is the admin token's ID; 0 for a principal signed in
+	// otherwise ([HandlerOptions].Authenticate, e.g. OIDC).
 	TokenID int
-	Name    string
-	Roles   []string
+	// Name is the token's name, or for other principals their full
+	// identity (e.g. oidc:corp:alice).
+	Name  string
+	Roles []string
+	// Groups and Team are the approver groups and own team of a principal
+	// without a token (a token's are read from the store when needed).
+	Groups []string
+	Team   string
 }
 
 // HasRole reports whether p carries role.
 func (p *Principal) HasRole(role string) bool { return slices.Contains(p.Roles, role) }
 
-// Actor is how p's writes appear in created_by and updated_by: "token:NAME".
-func (p *Principal) Actor() string { return "token:" + p.Name }
+// Actor is how p's writes (and decisions) appear: "token:NAME" for an
+// admin token, the full name (oidc:PROVIDER:SUBJECT) otherwise.
+func (p *Principal) Actor() string {
+	if p.TokenID == 0 {
+		return p.Name
+	}
+	return "token:" + p.Name
+}
 
 type principalKey struct{}
 
@@ -190,6 +209,18 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		h.unauthorized(w, r, "no bearer token")
 		return
+	}
+	if h.opts.Authenticate != nil && !strings.HasPrefix(token, store.AdminTokenPrefix) {
+		p, err := h.opts.Authenticate(r)
+		if err != nil {
+			h.unauthorized(w, r, err.Error())
+			return
+		}
+		if p != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+			h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+			return
+		}
 	}
 	t, err := store.AuthenticateAdminToken(r.Context(), h.client, token, h.opts.Now())
 	if err != nil {

@@ -2,10 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
+	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
@@ -73,4 +78,45 @@ func (a *authenticators) metadataHandler(doc *config.Document) http.Handler {
 		issuers[i] = o.Issuer
 	}
 	return identity.ResourceMetadataHandler(a.resource(doc), issuers)
+}
+
+// adminAuthenticator signs in to the admin API with the JWTs of the OIDC
+// providers marked admin: true; nil when there are none.
+func (a *authenticators) adminAuthenticator(c config.Auth) func(r *http.Request) (*graph.Principal, error) {
+	enabled := map[string]bool{}
+	for _, p := range c.OIDC {
+		if p.Admin {
+			enabled["oidc:"+p.Name] = true
+		}
+	}
+	if a.oidc == nil || len(enabled) == 0 {
+		return nil
+	}
+	return func(r *http.Request) (*graph.Principal, error) {
+		p, err := a.oidc.Authenticate(r.Context(), r)
+		if errors.Is(err, identity.ErrNoCredentials) {
+			return nil, nil // not a JWT: maybe an admin token
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !enabled[p.Method] {
+			return nil, fmt.Errorf("%w: identity provider %q is not enabled for the admin API (auth.oidc[].admin)",
+				identity.ErrInvalidCredentials, strings.TrimPrefix(p.Method, "oidc:"))
+		}
+		var roles []string
+		for _, role := range p.Roles {
+			if slices.Contains(schematype.AdminRoles, role) && !slices.Contains(roles, role) {
+				roles = append(roles, role)
+			}
+		}
+		if len(roles) == 0 {
+			return nil, fmt.Errorf("%w: the token carries no admin role (admin, approver, auditor or viewer)", identity.ErrInvalidCredentials)
+		}
+		groups := slices.Clone(p.Roles)
+		if p.Team != "" {
+			groups = append(groups, p.Team)
+		}
+		return &graph.Principal{Name: p.Method + ":" + p.Agent, Roles: roles, Groups: groups, Team: p.Team}, nil
+	}
 }

@@ -181,6 +181,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	admin := graph.NewHandler(client, &graph.HandlerOptions{
 		Gateway:              gatewayAdmin{g},
 		Approvals:            decider,
+		Authenticate:         authn.adminAuthenticator(file.Auth),
 		DisableIntrospection: !*introspection,
 		DisablePlayground:    !*playground,
 		Logger:               log,

@@ -42,6 +42,12 @@ type OIDCProvider struct {
 	Leeway Duration `yaml:"leeway"`
 	// Claims maps claims onto the principal.
 	Claims ClaimMapping `yaml:"claims"`
+	// Admin lets this provider's tokens also sign in to the admin API
+	// (/graphql, gatehouse approvals): the token's roles that name admin
+	// roles (admin, approver, auditor, viewer) become its admin roles, and
+	// its roles and team are its approver groups. Off by default: an IdP
+	// trusted for agents is not thereby trusted for admins.
+	Admin bool `yaml:"admin"`
 }
 
 // ClaimMapping names the claims (dot paths into the token's claims) that

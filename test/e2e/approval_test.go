@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity/idptest"
 )
 
 // approvalConfig: agent ci-bot (team dev) may use deploy and echo on ops;
@@ -444,4 +446,56 @@ func metricsText(t *testing.T, g *gateway) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestApprovalOIDCApprover: an approver signs in to the admin API with a
+// JWT of an OIDC provider marked admin: true; its roles give its admin
+// role and approver groups, and the decision is recorded under its OIDC
+// identity. A JWT without an admin role is refused.
+func TestApprovalOIDCApprover(t *testing.T) {
+	t.Parallel()
+	idp := idptest.New(t)
+	upURL, up := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	cfg := fmt.Sprintf(`auth:
+  oidc:
+    - {name: corp, issuer: %q, audience: [gatehouse], claims: {agent: sub, team: team, roles: roles}, admin: true}
+`, idp.Issuer()) + approvalConfig(t, upURL, sha)
+	g := startGatewayArgs(t, cfg, []string{"--approvals=true", "--approval-hold", "1m"})
+	alice := idp.Token(map[string]any{"sub": "alice", "aud": "gatehouse", "roles": []string{"approver", "sre"}, "team": "sre"})
+	bob := approverToken(t, g, "bob", "sre", "sre")
+
+	if r := gql(t, g, alice, `{ me { name roles } }`, nil); len(r.Errors) > 0 || dig(r.Data, "me", "name") != "oidc:corp:alice" {
+		t.Fatalf("me as an OIDC approver: %+v %v", r.Errors, r.Data)
+	}
+	noRole := idp.Token(map[string]any{"sub": "mallory", "aud": "gatehouse", "roles": []string{"sre"}, "team": "sre"})
+	if r := gql(t, g, noRole, `{ me { name } }`, nil); len(r.Errors) == 0 {
+		t.Errorf("a JWT without an admin role signed in: %v", r.Data)
+	}
+
+	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
+	done := make(chan string, 1)
+	go func() {
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "oidc", "env": "prod"}})
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- textOf(t, res)
+	}()
+	id := waitPending(t, g, alice, "deploy", 1)[0]
+	for _, tok := range []string{alice, bob} {
+		if codes := decide(t, g, tok, id, true, ""); codes != nil {
+			t.Fatalf("approve: %v", codes)
+		}
+	}
+	if got := <-done; !strings.Contains(got, "deployed oidc to prod") {
+		t.Fatalf("approved call: %q", got)
+	}
+	if a := approvalState(t, g, alice, id); fmt.Sprint(a["approvers"]) != "[oidc:corp:alice token:bob]" {
+		t.Errorf("approvers = %v", a["approvers"])
+	}
+	if n := deployCount(up); n != 1 {
+		t.Errorf("upstream deploys: %d, want 1", n)
+	}
 }
