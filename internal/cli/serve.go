@@ -124,7 +124,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	syncer.rev = rev
+	syncer.rev, syncer.pinning = rev, doc.Pinning.Mode
 	if err := doc.Validate(); err != nil {
 		return fmt.Errorf("stored configuration: %w", err)
 	}

@@ -196,6 +196,9 @@ type configSync struct {
 	nudge chan struct{}
 	hup   chan struct{}
 	rev   int64 // the store revision in force
+	// pinning is the pinning mode of the configuration loaded at start,
+	// for catalogs that arrive before the gateway's first snapshot.
+	pinning string
 }
 
 func newConfigSync(log *slog.Logger, client *ent.Client, base *config.Document, path string, flags [3]string) *configSync {
@@ -389,7 +392,13 @@ func processSettings(doc *config.Document) *config.Document {
 // whose definition looks poisoned when first seen is held for an admin's
 // approval even in auto mode.
 func (s *configSync) recordTools(ctx context.Context, upstream string, tools []*mcp.Tool) {
-	mode := s.g.Snapshot().Doc.Pinning.Mode
+	mode := s.pinning
+	if snap := s.g.Snapshot(); snap != nil {
+		mode = snap.Doc.Pinning.Mode
+	}
+	if mode == "" {
+		mode = config.PinningAuto
+	}
 	if mode == config.PinningOff {
 		return
 	}

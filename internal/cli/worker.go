@@ -76,7 +76,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	syncer.rev = rev
+	syncer.rev, syncer.pinning = rev, doc.Pinning.Mode
 	g := proxy.New(doc, &proxy.Options{Logger: log})
 	if err := g.Start(ctx); err != nil {
 		g.Close()

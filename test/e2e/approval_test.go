@@ -316,6 +316,19 @@ func TestApprovalSurvivesCrash(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "prod-deploys") || !strings.Contains(out, "token:alice approved") {
 		t.Errorf("approvals show: %d %s %s", code, out, errOut)
 	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"approvals", "deny", web}, "needs --reason"},
+		{[]string{"approvals", "approve"}, "needs an approval ID"},
+		{[]string{"approvals", "vote", web}, "unknown subcommand"},
+		{[]string{"approvals", "show", "apr-nope"}, "no approval"},
+	} {
+		if _, errOut, code := runGatehouseEnv(t, env, "", bad.args...); code == 0 || !strings.Contains(errOut, bad.want) {
+			t.Errorf("gatehouse %v: exit %d, stderr %q, want an error saying %q", bad.args, code, errOut, bad.want)
+		}
+	}
 	out, errOut, code = runGatehouseEnv(t, env, "", "approvals", "approve", web, "--comment", "ok")
 	if code != 0 || !strings.Contains(out, web+": executing (2/2 approvals)") {
 		t.Errorf("approvals approve: %d %s %s", code, out, errOut)
