@@ -566,3 +566,63 @@ func upstreamTime(t testing.TB, e *env) time.Duration {
 	slices.Sort(d)
 	return d[len(d)/2]
 }
+
+// TestTimeoutEscalationOnTheServer runs the rule's timers on the real
+// Temporal server: after the timeout the call is escalated to the next
+// group (whose member then approves it, while the first group may no
+// longer decide), and a rule whose timeout denies tells the agent so.
+func TestTimeoutEscalationOnTheServer(t *testing.T) {
+	e := newEnv(t, time.Minute, `{name: esc, approver_groups: [sre], tools: [deploy], when: 'args.env == "prod"', timeout: 1s, on_timeout: escalate, escalate_to: [cto]}`)
+	alice, carol := e.approver(t, "alice", "sre"), e.approver(t, "carol", "cto")
+	cs := e.agent(t)
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		res, err := deploy(cs, "escalated-api", "prod")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	id := e.pending(t, 1)[0]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a, err := e.store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Escalated {
+			if fmt.Sprint(a.ApproverGroups) != "[cto]" {
+				t.Errorf("groups after escalation: %v", a.ApproverGroups)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not escalated")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if codes := e.decide(t, alice, id, true, ""); len(codes) != 1 || codes[0] != "FORBIDDEN" {
+		t.Errorf("the first group decides after escalation: %v", codes)
+	}
+	if codes := e.decide(t, carol, id, true, ""); codes != nil {
+		t.Fatalf("escalation group approves: %v", codes)
+	}
+	if res := <-done; res == nil || res.IsError || !strings.Contains(text(res), "deployed escalated-api to prod") {
+		t.Fatalf("escalated and approved: %+v", res)
+	}
+}
+
+func TestTimeoutDenies(t *testing.T) {
+	e := newEnv(t, time.Minute, `{name: quick, approver_groups: [sre], tools: [deploy], when: 'args.env == "prod"', timeout: 1s}`)
+	res, err := deploy(e.agent(t), "timed-out-api", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := res.StructuredContent.(map[string]any)
+	if !res.IsError || sc["state"] != "timed_out" || !strings.Contains(text(res), "timed out") {
+		t.Errorf("after the rule's timeout: %+v %q", res, text(res))
+	}
+	if n := e.deploys.Load(); n != 0 {
+		t.Errorf("deploys: %d, want 0", n)
+	}
+}
