@@ -101,6 +101,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(file.Log, stderr)
 	slog.SetDefault(log)
+	gcPercent := tuneGC()
 	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -203,7 +204,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	syncCtx, stopSync := context.WithCancel(ctx)
 	defer stopSync()
 	go syncer.run(syncCtx)
-	log.Info("gatehouse serving", "version", Version(), "listen", ln.Addr().String(),
+	log.Info("gatehouse serving", "version", Version(), "gc_percent", gcPercent, "listen", ln.Addr().String(),
 		"upstreams", len(doc.Upstreams), "virtual_servers", len(doc.VirtualServers),
 		"admin_api", "http://"+ln.Addr().String()+"/graphql")
 

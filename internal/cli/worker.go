@@ -62,6 +62,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(file.Log, stderr)
 	slog.SetDefault(log)
+	tuneGC()
 	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
