@@ -48,17 +48,15 @@ type executor struct{ s *Service }
 // stored result, or, when the previous attempt died before storing one,
 // an error saying the outcome is unknown.
 func (e executor) Call(ctx context.Context, key string, req workflows.ToolCallRequest) (json.RawMessage, error) {
-	st := e.s.o.Store
 	bg := context.WithoutCancel(ctx)
-	a, err := st.Approval.Query().Where(entapproval.ApprovalID(key)).Only(ctx)
+	a, err := e.s.lookup(ctx, key)
 	if ent.IsNotFound(err) {
 		return nil, &workflows.UpstreamError{Err: fmt.Errorf("approval %s has no record in the store; nothing to execute", key)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading approval %s: %w", key, err)
 	}
-	claimed, err := st.Approval.Update().
-		Where(entapproval.ApprovalID(key), entapproval.ExecutedAtIsNil()).
+	claimed, err := e.s.updateApproval(key).Where(entapproval.ExecutedAtIsNil()).
 		SetExecutedAt(e.s.o.Now()).SetState(entapproval.StateExecuting).
 		Save(bg)
 	if err != nil {
@@ -89,7 +87,7 @@ func (e executor) Call(ctx context.Context, key string, req workflows.ToolCallRe
 	if err != nil {
 		return nil, e.fail(bg, key, fmt.Errorf("encoding the result: %v", err))
 	}
-	if err := st.Approval.Update().Where(entapproval.ApprovalID(key)).SetResult(b).Exec(bg); err != nil {
+	if err := e.s.updateApproval(key).SetResult(b).Exec(bg); err != nil {
 		// The upstream answered: return its result anyway; a retry of
 		// this activity would find no result and report an unknown outcome.
 		e.s.log.Error("storing the result of an approved call failed", "approval", key, "error", err)
@@ -101,7 +99,7 @@ func (e executor) Call(ctx context.Context, key string, req workflows.ToolCallRe
 
 // previous returns the outcome of the call an earlier attempt made.
 func (e executor) previous(ctx context.Context, key string) (json.RawMessage, error) {
-	a, err := e.s.o.Store.Approval.Query().Where(entapproval.ApprovalID(key)).Only(ctx)
+	a, err := e.s.lookup(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("reading approval %s: %w", key, err)
 	}
@@ -119,7 +117,7 @@ func (e executor) previous(ctx context.Context, key string) (json.RawMessage, er
 // approvers see, and returns it as an [*workflows.UpstreamError]: the
 // upstream may have acted, so it is not retried.
 func (e executor) fail(ctx context.Context, key string, err error) error {
-	if uerr := e.s.o.Store.Approval.Update().Where(entapproval.ApprovalID(key)).SetReason(err.Error()).Exec(ctx); uerr != nil {
+	if uerr := e.s.updateApproval(key).SetReason(err.Error()).Exec(ctx); uerr != nil {
 		e.s.log.Error("recording a failed approved call", "approval", key, "error", uerr)
 	}
 	return &workflows.UpstreamError{Err: err}
@@ -134,10 +132,9 @@ func (o output) CheckOutput(ctx context.Context, req workflows.ToolCallRequest, 
 	if err := json.Unmarshal(result, &res); err != nil {
 		return workflows.OutputVerdict{}, fmt.Errorf("decoding the result: %w", err)
 	}
-	st := o.s.o.Store
 	out, err := o.s.o.Gateway.CheckResult(ctx, req.VirtualServer, req.Tool, &res)
 	if err != nil {
-		if uerr := st.Approval.Update().Where(entapproval.ApprovalID(req.ApprovalID)).ClearResult().Exec(ctx); uerr != nil {
+		if uerr := o.s.updateApproval(req.ApprovalID).ClearResult().Exec(ctx); uerr != nil {
 			return workflows.OutputVerdict{}, fmt.Errorf("withholding the result: %w", uerr)
 		}
 		return workflows.OutputVerdict{Block: true, Reason: err.Error()}, nil
@@ -149,7 +146,7 @@ func (o output) CheckOutput(ctx context.Context, req workflows.ToolCallRequest, 
 	if err != nil {
 		return workflows.OutputVerdict{}, fmt.Errorf("encoding the redacted result: %w", err)
 	}
-	if err := st.Approval.Update().Where(entapproval.ApprovalID(req.ApprovalID)).SetResult(b).Exec(ctx); err != nil {
+	if err := o.s.updateApproval(req.ApprovalID).SetResult(b).Exec(ctx); err != nil {
 		return workflows.OutputVerdict{}, fmt.Errorf("storing the redacted result: %w", err)
 	}
 	return workflows.OutputVerdict{Result: b}, nil
@@ -173,7 +170,7 @@ func (a auditor) Audit(ctx context.Context, ev workflows.AuditEvent) error {
 	a.s.log.Info("approval audit", attrs...)
 
 	st := a.s.o.Store
-	rec, err := st.Approval.Query().Where(entapproval.ApprovalID(ev.ApprovalID)).Only(ctx)
+	rec, err := a.s.lookup(ctx, ev.ApprovalID)
 	if ent.IsNotFound(err) {
 		return nil // started outside Gatehouse (temporal CLI): the log has it
 	}

@@ -2,7 +2,6 @@ package approval
 
 import (
 	"context"
-	"errors"
 
 	entapproval "github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/graph"
@@ -18,12 +17,7 @@ type adminAPI struct{ s *Service }
 
 func (a adminAPI) Decide(ctx context.Context, id string, v graph.Vote) (*model.ApprovalVerdict, error) {
 	st, err := a.s.Decide(ctx, id, workflows.Decision{Approver: v.Approver, Groups: v.Groups, Team: v.Team, Approve: v.Approve, Comment: v.Comment})
-	for _, m := range [][2]error{{ErrUnknown, graph.ErrUnknownApproval}, {ErrClosed, graph.ErrApprovalClosed}, {ErrRefused, graph.ErrApprovalRefused}} {
-		if errors.Is(err, m[0]) {
-			return nil, kindError{err, m[1]}
-		}
-	}
-	if err != nil {
+	if err != nil { // ErrUnknown, ErrClosed and ErrRefused are the admin API's own
 		return nil, err
 	}
 	approvers := st.Approvers
@@ -34,9 +28,3 @@ func (a adminAPI) Decide(ctx context.Context, id string, v graph.Vote) (*model.A
 }
 
 func (a adminAPI) Changed() <-chan struct{} { return a.s.Changed() }
-
-// kindError keeps err's message and makes errors.Is match kind.
-type kindError struct{ err, kind error }
-
-func (e kindError) Error() string        { return e.err.Error() }
-func (e kindError) Is(target error) bool { return target == e.kind }

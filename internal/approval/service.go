@@ -33,6 +33,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	entapproval "github.com/gatehouse-dev/gatehouse/ent/approval"
+	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/workflows"
@@ -45,15 +46,16 @@ const (
 	DefaultTaskQueue = "gatehouse-approvals"
 )
 
-// Errors callers branch on.
+// Errors callers branch on: the admin API's, which it maps to NOT_FOUND,
+// CONFLICT and FORBIDDEN.
 var (
 	// ErrUnknown: no approval has the ID.
-	ErrUnknown = errors.New("no such approval")
+	ErrUnknown = graph.ErrUnknownApproval
 	// ErrClosed: the approval is no longer pending.
-	ErrClosed = errors.New("the approval is no longer pending")
+	ErrClosed = graph.ErrApprovalClosed
 	// ErrRefused: the workflow refused the decision (not an approver of the
 	// call, the requester, already voted); the error says which.
-	ErrRefused = errors.New("decision refused")
+	ErrRefused = graph.ErrApprovalRefused
 )
 
 // Options configure a [Service].
@@ -217,7 +219,7 @@ func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (st
 			attempt++
 		default:
 			// Close the record so that a retry starts afresh.
-			_ = s.o.Store.Approval.Update().Where(entapproval.ApprovalID(id)).
+			_ = s.updateApproval(id).
 				SetState(entapproval.StateFailed).SetReason("the approval workflow could not be started: " + err.Error()).
 				SetClosedAt(s.o.Now()).SetDelivered(true).ClearCallArguments().Exec(context.WithoutCancel(ctx))
 			return "", unavailable("starting the approval workflow: %v", err)
@@ -268,6 +270,16 @@ func ruleTimeout(r config.ApprovalRule) time.Duration {
 		return t
 	}
 	return workflows.DefaultApprovalTimeout
+}
+
+// lookup returns the record of approval id.
+func (s *Service) lookup(ctx context.Context, id string) (*ent.Approval, error) {
+	return s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(ctx)
+}
+
+// updateApproval starts an update of the record of approval id.
+func (s *Service) updateApproval(id string) *ent.ApprovalUpdate {
+	return s.o.Store.Approval.Update().Where(entapproval.ApprovalID(id))
 }
 
 // errForeignRun: a closed workflow already has the approval ID.
@@ -341,7 +353,7 @@ func (s *Service) wait(ctx context.Context, id string, progress proxy.Progress) 
 
 	last := ""
 	report := func(force bool) {
-		a, err := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(ctx)
+		a, err := s.lookup(ctx, id)
 		if err != nil {
 			return
 		}
@@ -399,7 +411,7 @@ func progressMessage(a *ent.Approval) string {
 
 // finish turns the workflow's result into the agent's.
 func (s *Service) finish(ctx context.Context, id string, r workflows.ToolCallResult) (*mcp.CallToolResult, bool, error) {
-	a, err := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(ctx)
+	a, err := s.lookup(ctx, id)
 	if err != nil {
 		return nil, false, unavailable("reading approval %s: %v", id, err)
 	}
@@ -429,7 +441,7 @@ func (s *Service) deliver(ctx context.Context, a *ent.Approval, r *workflows.Too
 	default:
 		res = toolError(a.ApprovalID, state, reason)
 	}
-	err := s.o.Store.Approval.Update().Where(entapproval.ApprovalID(a.ApprovalID)).SetDelivered(true).Exec(ctx)
+	err := s.updateApproval(a.ApprovalID).SetDelivered(true).Exec(ctx)
 	if err != nil {
 		s.log.Warn("recording delivery failed", "approval", a.ApprovalID, "error", err)
 	}
@@ -438,7 +450,7 @@ func (s *Service) deliver(ctx context.Context, a *ent.Approval, r *workflows.Too
 
 // expired answers a call whose hold time ended while its approval is open.
 func (s *Service) expired(ctx context.Context, id string) (*mcp.CallToolResult, bool, error) {
-	a, err := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(context.WithoutCancel(ctx))
+	a, err := s.lookup(context.WithoutCancel(ctx), id)
 	status := ""
 	if err == nil {
 		status = fmt.Sprintf(" (%d/%d approvals)", len(a.Approvers), a.Quorum)
@@ -463,7 +475,7 @@ func (s *Service) cancelled(ctx context.Context, id string) error {
 func (s *Service) afterWorkflowError(ctx context.Context, id string, err error) (*mcp.CallToolResult, bool, error) {
 	var canceled *temporal.CanceledError
 	if errors.As(err, &canceled) {
-		a, rerr := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(ctx)
+		a, rerr := s.lookup(ctx, id)
 		if rerr == nil {
 			return s.deliver(ctx, a, &workflows.ToolCallResult{State: workflows.StateCancelled})
 		}
@@ -504,7 +516,7 @@ type Status struct {
 // Decide delivers d (its Time left zero) to approval id's workflow as the
 // "decide" update and waits for the workflow to accept or refuse it.
 func (s *Service) Decide(ctx context.Context, id string, d workflows.Decision) (*Status, error) {
-	a, err := s.o.Store.Approval.Query().Where(entapproval.ApprovalID(id)).Only(ctx)
+	a, err := s.lookup(ctx, id)
 	if ent.IsNotFound(err) {
 		return nil, fmt.Errorf("approval %q: %w", id, ErrUnknown)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
@@ -99,20 +100,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(file.Log, stderr)
-	slog.SetDefault(log)
-	gcPercent := tuneGC()
-	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-
-	url := databaseURL(*dbURL, file.DataDir)
-	client, err := store.Open(ctx, url)
+	log, gcPercent, client, err := openProcess(ctx, file, *dbURL, stderr)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	log.Info("config store open", "database", redactURL(url))
 	if err := seedStore(ctx, log, client, *path, file); err != nil {
 		return err
 	}
@@ -164,7 +156,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var approvals *approvalRuntime
 	var decider graph.Approvals
 	if tf.enabled {
-		if tf.address == "" && strings.HasPrefix(url, "postgres") {
+		if tf.address == "" && strings.HasPrefix(databaseURL(*dbURL, file.DataDir), "postgres") {
 			log.Warn("approval workflows run on this gateway's embedded Temporal: with replicas on one PostgreSQL store, an approval held by one replica cannot be decided through another; give every replica the same --temporal-address")
 		}
 		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir)
@@ -241,6 +233,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 // nudgeAfter asks syncer to apply the store right after every admin API
 // request, so a committed mutation reaches the data path without waiting
 // for the next poll.
+// openProcess sets up what serve and worker share: the logger (also slog's
+// default), the garbage collector, the data directory and the config store
+// at dbURL (default in the data directory).
+func openProcess(ctx context.Context, file *config.Document, dbURL string, stderr io.Writer) (*slog.Logger, int, *ent.Client, error) {
+	log := newLogger(file.Log, stderr)
+	slog.SetDefault(log)
+	gcPercent := tuneGC()
+	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
+		return nil, 0, nil, fmt.Errorf("create data dir: %w", err)
+	}
+	url := databaseURL(dbURL, file.DataDir)
+	client, err := store.Open(ctx, url)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	log.Info("config store open", "database", redactURL(url))
+	return log, gcPercent, client, nil
+}
+
 func nudgeAfter(h http.Handler, syncer *configSync) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)

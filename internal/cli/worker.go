@@ -6,11 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
@@ -60,13 +57,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(file.Log, stderr)
-	slog.SetDefault(log)
-	tuneGC()
-	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	client, err := store.Open(ctx, databaseURL(*dbURL, file.DataDir))
+	log, _, client, err := openProcess(ctx, file, *dbURL, stderr)
 	if err != nil {
 		return err
 	}
