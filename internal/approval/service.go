@@ -182,6 +182,10 @@ func (s *Service) latest(ctx context.Context, c *proxy.HeldCall) (*ent.Approval,
 // from backup, or another store on the same Temporal namespace) moves the
 // call to the next attempt's ID.
 func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (string, error) {
+	next := func(id string) { // the ID is taken: use the next attempt's
+		s.log.Warn("approval ID already used by a workflow this store does not know; using the next one", "approval", id)
+		attempt++
+	}
 	for tries := 0; ; tries++ {
 		id := ID(c, attempt)
 		// A run of this ID that the store does not know: look before
@@ -189,8 +193,7 @@ func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (st
 		if known, err := s.foreign(ctx, id); err != nil {
 			return "", err
 		} else if known && tries < 5 {
-			s.log.Warn("approval ID already used by a workflow this store does not know; using the next one", "approval", id)
-			attempt++
+			next(id)
 			continue
 		}
 		created, err := s.record(ctx, c, id, attempt)
@@ -215,8 +218,7 @@ func (s *Service) start(ctx context.Context, c *proxy.HeldCall, attempt int) (st
 			if _, derr := s.o.Store.Approval.Delete().Where(entapproval.ApprovalID(id)).Exec(ctx); derr != nil {
 				return "", unavailable("recording the approval: %v", derr)
 			}
-			s.log.Warn("approval ID already used by a workflow this store does not know; using the next one", "approval", id)
-			attempt++
+			next(id)
 		default:
 			// Close the record so that a retry starts afresh.
 			_ = s.updateApproval(id).
