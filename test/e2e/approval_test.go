@@ -368,9 +368,8 @@ func TestApprovalSurvivesCrash(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(a["decisions"]), "token:bob") || a["executedAt"] == nil {
 		t.Errorf("audit record of %s: %v", web, a)
 	}
-	if n := countApprovalEvents(g2, web); n < 4 { // decided x2, executed, closed
-		t.Errorf("approval audit log lines of %s after restart: %d", web, n)
-	}
+	// decided x2, executed, closed; read through a pipe, so waited for
+	pollUntil(t, "4 approval audit log lines of "+web+" after restart", func() bool { return countApprovalEvents(g2, web) >= 4 })
 }
 
 func countApprovalEvents(g *gateway, id string) int {
@@ -405,15 +404,17 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	key, sha := newKey(t)
 	env := []string{"GATEHOUSE_DATABASE_URL=" + pgURL}
 	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--approval-worker=false", "--approval-hold", "1m"}, env...)
+	// The log reaches us through a pipe: wait for the line rather than
+	// expect it the moment the gateway answers /readyz.
 	var temporalAddr string
-	for _, e := range logEntries(g) {
-		if e["msg"] == "approval workflows ready" {
-			temporalAddr, _ = e["temporal_address"].(string)
+	pollUntil(t, "the gateway's Temporal address in its log", func() bool {
+		for _, e := range logEntries(g) {
+			if e["msg"] == "approval workflows ready" {
+				temporalAddr, _ = e["temporal_address"].(string)
+			}
 		}
-	}
-	if temporalAddr == "" {
-		t.Fatalf("the gateway did not log its Temporal address")
-	}
+		return temporalAddr != ""
+	})
 	w := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "worker", "--temporal-address", temporalAddr, "--data-dir", t.TempDir())
 	pollUntil(t, "worker running", func() bool { return strings.Contains(w.Output(), "gatehouse worker running") })
 
@@ -441,7 +442,8 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	if n := deployCount(up); n != 1 {
 		t.Errorf("upstream deploys: %d, want 1", n)
 	}
-	if !strings.Contains(w.Output(), `"msg":"approved call executed"`) || strings.Contains(g.Output(), `"msg":"approved call executed"`) {
+	pollUntil(t, "the worker's log of the executed call", func() bool { return strings.Contains(w.Output(), `"msg":"approved call executed"`) })
+	if strings.Contains(g.Output(), `"msg":"approved call executed"`) {
 		t.Errorf("the call should have been executed by the worker, not the gateway")
 	}
 }
