@@ -1915,6 +1915,11 @@ func (_q *SecretBindingQuery) collectField(ctx context.Context, oneNode bool, op
 				selectedFields = append(selectedFields, secretbinding.FieldRole)
 				fieldSeen[secretbinding.FieldRole] = struct{}{}
 			}
+		case "leaseScope":
+			if _, ok := fieldSeen[secretbinding.FieldLeaseScope]; !ok {
+				selectedFields = append(selectedFields, secretbinding.FieldLeaseScope)
+				fieldSeen[secretbinding.FieldLeaseScope] = struct{}{}
+			}
 		case "injection":
 			if _, ok := fieldSeen[secretbinding.FieldInjection]; !ok {
 				selectedFields = append(selectedFields, secretbinding.FieldInjection)

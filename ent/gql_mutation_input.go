@@ -1059,6 +1059,7 @@ type CreateSecretBindingInput struct {
 	Key          *string
 	Version      *int
 	Role         *string
+	LeaseScope   *secretbinding.LeaseScope
 	Injection    secretbinding.Injection
 	Target       string
 	Template     *string
@@ -1085,6 +1086,9 @@ func (i *CreateSecretBindingInput) Mutate(m *SecretBindingMutation) {
 	}
 	if v := i.Role; v != nil {
 		m.SetRole(*v)
+	}
+	if v := i.LeaseScope; v != nil {
+		m.SetLeaseScope(*v)
 	}
 	m.SetInjection(i.Injection)
 	m.SetTarget(i.Target)
@@ -1119,6 +1123,7 @@ type UpdateSecretBindingInput struct {
 	Version          *int
 	ClearRole        bool
 	Role             *string
+	LeaseScope       *secretbinding.LeaseScope
 	Injection        *secretbinding.Injection
 	Target           *string
 	ClearTemplate    bool
@@ -1170,6 +1175,9 @@ func (i *UpdateSecretBindingInput) Mutate(m *SecretBindingMutation) {
 	}
 	if v := i.Role; v != nil {
 		m.SetRole(*v)
+	}
+	if v := i.LeaseScope; v != nil {
+		m.SetLeaseScope(*v)
 	}
 	if v := i.Injection; v != nil {
 		m.SetInjection(*v)

@@ -6887,6 +6887,12 @@ type SecretBindingWhereInput struct {
 	RoleEqualFold    *string  `json:"roleEqualFold,omitempty"`
 	RoleContainsFold *string  `json:"roleContainsFold,omitempty"`
 
+	// "lease_scope" field predicates.
+	LeaseScope      *secretbinding.LeaseScope  `json:"leaseScope,omitempty"`
+	LeaseScopeNEQ   *secretbinding.LeaseScope  `json:"leaseScopeNEQ,omitempty"`
+	LeaseScopeIn    []secretbinding.LeaseScope `json:"leaseScopeIn,omitempty"`
+	LeaseScopeNotIn []secretbinding.LeaseScope `json:"leaseScopeNotIn,omitempty"`
+
 	// "injection" field predicates.
 	Injection      *secretbinding.Injection  `json:"injection,omitempty"`
 	InjectionNEQ   *secretbinding.Injection  `json:"injectionNEQ,omitempty"`
@@ -7421,6 +7427,18 @@ func (i *SecretBindingWhereInput) P() (predicate.SecretBinding, error) {
 	}
 	if i.RoleContainsFold != nil {
 		predicates = append(predicates, secretbinding.RoleContainsFold(*i.RoleContainsFold))
+	}
+	if i.LeaseScope != nil {
+		predicates = append(predicates, secretbinding.LeaseScopeEQ(*i.LeaseScope))
+	}
+	if i.LeaseScopeNEQ != nil {
+		predicates = append(predicates, secretbinding.LeaseScopeNEQ(*i.LeaseScopeNEQ))
+	}
+	if len(i.LeaseScopeIn) > 0 {
+		predicates = append(predicates, secretbinding.LeaseScopeIn(i.LeaseScopeIn...))
+	}
+	if len(i.LeaseScopeNotIn) > 0 {
+		predicates = append(predicates, secretbinding.LeaseScopeNotIn(i.LeaseScopeNotIn...))
 	}
 	if i.Injection != nil {
 		predicates = append(predicates, secretbinding.InjectionEQ(*i.Injection))

@@ -13528,6 +13528,7 @@ type SecretBindingMutation struct {
 	version         *int
 	addversion      *int
 	role            *string
+	lease_scope     *secretbinding.LeaseScope
 	injection       *secretbinding.Injection
 	target          *string
 	template        *string
@@ -14198,6 +14199,42 @@ func (m *SecretBindingMutation) ResetRole() {
 	delete(m.clearedFields, secretbinding.FieldRole)
 }
 
+// SetLeaseScope sets the "lease_scope" field.
+func (m *SecretBindingMutation) SetLeaseScope(ss secretbinding.LeaseScope) {
+	m.lease_scope = &ss
+}
+
+// LeaseScope returns the value of the "lease_scope" field in the mutation.
+func (m *SecretBindingMutation) LeaseScope() (r secretbinding.LeaseScope, exists bool) {
+	v := m.lease_scope
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseScope returns the old "lease_scope" field's value of the SecretBinding entity.
+// If the SecretBinding object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SecretBindingMutation) OldLeaseScope(ctx context.Context) (v secretbinding.LeaseScope, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseScope is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseScope requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseScope: %w", err)
+	}
+	return oldValue.LeaseScope, nil
+}
+
+// ResetLeaseScope resets all changes to the "lease_scope" field.
+func (m *SecretBindingMutation) ResetLeaseScope() {
+	m.lease_scope = nil
+}
+
 // SetInjection sets the "injection" field.
 func (m *SecretBindingMutation) SetInjection(s secretbinding.Injection) {
 	m.injection = &s
@@ -14428,7 +14465,7 @@ func (m *SecretBindingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SecretBindingMutation) Fields() []string {
-	fields := make([]string, 0, 16)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, secretbinding.FieldCreatedAt)
 	}
@@ -14464,6 +14501,9 @@ func (m *SecretBindingMutation) Fields() []string {
 	}
 	if m.role != nil {
 		fields = append(fields, secretbinding.FieldRole)
+	}
+	if m.lease_scope != nil {
+		fields = append(fields, secretbinding.FieldLeaseScope)
 	}
 	if m.injection != nil {
 		fields = append(fields, secretbinding.FieldInjection)
@@ -14509,6 +14549,8 @@ func (m *SecretBindingMutation) Field(name string) (ent.Value, bool) {
 		return m.Version()
 	case secretbinding.FieldRole:
 		return m.Role()
+	case secretbinding.FieldLeaseScope:
+		return m.LeaseScope()
 	case secretbinding.FieldInjection:
 		return m.Injection()
 	case secretbinding.FieldTarget:
@@ -14550,6 +14592,8 @@ func (m *SecretBindingMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldVersion(ctx)
 	case secretbinding.FieldRole:
 		return m.OldRole(ctx)
+	case secretbinding.FieldLeaseScope:
+		return m.OldLeaseScope(ctx)
 	case secretbinding.FieldInjection:
 		return m.OldInjection(ctx)
 	case secretbinding.FieldTarget:
@@ -14650,6 +14694,13 @@ func (m *SecretBindingMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRole(v)
+		return nil
+	case secretbinding.FieldLeaseScope:
+		v, ok := value.(secretbinding.LeaseScope)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseScope(v)
 		return nil
 	case secretbinding.FieldInjection:
 		v, ok := value.(secretbinding.Injection)
@@ -14829,6 +14880,9 @@ func (m *SecretBindingMutation) ResetField(name string) error {
 		return nil
 	case secretbinding.FieldRole:
 		m.ResetRole()
+		return nil
+	case secretbinding.FieldLeaseScope:
+		m.ResetLeaseScope()
 		return nil
 	case secretbinding.FieldInjection:
 		m.ResetInjection()

@@ -14,7 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 )
 
-// Where a secret injected into calls to an upstream comes from, and how it is injected. Never its value.
+// Where a secret injected into requests to an upstream comes from (Vault), and how it is injected; never its value.
 type SecretBinding struct {
 	config `json:"-"`
 	// ID of the ent.
@@ -31,25 +31,27 @@ type SecretBinding struct {
 	Name string `json:"name,omitempty"`
 	// Free-text description of the secret binding for admins.
 	Description string `json:"description,omitempty"`
-	// Tools (upstream names) whose calls get the secret. Globs (path.Match); null means all, [] means none.
+	// Tools whose calls get the secret, by the upstream's own tool names (not the names a virtual server exposes); null means every request to the upstream, its handshake and listings included. Globs (path.Match); null means all, [] means none.
 	Tools []string `json:"tools,omitempty"`
-	// Where the secret comes from: a KV v2 secret, or dynamic credentials of a secrets engine role.
+	// Where the secret comes from: a KV v2 secret (kv), or credentials that a secrets engine role issues with a lease (dynamic).
 	Source secretbinding.Source `json:"source,omitempty"`
-	// Vault path: the KV secret's path, or the secrets engine mount for dynamic credentials.
+	// Vault path. For kv, the secret's path including its mount (secret/github); for dynamic, the secrets engine mount (database), whose credentials are read from {path}/creds/{role}. With perPrincipal, a Go template over the calling agent: {{.agent}} and {{.team}}, e.g. secret/agents/{{.agent}}/github.
 	Path string `json:"path,omitempty"`
-	// Key within the secret's data; required for source kv.
+	// Field of the secret's data that the template sees as {{.Value}}; required for source kv.
 	Key string `json:"key,omitempty"`
-	// KV version to read; 0 or unset means the latest.
+	// KV version to read, source kv only; 0 or unset means the latest.
 	Version int `json:"version,omitempty"`
-	// Secrets engine role to request credentials of; required for source dynamic.
+	// Secrets engine role whose credentials are requested ({path}/creds/{role}); required for source dynamic, and only for it.
 	Role string `json:"role,omitempty"`
-	// How the secret reaches the upstream: an HTTP header, a URL query parameter, an environment variable of a stdio process, or a tool argument.
+	// Dynamic secrets: call leases a credential per call and revokes it when the call ends; session leases one per agent session, revoked when the session ends.
+	LeaseScope secretbinding.LeaseScope `json:"lease_scope,omitempty"`
+	// How the secret reaches the upstream: an HTTP header or a URL query parameter (HTTP upstreams), an environment variable of the process (stdio upstreams), or a tool argument that the agent never sees (either).
 	Injection secretbinding.Injection `json:"injection,omitempty"`
-	// Name of the header, query parameter, environment variable or argument to set.
+	// Name of the header (a valid header name), query parameter, environment variable ([A-Za-z_][A-Za-z0-9_]*) or argument to set.
 	Target string `json:"target,omitempty"`
-	// Go text/template producing the injected value from the secret ({{.Value}}), e.g. 'Bearer {{.Value}}'; empty injects the value as is.
+	// Go text/template rendering the injected value from the secret's fields: {{.Value}} is the field that key names, others go by name (e.g. postgresql://{{.username}}:{{.password}}@db/app). Empty injects {{.Value}} as is.
 	Template string `json:"template,omitempty"`
-	// Whether each agent gets its own secret (the path may then use {{.Agent}}), rather than one shared by all.
+	// Whether each agent gets its own secret: the path is then rendered for the calling agent ({{.agent}}, {{.team}}), and requests without an agent (discovery) do not get the secret.
 	PerPrincipal bool `json:"per_principal,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the SecretBindingQuery when eager-loading is set.
@@ -60,7 +62,7 @@ type SecretBinding struct {
 
 // SecretBindingEdges holds the relations/edges for other nodes in the graph.
 type SecretBindingEdges struct {
-	// Upstream whose calls get the secret.
+	// Upstream whose requests get the secret.
 	Upstream *Upstream `json:"upstream,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
@@ -91,7 +93,7 @@ func (*SecretBinding) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case secretbinding.FieldID, secretbinding.FieldVersion:
 			values[i] = new(sql.NullInt64)
-		case secretbinding.FieldCreatedBy, secretbinding.FieldUpdatedBy, secretbinding.FieldName, secretbinding.FieldDescription, secretbinding.FieldSource, secretbinding.FieldPath, secretbinding.FieldKey, secretbinding.FieldRole, secretbinding.FieldInjection, secretbinding.FieldTarget, secretbinding.FieldTemplate:
+		case secretbinding.FieldCreatedBy, secretbinding.FieldUpdatedBy, secretbinding.FieldName, secretbinding.FieldDescription, secretbinding.FieldSource, secretbinding.FieldPath, secretbinding.FieldKey, secretbinding.FieldRole, secretbinding.FieldLeaseScope, secretbinding.FieldInjection, secretbinding.FieldTarget, secretbinding.FieldTemplate:
 			values[i] = new(sql.NullString)
 		case secretbinding.FieldCreatedAt, secretbinding.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -191,6 +193,12 @@ func (_m *SecretBinding) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field role", values[i])
 			} else if value.Valid {
 				_m.Role = value.String
+			}
+		case secretbinding.FieldLeaseScope:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field lease_scope", values[i])
+			} else if value.Valid {
+				_m.LeaseScope = secretbinding.LeaseScope(value.String)
 			}
 		case secretbinding.FieldInjection:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -299,6 +307,9 @@ func (_m *SecretBinding) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("role=")
 	builder.WriteString(_m.Role)
+	builder.WriteString(", ")
+	builder.WriteString("lease_scope=")
+	builder.WriteString(fmt.Sprintf("%v", _m.LeaseScope))
 	builder.WriteString(", ")
 	builder.WriteString("injection=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Injection))

@@ -157,6 +157,20 @@ func (_c *SecretBindingCreate) SetNillableRole(v *string) *SecretBindingCreate {
 	return _c
 }
 
+// SetLeaseScope sets the "lease_scope" field.
+func (_c *SecretBindingCreate) SetLeaseScope(v secretbinding.LeaseScope) *SecretBindingCreate {
+	_c.mutation.SetLeaseScope(v)
+	return _c
+}
+
+// SetNillableLeaseScope sets the "lease_scope" field if the given value is not nil.
+func (_c *SecretBindingCreate) SetNillableLeaseScope(v *secretbinding.LeaseScope) *SecretBindingCreate {
+	if v != nil {
+		_c.SetLeaseScope(*v)
+	}
+	return _c
+}
+
 // SetInjection sets the "injection" field.
 func (_c *SecretBindingCreate) SetInjection(v secretbinding.Injection) *SecretBindingCreate {
 	_c.mutation.SetInjection(v)
@@ -259,6 +273,10 @@ func (_c *SecretBindingCreate) defaults() error {
 		v := secretbinding.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
+	if _, ok := _c.mutation.LeaseScope(); !ok {
+		v := secretbinding.DefaultLeaseScope
+		_c.mutation.SetLeaseScope(v)
+	}
 	if _, ok := _c.mutation.PerPrincipal(); !ok {
 		v := secretbinding.DefaultPerPrincipal
 		_c.mutation.SetPerPrincipal(v)
@@ -321,6 +339,14 @@ func (_c *SecretBindingCreate) check() error {
 	if v, ok := _c.mutation.Role(); ok {
 		if err := secretbinding.RoleValidator(v); err != nil {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.role": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.LeaseScope(); !ok {
+		return &ValidationError{Name: "lease_scope", err: errors.New(`ent: missing required field "SecretBinding.lease_scope"`)}
+	}
+	if v, ok := _c.mutation.LeaseScope(); ok {
+		if err := secretbinding.LeaseScopeValidator(v); err != nil {
+			return &ValidationError{Name: "lease_scope", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.lease_scope": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.Injection(); !ok {
@@ -423,6 +449,10 @@ func (_c *SecretBindingCreate) createSpec() (*SecretBinding, *sqlgraph.CreateSpe
 	if value, ok := _c.mutation.Role(); ok {
 		_spec.SetField(secretbinding.FieldRole, field.TypeString, value)
 		_node.Role = value
+	}
+	if value, ok := _c.mutation.LeaseScope(); ok {
+		_spec.SetField(secretbinding.FieldLeaseScope, field.TypeEnum, value)
+		_node.LeaseScope = value
 	}
 	if value, ok := _c.mutation.Injection(); ok {
 		_spec.SetField(secretbinding.FieldInjection, field.TypeEnum, value)

@@ -203,6 +203,20 @@ func (_u *SecretBindingUpdate) ClearRole() *SecretBindingUpdate {
 	return _u
 }
 
+// SetLeaseScope sets the "lease_scope" field.
+func (_u *SecretBindingUpdate) SetLeaseScope(v secretbinding.LeaseScope) *SecretBindingUpdate {
+	_u.mutation.SetLeaseScope(v)
+	return _u
+}
+
+// SetNillableLeaseScope sets the "lease_scope" field if the given value is not nil.
+func (_u *SecretBindingUpdate) SetNillableLeaseScope(v *secretbinding.LeaseScope) *SecretBindingUpdate {
+	if v != nil {
+		_u.SetLeaseScope(*v)
+	}
+	return _u
+}
+
 // SetInjection sets the "injection" field.
 func (_u *SecretBindingUpdate) SetInjection(v secretbinding.Injection) *SecretBindingUpdate {
 	_u.mutation.SetInjection(v)
@@ -371,6 +385,11 @@ func (_u *SecretBindingUpdate) check() error {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.role": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.LeaseScope(); ok {
+		if err := secretbinding.LeaseScopeValidator(v); err != nil {
+			return &ValidationError{Name: "lease_scope", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.lease_scope": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.Injection(); ok {
 		if err := secretbinding.InjectionValidator(v); err != nil {
 			return &ValidationError{Name: "injection", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.injection": %w`, err)}
@@ -462,6 +481,9 @@ func (_u *SecretBindingUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	}
 	if _u.mutation.RoleCleared() {
 		_spec.ClearField(secretbinding.FieldRole, field.TypeString)
+	}
+	if value, ok := _u.mutation.LeaseScope(); ok {
+		_spec.SetField(secretbinding.FieldLeaseScope, field.TypeEnum, value)
 	}
 	if value, ok := _u.mutation.Injection(); ok {
 		_spec.SetField(secretbinding.FieldInjection, field.TypeEnum, value)
@@ -700,6 +722,20 @@ func (_u *SecretBindingUpdateOne) ClearRole() *SecretBindingUpdateOne {
 	return _u
 }
 
+// SetLeaseScope sets the "lease_scope" field.
+func (_u *SecretBindingUpdateOne) SetLeaseScope(v secretbinding.LeaseScope) *SecretBindingUpdateOne {
+	_u.mutation.SetLeaseScope(v)
+	return _u
+}
+
+// SetNillableLeaseScope sets the "lease_scope" field if the given value is not nil.
+func (_u *SecretBindingUpdateOne) SetNillableLeaseScope(v *secretbinding.LeaseScope) *SecretBindingUpdateOne {
+	if v != nil {
+		_u.SetLeaseScope(*v)
+	}
+	return _u
+}
+
 // SetInjection sets the "injection" field.
 func (_u *SecretBindingUpdateOne) SetInjection(v secretbinding.Injection) *SecretBindingUpdateOne {
 	_u.mutation.SetInjection(v)
@@ -881,6 +917,11 @@ func (_u *SecretBindingUpdateOne) check() error {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.role": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.LeaseScope(); ok {
+		if err := secretbinding.LeaseScopeValidator(v); err != nil {
+			return &ValidationError{Name: "lease_scope", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.lease_scope": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.Injection(); ok {
 		if err := secretbinding.InjectionValidator(v); err != nil {
 			return &ValidationError{Name: "injection", err: fmt.Errorf(`ent: validator failed for field "SecretBinding.injection": %w`, err)}
@@ -989,6 +1030,9 @@ func (_u *SecretBindingUpdateOne) sqlSave(ctx context.Context) (_node *SecretBin
 	}
 	if _u.mutation.RoleCleared() {
 		_spec.ClearField(secretbinding.FieldRole, field.TypeString)
+	}
+	if value, ok := _u.mutation.LeaseScope(); ok {
+		_spec.SetField(secretbinding.FieldLeaseScope, field.TypeEnum, value)
 	}
 	if value, ok := _u.mutation.Injection(); ok {
 		_spec.SetField(secretbinding.FieldInjection, field.TypeEnum, value)

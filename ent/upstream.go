@@ -63,7 +63,7 @@ type UpstreamEdges struct {
 	Tools []*Tool `json:"tools,omitempty"`
 	// Selections of virtual servers that include the upstream; an upstream in use cannot be deleted.
 	Selections []*Selection `json:"selections,omitempty"`
-	// Secrets injected into calls to the upstream.
+	// Secret bindings: secrets injected into requests to the upstream. Deleted with it.
 	SecretBindings []*SecretBinding `json:"secret_bindings,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.

@@ -202,6 +202,9 @@ func TestApplyConfigRejects(t *testing.T) {
 				[]string{"agents[0].api_keys[1]"}, "must be resolved into sha256"},
 			{"file key", "agents:\n  - {name: a, api_keys: [{file: /run/key}]}\n", []string{"agents[0].api_keys[0]"}, "must be resolved"},
 			{"bad process setting", "listen: nowhere\nupstreams:\n  - {name: a, transport: stdio, command: x}\n", []string{"listen"}, "host:port"},
+			{"secret binding", "upstreams:\n  - {name: a, transport: stdio, command: x}\nsecret_bindings:\n" +
+				"  - {name: s, upstream: a, source: kv, path: secret/x, key: k, injection: header, target: Authorization, template: 'Bearer {{.Value'}\n",
+				[]string{"secret_bindings[0].injection", "secret_bindings[0].template"}, "injection header needs an HTTP upstream"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				e := e.sub(t)
@@ -242,4 +245,84 @@ func TestExportConfigEmpty(t *testing.T) {
 	if res := e.apply(out, true, true); len(res.Changes) != 0 {
 		t.Errorf("applying an empty export plans %+v", res)
 	}
+}
+
+// secretsDoc has secret bindings of both sources on an HTTP and a stdio
+// upstream.
+const secretsDoc = `
+upstreams:
+  - {name: web, transport: streamable-http, url: "http://127.0.0.1:18080/mcp"}
+  - {name: proc, transport: stdio, command: x}
+secret_bindings:
+  - {name: gh, upstream: web, tools: ["create_*"], source: kv, path: "secret/agents/{{.agent}}/github", key: token,
+     injection: header, target: Authorization, template: "Bearer {{.Value}}", per_principal: true}
+  - {name: db, upstream: proc, tools: [], source: dynamic, path: database, role: readonly, lease_scope: session,
+     injection: env, target: DATABASE_URL, template: "postgresql://{{.username}}:{{.password}}@db/app"}
+`
+
+// TestApplyExportSecretBindings applies secret bindings through
+// applyConfig, reads them back through the API and exportConfig, checks the
+// round trip, pruning, and that an upstream's transport cannot change under
+// its bindings.
+func TestApplyExportSecretBindings(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		res := e.apply(secretsDoc, false, false)
+		if got, want := res.strings(), []string{
+			"secret_binding db created", "secret_binding gh created", "upstream proc created", "upstream web created",
+		}; !slices.Equal(got, want) {
+			t.Errorf("changes:\ngot  %q\nwant %q", got, want)
+		}
+		var q struct {
+			SecretBindings struct {
+				Edges []struct {
+					Node struct {
+						Name, Source, Path, Injection, Target, Template, LeaseScope string
+						Tools                                                       []string
+						PerPrincipal                                                bool
+						Upstream                                                    struct{ Name string }
+					}
+				}
+			}
+		}
+		e.must(`{ secretBindings(orderBy: {field: NAME}) { edges { node { name source path injection target template leaseScope tools perPrincipal upstream { name } } } } }`, nil, &q)
+		if n := q.SecretBindings.Edges; len(n) != 2 || n[0].Node.Name != "db" || n[0].Node.LeaseScope != "session" || n[0].Node.Upstream.Name != "proc" ||
+			n[0].Node.Tools == nil || n[1].Node.LeaseScope != "call" || !n[1].Node.PerPrincipal || n[1].Node.Template != "Bearer {{.Value}}" {
+			t.Errorf("secret bindings %+v", n)
+		}
+
+		out := e.export()
+		doc, err := config.Parse([]byte(out))
+		if err != nil {
+			t.Fatalf("export does not parse: %v\n%s", err, out)
+		}
+		if len(doc.SecretBindings) != 2 || strings.Contains(out, "lease_scope: call") || !strings.Contains(out, "lease_scope: session") {
+			t.Errorf("export:\n%s", out)
+		}
+		if rt := e.apply(out, true, true); len(rt.Changes) != 0 {
+			t.Errorf("export | apply --dry-run --prune: %q", rt.strings())
+		}
+
+		// An upstream whose bindings its new transport cannot take keeps
+		// its transport.
+		var ups struct {
+			Upstreams struct {
+				Edges []struct{ Node struct{ ID string } }
+			}
+		}
+		e.must(`{ upstreams(where: {name: "proc"}) { edges { node { id } } } }`, nil, &ups)
+		errs := e.fails(`mutation($id: ID!) { updateUpstream(id: $id, input: {transport: sse, url: "http://127.0.0.1:9/sse", clearCommand: true}) { id } }`,
+			map[string]any{"id": ups.Upstreams.Edges[0].Node.ID})
+		if len(errs) != 1 || errs[0].Extensions["field"] != "input.transport" || errs[0].Extensions["code"] != "INVALID" ||
+			!strings.Contains(errs[0].Message, `secret binding "db": injection env needs a stdio upstream`) {
+			t.Errorf("changing the transport under an env binding: %+v", errs)
+		}
+
+		// Pruning lists the bindings it deletes.
+		if got := e.apply("upstreams:\n  - {name: web, transport: streamable-http, url: \"http://127.0.0.1:18080/mcp\"}\n", true, false).strings(); !slices.Equal(got, []string{
+			"secret_binding db deleted", "secret_binding gh deleted", "upstream proc deleted",
+		}) {
+			t.Errorf("prune: %q", got)
+		}
+	})
 }

@@ -24,7 +24,7 @@ func exportConfig(ctx context.Context, client *ent.Client) (string, error) {
 	b, err := config.Marshal(&config.Document{
 		Upstreams: doc.Upstreams, VirtualServers: doc.VirtualServers, Agents: doc.Agents,
 		Grants: doc.Grants, Guardrails: doc.Guardrails, RateLimits: doc.RateLimits, ApprovalRules: doc.ApprovalRules,
-		Pinning: doc.Pinning,
+		SecretBindings: doc.SecretBindings, Pinning: doc.Pinning,
 	})
 	if err != nil {
 		return "", err

@@ -67,7 +67,7 @@ func TestCRUDEveryEntity(t *testing.T) {
 				map[string]any{"name": "ar", "approverGroups": []string{"sre"}, "quorum": 1},
 				map[string]any{"quorum": 2}, "quorum"},
 			{"SecretBinding", "secretBindings",
-				map[string]any{"name": "sb", "upstreamID": up.ID, "source": "dynamic", "role": "r", "path": "database", "injection": "env", "target": "DB_PASSWORD"},
+				map[string]any{"name": "sb", "upstreamID": up.ID, "source": "dynamic", "role": "r", "key": "password", "path": "database", "injection": "env", "target": "DB_PASSWORD"},
 				map[string]any{"target": "PGPASSWORD"}, "target"},
 			{"AdminToken", "adminTokens",
 				map[string]any{"name": "tok", "roles": []string{"viewer"}},

@@ -26,7 +26,7 @@ func (r *mutationResolver) CreateUpstream(ctx context.Context, input ent.CreateU
 
 // UpdateUpstream is the resolver for the updateUpstream field.
 func (r *mutationResolver) UpdateUpstream(ctx context.Context, id int, input ent.UpdateUpstreamInput) (*ent.Upstream, error) {
-	return r.ent(ctx).Upstream.UpdateOneID(id).SetInput(input).Save(ctx)
+	return r.updateUpstream(ctx, id, input)
 }
 
 // DeleteUpstream is the resolver for the deleteUpstream field.

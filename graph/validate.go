@@ -42,11 +42,11 @@ func validateConfig(ctx context.Context, client *ent.Client) (*model.ConfigValid
 	return res, nil
 }
 
-var topLevelRE = regexp.MustCompile(`^(upstreams|virtual_servers|agents|grants|guardrails|rate_limits)\[(\d+)\]`)
+var topLevelRE = regexp.MustCompile(`^(upstreams|virtual_servers|agents|grants|guardrails|rate_limits|approval_rules|secret_bindings)\[(\d+)\]`)
 
-// entityName names the upstream, virtual server, agent, grant, guardrail or
-// rate limit a document path points into, since indexes alone do not
-// identify entities to a client.
+// entityName names the upstream, virtual server, agent, grant, guardrail,
+// rate limit, approval rule or secret binding a document path points into,
+// since indexes alone do not identify entities to a client.
 func entityName(doc *config.Document, path string) *string {
 	m := topLevelRE.FindStringSubmatch(path)
 	if m == nil {
@@ -67,6 +67,10 @@ func entityName(doc *config.Document, path string) *string {
 		name = doc.Guardrails[i].Name
 	case m[1] == "rate_limits" && i < len(doc.RateLimits):
 		name = doc.RateLimits[i].Name
+	case m[1] == "approval_rules" && i < len(doc.ApprovalRules):
+		name = doc.ApprovalRules[i].Name
+	case m[1] == "secret_bindings" && i < len(doc.SecretBindings):
+		name = doc.SecretBindings[i].Name
 	default:
 		return nil
 	}

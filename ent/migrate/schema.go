@@ -362,6 +362,7 @@ var (
 		{Name: "key", Type: field.TypeString, Nullable: true, Size: 256},
 		{Name: "version", Type: field.TypeInt, Nullable: true},
 		{Name: "role", Type: field.TypeString, Nullable: true, Size: 256},
+		{Name: "lease_scope", Type: field.TypeEnum, Enums: []string{"call", "session"}, Default: "call"},
 		{Name: "injection", Type: field.TypeEnum, Enums: []string{"header", "query", "env", "argument"}},
 		{Name: "target", Type: field.TypeString, Size: 256},
 		{Name: "template", Type: field.TypeString, Nullable: true, Size: 1024},
@@ -376,7 +377,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "secret_bindings_upstreams_secret_bindings",
-				Columns:    []*schema.Column{SecretBindingsColumns[17]},
+				Columns:    []*schema.Column{SecretBindingsColumns[18]},
 				RefColumns: []*schema.Column{UpstreamsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},

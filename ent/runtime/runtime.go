@@ -554,7 +554,7 @@ func init() {
 	// secretbinding.RoleValidator is a validator for the "role" field. It is called by the builders before save.
 	secretbinding.RoleValidator = secretbindingDescRole.Validators[0].(func(string) error)
 	// secretbindingDescTarget is the schema descriptor for target field.
-	secretbindingDescTarget := secretbindingFields[9].Descriptor()
+	secretbindingDescTarget := secretbindingFields[10].Descriptor()
 	// secretbinding.TargetValidator is a validator for the "target" field. It is called by the builders before save.
 	secretbinding.TargetValidator = func() func(string) error {
 		validators := secretbindingDescTarget.Validators
@@ -572,11 +572,11 @@ func init() {
 		}
 	}()
 	// secretbindingDescTemplate is the schema descriptor for template field.
-	secretbindingDescTemplate := secretbindingFields[10].Descriptor()
+	secretbindingDescTemplate := secretbindingFields[11].Descriptor()
 	// secretbinding.TemplateValidator is a validator for the "template" field. It is called by the builders before save.
 	secretbinding.TemplateValidator = secretbindingDescTemplate.Validators[0].(func(string) error)
 	// secretbindingDescPerPrincipal is the schema descriptor for per_principal field.
-	secretbindingDescPerPrincipal := secretbindingFields[11].Descriptor()
+	secretbindingDescPerPrincipal := secretbindingFields[12].Descriptor()
 	// secretbinding.DefaultPerPrincipal holds the default value on creation for the per_principal field.
 	secretbinding.DefaultPerPrincipal = secretbindingDescPerPrincipal.Default.(bool)
 	selectionMixin := schema.Selection{}.Mixin()

@@ -74,7 +74,7 @@ func (Upstream) Edges() []ent.Edge {
 			Comment("Selections of virtual servers that include the upstream; an upstream in use cannot be deleted.").
 			Annotations(entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
 		edge.To("secret_bindings", SecretBinding.Type).
-			Comment("Secrets injected into calls to the upstream.").
+			Comment("Secret bindings: secrets injected into requests to the upstream. Deleted with it.").
 			Annotations(
 				entsql.OnDelete(entsql.Cascade),
 				entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput),

@@ -42,6 +42,8 @@ const (
 	FieldVersion = "version"
 	// FieldRole holds the string denoting the role field in the database.
 	FieldRole = "role"
+	// FieldLeaseScope holds the string denoting the lease_scope field in the database.
+	FieldLeaseScope = "lease_scope"
 	// FieldInjection holds the string denoting the injection field in the database.
 	FieldInjection = "injection"
 	// FieldTarget holds the string denoting the target field in the database.
@@ -78,6 +80,7 @@ var Columns = []string{
 	FieldKey,
 	FieldVersion,
 	FieldRole,
+	FieldLeaseScope,
 	FieldInjection,
 	FieldTarget,
 	FieldTemplate,
@@ -160,6 +163,32 @@ func SourceValidator(s Source) error {
 		return nil
 	default:
 		return fmt.Errorf("secretbinding: invalid enum value for source field: %q", s)
+	}
+}
+
+// LeaseScope defines the type for the "lease_scope" enum field.
+type LeaseScope string
+
+// LeaseScopeCall is the default value of the LeaseScope enum.
+const DefaultLeaseScope = LeaseScopeCall
+
+// LeaseScope values.
+const (
+	LeaseScopeCall    LeaseScope = "call"
+	LeaseScopeSession LeaseScope = "session"
+)
+
+func (ls LeaseScope) String() string {
+	return string(ls)
+}
+
+// LeaseScopeValidator is a validator for the "lease_scope" field enum values. It is called by the builders before save.
+func LeaseScopeValidator(ls LeaseScope) error {
+	switch ls {
+	case LeaseScopeCall, LeaseScopeSession:
+		return nil
+	default:
+		return fmt.Errorf("secretbinding: invalid enum value for lease_scope field: %q", ls)
 	}
 }
 
@@ -251,6 +280,11 @@ func ByRole(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRole, opts...).ToFunc()
 }
 
+// ByLeaseScope orders the results by the lease_scope field.
+func ByLeaseScope(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLeaseScope, opts...).ToFunc()
+}
+
 // ByInjection orders the results by the injection field.
 func ByInjection(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldInjection, opts...).ToFunc()
@@ -299,6 +333,24 @@ func (e *Source) UnmarshalGQL(val interface{}) error {
 	*e = Source(str)
 	if err := SourceValidator(*e); err != nil {
 		return fmt.Errorf("%s is not a valid Source", str)
+	}
+	return nil
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (e LeaseScope) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(e.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (e *LeaseScope) UnmarshalGQL(val interface{}) error {
+	str, ok := val.(string)
+	if !ok {
+		return fmt.Errorf("enum %T must be a string", val)
+	}
+	*e = LeaseScope(str)
+	if err := LeaseScopeValidator(*e); err != nil {
+		return fmt.Errorf("%s is not a valid LeaseScope", str)
 	}
 	return nil
 }

@@ -785,6 +785,26 @@ func RoleContainsFold(v string) predicate.SecretBinding {
 	return predicate.SecretBinding(sql.FieldContainsFold(FieldRole, v))
 }
 
+// LeaseScopeEQ applies the EQ predicate on the "lease_scope" field.
+func LeaseScopeEQ(v LeaseScope) predicate.SecretBinding {
+	return predicate.SecretBinding(sql.FieldEQ(FieldLeaseScope, v))
+}
+
+// LeaseScopeNEQ applies the NEQ predicate on the "lease_scope" field.
+func LeaseScopeNEQ(v LeaseScope) predicate.SecretBinding {
+	return predicate.SecretBinding(sql.FieldNEQ(FieldLeaseScope, v))
+}
+
+// LeaseScopeIn applies the In predicate on the "lease_scope" field.
+func LeaseScopeIn(vs ...LeaseScope) predicate.SecretBinding {
+	return predicate.SecretBinding(sql.FieldIn(FieldLeaseScope, vs...))
+}
+
+// LeaseScopeNotIn applies the NotIn predicate on the "lease_scope" field.
+func LeaseScopeNotIn(vs ...LeaseScope) predicate.SecretBinding {
+	return predicate.SecretBinding(sql.FieldNotIn(FieldLeaseScope, vs...))
+}
+
 // InjectionEQ applies the EQ predicate on the "injection" field.
 func InjectionEQ(v Injection) predicate.SecretBinding {
 	return predicate.SecretBinding(sql.FieldEQ(FieldInjection, v))

@@ -557,6 +557,7 @@ type ComplexityRoot struct {
 		ID           func(childComplexity int) int
 		Injection    func(childComplexity int) int
 		Key          func(childComplexity int) int
+		LeaseScope   func(childComplexity int) int
 		Name         func(childComplexity int) int
 		Path         func(childComplexity int) int
 		PerPrincipal func(childComplexity int) int
@@ -3455,6 +3456,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SecretBinding.Key(childComplexity), true
+	case "SecretBinding.leaseScope":
+		if e.ComplexityRoot.SecretBinding.LeaseScope == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SecretBinding.LeaseScope(childComplexity), true
 	case "SecretBinding.name":
 		if e.ComplexityRoot.SecretBinding.Name == nil {
 			break
@@ -8683,47 +8690,51 @@ input CreateSecretBindingInput {
   """
   description: String
   """
-  Tools (upstream names) whose calls get the secret. Globs (path.Match); null means all, [] means none.
+  Tools whose calls get the secret, by the upstream's own tool names (not the names a virtual server exposes); null means every request to the upstream, its handshake and listings included. Globs (path.Match); null means all, [] means none.
   """
   tools: [String!]
   """
-  Where the secret comes from: a KV v2 secret, or dynamic credentials of a secrets engine role.
+  Where the secret comes from: a KV v2 secret (kv), or credentials that a secrets engine role issues with a lease (dynamic).
   """
   source: SecretBindingSource!
   """
-  Vault path: the KV secret's path, or the secrets engine mount for dynamic credentials.
+  Vault path. For kv, the secret's path including its mount (secret/github); for dynamic, the secrets engine mount (database), whose credentials are read from {path}/creds/{role}. With perPrincipal, a Go template over the calling agent: {{.agent}} and {{.team}}, e.g. secret/agents/{{.agent}}/github.
   """
   path: String!
   """
-  Key within the secret's data; required for source kv.
+  Field of the secret's data that the template sees as {{.Value}}; required for source kv.
   """
   key: String
   """
-  KV version to read; 0 or unset means the latest.
+  KV version to read, source kv only; 0 or unset means the latest.
   """
   version: Int
   """
-  Secrets engine role to request credentials of; required for source dynamic.
+  Secrets engine role whose credentials are requested ({path}/creds/{role}); required for source dynamic, and only for it.
   """
   role: String
   """
-  How the secret reaches the upstream: an HTTP header, a URL query parameter, an environment variable of a stdio process, or a tool argument.
+  Dynamic secrets: call leases a credential per call and revokes it when the call ends; session leases one per agent session, revoked when the session ends.
+  """
+  leaseScope: SecretBindingLeaseScope
+  """
+  How the secret reaches the upstream: an HTTP header or a URL query parameter (HTTP upstreams), an environment variable of the process (stdio upstreams), or a tool argument that the agent never sees (either).
   """
   injection: SecretBindingInjection!
   """
-  Name of the header, query parameter, environment variable or argument to set.
+  Name of the header (a valid header name), query parameter, environment variable ([A-Za-z_][A-Za-z0-9_]*) or argument to set.
   """
   target: String!
   """
-  Go text/template producing the injected value from the secret ({{.Value}}), e.g. 'Bearer {{.Value}}'; empty injects the value as is.
+  Go text/template rendering the injected value from the secret's fields: {{.Value}} is the field that key names, others go by name (e.g. postgresql://{{.username}}:{{.password}}@db/app). Empty injects {{.Value}} as is.
   """
   template: String
   """
-  Whether each agent gets its own secret (the path may then use {{.Agent}}), rather than one shared by all.
+  Whether each agent gets its own secret: the path is then rendered for the calling agent ({{.agent}}, {{.team}}), and requests without an agent (discovery) do not get the secret.
   """
   perPrincipal: Boolean
   """
-  ID of the entity of the edge upstream. Upstream whose calls get the secret.
+  ID of the entity of the edge upstream. Upstream whose requests get the secret.
   """
   upstreamID: ID!
 }
@@ -11505,7 +11516,7 @@ type Query {
     where: RoleWhereInput
   ): RoleConnection!
   """
-  Where a secret injected into calls to an upstream comes from, and how it is injected. Never its value.
+  Where a secret injected into requests to an upstream comes from (Vault), and how it is injected; never its value.
   """
   secretBindings(
     """
@@ -12916,7 +12927,7 @@ input RoleWhereInput {
   hasAgentsWith: [AgentWhereInput!]
 }
 """
-Where a secret injected into calls to an upstream comes from, and how it is injected. Never its value.
+Where a secret injected into requests to an upstream comes from (Vault), and how it is injected; never its value.
 """
 type SecretBinding implements Node {
   """
@@ -12948,47 +12959,51 @@ type SecretBinding implements Node {
   """
   description: String
   """
-  Tools (upstream names) whose calls get the secret. Globs (path.Match); null means all, [] means none.
+  Tools whose calls get the secret, by the upstream's own tool names (not the names a virtual server exposes); null means every request to the upstream, its handshake and listings included. Globs (path.Match); null means all, [] means none.
   """
   tools: [String!]
   """
-  Where the secret comes from: a KV v2 secret, or dynamic credentials of a secrets engine role.
+  Where the secret comes from: a KV v2 secret (kv), or credentials that a secrets engine role issues with a lease (dynamic).
   """
   source: SecretBindingSource!
   """
-  Vault path: the KV secret's path, or the secrets engine mount for dynamic credentials.
+  Vault path. For kv, the secret's path including its mount (secret/github); for dynamic, the secrets engine mount (database), whose credentials are read from {path}/creds/{role}. With perPrincipal, a Go template over the calling agent: {{.agent}} and {{.team}}, e.g. secret/agents/{{.agent}}/github.
   """
   path: String!
   """
-  Key within the secret's data; required for source kv.
+  Field of the secret's data that the template sees as {{.Value}}; required for source kv.
   """
   key: String
   """
-  KV version to read; 0 or unset means the latest.
+  KV version to read, source kv only; 0 or unset means the latest.
   """
   version: Int
   """
-  Secrets engine role to request credentials of; required for source dynamic.
+  Secrets engine role whose credentials are requested ({path}/creds/{role}); required for source dynamic, and only for it.
   """
   role: String
   """
-  How the secret reaches the upstream: an HTTP header, a URL query parameter, an environment variable of a stdio process, or a tool argument.
+  Dynamic secrets: call leases a credential per call and revokes it when the call ends; session leases one per agent session, revoked when the session ends.
+  """
+  leaseScope: SecretBindingLeaseScope!
+  """
+  How the secret reaches the upstream: an HTTP header or a URL query parameter (HTTP upstreams), an environment variable of the process (stdio upstreams), or a tool argument that the agent never sees (either).
   """
   injection: SecretBindingInjection!
   """
-  Name of the header, query parameter, environment variable or argument to set.
+  Name of the header (a valid header name), query parameter, environment variable ([A-Za-z_][A-Za-z0-9_]*) or argument to set.
   """
   target: String!
   """
-  Go text/template producing the injected value from the secret ({{.Value}}), e.g. 'Bearer {{.Value}}'; empty injects the value as is.
+  Go text/template rendering the injected value from the secret's fields: {{.Value}} is the field that key names, others go by name (e.g. postgresql://{{.username}}:{{.password}}@db/app). Empty injects {{.Value}} as is.
   """
   template: String
   """
-  Whether each agent gets its own secret (the path may then use {{.Agent}}), rather than one shared by all.
+  Whether each agent gets its own secret: the path is then rendered for the calling agent ({{.agent}}, {{.team}}), and requests without an agent (discovery) do not get the secret.
   """
   perPrincipal: Boolean!
   """
-  Upstream whose calls get the secret.
+  Upstream whose requests get the secret.
   """
   upstream: Upstream!
 }
@@ -13042,6 +13057,19 @@ enum SecretBindingInjection @goModel(model: "github.com/gatehouse-dev/gatehouse/
   The value argument of injection: see that field.
   """
   argument
+}
+"""
+SecretBindingLeaseScope is enum for the field lease_scope
+"""
+enum SecretBindingLeaseScope @goModel(model: "github.com/gatehouse-dev/gatehouse/ent/secretbinding.LeaseScope") {
+  """
+  The value call of leaseScope: see that field.
+  """
+  call
+  """
+  The value session of leaseScope: see that field.
+  """
+  session
 }
 """
 Ordering options for SecretBinding connections
@@ -13663,6 +13691,22 @@ input SecretBindingWhereInput {
   Matches when role contains the value, ignoring case.
   """
   roleContainsFold: String
+  """
+  lease_scope field predicates
+  """
+  leaseScope: SecretBindingLeaseScope
+  """
+  Matches when leaseScope differs from the value.
+  """
+  leaseScopeNEQ: SecretBindingLeaseScope
+  """
+  Matches when leaseScope is one of the values.
+  """
+  leaseScopeIn: [SecretBindingLeaseScope!]
+  """
+  Matches when leaseScope is none of the values.
+  """
+  leaseScopeNotIn: [SecretBindingLeaseScope!]
   """
   injection field predicates
   """
@@ -16073,7 +16117,7 @@ input UpdateSecretBindingInput {
   """
   clearDescription: Boolean
   """
-  Tools (upstream names) whose calls get the secret. Globs (path.Match); null means all, [] means none.
+  Tools whose calls get the secret, by the upstream's own tool names (not the names a virtual server exposes); null means every request to the upstream, its handshake and listings included. Globs (path.Match); null means all, [] means none.
   """
   tools: [String!]
   """
@@ -16085,15 +16129,15 @@ input UpdateSecretBindingInput {
   """
   clearTools: Boolean
   """
-  Where the secret comes from: a KV v2 secret, or dynamic credentials of a secrets engine role.
+  Where the secret comes from: a KV v2 secret (kv), or credentials that a secrets engine role issues with a lease (dynamic).
   """
   source: SecretBindingSource
   """
-  Vault path: the KV secret's path, or the secrets engine mount for dynamic credentials.
+  Vault path. For kv, the secret's path including its mount (secret/github); for dynamic, the secrets engine mount (database), whose credentials are read from {path}/creds/{role}. With perPrincipal, a Go template over the calling agent: {{.agent}} and {{.team}}, e.g. secret/agents/{{.agent}}/github.
   """
   path: String
   """
-  Key within the secret's data; required for source kv.
+  Field of the secret's data that the template sees as {{.Value}}; required for source kv.
   """
   key: String
   """
@@ -16101,7 +16145,7 @@ input UpdateSecretBindingInput {
   """
   clearKey: Boolean
   """
-  KV version to read; 0 or unset means the latest.
+  KV version to read, source kv only; 0 or unset means the latest.
   """
   version: Int
   """
@@ -16109,7 +16153,7 @@ input UpdateSecretBindingInput {
   """
   clearVersion: Boolean
   """
-  Secrets engine role to request credentials of; required for source dynamic.
+  Secrets engine role whose credentials are requested ({path}/creds/{role}); required for source dynamic, and only for it.
   """
   role: String
   """
@@ -16117,15 +16161,19 @@ input UpdateSecretBindingInput {
   """
   clearRole: Boolean
   """
-  How the secret reaches the upstream: an HTTP header, a URL query parameter, an environment variable of a stdio process, or a tool argument.
+  Dynamic secrets: call leases a credential per call and revokes it when the call ends; session leases one per agent session, revoked when the session ends.
+  """
+  leaseScope: SecretBindingLeaseScope
+  """
+  How the secret reaches the upstream: an HTTP header or a URL query parameter (HTTP upstreams), an environment variable of the process (stdio upstreams), or a tool argument that the agent never sees (either).
   """
   injection: SecretBindingInjection
   """
-  Name of the header, query parameter, environment variable or argument to set.
+  Name of the header (a valid header name), query parameter, environment variable ([A-Za-z_][A-Za-z0-9_]*) or argument to set.
   """
   target: String
   """
-  Go text/template producing the injected value from the secret ({{.Value}}), e.g. 'Bearer {{.Value}}'; empty injects the value as is.
+  Go text/template rendering the injected value from the secret's fields: {{.Value}} is the field that key names, others go by name (e.g. postgresql://{{.username}}:{{.password}}@db/app). Empty injects {{.Value}} as is.
   """
   template: String
   """
@@ -16133,11 +16181,11 @@ input UpdateSecretBindingInput {
   """
   clearTemplate: Boolean
   """
-  Whether each agent gets its own secret (the path may then use {{.Agent}}), rather than one shared by all.
+  Whether each agent gets its own secret: the path is then rendered for the calling agent ({{.agent}}, {{.team}}), and requests without an agent (discovery) do not get the secret.
   """
   perPrincipal: Boolean
   """
-  ID of the entity of the edge upstream. Upstream whose calls get the secret.
+  ID of the entity of the edge upstream. Upstream whose requests get the secret.
   """
   upstreamID: ID
 }
@@ -16644,7 +16692,7 @@ type Upstream implements Node {
   """
   selections: [Selection!]
   """
-  Secrets injected into calls to the upstream.
+  Secret bindings: secrets injected into requests to the upstream. Deleted with it.
   """
   secretBindings: [SecretBinding!]
 }
@@ -18633,12 +18681,13 @@ extend type Query {
   """
   The stored configuration as the declarative YAML document that
   ` + "`" + `gatehouse serve --config` + "`" + ` reads and applyConfig takes: upstreams, virtual
-  servers (selections in order), agents, grants, guardrails, rate limits and
-  pinning; lists sorted by name (grants and guardrails by priority, then
-  name), agent keys as sha256 entries (active keys only). Process settings
-  (listen, data_dir, log, limits, http, auth) belong to each gateway process
-  and are left out, as are what the document cannot express (policy rules,
-  approval rules, secret bindings, admin tokens, approved tool definitions).
+  servers (selections in order), agents, grants, guardrails, rate limits,
+  approval rules, secret bindings (where each secret lives, never its
+  value) and pinning; lists sorted by name (grants and guardrails by
+  priority, then name), agent keys as sha256 entries (active keys only).
+  Process settings (listen, data_dir, log, limits, http, auth) belong to
+  each gateway process and are left out, as are what the document cannot
+  express (policy rules, admin tokens, approved tool definitions).
   exportConfig then applyConfig(dryRun: true) reports no changes. Needs the
   admin, viewer or auditor role.
   """
@@ -18796,8 +18845,8 @@ type ConfigError {
   """
   message: String!
   """
-  Name of the upstream, virtual server, agent, grant, guardrail or rate limit
-  the path points into, if any.
+  Name of the upstream, virtual server, agent, grant, guardrail, rate limit,
+  approval rule or secret binding the path points into, if any.
   """
   name: String
 }
@@ -19375,8 +19424,9 @@ type Mutation {
   """
   Makes the store hold a declarative YAML document (the format of
   ` + "`" + `gatehouse serve --config` + "`" + ` and exportConfig), in one transaction:
-  upstreams, virtual servers, agents, grants, guardrails and rate limits
-  are created or updated to equal the document's, and the pinning mode set;
+  upstreams, virtual servers, agents, grants, guardrails, rate limits,
+  approval rules and secret bindings are created or updated to equal the
+  document's, and the pinning mode set;
   with prune, those it lacks are deleted and agent keys it does not list
   revoked. Grants are matched by name; an unnamed grant is named after its
   content (grant-HASH), so applying the same file again changes nothing.
@@ -19384,8 +19434,10 @@ type Mutation {
   first). Process settings in the document (listen, data_dir, log, limits,
   http, auth) are validated but not stored. An invalid document (including
   a CEL expression that does not compile, in a grant's when or a claim
-  subject) changes nothing and fails with INVALID errors whose extensions
-  carry the path in the document (e.g. upstreams[0].url, grants[2].when).
+  subject, and a secret binding's template that does not parse) changes
+  nothing and fails with INVALID errors whose extensions carry the path in
+  the document (e.g. upstreams[0].url, grants[2].when,
+  secret_bindings[0].template).
   Changes are recorded in the admin change log under this token.
   """
   applyConfig(
@@ -20445,6 +20497,8 @@ func (ec *executionContext) childFields_SecretBinding(ctx context.Context, field
 		return ec.fieldContext_SecretBinding_version(ctx, field)
 	case "role":
 		return ec.fieldContext_SecretBinding_role(ctx, field)
+	case "leaseScope":
+		return ec.fieldContext_SecretBinding_leaseScope(ctx, field)
 	case "injection":
 		return ec.fieldContext_SecretBinding_injection(ctx, field)
 	case "target":
@@ -33744,6 +33798,29 @@ func (ec *executionContext) fieldContext_SecretBinding_role(_ context.Context, f
 	return graphql.NewScalarFieldContext("SecretBinding", field, false, false, "String")
 }
 
+func (ec *executionContext) _SecretBinding_leaseScope(ctx context.Context, field graphql.CollectedField, obj *ent.SecretBinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SecretBinding_leaseScope(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeaseScope, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v secretbinding.LeaseScope) graphql.Marshaler {
+			return ec.marshalNSecretBindingLeaseScope2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SecretBinding_leaseScope(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SecretBinding", field, false, false, "SecretBindingLeaseScope")
+}
+
 func (ec *executionContext) _SecretBinding_injection(ctx context.Context, field graphql.CollectedField, obj *ent.SecretBinding) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -44717,7 +44794,7 @@ func (ec *executionContext) unmarshalInputCreateSecretBindingInput(ctx context.C
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "tools", "source", "path", "key", "version", "role", "injection", "target", "template", "perPrincipal", "upstreamID"}
+	fieldsInOrder := [...]string{"name", "description", "tools", "source", "path", "key", "version", "role", "leaseScope", "injection", "target", "template", "perPrincipal", "upstreamID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -44780,6 +44857,13 @@ func (ec *executionContext) unmarshalInputCreateSecretBindingInput(ctx context.C
 				return it, err
 			}
 			it.Role = data
+		case "leaseScope":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaseScope"))
+			data, err := ec.unmarshalOSecretBindingLeaseScope2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaseScope = data
 		case "injection":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("injection"))
 			data, err := ec.unmarshalNSecretBindingInjection2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐInjection(ctx, v)
@@ -50152,7 +50236,7 @@ func (ec *executionContext) unmarshalInputSecretBindingWhereInput(ctx context.Co
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "source", "sourceNEQ", "sourceIn", "sourceNotIn", "path", "pathNEQ", "pathIn", "pathNotIn", "pathGT", "pathGTE", "pathLT", "pathLTE", "pathContains", "pathHasPrefix", "pathHasSuffix", "pathEqualFold", "pathContainsFold", "key", "keyNEQ", "keyIn", "keyNotIn", "keyGT", "keyGTE", "keyLT", "keyLTE", "keyContains", "keyHasPrefix", "keyHasSuffix", "keyIsNil", "keyNotNil", "keyEqualFold", "keyContainsFold", "version", "versionNEQ", "versionIn", "versionNotIn", "versionGT", "versionGTE", "versionLT", "versionLTE", "versionIsNil", "versionNotNil", "role", "roleNEQ", "roleIn", "roleNotIn", "roleGT", "roleGTE", "roleLT", "roleLTE", "roleContains", "roleHasPrefix", "roleHasSuffix", "roleIsNil", "roleNotNil", "roleEqualFold", "roleContainsFold", "injection", "injectionNEQ", "injectionIn", "injectionNotIn", "target", "targetNEQ", "targetIn", "targetNotIn", "targetGT", "targetGTE", "targetLT", "targetLTE", "targetContains", "targetHasPrefix", "targetHasSuffix", "targetEqualFold", "targetContainsFold", "template", "templateNEQ", "templateIn", "templateNotIn", "templateGT", "templateGTE", "templateLT", "templateLTE", "templateContains", "templateHasPrefix", "templateHasSuffix", "templateIsNil", "templateNotNil", "templateEqualFold", "templateContainsFold", "perPrincipal", "perPrincipalNEQ", "hasUpstream", "hasUpstreamWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "source", "sourceNEQ", "sourceIn", "sourceNotIn", "path", "pathNEQ", "pathIn", "pathNotIn", "pathGT", "pathGTE", "pathLT", "pathLTE", "pathContains", "pathHasPrefix", "pathHasSuffix", "pathEqualFold", "pathContainsFold", "key", "keyNEQ", "keyIn", "keyNotIn", "keyGT", "keyGTE", "keyLT", "keyLTE", "keyContains", "keyHasPrefix", "keyHasSuffix", "keyIsNil", "keyNotNil", "keyEqualFold", "keyContainsFold", "version", "versionNEQ", "versionIn", "versionNotIn", "versionGT", "versionGTE", "versionLT", "versionLTE", "versionIsNil", "versionNotNil", "role", "roleNEQ", "roleIn", "roleNotIn", "roleGT", "roleGTE", "roleLT", "roleLTE", "roleContains", "roleHasPrefix", "roleHasSuffix", "roleIsNil", "roleNotNil", "roleEqualFold", "roleContainsFold", "leaseScope", "leaseScopeNEQ", "leaseScopeIn", "leaseScopeNotIn", "injection", "injectionNEQ", "injectionIn", "injectionNotIn", "target", "targetNEQ", "targetIn", "targetNotIn", "targetGT", "targetGTE", "targetLT", "targetLTE", "targetContains", "targetHasPrefix", "targetHasSuffix", "targetEqualFold", "targetContainsFold", "template", "templateNEQ", "templateIn", "templateNotIn", "templateGT", "templateGTE", "templateLT", "templateLTE", "templateContains", "templateHasPrefix", "templateHasSuffix", "templateIsNil", "templateNotNil", "templateEqualFold", "templateContainsFold", "perPrincipal", "perPrincipalNEQ", "hasUpstream", "hasUpstreamWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -51153,6 +51237,34 @@ func (ec *executionContext) unmarshalInputSecretBindingWhereInput(ctx context.Co
 				return it, err
 			}
 			it.RoleContainsFold = data
+		case "leaseScope":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaseScope"))
+			data, err := ec.unmarshalOSecretBindingLeaseScope2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaseScope = data
+		case "leaseScopeNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaseScopeNEQ"))
+			data, err := ec.unmarshalOSecretBindingLeaseScope2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaseScopeNEQ = data
+		case "leaseScopeIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaseScopeIn"))
+			data, err := ec.unmarshalOSecretBindingLeaseScope2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScopeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaseScopeIn = data
+		case "leaseScopeNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaseScopeNotIn"))
+			data, err := ec.unmarshalOSecretBindingLeaseScope2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScopeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaseScopeNotIn = data
 		case "injection":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("injection"))
 			data, err := ec.unmarshalOSecretBindingInjection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐInjection(ctx, v)
@@ -55150,7 +55262,7 @@ func (ec *executionContext) unmarshalInputUpdateSecretBindingInput(ctx context.C
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "tools", "appendTools", "clearTools", "source", "path", "key", "clearKey", "version", "clearVersion", "role", "clearRole", "injection", "target", "template", "clearTemplate", "perPrincipal", "upstreamID"}
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "tools", "appendTools", "clearTools", "source", "path", "key", "clearKey", "version", "clearVersion", "role", "clearRole", "leaseScope", "injection", "target", "template", "clearTemplate", "perPrincipal", "upstreamID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -55255,6 +55367,13 @@ func (ec *executionContext) unmarshalInputUpdateSecretBindingInput(ctx context.C
 				return it, err
 			}
 			it.ClearRole = data
+		case "leaseScope":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaseScope"))
+			data, err := ec.unmarshalOSecretBindingLeaseScope2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaseScope = data
 		case "injection":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("injection"))
 			data, err := ec.unmarshalOSecretBindingInjection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐInjection(ctx, v)
@@ -62479,6 +62598,11 @@ func (ec *executionContext) _SecretBinding(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "leaseScope":
+			out.Values[i] = ec._SecretBinding_leaseScope(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "injection":
 			out.Values[i] = ec._SecretBinding_injection(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -65082,6 +65206,16 @@ func (ec *executionContext) marshalNSecretBindingInjection2githubᚗcomᚋgateho
 	return v
 }
 
+func (ec *executionContext) unmarshalNSecretBindingLeaseScope2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx context.Context, v any) (secretbinding.LeaseScope, error) {
+	var res secretbinding.LeaseScope
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSecretBindingLeaseScope2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx context.Context, sel ast.SelectionSet, v secretbinding.LeaseScope) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNSecretBindingOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚐSecretBindingOrder(ctx context.Context, v any) (*ent.SecretBindingOrder, error) {
 	res, err := ec.unmarshalInputSecretBindingOrder(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
@@ -67544,6 +67678,58 @@ func (ec *executionContext) unmarshalOSecretBindingInjection2ᚖgithubᚗcomᚋg
 }
 
 func (ec *executionContext) marshalOSecretBindingInjection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐInjection(ctx context.Context, sel ast.SelectionSet, v *secretbinding.Injection) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOSecretBindingLeaseScope2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScopeᚄ(ctx context.Context, v any) ([]secretbinding.LeaseScope, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]secretbinding.LeaseScope, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNSecretBindingLeaseScope2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOSecretBindingLeaseScope2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScopeᚄ(ctx context.Context, sel ast.SelectionSet, v []secretbinding.LeaseScope) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSecretBindingLeaseScope2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOSecretBindingLeaseScope2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx context.Context, v any) (*secretbinding.LeaseScope, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(secretbinding.LeaseScope)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSecretBindingLeaseScope2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋentᚋsecretbindingᚐLeaseScope(ctx context.Context, sel ast.SelectionSet, v *secretbinding.LeaseScope) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -77,8 +77,8 @@ type ConfigError struct {
 	Path string `json:"path"`
 	// What is wrong, e.g. "missing scheme (want e.g. http://host:port/mcp)".
 	Message string `json:"message"`
-	// Name of the upstream, virtual server, agent, grant, guardrail or rate limit
-	// the path points into, if any.
+	// Name of the upstream, virtual server, agent, grant, guardrail, rate limit,
+	// approval rule or secret binding the path points into, if any.
 	Name *string `json:"name,omitempty"`
 }
 

@@ -242,6 +242,7 @@ func (s *configSync) load(ctx context.Context) (*config.Document, int64, error) 
 	doc.Upstreams, doc.VirtualServers, doc.Agents = stored.Upstreams, stored.VirtualServers, stored.Agents
 	doc.Grants, doc.Guardrails, doc.RateLimits = stored.Grants, stored.Guardrails, stored.RateLimits
 	doc.Pinning, doc.Pins, doc.ApprovalRules = stored.Pinning, stored.Pins, stored.ApprovalRules
+	doc.SecretBindings = stored.SecretBindings
 	return &doc, rev, nil
 }
 
@@ -383,7 +384,7 @@ func processSettings(doc *config.Document) *config.Document {
 	d := *doc
 	d.Upstreams, d.VirtualServers, d.Agents = nil, nil, nil
 	d.Grants, d.Guardrails, d.RateLimits, d.Pins = nil, nil, nil, nil
-	d.Pinning, d.ApprovalRules = config.Pinning{}, nil
+	d.Pinning, d.ApprovalRules, d.SecretBindings = config.Pinning{}, nil, nil
 	return &d
 }
 

@@ -84,6 +84,9 @@ type Document struct {
 	// ApprovalRules say who approves calls that need approval; rules with
 	// virtual_servers or tools also hold calls for approval by themselves.
 	ApprovalRules []ApprovalRule `yaml:"approval_rules"`
+	// SecretBindings inject secrets from Vault into upstreams' requests,
+	// just in time.
+	SecretBindings []SecretBinding `yaml:"secret_bindings"`
 	// Pinning configures tool-definition pinning.
 	Pinning Pinning `yaml:"pinning"`
 	// Pins are approved tool definitions, from the config store.
@@ -288,6 +291,7 @@ func (d *Document) ApplyDefaults() {
 	}
 	d.Auth.defaults()
 	d.accessDefaults()
+	d.secretDefaults()
 	for i := range d.Upstreams {
 		u := &d.Upstreams[i]
 		if u.Timeout == 0 {

@@ -14,11 +14,12 @@ import (
 // writes it) holds nothing else; so are the access sections' values that
 // equal their defaults (direction both, key agent, burst equal to requests,
 // an injection threshold of 0.5, an approval rule's quorum 1, timeout 1h
-// and on_timeout deny, pinning mode auto). The zero value kept is an empty
-// list where an absent one means something else: a selection's include
-// list ("tools: []" selects none, where an absent list selects all), a
-// grant's target lists, a scope's tools and an approval rule's
-// virtual_servers and tools. Auth and Pins are not written: auth is a
+// and on_timeout deny, a secret binding's lease_scope call, pinning mode
+// auto). The zero value kept is an empty list where an absent one means
+// something else: a selection's include list ("tools: []" selects none,
+// where an absent list selects all), a grant's target lists, a scope's
+// tools, an approval rule's virtual_servers and tools, and a secret
+// binding's tools. Auth and Pins are not written: auth is a
 // process setting and pins live in the config store.
 func Marshal(doc *Document) ([]byte, error) {
 	out := yamlDocument{
@@ -140,6 +141,28 @@ func Marshal(doc *Document) ([]byte, error) {
 		}
 		out.ApprovalRules = append(out.ApprovalRules, y)
 	}
+	for _, b := range doc.SecretBindings {
+		y := yamlSecretBinding{
+			Name:         b.Name,
+			Description:  b.Description,
+			Upstream:     b.Upstream,
+			Tools:        globs(b.Tools),
+			Source:       b.Source,
+			Path:         b.Path,
+			Key:          b.Key,
+			Version:      b.Version,
+			Role:         b.Role,
+			LeaseScope:   b.LeaseScope,
+			Injection:    b.Injection,
+			Target:       b.Target,
+			Template:     b.Template,
+			PerPrincipal: b.PerPrincipal,
+		}
+		if y.LeaseScope == LeaseCall {
+			y.LeaseScope = ""
+		}
+		out.SecretBindings = append(out.SecretBindings, y)
+	}
 	if doc.Pinning.Mode != PinningAuto {
 		out.Pinning.Mode = doc.Pinning.Mode
 	}
@@ -170,6 +193,7 @@ type yamlDocument struct {
 	Guardrails     []yamlGuardrail     `yaml:"guardrails,omitempty"`
 	RateLimits     []yamlRateLimit     `yaml:"rate_limits,omitempty"`
 	ApprovalRules  []yamlApprovalRule  `yaml:"approval_rules,omitempty"`
+	SecretBindings []yamlSecretBinding `yaml:"secret_bindings,omitempty"`
 	Pinning        yamlPinning         `yaml:"pinning,omitempty"`
 }
 
@@ -226,7 +250,8 @@ type yamlSelection struct {
 
 // globs is a list omitted only when nil, so that an empty list survives: an
 // include or exclude list ("none" rather than "all"), a grant's target, a
-// scope's tools, an approval rule's virtual servers and tools.
+// scope's tools, an approval rule's virtual servers and tools, a secret
+// binding's tools.
 type globs []string
 
 // IsZero tells yaml's omitempty to drop nil lists only.
@@ -321,4 +346,21 @@ type yamlApprovalRule struct {
 
 type yamlPinning struct {
 	Mode string `yaml:"mode,omitempty"`
+}
+
+type yamlSecretBinding struct {
+	Name         string `yaml:"name"`
+	Description  string `yaml:"description,omitempty"`
+	Upstream     string `yaml:"upstream,omitempty"`
+	Tools        globs  `yaml:"tools,omitempty,flow"`
+	Source       string `yaml:"source,omitempty"`
+	Path         string `yaml:"path,omitempty"`
+	Key          string `yaml:"key,omitempty"`
+	Version      int    `yaml:"version,omitempty"`
+	Role         string `yaml:"role,omitempty"`
+	LeaseScope   string `yaml:"lease_scope,omitempty"`
+	Injection    string `yaml:"injection,omitempty"`
+	Target       string `yaml:"target,omitempty"`
+	Template     string `yaml:"template,omitempty"`
+	PerPrincipal bool   `yaml:"per_principal,omitempty"`
 }

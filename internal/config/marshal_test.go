@@ -87,6 +87,22 @@ approval_rules:
     reuse_window: 10m
   - {name: prod-deploys, approver_groups: [release], tools: ["deploy_*"], when: 'args.env == "prod"'}
   - {name: nothing-by-itself, approver_groups: [sre], virtual_servers: []}
+secret_bindings:
+  - name: github-token
+    description: "GitHub token of each agent"
+    upstream: everything
+    tools: ["create_*", search_code]
+    source: kv
+    path: "secret/agents/{{.agent}}/github"
+    key: token
+    version: 3
+    injection: header
+    target: Authorization
+    template: "Bearer {{.Value}}"
+    per_principal: true
+  - {name: db, upstream: memory, tools: [], source: dynamic, path: database, role: readonly, lease_scope: session,
+     injection: env, target: DATABASE_URL, template: "postgresql://{{.username}}:{{.password}}@db/app"}
+  - {name: db-password, upstream: memory, source: dynamic, path: database, role: readonly, key: password, injection: argument, target: password}
 pinning: {mode: approve}
 `
 	want, err := Parse([]byte(src))
@@ -103,6 +119,9 @@ pinning: {mode: approve}
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip differs:\ngot  %+v\nwant %+v\nYAML:\n%s", got, want, out)
+	}
+	if b := got.SecretBindings; b[0].LeaseScope != LeaseCall || b[0].Tools == nil || b[1].Tools == nil || len(b[1].Tools) != 0 || b[2].Tools != nil {
+		t.Errorf("secret bindings: lease_scope default, tools [] and nil: %+v", b)
 	}
 	sel := got.VirtualServers[0].Include[0]
 	if sel.ExcludeTools == nil || len(sel.ExcludeTools) != 0 || sel.Resources != nil {
@@ -130,10 +149,11 @@ pinning: {mode: approve}
 		Guardrails:     []Guardrail{{Name: "inj", Detector: DetectorInjection, Action: ActionFlag}},
 		RateLimits:     []RateLimit{{Name: "rl", Requests: 5, Per: Duration(time.Minute)}},
 		ApprovalRules:  []ApprovalRule{{Name: "ar", ApproverGroups: []string{"sre"}, Tools: []string{}}},
+		SecretBindings: []SecretBinding{{Name: "sb", Upstream: "a", Source: SecretSourceKV, Path: "secret/a", Key: "k", Injection: InjectHeader, Target: "X-Key"}},
 	}
 	doc.ApplyDefaults()
 	out, err = Marshal(&Document{VirtualServers: doc.VirtualServers, Grants: doc.Grants, Guardrails: doc.Guardrails, RateLimits: doc.RateLimits,
-		ApprovalRules: doc.ApprovalRules, Pinning: doc.Pinning})
+		ApprovalRules: doc.ApprovalRules, SecretBindings: doc.SecretBindings, Pinning: doc.Pinning})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +173,14 @@ approval_rules:
   - name: ar
     approver_groups: [sre]
     tools: []
+secret_bindings:
+  - name: sb
+    upstream: a
+    source: kv
+    path: secret/a
+    key: k
+    injection: header
+    target: X-Key
 `
 	if got := string(out); !strings.HasSuffix(got, wantAccess) {
 		t.Errorf("Marshal of access defaults:\n%s\nwant it to end with\n%s", got, wantAccess)

@@ -85,6 +85,7 @@ func (d *Document) Validate() error {
 	}
 	d.Auth.validate(v)
 	d.validateAccess(v, vsNames)
+	d.validateSecrets(v)
 	if len(v.errs) > 0 {
 		return &ValidationError{Fields: v.errs}
 	}

@@ -22,8 +22,8 @@ import (
 // revoked (or, in a dry run, would).
 type Change struct {
 	// Kind is "upstream", "virtual_server", "agent", "team", "role",
-	// "api_key", "approval_rule", "grant", "guardrail", "rate_limit" or
-	// "settings".
+	// "api_key", "approval_rule", "grant", "guardrail", "rate_limit",
+	// "secret_binding" or "settings".
 	Kind string
 	Name string // the entity's name; for api_key "AGENT/HASH-PREFIX"
 	Op   string // "created", "updated", "deleted" or "revoked"
@@ -59,8 +59,8 @@ type ApplyOptions struct {
 	// Empty keeps the actor ctx carries, if any.
 	Actor string
 	// Prune deletes the upstreams, virtual servers, agents, approval
-	// rules, grants, guardrails and rate limits that the document lacks and
-	// revokes the agent keys it does not list; approval rules that the
+	// rules, grants, guardrails, rate limits and secret bindings that the
+	// document lacks and revokes the agent keys it does not list; approval rules that the
 	// document's grants name are kept (a document that lists no rules may
 	// name rules of the store). False leaves what the document does not
 	// mention alone.
@@ -72,8 +72,8 @@ type ApplyOptions struct {
 
 // ApplyDocument makes the store hold doc, declaratively and in one
 // transaction: upstreams, virtual servers (with their selections), agents,
-// approval rules, grants, guardrails and rate limits are created or updated
-// to equal doc's,
+// approval rules, grants, guardrails, rate limits and secret bindings are
+// created or updated to equal doc's,
 // and the pinning mode is set to doc's (auto when doc has none); with
 // opts.Prune, the entities that doc lacks are deleted. Grants without a
 // name are named by [GrantName] (see access.go). Teams and roles that agents name are created when
@@ -94,7 +94,10 @@ type ApplyOptions struct {
 // no approval rules, as documents from before rules were part of it, may
 // name rules the store holds, and naming one it lacks is a validation error
 // at the grant's path. Approval rules are written before the grants, so a
-// grant may name a rule the same document creates.
+// grant may name a rule the same document creates. A secret binding that
+// the store keeps without doc listing it (no prune) must fit the transport
+// doc gives its upstream, else that is a validation error at the
+// upstream's transport (see secrets.go).
 //
 // When client is a transaction's (ent.Tx.Client, or the client a GraphQL
 // mutation runs with), the apply runs in that transaction and a dry run in
@@ -175,6 +178,7 @@ func prepare(doc *config.Document) (*config.Document, error) {
 	d.Guardrails = slices.Clone(doc.Guardrails)
 	d.RateLimits = slices.Clone(doc.RateLimits)
 	d.ApprovalRules = slices.Clone(doc.ApprovalRules)
+	d.SecretBindings = slices.Clone(doc.SecretBindings)
 	d.ApplyDefaults()
 	var bad []*config.FieldError
 	for i := range d.Agents {
@@ -215,12 +219,19 @@ func (a *applier) apply(ctx context.Context, d *config.Document) error {
 	if err != nil {
 		return err
 	}
+	bindings, err := a.loadSecretBindings(ctx, d)
+	if err != nil {
+		return err
+	}
 	grants, err := a.planGrants(ctx, d)
 	if err != nil {
 		return err
 	}
 	if a.prune {
 		if err := a.pruneAccess(ctx, d, grants, rules); err != nil {
+			return err
+		}
+		if err := a.pruneSecretBindings(ctx, d, bindings); err != nil {
 			return err
 		}
 	}
@@ -232,7 +243,11 @@ func (a *applier) apply(ctx context.Context, d *config.Document) error {
 	if err != nil {
 		return err
 	}
-	// Upstreams go last: selections that used them are gone by now.
+	if err := a.secretBindings(ctx, d.SecretBindings, bindings, upstreams); err != nil {
+		return err
+	}
+	// Upstreams go last: selections and secret bindings that used them
+	// are gone or moved by now.
 	for _, name := range sortedNames(upstreams) {
 		if u := upstreams[name]; a.prune && d.Upstream(name) == nil {
 			if err := a.c.Upstream.DeleteOne(u).Exec(ctx); err != nil {

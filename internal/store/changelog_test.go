@@ -190,7 +190,7 @@ func TestChangeLogEveryEntity(t *testing.T) {
 			{typ: "SecretBinding", name: "sb",
 				create: func() (int, error) {
 					return id(c.SecretBinding.Create().SetName("sb").SetUpstream(up).SetSource(secretbinding.SourceDynamic).
-						SetRole("r").SetPath("database").SetInjection(secretbinding.InjectionEnv).SetTarget("DB_PASSWORD").Save(ctx))
+						SetRole("r").SetKey("pw").SetPath("database").SetInjection(secretbinding.InjectionEnv).SetTarget("DB_PASSWORD").Save(ctx))
 				},
 				update: func(id int) error { return c.SecretBinding.UpdateOneID(id).SetTarget("PGPASSWORD").Exec(ctx) },
 				delete: func(id int) error { return c.SecretBinding.DeleteOneID(id).Exec(ctx) },

@@ -18,16 +18,16 @@ import (
 
 // ExportDocument builds the declarative document from the store: its
 // upstreams, virtual servers (selections in order of position), agents
-// (active key hashes, in creation order), approval rules, rate limits, each
-// list sorted by name, grants and guardrails (by priority, highest first,
-// then name), the pinning mode and the pins: every recorded tool with its
+// (active key hashes, in creation order), approval rules, rate limits,
+// secret bindings, each list sorted by name, grants and guardrails (by
+// priority, highest first, then name), the pinning mode and the pins: every recorded tool with its
 // approved definition hash, "" for a tool never approved. Grants stored
 // without a name carry their [GrantName]. The document's process settings
 // (listen, data_dir, log, limits, http, auth) are not stored: they carry
 // their defaults, for the caller to override.
 //
-// Entities the document cannot express (policy rules, secret bindings,
-// webhooks, admin tokens, revoked keys, held calls) are left out.
+// Entities the document cannot express (policy rules, webhooks, admin
+// tokens, revoked keys, held calls) are left out.
 // A guardrail rule with detector cel (from an earlier Gatehouse) is
 // exported as it is, so that validating the document reports it at its
 // path rather than the gateway silently not enforcing it.
@@ -71,6 +71,9 @@ func ExportDocument(ctx context.Context, client *ent.Client) (*config.Document, 
 		doc.Agents = append(doc.Agents, agentDoc(a))
 	}
 	if err := exportAccess(ctx, client, doc); err != nil {
+		return nil, err
+	}
+	if err := exportSecrets(ctx, client, doc); err != nil {
 		return nil, err
 	}
 	doc.ApplyDefaults()

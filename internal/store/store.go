@@ -49,7 +49,8 @@ import (
 //
 // Every change the client makes to the configuration is recorded in the
 // admin change log (AdminChange), in the change's transaction; [Revision]
-// reads the latest entry's ID.
+// reads the latest entry's ID. A secret binding the transport of its
+// upstream cannot take is refused (see secrets.go).
 //
 // Close the returned client when done.
 func Open(ctx context.Context, url string) (*ent.Client, error) {
@@ -72,6 +73,7 @@ func Open(ctx context.Context, url string) (*ent.Client, error) {
 	}
 	client := ent.NewClient(ent.Driver(txRouter{drv}))
 	client.Use(changeLog(drv))
+	client.SecretBinding.Use(bindingTransportHook)
 	return client, nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
+	"github.com/gatehouse-dev/gatehouse/ent/secretbinding"
 	"github.com/gatehouse-dev/gatehouse/ent/upstream"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
@@ -375,8 +376,9 @@ func TestUpgradeFromFixture(t *testing.T) {
 		}
 	}
 	// The declarative part still equals the document that wrote it, plus
-	// the grant and guardrail rules, which the document now expresses. The
-	// document lists no approval rules: its grant names the store's.
+	// the grant and guardrail rules and the secret binding, which the
+	// document now expresses. The document lists no approval rules: its
+	// grant names the store's.
 	doc := readmeDoc(t)
 	doc.Grants = []config.Grant{{
 		Subject: config.Subject{Team: "platform"},
@@ -388,6 +390,11 @@ func TestUpgradeFromFixture(t *testing.T) {
 		{Name: "legacy-in", Direction: config.DirectionRequest, Detector: config.DetectorSecrets, Action: config.ActionFlag},
 		{Name: "legacy-out", Direction: config.DirectionResponse, Detector: config.DetectorPII, Action: config.ActionFlag},
 	}
+	// The binding's lease_scope, a column added since, reads as its default.
+	doc.SecretBindings = []config.SecretBinding{{
+		Name: "everything-token", Upstream: "everything", Source: config.SecretSourceKV, Path: "secret/data/everything", Key: "token",
+		Injection: config.InjectHeader, Target: "Authorization", Template: "Bearer {{.Value}}",
+	}}
 	doc.ApplyDefaults()
 	plan, err := ApplyDocument(ctx, c, doc, ApplyOptions{Prune: true, DryRun: true})
 	if err != nil || len(plan.Changes) != 0 {
@@ -417,6 +424,9 @@ func TestUpgradeFromFixture(t *testing.T) {
 	if g := exported.Guardrails; len(g) != 3 || g[1].Direction != "request" || g[1].Detector != "secrets" || g[1].Action != "flag" || g[2].Direction != "response" {
 		t.Errorf("exported guardrails (legacy values renamed) %+v", g)
 	}
+	if b := exported.SecretBindings; len(b) != 1 || !reflect.DeepEqual(b[0], doc.SecretBindings[0]) {
+		t.Errorf("exported secret bindings %+v", b)
+	}
 	if exported.Pinning.Mode != config.PinningAuto || len(exported.Pins) != 1 || exported.Pins[0] != (config.Pin{Upstream: "everything", Tool: "echo"}) {
 		t.Errorf("pinning %+v, pins %+v", exported.Pinning, exported.Pins)
 	}
@@ -430,7 +440,7 @@ func TestUpgradeFromFixture(t *testing.T) {
 	if g.Edges.ApprovalRule.Name != "two-sre" || g.Edges.VirtualServer.Name != "ops" || g.Effect != "require_approval" || !slices.Equal(g.Tools, []string{"say", "get_*"}) {
 		t.Errorf("grant %+v", g)
 	}
-	if s := c.SecretBinding.Query().OnlyX(ctx); s.Template != "Bearer {{.Value}}" || s.CreatedBy != "fixture" {
+	if s := c.SecretBinding.Query().OnlyX(ctx); s.Template != "Bearer {{.Value}}" || s.CreatedBy != "fixture" || s.LeaseScope != secretbinding.LeaseScopeCall {
 		t.Errorf("secret binding %+v", s)
 	}
 	if tok := c.AdminToken.Query().OnlyX(ctx); tok.Name != "root" || !slices.Equal(tok.Roles, []string{"admin"}) || tok.TokenHash == "" {
