@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/guard"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
 // CodeApprovalUnavailable: the call needs approval and the approval
@@ -163,8 +164,12 @@ func (g *Gateway) ExecuteApproved(ctx context.Context, c *HeldCall) (*mcp.CallTo
 	as := g.agentFor(nil, c.VS, c.Principal)
 	res, err := dispatch(g, ctx, as, call, func(ctx context.Context, conn *upstreamConn, _ *flight) (*mcp.CallToolResult, error) {
 		p := &mcp.CallToolParams{Name: c.UpstreamTool}
-		if len(c.Arguments) > 0 {
-			p.Arguments = c.Arguments
+		args, err := secrets.InjectionFrom(ctx).InjectArgs(c.Arguments)
+		if err != nil {
+			return nil, err
+		}
+		if len(args) > 0 {
+			p.Arguments = args
 		}
 		return conn.cs.CallTool(ctx, p)
 	})

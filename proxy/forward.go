@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
+	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
 // JSON-RPC error codes the gateway itself produces, in the range JSON-RPC
@@ -51,9 +52,22 @@ func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Ca
 	if u == nil {
 		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: "not configured"})
 	}
+	in, err := g.callSecrets(ctx, u, as, call)
+	if err != nil {
+		return zero, secretError(err)
+	}
+	defer in.Release()
+	ctx = secrets.WithInjection(ctx, in)
+	echoed := func(binding string) {
+		g.log.Warn("upstream echoed an injected secret; scrubbed from the response", "upstream", call.Upstream, "binding", binding)
+	}
 	for attempt := 0; ; attempt++ {
-		conn, err := as.conn(ctx, call.Upstream)
+		conn, release, err := as.connFor(ctx, u, in)
 		if err != nil {
+			var se *secrets.Error
+			if errors.As(err, &se) {
+				return zero, secretError(err)
+			}
 			return zero, unavailable(err)
 		}
 		fl := &flight{agent: as, ctx: ctx}
@@ -63,12 +77,15 @@ func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Ca
 		timedOut := cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
 		cancel()
 		done()
+		release()
 		if err == nil {
-			return res, nil
+			return scrubbed(echoed, res, in, conn.in), nil
 		}
 		switch werr := upstreamError(err); {
 		case werr != nil:
-			return zero, werr // the upstream's own answer: pass it on unchanged
+			// The upstream's own answer: pass it on unchanged, but for
+			// any secret it echoes.
+			return zero, scrubErr(echoed, werr, in, conn.in)
 		case ctx.Err() != nil:
 			return zero, ctx.Err() // the agent cancelled
 		case timedOut:
@@ -78,7 +95,10 @@ func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Ca
 		}
 		// A transport failure: forget this session so the next request
 		// dials afresh, and have the supervisor check the upstream now.
-		if !conn.control {
+		switch {
+		case conn.cred != "":
+			u.dropCred(conn)
+		case !conn.control:
 			as.drop(call.Upstream, conn)
 		}
 		u.markSuspect()
@@ -219,8 +239,12 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 		defer release()
 		p := &mcp.CallToolParams{Meta: meta, Name: r.Name,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
-		if len(raw) > 0 {
-			p.Arguments = raw
+		args, err := secrets.InjectionFrom(ctx).InjectArgs(raw)
+		if err != nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", name, err)}
+		}
+		if len(args) > 0 {
+			p.Arguments = args
 		}
 		return c.cs.CallTool(ctx, p)
 	})

@@ -37,6 +37,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
+	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
 // Options configures a [Gateway]. The zero value is usable.
@@ -56,6 +57,10 @@ type Options struct {
 	// HTTPClient is shared by all HTTP upstreams (one connection pool).
 	// Nil means a client tuned for many concurrent upstream sessions.
 	HTTPClient *http.Client
+	// Secrets is the Vault client secret bindings are resolved with; nil
+	// means no Vault, and requests that need a secret fail with
+	// CodeSecretUnavailable.
+	Secrets *secrets.Client
 	// StartupWait bounds how long [Gateway.Start] waits for upstreams to
 	// connect before compiling the first snapshot. Zero means the largest
 	// upstream connect timeout.
@@ -73,6 +78,7 @@ type Gateway struct {
 	// approvals holds calls that need approval; nil refuses them.
 	approvals Approvals
 	http      *http.Client
+	vault     *secrets.Client
 
 	snap atomic.Pointer[Snapshot]
 	rev  atomic.Int64
@@ -118,6 +124,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		limiter:   policy.NewLimiter(),
 		metrics:   newMetrics(),
 		http:      o.HTTPClient,
+		vault:     o.Secrets,
 		doc:       doc,
 		upstreams: map[string]*upstream{},
 		faces:     map[string]*face{},
@@ -135,8 +142,11 @@ func New(doc *config.Document, opts *Options) *Gateway {
 func (g *Gateway) Start(ctx context.Context) error {
 	g.mu.Lock()
 	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	// A binding that does not compile fails the first compile below, with
+	// a clear error; until then its upstream gets none.
+	bindings, _ := secrets.Compile(g.doc.SecretBindings)
 	for _, uc := range g.doc.Upstreams {
-		g.upstreams[uc.Name] = g.newUpstream(uc)
+		g.upstreams[uc.Name] = g.newUpstream(uc, bindings[uc.Name])
 	}
 	ups := g.sortedUpstreams()
 	g.mu.Unlock()
@@ -200,11 +210,15 @@ func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
 // untouched, and the error is returned.
 func (g *Gateway) Apply(doc *config.Document) error {
 	// Upstreams whose definition is unchanged keep running.
+	bindings, err := secrets.Compile(doc.SecretBindings)
+	if err != nil {
+		return err
+	}
 	g.mu.Lock()
 	next := map[string]*upstream{}
 	cats := map[string]*Catalog{}
 	for _, uc := range doc.Upstreams {
-		if u := g.upstreams[uc.Name]; u != nil && sameUpstream(u.cfg, uc) {
+		if u := g.upstreams[uc.Name]; u != nil && sameUpstream(u.cfg, uc) && sameEnv(u.secretBindings(), bindings[uc.Name]) {
 			next[uc.Name] = u
 			cats[uc.Name] = u.Catalog()
 		}
@@ -223,7 +237,7 @@ func (g *Gateway) Apply(doc *config.Document) error {
 	var started []*upstream
 	for _, uc := range doc.Upstreams {
 		if next[uc.Name] == nil {
-			u := g.newUpstream(uc)
+			u := g.newUpstream(uc, bindings[uc.Name])
 			next[uc.Name] = u
 			started = append(started, u)
 		}
@@ -234,9 +248,13 @@ func (g *Gateway) Apply(doc *config.Document) error {
 	g.waitUpstreams(context.Background(), started, maxConnectTimeout(started))
 	g.mu.Lock()
 	old := g.upstreams
-	err := g.swapLocked(doc, next)
+	err = g.swapLocked(doc, next)
 	if err == nil {
 		g.lastErr = nil
+		for name, u := range next {
+			bs := bindings[name]
+			u.bindings.Store(&bs)
+		}
 	}
 	g.mu.Unlock()
 	if err != nil {
@@ -274,12 +292,13 @@ func sameUpstream(a, b config.Upstream) bool {
 	return string(x) == string(y)
 }
 
-func (g *Gateway) newUpstream(uc config.Upstream) *upstream {
-	return &upstream{
+func (g *Gateway) newUpstream(uc config.Upstream, bindings []*secrets.Binding) *upstream {
+	u := &upstream{
 		cfg:        uc,
 		log:        g.log.With("upstream", uc.Name),
 		httpClient: g.upstreamHTTPClient(uc),
 		newClient:  g.newClient,
+		vault:      g.vault,
 		onCatalog: func(u *upstream) {
 			g.recompileLogged()
 			if g.onCat != nil {
@@ -296,6 +315,23 @@ func (g *Gateway) newUpstream(uc config.Upstream) *upstream {
 			}
 		},
 	}
+	u.bindings.Store(&bindings)
+	return u
+}
+
+// sameEnv reports whether two binding sets give a stdio process the same
+// environment, so its process may keep running across a change.
+func sameEnv(a, b []*secrets.Binding) bool {
+	env := func(bs []*secrets.Binding) []config.SecretBinding {
+		var out []config.SecretBinding
+		for _, b := range bs {
+			if b.Injection == config.InjectEnv {
+				out = append(out, b.SecretBinding)
+			}
+		}
+		return out
+	}
+	return reflect.DeepEqual(env(a), env(b))
 }
 
 func (g *Gateway) setUpGauge(u *upstream, h Health) {
@@ -306,18 +342,19 @@ func (g *Gateway) setUpGauge(u *upstream, h Health) {
 	g.metrics.upstreamUp.WithLabelValues(u.name()).Set(v)
 }
 
-// upstreamHTTPClient returns the shared client, wrapped to add configured
-// headers.
+// upstreamHTTPClient returns the shared client (one connection pool),
+// wrapped to add configured headers and the secrets a request's context
+// carries.
 func (g *Gateway) upstreamHTTPClient(uc config.Upstream) *http.Client {
-	if len(uc.Headers) == 0 {
-		return g.http
-	}
 	c := *g.http
 	base := c.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	c.Transport = headerTransport{base: base, headers: uc.Headers}
+	if len(uc.Headers) > 0 {
+		base = headerTransport{base: base, headers: uc.Headers}
+	}
+	c.Transport = secrets.Transport{Base: base}
 	return &c
 }
 

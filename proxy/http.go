@@ -272,6 +272,10 @@ type Readiness struct {
 	// "unavailable: REASON" (calls that need approval then fail with
 	// -32056; other calls are unaffected).
 	Approvals string `json:"approvals"`
+	// Vault is the state of the secrets backend: "ready", "off" (none
+	// configured), or "unavailable: REASON" (requests that need a secret
+	// then fail with -32057 naming the binding; others are unaffected).
+	Vault string `json:"vault"`
 }
 
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -312,6 +316,16 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		cancel()
+	}
+	rd.Vault = "off"
+	if g.vault != nil {
+		rd.Vault = "ready"
+		if err := g.vault.Ready(); err != nil {
+			rd.Vault = "unavailable: " + err.Error()
+			if rd.Status == "ok" {
+				rd.Status = "degraded"
+			}
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

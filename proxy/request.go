@@ -29,6 +29,10 @@ type requestCtx struct {
 	decision string
 	grants   []string
 	findings []guard.Finding
+	// secrets and leases name the secret bindings the request carried and
+	// their lease IDs (never values).
+	secrets []string
+	leases  []string
 }
 
 type requestKey struct{}
@@ -119,6 +123,12 @@ func (g *Gateway) endRequest(rc *requestCtx, res mcp.Result, err error) {
 	}
 	if len(rc.findings) > 0 {
 		attrs = append(attrs, slog.Any("findings", findingsLog(rc.findings)))
+	}
+	if len(rc.secrets) > 0 {
+		attrs = append(attrs, slog.Any("secret_bindings", rc.secrets))
+		if len(rc.leases) > 0 {
+			attrs = append(attrs, slog.Any("lease_ids", rc.leases))
+		}
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))

@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
 // agentSession is the gateway's state for one agent session on one virtual
@@ -40,6 +41,10 @@ type agentSession struct {
 	slots    map[string]*slot // by upstream name
 	logLevel mcp.LoggingLevel
 	closed   bool
+	// leases holds the session's session-scoped secret leases; procs stop
+	// the stdio processes started on them. Both end with the session.
+	leases *secrets.Session
+	procs  []func()
 }
 
 // slot serializes dialing one upstream for one agent session.
@@ -56,6 +61,12 @@ type upstreamConn struct {
 	control bool
 	client  *mcp.Client
 	cs      *mcp.ClientSession
+	// leases are the secret leases the connection holds for its life;
+	// cred is set on a stdio process started for one credential (the
+	// credential's key).
+	leases *secrets.Session
+	in     *secrets.Injection
+	cred   string
 
 	mu      sync.Mutex
 	flights []*flight
@@ -177,7 +188,13 @@ func (as *agentSession) close() {
 	as.slots = map[string]*slot{}
 	subs := as.subs
 	as.subs = nil
+	leases, procs := as.leases, as.procs
+	as.procs = nil
 	as.mu.Unlock()
+	for _, stop := range procs {
+		stop()
+	}
+	leases.Close()
 	for k := range subs {
 		as.g.subs.release(context.Background(), as.g, k)
 	}
@@ -189,6 +206,22 @@ func (as *agentSession) close() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// connFor returns the upstream session for a request carrying in, and a
+// func to call when the request is over. A request whose credential goes
+// into a stdio process's environment gets that credential's own process.
+func (as *agentSession) connFor(ctx context.Context, u *upstream, in *secrets.Injection) (*upstreamConn, func(), error) {
+	if key := in.EnvKey(); key != "" && u.shared() {
+		u.mu.Lock()
+		same := key == u.controlEnv
+		u.mu.Unlock()
+		if !same {
+			return u.credConn(ctx, in, as)
+		}
+	}
+	c, err := as.conn(ctx, u.name())
+	return c, func() {}, err
 }
 
 // conn returns the upstream session to use for this agent.
@@ -228,6 +261,10 @@ func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, e
 	}
 	// The session outlives this request: dial on the gateway's context.
 	c, err := u.connect(as.g.ctx, as, false)
+	var se *secrets.Error
+	if errors.As(err, &se) {
+		return nil, err // the upstream is fine; a secret is not
+	}
 	if err != nil {
 		u.markSuspect()
 		return nil, &UnavailableError{Upstream: name, Reason: cleanErr(err)}

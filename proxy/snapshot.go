@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
 // Snapshot is the compiled, immutable configuration the data path reads
@@ -91,11 +92,15 @@ func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64) (*Sn
 	if err != nil {
 		return nil, err
 	}
+	bindings, err := secrets.Compile(doc.SecretBindings)
+	if err != nil {
+		return nil, err
+	}
 	pins := newPinIndex(doc, acc)
 	snap := &Snapshot{Revision: rev, Compiled: time.Now(), Doc: doc, Keys: keys, VS: map[string]*VirtualServer{}, access: acc}
 	var errs []string
 	for i := range doc.VirtualServers {
-		vs, verrs := compileVS(&doc.VirtualServers[i], catalogs, pins)
+		vs, verrs := compileVS(&doc.VirtualServers[i], catalogs, pins, hiddenArgs(bindings))
 		for _, e := range verrs {
 			errs = append(errs, e.Error())
 		}
@@ -148,7 +153,7 @@ func compileKeys(doc *config.Document) (*identity.APIKeys, error) {
 	return identity.NewAPIKeys(entries)
 }
 
-func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinIndex) (*VirtualServer, []error) {
+func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinIndex, hidden hiddenArgs) (*VirtualServer, []error) {
 	vs := &VirtualServer{
 		Name:      c.Name,
 		Anonymous: c.Anonymous,
@@ -181,12 +186,12 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinI
 			name := renamed(sel.Rename, t.Name)
 			if add("tool", name, t.Name, vs.Tools) {
 				vs.Tools[name].Annotations = annotationsOf(t)
-				def := *t
+				def := toolDefFor(t, hidden.of(sel.Upstream, t.Name))
 				def.Name = name
 				if d, ok := sel.Descriptions[name]; ok {
 					def.Description = d
 				}
-				vs.ToolDefs = append(vs.ToolDefs, &def)
+				vs.ToolDefs = append(vs.ToolDefs, def)
 			}
 		}
 		for _, p := range selectedOf(cat.Prompts, sel.Prompts, sel.ExcludePrompts, func(p *mcp.Prompt) string { return p.Name }) {

@@ -12,11 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
 // upstreamProtocol is the protocol version the gateway asks upstreams for.
@@ -85,6 +87,11 @@ type upstream struct {
 	onCatalog func(u *upstream)
 	// onState is called after the health state changed.
 	onState func(u *upstream, h Health)
+	// vault and bindings provide the secrets requests to the upstream
+	// carry (secrets.go).
+	vault    *secrets.Client
+	bindings atomic.Pointer[[]*secrets.Binding]
+	ctx      context.Context // the upstream's life, for processes it starts
 
 	mu       sync.Mutex
 	control  *upstreamConn
@@ -95,6 +102,10 @@ type upstream struct {
 	stopped  chan struct{}
 	cancel   context.CancelFunc
 	restarts int
+	// creds are stdio processes started with a credential, by its
+	// secrets.Injection.EnvKey; controlEnv is the control process's.
+	creds      map[string]*credProc
+	controlEnv string
 }
 
 // shared reports whether all agents share the control session. Stdio
@@ -108,6 +119,7 @@ func (u *upstream) name() string { return u.cfg.Name }
 // start begins supervising; it returns at once.
 func (u *upstream) start(ctx context.Context) {
 	ctx, u.cancel = context.WithCancel(ctx)
+	u.ctx = ctx
 	u.recheck = make(chan struct{}, 1)
 	u.stopped = make(chan struct{})
 	if u.cfg.Disabled {
@@ -131,6 +143,7 @@ func (u *upstream) stop() {
 	if c != nil {
 		_ = c.cs.Close()
 	}
+	u.stopCreds()
 	if u.stopped != nil {
 		<-u.stopped
 	}
@@ -269,14 +282,44 @@ func (u *upstream) watch(ctx context.Context, conn *upstreamConn) error {
 // enforced by a timer that cancels it, and the session's context is
 // cancelled only when the session is closed (or base ends).
 func (u *upstream) connect(base context.Context, agent *agentSession, control bool) (*upstreamConn, error) {
-	t, err := u.transport()
+	conn := &upstreamConn{up: u, agent: agent, control: control}
+	if len(u.secretBindings()) > 0 {
+		conn.leases = secrets.NewSession()
+	}
+	in, err := u.connSecrets(base, agent, conn.leases)
+	if err != nil {
+		conn.leases.Close()
+		return nil, err
+	}
+	conn.in = in
+	if control && u.shared() {
+		u.mu.Lock()
+		u.controlEnv = in.EnvKey()
+		u.mu.Unlock()
+	}
+	t, err := u.transport(in, in.EnvList())
+	if err != nil {
+		conn.leases.Close()
+		return nil, err
+	}
+	return u.dial(base, conn, t)
+}
+
+// connectEnv starts a stdio process with env added to its environment
+// (a credential; see credConn), with its own session.
+func (u *upstream) connectEnv(base context.Context, env []string, key string) (*upstreamConn, error) {
+	t, err := u.transport(nil, env)
 	if err != nil {
 		return nil, err
 	}
+	return u.dial(base, &upstreamConn{up: u, cred: key}, t)
+}
+
+// dial connects conn over t; see connect.
+func (u *upstream) dial(base context.Context, conn *upstreamConn, t mcp.Transport) (*upstreamConn, error) {
 	ctx, cancel := context.WithCancel(base)
 	timeout := u.cfg.ConnectTimeout.Std()
 	timer := time.AfterFunc(timeout, cancel)
-	conn := &upstreamConn{up: u, agent: agent, control: control}
 	client := u.newClient(u, conn)
 	cs, err := client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: upstreamProtocol})
 	if !timer.Stop() && err == nil {
@@ -285,6 +328,7 @@ func (u *upstream) connect(base context.Context, agent *agentSession, control bo
 	}
 	if err != nil {
 		cancel()
+		conn.leases.Close()
 		if ctx.Err() != nil && base.Err() == nil {
 			err = fmt.Errorf("no answer within %s: %w", timeout, err)
 		}
@@ -293,27 +337,40 @@ func (u *upstream) connect(base context.Context, agent *agentSession, control bo
 	go func() {
 		_ = cs.Wait()
 		cancel()
+		conn.leases.Close() // the connection's credentials end with it
 	}()
 	conn.cs = cs
 	conn.client = client
 	return conn, nil
 }
 
-// transport builds a fresh go-sdk transport for one connection.
-func (u *upstream) transport() (mcp.Transport, error) {
+// transport builds a fresh go-sdk transport for one connection. in holds
+// the connection's secrets for HTTP upstreams; env is added to a stdio
+// process's environment.
+func (u *upstream) transport(in *secrets.Injection, env []string) (mcp.Transport, error) {
+	hc := u.httpClient
+	if in != nil && len(in.Headers)+len(in.Query) > 0 {
+		c := *hc
+		base := c.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		c.Transport = connTransport{base: base, in: in}
+		hc = &c
+	}
 	switch u.cfg.Transport {
 	case config.TransportStreamableHTTP:
 		return &mcp.StreamableClientTransport{
 			Endpoint:   u.cfg.URL,
-			HTTPClient: u.httpClient,
+			HTTPClient: hc,
 			MaxRetries: 2,
 		}, nil
 	case config.TransportSSE:
-		return &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.httpClient}, nil
+		return &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: hc}, nil
 	case config.TransportStdio:
 		cmd := exec.Command(u.cfg.Command, u.cfg.Args...)
 		cmd.Dir = u.cfg.Dir
-		cmd.Env = stdioEnv(u.cfg.Env)
+		cmd.Env = append(stdioEnv(u.cfg.Env), env...)
 		cmd.Stderr = &lineLogger{log: u.log}
 		return &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}, nil
 	}

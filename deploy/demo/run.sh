@@ -79,9 +79,48 @@ guardrails:
   - {name: block-injection, direction: response, detector: injection, action: block}
 YAML
 
+# make run VAULT=1: a Vault dev server (bin/vault, loopback only, in memory)
+# holds the demo agent's own upstream credential; a secret binding injects
+# it, just in time, as the Authorization header of the demo upstream's
+# requests. The agent never sees it.
+VAULT_ARGS=()
+if [[ "${VAULT:-0}" == 1 ]]; then
+  VAULT_ADDR_DEMO="${VAULT_ADDR_DEMO:-127.0.0.1:18200}"
+  export VAULT_ADDR="http://$VAULT_ADDR_DEMO"
+  ROOT_TOKEN="demo-root-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  "$BIN/vault" server -dev -dev-root-token-id="$ROOT_TOKEN" -dev-listen-address="$VAULT_ADDR_DEMO" >"$DATA/vault.log" 2>&1 &
+  VAULT_PID=$!
+  for _ in $(seq 100); do VAULT_TOKEN="$ROOT_TOKEN" "$BIN/vault" status >/dev/null 2>&1 && break; sleep 0.1; done
+  export VAULT_TOKEN="$ROOT_TOKEN"
+  "$BIN/vault" policy write gatehouse - >/dev/null <<'HCL'
+path "secret/data/*" { capabilities = ["read"] }
+path "database/creds/*" { capabilities = ["read"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+HCL
+  DEMO_SECRET="ghp_demo$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  "$BIN/vault" kv put secret/agents/demo-agent/github token="$DEMO_SECRET" >/dev/null
+  GATEHOUSE_VAULT_TOKEN="$("$BIN/vault" token create -policy=gatehouse -period=1h -field=token)"
+  export GATEHOUSE_VAULT_TOKEN
+  unset VAULT_TOKEN
+  cat >>"$CONFIG" <<YAML
+secret_bindings:
+  # Just in time from Vault: each agent's own token, as a bearer header.
+  - name: demo-github-token
+    upstream: demo
+    source: kv
+    path: "secret/agents/{{.agent}}/github"
+    per_principal: true
+    key: token
+    injection: header
+    target: Authorization
+    template: "Bearer {{.Value}}"
+YAML
+  VAULT_ARGS=(--vault-addr "$VAULT_ADDR")
+fi
+
 "$BIN/demo-server" -transport streamable-http -addr "$DEMO_ADDR" -name demo >"$DATA/demo-server.log" 2>&1 &
 DEMO_PID=$!
-trap 'kill $DEMO_PID 2>/dev/null || true' EXIT
+trap 'kill $DEMO_PID ${VAULT_PID:-} 2>/dev/null || true' EXIT
 
 URL="http://$LISTEN/mcp/demo"
 cat <<TXT
@@ -116,7 +155,26 @@ cat <<TXT
     $BIN/gatehouse approvals list
     $BIN/gatehouse approvals approve <apr-ID>     # or: deny <apr-ID> --reason "..."
 
-  Ctrl-C stops both.
+TXT
+if [[ "${VAULT:-0}" == 1 ]]; then
+  cat <<TXT
+  Just-in-time secrets (Vault dev server at $VAULT_ADDR, log in $DATA/vault.log):
+    the demo agent's token lives at secret/agents/demo-agent/github; binding demo-github-token
+    injects it into the demo upstream's requests. Call tool whoami: "authorization header
+    present: yes". Call echo_header with {"name": "Authorization"}: the upstream echoes the
+    token and the agent sees [REDACTED:secret demo-github-token].
 
 TXT
-"$BIN/gatehouse" serve --config "$CONFIG" --admin-token-file "$ADMIN_TOKEN_FILE"
+else
+  echo "  make run VAULT=1 also starts a Vault dev server and injects a secret just in time (see README)."
+  echo
+fi
+echo "  Ctrl-C stops everything."
+echo
+if [[ "${VAULT:-0}" == 1 && -s "$DATA/gatehouse.db" ]]; then
+  # The store exists already (an earlier run): add the binding to it once
+  # the gateway is up (apply without --prune only adds and updates).
+  ( for _ in $(seq 100); do curl -fsS "http://$LISTEN/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+    GATEHOUSE_ADMIN_TOKEN="$ADMIN_TOKEN" "$BIN/gatehouse" apply -f "$CONFIG" --server "http://$LISTEN" >/dev/null ) &
+fi
+"$BIN/gatehouse" serve --config "$CONFIG" --admin-token-file "$ADMIN_TOKEN_FILE" "${VAULT_ARGS[@]}"

@@ -54,6 +54,12 @@ tools/call waits for approvers (up to --approval-hold), who decide with
 DATA_DIR/temporal) unless --temporal-address names a cluster; replicas that
 share a PostgreSQL store must share one Temporal too.
 
+Secrets: secret bindings (GraphQL createSecretBinding, or secret_bindings in
+the file) inject credentials from Vault or OpenBao into upstream requests
+just in time (headers, query parameters, a stdio process's environment, or
+tool arguments agents never see). --vault-addr and --vault-auth say where
+Vault is and how to log in; without them requests that need a secret fail.
+
 Signals: SIGHUP tries the configuration file on the running gateway and, if
 the gateway takes it, writes it to the store declaratively (what the file
 lacks is deleted); a file that fails changes nothing. SIGINT and SIGTERM
@@ -77,6 +83,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	usageFlush := fs.Duration("key-use-flush", 30*time.Second, "how often to write agents' API key last-use times to the config store")
 	var tf temporalFlags
 	tf.register(fs, true)
+	var vf vaultFlags
+	vf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -105,6 +113,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
+	vault, err := vf.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer vault.Close()
 	if err := seedStore(ctx, log, client, *path, file); err != nil {
 		return err
 	}
@@ -136,6 +149,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:         log,
 		Authenticators: authn.list,
 		Resource:       authn.resource(file),
+		Secrets:        vault,
 		OnCatalog: func(upstream string, tools []*mcp.Tool) {
 			syncer.recordTools(ctx, upstream, tools)
 		},

@@ -17,7 +17,9 @@ Runs approval workflows (ToolCallWorkflow and its activities) without
 serving agents: a worker on an external Temporal cluster, next to the
 gateways that hold the agents' calls. It reads the configuration from the
 same config store as the gateways (--database-url), connects to the
-upstreams to run approved calls, and follows configuration changes.
+upstreams to run approved calls, and follows configuration changes. Approved
+calls get their secrets from Vault here, after approval: give the worker the
+same --vault-* flags as the gateways.
 
 Every gateway started by serve also runs a worker; a standalone one adds
 capacity or keeps approved calls running while gateways restart. With the
@@ -37,6 +39,8 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	poll := fs.Duration("store-poll", time.Second, "how often to check the config store for changes")
 	var tf temporalFlags
 	tf.register(fs, false)
+	var vf vaultFlags
+	vf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), workerUsage)
 		fs.PrintDefaults()
@@ -62,6 +66,11 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
+	vault, err := vf.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer vault.Close()
 	syncer := newConfigSync(log, client, processSettings(file), "", [3]string{"", *dataDir, *logLevel})
 	syncer.poll = *poll
 	doc, rev, err := syncer.load(ctx)
@@ -69,7 +78,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	syncer.rev, syncer.pinning = rev, doc.Pinning.Mode
-	g := proxy.New(doc, &proxy.Options{Logger: log})
+	g := proxy.New(doc, &proxy.Options{Logger: log, Secrets: vault})
 	if err := g.Start(ctx); err != nil {
 		g.Close()
 		return fmt.Errorf("start gateway: %w", err)
