@@ -36,6 +36,36 @@ func secretError(err error) error {
 	return &jsonrpc.Error{Code: CodeSecretUnavailable, Message: "secret unavailable: " + err.Error()}
 }
 
+// IsSecretUnavailable reports whether err is a request's failure to get a
+// secret (CodeSecretUnavailable): the upstream was not called.
+func IsSecretUnavailable(err error) bool {
+	var je *jsonrpc.Error
+	return errors.As(err, &je) && je.Code == CodeSecretUnavailable
+}
+
+// SecretsReady reports whether the secrets an approved call to upstream's
+// tool needs can be fetched now: Vault is configured and answering. It
+// fetches nothing (that happens when the call is made).
+func (g *Gateway) SecretsReady(ctx context.Context, upstream, tool string) error {
+	u := g.upstream(upstream)
+	if u == nil {
+		return nil // the call itself reports the missing upstream
+	}
+	for _, b := range u.secretBindings() {
+		if !b.AppliesTo(tool) {
+			continue
+		}
+		err := secrets.ErrNoVault
+		if g.vault != nil {
+			err = g.vault.Check(ctx)
+		}
+		if err != nil {
+			return secretError(&secrets.Error{Binding: b.Name, Err: err})
+		}
+	}
+	return nil
+}
+
 // whoOf is the principal a per-principal secret path is rendered for.
 func whoOf(p *identity.Principal) secrets.Principal {
 	if p == nil {

@@ -10,12 +10,16 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// SecretFetcher prepares the secrets an approved call needs.
+// SecretFetcher prepares the secrets an approved call needs; it runs after
+// approval, never before, so a pending call holds no credential. An error
+// is retried (the secrets step's retry policy), then fails the call before
+// anything reaches the upstream.
 //
-// It is a placeholder for the Vault integration. Whatever it produces must
-// never be returned into the workflow history (activity results are stored
-// there in clear): a real implementation returns at most references (lease
-// IDs) and the [Executor] resolves them inside the CallUpstream activity.
+// Whatever it produces must never be returned into the workflow history
+// (activity results are stored there in clear). Gatehouse's implementation
+// (internal/approval) checks that Vault can serve the call's secret
+// bindings; the values are fetched by the [Executor], in the worker's
+// process, when it makes the call.
 type SecretFetcher interface {
 	FetchSecrets(ctx context.Context, req ToolCallRequest) error
 }

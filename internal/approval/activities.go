@@ -25,6 +25,7 @@ import (
 // worker on [Service.TaskQueue].
 func (s *Service) Activities() *workflows.Activities {
 	return &workflows.Activities{
+		Secrets:  secretCheck{s},
 		Executor: executor{s},
 		Output:   output{s},
 		Auditor:  auditor{s},
@@ -38,6 +39,22 @@ type recorded struct {
 	Approve  bool      `json:"approve"`
 	Comment  string    `json:"comment,omitempty"`
 	At       time.Time `json:"at"`
+}
+
+// secretCheck is the workflow's secrets step, after approval and before
+// the upstream call: it checks that the secrets the call needs can be had
+// (Vault configured and answering), so a Vault outage delays the approved
+// call (the step retries) instead of failing it. The values themselves are
+// fetched by the upstream call, in this process, and never enter the
+// workflow's history.
+type secretCheck struct{ s *Service }
+
+func (c secretCheck) FetchSecrets(ctx context.Context, req workflows.ToolCallRequest) error {
+	a, err := c.s.lookup(ctx, req.ApprovalID)
+	if err != nil {
+		return nil // the upstream step reports a missing record
+	}
+	return c.s.o.Gateway.SecretsReady(ctx, a.Upstream, a.UpstreamTool)
 }
 
 type executor struct{ s *Service }
@@ -80,6 +97,15 @@ func (e executor) Call(ctx context.Context, key string, req workflows.ToolCallRe
 		VS:        a.VirtualServer, Tool: a.Tool, Upstream: a.Upstream, UpstreamTool: a.UpstreamTool,
 		Arguments: a.CallArguments, ArgsHash: a.ArgsHash,
 	})
+	if proxy.IsSecretUnavailable(err) {
+		// Nothing reached the upstream: release the claim so that the
+		// step's retry (Vault may be back by then) runs the call.
+		if uerr := e.s.updateApproval(key).ClearExecutedAt().SetState(entapproval.StateApproved).Exec(bg); uerr != nil {
+			return nil, e.fail(bg, key, err)
+		}
+		e.s.log.Warn("approved call waits for its secret", "approval", key, "error", err)
+		return nil, err
+	}
 	if err != nil {
 		return nil, e.fail(bg, key, err)
 	}

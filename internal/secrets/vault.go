@@ -195,6 +195,23 @@ func (c *Client) Ready() error {
 	return c.reachErr
 }
 
+// Check is Ready, except that a client unready because Vault was
+// unreachable asks Vault again first (rather than waiting for the next
+// background probe).
+func (c *Client) Check(ctx context.Context) error {
+	c.mu.Lock()
+	loginErr, reachErr := c.loginErr, c.reachErr
+	c.mu.Unlock()
+	if loginErr != nil || reachErr == nil {
+		return c.Ready()
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	_, err := c.api.Sys().HealthWithContext(pctx)
+	cancel()
+	c.observe(err)
+	return c.Ready()
+}
+
 // WaitReady waits until the client is ready or ctx ends.
 func (c *Client) WaitReady(ctx context.Context) error {
 	for {
@@ -213,7 +230,7 @@ func (c *Client) WaitReady(ctx context.Context) error {
 // run is the token's life: log in, renew, log in again.
 func (c *Client) run(ctx context.Context) {
 	defer close(c.done)
-	probe := time.NewTicker(10 * time.Second)
+	probe := time.NewTicker(5 * time.Second)
 	defer probe.Stop()
 	backoff := time.Second
 	for ctx.Err() == nil {

@@ -345,6 +345,33 @@ secret_bindings:
 			t.Errorf("the deploy secret was read %d times, want once (after approval)", n)
 		}
 		seen.add(approvalState(t, g, approver, ids[0]))
+
+		// Approved while Vault is down: the call waits for its secret
+		// (the workflow's secrets step retries) and runs once Vault is back.
+		go func() {
+			res, err := seen.call(t, a1, "deploy", map[string]any{"service": "web", "env": "prod"})
+			if err == nil && res.IsError {
+				err = errors.New(textOf(t, res))
+			}
+			done <- err
+		}()
+		ids = waitPending(t, g, approver, "deploy", 1)
+		v.Down()
+		if codes := decide(t, g, approver, ids[0], true, "ok"); codes != nil {
+			t.Fatalf("approve: %v", codes)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if got := lastCall(t, webRec, "deploy").Arguments["service"]; got != "api" {
+			t.Fatalf("the deploy ran while its secret was unavailable (service %v)", got)
+		}
+		v.Up()
+		if err := <-done; err != nil {
+			t.Fatalf("deploy approved during the outage: %v", err)
+		}
+		if r := lastCall(t, webRec, "deploy"); r.Arguments["service"] != "web" || r.Headers["x-deploy-key"] != canary+"-deploy" {
+			t.Errorf("after the outage the upstream got %v with X-Deploy-Key %q", r.Arguments, r.Headers["x-deploy-key"])
+		}
+		seen.add(approvalState(t, g, approver, ids[0]))
 	})
 
 	t.Run("canary appears nowhere", func(t *testing.T) {
