@@ -101,7 +101,7 @@ lint:
 
 ## bench: gateway hot-path benchmarks, the approval workflow path on the embedded Temporal server, then the
 ## load harness (test/load: the built binaries, direct vs through the gateway; JSON in bench/results/). See README.
-bench: build
+bench: build vault
 	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
 	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
 	go run ./test/load $(LOAD_FLAGS)

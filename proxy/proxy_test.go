@@ -46,7 +46,13 @@ func newGateway(t testing.TB, doc string) (*Gateway, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := New(d, &Options{Logger: quietLogger()})
+	return startGateway(t, d, &Options{Logger: quietLogger()})
+}
+
+// startGateway starts a gateway for d with opts behind an httptest server.
+func startGateway(t testing.TB, d *config.Document, opts *Options) (*Gateway, string) {
+	t.Helper()
+	g := New(d, opts)
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

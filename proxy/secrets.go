@@ -158,6 +158,7 @@ func (t connTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // it to the agent.
 func scrubbed[R any](log func(binding string), res R, ins ...*secrets.Injection) R {
 	var b []byte
+	hit := false
 	for _, in := range ins {
 		if in.Empty() {
 			continue
@@ -168,12 +169,13 @@ func scrubbed[R any](log func(binding string), res R, ins ...*secrets.Injection)
 				return res
 			}
 		}
-		var hit bool
-		if b, hit = in.Scrub(b); hit {
+		var h bool
+		if b, h = in.Scrub(b); h {
+			hit = true
 			log(in.Bindings[0])
 		}
 	}
-	if b == nil {
+	if !hit {
 		return res
 	}
 	var out R
