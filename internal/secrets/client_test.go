@@ -17,6 +17,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/identity/idptest"
 	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 	"github.com/gatehouse-dev/gatehouse/internal/secrets/vaulttest"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
@@ -370,6 +371,172 @@ func TestDatabaseLeases(t *testing.T) {
 		var se *secrets.Error
 		if !errors.As(err, &se) || se.Binding != "db" || !strings.Contains(err.Error(), "connection refused") {
 			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+// TestTLS: a client that trusts Vault's CA (and checks a name in its
+// certificate) logs in and reads; one that trusts only the system roots,
+// checks a name the certificate lacks, or speaks plain HTTP to Vault's TLS
+// listener fails to log in, and says why in a line.
+func TestTLS(t *testing.T) {
+	// The Vault API library reads these from the environment; the client
+	// must not (TLS comes from its Config alone): with them set, nothing
+	// below may change.
+	t.Setenv("VAULT_SKIP_VERIFY", "1")
+	t.Setenv("VAULT_TLS_SERVER_NAME", "vault.invalid")
+	v := vaulttest.StartTLS(t)
+	v.WritePolicy(t, "reader", readerPolicy)
+	v.PutKV(t, "secret", "gh", map[string]any{"token": "over-tls"})
+	tok := v.Token(t, []string{"reader"}, time.Hour, true)
+
+	for _, name := range []string{"", "localhost"} {
+		c, _ := newClient(t, secrets.Config{Address: v.Addr(), CACert: v.CACert(), TLSServerName: name, Token: tok})
+		f, err := c.ReadKV(t.Context(), "secret/gh", 0)
+		if err != nil || f["token"].Reveal() != "over-tls" {
+			t.Fatalf("server name %q: read %v", name, err)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  secrets.Config
+		want string
+	}{
+		{"system roots", secrets.Config{Address: v.Addr(), Token: tok},
+			"vault login (token): x509: certificate signed by unknown authority (configure the CA bundle that verifies Vault's certificate)"},
+		{"wrong server name", secrets.Config{Address: v.Addr(), CACert: v.CACert(), TLSServerName: "vault.invalid", Token: tok},
+			"vault login (token): tls: failed to verify certificate: x509: certificate is valid for localhost, "},
+		{"plain HTTP", secrets.Config{Address: strings.Replace(v.Addr(), "https:", "http:", 1), Token: tok},
+			"vault login (token): vault answered 400: Client sent an HTTP request to an HTTPS server."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &syncBuf{}
+			c, err := secrets.NewClient(tc.cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Start(t.Context())
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			if err := c.WaitReady(ctx); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("WaitReady = %v\nwant it to contain %q", err, tc.want)
+			}
+			err = c.Ready()
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "https://") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Ready = %q\nwant one line starting %q, without a URL", err, tc.want)
+			}
+			if strings.Contains(logs.String(), tok) {
+				t.Error("the token is in the logs")
+			}
+		})
+	}
+}
+
+// TestJWTLogin logs in with a JWT from a test issuer, through the jwt
+// method and through the kubernetes one, reads KV, and logs in again with
+// the file's new JWT when its token reaches its max TTL.
+func TestJWTLogin(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.WritePolicy(t, "reader", readerPolicy)
+	v.PutKV(t, "secret", "gh", map[string]any{"token": "via-jwt"})
+	idp := idptest.New(t)
+	v.JWTAuth(t, "gatehouse", vaulttest.PublicKeyPEM(t, idp.JWKS()), idp.Audience(), "sub", []string{"reader"}, time.Hour)
+	jwtFile := func(jwt string) string { return writeFile(t, jwt+"\n") } // mounted tokens may end in a newline
+	read := func(t *testing.T, c *secrets.Client) {
+		t.Helper()
+		f, err := c.ReadKV(t.Context(), "secret/gh", 0)
+		if err != nil || f["token"].Reveal() != "via-jwt" {
+			t.Fatalf("read: %v", err)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  secrets.Config
+	}{
+		{"jwt", secrets.Config{Auth: secrets.AuthJWT}},
+		// Vault's kubernetes method takes the same {role, jwt} body at
+		// auth/<mount>/login as the jwt method; only Vault's check of
+		// the JWT differs (a TokenReview against the cluster). So the
+		// jwt method mounted at "jwt" runs our whole kubernetes path:
+		// the method, the mount override and the login body.
+		{"kubernetes", secrets.Config{Auth: secrets.AuthKubernetes, AuthMount: vaulttest.JWTMount}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jwt := idp.Token(map[string]any{"sub": "gatehouse-" + tc.name})
+			cfg := tc.cfg
+			cfg.Address, cfg.Role, cfg.JWTFile = v.Addr(), "gatehouse", jwtFile(jwt)
+			c, logs := newClient(t, cfg)
+			read(t, c)
+			if !strings.Contains(logs.String(), `"msg":"vault logged in","auth":"`+tc.name+`"`) {
+				t.Errorf("no login with %s logged:\n%s", tc.name, logs)
+			}
+			if strings.Contains(logs.String(), jwt) {
+				t.Error("the JWT is in the logs")
+			}
+		})
+	}
+
+	t.Run("expired", func(t *testing.T) {
+		jwt := idp.Token(map[string]any{"sub": "gatehouse"}, idptest.Expired())
+		logs := &syncBuf{}
+		c, err := secrets.NewClient(secrets.Config{Address: v.Addr(), Auth: secrets.AuthJWT, Role: "gatehouse", JWTFile: jwtFile(jwt)},
+			slog.New(slog.NewJSONHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Start(t.Context())
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		err = c.WaitReady(ctx)
+		if err == nil || !strings.Contains(err.Error(), "vault login (jwt): vault answered 400: ") || !strings.Contains(err.Error(), "expired") {
+			t.Fatalf("WaitReady = %v", err)
+		}
+		if strings.Contains(logs.String(), jwt) || strings.Contains(err.Error(), jwt) {
+			t.Error("the JWT is in the logs or the error")
+		}
+	})
+
+	t.Run("relogin with a new JWT", func(t *testing.T) {
+		// Tokens of this role cannot outlive 3 s, and its JWTs are
+		// refused the moment they expire: the client must log in again,
+		// and only the file's new JWT can serve.
+		if _, err := v.Client(t).Logical().Write("auth/jwt/role/short", map[string]any{
+			"role_type": "jwt", "bound_audiences": []string{idp.Audience()}, "user_claim": "sub",
+			"token_policies": []string{"reader"}, "token_ttl": 2, "token_max_ttl": 3, "expiration_leeway": -1, "clock_skew_leeway": -1,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		first := idp.Token(map[string]any{"sub": "gatehouse", "exp": time.Now().Add(5 * time.Second).Unix()})
+		f := jwtFile(first)
+		c, logs := newClient(t, secrets.Config{Address: v.Addr(), Auth: secrets.AuthJWT, Role: "short", JWTFile: f})
+		// Replaced as a projected service account token is: a new file
+		// renamed over the old.
+		next := idp.Token(map[string]any{"sub": "gatehouse"})
+		if err := os.Rename(jwtFile(next), f); err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			time.Sleep(2 * time.Second)
+			read(t, c)
+		}
+		if n := strings.Count(logs.String(), `"msg":"vault logged in"`); n < 2 {
+			t.Errorf("logged in %d times over 8 s of 3 s tokens:\n%s", n, logs)
+		}
+		if strings.Contains(logs.String(), "vault login failed") {
+			t.Errorf("a login failed:\n%s", logs)
+		}
+		// The first JWT has expired: the logins since used the new one.
+		if _, err := v.Client(t).Logical().Write("auth/jwt/login", map[string]any{"role": "short", "jwt": first}); err == nil {
+			t.Error("Vault still accepts the first JWT")
+		}
+		for _, jwt := range []string{first, next} {
+			if strings.Contains(logs.String(), jwt) {
+				t.Error("a JWT is in the logs")
+			}
 		}
 	})
 }

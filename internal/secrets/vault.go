@@ -2,10 +2,12 @@ package secrets
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -146,10 +148,15 @@ func NewClient(cfg Config, log *slog.Logger) (*Client, error) {
 	vc.Address = cfg.Address
 	vc.Timeout = cfg.Timeout
 	vc.MaxRetries = 1
-	if cfg.CACert != "" || cfg.TLSServerName != "" {
-		if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CACert, TLSServerName: cfg.TLSServerName}); err != nil {
-			return nil, fmt.Errorf("vault TLS: %w", err)
-		}
+	// Always configured from Config alone: the Vault library would
+	// otherwise take TLS settings (VAULT_SKIP_VERIFY among them) from the
+	// environment behind the operator's back.
+	if tr, ok := vc.HttpClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil {
+		tls := tr.TLSClientConfig
+		tls.InsecureSkipVerify, tls.ServerName, tls.RootCAs, tls.GetClientCertificate = false, "", nil, nil
+	}
+	if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CACert, TLSServerName: cfg.TLSServerName}); err != nil {
+		return nil, fmt.Errorf("vault TLS: %w", err)
 	}
 	api, err := vault.NewClient(vc)
 	if err != nil {
@@ -237,7 +244,7 @@ func (c *Client) run(ctx context.Context) {
 		auth, err := c.login(ctx)
 		if err != nil {
 			c.setLogin(fmt.Errorf("vault login (%s): %s", c.cfg.method(), reason(err)))
-			c.log.Warn("vault login failed", "auth", c.cfg.method(), "retry_in", backoff, "error", reason(err))
+			c.log.Warn("vault login failed", "auth", c.cfg.method(), "retry_in", backoff.String(), "error", reason(err))
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -436,14 +443,24 @@ func (c *Client) observe(err error) {
 }
 
 // reason reduces a Vault client error to a short cause: Vault's own error
-// messages, or the network failure, without URLs or request dumps.
+// messages, or the network or TLS failure, without URLs or request dumps.
 func reason(err error) string {
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
 		if len(re.Errors) > 0 {
-			return fmt.Sprintf("vault answered %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+			msgs := make([]string, len(re.Errors))
+			for i, m := range re.Errors {
+				msgs[i] = strings.TrimSpace(m)
+			}
+			return fmt.Sprintf("vault answered %d: %s", re.StatusCode, strings.Join(msgs, "; "))
 		}
 		return fmt.Sprintf("vault answered %d", re.StatusCode)
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		// The one TLS failure whose x509 text does not point at the fix (a
+		// wrong name lists the names the certificate has).
+		return ua.Error() + " (configure the CA bundle that verifies Vault's certificate)"
 	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

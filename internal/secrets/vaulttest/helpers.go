@@ -2,10 +2,14 @@ package vaulttest
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"net/url"
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -113,6 +117,22 @@ func (s *Server) JWTAuth(t testing.TB, role, pubKeyPEM, boundAudience, userClaim
 		"token_policies":  policies,
 		"token_ttl":       seconds(tokenTTL),
 	})
+}
+
+// PublicKeyPEM returns the one key of the JSON Web Key Set jwks (such as
+// idptest's IdP.JWKS) as a PKIX "PUBLIC KEY" PEM block, the form
+// [Server.JWTAuth] takes. A set without exactly one key fails the test.
+func PublicKeyPEM(t testing.TB, jwks []byte) string {
+	t.Helper()
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("vaulttest: jwks: %d keys, %v; want one key", len(set.Keys), err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(set.Keys[0].Key)
+	if err != nil {
+		t.Fatalf("vaulttest: jwks key: %v", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
 // Database enables the database secrets engine at [DatabaseMount] (once),

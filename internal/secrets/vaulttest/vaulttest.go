@@ -11,6 +11,11 @@
 // and the helpers such as [Server.PutKV]) talks to Vault directly, so it
 // works while the front is down.
 //
+// [StartTLS] starts the server with TLS instead, its certificate issued by
+// a CA that Vault generates: [Server.CACert] is the CA's PEM file. The
+// front passes TLS through untouched, so code under test verifies Vault's
+// own certificate, valid for 127.0.0.1 and localhost.
+//
 // It is not a _test package so that tests of other packages, and the
 // end-to-end tests of the gateway binary, can use it.
 package vaulttest
@@ -20,6 +25,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +62,9 @@ const opTimeout = 30 * time.Second
 // use.
 type Server struct {
 	t      testing.TB // of Start, for Up's errors
-	direct string     // http://127.0.0.1:PORT of Vault itself
+	scheme string     // http, or https for StartTLS
+	direct string     // http(s)://127.0.0.1:PORT of Vault itself
+	caCert string     // path of Vault's CA PEM; "" without TLS
 	token  string
 	front  *front
 	out    *logBuffer
@@ -74,6 +83,21 @@ type Server struct {
 // fails the test (it never skips): run `make vault`.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, false)
+}
+
+// StartTLS is [Start] with TLS: Vault generates a CA and a certificate for
+// 127.0.0.1 and localhost (Vault's -dev-tls), [Server.Addr] and
+// [Server.DirectAddr] are https URLs, and [Server.CACert] is the CA's PEM
+// file. The helpers' client trusts that CA; no other client does unless
+// configured with it.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, true)
+}
+
+func startServer(t testing.TB, withTLS bool) *Server {
+	t.Helper()
 	bin, err := findBinary()
 	if err != nil {
 		t.Fatalf("vaulttest: %v", err)
@@ -84,7 +108,7 @@ func Start(t testing.TB) *Server {
 	// when that happens.
 	var s *Server
 	for range 3 {
-		s, err = start(t, bin)
+		s, err = start(t, bin, withTLS)
 		if err == nil || !errors.Is(err, errAddrInUse) {
 			break
 		}
@@ -97,25 +121,38 @@ func Start(t testing.TB) *Server {
 
 var errAddrInUse = errors.New("address already in use")
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, withTLS bool) (*Server, error) {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("picking a port for vault: %w", err)
 	}
 	home := t.TempDir()
+	hostPort := fmt.Sprintf("127.0.0.1:%d", port)
 	s := &Server{
 		t:      t,
-		direct: fmt.Sprintf("http://127.0.0.1:%d", port),
+		scheme: "http",
 		token:  "root-" + rand.Text(),
 		out:    &logBuffer{},
 		exited: make(chan struct{}),
 	}
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-root-token-id="+s.token,
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+	args := []string{"server", "-dev",
+		"-dev-root-token-id=" + s.token,
+		"-dev-listen-address=" + hostPort,
 		"-dev-no-store-token",
-	)
+	}
+	if withTLS {
+		// Vault writes vault-ca.pem, vault-cert.pem and vault-key.pem
+		// there; the directory must exist.
+		dir := filepath.Join(home, "tls")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("directory for vault's TLS files: %w", err)
+		}
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+dir)
+		s.scheme, s.caCert = "https", filepath.Join(dir, "vault-ca.pem")
+	}
+	s.direct = s.scheme + "://" + hostPort
+	cmd := exec.Command(bin, args...)
 	// A minimal environment: no VAULT_* from the developer's shell, and a
 	// private HOME so nothing reads or writes ~/.vault-token.
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + home}
@@ -151,7 +188,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 		stop()
 		return nil, err
 	}
-	s.front, err = newFront(strings.TrimPrefix(s.direct, "http://"))
+	s.front, err = newFront(hostPort)
 	if err != nil {
 		stop()
 		return nil, err
@@ -170,13 +207,24 @@ func start(t testing.TB, bin string) (*Server, error) {
 // process exits, or startTimeout passes.
 func (s *Server) waitReady() error {
 	deadline := time.Now().Add(startTimeout)
-	hc := &http.Client{Timeout: 2 * time.Second}
+	var hc *http.Client
+	defer func() {
+		if hc != nil {
+			hc.CloseIdleConnections()
+		}
+	}()
 	var last error
-	for time.Now().Before(deadline) {
+	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		select {
 		case <-s.exited:
 			return fmt.Errorf("vault exited during start-up: %v", s.cmd.ProcessState)
 		default:
+		}
+		if hc == nil {
+			// With TLS, the CA file appears once Vault has generated it.
+			if hc, last = s.healthClient(); last != nil {
+				continue
+			}
 		}
 		var h struct {
 			Initialized bool `json:"initialized"`
@@ -194,9 +242,27 @@ func (s *Server) waitReady() error {
 			}
 		}
 		last = err
-		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("vault not ready after %v: %v", startTimeout, last)
+}
+
+// healthClient is the plain HTTP client of waitReady, trusting Vault's CA
+// when there is one.
+func (s *Server) healthClient() (*http.Client, error) {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if s.caCert == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(s.caCert)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s (yet)", s.caCert)
+	}
+	hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	return hc, nil
 }
 
 // findBinary returns $GATEHOUSE_VAULT_BIN or bin/vault of the checkout root
@@ -262,13 +328,17 @@ func freePort() (int, error) {
 	return 0, errors.New("no free pair of consecutive loopback ports")
 }
 
-// Addr is the base URL of the front proxy, http://127.0.0.1:PORT: what
-// code under test should be configured with. It stays the same across
-// [Server.Down] and [Server.Up].
-func (s *Server) Addr() string { return "http://" + s.front.addr }
+// Addr is the base URL of the front proxy, http://127.0.0.1:PORT (https
+// for [StartTLS]): what code under test should be configured with. It
+// stays the same across [Server.Down] and [Server.Up].
+func (s *Server) Addr() string { return s.scheme + "://" + s.front.addr }
 
 // DirectAddr is the base URL of Vault itself, bypassing the front proxy.
 func (s *Server) DirectAddr() string { return s.direct }
+
+// CACert is the path of the PEM file of the CA that issued Vault's TLS
+// certificate, for a server from [StartTLS]; "" for one from [Start].
+func (s *Server) CACert() string { return s.caCert }
 
 // RootToken is the dev server's root token.
 func (s *Server) RootToken() string { return s.token }
@@ -290,7 +360,8 @@ func (s *Server) Up() {
 
 // Client returns a new Vault API client for Vault's direct address (not
 // through the front proxy), with the root token, no namespace and no
-// retries. The caller may change its token.
+// retries, trusting [Server.CACert] if set. The caller may change its
+// token.
 func (s *Server) Client(t testing.TB) *api.Client {
 	t.Helper()
 	c, err := s.newClient(s.direct)
@@ -307,6 +378,11 @@ func (s *Server) newClient(addr string) (*api.Client, error) {
 	}
 	cfg.Address = addr
 	cfg.MaxRetries = 0
+	if s.caCert != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.caCert}); err != nil {
+			return nil, fmt.Errorf("vault client TLS: %w", err)
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)

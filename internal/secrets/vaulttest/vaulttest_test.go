@@ -3,8 +3,6 @@ package vaulttest_test
 import (
 	"crypto/x509"
 	"database/sql"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/api"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
@@ -131,7 +128,7 @@ func TestServer(t *testing.T) {
 
 	t.Run("JWT", func(t *testing.T) {
 		idp := idptest.New(t)
-		s.JWTAuth(t, "agent", publicKeyPEM(t, idp), idp.Audience(), "sub", []string{"read-app"}, 5*time.Minute)
+		s.JWTAuth(t, "agent", vaulttest.PublicKeyPEM(t, idp.JWKS()), idp.Audience(), "sub", []string{"read-app"}, 5*time.Minute)
 		c := frontClient(t, s, "")
 		login := func(jwt string) (*api.Secret, error) {
 			return c.Logical().WriteWithContext(t.Context(), "auth/jwt/login", map[string]any{"role": "agent", "jwt": jwt})
@@ -218,6 +215,9 @@ func TestTwoServers(t *testing.T) {
 	if a.Addr() == b.Addr() || a.DirectAddr() == b.DirectAddr() || a.RootToken() == b.RootToken() {
 		t.Fatalf("servers share an address or token: %s %s, %s %s", a.Addr(), b.Addr(), a.DirectAddr(), b.DirectAddr())
 	}
+	if !strings.HasPrefix(a.Addr(), "http://") || a.CACert() != "" {
+		t.Fatalf("a server from Start: Addr %s, CACert %q; want http and no CA", a.Addr(), a.CACert())
+	}
 	a.PutKV(t, vaulttest.KVMount, "app/x", map[string]any{"password": "a"})
 	if _, err := frontClient(t, b, b.RootToken()).KVv2(vaulttest.KVMount).Get(t.Context(), "app/x"); err == nil {
 		t.Fatal("b sees a's secret")
@@ -227,13 +227,51 @@ func TestTwoServers(t *testing.T) {
 	}
 }
 
-// frontClient is a client through the front proxy, without retries so that
-// a refused connection shows at once.
+// TestTLS checks a server from StartTLS: through the front proxy, Vault's
+// own certificate verifies against CACert, for 127.0.0.1 and localhost,
+// and not against the system roots.
+func TestTLS(t *testing.T) {
+	s := vaulttest.StartTLS(t)
+	if !strings.HasPrefix(s.Addr(), "https://127.0.0.1:") || !strings.HasPrefix(s.DirectAddr(), "https://127.0.0.1:") || s.CACert() == "" {
+		t.Fatalf("Addr %s, DirectAddr %s, CACert %q; want https and a CA", s.Addr(), s.DirectAddr(), s.CACert())
+	}
+	s.PutKV(t, vaulttest.KVMount, "app/tls", map[string]any{"password": "over-tls"})
+	c := frontClient(t, s, s.RootToken())
+	if got := readPassword(t, c, "app/tls"); got != "over-tls" {
+		t.Fatalf("password = %q", got)
+	}
+	if err := c.SetAddress(strings.Replace(s.Addr(), "127.0.0.1", "localhost", 1)); err != nil {
+		t.Fatal(err)
+	}
+	readPassword(t, c, "app/tls")
+
+	cfg := api.DefaultConfig()
+	cfg.Address = s.Addr()
+	cfg.MaxRetries = 0
+	untrusted, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = untrusted.Sys().HealthWithContext(t.Context())
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("without the CA: err = %v, want x509.UnknownAuthorityError", err)
+	}
+}
+
+// frontClient is a client through the front proxy, trusting the server's
+// CA if it has one, without retries so that a refused connection shows at
+// once.
 func frontClient(t *testing.T, s *vaulttest.Server, token string) *api.Client {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr()
 	cfg.MaxRetries = 0
+	if s.CACert() != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert()}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -276,19 +314,4 @@ func checkLogin(t *testing.T, sec *api.Secret, ttl time.Duration) {
 	if !strings.Contains(strings.Join(sec.Auth.TokenPolicies, ","), "read-app") {
 		t.Errorf("token policies = %v, want read-app", sec.Auth.TokenPolicies)
 	}
-}
-
-// publicKeyPEM exports the issuer's current signing key, from its JWKS, as
-// a PKIX PEM block for jwt_validation_pubkeys.
-func publicKeyPEM(t *testing.T, idp *idptest.IdP) string {
-	t.Helper()
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(idp.JWKS(), &set); err != nil || len(set.Keys) != 1 {
-		t.Fatalf("jwks: %d keys, %v", len(set.Keys), err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(set.Keys[0].Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
