@@ -9,7 +9,7 @@ GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 STATICCHECK_VERSION := v0.8.2
 CACHE := $(CURDIR)/.cache
 
-.PHONY: all build vault run test test-tools test-go test-race fuzz test-fuzz conformance generate check-generate lint bench clean
+.PHONY: all build vault chdb run test test-tools test-go test-race fuzz test-fuzz conformance generate check-generate lint bench clean
 
 all: build
 
@@ -26,11 +26,17 @@ vault: bin/vault
 bin/vault: test/tools/vault/go.mod test/tools/vault/main.go
 	cd test/tools/vault && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o $(CURDIR)/bin/vault .
 
+## chdb: the embedded ClickHouse engine (chDB's libchdb.so, ClickHouse 26.7, ~570 MB from npm) into
+## .cache/chdb, where the audit backend and its tests find it. Idempotent (stamp file); the version is in
+## test/scripts/chdb.sh.
+chdb:
+	@bash test/scripts/chdb.sh
+
 ## run: build, start a demo upstream and the gateway in front of it, print how to connect.
 ## VAULT=1 also starts a Vault dev server (bin/vault; building it cold takes ~15 min) and
 ## injects a demo secret just in time.
 VAULT ?= 0
-run: build $(if $(filter 1,$(VAULT)),vault)
+run: build chdb $(if $(filter 1,$(VAULT)),vault)
 	@VAULT=$(VAULT) bash deploy/demo/run.sh
 
 ## test: install test tools, then generated-code check, lint, unit, race, end-to-end (SQLite and PostgreSQL) and conformance tests
@@ -41,11 +47,14 @@ test-tools:
 	@bash test/scripts/tools.sh
 
 ## test-go: every Go test; PostgreSQL 15 (Debian package) is started for the store, admin API, replica and
-## Vault database-credential tests; Vault dev servers run from bin/vault
-test-go: build vault
+## Vault database-credential tests; Vault dev servers run from bin/vault; the audit tests run the embedded
+## ClickHouse engine (make chdb), and a ClickHouse server too when CLICKHOUSE_ADDR=host:9000 is set.
+## The audit engine package is tested again without the engine (build tag nochdb).
+test-go: build vault chdb
 	@url=$$(bash test/scripts/postgres.sh) || exit 1; \
 	GATEHOUSE_TEST_POSTGRES_URL="$$url" go test -count=1 -timeout 20m ./...; rc=$$?; \
 	bash test/scripts/postgres.sh stop; exit $$rc
+	go test -count=1 -tags nochdb ./internal/audit/chdb/
 
 ## test-race: the proxy and workflows under the race detector
 test-race: vault
@@ -96,13 +105,15 @@ check-generate:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	go vet ./...
+	go vet -tags nochdb ./internal/audit/chdb/
 	@test -x $(CACHE)/bin/staticcheck || GOBIN=$(CACHE)/bin go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(CACHE)/bin/staticcheck ./...
 
 ## bench: gateway hot-path benchmarks, the approval workflow path on the embedded Temporal server, then the
 ## load harness (test/load: the built binaries, direct vs through the gateway; JSON in bench/results/). See README.
-bench: build vault
+bench: build vault chdb
 	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
+	go test -run '^$$' -bench Insert -benchmem -count 1 ./internal/audit/chdb/
 	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
 	go run ./test/load $(LOAD_FLAGS)
 

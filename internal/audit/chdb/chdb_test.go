@@ -1,0 +1,210 @@
+//go:build !nochdb
+
+package chdb_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit/backendtest"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb/chdbtest"
+)
+
+// TestBackend runs the backend conformance suite on the embedded engine.
+func TestBackend(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backendtest.Target {
+		return backendtest.Target{Backend: chdbtest.Open(t, "")}
+	})
+}
+
+func TestPersistReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	lib := chdbtest.LibPath(t)
+	b, err := chdb.Open(ctx, chdb.Options{LibPath: lib, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := backendtest.Target{Backend: b}
+	backendtest.Migrate(t, tg)
+	events := backendtest.Events("node-1", time.Now().Add(-time.Hour), 100, 0)
+	if err := b.Insert(ctx, "audit_events", events, "persist"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := b.Query(ctx, "SELECT 1", audit.QueryOptions{}); err == nil {
+		t.Fatal("query on a closed backend succeeded")
+	}
+
+	b = chdbtest.Open(t, dir)
+	tg.Backend = b
+	if applied := backendtest.Migrate(t, tg); len(applied) != 0 {
+		t.Errorf("migrate after reopen applied %v", applied)
+	}
+	res := backendtest.Query(t, b, "SELECT count(), max(seq) FROM audit_events")
+	if want := []any{int64(100), int64(100)}; !reflect.DeepEqual(res.Rows[0], want) {
+		t.Errorf("after reopen: %v, want %v", res.Rows[0], want)
+	}
+	// The token is remembered across a restart: a replay is still dropped.
+	if err := b.Insert(ctx, "audit_events", events, "persist"); err != nil {
+		t.Fatal(err)
+	}
+	if res := backendtest.Query(t, b, "SELECT count() FROM audit_events"); res.Rows[0][0] != int64(100) {
+		t.Errorf("replay after reopen: %v rows, want 100", res.Rows[0][0])
+	}
+	if !strings.HasSuffix(b.Name(), dir) || !strings.HasPrefix(b.Name(), "chdb:") {
+		t.Errorf("Name() = %q", b.Name())
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	lib := chdbtest.LibPath(t)
+	missing := filepath.Join(t.TempDir(), "nowhere", "libchdb.so")
+	_, err := chdb.Open(ctx, chdb.Options{LibPath: missing, DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "make chdb") {
+		t.Errorf("missing library: %v", err)
+	}
+	t.Run("env", func(t *testing.T) {
+		t.Setenv(chdb.EnvLib, missing)
+		if _, err := chdb.Open(ctx, chdb.Options{DataDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("missing library from $%s: %v", chdb.EnvLib, err)
+		}
+	})
+	if _, err := chdb.Open(ctx, chdb.Options{LibPath: lib}); err == nil {
+		t.Error("no data directory: no error")
+	}
+
+	chdbtest.Open(t, "")
+	_, err = chdb.Open(ctx, chdb.Options{LibPath: lib, DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "already runs on") {
+		t.Errorf("second data directory while open: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	b := chdbtest.Open(t, "")
+	ctx := context.Background()
+	_, err := b.Query(ctx, "SELEC 1", audit.QueryOptions{})
+	var ce *chdb.Error
+	if !errors.As(err, &ce) || ce.Name != "SYNTAX_ERROR" || ce.Code != 62 {
+		t.Fatalf("syntax error: %#v (%v)", ce, err)
+	}
+	err = b.Exec(ctx, "SELECT throwIf(1, 'boom')")
+	if !errors.As(err, &ce) || ce.Name != "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO" || strings.Contains(err.Error(), "Stack trace") {
+		t.Fatalf("throwIf: %v", err)
+	}
+	if _, err := b.Query(ctx, "SELECT 1; SELECT 2", audit.QueryOptions{}); !errors.Is(err, chdb.ErrMultipleStatements) {
+		t.Errorf("two statements: %v", err)
+	}
+	if _, err := b.Query(ctx, "SELECT 1 INTO OUTFILE '/tmp/gatehouse-x'", audit.QueryOptions{ReadOnly: true}); !errors.Is(err, chdb.ErrNotReadOnly) {
+		t.Errorf("INTO OUTFILE: %v", err)
+	}
+	if err := b.Insert(ctx, "audit_events; DROP TABLE x", backendtest.Events("n", time.Now(), 1, 0), ""); err == nil {
+		t.Error("insert into a bad table name succeeded")
+	}
+	if err := b.Insert(ctx, "missing", backendtest.Events("n", time.Now(), 1, 0), ""); err == nil || !strings.Contains(err.Error(), "UNKNOWN_TABLE") {
+		t.Errorf("insert into a missing table: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.Exec(cctx, "SELECT 1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+}
+
+// TestConcurrent drives one backend from many goroutines: statements are
+// serialized, none fails.
+func TestConcurrent(t *testing.T) {
+	b := chdbtest.Open(t, "")
+	tg := backendtest.Target{Backend: b}
+	backendtest.Migrate(t, tg)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	const goroutines, batches = 6, 4
+	for g := range goroutines {
+		wg.Go(func() {
+			events := backendtest.Events(fmt.Sprintf("node-%d", g), time.Now().Add(-time.Hour), 50, 0)
+			for i := range batches {
+				if err := b.Insert(ctx, "audit_events", events, fmt.Sprintf("%d-%d", g, i)); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := b.Query(ctx, "SELECT agent, count() FROM audit_events GROUP BY agent", audit.QueryOptions{ReadOnly: true, MaxRows: 100}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Each goroutine inserted the same 50 events four times, with four
+	// tokens: identical blocks with different tokens are all kept.
+	if res := backendtest.Query(t, b, "SELECT count() FROM audit_events"); res.Rows[0][0] != int64(goroutines*batches*50) {
+		t.Errorf("%v rows, want %d", res.Rows[0][0], goroutines*batches*50)
+	}
+}
+
+// BenchmarkInsert inserts batches of 10,000 events into audit_events,
+// with its rollup view and the engine's background merges, and reports
+// events/s and events per CPU-second of the whole process (which a busy
+// machine distorts less). Events carry ≈150-byte arguments (≈1.1 KB of
+// JSON each) or 2 KB ones.
+func BenchmarkInsert(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		argBytes int
+	}{{"args=150B", 0}, {"args=2KB", 2048}} {
+		b.Run(bc.name, func(b *testing.B) {
+			be := chdbtest.Open(b, "")
+			backendtest.Migrate(b, backendtest.Target{Backend: be})
+			const batch = 10_000
+			// 50,000 events a second: 10,000 span 200 ms, so the rollup
+			// aggregates many events per minute and group, as under load.
+			start := time.Now().Add(-time.Hour)
+			events := backendtest.Events("node-1", start, batch, bc.argBytes)
+			for i := range events {
+				events[i].Time = start.Add(time.Duration(i) * 20 * time.Microsecond)
+			}
+			ctx := context.Background()
+			cpu0 := cpuTime()
+			for i := 0; b.Loop(); i++ {
+				if err := be.Insert(ctx, "audit_events", events, fmt.Sprintf("bench-%d", i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.N*batch)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+		})
+	}
+}
+
+// cpuTime is the CPU time the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
