@@ -183,10 +183,16 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 	rc := requestFrom(ctx)
 	pr := policyRequest(req, vs.Name, kind, name, r)
 	pr.Args = args
+	start := time.Now()
 	d := snap.access.policy.Decide(pr)
 	if rc != nil {
+		rc.policyDur = time.Since(start)
 		rc.decision = d.Effect
 		rc.grants = matchedGrants(d)
+		rc.revision = snap.Revision
+		if d.Approval != "" {
+			rc.rule = d.Approval
+		}
 	}
 	cc := &callCheck{args: args}
 	switch d.Effect {
@@ -223,9 +229,11 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 	if args == nil {
 		root = map[string]any{}
 	}
+	start = time.Now()
 	out, res := snap.access.guards.Check(config.DirectionRequest, vs.Name, name, "args", root)
 	cc.findings = res.Findings
 	if rc != nil {
+		rc.guardDur += time.Since(start)
 		rc.findings = append(rc.findings, res.Findings...)
 	}
 	switch res.Verdict {
@@ -254,6 +262,9 @@ func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R
 	snap := g.snap.Load()
 	if res == nil || snap.access.guards.Empty() {
 		return res, nil
+	}
+	if rc := requestFrom(ctx); rc != nil {
+		defer func(start time.Time) { rc.guardDur += time.Since(start) }(time.Now())
 	}
 	b, err := json.Marshal(res)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -42,6 +43,9 @@ type HeldCall struct {
 	Reasons []string
 	// Rule is the approval rule that governs the call.
 	Rule config.ApprovalRule
+	// ApprovalID is set by Hold to the approval the call waited for (for
+	// the audit trail).
+	ApprovalID string
 }
 
 // Progress reports, while a call waits, how far its approval is; the
@@ -102,7 +106,12 @@ func (f *face) holdCall(ctx context.Context, req *mcp.CallToolRequest, r *Route,
 			f.g.log.Debug("approval progress not delivered", "vs", f.name, "tool", name, "error", err)
 		}
 	}
+	start := time.Now()
 	res, proceed, err := f.g.approvals.Hold(ctx, c, progress)
+	if rc := requestFrom(ctx); rc != nil {
+		rc.approvalID, rc.rule = c.ApprovalID, c.Rule.Name
+		rc.approvalDur = time.Since(start)
+	}
 	if err != nil {
 		return nil, false, err
 	}

@@ -129,6 +129,12 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		rc := f.g.beginRequest(ctx, f.name, method, req)
 		ctx = withRequest(ctx, rc)
+		if f.g.audit != nil && audited(method) {
+			if err := f.g.audit.Admit(); err != nil {
+				_, err := f.g.endRequest(rc, nil, auditError(err))
+				return nil, err
+			}
+		}
 		res, err := next(ctx, method, req)
 		switch r := res.(type) {
 		case *mcp.InitializeResult:
@@ -152,8 +158,7 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		if method == "logging/setLevel" && err == nil {
 			f.forwardLogLevel(ctx, req)
 		}
-		f.g.endRequest(rc, res, err)
-		return res, err
+		return f.g.endRequest(rc, res, err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -73,7 +74,11 @@ func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Ca
 		fl := &flight{agent: as, ctx: ctx}
 		done := conn.begin(fl)
 		cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout.Std())
+		sent := time.Now()
 		res, err := send(cctx, conn, fl)
+		if rc := requestFrom(ctx); rc != nil {
+			rc.upstreamDur += time.Since(sent)
+		}
 		timedOut := cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
 		cancel()
 		done()
@@ -226,6 +231,9 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	raw := req.Params.Arguments
 	if cc.redacted {
 		raw = mustJSON(cc.args)
+	}
+	if rc := requestFrom(ctx); rc != nil && f.g.audit != nil {
+		rc.args, rc.argsHash = raw, ArgsHash(args)
 	}
 	if cc.approval != nil {
 		res, proceed, err := f.holdCall(ctx, req, r, name, cc, raw)

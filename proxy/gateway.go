@@ -57,6 +57,9 @@ type Options struct {
 	// HTTPClient is shared by all HTTP upstreams (one connection pool).
 	// Nil means a client tuned for many concurrent upstream sessions.
 	HTTPClient *http.Client
+	// Audit stores an audit event of every agent request before it is
+	// acknowledged; nil records none.
+	Audit AuditSink
 	// Secrets is the Vault client secret bindings are resolved with; nil
 	// means no Vault, and requests that need a secret fail with
 	// CodeSecretUnavailable.
@@ -79,6 +82,7 @@ type Gateway struct {
 	approvals Approvals
 	http      *http.Client
 	vault     *secrets.Client
+	audit     AuditSink
 
 	snap atomic.Pointer[Snapshot]
 	rev  atomic.Int64
@@ -125,6 +129,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		metrics:   newMetrics(),
 		http:      o.HTTPClient,
 		vault:     o.Secrets,
+		audit:     o.Audit,
 		doc:       doc,
 		upstreams: map[string]*upstream{},
 		faces:     map[string]*face{},

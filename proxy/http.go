@@ -276,6 +276,11 @@ type Readiness struct {
 	// configured), or "unavailable: REASON" (requests that need a secret
 	// then fail with -32057 naming the binding; others are unaffected).
 	Vault string `json:"vault"`
+	// Audit is the state of the audit trail: "ok", "off", "shipping
+	// failed: …" (events wait in the spool; nothing is lost) or
+	// "refusing: …" (the spool is at its budget: new requests fail with
+	// -32058).
+	Audit string `json:"audit"`
 }
 
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -316,6 +321,12 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		cancel()
+	}
+	rd.Audit = "off"
+	if g.audit != nil {
+		if rd.Audit = g.audit.Status(); rd.Audit != "ok" && rd.Status == "ok" {
+			rd.Status = "degraded"
+		}
 	}
 	rd.Vault = "off"
 	if g.vault != nil {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -33,6 +34,18 @@ type requestCtx struct {
 	// their lease IDs (never values).
 	secrets []string
 	leases  []string
+	// For the audit event: the (redacted) arguments and the hash of the
+	// unredacted ones, the approval rule and ID, the policy revision, and
+	// where the time went.
+	args        json.RawMessage
+	argsHash    string
+	rule        string
+	approvalID  string
+	revision    int64
+	policyDur   time.Duration
+	guardDur    time.Duration
+	approvalDur time.Duration
+	upstreamDur time.Duration
 }
 
 type requestKey struct{}
@@ -82,6 +95,10 @@ func outcome(err error) string {
 			return "unavailable"
 		case CodeUpstreamTimeout:
 			return "timeout"
+		case CodeSecretUnavailable:
+			return "secret_unavailable"
+		case CodeAuditUnavailable:
+			return "audit_unavailable"
 		}
 	}
 	if errors.Is(err, context.Canceled) {
@@ -90,14 +107,27 @@ func outcome(err error) string {
 	return "error"
 }
 
-func (g *Gateway) endRequest(rc *requestCtx, res mcp.Result, err error) {
-	d := time.Since(rc.start)
+// endRequest records metrics, the log line and the audit event of a
+// finished request. It returns what to answer: the request's own result,
+// or an error when its audit event could not be stored.
+func (g *Gateway) endRequest(rc *requestCtx, res mcp.Result, err error) (mcp.Result, error) {
 	out := outcome(err)
 	if out == "ok" {
 		if r, ok := res.(*mcp.CallToolResult); ok && r != nil && r.IsError {
 			out = "tool_error"
 		}
 	}
+	if g.audit != nil && audited(rc.method) {
+		if aerr := g.recordAudit(rc, res, err, out); aerr != nil {
+			res, err, out = nil, aerr, "audit_unavailable"
+		}
+	}
+	g.logRequest(rc, out, err)
+	return res, err
+}
+
+func (g *Gateway) logRequest(rc *requestCtx, out string, err error) {
+	d := time.Since(rc.start)
 	m := methodLabel(rc.method)
 	g.metrics.requests.WithLabelValues(rc.vs, m, out).Inc()
 	g.metrics.latency.WithLabelValues(rc.vs, m).Observe(d.Seconds())

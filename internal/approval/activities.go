@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	entapproval "github.com/gatehouse-dev/gatehouse/ent/approval"
 	"github.com/gatehouse-dev/gatehouse/ent/webhook"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/workflows"
@@ -194,6 +195,21 @@ func (a auditor) Audit(ctx context.Context, ev workflows.AuditEvent) error {
 		attrs = append(attrs, "reason", ev.Reason)
 	}
 	a.s.log.Info("approval audit", attrs...)
+	if au := a.s.o.Audit; au != nil {
+		e := &audit.Event{Time: ev.Time, Kind: audit.KindApproval, ApprovalID: ev.ApprovalID, Agent: ev.Agent,
+			VirtualServer: ev.VirtualServer, Target: ev.Tool, Method: "approval/" + ev.Kind, ArgsHash: ev.ArgsHash,
+			Rule: ev.Rule, Outcome: string(ev.State), Error: ev.Reason, Approvers: ev.Groups}
+		if d := ev.Decision; d != nil {
+			e.Approvers, e.Decision = []string{d.Approver}, "deny"
+			if d.Approve {
+				e.Decision = "approve"
+			}
+		}
+		if err := au.Record(e); err != nil {
+			// Temporal retries the step: the event must reach the trail.
+			return fmt.Errorf("recording approval %s in the audit trail: %w", ev.ApprovalID, err)
+		}
+	}
 
 	st := a.s.o.Store
 	rec, err := a.s.lookup(ctx, ev.ApprovalID)

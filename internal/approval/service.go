@@ -77,6 +77,9 @@ type Options struct {
 	// SearchAttributes says the namespace has the workflows' search
 	// attributes (workflows.SearchAttributeTypes), so workflows index them.
 	SearchAttributes bool
+	// Audit records each approval step in the audit trail; nil records
+	// them only in the log and the Approval record.
+	Audit proxy.AuditSink
 	// Logger receives structured logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
@@ -138,6 +141,7 @@ func (s *Service) Hold(ctx context.Context, c *proxy.HeldCall, progress proxy.Pr
 	switch {
 	case last != nil && !last.Delivered && final(last.State):
 		// The agent retries after its hold ran out: the outcome is ready.
+		c.ApprovalID = last.ApprovalID
 		return s.deliver(ctx, last, nil)
 	case last != nil && !last.Delivered:
 		// Make sure the workflow exists: the gateway may have died between
@@ -145,11 +149,13 @@ func (s *Service) Hold(ctx context.Context, c *proxy.HeldCall, progress proxy.Pr
 		if err := s.startWorkflow(ctx, c, last.ApprovalID); err != nil && !errors.Is(err, errForeignRun) {
 			return nil, false, unavailable("resuming approval %s: %v", last.ApprovalID, err)
 		}
+		c.ApprovalID = last.ApprovalID
 		return s.wait(ctx, last.ApprovalID, progress)
 	case last != nil && last.State == entapproval.StateApproved && c.Rule.ReuseWindow > 0 &&
 		last.DecidedAt != nil && s.o.Now().Before(last.DecidedAt.Add(c.Rule.ReuseWindow.Std())):
 		s.log.Info("approval reused", "approval", last.ApprovalID, "agent", c.Principal.Agent, "vs", c.VS, "tool", c.Tool,
 			"rule", c.Rule.Name, "reuse_until", last.DecidedAt.Add(c.Rule.ReuseWindow.Std()))
+		c.ApprovalID = last.ApprovalID
 		return nil, true, nil
 	}
 	attempt := 0
@@ -160,6 +166,7 @@ func (s *Service) Hold(ctx context.Context, c *proxy.HeldCall, progress proxy.Pr
 	if err != nil {
 		return nil, false, err
 	}
+	c.ApprovalID = id
 	return s.wait(ctx, id, progress)
 }
 

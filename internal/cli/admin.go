@@ -117,17 +117,21 @@ func (f *adminFlags) client() (*adminClient, error) {
 		return nil, usageError{errors.New("no admin token: set $" + EnvAdminToken + " or pass --token-file")}
 	}
 	return &adminClient{
-		url:   strings.TrimSuffix(server, "/") + "/graphql",
-		token: token,
-		hc:    &http.Client{Timeout: 2 * time.Minute},
+		server: strings.TrimSuffix(server, "/"),
+		token:  token,
+		hc:     &http.Client{},
 	}, nil
 }
 
-// adminClient sends GraphQL operations to a gateway's /graphql.
+// adminTimeout bounds one admin API operation (not a streamed export).
+const adminTimeout = 2 * time.Minute
+
+// adminClient sends GraphQL operations to a gateway's /graphql, and
+// requests to its other admin endpoints (/audit/...).
 type adminClient struct {
-	url   string
-	token string
-	hc    *http.Client
+	server string // base URL, without a trailing slash
+	token  string
+	hc     *http.Client // without a timeout: operations bound their context
 }
 
 // gqlError is one error of a GraphQL response.
@@ -149,21 +153,67 @@ func (e gqlError) String() string {
 	return b.String()
 }
 
+// request sends one request with the admin token to path (with its query
+// string) on the gateway.
+func (c *adminClient) request(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("admin API %s: %w", c.server+path, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	return resp, nil
+}
+
+// send is [adminClient.request] for the endpoints besides /graphql: it
+// returns the response of a 2xx status (the caller closes its body), and
+// otherwise the error the gateway answered.
+func (c *adminClient) send(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	resp, err := c.request(ctx, method, path, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var r struct {
+		Errors []gqlError `json:"errors"`
+	}
+	if json.Unmarshal(raw, &r) == nil && len(r.Errors) > 0 {
+		return nil, gqlErrors(r.Errors)
+	}
+	return nil, fmt.Errorf("admin API %s: HTTP %d: %s", c.server+path, resp.StatusCode, strings.TrimSpace(string(raw)))
+}
+
+// gqlErrors joins the errors of a response into one.
+func gqlErrors(list []gqlError) error {
+	msgs := make([]string, len(list))
+	for i, e := range list {
+		msgs[i] = e.String()
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
 // do runs one operation and decodes its data into out.
 func (c *adminClient) do(ctx context.Context, query string, vars map[string]any, out any) error {
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	url := c.server + "/graphql"
+	resp, err := c.request(ctx, http.MethodPost, "/graphql", "application/json", bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("admin API %s: %w", c.url, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -175,17 +225,13 @@ func (c *adminClient) do(ctx context.Context, query string, vars map[string]any,
 		Errors []gqlError      `json:"errors"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return fmt.Errorf("admin API %s: HTTP %d: %s", c.url, resp.StatusCode, strings.TrimSpace(string(raw)))
+		return fmt.Errorf("admin API %s: HTTP %d: %s", url, resp.StatusCode, strings.TrimSpace(string(raw)))
 	}
 	if len(r.Errors) > 0 {
-		msgs := make([]string, len(r.Errors))
-		for i, e := range r.Errors {
-			msgs[i] = e.String()
-		}
-		return errors.New(strings.Join(msgs, "\n"))
+		return gqlErrors(r.Errors)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("admin API %s: HTTP %d", c.url, resp.StatusCode)
+		return fmt.Errorf("admin API %s: HTTP %d", url, resp.StatusCode)
 	}
 	return json.Unmarshal(r.Data, out)
 }

@@ -73,7 +73,7 @@ type approvalRuntime struct {
 
 // startApprovals connects to Temporal (starting the embedded server when
 // no address is given), and runs the approval worker against g.
-func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g *proxy.Gateway, tf *temporalFlags, dataDir string) (*approvalRuntime, error) {
+func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g *proxy.Gateway, tf *temporalFlags, dataDir string, sink proxy.AuditSink) (*approvalRuntime, error) {
 	topts, err := tf.options(dataDir, log)
 	if err != nil {
 		return nil, err
@@ -84,7 +84,7 @@ func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g
 		return nil, err
 	}
 	svc := approval.New(approval.Options{Temporal: t.Client, Store: client, Gateway: g, TaskQueue: tf.queue,
-		Hold: tf.hold, SearchAttributes: t.SearchAttributes, Logger: log})
+		Hold: tf.hold, SearchAttributes: t.SearchAttributes, Audit: sink, Logger: log})
 	if err := g.RegisterMetrics(svc.Collectors()...); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("approval metrics: %w", err)

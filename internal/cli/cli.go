@@ -27,8 +27,8 @@ const (
 
 	EnvDatabaseURL    = "GATEHOUSE_DATABASE_URL"
 	EnvAdminTokenFile = "GATEHOUSE_ADMIN_TOKEN_FILE"
-	// EnvServer and EnvAdminToken tell the admin commands (apply, export)
-	// which gateway to talk to and as whom.
+	// EnvServer and EnvAdminToken tell the admin commands (apply, export,
+	// approvals, audit) which gateway to talk to and as whom.
 	EnvServer     = "GATEHOUSE_SERVER"
 	EnvAdminToken = "GATEHOUSE_ADMIN_TOKEN"
 )
@@ -43,6 +43,7 @@ Commands:
   apply     make the running gateway's config store match a YAML file (apply -h)
   export    print the running gateway's configuration as YAML (export -h)
   approvals list, show, approve or deny calls held for approval (approvals -h)
+  audit     query, verify or export the audit trail (audit -h)
   worker    run approval workflows without serving agents (worker -h)
   check     validate a configuration file and exit
   keygen    generate an agent API key (or with --admin an admin token)
@@ -56,8 +57,8 @@ Environment:
   GATEHOUSE_LOG_LEVEL   debug | info | warn | error
   GATEHOUSE_DATABASE_URL      config store (serve; default DATA_DIR/gatehouse.db)
   GATEHOUSE_ADMIN_TOKEN_FILE  bootstrap admin token file (serve)
-  GATEHOUSE_SERVER      gateway URL for apply, export and approvals (default http://127.0.0.1:8080)
-  GATEHOUSE_ADMIN_TOKEN admin token for apply, export and approvals
+  GATEHOUSE_SERVER      gateway URL for apply, export, approvals and audit (default http://127.0.0.1:8080)
+  GATEHOUSE_ADMIN_TOKEN admin token for apply, export, approvals and audit
   GATEHOUSE_TEMPORAL_API_KEY  API key of an external Temporal (serve, worker)
 
 Agents connect to http://LISTEN/mcp/<virtual-server> (streamable HTTP) or
@@ -80,6 +81,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = apply(ctx, args[1:], os.Stdin, stdout)
 	case "approvals":
 		err = approvalsCmd(ctx, args[1:], stdout)
+	case "audit":
+		err = auditCmd(ctx, args[1:], os.Stdin, stdout)
 	case "worker":
 		err = workerCmd(ctx, args[1:], stderr)
 	case "export":

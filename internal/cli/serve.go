@@ -60,6 +60,13 @@ just in time (headers, query parameters, a stdio process's environment, or
 tool arguments agents never see). --vault-addr and --vault-auth say where
 Vault is and how to log in; without them requests that need a secret fail.
 
+Audit: every agent request is recorded (who, what, decision, findings,
+approval, secret bindings, outcome, latency) in a local spool before it is
+acknowledged, hash-chained per node, and shipped to ClickHouse: the
+embedded engine (DATA_DIR/audit, the default) or a server/cluster
+(--clickhouse-addr). See --audit* and --clickhouse* below, and
+'gatehouse audit'.
+
 Signals: SIGHUP tries the configuration file on the running gateway and, if
 the gateway takes it, writes it to the store declaratively (what the file
 lacks is deleted); a file that fails changes nothing. SIGINT and SIGTERM
@@ -85,6 +92,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	tf.register(fs, true)
 	var vf vaultFlags
 	vf.register(fs)
+	var af auditFlags
+	af.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -118,6 +127,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer vault.Close()
+	auditRT, err := af.start(ctx, log, file.DataDir)
+	if err != nil {
+		return err
+	}
+	// Closed after the gateway (deferred first, run last): the events of
+	// the last requests are in the spool by then.
+	defer auditRT.close()
+	var sink proxy.AuditSink
+	if auditRT != nil {
+		sink = auditRT.writer
+	}
 	if err := seedStore(ctx, log, client, *path, file); err != nil {
 		return err
 	}
@@ -150,11 +170,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Authenticators: authn.list,
 		Resource:       authn.resource(file),
 		Secrets:        vault,
+		Audit:          sink,
 		OnCatalog: func(upstream string, tools []*mcp.Tool) {
 			syncer.recordTools(ctx, upstream, tools)
 		},
 	})
 	syncer.g = g
+	if auditRT != nil {
+		if err := g.RegisterMetrics(auditRT.writer.Collectors()...); err != nil {
+			return fmt.Errorf("audit metrics: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", doc.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", doc.Listen, err)
@@ -173,7 +199,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		if tf.address == "" && strings.HasPrefix(databaseURL(*dbURL, file.DataDir), "postgres") {
 			log.Warn("approval workflows run on this gateway's embedded Temporal: with replicas on one PostgreSQL store, an approval held by one replica cannot be decided through another; give every replica the same --temporal-address")
 		}
-		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir)
+		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir, sink)
 		if err != nil {
 			ln.Close()
 			g.Close()
@@ -210,6 +236,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	syncCtx, stopSync := context.WithCancel(ctx)
 	defer stopSync()
 	go syncer.run(syncCtx)
+	if auditRT != nil {
+		go newAdminAuditor(log, client, auditRT.writer, file.DataDir).run(syncCtx, time.Second)
+	}
 	log.Info("gatehouse serving", "version", Version(), "gc_percent", gcPercent, "listen", ln.Addr().String(),
 		"upstreams", len(doc.Upstreams), "virtual_servers", len(doc.VirtualServers),
 		"admin_api", "http://"+ln.Addr().String()+"/graphql")

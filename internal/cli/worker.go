@@ -89,7 +89,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopSync()
 	go syncer.run(syncCtx)
 	tf.hold, tf.worker = time.Minute, true // a worker holds no agent calls
-	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir)
+	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir, nil)
 	if err != nil {
 		return fmt.Errorf("approval workflows: %w", err)
 	}

@@ -206,6 +206,10 @@ func startGatewayArgs(t testing.TB, cfg string, args []string, env ...string) *g
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--approvals") || strings.HasPrefix(a, "--temporal") }) {
 		args = append([]string{"--approvals=false"}, args...)
 	}
+	// Likewise the audit trail (an embedded ClickHouse engine per gateway).
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--audit") || strings.HasPrefix(a, "--clickhouse") }) {
+		args = append([]string{"--audit=off"}, args...)
+	}
 	p := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"),
 		append([]string{"serve", "--config", path, "--admin-token-file", tokenFile}, args...)...)
 	g := &gateway{proc: p, addr: addr, config: path}

@@ -1,0 +1,64 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"time"
+)
+
+// API is the read side of the audit trail for the admin API and the
+// auditors' SQL endpoint: it queries the backend's tables.
+type API struct {
+	Backend Backend
+	Tables  Tables
+	// Keys are the checkpoint public keys by node (nil: signatures are
+	// not checked, only chain links and hashes).
+	Keys map[string]ed25519.PublicKey
+	// MaxRows and Timeout bound auditors' SQL. Defaults 10,000 and 30s.
+	MaxRows int
+	Timeout time.Duration
+}
+
+func (a *API) tables() Tables { return a.Tables.withDefaults() }
+
+// Events lists events; see [Events].
+func (a *API) Events(ctx context.Context, f Filter, asc bool, first int, after string) (*Page, error) {
+	return Events(ctx, a.Backend, a.tables().Events, f, asc, first, after)
+}
+
+// Stats aggregates request events; see [Stats].
+func (a *API) Stats(ctx context.Context, groupBy []string, interval time.Duration, f Filter) ([]Stat, error) {
+	return Stats(ctx, a.Backend, a.tables().Events, groupBy, interval, f)
+}
+
+// Query runs an auditor's read-only SQL; see [Query].
+func (a *API) Query(ctx context.Context, sql string) (*Result, error) {
+	rows, timeout := a.MaxRows, a.Timeout
+	if rows <= 0 {
+		rows = 10000
+	}
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	return Query(ctx, a.Backend, sql, rows, timeout)
+}
+
+// Verify checks the hash chain of node, or of every node when node is "".
+func (a *API) Verify(ctx context.Context, node string) ([]*VerifyReport, error) {
+	nodes := []string{node}
+	if node == "" {
+		var err error
+		if nodes, err = Nodes(ctx, a.Backend, a.tables().Events); err != nil {
+			return nil, err
+		}
+	}
+	var out []*VerifyReport
+	for _, n := range nodes {
+		r, err := Verify(ctx, a.Backend, a.Tables, n, a.Keys[n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

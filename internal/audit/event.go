@@ -1,0 +1,175 @@
+// Package audit records what agents, admins and approvers did, so that
+// "what exactly did this agent do?" has a complete, provable answer.
+//
+// Every audited action becomes an [Event]. Events are appended to a local
+// spool (internal/audit/spool) before the action is acknowledged, chained
+// by hash per gateway node, and shipped in batches to ClickHouse: a server
+// or cluster (clickhouse-go, native protocol) or the embedded engine
+// (chDB's libchdb.so), behind one [Backend] interface and one schema
+// (schema/clickhouse/*.sql).
+package audit
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
+)
+
+// Event kinds.
+const (
+	KindRequest  = "request"  // one agent request (initialize, list, call, read, get, complete, ...)
+	KindAdmin    = "admin"    // one admin API change
+	KindApproval = "approval" // one approval step (requested, decided, escalated, executed, closed)
+)
+
+// Outcomes of a request. Denials are denied, blocked, rate_limited and
+// approval_required; errors are error, unavailable, timeout,
+// secret_unavailable, approval_unavailable and audit_unavailable (the
+// rollups and Stats count them so).
+const (
+	OutcomeOK                  = "ok"
+	OutcomeToolError           = "tool_error"           // the tool answered with isError
+	OutcomeDenied              = "denied"               // refused by a grant
+	OutcomeBlocked             = "blocked"              // refused by a guardrail
+	OutcomeRateLimited         = "rate_limited"         // refused by a rate limit
+	OutcomeApprovalRequired    = "approval_required"    // needs approval, which this gateway cannot hold
+	OutcomeError               = "error"                // another JSON-RPC error (ErrorCode says which)
+	OutcomeUnavailable         = "unavailable"          // the upstream is down
+	OutcomeTimeout             = "timeout"              // the upstream did not answer in time
+	OutcomeSecretUnavailable   = "secret_unavailable"   // a secret could not be fetched
+	OutcomeApprovalUnavailable = "approval_unavailable" // the approval service could not take the call
+	OutcomeAuditUnavailable    = "audit_unavailable"    // the event could not be stored: not acknowledged
+	OutcomeCancelled           = "cancelled"            // the agent cancelled
+)
+
+// Finding is a guardrail finding as audit keeps it: where and what, never
+// the matched text.
+type Finding struct {
+	Rule     string `json:"rule"`
+	Detector string `json:"detector"`
+	Kind     string `json:"kind"`
+	Path     string `json:"path"`
+	Action   string `json:"action"`
+	Start    uint32 `json:"start"`
+	End      uint32 `json:"end"`
+}
+
+// Event is one audited action. Its JSON encoding (the field tags) is the
+// row format of the events table (JSONEachRow) and the spool's record
+// format. Secret values never appear: only binding names and lease IDs.
+type Event struct {
+	// Time is when the action started, with microsecond precision.
+	Time time.Time `json:"time"`
+	// EventID is unique across nodes: Node and Seq.
+	EventID string `json:"event_id"`
+	// Node is the gateway node that recorded the event; Seq numbers its
+	// events from 1 without gaps, and PrevHash/Hash chain them (see
+	// [Chain]).
+	Node     string `json:"node"`
+	Seq      uint64 `json:"seq"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+
+	Kind      string `json:"kind"`
+	RequestID string `json:"request_id"`
+	SessionID string `json:"session_id"`
+
+	// Who: the principal.
+	Agent      string   `json:"agent"`
+	Team       string   `json:"team"`
+	Roles      []string `json:"roles"`
+	AuthMethod string   `json:"auth_method"`
+
+	// What: the virtual server, upstream, MCP method and target (tool,
+	// resource URI, prompt name); admin events put the entity in Target
+	// and the operation in Method.
+	VirtualServer string `json:"virtual_server"`
+	Upstream      string `json:"upstream"`
+	Method        string `json:"method"`
+	Target        string `json:"target"`
+	// Arguments are the redacted arguments (JSON); ArgsHash is the hash
+	// of the canonical unredacted ones.
+	Arguments string `json:"arguments"`
+	ArgsHash  string `json:"args_hash"`
+
+	// Decision and why.
+	Decision       string    `json:"decision"`
+	Grants         []string  `json:"grants"`
+	Rule           string    `json:"rule"`
+	PolicyRevision int64     `json:"policy_revision"`
+	Findings       []Finding `json:"findings"`
+
+	// Approval and secrets.
+	ApprovalID     string   `json:"approval_id"`
+	Approvers      []string `json:"approvers"`
+	SecretBindings []string `json:"secret_bindings"`
+	LeaseIDs       []string `json:"lease_ids"`
+
+	// Outcome.
+	Outcome   string `json:"outcome"`
+	ErrorCode int32  `json:"error_code"`
+	Error     string `json:"error"`
+
+	// Latency breakdown, microseconds.
+	AuthUs     uint32 `json:"auth_us"`
+	PolicyUs   uint32 `json:"policy_us"`
+	GuardUs    uint32 `json:"guard_us"`
+	ApprovalUs uint64 `json:"approval_us"`
+	UpstreamUs uint64 `json:"upstream_us"`
+	TotalUs    uint64 `json:"total_us"`
+
+	RequestBytes  uint64 `json:"request_bytes"`
+	ResponseBytes uint64 `json:"response_bytes"`
+}
+
+// Errors backends and the writer return.
+var (
+	// ErrUnavailable wraps failures to reach the backend.
+	ErrUnavailable = errors.New("audit backend unavailable")
+	// ErrSpoolFull is returned when the spool reached its disk budget and
+	// the policy is to refuse new events (and so the calls they record).
+	ErrSpoolFull = spool.ErrFull
+)
+
+// Column describes one result column.
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// Result is the result of a query: columns and rows of JSON-compatible
+// values (numbers, strings, arrays, null).
+type Result struct {
+	Columns []Column `json:"columns"`
+	Rows    [][]any  `json:"rows"`
+}
+
+// QueryOptions bound a query run for a user.
+type QueryOptions struct {
+	// ReadOnly runs the query with readonly=1.
+	ReadOnly bool
+	// MaxRows bounds the result (result_overflow_mode=throw beyond it); 0
+	// means no limit.
+	MaxRows int
+	// Timeout bounds execution (max_execution_time); 0 means none.
+	Timeout time.Duration
+}
+
+// Backend is a ClickHouse the audit trail is stored in: a server or
+// cluster, or the embedded engine. Both run the same DDL and queries.
+type Backend interface {
+	// Exec runs one statement (DDL, or a statement without result).
+	Exec(ctx context.Context, stmt string) error
+	// Insert appends events to table in one batch. token is a
+	// deduplication token: inserting the same batch (same token) again is
+	// a no-op, which makes replays after a crash exactly-once.
+	Insert(ctx context.Context, table string, events []Event, token string) error
+	// Query runs one SELECT.
+	Query(ctx context.Context, query string, opts QueryOptions) (*Result, error)
+	// Name says which backend this is, for logs: "chdb:/path" or
+	// "clickhouse:host:port".
+	Name() string
+	Close() error
+}

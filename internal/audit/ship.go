@@ -1,0 +1,187 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// maxBatchBytes bounds one batch read from the spool.
+const maxBatchBytes = 32 << 20
+
+// ship drains the spool into the backend until ctx ends: migrate first,
+// then batch by batch, each inserted with a deduplication token and
+// recorded in the shipper's state before it is sent, so that after a
+// crash the same batch goes again with the same token (and the backend
+// drops it if it had arrived). The spool's cursor advances only after the
+// backend confirmed.
+func (w *Writer) ship(ctx context.Context, st shipState) {
+	defer close(w.done)
+	backoff := time.Second
+	fail := func(what string, err error) bool {
+		msg := fmt.Sprintf("%s: %v", what, err)
+		w.lastShipErr.Store(&msg)
+		w.shipErrors.Add(1)
+		w.log.Warn("audit shipping failed; events stay in the spool", "step", what, "retry_in", backoff, "error", err,
+			"unshipped_bytes", w.spool.Stats().UnshippedBytes)
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, 30*time.Second)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	ok := func() {
+		backoff = time.Second
+		w.lastShipErr.Store(nil)
+	}
+	if w.o.Migrate != nil {
+		for {
+			err := w.o.Migrate(ctx, w.o.Backend)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || !fail("migrating the audit schema", err) {
+				return
+			}
+		}
+		ok()
+	}
+	lastCP := time.Now()
+	for ctx.Err() == nil {
+		if st.Inflight == nil {
+			b, err := w.nextBatch(ctx)
+			if err != nil {
+				if ctx.Err() != nil || !fail("reading the spool", err) {
+					return
+				}
+				continue
+			}
+			if b == nil {
+				continue // nothing yet
+			}
+			st.Inflight = b
+			if err := w.saveState(st); err != nil {
+				st.Inflight = nil
+				if !fail("saving the shipper state", err) {
+					return
+				}
+				continue
+			}
+		}
+		events, err := w.readBatch(*st.Inflight)
+		if err != nil {
+			if !fail("reading the spool", err) {
+				return
+			}
+			continue
+		}
+		// A crash between saving the state and committing the cursor
+		// replays events already shipped (in a batch cut differently, so
+		// with another token): skip what the tail says is shipped.
+		events = slices.DeleteFunc(events, func(e Event) bool { return e.Node == w.o.Node && e.Seq <= st.TailSeq })
+		if len(events) > 0 {
+			if err := w.o.Backend.Insert(ctx, w.o.Tables.Insert, events, st.Inflight.Token); err != nil {
+				if ctx.Err() != nil || !fail("inserting into "+w.o.Backend.Name(), err) {
+					return
+				}
+				continue
+			}
+		}
+		next := st
+		next.Inflight = nil
+		if n := len(events); n > 0 && events[n-1].Node == w.o.Node {
+			next.TailSeq, next.TailHash = events[n-1].Seq, events[n-1].Hash
+		}
+		if next.TailSeq-st.LastCP >= w.o.CheckpointEvery || (time.Since(lastCP) >= w.o.CheckpointInterval && next.TailSeq > st.LastCP) {
+			cp := (&Chain{Node: w.o.Node, Seq: next.TailSeq, Hash: next.TailHash}).Sign(w.key, time.Now())
+			if err := w.o.Backend.Exec(ctx, checkpointInsert(w.o.Tables.Checkpoints, cp)); err != nil {
+				w.log.Warn("audit checkpoint not stored; the next batch tries again", "seq", cp.Seq, "error", err)
+			} else {
+				next.LastCP, lastCP = cp.Seq, time.Now()
+			}
+		}
+		// The state first: a crash between the two replays a batch the
+		// backend deduplicates, never skips one.
+		if err := w.saveState(next); err != nil {
+			if !fail("saving the shipper state", err) {
+				return
+			}
+			continue
+		}
+		if err := w.spool.Commit(st.Inflight.To); err != nil {
+			if !fail("committing the spool cursor", err) {
+				return
+			}
+			continue
+		}
+		w.shipped.Add(uint64(len(events)))
+		st = next
+		ok()
+	}
+}
+
+// nextBatch waits for events after the cursor, up to BatchWait for a full
+// batch, and returns the batch to send; nil when none came.
+func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
+	from := w.spool.Cursor()
+	deadline := time.NewTimer(w.o.BatchWait)
+	defer deadline.Stop()
+	expired := false
+	for {
+		recs, to, err := w.spool.Read(from, w.o.BatchSize, maxBatchBytes)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) >= w.o.BatchSize || (len(recs) > 0 && expired) {
+			return &inflight{From: from, To: to, Count: len(recs),
+				Token: fmt.Sprintf("%s:%d.%d-%d.%d", w.o.Node, from.Segment, from.Offset, to.Segment, to.Offset)}, nil
+		}
+		if expired {
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			expired = true
+		case <-w.spool.Notify():
+		}
+	}
+}
+
+// readBatch reads exactly the records of b.
+func (w *Writer) readBatch(b inflight) ([]Event, error) {
+	recs, to, err := w.spool.Read(b.From, b.Count, maxBatchBytes*2)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != b.Count || to != b.To {
+		return nil, fmt.Errorf("spool batch %v-%v: read %d records ending at %v, want %d", b.From, b.To, len(recs), to, b.Count)
+	}
+	events := make([]Event, len(recs))
+	for i, r := range recs {
+		if err := json.Unmarshal(r.Data, &events[i]); err != nil {
+			return nil, fmt.Errorf("spool record %v: %w", r.Pos, err)
+		}
+	}
+	return events, nil
+}
+
+// checkpointInsert is the INSERT of one checkpoint (all values are
+// hex, numbers or the node name, quoted).
+func checkpointInsert(table string, cp Checkpoint) string {
+	return fmt.Sprintf("INSERT INTO %s (node, seq, hash, time, signature) VALUES (%s, %d, %s, %s, %s)",
+		table, quote(cp.Node), cp.Seq, quote(cp.Hash), quote(cp.Time.Format("2006-01-02 15:04:05.000000")), quote(cp.Signature))
+}
+
+// quote is a ClickHouse string literal.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}

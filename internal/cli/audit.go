@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chschema"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chserver"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
+)
+
+// Environment variables of the audit trail.
+const (
+	EnvClickHouseAddr     = "GATEHOUSE_CLICKHOUSE_ADDR"
+	EnvClickHousePassword = "GATEHOUSE_CLICKHOUSE_PASSWORD"
+)
+
+// Audit backends.
+const (
+	AuditEmbedded   = "embedded"
+	AuditClickHouse = "clickhouse"
+	AuditOff        = "off"
+)
+
+// auditFlags are serve's flags for the audit trail.
+type auditFlags struct {
+	backend, node           string
+	chdbLib                 string
+	addr, database, user    string
+	passwordFile, cluster   string
+	tls                     bool
+	ca, serverName          string
+	fsync, onFull           string
+	budget                  string
+	retentionDays           int
+	batchSize               int
+	batchWait, checkpointIv time.Duration
+}
+
+func (a *auditFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.backend, "audit", "", "where the audit trail goes: embedded (ClickHouse engine in DATA_DIR/audit, the default) | clickhouse (a server or cluster: --clickhouse-addr) | off")
+	fs.StringVar(&a.node, "audit-node", "", "this gateway's name in audit events and their hash chain (default: the host name)")
+	fs.StringVar(&a.chdbLib, "chdb-lib", "", "path of libchdb.so for the embedded engine (default $GATEHOUSE_CHDB_LIB, else next to the binary, else .cache/chdb of a checkout; `make chdb` installs it)")
+	fs.StringVar(&a.addr, "clickhouse-addr", "", "ClickHouse native-protocol addresses host:9000[,host:9000…] (default $"+EnvClickHouseAddr+"); implies --audit clickhouse")
+	fs.StringVar(&a.database, "clickhouse-database", "", "ClickHouse database for the audit tables (created if missing; default: the user's default database)")
+	fs.StringVar(&a.user, "clickhouse-user", "", "ClickHouse user (default: default)")
+	fs.StringVar(&a.passwordFile, "clickhouse-password-file", "", "file holding the ClickHouse password (default $"+EnvClickHousePassword+")")
+	fs.StringVar(&a.cluster, "clickhouse-cluster", "", "ClickHouse cluster name: replicated tables ON CLUSTER and a Distributed table for queries")
+	fs.BoolVar(&a.tls, "clickhouse-tls", false, "connect to ClickHouse over TLS (implied by --clickhouse-ca)")
+	fs.StringVar(&a.ca, "clickhouse-ca", "", "PEM CA bundle that verifies the ClickHouse servers (default: system roots)")
+	fs.StringVar(&a.serverName, "clickhouse-tls-server-name", "", "server name to verify instead of each address's host")
+	fs.StringVar(&a.fsync, "audit-fsync", spool.FsyncInterval, "when spooled audit events reach the disk: interval (fsync every 100 ms: a process crash loses nothing) | always (group commit before each call is acknowledged: power loss loses nothing)")
+	fs.StringVar(&a.budget, "audit-spool-budget", "1GiB", "disk budget for audit events not yet shipped (while ClickHouse is down); 0 = unlimited")
+	fs.StringVar(&a.onFull, "audit-on-full", spool.OnFullRefuse, "at the spool budget: refuse (new calls fail with -32058 until events ship: nothing goes unaudited) | drop (calls proceed, events are dropped, loudly)")
+	fs.IntVar(&a.retentionDays, "audit-retention-days", chschema.DefaultRetentionDays, "how long ClickHouse keeps audit events and rollups (TTL)")
+	fs.IntVar(&a.batchSize, "audit-batch-size", 10000, "events per insert into ClickHouse (at most)")
+	fs.DurationVar(&a.batchWait, "audit-batch-wait", time.Second, "longest an event waits for its batch to fill before it is shipped")
+	fs.DurationVar(&a.checkpointIv, "audit-checkpoint-interval", time.Minute, "how often (at least) a signed checkpoint of the hash chain is stored")
+}
+
+// auditRuntime is the running audit trail of a process.
+type auditRuntime struct {
+	writer  *audit.Writer
+	backend audit.Backend
+	schema  chschema.Options
+}
+
+func (r *auditRuntime) close() {
+	if r == nil {
+		return
+	}
+	if err := r.writer.Close(); err != nil {
+		slog.Warn("closing the audit spool", "error", err)
+	}
+	_ = r.backend.Close()
+}
+
+// start opens the backend and the writer; nil (and no error) with --audit
+// off.
+func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string) (*auditRuntime, error) {
+	backend := a.backend
+	addr := firstNonEmpty(a.addr, os.Getenv(EnvClickHouseAddr))
+	switch {
+	case backend == "" && addr != "":
+		backend = AuditClickHouse
+	case backend == "":
+		backend = AuditEmbedded
+	}
+	if backend == AuditOff {
+		log.Warn("the audit trail is off (--audit off): requests are not recorded")
+		return nil, nil
+	}
+	budget, err := parseBytes(a.budget)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--audit-spool-budget: %w", err)}
+	}
+	if budget == 0 {
+		budget = -1 // the spool's "no limit"
+	}
+	opts := chschema.Options{Cluster: a.cluster, RetentionDays: a.retentionDays, Database: a.database}
+	var b audit.Backend
+	switch backend {
+	case AuditEmbedded:
+		if a.cluster != "" || a.database != "" {
+			return nil, usageError{errors.New("--clickhouse-cluster and --clickhouse-database need --audit clickhouse")}
+		}
+		b, err = chdb.Open(ctx, chdb.Options{LibPath: firstNonEmpty(a.chdbLib, os.Getenv(chdb.EnvLib)), DataDir: filepath.Join(dataDir, "audit", "chdb")})
+		if err != nil {
+			return nil, fmt.Errorf("embedded ClickHouse engine: %w (or --audit clickhouse with --clickhouse-addr, or --audit off)", err)
+		}
+	case AuditClickHouse:
+		if addr == "" {
+			return nil, usageError{errors.New("--audit clickhouse needs --clickhouse-addr (or $" + EnvClickHouseAddr + ")")}
+		}
+		co := chserver.Options{Addr: strings.Split(addr, ","), Database: a.database, Username: a.user,
+			Password: os.Getenv(EnvClickHousePassword)}
+		if a.passwordFile != "" {
+			p, err := os.ReadFile(a.passwordFile)
+			if err != nil {
+				return nil, fmt.Errorf("clickhouse password: %w", err)
+			}
+			co.Password = strings.TrimSpace(string(p))
+		}
+		if a.tls || a.ca != "" || a.serverName != "" {
+			co.TLS = &chserver.TLSOptions{CAFile: a.ca, ServerName: a.serverName}
+		}
+		if b, err = chserver.Open(ctx, co); err != nil {
+			return nil, fmt.Errorf("clickhouse: %w", err)
+		}
+	default:
+		return nil, usageError{fmt.Errorf("--audit %q: want embedded, clickhouse or off", backend)}
+	}
+	w, err := audit.OpenWriter(ctx, audit.WriterOptions{
+		Dir:     filepath.Join(dataDir, "audit"),
+		Node:    a.node,
+		Spool:   spool.Options{Fsync: a.fsync, BudgetBytes: budget, OnFull: a.onFull},
+		Backend: b,
+		Migrate: func(ctx context.Context, b audit.Backend) error {
+			applied, err := chschema.Migrate(ctx, b, opts)
+			if len(applied) > 0 {
+				log.Info("audit schema migrated", "backend", b.Name(), "applied", applied)
+			}
+			return err
+		},
+		BatchSize: a.batchSize, BatchWait: a.batchWait, CheckpointInterval: a.checkpointIv,
+		Tables: audit.Tables{Events: opts.EventsTable(), Insert: opts.Table("audit_events"), Checkpoints: opts.Table("audit_checkpoints"),
+			ReadCheckpoints: opts.CheckpointsTable()},
+		Logger: log,
+	})
+	if err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return &auditRuntime{writer: w, backend: b, schema: opts}, nil
+}
+
+// parseBytes reads sizes like 1GiB, 512MiB, 100MB, 4096.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 1GiB, 500MB)", s)
+	}
+	return n * mult, nil
+}
