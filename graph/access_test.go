@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 		}
 		return nil
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	closeAuditTrail() // the embedded ClickHouse engine, if a test opened it
+	os.Exit(code)
 }
 
 // accessDoc has every access section: grants (named, unnamed, a claim

@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/actor"
 	"github.com/gatehouse-dev/gatehouse/graph/generated"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -44,6 +45,11 @@ type HandlerOptions struct {
 	// Approvals is the approval service, for approveCall and denyCall. Nil
 	// means they answer UNAVAILABLE.
 	Approvals Approvals
+	// Audit is the audit trail's read side, for auditEvents, auditStats,
+	// auditVerify and [NewAuditHandler]; usually an *[audit.API]. Nil
+	// (also a nil *audit.API) means the audit trail is off: they answer
+	// UNAVAILABLE (HTTP 503) with [ErrAuditOff].
+	Audit AuditAPI
 	// Authenticate, when set, signs in bearer tokens that are not admin
 	// tokens (OIDC JWTs): it returns the principal, nil when the token is
 	// not for it (then it is checked as an admin token), or an error that
@@ -90,6 +96,9 @@ func (o *HandlerOptions) withDefaults() HandlerOptions {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if a, ok := r.Audit.(*audit.API); ok && a == nil {
+		r.Audit = nil
 	}
 	return r
 }
@@ -146,17 +155,19 @@ var playgroundPage []byte
 //   - POST: a GraphQL request (JSON body). It needs "Authorization: Bearer
 //     <admin token>": without a valid one, 401. Mutations need the admin
 //     role, reading the configuration the admin, viewer or auditor role, the
-//     change log the admin or auditor role (a FORBIDDEN error otherwise; see
-//     roles.go). A mutation operation runs in one transaction; every
-//     operation is bounded in depth and complexity.
+//     change log and the audit trail the admin or auditor role (a FORBIDDEN
+//     error otherwise; see roles.go). A mutation operation runs in one
+//     transaction; every operation is bounded in depth and complexity.
 //   - GET from a browser (Accept: text/html): a small self-contained query
 //     page that posts to the same URL. It loads nothing from elsewhere.
 //
-// Store the first admin token with [store.CreateAdminToken].
+// Store the first admin token with [store.CreateAdminToken]. The auditors'
+// SQL and export endpoints are a handler of their own: [NewAuditHandler].
 func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 	o := opts.withDefaults()
 	res := NewResolver(client, o.Gateway)
 	res.Approvals = o.Approvals
+	res.Audit = o.Audit
 	cfg := generated.Config{Resolvers: res}
 	weighConnections(&cfg.Complexity)
 	srv := handler.New(generated.NewExecutableSchema(cfg))
@@ -182,13 +193,12 @@ func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 		return res, expandFieldErrors(err)
 	})
 	srv.SetErrorPresenter(presentError)
-	return &adminHandler{client: client, gql: srv, opts: o}
+	return &adminHandler{authenticator: authenticator{client: client, opts: o}, gql: srv}
 }
 
 type adminHandler struct {
-	client *ent.Client
-	gql    http.Handler
-	opts   HandlerOptions
+	authenticator
+	gql http.Handler
 }
 
 func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -205,21 +215,37 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "send GraphQL requests with POST")
 		return
 	}
+	p := h.principal(w, r)
+	if p == nil {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+}
+
+// authenticator signs in the admins of the admin API and of the audit
+// endpoints: admin tokens, and the principals opts.Authenticate accepts.
+type authenticator struct {
+	client *ent.Client
+	opts   HandlerOptions
+}
+
+// principal returns the admin behind r, or nil after answering 401 (or
+// 500 when the store fails).
+func (h *authenticator) principal(w http.ResponseWriter, r *http.Request) *Principal {
 	token, ok := identity.BearerToken(r)
 	if !ok {
 		h.unauthorized(w, r, "no bearer token")
-		return
+		return nil
 	}
 	if h.opts.Authenticate != nil && !strings.HasPrefix(token, store.AdminTokenPrefix) {
 		p, err := h.opts.Authenticate(r)
 		if err != nil {
 			h.unauthorized(w, r, err.Error())
-			return
+			return nil
 		}
 		if p != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
-			h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
-			return
+			return p
 		}
 	}
 	t, err := store.AuthenticateAdminToken(r.Context(), h.client, token, h.opts.Now())
@@ -227,19 +253,17 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, store.ErrInvalidAdminToken) {
 			h.opts.Logger.Error("admin authentication failed", "error", err)
 			writeError(w, http.StatusInternalServerError, "INTERNAL", "authentication failed; see the gateway log")
-			return
+			return nil
 		}
 		h.unauthorized(w, r, err.Error())
-		return
+		return nil
 	}
-	p := &Principal{TokenID: t.ID, Name: t.Name, Roles: t.Roles}
-	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
-	h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	return &Principal{TokenID: t.ID, Name: t.Name, Roles: t.Roles}
 }
 
-func (h *adminHandler) unauthorized(w http.ResponseWriter, r *http.Request, reason string) {
+func (h *authenticator) unauthorized(w http.ResponseWriter, r *http.Request, reason string) {
 	// The token itself is never logged.
-	h.opts.Logger.Warn("admin API request refused", "remote", r.RemoteAddr, "reason", reason)
+	h.opts.Logger.Warn("admin API request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", reason)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-admin"`)
 	writeError(w, http.StatusUnauthorized, codeUnauthenticated, "send an admin token: Authorization: Bearer <token>")
 }

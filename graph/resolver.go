@@ -4,15 +4,18 @@
 // errors (CEL checked through [CheckExpression]), rotateAgentKey,
 // createAdminToken, validateConfig, the admin change log (adminChanges),
 // declarative exportConfig/applyConfig, settings, tool-definition pinning
-// (Tool.pinStatus and definitionDiff, approveToolDefinition), and
+// (Tool.pinStatus and definitionDiff, approveToolDefinition),
 // discoverTools, effectiveTools and explainDecision over the running
-// gateway ([Gateway]).
+// gateway ([Gateway]), and the audit trail (auditEvents, auditStats,
+// auditVerify over [AuditAPI]).
 // [NewHandler] serves it over HTTP behind admin-token authentication, with
-// a role check on every root field.
+// a role check on every root field; [NewAuditHandler] serves auditors' SQL
+// and exports of the audit trail behind the same authentication.
 //
 // The schema is graph/ent.graphql (generated from ent/schema by entgql) plus
-// the hand-written graph/gatehouse.graphql; gqlgen generates graph/generated
-// and graph/model/models_gen.go from them (`go generate ./...`).
+// the hand-written graph/gatehouse.graphql and graph/audit.graphql; gqlgen
+// generates graph/generated and graph/model/models_gen.go from them
+// (`go generate ./...`).
 package graph
 
 import (
@@ -119,6 +122,9 @@ type Resolver struct {
 	// Approvals decides held calls; nil where approval workflows do not
 	// run (approveCall and denyCall then answer UNAVAILABLE).
 	Approvals Approvals
+	// Audit reads the audit trail; nil when it is off (auditEvents,
+	// auditStats and auditVerify then answer UNAVAILABLE).
+	Audit AuditAPI
 
 	client *ent.Client
 }

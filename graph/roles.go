@@ -14,13 +14,15 @@ import (
 // Who may do what. Every root field is checked ([checkRootField]): a
 // mutation needs the admin role (checked for the whole operation by
 // requireAdminForMutations); a query field needs one of [readRoles], except
-// the fields [queryRoles] lists. The approver role reads and decides
+// the fields [queryRoles] lists. The audit trail (auditEvents, auditStats,
+// auditVerify and the HTTP endpoints of [NewAuditHandler]) needs one of
+// [auditRoles], like the change log. The approver role reads and decides
 // approvals (approveCall and denyCall; see approvals.go) and reads nothing
 // else but me.
 var (
 	// readRoles may read the configuration.
 	readRoles = []string{"admin", "viewer", "auditor"}
-	// auditRoles may read the admin change log.
+	// auditRoles may read the admin change log and the audit trail.
 	auditRoles = []string{"admin", "auditor"}
 
 	// queryRoles lists the query fields whose roles differ from readRoles;
@@ -32,6 +34,9 @@ var (
 		"pendingApprovals": approvalRoles,
 		"approval":         approvalRoles,
 		"approvalChanged":  approvalRoles,
+		"auditEvents":      auditRoles,
+		"auditStats":       auditRoles,
+		"auditVerify":      auditRoles,
 	}
 )
 

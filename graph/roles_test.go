@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -18,11 +19,14 @@ import (
 // and checks that exactly the documented roles may: admin everything
 // (approving tool definitions included), viewer and auditor reading the
 // configuration (explainDecision included), auditor (and admin) the change
-// log, approver nothing yet but me.
+// log and the audit trail, approver nothing yet but me.
 func TestRoleMatrix(t *testing.T) {
 	t.Parallel()
+	trail := loadAuditTrail(t)
 	eachBackend(t, nil, func(t *testing.T, e *env) {
-		e.withGateway(&fakeGateway{exposed: map[string][]graph.ExposedTool{"ops": {{Name: "say", Upstream: "everything", UpstreamTool: "echo"}}}, tools: map[string][]graph.UpstreamTool{"everything": {}}})
+		e.h = graph.NewHandler(e.client, &graph.HandlerOptions{
+			Gateway: &fakeGateway{exposed: map[string][]graph.ExposedTool{"ops": {{Name: "say", Upstream: "everything", UpstreamTool: "echo"}}}, tools: map[string][]graph.UpstreamTool{"everything": {}}},
+			Audit:   trail.api, Logger: slog.New(slog.DiscardHandler)})
 		up := e.createUpstream("everything", "streamable_http", "http://127.0.0.1:1/mcp")
 		e.must(`mutation { createAgent(input: {name: "ci-bot"}) { id } }`, nil, nil)
 		if _, err := store.RecordToolDefinitions(t.Context(), e.client, "everything", []tooldef.Definition{{Name: "echo"}}, config.PinningAuto, time.Now()); err != nil {
@@ -58,6 +62,9 @@ func TestRoleMatrix(t *testing.T) {
 			{"adminChanges", `{ adminChanges(first: 1) { totalCount } }`, nil, []string{admin, auditor}},
 			{"change log node", `query($id: ID!) { node(id: $id) { id } }`, map[string]any{"id": entry}, []string{admin, auditor}},
 			{"me", `{ me { name } }`, nil, []string{admin, viewer, auditor, approver}},
+			{"auditEvents", `{ auditEvents(first: 2) { edges { node { eventID agent arguments } } } }`, nil, []string{admin, auditor}},
+			{"auditStats", `{ auditStats(groupBy: [UPSTREAM], interval: "1h") { bucket group calls p99Us } }`, nil, []string{admin, auditor}},
+			{"auditVerify", `{ auditVerify(node: "gw1") { ok problems { kind } } }`, nil, []string{admin, auditor}},
 			{"mutation", `mutation($n: String!) { createTeam(input: {name: $n}) { id } }`, nil, []string{admin}},
 			{"rateLimits", `{ rateLimits { totalCount } }`, nil, readers},
 			{"settings", `{ settings { pinningMode } }`, nil, readers},

@@ -215,6 +215,9 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	}
 	name := req.Params.Name
 	r := vs.Tools[name]
+	if rc := requestFrom(ctx); rc != nil && r != nil {
+		rc.upstream = r.Upstream
+	}
 	if r == nil || !f.mayUse(req, vs, policy.KindTool, name, r) {
 		// Word for word what the go-sdk answers for a tool the face does
 		// not have: a hidden tool must be indistinguishable from none.

@@ -65,6 +65,20 @@ func (g *Gateway) beginRequest(ctx context.Context, vs, method string, req mcp.R
 		rc.session = s.ID()
 	}
 	rc.id = g.nextRequestID()
+	switch p := req.GetParams().(type) {
+	case *mcp.CallToolParamsRaw:
+		if p != nil {
+			rc.target = p.Name
+		}
+	case *mcp.GetPromptParams:
+		if p != nil {
+			rc.target = p.Name
+		}
+	case *mcp.ReadResourceParams:
+		if p != nil {
+			rc.target = p.URI
+		}
+	}
 	return rc
 }
 

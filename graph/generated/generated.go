@@ -247,6 +247,102 @@ type ComplexityRoot struct {
 		State      func(childComplexity int) int
 	}
 
+	AuditEvent struct {
+		Agent          func(childComplexity int) int
+		ApprovalID     func(childComplexity int) int
+		ApprovalUs     func(childComplexity int) int
+		Approvers      func(childComplexity int) int
+		ArgsHash       func(childComplexity int) int
+		Arguments      func(childComplexity int) int
+		AuthMethod     func(childComplexity int) int
+		AuthUs         func(childComplexity int) int
+		Decision       func(childComplexity int) int
+		Error          func(childComplexity int) int
+		ErrorCode      func(childComplexity int) int
+		EventID        func(childComplexity int) int
+		Findings       func(childComplexity int) int
+		Grants         func(childComplexity int) int
+		GuardUs        func(childComplexity int) int
+		Hash           func(childComplexity int) int
+		Kind           func(childComplexity int) int
+		LeaseIDs       func(childComplexity int) int
+		Method         func(childComplexity int) int
+		Node           func(childComplexity int) int
+		Outcome        func(childComplexity int) int
+		PolicyRevision func(childComplexity int) int
+		PolicyUs       func(childComplexity int) int
+		PrevHash       func(childComplexity int) int
+		RequestBytes   func(childComplexity int) int
+		RequestID      func(childComplexity int) int
+		ResponseBytes  func(childComplexity int) int
+		Roles          func(childComplexity int) int
+		Rule           func(childComplexity int) int
+		SecretBindings func(childComplexity int) int
+		Seq            func(childComplexity int) int
+		SessionID      func(childComplexity int) int
+		Target         func(childComplexity int) int
+		Team           func(childComplexity int) int
+		Time           func(childComplexity int) int
+		TotalUs        func(childComplexity int) int
+		Upstream       func(childComplexity int) int
+		UpstreamUs     func(childComplexity int) int
+		VirtualServer  func(childComplexity int) int
+	}
+
+	AuditEventConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	AuditEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	AuditFinding struct {
+		Action   func(childComplexity int) int
+		Detector func(childComplexity int) int
+		End      func(childComplexity int) int
+		Kind     func(childComplexity int) int
+		Path     func(childComplexity int) int
+		Rule     func(childComplexity int) int
+		Start    func(childComplexity int) int
+	}
+
+	AuditPageInfo struct {
+		EndCursor   func(childComplexity int) int
+		HasNextPage func(childComplexity int) int
+	}
+
+	AuditProblem struct {
+		Detail func(childComplexity int) int
+		Kind   func(childComplexity int) int
+		Node   func(childComplexity int) int
+		Seq    func(childComplexity int) int
+	}
+
+	AuditStat struct {
+		Approvals  func(childComplexity int) int
+		Bucket     func(childComplexity int) int
+		Calls      func(childComplexity int) int
+		Denials    func(childComplexity int) int
+		Errors     func(childComplexity int) int
+		Group      func(childComplexity int) int
+		P50Us      func(childComplexity int) int
+		P90Us      func(childComplexity int) int
+		P99Us      func(childComplexity int) int
+		ToolErrors func(childComplexity int) int
+	}
+
+	AuditVerifyReport struct {
+		Checkpoints func(childComplexity int) int
+		Events      func(childComplexity int) int
+		LastSeq     func(childComplexity int) int
+		Node        func(childComplexity int) int
+		Ok          func(childComplexity int) int
+		Problems    func(childComplexity int) int
+	}
+
 	ConfigChange struct {
 		Fields func(childComplexity int) int
 		Kind   func(childComplexity int) int
@@ -470,6 +566,9 @@ type ComplexityRoot struct {
 		ApprovalChanged  func(childComplexity int, since *time.Time, waitSeconds *int, where *ent.ApprovalWhereInput) int
 		ApprovalRules    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalRuleOrder, where *ent.ApprovalRuleWhereInput) int
 		Approvals        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.ApprovalOrder, where *ent.ApprovalWhereInput) int
+		AuditEvents      func(childComplexity int, where *model.AuditEventWhere, orderBy *model.AuditOrder, first *int, after *string) int
+		AuditStats       func(childComplexity int, groupBy []model.AuditGroupBy, interval *string, where *model.AuditEventWhere) int
+		AuditVerify      func(childComplexity int, node *string) int
 		EffectiveTools   func(childComplexity int, virtualServer string, agent *string) int
 		ExplainDecision  func(childComplexity int, agent string, virtualServer string, tool string, arguments json.RawMessage) int
 		ExportConfig     func(childComplexity int) int
@@ -840,6 +939,9 @@ type QueryResolver interface {
 	Upstreams(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.UpstreamOrder, where *ent.UpstreamWhereInput) (*ent.UpstreamConnection, error)
 	VirtualServers(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.VirtualServerOrder, where *ent.VirtualServerWhereInput) (*ent.VirtualServerConnection, error)
 	Webhooks(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy []*ent.WebhookOrder, where *ent.WebhookWhereInput) (*ent.WebhookConnection, error)
+	AuditEvents(ctx context.Context, where *model.AuditEventWhere, orderBy *model.AuditOrder, first *int, after *string) (*model.AuditEventConnection, error)
+	AuditStats(ctx context.Context, groupBy []model.AuditGroupBy, interval *string, where *model.AuditEventWhere) ([]*model.AuditStat, error)
+	AuditVerify(ctx context.Context, node *string) ([]*model.AuditVerifyReport, error)
 	ValidateConfig(ctx context.Context) (*model.ConfigValidation, error)
 	Me(ctx context.Context) (*model.AdminPrincipal, error)
 	ExportConfig(ctx context.Context) (string, error)
@@ -1676,6 +1778,446 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApprovalVerdict.State(childComplexity), true
+
+	case "AuditEvent.agent":
+		if e.ComplexityRoot.AuditEvent.Agent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Agent(childComplexity), true
+	case "AuditEvent.approvalID":
+		if e.ComplexityRoot.AuditEvent.ApprovalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.ApprovalID(childComplexity), true
+	case "AuditEvent.approvalUs":
+		if e.ComplexityRoot.AuditEvent.ApprovalUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.ApprovalUs(childComplexity), true
+	case "AuditEvent.approvers":
+		if e.ComplexityRoot.AuditEvent.Approvers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Approvers(childComplexity), true
+	case "AuditEvent.argsHash":
+		if e.ComplexityRoot.AuditEvent.ArgsHash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.ArgsHash(childComplexity), true
+	case "AuditEvent.arguments":
+		if e.ComplexityRoot.AuditEvent.Arguments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Arguments(childComplexity), true
+	case "AuditEvent.authMethod":
+		if e.ComplexityRoot.AuditEvent.AuthMethod == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.AuthMethod(childComplexity), true
+	case "AuditEvent.authUs":
+		if e.ComplexityRoot.AuditEvent.AuthUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.AuthUs(childComplexity), true
+	case "AuditEvent.decision":
+		if e.ComplexityRoot.AuditEvent.Decision == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Decision(childComplexity), true
+	case "AuditEvent.error":
+		if e.ComplexityRoot.AuditEvent.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Error(childComplexity), true
+	case "AuditEvent.errorCode":
+		if e.ComplexityRoot.AuditEvent.ErrorCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.ErrorCode(childComplexity), true
+	case "AuditEvent.eventID":
+		if e.ComplexityRoot.AuditEvent.EventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.EventID(childComplexity), true
+	case "AuditEvent.findings":
+		if e.ComplexityRoot.AuditEvent.Findings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Findings(childComplexity), true
+	case "AuditEvent.grants":
+		if e.ComplexityRoot.AuditEvent.Grants == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Grants(childComplexity), true
+	case "AuditEvent.guardUs":
+		if e.ComplexityRoot.AuditEvent.GuardUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.GuardUs(childComplexity), true
+	case "AuditEvent.hash":
+		if e.ComplexityRoot.AuditEvent.Hash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Hash(childComplexity), true
+	case "AuditEvent.kind":
+		if e.ComplexityRoot.AuditEvent.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Kind(childComplexity), true
+	case "AuditEvent.leaseIDs":
+		if e.ComplexityRoot.AuditEvent.LeaseIDs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.LeaseIDs(childComplexity), true
+	case "AuditEvent.method":
+		if e.ComplexityRoot.AuditEvent.Method == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Method(childComplexity), true
+	case "AuditEvent.node":
+		if e.ComplexityRoot.AuditEvent.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Node(childComplexity), true
+	case "AuditEvent.outcome":
+		if e.ComplexityRoot.AuditEvent.Outcome == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Outcome(childComplexity), true
+	case "AuditEvent.policyRevision":
+		if e.ComplexityRoot.AuditEvent.PolicyRevision == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.PolicyRevision(childComplexity), true
+	case "AuditEvent.policyUs":
+		if e.ComplexityRoot.AuditEvent.PolicyUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.PolicyUs(childComplexity), true
+	case "AuditEvent.prevHash":
+		if e.ComplexityRoot.AuditEvent.PrevHash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.PrevHash(childComplexity), true
+	case "AuditEvent.requestBytes":
+		if e.ComplexityRoot.AuditEvent.RequestBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.RequestBytes(childComplexity), true
+	case "AuditEvent.requestID":
+		if e.ComplexityRoot.AuditEvent.RequestID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.RequestID(childComplexity), true
+	case "AuditEvent.responseBytes":
+		if e.ComplexityRoot.AuditEvent.ResponseBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.ResponseBytes(childComplexity), true
+	case "AuditEvent.roles":
+		if e.ComplexityRoot.AuditEvent.Roles == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Roles(childComplexity), true
+	case "AuditEvent.rule":
+		if e.ComplexityRoot.AuditEvent.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Rule(childComplexity), true
+	case "AuditEvent.secretBindings":
+		if e.ComplexityRoot.AuditEvent.SecretBindings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.SecretBindings(childComplexity), true
+	case "AuditEvent.seq":
+		if e.ComplexityRoot.AuditEvent.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Seq(childComplexity), true
+	case "AuditEvent.sessionID":
+		if e.ComplexityRoot.AuditEvent.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.SessionID(childComplexity), true
+	case "AuditEvent.target":
+		if e.ComplexityRoot.AuditEvent.Target == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Target(childComplexity), true
+	case "AuditEvent.team":
+		if e.ComplexityRoot.AuditEvent.Team == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Team(childComplexity), true
+	case "AuditEvent.time":
+		if e.ComplexityRoot.AuditEvent.Time == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Time(childComplexity), true
+	case "AuditEvent.totalUs":
+		if e.ComplexityRoot.AuditEvent.TotalUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.TotalUs(childComplexity), true
+	case "AuditEvent.upstream":
+		if e.ComplexityRoot.AuditEvent.Upstream == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.Upstream(childComplexity), true
+	case "AuditEvent.upstreamUs":
+		if e.ComplexityRoot.AuditEvent.UpstreamUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.UpstreamUs(childComplexity), true
+	case "AuditEvent.virtualServer":
+		if e.ComplexityRoot.AuditEvent.VirtualServer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEvent.VirtualServer(childComplexity), true
+
+	case "AuditEventConnection.edges":
+		if e.ComplexityRoot.AuditEventConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEventConnection.Edges(childComplexity), true
+	case "AuditEventConnection.pageInfo":
+		if e.ComplexityRoot.AuditEventConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEventConnection.PageInfo(childComplexity), true
+
+	case "AuditEventEdge.cursor":
+		if e.ComplexityRoot.AuditEventEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEventEdge.Cursor(childComplexity), true
+	case "AuditEventEdge.node":
+		if e.ComplexityRoot.AuditEventEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEventEdge.Node(childComplexity), true
+
+	case "AuditFinding.action":
+		if e.ComplexityRoot.AuditFinding.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.Action(childComplexity), true
+	case "AuditFinding.detector":
+		if e.ComplexityRoot.AuditFinding.Detector == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.Detector(childComplexity), true
+	case "AuditFinding.end":
+		if e.ComplexityRoot.AuditFinding.End == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.End(childComplexity), true
+	case "AuditFinding.kind":
+		if e.ComplexityRoot.AuditFinding.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.Kind(childComplexity), true
+	case "AuditFinding.path":
+		if e.ComplexityRoot.AuditFinding.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.Path(childComplexity), true
+	case "AuditFinding.rule":
+		if e.ComplexityRoot.AuditFinding.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.Rule(childComplexity), true
+	case "AuditFinding.start":
+		if e.ComplexityRoot.AuditFinding.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditFinding.Start(childComplexity), true
+
+	case "AuditPageInfo.endCursor":
+		if e.ComplexityRoot.AuditPageInfo.EndCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditPageInfo.EndCursor(childComplexity), true
+	case "AuditPageInfo.hasNextPage":
+		if e.ComplexityRoot.AuditPageInfo.HasNextPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditPageInfo.HasNextPage(childComplexity), true
+
+	case "AuditProblem.detail":
+		if e.ComplexityRoot.AuditProblem.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditProblem.Detail(childComplexity), true
+	case "AuditProblem.kind":
+		if e.ComplexityRoot.AuditProblem.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditProblem.Kind(childComplexity), true
+	case "AuditProblem.node":
+		if e.ComplexityRoot.AuditProblem.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditProblem.Node(childComplexity), true
+	case "AuditProblem.seq":
+		if e.ComplexityRoot.AuditProblem.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditProblem.Seq(childComplexity), true
+
+	case "AuditStat.approvals":
+		if e.ComplexityRoot.AuditStat.Approvals == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.Approvals(childComplexity), true
+	case "AuditStat.bucket":
+		if e.ComplexityRoot.AuditStat.Bucket == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.Bucket(childComplexity), true
+	case "AuditStat.calls":
+		if e.ComplexityRoot.AuditStat.Calls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.Calls(childComplexity), true
+	case "AuditStat.denials":
+		if e.ComplexityRoot.AuditStat.Denials == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.Denials(childComplexity), true
+	case "AuditStat.errors":
+		if e.ComplexityRoot.AuditStat.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.Errors(childComplexity), true
+	case "AuditStat.group":
+		if e.ComplexityRoot.AuditStat.Group == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.Group(childComplexity), true
+	case "AuditStat.p50Us":
+		if e.ComplexityRoot.AuditStat.P50Us == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.P50Us(childComplexity), true
+	case "AuditStat.p90Us":
+		if e.ComplexityRoot.AuditStat.P90Us == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.P90Us(childComplexity), true
+	case "AuditStat.p99Us":
+		if e.ComplexityRoot.AuditStat.P99Us == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.P99Us(childComplexity), true
+	case "AuditStat.toolErrors":
+		if e.ComplexityRoot.AuditStat.ToolErrors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditStat.ToolErrors(childComplexity), true
+
+	case "AuditVerifyReport.checkpoints":
+		if e.ComplexityRoot.AuditVerifyReport.Checkpoints == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditVerifyReport.Checkpoints(childComplexity), true
+	case "AuditVerifyReport.events":
+		if e.ComplexityRoot.AuditVerifyReport.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditVerifyReport.Events(childComplexity), true
+	case "AuditVerifyReport.lastSeq":
+		if e.ComplexityRoot.AuditVerifyReport.LastSeq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditVerifyReport.LastSeq(childComplexity), true
+	case "AuditVerifyReport.node":
+		if e.ComplexityRoot.AuditVerifyReport.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditVerifyReport.Node(childComplexity), true
+	case "AuditVerifyReport.ok":
+		if e.ComplexityRoot.AuditVerifyReport.Ok == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditVerifyReport.Ok(childComplexity), true
+	case "AuditVerifyReport.problems":
+		if e.ComplexityRoot.AuditVerifyReport.Problems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditVerifyReport.Problems(childComplexity), true
 
 	case "ConfigChange.fields":
 		if e.ComplexityRoot.ConfigChange.Fields == nil {
@@ -2984,6 +3526,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Approvals(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].([]*ent.ApprovalOrder), args["where"].(*ent.ApprovalWhereInput)), true
+	case "Query.auditEvents":
+		if e.ComplexityRoot.Query.AuditEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Query_auditEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AuditEvents(childComplexity, args["where"].(*model.AuditEventWhere), args["orderBy"].(*model.AuditOrder), args["first"].(*int), args["after"].(*string)), true
+	case "Query.auditStats":
+		if e.ComplexityRoot.Query.AuditStats == nil {
+			break
+		}
+
+		args, err := ec.field_Query_auditStats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AuditStats(childComplexity, args["groupBy"].([]model.AuditGroupBy), args["interval"].(*string), args["where"].(*model.AuditEventWhere)), true
+	case "Query.auditVerify":
+		if e.ComplexityRoot.Query.AuditVerify == nil {
+			break
+		}
+
+		args, err := ec.field_Query_auditVerify_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AuditVerify(childComplexity, args["node"].(*string)), true
 	case "Query.effectiveTools":
 		if e.ComplexityRoot.Query.EffectiveTools == nil {
 			break
@@ -4331,6 +4906,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("ApprovalRuleOrder", ec.unmarshalInputApprovalRuleOrder),
 			graphql.NewInputUnmarshaler("ApprovalRuleWhereInput", ec.unmarshalInputApprovalRuleWhereInput),
 			graphql.NewInputUnmarshaler("ApprovalWhereInput", ec.unmarshalInputApprovalWhereInput),
+			graphql.NewInputUnmarshaler("AuditEventWhere", ec.unmarshalInputAuditEventWhere),
 			graphql.NewInputUnmarshaler("CreateAPIKeyInput", ec.unmarshalInputCreateAPIKeyInput),
 			graphql.NewInputUnmarshaler("CreateAdminTokenInput", ec.unmarshalInputCreateAdminTokenInput),
 			graphql.NewInputUnmarshaler("CreateAgentInput", ec.unmarshalInputCreateAgentInput),
@@ -4463,6 +5039,568 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../audit.graphql", Input: `# Hand-written: the audit trail (issue #7), read from ClickHouse through
+# audit.API (see audit.go). Every type and field written here carries a
+# description.
+
+extend type Query {
+  """
+  Audited events (agent requests, admin changes, approval steps) matching
+  where, newest first unless orderBy says TIME_ASC, as a Relay connection:
+  pass pageInfo.endCursor as after for the next page. first is at most
+  1000 (default 100). Arguments are shown as recorded: redacted, never a
+  secret. UNAVAILABLE when the audit trail is off or its ClickHouse does
+  not answer. Needs the admin or auditor role.
+  """
+  auditEvents(
+    """
+    Filters; omitted means every event.
+    """
+    where: AuditEventWhere
+    """
+    Order by time (then event ID). Default TIME_DESC, newest first.
+    """
+    orderBy: AuditOrder = TIME_DESC
+    """
+    Page size, 1 to 1000. Default 100.
+    """
+    first: Int = 100
+    """
+    Returns the events after this cursor (an edge's cursor or
+    pageInfo.endCursor of the previous page), in the same orderBy.
+    """
+    after: String
+  ): AuditEventConnection!
+  """
+  Aggregates agent requests (kind request unless where.kind says
+  otherwise) matching where: calls, denials, errors, tool errors, approvals
+  and total-latency quantiles, per combination of the groupBy columns and,
+  with interval, per time bucket. Ordered by bucket, then the group values;
+  at most 10,000 rows. Needs the admin or auditor role.
+  """
+  auditStats(
+    """
+    Columns to group by, in the order AuditStat.group lists their values.
+    Omitted or empty: one group of everything (per bucket).
+    """
+    groupBy: [AuditGroupBy!]
+    """
+    Time bucket width as a duration: Go syntax ("30s", "5m", "1h",
+    "1h30m") or whole days ("1d", "7d"); at least 1s. Omitted: no time
+    buckets (bucket is null).
+    """
+    interval: String
+    """
+    Filters; omitted means every request.
+    """
+    where: AuditEventWhere
+  ): [AuditStat!]!
+  """
+  Recomputes the hash chain of a gateway node's events as stored (every
+  node's when node is omitted) and checks its signed checkpoints: a
+  deleted, inserted, reordered or altered event is reported as a problem.
+  An empty problems list on every report means the trail is intact. Needs
+  the admin or auditor role.
+  """
+  auditVerify(
+    """
+    The node to verify (audit events' node); omitted means every node
+    that recorded events.
+    """
+    node: String
+  ): [AuditVerifyReport!]!
+}
+
+"""
+Filters of audit events. Every field given must match (AND); omitted
+fields match everything. Strings match exactly.
+"""
+input AuditEventWhere {
+  """
+  Events at or after this time (inclusive).
+  """
+  from: Time
+  """
+  Events before this time (exclusive).
+  """
+  to: Time
+  """
+  Kind of event: request (an agent request), admin (an admin API change)
+  or approval (an approval step).
+  """
+  kind: String
+  """
+  Name of the agent (of requests and of the calls approval steps are
+  about), or the admin of admin events (e.g. token:alice).
+  """
+  agent: String
+  """
+  Team of the agent.
+  """
+  team: String
+  """
+  Name of the virtual server the request came through.
+  """
+  virtualServer: String
+  """
+  Name of the upstream that served (or would have served) the request.
+  """
+  upstream: String
+  """
+  MCP method (tools/call, resources/read, ...); for admin events the
+  operation (create, update, delete, ...); for approval events the step
+  (approval/requested, approval/decided, approval/escalated,
+  approval/executed, approval/closed).
+  """
+  method: String
+  """
+  What the event is about: the tool name (also of approval steps),
+  resource URI or prompt name; for admin events the entity
+  (ENTITY_TYPE:NAME).
+  """
+  target: String
+  """
+  The decision: allow, deny or require_approval for requests; approve or
+  deny for approval decisions.
+  """
+  decision: String
+  """
+  The outcome: ok, tool_error, error, denied, unavailable, timeout,
+  cancelled, ... for requests; the approval's state for approval steps.
+  """
+  outcome: String
+  """
+  The approval ID (apr-...) the event belongs to.
+  """
+  approvalID: String
+  """
+  The request ID the gateway gave the request.
+  """
+  requestID: String
+  """
+  The agent's MCP session ID.
+  """
+  sessionID: String
+  """
+  Events with at least one guardrail finding of this detector (secrets,
+  pii, injection, regex, denylist, size, ...).
+  """
+  detector: String
+}
+
+"""
+Order of auditEvents.
+"""
+enum AuditOrder {
+  """
+  Newest first (the default).
+  """
+  TIME_DESC
+  """
+  Oldest first.
+  """
+  TIME_ASC
+}
+
+"""
+A page of audit events (a Relay connection).
+"""
+type AuditEventConnection {
+  """
+  The events of this page, in the requested order.
+  """
+  edges: [AuditEventEdge!]!
+  """
+  Where this page ends and whether more follow.
+  """
+  pageInfo: AuditPageInfo!
+}
+
+"""
+An audit event and its cursor.
+"""
+type AuditEventEdge {
+  """
+  Pass as after to list the events that follow this one.
+  """
+  cursor: String!
+  """
+  The event.
+  """
+  node: AuditEvent!
+}
+
+"""
+Paging state of an AuditEventConnection.
+"""
+type AuditPageInfo {
+  """
+  True when more events follow this page.
+  """
+  hasNextPage: Boolean!
+  """
+  Cursor of the last edge of this page (null when the page is empty): pass
+  it as after for the next page.
+  """
+  endCursor: String
+}
+
+"""
+One audited action, as the gateway recorded it: who did what through
+which virtual server and upstream, what the policy decided and why, what
+the guardrails found, who approved, which secrets were injected (names and
+lease IDs only, never values), how it ended and how long each step took.
+Events of a gateway node are numbered (seq) and chained by hash.
+"""
+type AuditEvent {
+  """
+  When the action started (microsecond precision, UTC).
+  """
+  time: Time!
+  """
+  Unique ID of the event: NODE-SEQ.
+  """
+  eventID: String!
+  """
+  The gateway node that recorded it.
+  """
+  node: String!
+  """
+  Number of the event in its node's chain, from 1 without gaps.
+  """
+  seq: Int!
+  """
+  Hash of the node's previous event (empty for the first).
+  """
+  prevHash: String!
+  """
+  SHA-256 of this event's content and prevHash (hex).
+  """
+  hash: String!
+  """
+  Kind of event: request, admin or approval.
+  """
+  kind: String!
+  """
+  The gateway's ID of the request.
+  """
+  requestID: String!
+  """
+  The agent's MCP session ID, if any.
+  """
+  sessionID: String!
+  """
+  The agent (of a request, or of the call an approval step is about), or
+  the admin of an admin event (token:NAME, oidc:PROVIDER:SUBJECT).
+  """
+  agent: String!
+  """
+  The principal's team.
+  """
+  team: String!
+  """
+  The principal's roles.
+  """
+  roles: [String!]!
+  """
+  How the principal authenticated (api_key, oidc, mtls, ...; admin for
+  admin events).
+  """
+  authMethod: String!
+  """
+  The virtual server of the request.
+  """
+  virtualServer: String!
+  """
+  The upstream that served (or would have served) it.
+  """
+  upstream: String!
+  """
+  MCP method (tools/call, ...), the admin operation (create, update, ...),
+  or the approval step (approval/requested, approval/decided, ...).
+  """
+  method: String!
+  """
+  Tool name (also of approval steps), resource URI or prompt name; for
+  admin events the entity (ENTITY_TYPE:NAME).
+  """
+  target: String!
+  """
+  The arguments as recorded, redacted by the guardrails (null when there
+  were none); for admin events the entity before and after.
+  """
+  arguments: JSON
+  """
+  SHA-256 of the canonical unredacted arguments, to match calls with
+  identical arguments without storing them.
+  """
+  argsHash: String!
+  """
+  The decision: allow, deny or require_approval for requests; approve or
+  deny for approval decisions.
+  """
+  decision: String!
+  """
+  Names of the grants that matched.
+  """
+  grants: [String!]!
+  """
+  The rule that decided (a denying grant, guardrail or rate limit), if any.
+  """
+  rule: String!
+  """
+  The configuration revision the decision was made under.
+  """
+  policyRevision: Int!
+  """
+  What the guardrails found (never the matched text).
+  """
+  findings: [AuditFinding!]!
+  """
+  The approval the call needed (apr-...), if any.
+  """
+  approvalID: String!
+  """
+  For an approval decision, who decided (token:NAME,
+  oidc:PROVIDER:SUBJECT); for other approval steps the approver groups;
+  for requests, who approved the call.
+  """
+  approvers: [String!]!
+  """
+  Names of the secret bindings injected into the call (never the values).
+  """
+  secretBindings: [String!]!
+  """
+  Vault lease IDs of dynamic secrets the call used.
+  """
+  leaseIDs: [String!]!
+  """
+  How it ended: ok, tool_error, error, denied, unavailable, timeout,
+  cancelled, ... (for approval steps the approval's state).
+  """
+  outcome: String!
+  """
+  The JSON-RPC error code the agent got (else 0).
+  """
+  errorCode: Int!
+  """
+  The error message the agent got, if any.
+  """
+  error: String!
+  """
+  Time spent authenticating, in microseconds.
+  """
+  authUs: Int!
+  """
+  Time spent deciding policy, in microseconds.
+  """
+  policyUs: Int!
+  """
+  Time spent in guardrails, in microseconds.
+  """
+  guardUs: Int!
+  """
+  Time waiting for approval, in microseconds.
+  """
+  approvalUs: Int!
+  """
+  Time the upstream took, in microseconds.
+  """
+  upstreamUs: Int!
+  """
+  Total time in the gateway, in microseconds.
+  """
+  totalUs: Int!
+  """
+  Size of the request, in bytes.
+  """
+  requestBytes: Int!
+  """
+  Size of the response, in bytes.
+  """
+  responseBytes: Int!
+}
+
+"""
+A guardrail finding as the audit trail keeps it: where and what, never
+the matched text.
+"""
+type AuditFinding {
+  """
+  Name of the guardrail rule.
+  """
+  rule: String!
+  """
+  Its detector (secrets, pii, injection, regex, denylist, size, ...).
+  """
+  detector: String!
+  """
+  Kind of finding, e.g. aws_access_key or email.
+  """
+  kind: String!
+  """
+  Where, as a JSON path (e.g. $.query).
+  """
+  path: String!
+  """
+  What the rule did: block, redact, flag or require_approval.
+  """
+  action: String!
+  """
+  Offset of the match's start in the value at path.
+  """
+  start: Int!
+  """
+  Offset just past the match's end.
+  """
+  end: Int!
+}
+
+"""
+A column auditStats can group by.
+"""
+enum AuditGroupBy {
+  """
+  The agent.
+  """
+  AGENT
+  """
+  The agent's team.
+  """
+  TEAM
+  """
+  The virtual server.
+  """
+  VIRTUAL_SERVER
+  """
+  The upstream.
+  """
+  UPSTREAM
+  """
+  The target: tool name, resource URI or prompt name.
+  """
+  TARGET
+  """
+  The MCP method.
+  """
+  METHOD
+  """
+  The outcome.
+  """
+  OUTCOME
+  """
+  The decision.
+  """
+  DECISION
+  """
+  The gateway node.
+  """
+  NODE
+}
+
+"""
+One row of auditStats: the requests of one group (and time bucket).
+"""
+type AuditStat {
+  """
+  Start of the time bucket; null without an interval.
+  """
+  bucket: Time
+  """
+  Values of the groupBy columns, in groupBy's order.
+  """
+  group: [String!]!
+  """
+  Number of requests.
+  """
+  calls: Int!
+  """
+  Requests refused: denied by policy or a guardrail, rate limited, or
+  needing an approval that was not available.
+  """
+  denials: Int!
+  """
+  Requests that failed in the gateway or upstream (JSON-RPC errors,
+  unavailable, timeouts).
+  """
+  errors: Int!
+  """
+  Tool calls whose result was a tool error (isError).
+  """
+  toolErrors: Int!
+  """
+  Requests that needed an approval.
+  """
+  approvals: Int!
+  """
+  Median total latency, in microseconds.
+  """
+  p50Us: Float!
+  """
+  90th percentile of total latency, in microseconds.
+  """
+  p90Us: Float!
+  """
+  99th percentile of total latency, in microseconds.
+  """
+  p99Us: Float!
+}
+
+"""
+The result of verifying one node's hash chain.
+"""
+type AuditVerifyReport {
+  """
+  The gateway node.
+  """
+  node: String!
+  """
+  Number of its events checked.
+  """
+  events: Int!
+  """
+  Number of its signed checkpoints.
+  """
+  checkpoints: Int!
+  """
+  The last sequence number seen.
+  """
+  lastSeq: Int!
+  """
+  True when no problem was found.
+  """
+  ok: Boolean!
+  """
+  Every break found, in chain order; empty when the chain is intact.
+  """
+  problems: [AuditProblem!]!
+}
+
+"""
+A break in a node's hash chain.
+"""
+type AuditProblem {
+  """
+  The gateway node.
+  """
+  node: String!
+  """
+  Sequence number of the event at fault.
+  """
+  seq: Int!
+  """
+  gap (events missing before seq), modified (the event does not match its
+  hash), broken_link (its prevHash is not the previous event's hash),
+  duplicate, or bad_checkpoint (a checkpoint's hash or signature does not
+  match).
+  """
+  kind: String!
+  """
+  What exactly was found, in a sentence.
+  """
+  detail: String!
+}
+`, BuiltIn: false},
 	{Name: "../ent.graphql", Input: `directive @goField(forceResolver: Boolean, name: String, omittable: Boolean) on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
 directive @goModel(model: String, models: [String!], forceGenerate: Boolean) on OBJECT | INPUT_OBJECT | SCALAR | ENUM | INTERFACE | UNION
 """
@@ -20043,6 +21181,198 @@ func (ec *executionContext) childFields_ApprovalVerdict(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type ApprovalVerdict", field.Name)
 }
 
+func (ec *executionContext) childFields_AuditEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "time":
+		return ec.fieldContext_AuditEvent_time(ctx, field)
+	case "eventID":
+		return ec.fieldContext_AuditEvent_eventID(ctx, field)
+	case "node":
+		return ec.fieldContext_AuditEvent_node(ctx, field)
+	case "seq":
+		return ec.fieldContext_AuditEvent_seq(ctx, field)
+	case "prevHash":
+		return ec.fieldContext_AuditEvent_prevHash(ctx, field)
+	case "hash":
+		return ec.fieldContext_AuditEvent_hash(ctx, field)
+	case "kind":
+		return ec.fieldContext_AuditEvent_kind(ctx, field)
+	case "requestID":
+		return ec.fieldContext_AuditEvent_requestID(ctx, field)
+	case "sessionID":
+		return ec.fieldContext_AuditEvent_sessionID(ctx, field)
+	case "agent":
+		return ec.fieldContext_AuditEvent_agent(ctx, field)
+	case "team":
+		return ec.fieldContext_AuditEvent_team(ctx, field)
+	case "roles":
+		return ec.fieldContext_AuditEvent_roles(ctx, field)
+	case "authMethod":
+		return ec.fieldContext_AuditEvent_authMethod(ctx, field)
+	case "virtualServer":
+		return ec.fieldContext_AuditEvent_virtualServer(ctx, field)
+	case "upstream":
+		return ec.fieldContext_AuditEvent_upstream(ctx, field)
+	case "method":
+		return ec.fieldContext_AuditEvent_method(ctx, field)
+	case "target":
+		return ec.fieldContext_AuditEvent_target(ctx, field)
+	case "arguments":
+		return ec.fieldContext_AuditEvent_arguments(ctx, field)
+	case "argsHash":
+		return ec.fieldContext_AuditEvent_argsHash(ctx, field)
+	case "decision":
+		return ec.fieldContext_AuditEvent_decision(ctx, field)
+	case "grants":
+		return ec.fieldContext_AuditEvent_grants(ctx, field)
+	case "rule":
+		return ec.fieldContext_AuditEvent_rule(ctx, field)
+	case "policyRevision":
+		return ec.fieldContext_AuditEvent_policyRevision(ctx, field)
+	case "findings":
+		return ec.fieldContext_AuditEvent_findings(ctx, field)
+	case "approvalID":
+		return ec.fieldContext_AuditEvent_approvalID(ctx, field)
+	case "approvers":
+		return ec.fieldContext_AuditEvent_approvers(ctx, field)
+	case "secretBindings":
+		return ec.fieldContext_AuditEvent_secretBindings(ctx, field)
+	case "leaseIDs":
+		return ec.fieldContext_AuditEvent_leaseIDs(ctx, field)
+	case "outcome":
+		return ec.fieldContext_AuditEvent_outcome(ctx, field)
+	case "errorCode":
+		return ec.fieldContext_AuditEvent_errorCode(ctx, field)
+	case "error":
+		return ec.fieldContext_AuditEvent_error(ctx, field)
+	case "authUs":
+		return ec.fieldContext_AuditEvent_authUs(ctx, field)
+	case "policyUs":
+		return ec.fieldContext_AuditEvent_policyUs(ctx, field)
+	case "guardUs":
+		return ec.fieldContext_AuditEvent_guardUs(ctx, field)
+	case "approvalUs":
+		return ec.fieldContext_AuditEvent_approvalUs(ctx, field)
+	case "upstreamUs":
+		return ec.fieldContext_AuditEvent_upstreamUs(ctx, field)
+	case "totalUs":
+		return ec.fieldContext_AuditEvent_totalUs(ctx, field)
+	case "requestBytes":
+		return ec.fieldContext_AuditEvent_requestBytes(ctx, field)
+	case "responseBytes":
+		return ec.fieldContext_AuditEvent_responseBytes(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditEventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_AuditEventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_AuditEventConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditEventConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditEventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_AuditEventEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_AuditEventEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditEventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditFinding(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "rule":
+		return ec.fieldContext_AuditFinding_rule(ctx, field)
+	case "detector":
+		return ec.fieldContext_AuditFinding_detector(ctx, field)
+	case "kind":
+		return ec.fieldContext_AuditFinding_kind(ctx, field)
+	case "path":
+		return ec.fieldContext_AuditFinding_path(ctx, field)
+	case "action":
+		return ec.fieldContext_AuditFinding_action(ctx, field)
+	case "start":
+		return ec.fieldContext_AuditFinding_start(ctx, field)
+	case "end":
+		return ec.fieldContext_AuditFinding_end(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditFinding", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditPageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hasNextPage":
+		return ec.fieldContext_AuditPageInfo_hasNextPage(ctx, field)
+	case "endCursor":
+		return ec.fieldContext_AuditPageInfo_endCursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditPageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditProblem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_AuditProblem_node(ctx, field)
+	case "seq":
+		return ec.fieldContext_AuditProblem_seq(ctx, field)
+	case "kind":
+		return ec.fieldContext_AuditProblem_kind(ctx, field)
+	case "detail":
+		return ec.fieldContext_AuditProblem_detail(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditProblem", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditStat(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "bucket":
+		return ec.fieldContext_AuditStat_bucket(ctx, field)
+	case "group":
+		return ec.fieldContext_AuditStat_group(ctx, field)
+	case "calls":
+		return ec.fieldContext_AuditStat_calls(ctx, field)
+	case "denials":
+		return ec.fieldContext_AuditStat_denials(ctx, field)
+	case "errors":
+		return ec.fieldContext_AuditStat_errors(ctx, field)
+	case "toolErrors":
+		return ec.fieldContext_AuditStat_toolErrors(ctx, field)
+	case "approvals":
+		return ec.fieldContext_AuditStat_approvals(ctx, field)
+	case "p50Us":
+		return ec.fieldContext_AuditStat_p50Us(ctx, field)
+	case "p90Us":
+		return ec.fieldContext_AuditStat_p90Us(ctx, field)
+	case "p99Us":
+		return ec.fieldContext_AuditStat_p99Us(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditStat", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditVerifyReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_AuditVerifyReport_node(ctx, field)
+	case "events":
+		return ec.fieldContext_AuditVerifyReport_events(ctx, field)
+	case "checkpoints":
+		return ec.fieldContext_AuditVerifyReport_checkpoints(ctx, field)
+	case "lastSeq":
+		return ec.fieldContext_AuditVerifyReport_lastSeq(ctx, field)
+	case "ok":
+		return ec.fieldContext_AuditVerifyReport_ok(ctx, field)
+	case "problems":
+		return ec.fieldContext_AuditVerifyReport_problems(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditVerifyReport", field.Name)
+}
+
 func (ec *executionContext) childFields_ConfigChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "kind":
@@ -22332,6 +23662,88 @@ func (ec *executionContext) field_Query_approvals_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_auditEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*model.AuditEventWhere, error) {
+			return ec.unmarshalOAuditEventWhere2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventWhere(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) (*model.AuditOrder, error) {
+			return ec.unmarshalOAuditOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditOrder(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_auditStats_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "groupBy",
+		func(ctx context.Context, v any) ([]model.AuditGroupBy, error) {
+			return ec.unmarshalOAuditGroupBy2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupByᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["groupBy"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "interval",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["interval"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*model.AuditEventWhere, error) {
+			return ec.unmarshalOAuditEventWhere2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventWhere(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_auditVerify_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "node",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["node"] = arg0
 	return args, nil
 }
 
@@ -26443,6 +27855,1707 @@ func (ec *executionContext) _ApprovalVerdict_quorum(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_ApprovalVerdict_quorum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ApprovalVerdict", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_time(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_time(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Time, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_time(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AuditEvent_eventID(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_eventID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_eventID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_node(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_seq(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_prevHash(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_prevHash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PrevHash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_prevHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_hash(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_hash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_hash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_kind(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_requestID(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_requestID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_requestID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_sessionID(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_sessionID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SessionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_sessionID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_agent(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_agent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Agent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_agent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_team(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_team(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Team, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_team(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_roles(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_roles(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Roles, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_roles(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_authMethod(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_authMethod(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AuthMethod, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_authMethod(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_virtualServer(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_virtualServer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VirtualServer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_virtualServer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_upstream(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_upstream(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Upstream, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_upstream(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_method(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_method(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Method, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_method(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_target(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_target(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Target, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_target(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_arguments(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_arguments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Arguments, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_arguments(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _AuditEvent_argsHash(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_argsHash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ArgsHash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_argsHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_decision(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_decision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Decision, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_decision(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_grants(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_grants(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Grants, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_grants(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_rule(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_policyRevision(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_policyRevision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyRevision, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_policyRevision(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_findings(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_findings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Findings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditFinding) graphql.Marshaler {
+			return ec.marshalNAuditFinding2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditFindingᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_findings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuditEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditFinding(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuditEvent_approvalID(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_approvalID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_approvalID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_approvers(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_approvers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Approvers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_approvers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_secretBindings(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_secretBindings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SecretBindings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_secretBindings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_leaseIDs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_leaseIDs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeaseIDs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_leaseIDs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_outcome(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_outcome(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Outcome, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_outcome(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_errorCode(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_errorCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ErrorCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_errorCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_error(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEvent_authUs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_authUs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AuthUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_authUs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_policyUs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_policyUs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_policyUs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_guardUs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_guardUs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GuardUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_guardUs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_approvalUs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_approvalUs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ApprovalUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_approvalUs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_upstreamUs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_upstreamUs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpstreamUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_upstreamUs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_totalUs(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_totalUs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_totalUs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_requestBytes(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_requestBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_requestBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEvent_responseBytes(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEvent_responseBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResponseBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEvent_responseBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.AuditEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEventConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditEventEdge) graphql.Marshaler {
+			return ec.marshalNAuditEventEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEventConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuditEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditEventEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuditEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.AuditEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEventConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuditPageInfo) graphql.Marshaler {
+			return ec.marshalNAuditPageInfo2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEventConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuditEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditPageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuditEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AuditEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEventEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEventEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEventEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.AuditEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEventEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuditEvent) graphql.Marshaler {
+			return ec.marshalNAuditEvent2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEventEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuditEventEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuditFinding_rule(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditFinding_detector(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_detector(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detector, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_detector(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditFinding_kind(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditFinding_path(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditFinding_action(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditFinding_start(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditFinding_end(ctx context.Context, field graphql.CollectedField, obj *model.AuditFinding) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditFinding_end(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.End, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditFinding_end(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditFinding", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditPageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.AuditPageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditPageInfo_hasNextPage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasNextPage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditPageInfo_hasNextPage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditPageInfo", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AuditPageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *model.AuditPageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditPageInfo_endCursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EndCursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuditPageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditPageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditProblem_node(ctx context.Context, field graphql.CollectedField, obj *model.AuditProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditProblem_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditProblem_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditProblem_seq(ctx context.Context, field graphql.CollectedField, obj *model.AuditProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditProblem_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditProblem_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditProblem", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditProblem_kind(ctx context.Context, field graphql.CollectedField, obj *model.AuditProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditProblem_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditProblem_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditProblem_detail(ctx context.Context, field graphql.CollectedField, obj *model.AuditProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditProblem_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditProblem_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditStat_bucket(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_bucket(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bucket, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_bucket(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AuditStat_group(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_group(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Group, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_group(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditStat_calls(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_calls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Calls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_calls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditStat_denials(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_denials(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Denials, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_denials(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditStat_errors(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditStat_toolErrors(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_toolErrors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToolErrors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_toolErrors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditStat_approvals(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_approvals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Approvals, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_approvals(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditStat_p50Us(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_p50Us(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.P50Us, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_p50Us(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Float")
+}
+
+func (ec *executionContext) _AuditStat_p90Us(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_p90Us(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.P90Us, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_p90Us(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Float")
+}
+
+func (ec *executionContext) _AuditStat_p99Us(ctx context.Context, field graphql.CollectedField, obj *model.AuditStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditStat_p99Us(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.P99Us, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditStat_p99Us(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditStat", field, false, false, "Float")
+}
+
+func (ec *executionContext) _AuditVerifyReport_node(ctx context.Context, field graphql.CollectedField, obj *model.AuditVerifyReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditVerifyReport_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditVerifyReport_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditVerifyReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditVerifyReport_events(ctx context.Context, field graphql.CollectedField, obj *model.AuditVerifyReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditVerifyReport_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditVerifyReport_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditVerifyReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditVerifyReport_checkpoints(ctx context.Context, field graphql.CollectedField, obj *model.AuditVerifyReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditVerifyReport_checkpoints(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Checkpoints, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditVerifyReport_checkpoints(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditVerifyReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditVerifyReport_lastSeq(ctx context.Context, field graphql.CollectedField, obj *model.AuditVerifyReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditVerifyReport_lastSeq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastSeq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditVerifyReport_lastSeq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditVerifyReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditVerifyReport_ok(ctx context.Context, field graphql.CollectedField, obj *model.AuditVerifyReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditVerifyReport_ok(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ok, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditVerifyReport_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditVerifyReport", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AuditVerifyReport_problems(ctx context.Context, field graphql.CollectedField, obj *model.AuditVerifyReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditVerifyReport_problems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Problems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditProblem) graphql.Marshaler {
+			return ec.marshalNAuditProblem2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditProblemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditVerifyReport_problems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuditVerifyReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditProblem(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _ConfigChange_kind(ctx context.Context, field graphql.CollectedField, obj *model.ConfigChange) (ret graphql.Marshaler) {
@@ -32169,6 +35282,138 @@ func (ec *executionContext) fieldContext_Query_webhooks(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_webhooks_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_auditEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_auditEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AuditEvents(ctx, fc.Args["where"].(*model.AuditEventWhere), fc.Args["orderBy"].(*model.AuditOrder), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuditEventConnection) graphql.Marshaler {
+			return ec.marshalNAuditEventConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_auditEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditEventConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_auditEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_auditStats(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_auditStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AuditStats(ctx, fc.Args["groupBy"].([]model.AuditGroupBy), fc.Args["interval"].(*string), fc.Args["where"].(*model.AuditEventWhere))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditStat) graphql.Marshaler {
+			return ec.marshalNAuditStat2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditStatᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_auditStats(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditStat(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_auditStats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_auditVerify(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_auditVerify(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AuditVerify(ctx, fc.Args["node"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditVerifyReport) graphql.Marshaler {
+			return ec.marshalNAuditVerifyReport2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditVerifyReportᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_auditVerify(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditVerifyReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_auditVerify_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -43961,6 +47206,146 @@ func (ec *executionContext) unmarshalInputApprovalWhereInput(ctx context.Context
 func UnmarshalApprovalWhereInput(ctx context.Context, raw any) (ent.ApprovalWhereInput, error) {
 	var out ent.ApprovalWhereInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "ApprovalWhereInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAuditEventWhere(ctx context.Context, obj any) (model.AuditEventWhere, error) {
+	var it model.AuditEventWhere
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"from", "to", "kind", "agent", "team", "virtualServer", "upstream", "method", "target", "decision", "outcome", "approvalID", "requestID", "sessionID", "detector"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "to":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("to"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.To = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "agent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("agent"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Agent = data
+		case "team":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("team"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Team = data
+		case "virtualServer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("virtualServer"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VirtualServer = data
+		case "upstream":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upstream"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Upstream = data
+		case "method":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("method"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Method = data
+		case "target":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("target"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Target = data
+		case "decision":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decision"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Decision = data
+		case "outcome":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("outcome"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Outcome = data
+		case "approvalID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("approvalID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ApprovalID = data
+		case "requestID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestID = data
+		case "sessionID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sessionID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SessionID = data
+		case "detector":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("detector"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Detector = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAuditEventWhere unmarshals raw into the AuditEventWhere input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAuditEventWhere(ctx context.Context, raw any) (model.AuditEventWhere, error) {
+	var out model.AuditEventWhere
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AuditEventWhere", raw, &out)
 	return out, err
 }
 
@@ -60469,6 +63854,590 @@ func (ec *executionContext) _ApprovalVerdict(ctx context.Context, sel ast.Select
 	return out
 }
 
+var auditEventImplementors = []string{"AuditEvent"}
+
+func (ec *executionContext) _AuditEvent(ctx context.Context, sel ast.SelectionSet, obj *model.AuditEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditEvent")
+		case "time":
+			out.Values[i] = ec._AuditEvent_time(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eventID":
+			out.Values[i] = ec._AuditEvent_eventID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._AuditEvent_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "seq":
+			out.Values[i] = ec._AuditEvent_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "prevHash":
+			out.Values[i] = ec._AuditEvent_prevHash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hash":
+			out.Values[i] = ec._AuditEvent_hash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._AuditEvent_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requestID":
+			out.Values[i] = ec._AuditEvent_requestID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sessionID":
+			out.Values[i] = ec._AuditEvent_sessionID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "agent":
+			out.Values[i] = ec._AuditEvent_agent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "team":
+			out.Values[i] = ec._AuditEvent_team(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "roles":
+			out.Values[i] = ec._AuditEvent_roles(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "authMethod":
+			out.Values[i] = ec._AuditEvent_authMethod(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "virtualServer":
+			out.Values[i] = ec._AuditEvent_virtualServer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upstream":
+			out.Values[i] = ec._AuditEvent_upstream(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "method":
+			out.Values[i] = ec._AuditEvent_method(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "target":
+			out.Values[i] = ec._AuditEvent_target(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "arguments":
+			out.Values[i] = ec._AuditEvent_arguments(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "argsHash":
+			out.Values[i] = ec._AuditEvent_argsHash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "decision":
+			out.Values[i] = ec._AuditEvent_decision(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "grants":
+			out.Values[i] = ec._AuditEvent_grants(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rule":
+			out.Values[i] = ec._AuditEvent_rule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policyRevision":
+			out.Values[i] = ec._AuditEvent_policyRevision(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "findings":
+			out.Values[i] = ec._AuditEvent_findings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvalID":
+			out.Values[i] = ec._AuditEvent_approvalID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvers":
+			out.Values[i] = ec._AuditEvent_approvers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "secretBindings":
+			out.Values[i] = ec._AuditEvent_secretBindings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "leaseIDs":
+			out.Values[i] = ec._AuditEvent_leaseIDs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "outcome":
+			out.Values[i] = ec._AuditEvent_outcome(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errorCode":
+			out.Values[i] = ec._AuditEvent_errorCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._AuditEvent_error(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "authUs":
+			out.Values[i] = ec._AuditEvent_authUs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policyUs":
+			out.Values[i] = ec._AuditEvent_policyUs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "guardUs":
+			out.Values[i] = ec._AuditEvent_guardUs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvalUs":
+			out.Values[i] = ec._AuditEvent_approvalUs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upstreamUs":
+			out.Values[i] = ec._AuditEvent_upstreamUs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalUs":
+			out.Values[i] = ec._AuditEvent_totalUs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requestBytes":
+			out.Values[i] = ec._AuditEvent_requestBytes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "responseBytes":
+			out.Values[i] = ec._AuditEvent_responseBytes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditEventConnectionImplementors = []string{"AuditEventConnection"}
+
+func (ec *executionContext) _AuditEventConnection(ctx context.Context, sel ast.SelectionSet, obj *model.AuditEventConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditEventConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditEventConnection")
+		case "edges":
+			out.Values[i] = ec._AuditEventConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._AuditEventConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditEventEdgeImplementors = []string{"AuditEventEdge"}
+
+func (ec *executionContext) _AuditEventEdge(ctx context.Context, sel ast.SelectionSet, obj *model.AuditEventEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditEventEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditEventEdge")
+		case "cursor":
+			out.Values[i] = ec._AuditEventEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._AuditEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditFindingImplementors = []string{"AuditFinding"}
+
+func (ec *executionContext) _AuditFinding(ctx context.Context, sel ast.SelectionSet, obj *model.AuditFinding) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditFindingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditFinding")
+		case "rule":
+			out.Values[i] = ec._AuditFinding_rule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detector":
+			out.Values[i] = ec._AuditFinding_detector(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._AuditFinding_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "path":
+			out.Values[i] = ec._AuditFinding_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._AuditFinding_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "start":
+			out.Values[i] = ec._AuditFinding_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "end":
+			out.Values[i] = ec._AuditFinding_end(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditPageInfoImplementors = []string{"AuditPageInfo"}
+
+func (ec *executionContext) _AuditPageInfo(ctx context.Context, sel ast.SelectionSet, obj *model.AuditPageInfo) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditPageInfoImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditPageInfo")
+		case "hasNextPage":
+			out.Values[i] = ec._AuditPageInfo_hasNextPage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "endCursor":
+			out.Values[i] = ec._AuditPageInfo_endCursor(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditProblemImplementors = []string{"AuditProblem"}
+
+func (ec *executionContext) _AuditProblem(ctx context.Context, sel ast.SelectionSet, obj *model.AuditProblem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditProblemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditProblem")
+		case "node":
+			out.Values[i] = ec._AuditProblem_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "seq":
+			out.Values[i] = ec._AuditProblem_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._AuditProblem_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detail":
+			out.Values[i] = ec._AuditProblem_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditStatImplementors = []string{"AuditStat"}
+
+func (ec *executionContext) _AuditStat(ctx context.Context, sel ast.SelectionSet, obj *model.AuditStat) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditStatImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditStat")
+		case "bucket":
+			out.Values[i] = ec._AuditStat_bucket(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "group":
+			out.Values[i] = ec._AuditStat_group(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "calls":
+			out.Values[i] = ec._AuditStat_calls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "denials":
+			out.Values[i] = ec._AuditStat_denials(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._AuditStat_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "toolErrors":
+			out.Values[i] = ec._AuditStat_toolErrors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "approvals":
+			out.Values[i] = ec._AuditStat_approvals(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "p50Us":
+			out.Values[i] = ec._AuditStat_p50Us(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "p90Us":
+			out.Values[i] = ec._AuditStat_p90Us(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "p99Us":
+			out.Values[i] = ec._AuditStat_p99Us(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditVerifyReportImplementors = []string{"AuditVerifyReport"}
+
+func (ec *executionContext) _AuditVerifyReport(ctx context.Context, sel ast.SelectionSet, obj *model.AuditVerifyReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditVerifyReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditVerifyReport")
+		case "node":
+			out.Values[i] = ec._AuditVerifyReport_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._AuditVerifyReport_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkpoints":
+			out.Values[i] = ec._AuditVerifyReport_checkpoints(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastSeq":
+			out.Values[i] = ec._AuditVerifyReport_lastSeq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ok":
+			out.Values[i] = ec._AuditVerifyReport_ok(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "problems":
+			out.Values[i] = ec._AuditVerifyReport_problems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var configChangeImplementors = []string{"ConfigChange"}
 
 func (ec *executionContext) _ConfigChange(ctx context.Context, sel ast.SelectionSet, obj *model.ConfigChange) graphql.Marshaler {
@@ -62058,6 +66027,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_webhooks(ctx, field)
+				})
+		case "auditEvents":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_auditEvents(ctx, field)
+				})
+		case "auditStats":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_auditStats(ctx, field)
+				})
+		case "auditVerify":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_auditVerify(ctx, field)
 				})
 		case "validateConfig":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -64517,6 +68504,160 @@ func (ec *executionContext) unmarshalNApprovalWhereInput2ᚖgithubᚗcomᚋgateh
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNAuditEvent2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEvent(ctx context.Context, sel ast.SelectionSet, v *model.AuditEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditEvent!")
+		return graphql.Null
+	}
+	return ec._AuditEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuditEventConnection2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventConnection(ctx context.Context, sel ast.SelectionSet, v *model.AuditEventConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditEventConnection!")
+		return graphql.Null
+	}
+	return ec._AuditEventConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuditEventEdge2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AuditEventEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditEventEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAuditEventEdge2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventEdge(ctx context.Context, sel ast.SelectionSet, v *model.AuditEventEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditEventEdge!")
+		return graphql.Null
+	}
+	return ec._AuditEventEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuditFinding2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditFindingᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AuditFinding) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditFinding2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditFinding(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAuditFinding2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditFinding(ctx context.Context, sel ast.SelectionSet, v *model.AuditFinding) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditFinding!")
+		return graphql.Null
+	}
+	return ec._AuditFinding(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAuditGroupBy2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupBy(ctx context.Context, v any) (model.AuditGroupBy, error) {
+	var res model.AuditGroupBy
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAuditGroupBy2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupBy(ctx context.Context, sel ast.SelectionSet, v model.AuditGroupBy) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNAuditPageInfo2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.AuditPageInfo) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditPageInfo!")
+		return graphql.Null
+	}
+	return ec._AuditPageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuditProblem2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditProblemᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AuditProblem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditProblem2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditProblem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAuditProblem2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditProblem(ctx context.Context, sel ast.SelectionSet, v *model.AuditProblem) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditProblem!")
+		return graphql.Null
+	}
+	return ec._AuditProblem(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuditStat2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AuditStat) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditStat2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditStat(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAuditStat2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditStat(ctx context.Context, sel ast.SelectionSet, v *model.AuditStat) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditStat!")
+		return graphql.Null
+	}
+	return ec._AuditStat(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuditVerifyReport2ᚕᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditVerifyReportᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AuditVerifyReport) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditVerifyReport2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditVerifyReport(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAuditVerifyReport2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditVerifyReport(ctx context.Context, sel ast.SelectionSet, v *model.AuditVerifyReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditVerifyReport!")
+		return graphql.Null
+	}
+	return ec._AuditVerifyReport(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -66427,6 +70568,66 @@ func (ec *executionContext) unmarshalOApprovalWhereInput2ᚖgithubᚗcomᚋgateh
 	}
 	res, err := ec.unmarshalInputApprovalWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOAuditEventWhere2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditEventWhere(ctx context.Context, v any) (*model.AuditEventWhere, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAuditEventWhere(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOAuditGroupBy2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupByᚄ(ctx context.Context, v any) ([]model.AuditGroupBy, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.AuditGroupBy, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAuditGroupBy2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupBy(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOAuditGroupBy2ᚕgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupByᚄ(ctx context.Context, sel ast.SelectionSet, v []model.AuditGroupBy) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditGroupBy2githubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditGroupBy(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOAuditOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditOrder(ctx context.Context, v any) (*model.AuditOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.AuditOrder)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAuditOrder2ᚖgithubᚗcomᚋgatehouseᚑdevᚋgatehouseᚋgraphᚋmodelᚐAuditOrder(ctx context.Context, sel ast.SelectionSet, v *model.AuditOrder) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {

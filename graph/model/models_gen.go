@@ -4,6 +4,7 @@ package model
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -55,6 +56,248 @@ type ApprovalVerdict struct {
 	Approvers []string `json:"approvers"`
 	// Distinct approvals needed.
 	Quorum int `json:"quorum"`
+}
+
+// One audited action, as the gateway recorded it: who did what through
+// which virtual server and upstream, what the policy decided and why, what
+// the guardrails found, who approved, which secrets were injected (names and
+// lease IDs only, never values), how it ended and how long each step took.
+// Events of a gateway node are numbered (seq) and chained by hash.
+type AuditEvent struct {
+	// When the action started (microsecond precision, UTC).
+	Time time.Time `json:"time"`
+	// Unique ID of the event: NODE-SEQ.
+	EventID string `json:"eventID"`
+	// The gateway node that recorded it.
+	Node string `json:"node"`
+	// Number of the event in its node's chain, from 1 without gaps.
+	Seq int `json:"seq"`
+	// Hash of the node's previous event (empty for the first).
+	PrevHash string `json:"prevHash"`
+	// SHA-256 of this event's content and prevHash (hex).
+	Hash string `json:"hash"`
+	// Kind of event: request, admin or approval.
+	Kind string `json:"kind"`
+	// The gateway's ID of the request.
+	RequestID string `json:"requestID"`
+	// The agent's MCP session ID, if any.
+	SessionID string `json:"sessionID"`
+	// The agent (of a request, or of the call an approval step is about), or
+	// the admin of an admin event (token:NAME, oidc:PROVIDER:SUBJECT).
+	Agent string `json:"agent"`
+	// The principal's team.
+	Team string `json:"team"`
+	// The principal's roles.
+	Roles []string `json:"roles"`
+	// How the principal authenticated (api_key, oidc, mtls, ...; admin for
+	// admin events).
+	AuthMethod string `json:"authMethod"`
+	// The virtual server of the request.
+	VirtualServer string `json:"virtualServer"`
+	// The upstream that served (or would have served) it.
+	Upstream string `json:"upstream"`
+	// MCP method (tools/call, ...), the admin operation (create, update, ...),
+	// or the approval step (approval/requested, approval/decided, ...).
+	Method string `json:"method"`
+	// Tool name (also of approval steps), resource URI or prompt name; for
+	// admin events the entity (ENTITY_TYPE:NAME).
+	Target string `json:"target"`
+	// The arguments as recorded, redacted by the guardrails (null when there
+	// were none); for admin events the entity before and after.
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+	// SHA-256 of the canonical unredacted arguments, to match calls with
+	// identical arguments without storing them.
+	ArgsHash string `json:"argsHash"`
+	// The decision: allow, deny or require_approval for requests; approve or
+	// deny for approval decisions.
+	Decision string `json:"decision"`
+	// Names of the grants that matched.
+	Grants []string `json:"grants"`
+	// The rule that decided (a denying grant, guardrail or rate limit), if any.
+	Rule string `json:"rule"`
+	// The configuration revision the decision was made under.
+	PolicyRevision int `json:"policyRevision"`
+	// What the guardrails found (never the matched text).
+	Findings []*AuditFinding `json:"findings"`
+	// The approval the call needed (apr-...), if any.
+	ApprovalID string `json:"approvalID"`
+	// For an approval decision, who decided (token:NAME,
+	// oidc:PROVIDER:SUBJECT); for other approval steps the approver groups;
+	// for requests, who approved the call.
+	Approvers []string `json:"approvers"`
+	// Names of the secret bindings injected into the call (never the values).
+	SecretBindings []string `json:"secretBindings"`
+	// Vault lease IDs of dynamic secrets the call used.
+	LeaseIDs []string `json:"leaseIDs"`
+	// How it ended: ok, tool_error, error, denied, unavailable, timeout,
+	// cancelled, ... (for approval steps the approval's state).
+	Outcome string `json:"outcome"`
+	// The JSON-RPC error code the agent got (else 0).
+	ErrorCode int `json:"errorCode"`
+	// The error message the agent got, if any.
+	Error string `json:"error"`
+	// Time spent authenticating, in microseconds.
+	AuthUs int `json:"authUs"`
+	// Time spent deciding policy, in microseconds.
+	PolicyUs int `json:"policyUs"`
+	// Time spent in guardrails, in microseconds.
+	GuardUs int `json:"guardUs"`
+	// Time waiting for approval, in microseconds.
+	ApprovalUs int `json:"approvalUs"`
+	// Time the upstream took, in microseconds.
+	UpstreamUs int `json:"upstreamUs"`
+	// Total time in the gateway, in microseconds.
+	TotalUs int `json:"totalUs"`
+	// Size of the request, in bytes.
+	RequestBytes int `json:"requestBytes"`
+	// Size of the response, in bytes.
+	ResponseBytes int `json:"responseBytes"`
+}
+
+// A page of audit events (a Relay connection).
+type AuditEventConnection struct {
+	// The events of this page, in the requested order.
+	Edges []*AuditEventEdge `json:"edges"`
+	// Where this page ends and whether more follow.
+	PageInfo *AuditPageInfo `json:"pageInfo"`
+}
+
+// An audit event and its cursor.
+type AuditEventEdge struct {
+	// Pass as after to list the events that follow this one.
+	Cursor string `json:"cursor"`
+	// The event.
+	Node *AuditEvent `json:"node"`
+}
+
+// Filters of audit events. Every field given must match (AND); omitted
+// fields match everything. Strings match exactly.
+type AuditEventWhere struct {
+	// Events at or after this time (inclusive).
+	From *time.Time `json:"from,omitempty"`
+	// Events before this time (exclusive).
+	To *time.Time `json:"to,omitempty"`
+	// Kind of event: request (an agent request), admin (an admin API change)
+	// or approval (an approval step).
+	Kind *string `json:"kind,omitempty"`
+	// Name of the agent (of requests and of the calls approval steps are
+	// about), or the admin of admin events (e.g. token:alice).
+	Agent *string `json:"agent,omitempty"`
+	// Team of the agent.
+	Team *string `json:"team,omitempty"`
+	// Name of the virtual server the request came through.
+	VirtualServer *string `json:"virtualServer,omitempty"`
+	// Name of the upstream that served (or would have served) the request.
+	Upstream *string `json:"upstream,omitempty"`
+	// MCP method (tools/call, resources/read, ...); for admin events the
+	// operation (create, update, delete, ...); for approval events the step
+	// (approval/requested, approval/decided, approval/escalated,
+	// approval/executed, approval/closed).
+	Method *string `json:"method,omitempty"`
+	// What the event is about: the tool name (also of approval steps),
+	// resource URI or prompt name; for admin events the entity
+	// (ENTITY_TYPE:NAME).
+	Target *string `json:"target,omitempty"`
+	// The decision: allow, deny or require_approval for requests; approve or
+	// deny for approval decisions.
+	Decision *string `json:"decision,omitempty"`
+	// The outcome: ok, tool_error, error, denied, unavailable, timeout,
+	// cancelled, ... for requests; the approval's state for approval steps.
+	Outcome *string `json:"outcome,omitempty"`
+	// The approval ID (apr-...) the event belongs to.
+	ApprovalID *string `json:"approvalID,omitempty"`
+	// The request ID the gateway gave the request.
+	RequestID *string `json:"requestID,omitempty"`
+	// The agent's MCP session ID.
+	SessionID *string `json:"sessionID,omitempty"`
+	// Events with at least one guardrail finding of this detector (secrets,
+	// pii, injection, regex, denylist, size, ...).
+	Detector *string `json:"detector,omitempty"`
+}
+
+// A guardrail finding as the audit trail keeps it: where and what, never
+// the matched text.
+type AuditFinding struct {
+	// Name of the guardrail rule.
+	Rule string `json:"rule"`
+	// Its detector (secrets, pii, injection, regex, denylist, size, ...).
+	Detector string `json:"detector"`
+	// Kind of finding, e.g. aws_access_key or email.
+	Kind string `json:"kind"`
+	// Where, as a JSON path (e.g. $.query).
+	Path string `json:"path"`
+	// What the rule did: block, redact, flag or require_approval.
+	Action string `json:"action"`
+	// Offset of the match's start in the value at path.
+	Start int `json:"start"`
+	// Offset just past the match's end.
+	End int `json:"end"`
+}
+
+// Paging state of an AuditEventConnection.
+type AuditPageInfo struct {
+	// True when more events follow this page.
+	HasNextPage bool `json:"hasNextPage"`
+	// Cursor of the last edge of this page (null when the page is empty): pass
+	// it as after for the next page.
+	EndCursor *string `json:"endCursor,omitempty"`
+}
+
+// A break in a node's hash chain.
+type AuditProblem struct {
+	// The gateway node.
+	Node string `json:"node"`
+	// Sequence number of the event at fault.
+	Seq int `json:"seq"`
+	// gap (events missing before seq), modified (the event does not match its
+	// hash), broken_link (its prevHash is not the previous event's hash),
+	// duplicate, or bad_checkpoint (a checkpoint's hash or signature does not
+	// match).
+	Kind string `json:"kind"`
+	// What exactly was found, in a sentence.
+	Detail string `json:"detail"`
+}
+
+// One row of auditStats: the requests of one group (and time bucket).
+type AuditStat struct {
+	// Start of the time bucket; null without an interval.
+	Bucket *time.Time `json:"bucket,omitempty"`
+	// Values of the groupBy columns, in groupBy's order.
+	Group []string `json:"group"`
+	// Number of requests.
+	Calls int `json:"calls"`
+	// Requests refused: denied by policy or a guardrail, rate limited, or
+	// needing an approval that was not available.
+	Denials int `json:"denials"`
+	// Requests that failed in the gateway or upstream (JSON-RPC errors,
+	// unavailable, timeouts).
+	Errors int `json:"errors"`
+	// Tool calls whose result was a tool error (isError).
+	ToolErrors int `json:"toolErrors"`
+	// Requests that needed an approval.
+	Approvals int `json:"approvals"`
+	// Median total latency, in microseconds.
+	P50Us float64 `json:"p50Us"`
+	// 90th percentile of total latency, in microseconds.
+	P90Us float64 `json:"p90Us"`
+	// 99th percentile of total latency, in microseconds.
+	P99Us float64 `json:"p99Us"`
+}
+
+// The result of verifying one node's hash chain.
+type AuditVerifyReport struct {
+	// The gateway node.
+	Node string `json:"node"`
+	// Number of its events checked.
+	Events int `json:"events"`
+	// Number of its signed checkpoints.
+	Checkpoints int `json:"checkpoints"`
+	// The last sequence number seen.
+	LastSeq int `json:"lastSeq"`
+	// True when no problem was found.
+	Ok bool `json:"ok"`
+	// Every break found, in chain order; empty when the chain is intact.
+	Problems []*AuditProblem `json:"problems"`
 }
 
 // One entity that applyConfig created, updated, deleted or revoked.
@@ -174,6 +417,143 @@ type RotateAgentKeyPayload struct {
 	APIKey *ent.APIKey `json:"apiKey"`
 	// How many of the agent's earlier keys this rotation revoked.
 	RevokedKeys int `json:"revokedKeys"`
+}
+
+// A column auditStats can group by.
+type AuditGroupBy string
+
+const (
+	// The agent.
+	AuditGroupByAgent AuditGroupBy = "AGENT"
+	// The agent's team.
+	AuditGroupByTeam AuditGroupBy = "TEAM"
+	// The virtual server.
+	AuditGroupByVirtualServer AuditGroupBy = "VIRTUAL_SERVER"
+	// The upstream.
+	AuditGroupByUpstream AuditGroupBy = "UPSTREAM"
+	// The target: tool name, resource URI or prompt name.
+	AuditGroupByTarget AuditGroupBy = "TARGET"
+	// The MCP method.
+	AuditGroupByMethod AuditGroupBy = "METHOD"
+	// The outcome.
+	AuditGroupByOutcome AuditGroupBy = "OUTCOME"
+	// The decision.
+	AuditGroupByDecision AuditGroupBy = "DECISION"
+	// The gateway node.
+	AuditGroupByNode AuditGroupBy = "NODE"
+)
+
+var AllAuditGroupBy = []AuditGroupBy{
+	AuditGroupByAgent,
+	AuditGroupByTeam,
+	AuditGroupByVirtualServer,
+	AuditGroupByUpstream,
+	AuditGroupByTarget,
+	AuditGroupByMethod,
+	AuditGroupByOutcome,
+	AuditGroupByDecision,
+	AuditGroupByNode,
+}
+
+func (e AuditGroupBy) IsValid() bool {
+	switch e {
+	case AuditGroupByAgent, AuditGroupByTeam, AuditGroupByVirtualServer, AuditGroupByUpstream, AuditGroupByTarget, AuditGroupByMethod, AuditGroupByOutcome, AuditGroupByDecision, AuditGroupByNode:
+		return true
+	}
+	return false
+}
+
+func (e AuditGroupBy) String() string {
+	return string(e)
+}
+
+func (e *AuditGroupBy) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AuditGroupBy(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AuditGroupBy", str)
+	}
+	return nil
+}
+
+func (e AuditGroupBy) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AuditGroupBy) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AuditGroupBy) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Order of auditEvents.
+type AuditOrder string
+
+const (
+	// Newest first (the default).
+	AuditOrderTimeDesc AuditOrder = "TIME_DESC"
+	// Oldest first.
+	AuditOrderTimeAsc AuditOrder = "TIME_ASC"
+)
+
+var AllAuditOrder = []AuditOrder{
+	AuditOrderTimeDesc,
+	AuditOrderTimeAsc,
+}
+
+func (e AuditOrder) IsValid() bool {
+	switch e {
+	case AuditOrderTimeDesc, AuditOrderTimeAsc:
+		return true
+	}
+	return false
+}
+
+func (e AuditOrder) String() string {
+	return string(e)
+}
+
+func (e *AuditOrder) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AuditOrder(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AuditOrder", str)
+	}
+	return nil
+}
+
+func (e AuditOrder) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AuditOrder) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AuditOrder) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // Tool-definition pinning mode (the document's pinning.mode).

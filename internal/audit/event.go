@@ -44,6 +44,14 @@ const (
 	OutcomeCancelled           = "cancelled"            // the agent cancelled
 )
 
+// DenialOutcomes and ErrorOutcomes classify outcomes as denials and
+// errors, for Stats and the per-minute rollups (which use the same lists).
+var (
+	DenialOutcomes = []string{OutcomeDenied, OutcomeBlocked, OutcomeRateLimited, OutcomeApprovalRequired}
+	ErrorOutcomes  = []string{OutcomeError, OutcomeUnavailable, OutcomeTimeout, OutcomeSecretUnavailable,
+		OutcomeApprovalUnavailable, OutcomeAuditUnavailable}
+)
+
 // Finding is a guardrail finding as audit keeps it: where and what, never
 // the matched text.
 type Finding struct {

@@ -99,7 +99,7 @@ func Events(ctx context.Context, b Backend, table string, f Filter, asc bool, fi
 	}
 	where := f.where()
 	if cursor != "" {
-		t, id, err := decodeCursor(cursor)
+		t, id, err := DecodeCursor(cursor)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +118,10 @@ func Events(ctx context.Context, b Backend, table string, f Filter, asc bool, fi
 	if asc {
 		dir = "ASC"
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY time %s, event_id %s LIMIT %d", eventColumns, table, where, dir, dir, first+1)
+	// prefer_column_name_to_alias: WHERE and ORDER BY mean the time
+	// column, not the toString(time) AS time of eventColumns.
+	q := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY time %s, event_id %s LIMIT %d SETTINGS prefer_column_name_to_alias = 1",
+		eventColumns, table, where, dir, dir, first+1)
 	res, err := b.Query(ctx, q, QueryOptions{})
 	if err != nil {
 		return nil, err
@@ -131,16 +134,18 @@ func Events(ctx context.Context, b Backend, table string, f Filter, asc bool, fi
 	if len(events) > first {
 		p.Events = events[:first]
 		last := p.Events[first-1]
-		p.Next = encodeCursor(last.Time, last.EventID)
+		p.Next = EventCursor(&last)
 	}
 	return p, nil
 }
 
-func encodeCursor(t time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(t.UTC().Format(time.RFC3339Nano) + "|" + id))
+// EventCursor is the cursor that pages after e (in either order).
+func EventCursor(e *Event) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(e.Time.UTC().Format(time.RFC3339Nano) + "|" + e.EventID))
 }
 
-func decodeCursor(c string) (time.Time, string, error) {
+// DecodeCursor reads a cursor of EventCursor.
+func DecodeCursor(c string) (time.Time, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err == nil {
 		if ts, id, ok := strings.Cut(string(b), "|"); ok {
@@ -251,12 +256,14 @@ type Stat struct {
 // StatsGroupBy are the columns Stats can group by.
 var StatsGroupBy = []string{"agent", "team", "virtual_server", "upstream", "target", "method", "outcome", "decision", "node"}
 
-// deniedOutcomes and errorOutcomes classify outcomes for stats and
-// rollups.
-const (
-	deniedOutcomes = "('denied', 'blocked', 'rate_limited', 'approval_required')"
-	errorOutcomes  = "('error', 'unavailable', 'timeout', 'secret_unavailable', 'approval_unavailable', 'audit_unavailable')"
-)
+// sqlList is a ClickHouse tuple of string literals.
+func sqlList(vs []string) string {
+	q := make([]string, len(vs))
+	for i, v := range vs {
+		q[i] = quote(v)
+	}
+	return "(" + strings.Join(q, ", ") + ")"
+}
 
 // Stats aggregates request events matching f by groupBy columns and, if
 // interval is positive, by time bucket.
@@ -281,7 +288,7 @@ func Stats(ctx context.Context, b Backend, table string, groupBy []string, inter
 countIf(outcome IN %s) AS denials, countIf(outcome IN %s) AS errors, countIf(outcome = 'tool_error') AS tool_errors,
 countIf(approval_id != '') AS approvals, quantiles(0.5, 0.9, 0.99)(total_us) AS q
 FROM %s%s GROUP BY %s ORDER BY %s LIMIT 10000`,
-		bucket, prefixed(groupBy), deniedOutcomes, errorOutcomes, table, f.where(), strings.Join(keys, ", "), strings.Join(keys, ", "))
+		bucket, prefixed(groupBy), sqlList(DenialOutcomes), sqlList(ErrorOutcomes), table, f.where(), strings.Join(keys, ", "), strings.Join(keys, ", "))
 	res, err := b.Query(ctx, q, QueryOptions{})
 	if err != nil {
 		return nil, err

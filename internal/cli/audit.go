@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,6 +75,15 @@ type auditRuntime struct {
 	schema  chschema.Options
 }
 
+// api is the read side over the runtime's backend: the tables it writes,
+// and this node's checkpoint key.
+func (r *auditRuntime) api() *audit.API {
+	return &audit.API{Backend: r.backend,
+		Tables: audit.Tables{Insert: r.schema.Table("audit_events"), Checkpoints: r.schema.Table("audit_checkpoints"),
+			Events: r.schema.EventsTable(), ReadCheckpoints: r.schema.CheckpointsTable()},
+		Keys: map[string]ed25519.PublicKey{r.writer.Node(): r.writer.PublicKey()}}
+}
+
 func (r *auditRuntime) close() {
 	if r == nil {
 		return
@@ -115,7 +125,7 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 		}
 		b, err = chdb.Open(ctx, chdb.Options{LibPath: firstNonEmpty(a.chdbLib, os.Getenv(chdb.EnvLib)), DataDir: filepath.Join(dataDir, "audit", "chdb")})
 		if err != nil {
-			return nil, fmt.Errorf("embedded ClickHouse engine: %w (or --audit clickhouse with --clickhouse-addr, or --audit off)", err)
+			return nil, fmt.Errorf("%w (or use --audit clickhouse with --clickhouse-addr, or --audit off)", err)
 		}
 	case AuditClickHouse:
 		if addr == "" {
@@ -138,6 +148,17 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 		}
 	default:
 		return nil, usageError{fmt.Errorf("--audit %q: want embedded, clickhouse or off", backend)}
+	}
+	// Migrate now, so the tables exist when the gateway serves; a server
+	// that is down does not stop the start: the shipper migrates when it
+	// answers, and events wait in the spool meanwhile.
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	applied, merr := chschema.Migrate(mctx, b, opts)
+	cancel()
+	if merr != nil {
+		log.Warn("audit schema not migrated yet; events wait in the spool until ClickHouse answers", "backend", b.Name(), "error", merr)
+	} else if len(applied) > 0 {
+		log.Info("audit schema migrated", "backend", b.Name(), "applied", applied)
 	}
 	w, err := audit.OpenWriter(ctx, audit.WriterOptions{
 		Dir:     filepath.Join(dataDir, "audit"),

@@ -211,16 +211,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	} else {
 		log.Warn("approval workflows are off (--approvals=false): calls that need approval are refused")
 	}
-	admin := graph.NewHandler(client, &graph.HandlerOptions{
+	var auditAPI graph.AuditAPI
+	if auditRT != nil {
+		auditAPI = auditRT.api()
+	}
+	adminOpts := &graph.HandlerOptions{
 		Gateway:              gatewayAdmin{g},
 		Approvals:            decider,
+		Audit:                auditAPI,
 		Authenticate:         authn.adminAuthenticator(file.Auth),
 		DisableIntrospection: !*introspection,
 		DisablePlayground:    !*playground,
 		Logger:               log,
-	})
+	}
+	admin := graph.NewHandler(client, adminOpts)
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", nudgeAfter(admin, syncer))
+	mux.Handle("/audit/", graph.NewAuditHandler(client, adminOpts))
 	if h := authn.metadataHandler(file); h != nil {
 		mux.Handle("/.well-known/oauth-protected-resource", h)
 		mux.Handle("/.well-known/oauth-protected-resource/", h)

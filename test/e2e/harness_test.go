@@ -45,6 +45,11 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
+	// Gateways started outside the checkout (runGatehouse runs in a
+	// temporary directory) find the embedded ClickHouse engine here.
+	if lib := filepath.Join(repoRoot, ".cache/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so"); os.Getenv("GATEHOUSE_CHDB_LIB") == "" {
+		os.Setenv("GATEHOUSE_CHDB_LIB", lib)
+	}
 	for name, pkg := range map[string]string{"gatehouse": "./cmd/gatehouse", "demo-server": "./test/fixtures/demo-server"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = repoRoot
