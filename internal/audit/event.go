@@ -165,6 +165,13 @@ type QueryOptions struct {
 	Timeout time.Duration
 }
 
+// RawInserter is a Backend that can insert events as the JSON the spool
+// holds (json.Marshal of an Event), without decoding them first. The
+// shipper uses it when the backend has it.
+type RawInserter interface {
+	InsertJSON(ctx context.Context, table string, rows [][]byte, token string) error
+}
+
 // Backend is a ClickHouse the audit trail is stored in: a server or
 // cluster, or the embedded engine. Both run the same DDL and queries.
 type Backend interface {

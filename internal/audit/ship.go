@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -75,7 +74,7 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 				continue
 			}
 		}
-		events, err := w.readBatch(*st.Inflight)
+		batch, err := w.readBatch(*st.Inflight)
 		if err != nil {
 			if !fail("reading the spool", err) {
 				return
@@ -85,9 +84,9 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 		// A crash between saving the state and committing the cursor
 		// replays events already shipped (in a batch cut differently, so
 		// with another token): skip what the tail says is shipped.
-		events = slices.DeleteFunc(events, func(e Event) bool { return e.Node == w.o.Node && e.Seq <= st.TailSeq })
-		if len(events) > 0 {
-			if err := w.o.Backend.Insert(ctx, w.o.Tables.Insert, events, st.Inflight.Token); err != nil {
+		batch.skipShipped(w.o.Node, st.TailSeq)
+		if len(batch.heads) > 0 {
+			if err := w.insert(ctx, batch, st.Inflight.Token); err != nil {
 				if ctx.Err() != nil || !fail("inserting into "+w.o.Backend.Name(), err) {
 					return
 				}
@@ -96,8 +95,8 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 		}
 		next := st
 		next.Inflight = nil
-		if n := len(events); n > 0 && events[n-1].Node == w.o.Node {
-			next.TailSeq, next.TailHash = events[n-1].Seq, events[n-1].Hash
+		if n := len(batch.heads); n > 0 && batch.heads[n-1].Node == w.o.Node {
+			next.TailSeq, next.TailHash = batch.heads[n-1].Seq, batch.heads[n-1].Hash
 		}
 		if next.TailSeq-st.LastCP >= w.o.CheckpointEvery || (time.Since(lastCP) >= w.o.CheckpointInterval && next.TailSeq > st.LastCP) {
 			cp := (&Chain{Node: w.o.Node, Seq: next.TailSeq, Hash: next.TailHash}).Sign(w.key, time.Now())
@@ -121,7 +120,7 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 			}
 			continue
 		}
-		w.shipped.Add(uint64(len(events)))
+		w.shipped.Add(uint64(len(batch.heads)))
 		st = next
 		ok()
 	}
@@ -156,8 +155,48 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
 	}
 }
 
+// head is what the shipper needs of an event without decoding all of it.
+type head struct {
+	Node string `json:"node"`
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// batch is one batch's records: their raw JSON and their heads.
+type batch struct {
+	rows  [][]byte
+	heads []head
+}
+
+func (b *batch) skipShipped(node string, tail uint64) {
+	keep := 0
+	for i, h := range b.heads {
+		if h.Node == node && h.Seq <= tail {
+			continue
+		}
+		b.rows[keep], b.heads[keep] = b.rows[i], h
+		keep++
+	}
+	b.rows, b.heads = b.rows[:keep], b.heads[:keep]
+}
+
+// insert sends a batch: as raw JSON rows when the backend takes them,
+// else decoded.
+func (w *Writer) insert(ctx context.Context, b *batch, token string) error {
+	if ri, ok := w.o.Backend.(RawInserter); ok {
+		return ri.InsertJSON(ctx, w.o.Tables.Insert, b.rows, token)
+	}
+	events := make([]Event, len(b.rows))
+	for i, r := range b.rows {
+		if err := json.Unmarshal(r, &events[i]); err != nil {
+			return fmt.Errorf("spool record of event %s-%d: %w", b.heads[i].Node, b.heads[i].Seq, err)
+		}
+	}
+	return w.o.Backend.Insert(ctx, w.o.Tables.Insert, events, token)
+}
+
 // readBatch reads exactly the records of b.
-func (w *Writer) readBatch(b inflight) ([]Event, error) {
+func (w *Writer) readBatch(b inflight) (*batch, error) {
 	recs, to, err := w.spool.Read(b.From, b.Count, maxBatchBytes*2)
 	if err != nil {
 		return nil, err
@@ -165,13 +204,14 @@ func (w *Writer) readBatch(b inflight) ([]Event, error) {
 	if len(recs) != b.Count || to != b.To {
 		return nil, fmt.Errorf("spool batch %v-%v: read %d records ending at %v, want %d", b.From, b.To, len(recs), to, b.Count)
 	}
-	events := make([]Event, len(recs))
+	out := &batch{rows: make([][]byte, len(recs)), heads: make([]head, len(recs))}
 	for i, r := range recs {
-		if err := json.Unmarshal(r.Data, &events[i]); err != nil {
+		out.rows[i] = r.Data
+		if err := json.Unmarshal(r.Data, &out.heads[i]); err != nil {
 			return nil, fmt.Errorf("spool record %v: %w", r.Pos, err)
 		}
 	}
-	return events, nil
+	return out, nil
 }
 
 // checkpointInsert is the INSERT of one checkpoint (all values are

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb/chdbtest"
-	"github.com/gatehouse-dev/gatehouse/internal/audit/chschema"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
 )
 
@@ -46,10 +45,7 @@ func openWriter(t *testing.T, dir string, b audit.Backend, so spool.Options) *au
 	t.Helper()
 	w, err := audit.OpenWriter(context.Background(), audit.WriterOptions{
 		Dir: dir, Node: "gw1", Spool: so, Backend: b,
-		Migrate: func(ctx context.Context, b audit.Backend) error {
-			_, err := chschema.Migrate(ctx, b, chschema.Options{})
-			return err
-		},
+		Migrate: migrate,
 		BatchSize: 500, BatchWait: 50 * time.Millisecond, CheckpointEvery: 200,
 		Logger: slog.New(slog.DiscardHandler),
 	})

@@ -39,6 +39,7 @@ type options struct {
 	sessions    int
 	jsonDir     string
 	binDir      string
+	fullAudit   bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func run() int {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per scenario, not measured")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client sessions, each calling in a loop")
+	flag.BoolVar(&o.fullAudit, "full-audit", true, "audit every request of the full scenario to the embedded ClickHouse engine (false: measure full without audit)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
 	flag.IntVar(&o.sessions, "sessions", 1000, "agent sessions held open by the sessions scenario (the target is 10000)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
@@ -144,7 +146,8 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
 	}
 	gatewayLoad := func(name, cfg, key string, denied bool) (*result, error) {
-		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false)
+		// full records every request in the audit trail (embedded engine).
+		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, name == "full" && o.fullAudit)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -206,7 +209,7 @@ func gatewayErr(name string, g *gateway, err error) error {
 // approvalLoad runs the approval scenario: every call is held until an
 // approver bot approves it through GraphQL.
 func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key string, up *proc) (*result, error) {
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true)
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true, false)
 	if err != nil {
 		return nil, fmt.Errorf("approval: %w", err)
 	}
@@ -250,7 +253,7 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, ke
 	if err != nil {
 		return nil, err
 	}
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false)
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
@@ -348,8 +351,8 @@ func (rep *report) print(w io.Writer) {
 - each call: tools/call echo of ~1 KB text over streamable HTTP (go-sdk client); latency is per call at the client
 - +p50/+p99: over direct at the same concurrency; cpu-s/1k, req/core-s, rss: the gateway process only (utime+stime, VmRSS from /proc)
 - transparent: anonymous virtual server, one allow-all grant
-- full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on;
-  audit to ClickHouse does not exist yet and is not measured
+- full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on,
+  every request audited (spool, fsync interval, shipped to the embedded ClickHouse engine in the gateway process)
 - deny: a deny grant; the expected access-denied error (-32052) counts as success, the upstream is not called
 - approval: every call held on the embedded Temporal server until an approver bot (long-polling approvalChanged) approves it through GraphQL
 `)

@@ -155,7 +155,7 @@ func (g *gateway) url(vs string) string { return "http://" + g.addr + "/mcp/" + 
 // directory under tmp and runs the gateway until /readyz answers 200 (and,
 // with approvals, reports them ready). On failure the error carries the
 // gateway's log tail.
-func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, approvals bool) (*gateway, error) {
+func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, approvals, audited bool) (*gateway, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -173,6 +173,9 @@ func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, appro
 	args := []string{"serve", "--config", path, "--admin-token-file", tokenFile, "--approvals=false"}
 	if approvals {
 		args = append(args[:len(args)-1], "--approvals=true", "--approval-hold", "1m")
+	}
+	if !audited {
+		args = append(args, "--audit=off")
 	}
 	p, err := ps.start(filepath.Join(binDir, "gatehouse"), args...)
 	if err != nil {

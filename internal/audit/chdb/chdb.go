@@ -149,16 +149,37 @@ const insertChunk = 1 << 20
 // non_replicated_deduplication_window turns into exactly-once. Each line
 // is the event's JSON (the columns of chschema.EventColumns, times in
 // UTC).
-func (b *Backend) Insert(ctx context.Context, table string, events []audit.Event, token string) (err error) {
+func (b *Backend) Insert(ctx context.Context, table string, events []audit.Event, token string) error {
+	return b.insert(ctx, table, token, len(events), "", func(buf []byte, i int) ([]byte, error) {
+		out, err := appendEvent(buf, &events[i])
+		if err != nil {
+			return nil, fmt.Errorf("encoding event %s: %w", events[i].EventID, err)
+		}
+		return out, nil
+	})
+}
+
+// InsertJSON implements [audit.RawInserter]: rows are events as
+// json.Marshal wrote them (the spool's records), inserted as they are.
+func (b *Backend) InsertJSON(ctx context.Context, table string, rows [][]byte, token string) error {
+	// encoding/json writes times as RFC 3339 and empty lists as null.
+	return b.insert(ctx, table, token, len(rows), ", date_time_input_format = 'best_effort', input_format_null_as_default = 1",
+		func(buf []byte, i int) ([]byte, error) {
+			return append(append(buf, rows[i]...), '\n'), nil
+		})
+}
+
+// insert streams n rows (appended to the buffer by row) into table.
+func (b *Backend) insert(ctx context.Context, table, token string, n int, settings string, row func(buf []byte, i int) ([]byte, error)) (err error) {
 	if !tableName.MatchString(table) {
 		return fmt.Errorf("inserting into %q: not a table name", table)
 	}
-	if len(events) == 0 {
+	if n == 0 {
 		return nil
 	}
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("inserting %d events into %s: %w", len(events), table, err)
+			err = fmt.Errorf("inserting %d events into %s: %w", n, table, err)
 		}
 	}()
 	var q strings.Builder
@@ -174,6 +195,7 @@ func (b *Backend) Insert(ctx context.Context, table string, events []audit.Event
 	// schema/clickhouse/002_rollup_minute.sql). A field the table lacks
 	// is an error rather than silently dropped data.
 	q.WriteString("deduplicate_blocks_in_dependent_materialized_views = 1, input_format_skip_unknown_fields = 0")
+	q.WriteString(settings)
 
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -186,10 +208,10 @@ func (b *Backend) Insert(ctx context.Context, table string, events []audit.Event
 		return err
 	}
 	buf := (*bp)[:0]
-	for i := range events {
-		if buf, err = appendEvent(buf, &events[i]); err != nil {
+	for i := range n {
+		if buf, err = row(buf, i); err != nil {
 			s.cancel()
-			return fmt.Errorf("encoding event %s: %w", events[i].EventID, err)
+			return err
 		}
 		if len(buf) >= insertChunk {
 			if err := s.append(buf); err != nil {

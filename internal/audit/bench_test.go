@@ -1,0 +1,59 @@
+package audit_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb/chdbtest"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/chschema"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
+)
+
+// BenchmarkWriterIngest is the audit trail's sustained ingest: events
+// recorded by parallel callers (sealed, spooled with fsync interval) and
+// shipped into the embedded engine, timed until the last one is in
+// ClickHouse. events/s is the end-to-end rate; record-ns is what Record
+// costs a caller (the part an acknowledged call waits for).
+func BenchmarkWriterIngest(b *testing.B) {
+	dir := b.TempDir()
+	be := chdbtest.Open(b, filepath.Join(dir, "chdb"))
+	w, err := audit.OpenWriter(context.Background(), audit.WriterOptions{Dir: filepath.Join(dir, "audit"), Node: "bench", Backend: be,
+		Spool: spool.Options{}, Migrate: migrate, BatchWait: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			e := &audit.Event{Time: time.Now(), Kind: audit.KindRequest, Agent: "agent-1", Team: "dev", VirtualServer: "ops",
+				Upstream: "alpha", Method: "tools/call", Target: "echo", Decision: "allow", Outcome: audit.OutcomeOK,
+				RequestID: fmt.Sprint(i), Arguments: `{"text":"a realistic argument of some length, say one hundred and twenty bytes of text...."}`,
+				Grants: []string{"ops-all"}, TotalUs: 850, UpstreamUs: 600}
+			if err := w.Record(e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	recorded := time.Since(start)
+	for w.Stats().Shipped < uint64(b.N) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	total := time.Since(start)
+	b.ReportMetric(float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(recorded.Nanoseconds())/float64(b.N), "record-ns")
+}
+
+func migrate(ctx context.Context, b audit.Backend) error {
+	_, err := chschema.Migrate(ctx, b, chschema.Options{})
+	return err
+}
