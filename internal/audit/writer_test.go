@@ -45,7 +45,7 @@ func openWriter(t *testing.T, dir string, b audit.Backend, so spool.Options) *au
 	t.Helper()
 	w, err := audit.OpenWriter(context.Background(), audit.WriterOptions{
 		Dir: dir, Node: "gw1", Spool: so, Backend: b,
-		Migrate: migrate,
+		Migrate:   migrate,
 		BatchSize: 500, BatchWait: 50 * time.Millisecond, CheckpointEvery: 200,
 		Logger: slog.New(slog.DiscardHandler),
 	})
