@@ -156,6 +156,13 @@ cat <<TXT
     $BIN/gatehouse approvals approve <apr-ID>     # or: deny <apr-ID> --reason "..."
 
 TXT
+cat <<TXT
+  Audit trail (embedded ClickHouse engine in $DATA/audit): every request above is recorded;
+    GATEHOUSE_SERVER=http://$LISTEN GATEHOUSE_ADMIN_TOKEN=$ADMIN_TOKEN \\
+      $BIN/gatehouse audit query "SELECT time, agent, method, target, outcome FROM audit_events ORDER BY time DESC LIMIT 20"
+    $BIN/gatehouse audit verify      # (same environment) recomputes the hash chain
+
+TXT
 if [[ "${VAULT:-0}" == 1 ]]; then
   cat <<TXT
   Just-in-time secrets (Vault dev server at $VAULT_ADDR, log in $DATA/vault.log):
