@@ -165,6 +165,23 @@ type QueryOptions struct {
 	Timeout time.Duration
 }
 
+// ExecutionTimeout is the execution time limit of a query run with o
+// under ctx: the shorter of o.Timeout and the time left before ctx's
+// deadline; 0 means none. A deadline already passed is an error.
+func (o QueryOptions) ExecutionTimeout(ctx context.Context) (time.Duration, error) {
+	timeout := o.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		rem := time.Until(dl)
+		if rem <= 0 {
+			return 0, context.DeadlineExceeded
+		}
+		if timeout <= 0 || rem < timeout {
+			timeout = rem
+		}
+	}
+	return max(timeout, 0), nil
+}
+
 // RawInserter is a Backend that can insert events as the JSON the spool
 // holds (json.Marshal of an Event), without decoding them first. The
 // shipper uses it when the backend has it.

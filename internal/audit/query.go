@@ -122,11 +122,7 @@ func Events(ctx context.Context, b Backend, table string, f Filter, asc bool, fi
 	// column, not the toString(time) AS time of eventColumns.
 	q := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY time %s, event_id %s LIMIT %d SETTINGS prefer_column_name_to_alias = 1",
 		eventColumns, table, where, dir, dir, first+1)
-	res, err := b.Query(ctx, q, QueryOptions{})
-	if err != nil {
-		return nil, err
-	}
-	events, err := decodeEvents(res)
+	events, err := queryEvents(ctx, b, q)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +151,15 @@ func DecodeCursor(c string) (time.Time, string, error) {
 		}
 	}
 	return time.Time{}, "", fmt.Errorf("invalid cursor %q", c)
+}
+
+// queryEvents runs q (selecting eventColumns) and decodes its rows.
+func queryEvents(ctx context.Context, b Backend, q string) ([]Event, error) {
+	res, err := b.Query(ctx, q, QueryOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return decodeEvents(res)
 }
 
 // decodeEvents turns rows of eventColumns into events.
@@ -408,11 +413,7 @@ func Verify(ctx context.Context, b Backend, tables Tables, node string, key ed25
 	var after uint64
 	for {
 		q := fmt.Sprintf("SELECT %s FROM %s WHERE node = %s AND seq > %d ORDER BY seq LIMIT 10000", eventColumns, table, quote(node), after)
-		res, err := b.Query(ctx, q, QueryOptions{})
-		if err != nil {
-			return nil, err
-		}
-		events, err := decodeEvents(res)
+		events, err := queryEvents(ctx, b, q)
 		if err != nil {
 			return nil, err
 		}

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chschema"
@@ -246,15 +245,9 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		"--output_format_json_quote_64bit_integers=0",
 		"--output_format_json_quote_denormals=0",
 	}
-	timeout := opts.Timeout
-	if dl, ok := ctx.Deadline(); ok {
-		rem := time.Until(dl)
-		if rem <= 0 {
-			return nil, context.DeadlineExceeded
-		}
-		if timeout <= 0 || rem < timeout {
-			timeout = rem
-		}
+	timeout, err := opts.ExecutionTimeout(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if timeout > 0 {
 		args = append(args, "--max_execution_time="+strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64))

@@ -211,15 +211,9 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		settings["max_result_rows"] = opts.MaxRows
 		settings["result_overflow_mode"] = "throw"
 	}
-	timeout := opts.Timeout
-	if dl, ok := ctx.Deadline(); ok {
-		rem := time.Until(dl)
-		if rem <= 0 {
-			return nil, context.DeadlineExceeded
-		}
-		if timeout <= 0 || rem < timeout {
-			timeout = rem
-		}
+	timeout, err := opts.ExecutionTimeout(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if timeout > 0 {
 		settings["max_execution_time"] = strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64)
