@@ -73,7 +73,9 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 			writeTooLarge(w, limit)
 			return
 		}
+		authStart := time.Now()
 		p, err := g.authenticate(r, snap)
+		r = r.WithContext(context.WithValue(r.Context(), authDurKey{}, time.Since(authStart)))
 		switch {
 		case err == nil:
 		case errors.Is(err, identity.ErrNoCredentials) && vs.Anonymous:
@@ -150,8 +152,18 @@ func principalVerifier(ctx context.Context, _ string, r *http.Request) (*auth.To
 	if p == nil {
 		return nil, auth.ErrInvalidToken
 	}
-	return &auth.TokenInfo{UserID: p.Agent, Extra: map[string]any{principalKey: p, remoteKey: remoteIP(r)}}, nil
+	extra := map[string]any{principalKey: p, remoteKey: remoteIP(r)}
+	if d, ok := ctx.Value(authDurKey{}).(time.Duration); ok {
+		extra[authDurExtra] = d
+	}
+	return &auth.TokenInfo{UserID: p.Agent, Extra: extra}, nil
 }
+
+// authDurKey carries how long authenticating the HTTP request took, to
+// TokenInfo (authDurExtra) and from there to the request's audit event.
+type authDurKey struct{}
+
+const authDurExtra = "gatehouse.auth_duration"
 
 // remoteIP is the agent's address without the port.
 func remoteIP(r *http.Request) string {

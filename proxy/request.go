@@ -42,6 +42,7 @@ type requestCtx struct {
 	rule        string
 	approvalID  string
 	revision    int64
+	authDur     time.Duration
 	policyDur   time.Duration
 	guardDur    time.Duration
 	approvalDur time.Duration
@@ -65,6 +66,9 @@ func (g *Gateway) beginRequest(ctx context.Context, vs, method string, req mcp.R
 		rc.session = s.ID()
 	}
 	rc.id = g.nextRequestID()
+	if ex := req.GetExtra(); ex != nil && ex.TokenInfo != nil {
+		rc.authDur, _ = ex.TokenInfo.Extra[authDurExtra].(time.Duration)
+	}
 	switch p := req.GetParams().(type) {
 	case *mcp.CallToolParamsRaw:
 		if p != nil {
