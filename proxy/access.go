@@ -263,19 +263,23 @@ func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R
 	if res == nil || snap.access.guards.Empty() {
 		return res, nil
 	}
-	if rc := requestFrom(ctx); rc != nil {
+	rc := requestFrom(ctx)
+	if rc != nil {
 		defer func(start time.Time) { rc.guardDur += time.Since(start) }(time.Now())
 	}
 	b, err := json.Marshal(res)
 	if err != nil {
 		return res, nil
 	}
+	if rc != nil {
+		rc.responseBytes = len(b) // the audit event's, without encoding it again
+	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return res, nil
 	}
 	out, gr := snap.access.guards.Check(config.DirectionResponse, vs, tool, "result", v)
-	if rc := requestFrom(ctx); rc != nil {
+	if rc != nil {
 		rc.findings = append(rc.findings, gr.Findings...)
 	}
 	switch gr.Verdict {

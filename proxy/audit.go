@@ -66,6 +66,8 @@ func (g *Gateway) recordAudit(rc *requestCtx, res mcp.Result, err error, out str
 		if errors.As(err, &je) {
 			e.ErrorCode = int32(je.Code)
 		}
+	} else if rc.responseBytes > 0 {
+		e.ResponseBytes = uint64(rc.responseBytes)
 	} else if res != nil {
 		if b, merr := json.Marshal(res); merr == nil {
 			e.ResponseBytes = uint64(len(b))

@@ -37,16 +37,19 @@ type requestCtx struct {
 	// For the audit event: the (redacted) arguments and the hash of the
 	// unredacted ones, the approval rule and ID, the policy revision, and
 	// where the time went.
-	args        json.RawMessage
-	argsHash    string
-	rule        string
-	approvalID  string
-	revision    int64
-	authDur     time.Duration
-	policyDur   time.Duration
-	guardDur    time.Duration
-	approvalDur time.Duration
-	upstreamDur time.Duration
+	args       json.RawMessage
+	argsHash   string
+	rule       string
+	approvalID string
+	revision   int64
+	// responseBytes is the encoded result's size when something encoded
+	// it already (response guardrails); 0 otherwise.
+	responseBytes int
+	authDur       time.Duration
+	policyDur     time.Duration
+	guardDur      time.Duration
+	approvalDur   time.Duration
+	upstreamDur   time.Duration
 }
 
 type requestKey struct{}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,14 +26,48 @@ type Chain struct {
 // Seal numbers e as the chain's next event and sets its chain fields. It
 // first replaces invalid UTF-8 in e's strings (which JSON could not carry
 // unchanged, so the hash could not be recomputed from a stored copy).
-func (c *Chain) Seal(e *Event) {
+func (c *Chain) Seal(e *Event) { c.SealJSON(e) }
+
+// SealJSON is Seal, returning e's JSON encoding as well (its canonical
+// form, hash included), encoded once for both.
+func (c *Chain) SealJSON(e *Event) []byte {
 	e.sanitize()
+	e.canonicalize()
 	c.Seq++
 	e.Node, e.Seq, e.PrevHash = c.Node, c.Seq, c.Hash
 	e.EventID = c.Node + "-" + strconv.FormatUint(c.Seq, 10)
-	e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	e.Hash = HashEvent(e)
+	e.Hash = ""
+	b := mustMarshal(e)
+	sum := sha256.Sum256(b)
+	e.Hash = hex.EncodeToString(sum[:])
 	c.Hash = e.Hash
+	// The canonical encoding has "hash":"" where the hash goes; it is
+	// the first such text (inside strings quotes are escaped). Splicing
+	// it in beats encoding the event a second time.
+	return bytes.Replace(b, []byte(`"hash":""`), []byte(`"hash":"`+e.Hash+`"`), 1)
+}
+
+// canonicalize puts e in the form its hash covers: time in UTC
+// microseconds, empty lists rather than nil ones.
+func (e *Event) canonicalize() {
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	for _, l := range []*[]string{&e.Roles, &e.Grants, &e.Approvers, &e.SecretBindings, &e.LeaseIDs} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	if e.Findings == nil {
+		e.Findings = []Finding{}
+	}
+}
+
+func mustMarshal(e *Event) []byte {
+	b, err := json.Marshal(e)
+	if err != nil {
+		// Event holds only strings, numbers, times and lists of them.
+		panic(fmt.Sprintf("audit: encoding an event: %v", err))
+	}
+	return b
 }
 
 func (e *Event) sanitize() {
@@ -67,21 +102,8 @@ func (e *Event) sanitize() {
 func HashEvent(e *Event) string {
 	c := *e
 	c.Hash = ""
-	c.Time = c.Time.UTC().Truncate(time.Microsecond)
-	for _, l := range []*[]string{&c.Roles, &c.Grants, &c.Approvers, &c.SecretBindings, &c.LeaseIDs} {
-		if *l == nil {
-			*l = []string{}
-		}
-	}
-	if c.Findings == nil {
-		c.Findings = []Finding{}
-	}
-	b, err := json.Marshal(&c)
-	if err != nil {
-		// Event holds only strings, numbers, times and lists of them.
-		panic(fmt.Sprintf("audit: encoding an event: %v", err))
-	}
-	sum := sha256.Sum256(b)
+	c.canonicalize()
+	sum := sha256.Sum256(mustMarshal(&c))
 	return hex.EncodeToString(sum[:])
 }
 

@@ -132,3 +132,16 @@ func TestSealInvalidUTF8(t *testing.T) {
 		t.Error("an event with invalid UTF-8 does not verify after a JSON round trip")
 	}
 }
+
+func TestSealJSONIsTheEventsEncoding(t *testing.T) {
+	c := &Chain{Node: "n1"}
+	e := Event{Time: time.Now(), Arguments: `{"hash":"","x":1}`, Error: `"hash":""`}
+	b := c.SealJSON(&e)
+	want, _ := json.Marshal(&e)
+	if string(b) != string(want) {
+		t.Fatalf("SealJSON wrote\n%s\nwant\n%s", b, want)
+	}
+	if HashEvent(&e) != e.Hash {
+		t.Fatal("hash does not verify")
+	}
+}

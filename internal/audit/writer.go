@@ -180,8 +180,7 @@ func (w *Writer) Record(e *Event) error {
 	var saved Chain
 	err := w.spool.AppendFunc(func() ([]byte, error) {
 		saved = w.chain
-		w.chain.Seal(e)
-		return json.Marshal(e)
+		return w.chain.SealJSON(e), nil
 	}, func() {
 		w.chain = saved // not in the spool: not in the chain
 	})

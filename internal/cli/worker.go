@@ -19,7 +19,9 @@ gateways that hold the agents' calls. It reads the configuration from the
 same config store as the gateways (--database-url), connects to the
 upstreams to run approved calls, and follows configuration changes. Approved
 calls get their secrets from Vault here, after approval: give the worker the
-same --vault-* flags as the gateways.
+same --vault-* flags as the gateways. The approval steps it runs are
+recorded in its own audit trail (--audit*, its own node in the hash chain;
+point --clickhouse-addr at the gateways' ClickHouse to keep one trail).
 
 Every gateway started by serve also runs a worker; a standalone one adds
 capacity or keeps approved calls running while gateways restart. With the
@@ -41,6 +43,8 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	tf.register(fs, false)
 	var vf vaultFlags
 	vf.register(fs)
+	var af auditFlags
+	af.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), workerUsage)
 		fs.PrintDefaults()
@@ -71,6 +75,15 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer vault.Close()
+	auditRT, err := af.start(ctx, log, file.DataDir)
+	if err != nil {
+		return err
+	}
+	defer auditRT.close()
+	var sink proxy.AuditSink
+	if auditRT != nil {
+		sink = auditRT.writer
+	}
 	syncer := newConfigSync(log, client, processSettings(file), "", [3]string{"", *dataDir, *logLevel})
 	syncer.poll = *poll
 	doc, rev, err := syncer.load(ctx)
@@ -89,7 +102,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopSync()
 	go syncer.run(syncCtx)
 	tf.hold, tf.worker = time.Minute, true // a worker holds no agent calls
-	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir, nil)
+	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir, sink)
 	if err != nil {
 		return fmt.Errorf("approval workflows: %w", err)
 	}
