@@ -71,7 +71,10 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if engineConns > 0 && engineDir != dir {
 		return nil, fmt.Errorf("opening embedded ClickHouse engine on %s: this process's engine already runs on %s; close that backend first", dir, engineDir)
 	}
-	sess, err := l.connectArgs("--path=" + dir)
+	// Inserts run on one thread: the engine shares the gateway's cores,
+	// and should not take all of them for a batch while calls wait.
+	// Auditors' queries run on their own sessions, without this limit.
+	sess, err := l.connectArgs("--path="+dir, "--max_threads=1", "--max_insert_threads=1")
 	if err != nil {
 		return nil, fmt.Errorf("opening embedded ClickHouse engine on %s: %w", dir, err)
 	}
