@@ -145,3 +145,18 @@ func TestSealJSONIsTheEventsEncoding(t *testing.T) {
 		t.Fatal("hash does not verify")
 	}
 }
+
+func TestScanHead(t *testing.T) {
+	c := &Chain{Node: "gw-1"}
+	for range 3 {
+		e := Event{Time: time.Now(), Agent: `tricky "node":"x" agent`, Arguments: `{"seq":99,"hash":"nope"}`}
+		b := c.SealJSON(&e)
+		h, ok := scanHead(b)
+		if !ok || h.Node != "gw-1" || h.Seq != e.Seq || h.Hash != e.Hash {
+			t.Fatalf("scanHead = %+v %v, want %s %d %s", h, ok, e.Node, e.Seq, e.Hash)
+		}
+	}
+	if _, ok := scanHead([]byte(`{"x":1}`)); ok {
+		t.Error("a record without a head scanned")
+	}
+}

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -207,11 +209,53 @@ func (w *Writer) readBatch(b inflight) (*batch, error) {
 	out := &batch{rows: make([][]byte, len(recs)), heads: make([]head, len(recs))}
 	for i, r := range recs {
 		out.rows[i] = r.Data
-		if err := json.Unmarshal(r.Data, &out.heads[i]); err != nil {
+		if h, ok := scanHead(r.Data); ok {
+			out.heads[i] = h
+		} else if err := json.Unmarshal(r.Data, &out.heads[i]); err != nil {
 			return nil, fmt.Errorf("spool record %v: %w", r.Pos, err)
 		}
 	}
 	return out, nil
+}
+
+// scanHead reads node, seq and hash from a record as Writer.Record encodes
+// it (the chain fields lead the object, before any text the event
+// carries) without parsing the rest; ok is false for anything else.
+func scanHead(b []byte) (h head, ok bool) {
+	str := func(field string) (string, bool) {
+		i := bytes.Index(b, []byte(field))
+		if i < 0 {
+			return "", false
+		}
+		rest := b[i+len(field):]
+		j := bytes.IndexByte(rest, '"')
+		if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+			return "", false
+		}
+		return string(rest[:j]), true
+	}
+	var okNode, okHash bool
+	if h.Node, okNode = str(`"node":"`); !okNode {
+		return h, false
+	}
+	if h.Hash, okHash = str(`"hash":"`); !okHash {
+		return h, false
+	}
+	i := bytes.Index(b, []byte(`"seq":`))
+	if i < 0 {
+		return h, false
+	}
+	rest := b[i+len(`"seq":`):]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	seq, err := strconv.ParseUint(string(rest[:n]), 10, 64)
+	if err != nil {
+		return h, false
+	}
+	h.Seq = seq
+	return h, true
 }
 
 // checkpointInsert is the INSERT of one checkpoint (all values are
