@@ -295,6 +295,13 @@ type Readiness struct {
 	Audit string `json:"audit"`
 }
 
+// degrade marks a ready gateway degraded (a starting one stays starting).
+func (rd *Readiness) degrade() {
+	if rd.Status == "ok" {
+		rd.Status = "degraded"
+	}
+}
+
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	rd := Readiness{Status: "ok", Upstreams: g.UpstreamHealth()}
 	code := http.StatusOK
@@ -307,19 +314,15 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.LastError(); err != nil {
 		rd.Error = err.Error()
-		if rd.Status == "ok" {
-			rd.Status = "degraded"
-		}
+		rd.degrade()
 	}
 	if err := g.ConfigError(); err != nil {
 		rd.ConfigError = err.Error()
-		if rd.Status == "ok" {
-			rd.Status = "degraded"
-		}
+		rd.degrade()
 	}
 	for _, h := range rd.Upstreams {
-		if h.State != StateReady && h.State != StateDisabled && rd.Status == "ok" {
-			rd.Status = "degraded"
+		if h.State != StateReady && h.State != StateDisabled {
+			rd.degrade()
 		}
 	}
 	rd.Approvals = "off"
@@ -328,16 +331,14 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		if err := a.Ready(ctx); err != nil {
 			rd.Approvals = "unavailable: " + err.Error()
-			if rd.Status == "ok" {
-				rd.Status = "degraded"
-			}
+			rd.degrade()
 		}
 		cancel()
 	}
 	rd.Audit = "off"
 	if g.audit != nil {
-		if rd.Audit = g.audit.Status(); rd.Audit != "ok" && rd.Status == "ok" {
-			rd.Status = "degraded"
+		if rd.Audit = g.audit.Status(); rd.Audit != "ok" {
+			rd.degrade()
 		}
 	}
 	rd.Vault = "off"
@@ -345,9 +346,7 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		rd.Vault = "ready"
 		if err := g.vault.Ready(); err != nil {
 			rd.Vault = "unavailable: " + err.Error()
-			if rd.Status == "ok" {
-				rd.Status = "degraded"
-			}
+			rd.degrade()
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -71,8 +71,15 @@ func (f Filter) where() string {
 	return " WHERE " + strings.Join(c, " AND ")
 }
 
+// Layouts of DateTime64(6) values as ClickHouse reads (chTime) and
+// writes them with toString (chTimeOut, trailing zeros optional).
+const (
+	chTime    = "2006-01-02 15:04:05.000000"
+	chTimeOut = "2006-01-02 15:04:05.999999"
+)
+
 func timeLit(t time.Time) string {
-	return "toDateTime64(" + quote(t.UTC().Format("2006-01-02 15:04:05.000000")) + ", 6, 'UTC')"
+	return "toDateTime64(" + quote(t.UTC().Format(chTime)) + ", 6, 'UTC')"
 }
 
 // eventColumns is the SELECT list that reads an Event back (findings as an
@@ -190,7 +197,7 @@ func decodeEvents(res *Result) ([]Event, error) {
 		delete(m, "findings")
 		if t, ok := m["time"].(string); ok {
 			// toString(DateTime64(6)) is "2006-01-02 15:04:05.000000", UTC.
-			pt, err := time.Parse("2006-01-02 15:04:05.999999", t)
+			pt, err := time.Parse(chTimeOut, t)
 			if err != nil {
 				return nil, fmt.Errorf("event time %q: %w", t, err)
 			}
@@ -301,7 +308,7 @@ FROM %s%s GROUP BY %s ORDER BY %s LIMIT 10000`,
 	var out []Stat
 	for _, row := range res.Rows {
 		s := Stat{}
-		if t, err := time.Parse("2006-01-02 15:04:05.999999", str(row[0])); err == nil && interval > 0 {
+		if t, err := time.Parse(chTimeOut, str(row[0])); err == nil && interval > 0 {
 			s.Bucket = t.UTC()
 		}
 		for i := range groupBy {
@@ -441,7 +448,7 @@ func checkpoints(ctx context.Context, b Backend, table, node string) ([]Checkpoi
 	}
 	var out []Checkpoint
 	for _, r := range res.Rows {
-		t, _ := time.Parse("2006-01-02 15:04:05.999999", str(r[3]))
+		t, _ := time.Parse(chTimeOut, str(r[3]))
 		out = append(out, Checkpoint{Node: str(r[0]), Seq: uint64(num(r[1])), Hash: str(r[2]), Time: t, Signature: str(r[4])})
 	}
 	return out, nil

@@ -262,7 +262,7 @@ func scanHead(b []byte) (h head, ok bool) {
 // hex, numbers or the node name, quoted).
 func checkpointInsert(table string, cp Checkpoint) string {
 	return fmt.Sprintf("INSERT INTO %s (node, seq, hash, time, signature) VALUES (%s, %d, %s, %s, %s)",
-		table, quote(cp.Node), cp.Seq, quote(cp.Hash), quote(cp.Time.Format("2006-01-02 15:04:05.000000")), quote(cp.Signature))
+		table, quote(cp.Node), cp.Seq, quote(cp.Hash), quote(cp.Time.UTC().Format(chTime)), quote(cp.Signature))
 }
 
 // quote is a ClickHouse string literal.

@@ -78,9 +78,7 @@ type auditRuntime struct {
 // api is the read side over the runtime's backend: the tables it writes,
 // and this node's checkpoint key.
 func (r *auditRuntime) api() *audit.API {
-	return &audit.API{Backend: r.backend,
-		Tables: audit.Tables{Insert: r.schema.Table("audit_events"), Checkpoints: r.schema.Table("audit_checkpoints"),
-			Events: r.schema.EventsTable(), ReadCheckpoints: r.schema.CheckpointsTable()},
+	return &audit.API{Backend: r.backend, Tables: r.schema.Tables(),
 		Keys: map[string]ed25519.PublicKey{r.writer.Node(): r.writer.PublicKey()}}
 }
 
@@ -149,32 +147,29 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 	default:
 		return nil, usageError{fmt.Errorf("--audit %q: want embedded, clickhouse or off", backend)}
 	}
+	migrate := func(ctx context.Context, b audit.Backend) error {
+		applied, err := chschema.Migrate(ctx, b, opts)
+		if len(applied) > 0 {
+			log.Info("audit schema migrated", "backend", b.Name(), "applied", applied)
+		}
+		return err
+	}
 	// Migrate now, so the tables exist when the gateway serves; a server
 	// that is down does not stop the start: the shipper migrates when it
 	// answers, and events wait in the spool meanwhile.
 	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	applied, merr := chschema.Migrate(mctx, b, opts)
-	cancel()
-	if merr != nil {
-		log.Warn("audit schema not migrated yet; events wait in the spool until ClickHouse answers", "backend", b.Name(), "error", merr)
-	} else if len(applied) > 0 {
-		log.Info("audit schema migrated", "backend", b.Name(), "applied", applied)
+	if err := migrate(mctx, b); err != nil {
+		log.Warn("audit schema not migrated yet; events wait in the spool until ClickHouse answers", "backend", b.Name(), "error", err)
 	}
+	cancel()
 	w, err := audit.OpenWriter(ctx, audit.WriterOptions{
-		Dir:     filepath.Join(dataDir, "audit"),
-		Node:    a.node,
-		Spool:   spool.Options{Fsync: a.fsync, BudgetBytes: budget, OnFull: a.onFull},
-		Backend: b,
-		Migrate: func(ctx context.Context, b audit.Backend) error {
-			applied, err := chschema.Migrate(ctx, b, opts)
-			if len(applied) > 0 {
-				log.Info("audit schema migrated", "backend", b.Name(), "applied", applied)
-			}
-			return err
-		},
+		Dir:       filepath.Join(dataDir, "audit"),
+		Node:      a.node,
+		Spool:     spool.Options{Fsync: a.fsync, BudgetBytes: budget, OnFull: a.onFull},
+		Backend:   b,
+		Migrate:   migrate,
 		BatchSize: a.batchSize, BatchWait: a.batchWait, CheckpointInterval: a.checkpointIv,
-		Tables: audit.Tables{Events: opts.EventsTable(), Insert: opts.Table("audit_events"), Checkpoints: opts.Table("audit_checkpoints"),
-			ReadCheckpoints: opts.CheckpointsTable()},
+		Tables: opts.Tables(),
 		Logger: log,
 	})
 	if err != nil {

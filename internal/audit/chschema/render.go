@@ -31,6 +31,8 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 )
 
 // DefaultRetentionDays is how long events and rollups are kept when
@@ -68,6 +70,13 @@ func (o Options) Table(name string) string {
 		return name
 	}
 	return quoteIdent(o.Database) + "." + name
+}
+
+// Tables are the tables the audit writer inserts into and the read side
+// queries, in these options.
+func (o Options) Tables() audit.Tables {
+	return audit.Tables{Insert: o.Table("audit_events"), Checkpoints: o.Table("audit_checkpoints"),
+		Events: o.EventsTable(), ReadCheckpoints: o.CheckpointsTable()}
 }
 
 // EventsTable is the table to query events from: audit_events on a single
