@@ -16,8 +16,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
-// EnvTemporalAPIKey is the API key for an external Temporal cluster.
-const EnvTemporalAPIKey = "GATEHOUSE_TEMPORAL_API_KEY"
+// Environment variables naming an external Temporal cluster.
+const (
+	EnvTemporalAddress = "GATEHOUSE_TEMPORAL_ADDRESS"
+	EnvTemporalAPIKey  = "GATEHOUSE_TEMPORAL_API_KEY"
+)
 
 // temporalFlags are the flags of serve and worker that say where approval
 // workflows run.
@@ -35,7 +38,7 @@ func (t *temporalFlags) register(fs *flag.FlagSet, serve bool) {
 		fs.DurationVar(&t.hold, "approval-hold", approval.DefaultHold, "how long an agent's tools/call waits for its approval before it gets a retry-later tool error")
 		fs.BoolVar(&t.worker, "approval-worker", true, "run approval workflows in this process too (false: only start them, for dedicated 'gatehouse worker' processes)")
 	}
-	fs.StringVar(&t.address, "temporal-address", "", "external Temporal frontend host:port (default: start an embedded Temporal server on SQLite in DATA_DIR/temporal)")
+	fs.StringVar(&t.address, "temporal-address", os.Getenv(EnvTemporalAddress), "external Temporal frontend host:port (default $"+EnvTemporalAddress+", else start an embedded Temporal server on SQLite in DATA_DIR/temporal)")
 	fs.StringVar(&t.namespace, "temporal-namespace", "gatehouse", "Temporal namespace of the approval workflows")
 	fs.StringVar(&t.queue, "temporal-task-queue", approval.DefaultTaskQueue, "Temporal task queue of the approval workflows")
 	fs.BoolVar(&t.tls, "temporal-tls", false, "connect to the external Temporal over TLS (implied by the other --temporal-tls-* flags)")

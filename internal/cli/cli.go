@@ -59,7 +59,10 @@ Environment:
   GATEHOUSE_ADMIN_TOKEN_FILE  bootstrap admin token file (serve)
   GATEHOUSE_SERVER      gateway URL for apply, export, approvals and audit (default http://127.0.0.1:8080)
   GATEHOUSE_ADMIN_TOKEN admin token for apply, export, approvals and audit
+  GATEHOUSE_TEMPORAL_ADDRESS  external Temporal frontend host:port (serve, worker; default embedded)
   GATEHOUSE_TEMPORAL_API_KEY  API key of an external Temporal (serve, worker)
+  GATEHOUSE_CLICKHOUSE_ADDR   ClickHouse server for the audit trail (serve, worker, audit; default embedded engine)
+  GATEHOUSE_VAULT_ADDR        Vault or OpenBao address for secret bindings (serve, worker)
 
 Agents connect to http://LISTEN/mcp/<virtual-server> (streamable HTTP) or
 http://LISTEN/sse/<virtual-server> (legacy SSE) with
