@@ -40,7 +40,7 @@ run: build chdb $(if $(filter 1,$(VAULT)),vault)
 	@VAULT=$(VAULT) bash deploy/demo/run.sh
 
 ## test: install test tools, then generated-code check, lint, unit, race, end-to-end (SQLite and PostgreSQL) and conformance tests
-test: test-tools check-generate lint test-go test-race test-fuzz conformance
+test: test-tools check-generate lint test-go test-race test-fuzz conformance deploy-test
 
 ## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/)
 test-tools:
@@ -86,6 +86,13 @@ test-fuzz:
 ## conformance: the official MCP server suite, directly and through the gateway
 conformance: build
 	@bash test/scripts/conformance.sh
+
+## deploy-test: Helm v3.22.0 built from its Go module into .cache/bin (once, ≈ 3 CPU-minutes), helm lint and
+## helm template of deploy/helm/gatehouse (defaults and ci/multi-replica-values.yaml), then the Go tests of
+## deploy/: rendered chart, compose file and systemd unit checked against the gateway's flags and variables
+.PHONY: deploy-test
+deploy-test:
+	@bash test/scripts/deploy-test.sh
 
 ## generate: regenerate generated code (ent from ent/schema, then gqlgen from graph/*.graphql)
 generate:
