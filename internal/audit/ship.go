@@ -135,13 +135,21 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
 	deadline := time.NewTimer(w.o.BatchWait)
 	defer deadline.Stop()
 	expired := false
+	// Each wake-up reads only what was appended since the last one: the
+	// batch so far is [from, to), count records of nbytes (it may pass
+	// maxBatchBytes by its last record).
+	to, count, nbytes := from, 0, 0
 	for {
-		recs, to, err := w.spool.Read(from, w.o.BatchSize, maxBatchBytes)
+		recs, next, err := w.spool.Read(to, w.o.BatchSize-count, maxBatchBytes-nbytes)
 		if err != nil {
 			return nil, err
 		}
-		if len(recs) >= w.o.BatchSize || (len(recs) > 0 && expired) {
-			return &inflight{From: from, To: to, Count: len(recs),
+		for _, r := range recs {
+			nbytes += len(r.Data)
+		}
+		count, to = count+len(recs), next
+		if count >= w.o.BatchSize || nbytes >= maxBatchBytes || (count > 0 && expired) {
+			return &inflight{From: from, To: to, Count: count,
 				Token: fmt.Sprintf("%s:%d.%d-%d.%d", w.o.Node, from.Segment, from.Offset, to.Segment, to.Offset)}, nil
 		}
 		if expired {
@@ -199,7 +207,7 @@ func (w *Writer) insert(ctx context.Context, b *batch, token string) error {
 
 // readBatch reads exactly the records of b.
 func (w *Writer) readBatch(b inflight) (*batch, error) {
-	recs, to, err := w.spool.Read(b.From, b.Count, maxBatchBytes*2)
+	recs, to, err := w.spool.Read(b.From, b.Count, 0)
 	if err != nil {
 		return nil, err
 	}

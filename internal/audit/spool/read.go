@@ -1,14 +1,12 @@
 package spool
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 )
@@ -136,8 +134,22 @@ func (s *Spool) readFrames(sg segment, off int64, recs []Record, nbytes, maxReco
 		return nil, 0, false, fmt.Errorf("reading audit spool: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(io.NewSectionReader(f, off, sg.size-off), int(min(sg.size-off, 1<<20)))
-	var hdr [frameHeaderSize]byte
+	// The segment is read in chunks of up to readChunk bytes, and each
+	// record's Data is a slice of its chunk: one read and one allocation
+	// per chunk, not a buffered reader and an allocation per record.
+	var buf []byte // the segment's bytes from bufOff
+	bufOff := off
+	fill := func(need int64) error { // makes buf hold [off, off+need)
+		if off+need <= bufOff+int64(len(buf)) {
+			return nil
+		}
+		b := make([]byte, max(need, min(sg.size-off, readChunk)))
+		if _, err := f.ReadAt(b, off); err != nil {
+			return fmt.Errorf("reading audit spool segment %s at offset %d: %w", path, off, err)
+		}
+		buf, bufOff = b, off
+		return nil
+	}
 	for off < sg.size {
 		if maxRecords > 0 && len(recs) >= maxRecords {
 			return recs, nbytes, true, nil
@@ -145,10 +157,12 @@ func (s *Spool) readFrames(sg segment, off int64, recs []Record, nbytes, maxReco
 		if sg.size-off < frameHeaderSize {
 			return nil, 0, false, &CorruptError{File: path, Offset: off, Reason: "incomplete frame header"}
 		}
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return nil, 0, false, fmt.Errorf("reading audit spool segment %s at offset %d: %w", path, off, err)
+		if err := fill(frameHeaderSize); err != nil {
+			return nil, 0, false, err
 		}
+		hdr := buf[off-bufOff:]
 		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+		sum := binary.LittleEndian.Uint32(hdr[4:8])
 		switch {
 		case n == 0 || n > MaxRecordBytes:
 			return nil, 0, false, &CorruptError{File: path, Offset: off, Reason: fmt.Sprintf("invalid record length %d", n)}
@@ -157,11 +171,12 @@ func (s *Spool) readFrames(sg segment, off int64, recs []Record, nbytes, maxReco
 		case maxBytes > 0 && len(recs) > 0 && nbytes+int(n) > maxBytes:
 			return recs, nbytes, true, nil
 		}
-		data := make([]byte, n)
-		if _, err := io.ReadFull(r, data); err != nil {
-			return nil, 0, false, fmt.Errorf("reading audit spool segment %s at offset %d: %w", path, off, err)
+		if err := fill(frameHeaderSize + n); err != nil {
+			return nil, 0, false, err
 		}
-		if frameCRC(uint32(n), data) != binary.LittleEndian.Uint32(hdr[4:8]) {
+		start := off - bufOff + frameHeaderSize
+		data := buf[start : start+n : start+n]
+		if frameCRC(uint32(n), data) != sum {
 			return nil, 0, false, &CorruptError{File: path, Offset: off, Reason: "checksum mismatch"}
 		}
 		recs = append(recs, Record{Pos: Pos{Segment: sg.id, Offset: off}, Data: data})

@@ -17,6 +17,9 @@ import (
 // frameHeaderSize is the length and CRC before each payload.
 const frameHeaderSize = 8
 
+// readChunk is how much of a segment Read reads at once.
+const readChunk = 1 << 20
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // frameHeader is the header of the frame holding rec.
