@@ -123,7 +123,7 @@ bench: build vault chdb
 	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
 	go test -run '^$$' -bench Insert -benchmem -count 1 ./internal/audit/chdb/
 	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
-	go run ./test/load $(LOAD_FLAGS)
+	go run ./test/load $(if $(filter 1,$(PROFILE)),-profile bench/profiles) $(LOAD_FLAGS)
 
 clean:
 	rm -rf bin

@@ -94,6 +94,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	vf.register(fs)
 	var af auditFlags
 	af.register(fs)
+	var df debugFlags
+	df.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
@@ -122,6 +124,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
+	stopDebug, err := df.start(log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	vault, err := vf.start(ctx, log)
 	if err != nil {
 		return err

@@ -40,6 +40,7 @@ type options struct {
 	jsonDir     string
 	binDir      string
 	fullAudit   bool
+	profileDir  string
 }
 
 func main() {
@@ -57,6 +58,7 @@ func run() int {
 	flag.IntVar(&o.sessions, "sessions", 1000, "agent sessions held open by the sessions scenario (the target is 10000)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
+	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of the full scenario into this directory (make bench PROFILE=1: bench/profiles)")
 	flag.Parse()
 	for s := range strings.SplitSeq(scenarios, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -147,14 +149,22 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	}
 	gatewayLoad := func(name, cfg, key string, denied bool) (*result, error) {
 		// full records every request in the audit trail (embedded engine).
-		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, name == "full" && o.fullAudit)
+		prof := name == "full" && o.profileDir != ""
+		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, name == "full" && o.fullAudit, prof)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		defer ps.stop(g.proc)
+		var profiled <-chan error
+		if prof {
+			profiled = g.profile(ctx, o.profileDir, o.warmup, o.duration)
+		}
 		r, err := load(name, target{url: g.url(vsName), key: key, gw: g.proc, up: up, denied: denied})
 		if err == nil && name == "full" {
 			err = checkMetrics(g)
+		}
+		if profiled != nil && err == nil {
+			err = <-profiled
 		}
 		return r, gatewayErr(name, g, err)
 	}
@@ -209,7 +219,7 @@ func gatewayErr(name string, g *gateway, err error) error {
 // approvalLoad runs the approval scenario: every call is held until an
 // approver bot approves it through GraphQL.
 func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key string, up *proc) (*result, error) {
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true, false)
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("approval: %w", err)
 	}
@@ -253,7 +263,7 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, ke
 	if err != nil {
 		return nil, err
 	}
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false)
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}

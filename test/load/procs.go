@@ -146,6 +146,7 @@ func startUpstream(ctx context.Context, ps *procs, binDir string) (*proc, string
 type gateway struct {
 	*proc
 	addr       string
+	debugAddr  string // --debug-listen, when profiled
 	adminToken string
 }
 
@@ -155,10 +156,16 @@ func (g *gateway) url(vs string) string { return "http://" + g.addr + "/mcp/" + 
 // directory under tmp and runs the gateway until /readyz answers 200 (and,
 // with approvals, reports them ready). On failure the error carries the
 // gateway's log tail.
-func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, approvals, audited bool) (*gateway, error) {
+func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, approvals, audited, profiled bool) (*gateway, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
+	}
+	var debugAddr string
+	if profiled {
+		if debugAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp(tmp, "gw-")
 	if err != nil {
@@ -177,11 +184,14 @@ func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, appro
 	if !audited {
 		args = append(args, "--audit=off")
 	}
+	if debugAddr != "" {
+		args = append(args, "--debug-listen", debugAddr)
+	}
 	p, err := ps.start(filepath.Join(binDir, "gatehouse"), args...)
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{proc: p, addr: addr}
+	g := &gateway{proc: p, addr: addr, debugAddr: debugAddr}
 	fail := func(why string) (*gateway, error) {
 		ps.stop(p)
 		return nil, fmt.Errorf("gateway %s; its log:\n%s", why, p.tail(40))
