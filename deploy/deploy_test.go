@@ -753,6 +753,16 @@ func TestHelmMultiReplica(t *testing.T) {
 	if ann["nginx.ingress.kubernetes.io/proxy-buffering"] != "off" {
 		t.Errorf("Ingress: SSE needs proxy-buffering off")
 	}
+	for _, r := range ing.get("spec.rules").([]any) {
+		for _, p := range object(r.(map[string]any)).get("http.paths").([]any) {
+			path := object(p.(map[string]any)).str("path")
+			for _, private := range []string{"/metrics", "/readyz", "/healthz"} {
+				if path == "/" || strings.HasPrefix(private, path) {
+					t.Errorf("Ingress path %q exposes %s outside the cluster", path, private)
+				}
+			}
+		}
+	}
 	svc := objs.find("Service", "gh-gatehouse")
 	if svc.str("spec.sessionAffinity") != "ClientIP" {
 		t.Errorf("Service: want sessionAffinity ClientIP with several replicas")
