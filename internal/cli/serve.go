@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/console"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/proxy"
@@ -235,6 +236,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", nudgeAfter(admin, syncer))
 	mux.Handle("/audit/", graph.NewAuditHandler(client, adminOpts))
+	mux.Handle("/console/", console.New(nudgeAfter(admin, syncer), &console.Options{Audit: graph.NewAuditHandler(client, adminOpts), Status: g.Handler(), Logger: log}))
 	if h := authn.metadataHandler(file); h != nil {
 		mux.Handle("/.well-known/oauth-protected-resource", h)
 		mux.Handle("/.well-known/oauth-protected-resource/", h)
