@@ -47,6 +47,7 @@ Commands:
   worker    run approval workflows without serving agents (worker -h)
   check     validate a configuration file and exit
   keygen    generate an agent API key (or with --admin an admin token)
+  bundle    verify an offline appliance bundle (bundle -h)
   hash-key  print the sha256 of a key read from stdin
   version   print the version
 
@@ -94,6 +95,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = check(args[1:], stdout)
 	case "keygen":
 		err = keygen(args[1:], stdout)
+	case "bundle":
+		err = bundleCmd(args[1:], stdout, stderr)
 	case "hash-key":
 		err = hashKey(os.Stdin, stdout)
 	case "version", "--version", "-v":
