@@ -125,5 +125,33 @@ bench: build vault chdb
 	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
 	go run ./test/load $(if $(filter 1,$(PROFILE)),-profile bench/profiles) $(LOAD_FLAGS)
 
+## appliance: the appliance's OCI images, built without a container engine and reproducible (every time is
+## SOURCE_DATE_EPOCH, default the commit time), and the offline bundle, into $(DIST)/:
+##   gatehouse-VERSION-full.oci.tar  with the embedded ClickHouse engine and the glibc it loads
+##   gatehouse-VERSION-slim.oci.tar  static binary (-tags nochdb), for sites with their own ClickHouse
+##   gatehouse-VERSION-bundle.tar    both images, SHA256SUMS, SBOMs, default config, GraphQL schema, DDL, INSTALL.md
+## SIGN_KEY=key.pem (Ed25519, PKCS #8) signs the bundle's SHA256SUMS. See README, "Appliance".
+DIST ?= dist
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+CHDB_LIB := $(CACHE)/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
+.PHONY: appliance bundle appliance-test
+appliance: chdb
+	$(GO_BUILD) -o $(CACHE)/appliance/full/gatehouse ./cmd/gatehouse
+	CGO_ENABLED=0 go build -trimpath -tags nochdb -ldflags '$(LDFLAGS)' -o $(CACHE)/appliance/slim/gatehouse ./cmd/gatehouse
+	go run ./appliance/cmd/gatehouse-appliance -version $(VERSION) -revision '$(REVISION)' -created $(SOURCE_DATE_EPOCH) \
+		-full $(CACHE)/appliance/full/gatehouse -chdb-lib $(CHDB_LIB) -slim $(CACHE)/appliance/slim/gatehouse \
+		-out $(DIST) $(if $(SIGN_KEY),-sign-key $(SIGN_KEY))
+
+## bundle: the offline bundle (make appliance writes it with the images)
+bundle: appliance
+
+## appliance-test: build the appliance, then its tests: reproducibility, the archive format (skopeo), the
+## bundle (gatehouse bundle verify), and the air-gap boot of the full image (umoci unpack, then its entrypoint
+## as its user in network, mount and PID namespaces with loopback only). Needs root; installs umoci and skopeo.
+appliance-test: appliance
+	@bash test/scripts/appliance.sh
+	GATEHOUSE_APPLIANCE_DIST=$(abspath $(DIST)) GATEHOUSE_APPLIANCE_VERSION=$(VERSION) go test -count=1 -timeout 10m ./appliance/...
+
 clean:
 	rm -rf bin
