@@ -40,6 +40,7 @@ type options struct {
 	jsonDir     string
 	binDir      string
 	fullAudit   bool
+	pin         bool
 	profileDir  string
 }
 
@@ -53,6 +54,7 @@ func run() int {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per scenario, not measured")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client sessions, each calling in a loop")
+	flag.BoolVar(&o.pin, "pin", true, "pin the gateway to the upper half of the cores and the load generator and demo upstream to the lower half (needs 2 or more cores)")
 	flag.BoolVar(&o.fullAudit, "full-audit", true, "audit every request of the full scenario to the embedded ClickHouse engine (false: measure full without audit)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
 	flag.IntVar(&o.sessions, "sessions", 1000, "agent sessions held open by the sessions scenario (the target is 10000)")
@@ -131,7 +133,10 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		return nil, fmt.Errorf("creating temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	ps := &procs{}
+	ps := &procs{pin: choosePinning(runtime.NumCPU(), o.pin)}
+	if err := ps.pin.pinSelf(); err != nil {
+		return nil, err
+	}
 	defer ps.stopAll()
 
 	up, upURL, err := startUpstream(ctx, ps, o.binDir)
@@ -142,7 +147,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	rep = &report{Time: time.Now().UTC(), Gatehouse: version(o.binDir), Machine: machine(), Cores: runtime.NumCPU(), Pinning: "none",
+	rep = &report{Time: time.Now().UTC(), Gatehouse: version(o.binDir), Machine: machine(), Cores: runtime.NumCPU(), Pinning: ps.pin.String(),
 		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String()}
 	load := func(name string, t target) (*result, error) {
 		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
@@ -263,12 +268,12 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, ke
 	if err != nil {
 		return nil, err
 	}
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, false)
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, o.profileDir != "")
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
 	defer ps.stop(g.proc)
-	r, err := runSessions(ctx, g, key, o.sessions, 64)
+	r, err := runSessions(ctx, g, key, o.sessions, 64, o.profileDir)
 	return r, gatewayErr("sessions", g, err)
 }
 
@@ -322,8 +327,8 @@ func (rep *report) get(name string) *result {
 }
 
 func (rep *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s), no pinning (client, demo upstream and gateway share the cores); %d concurrent sessions; %s measured after %s warm-up\n\n",
-		rep.Cores, rep.Machine, rep.Concurrency, rep.Duration, rep.Warmup)
+	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s); pinning: %s; %d concurrent sessions; %s measured after %s warm-up\n\n",
+		rep.Cores, rep.Machine, rep.Pinning, rep.Concurrency, rep.Duration, rep.Warmup)
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "%-12s %8s %7s %7s %7s %7s %8s %8s %9s %11s %7s %7s\n",
 			"scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "+p50 ms", "+p99 ms", "cpu-s/1k", "req/core-s", "rss MB", "errors")

@@ -72,12 +72,15 @@ func (p *proc) exited() bool {
 // procs tracks every child so that one call stops them all, on any exit
 // path.
 type procs struct {
+	pin  pinning
 	mu   sync.Mutex
 	list []*proc
 }
 
-func (ps *procs) start(name string, args ...string) (*proc, error) {
-	p := &proc{name: filepath.Base(name), cmd: exec.Command(name, args...), done: make(chan struct{})}
+// start runs name with args on the cores of role (see pinning).
+func (ps *procs) start(role, name string, args ...string) (*proc, error) {
+	cmd, cargs := ps.pin.command(role, name, args)
+	p := &proc{name: filepath.Base(name), cmd: exec.Command(cmd, cargs...), done: make(chan struct{})}
 	p.cmd.Stdout = p
 	p.cmd.Stderr = p
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -124,7 +127,7 @@ func startUpstream(ctx context.Context, ps *procs, binDir string) (*proc, string
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := ps.start(filepath.Join(binDir, "demo-server"), "-transport", "streamable-http", "-addr", addr, "-name", "alpha")
+	p, err := ps.start("upstream", filepath.Join(binDir, "demo-server"), "-transport", "streamable-http", "-addr", addr, "-name", "alpha")
 	if err != nil {
 		return nil, "", err
 	}
@@ -187,7 +190,7 @@ func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, appro
 	if debugAddr != "" {
 		args = append(args, "--debug-listen", debugAddr)
 	}
-	p, err := ps.start(filepath.Join(binDir, "gatehouse"), args...)
+	p, err := ps.start("gateway", filepath.Join(binDir, "gatehouse"), args...)
 	if err != nil {
 		return nil, err
 	}

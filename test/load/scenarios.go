@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -452,7 +454,9 @@ type sessionsResult struct {
 // runSessions opens n agent sessions to the gateway (each: initialize and
 // one call), keeps them all open and idle, and measures the time to open
 // them and the gateway's RSS growth.
-func runSessions(ctx context.Context, g *gateway, key string, n, parallel int) (*sessionsResult, error) {
+// With profileDir, the gateway's heap is written there while the sessions
+// are open.
+func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, profileDir string) (*sessionsResult, error) {
 	hc, closeIdle := newHTTPClient(key)
 	defer closeIdle()
 	open := func() (*mcp.ClientSession, error) {
@@ -518,6 +522,17 @@ func runSessions(ctx context.Context, g *gateway, key string, n, parallel int) (
 	after, err := rssBytes(g.pid())
 	if err != nil {
 		return nil, err
+	}
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("profile dir: %w", err)
+		}
+		if err := g.fetchProfile(ctx, "heap?gc=1", filepath.Join(profileDir, "gateway-sessions-heap.pprof")); err != nil {
+			return nil, fmt.Errorf("sessions: heap profile: %w", err)
+		}
+		if err := g.fetchProfile(ctx, "goroutine?debug=1", filepath.Join(profileDir, "gateway-sessions-goroutines.txt")); err != nil {
+			return nil, fmt.Errorf("sessions: goroutine profile: %w", err)
+		}
 	}
 	return &sessionsResult{
 		Sessions: n, OpenSeconds: elapsed.Seconds(), OpenPerSecond: float64(n) / elapsed.Seconds(),
