@@ -74,6 +74,35 @@ type upstreamConn struct {
 	// ends it. See relayFor.
 	busy context.Context
 	idle context.CancelFunc
+	// ended is set, and onEnd run, when the upstream session ends: one
+	// goroutine per connection waits for that (see dial), not one per
+	// interested party.
+	ended bool
+	onEnd []func()
+}
+
+// whenEnded runs f when the upstream session ends, or now if it has.
+func (c *upstreamConn) whenEnded(f func()) {
+	c.mu.Lock()
+	if !c.ended {
+		c.onEnd = append(c.onEnd, f)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	f()
+}
+
+// end marks the session ended and runs what waits for that.
+func (c *upstreamConn) end() {
+	c.mu.Lock()
+	c.ended = true
+	fs := c.onEnd
+	c.onEnd = nil
+	c.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
 }
 
 // flight is one agent request being forwarded. Its ctx belongs to the
@@ -275,10 +304,7 @@ func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, e
 		}
 	}
 	s.conn = c
-	go func() {
-		_ = c.cs.Wait()
-		as.drop(name, c)
-	}()
+	c.whenEnded(func() { as.drop(name, c) })
 	return c, nil
 }
 

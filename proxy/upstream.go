@@ -334,13 +334,14 @@ func (u *upstream) dial(base context.Context, conn *upstreamConn, t mcp.Transpor
 		}
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	conn.cs = cs
+	conn.client = client
 	go func() {
 		_ = cs.Wait()
 		cancel()
 		conn.leases.Close() // the connection's credentials end with it
+		conn.end()
 	}()
-	conn.cs = cs
-	conn.client = client
 	return conn, nil
 }
 
