@@ -42,9 +42,11 @@ run: build chdb $(if $(filter 1,$(VAULT)),vault)
 ## test: install test tools, then generated-code check, lint, unit, race, end-to-end (SQLite and PostgreSQL) and conformance tests
 test: test-tools check-generate lint test-go test-race test-fuzz conformance deploy-test
 
-## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/)
+## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/),
+## and Chromium (Debian package, when missing) for the web console's browser tests
 test-tools:
 	@bash test/scripts/tools.sh
+	@bash test/scripts/chromium.sh
 
 ## test-go: every Go test; PostgreSQL 15 (Debian package) is started for the store, admin API, replica and
 ## Vault database-credential tests; Vault dev servers run from bin/vault; the audit tests run the embedded
