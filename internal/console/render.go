@@ -52,6 +52,13 @@ var funcs = template.FuncMap{
 		}
 		return tt.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
+	"shorttime": func(t any) string {
+		tt, ok := asTime(t)
+		if !ok {
+			return "—"
+		}
+		return tt.UTC().Format("01-02 15:04:05.000")
+	},
 	"isotime": func(t any) string {
 		tt, ok := asTime(t)
 		if !ok {
