@@ -157,9 +157,12 @@ type detailView struct {
 	A         approval
 	Decisions []decision
 	Pending   bool
+	// Since is when the approval was read, for console.js's first poll.
+	Since string
 }
 
 func (c *Console) approvalDetail(w http.ResponseWriter, r *http.Request) {
+	since := c.now().UTC().Format(time.RFC3339Nano)
 	var out struct {
 		A *approval `json:"approval"`
 	}
@@ -179,7 +182,7 @@ func (c *Console) approvalDetail(w http.ResponseWriter, r *http.Request) {
 	if len(out.A.Decisions) > 0 {
 		_ = json.Unmarshal(out.A.Decisions, &ds)
 	}
-	c.render(w, r, "approval", "Approval "+out.A.ApprovalID, "approvals", detailView{A: *out.A, Decisions: ds, Pending: out.A.State == "pending"})
+	c.render(w, r, "approval", "Approval "+out.A.ApprovalID, "approvals", detailView{A: *out.A, Decisions: ds, Pending: out.A.State == "pending", Since: since})
 }
 
 // approvalDecide approves or denies (the button pressed: action) with the
@@ -217,10 +220,13 @@ func (c *Console) approvalDecide(w http.ResponseWriter, r *http.Request) {
 }
 
 // approvalsChanges is console.js's long poll: it waits (up to 25 s) in
-// approvalChanged for an approval changed after since and answers JSON
-// {"cursor": TIME, "changed": N}.
+// approvalChanged for an approval changed after since (only approvalID,
+// when given) and answers JSON {"cursor": TIME, "changed": N}.
 func (c *Console) approvalsChanges(w http.ResponseWriter, r *http.Request) {
 	vars := map[string]any{}
+	if id := r.URL.Query().Get("approvalID"); id != "" {
+		vars["where"] = map[string]any{"approvalID": id}
+	}
 	if since, err := time.Parse(time.RFC3339Nano, r.URL.Query().Get("since")); err == nil {
 		vars["since"] = since
 	} else {
@@ -234,7 +240,7 @@ func (c *Console) approvalsChanges(w http.ResponseWriter, r *http.Request) {
 			} `json:"approvals"`
 		} `json:"approvalChanged"`
 	}
-	err := c.gql(r, `query($since: Time) { approvalChanged(since: $since, waitSeconds: 25) { cursor approvals { approvalID } } }`, vars, &out)
+	err := c.gql(r, `query($since: Time, $where: ApprovalWhereInput) { approvalChanged(since: $since, waitSeconds: 25, where: $where) { cursor approvals { approvalID } } }`, vars, &out)
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		status := http.StatusBadGateway

@@ -96,6 +96,7 @@ func TestConsole(t *testing.T) {
 		[]string{"--approvals=true", "--approval-hold", "2m", "--audit=embedded", "--audit-batch-wait", "100ms"})
 	base := "http://" + g.addr
 	approver := approverToken(t, g, "alice", "sre", "sre")
+	bob := approverToken(t, g, "bob", "sre", "sre")
 	auditor := roleToken(t, g, "ida", "auditor")
 	viewer := roleToken(t, g, "vic", "viewer")
 
@@ -310,12 +311,30 @@ func TestConsole(t *testing.T) {
 		}
 	}
 	signOut(t, b)
-	if codes := decide(t, g, approver, id2, false, "not today"); codes != nil {
-		t.Fatalf("deny: %v", codes)
+
+	// Live updates when others act: another approver denies the call the
+	// inbox shows, then approves the call whose page is open.
+	signIn(t, b, base, approver)
+	step(t, b, "inbox with the second call", chromedp.Navigate(base+"/console/approvals"),
+		chromedp.WaitVisible(chromedp.CSS(`#live tr[data-approval="`+id2+`"]`)))
+	if codes := decide(t, g, bob, id2, false, "not today"); codes != nil {
+		t.Fatalf("bob denies: %v", codes)
 	}
+	step(t, b, "the denied call leaves the inbox live", chromedp.WaitVisible(chromedp.CSS("#live .empty")))
 	if r := <-done2; r.err == nil && (r.res == nil || !r.res.IsError) {
 		t.Errorf("denied call: %+v", r)
 	}
+	done3 := deploy("web")
+	id3 := waitPending(t, g, approver, "deploy", 1)[0]
+	step(t, b, "open the third call", chromedp.Navigate(base+"/console/approvals/"+id3), chromedp.WaitVisible(chromedp.CSS("form.decide")))
+	if codes := decide(t, g, bob, id3, true, ""); codes != nil {
+		t.Fatalf("bob approves: %v", codes)
+	}
+	waitJS(t, b, "the open approval to show bob's decision", `document.getElementById("state") && document.getElementById("state").textContent !== "pending" && !document.querySelector("form.decide")`)
+	if r := <-done3; r.err != nil || r.res.IsError {
+		t.Errorf("call approved by bob: %+v", r)
+	}
+	signOut(t, b)
 
 	// The admin: a rug pull quarantines echo; approve its new definition.
 	callText(t, cs, "rug_pull", nil)

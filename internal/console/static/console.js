@@ -1,15 +1,11 @@
-// Gatehouse console: live updates for the approvals inbox. The page works
-// without this script (reload to refresh); with it, the list is re-read
-// whenever approvalChanged reports a change. No framework, no build step.
+// Gatehouse console: live updates for approvals. Pages work without this
+// script (reload to refresh); with it, the inbox is re-read whenever
+// approvalChanged reports a change, and an approval's page reloads when
+// someone else decides it. No framework, no build step.
 "use strict";
 
 (function () {
-  const live = document.getElementById("live");
-  if (!live || !live.dataset.live) {
-    return;
-  }
   const status = document.getElementById("live-status");
-  let since = live.dataset.since || new Date().toISOString();
 
   function say(text) {
     if (status) {
@@ -21,28 +17,16 @@
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
 
-  // refresh re-reads this page and swaps in its live section.
-  async function refresh() {
-    const resp = await fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } });
-    if (resp.redirected || !resp.ok) {
-      window.location.reload();
-      return;
-    }
-    const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
-    const fresh = doc.getElementById("live");
-    if (fresh) {
-      live.replaceChildren(...fresh.childNodes);
-      since = fresh.dataset.since || since;
-    }
-    say("Updated " + new Date().toLocaleTimeString() + ".");
-  }
-
-  async function poll() {
+  // watch long-polls url (the console's approvalChanged) from since and
+  // calls onChange after each reported change.
+  async function watch(url, since, onChange) {
     for (;;) {
       try {
-        const resp = await fetch(live.dataset.live + "?since=" + encodeURIComponent(since), { credentials: "same-origin" });
+        const u = new URL(url, window.location.href);
+        u.searchParams.set("since", since);
+        const resp = await fetch(u, { credentials: "same-origin" });
         if (resp.status === 401 || resp.redirected) {
-          window.location.reload();
+          window.location.reload(); // the session ended: sign in again
           return;
         }
         if (!resp.ok) {
@@ -53,7 +37,7 @@
         const body = await resp.json();
         since = body.cursor || since;
         if (body.changed > 0) {
-          await refresh();
+          since = (await onChange()) || since;
         }
       } catch (e) {
         say("Live updates paused (" + e.message + "); retrying.");
@@ -62,5 +46,37 @@
     }
   }
 
-  poll();
+  // The inbox: re-read this page and swap in its live section.
+  const live = document.getElementById("live");
+  if (live && live.dataset.live) {
+    watch(live.dataset.live, live.dataset.since || new Date().toISOString(), async function () {
+      const resp = await fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+      if (resp.redirected || !resp.ok) {
+        window.location.reload();
+        return "";
+      }
+      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      const fresh = doc.getElementById("live");
+      if (!fresh) {
+        return "";
+      }
+      live.replaceChildren(...fresh.childNodes);
+      say("Updated " + new Date().toLocaleTimeString() + ".");
+      return fresh.dataset.since || "";
+    });
+  }
+
+  // An approval's page: reload when it changes, unless a comment is being
+  // written (then say so, and leave the reload to the approver).
+  if (status && status.dataset.watch) {
+    watch(status.dataset.watch, status.dataset.since || new Date().toISOString(), async function () {
+      const comment = document.getElementById("comment");
+      if (comment && comment.value.trim() !== "") {
+        say("This approval changed since you opened it: reload the page to see where it stands.");
+        return "";
+      }
+      window.location.reload();
+      return "";
+    });
+  }
 })();
