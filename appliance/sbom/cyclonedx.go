@@ -1,5 +1,7 @@
 package sbom
 
+import "strings"
+
 // The CycloneDX 1.5 JSON document, the subset this package writes
 // (https://cyclonedx.org/docs/1.5/json/).
 
@@ -46,7 +48,7 @@ type licenseItem struct {
 }
 
 // license carries an SPDX id, or a name for what is not one
-// (NOASSERTION).
+// (NOASSERTION, LicenseRef-…).
 type license struct {
 	ID   string `json:"id,omitempty"`
 	Name string `json:"name,omitempty"`
@@ -81,7 +83,9 @@ func newComponent(c Component) component {
 		ids = []string{NoAssertion}
 	}
 	for _, id := range ids {
-		if id == NoAssertion {
+		// CycloneDX takes only SPDX list identifiers as ids; anything else
+		// (NOASSERTION, LicenseRef-…) is a name.
+		if id == NoAssertion || strings.HasPrefix(id, "LicenseRef-") {
 			out.Licenses = append(out.Licenses, licenseItem{License: license{Name: id}})
 		} else {
 			out.Licenses = append(out.Licenses, licenseItem{License: license{ID: id}})

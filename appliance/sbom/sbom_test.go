@@ -112,9 +112,10 @@ func TestGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tz := Component{Type: "data", Name: "tzdata", Version: "2025b", Licenses: []string{"LicenseRef-public-domain"}}
 	opts := Options{
 		Binary: exe, Name: "gatehouse-test", Version: "1.0", ModCache: goEnv(t, "GOMODCACHE"), GoRoot: goEnv(t, "GOROOT"), ModuleRoot: repoRoot,
-		Files: []Component{file}, Timestamp: time.Unix(1790000000, 0),
+		Files: []Component{file, tz}, Timestamp: time.Unix(1790000000, 0),
 	}
 	var out [2][]byte
 	for i := range out {
@@ -167,6 +168,10 @@ func TestGenerate(t *testing.T) {
 		var ids []string
 		for _, l := range c.Licenses {
 			ids = append(ids, l.License.ID+l.License.Name)
+			// CycloneDX ids are SPDX list identifiers only.
+			if l.License.ID == NoAssertion || strings.HasPrefix(l.License.ID, "LicenseRef-") {
+				t.Errorf("%s: %q given as a license id, not a name", c.Name, l.License.ID)
+			}
 		}
 		licenses[c.Name] = strings.Join(ids, ",")
 		if c.Version == "" || len(ids) == 0 {
@@ -174,7 +179,7 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"golang.org/x/sys": "BSD-3-Clause", "github.com/segmentio/asm": "MIT-0", "stdlib": "BSD-3-Clause", "gatehouse.yaml": NoAssertion,
+		"golang.org/x/sys": "BSD-3-Clause", "github.com/segmentio/asm": "MIT-0", "stdlib": "BSD-3-Clause", "gatehouse.yaml": NoAssertion, "tzdata": "LicenseRef-public-domain",
 		// a local replacement: its license comes from the checkout
 		"github.com/modelcontextprotocol/go-sdk": "Apache-2.0,MIT",
 	} {
