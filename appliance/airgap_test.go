@@ -86,6 +86,31 @@ func TestBuiltArchives(t *testing.T) {
 	}
 }
 
+// TestPodmanLoads: `podman load` takes the slim archive, with the
+// manifest digest the build reported. Podman is optional here (it is not
+// in the test setup): skipped where it is not installed.
+func TestPodmanLoads(t *testing.T) {
+	_, version, archive := builtArchive(t, Slim)
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Skip("podman is not installed (optional: apt-get install podman)")
+	}
+	dir := t.TempDir()
+	podman := func(args ...string) string {
+		return run(t, "podman", append([]string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}, args...)...)
+	}
+	ref := Repository + ":" + version + "-slim"
+	if out := podman("load", "-i", archive); !strings.Contains(out, ref) {
+		t.Fatalf("podman load: %s", out)
+	}
+	var info struct{ Digest string }
+	if err := json.Unmarshal([]byte(run(t, "skopeo", "inspect", "oci-archive:"+archive)), &info); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(podman("images", "--format", "{{.Digest}}", ref)); got != info.Digest {
+		t.Errorf("podman has %s with digest %q, the archive %q", ref, got, info.Digest)
+	}
+}
+
 // TestBuiltBundleVerifies runs the image's own gatehouse on the built
 // bundle: `gatehouse bundle verify` accepts it.
 func TestBuiltBundleVerifies(t *testing.T) {
