@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // contentSecurityPolicy lets pages load scripts, styles and images from
@@ -40,7 +41,7 @@ func setSecurityHeaders(h http.Header) {
 }
 
 // setCookie sets an HttpOnly, SameSite=Strict cookie for the console's
-// path, Secure when the request came over TLS; maxAge < 0 deletes it.
+// path, Secure when the browser came over HTTPS; maxAge < 0 deletes it.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
@@ -48,7 +49,7 @@ func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAg
 		Path:     cookiePath,
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   isHTTPS(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 }
@@ -77,10 +78,19 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	scheme := "http"
-	if r.TLS != nil {
+	if isHTTPS(r) {
 		scheme = "https"
 	}
 	return u.Scheme == scheme && u.Host == r.Host
+}
+
+// isHTTPS reports whether the browser reached the console over HTTPS:
+// the gateway's own TLS listener, or a TLS-terminating proxy that says so
+// with X-Forwarded-Proto (and keeps the Host header). Trusting the header
+// cannot weaken the origin check: a cross-site form post cannot set it,
+// and it only ever makes the session cookie Secure.
+func isHTTPS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // tokensEqual compares CSRF tokens in constant time; an empty token never

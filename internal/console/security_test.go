@@ -21,6 +21,8 @@ func TestSameOrigin(t *testing.T) {
 		{"same origin", map[string]string{"Origin": "http://gw.example:8080"}, false, true},
 		{"same origin over TLS", map[string]string{"Origin": "https://gw.example:8080"}, true, true},
 		{"scheme differs", map[string]string{"Origin": "http://gw.example:8080"}, true, false},
+		{"behind a TLS proxy", map[string]string{"Origin": "https://gw.example:8080", "X-Forwarded-Proto": "https"}, false, true},
+		{"http origin behind a TLS proxy", map[string]string{"Origin": "http://gw.example:8080", "X-Forwarded-Proto": "https"}, false, false},
 		{"other host", map[string]string{"Origin": "http://evil.example"}, false, false},
 		{"other port", map[string]string{"Origin": "http://gw.example:9090"}, false, false},
 		{"null origin", map[string]string{"Origin": "null"}, false, false},
