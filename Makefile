@@ -40,7 +40,7 @@ run: build chdb $(if $(filter 1,$(VAULT)),vault)
 	@VAULT=$(VAULT) bash deploy/demo/run.sh
 
 ## test: install test tools, then generated-code check, lint, unit, race, end-to-end (SQLite and PostgreSQL) and conformance tests
-test: test-tools check-generate lint test-go test-race test-fuzz conformance deploy-test
+test: test-tools check-generate lint test-go test-race test-fuzz conformance deploy-test appliance-test
 
 ## test-tools: Node 22, the MCP conformance suite, npm reference servers, everything-server (cached in .cache/),
 ## and Chromium (Debian package, when missing) for the web console's browser tests
