@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -51,8 +52,7 @@ func signIn(t *testing.T, ctx context.Context, base, token string) {
 	step(t, ctx, "sign in",
 		chromedp.Navigate(base+"/console/"),
 		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), token),
-		chromedp.Click(chromedp.CSS(".signin button[type=submit]")),
+		chromedp.SendKeys(chromedp.CSS("#token"), token+kb.Enter), // the keyboard alone signs in
 		chromedp.WaitVisible(chromedp.CSS("form.who")),
 	)
 }
@@ -160,11 +160,12 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("the held call returned before approval: %+v", r)
 	default:
 	}
-	step(t, b, "approve",
-		chromedp.SendKeys(chromedp.CSS("#comment"), "ship it"),
-		chromedp.Click(chromedp.CSS("button[value=approve]")),
-		chromedp.WaitVisible(chromedp.CSS("p.notice")),
-	)
+	// By keyboard: type the comment, Tab to Approve (focus visible), Enter.
+	step(t, b, "comment", chromedp.SendKeys(chromedp.CSS("#comment"), "ship it"), chromedp.KeyEvent(kb.Tab))
+	if focus := eval[string](t, b, `document.activeElement.value + " " + getComputedStyle(document.activeElement).outlineStyle`); focus != "approve solid" {
+		t.Errorf("after Tab from the comment, focus is %q, want the Approve button with a visible outline", focus)
+	}
+	step(t, b, "approve", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.CSS("p.notice")))
 	select {
 	case r := <-done:
 		if r.err != nil {
