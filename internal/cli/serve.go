@@ -194,7 +194,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", doc.Listen, err)
 	}
 	if authn.mtls != nil {
-		ln = tls.NewListener(ln, authn.mtls.TLSConfig())
+		tc := authn.mtls.TLSConfig()
+		tc.NextProtos = []string{"h2", "http/1.1"} // see serveProtocols
+		ln = tls.NewListener(ln, tc)
 	}
 	if err := g.Start(ctx); err != nil {
 		ln.Close()
@@ -246,6 +248,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Protocols:         serveProtocols(authn.mtls != nil),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -336,4 +339,20 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serveProtocols are the HTTP versions the gateway speaks: HTTP/1.1, and
+// HTTP/2 — over TLS (negotiated with ALPN) with mTLS, else cleartext with
+// prior knowledge (h2c), which HTTP/1.1 clients never trigger. Over
+// HTTP/2 an agent's sessions share one connection instead of holding a
+// connection (and a file descriptor) each for their event streams.
+func serveProtocols(tls bool) *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	if tls {
+		p.SetHTTP2(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
+	return p
 }

@@ -98,6 +98,24 @@ grants:
 		t.Errorf("robot echo = %q", got)
 	}
 
+	// HTTP/2 is negotiated over TLS (ALPN), and the certificate still
+	// names the agent.
+	h2 := client(robotCert, robotKey, "")
+	h2.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	if resp, err := h2.Get("https://" + addr + "/readyz"); err != nil {
+		t.Errorf("HTTP/2 over TLS: %v", err)
+	} else if resp.Body.Close(); resp.Proto != "HTTP/2.0" {
+		t.Errorf("protocol over TLS with ALPN = %s, want HTTP/2.0", resp.Proto)
+	}
+	cs2, err := robot.Connect(ctxT(t), &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: h2}, nil)
+	if err != nil {
+		t.Fatalf("robot connect over HTTP/2: %v", err)
+	}
+	defer cs2.Close()
+	if got := callText(t, cs2, "echo", map[string]any{"text": "over h2"}); got != "[alpha] over h2" {
+		t.Errorf("robot echo over HTTP/2 = %q", got)
+	}
+
 	// A certificate of another CA with the same common name is not
 	// accepted as robot (the client does not even offer it: the server
 	// asks for its CA's certificates only).

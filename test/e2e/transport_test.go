@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -75,5 +77,63 @@ virtual_servers:
 				}
 			})
 		}
+	}
+}
+
+// protoRecorder records the protocol of every response.
+type protoRecorder struct {
+	base   http.RoundTripper
+	mu     sync.Mutex
+	protos map[string]int
+}
+
+func (p *protoRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := p.base.RoundTrip(r)
+	if err == nil {
+		p.mu.Lock()
+		p.protos[resp.Proto]++
+		p.mu.Unlock()
+	}
+	return resp, err
+}
+
+// TestHTTP2Cleartext: agents that speak HTTP/2 with prior knowledge (h2c)
+// get it, and sessions over it work like HTTP/1.1 ones, event stream
+// included; HTTP/1.1 agents are unaffected (the rest of the suite).
+func TestHTTP2Cleartext(t *testing.T) {
+	up, _ := demoHTTP(t, "streamable-http", "h2")
+	g := startGateway(t, withAllowAll(fmt.Sprintf(`
+listen: LISTEN
+upstreams: [{name: up, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: up}]}]
+`, up)))
+	tr := &http.Transport{}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	rec := &protoRecorder{base: tr, protos: map[string]int{}}
+	c := mcp.NewClient(&mcp.Implementation{Name: "h2c", Version: "1"}, nil)
+	cs, err := c.Connect(ctxT(t), &mcp.StreamableClientTransport{Endpoint: g.url("vs"), HTTPClient: &http.Client{Transport: rec}, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connect over h2c: %v", err)
+	}
+	defer cs.Close()
+	var sessions []*mcp.ClientSession
+	for range 3 { // several sessions share the connection
+		s, err := c.Connect(ctxT(t), &mcp.StreamableClientTransport{Endpoint: g.url("vs"), HTTPClient: &http.Client{Transport: rec}, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatalf("connect over h2c: %v", err)
+		}
+		sessions = append(sessions, s)
+	}
+	for i, s := range append(sessions, cs) {
+		if got, want := callText(t, s, "echo", map[string]any{"text": fmt.Sprint(i)}), fmt.Sprintf("[h2] %d", i); got != want {
+			t.Errorf("echo over h2c = %q, want %q", got, want)
+		}
+		_ = s.Close()
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.protos) != 1 || rec.protos["HTTP/2.0"] == 0 {
+		t.Errorf("response protocols = %v, want only HTTP/2.0", rec.protos)
 	}
 }

@@ -37,6 +37,7 @@ type options struct {
 	concurrency int
 	scenarios   []string
 	sessions    int
+	sessionsH2C bool
 	jsonDir     string
 	binDir      string
 	fullAudit   bool
@@ -57,7 +58,8 @@ func run() int {
 	flag.BoolVar(&o.pin, "pin", true, "pin the gateway to the upper half of the cores and the load generator and demo upstream to the lower half (needs 2 or more cores)")
 	flag.BoolVar(&o.fullAudit, "full-audit", true, "audit every request of the full scenario to the embedded ClickHouse engine (false: measure full without audit)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
-	flag.IntVar(&o.sessions, "sessions", 1000, "agent sessions held open by the sessions scenario (the target is 10000)")
+	flag.IntVar(&o.sessions, "sessions", 10000, "agent sessions held open by the sessions scenario")
+	flag.BoolVar(&o.sessionsH2C, "sessions-h2c", true, "the sessions scenario's agents speak cleartext HTTP/2 to the gateway, so their event streams share connections (false: HTTP/1.1, a connection and a file descriptor per session in both processes)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of the full scenario into this directory (make bench PROFILE=1: bench/profiles)")
@@ -259,10 +261,17 @@ func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key strin
 // sessionsLoad runs the sessions scenario on a gateway with the full
 // configuration (agents authenticate with an API key).
 func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, keySHA string) (*sessionsResult, error) {
+	// Each session holds an upstream event stream (a descriptor in the
+	// gateway and one in the upstream) and, over HTTP/1.1, an agent event
+	// stream too (one more in the gateway, one in the load generator).
+	perSession := 2
+	if o.sessionsH2C {
+		perSession = 1
+	}
 	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(o.sessions)*4+1000 > lim.Max {
-		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n)\n",
-			o.sessions, o.sessions*4+1000, lim.Max)
+	if need := o.sessions*perSession + 1000; syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(need) > lim.Max {
+		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n, or use -sessions-h2c)\n",
+			o.sessions, need, lim.Max)
 	}
 	cfg, err := fullConfig(upURL, keySHA)
 	if err != nil {
@@ -273,7 +282,7 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, ke
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
 	defer ps.stop(g.proc)
-	r, err := runSessions(ctx, g, key, o.sessions, 64, o.profileDir)
+	r, err := runSessions(ctx, g, key, o.sessions, 64, o.sessionsH2C, o.profileDir)
 	return r, gatewayErr("sessions", g, err)
 }
 
@@ -345,8 +354,8 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	if s := rep.Sessions; s != nil {
-		fmt.Fprintf(w, "sessions     %d agent sessions opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
-			s.Sessions, s.OpenSeconds, s.OpenPerSecond, s.RSSBeforeMB, s.RSSAfterMB, s.KBPerSession, s.Errors)
+		fmt.Fprintf(w, "sessions     %d agent sessions (%s) opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
+			s.Sessions, s.Protocol, s.OpenSeconds, s.OpenPerSecond, s.RSSBeforeMB, s.RSSAfterMB, s.KBPerSession, s.Errors)
 	}
 	var ratios []string
 	ratio := func(a, b string) {

@@ -152,7 +152,17 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // connection pool, large enough to keep every connection alive, sending
 // key (if any) as a bearer token.
 func newHTTPClient(key string) (*http.Client, func()) {
+	return newHTTPClientProto(key, false)
+}
+
+// newHTTPClientProto is newHTTPClient speaking cleartext HTTP/2 (prior
+// knowledge) when h2c is set: the sessions then share a few connections.
+func newHTTPClientProto(key string, h2c bool) (*http.Client, func()) {
 	tr := &http.Transport{MaxIdleConns: 0, MaxIdleConnsPerHost: 100000, IdleConnTimeout: 90 * time.Second}
+	if h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
 	var rt http.RoundTripper = tr
 	if key != "" {
 		rt = bearer{key: key, base: tr}
@@ -442,6 +452,7 @@ func approverBot(ctx context.Context, g *gateway, token string, errs *errCounter
 // sessionsResult is the sessions scenario's report.
 type sessionsResult struct {
 	Sessions      int     `json:"sessions"`
+	Protocol      string  `json:"protocol"` // agents' HTTP: "HTTP/1.1" or "h2c"
 	OpenSeconds   float64 `json:"open_seconds"`
 	RSSBeforeMB   float64 `json:"gateway_rss_before_mb"`
 	RSSAfterMB    float64 `json:"gateway_rss_after_mb"`
@@ -456,8 +467,8 @@ type sessionsResult struct {
 // them and the gateway's RSS growth.
 // With profileDir, the gateway's heap is written there while the sessions
 // are open.
-func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, profileDir string) (*sessionsResult, error) {
-	hc, closeIdle := newHTTPClient(key)
+func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, h2c bool, profileDir string) (*sessionsResult, error) {
+	hc, closeIdle := newHTTPClientProto(key, h2c)
 	defer closeIdle()
 	open := func() (*mcp.ClientSession, error) {
 		cs, err := dial(ctx, hc, g.url(vsName))
@@ -535,7 +546,7 @@ func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, p
 		}
 	}
 	return &sessionsResult{
-		Sessions: n, OpenSeconds: elapsed.Seconds(), OpenPerSecond: float64(n) / elapsed.Seconds(),
+		Sessions: n, Protocol: map[bool]string{false: "HTTP/1.1", true: "h2c"}[h2c], OpenSeconds: elapsed.Seconds(), OpenPerSecond: float64(n) / elapsed.Seconds(),
 		RSSBeforeMB: float64(before) / (1 << 20), RSSAfterMB: float64(after) / (1 << 20),
 		KBPerSession: float64(after-before) / 1024 / float64(n),
 		Errors:       errs.n, FirstError: errs.first,
