@@ -125,7 +125,14 @@ func TestConsole(t *testing.T) {
 		return ch
 	}
 
-	b := newBrowser(t)
+	b, pageProblems := newBrowser(t)
+	defer func() {
+		// The pages ran under the strict CSP without a violation or an
+		// uncaught exception.
+		for _, p := range pageProblems() {
+			t.Errorf("browser console: %s", p)
+		}
+	}()
 
 	// Without a session, console pages send the browser to sign in.
 	step(t, b, "signed out", chromedp.Navigate(base+"/console/approvals"), chromedp.WaitVisible(chromedp.CSS("#token")))
