@@ -152,10 +152,6 @@ func ImageSpec(f Flavour, opts *Options) (*image.Spec, error) {
 		"GATEHOUSE_CONFIG=" + ConfigPath,
 		"GATEHOUSE_LISTEN=0.0.0.0:" + strconv.Itoa(Port),
 		"GATEHOUSE_DATA_DIR=" + DataDir,
-		// The embedded Temporal server otherwise asks version-info.temporal.io
-		// for updates: an appliance makes no connection it was not
-		// configured to make.
-		"TEMPORAL_VERSION_CHECK_DISABLED=1",
 	}
 	layers := []image.Layer{base}
 	switch f {

@@ -44,6 +44,7 @@ import (
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
@@ -271,6 +272,12 @@ func newServer(logger *slogLogger, cfg *config.Config, authorizer authorization.
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authorizer),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		// The frontend otherwise asks version-info.temporal.io for updates
+		// on start and then periodically: the gateway connects nowhere
+		// beyond loopback unless configured to.
+		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+			dynamicconfig.EnableServerVersionCheck.Key(): false,
+		}),
 	)
 	if err != nil {
 		return nil, err
