@@ -338,6 +338,8 @@ func (s *configSync) reloadFile(ctx context.Context) {
 
 const msgReloadFailed = "reload failed; keeping the running configuration"
 
+const msgSettingsOnly = "the configuration file has no upstreams, virtual servers or agents: applied its process settings only, the config store is unchanged (change or empty the store through /graphql or `gatehouse apply --prune -f`)"
+
 func (s *configSync) tryFile(ctx context.Context) error {
 	file, err := loadConfig(s.path, s.flags[0], s.flags[1], s.flags[2])
 	if err != nil {
@@ -346,6 +348,15 @@ func (s *configSync) tryFile(ctx context.Context) error {
 	if file.Listen != s.base.Listen || file.DataDir != s.base.DataDir {
 		s.log.Warn("listen and data_dir changes take effect at the next restart")
 		file.Listen, file.DataDir = s.base.Listen, s.base.DataDir
+	}
+	if !hasContent(file) {
+		// A file of process settings only (the appliance's default, for
+		// one) applied declaratively would delete everything the store
+		// holds: take its settings and keep the store.
+		s.log.Warn(msgSettingsOnly, "file", s.path)
+		s.base = processSettings(file)
+		s.check(ctx, true)
+		return nil
 	}
 	doc, err := resolveKeys(file)
 	if err != nil {

@@ -442,6 +442,24 @@ virtual_servers:
 	if got := dig(d, "virtualServers", "edges", 0, "node", "description"); got != "" && got != nil {
 		t.Errorf("description after SIGHUP = %v, want the file's (none)", got)
 	}
+
+	// A file of process settings only (like the appliance's) on SIGHUP
+	// applies its settings and leaves the store alone, instead of
+	// deleting everything the file lacks.
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "listen: %s\ndata_dir: %s\nlog: {level: debug}\n", addr, dir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.signal(syscall.SIGHUP)
+	pollUntil(t, "SIGHUP with a settings-only file", func() bool {
+		return countMsg(g, "the configuration file has no upstreams, virtual servers or agents: applied its process settings only, the config store is unchanged (change or empty the store through /graphql or `gatehouse apply --prune -f`)") == 1
+	})
+	d = mustGQL(t, g, `query { virtualServers { edges { node { name } } } upstreams { edges { node { name } } } }`, nil)
+	if dig(d, "virtualServers", "edges", 0, "node", "name") != "one" || dig(d, "upstreams", "edges", 0, "node", "name") != "alpha" {
+		t.Errorf("store after SIGHUP with a settings-only file = %v, want virtual server one and upstream alpha kept", d)
+	}
+	if cs := connect(t, "streamable-http", g.url("one"), "", nil); cs.InitializeResult().ServerInfo.Name != "alpha" {
+		t.Errorf("virtual server one after a settings-only SIGHUP serves %q, want alpha's", cs.InitializeResult().ServerInfo.Name)
+	}
 }
 
 // TestReplicasSharePostgres runs two gateways on one PostgreSQL store: a
