@@ -330,8 +330,9 @@ func TestSystemdUnit(t *testing.T) {
 	if n, _ := strconv.Atoi(firstOf(unit["TimeoutStopSec"])); n < 30 {
 		t.Errorf("gatehouse.service: TimeoutStopSec=%q, want ≥ 30", firstOf(unit["TimeoutStopSec"]))
 	}
-	if _, ok := unit["ExecReload"]; ok {
-		t.Errorf("gatehouse.service: ExecReload sends SIGHUP, which prunes the config store to the file's content")
+	// reload re-reads the configuration file (SIGHUP), the gateway's way.
+	if got := firstOf(unit["ExecReload"]); got != "/bin/kill -HUP $MAINPID" {
+		t.Errorf("gatehouse.service: ExecReload=%q, want SIGHUP to the main process", got)
 	}
 	for _, e := range unit["Environment"] {
 		name, _, _ := strings.Cut(e, "=")
