@@ -195,7 +195,7 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	for name, s := range c.Services {
-		if name != "gatehouse" && (s.Healthcheck == nil || len(s.Healthcheck.Test) == 0) {
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
 			t.Errorf("compose.yaml: service %s has no healthcheck", name)
 		}
 		for dep, d := range s.DependsOn {

@@ -48,6 +48,7 @@ Commands:
   check     validate a configuration file and exit
   keygen    generate an agent API key (or with --admin an admin token)
   bundle    verify an offline appliance bundle (bundle -h)
+  health    ask a running gateway whether it is ready, for container health checks (health -h)
   hash-key  print the sha256 of a key read from stdin
   version   print the version
 
@@ -97,6 +98,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = keygen(args[1:], stdout)
 	case "bundle":
 		err = bundleCmd(args[1:], stdout, stderr)
+	case "health":
+		err = healthCmd(ctx, args[1:], stdout)
 	case "hash-key":
 		err = hashKey(os.Stdin, stdout)
 	case "version", "--version", "-v":
