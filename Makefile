@@ -123,6 +123,7 @@ lint:
 ## load harness (test/load: the built binaries, direct vs through the gateway; JSON in bench/results/). See README.
 bench: build vault chdb
 	go test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/policy/... ./internal/guard/... ./internal/identity/...
+	go test -run '^$$' -bench WriterIngest -benchmem -count 1 ./internal/audit/
 	go test -run '^$$' -bench Insert -benchmem -count 1 ./internal/audit/chdb/
 	go test -run '^$$' -bench ApprovalWorkflow -benchtime 300x -count 1 ./internal/approval/
 	go run ./test/load $(if $(filter 1,$(PROFILE)),-profile bench/profiles) $(LOAD_FLAGS)
