@@ -42,6 +42,7 @@ type options struct {
 	binDir      string
 	fullAudit   bool
 	pin         bool
+	boundRounds int
 	profileDir  string
 }
 
@@ -55,6 +56,7 @@ func run() int {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per scenario, not measured")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client sessions, each calling in a loop")
+	flag.IntVar(&o.boundRounds, "bound-rounds", 5000, "SHA-256 rounds the upstream computes per call in the direct-bound and transparent-bound scenarios (its CPU is then the bottleneck)")
 	flag.BoolVar(&o.pin, "pin", true, "pin the gateway to the upper half of the cores and the load generator and demo upstream to the lower half (needs 2 or more cores)")
 	flag.BoolVar(&o.fullAudit, "full-audit", true, "audit every request of the full scenario to the embedded ClickHouse engine (false: measure full without audit)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
@@ -166,7 +168,11 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		if prof {
 			profiled = g.profile(ctx, o.profileDir, o.warmup, o.duration)
 		}
-		r, err := load(name, target{url: g.url(vsName), key: key, gw: g.proc, up: up, denied: denied})
+		t := target{url: g.url(vsName), key: key, gw: g.proc, up: up, denied: denied}
+		if name == "transparent-bound" {
+			t.rounds = o.boundRounds
+		}
+		r, err := load(name, t)
 		if err == nil && name == "full" {
 			err = checkMetrics(g)
 		}
@@ -185,7 +191,9 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		switch name {
 		case "direct":
 			r, err = load(name, target{url: upURL, up: up})
-		case "transparent", "deny":
+		case "direct-bound":
+			r, err = load(name, target{url: upURL, up: up, rounds: o.boundRounds})
+		case "transparent", "deny", "transparent-bound":
 			r, err = gatewayLoad(name, transparentConfig(upURL, name == "deny"), "", name == "deny")
 		case "full":
 			cfg, cerr := fullConfig(upURL, keySHA)
@@ -301,17 +309,19 @@ func checkMetrics(g *gateway) error {
 	return nil
 }
 
-// addedLatency fills in each gateway scenario's latency over direct.
+// addedLatency fills in each gateway scenario's latency over direct (the
+// -bound ones' over direct-bound).
 func (rep *report) addedLatency() {
-	i := slices.IndexFunc(rep.Results, func(r *result) bool { return r.Scenario == "direct" })
-	if i < 0 || rep.Results[i].Requests == 0 {
-		return
-	}
-	d := rep.Results[i]
 	for _, r := range rep.Results {
-		if r != d && r.Requests > 0 {
-			r.AddedP50, r.AddedP99 = ptr(r.P50-d.P50), ptr(r.P99-d.P99)
+		base := "direct"
+		if strings.HasSuffix(r.Scenario, "-bound") {
+			base = "direct-bound"
 		}
+		d := rep.get(base)
+		if d == nil || r == d || d.Requests == 0 || r.Requests == 0 {
+			continue
+		}
+		r.AddedP50, r.AddedP99 = ptr(r.P50-d.P50), ptr(r.P99-d.P99)
 	}
 }
 
@@ -339,7 +349,7 @@ func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s); pinning: %s; %d concurrent sessions; %s measured after %s warm-up\n\n",
 		rep.Cores, rep.Machine, rep.Pinning, rep.Concurrency, rep.Duration, rep.Warmup)
 	if len(rep.Results) > 0 {
-		fmt.Fprintf(w, "%-12s %8s %7s %7s %7s %7s %8s %8s %9s %11s %7s %7s\n",
+		fmt.Fprintf(w, "%-17s %8s %7s %7s %7s %7s %8s %8s %9s %11s %7s %7s\n",
 			"scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "+p50 ms", "+p99 ms", "cpu-s/1k", "req/core-s", "rss MB", "errors")
 		opt := func(v *float64, format string) string {
 			if v == nil {
@@ -348,13 +358,13 @@ func (rep *report) print(w io.Writer) {
 			return fmt.Sprintf(format, *v)
 		}
 		for _, r := range rep.Results {
-			fmt.Fprintf(w, "%-12s %8.0f %7.2f %7.2f %7.2f %7.1f %8s %8s %9s %11s %7s %7d\n",
+			fmt.Fprintf(w, "%-17s %8.0f %7.2f %7.2f %7.2f %7.1f %8s %8s %9s %11s %7s %7d\n",
 				r.Scenario, r.RPS, r.P50, r.P90, r.P99, r.Max, opt(r.AddedP50, "%.2f"), opt(r.AddedP99, "%.2f"),
 				opt(r.CPUPer1k, "%.3f"), opt(r.PerCoreSec, "%.0f"), opt(r.RSSMB, "%.0f"), r.Errors)
 		}
 	}
 	if s := rep.Sessions; s != nil {
-		fmt.Fprintf(w, "sessions     %d agent sessions (%s) opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
+		fmt.Fprintf(w, "sessions          %d agent sessions (%s) opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
 			s.Sessions, s.Protocol, s.OpenSeconds, s.OpenPerSecond, s.RSSBeforeMB, s.RSSAfterMB, s.KBPerSession, s.Errors)
 	}
 	var ratios []string
@@ -368,6 +378,7 @@ func (rep *report) print(w io.Writer) {
 	ratio("full", "transparent")
 	ratio("deny", "direct")
 	ratio("approval", "direct")
+	ratio("transparent-bound", "direct-bound")
 	if len(ratios) > 0 {
 		fmt.Fprintf(w, "\nthroughput: %s\n", strings.Join(ratios, ", "))
 	}
@@ -379,6 +390,8 @@ func (rep *report) print(w io.Writer) {
   every request audited (spool, fsync interval, shipped to the embedded ClickHouse engine in the gateway process)
 - deny: a deny grant; the expected access-denied error (-32052) counts as success, the upstream is not called
 - approval: every call held on the embedded Temporal server until an approver bot (long-polling approvalChanged) approves it through GraphQL
+- direct-bound, transparent-bound: as direct and transparent, but each call makes the upstream compute -bound-rounds SHA-256
+  rounds, so that the upstream's core is the bottleneck; +p50/+p99 are over direct-bound
 `)
 }
 

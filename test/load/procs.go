@@ -127,7 +127,7 @@ func startUpstream(ctx context.Context, ps *procs, binDir string) (*proc, string
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := ps.start("upstream", filepath.Join(binDir, "demo-server"), "-transport", "streamable-http", "-addr", addr, "-name", "alpha")
+	p, err := ps.start("upstream", filepath.Join(binDir, "demo-server"), "-transport", "streamable-http", "-addr", addr, "-name", "alpha", "-bench-tools")
 	if err != nil {
 		return nil, "", err
 	}

@@ -21,7 +21,7 @@ import (
 
 // The scenarios, in the order they run: direct first, so that the others
 // can report their added latency against it.
-var allScenarios = []string{"direct", "transparent", "full", "deny", "approval", "sessions"}
+var allScenarios = []string{"direct", "transparent", "full", "deny", "approval", "direct-bound", "transparent-bound", "sessions"}
 
 // payload is the benign ~1 KB text every call echoes (a sequence number is
 // appended, so that no two calls are identical and approval scenarios get
@@ -200,6 +200,17 @@ type target struct {
 	up  *proc  // the upstream
 	// denied: the expected outcome is the policy's access-denied error.
 	denied bool
+	// rounds > 0 calls the upstream's CPU-bound tool "work" with that many
+	// SHA-256 rounds instead of echo.
+	rounds int
+}
+
+// call is the tools/call a session of t sends, the seq-th of the run.
+func (t target) call(seq int64) *mcp.CallToolParams {
+	if t.rounds > 0 {
+		return &mcp.CallToolParams{Name: "work", Arguments: map[string]any{"rounds": t.rounds}}
+	}
+	return &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": fmt.Sprintf("%s#%d", payload, seq)}}
 }
 
 // result is one scenario's line in the table and the JSON.
@@ -275,10 +286,10 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 	for i, cs := range sessions {
 		wg.Go(func() {
 			for ctx.Err() == nil && phase.Load() != phaseStop {
-				args := map[string]any{"text": fmt.Sprintf("%s#%d", payload, seq.Add(1))}
+				params := t.call(seq.Add(1))
 				cctx, cancel := context.WithTimeout(ctx, callTimeout)
 				t0 := time.Now()
-				res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "echo", Arguments: args})
+				res, err := cs.CallTool(cctx, params)
 				d := time.Since(t0)
 				cancel()
 				if ctx.Err() != nil {
