@@ -64,7 +64,7 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.onFull, "audit-on-full", spool.OnFullRefuse, "at the spool budget: refuse (new calls fail with -32058 until events ship: nothing goes unaudited) | drop (calls proceed, events are dropped, loudly)")
 	fs.IntVar(&a.retentionDays, "audit-retention-days", chschema.DefaultRetentionDays, "how long ClickHouse keeps audit events and rollups (TTL)")
 	fs.IntVar(&a.batchSize, "audit-batch-size", 10000, "events per insert into ClickHouse (at most)")
-	fs.DurationVar(&a.batchWait, "audit-batch-wait", time.Second, "longest an event waits for its batch to fill before it is shipped")
+	fs.DurationVar(&a.batchWait, "audit-batch-wait", 0, "longest an event waits for its batch to fill before it is shipped, so how soon queries see it (default 5s with the embedded engine, whose inserts cost the gateway's CPU, 40–60% less per event in batches of 5,000 than of 1,000; 1s with a server)")
 	fs.DurationVar(&a.checkpointIv, "audit-checkpoint-interval", time.Minute, "how often (at least) a signed checkpoint of the hash chain is stored")
 }
 
@@ -91,6 +91,13 @@ func (r *auditRuntime) close() {
 	}
 	_ = r.backend.Close()
 }
+
+// embeddedBatchWait is the embedded engine's default --audit-batch-wait.
+// Its inserts run on the gateway's cores, and an insert of 5,000 or more
+// events costs the engine 40–60% less CPU per event than one of 1,000
+// (BenchmarkInsert), so the embedded engine waits longer for bigger
+// batches than a server, which has cores of its own.
+const embeddedBatchWait = 5 * time.Second
 
 // start opens the backend and the writer; nil (and no error) with --audit
 // off.
@@ -146,6 +153,15 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 		}
 	default:
 		return nil, usageError{fmt.Errorf("--audit %q: want embedded, clickhouse or off", backend)}
+	}
+	if a.batchWait < 0 {
+		return nil, usageError{errors.New("--audit-batch-wait must not be negative")}
+	}
+	if a.batchWait == 0 {
+		a.batchWait = time.Second
+		if backend == AuditEmbedded {
+			a.batchWait = embeddedBatchWait
+		}
 	}
 	migrate := func(ctx context.Context, b audit.Backend) error {
 		applied, err := chschema.Migrate(ctx, b, opts)
