@@ -38,6 +38,7 @@ type options struct {
 	scenarios   []string
 	sessions    int
 	sessionsH2C bool
+	settle      time.Duration
 	jsonDir     string
 	binDir      string
 	fullAudit   bool
@@ -61,6 +62,7 @@ func run() int {
 	flag.BoolVar(&o.fullAudit, "full-audit", true, "audit every request of the full scenario to the embedded ClickHouse engine (false: measure full without audit)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
 	flag.IntVar(&o.sessions, "sessions", 10000, "agent sessions held open by the sessions scenario")
+	flag.DurationVar(&o.settle, "sessions-idle", time.Second, "how long the sessions scenario's sessions stay idle before the gateway's RSS is read (the runtime returns garbage and shrinks idle goroutines' stacks at its periodic collection, every 2 minutes)")
 	flag.BoolVar(&o.sessionsH2C, "sessions-h2c", true, "the sessions scenario's agents speak cleartext HTTP/2 to the gateway, so their event streams share connections (false: HTTP/1.1, a connection and a file descriptor per session in both processes)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
@@ -290,7 +292,7 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, ke
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
 	defer ps.stop(g.proc)
-	r, err := runSessions(ctx, g, key, o.sessions, 64, o.sessionsH2C, o.profileDir)
+	r, err := runSessions(ctx, g, key, o.sessions, 64, o.sessionsH2C, o.settle, o.profileDir)
 	return r, gatewayErr("sessions", g, err)
 }
 
@@ -364,8 +366,8 @@ func (rep *report) print(w io.Writer) {
 		}
 	}
 	if s := rep.Sessions; s != nil {
-		fmt.Fprintf(w, "sessions          %d agent sessions (%s) opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
-			s.Sessions, s.Protocol, s.OpenSeconds, s.OpenPerSecond, s.RSSBeforeMB, s.RSSAfterMB, s.KBPerSession, s.Errors)
+		fmt.Fprintf(w, "sessions          %d agent sessions (%s) opened (initialize + 1 call each, 64 at a time) in %.1f s (%.0f/s), then idle %.0f s: gateway RSS %.0f → %.0f MB, %.0f KB per session; errors %d\n",
+			s.Sessions, s.Protocol, s.OpenSeconds, s.OpenPerSecond, s.IdleSeconds, s.RSSBeforeMB, s.RSSAfterMB, s.KBPerSession, s.Errors)
 	}
 	var ratios []string
 	ratio := func(a, b string) {

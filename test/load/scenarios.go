@@ -467,6 +467,7 @@ type sessionsResult struct {
 	OpenSeconds   float64 `json:"open_seconds"`
 	RSSBeforeMB   float64 `json:"gateway_rss_before_mb"`
 	RSSAfterMB    float64 `json:"gateway_rss_after_mb"`
+	IdleSeconds   float64 `json:"idle_seconds_before_rss"`
 	KBPerSession  float64 `json:"gateway_rss_kb_per_session"`
 	OpenPerSecond float64 `json:"sessions_opened_per_second"`
 	Errors        int     `json:"errors"`
@@ -478,7 +479,7 @@ type sessionsResult struct {
 // them and the gateway's RSS growth.
 // With profileDir, the gateway's heap is written there while the sessions
 // are open.
-func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, h2c bool, profileDir string) (*sessionsResult, error) {
+func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, h2c bool, settle time.Duration, profileDir string) (*sessionsResult, error) {
 	hc, closeIdle := newHTTPClientProto(key, h2c)
 	defer closeIdle()
 	open := func() (*mcp.ClientSession, error) {
@@ -540,7 +541,11 @@ func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, h
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	time.Sleep(time.Second) // let the gateway settle
+	select { // let the gateway settle
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(settle):
+	}
 	after, err := rssBytes(g.pid())
 	if err != nil {
 		return nil, err
@@ -557,7 +562,7 @@ func runSessions(ctx context.Context, g *gateway, key string, n, parallel int, h
 		}
 	}
 	return &sessionsResult{
-		Sessions: n, Protocol: map[bool]string{false: "HTTP/1.1", true: "h2c"}[h2c], OpenSeconds: elapsed.Seconds(), OpenPerSecond: float64(n) / elapsed.Seconds(),
+		IdleSeconds: settle.Seconds(), Sessions: n, Protocol: map[bool]string{false: "HTTP/1.1", true: "h2c"}[h2c], OpenSeconds: elapsed.Seconds(), OpenPerSecond: float64(n) / elapsed.Seconds(),
 		RSSBeforeMB: float64(before) / (1 << 20), RSSAfterMB: float64(after) / (1 << 20),
 		KBPerSession: float64(after-before) / 1024 / float64(n),
 		Errors:       errs.n, FirstError: errs.first,
