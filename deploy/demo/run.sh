@@ -133,6 +133,9 @@ cat <<TXT
   Health / metrics:                 http://$LISTEN/readyz   http://$LISTEN/metrics
   Config file (edit, then kill -HUP): $CONFIG
 
+  Web console (approvals, audit explorer, overview): http://$LISTEN/console/
+    sign in with the admin token below
+
   Admin API (GraphQL; open it in a browser for a query page):
     http://$LISTEN/graphql      admin token: $ADMIN_TOKEN
     curl -sS http://$LISTEN/graphql -H 'Authorization: Bearer $ADMIN_TOKEN' \\
