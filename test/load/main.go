@@ -15,6 +15,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ type options struct {
 	fullAudit   bool
 	pin         bool
 	boundRounds int
+	halfRate    float64
 	profileDir  string
 }
 
@@ -57,6 +59,7 @@ func run() int {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per scenario, not measured")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client sessions, each calling in a loop")
+	flag.Float64Var(&o.halfRate, "half-rate", 0, "calls per second of the half scenario (default: half of the full scenario's throughput in the same run)")
 	flag.IntVar(&o.boundRounds, "bound-rounds", 5000, "SHA-256 rounds the upstream computes per call in the direct-bound and transparent-bound scenarios (its CPU is then the bottleneck)")
 	flag.BoolVar(&o.pin, "pin", true, "pin the gateway to the upper half of the cores and the load generator and demo upstream to the lower half (needs 2 or more cores)")
 	flag.BoolVar(&o.fullAudit, "full-audit", true, "audit every request of the full scenario to the embedded ClickHouse engine (false: measure full without audit)")
@@ -158,10 +161,13 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	load := func(name string, t target) (*result, error) {
 		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
 	}
-	gatewayLoad := func(name, cfg, key string, denied bool) (*result, error) {
+	// gatewayLoad runs t (its key, denied, rounds and rate) against a fresh
+	// gateway with configuration cfg.
+	gatewayLoad := func(name, cfg string, t target) (*result, error) {
 		// full records every request in the audit trail (embedded engine).
+		full := strings.HasPrefix(name, "full")
 		prof := name == "full" && o.profileDir != ""
-		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, name == "full" && o.fullAudit, prof)
+		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, full && o.fullAudit, prof)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -170,12 +176,9 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		if prof {
 			profiled = g.profile(ctx, o.profileDir, o.warmup, o.duration)
 		}
-		t := target{url: g.url(vsName), key: key, gw: g.proc, up: up, denied: denied}
-		if name == "transparent-bound" {
-			t.rounds = o.boundRounds
-		}
+		t.url, t.gw, t.up = g.url(vsName), g.proc, up
 		r, err := load(name, t)
-		if err == nil && name == "full" {
+		if err == nil && full {
 			err = checkMetrics(g)
 		}
 		if profiled != nil && err == nil {
@@ -195,14 +198,35 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 			r, err = load(name, target{url: upURL, up: up})
 		case "direct-bound":
 			r, err = load(name, target{url: upURL, up: up, rounds: o.boundRounds})
-		case "transparent", "deny", "transparent-bound":
-			r, err = gatewayLoad(name, transparentConfig(upURL, name == "deny"), "", name == "deny")
+		case "transparent", "deny":
+			r, err = gatewayLoad(name, transparentConfig(upURL, name == "deny"), target{denied: name == "deny"})
+		case "transparent-bound":
+			r, err = gatewayLoad(name, transparentConfig(upURL, false), target{rounds: o.boundRounds})
 		case "full":
 			cfg, cerr := fullConfig(upURL, keySHA)
 			if cerr != nil {
 				return nil, cerr
 			}
-			r, err = gatewayLoad(name, cfg, key, false)
+			r, err = gatewayLoad(name, cfg, target{key: key})
+		case "half":
+			// direct and full paced at half of full's saturation throughput
+			// (this run's, unless -half-rate says otherwise).
+			rate := o.halfRate
+			if f := rep.get("full"); rate == 0 && f != nil {
+				rate = f.RPS / 2
+			}
+			if rate <= 0 {
+				return nil, errors.New("half: run full in the same run (-scenarios full,half) or give -half-rate")
+			}
+			if r, err = load("direct@half", target{url: upURL, up: up, rate: rate}); err != nil {
+				return nil, err
+			}
+			rep.Results = append(rep.Results, r)
+			cfg, cerr := fullConfig(upURL, keySHA)
+			if cerr != nil {
+				return nil, cerr
+			}
+			r, err = gatewayLoad("full@half", cfg, target{key: key, rate: rate})
 		case "approval":
 			r, err = approvalLoad(ctx, ps, o, tmp, approvalConfig(upURL, keySHA), key, up)
 		case "sessions":
@@ -316,8 +340,11 @@ func checkMetrics(g *gateway) error {
 func (rep *report) addedLatency() {
 	for _, r := range rep.Results {
 		base := "direct"
-		if strings.HasSuffix(r.Scenario, "-bound") {
+		switch {
+		case strings.HasSuffix(r.Scenario, "-bound"):
 			base = "direct-bound"
+		case strings.HasSuffix(r.Scenario, "@half"):
+			base = "direct@half"
 		}
 		d := rep.get(base)
 		if d == nil || r == d || d.Requests == 0 || r.Requests == 0 {
@@ -394,6 +421,8 @@ func (rep *report) print(w io.Writer) {
 - approval: every call held on the embedded Temporal server until an approver bot (long-polling approvalChanged) approves it through GraphQL
 - direct-bound, transparent-bound: as direct and transparent, but each call makes the upstream compute -bound-rounds SHA-256
   rounds, so that the upstream's core is the bottleneck; +p50/+p99 are over direct-bound
+- direct@half, full@half (scenario half): direct and full paced to half of full's throughput above, each session on a fixed
+  schedule, latency counted from the scheduled start; +p50/+p99 are full@half over direct@half at the same offered load
 `)
 }
 

@@ -21,7 +21,7 @@ import (
 
 // The scenarios, in the order they run: direct first, so that the others
 // can report their added latency against it.
-var allScenarios = []string{"direct", "transparent", "full", "deny", "approval", "direct-bound", "transparent-bound", "sessions"}
+var allScenarios = []string{"direct", "transparent", "full", "deny", "approval", "direct-bound", "transparent-bound", "half", "sessions"}
 
 // payload is the benign ~1 KB text every call echoes (a sequence number is
 // appended, so that no two calls are identical and approval scenarios get
@@ -203,6 +203,10 @@ type target struct {
 	// rounds > 0 calls the upstream's CPU-bound tool "work" with that many
 	// SHA-256 rounds instead of echo.
 	rounds int
+	// rate > 0 paces the sessions to that many calls a second in all,
+	// each on a fixed schedule; latency then counts from the scheduled
+	// start, so a call delayed by a slow one before it is not hidden.
+	rate float64
 }
 
 // call is the tools/call a session of t sends, the seq-th of the run.
@@ -217,6 +221,7 @@ func (t target) call(seq int64) *mcp.CallToolParams {
 type result struct {
 	Scenario    string   `json:"scenario"`
 	Concurrency int      `json:"concurrency"`
+	OfferedRPS  float64  `json:"offered_requests_per_second,omitempty"` // paced runs
 	Requests    int      `json:"requests"`
 	Seconds     float64  `json:"seconds"`
 	RPS         float64  `json:"requests_per_second"`
@@ -285,10 +290,23 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 	var wg sync.WaitGroup
 	for i, cs := range sessions {
 		wg.Go(func() {
+			var interval time.Duration
+			next := time.Now()
+			if t.rate > 0 {
+				interval = time.Duration(float64(concurrency) / t.rate * float64(time.Second))
+				next = next.Add(time.Duration(i) * interval / time.Duration(concurrency)) // spread the sessions
+			}
 			for ctx.Err() == nil && phase.Load() != phaseStop {
 				params := t.call(seq.Add(1))
-				cctx, cancel := context.WithTimeout(ctx, callTimeout)
 				t0 := time.Now()
+				if interval > 0 {
+					if wait := time.Until(next); wait > 0 {
+						time.Sleep(wait)
+					}
+					t0 = next
+					next = next.Add(interval)
+				}
+				cctx, cancel := context.WithTimeout(ctx, callTimeout)
 				res, err := cs.CallTool(cctx, params)
 				d := time.Since(t0)
 				cancel()
@@ -346,7 +364,7 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	r := &result{Scenario: name, Concurrency: concurrency, Requests: len(all), Seconds: elapsed.Seconds(),
+	r := &result{Scenario: name, Concurrency: concurrency, OfferedRPS: t.rate, Requests: len(all), Seconds: elapsed.Seconds(),
 		Errors: errs.n, FirstError: errs.first}
 	if len(all) == 0 {
 		return r, nil
