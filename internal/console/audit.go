@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/graph/model"
 )
 
 // auditFilterFields are the audit explorer's filters, named as auditEvents'
@@ -107,52 +109,9 @@ func (f auditFilter) exportQuery(format string) url.Values {
 	return q
 }
 
-// auditEvent is an AuditEvent as the console selects it.
-type auditEvent struct {
-	Time           time.Time `json:"time"`
-	EventID        string    `json:"eventID"`
-	Node           string    `json:"node"`
-	Seq            int       `json:"seq"`
-	Hash           string    `json:"hash"`
-	PrevHash       string    `json:"prevHash"`
-	Kind           string    `json:"kind"`
-	RequestID      string    `json:"requestID"`
-	SessionID      string    `json:"sessionID"`
-	Agent          string    `json:"agent"`
-	Team           string    `json:"team"`
-	Roles          []string  `json:"roles"`
-	AuthMethod     string    `json:"authMethod"`
-	VirtualServer  string    `json:"virtualServer"`
-	Upstream       string    `json:"upstream"`
-	Method         string    `json:"method"`
-	Target         string    `json:"target"`
-	Arguments      any       `json:"arguments"`
-	Decision       string    `json:"decision"`
-	Grants         []string  `json:"grants"`
-	Rule           string    `json:"rule"`
-	PolicyRevision int       `json:"policyRevision"`
-	Findings       []struct {
-		Rule     string `json:"rule"`
-		Detector string `json:"detector"`
-		Kind     string `json:"kind"`
-		Path     string `json:"path"`
-		Action   string `json:"action"`
-	} `json:"findings"`
-	ApprovalID     string   `json:"approvalID"`
-	Approvers      []string `json:"approvers"`
-	SecretBindings []string `json:"secretBindings"`
-	Outcome        string   `json:"outcome"`
-	ErrorCode      int      `json:"errorCode"`
-	Error          string   `json:"error"`
-	AuthUs         int      `json:"authUs"`
-	PolicyUs       int      `json:"policyUs"`
-	GuardUs        int      `json:"guardUs"`
-	ApprovalUs     int      `json:"approvalUs"`
-	UpstreamUs     int      `json:"upstreamUs"`
-	TotalUs        int      `json:"totalUs"`
-	RequestBytes   int      `json:"requestBytes"`
-	ResponseBytes  int      `json:"responseBytes"`
-}
+// auditEvent is an AuditEvent of the admin API (the fields the console
+// selects are set).
+type auditEvent struct{ model.AuditEvent }
 
 // Link is the event detail page's address.
 func (e auditEvent) Link() string {

@@ -74,6 +74,12 @@ var funcs = template.FuncMap{
 		return ago(time.Since(tt))
 	},
 	"pretty": func(v any) string {
+		if raw, ok := v.(json.RawMessage); ok {
+			v = nil
+			if len(raw) > 0 && json.Unmarshal(raw, &v) != nil {
+				return string(raw)
+			}
+		}
 		if v == nil {
 			return "(none)"
 		}
