@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chschema"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chserver"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
 // Environment variables of the audit trail.
@@ -80,6 +81,15 @@ type auditRuntime struct {
 func (r *auditRuntime) api() *audit.API {
 	return &audit.API{Backend: r.backend, Tables: r.schema.Tables(),
 		Keys: map[string]ed25519.PublicKey{r.writer.Node(): r.writer.PublicKey()}}
+}
+
+// sink is where the gateway records requests: the writer, or nil with
+// the audit trail off (r nil).
+func (r *auditRuntime) sink() proxy.AuditSink {
+	if r == nil {
+		return nil
+	}
+	return r.writer
 }
 
 func (r *auditRuntime) close() {

@@ -142,10 +142,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// Closed after the gateway (deferred first, run last): the events of
 	// the last requests are in the spool by then.
 	defer auditRT.close()
-	var sink proxy.AuditSink
-	if auditRT != nil {
-		sink = auditRT.writer
-	}
+	sink := auditRT.sink()
 	if err := seedStore(ctx, log, client, *path, file); err != nil {
 		return err
 	}

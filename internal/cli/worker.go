@@ -80,10 +80,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer auditRT.close()
-	var sink proxy.AuditSink
-	if auditRT != nil {
-		sink = auditRT.writer
-	}
+	sink := auditRT.sink()
 	syncer := newConfigSync(log, client, processSettings(file), "", [3]string{"", *dataDir, *logLevel})
 	syncer.poll = *poll
 	doc, rev, err := syncer.load(ctx)
