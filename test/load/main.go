@@ -156,6 +156,10 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
+	fullCfg, err := fullConfig(upURL, keySHA)
+	if err != nil {
+		return nil, err
+	}
 	rep = &report{Time: time.Now().UTC(), Gatehouse: version(o.binDir), Machine: machine(), Cores: runtime.NumCPU(), Pinning: ps.pin.String(),
 		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String()}
 	load := func(name string, t target) (*result, error) {
@@ -203,11 +207,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		case "transparent-bound":
 			r, err = gatewayLoad(name, transparentConfig(upURL, false), target{rounds: o.boundRounds})
 		case "full":
-			cfg, cerr := fullConfig(upURL, keySHA)
-			if cerr != nil {
-				return nil, cerr
-			}
-			r, err = gatewayLoad(name, cfg, target{key: key})
+			r, err = gatewayLoad(name, fullCfg, target{key: key})
 		case "half":
 			// direct and full paced at half of full's saturation throughput
 			// (this run's, unless -half-rate says otherwise).
@@ -222,15 +222,11 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 				return nil, err
 			}
 			rep.Results = append(rep.Results, r)
-			cfg, cerr := fullConfig(upURL, keySHA)
-			if cerr != nil {
-				return nil, cerr
-			}
-			r, err = gatewayLoad("full@half", cfg, target{key: key, rate: rate})
+			r, err = gatewayLoad("full@half", fullCfg, target{key: key, rate: rate})
 		case "approval":
 			r, err = approvalLoad(ctx, ps, o, tmp, approvalConfig(upURL, keySHA), key, up)
 		case "sessions":
-			rep.Sessions, err = sessionsLoad(ctx, ps, o, tmp, upURL, key, keySHA)
+			rep.Sessions, err = sessionsLoad(ctx, ps, o, tmp, fullCfg, key)
 		}
 		if err != nil {
 			return nil, err
@@ -294,7 +290,7 @@ func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key strin
 
 // sessionsLoad runs the sessions scenario on a gateway with the full
 // configuration (agents authenticate with an API key).
-func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, keySHA string) (*sessionsResult, error) {
+func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key string) (*sessionsResult, error) {
 	// Each session holds an upstream event stream (a descriptor in the
 	// gateway and one in the upstream) and, over HTTP/1.1, an agent event
 	// stream too (one more in the gateway, one in the load generator).
@@ -306,10 +302,6 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, upURL, key, ke
 	if need := o.sessions*perSession + 1000; syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(need) > lim.Max {
 		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n, or use -sessions-h2c)\n",
 			o.sessions, need, lim.Max)
-	}
-	cfg, err := fullConfig(upURL, keySHA)
-	if err != nil {
-		return nil, err
 	}
 	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, o.profileDir != "")
 	if err != nil {
