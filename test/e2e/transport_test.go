@@ -112,20 +112,15 @@ virtual_servers: [{name: vs, anonymous: true, include: [{upstream: up}]}]
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	rec := &protoRecorder{base: tr, protos: map[string]int{}}
 	c := mcp.NewClient(&mcp.Implementation{Name: "h2c", Version: "1"}, nil)
-	cs, err := c.Connect(ctxT(t), &mcp.StreamableClientTransport{Endpoint: g.url("vs"), HTTPClient: &http.Client{Transport: rec}, MaxRetries: -1}, nil)
-	if err != nil {
-		t.Fatalf("connect over h2c: %v", err)
-	}
-	defer cs.Close()
 	var sessions []*mcp.ClientSession
-	for range 3 { // several sessions share the connection
+	for range 4 { // several sessions share the connection
 		s, err := c.Connect(ctxT(t), &mcp.StreamableClientTransport{Endpoint: g.url("vs"), HTTPClient: &http.Client{Transport: rec}, MaxRetries: -1}, nil)
 		if err != nil {
 			t.Fatalf("connect over h2c: %v", err)
 		}
 		sessions = append(sessions, s)
 	}
-	for i, s := range append(sessions, cs) {
+	for i, s := range sessions {
 		if got, want := callText(t, s, "echo", map[string]any{"text": fmt.Sprint(i)}), fmt.Sprintf("[h2] %d", i); got != want {
 			t.Errorf("echo over h2c = %q, want %q", got, want)
 		}
