@@ -2731,6 +2731,11 @@ func (_q *UpstreamQuery) collectField(ctx context.Context, oneNode bool, opCtx *
 				selectedFields = append(selectedFields, upstream.FieldDisabled)
 				fieldSeen[upstream.FieldDisabled] = struct{}{}
 			}
+		case "h2c":
+			if _, ok := fieldSeen[upstream.FieldH2c]; !ok {
+				selectedFields = append(selectedFields, upstream.FieldH2c)
+				fieldSeen[upstream.FieldH2c] = struct{}{}
+			}
 		case "id":
 		case "__typename":
 		default:

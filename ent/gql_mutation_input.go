@@ -1657,6 +1657,7 @@ type CreateUpstreamInput struct {
 	TimeoutSeconds        *float64
 	ConnectTimeoutSeconds *float64
 	Disabled              *bool
+	H2c                   *bool
 }
 
 // Mutate applies the CreateUpstreamInput on the UpstreamMutation builder.
@@ -1693,6 +1694,9 @@ func (i *CreateUpstreamInput) Mutate(m *UpstreamMutation) {
 	if v := i.Disabled; v != nil {
 		m.SetDisabled(*v)
 	}
+	if v := i.H2c; v != nil {
+		m.SetH2c(*v)
+	}
 }
 
 // SetInput applies the change-set in the CreateUpstreamInput on the UpstreamCreate builder.
@@ -1723,6 +1727,7 @@ type UpdateUpstreamInput struct {
 	TimeoutSeconds        *float64
 	ConnectTimeoutSeconds *float64
 	Disabled              *bool
+	H2c                   *bool
 }
 
 // Mutate applies the UpdateUpstreamInput on the UpstreamMutation builder.
@@ -1786,6 +1791,9 @@ func (i *UpdateUpstreamInput) Mutate(m *UpstreamMutation) {
 	}
 	if v := i.Disabled; v != nil {
 		m.SetDisabled(*v)
+	}
+	if v := i.H2c; v != nil {
+		m.SetH2c(*v)
 	}
 }
 

@@ -9415,6 +9415,10 @@ type UpstreamWhereInput struct {
 	Disabled    *bool `json:"disabled,omitempty"`
 	DisabledNEQ *bool `json:"disabledNEQ,omitempty"`
 
+	// "h2c" field predicates.
+	H2c    *bool `json:"h2c,omitempty"`
+	H2cNEQ *bool `json:"h2cNEQ,omitempty"`
+
 	// "tools" edge predicates.
 	HasTools     *bool             `json:"hasTools,omitempty"`
 	HasToolsWith []*ToolWhereInput `json:"hasToolsWith,omitempty"`
@@ -9945,6 +9949,12 @@ func (i *UpstreamWhereInput) P() (predicate.Upstream, error) {
 	}
 	if i.DisabledNEQ != nil {
 		predicates = append(predicates, upstream.DisabledNEQ(*i.DisabledNEQ))
+	}
+	if i.H2c != nil {
+		predicates = append(predicates, upstream.H2cEQ(*i.H2c))
+	}
+	if i.H2cNEQ != nil {
+		predicates = append(predicates, upstream.H2cNEQ(*i.H2cNEQ))
 	}
 
 	if i.HasTools != nil {

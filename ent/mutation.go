@@ -19608,6 +19608,7 @@ type UpstreamMutation struct {
 	connect_timeout_seconds    *float64
 	addconnect_timeout_seconds *float64
 	disabled                   *bool
+	h2c                        *bool
 	clearedFields              map[string]struct{}
 	tools                      map[int]struct{}
 	removedtools               map[int]struct{}
@@ -20470,6 +20471,42 @@ func (m *UpstreamMutation) ResetDisabled() {
 	m.disabled = nil
 }
 
+// SetH2c sets the "h2c" field.
+func (m *UpstreamMutation) SetH2c(b bool) {
+	m.h2c = &b
+}
+
+// H2c returns the value of the "h2c" field in the mutation.
+func (m *UpstreamMutation) H2c() (r bool, exists bool) {
+	v := m.h2c
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldH2c returns the old "h2c" field's value of the Upstream entity.
+// If the Upstream object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UpstreamMutation) OldH2c(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldH2c is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldH2c requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldH2c: %w", err)
+	}
+	return oldValue.H2c, nil
+}
+
+// ResetH2c resets all changes to the "h2c" field.
+func (m *UpstreamMutation) ResetH2c() {
+	m.h2c = nil
+}
+
 // AddToolIDs adds the "tools" edge to the Tool entity by ids.
 func (m *UpstreamMutation) AddToolIDs(ids ...int) {
 	if m.tools == nil {
@@ -20666,7 +20703,7 @@ func (m *UpstreamMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UpstreamMutation) Fields() []string {
-	fields := make([]string, 0, 16)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, upstream.FieldCreatedAt)
 	}
@@ -20715,6 +20752,9 @@ func (m *UpstreamMutation) Fields() []string {
 	if m.disabled != nil {
 		fields = append(fields, upstream.FieldDisabled)
 	}
+	if m.h2c != nil {
+		fields = append(fields, upstream.FieldH2c)
+	}
 	return fields
 }
 
@@ -20755,6 +20795,8 @@ func (m *UpstreamMutation) Field(name string) (ent.Value, bool) {
 		return m.ConnectTimeoutSeconds()
 	case upstream.FieldDisabled:
 		return m.Disabled()
+	case upstream.FieldH2c:
+		return m.H2c()
 	}
 	return nil, false
 }
@@ -20796,6 +20838,8 @@ func (m *UpstreamMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldConnectTimeoutSeconds(ctx)
 	case upstream.FieldDisabled:
 		return m.OldDisabled(ctx)
+	case upstream.FieldH2c:
+		return m.OldH2c(ctx)
 	}
 	return nil, fmt.Errorf("unknown Upstream field %s", name)
 }
@@ -20916,6 +20960,13 @@ func (m *UpstreamMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetDisabled(v)
+		return nil
+	case upstream.FieldH2c:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetH2c(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Upstream field %s", name)
@@ -21097,6 +21148,9 @@ func (m *UpstreamMutation) ResetField(name string) error {
 		return nil
 	case upstream.FieldDisabled:
 		m.ResetDisabled()
+		return nil
+	case upstream.FieldH2c:
+		m.ResetH2c()
 		return nil
 	}
 	return fmt.Errorf("unknown Upstream field %s", name)

@@ -51,6 +51,8 @@ type Upstream struct {
 	ConnectTimeoutSeconds float64 `json:"connect_timeout_seconds,omitempty"`
 	// Takes the upstream out of service without deleting it.
 	Disabled bool `json:"disabled,omitempty"`
+	// Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+	H2c bool `json:"h2c,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UpstreamQuery when eager-loading is set.
 	Edges        UpstreamEdges `json:"edges"`
@@ -110,7 +112,7 @@ func (*Upstream) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case upstream.FieldHeaders, upstream.FieldArgs, upstream.FieldEnv:
 			values[i] = new([]byte)
-		case upstream.FieldDisabled:
+		case upstream.FieldDisabled, upstream.FieldH2c:
 			values[i] = new(sql.NullBool)
 		case upstream.FieldTimeoutSeconds, upstream.FieldConnectTimeoutSeconds:
 			values[i] = new(sql.NullFloat64)
@@ -243,6 +245,12 @@ func (_m *Upstream) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Disabled = value.Bool
 			}
+		case upstream.FieldH2c:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field h2c", values[i])
+			} else if value.Valid {
+				_m.H2c = value.Bool
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -341,6 +349,9 @@ func (_m *Upstream) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("disabled=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Disabled))
+	builder.WriteString(", ")
+	builder.WriteString("h2c=")
+	builder.WriteString(fmt.Sprintf("%v", _m.H2c))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -208,6 +208,20 @@ func (_c *UpstreamCreate) SetNillableDisabled(v *bool) *UpstreamCreate {
 	return _c
 }
 
+// SetH2c sets the "h2c" field.
+func (_c *UpstreamCreate) SetH2c(v bool) *UpstreamCreate {
+	_c.mutation.SetH2c(v)
+	return _c
+}
+
+// SetNillableH2c sets the "h2c" field if the given value is not nil.
+func (_c *UpstreamCreate) SetNillableH2c(v *bool) *UpstreamCreate {
+	if v != nil {
+		_c.SetH2c(*v)
+	}
+	return _c
+}
+
 // AddToolIDs adds the "tools" edge to the Tool entity by IDs.
 func (_c *UpstreamCreate) AddToolIDs(ids ...int) *UpstreamCreate {
 	_c.mutation.AddToolIDs(ids...)
@@ -316,6 +330,10 @@ func (_c *UpstreamCreate) defaults() error {
 		v := upstream.DefaultDisabled
 		_c.mutation.SetDisabled(v)
 	}
+	if _, ok := _c.mutation.H2c(); !ok {
+		v := upstream.DefaultH2c
+		_c.mutation.SetH2c(v)
+	}
 	return nil
 }
 
@@ -381,6 +399,9 @@ func (_c *UpstreamCreate) check() error {
 	}
 	if _, ok := _c.mutation.Disabled(); !ok {
 		return &ValidationError{Name: "disabled", err: errors.New(`ent: missing required field "Upstream.disabled"`)}
+	}
+	if _, ok := _c.mutation.H2c(); !ok {
+		return &ValidationError{Name: "h2c", err: errors.New(`ent: missing required field "Upstream.h2c"`)}
 	}
 	return nil
 }
@@ -471,6 +492,10 @@ func (_c *UpstreamCreate) createSpec() (*Upstream, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Disabled(); ok {
 		_spec.SetField(upstream.FieldDisabled, field.TypeBool, value)
 		_node.Disabled = value
+	}
+	if value, ok := _c.mutation.H2c(); ok {
+		_spec.SetField(upstream.FieldH2c, field.TypeBool, value)
+		_node.H2c = value
 	}
 	if nodes := _c.mutation.ToolsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

@@ -265,6 +265,20 @@ func (_u *UpstreamUpdate) SetNillableDisabled(v *bool) *UpstreamUpdate {
 	return _u
 }
 
+// SetH2c sets the "h2c" field.
+func (_u *UpstreamUpdate) SetH2c(v bool) *UpstreamUpdate {
+	_u.mutation.SetH2c(v)
+	return _u
+}
+
+// SetNillableH2c sets the "h2c" field if the given value is not nil.
+func (_u *UpstreamUpdate) SetNillableH2c(v *bool) *UpstreamUpdate {
+	if v != nil {
+		_u.SetH2c(*v)
+	}
+	return _u
+}
+
 // AddToolIDs adds the "tools" edge to the Tool entity by IDs.
 func (_u *UpstreamUpdate) AddToolIDs(ids ...int) *UpstreamUpdate {
 	_u.mutation.AddToolIDs(ids...)
@@ -556,6 +570,9 @@ func (_u *UpstreamUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Disabled(); ok {
 		_spec.SetField(upstream.FieldDisabled, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.H2c(); ok {
+		_spec.SetField(upstream.FieldH2c, field.TypeBool, value)
 	}
 	if _u.mutation.ToolsCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -944,6 +961,20 @@ func (_u *UpstreamUpdateOne) SetNillableDisabled(v *bool) *UpstreamUpdateOne {
 	return _u
 }
 
+// SetH2c sets the "h2c" field.
+func (_u *UpstreamUpdateOne) SetH2c(v bool) *UpstreamUpdateOne {
+	_u.mutation.SetH2c(v)
+	return _u
+}
+
+// SetNillableH2c sets the "h2c" field if the given value is not nil.
+func (_u *UpstreamUpdateOne) SetNillableH2c(v *bool) *UpstreamUpdateOne {
+	if v != nil {
+		_u.SetH2c(*v)
+	}
+	return _u
+}
+
 // AddToolIDs adds the "tools" edge to the Tool entity by IDs.
 func (_u *UpstreamUpdateOne) AddToolIDs(ids ...int) *UpstreamUpdateOne {
 	_u.mutation.AddToolIDs(ids...)
@@ -1265,6 +1296,9 @@ func (_u *UpstreamUpdateOne) sqlSave(ctx context.Context) (_node *Upstream, err 
 	}
 	if value, ok := _u.mutation.Disabled(); ok {
 		_spec.SetField(upstream.FieldDisabled, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.H2c(); ok {
+		_spec.SetField(upstream.FieldH2c, field.TypeBool, value)
 	}
 	if _u.mutation.ToolsCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -81,6 +81,7 @@ type Gateway struct {
 	// approvals holds calls that need approval; nil refuses them.
 	approvals Approvals
 	http      *http.Client
+	h2c       *http.Client // for upstreams with h2c set; see h2cClient
 	vault     *secrets.Client
 	audit     AuditSink
 
@@ -128,6 +129,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		limiter:   policy.NewLimiter(),
 		metrics:   newMetrics(),
 		http:      o.HTTPClient,
+		h2c:       h2cClient(o.HTTPClient),
 		vault:     o.Secrets,
 		audit:     o.Audit,
 		doc:       doc,
@@ -352,6 +354,9 @@ func (g *Gateway) setUpGauge(u *upstream, h Health) {
 // carries.
 func (g *Gateway) upstreamHTTPClient(uc config.Upstream) *http.Client {
 	c := *g.http
+	if uc.H2C {
+		c = *g.h2c
+	}
 	base := c.Transport
 	if base == nil {
 		base = http.DefaultTransport
@@ -361,6 +366,25 @@ func (g *Gateway) upstreamHTTPClient(uc config.Upstream) *http.Client {
 	}
 	c.Transport = secrets.Transport{Base: base}
 	return &c
+}
+
+// h2cClient returns a client like c that speaks only cleartext HTTP/2
+// with prior knowledge, for upstreams configured with h2c. Its pool is
+// separate from c's: on it, one connection carries up to the server's
+// stream limit of agent sessions (requests and event streams alike),
+// where HTTP/1.1 holds a connection per open event stream.
+func h2cClient(c *http.Client) *http.Client {
+	var tr *http.Transport
+	if t, ok := c.Transport.(*http.Transport); ok {
+		tr = t.Clone()
+	} else {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	out := *c
+	out.Transport = tr
+	return &out
 }
 
 type headerTransport struct {

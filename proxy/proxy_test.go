@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -226,5 +227,56 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 			t.Fatalf("upstream saw %s, want one subscribe and, after the last agent left, one unsubscribe", got)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestH2CUpstream: with h2c set, the gateway speaks cleartext HTTP/2 to an
+// upstream that accepts nothing else, and every agent session's requests
+// and event stream share one connection.
+func TestH2CUpstream(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "h2", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "h2:" + in.Text}}}, nil, nil
+	})
+	var mu sync.Mutex
+	var conns int
+	protos := map[string]int{}
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos[r.Proto]++
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetUnencryptedHTTP2(true) // and not HTTP/1.1
+	up.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+
+	_, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q, h2c: true}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, up.URL))
+	for i := range 4 {
+		cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
+		if got := echo(t, cs, "echo", fmt.Sprint(i)); got != fmt.Sprintf("h2:%d", i) {
+			t.Errorf("echo = %q", got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(protos) != 1 || protos["HTTP/2.0"] == 0 {
+		t.Errorf("upstream saw requests %v, want all HTTP/2.0", protos)
+	}
+	if conns != 1 {
+		t.Errorf("upstream saw %d connections, want 1 shared by the control session and 4 agent sessions", conns)
 	}
 }

@@ -526,6 +526,7 @@ var (
 		{Name: "timeout_seconds", Type: field.TypeFloat64, Default: 0},
 		{Name: "connect_timeout_seconds", Type: field.TypeFloat64, Default: 0},
 		{Name: "disabled", Type: field.TypeBool, Default: false},
+		{Name: "h2c", Type: field.TypeBool, Default: false},
 	}
 	// UpstreamsTable holds the schema information for the "upstreams" table.
 	UpstreamsTable = &schema.Table{

@@ -794,6 +794,10 @@ func init() {
 	upstreamDescDisabled := upstreamFields[11].Descriptor()
 	// upstream.DefaultDisabled holds the default value on creation for the disabled field.
 	upstream.DefaultDisabled = upstreamDescDisabled.Default.(bool)
+	// upstreamDescH2c is the schema descriptor for h2c field.
+	upstreamDescH2c := upstreamFields[12].Descriptor()
+	// upstream.DefaultH2c holds the default value on creation for the h2c field.
+	upstream.DefaultH2c = upstreamDescH2c.Default.(bool)
 	virtualserverMixin := schema.VirtualServer{}.Mixin()
 	virtualserverMixinHooks0 := virtualserverMixin[0].Hooks()
 	virtualserver.Hooks[0] = virtualserverMixinHooks0[0]

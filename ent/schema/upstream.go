@@ -57,6 +57,9 @@ func (Upstream) Fields() []ent.Field {
 		field.Bool("disabled").
 			Default(false).
 			Comment("Takes the upstream out of service without deleting it."),
+		field.Bool("h2c").
+			Default(false).
+			Comment("Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it."),
 	}
 }
 

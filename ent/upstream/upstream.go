@@ -50,6 +50,8 @@ const (
 	FieldConnectTimeoutSeconds = "connect_timeout_seconds"
 	// FieldDisabled holds the string denoting the disabled field in the database.
 	FieldDisabled = "disabled"
+	// FieldH2c holds the string denoting the h2c field in the database.
+	FieldH2c = "h2c"
 	// EdgeTools holds the string denoting the tools edge name in mutations.
 	EdgeTools = "tools"
 	// EdgeSelections holds the string denoting the selections edge name in mutations.
@@ -100,6 +102,7 @@ var Columns = []string{
 	FieldTimeoutSeconds,
 	FieldConnectTimeoutSeconds,
 	FieldDisabled,
+	FieldH2c,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -145,6 +148,8 @@ var (
 	ConnectTimeoutSecondsValidator func(float64) error
 	// DefaultDisabled holds the default value on creation for the "disabled" field.
 	DefaultDisabled bool
+	// DefaultH2c holds the default value on creation for the "h2c" field.
+	DefaultH2c bool
 )
 
 // TransportValidator is a validator for the "transport" field enum values. It is called by the builders before save.
@@ -228,6 +233,11 @@ func ByConnectTimeoutSeconds(opts ...sql.OrderTermOption) OrderOption {
 // ByDisabled orders the results by the disabled field.
 func ByDisabled(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldDisabled, opts...).ToFunc()
+}
+
+// ByH2c orders the results by the h2c field.
+func ByH2c(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldH2c, opts...).ToFunc()
 }
 
 // ByToolsCount orders the results by tools count.

@@ -116,6 +116,11 @@ func Disabled(v bool) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldDisabled, v))
 }
 
+// H2c applies equality check predicate on the "h2c" field. It's identical to H2cEQ.
+func H2c(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldH2c, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Upstream {
 	return predicate.Upstream(sql.FieldEQ(FieldCreatedAt, v))
@@ -859,6 +864,16 @@ func DisabledEQ(v bool) predicate.Upstream {
 // DisabledNEQ applies the NEQ predicate on the "disabled" field.
 func DisabledNEQ(v bool) predicate.Upstream {
 	return predicate.Upstream(sql.FieldNEQ(FieldDisabled, v))
+}
+
+// H2cEQ applies the EQ predicate on the "h2c" field.
+func H2cEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldEQ(FieldH2c, v))
+}
+
+// H2cNEQ applies the NEQ predicate on the "h2c" field.
+func H2cNEQ(v bool) predicate.Upstream {
+	return predicate.Upstream(sql.FieldNEQ(FieldH2c, v))
 }
 
 // HasTools applies the HasEdge predicate on the "tools" edge.

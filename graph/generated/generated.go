@@ -782,6 +782,7 @@ type ComplexityRoot struct {
 		Dir                   func(childComplexity int) int
 		Disabled              func(childComplexity int) int
 		Env                   func(childComplexity int) int
+		H2c                   func(childComplexity int) int
 		Headers               func(childComplexity int) int
 		ID                    func(childComplexity int) int
 		Name                  func(childComplexity int) int
@@ -4583,6 +4584,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Upstream.Env(childComplexity), true
+	case "Upstream.h2c":
+		if e.ComplexityRoot.Upstream.H2c == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Upstream.H2c(childComplexity), true
 	case "Upstream.headers":
 		if e.ComplexityRoot.Upstream.Headers == nil {
 			break
@@ -10055,6 +10062,10 @@ input CreateUpstreamInput {
   Takes the upstream out of service without deleting it.
   """
   disabled: Boolean
+  """
+  Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+  """
+  h2c: Boolean
 }
 """
 CreateVirtualServerInput is used for create VirtualServer object.
@@ -17662,6 +17673,10 @@ input UpdateUpstreamInput {
   Takes the upstream out of service without deleting it.
   """
   disabled: Boolean
+  """
+  Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+  """
+  h2c: Boolean
 }
 """
 UpdateVirtualServerInput is used for update VirtualServer object.
@@ -17791,6 +17806,10 @@ type Upstream implements Node {
   Takes the upstream out of service without deleting it.
   """
   disabled: Boolean!
+  """
+  Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+  """
+  h2c: Boolean!
   """
   Tools discovered on the upstream.
   """
@@ -18515,6 +18534,14 @@ input UpstreamWhereInput {
   Matches when disabled differs from the value.
   """
   disabledNEQ: Boolean
+  """
+  h2c field predicates
+  """
+  h2c: Boolean
+  """
+  Matches when h2c differs from the value.
+  """
+  h2cNEQ: Boolean
   """
   tools edge predicates
   """
@@ -22081,6 +22108,8 @@ func (ec *executionContext) childFields_Upstream(ctx context.Context, field grap
 		return ec.fieldContext_Upstream_connectTimeoutSeconds(ctx, field)
 	case "disabled":
 		return ec.fieldContext_Upstream_disabled(ctx, field)
+	case "h2c":
+		return ec.fieldContext_Upstream_h2c(ctx, field)
 	case "tools":
 		return ec.fieldContext_Upstream_tools(ctx, field)
 	case "selections":
@@ -39289,6 +39318,29 @@ func (ec *executionContext) fieldContext_Upstream_disabled(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Upstream", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _Upstream_h2c(ctx context.Context, field graphql.CollectedField, obj *ent.Upstream) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Upstream_h2c(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.H2c, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Upstream_h2c(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Upstream", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Upstream_tools(ctx context.Context, field graphql.CollectedField, obj *ent.Upstream) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -48606,7 +48658,7 @@ func (ec *executionContext) unmarshalInputCreateUpstreamInput(ctx context.Contex
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "transport", "url", "headers", "command", "args", "env", "dir", "timeoutSeconds", "connectTimeoutSeconds", "disabled"}
+	fieldsInOrder := [...]string{"name", "description", "transport", "url", "headers", "command", "args", "env", "dir", "timeoutSeconds", "connectTimeoutSeconds", "disabled", "h2c"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -48697,6 +48749,13 @@ func (ec *executionContext) unmarshalInputCreateUpstreamInput(ctx context.Contex
 				return it, err
 			}
 			it.Disabled = data
+		case "h2c":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("h2c"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.H2c = data
 		}
 	}
 	return it, nil
@@ -59340,7 +59399,7 @@ func (ec *executionContext) unmarshalInputUpdateUpstreamInput(ctx context.Contex
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "transport", "url", "clearURL", "headers", "clearHeaders", "command", "clearCommand", "args", "appendArgs", "clearArgs", "env", "clearEnv", "dir", "clearDir", "timeoutSeconds", "connectTimeoutSeconds", "disabled"}
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "transport", "url", "clearURL", "headers", "clearHeaders", "command", "clearCommand", "args", "appendArgs", "clearArgs", "env", "clearEnv", "dir", "clearDir", "timeoutSeconds", "connectTimeoutSeconds", "disabled", "h2c"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -59487,6 +59546,13 @@ func (ec *executionContext) unmarshalInputUpdateUpstreamInput(ctx context.Contex
 				return it, err
 			}
 			it.Disabled = data
+		case "h2c":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("h2c"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.H2c = data
 		}
 	}
 	return it, nil
@@ -59715,7 +59781,7 @@ func (ec *executionContext) unmarshalInputUpstreamWhereInput(ctx context.Context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "transport", "transportNEQ", "transportIn", "transportNotIn", "url", "urlNEQ", "urlIn", "urlNotIn", "urlGT", "urlGTE", "urlLT", "urlLTE", "urlContains", "urlHasPrefix", "urlHasSuffix", "urlIsNil", "urlNotNil", "urlEqualFold", "urlContainsFold", "command", "commandNEQ", "commandIn", "commandNotIn", "commandGT", "commandGTE", "commandLT", "commandLTE", "commandContains", "commandHasPrefix", "commandHasSuffix", "commandIsNil", "commandNotNil", "commandEqualFold", "commandContainsFold", "dir", "dirNEQ", "dirIn", "dirNotIn", "dirGT", "dirGTE", "dirLT", "dirLTE", "dirContains", "dirHasPrefix", "dirHasSuffix", "dirIsNil", "dirNotNil", "dirEqualFold", "dirContainsFold", "timeoutSeconds", "timeoutSecondsNEQ", "timeoutSecondsIn", "timeoutSecondsNotIn", "timeoutSecondsGT", "timeoutSecondsGTE", "timeoutSecondsLT", "timeoutSecondsLTE", "connectTimeoutSeconds", "connectTimeoutSecondsNEQ", "connectTimeoutSecondsIn", "connectTimeoutSecondsNotIn", "connectTimeoutSecondsGT", "connectTimeoutSecondsGTE", "connectTimeoutSecondsLT", "connectTimeoutSecondsLTE", "disabled", "disabledNEQ", "hasTools", "hasToolsWith", "hasSelections", "hasSelectionsWith", "hasSecretBindings", "hasSecretBindingsWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "createdBy", "createdByNEQ", "createdByIn", "createdByNotIn", "createdByGT", "createdByGTE", "createdByLT", "createdByLTE", "createdByContains", "createdByHasPrefix", "createdByHasSuffix", "createdByIsNil", "createdByNotNil", "createdByEqualFold", "createdByContainsFold", "updatedBy", "updatedByNEQ", "updatedByIn", "updatedByNotIn", "updatedByGT", "updatedByGTE", "updatedByLT", "updatedByLTE", "updatedByContains", "updatedByHasPrefix", "updatedByHasSuffix", "updatedByIsNil", "updatedByNotNil", "updatedByEqualFold", "updatedByContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "transport", "transportNEQ", "transportIn", "transportNotIn", "url", "urlNEQ", "urlIn", "urlNotIn", "urlGT", "urlGTE", "urlLT", "urlLTE", "urlContains", "urlHasPrefix", "urlHasSuffix", "urlIsNil", "urlNotNil", "urlEqualFold", "urlContainsFold", "command", "commandNEQ", "commandIn", "commandNotIn", "commandGT", "commandGTE", "commandLT", "commandLTE", "commandContains", "commandHasPrefix", "commandHasSuffix", "commandIsNil", "commandNotNil", "commandEqualFold", "commandContainsFold", "dir", "dirNEQ", "dirIn", "dirNotIn", "dirGT", "dirGTE", "dirLT", "dirLTE", "dirContains", "dirHasPrefix", "dirHasSuffix", "dirIsNil", "dirNotNil", "dirEqualFold", "dirContainsFold", "timeoutSeconds", "timeoutSecondsNEQ", "timeoutSecondsIn", "timeoutSecondsNotIn", "timeoutSecondsGT", "timeoutSecondsGTE", "timeoutSecondsLT", "timeoutSecondsLTE", "connectTimeoutSeconds", "connectTimeoutSecondsNEQ", "connectTimeoutSecondsIn", "connectTimeoutSecondsNotIn", "connectTimeoutSecondsGT", "connectTimeoutSecondsGTE", "connectTimeoutSecondsLT", "connectTimeoutSecondsLTE", "disabled", "disabledNEQ", "h2c", "h2cNEQ", "hasTools", "hasToolsWith", "hasSelections", "hasSelectionsWith", "hasSecretBindings", "hasSecretBindingsWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -60786,6 +60852,20 @@ func (ec *executionContext) unmarshalInputUpstreamWhereInput(ctx context.Context
 				return it, err
 			}
 			it.DisabledNEQ = data
+		case "h2c":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("h2c"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.H2c = data
+		case "h2cNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("h2cNEQ"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.H2cNEQ = data
 		case "hasTools":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasTools"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -67381,6 +67461,11 @@ func (ec *executionContext) _Upstream(ctx context.Context, sel ast.SelectionSet,
 			}
 		case "disabled":
 			out.Values[i] = ec._Upstream_disabled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "h2c":
+			out.Values[i] = ec._Upstream_h2c(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}

@@ -1,27 +1,25 @@
 package cli
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
 	"runtime/debug"
+
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 )
 
-// DefaultGCPercent is the garbage collector's target for long-running
-// commands (serve, worker) when $GOGC is not set. A proxied call allocates
-// mostly short-lived garbage (the MCP SDK decodes every JSON value with a
-// fresh 32 KB buffer), so collecting less often trades some memory for
-// CPU: with the load harness's full scenario, 400 instead of Go's 100 cut
-// the gateway's CPU per request by ~22% (0.74 → 0.58 CPU-s per 1,000
-// calls) for ~95 MB more RSS. $GOGC and $GOMEMLIMIT override it as usual;
-// a GOMEMLIMIT makes the collector work harder near the limit.
-const DefaultGCPercent = 400
-
-// tuneGC applies [DefaultGCPercent] unless the environment chose.
-func tuneGC() int {
+// tuneGC starts adapting GOGC to the live heap for the long-running
+// commands (serve, worker): 400 while the heap is small, falling toward 25
+// as it grows, for about 128 MiB of headroom (see internal/gctune). A $GOGC
+// the environment sets is kept as is; $GOMEMLIMIT works either way. It
+// returns the setting, for the log.
+func tuneGC(log *slog.Logger) string {
 	if os.Getenv("GOGC") != "" {
 		old := debug.SetGCPercent(100)
 		debug.SetGCPercent(old)
-		return old
+		return fmt.Sprintf("GOGC=%d", old)
 	}
-	debug.SetGCPercent(DefaultGCPercent)
-	return DefaultGCPercent
+	gctune.Start(log)
+	return fmt.Sprintf("adaptive: GOGC %d-%d for %d MiB of headroom", gctune.MinPercent, gctune.MaxPercent, gctune.Headroom>>20)
 }

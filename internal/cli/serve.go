@@ -120,7 +120,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, gcPercent, client, err := openProcess(ctx, file, *dbURL, stderr)
+	log, gcSetting, client, err := openProcess(ctx, file, *dbURL, stderr)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if auditRT != nil {
 		go newAdminAuditor(log, client, auditRT.writer, file.DataDir).run(syncCtx, time.Second)
 	}
-	log.Info("gatehouse serving", "version", Version(), "gc_percent", gcPercent, "listen", ln.Addr().String(),
+	log.Info("gatehouse serving", "version", Version(), "gc", gcSetting, "listen", ln.Addr().String(),
 		"upstreams", len(doc.Upstreams), "virtual_servers", len(doc.VirtualServers),
 		"admin_api", "http://"+ln.Addr().String()+"/graphql")
 
@@ -295,20 +295,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 // openProcess sets up what serve and worker share: the logger (also slog's
 // default), the garbage collector, the data directory and the config store
 // at dbURL (default in the data directory).
-func openProcess(ctx context.Context, file *config.Document, dbURL string, stderr io.Writer) (*slog.Logger, int, *ent.Client, error) {
+func openProcess(ctx context.Context, file *config.Document, dbURL string, stderr io.Writer) (*slog.Logger, string, *ent.Client, error) {
 	log := newLogger(file.Log, stderr)
 	slog.SetDefault(log)
-	gcPercent := tuneGC()
+	gcSetting := tuneGC(log)
 	if err := os.MkdirAll(file.DataDir, 0o750); err != nil {
-		return nil, 0, nil, fmt.Errorf("create data dir: %w", err)
+		return nil, "", nil, fmt.Errorf("create data dir: %w", err)
 	}
 	url := databaseURL(dbURL, file.DataDir)
 	client, err := store.Open(ctx, url)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, "", nil, err
 	}
 	log.Info("config store open", "database", redactURL(url))
-	return log, gcPercent, client, nil
+	return log, gcSetting, client, nil
 }
 
 func nudgeAfter(h http.Handler, syncer *configSync) http.Handler {

@@ -141,6 +141,11 @@ type Upstream struct {
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// Disabled takes the upstream out of service without deleting it.
 	Disabled bool `yaml:"disabled"`
+	// H2C speaks cleartext HTTP/2 (prior knowledge) to an http:// upstream,
+	// so every agent session's requests and event stream share one
+	// connection instead of holding one or two each. Only for servers that
+	// accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+	H2C bool `yaml:"h2c"`
 }
 
 // VirtualServer is a curated MCP server composed from upstreams.

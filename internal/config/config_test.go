@@ -28,6 +28,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad sha256", "agents:\n  - {name: x, api_keys: [{sha256: abc}]}\n", "agents[0].api_keys[0].sha256: want 64 hex digits"},
 		{"bad duration", "limits: {session_timeout: forever}\n", `invalid duration "forever"`},
 		{"bad listen", "listen: localhost\n", `listen: want host:port`},
+		{"h2c over https", "upstreams:\n  - {name: a, transport: streamable-http, url: https://x/mcp, h2c: true}\n", "upstreams[0].h2c: applies only to http:// URLs"},
+		{"h2c on stdio", "upstreams:\n  - {name: a, transport: stdio, command: x, h2c: true}\n", "upstreams[0]: url, headers and h2c apply only to HTTP transports"},
 		{"bad name", base + "virtual_servers:\n  - {name: 'a b', include: [{upstream: a}]}\n", `virtual_servers[0].name: "a b": use letters`},
 		{"rule without approvers", "approval_rules:\n  - {name: r}\n", "approval_rules[0].approver_groups: give at least one"},
 		{"rule with a bad group", "approval_rules:\n  - {name: r, approver_groups: ['s re']}\n", `approval_rules[0].approver_groups[0]: "s re"`},

@@ -224,6 +224,7 @@ type yamlUpstream struct {
 	Timeout        Duration          `yaml:"timeout,omitempty"`
 	ConnectTimeout Duration          `yaml:"connect_timeout,omitempty"`
 	Disabled       bool              `yaml:"disabled,omitempty"`
+	H2C            bool              `yaml:"h2c,omitempty"`
 }
 
 type yamlVirtualServer struct {

@@ -124,12 +124,15 @@ func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
 		if u.Command != "" || len(u.Args) > 0 || len(u.Env) > 0 || u.Dir != "" {
 			v.add(p, "command, args, env and dir apply only to transport stdio")
 		}
+		if u.H2C && !strings.HasPrefix(u.URL, "http://") {
+			v.add(p+".h2c", "applies only to http:// URLs (https upstreams negotiate HTTP/2 by ALPN)")
+		}
 	case TransportStdio:
 		if u.Command == "" {
 			v.add(p+".command", "required for transport stdio")
 		}
-		if u.URL != "" || len(u.Headers) > 0 {
-			v.add(p, "url and headers apply only to HTTP transports")
+		if u.URL != "" || len(u.Headers) > 0 || u.H2C {
+			v.add(p, "url, headers and h2c apply only to HTTP transports")
 		}
 	case "":
 		v.add(p+".transport", "required: streamable-http, sse or stdio")

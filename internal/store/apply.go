@@ -312,6 +312,7 @@ func setUpstream(m *ent.UpstreamMutation, u config.Upstream) {
 	m.SetTimeoutSeconds(seconds(u.Timeout))
 	m.SetConnectTimeoutSeconds(seconds(u.ConnectTimeout))
 	m.SetDisabled(u.Disabled)
+	m.SetH2c(u.H2C)
 }
 
 // upstreamDiff names the document keys whose values differ between a and b.
@@ -327,6 +328,7 @@ func upstreamDiff(a, b config.Upstream) []string {
 	d.add("timeout", a.Timeout != b.Timeout)
 	d.add("connect_timeout", a.ConnectTimeout != b.ConnectTimeout)
 	d.add("disabled", a.Disabled != b.Disabled)
+	d.add("h2c", a.H2C != b.H2C)
 	return d
 }
 

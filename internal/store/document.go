@@ -93,6 +93,7 @@ func upstreamDoc(u *ent.Upstream) config.Upstream {
 		Timeout:        config.Duration(fromSeconds(u.TimeoutSeconds)),
 		ConnectTimeout: config.Duration(fromSeconds(u.ConnectTimeoutSeconds)),
 		Disabled:       u.Disabled,
+		H2C:            u.H2c,
 	}
 }
 

@@ -39,6 +39,7 @@ type options struct {
 	scenarios   []string
 	sessions    int
 	sessionsH2C bool
+	upstreamH2C bool
 	settle      time.Duration
 	jsonDir     string
 	binDir      string
@@ -67,6 +68,7 @@ func run() int {
 	flag.IntVar(&o.sessions, "sessions", 10000, "agent sessions held open by the sessions scenario")
 	flag.DurationVar(&o.settle, "sessions-idle", time.Second, "how long the sessions scenario's sessions stay idle before the gateway's RSS is read (the runtime returns garbage and shrinks idle goroutines' stacks at its periodic collection, every 2 minutes)")
 	flag.BoolVar(&o.sessionsH2C, "sessions-h2c", true, "the sessions scenario's agents speak cleartext HTTP/2 to the gateway, so their event streams share connections (false: HTTP/1.1, a connection and a file descriptor per session in both processes)")
+	flag.BoolVar(&o.upstreamH2C, "upstream-h2c", true, "the gateway speaks cleartext HTTP/2 to the demo upstream (h2c: true), so agent sessions share upstream connections (false: HTTP/1.1, one connection per session's upstream event stream)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of the full scenario into this directory (make bench PROFILE=1: bench/profiles)")
@@ -126,6 +128,7 @@ type report struct {
 	Machine     string          `json:"machine"`
 	Cores       int             `json:"cores"`
 	Pinning     string          `json:"pinning"`
+	Upstream    string          `json:"gateway_to_upstream"`
 	Concurrency int             `json:"concurrency"`
 	Warmup      string          `json:"warmup"`
 	Duration    string          `json:"duration"`
@@ -156,11 +159,13 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	fullCfg, err := fullConfig(upURL, keySHA)
+	upYAML := upstreamYAML(upURL, o.upstreamH2C)
+	fullCfg, err := fullConfig(upYAML, keySHA)
 	if err != nil {
 		return nil, err
 	}
 	rep = &report{Time: time.Now().UTC(), Gatehouse: version(o.binDir), Machine: machine(), Cores: runtime.NumCPU(), Pinning: ps.pin.String(),
+		Upstream:    map[bool]string{true: "h2c", false: "HTTP/1.1"}[o.upstreamH2C],
 		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String()}
 	load := func(name string, t target) (*result, error) {
 		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
@@ -203,9 +208,9 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		case "direct-bound":
 			r, err = load(name, target{url: upURL, up: up, rounds: o.boundRounds})
 		case "transparent", "deny":
-			r, err = gatewayLoad(name, transparentConfig(upURL, name == "deny"), target{denied: name == "deny"})
+			r, err = gatewayLoad(name, transparentConfig(upYAML, name == "deny"), target{denied: name == "deny"})
 		case "transparent-bound":
-			r, err = gatewayLoad(name, transparentConfig(upURL, false), target{rounds: o.boundRounds})
+			r, err = gatewayLoad(name, transparentConfig(upYAML, false), target{rounds: o.boundRounds})
 		case "full":
 			r, err = gatewayLoad(name, fullCfg, target{key: key})
 		case "half":
@@ -224,7 +229,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 			rep.Results = append(rep.Results, r)
 			r, err = gatewayLoad("full@half", fullCfg, target{key: key, rate: rate})
 		case "approval":
-			r, err = approvalLoad(ctx, ps, o, tmp, approvalConfig(upURL, keySHA), key, up)
+			r, err = approvalLoad(ctx, ps, o, tmp, approvalConfig(upYAML, keySHA), key, up)
 		case "sessions":
 			rep.Sessions, err = sessionsLoad(ctx, ps, o, tmp, fullCfg, key)
 		}
@@ -291,16 +296,20 @@ func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key strin
 // sessionsLoad runs the sessions scenario on a gateway with the full
 // configuration (agents authenticate with an API key).
 func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key string) (*sessionsResult, error) {
-	// Each session holds an upstream event stream (a descriptor in the
-	// gateway and one in the upstream) and, over HTTP/1.1, an agent event
-	// stream too (one more in the gateway, one in the load generator).
-	perSession := 2
-	if o.sessionsH2C {
-		perSession = 1
+	// Over HTTP/1.1 each session's event streams hold connections: the
+	// upstream's (a descriptor in the gateway and one in the upstream)
+	// and the agent's (one more in the gateway, one in the load
+	// generator). Over h2c they share a few.
+	perSession := 0
+	if !o.sessionsH2C {
+		perSession++
+	}
+	if !o.upstreamH2C {
+		perSession++
 	}
 	var lim syscall.Rlimit
 	if need := o.sessions*perSession + 1000; syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(need) > lim.Max {
-		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n, or use -sessions-h2c)\n",
+		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n, or use -sessions-h2c and -upstream-h2c)\n",
 			o.sessions, need, lim.Max)
 	}
 	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, o.profileDir != "")
@@ -367,8 +376,8 @@ func (rep *report) get(name string) *result {
 }
 
 func (rep *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s); pinning: %s; %d concurrent sessions; %s measured after %s warm-up\n\n",
-		rep.Cores, rep.Machine, rep.Pinning, rep.Concurrency, rep.Duration, rep.Warmup)
+	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s); pinning: %s; gateway to upstream over %s; %d concurrent sessions; %s measured after %s warm-up\n\n",
+		rep.Cores, rep.Machine, rep.Pinning, rep.Upstream, rep.Concurrency, rep.Duration, rep.Warmup)
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "%-17s %8s %7s %7s %7s %7s %8s %8s %9s %11s %7s %7s\n",
 			"scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "+p50 ms", "+p99 ms", "cpu-s/1k", "req/core-s", "rss MB", "errors")

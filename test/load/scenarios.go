@@ -42,8 +42,17 @@ const header = `listen: LISTEN
 data_dir: DATA
 log: {level: warn}
 upstreams:
-  - {name: alpha, transport: streamable-http, url: %s}
+  - {name: alpha, transport: streamable-http, %s}
 `
+
+// upstreamYAML is the scenario configurations' upstream: its URL and, with
+// h2c, cleartext HTTP/2 from the gateway (the demo upstream speaks both).
+func upstreamYAML(url string, h2c bool) string {
+	if h2c {
+		return "url: " + url + ", h2c: true"
+	}
+	return "url: " + url
+}
 
 // transparentConfig: an anonymous virtual server over the upstream, one
 // allow-all grant. deny adds a grant denying the harness's echo calls.

@@ -1,0 +1,61 @@
+package gctune
+
+import (
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestPercent(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, MaxPercent},
+		{16 << 20, MaxPercent},
+		{32 << 20, MaxPercent},
+		{64 << 20, 200},
+		{128 << 20, 100},
+		{600 << 20, 25},
+		{4 << 30, MinPercent},
+	} {
+		if got := Percent(tc.live); got != tc.want {
+			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
+		}
+	}
+}
+
+// TestTunerFollowsLiveHeap: holding 320 MiB live brings GOGC down after a
+// collection; letting it go brings it back up.
+func TestTunerFollowsLiveHeap(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	tu := Start(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer tu.Stop()
+
+	waitFor := func(ok func(int) bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(tu.Percent()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("GOGC %d, want %s", tu.Percent(), what)
+			}
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	hold := make([][]byte, 320)
+	for i := range hold {
+		hold[i] = make([]byte, 1<<20)
+	}
+	waitFor(func(p int) bool { return p < 100 && p >= MinPercent }, "below 100 with 320 MiB live")
+	if got := debug.SetGCPercent(-1); got != tu.Percent() {
+		t.Errorf("runtime GOGC %d, tuner says %d", got, tu.Percent())
+	}
+	debug.SetGCPercent(tu.Percent())
+	runtime.KeepAlive(hold)
+	waitFor(func(p int) bool { return p == MaxPercent }, "MaxPercent once the heap is small again")
+}
