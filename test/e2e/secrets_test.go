@@ -41,6 +41,7 @@ type received struct {
 	Arguments map[string]any    `json:"arguments"`
 	Headers   map[string]string `json:"headers"`
 	Query     map[string]string `json:"query"`
+	Proto     string            `json:"proto"`
 	Env       map[string]string `json:"env"`
 	PID       int               `json:"pid"`
 }

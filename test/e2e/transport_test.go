@@ -132,3 +132,66 @@ virtual_servers: [{name: vs, anonymous: true, include: [{upstream: up}]}]
 		t.Errorf("response protocols = %v, want only HTTP/2.0", rec.protos)
 	}
 }
+
+// TestH2CUpstream: an upstream switched to h2c over GraphQL is reconnected
+// and spoken to over cleartext HTTP/2 (the demo upstream records each
+// message's protocol); h2c is refused where it cannot apply.
+func TestH2CUpstream(t *testing.T) {
+	addr := freeAddr(t)
+	rec := filepath.Join(t.TempDir(), "up.jsonl")
+	startProc(t, filepath.Join(binDir, "demo-server"), "-transport", "streamable-http", "-addr", addr, "-name", "h2", "-record", rec)
+	waitTCP(t, addr)
+	g := startGateway(t, withAllowAll(fmt.Sprintf(`
+listen: LISTEN
+upstreams:
+  - {name: up, transport: streamable-http, url: "http://%s/mcp"}
+  - {name: local, transport: stdio, command: %q, args: [-transport, stdio]}
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: up}]}]
+`, addr, filepath.Join(binDir, "demo-server"))))
+
+	lastProto := func() string {
+		t.Helper()
+		var proto string
+		for _, r := range readRecords(t, rec) {
+			if r.Method == "tools/call" {
+				proto = r.Proto
+			}
+		}
+		return proto
+	}
+	cs := connect(t, "streamable-http", g.url("vs"), "", nil)
+	callText(t, cs, "echo", map[string]any{"text": "one"})
+	if got := lastProto(); got != "HTTP/1.1" {
+		t.Fatalf("upstream got the call over %q before h2c, want HTTP/1.1", got)
+	}
+
+	d := mustGQL(t, g, `query { upstreams(where: {name: "up"}) { edges { node { id h2c } } } }`, nil)
+	id := dig(d, "upstreams", "edges", 0, "node", "id")
+	mustGQL(t, g, `mutation($id: ID!) { updateUpstream(id: $id, input: {h2c: true}) { h2c } }`, map[string]any{"id": id})
+	pollUntil(t, "a call over h2c", func() bool {
+		s, err := mcp.NewClient(&mcp.Implementation{Name: "h2c-check", Version: "1"}, nil).Connect(ctxT(t),
+			&mcp.StreamableClientTransport{Endpoint: g.url("vs"), MaxRetries: -1}, nil)
+		if err != nil {
+			return false
+		}
+		defer s.Close()
+		if _, err := s.CallTool(ctxT(t), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "two"}}); err != nil {
+			return false
+		}
+		return lastProto() == "HTTP/2.0"
+	})
+
+	// Like every rule of the document, h2c where it cannot apply is not
+	// refused by the mutation: the store revision is reported invalid and
+	// the running configuration stays.
+	d = mustGQL(t, g, `query { upstreams(where: {name: "local"}) { edges { node { id } } } }`, nil)
+	mustGQL(t, g, `mutation($id: ID!) { updateUpstream(id: $id, input: {h2c: true}) { h2c } }`,
+		map[string]any{"id": dig(d, "upstreams", "edges", 0, "node", "id")})
+	d = mustGQL(t, g, `query { validateConfig { valid errors { path message name } } }`, nil)
+	if got := fmt.Sprint(d["validateConfig"]); !strings.Contains(got, "valid:false") || !strings.Contains(got, "url, headers and h2c apply only to HTTP transports") {
+		t.Errorf("validateConfig after h2c on a stdio upstream = %s, want the h2c error", got)
+	}
+	if got := callText(t, cs, "echo", map[string]any{"text": "three"}); got != "[h2] three" {
+		t.Errorf("echo after an invalid revision = %q, want [h2] three", got)
+	}
+}
