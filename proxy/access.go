@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/guard"
@@ -267,15 +268,26 @@ func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R
 	if rc != nil {
 		defer func(start time.Time) { rc.guardDur += time.Since(start) }(time.Now())
 	}
-	b, err := json.Marshal(res)
+	// The result types marshal themselves (compact, valid JSON): calling
+	// that directly spares encoding/json's second pass over the output.
+	var b []byte
+	var err error
+	if m, ok := any(res).(json.Marshaler); ok {
+		b, err = m.MarshalJSON()
+	} else {
+		b, err = json.Marshal(res)
+	}
 	if err != nil {
 		return res, nil
 	}
 	if rc != nil {
 		rc.responseBytes = len(b) // the audit event's, without encoding it again
 	}
+	// Decoded into the generic form the guardrails walk (the same values
+	// encoding/json gives: maps, slices, float64, string, bool) by the
+	// faster decoder the go-sdk itself uses.
 	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	if _, err := segjson.Parse(b, &v, 0); err != nil {
 		return res, nil
 	}
 	out, gr := snap.access.guards.Check(config.DirectionResponse, vs, tool, "result", v)

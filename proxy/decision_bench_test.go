@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -121,5 +122,22 @@ func BenchmarkDecision(b *testing.B) {
 	if n := len(durations); n > 0 {
 		b.ReportMetric(float64(durations[n/2].Nanoseconds()), "p50-ns")
 		b.ReportMetric(float64(durations[n*99/100].Nanoseconds()), "p99-ns")
+	}
+}
+
+// BenchmarkCheckResult measures the response guardrails (20 rules) on a
+// tools/call result of ~1 KB of text.
+func BenchmarkCheckResult(b *testing.B) {
+	snap, _ := decisionFixture(b)
+	g := &Gateway{}
+	g.snap.Store(snap)
+	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("The quarterly numbers look fine. ", 30)}},
+		StructuredContent: map[string]any{"rows": 3.0, "status": "ok"}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := checkResult(ctx, g, "ops", "tool3", res); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
