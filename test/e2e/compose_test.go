@@ -1094,3 +1094,14 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAuditFsyncIntervalFlag: a non-positive fsync interval is a usage
+// error, named, before anything starts.
+func TestAuditFsyncIntervalFlag(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfigFile(t, "gatehouse.yaml", fmt.Sprintf("listen: %s\ndata_dir: %s\n", freeAddr(t), filepath.Join(dir, "data")))
+	_, stderr, code := runGatehouse(t, "serve", "--config", path, "--audit-fsync-interval", "0s")
+	if code != 2 || !strings.Contains(stderr, "--audit-fsync-interval must be positive") {
+		t.Errorf("serve --audit-fsync-interval 0s: exit %d, stderr:\n%s", code, stderr)
+	}
+}

@@ -148,7 +148,7 @@ type Options struct {
 	// Fsync is FsyncAlways or FsyncInterval; "" means FsyncInterval.
 	Fsync string
 	// FsyncInterval is how often FsyncInterval syncs in the background;
-	// 0 means 100ms.
+	// 0 means DefaultFsyncInterval.
 	FsyncInterval time.Duration
 	// SegmentBytes is the size a segment rotates at; 0 means 64 MiB.
 	SegmentBytes int64
