@@ -353,10 +353,11 @@ func (g *Gateway) setUpGauge(u *upstream, h Health) {
 // wrapped to add configured headers and the secrets a request's context
 // carries.
 func (g *Gateway) upstreamHTTPClient(uc config.Upstream) *http.Client {
-	c := *g.http
+	src := g.http
 	if uc.H2C {
-		c = *g.h2c
+		src = g.h2c
 	}
+	c := *src
 	base := c.Transport
 	if base == nil {
 		base = http.DefaultTransport

@@ -29,6 +29,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "limits: {session_timeout: forever}\n", `invalid duration "forever"`},
 		{"bad listen", "listen: localhost\n", `listen: want host:port`},
 		{"h2c over https", "upstreams:\n  - {name: a, transport: streamable-http, url: https://x/mcp, h2c: true}\n", "upstreams[0].h2c: applies only to http:// URLs"},
+		{"h2c with an upper-case https scheme", "upstreams:\n  - {name: a, transport: streamable-http, url: HTTPS://x/mcp, h2c: true}\n", "upstreams[0].h2c: applies only to http:// URLs"},
 		{"h2c on stdio", "upstreams:\n  - {name: a, transport: stdio, command: x, h2c: true}\n", "upstreams[0]: url, headers and h2c apply only to HTTP transports"},
 		{"bad name", base + "virtual_servers:\n  - {name: 'a b', include: [{upstream: a}]}\n", `virtual_servers[0].name: "a b": use letters`},
 		{"rule without approvers", "approval_rules:\n  - {name: r}\n", "approval_rules[0].approver_groups: give at least one"},

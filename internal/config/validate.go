@@ -120,12 +120,11 @@ func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
 			v.add(p+".url", "scheme must be http or https, got %q", pu.Scheme)
 		} else if pu.Host == "" {
 			v.add(p+".url", "missing host")
+		} else if u.H2C && pu.Scheme != "http" {
+			v.add(p+".h2c", "applies only to http:// URLs (https upstreams negotiate HTTP/2 by ALPN)")
 		}
 		if u.Command != "" || len(u.Args) > 0 || len(u.Env) > 0 || u.Dir != "" {
 			v.add(p, "command, args, env and dir apply only to transport stdio")
-		}
-		if u.H2C && !strings.HasPrefix(u.URL, "http://") {
-			v.add(p+".h2c", "applies only to http:// URLs (https upstreams negotiate HTTP/2 by ALPN)")
 		}
 	case TransportStdio:
 		if u.Command == "" {
