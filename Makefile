@@ -57,7 +57,9 @@ test-go: build vault chdb
 	GATEHOUSE_TEST_POSTGRES_URL="$$url" go test -count=1 -timeout 20m ./...; rc=$$?; \
 	bash test/scripts/postgres.sh stop; exit $$rc
 	go test -count=1 -tags nochdb ./internal/audit/chdb/
-	cd third_party/go-sdk && go test -count=1 ./internal/json/ ./internal/jsonrpc2/ ./mcp/
+	@# TestStreamableStateful_DiscoverDoesNotLeakSession is flaky in the published v1.8.0 itself
+	@# (2-10 % of runs fail on this machine, patch or not; see third_party/README.md).
+	cd third_party/go-sdk && go test -count=1 -skip '^TestStreamableStateful_DiscoverDoesNotLeakSession$$' ./internal/json/ ./internal/jsonrpc2/ ./mcp/
 
 ## test-race: the proxy and workflows under the race detector
 test-race: vault
