@@ -101,7 +101,7 @@ func (t *Tuner) tune() {
 	if p == old || (p > old-old/8 && p < old+old/8 && p != MinPercent && p != MaxPercent) {
 		return
 	}
+	debug.SetGCPercent(p) // first: what Percent reports is in force
 	t.percent.Store(int64(p))
-	debug.SetGCPercent(p)
 	t.log.Debug("gc percent", "gogc", p, "live_bytes", live)
 }
