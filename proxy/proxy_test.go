@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,5 +279,161 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 	}
 	if conns != 1 {
 		t.Errorf("upstream saw %d connections, want 1 shared by the control session and 4 agent sessions", conns)
+	}
+}
+
+// TestCallsKeepTheirConnections: an HTTP/1.1 agent that cancels each
+// call's context as the call returns (as the go-sdk client, with a
+// timeout per call, does) keeps one connection to the gateway, and the
+// gateway keeps its few connections to an HTTP/1.1 upstream. Both
+// depend on a response stream's last event leaving with the end of the
+// body (third_party/README.md, change 2); without it, under the load
+// harness, most calls opened a new connection. Unloaded, as here, that
+// race is rare, so TestLastEventLeavesWithTheBody checks the cause
+// itself.
+func TestCallsKeepTheirConnections(t *testing.T) {
+	var upConns, gwConns atomic.Int32
+	countNew := func(n *atomic.Int32) func(net.Conn, http.ConnState) {
+		return func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				n.Add(1)
+			}
+		}
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	up := httptest.NewUnstartedServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	up.Config.ConnState = countNew(&upConns)
+	up.Start()
+	t.Cleanup(up.Close)
+
+	d, err := config.Parse(fmt.Appendf(nil, `
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, up.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(d, &Options{Logger: quietLogger()})
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gw := httptest.NewUnstartedServer(g.Handler())
+	gw.Config.ConnState = countNew(&gwConns)
+	gw.Start()
+	t.Cleanup(func() { gw.Close(); g.Close() })
+
+	const agents, calls = 4, 100
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: agents}}
+	var wg sync.WaitGroup
+	for a := range agents {
+		c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+		cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp/vs", HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true},
+			&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cs.Close() })
+		wg.Go(func() {
+			for i := range calls {
+				text := fmt.Sprint(a, "/", i)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": text}})
+				cancel()
+				if err != nil {
+					t.Errorf("call %s: %v", text, err)
+					return
+				}
+				if got := res.Content[0].(*mcp.TextContent).Text; got != text {
+					t.Errorf("call %s = %q", text, got)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The agents: a connection each (and a few more while their calls
+	// overlap at the start). The gateway to the upstream: the control
+	// session and each agent's session, with a POST connection and an
+	// event stream each.
+	t.Logf("connections: agents to gateway %d, gateway to upstream %d", gwConns.Load(), upConns.Load())
+	if n := gwConns.Load(); n > 2*agents {
+		t.Errorf("%d agents opened %d connections to the gateway for %d calls each, want about %d", agents, n, calls, agents)
+	}
+	if n := upConns.Load(); n > 4*(agents+1) {
+		t.Errorf("the gateway opened %d connections to the upstream for %d calls, want a few", n, calls)
+	}
+}
+
+// flushRecorder records, per request, whether the handler's last act on
+// the response was a write left for the handler's return to flush.
+type flushRecorder struct {
+	http.ResponseWriter
+	lastFlushed bool
+	writes      int
+}
+
+func (r *flushRecorder) Write(b []byte) (int, error) {
+	r.writes++
+	r.lastFlushed = false
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *flushRecorder) Flush() {
+	r.lastFlushed = true
+	r.ResponseWriter.(http.Flusher).Flush()
+}
+
+// TestLastEventLeavesWithTheBody: the event that answers a call is not
+// flushed on its own, so it reaches the agent in the same write as the
+// end of the body (what TestCallsKeepTheirConnections relies on; this
+// checks it without depending on timing).
+func TestLastEventLeavesWithTheBody(t *testing.T) {
+	up := newUpstream(t, "a")
+	d, err := config.Parse(fmt.Appendf(nil, `
+upstreams: [{name: a, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: a}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(d, &Options{Logger: quietLogger()})
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var streams, flushedLast int
+	h := g.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &flushRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		if rec.Header().Get("Content-Type") == "text/event-stream" && r.Method == http.MethodPost {
+			mu.Lock()
+			streams++
+			if rec.lastFlushed {
+				flushedLast++
+			}
+			mu.Unlock()
+		}
+	}))
+	t.Cleanup(func() { srv.Close(); g.Close() })
+	for _, v := range protocolVersions {
+		cs := connectClient(t, srv.URL+"/mcp/vs", v)
+		for i := range 3 {
+			if got := echo(t, cs, "echo", fmt.Sprint(i)); got != fmt.Sprintf("a:%d", i) {
+				t.Errorf("echo = %q", got)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if streams < 6 {
+		t.Fatalf("saw %d event-stream responses, want at least 6", streams)
+	}
+	if flushedLast != 0 {
+		t.Errorf("%d of %d event-stream responses flushed their last event on its own", flushedLast, streams)
 	}
 }

@@ -42,15 +42,40 @@ func (e Event) Empty() bool {
 
 // writeEvent writes the event to w, and flushes.
 func writeEvent(w http.ResponseWriter, evt Event) (int, error) {
-	var b bytes.Buffer
+	n, err := writeEventBuffered(w, evt)
+	rc := http.NewResponseController(w)
+	// Ignore returned error as flushing is best-effort.
+	_ = rc.Flush()
+	return n, err
+}
+
+// writeEventBuffered is writeEvent without the flush: for the last event
+// of a response, which the handler's return flushes together with the end
+// of the body. The client then reads both at once, so an HTTP/1.1 client
+// that stops reading at that event still finds the body complete and
+// keeps the connection, and the server makes one write instead of two.
+func writeEventBuffered(w http.ResponseWriter, evt Event) (int, error) {
+	b := eventBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= maxPooledEventBuffer {
+			b.Reset()
+			eventBuffers.Put(b)
+		}
+	}()
 	if evt.Name != "" {
-		fmt.Fprintf(&b, "event: %s\n", evt.Name)
+		b.WriteString("event: ")
+		b.WriteString(evt.Name)
+		b.WriteByte('\n')
 	}
 	if evt.ID != "" {
-		fmt.Fprintf(&b, "id: %s\n", evt.ID)
+		b.WriteString("id: ")
+		b.WriteString(evt.ID)
+		b.WriteByte('\n')
 	}
 	if evt.Retry != "" {
-		fmt.Fprintf(&b, "retry: %s\n", evt.Retry)
+		b.WriteString("retry: ")
+		b.WriteString(evt.Retry)
+		b.WriteByte('\n')
 	}
 	// Write the payload directly into a pre-grown buffer to avoid the extra
 	// copy from string(evt.Data) and repeated buffer regrowths.
@@ -58,12 +83,14 @@ func writeEvent(w http.ResponseWriter, evt Event) (int, error) {
 	b.WriteString("data: ")
 	b.Write(evt.Data)
 	b.WriteString("\n\n")
-	n, err := w.Write(b.Bytes())
-	rc := http.NewResponseController(w)
-	// Ignore returned error as flushing is best-effort.
-	_ = rc.Flush()
-	return n, err
+	return w.Write(b.Bytes())
 }
+
+// eventBuffers holds writeEvent's buffers; those grown past
+// maxPooledEventBuffer by a large event are left to the collector.
+var eventBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledEventBuffer = 64 << 10
 
 // DefaultMaxEventSize is the default maximum number of bytes buffered while
 // reading a single server-sent event before the input is rejected.
@@ -80,8 +107,6 @@ const DefaultMaxEventSize = 16 << 20 // 16 MiB
 // TODO(rfindley): consider a different API here that makes failure modes more
 // apparent.
 func scanEventsLimited(r io.Reader, maxEventSize int) iter.Seq2[Event, error] {
-	reader := bufio.NewReader(r)
-
 	// TODO: investigate proper behavior when events are out of order, or have
 	// non-standard names.
 	var (
@@ -92,6 +117,15 @@ func scanEventsLimited(r io.Reader, maxEventSize int) iter.Seq2[Event, error] {
 	)
 
 	return func(yield func(Event, error) bool) {
+		// The reader's 4 KB buffer is reused across streams (a client
+		// reads one stream per request); events never alias it, their
+		// data is copied out.
+		reader := eventReaders.Get().(*bufio.Reader)
+		reader.Reset(r)
+		defer func() {
+			reader.Reset(nil)
+			eventReaders.Put(reader)
+		}()
 		// iterate event from the wire.
 		// https://developer.mozilla.org/en-US/docs/Web/API/Server-sent_events/Using_server-sent_events#examples
 		//
@@ -177,6 +211,8 @@ func scanEventsLimited(r io.Reader, maxEventSize int) iter.Seq2[Event, error] {
 		}
 	}
 }
+
+var eventReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // An EventStore tracks data for SSE streams.
 // A single EventStore suffices for all sessions, since session IDs are

@@ -1130,9 +1130,15 @@ func (s *stream) deliverLocked(data []byte, eventID string, responseTo jsonrpc.I
 			}
 		}
 	} else {
-		// SSE mode: write event to response writer.
+		// SSE mode: write event to response writer. The stream's last
+		// event is flushed with the end of the body, when the handler
+		// returns (see writeEventBuffered).
 		s.lastIdx++
-		if _, err := writeEvent(s.w, Event{Name: "message", Data: data, ID: eventID}); err != nil {
+		write := writeEvent
+		if done {
+			write = writeEventBuffered
+		}
+		if _, err := write(s.w, Event{Name: "message", Data: data, ID: eventID}); err != nil {
 			return done, err
 		}
 	}

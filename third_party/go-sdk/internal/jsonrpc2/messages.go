@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	internaljson "github.com/modelcontextprotocol/go-sdk/internal/json"
 )
@@ -235,12 +236,39 @@ func marshalToRaw(obj any) (json.RawMessage, error) {
 
 // jsonMarshal marshals obj to JSON like json.Marshal but without HTML escaping.
 func jsonMarshal(obj any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(obj); err != nil {
+	// The encoder and its buffer are reused: a fresh bytes.Buffer grows
+	// by doubling from 64 bytes, several allocations per message. The
+	// result is copied out at its exact size.
+	e := encoders.Get().(*encoder)
+	defer e.release()
+	if err := e.enc.Encode(obj); err != nil {
 		return nil, err
 	}
 	// json.Encoder.Encode adds a trailing newline. Trim it to be consistent with json.Marshal.
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n")), nil
+}
+
+// An encoder is a reusable JSON encoder without HTML escaping.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := new(encoder)
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// maxPooledEncoder bounds the buffer an encoder keeps between uses, so
+// one huge message does not pin its buffer.
+const maxPooledEncoder = 64 << 10
+
+func (e *encoder) release() {
+	if e.buf.Cap() > maxPooledEncoder {
+		return
+	}
+	e.buf.Reset()
+	encoders.Put(e)
 }
