@@ -48,6 +48,8 @@ type options struct {
 	boundRounds int
 	halfRate    float64
 	profileDir  string
+	// gatewayFlags are more `gatehouse serve` flags for every gateway.
+	gatewayFlags []string
 }
 
 func main() {
@@ -71,6 +73,10 @@ func run() int {
 	flag.BoolVar(&o.upstreamH2C, "upstream-h2c", true, "the gateway speaks cleartext HTTP/2 to the demo upstream (h2c: true), so agent sessions share upstream connections (false: HTTP/1.1, one connection per session's upstream event stream)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
+	flag.Func("gateway-flags", "more gatehouse serve `flags` for every gateway the harness starts, space-separated (to measure a setting, e.g. \"--audit-batch-wait=60s\")", func(v string) error {
+		o.gatewayFlags = append(o.gatewayFlags, strings.Fields(v)...)
+		return nil
+	})
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of the full scenario into this directory (make bench PROFILE=1: bench/profiles)")
 	flag.Parse()
 	for s := range strings.SplitSeq(scenarios, ",") {
@@ -176,7 +182,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		// full records every request in the audit trail (embedded engine).
 		full := strings.HasPrefix(name, "full")
 		prof := name == "full" && o.profileDir != ""
-		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, full && o.fullAudit, prof)
+		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, full && o.fullAudit, prof, o.gatewayFlags)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -261,7 +267,7 @@ func gatewayErr(name string, g *gateway, err error) error {
 // approvalLoad runs the approval scenario: every call is held until an
 // approver bot approves it through GraphQL.
 func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key string, up *proc) (*result, error) {
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true, false, false)
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, true, false, false, o.gatewayFlags)
 	if err != nil {
 		return nil, fmt.Errorf("approval: %w", err)
 	}
@@ -312,7 +318,7 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key strin
 		fmt.Fprintf(os.Stderr, "load: sessions: %d sessions need about %d file descriptors in the gateway, the limit is %d (raise ulimit -n, or use -sessions-h2c and -upstream-h2c)\n",
 			o.sessions, need, lim.Max)
 	}
-	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, o.profileDir != "")
+	g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, false, o.profileDir != "", o.gatewayFlags)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}

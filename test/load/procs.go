@@ -159,7 +159,8 @@ func (g *gateway) url(vs string) string { return "http://" + g.addr + "/mcp/" + 
 // directory under tmp and runs the gateway until /readyz answers 200 (and,
 // with approvals, reports them ready). On failure the error carries the
 // gateway's log tail.
-func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, approvals, audited, profiled bool) (*gateway, error) {
+// extra are more serve flags (the harness's -gateway-flags).
+func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, approvals, audited, profiled bool, extra []string) (*gateway, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -190,6 +191,7 @@ func startGateway(ctx context.Context, ps *procs, binDir, tmp, cfg string, appro
 	if debugAddr != "" {
 		args = append(args, "--debug-listen", debugAddr)
 	}
+	args = append(args, extra...)
 	p, err := ps.start("gateway", filepath.Join(binDir, "gatehouse"), args...)
 	if err != nil {
 		return nil, err
