@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -372,23 +374,23 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 type flushRecorder struct {
 	http.ResponseWriter
 	lastFlushed bool
-	writes      int
+	flushes     int
 }
 
 func (r *flushRecorder) Write(b []byte) (int, error) {
-	r.writes++
 	r.lastFlushed = false
 	return r.ResponseWriter.Write(b)
 }
 
 func (r *flushRecorder) Flush() {
+	r.flushes++
 	r.lastFlushed = true
 	r.ResponseWriter.(http.Flusher).Flush()
 }
 
 // TestLastEventLeavesWithTheBody: the event that answers a call is not
 // flushed on its own, so it reaches the agent in the same write as the
-// end of the body (what TestCallsKeepTheirConnections relies on; this
+// end of the body (and a fast call's priming event with it) (what TestCallsKeepTheirConnections relies on; this
 // checks it without depending on timing).
 func TestLastEventLeavesWithTheBody(t *testing.T) {
 	up := newUpstream(t, "a")
@@ -405,7 +407,7 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var streams, flushedLast int
+	var streams, flushedLast, unflushed int
 	h := g.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &flushRecorder{ResponseWriter: w}
@@ -415,6 +417,9 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 			streams++
 			if rec.lastFlushed {
 				flushedLast++
+			}
+			if rec.flushes == 0 {
+				unflushed++
 			}
 			mu.Unlock()
 		}
@@ -435,5 +440,99 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 	}
 	if flushedLast != 0 {
 		t.Errorf("%d of %d event-stream responses flushed their last event on its own", flushedLast, streams)
+	}
+	// A call answered within the priming delay (2025-11-25) or without a
+	// priming event (2026-07-28) is one write: nothing flushed before the
+	// handler returns. Most calls here are; a loaded machine may make a
+	// few slower than the delay.
+	if unflushed == 0 {
+		t.Errorf("all %d event-stream responses flushed before their end, want most in one write", streams)
+	}
+}
+
+// TestPrimingEventOfASlowCall: a call still running after the priming
+// delay has its priming event (the event ID a 2025-11-25 client resumes
+// from) flushed while it runs, as before the delay existed; a fast call's
+// leaves with its answer (third_party/README.md, change 5).
+func TestPrimingEventOfASlowCall(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	done := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(done) // a failed test does not leave the tool waiting
+	s := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "wait", Description: "waits for the test"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "released"}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	_, gw := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, up.URL))
+	endpoint := gw + "/mcp/vs"
+
+	// A stream that never delivers the priming event fails the read
+	// below instead of hanging the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	post := func(session, body string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	session := resp.Header.Get("Mcp-Session-Id")
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if session == "" {
+		t.Fatalf("initialize: no session ID (status %s)", resp.Status)
+	}
+	resp = post(session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	resp.Body.Close()
+
+	// The slow call: Do returns with the headers, which leave with the
+	// priming event once the delay has passed, while the tool still waits.
+	resp = post(session, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"wait","arguments":{}}}`)
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	var first []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream before the call ended: %v (read %q)", err, first)
+		}
+		if line == "\n" {
+			break
+		}
+		first = append(first, strings.TrimSpace(line))
+	}
+	if len(first) < 2 || first[0] != "event: prime" || !strings.HasPrefix(first[1], "id: ") {
+		t.Fatalf("first event of a running call = %q, want the priming event with an ID", first)
+	}
+	done()
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rest), `"id":2`) || !strings.Contains(string(rest), "released") {
+		t.Errorf("after the priming event the stream carried %q, want the call's answer", rest)
 	}
 }

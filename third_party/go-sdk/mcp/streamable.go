@@ -1734,7 +1734,9 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 		// Set pendingJSONMessages to a non-nil value to signal that this is an
 		// application/json stream.
 		stream.pendingJSONMessages = []json.RawMessage{}
-	} else {
+	}
+	primed := false
+	if useSSE {
 		// SSE mode: write a priming event if supported.
 		//
 		// SEP-2575 removes Last-Event-ID-based resumable streams for protocol
@@ -1751,9 +1753,11 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 			}
 			stream.lastIdx++
 			e := Event{Name: "prime", ID: formatEventID(stream.id, stream.lastIdx)}
-			if _, err := writeEvent(w, e); err != nil {
+			// Not flushed yet: see hangPrimed.
+			if _, err := writeEventBuffered(w, e); err != nil {
 				c.logger.Warn(fmt.Sprintf("Writing priming event: %v", err))
 			}
+			primed = true
 		}
 	}
 
@@ -1773,7 +1777,41 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 		}
 	}
 
+	if primed {
+		c.hangPrimed(req.Context(), stream, done)
+		return
+	}
 	c.hangResponse(req.Context(), done)
+}
+
+// primeFlushDelay is how long a POST stream's priming event waits to leave
+// with the stream's next event.
+const primeFlushDelay = 10 * time.Millisecond
+
+// hangPrimed is hangResponse for a POST stream whose priming event (and
+// the response headers) are written but not flushed. Most calls are
+// answered sooner than primeFlushDelay: the priming event then leaves in
+// the same write as the answer and the end of the body, one write
+// instead of three, and as the answer came with it, the client never
+// needed to resume the stream. A call still running after
+// primeFlushDelay gets its priming event flushed then, so that a client
+// whose connection breaks later can resume as before. Any event written
+// meanwhile (progress, a request to the client) flushes it too.
+func (c *streamableServerConn) hangPrimed(ctx context.Context, s *stream, done <-chan struct{}) {
+	t := time.NewTimer(primeFlushDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.mu.Lock()
+		if s.done != nil { // still open: deliverLocked writes under s.mu
+			_ = http.NewResponseController(s.w).Flush()
+		}
+		s.mu.Unlock()
+		c.hangResponse(ctx, done)
+	case <-ctx.Done():
+	case <-done:
+	case <-c.done:
+	}
 }
 
 // Event IDs: encode both the logical connection ID and the index, as
