@@ -10,7 +10,7 @@ import (
 )
 
 // tuneGC starts adapting GOGC to the live heap for the long-running
-// commands (serve, worker): 400 while the heap is small, falling toward 25
+// commands (serve, worker): 1600 while the heap is nearly empty, falling toward 25
 // as it grows, for about 128 MiB of headroom (see internal/gctune). A $GOGC
 // the environment sets is kept as is; $GOMEMLIMIT works either way. It
 // returns the setting, for the log.

@@ -73,8 +73,8 @@ the gateway takes it, writes it to the store declaratively (what the file
 lacks is deleted); a file that fails changes nothing. SIGINT and SIGTERM
 shut down gracefully.
 
-Memory: the Go collector's GOGC adapts to the live heap (400 while it is
-small, falling toward 25 as it grows, for about 128 MiB of headroom), so
+Memory: the Go collector's GOGC adapts to the live heap (set for about
+128 MiB of headroom after each collection, within 25-1600), so
 thousands of idle sessions stay lean; a set $GOGC turns that off, and
 $GOMEMLIMIT works as usual.
 

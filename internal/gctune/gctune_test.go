@@ -16,8 +16,10 @@ func TestPercent(t *testing.T) {
 		want int
 	}{
 		{0, MaxPercent},
-		{16 << 20, MaxPercent},
-		{32 << 20, MaxPercent},
+		{4 << 20, MaxPercent},
+		{8 << 20, MaxPercent},
+		{16 << 20, 800},
+		{32 << 20, 400},
 		{64 << 20, 200},
 		{128 << 20, 100},
 		{600 << 20, 25},
