@@ -39,6 +39,10 @@ func TestDetectSecretsSpans(t *testing.T) {
 		{"token " + jwt + ".", []string{`jwt:"` + jwt + `"`}},
 		{"postgres://app:S3cr3t@db:5432/x", []string{`password_in_url:"S3cr3t"`}},
 		{"https://user@example.com/x and ftp://anon:@host/", nil},
+		// Already redacted (the user's placeholder has a colon of its own),
+		// and a password after a redacted user.
+		{"A://[REDACTED:high_entropy]:[REDACTED:password_in_url]@0", nil},
+		{"https://[REDACTED:email]:S3cr3t@db/x", []string{`password_in_url:"S3cr3t"`}},
 		{"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\ntrailer", []string{`private_key:"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"`}},
 		{"key: -----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n", []string{`private_key:"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n"`}},
 		{"-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----", nil},

@@ -592,7 +592,18 @@ func appendURLPasswords(dst []Match, s string) []Match {
 		if j >= len(s) || s[j] != '@' || j+1 >= len(s) || !isAlnum(s[j+1]) {
 			continue
 		}
-		c := strings.IndexByte(s[u:j], ':')
+		userinfo := s[u:j]
+		c := strings.IndexByte(userinfo, ':')
+		if strings.HasPrefix(userinfo, "[REDACTED:") {
+			// A user redacted already: its placeholder's colon is not
+			// the one before the password.
+			c = -1
+			if e := strings.IndexByte(userinfo, ']'); e >= 0 {
+				if k := strings.IndexByte(userinfo[e:], ':'); k >= 0 {
+					c = e + k
+				}
+			}
+		}
 		if c < 0 {
 			continue
 		}
