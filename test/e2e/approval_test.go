@@ -101,6 +101,21 @@ func deployCount(up *proc) int {
 	return len(slices.DeleteFunc(upstreamCalls(up.Output(), "alpha"), func(c string) bool { return c != "deploy" }))
 }
 
+// settledDeploys is deployCount once it reaches want (or after 5 s): the
+// upstream logs a call as it receives it, but its log reaches the test
+// through a pipe, so it can lag a call that has already returned. A count
+// above want is returned at once.
+func settledDeploys(up *proc, want int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := deployCount(up)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestApprovalEndToEnd: an agent's deploy to prod waits while approvers
 // decide through GraphQL; quorum, team and double-vote rules hold; the
 // approved call runs once and its result reaches the waiting agent; a
@@ -149,7 +164,7 @@ func TestApprovalEndToEnd(t *testing.T) {
 	}
 
 	t.Run("approve with quorum", func(t *testing.T) {
-		before := deployCount(up)
+		before := settledDeploys(up, 1) // the dev deploy
 		done := call(ctxT(t), map[string]any{"service": "api AKIAIOSFODNN7EXAMPLE", "env": "prod"})
 		id := waitPending(t, g, alice, "deploy", 1)[0]
 		a := approvalState(t, g, alice, id)
@@ -191,7 +206,7 @@ func TestApprovalEndToEnd(t *testing.T) {
 		if got := textOf(t, r.res); !strings.Contains(got, "deployed api AKIAIOSFODNN7EXAMPLE to prod") || r.res.IsError {
 			t.Fatalf("approved call result: %q", got)
 		}
-		if n := deployCount(up) - before; n != 1 {
+		if n := settledDeploys(up, before+1) - before; n != 1 {
 			t.Errorf("upstream deploys: %d, want 1", n)
 		}
 		pollUntil(t, "approval approved", func() bool { return approvalState(t, g, alice, id)["state"] == "approved" })
@@ -339,7 +354,7 @@ func TestApprovalSurvivesCrash(t *testing.T) {
 	for _, id := range []string{web, cache} {
 		pollUntil(t, id+" approved", func() bool { return approvalState(t, g2, alice, id)["state"] == "approved" })
 	}
-	if n := deployCount(up); n != 2 {
+	if n := settledDeploys(up, 2); n != 2 {
 		t.Fatalf("upstream deploys after approving two calls: %d, want 2", n)
 	}
 
@@ -439,7 +454,7 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	if got := <-done; !strings.Contains(got, "deployed api to prod") {
 		t.Fatalf("approved call through the worker: %q", got)
 	}
-	if n := deployCount(up); n != 1 {
+	if n := settledDeploys(up, 1); n != 1 {
 		t.Errorf("upstream deploys: %d, want 1", n)
 	}
 	pollUntil(t, "the worker's log of the executed call", func() bool { return strings.Contains(w.Output(), `"msg":"approved call executed"`) })
@@ -510,7 +525,7 @@ func TestApprovalOIDCApprover(t *testing.T) {
 	if a := approvalState(t, g, alice, id); fmt.Sprint(a["approvers"]) != "[oidc:corp:alice token:bob]" {
 		t.Errorf("approvers = %v", a["approvers"])
 	}
-	if n := deployCount(up); n != 1 {
+	if n := settledDeploys(up, 1); n != 1 {
 		t.Errorf("upstream deploys: %d, want 1", n)
 	}
 }
