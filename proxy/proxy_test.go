@@ -46,23 +46,53 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // the gateway and serves it over HTTP.
 func newGateway(t testing.TB, doc string) (*Gateway, string) {
 	t.Helper()
+	g, srv := newGatewayServer(t, doc, httptest.NewServer)
+	return g, srv.URL
+}
+
+// newGatewayServer is newGateway with the HTTP server that serve makes
+// around the gateway's handler (to wrap the handler, or count
+// connections).
+func newGatewayServer(t testing.TB, doc string, serve func(http.Handler) *httptest.Server) (*Gateway, *httptest.Server) {
+	t.Helper()
 	d, err := config.Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startGateway(t, d, &Options{Logger: quietLogger()})
+	return startGatewayServer(t, d, &Options{Logger: quietLogger()}, serve)
 }
 
 // startGateway starts a gateway for d with opts behind an httptest server.
 func startGateway(t testing.TB, d *config.Document, opts *Options) (*Gateway, string) {
 	t.Helper()
+	g, srv := startGatewayServer(t, d, opts, httptest.NewServer)
+	return g, srv.URL
+}
+
+// startGatewayServer is startGateway behind the server serve makes.
+func startGatewayServer(t testing.TB, d *config.Document, opts *Options, serve func(http.Handler) *httptest.Server) (*Gateway, *httptest.Server) {
+	t.Helper()
 	g := New(d, opts)
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g.Handler())
+	srv := serve(g.Handler())
 	t.Cleanup(func() { srv.Close(); g.Close() })
-	return g, srv.URL
+	return g, srv
+}
+
+// countingServer starts a server for h that counts in n the connections
+// it accepts.
+func countingServer(t testing.TB, h http.Handler, n *atomic.Int32) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			n.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func connectClient(t testing.TB, url, version string) *mcp.ClientSession {
@@ -295,38 +325,16 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 // itself.
 func TestCallsKeepTheirConnections(t *testing.T) {
 	var upConns, gwConns atomic.Int32
-	countNew := func(n *atomic.Int32) func(net.Conn, http.ConnState) {
-		return func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				n.Add(1)
-			}
-		}
-	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
 	})
-	up := httptest.NewUnstartedServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	up.Config.ConnState = countNew(&upConns)
-	up.Start()
-	t.Cleanup(up.Close)
-
-	d, err := config.Parse(fmt.Appendf(nil, `
+	up := countingServer(t, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil), &upConns)
+	_, gw := newGatewayServer(t, fmt.Sprintf(`
 upstreams: [{name: u, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
 grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := New(d, &Options{Logger: quietLogger()})
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	gw := httptest.NewUnstartedServer(g.Handler())
-	gw.Config.ConnState = countNew(&gwConns)
-	gw.Start()
-	t.Cleanup(func() { gw.Close(); g.Close() })
+`, up.URL), func(h http.Handler) *httptest.Server { return countingServer(t, h, &gwConns) })
 
 	const agents, calls = 4, 100
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: agents}}
@@ -394,37 +402,30 @@ func (r *flushRecorder) Flush() {
 // checks it without depending on timing).
 func TestLastEventLeavesWithTheBody(t *testing.T) {
 	up := newUpstream(t, "a")
-	d, err := config.Parse(fmt.Appendf(nil, `
+	var mu sync.Mutex
+	var streams, flushedLast, unflushed int
+	record := func(h http.Handler) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &flushRecorder{ResponseWriter: w}
+			h.ServeHTTP(rec, r)
+			if rec.Header().Get("Content-Type") == "text/event-stream" && r.Method == http.MethodPost {
+				mu.Lock()
+				streams++
+				if rec.lastFlushed {
+					flushedLast++
+				}
+				if rec.flushes == 0 {
+					unflushed++
+				}
+				mu.Unlock()
+			}
+		}))
+	}
+	_, srv := newGatewayServer(t, fmt.Sprintf(`
 upstreams: [{name: a, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: a}]}]
 grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := New(d, &Options{Logger: quietLogger()})
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var streams, flushedLast, unflushed int
-	h := g.Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &flushRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r)
-		if rec.Header().Get("Content-Type") == "text/event-stream" && r.Method == http.MethodPost {
-			mu.Lock()
-			streams++
-			if rec.lastFlushed {
-				flushedLast++
-			}
-			if rec.flushes == 0 {
-				unflushed++
-			}
-			mu.Unlock()
-		}
-	}))
-	t.Cleanup(func() { srv.Close(); g.Close() })
+`, up), record)
 	for _, v := range protocolVersions {
 		cs := connectClient(t, srv.URL+"/mcp/vs", v)
 		for i := range 3 {
