@@ -223,7 +223,7 @@ func appendNumbers(dst []Match, s string, base int) []Match {
 // afterPlaceholder reports whether s[:i] ends with a redaction placeholder.
 func afterPlaceholder(s string, i int) bool {
 	k := strings.LastIndexByte(s[max(0, i-64):i], '[')
-	return k >= 0 && strings.HasPrefix(s[max(0, i-64)+k:], "[REDACTED:")
+	return k >= 0 && strings.HasPrefix(s[max(0, i-64)+k:], placeholderPrefix)
 }
 
 // cursor answers overlap queries against sorted, non-overlapping matches

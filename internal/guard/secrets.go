@@ -594,7 +594,7 @@ func appendURLPasswords(dst []Match, s string) []Match {
 		}
 		userinfo := s[u:j]
 		c := strings.IndexByte(userinfo, ':')
-		if strings.HasPrefix(userinfo, "[REDACTED:") {
+		if strings.HasPrefix(userinfo, placeholderPrefix) {
 			// A user redacted already: its placeholder's colon is not
 			// the one before the password.
 			c = -1

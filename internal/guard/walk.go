@@ -275,8 +275,11 @@ func isIdent(s string) bool {
 	return true
 }
 
+// placeholderPrefix begins every placeholder.
+const placeholderPrefix = "[REDACTED:"
+
 // placeholder is what a redacted match is replaced with.
-func placeholder(kind string) string { return "[REDACTED:" + kind + "]" }
+func placeholder(kind string) string { return placeholderPrefix + kind + "]" }
 
 // redact replaces spans of s with placeholders. Overlapping spans merge;
 // the merged span takes the kind of its longest member.
