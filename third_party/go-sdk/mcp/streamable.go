@@ -2131,6 +2131,7 @@ func (t *StreamableClientTransport) Connect(ctx context.Context) (Connection, er
 		oauthHandler:         t.OAuthHandler,
 		maxEventSize:         t.MaxEventSize,
 	}
+	conn.workers.Done = connCtx.Done()
 	return conn, nil
 }
 
@@ -2154,6 +2155,10 @@ type streamableClientConn struct {
 	// maxEventSize bounds the number of bytes buffered while reading a single
 	// server-sent event. Resolved from [StreamableClientTransport.MaxEventSize].
 	maxEventSize int
+
+	// workers read the responses to POSTs (handleSSE, handleJSON); their
+	// idle goroutines exit when ctx is done.
+	workers jsonrpc2.Workers
 
 	// Guard calls to Close, as it may be called multiple times.
 	closeOnce sync.Once
@@ -2449,7 +2454,7 @@ func (c *streamableClientConn) Write(ctx context.Context, msg jsonrpc.Message) e
 	contentType := baseMediaType(resp.Header.Get("Content-Type"))
 	switch contentType {
 	case "application/json":
-		go c.handleJSON(requestSummary, resp)
+		c.workers.Go(func() { c.handleJSON(requestSummary, resp) })
 
 	case "text/event-stream":
 		var forCall *jsonrpc.Request
@@ -2460,7 +2465,7 @@ func (c *streamableClientConn) Write(ctx context.Context, msg jsonrpc.Message) e
 		// therefore is already cancelled when the JSON-RPC request is cancelled
 		// (or rather, context cancellation is what *triggers* JSON-RPC
 		// cancellation)
-		go c.handleSSE(ctx, requestSummary, resp, forCall)
+		c.workers.Go(func() { c.handleSSE(ctx, requestSummary, resp, forCall) })
 
 	default:
 		resp.Body.Close()

@@ -53,6 +53,7 @@ type Connection struct {
 
 	writer  Writer
 	handler Handler
+	workers Workers // run the handler's calls
 
 	onInternalError func(error)
 	onDone          func()
@@ -240,6 +241,7 @@ func NewConnection(ctx context.Context, cfg ConnectionConfig) *Connection {
 		onDone:          cfg.OnDone,
 		onInternalError: cfg.OnInternalError,
 	}
+	c.workers.Done = c.done
 	c.handler = cfg.Bind(c)
 	c.start(ctx, cfg.Reader, cfg.Preempter)
 	return c
@@ -643,7 +645,7 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 			// when idle seems simpler than trying to implement either of those
 			// alternatives correctly.
 			s.handlerRunning = true
-			go c.handleAsync()
+			c.workers.Go(c.handleAsync)
 		}
 	})
 	if err != nil {
@@ -681,11 +683,11 @@ func (c *Connection) handleAsync() {
 
 		releaser := &releaser{ch: make(chan struct{})}
 		ctx := context.WithValue(req.ctx, asyncKey, releaser)
-		go func() {
+		c.workers.Go(func() {
 			defer releaser.release(true)
 			result, err := c.handler.Handle(ctx, req.Request)
 			c.processResult(c.handler, req, result, err)
-		}()
+		})
 		<-releaser.ch
 	}
 }
