@@ -48,6 +48,7 @@ type options struct {
 	boundRounds int
 	halfRate    float64
 	profileDir  string
+	profileOf   string
 	// gatewayFlags are more `gatehouse serve` flags for every gateway.
 	gatewayFlags []string
 }
@@ -77,7 +78,8 @@ func run() int {
 		o.gatewayFlags = append(o.gatewayFlags, strings.Fields(v)...)
 		return nil
 	})
-	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of the full scenario into this directory (make bench PROFILE=1: bench/profiles)")
+	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of one scenario (-profile-scenario) into this directory (make bench PROFILE=1: bench/profiles)")
+	flag.StringVar(&o.profileOf, "profile-scenario", "full", "the scenario -profile profiles: transparent, full or deny")
 	flag.Parse()
 	for s := range strings.SplitSeq(scenarios, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -88,6 +90,10 @@ func run() int {
 			return 2
 		}
 		o.scenarios = append(o.scenarios, s)
+	}
+	if !slices.Contains([]string{"transparent", "full", "deny"}, o.profileOf) {
+		fmt.Fprintf(os.Stderr, "load: -profile-scenario %q: only transparent, full or deny can be profiled\n", o.profileOf)
+		return 2
 	}
 	if len(o.scenarios) == 0 || o.concurrency < 1 || o.sessions < 1 || o.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "load: need at least one scenario, -concurrency ≥ 1, -sessions ≥ 1 and -duration > 0")
@@ -181,7 +187,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	gatewayLoad := func(name, cfg string, t target) (*result, error) {
 		// full records every request in the audit trail (embedded engine).
 		full := strings.HasPrefix(name, "full")
-		prof := name == "full" && o.profileDir != ""
+		prof := name == o.profileOf && o.profileDir != ""
 		g, err := startGateway(ctx, ps, o.binDir, tmp, cfg, false, full && o.fullAudit, prof, o.gatewayFlags)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
