@@ -167,7 +167,10 @@ type QueryOptions struct {
 
 // ExecutionTimeout is the execution time limit of a query run with o
 // under ctx: the shorter of o.Timeout and the time left before ctx's
-// deadline; 0 means none. A deadline already passed is an error.
+// deadline, in whole milliseconds rounded up (ClickHouse's
+// max_execution_time has millisecond precision, and a query must not be
+// stopped before ctx's deadline: see [ContextErr]); 0 means none. A
+// deadline already passed is an error.
 func (o QueryOptions) ExecutionTimeout(ctx context.Context) (time.Duration, error) {
 	timeout := o.Timeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -179,7 +182,26 @@ func (o QueryOptions) ExecutionTimeout(ctx context.Context) (time.Duration, erro
 			timeout = rem
 		}
 	}
-	return max(timeout, 0), nil
+	if timeout <= 0 {
+		return 0, nil
+	}
+	return (timeout + time.Millisecond - 1).Truncate(time.Millisecond), nil
+}
+
+// ContextErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline
+// has passed although its timer has not fired yet. A query whose
+// max_execution_time came from that deadline ([QueryOptions.ExecutionTimeout])
+// is stopped no earlier than it, but on a busy machine the engine can
+// report so before the context's timer runs; the caller then still learns
+// that its deadline was the cause.
+func ContextErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // RawInserter is a Backend that can insert events as the JSON the spool

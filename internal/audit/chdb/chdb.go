@@ -280,7 +280,7 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	}
 	out, _, err := c.exec(q, "JSONCompact")
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
+		if cerr := audit.ContextErr(ctx); cerr != nil {
 			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, err)
 		}
 		return nil, fmt.Errorf("querying %s: %w", summarize(query), err)

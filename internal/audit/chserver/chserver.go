@@ -220,7 +220,7 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	}
 	rows, err := b.conn.Query(clickhouse.Context(ctx, clickhouse.WithSettings(settings)), query)
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		if cerr := audit.ContextErr(ctx); cerr != nil && !errors.Is(err, cerr) {
 			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
 		}
 		return nil, fmt.Errorf("querying %s: %w", summarize(query), classify(err))
@@ -246,7 +246,7 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		res.Rows = append(res.Rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		if cerr := audit.ContextErr(ctx); cerr != nil && !errors.Is(err, cerr) {
 			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
 		}
 		return nil, fmt.Errorf("querying %s: %w", summarize(query), classify(err))
