@@ -50,10 +50,18 @@ func Unmarshal(data []byte, v any) error {
 	return err
 }
 
+var openBrace, openBracket = []byte("{"), []byte("[")
+
 // checkMaxDepth scans data once and reports [errMaxDepthExceeded] if the
 // nesting of JSON objects and arrays exceeds maxDepth. It is a lightweight pass which
 // tracks '{' and '[' against '}' and ']' while skipping over the contents of strings.
 func checkMaxDepth(data []byte, maxDepth int) error {
+	// Nesting cannot exceed the number of opening brackets, which
+	// bytes.Count finds without a byte-at-a-time loop: only inputs with
+	// more of them than maxDepth (rare) need the scan below.
+	if bytes.Count(data, openBrace)+bytes.Count(data, openBracket) <= maxDepth {
+		return nil
+	}
 	var (
 		depth    int
 		inString bool

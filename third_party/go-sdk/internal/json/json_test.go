@@ -158,6 +158,11 @@ func TestUnmarshalChecksNestingDepth(t *testing.T) {
 		{"one over limit", createNesting(defaultMaxDepth + 1), true},
 		{"brackets in strings do not count", []byte(`{"a":"[[[[[[[[[["}`), false},
 		{"escaped quote in string", []byte(`{"a":"\"[[[[[["}`), false},
+		// More opening brackets than the limit, but shallow: these take
+		// the scan rather than the count.
+		{"many shallow objects", []byte("[" + strings.Repeat("{},", defaultMaxDepth) + "{}]"), false},
+		{"many brackets in a string", []byte(`{"a":"` + strings.Repeat("[", 2*defaultMaxDepth) + `"}`), false},
+		{"over limit after a string of brackets", []byte(`["` + strings.Repeat("{", defaultMaxDepth) + `",` + string(createNesting(defaultMaxDepth)) + `]`), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +173,17 @@ func TestUnmarshalChecksNestingDepth(t *testing.T) {
 				t.Fatalf("Unmarshal() error = %v (err=%v), want depth error = %v", gotDepthErr, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// BenchmarkCheckMaxDepth: a tools/call answer of ~1 KB of text.
+func BenchmarkCheckMaxDepth(b *testing.B) {
+	data := []byte(`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"` + strings.Repeat("lorem ipsum ", 90) + `"}]}}`)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := checkMaxDepth(data, defaultMaxDepth); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
