@@ -32,19 +32,20 @@ type TextContent struct {
 }
 
 func (c *TextContent) MarshalJSON() ([]byte, error) {
-	// Custom wire format to ensure the required "text" field is always included, even when empty.
-	wire := struct {
-		Type        string       `json:"type"`
-		Text        string       `json:"text"`
-		Meta        Meta         `json:"_meta,omitempty"`
-		Annotations *Annotations `json:"annotations,omitempty"`
-	}{
-		Type:        "text",
-		Text:        c.Text,
-		Meta:        c.Meta,
-		Annotations: c.Annotations,
-	}
-	return json.Marshal(wire)
+	return json.Marshal(c.wire())
+}
+
+// textWire is TextContent's wire form: the required "text" field is always
+// included, even when empty.
+type textWire struct {
+	Type        string       `json:"type"`
+	Text        string       `json:"text"`
+	Meta        Meta         `json:"_meta,omitempty"`
+	Annotations *Annotations `json:"annotations,omitempty"`
+}
+
+func (c *TextContent) wire() *textWire {
+	return &textWire{Type: "text", Text: c.Text, Meta: c.Meta, Annotations: c.Annotations}
 }
 
 func (c *TextContent) fromWire(wire *wireContent) {

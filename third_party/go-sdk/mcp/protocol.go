@@ -370,13 +370,35 @@ func (r *CallToolResult) hasContent() bool {
 func (r *CallToolResult) NeedsInput() bool { return r.resultType == resultTypeInputRequired }
 
 func (x *CallToolResult) MarshalJSON() ([]byte, error) {
-	type res CallToolResult // avoid recursion
+	// CallToolResult's fields in its order, then the result type and the
+	// encoded input requests: the order that embedding the struct gives
+	// (TestCallToolResultWire keeps this list equal to the struct's).
+	//
+	// Text content is encoded here as the struct TextContent.MarshalJSON
+	// encodes, not by calling it: encoding/json scans every MarshalJSON
+	// output again to compact it, and for a tool's text answer that scan
+	// cost as much as the encoding. The bytes are the same.
 	type wire struct {
-		res
-		ResultType    resultType      `json:"resultType,omitempty"`
-		InputRequests json.RawMessage `json:"inputRequests,omitempty"` // shadows res.InputRequests
+		Meta              Meta            `json:"_meta,omitempty"`
+		Content           []any           `json:"content"`
+		StructuredContent any             `json:"structuredContent,omitempty"`
+		IsError           bool            `json:"isError,omitempty"`
+		RequestState      string          `json:"requestState,omitempty"`
+		ResultType        resultType      `json:"resultType,omitempty"`
+		InputRequests     json.RawMessage `json:"inputRequests,omitempty"`
 	}
-	w := wire{res: res(*x), ResultType: x.resultType}
+	w := wire{Meta: x.Meta, StructuredContent: x.StructuredContent, IsError: x.IsError,
+		RequestState: x.RequestState, ResultType: x.resultType}
+	if x.Content != nil {
+		w.Content = make([]any, len(x.Content))
+		for i, c := range x.Content {
+			if t, ok := c.(*TextContent); ok && t != nil {
+				w.Content[i] = t.wire()
+			} else {
+				w.Content[i] = c
+			}
+		}
+	}
 	if x.InputRequests != nil {
 		ir, err := json.Marshal(x.InputRequests)
 		if err != nil {
