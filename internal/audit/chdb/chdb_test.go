@@ -4,6 +4,7 @@ package chdb_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -230,4 +231,28 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkInsertJSON: what the shipper does, events as the spool holds
+// them (json.Marshal).
+func BenchmarkInsertJSON(b *testing.B) {
+	be := chdbtest.Open(b, "")
+	backendtest.Migrate(b, backendtest.Target{Backend: be})
+	const batch = 10_000
+	start := time.Now().Add(-time.Hour)
+	events := backendtest.Events("node-1", start, batch, 1024)
+	rows := make([][]byte, batch)
+	for i := range events {
+		events[i].Time = start.Add(time.Duration(i) * 20 * time.Microsecond)
+		rows[i], _ = json.Marshal(&events[i])
+	}
+	ctx := context.Background()
+	cpu0 := cpuTime()
+	for i := 0; b.Loop(); i++ {
+		if err := be.InsertJSON(ctx, "audit_events", rows, fmt.Sprintf("bench-%d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N*batch)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
 }
