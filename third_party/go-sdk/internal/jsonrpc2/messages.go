@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	internaljson "github.com/modelcontextprotocol/go-sdk/internal/json"
 )
@@ -149,12 +152,61 @@ func toWireError(err error) *WireError {
 func EncodeMessage(msg Message) ([]byte, error) {
 	wire := wireCombined{VersionTag: wireVersion}
 	msg.marshal(&wire)
+	// The params or result is JSON already, and encoding/json would scan
+	// it again to compact it, which costs as much as encoding it. When it
+	// can go into the message as it is (embeddable), the envelope is
+	// encoded around a placeholder, its last value, and the JSON spliced
+	// in its place.
+	var raw *json.RawMessage
+	switch {
+	case wire.Error != nil:
+	case wire.Result != nil:
+		raw = &wire.Result
+	case wire.Params != nil:
+		raw = &wire.Params
+	}
+	if raw != nil && embeddable(*raw) {
+		value := *raw
+		*raw = placeholder
+		e := encoders.Get().(*encoder)
+		defer e.release()
+		if err := e.enc.Encode(&wire); err == nil {
+			// Encode ends the envelope with a newline.
+			data := bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))
+			if bytes.HasSuffix(data, placeholderEnd) {
+				head := data[:len(data)-len(placeholderEnd)+1] // up to the colon
+				out := make([]byte, 0, len(head)+len(value)+1)
+				out = append(append(out, head...), value...)
+				return append(out, '}'), nil
+			}
+		}
+		*raw = value
+	}
 	data, err := jsonMarshal(&wire)
 	if err != nil {
 		return nil, fmt.Errorf("marshaling jsonrpc message: %w", err)
 	}
 	return data, nil
 }
+
+// placeholder stands for an embeddable params or result value while its
+// envelope is encoded; placeholderEnd is how that encoding ends (the value
+// is the envelope's last).
+var placeholder, placeholderEnd = json.RawMessage("0"), []byte(":0}")
+
+// embeddable reports whether data, a JSON value, can go into a message as
+// it is, as encoding/json would otherwise compact it: valid JSON, with no
+// line break (a message is one line on the stdio transport and one SSE
+// data line) and no space around it. It may have spaces inside, where
+// compacting would have dropped them.
+func embeddable(data []byte) bool {
+	if len(data) == 0 || isSpace(data[0]) || isSpace(data[len(data)-1]) {
+		return false
+	}
+	return bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 && segjson.Valid(data)
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
 
 // EncodeIndent is like EncodeMessage, but honors indents.
 // TODO(rfindley): refactor so that this concern is handled independently.
@@ -239,6 +291,19 @@ func jsonMarshal(obj any) ([]byte, error) {
 	// The encoder and its buffer are reused: a fresh bytes.Buffer grows
 	// by doubling from 64 bytes, several allocations per message. The
 	// result is copied out at its exact size.
+	// A value that encodes itself: encoding/json would scan its JSON again
+	// to compact it (as much work as encoding it), so it is taken as it is
+	// when it can be (embeddable). A nil pointer is encoded as null below.
+	if m, ok := obj.(json.Marshaler); ok {
+		if v := reflect.ValueOf(m); v.Kind() != reflect.Pointer || !v.IsNil() {
+			if data, err := m.MarshalJSON(); err == nil && embeddable(data) {
+				if _, isRaw := obj.(json.RawMessage); isRaw {
+					data = bytes.Clone(data) // the caller's bytes
+				}
+				return data, nil
+			}
+		}
+	}
 	e := encoders.Get().(*encoder)
 	defer e.release()
 	if err := e.enc.Encode(obj); err != nil {
