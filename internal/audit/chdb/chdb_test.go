@@ -188,11 +188,11 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkInsert inserts batches of 10,000 events into audit_events,
-// with its rollup view and the engine's background merges, and reports
-// events/s and events per CPU-second of the whole process (which a busy
-// machine distorts less). Events carry ≈150-byte arguments (≈1.1 KB of
-// JSON each) or 2 KB ones.
+// BenchmarkInsert inserts batches of events into audit_events, with its
+// rollup view and the engine's background merges, and reports events/s and
+// events per CPU-second of the whole process (which a busy machine
+// distorts less). Events carry ≈150-byte arguments (≈1.1 KB of JSON each)
+// or 2 KB ones.
 func BenchmarkInsert(b *testing.B) {
 	// The batch sizes are what a gateway serving ~1,000 calls/s ships with
 	// --audit-batch-wait 1s and 10s; the per-event cost falls with size.
@@ -201,27 +201,51 @@ func BenchmarkInsert(b *testing.B) {
 		argBytes, batch int
 	}{{"args=150B/batch=10000", 0, 10_000}, {"args=2KB/batch=1000", 2048, 1000}, {"args=2KB/batch=10000", 2048, 10_000}} {
 		b.Run(bc.name, func(b *testing.B) {
-			be := chdbtest.Open(b, "")
-			backendtest.Migrate(b, backendtest.Target{Backend: be})
-			batch := bc.batch
-			// 50,000 events a second: 10,000 span 200 ms, so the rollup
-			// aggregates many events per minute and group, as under load.
-			start := time.Now().Add(-time.Hour)
-			events := backendtest.Events("node-1", start, batch, bc.argBytes)
-			for i := range events {
-				events[i].Time = start.Add(time.Duration(i) * 20 * time.Microsecond)
-			}
-			ctx := context.Background()
-			cpu0 := cpuTime()
-			for i := 0; b.Loop(); i++ {
-				if err := be.Insert(ctx, "audit_events", events, fmt.Sprintf("bench-%d", i)); err != nil {
-					b.Fatal(err)
+			benchInsert(b, bc.batch, bc.argBytes, func(be *chdb.Backend, events []audit.Event) func(ctx context.Context, token string) error {
+				return func(ctx context.Context, token string) error {
+					return be.Insert(ctx, "audit_events", events, token)
 				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(b.N*batch)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+			})
 		})
 	}
+}
+
+// BenchmarkInsertJSON: what the shipper does, events as the spool holds
+// them (json.Marshal, RFC 3339 times).
+func BenchmarkInsertJSON(b *testing.B) {
+	benchInsert(b, 10_000, 1024, func(be *chdb.Backend, events []audit.Event) func(ctx context.Context, token string) error {
+		rows := make([][]byte, len(events))
+		for i := range events {
+			rows[i], _ = json.Marshal(&events[i])
+		}
+		return func(ctx context.Context, token string) error {
+			return be.InsertJSON(ctx, "audit_events", rows, token)
+		}
+	})
+}
+
+// benchInsert measures inserting batch events with argBytes of arguments,
+// prepared once by prepare, into a fresh embedded engine.
+func benchInsert(b *testing.B, batch, argBytes int, prepare func(*chdb.Backend, []audit.Event) func(ctx context.Context, token string) error) {
+	be := chdbtest.Open(b, "")
+	backendtest.Migrate(b, backendtest.Target{Backend: be})
+	// 50,000 events a second: 10,000 span 200 ms, so the rollup
+	// aggregates many events per minute and group, as under load.
+	start := time.Now().Add(-time.Hour)
+	events := backendtest.Events("node-1", start, batch, argBytes)
+	for i := range events {
+		events[i].Time = start.Add(time.Duration(i) * 20 * time.Microsecond)
+	}
+	insert := prepare(be, events)
+	ctx := context.Background()
+	cpu0 := cpuTime()
+	for i := 0; b.Loop(); i++ {
+		if err := insert(ctx, fmt.Sprintf("bench-%d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N*batch)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
 }
 
 // cpuTime is the CPU time the process used so far.
@@ -231,28 +255,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// BenchmarkInsertJSON: what the shipper does, events as the spool holds
-// them (json.Marshal).
-func BenchmarkInsertJSON(b *testing.B) {
-	be := chdbtest.Open(b, "")
-	backendtest.Migrate(b, backendtest.Target{Backend: be})
-	const batch = 10_000
-	start := time.Now().Add(-time.Hour)
-	events := backendtest.Events("node-1", start, batch, 1024)
-	rows := make([][]byte, batch)
-	for i := range events {
-		events[i].Time = start.Add(time.Duration(i) * 20 * time.Microsecond)
-		rows[i], _ = json.Marshal(&events[i])
-	}
-	ctx := context.Background()
-	cpu0 := cpuTime()
-	for i := 0; b.Loop(); i++ {
-		if err := be.InsertJSON(ctx, "audit_events", rows, fmt.Sprintf("bench-%d", i)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(b.N*batch)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
 }
