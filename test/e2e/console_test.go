@@ -59,10 +59,21 @@ func signIn(t *testing.T, ctx context.Context, base, token string) {
 
 func signOut(t *testing.T, ctx context.Context) {
 	t.Helper()
-	step(t, ctx, "sign out",
-		chromedp.Click(chromedp.CSS("form.who button")),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-	)
+	// A live page can re-render its header between the click finding the
+	// button and pressing it; Chrome then answers "Could not find node
+	// with given id" and nothing was clicked. Find the button again.
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chromedp.Do(cctx, chromedp.Click(chromedp.CSS("form.who button")))
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "Could not find node") {
+			t.Fatalf("browser: sign out: %v", err)
+		}
+	}
+	step(t, ctx, "sign out", chromedp.WaitVisible(chromedp.CSS("#token")))
 }
 
 // hasSelector reports whether the page has an element matching sel.
