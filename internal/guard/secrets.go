@@ -784,6 +784,31 @@ func entropyToken(dst []Match, s string, st, en, base int, armors [][2]int) []Ma
 	return entropyCandidate(dst, s, st, en, base, armors)
 }
 
+// entropyPieces judges the parts of the token [st, en) that no earlier
+// match covers, each as a token of its own: redacting those matches leaves
+// the parts in the text, where the next scan sees them so ("sk-proj-…+tail"
+// redacts the key and must not leave a high-entropy tail).
+func entropyPieces(dst []Match, s string, st, en, base int, armors [][2]int) []Match {
+	var spans [][2]int
+	for _, m := range dst[base:] {
+		if m.Start < en && st < m.End {
+			spans = append(spans, [2]int{m.Start, m.End})
+		}
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	cur := st
+	for _, sp := range spans {
+		if sp[0] > cur {
+			dst = entropyToken(dst, s, cur, sp[0], base, armors)
+		}
+		cur = max(cur, sp[1])
+	}
+	if cur < en {
+		dst = entropyToken(dst, s, cur, en, base, armors)
+	}
+	return dst
+}
+
 // pathLike reports whether a token with slashes is a path or URL rather
 // than base64: at least half its segments are lowercase words or numbers
 // ("role/S3ReadOnly", "com/repos/acme/api/v2"), where base64 segments mix
@@ -823,7 +848,10 @@ func entropyCandidate(dst []Match, s string, st, en, base int, armors [][2]int) 
 			return dst
 		}
 	}
-	if overlaps(dst[base:], st, en) || hashNamed(s, st, tok) {
+	if overlaps(dst[base:], st, en) {
+		return entropyPieces(dst, s, st, en, base, armors)
+	}
+	if hashNamed(s, st, tok) {
 		return dst
 	}
 	var up, lo, di, hex, trans int
