@@ -122,10 +122,15 @@ func TestJSONMarshalOfMarshalers(t *testing.T) {
 	if _, err := jsonMarshal(&marshaler{out: `{"a":`}); err == nil {
 		t.Error("invalid JSON from MarshalJSON was not reported")
 	}
-	raw := json.RawMessage(`{"a":1}`)
-	got, _ := jsonMarshal(raw)
-	got[2] = 'b'
-	if string(raw) != `{"a":1}` {
-		t.Errorf("jsonMarshal returned the caller's RawMessage bytes: now %s", raw)
+	for _, obj := range []func(json.RawMessage) any{
+		func(r json.RawMessage) any { return r },
+		func(r json.RawMessage) any { return &r },
+	} {
+		raw := json.RawMessage(`{"a":1}`)
+		got, _ := jsonMarshal(obj(raw))
+		got[2] = 'b'
+		if string(raw) != `{"a":1}` {
+			t.Errorf("jsonMarshal(%T) returned the caller's bytes: now %s", obj(raw), raw)
+		}
 	}
 }

@@ -297,7 +297,8 @@ func jsonMarshal(obj any) ([]byte, error) {
 	if m, ok := obj.(json.Marshaler); ok {
 		if v := reflect.ValueOf(m); v.Kind() != reflect.Pointer || !v.IsNil() {
 			if data, err := m.MarshalJSON(); err == nil && embeddable(data) {
-				if _, isRaw := obj.(json.RawMessage); isRaw {
+				switch obj.(type) {
+				case json.RawMessage, *json.RawMessage:
 					data = bytes.Clone(data) // the caller's bytes
 				}
 				return data, nil
