@@ -170,9 +170,7 @@ func EncodeMessage(msg Message) ([]byte, error) {
 		*raw = placeholder
 		e := encoders.Get().(*encoder)
 		defer e.release()
-		if err := e.enc.Encode(&wire); err == nil {
-			// Encode ends the envelope with a newline.
-			data := bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))
+		if data, err := e.encode(&wire); err == nil {
 			if bytes.HasSuffix(data, placeholderEnd) {
 				head := data[:len(data)-len(placeholderEnd)+1] // up to the colon
 				out := make([]byte, 0, len(head)+len(value)+1)
@@ -288,9 +286,6 @@ func marshalToRaw(obj any) (json.RawMessage, error) {
 
 // jsonMarshal marshals obj to JSON like json.Marshal but without HTML escaping.
 func jsonMarshal(obj any) ([]byte, error) {
-	// The encoder and its buffer are reused: a fresh bytes.Buffer grows
-	// by doubling from 64 bytes, several allocations per message. The
-	// result is copied out at its exact size.
 	// A value that encodes itself: encoding/json would scan its JSON again
 	// to compact it (as much work as encoding it), so it is taken as it is
 	// when it can be (embeddable). A nil pointer is encoded as null below.
@@ -305,13 +300,16 @@ func jsonMarshal(obj any) ([]byte, error) {
 			}
 		}
 	}
+	// The encoder and its buffer are reused: a fresh bytes.Buffer grows
+	// by doubling from 64 bytes, several allocations per message. The
+	// result is copied out at its exact size.
 	e := encoders.Get().(*encoder)
 	defer e.release()
-	if err := e.enc.Encode(obj); err != nil {
+	data, err := e.encode(obj)
+	if err != nil {
 		return nil, err
 	}
-	// json.Encoder.Encode adds a trailing newline. Trim it to be consistent with json.Marshal.
-	return bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n")), nil
+	return bytes.Clone(data), nil
 }
 
 // An encoder is a reusable JSON encoder without HTML escaping.
@@ -326,6 +324,16 @@ var encoders = sync.Pool{New: func() any {
 	e.enc.SetEscapeHTML(false)
 	return e
 }}
+
+// encode encodes obj into e's buffer and returns the encoding, without
+// the newline json.Encoder.Encode adds (as json.Marshal). It is e's buffer:
+// valid until e is released.
+func (e *encoder) encode(obj any) ([]byte, error) {
+	if err := e.enc.Encode(obj); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(e.buf.Bytes(), []byte("\n")), nil
+}
 
 // maxPooledEncoder bounds the buffer an encoder keeps between uses, so
 // one huge message does not pin its buffer.
