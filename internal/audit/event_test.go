@@ -7,16 +7,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/backendtest"
 )
-
-// deadlineOnly is a context whose deadline has passed but whose timer has
-// not fired: Err is still nil.
-type deadlineOnly struct {
-	context.Context
-	deadline time.Time
-}
-
-func (c deadlineOnly) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func TestExecutionTimeout(t *testing.T) {
 	got, err := audit.QueryOptions{Timeout: 1500 * time.Microsecond}.ExecutionTimeout(context.Background())
@@ -32,7 +24,7 @@ func TestExecutionTimeout(t *testing.T) {
 	if err != nil || got <= 0 || got > 250*time.Millisecond || got%time.Millisecond != 0 {
 		t.Errorf("deadline in 250ms: %v, %v; want at most 250ms in whole milliseconds", got, err)
 	}
-	past := deadlineOnly{context.Background(), time.Now().Add(-time.Millisecond)}
+	past := backendtest.TimerlessDeadline(time.Now().Add(-time.Millisecond))
 	if _, err := (audit.QueryOptions{}).ExecutionTimeout(past); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("passed deadline: %v, want context.DeadlineExceeded", err)
 	}
@@ -42,11 +34,11 @@ func TestContextErr(t *testing.T) {
 	if err := audit.ContextErr(context.Background()); err != nil {
 		t.Errorf("background: %v", err)
 	}
-	future := deadlineOnly{context.Background(), time.Now().Add(time.Hour)}
+	future := backendtest.TimerlessDeadline(time.Now().Add(time.Hour))
 	if err := audit.ContextErr(future); err != nil {
 		t.Errorf("deadline ahead: %v", err)
 	}
-	past := deadlineOnly{context.Background(), time.Now().Add(-time.Millisecond)}
+	past := backendtest.TimerlessDeadline(time.Now().Add(-time.Millisecond))
 	if err := audit.ContextErr(past); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("deadline passed, timer not fired: %v, want context.DeadlineExceeded", err)
 	}

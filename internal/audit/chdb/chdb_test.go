@@ -130,21 +130,12 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// lateContext has a deadline whose timer has not fired yet: what a busy
-// machine's context looks like just after its deadline passes.
-type lateContext struct {
-	context.Context
-	deadline time.Time
-}
-
-func (c lateContext) Deadline() (time.Time, bool) { return c.deadline, true }
-
 // TestDeadlineBeforeTimer: a query stopped by max_execution_time taken
 // from the context's deadline reports context.DeadlineExceeded, even when
 // the context's timer has not fired by the time the engine answers.
 func TestDeadlineBeforeTimer(t *testing.T) {
 	b := chdbtest.Open(t, "")
-	ctx := lateContext{Context: context.Background(), deadline: time.Now().Add(300 * time.Millisecond)}
+	ctx := backendtest.TimerlessDeadline(time.Now().Add(300 * time.Millisecond))
 	_, err := b.Query(ctx, "SELECT count() FROM numbers(100000000000) WHERE NOT ignore(sipHash64(number))", audit.QueryOptions{})
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "TIMEOUT_EXCEEDED") {
 		t.Fatalf("err = %v, want context.DeadlineExceeded with the engine's TIMEOUT_EXCEEDED", err)
