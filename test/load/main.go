@@ -49,6 +49,7 @@ type options struct {
 	halfRate    float64
 	profileDir  string
 	profileOf   string
+	trace       bool
 	// gatewayFlags are more `gatehouse serve` flags for every gateway.
 	gatewayFlags []string
 }
@@ -80,6 +81,7 @@ func run() int {
 	})
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of one scenario (-profile-scenario) into this directory (make bench PROFILE=1: bench/profiles)")
 	flag.StringVar(&o.profileOf, "profile-scenario", "full", "the scenario -profile profiles: transparent, full, deny or full@half")
+	flag.BoolVar(&o.trace, "trace", false, "with -profile, also write the gateway's execution trace of the same window (gateway.trace, for go tool trace: where slow calls waited); the tracer costs CPU, so the profiled scenario's numbers are then not comparable")
 	flag.Parse()
 	for s := range strings.SplitSeq(scenarios, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -195,7 +197,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		defer ps.stop(g.proc)
 		var profiled <-chan error
 		if prof {
-			profiled = g.profile(ctx, o.profileDir, o.warmup, o.duration)
+			profiled = g.profile(ctx, o.profileDir, o.warmup, o.duration, o.trace)
 		}
 		t.url, t.gw, t.up = g.url(vsName), g.proc, up
 		r, err := load(name, t)

@@ -14,8 +14,9 @@ import (
 // --debug-listen endpoint: a CPU profile of the measured window (taken
 // after warmup, for duration) and, after it, the allocation profile since
 // start and the heap in use. The channel yields once, when all are written
-// to dir as gateway-{cpu,allocs,heap}.pprof.
-func (g *gateway) profile(ctx context.Context, dir string, warmup, duration time.Duration) <-chan error {
+// to dir as gateway-{cpu,allocs,heap}.pprof and, with trace, the window's
+// execution trace as gateway.trace (go tool trace).
+func (g *gateway) profile(ctx context.Context, dir string, warmup, duration time.Duration, trace bool) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		done <- func() error {
@@ -28,6 +29,17 @@ func (g *gateway) profile(ctx context.Context, dir string, warmup, duration time
 			case <-time.After(warmup):
 			}
 			secs := max(1, int(duration.Round(time.Second)/time.Second))
+			// The execution trace covers the same window as the CPU profile:
+			// it shows where a slow call waited (collections, the scheduler,
+			// the audit engine's threads), which a CPU profile cannot.
+			traced := make(chan error, 1)
+			go func() {
+				if !trace {
+					traced <- nil
+					return
+				}
+				traced <- g.fetchProfile(ctx, fmt.Sprintf("trace?seconds=%d", secs), filepath.Join(dir, "gateway.trace"))
+			}()
 			for _, p := range []struct{ name, query string }{
 				{"cpu", fmt.Sprintf("profile?seconds=%d", secs)},
 				{"allocs", "allocs"},
@@ -36,6 +48,9 @@ func (g *gateway) profile(ctx context.Context, dir string, warmup, duration time
 				if err := g.fetchProfile(ctx, p.query, filepath.Join(dir, "gateway-"+p.name+".pprof")); err != nil {
 					return fmt.Errorf("%s profile: %w", p.name, err)
 				}
+			}
+			if err := <-traced; err != nil {
+				return fmt.Errorf("execution trace: %w", err)
 			}
 			return nil
 		}()
