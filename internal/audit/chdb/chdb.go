@@ -27,6 +27,7 @@ type Backend struct {
 	// with a context.
 	sem  chan struct{}
 	sess *conn // nil once closed; guarded by sem
+	nice int   // Options.Nice
 }
 
 var _ audit.Backend = (*Backend)(nil)
@@ -46,6 +47,9 @@ var (
 func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("opening embedded ClickHouse engine: no data directory configured")
+	}
+	if opts.Nice < 0 || opts.Nice > 19 {
+		return nil, fmt.Errorf("opening embedded ClickHouse engine: nice %d: want 0 (unchanged) to 19", opts.Nice)
 	}
 	dir, err := filepath.Abs(opts.DataDir)
 	if err != nil {
@@ -78,9 +82,13 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening embedded ClickHouse engine on %s: %w", dir, err)
 	}
+	if _, err := lowerEnginePriority(opts.Nice); err != nil {
+		sess.close()
+		return nil, fmt.Errorf("opening embedded ClickHouse engine on %s: %w", dir, err)
+	}
 	engineDir = dir
 	engineConns++
-	b := &Backend{l: l, dir: dir, sem: make(chan struct{}, 1), sess: sess}
+	b := &Backend{l: l, dir: dir, sem: make(chan struct{}, 1), sess: sess, nice: opts.Nice}
 	return b, nil
 }
 
@@ -205,6 +213,8 @@ func (b *Backend) insert(ctx context.Context, table, token string, n int, settin
 		return err
 	}
 	defer b.release()
+	// Before every insert: the engine may have started threads since.
+	_, _ = lowerEnginePriority(b.nice)
 	s, err := b.sess.insert(q.String(), "JSONEachRow")
 	if err != nil {
 		return err

@@ -3,12 +3,15 @@
 package chdb_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -246,4 +249,92 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// threadNices returns the nice value of each thread of this process, by
+// thread id, split into the engine's threads and Go's (named like the
+// process).
+func threadNices(t *testing.T) (engine, gothreads map[string]int) {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, gothreads = map[string]int{}, map[string]int{}
+	for _, task := range tasks {
+		comm, err1 := os.ReadFile("/proc/self/task/" + task.Name() + "/comm")
+		stat, err2 := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err1 != nil || err2 != nil {
+			continue // exited
+		}
+		// Fields after the command's closing parenthesis: state is the
+		// 3rd field of stat, nice the 19th.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		nice, err := strconv.Atoi(fields[19-3])
+		if err != nil {
+			t.Fatalf("thread %s: stat %q: %v", task.Name(), stat, err)
+		}
+		name := task.Name() + " " + strings.TrimSpace(string(comm))
+		if bytes.Equal(comm, self) {
+			gothreads[name] = nice
+		} else {
+			engine[name] = nice
+		}
+	}
+	return engine, gothreads
+}
+
+// TestEngineNice: Open sets the engine's threads to Options.Nice, and
+// the sweep before each insert catches the threads it starts later; Go's
+// threads keep the process's priority.
+func TestEngineNice(t *testing.T) {
+	ctx := context.Background()
+	lib := chdbtest.LibPath(t)
+	for _, bad := range []int{-1, 20} {
+		if _, err := chdb.Open(ctx, chdb.Options{LibPath: lib, DataDir: t.TempDir(), Nice: bad}); err == nil || !strings.Contains(err.Error(), "nice") {
+			t.Errorf("Open with Nice %d: %v, want an error about nice", bad, err)
+		}
+	}
+	b, err := chdb.Open(ctx, chdb.Options{LibPath: lib, DataDir: t.TempDir(), Nice: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	engine, gothreads := threadNices(t)
+	if len(engine) == 0 {
+		t.Fatal("no engine threads found after Open")
+	}
+	for name, nice := range engine {
+		if nice != 7 {
+			t.Errorf("after Open: engine thread %s at nice %d, want 7", name, nice)
+		}
+	}
+	for name, nice := range gothreads {
+		if nice != 0 {
+			t.Errorf("after Open: Go thread %s at nice %d, want 0", name, nice)
+		}
+	}
+
+	backendtest.Migrate(t, backendtest.Target{Backend: b})
+	if err := b.Insert(ctx, "audit_events", backendtest.Events("node-1", time.Now(), 1000, 0), "nice"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := chdb.LowerEnginePriority(7); err != nil || n == 0 {
+		t.Fatalf("LowerEnginePriority = %d, %v; want some threads", n, err)
+	}
+	engine, gothreads = threadNices(t)
+	for name, nice := range engine {
+		if nice != 7 {
+			t.Errorf("after inserts: engine thread %s at nice %d, want 7", name, nice)
+		}
+	}
+	for name, nice := range gothreads {
+		if nice != 0 {
+			t.Errorf("after inserts: Go thread %s at nice %d, want 0", name, nice)
+		}
+	}
 }

@@ -46,4 +46,11 @@ type Options struct {
 	// DataDir holds the engine's databases; it is created if missing and
 	// the data persists across Open/Close. Required.
 	DataDir string
+	// Nice is the nice value (1–19) of the engine's own threads, so that
+	// they yield the CPU to the gateway's: a batch insert or a background
+	// merge on a core that also serves calls then waits for the calls
+	// instead of stalling them. 0 leaves them at the process's priority.
+	// Auditors' queries run on the engine's threads too, so they get the
+	// same priority.
+	Nice int
 }

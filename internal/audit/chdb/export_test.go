@@ -1,0 +1,6 @@
+//go:build !nochdb
+
+package chdb
+
+// LowerEnginePriority is lowerEnginePriority, for the external tests.
+var LowerEnginePriority = lowerEnginePriority
