@@ -9,9 +9,9 @@
 // gateway's upstream leg makes one such request per proxied call.
 //
 // [Conn] wraps a cleartext (h2c, prior knowledge) client connection and
-// follows the frames written to it. A write that ends with a complete
-// HEADERS block whose stream stays open for a body is held, and goes out
-// with the next write, as one write; if no write follows within
+// follows the frames written to it. A write that completes a HEADERS
+// block whose stream stays open for a body, with no DATA frame after it,
+// is held, and goes out with the next write, as one write; if no write follows within
 // [HoldFor], a timer sends it alone. Everything else passes through at
 // once, so the bytes on the wire and their order are unchanged: only
 // where the TCP segments break moves.
@@ -29,6 +29,9 @@ import (
 // slow to produce or a stream waiting for flow-control credit.
 const HoldFor = 500 * time.Microsecond
 
+// holdFor is HoldFor; tests lengthen it.
+var holdFor = HoldFor
+
 // maxHeld bounds the bytes held: a larger block is sent at once.
 const maxHeld = 64 << 10
 
@@ -37,6 +40,7 @@ const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // Frame types and flags the tracker needs (RFC 9113, section 6).
 const (
+	frameData         = 0x0
 	frameHeaders      = 0x1
 	frameContinuation = 0x9
 	flagEndStream     = 0x1
@@ -75,12 +79,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	hold := c.t.scan(p)
 	if hold && len(c.held)+len(p) <= maxHeld {
-		c.held = append(c.held, p...)
-		if c.timer == nil {
-			c.timer = time.AfterFunc(HoldFor, c.flushHeld)
-		} else {
-			c.timer.Reset(HoldFor)
+		// The timer runs from the first held write: later ones (another
+		// request's headers before the first one's body) do not extend it.
+		if len(c.held) == 0 {
+			if c.timer == nil {
+				c.timer = time.AfterFunc(holdFor, c.flushHeld)
+			} else {
+				c.timer.Reset(holdFor)
+			}
 		}
+		c.held = append(c.held, p...)
 		return len(p), nil
 	}
 	if len(c.held) == 0 {
@@ -144,17 +152,20 @@ type tracker struct {
 	hdrN    int // bytes of hdr filled
 	rem     int // payload bytes of the current frame still to come
 
-	lastType, lastFlags byte
-	openBody            bool // the last HEADERS frame left its stream open
+	inBlock  bool // a header block awaits its CONTINUATION frames
+	openBody bool // the current header block leaves its stream open
 }
 
-// scan consumes p and reports whether it ends with a complete header
-// block (HEADERS, maybe CONTINUATION, with END_HEADERS) of a stream that
-// a DATA frame will follow.
+// scan consumes p, one write, and reports whether it should be held: it
+// ends on a frame boundary, outside a header block, and it completed a
+// header block of a stream that stays open for a body, with no DATA frame
+// after it. Control frames after the block (a SETTINGS or PING
+// acknowledgement the client wrote in the same flush) do not matter.
 func (t *tracker) scan(p []byte) bool {
 	if t.off {
 		return false
 	}
+	awaiting := false
 	for len(p) > 0 {
 		switch {
 		case t.preface > 0:
@@ -179,13 +190,21 @@ func (t *tracker) scan(p []byte) bool {
 			}
 			t.hdrN = 0
 			t.rem = int(t.hdr[0])<<16 | int(t.hdr[1])<<8 | int(t.hdr[2])
-			t.lastType, t.lastFlags = t.hdr[3], t.hdr[4]
-			if t.lastType == frameHeaders {
-				t.openBody = t.lastFlags&flagEndStream == 0
+			typ, flags := t.hdr[3], t.hdr[4]
+			switch typ {
+			case frameHeaders:
+				t.openBody = flags&flagEndStream == 0
+				t.inBlock = flags&flagEndHeaders == 0
+				awaiting = awaiting || (!t.inBlock && t.openBody)
+			case frameContinuation:
+				if flags&flagEndHeaders != 0 && t.inBlock {
+					t.inBlock = false
+					awaiting = awaiting || t.openBody
+				}
+			case frameData:
+				awaiting = false
 			}
 		}
 	}
-	return t.preface == 0 && t.rem == 0 && t.hdrN == 0 &&
-		(t.lastType == frameHeaders || t.lastType == frameContinuation) &&
-		t.lastFlags&flagEndHeaders != 0 && t.openBody
+	return awaiting && t.preface == 0 && t.rem == 0 && t.hdrN == 0 && !t.inBlock
 }
