@@ -135,7 +135,7 @@ func TestSealInvalidUTF8(t *testing.T) {
 
 func TestSealJSONIsTheEventsEncoding(t *testing.T) {
 	c := &Chain{Node: "n1"}
-	e := Event{Time: time.Now(), Arguments: `{"hash":"","x":1}`, Error: `"hash":""`}
+	e := Event{Time: time.Now(), Arguments: `{"hash":"","x":"<a&b>\u2028"}`, Error: `"hash":""`}
 	b := c.SealJSON(&e)
 	want, _ := json.Marshal(&e)
 	if string(b) != string(want) {
