@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -128,10 +129,21 @@ func ArgsHash(args map[string]any) string {
 	if args == nil {
 		args = map[string]any{}
 	}
-	b, _ := json.Marshal(args)
-	sum := sha256.Sum256(b)
+	// json.Marshal's bytes (and a newline) into a pooled buffer: the
+	// encoding is only hashed, so it need not be copied out.
+	buf := hashBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			hashBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	_ = json.NewEncoder(buf).Encode(args) // decoded JSON: cannot fail
+	sum := sha256.Sum256(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	return hex.EncodeToString(sum[:])
 }
+
+var hashBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 var (
 	displayOnce  sync.Once
