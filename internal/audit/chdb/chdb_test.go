@@ -304,19 +304,8 @@ func TestEngineNice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	engine, gothreads := threadNices(t)
-	if len(engine) == 0 {
+	if n := checkNices(t, "after Open", 7); n == 0 {
 		t.Fatal("no engine threads found after Open")
-	}
-	for name, nice := range engine {
-		if nice != 7 {
-			t.Errorf("after Open: engine thread %s at nice %d, want 7", name, nice)
-		}
-	}
-	for name, nice := range gothreads {
-		if nice != 0 {
-			t.Errorf("after Open: Go thread %s at nice %d, want 0", name, nice)
-		}
 	}
 
 	backendtest.Migrate(t, backendtest.Target{Backend: b})
@@ -326,15 +315,23 @@ func TestEngineNice(t *testing.T) {
 	if n, err := chdb.LowerEnginePriority(7); err != nil || n == 0 {
 		t.Fatalf("LowerEnginePriority = %d, %v; want some threads", n, err)
 	}
-	engine, gothreads = threadNices(t)
-	for name, nice := range engine {
-		if nice != 7 {
-			t.Errorf("after inserts: engine thread %s at nice %d, want 7", name, nice)
+	checkNices(t, "after inserts", 7)
+}
+
+// checkNices fails the test unless every engine thread is at nice and
+// every Go thread at 0; it returns the number of engine threads.
+func checkNices(t *testing.T, when string, nice int) int {
+	t.Helper()
+	engine, gothreads := threadNices(t)
+	for name, n := range engine {
+		if n != nice {
+			t.Errorf("%s: engine thread %s at nice %d, want %d", when, name, n, nice)
 		}
 	}
-	for name, nice := range gothreads {
-		if nice != 0 {
-			t.Errorf("after inserts: Go thread %s at nice %d, want 0", name, nice)
+	for name, n := range gothreads {
+		if n != 0 {
+			t.Errorf("%s: Go thread %s at nice %d, want 0", when, name, n)
 		}
 	}
+	return len(engine)
 }
