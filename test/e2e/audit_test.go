@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -233,9 +234,23 @@ func TestAuditNoLossOnKill(t *testing.T) {
 
 	// Restart on the same data: the spool is replayed and shipped.
 	g2 := restartGateway(t, g, append([]string{"--approvals=false"}, args...))
-	pollUntil(t, "every acknowledged call shipped", func() bool {
-		return auditCount(t, g2, "kind = 'request' AND method = 'tools/call' AND outcome = 'ok'") >= len(want)
-	})
+	// Longer than pollUntil's 15 s: after a kill the replayed batch may
+	// need a retry or two (the shipper backs off 1 s, 2 s, 4 s…), and a
+	// busy CI machine slows the engine's start. A timeout shows the
+	// gateway's log, which says why shipping stalled.
+	const okCalls = "kind = 'request' AND method = 'tools/call' AND outcome = 'ok'"
+	deadline := time.Now().Add(60 * time.Second)
+	for n := 0; ; {
+		if n = auditCount(t, g2, okCalls); n >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			out := strings.Split(g2.Output(), "\n")
+			t.Fatalf("after the restart, %d of %d acknowledged calls shipped in 60 s; the gateway's log ends:\n%s",
+				n, len(want), strings.Join(out[max(0, len(out)-40):], "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	rows := auditRows(t, g2, `SELECT JSONExtractString(arguments, 'text') AS text, count() AS n FROM audit_events
   WHERE method = 'tools/call' GROUP BY text HAVING text != ''`)
 	seen := map[string]int{}
