@@ -112,6 +112,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
+	// SIGHUP is caught from here on: one that arrives while the gateway
+	// starts (an orchestrator's reload right after the start) waits and
+	// reloads once it serves. Caught only at serving, as before, Go's
+	// default action for it ended the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if *path == "" {
 		*path = os.Getenv(EnvConfig)
 	}
@@ -264,9 +271,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		"upstreams", len(doc.Upstreams), "virtual_servers", len(doc.VirtualServers),
 		"admin_api", "http://"+ln.Addr().String()+"/graphql")
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:

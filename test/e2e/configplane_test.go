@@ -595,3 +595,45 @@ func runGatehouseEnv(t *testing.T, env []string, stdin string, args ...string) (
 	}
 	return out.String(), errb.String(), code
 }
+
+// TestSIGHUPWhileStarting: a SIGHUP that arrives while the gateway is
+// still starting (an orchestrator reloading right after a start) does not
+// end it; the reload runs once it serves.
+func TestSIGHUPWhileStarting(t *testing.T) {
+	t.Parallel()
+	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
+	addr := freeAddr(t)
+	cfg := writeConfigFile(t, "gatehouse.yaml", fmt.Sprintf(`
+listen: %s
+data_dir: %s
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: one, anonymous: true, include: [{upstream: alpha}]}
+`, addr, t.TempDir(), alphaURL))
+	p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--config", cfg)
+	g := &gateway{proc: p, addr: addr, config: cfg}
+	// The config store opens early; the audit engine, the upstreams and
+	// the listener take a good while after it.
+	pollUntil(t, "the config store to open", func() bool {
+		select {
+		case <-g.done:
+			t.Fatalf("gateway exited while starting:\n%s", g.Output())
+		default:
+		}
+		return strings.Contains(g.Output(), `"config store open"`)
+	})
+	if strings.Contains(g.Output(), `"gatehouse serving"`) {
+		t.Skip("the gateway was serving before the signal could be sent; nothing tested")
+	}
+	g.signal(syscall.SIGHUP)
+	waitReady(t, g)
+	pollUntil(t, "the reload after the start", func() bool {
+		select {
+		case <-g.done:
+			t.Fatalf("gateway exited after a SIGHUP while starting:\n%s", g.Output())
+		default:
+		}
+		return countMsg(g, msgReloaded) == 1
+	})
+}
