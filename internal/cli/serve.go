@@ -70,7 +70,8 @@ embedded engine (DATA_DIR/audit, the default) or a server/cluster
 
 Signals: SIGHUP tries the configuration file on the running gateway and, if
 the gateway takes it, writes it to the store declaratively (what the file
-lacks is deleted); a file that fails changes nothing. SIGINT and SIGTERM
+lacks is deleted); a file that fails changes nothing. A SIGHUP received
+while the gateway starts is applied once it serves. SIGINT and SIGTERM
 shut down gracefully.
 
 Memory: the Go collector's GOGC adapts to the live heap (set for about
