@@ -77,7 +77,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	hold := c.t.scan(p)
+	hold, control := c.t.scan(p)
+	// A write of control frames only (the read loop acknowledging
+	// SETTINGS or PING, or granting flow control) joins held headers
+	// rather than sending them without their DATA frame; the timer still
+	// bounds the wait from the first hold.
+	hold = hold || control && len(c.held) > 0
 	if hold && len(c.held)+len(p) <= maxHeld {
 		// The timer runs from the first held write: later ones (another
 		// request's headers before the first one's body) do not extend it.
@@ -129,10 +134,24 @@ func (c *Conn) flushHeld() {
 	c.held = c.held[:0]
 }
 
+// closeWriteWait bounds how long Close tries to send held bytes: a peer
+// that stopped reading must not make Close block, as a plain connection's
+// Close never does.
+const closeWriteWait = 100 * time.Millisecond
+
 // Close implements [net.Conn]. Held bytes are sent first, as a write
-// would have sent them before the close.
+// would have sent them before the close, if the connection takes them
+// within closeWriteWait.
 func (c *Conn) Close() error {
+	// The deadline also ends a write in progress (the timer's, under mu).
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeWriteWait))
+	c.sendHeldBeforeClose()
+	return c.Conn.Close()
+}
+
+func (c *Conn) sendHeldBeforeClose() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -140,8 +159,6 @@ func (c *Conn) Close() error {
 		_, _ = c.Conn.Write(c.held)
 	}
 	c.held = nil
-	c.mu.Unlock()
-	return c.Conn.Close()
 }
 
 // tracker follows the frame boundaries of the bytes a client writes.
@@ -156,16 +173,19 @@ type tracker struct {
 	openBody bool // the current header block leaves its stream open
 }
 
-// scan consumes p, one write, and reports whether it should be held: it
+// scan consumes p, one write. hold reports whether it should be held: it
 // ends on a frame boundary, outside a header block, and it completed a
 // header block of a stream that stays open for a body, with no DATA frame
 // after it. Control frames after the block (a SETTINGS or PING
 // acknowledgement the client wrote in the same flush) do not matter.
-func (t *tracker) scan(p []byte) bool {
+// control reports whether p is whole frames none of which is DATA,
+// HEADERS or CONTINUATION.
+func (t *tracker) scan(p []byte) (hold, control bool) {
 	if t.off {
-		return false
+		return false, false
 	}
 	awaiting := false
+	control = t.preface == 0 && t.rem == 0 && t.hdrN == 0 && len(p) > 0
 	for len(p) > 0 {
 		switch {
 		case t.preface > 0:
@@ -173,7 +193,7 @@ func (t *tracker) scan(p []byte) bool {
 			done := len(preface) - t.preface
 			if string(p[:n]) != preface[done:done+n] {
 				t.off = true
-				return false
+				return false, false
 			}
 			t.preface -= n
 			p = p[n:]
@@ -186,11 +206,14 @@ func (t *tracker) scan(p []byte) bool {
 			t.hdrN += n
 			p = p[n:]
 			if t.hdrN < frameHeaderLen {
-				return false
+				return false, false
 			}
 			t.hdrN = 0
 			t.rem = int(t.hdr[0])<<16 | int(t.hdr[1])<<8 | int(t.hdr[2])
 			typ, flags := t.hdr[3], t.hdr[4]
+			if typ == frameData || typ == frameHeaders || typ == frameContinuation {
+				control = false
+			}
 			switch typ {
 			case frameHeaders:
 				t.openBody = flags&flagEndStream == 0
@@ -206,5 +229,6 @@ func (t *tracker) scan(p []byte) bool {
 			}
 		}
 	}
-	return awaiting && t.preface == 0 && t.rem == 0 && t.hdrN == 0 && !t.inBlock
+	boundary := t.preface == 0 && t.rem == 0 && t.hdrN == 0
+	return awaiting && boundary && !t.inBlock, control && boundary
 }

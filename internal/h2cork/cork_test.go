@@ -36,6 +36,13 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.Conn.Write(p)
 }
 
+func (r *recorder) SetWriteDeadline(t time.Time) error {
+	if r.Conn == nil {
+		return nil
+	}
+	return r.Conn.SetWriteDeadline(t)
+}
+
 func (r *recorder) Close() error {
 	if r.Conn == nil {
 		return nil
@@ -212,7 +219,9 @@ func TestWhatIsNotHeld(t *testing.T) {
 		{"preface split across writes", [][]byte{[]byte(preface[:5]), append([]byte(preface[5:]), headers(0)...)}, []bool{false, true}},
 		{"headers, then a SETTINGS acknowledgement", [][]byte{[]byte(preface), append(headers(0), settingsAck...)}, []bool{false, true}},
 		{"headers and data in one write", [][]byte{[]byte(preface), append(headers(0), data(false)...)}, []bool{false, false}},
-		{"held headers leave with a write without data", [][]byte{[]byte(preface), headers(0), settingsAck}, []bool{false, true, false}},
+		{"control frames join held headers", [][]byte{[]byte(preface), headers(0), settingsAck, settingsAck, data(true)}, []bool{false, true, true, true, false}},
+		{"control frames alone pass", [][]byte{[]byte(preface), settingsAck}, []bool{false, false}},
+		{"held headers leave with the next headers' write", [][]byte{[]byte(preface), headers(0), headers(flagEndStream)}, []bool{false, true, false}},
 		{"not HTTP/2", [][]byte{[]byte("POST / HTTP/1.1\r\n\r\n"), headers(0)}, []bool{false, false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -257,5 +266,37 @@ func TestWriteError(t *testing.T) {
 	rec.mu.Unlock()
 	if _, err := c.Write(data(true)); !errors.Is(err, boom) {
 		t.Fatalf("later write: %v, want the first error again", err)
+	}
+}
+
+// TestCloseDoesNotHang: held bytes that the peer does not read do not
+// make Close block, whether Close or the timer tries to send them.
+func TestCloseDoesNotHang(t *testing.T) {
+	t.Run("Close sends", func(t *testing.T) { closeDoesNotHang(t, 0) })
+	t.Run("the timer sends", func(t *testing.T) {
+		defer func(d time.Duration) { holdFor = d }(holdFor)
+		holdFor = time.Microsecond
+		closeDoesNotHang(t, 50*time.Millisecond) // the timer's write is stuck by then
+	})
+}
+
+func closeDoesNotHang(t *testing.T, wait time.Duration) {
+	a, b := net.Pipe()
+	defer b.Close()
+	go io.ReadFull(b, make([]byte, len(preface))) // then stops reading
+	c := Client(a)
+	if _, err := c.Write([]byte(preface)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(headers(0)); err != nil { // held
+		t.Fatal(err)
+	}
+	time.Sleep(wait)
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close blocked on held bytes the peer does not read")
 	}
 }
