@@ -395,14 +395,7 @@ func TestBootstrapAndRestart(t *testing.T) {
 	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cfg := writeConfigFile(t, "gatehouse.yaml", fmt.Sprintf(`
-listen: %s
-data_dir: %s
-upstreams:
-  - {name: alpha, transport: streamable-http, url: %q}
-virtual_servers:
-  - {name: one, anonymous: true, include: [{upstream: alpha}]}
-`, addr, dir, alphaURL))
+	cfg := writeConfigFile(t, "gatehouse.yaml", oneServerConfig(addr, dir, alphaURL))
 	start := func() *gateway {
 		p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--config", cfg)
 		g := &gateway{proc: p, addr: addr, config: cfg}
@@ -603,14 +596,7 @@ func TestSIGHUPWhileStarting(t *testing.T) {
 	t.Parallel()
 	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
 	addr := freeAddr(t)
-	cfg := writeConfigFile(t, "gatehouse.yaml", fmt.Sprintf(`
-listen: %s
-data_dir: %s
-upstreams:
-  - {name: alpha, transport: streamable-http, url: %q}
-virtual_servers:
-  - {name: one, anonymous: true, include: [{upstream: alpha}]}
-`, addr, t.TempDir(), alphaURL))
+	cfg := writeConfigFile(t, "gatehouse.yaml", oneServerConfig(addr, t.TempDir(), alphaURL))
 	p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--config", cfg)
 	g := &gateway{proc: p, addr: addr, config: cfg}
 	// The config store opens early; the audit engine, the upstreams and
@@ -636,4 +622,17 @@ virtual_servers:
 		}
 		return countMsg(g, msgReloaded) == 1
 	})
+}
+
+// oneServerConfig is a configuration file with one upstream, alpha, and
+// one anonymous virtual server, one, over it.
+func oneServerConfig(addr, dataDir, alphaURL string) string {
+	return fmt.Sprintf(`
+listen: %s
+data_dir: %s
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: one, anonymous: true, include: [{upstream: alpha}]}
+`, addr, dataDir, alphaURL)
 }
