@@ -9,11 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sync"
 
 	internaljson "github.com/modelcontextprotocol/go-sdk/internal/json"
+	"github.com/modelcontextprotocol/go-sdk/internal/jsonrpc2"
 	"github.com/modelcontextprotocol/go-sdk/internal/mcpgodebug"
-	segjson "github.com/segmentio/encoding/json"
 )
 
 // resultType indicates whether a result is complete or requires further input
@@ -248,33 +247,38 @@ type CallToolParams struct {
 // equal to the struct's encoding.
 func (p *CallToolParams) MarshalJSON() ([]byte, error) {
 	type plain CallToolParams // without this method
-	e := noEscapeEncoders.Get().(*noEscapeEncoder)
-	defer e.release()
-	raw := embeddableJSON(p.Arguments)
-	if raw == nil {
-		if err := e.enc.Encode((*plain)(p)); err != nil {
+	e := jsonrpc2.GetEncoder()
+	defer e.Release()
+	raw, ok := p.Arguments.(json.RawMessage)
+	if r, isPtr := p.Arguments.(*json.RawMessage); isPtr && r != nil {
+		raw, ok = *r, true
+	}
+	if !ok || !jsonrpc2.Embeddable(raw) {
+		b, err := e.Encode((*plain)(p))
+		if err != nil {
 			return nil, err
 		}
-		return bytes.Clone(bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))), nil
+		return bytes.Clone(b), nil
 	}
-	// The fields before arguments and those after, each encoded with a
-	// newline after it, into the one buffer.
-	if err := e.enc.Encode(&struct {
+	// The fields before the arguments and those after, encoded one after
+	// the other (a newline between them) into the encoder's buffer.
+	h, err := e.Encode(&struct {
 		Meta Meta   `json:"_meta,omitempty"`
 		Name string `json:"name"`
-	}{p.Meta, p.Name}); err != nil {
+	}{p.Meta, p.Name})
+	if err != nil {
 		return nil, err
 	}
-	hLen := e.buf.Len()
-	if err := e.enc.Encode(&struct {
+	hLen := len(h)
+	b, err := e.Encode(&struct {
 		InputResponses InputResponseMap `json:"inputResponses,omitempty"`
 		RequestState   string           `json:"requestState,omitempty"`
-	}{p.InputResponses, p.RequestState}); err != nil {
+	}{p.InputResponses, p.RequestState})
+	if err != nil {
 		return nil, err
 	}
-	b := e.buf.Bytes()
-	h := b[:hLen-len("}\n")]        // without its closing brace
-	t := b[hLen : len(b)-len("\n")] // with its braces
+	h = b[:hLen-len("}")]   // without its closing brace
+	t := b[hLen+len("\n"):] // with its braces
 	out := make([]byte, 0, len(h)+len(`,"arguments":`)+len(raw)+len(t))
 	out = append(out, h...)
 	out = append(out, `,"arguments":`...)
@@ -284,48 +288,6 @@ func (p *CallToolParams) MarshalJSON() ([]byte, error) {
 		return append(out, t[1:]...), nil
 	}
 	return append(out, '}'), nil
-}
-
-// embeddableJSON returns the bytes of v, a json.RawMessage or a non-nil
-// pointer to one, when they are one valid JSON value on one line with no
-// space around it; otherwise nil.
-func embeddableJSON(v any) []byte {
-	var b []byte
-	switch r := v.(type) {
-	case json.RawMessage:
-		b = r
-	case *json.RawMessage:
-		if r != nil {
-			b = *r
-		}
-	}
-	if len(b) == 0 || isJSONSpace(b[0]) || isJSONSpace(b[len(b)-1]) ||
-		bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(b, '\r') >= 0 || !segjson.Valid(b) {
-		return nil
-	}
-	return b
-}
-
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// A noEscapeEncoder is a reusable JSON encoder without HTML escaping.
-type noEscapeEncoder struct {
-	buf bytes.Buffer
-	enc *json.Encoder
-}
-
-var noEscapeEncoders = sync.Pool{New: func() any {
-	e := new(noEscapeEncoder)
-	e.enc = json.NewEncoder(&e.buf)
-	e.enc.SetEscapeHTML(false)
-	return e
-}}
-
-func (e *noEscapeEncoder) release() {
-	if e.buf.Cap() <= 64<<10 {
-		e.buf.Reset()
-		noEscapeEncoders.Put(e)
-	}
 }
 
 // CallToolParamsRaw is passed to tool handlers on the server. Its arguments

@@ -165,12 +165,12 @@ func EncodeMessage(msg Message) ([]byte, error) {
 	case wire.Params != nil:
 		raw = &wire.Params
 	}
-	if raw != nil && embeddable(*raw) {
+	if raw != nil && Embeddable(*raw) {
 		value := *raw
 		*raw = placeholder
-		e := encoders.Get().(*encoder)
-		defer e.release()
-		if data, err := e.encode(&wire); err == nil {
+		e := GetEncoder()
+		defer e.Release()
+		if data, err := e.Encode(&wire); err == nil {
 			if bytes.HasSuffix(data, placeholderEnd) {
 				head := data[:len(data)-len(placeholderEnd)+1] // up to the colon
 				out := make([]byte, 0, len(head)+len(value)+1)
@@ -192,12 +192,12 @@ func EncodeMessage(msg Message) ([]byte, error) {
 // is the envelope's last).
 var placeholder, placeholderEnd = json.RawMessage("0"), []byte(":0}")
 
-// embeddable reports whether data, a JSON value, can go into a message as
+// Embeddable reports whether data, a JSON value, can go into a message as
 // it is, as encoding/json would otherwise compact it: valid JSON, with no
 // line break (a message is one line on the stdio transport and one SSE
 // data line) and no space around it. It may have spaces inside, where
 // compacting would have dropped them.
-func embeddable(data []byte) bool {
+func Embeddable(data []byte) bool {
 	if len(data) == 0 || isSpace(data[0]) || isSpace(data[len(data)-1]) {
 		return false
 	}
@@ -291,7 +291,7 @@ func jsonMarshal(obj any) ([]byte, error) {
 	// when it can be (embeddable). A nil pointer is encoded as null below.
 	if m, ok := obj.(json.Marshaler); ok {
 		if v := reflect.ValueOf(m); v.Kind() != reflect.Pointer || !v.IsNil() {
-			if data, err := m.MarshalJSON(); err == nil && embeddable(data) {
+			if data, err := m.MarshalJSON(); err == nil && Embeddable(data) {
 				switch obj.(type) {
 				case json.RawMessage, *json.RawMessage:
 					data = bytes.Clone(data) // the caller's bytes
@@ -303,32 +303,37 @@ func jsonMarshal(obj any) ([]byte, error) {
 	// The encoder and its buffer are reused: a fresh bytes.Buffer grows
 	// by doubling from 64 bytes, several allocations per message. The
 	// result is copied out at its exact size.
-	e := encoders.Get().(*encoder)
-	defer e.release()
-	data, err := e.encode(obj)
+	e := GetEncoder()
+	defer e.Release()
+	data, err := e.Encode(obj)
 	if err != nil {
 		return nil, err
 	}
 	return bytes.Clone(data), nil
 }
 
-// An encoder is a reusable JSON encoder without HTML escaping.
-type encoder struct {
+// An Encoder is a reusable JSON encoder without HTML escaping, as
+// messages are encoded; GetEncoder takes one from a pool and Release
+// returns it.
+type Encoder struct {
 	buf bytes.Buffer
 	enc *json.Encoder
 }
 
 var encoders = sync.Pool{New: func() any {
-	e := new(encoder)
+	e := new(Encoder)
 	e.enc = json.NewEncoder(&e.buf)
 	e.enc.SetEscapeHTML(false)
 	return e
 }}
 
-// encode encodes obj into e's buffer and returns the encoding, without
-// the newline json.Encoder.Encode adds (as json.Marshal). It is e's buffer:
-// valid until e is released.
-func (e *encoder) encode(obj any) ([]byte, error) {
+// GetEncoder returns a pooled Encoder with an empty buffer.
+func GetEncoder() *Encoder { return encoders.Get().(*Encoder) }
+
+// Encode appends obj's encoding to e's buffer and returns the whole
+// buffer, without the newline json.Encoder.Encode adds (as json.Marshal).
+// The bytes are e's: valid until e is released.
+func (e *Encoder) Encode(obj any) ([]byte, error) {
 	if err := e.enc.Encode(obj); err != nil {
 		return nil, err
 	}
@@ -339,7 +344,8 @@ func (e *encoder) encode(obj any) ([]byte, error) {
 // one huge message does not pin its buffer.
 const maxPooledEncoder = 64 << 10
 
-func (e *encoder) release() {
+// Release empties e and returns it to the pool.
+func (e *Encoder) Release() {
 	if e.buf.Cap() > maxPooledEncoder {
 		return
 	}
