@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/guard"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/jsonpool"
 	"github.com/gatehouse-dev/gatehouse/internal/secrets"
 )
 
@@ -129,21 +129,11 @@ func ArgsHash(args map[string]any) string {
 	if args == nil {
 		args = map[string]any{}
 	}
-	// json.Marshal's bytes (and a newline) into a pooled buffer: the
-	// encoding is only hashed, so it need not be copied out.
-	buf := hashBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 64<<10 {
-			hashBuffers.Put(buf)
-		}
-	}()
-	buf.Reset()
-	_ = json.NewEncoder(buf).Encode(args) // decoded JSON: cannot fail
-	sum := sha256.Sum256(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	// The encoding is only hashed, so it stays in a pooled buffer.
+	var sum [sha256.Size]byte
+	_ = jsonpool.Use(args, func(b []byte) { sum = sha256.Sum256(b) }) // decoded JSON: cannot fail
 	return hex.EncodeToString(sum[:])
 }
-
-var hashBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 var (
 	displayOnce  sync.Once

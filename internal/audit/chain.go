@@ -9,9 +9,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsonpool"
 )
 
 // Chain links a node's events: each event carries the hash of the one
@@ -38,43 +39,32 @@ func (c *Chain) SealJSON(e *Event) []byte {
 	e.Node, e.Seq, e.PrevHash = c.Node, c.Seq, c.Hash
 	e.EventID = c.Node + "-" + strconv.FormatUint(c.Seq, 10)
 	e.Hash = ""
-	buf := encodeBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledEncodeBuffer {
-			encodeBuffers.Put(buf)
+	var out []byte
+	err := jsonpool.Use(e, func(b []byte) {
+		sum := sha256.Sum256(b)
+		e.Hash = hex.EncodeToString(sum[:])
+		// The canonical encoding has "hash":"" where the hash goes; it
+		// is the first such text (inside strings quotes are escaped).
+		// Splicing it in beats encoding the event a second time, and
+		// the result is the one allocation: the encoding itself is in a
+		// pooled buffer.
+		const empty = `"hash":""`
+		i := bytes.Index(b, []byte(empty))
+		if i < 0 {
+			panic("audit: an event's encoding has no empty hash field")
 		}
-	}()
-	buf.Reset()
-	enc := json.NewEncoder(buf) // the bytes of json.Marshal, and a newline
-	if err := enc.Encode(e); err != nil {
+		out = make([]byte, 0, len(b)+len(e.Hash))
+		out = append(out, b[:i+len(empty)-1]...)
+		out = append(out, e.Hash...)
+		out = append(out, b[i+len(empty)-1:]...)
+	})
+	if err != nil {
 		// Event holds only strings, numbers, times and lists of them.
 		panic(fmt.Sprintf("audit: encoding an event: %v", err))
 	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	sum := sha256.Sum256(b)
-	e.Hash = hex.EncodeToString(sum[:])
 	c.Hash = e.Hash
-	// The canonical encoding has "hash":"" where the hash goes; it is
-	// the first such text (inside strings quotes are escaped). Splicing
-	// it in beats encoding the event a second time, and the result is
-	// the one allocation: the encoding itself is in a pooled buffer.
-	const empty = `"hash":""`
-	i := bytes.Index(b, []byte(empty))
-	if i < 0 {
-		panic("audit: an event's encoding has no empty hash field")
-	}
-	out := make([]byte, 0, len(b)+len(e.Hash))
-	out = append(out, b[:i+len(empty)-1]...)
-	out = append(out, e.Hash...)
-	return append(out, b[i+len(empty)-1:]...)
+	return out
 }
-
-// encodeBuffers holds the buffers SealJSON encodes events into; a buffer
-// grown past maxPooledEncodeBuffer (an event with huge arguments) is not
-// kept.
-var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxPooledEncodeBuffer = 64 << 10
 
 // canonicalize puts e in the form its hash covers: time in UTC
 // microseconds, empty lists rather than nil ones.
