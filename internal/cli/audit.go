@@ -142,6 +142,20 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 	if budget == 0 {
 		budget = -1 // the spool's "no limit"
 	}
+	// Flags are checked before the backend opens: a usage error must not
+	// leave an engine open behind it.
+	if a.batchWait < 0 {
+		return nil, usageError{errors.New("--audit-batch-wait must not be negative")}
+	}
+	if a.engineNice < 0 || a.engineNice > 19 {
+		return nil, usageError{fmt.Errorf("--audit-engine-nice %d: want 0 (the gateway's priority) to 19", a.engineNice)}
+	}
+	if a.fsyncInterval <= 0 {
+		return nil, usageError{errors.New("--audit-fsync-interval must be positive")}
+	}
+	if a.batchSize < 0 {
+		return nil, usageError{errors.New("--audit-batch-size must not be negative")}
+	}
 	opts := chschema.Options{Cluster: a.cluster, RetentionDays: a.retentionDays, Database: a.database}
 	var b audit.Backend
 	switch backend {
@@ -175,23 +189,11 @@ func (a *auditFlags) start(ctx context.Context, log *slog.Logger, dataDir string
 	default:
 		return nil, usageError{fmt.Errorf("--audit %q: want embedded, clickhouse or off", backend)}
 	}
-	if a.batchWait < 0 {
-		return nil, usageError{errors.New("--audit-batch-wait must not be negative")}
-	}
-	if a.engineNice < 0 || a.engineNice > 19 {
-		return nil, usageError{fmt.Errorf("--audit-engine-nice %d: want 0 (the gateway's priority) to 19", a.engineNice)}
-	}
-	if a.fsyncInterval <= 0 {
-		return nil, usageError{errors.New("--audit-fsync-interval must be positive")}
-	}
 	if a.batchWait == 0 {
 		a.batchWait = time.Second
 		if backend == AuditEmbedded {
 			a.batchWait = embeddedBatchWait
 		}
-	}
-	if a.batchSize < 0 {
-		return nil, usageError{errors.New("--audit-batch-size must not be negative")}
 	}
 	if a.batchSize == 0 {
 		a.batchSize = 10_000
