@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,10 +8,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
-
-	"github.com/gatehouse-dev/gatehouse/internal/jsonpool"
 )
 
 // Chain links a node's events: each event carries the hash of the one
@@ -39,29 +37,28 @@ func (c *Chain) SealJSON(e *Event) []byte {
 	e.Node, e.Seq, e.PrevHash = c.Node, c.Seq, c.Hash
 	e.EventID = c.Node + "-" + strconv.FormatUint(c.Seq, 10)
 	e.Hash = ""
-	var out []byte
-	err := jsonpool.Use(e, func(b []byte) {
-		sum := sha256.Sum256(b)
-		e.Hash = hex.EncodeToString(sum[:])
-		// The canonical encoding has "hash":"" where the hash goes; it
-		// is the first such text (inside strings quotes are escaped).
-		// Splicing it in beats encoding the event a second time, and
-		// the result is the one allocation: the encoding itself is in a
-		// pooled buffer.
-		const empty = `"hash":""`
-		i := bytes.Index(b, []byte(empty))
-		if i < 0 {
-			panic("audit: an event's encoding has no empty hash field")
+	bp := sealBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxSealBuf {
+			sealBufs.Put(bp)
 		}
-		out = make([]byte, 0, len(b)+len(e.Hash))
-		out = append(out, b[:i+len(empty)-1]...)
-		out = append(out, e.Hash...)
-		out = append(out, b[i+len(empty)-1:]...)
-	})
-	if err != nil {
-		// Event holds only strings, numbers, times and lists of them.
-		panic(fmt.Sprintf("audit: encoding an event: %v", err))
+	}()
+	b, hashAt, ok := appendJSON((*bp)[:0], e)
+	*bp = b
+	if !ok {
+		// The time has no JSON encoding: json.Marshal says why.
+		mustMarshal(e)
+		panic("audit: an event's time has no JSON encoding")
 	}
+	sum := sha256.Sum256(b)
+	e.Hash = hex.EncodeToString(sum[:])
+	// The encoding has "hash":"" where the hash goes, its closing quote
+	// at hashAt. Splicing it in beats encoding the event a second time,
+	// and the result is the one allocation.
+	out := make([]byte, 0, len(b)+len(e.Hash))
+	out = append(out, b[:hashAt]...)
+	out = append(out, e.Hash...)
+	out = append(out, b[hashAt:]...)
 	c.Hash = e.Hash
 	return out
 }
@@ -79,6 +76,12 @@ func (e *Event) canonicalize() {
 		e.Findings = []Finding{}
 	}
 }
+
+// sealBufs holds the buffers SealJSON encodes into; one larger than
+// maxSealBuf (an event with huge arguments) is not kept.
+var sealBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxSealBuf = 64 << 10
 
 func mustMarshal(e *Event) []byte {
 	b, err := json.Marshal(e)

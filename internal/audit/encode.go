@@ -1,0 +1,207 @@
+package audit
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// appendJSON appends e's JSON encoding, byte for byte what json.Marshal
+// writes for an Event (fields in struct order, HTML characters, U+2028
+// and U+2029 escaped, invalid UTF-8 as U+FFFD, times as
+// time.Time.MarshalJSON writes them), without reflection: sealing
+// encodes every audited call, and encoding/json's reflective walk was
+// most of that cost. hashAt is the offset of the Hash string's closing
+// quote. ok is false, and b is returned as it was, when e's time has no
+// JSON encoding (a year outside 0–9999); json.Marshal then gives the
+// error. TestAppendJSON holds this to json.Marshal over every field.
+func appendJSON(b []byte, e *Event) (_ []byte, hashAt int, ok bool) {
+	if y := e.Time.Year(); y < 0 || y > 9999 {
+		return b, 0, false
+	}
+	if _, off := e.Time.Zone(); off <= -24*60*60 || off >= 24*60*60 {
+		return b, 0, false
+	}
+	orig := len(b)
+	b = append(b, `{"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","event_id":`...)
+	b = appendString(b, e.EventID)
+	b = append(b, `,"node":`...)
+	b = appendString(b, e.Node)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"prev_hash":`...)
+	b = appendString(b, e.PrevHash)
+	b = append(b, `,"hash":`...)
+	b = appendString(b, e.Hash)
+	hashAt = len(b) - 1 - orig
+	b = append(b, `,"kind":`...)
+	b = appendString(b, e.Kind)
+	b = append(b, `,"request_id":`...)
+	b = appendString(b, e.RequestID)
+	b = append(b, `,"session_id":`...)
+	b = appendString(b, e.SessionID)
+	b = append(b, `,"agent":`...)
+	b = appendString(b, e.Agent)
+	b = append(b, `,"team":`...)
+	b = appendString(b, e.Team)
+	b = append(b, `,"roles":`...)
+	b = appendStrings(b, e.Roles)
+	b = append(b, `,"auth_method":`...)
+	b = appendString(b, e.AuthMethod)
+	b = append(b, `,"virtual_server":`...)
+	b = appendString(b, e.VirtualServer)
+	b = append(b, `,"upstream":`...)
+	b = appendString(b, e.Upstream)
+	b = append(b, `,"method":`...)
+	b = appendString(b, e.Method)
+	b = append(b, `,"target":`...)
+	b = appendString(b, e.Target)
+	b = append(b, `,"arguments":`...)
+	b = appendString(b, e.Arguments)
+	b = append(b, `,"args_hash":`...)
+	b = appendString(b, e.ArgsHash)
+	b = append(b, `,"decision":`...)
+	b = appendString(b, e.Decision)
+	b = append(b, `,"grants":`...)
+	b = appendStrings(b, e.Grants)
+	b = append(b, `,"rule":`...)
+	b = appendString(b, e.Rule)
+	b = append(b, `,"policy_revision":`...)
+	b = strconv.AppendInt(b, e.PolicyRevision, 10)
+	b = append(b, `,"findings":`...)
+	if e.Findings == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range e.Findings {
+			f := &e.Findings[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"rule":`...)
+			b = appendString(b, f.Rule)
+			b = append(b, `,"detector":`...)
+			b = appendString(b, f.Detector)
+			b = append(b, `,"kind":`...)
+			b = appendString(b, f.Kind)
+			b = append(b, `,"path":`...)
+			b = appendString(b, f.Path)
+			b = append(b, `,"action":`...)
+			b = appendString(b, f.Action)
+			b = append(b, `,"start":`...)
+			b = strconv.AppendUint(b, uint64(f.Start), 10)
+			b = append(b, `,"end":`...)
+			b = strconv.AppendUint(b, uint64(f.End), 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"approval_id":`...)
+	b = appendString(b, e.ApprovalID)
+	b = append(b, `,"approvers":`...)
+	b = appendStrings(b, e.Approvers)
+	b = append(b, `,"secret_bindings":`...)
+	b = appendStrings(b, e.SecretBindings)
+	b = append(b, `,"lease_ids":`...)
+	b = appendStrings(b, e.LeaseIDs)
+	b = append(b, `,"outcome":`...)
+	b = appendString(b, e.Outcome)
+	b = append(b, `,"error_code":`...)
+	b = strconv.AppendInt(b, int64(e.ErrorCode), 10)
+	b = append(b, `,"error":`...)
+	b = appendString(b, e.Error)
+	b = append(b, `,"auth_us":`...)
+	b = strconv.AppendUint(b, uint64(e.AuthUs), 10)
+	b = append(b, `,"policy_us":`...)
+	b = strconv.AppendUint(b, uint64(e.PolicyUs), 10)
+	b = append(b, `,"guard_us":`...)
+	b = strconv.AppendUint(b, uint64(e.GuardUs), 10)
+	b = append(b, `,"approval_us":`...)
+	b = strconv.AppendUint(b, e.ApprovalUs, 10)
+	b = append(b, `,"upstream_us":`...)
+	b = strconv.AppendUint(b, e.UpstreamUs, 10)
+	b = append(b, `,"total_us":`...)
+	b = strconv.AppendUint(b, e.TotalUs, 10)
+	b = append(b, `,"request_bytes":`...)
+	b = strconv.AppendUint(b, e.RequestBytes, 10)
+	b = append(b, `,"response_bytes":`...)
+	b = strconv.AppendUint(b, e.ResponseBytes, 10)
+	return append(b, '}'), hashAt, true
+}
+
+func appendStrings(b []byte, l []string) []byte {
+	if l == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// plain holds the ASCII bytes encoding/json writes as they are.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// appendString appends s as encoding/json writes a string (with its
+// default HTML escaping).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if plain[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
