@@ -268,26 +268,32 @@ func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R
 	if rc != nil {
 		defer func(start time.Time) { rc.guardDur += time.Since(start) }(time.Now())
 	}
-	// The result types marshal themselves (compact, valid JSON): calling
-	// that directly spares encoding/json's second pass over the output.
-	var b []byte
-	var err error
-	if m, ok := any(res).(json.Marshaler); ok {
-		b, err = m.MarshalJSON()
-	} else {
-		b, err = json.Marshal(res)
-	}
-	if err != nil {
-		return res, nil
+	// A tool result decoded from an upstream's answer has the bytes it
+	// was decoded from: what the upstream sent, so the guardrails see
+	// exactly that, and nothing writes to them. Other results marshal
+	// themselves (compact, valid JSON): calling that directly spares
+	// encoding/json's second pass over the output.
+	b := decodedJSON(res)
+	if b == nil {
+		var err error
+		if m, ok := any(res).(json.Marshaler); ok {
+			b, err = m.MarshalJSON()
+		} else {
+			b, err = json.Marshal(res)
+		}
+		if err != nil {
+			return res, nil
+		}
 	}
 	if rc != nil {
 		rc.responseBytes = len(b) // the audit event's, without encoding it again
 	}
 	// Decoded into the generic form the guardrails walk (the same values
 	// encoding/json gives: maps, slices, float64, string, bool) by the
-	// faster decoder the go-sdk itself uses.
+	// faster decoder the go-sdk itself uses. Strings may share b's memory
+	// (b is never written to), sparing a copy of every text.
 	var v any
-	if _, err := segjson.Parse(b, &v, 0); err != nil {
+	if _, err := segjson.Parse(b, &v, segjson.DontCopyString); err != nil {
 		return res, nil
 	}
 	out, gr := snap.access.guards.Check(config.DirectionResponse, vs, tool, "result", v)
@@ -309,6 +315,15 @@ func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R
 		return &red, nil
 	}
 	return res, nil
+}
+
+// decodedJSON returns the JSON a tool result was decoded from (see
+// mcp.CallToolResult.DecodedJSON), nil for any other result.
+func decodedJSON(res any) []byte {
+	if r, ok := res.(*mcp.CallToolResult); ok {
+		return r.DecodedJSON()
+	}
+	return nil
 }
 
 func blocked(what, name string, res guard.Result) error {

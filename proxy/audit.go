@@ -68,6 +68,8 @@ func (g *Gateway) recordAudit(rc *requestCtx, res mcp.Result, err error, out str
 		}
 	} else if rc.responseBytes > 0 {
 		e.ResponseBytes = uint64(rc.responseBytes)
+	} else if b := decodedJSON(res); b != nil {
+		e.ResponseBytes = uint64(len(b))
 	} else if res != nil {
 		if b, merr := json.Marshal(res); merr == nil {
 			e.ResponseBytes = uint64(len(b))

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -126,13 +127,21 @@ func BenchmarkDecision(b *testing.B) {
 }
 
 // BenchmarkCheckResult measures the response guardrails (20 rules) on a
-// tools/call result of ~1 KB of text.
+// tools/call result of ~1 KB of text, decoded from its JSON as the
+// gateway's upstream client decodes it.
 func BenchmarkCheckResult(b *testing.B) {
 	snap, _ := decisionFixture(b)
 	g := &Gateway{}
 	g.snap.Store(snap)
-	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("The quarterly numbers look fine. ", 30)}},
-		StructuredContent: map[string]any{"rows": 3.0, "status": "ok"}}
+	wire, err := json.Marshal(&mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("The quarterly numbers look fine. ", 30)}},
+		StructuredContent: map[string]any{"rows": 3.0, "status": "ok"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := new(mcp.CallToolResult)
+	if err := json.Unmarshal(wire, res); err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -80,3 +80,22 @@ func TestCallToolResultWire(t *testing.T) {
 		}
 	}
 }
+
+// TestCallToolResultDecodedJSON: a decoded result keeps a copy of the
+// bytes it was decoded from, with fields CallToolResult lacks; a built
+// one has none.
+func TestCallToolResultDecodedJSON(t *testing.T) {
+	data := []byte(`{"content":[{"type":"text","text":"hi <b>"}],"isError":true,"x-extra":{"a":1}}`)
+	var res CallToolResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	want := string(data)
+	data[3] = 'X' // the caller's buffer is the caller's
+	if got := string(res.DecodedJSON()); got != want {
+		t.Errorf("DecodedJSON = %s, want %s", got, want)
+	}
+	if (&CallToolResult{}).DecodedJSON() != nil || (*CallToolResult)(nil).DecodedJSON() != nil {
+		t.Error("a result that was not decoded has DecodedJSON")
+	}
+}

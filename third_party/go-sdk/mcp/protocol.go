@@ -382,6 +382,21 @@ type CallToolResult struct {
 	// Its only use is in server sending middleware, where it can be accessed
 	// with getError.
 	err error
+	// decoded is a copy of the JSON UnmarshalJSON decoded this result
+	// from, for DecodedJSON.
+	decoded json.RawMessage
+}
+
+// DecodedJSON returns the JSON that UnmarshalJSON decoded r from (as the
+// server sent it, with any fields CallToolResult does not have), or nil
+// if r was not decoded. It no longer describes r once r's fields are
+// changed; a proxy reads it right after the call returns, to inspect or
+// measure the result without encoding it again.
+func (r *CallToolResult) DecodedJSON() json.RawMessage {
+	if r == nil {
+		return nil
+	}
+	return r.decoded
 }
 
 // SetError sets the error for the tool result and sets IsError to true.
@@ -479,6 +494,8 @@ func (x *CallToolResult) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	wire.res.resultType = wire.ResultType
+	// data belongs to the caller (encoding/json's rule), so a copy.
+	wire.res.decoded = append(json.RawMessage(nil), data...)
 	*x = CallToolResult(wire.res)
 	return nil
 }
