@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chschema"
@@ -36,7 +35,7 @@ func appendEvent(b []byte, e *audit.Event) ([]byte, error) {
 func appendValue(b []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case string:
-		return appendString(b, x), nil
+		return audit.AppendString(b, x), nil
 	case uint64:
 		return strconv.AppendUint(b, x, 10), nil
 	case uint32:
@@ -55,7 +54,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, s)
+			b = audit.AppendString(b, s)
 		}
 		return append(b, ']'), nil
 	case []audit.Finding:
@@ -65,15 +64,15 @@ func appendValue(b []byte, v any) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"rule":`...)
-			b = appendString(b, f.Rule)
+			b = audit.AppendString(b, f.Rule)
 			b = append(b, `,"detector":`...)
-			b = appendString(b, f.Detector)
+			b = audit.AppendString(b, f.Detector)
 			b = append(b, `,"kind":`...)
-			b = appendString(b, f.Kind)
+			b = audit.AppendString(b, f.Kind)
 			b = append(b, `,"path":`...)
-			b = appendString(b, f.Path)
+			b = audit.AppendString(b, f.Path)
 			b = append(b, `,"action":`...)
-			b = appendString(b, f.Action)
+			b = audit.AppendString(b, f.Action)
 			b = append(b, `,"start":`...)
 			b = strconv.AppendUint(b, uint64(f.Start), 10)
 			b = append(b, `,"end":`...)
@@ -83,49 +82,4 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		return append(b, ']'), nil
 	}
 	return b, fmt.Errorf("no JSON encoding for %T", v)
-}
-
-const hex = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as with encoding/json.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
