@@ -74,29 +74,7 @@ func appendJSON(b []byte, e *Event) (_ []byte, hashAt int, ok bool) {
 	if e.Findings == nil {
 		b = append(b, "null"...)
 	} else {
-		b = append(b, '[')
-		for i := range e.Findings {
-			f := &e.Findings[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"rule":`...)
-			b = AppendString(b, f.Rule)
-			b = append(b, `,"detector":`...)
-			b = AppendString(b, f.Detector)
-			b = append(b, `,"kind":`...)
-			b = AppendString(b, f.Kind)
-			b = append(b, `,"path":`...)
-			b = AppendString(b, f.Path)
-			b = append(b, `,"action":`...)
-			b = AppendString(b, f.Action)
-			b = append(b, `,"start":`...)
-			b = strconv.AppendUint(b, uint64(f.Start), 10)
-			b = append(b, `,"end":`...)
-			b = strconv.AppendUint(b, uint64(f.End), 10)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+		b = AppendFindings(b, e.Findings)
 	}
 	b = append(b, `,"approval_id":`...)
 	b = AppendString(b, e.ApprovalID)
@@ -131,16 +109,52 @@ func appendJSON(b []byte, e *Event) (_ []byte, hashAt int, ok bool) {
 	return append(b, '}'), hashAt, true
 }
 
+// appendStrings appends l as json.Marshal writes a []string: null when
+// nil.
 func appendStrings(b []byte, l []string) []byte {
 	if l == nil {
 		return append(b, "null"...)
 	}
+	return AppendStrings(b, l)
+}
+
+// AppendStrings appends l as a JSON array of strings ([] when empty or
+// nil).
+func AppendStrings(b []byte, l []string) []byte {
 	b = append(b, '[')
 	for i, s := range l {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = AppendString(b, s)
+	}
+	return append(b, ']')
+}
+
+// AppendFindings appends fs as a JSON array of Finding objects, as
+// json.Marshal writes them ([] when empty or nil).
+func AppendFindings(b []byte, fs []Finding) []byte {
+	b = append(b, '[')
+	for i := range fs {
+		f := &fs[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"rule":`...)
+		b = AppendString(b, f.Rule)
+		b = append(b, `,"detector":`...)
+		b = AppendString(b, f.Detector)
+		b = append(b, `,"kind":`...)
+		b = AppendString(b, f.Kind)
+		b = append(b, `,"path":`...)
+		b = AppendString(b, f.Path)
+		b = append(b, `,"action":`...)
+		b = AppendString(b, f.Action)
+		b = append(b, `,"start":`...)
+		b = strconv.AppendUint(b, uint64(f.Start), 10)
+		b = append(b, `,"end":`...)
+		b = strconv.AppendUint(b, uint64(f.End), 10)
+		b = append(b, '}')
 	}
 	return append(b, ']')
 }

@@ -49,37 +49,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		b = x.UTC().AppendFormat(b, "2006-01-02 15:04:05.000000")
 		return append(b, '"'), nil
 	case []string:
-		b = append(b, '[')
-		for i, s := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = audit.AppendString(b, s)
-		}
-		return append(b, ']'), nil
+		return audit.AppendStrings(b, x), nil
 	case []audit.Finding:
-		b = append(b, '[')
-		for i, f := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"rule":`...)
-			b = audit.AppendString(b, f.Rule)
-			b = append(b, `,"detector":`...)
-			b = audit.AppendString(b, f.Detector)
-			b = append(b, `,"kind":`...)
-			b = audit.AppendString(b, f.Kind)
-			b = append(b, `,"path":`...)
-			b = audit.AppendString(b, f.Path)
-			b = append(b, `,"action":`...)
-			b = audit.AppendString(b, f.Action)
-			b = append(b, `,"start":`...)
-			b = strconv.AppendUint(b, uint64(f.Start), 10)
-			b = append(b, `,"end":`...)
-			b = strconv.AppendUint(b, uint64(f.End), 10)
-			b = append(b, '}')
-		}
-		return append(b, ']'), nil
+		return audit.AppendFindings(b, x), nil
 	}
 	return b, fmt.Errorf("no JSON encoding for %T", v)
 }
