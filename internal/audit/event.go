@@ -12,6 +12,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
@@ -165,35 +166,71 @@ type QueryOptions struct {
 	Timeout time.Duration
 }
 
-// ExecutionTimeout is the execution time limit of a query run with o
-// under ctx: the shorter of o.Timeout and the time left before ctx's
-// deadline, in whole milliseconds rounded up (ClickHouse's
-// max_execution_time has millisecond precision, and a query must not be
-// stopped before ctx's deadline: see [ContextErr]); 0 means none. A
-// deadline already passed is an error.
-func (o QueryOptions) ExecutionTimeout(ctx context.Context) (time.Duration, error) {
-	timeout := o.Timeout
+// ExecutionLimit is the max_execution_time of one query.
+type ExecutionLimit struct {
+	// Timeout is the limit in whole milliseconds (ClickHouse's
+	// precision), rounded up so that a query is not stopped before ctx's
+	// deadline by rounding; 0 means none.
+	Timeout time.Duration
+	// FromDeadline says ctx's deadline set Timeout (it was nearer than
+	// QueryOptions.Timeout).
+	FromDeadline bool
+}
+
+// ExecutionLimit is the execution time limit of a query run with o under
+// ctx: the shorter of o.Timeout and the time left before ctx's deadline.
+// A deadline already passed is an error.
+func (o QueryOptions) ExecutionLimit(ctx context.Context) (ExecutionLimit, error) {
+	l := ExecutionLimit{Timeout: o.Timeout}
 	if dl, ok := ctx.Deadline(); ok {
 		rem := time.Until(dl)
 		if rem <= 0 {
-			return 0, context.DeadlineExceeded
+			return ExecutionLimit{}, context.DeadlineExceeded
 		}
-		if timeout <= 0 || rem < timeout {
-			timeout = rem
+		if l.Timeout <= 0 || rem < l.Timeout {
+			l = ExecutionLimit{Timeout: rem, FromDeadline: true}
 		}
 	}
-	if timeout <= 0 {
-		return 0, nil
+	if l.Timeout <= 0 {
+		return ExecutionLimit{}, nil
 	}
-	return (timeout + time.Millisecond - 1).Truncate(time.Millisecond), nil
+	l.Timeout = (l.Timeout + time.Millisecond - 1).Truncate(time.Millisecond)
+	return l, nil
+}
+
+// Setting is the limit as the value of max_execution_time (seconds), or
+// "" when there is none.
+func (l ExecutionLimit) Setting() string {
+	if l.Timeout <= 0 {
+		return ""
+	}
+	return strconv.FormatFloat(max(l.Timeout.Seconds(), 0.001), 'f', 3, 64)
+}
+
+// TimeoutExceeded is the code of ClickHouse's TIMEOUT_EXCEEDED error: a
+// query ran into its max_execution_time.
+const TimeoutExceeded = 159
+
+// Cause is the context error behind a query that ran under l and ctx
+// and failed, or nil. It is ctx.Err(); or context.DeadlineExceeded once
+// ctx's deadline has passed although its timer has not fired yet; or
+// context.DeadlineExceeded when the engine stopped the query at l
+// (timedOut: it reported [TimeoutExceeded]) and l came from ctx's
+// deadline. The engine measures time with clocks of its own and can call
+// the limit reached a little before the deadline does in Go, so the
+// cause is decided by which limit was set, not by comparing clocks.
+func (l ExecutionLimit) Cause(ctx context.Context, timedOut bool) error {
+	if err := ContextErr(ctx); err != nil {
+		return err
+	}
+	if timedOut && l.FromDeadline {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // ContextErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline
-// has passed although its timer has not fired yet. A query whose
-// max_execution_time came from that deadline ([QueryOptions.ExecutionTimeout])
-// is stopped no earlier than it, but on a busy machine the engine can
-// report so before the context's timer runs; the caller then still learns
-// that its deadline was the cause.
+// has passed although its timer has not fired yet.
 func ContextErr(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -421,6 +421,9 @@ func testTimeout(t *testing.T, tg Target) {
 	if err == nil || !strings.Contains(err.Error(), "TIMEOUT_EXCEEDED") {
 		t.Fatalf("slow query with Timeout: err = %v, want TIMEOUT_EXCEEDED", err)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("slow query with Timeout and no deadline: %v is context.DeadlineExceeded", err)
+	}
 	if d := time.Since(t0); d > 10*time.Second {
 		t.Errorf("timeout after %v", d)
 	}

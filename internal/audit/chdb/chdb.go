@@ -258,12 +258,12 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		"--output_format_json_quote_64bit_integers=0",
 		"--output_format_json_quote_denormals=0",
 	}
-	timeout, err := opts.ExecutionTimeout(ctx)
+	limit, err := opts.ExecutionLimit(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if timeout > 0 {
-		args = append(args, "--max_execution_time="+strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64))
+	if v := limit.Setting(); v != "" {
+		args = append(args, "--max_execution_time="+v)
 	}
 	if opts.MaxRows > 0 {
 		args = append(args, "--max_result_rows="+strconv.Itoa(opts.MaxRows), "--result_overflow_mode=throw")
@@ -290,7 +290,9 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	}
 	out, _, err := c.exec(q, "JSONCompact")
 	if err != nil {
-		if cerr := audit.ContextErr(ctx); cerr != nil {
+		var ce *Error
+		timedOut := errors.As(err, &ce) && ce.Code == audit.TimeoutExceeded
+		if cerr := limit.Cause(ctx, timedOut); cerr != nil {
 			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, err)
 		}
 		return nil, fmt.Errorf("querying %s: %w", summarize(query), err)

@@ -211,16 +211,16 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		settings["max_result_rows"] = opts.MaxRows
 		settings["result_overflow_mode"] = "throw"
 	}
-	timeout, err := opts.ExecutionTimeout(ctx)
+	limit, err := opts.ExecutionLimit(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if timeout > 0 {
-		settings["max_execution_time"] = strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64)
+	if v := limit.Setting(); v != "" {
+		settings["max_execution_time"] = v
 	}
 	rows, err := b.conn.Query(clickhouse.Context(ctx, clickhouse.WithSettings(settings)), query)
 	if err != nil {
-		if cerr := audit.ContextErr(ctx); cerr != nil && !errors.Is(err, cerr) {
+		if cerr := limit.Cause(ctx, timedOut(err)); cerr != nil && !errors.Is(err, cerr) {
 			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
 		}
 		return nil, fmt.Errorf("querying %s: %w", summarize(query), classify(err))
@@ -246,12 +246,18 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		res.Rows = append(res.Rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		if cerr := audit.ContextErr(ctx); cerr != nil && !errors.Is(err, cerr) {
+		if cerr := limit.Cause(ctx, timedOut(err)); cerr != nil && !errors.Is(err, cerr) {
 			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
 		}
 		return nil, fmt.Errorf("querying %s: %w", summarize(query), classify(err))
 	}
 	return res, nil
+}
+
+// timedOut says err is the server's TIMEOUT_EXCEEDED.
+func timedOut(err error) bool {
+	var ex *proto.Exception
+	return errors.As(err, &ex) && ex.Code == audit.TimeoutExceeded
 }
 
 // classify marks failures to reach the server with audit.ErrUnavailable;
