@@ -220,10 +220,7 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	}
 	rows, err := b.conn.Query(clickhouse.Context(ctx, clickhouse.WithSettings(settings)), query)
 	if err != nil {
-		if cerr := limit.Cause(ctx, timedOut(err)); cerr != nil && !errors.Is(err, cerr) {
-			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
-		}
-		return nil, fmt.Errorf("querying %s: %w", summarize(query), classify(err))
+		return nil, queryErr(ctx, limit, query, err)
 	}
 	defer rows.Close()
 	types := rows.ColumnTypes()
@@ -246,12 +243,19 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 		res.Rows = append(res.Rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		if cerr := limit.Cause(ctx, timedOut(err)); cerr != nil && !errors.Is(err, cerr) {
-			return nil, fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
-		}
-		return nil, fmt.Errorf("querying %s: %w", summarize(query), classify(err))
+		return nil, queryErr(ctx, limit, query, err)
 	}
 	return res, nil
+}
+
+// queryErr is the error of query, run under ctx with limit, that failed
+// with err: classified, and wrapping the context's error when that was
+// the cause (see [audit.ExecutionLimit.Cause]).
+func queryErr(ctx context.Context, limit audit.ExecutionLimit, query string, err error) error {
+	if cerr := limit.Cause(ctx, timedOut(err)); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("querying %s: %w: %w", summarize(query), cerr, classify(err))
+	}
+	return fmt.Errorf("querying %s: %w", summarize(query), classify(err))
 }
 
 // timedOut says err is the server's TIMEOUT_EXCEEDED.
