@@ -426,9 +426,20 @@ func (rep *report) print(w io.Writer) {
 	if len(ratios) > 0 {
 		fmt.Fprintf(w, "\nthroughput: %s\n", strings.Join(ratios, ", "))
 	}
+	var busy []string
+	for _, r := range rep.Results {
+		if r.GatewayCores != nil {
+			busy = append(busy, fmt.Sprintf("%s %.2f", r.Scenario, *r.GatewayCores))
+		}
+	}
+	if len(busy) > 0 {
+		fmt.Fprintf(w, "gateway cores busy (its CPU seconds per second): %s\n", strings.Join(busy, ", "))
+	}
 	fmt.Fprint(w, `
 - each call: tools/call echo of ~1 KB text over streamable HTTP (go-sdk client); latency is per call at the client
 - +p50/+p99: over direct at the same concurrency; cpu-s/1k, req/core-s, rss: the gateway process only (utime+stime, VmRSS from /proc)
+- gateway cores busy: the gateway's CPU seconds per second of the window; pinned to one core, full@half's value is that core's
+  utilisation u; a stall of t ms on it (a collector slice, a kernel thread) delays the calls that arrive in the next ≈ t/(1-u) ms
 - transparent: anonymous virtual server, one allow-all grant
 - full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on,
   every request audited (spool, fsync interval, shipped to the embedded ClickHouse engine in the gateway process)

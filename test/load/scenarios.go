@@ -242,10 +242,13 @@ type result struct {
 	AddedP99    *float64 `json:"added_p99_ms,omitempty"`
 	CPUPer1k    *float64 `json:"gateway_cpu_seconds_per_1000,omitempty"`
 	PerCoreSec  *float64 `json:"requests_per_gateway_core_second,omitempty"`
-	RSSMB       *float64 `json:"gateway_rss_mb,omitempty"`
-	UpCPUPer1k  float64  `json:"upstream_cpu_seconds_per_1000"`
-	Errors      int      `json:"errors"`
-	FirstError  string   `json:"first_error,omitempty"`
+	// GatewayCores is the gateway's CPU seconds per second of the window:
+	// how busy its core was (1 = saturated, when it is pinned to one).
+	GatewayCores *float64 `json:"gateway_cores_busy,omitempty"`
+	RSSMB        *float64 `json:"gateway_rss_mb,omitempty"`
+	UpCPUPer1k   float64  `json:"upstream_cpu_seconds_per_1000"`
+	Errors       int      `json:"errors"`
+	FirstError   string   `json:"first_error,omitempty"`
 }
 
 // errCounter counts failures and keeps the first.
@@ -385,6 +388,7 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 	if t.gw != nil {
 		cpu := gw1 - gw0
 		r.CPUPer1k = ptr(cpu / n * 1000)
+		r.GatewayCores = ptr(cpu / elapsed.Seconds())
 		if cpu > 0 {
 			r.PerCoreSec = ptr(n / cpu)
 		}
