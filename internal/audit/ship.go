@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// maxBatchBytes bounds one batch read from the spool (held in memory
+// MaxBatchBytes bounds one batch read from the spool (held in memory
 // until it is inserted): 30,000 events of 2 KB fit.
-const maxBatchBytes = 64 << 20
+const MaxBatchBytes = 64 << 20
 
 // ship drains the spool into the backend until ctx ends: migrate first,
 // then batch by batch, each inserted with a deduplication token and
@@ -138,10 +138,10 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
 	expired := false
 	// Each wake-up reads only what was appended since the last one: the
 	// batch so far is [from, to), count records of nbytes (it may pass
-	// maxBatchBytes by its last record).
+	// MaxBatchBytes by its last record).
 	to, count, nbytes := from, 0, 0
 	for {
-		recs, next, err := w.spool.Read(to, w.o.BatchSize-count, maxBatchBytes-nbytes)
+		recs, next, err := w.spool.Read(to, w.o.BatchSize-count, MaxBatchBytes-nbytes)
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +149,7 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
 			nbytes += len(r.Data)
 		}
 		count, to = count+len(recs), next
-		if count >= w.o.BatchSize || nbytes >= maxBatchBytes || (count > 0 && expired) {
+		if count >= w.o.BatchSize || nbytes >= MaxBatchBytes || (count > 0 && expired) {
 			return &inflight{From: from, To: to, Count: count,
 				Token: fmt.Sprintf("%s:%d.%d-%d.%d", w.o.Node, from.Segment, from.Offset, to.Segment, to.Offset)}, nil
 		}
