@@ -81,8 +81,15 @@ func run() int {
 	})
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of one scenario (-profile-scenario) into this directory (make bench PROFILE=1: bench/profiles)")
 	flag.StringVar(&o.profileOf, "profile-scenario", "full", "the scenario -profile profiles: transparent, full, deny or full@half")
+	var rpAddr, rpUpstream string
+	flag.StringVar(&rpAddr, "serve-reverse-proxy", "", "internal: run the reverseproxy@half scenario's proxy on this address (the harness starts itself so)")
+	flag.StringVar(&rpUpstream, "reverse-proxy-upstream", "", "internal: with -serve-reverse-proxy, the upstream's URL")
 	flag.BoolVar(&o.trace, "trace", false, "with -profile, also write the gateway's execution trace of the same window (gateway.trace, for go tool trace: where slow calls waited); the tracer costs CPU, so the profiled scenario's numbers are then not comparable")
 	flag.Parse()
+	if rpAddr != "" {
+		fmt.Fprintf(os.Stderr, "load: reverse proxy: %v\n", serveReverseProxy(rpAddr, rpUpstream))
+		return 1
+	}
 	for s := range strings.SplitSeq(scenarios, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -238,6 +245,18 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 				return nil, errors.New("half: run full in the same run (-scenarios full,half) or give -half-rate")
 			}
 			if r, err = load("direct@half", target{url: upURL, up: up, rate: rate}); err != nil {
+				return nil, err
+			}
+			rep.Results = append(rep.Results, r)
+			// The same rate through the standard library's reverse proxy
+			// and through transparent: what a bare Go proxy hop adds on
+			// this machine, and what the gateway's hop with the least work
+			// per call adds.
+			if r, err = reverseProxyLoad(ctx, ps, upURL, target{up: up, rate: rate}, load); err != nil {
+				return nil, err
+			}
+			rep.Results = append(rep.Results, r)
+			if r, err = gatewayLoad("transparent@half", transparentConfig(upYAML, false), target{rate: rate}); err != nil {
 				return nil, err
 			}
 			rep.Results = append(rep.Results, r)
@@ -438,7 +457,7 @@ func (rep *report) print(w io.Writer) {
 	fmt.Fprint(w, `
 - each call: tools/call echo of ~1 KB text over streamable HTTP (go-sdk client); latency is per call at the client
 - +p50/+p99: over direct at the same concurrency; cpu-s/1k, req/core-s, rss: the gateway process only (utime+stime, VmRSS from /proc)
-- gateway cores busy: the gateway's CPU seconds per second of the window; pinned to one core, full@half's value is that core's
+- gateway cores busy: the gateway's CPU seconds per second of the window; pinned to one core, an @half scenario's value is that core's
   utilisation u; a stall of t ms on it (a collector slice, a kernel thread) delays the calls that arrive in the next ≈ t/(1-u) ms
 - transparent: anonymous virtual server, one allow-all grant
 - full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on,
@@ -447,8 +466,9 @@ func (rep *report) print(w io.Writer) {
 - approval: every call held on the embedded Temporal server until an approver bot (long-polling approvalChanged) approves it through GraphQL
 - direct-bound, transparent-bound: as direct and transparent, but each call makes the upstream compute -bound-rounds SHA-256
   rounds, so that the upstream's core is the bottleneck; +p50/+p99 are over direct-bound
-- direct@half, full@half (scenario half): direct and full paced to half of full's throughput above, each session on a fixed
-  schedule, latency counted from the scheduled start; +p50/+p99 are full@half over direct@half at the same offered load
+- direct@half, transparent@half, full@half (scenario half): direct, transparent and full paced to half of full's throughput
+  above, each session on a fixed schedule, latency counted from the scheduled start; +p50/+p99 are over direct@half at the
+  same offered load (transparent@half: what one hop through the gateway adds with the least work per call)
 `)
 }
 
