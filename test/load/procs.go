@@ -131,15 +131,23 @@ func startUpstream(ctx context.Context, ps *procs, binDir string) (*proc, string
 	if err != nil {
 		return nil, "", err
 	}
+	if err := waitListening(ctx, p, addr); err != nil {
+		return nil, "", err
+	}
+	return p, "http://" + addr + "/mcp", nil
+}
+
+// waitListening waits up to 15 s for p to accept connections on addr.
+func waitListening(ctx context.Context, p *proc, addr string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return p, "http://" + addr + "/mcp", nil
+			return nil
 		}
 		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, "", fmt.Errorf("demo-server did not come up on %s:\n%s", addr, p.tail(30))
+			return fmt.Errorf("%s did not come up on %s:\n%s", p.name, addr, p.tail(30))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -57,19 +56,11 @@ func startReverseProxy(ctx context.Context, ps *procs, upstream string) (*proc, 
 	if err != nil {
 		return nil, "", err
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return p, "http://" + addr + up.Path, nil
-		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			ps.stop(p)
-			return nil, "", fmt.Errorf("reverse proxy did not come up on %s:\n%s", addr, p.tail(30))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitListening(ctx, p, addr); err != nil {
+		ps.stop(p)
+		return nil, "", fmt.Errorf("reverse proxy: %w", err)
 	}
+	return p, "http://" + addr + up.Path, nil
 }
 
 // reverseProxyLoad runs t through a fresh reverse proxy to upstream as
