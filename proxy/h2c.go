@@ -33,13 +33,8 @@ const (
 	callsH2C                  // the upstream speaks only h2c
 )
 
-// probeTimeout bounds each of a splitTransport's probes, and
-// probeBackoff is how long after probes that got no answer the next one
-// waits (its calls go over h2c meanwhile).
-const (
-	probeTimeout = 5 * time.Second
-	probeBackoff = 10 * time.Second
-)
+// probeTimeout bounds each of a splitTransport's probes.
+const probeTimeout = 5 * time.Second
 
 // splitTransport is the transport of one upstream configured with h2c.
 // Its event streams (GET requests, held open while an agent session
@@ -54,13 +49,12 @@ const (
 // too: before the first call an OPTIONS request, without the upstream's
 // headers or query, asks over HTTP/1.1 and, failing that, over h2c; any
 // answer decides. If neither answers (the upstream is down), the call
-// goes over h2c, as configured, and a call probeBackoff later asks again.
+// goes over h2c, as configured, and the next call asks again.
 type splitTransport struct {
 	streams, calls http.RoundTripper
 	log            *slog.Logger
 	mode           atomic.Int32
 	probing        sync.Mutex
-	nextProbe      time.Time // guarded by probing
 }
 
 func (t *splitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -79,9 +73,6 @@ func (t *splitTransport) callMode(r *http.Request) int32 {
 	if m := t.mode.Load(); m != callsUnknown {
 		return m
 	}
-	if time.Now().Before(t.nextProbe) {
-		return callsUnknown
-	}
 	u := &url.URL{Scheme: r.URL.Scheme, Host: r.URL.Host, Path: r.URL.Path}
 	m := callsUnknown
 	for _, p := range []struct {
@@ -98,8 +89,6 @@ func (t *splitTransport) callMode(r *http.Request) int32 {
 		t.log.Debug("h2c upstream answers HTTP/1.1 too: calls go over HTTP/1.1, event streams over h2c")
 	case callsH2C:
 		t.log.Info("h2c upstream speaks only h2c: calls go over h2c too")
-	default:
-		t.nextProbe = time.Now().Add(probeBackoff)
 	}
 	t.mode.Store(m)
 	return m
