@@ -51,7 +51,7 @@ type Upstream struct {
 	ConnectTimeoutSeconds float64 `json:"connect_timeout_seconds,omitempty"`
 	// Takes the upstream out of service without deleting it.
 	Disabled bool `json:"disabled,omitempty"`
-	// Open the agent sessions' event streams to an http:// upstream over cleartext HTTP/2 with prior knowledge (h2c): they share one connection instead of holding one each. Calls go over HTTP/1.1 keep-alive connections, which cost the gateway less CPU per call, unless the upstream speaks only h2c (asked once with an OPTIONS request). Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+	// Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
 	H2c bool `json:"h2c,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UpstreamQuery when eager-loading is set.

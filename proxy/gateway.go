@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"sort"
@@ -35,6 +36,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/h2cork"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/secrets"
@@ -81,7 +83,7 @@ type Gateway struct {
 	// approvals holds calls that need approval; nil refuses them.
 	approvals Approvals
 	http      *http.Client
-	h2c       *http.Transport // event streams of upstreams with h2c set; see splitTransport
+	h2c       *http.Client // for upstreams with h2c set; see h2cClient
 	vault     *secrets.Client
 	audit     AuditSink
 
@@ -129,7 +131,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		limiter:   policy.NewLimiter(),
 		metrics:   newMetrics(),
 		http:      o.HTTPClient,
-		h2c:       h2cStreams(o.HTTPClient),
+		h2c:       h2cClient(o.HTTPClient),
 		vault:     o.Secrets,
 		audit:     o.Audit,
 		doc:       doc,
@@ -353,19 +355,53 @@ func (g *Gateway) setUpGauge(u *upstream, h Health) {
 // wrapped to add configured headers and the secrets a request's context
 // carries.
 func (g *Gateway) upstreamHTTPClient(uc config.Upstream) *http.Client {
-	c := *g.http
+	src := g.http
+	if uc.H2C {
+		src = g.h2c
+	}
+	c := *src
 	base := c.Transport
 	if base == nil {
 		base = http.DefaultTransport
-	}
-	if uc.H2C {
-		base = &splitTransport{streams: g.h2c, calls: base, log: g.log.With("upstream", uc.Name)}
 	}
 	if len(uc.Headers) > 0 {
 		base = headerTransport{base: base, headers: uc.Headers}
 	}
 	c.Transport = secrets.Transport{Base: base}
 	return &c
+}
+
+// h2cClient returns a client like c that speaks only cleartext HTTP/2
+// with prior knowledge, for upstreams configured with h2c. Its pool is
+// separate from c's: on it, one connection carries up to the server's
+// stream limit of agent sessions (requests and event streams alike),
+// where HTTP/1.1 holds a connection per open event stream.
+func h2cClient(c *http.Client) *http.Client {
+	var tr *http.Transport
+	if t, ok := c.Transport.(*http.Transport); ok {
+		tr = t.Clone()
+	} else {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	// Every connection of this transport speaks h2c: h2cork sends each
+	// request's HEADERS frame with its body's first DATA frame, one
+	// write where net/http makes two.
+	dial := tr.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return h2cork.Client(conn), nil
+	}
+	out := *c
+	out.Transport = tr
+	return &out
 }
 
 type headerTransport struct {

@@ -10063,7 +10063,7 @@ input CreateUpstreamInput {
   """
   disabled: Boolean
   """
-  Open the agent sessions' event streams to an http:// upstream over cleartext HTTP/2 with prior knowledge (h2c): they share one connection instead of holding one each. Calls go over HTTP/1.1 keep-alive connections, which cost the gateway less CPU per call, unless the upstream speaks only h2c (asked once with an OPTIONS request). Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+  Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
   """
   h2c: Boolean
 }
@@ -17674,7 +17674,7 @@ input UpdateUpstreamInput {
   """
   disabled: Boolean
   """
-  Open the agent sessions' event streams to an http:// upstream over cleartext HTTP/2 with prior knowledge (h2c): they share one connection instead of holding one each. Calls go over HTTP/1.1 keep-alive connections, which cost the gateway less CPU per call, unless the upstream speaks only h2c (asked once with an OPTIONS request). Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+  Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
   """
   h2c: Boolean
 }
@@ -17807,7 +17807,7 @@ type Upstream implements Node {
   """
   disabled: Boolean!
   """
-  Open the agent sessions' event streams to an http:// upstream over cleartext HTTP/2 with prior knowledge (h2c): they share one connection instead of holding one each. Calls go over HTTP/1.1 keep-alive connections, which cost the gateway less CPU per call, unless the upstream speaks only h2c (asked once with an OPTIONS request). Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
+  Speak cleartext HTTP/2 with prior knowledge (h2c) to an http:// upstream: all agent sessions share one connection instead of holding one or two each. Only for servers that accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
   """
   h2c: Boolean!
   """

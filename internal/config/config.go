@@ -141,13 +141,10 @@ type Upstream struct {
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// Disabled takes the upstream out of service without deleting it.
 	Disabled bool `yaml:"disabled"`
-	// H2C opens the agent sessions' event streams to an http:// upstream
-	// over cleartext HTTP/2 (prior knowledge), so they share one
-	// connection instead of holding one each. Calls go over HTTP/1.1
-	// keep-alive connections, which cost the gateway less CPU per call,
-	// unless the upstream speaks only h2c (asked once with an OPTIONS
-	// request). Only for servers that accept h2c; https upstreams
-	// negotiate HTTP/2 by ALPN without it.
+	// H2C speaks cleartext HTTP/2 (prior knowledge) to an http:// upstream,
+	// so every agent session's requests and event stream share one
+	// connection instead of holding one or two each. Only for servers that
+	// accept h2c; https upstreams negotiate HTTP/2 by ALPN without it.
 	H2C bool `yaml:"h2c"`
 }
 

@@ -12,9 +12,8 @@ import (
 
 // serveReverseProxy runs the reverseproxy scenarios' proxy: the standard
 // library's reverse proxy, which passes each request's bytes on to
-// upstream, flushing event streams as they come, and speaks to it as the
-// gateway speaks to an h2c upstream: event streams (GET) over cleartext
-// HTTP/2, calls over HTTP/1.1 keep-alive connections. It is the least a Go proxy hop can cost here, a
+// upstream over cleartext HTTP/2 (as the gateway does), flushing event
+// streams as they come. It is the least a Go proxy hop can cost here, a
 // baseline for what the gateway adds, and runs in a child process of the
 // harness (itself, with -serve-reverse-proxy) pinned where the gateway
 // would be. It returns only on failure.
@@ -23,20 +22,14 @@ func serveReverseProxy(addr, upstream string) error {
 	if err != nil {
 		return fmt.Errorf("reverse proxy upstream %q: %w", upstream, err)
 	}
-	calls := &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second}
-	streams := calls.Clone()
-	streams.Protocols = new(http.Protocols)
-	streams.Protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host, r.Out.Host = up.Scheme, up.Host, up.Host
 		},
-		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Method == http.MethodGet {
-				return streams.RoundTrip(r)
-			}
-			return calls.RoundTrip(r)
-		}),
+		Transport:     tr,
 		FlushInterval: -1,
 	}
 	srv := &http.Server{Addr: addr, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
@@ -86,7 +79,3 @@ func reverseProxyLoad(ctx context.Context, ps *procs, upstream string, t target,
 	}
 	return r, nil
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
