@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
 )
 
 // MaxBatchBytes bounds one batch read from the spool (held in memory
@@ -56,9 +58,13 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 		ok()
 	}
 	lastCP := time.Now()
+	// batch holds st.Inflight's records once read: gathered by nextBatch
+	// as they were appended, or read back by readBatch for a batch
+	// recovered from the state; kept across retries of its insert.
+	var batch *batch
 	for ctx.Err() == nil {
 		if st.Inflight == nil {
-			b, err := w.nextBatch(ctx)
+			b, recs, err := w.nextBatch(ctx)
 			if err != nil {
 				if ctx.Err() != nil || !fail("reading the spool", err) {
 					return
@@ -76,13 +82,16 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 				}
 				continue
 			}
+			batch = recs
 		}
-		batch, err := w.readBatch(*st.Inflight)
-		if err != nil {
-			if !fail("reading the spool", err) {
-				return
+		if batch == nil {
+			var err error
+			if batch, err = w.readBatch(*st.Inflight); err != nil {
+				if !fail("reading the spool", err) {
+					return
+				}
+				continue
 			}
-			continue
 		}
 		// A crash between saving the state and committing the cursor
 		// replays events already shipped (in a batch cut differently, so
@@ -124,14 +133,17 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 			continue
 		}
 		w.shipped.Add(uint64(len(batch.heads)))
-		st = next
+		st, batch = next, nil
 		ok()
 	}
 }
 
 // nextBatch waits for events after the cursor, up to BatchWait for a full
-// batch, and returns the batch to send; nil when none came.
-func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
+// batch, and returns the batch to send with its records; nil when none
+// came. The records are kept as they are read, a few at each wake-up, so
+// that a batch is not read back from the spool (tens of MB at once,
+// beside the calls the gateway serves) before its insert.
+func (w *Writer) nextBatch(ctx context.Context) (*inflight, *batch, error) {
 	from := w.spool.Cursor()
 	deadline := time.NewTimer(w.o.BatchWait)
 	defer deadline.Stop()
@@ -140,10 +152,14 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
 	// batch so far is [from, to), count records of nbytes (it may pass
 	// MaxBatchBytes by its last record).
 	to, count, nbytes := from, 0, 0
+	b := &batch{}
 	for {
 		recs, next, err := w.spool.Read(to, w.o.BatchSize-count, MaxBatchBytes-nbytes)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if err := b.add(recs); err != nil {
+			return nil, nil, err
 		}
 		for _, r := range recs {
 			nbytes += len(r.Data)
@@ -151,14 +167,14 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, error) {
 		count, to = count+len(recs), next
 		if count >= w.o.BatchSize || nbytes >= MaxBatchBytes || (count > 0 && expired) {
 			return &inflight{From: from, To: to, Count: count,
-				Token: fmt.Sprintf("%s:%d.%d-%d.%d", w.o.Node, from.Segment, from.Offset, to.Segment, to.Offset)}, nil
+				Token: fmt.Sprintf("%s:%d.%d-%d.%d", w.o.Node, from.Segment, from.Offset, to.Segment, to.Offset)}, b, nil
 		}
 		if expired {
-			return nil, nil
+			return nil, nil, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-deadline.C:
 			expired = true
 		case <-w.spool.Notify():
@@ -206,7 +222,8 @@ func (w *Writer) insert(ctx context.Context, b *batch, token string) error {
 	return w.o.Backend.Insert(ctx, w.o.Tables.Insert, events, token)
 }
 
-// readBatch reads exactly the records of b.
+// readBatch reads exactly the records of b (a batch recovered from the
+// shipper's state).
 func (w *Writer) readBatch(b inflight) (*batch, error) {
 	recs, to, err := w.spool.Read(b.From, b.Count, 0)
 	if err != nil {
@@ -215,16 +232,26 @@ func (w *Writer) readBatch(b inflight) (*batch, error) {
 	if len(recs) != b.Count || to != b.To {
 		return nil, fmt.Errorf("spool batch %v-%v: read %d records ending at %v, want %d", b.From, b.To, len(recs), to, b.Count)
 	}
-	out := &batch{rows: make([][]byte, len(recs)), heads: make([]head, len(recs))}
-	for i, r := range recs {
-		out.rows[i] = r.Data
-		if h, ok := scanHead(r.Data); ok {
-			out.heads[i] = h
-		} else if err := json.Unmarshal(r.Data, &out.heads[i]); err != nil {
-			return nil, fmt.Errorf("spool record %v: %w", r.Pos, err)
-		}
+	out := &batch{rows: make([][]byte, 0, len(recs)), heads: make([]head, 0, len(recs))}
+	if err := out.add(recs); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// add appends records to the batch.
+func (b *batch) add(recs []spool.Record) error {
+	for _, r := range recs {
+		h, ok := scanHead(r.Data)
+		if !ok {
+			if err := json.Unmarshal(r.Data, &h); err != nil {
+				return fmt.Errorf("spool record %v: %w", r.Pos, err)
+			}
+		}
+		b.rows = append(b.rows, r.Data)
+		b.heads = append(b.heads, h)
+	}
+	return nil
 }
 
 // scanHead reads node, seq and hash from a record as Writer.Record encodes

@@ -174,6 +174,36 @@ func TestWriterShipsEverythingOnce(t *testing.T) {
 	}
 }
 
+// TestWriterRetriesTheBatchItRead: a batch whose insert failed goes again,
+// as read, once the backend is back, without a restart; nothing is lost
+// or shipped twice.
+func TestWriterRetriesTheBatchItRead(t *testing.T) {
+	dir := t.TempDir()
+	b := &flaky{Backend: chdbtest.Open(t, filepath.Join(dir, "chdb")), down: true}
+	w := openWriter(t, filepath.Join(dir, "audit"), b, spool.Options{})
+	defer w.Close()
+	record(t, w, 0, 300)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b.mu.Lock()
+		n := b.inserts
+		b.mu.Unlock()
+		if n >= 2 {
+			break // one failed insert and one failed retry at least
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d insert attempts while the backend was down, want 2 or more", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	record(t, w, 300, 200)
+	b.setDown(false)
+	waitShipped(t, b, 500)
+	if n := count(t, b, "SELECT count(DISTINCT request_id) FROM audit_events"); n != 500 {
+		t.Errorf("%d distinct requests, want 500", n)
+	}
+}
+
 func TestWriterRefusesAtBudget(t *testing.T) {
 	dir := t.TempDir()
 	b := &flaky{Backend: chdbtest.Open(t, filepath.Join(dir, "chdb")), down: true}

@@ -69,7 +69,7 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&a.retentionDays, "audit-retention-days", chschema.DefaultRetentionDays, "how long ClickHouse keeps audit events and rollups (TTL)")
 	fs.IntVar(&a.batchSize, "audit-batch-size", 0, fmt.Sprintf("events per insert into ClickHouse, at most; a batch also goes at %d MiB (default 30,000 with the embedded engine, whose inserts cost the gateway's CPU, ≈ 30 %% less per event in batches of 40,000 than of 10,000; 10,000 with a server)", audit.MaxBatchBytes>>20))
 	fs.DurationVar(&a.batchWait, "audit-batch-wait", 0, "longest an event waits for its batch to fill before it is shipped, so how soon queries see it (default 5s with the embedded engine, whose inserts cost the gateway's CPU, 40–60% less per event in batches of 5,000 than of 1,000; 1s with a server)")
-	fs.IntVar(&a.engineNice, "audit-engine-nice", 10, "nice value (1-19) of the embedded ClickHouse engine's threads, so that inserts and merges on the gateway's cores yield to calls in flight (10 instead of 0 took the added p99 at half load from +43-152 ms to +16-36 ms in the load harness); 0 = the gateway's priority")
+	fs.IntVar(&a.engineNice, "audit-engine-nice", 10, "nice value (1-19) of the embedded ClickHouse engine's threads and of the threads that call into it (it parses and writes an insert on the calling thread), so that inserts and merges on the gateway's cores yield to calls in flight (10 instead of 0 took the added p99 at half load from +43-152 ms to +16-36 ms in the load harness); 0 = the gateway's priority")
 	fs.DurationVar(&a.checkpointIv, "audit-checkpoint-interval", time.Minute, "how often (at least) a signed checkpoint of the hash chain is stored")
 }
 

@@ -139,7 +139,11 @@ func (b *Backend) Exec(ctx context.Context, stmt string) error {
 		return err
 	}
 	defer b.release()
-	if _, _, err := b.sess.exec([]byte(stmt), "TabSeparated"); err != nil {
+	err := onEngineThread(b.nice, func() error {
+		_, _, err := b.sess.exec([]byte(stmt), "TabSeparated")
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("executing %s: %w", summarize(stmt), err)
 	}
 	return nil
@@ -215,7 +219,12 @@ func (b *Backend) insert(ctx context.Context, table, token string, n int, settin
 	defer b.release()
 	// Before every insert: the engine may have started threads since.
 	_, _ = lowerEnginePriority(b.nice)
-	s, err := b.sess.insert(q.String(), "JSONEachRow")
+	return onEngineThread(b.nice, func() error { return b.stream(q.String(), bp, n, row) })
+}
+
+// stream runs an INSERT query, handing the engine the rows in chunks.
+func (b *Backend) stream(query string, bp *[]byte, n int, row func(buf []byte, i int) ([]byte, error)) error {
+	s, err := b.sess.insert(query, "JSONEachRow")
 	if err != nil {
 		return err
 	}
@@ -271,6 +280,16 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	if opts.ReadOnly {
 		args = append(args, "--readonly=1")
 	}
+	var res *audit.Result
+	err = onEngineThread(b.nice, func() (err error) {
+		res, err = b.query(ctx, query, args, opts, limit)
+		return err
+	})
+	return res, err
+}
+
+// query runs Query's statement on a session with args.
+func (b *Backend) query(ctx context.Context, query string, args []string, opts audit.QueryOptions, limit audit.ExecutionLimit) (*audit.Result, error) {
 	c, err := b.l.connectArgs(args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying: %w", err)

@@ -11,12 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb"
@@ -282,6 +285,14 @@ func threadNices(t *testing.T) (engine, gothreads map[string]int) {
 			t.Fatalf("thread %s: stat %q: %v", task.Name(), stat, err)
 		}
 		name := task.Name() + " " + strings.TrimSpace(string(comm))
+		if task.Name() == strconv.Itoa(os.Getpid()) && nice != 0 {
+			// The main thread, if an engine call ran on it: a
+			// goroutine locked to a thread ends the thread when it
+			// ends, but the main thread cannot end, so the runtime
+			// parks it for good (at the engine's priority; it runs
+			// nothing more).
+			continue
+		}
 		if bytes.Equal(comm, self) {
 			gothreads[name] = nice
 		} else {
@@ -322,19 +333,152 @@ func TestEngineNice(t *testing.T) {
 }
 
 // checkNices fails the test unless every engine thread is at nice and
-// every Go thread at 0; it returns the number of engine threads.
+// every Go thread at 0, and, where the kernel takes a time slice per thread
+// (Linux 6.12 and later), unless every engine thread has chdb.EngineSlice
+// and no Go thread has it; it returns the number of engine threads. A
+// thread an insert ran on (see TestOnEngineThread) ends just after the
+// insert returns, so the check is retried for a while before it fails.
 func checkNices(t *testing.T, when string, nice int) int {
 	t.Helper()
-	engine, gothreads := threadNices(t)
-	for name, n := range engine {
-		if n != nice {
-			t.Errorf("%s: engine thread %s at nice %d, want %d", when, name, n, nice)
+	slices := slicesSupported()
+	if !slices {
+		t.Logf("%s: this kernel reports no time slices (before Linux 6.12): not checked", when)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		engine, gothreads := threadNices(t)
+		var problems []string
+		for name, n := range engine {
+			if n != nice {
+				problems = append(problems, fmt.Sprintf("engine thread %s at nice %d, want %d", name, n, nice))
+			}
+			if s, ok := threadSlice(name); slices && ok && s != chdb.EngineSlice {
+				problems = append(problems, fmt.Sprintf("engine thread %s has a time slice of %d ns, want %d", name, s, chdb.EngineSlice))
+			}
+		}
+		for name, n := range gothreads {
+			if n != 0 {
+				problems = append(problems, fmt.Sprintf("Go thread %s at nice %d, want 0", name, n))
+			}
+			if s, ok := threadSlice(name); slices && ok && s == chdb.EngineSlice {
+				problems = append(problems, fmt.Sprintf("Go thread %s has the engine's time slice", name))
+			}
+		}
+		if len(problems) == 0 {
+			return len(engine)
+		}
+		if time.Now().After(deadline) {
+			for _, p := range problems {
+				t.Errorf("%s: %s", when, p)
+			}
+			return len(engine)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOnEngineThread: engine calls run on a thread of their own at the
+// engine's nice value and time slice, with one more P than the process
+// had, however many run at once; afterwards GOMAXPROCS is what it was.
+func TestOnEngineThread(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	type seen struct {
+		procs, nice int
+		slice       uint64
+	}
+	var mu sync.Mutex
+	var got []seen
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := chdb.OnEngineThread(7, func() error {
+				stat, err := os.ReadFile("/proc/thread-self/stat")
+				if err != nil {
+					return err
+				}
+				fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+				nice, err := strconv.Atoi(fields[19-3])
+				if err != nil {
+					return err
+				}
+				var slice uint64
+				if a, err := unix.SchedGetAttr(0, 0); err == nil {
+					slice = a.Runtime
+				}
+				mu.Lock()
+				got = append(got, seen{runtime.GOMAXPROCS(0), nice, slice})
+				mu.Unlock()
+				inside <- struct{}{}
+				<-release
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	<-inside
+	<-inside
+	close(release)
+	wg.Wait()
+	for _, g := range got {
+		if g.procs != before+1 {
+			t.Errorf("GOMAXPROCS during an engine call = %d, want %d", g.procs, before+1)
+		}
+		if g.nice != 7 {
+			t.Errorf("engine call at nice %d, want 7", g.nice)
+		}
+		if slicesSupported() && g.slice != chdb.EngineSlice {
+			t.Errorf("engine call with a time slice of %d ns, want %d", g.slice, chdb.EngineSlice)
 		}
 	}
-	for name, n := range gothreads {
-		if n != 0 {
-			t.Errorf("%s: Go thread %s at nice %d, want 0", when, name, n)
-		}
+	if n := runtime.GOMAXPROCS(0); n != before {
+		t.Errorf("GOMAXPROCS after the engine calls = %d, want %d", n, before)
 	}
-	return len(engine)
+	if err := chdb.OnEngineThread(7, func() error { return errors.New("boom") }); err == nil || err.Error() != "boom" {
+		t.Errorf("OnEngineThread error = %v, want f's", err)
+	}
+	// The threads end with their goroutines: no Go thread stays at nice 7.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		_, gothreads := threadNices(t)
+		var niced []string
+		for name, n := range gothreads {
+			if n != 0 {
+				niced = append(niced, fmt.Sprintf("%s at nice %d", name, n))
+			}
+		}
+		if len(niced) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Go threads left at a lowered priority after the engine calls: %v", niced)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// slicesSupported reports whether the kernel reports a fair thread's time
+// slice (sched_attr.sched_runtime, Linux 6.12 and later).
+func slicesSupported() bool {
+	a, err := unix.SchedGetAttr(0, 0)
+	return err == nil && a.Runtime != 0
+}
+
+// threadSlice returns the time slice of the thread named by threadNices
+// ("tid comm"), false if it exited.
+func threadSlice(name string) (uint64, bool) {
+	tid, err := strconv.Atoi(name[:strings.IndexByte(name, ' ')])
+	if err != nil {
+		return 0, false
+	}
+	a, err := unix.SchedGetAttr(tid, 0)
+	if err != nil {
+		return 0, false
+	}
+	return a.Runtime, true
 }

@@ -46,11 +46,14 @@ type Options struct {
 	// DataDir holds the engine's databases; it is created if missing and
 	// the data persists across Open/Close. Required.
 	DataDir string
-	// Nice is the nice value (1–19) of the engine's own threads, so that
-	// they yield the CPU to the gateway's: a batch insert or a background
-	// merge on a core that also serves calls then waits for the calls
-	// instead of stalling them. 0 leaves them at the process's priority.
-	// Auditors' queries run on the engine's threads too, so they get the
-	// same priority.
+	// Nice is the nice value (1–19) of the engine's own threads, and of
+	// the threads that call into it (inserts, statements, auditors'
+	// queries: the engine does much of their work on the calling thread),
+	// so that they yield the CPU to the gateway's: a batch insert or a
+	// background merge on a core that also serves calls then waits for
+	// the calls instead of stalling them. 0 leaves them at the process's
+	// priority. Either way an engine call runs with one more P than the
+	// process has (GOMAXPROCS + 1), so that calls do not wait for the
+	// runtime to take the P back from it.
 	Nice int
 }
