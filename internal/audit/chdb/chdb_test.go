@@ -344,10 +344,10 @@ func checkNices(t *testing.T, when string, nice int) int {
 	if !slices {
 		t.Logf("%s: this kernel reports no time slices (before Linux 6.12): not checked", when)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	var engines int
+	settles(t, when, func() (problems []string) {
 		engine, gothreads := threadNices(t)
-		var problems []string
+		engines = len(engine)
 		for name, n := range engine {
 			if n != nice {
 				problems = append(problems, fmt.Sprintf("engine thread %s at nice %d, want %d", name, n, nice))
@@ -364,14 +364,26 @@ func checkNices(t *testing.T, when string, nice int) int {
 				problems = append(problems, fmt.Sprintf("Go thread %s has the engine's time slice", name))
 			}
 		}
+		return problems
+	})
+	return engines
+}
+
+// settles retries check for up to 2 s until it finds no problems, and
+// fails the test with the last ones it found.
+func settles(t *testing.T, when string, check func() []string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		problems := check()
 		if len(problems) == 0 {
-			return len(engine)
+			return
 		}
 		if time.Now().After(deadline) {
 			for _, p := range problems {
 				t.Errorf("%s: %s", when, p)
 			}
-			return len(engine)
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -443,23 +455,15 @@ func TestOnEngineThread(t *testing.T) {
 		t.Errorf("OnEngineThread error = %v, want f's", err)
 	}
 	// The threads end with their goroutines: no Go thread stays at nice 7.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	settles(t, "after the engine calls", func() (niced []string) {
 		_, gothreads := threadNices(t)
-		var niced []string
 		for name, n := range gothreads {
 			if n != 0 {
-				niced = append(niced, fmt.Sprintf("%s at nice %d", name, n))
+				niced = append(niced, fmt.Sprintf("Go thread %s left at nice %d", name, n))
 			}
 		}
-		if len(niced) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Go threads left at a lowered priority after the engine calls: %v", niced)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return niced
+	})
 }
 
 // slicesSupported reports whether the kernel reports a fair thread's time
