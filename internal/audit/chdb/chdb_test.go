@@ -454,6 +454,17 @@ func TestOnEngineThread(t *testing.T) {
 	if err := chdb.OnEngineThread(7, func() error { return errors.New("boom") }); err == nil || err.Error() != "boom" {
 		t.Errorf("OnEngineThread error = %v, want f's", err)
 	}
+	func() {
+		defer func() {
+			if r := recover(); r != "bang" {
+				t.Errorf("recovered %v from OnEngineThread, want f's panic", r)
+			}
+		}()
+		_ = chdb.OnEngineThread(7, func() error { panic("bang") })
+	}()
+	if n := runtime.GOMAXPROCS(0); n != before {
+		t.Errorf("GOMAXPROCS after a panicking engine call = %d, want %d", n, before)
+	}
 	// The threads end with their goroutines: no Go thread stays at nice 7.
 	settles(t, "after the engine calls", func() (niced []string) {
 		_, gothreads := threadNices(t)

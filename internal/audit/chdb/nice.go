@@ -89,16 +89,32 @@ func onEngineThread(nice int, f func() error) error {
 	if nice <= 0 {
 		return withSpareP(f)
 	}
-	done := make(chan error, 1)
+	type outcome struct {
+		err      error
+		panicked bool
+		value    any
+	}
+	done := make(chan outcome, 1)
 	go func() {
+		// A panic goes back to the caller, whose stack may recover it
+		// (an HTTP handler's does).
+		defer func() {
+			if r := recover(); r != nil {
+				done <- outcome{panicked: true, value: r}
+			}
+		}()
 		runtime.LockOSThread()
 		tid := unix.Gettid()
 		if setSlice(tid, nice, EngineSlice) != nil {
 			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
 		}
-		done <- withSpareP(f)
+		done <- outcome{err: withSpareP(f)}
 	}()
-	return <-done
+	o := <-done
+	if o.panicked {
+		panic(o.value)
+	}
+	return o.err
 }
 
 // spareP counts the goroutines in withSpareP; prev is GOMAXPROCS before
