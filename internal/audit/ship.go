@@ -12,8 +12,9 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
 )
 
-// MaxBatchBytes bounds one batch read from the spool (held in memory
-// until it is inserted): 30,000 events of 2 KB fit.
+// MaxBatchBytes bounds one batch read from the spool, which is held in
+// memory from its first event until it is inserted: 30,000 events of 2 KB
+// fit.
 const MaxBatchBytes = 64 << 20
 
 // ship drains the spool into the backend until ctx ends: migrate first,
