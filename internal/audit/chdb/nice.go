@@ -29,9 +29,9 @@ const EngineSlice = 100_000 // nanoseconds
 // this process that the engine started: those whose name differs from the
 // main thread's (Go's threads all keep the process's name; the engine names
 // its own, e.g. ThreadPool, BgSchPool). A thread the engine starts later
-// from one of them inherits the nice value (not the slice); the next call
-// catches it. A thread that exits meanwhile is skipped. It returns how many
-// threads it set.
+// from one of them inherits both; the next call catches any other. A
+// thread that exits meanwhile is skipped. It returns how many threads it
+// set.
 func lowerEnginePriority(nice int) (int, error) {
 	if nice <= 0 {
 		return 0, nil
@@ -74,11 +74,11 @@ func setSlice(tid, nice int, slice uint64) error {
 // withSpareP), and returns f's error.
 //
 // The engine does an insert's work (parsing the rows, writing the parts,
-// the views) on the thread that calls it: 0.3–0.5 s of CPU for a batch of
+// the views) on the thread that calls it: up to 0.6 s of CPU for a batch of
 // 12,000 events. On a thread of the runtime's, at the gateway's priority,
 // that took half of a core from the calls for as long. At nice 10 the
 // calls keep ≈ 90 % of it. Threads the engine starts from this one inherit
-// its priority.
+// its priority and slice.
 //
 // The goroutine stays locked to its thread until it ends, so the runtime
 // then ends the thread instead of running other goroutines on it at the
