@@ -135,8 +135,8 @@ var spareP struct {
 // run meanwhile; the engine's thread, at its lower priority, yields the
 // core to them.
 //
-// Changing GOMAXPROCS stops the world for a few microseconds; an insert
-// does it twice. Afterwards GOMAXPROCS goes back to the runtime's default
+// Changing GOMAXPROCS stops the world: raising it and setting it back took
+// ≈ 35 µs together (median of 200, one core); an insert does both once. Afterwards GOMAXPROCS goes back to the runtime's default
 // (which follows the CPU limit and affinity) unless $GOMAXPROCS set it.
 func withSpareP(f func() error) error {
 	spareP.Lock()
