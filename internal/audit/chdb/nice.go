@@ -86,9 +86,21 @@ func setSlice(tid, nice int, slice uint64) error {
 // thread cannot end: if the goroutine ran there, the runtime parks that
 // thread for good, and it runs nothing more.
 func onEngineThread(nice int, f func() error) error {
-	if nice <= 0 {
-		return withSpareP(f)
-	}
+	// The spare P comes first: a thread at a lower priority that holds
+	// the only P would hold back every goroutine while the kernel runs
+	// others (it took 6 ms to get from lowering its priority to its
+	// first engine call when the P came second).
+	return withSpareP(func() error {
+		if nice <= 0 {
+			return f()
+		}
+		return onLoweredThread(nice, f)
+	})
+}
+
+// onLoweredThread runs f on a goroutine locked to a new OS thread at nice
+// and EngineSlice; see onEngineThread.
+func onLoweredThread(nice int, f func() error) error {
 	type outcome struct {
 		err      error
 		panicked bool
@@ -108,7 +120,7 @@ func onEngineThread(nice int, f func() error) error {
 		if setSlice(tid, nice, EngineSlice) != nil {
 			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
 		}
-		done <- outcome{err: withSpareP(f)}
+		done <- outcome{err: f()}
 	}()
 	o := <-done
 	if o.panicked {
