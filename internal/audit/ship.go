@@ -150,12 +150,12 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, *batch, error) {
 	defer deadline.Stop()
 	expired := false
 	// Each wake-up reads only what was appended since the last one: the
-	// batch so far is [from, to), count records of nbytes (it may pass
+	// batch so far is [from, to), the records in b, of nbytes (it may pass
 	// MaxBatchBytes by its last record).
-	to, count, nbytes := from, 0, 0
+	to, nbytes := from, 0
 	b := &batch{}
 	for {
-		recs, next, err := w.spool.Read(to, w.o.BatchSize-count, MaxBatchBytes-nbytes)
+		recs, next, err := w.spool.Read(to, w.o.BatchSize-len(b.rows), MaxBatchBytes-nbytes)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -165,7 +165,8 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, *batch, error) {
 		for _, r := range recs {
 			nbytes += len(r.Data)
 		}
-		count, to = count+len(recs), next
+		to = next
+		count := len(b.rows)
 		if count >= w.o.BatchSize || nbytes >= MaxBatchBytes || (count > 0 && expired) {
 			return &inflight{From: from, To: to, Count: count,
 				Token: fmt.Sprintf("%s:%d.%d-%d.%d", w.o.Node, from.Segment, from.Offset, to.Segment, to.Offset)}, b, nil

@@ -54,19 +54,23 @@ func lowerEnginePriority(nice int) (int, error) {
 		if err != nil {
 			continue
 		}
-		if setSlice(tid, nice, EngineSlice) == nil || syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice) == nil {
+		if lowerThread(tid, nice) == nil {
 			n++
 		}
 	}
 	return n, nil
 }
 
-// setSlice makes thread tid an ordinary (SCHED_OTHER) thread at nice with
-// a time slice of slice ns, with sched_setattr(2). No privilege is needed
-// to raise one's own threads' nice value or to ask for a slice.
-func setSlice(tid, nice int, slice uint64) error {
-	a := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: int32(nice), Runtime: slice}
-	return unix.SchedSetAttr(tid, &a, 0)
+// lowerThread makes thread tid an ordinary (SCHED_OTHER) thread at nice
+// with the EngineSlice, with sched_setattr(2), or, where that fails, sets
+// only its nice value. No privilege is needed to raise one's own threads'
+// nice value or to ask for a slice.
+func lowerThread(tid, nice int) error {
+	a := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: int32(nice), Runtime: EngineSlice}
+	if unix.SchedSetAttr(tid, &a, 0) == nil {
+		return nil
+	}
+	return syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
 }
 
 // onEngineThread runs f, a sequence of calls into the engine, on an OS
@@ -116,10 +120,7 @@ func onLoweredThread(nice int, f func() error) error {
 			}
 		}()
 		runtime.LockOSThread()
-		tid := unix.Gettid()
-		if setSlice(tid, nice, EngineSlice) != nil {
-			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
-		}
+		_ = lowerThread(unix.Gettid(), nice)
 		done <- outcome{err: f()}
 	}()
 	o := <-done
@@ -148,8 +149,9 @@ var spareP struct {
 // core to them.
 //
 // Changing GOMAXPROCS stops the world: raising it and setting it back took
-// ≈ 35 µs together (median of 200, one core); an insert does both once. Afterwards GOMAXPROCS goes back to the runtime's default
-// (which follows the CPU limit and affinity) unless $GOMAXPROCS set it.
+// ≈ 35 µs together (median of 200, one core); an insert does both once.
+// Afterwards GOMAXPROCS goes back to the runtime's default (which follows
+// the CPU limit and affinity) unless $GOMAXPROCS set it.
 func withSpareP(f func() error) error {
 	spareP.Lock()
 	if spareP.n == 0 {
