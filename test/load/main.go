@@ -58,6 +58,13 @@ func main() {
 	os.Exit(run())
 }
 
+// profiledScenarios are the scenarios -profile can profile (those with a
+// gateway under load); profileable lists them for messages.
+var (
+	profiledScenarios = []string{"transparent", "full", "deny", "transparent@half", "full@half"}
+	profileable       = strings.Join(profiledScenarios[:len(profiledScenarios)-1], ", ") + " or " + profiledScenarios[len(profiledScenarios)-1]
+)
+
 func run() int {
 	var o options
 	var scenarios string
@@ -80,7 +87,7 @@ func run() int {
 		return nil
 	})
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of one scenario (-profile-scenario) into this directory (make bench PROFILE=1: bench/profiles)")
-	flag.StringVar(&o.profileOf, "profile-scenario", "full", "the scenario -profile profiles: transparent, full, deny, transparent@half or full@half")
+	flag.StringVar(&o.profileOf, "profile-scenario", "full", "the scenario -profile profiles: "+profileable)
 	var rpAddr, rpUpstream string
 	flag.StringVar(&rpAddr, "serve-reverse-proxy", "", "internal: run the reverseproxy@half scenario's proxy on this address (the harness starts itself so)")
 	flag.StringVar(&rpUpstream, "reverse-proxy-upstream", "", "internal: with -serve-reverse-proxy, the upstream's URL")
@@ -100,8 +107,8 @@ func run() int {
 		}
 		o.scenarios = append(o.scenarios, s)
 	}
-	if !slices.Contains([]string{"transparent", "full", "deny", "transparent@half", "full@half"}, o.profileOf) {
-		fmt.Fprintf(os.Stderr, "load: -profile-scenario %q: only transparent, full, deny, transparent@half or full@half can be profiled\n", o.profileOf)
+	if !slices.Contains(profiledScenarios, o.profileOf) {
+		fmt.Fprintf(os.Stderr, "load: -profile-scenario %q: only %s can be profiled\n", o.profileOf, profileable)
 		return 2
 	}
 	if len(o.scenarios) == 0 || o.concurrency < 1 || o.sessions < 1 || o.duration <= 0 {
