@@ -257,6 +257,9 @@ type dataList struct {
 	size  int // total size of data bytes
 	first int // the stream index of the first element in data
 	data  [][]byte
+	// done: the stream will get no more data (see [MemoryEventStore.streamDone]);
+	// once purged empty, the list is removed.
+	done bool
 }
 
 func (dl *dataList) appendData(d []byte) {
@@ -368,6 +371,35 @@ func (s *MemoryEventStore) Append(_ context.Context, sessionID, streamID string,
 	return nil
 }
 
+// streamDone implements [streamDoneNotifier]. A done stream keeps its data
+// for replay until purged; once it holds none it is forgotten, so that a
+// long session's stream IDs (one for every POST) do not accumulate. A
+// replay of a forgotten stream fails as one of a purged stream does.
+func (s *MemoryEventStore) streamDone(sessionID, streamID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sm := s.store[sessionID]
+	if dl, ok := sm[streamID]; ok {
+		dl.done = true
+		s.forgetIfPurged(sm, streamID, dl)
+	}
+}
+
+// forgetIfPurged removes dl, the list of streamID in sm, if it is done and
+// holds no data. It must be called with s.mu held.
+func (s *MemoryEventStore) forgetIfPurged(sm map[string]*dataList, streamID string, dl *dataList) {
+	if dl.done && dl.size == 0 {
+		delete(sm, streamID)
+	}
+}
+
+// streamDoneNotifier is implemented by event stores that want to know when
+// a stream is logically complete: every request it carried was answered, so
+// nothing more will be appended to it (a replay only reads it).
+type streamDoneNotifier interface {
+	streamDone(sessionID, streamID string)
+}
+
 // ErrEventsPurged is the error that [EventStore.After] should return if the event just after the
 // index is no longer available.
 var ErrEventsPurged = errors.New("data purged")
@@ -461,7 +493,7 @@ func (s *MemoryEventStore) purge() {
 	for s.nBytes > s.maxBytes {
 		changed := false
 		for _, sm := range s.store {
-			for _, dl := range sm {
+			for id, dl := range sm {
 				if dl.size > 0 {
 					r := dl.removeFirst()
 					// Even if we remove an empty chunk, that's
@@ -469,6 +501,7 @@ func (s *MemoryEventStore) purge() {
 					// chunks after it.
 					changed = true
 					s.nBytes -= r
+					s.forgetIfPurged(sm, id, dl)
 				}
 			}
 		}

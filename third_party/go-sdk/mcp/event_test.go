@@ -394,6 +394,43 @@ func TestMemoryEventStoreState(t *testing.T) {
 			"S1 1 first=1 d3; S1 2 first=1 d5 d6; S2 8 first=1",
 			6,
 		},
+		{
+			"done stream kept until purged",
+			func(s *MemoryEventStore) {
+				appendEvent(s, "S1", "1", "d1")
+				appendEvent(s, "S1", "2", "d2")
+				s.streamDone("S1", "1")
+			},
+			"S1 1 first=0 d1; S1 2 first=0 d2",
+			4,
+		},
+		{
+			"done stream forgotten once purged",
+			func(s *MemoryEventStore) {
+				appendEvent(s, "S1", "1", "d1")
+				appendEvent(s, "S1", "1", "d2")
+				appendEvent(s, "S1", "2", "d3")
+				s.streamDone("S1", "1")
+				s.SetMaxBytes(4) // removes d1 and d3: stream 1 keeps d2
+				s.SetMaxBytes(1) // removes d2: stream 1 is forgotten, stream 2 is not done
+			},
+			"S1 2 first=1",
+			0,
+		},
+		{
+			"stream done after its data was purged",
+			func(s *MemoryEventStore) {
+				appendEvent(s, "S1", "1", "d1")
+				appendEvent(s, "S1", "2", "d2")
+				appendEvent(s, "S1", "2", "d3")
+				s.SetMaxBytes(2)        // removes d1 and d2
+				s.streamDone("S1", "1") // empty: forgotten at once
+				s.streamDone("S1", "2") // d3 kept for replay
+				s.streamDone("S9", "1") // unknown: ignored
+			},
+			"S1 2 first=1 d3",
+			2,
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewMemoryEventStore(nil)

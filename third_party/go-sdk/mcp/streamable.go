@@ -1980,6 +1980,9 @@ func (c *streamableServerConn) Write(ctx context.Context, msg jsonrpc.Message) e
 		c.mu.Lock()
 		delete(c.streams, s.id)
 		c.mu.Unlock()
+		if n, ok := c.eventStore.(streamDoneNotifier); ok && s.id != "" {
+			n.streamDone(c.sessionID, s.id)
+		}
 	}
 
 	if !delivered {
