@@ -380,27 +380,28 @@ var asyncKey = asyncKeyType{}
 
 // A releaser implements concurrency safe 'releasing' of async requests. (A
 // request is released when it is allowed to run concurrent with other
-// requests, via a call to [Async].)
+// requests, via a call to [Async].) The first release starts the handler
+// on the next queued request (next).
 type releaser struct {
 	mu       sync.Mutex
-	ch       chan struct{}
 	released bool
+	next     func()
 }
 
-// release closes the associated channel. If soft is set, multiple calls to
+// release lets the next request start. If soft is set, multiple calls to
 // release are allowed.
 func (r *releaser) release(soft bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-
 	if r.released {
+		r.mu.Unlock()
 		if !soft {
 			panic("jsonrpc2.Async called multiple times")
 		}
-	} else {
-		close(r.ch)
-		r.released = true
+		return
 	}
+	r.released = true
+	r.mu.Unlock()
+	r.next()
 }
 
 type AsyncCall struct {
@@ -578,6 +579,7 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 	// If the request is a call, add it to the incoming map so it can be
 	// cancelled (or responded) by ID.
 	var err error
+	start := false // whether this request starts the handler chain
 	c.updateInFlight(func(s *inFlightState) {
 		s.incoming++
 
@@ -632,8 +634,8 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 		// to read all of the requests that came in ahead of it.
 		s.handlerQueue = append(s.handlerQueue, req)
 		if !s.handlerRunning {
-			// We start the handleAsync goroutine when it has work to do, and let it
-			// exit when the queue empties.
+			// We start the handler chain (startNextHandler) when it has work to
+			// do, and let it stop when the queue empties.
 			//
 			// Otherwise, in order to synchronize the handler we would need some other
 			// goroutine (probably readIncoming?) to explicitly wait for handleAsync
@@ -645,51 +647,63 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 			// when idle seems simpler than trying to implement either of those
 			// alternatives correctly.
 			s.handlerRunning = true
-			c.workers.Go(c.handleAsync)
+			start = true
 		}
 	})
 	if err != nil {
 		c.processResult("acceptRequest", req, nil, err)
+		return
+	}
+	if start {
+		c.startNextHandler()
 	}
 }
 
-// handleAsync invokes the handler on the requests in the handler queue
-// sequentially until the queue is empty.
-func (c *Connection) handleAsync() {
-	for {
-		var req *incomingRequest
-		c.updateInFlight(func(s *inFlightState) {
-			if len(s.handlerQueue) > 0 {
-				req, s.handlerQueue = s.handlerQueue[0], s.handlerQueue[1:]
-			} else {
-				s.handlerRunning = false
-			}
-		})
-		if req == nil {
-			return
+// startNextHandler invokes the handler on the first request in the handler
+// queue, on a worker, or marks the handler idle if the queue is empty. The
+// handler runs on the queued requests one at a time, in order: the next
+// starts when the current one is released (see [Async]) or returns, from
+// the goroutine that released it. Nothing waits for the release, so a
+// request costs no goroutine handoff beyond the worker that handles it.
+//
+// It is called with the handler marked running: by acceptRequest when it
+// marks it, then by each request's releaser.
+func (c *Connection) startNextHandler() {
+	var req *incomingRequest
+	c.updateInFlight(func(s *inFlightState) {
+		if len(s.handlerQueue) > 0 {
+			req, s.handlerQueue = s.handlerQueue[0], s.handlerQueue[1:]
+		} else {
+			s.handlerRunning = false
 		}
-
-		// Only deliver to the Handler if not already canceled. If the request
-		// was canceled with a cause (e.g. a write failure cancels every
-		// in-flight request), report that cause rather than the bare
-		// context.Canceled.
-		if err := req.ctx.Err(); err != nil {
-			if cause := context.Cause(req.ctx); cause != nil {
-				err = cause
-			}
-			c.processResult("handleAsync", req, nil, err)
-			continue
-		}
-
-		releaser := &releaser{ch: make(chan struct{})}
-		ctx := context.WithValue(req.ctx, asyncKey, releaser)
-		c.workers.Go(func() {
-			defer releaser.release(true)
-			result, err := c.handler.Handle(ctx, req.Request)
-			c.processResult(c.handler, req, result, err)
-		})
-		<-releaser.ch
+	})
+	if req == nil {
+		return
 	}
+
+	// Only deliver to the Handler if not already canceled. If the request
+	// was canceled with a cause (e.g. a write failure cancels every
+	// in-flight request), report that cause rather than the bare
+	// context.Canceled. The answer is written on a worker, as the handler's
+	// would be: the caller may be the connection's reader.
+	if err := req.ctx.Err(); err != nil {
+		if cause := context.Cause(req.ctx); cause != nil {
+			err = cause
+		}
+		c.workers.Go(func() {
+			c.processResult("handleAsync", req, nil, err)
+			c.startNextHandler()
+		})
+		return
+	}
+
+	releaser := &releaser{next: c.startNextHandler}
+	ctx := context.WithValue(req.ctx, asyncKey, releaser)
+	c.workers.Go(func() {
+		defer releaser.release(true)
+		result, err := c.handler.Handle(ctx, req.Request)
+		c.processResult(c.handler, req, result, err)
+	})
 }
 
 // processResult processes the result of a request and, if appropriate, sends a response.
