@@ -52,6 +52,10 @@ type options struct {
 	trace       bool
 	// gatewayFlags are more `gatehouse serve` flags for every gateway.
 	gatewayFlags []string
+	// childLogs, when set, is where each gateway's output goes too.
+	childLogs string
+	// rp calibrates the reverseproxy@half hop.
+	rp rpCalibration
 }
 
 func main() {
@@ -88,13 +92,16 @@ func run() int {
 	})
 	flag.StringVar(&o.profileDir, "profile", "", "write the gateway's CPU (measured window) and allocation profiles of one scenario (-profile-scenario) into this directory (make bench PROFILE=1: bench/profiles)")
 	flag.StringVar(&o.profileOf, "profile-scenario", "full", "the scenario -profile profiles: "+profileable)
+	flag.StringVar(&o.childLogs, "child-logs", "", "also write each gateway's output (and the reverse proxy's) to a file in this directory, e.g. to read GODEBUG=gctrace=1 lines")
+	flag.DurationVar(&o.rp.work, "reverse-proxy-work", 0, "calibration: the reverseproxy@half proxy spins this long on the CPU for every POST before passing it on (e.g. 80us, so that it costs what a gateway hop costs: does the load on the core alone explain a hop's tail?)")
+	flag.IntVar(&o.rp.heapMiB, "reverse-proxy-heap", 0, "calibration: the reverseproxy@half proxy holds this many MiB of pointer-dense live heap and tunes its collector as the gateway does (internal/gctune), so that it collects at the gateway's cadence with mark phases as long (≈ 20: does the collector alone explain a hop's tail?)")
 	var rpAddr, rpUpstream string
 	flag.StringVar(&rpAddr, "serve-reverse-proxy", "", "internal: run the reverseproxy@half scenario's proxy on this address (the harness starts itself so)")
 	flag.StringVar(&rpUpstream, "reverse-proxy-upstream", "", "internal: with -serve-reverse-proxy, the upstream's URL")
 	flag.BoolVar(&o.trace, "trace", false, "with -profile, also write the gateway's execution trace of the same window (gateway.trace, for go tool trace: where slow calls waited); the tracer costs CPU, so the profiled scenario's numbers are then not comparable")
 	flag.Parse()
 	if rpAddr != "" {
-		fmt.Fprintf(os.Stderr, "load: reverse proxy: %v\n", serveReverseProxy(rpAddr, rpUpstream))
+		fmt.Fprintf(os.Stderr, "load: reverse proxy: %v\n", serveReverseProxy(rpAddr, rpUpstream, o.rp))
 		return 1
 	}
 	for s := range strings.SplitSeq(scenarios, ",") {
@@ -134,6 +141,15 @@ func run() int {
 		return 1
 	}
 	rep.print(os.Stdout)
+	if r := rep.get(o.profileOf); o.trace && o.profileDir != "" && r != nil {
+		// Where the traced scenario's calls moved between goroutines.
+		h, err := readHandoffs(filepath.Join(o.profileDir, "gateway.trace"))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "load: %v\n", err)
+			return 1
+		}
+		h.print(os.Stdout, r.RPS, 15)
+	}
 	if o.jsonDir != "" {
 		path, err := rep.write(o.jsonDir)
 		if err != nil {
@@ -151,16 +167,19 @@ func run() int {
 
 // report is one run's results.
 type report struct {
-	Time        time.Time       `json:"time"`
-	Gatehouse   string          `json:"gatehouse"`
-	Machine     string          `json:"machine"`
-	Cores       int             `json:"cores"`
-	Pinning     string          `json:"pinning"`
-	Upstream    string          `json:"gateway_to_upstream"`
-	Concurrency int             `json:"concurrency"`
-	Warmup      string          `json:"warmup"`
-	Duration    string          `json:"duration"`
-	Results     []*result       `json:"scenarios"`
+	Time        time.Time `json:"time"`
+	Gatehouse   string    `json:"gatehouse"`
+	Machine     string    `json:"machine"`
+	Cores       int       `json:"cores"`
+	Pinning     string    `json:"pinning"`
+	Upstream    string    `json:"gateway_to_upstream"`
+	Concurrency int       `json:"concurrency"`
+	Warmup      string    `json:"warmup"`
+	Duration    string    `json:"duration"`
+	Results     []*result `json:"scenarios"`
+	// Calibration says how reverseproxy@half was made to cost like a
+	// gateway hop (-reverse-proxy-work, -reverse-proxy-heap), if it was.
+	Calibration string          `json:"reverse_proxy_calibration,omitempty"`
 	Sessions    *sessionsResult `json:"sessions,omitempty"`
 }
 
@@ -173,7 +192,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		return nil, fmt.Errorf("creating temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	ps := &procs{pin: choosePinning(runtime.NumCPU(), o.pin)}
+	ps := &procs{pin: choosePinning(runtime.NumCPU(), o.pin), logDir: o.childLogs}
 	if err := ps.pin.pinSelf(); err != nil {
 		return nil, err
 	}
@@ -194,7 +213,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	}
 	rep = &report{Time: time.Now().UTC(), Gatehouse: version(o.binDir), Machine: machine(), Cores: runtime.NumCPU(), Pinning: ps.pin.String(),
 		Upstream:    map[bool]string{true: "h2c", false: "HTTP/1.1"}[o.upstreamH2C],
-		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String()}
+		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String(), Calibration: o.rp.String()}
 	load := func(name string, t target) (*result, error) {
 		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
 	}
@@ -259,7 +278,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 			// and through transparent: what a bare Go proxy hop adds on
 			// this machine, and what the gateway's hop with the least work
 			// per call adds.
-			if r, err = reverseProxyLoad(ctx, ps, upURL, target{up: up, rate: rate}, load); err != nil {
+			if r, err = reverseProxyLoad(ctx, ps, upURL, o.rp, target{up: up, rate: rate}, load); err != nil {
 				return nil, err
 			}
 			rep.Results = append(rep.Results, r)
@@ -476,7 +495,12 @@ func (rep *report) print(w io.Writer) {
 - direct@half, transparent@half, full@half (scenario half): direct, transparent and full paced to half of full's throughput
   above, each session on a fixed schedule, latency counted from the scheduled start; +p50/+p99 are over direct@half at the
   same offered load (transparent@half: what one hop through the gateway adds with the least work per call)
+- reverseproxy@half: the same paced calls through the standard library's httputil.ReverseProxy (h2c to the upstream, pinned
+  where the gateway runs), a hop that passes bytes on: what any Go proxy hop adds on this machine
 `)
+	if rep.Calibration != "" {
+		fmt.Fprintf(w, "- calibrated: this run's reverse proxy %s\n", rep.Calibration)
+	}
 }
 
 // write saves the report as DIR/<timestamp>.json.

@@ -35,6 +35,8 @@ type proc struct {
 	mu   sync.Mutex
 	out  []byte
 	done chan struct{}
+	// log is the copy of the output in -child-logs, if any.
+	log *os.File
 }
 
 func (p *proc) Write(b []byte) (int, error) {
@@ -72,9 +74,11 @@ func (p *proc) exited() bool {
 // procs tracks every child so that one call stops them all, on any exit
 // path.
 type procs struct {
-	pin  pinning
-	mu   sync.Mutex
-	list []*proc
+	pin pinning
+	// logDir, when set, gets a copy of each gateway's output (see start).
+	logDir string
+	mu     sync.Mutex
+	list   []*proc
 }
 
 // start runs name with args on the cores of role (see pinning).
@@ -83,11 +87,30 @@ func (ps *procs) start(role, name string, args ...string) (*proc, error) {
 	p := &proc{name: filepath.Base(name), cmd: exec.Command(cmd, cargs...), done: make(chan struct{})}
 	p.cmd.Stdout = p
 	p.cmd.Stderr = p
+	if ps.logDir != "" && role == "gateway" {
+		// Named by start time, so that they sort in the run's order.
+		f, err := os.Create(filepath.Join(ps.logDir, fmt.Sprintf("%s-%s.log", time.Now().Format("150405.000"), p.name)))
+		if err != nil {
+			return nil, fmt.Errorf("starting %s: %w", name, err)
+		}
+		p.log = f
+		p.cmd.Stdout = io.MultiWriter(p, f)
+		p.cmd.Stderr = p.cmd.Stdout
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
+		if p.log != nil {
+			_ = p.log.Close()
+		}
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	go func() {
+		_ = p.cmd.Wait()
+		if p.log != nil {
+			_ = p.log.Close()
+		}
+		close(p.done)
+	}()
 	ps.mu.Lock()
 	ps.list = append(ps.list, p)
 	ps.mu.Unlock()
