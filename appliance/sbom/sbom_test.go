@@ -25,22 +25,31 @@ func goEnv(t *testing.T, name string) string {
 }
 
 // TestDetectLicenses classifies the license files of modules Gatehouse
-// links (so they are in the module cache) and of the Go distribution.
+// builds (so they are in the module cache, at the version go.mod selects)
+// and of the Go distribution.
 func TestDetectLicenses(t *testing.T) {
 	t.Parallel()
 	cache := goEnv(t, "GOMODCACHE")
 	tests := []struct {
-		module, version string
-		want            []string
+		module  string
+		version string // set below: the version the build uses
+		want    []string
 	}{
-		{"github.com/google/go-containerregistry", "v0.22.1", []string{"Apache-2.0"}},
-		{"golang.org/x/mod", "v0.42.0", []string{"BSD-3-Clause"}},
-		{"github.com/antlr4-go/antlr/v4", "v4.13.1", []string{"BSD-3-Clause"}},
-		{"gopkg.in/yaml.v3", "v3.0.1", []string{"Apache-2.0", "MIT"}},
-		{"github.com/davecgh/go-spew", "v1.1.1", []string{"ISC"}},
-		{"github.com/hashicorp/golang-lru/v2", "v2.0.7", []string{"MPL-2.0"}},
-		{"github.com/segmentio/asm", "v1.2.1", []string{"MIT-0"}},
-		{"github.com/nexus-rpc/nexus-proto-annotations", "v0.1.0", []string{NoAssertion}}, // ships no license file
+		{module: "github.com/google/go-containerregistry", want: []string{"Apache-2.0"}},
+		{module: "golang.org/x/mod", want: []string{"BSD-3-Clause"}},
+		{module: "github.com/antlr4-go/antlr/v4", want: []string{"BSD-3-Clause"}},
+		{module: "gopkg.in/yaml.v3", want: []string{"Apache-2.0", "MIT"}},
+		{module: "github.com/davecgh/go-spew", want: []string{"ISC"}},
+		{module: "github.com/hashicorp/golang-lru/v2", want: []string{"MPL-2.0"}},
+		{module: "github.com/segmentio/asm", want: []string{"MIT-0"}},
+		{module: "github.com/nexus-rpc/nexus-proto-annotations", want: []string{NoAssertion}}, // ships no license file
+	}
+	for i, tt := range tests {
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", tt.module).Output()
+		if err != nil {
+			t.Fatalf("go list -m %s: %v", tt.module, err)
+		}
+		tests[i].version = strings.TrimSpace(string(out))
 	}
 	for _, tt := range tests {
 		dir, err := moduleDir(cache, tt.module, tt.version)
