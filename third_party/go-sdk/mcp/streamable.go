@@ -2163,6 +2163,10 @@ type streamableClientConn struct {
 	// idle goroutines exit when ctx is done.
 	workers jsonrpc2.Workers
 
+	// deliver, once set (deliverResponsesTo), hands the response to a call
+	// straight to the waiting caller: see [streamableClientConn.respond].
+	deliver atomic.Pointer[func(*jsonrpc.Response) bool]
+
 	// Guard calls to Close, as it may be called multiple times.
 	closeOnce sync.Once
 	closeErr  error
@@ -2550,11 +2554,33 @@ func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Resp
 		c.fail(fmt.Errorf("%s: failed to decode response: %v", requestSummary, err))
 		return
 	}
+	// A JSON body holds one message, nothing before it to keep order with.
+	if resp, ok := msg.(*jsonrpc.Response); ok && c.respond(resp) {
+		return
+	}
 	select {
 	case c.incoming <- msg:
 	case <-c.done:
 		// The connection was closed by the client; exit gracefully.
 	}
+}
+
+// deliverResponsesTo implements [responseDeliverer].
+func (c *streamableClientConn) deliverResponsesTo(f func(*jsonrpc.Response) bool) {
+	c.deliver.Store(&f)
+}
+
+// respond hands resp to the call waiting for it, without the handoff to
+// the connection's reader (Read) and from there to the caller, and
+// reports whether it did. The caller must know that no message read
+// before resp on the same stream may still be unhandled: the reader
+// handles what Read returns in order, and an answer must not overtake the
+// progress or log notifications that preceded it.
+func (c *streamableClientConn) respond(resp *jsonrpc.Response) bool {
+	if f := c.deliver.Load(); f != nil {
+		return (*f)(resp)
+	}
+	return false
 }
 
 // handleSSE manages the lifecycle of an SSE connection. It can be either
@@ -2571,8 +2597,13 @@ func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary str
 	var prevLastEventID string
 	retriesWithoutProgress := 0
 
+	// Only the stream's first response may carry the call's answer
+	// straight to the caller: on a resumed stream, messages read before the
+	// break may still be waiting in incoming.
+	direct := forCall != nil
 	for {
-		lastEventID, reconnectDelay, clientClosed := c.processStream(ctx, requestSummary, resp, forCall)
+		lastEventID, reconnectDelay, clientClosed := c.readStream(ctx, requestSummary, resp, forCall, direct)
+		direct = false
 
 		// If the connection was closed by the client, we're done.
 		if clientClosed {
@@ -2667,6 +2698,13 @@ func (c *streamableClientConn) checkResponse(ctx context.Context, requestSummary
 // indicating if the connection was closed by the client. If resp is nil, it
 // returns "", false.
 func (c *streamableClientConn) processStream(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
+	return c.readStream(ctx, requestSummary, resp, forCall, false)
+}
+
+// readStream is processStream; if direct is set and the call's answer is
+// the first message of the stream, it goes straight to the caller (see
+// respond).
+func (c *streamableClientConn) readStream(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request, direct bool) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
 	defer func() {
 		// Drain any remaining unprocessed body. This allows the connection to be re-used after closing.
 		io.Copy(io.Discard, resp.Body)
@@ -2715,6 +2753,13 @@ func (c *streamableClientConn) processStream(ctx context.Context, requestSummary
 		if err != nil {
 			c.fail(fmt.Errorf("%s: failed to decode event: %v", requestSummary, err))
 			return "", 0, true
+		}
+
+		if direct {
+			if resp, ok := msg.(*jsonrpc.Response); ok && resp.ID == forCall.ID && c.respond(resp) {
+				return "", 0, true
+			}
+			direct = false // anything else goes through incoming, and so must what follows it
 		}
 
 		select {

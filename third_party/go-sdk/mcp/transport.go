@@ -221,7 +221,7 @@ func connect[H handler, State any](ctx context.Context, t Transport, b binder[H,
 	if cp, ok := mcpConn.(cancellationPropagator); ok {
 		propagateCancellation = cp.propagateCancellation()
 	}
-	_ = jsonrpc2.NewConnection(ctx, jsonrpc2.ConnectionConfig{
+	jc := jsonrpc2.NewConnection(ctx, jsonrpc2.ConnectionConfig{
 		Reader:    reader,
 		Writer:    writer,
 		Closer:    mcpConn,
@@ -236,7 +236,19 @@ func connect[H handler, State any](ctx context.Context, t Transport, b binder[H,
 		PropagateCancellation: propagateCancellation,
 	})
 	assert(preempter.conn != nil, "unbound preempter")
+	if d, ok := mcpConn.(responseDeliverer); ok {
+		d.deliverResponsesTo(jc.DeliverResponse)
+	}
 	return h, nil
+}
+
+// responseDeliverer is implemented by a [Connection] that can hand a
+// response straight to the call it answers (see
+// [jsonrpc2.Connection.DeliverResponse]) instead of returning it from
+// Read. Wrappers (message logging) do not implement it, so what they see
+// is unchanged.
+type responseDeliverer interface {
+	deliverResponsesTo(func(*jsonrpc.Response) bool)
 }
 
 // cancellationPropagator is an optional interface implemented by a

@@ -465,6 +465,24 @@ func (c *Connection) Cancel(id ID) {
 	}
 }
 
+// DeliverResponse hands msg to the outgoing call it answers, as the
+// connection's reader does with a response it reads, and reports whether
+// a call was waiting for it. A transport that reads a response on a
+// goroutine of its own can deliver it so, without a handoff to the reader;
+// it must not when messages it read before msg, which the reader has not
+// necessarily handled yet, should be handled first.
+func (c *Connection) DeliverResponse(msg *Response) bool {
+	delivered := false
+	c.updateInFlight(func(s *inFlightState) {
+		if ac, ok := s.outgoingCalls[msg.ID]; ok {
+			delete(s.outgoingCalls, msg.ID)
+			ac.retire(msg)
+			delivered = true
+		}
+	})
+	return delivered
+}
+
 // Wait blocks until the connection is fully closed, but does not close it.
 func (c *Connection) Wait() error {
 	return c.wait(true)
