@@ -656,14 +656,14 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 			// do, and let it stop when the queue empties.
 			//
 			// Otherwise, in order to synchronize the handler we would need some other
-			// goroutine (probably readIncoming?) to explicitly wait for handleAsync
+			// goroutine (probably readIncoming?) to explicitly wait for the chain
 			// to finish, and that would complicate error reporting: either the error
 			// report from the goroutine would be blocked on the handler emptying its
 			// queue (which was tried, and introduced a deadlock detected by
 			// TestCloseCallRace), or the error would need to be reported separately
-			// from synchronizing completion. Allowing the handler goroutine to exit
-			// when idle seems simpler than trying to implement either of those
-			// alternatives correctly.
+			// from synchronizing completion. Letting the chain stop when idle seems
+			// simpler than trying to implement either of those alternatives
+			// correctly.
 			s.handlerRunning = true
 			start = true
 		}
