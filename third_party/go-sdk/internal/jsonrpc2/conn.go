@@ -465,9 +465,9 @@ func (c *Connection) Cancel(id ID) {
 	}
 }
 
-// DeliverResponse hands msg to the outgoing call it answers, as the
-// connection's reader does with a response it reads, and reports whether
-// a call was waiting for it. A transport that reads a response on a
+// DeliverResponse hands msg to the outgoing call it answers, and reports
+// whether a call was waiting for it. The connection's reader calls it for
+// each response it reads. A transport that reads a response on a
 // goroutine of its own can deliver it so, without a handoff to the reader;
 // it must not when messages it read before msg, which the reader has not
 // necessarily handled yet, should be handled first.
@@ -545,14 +545,8 @@ func (c *Connection) readIncoming(ctx context.Context, reader Reader, preempter 
 			c.acceptRequest(ctx, msg, preempter)
 
 		case *Response:
-			c.updateInFlight(func(s *inFlightState) {
-				if ac, ok := s.outgoingCalls[msg.ID]; ok {
-					delete(s.outgoingCalls, msg.ID)
-					ac.retire(msg)
-				} else {
-					// TODO: How should we report unexpected responses?
-				}
-			})
+			// TODO: How should we report unexpected responses (false)?
+			c.DeliverResponse(msg)
 
 		default:
 			c.internalErrorf("Read returned an unexpected message of type %T", msg)
@@ -709,7 +703,7 @@ func (c *Connection) startNextHandler() {
 			err = cause
 		}
 		c.workers.Go(func() {
-			c.processResult("handleAsync", req, nil, err)
+			c.processResult("startNextHandler", req, nil, err)
 			c.startNextHandler()
 		})
 		return
