@@ -44,12 +44,24 @@ func TestDetectLicenses(t *testing.T) {
 		{module: "github.com/segmentio/asm", want: []string{"MIT-0"}},
 		{module: "github.com/nexus-rpc/nexus-proto-annotations", want: []string{NoAssertion}}, // ships no license file
 	}
-	for i, tt := range tests {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", tt.module).Output()
-		if err != nil {
-			t.Fatalf("go list -m %s: %v", tt.module, err)
+	args := []string{"list", "-m", "-f", "{{.Path}} {{.Version}}"}
+	for _, tt := range tests {
+		args = append(args, tt.module)
+	}
+	out, err := exec.Command("go", args...).Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	versions := map[string]string{}
+	for line := range strings.Lines(string(out)) {
+		if path, version, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+			versions[path] = version
 		}
-		tests[i].version = strings.TrimSpace(string(out))
+	}
+	for i, tt := range tests {
+		if tests[i].version = versions[tt.module]; tests[i].version == "" {
+			t.Fatalf("go list -m gave no version of %s:\n%s", tt.module, out)
+		}
 	}
 	for _, tt := range tests {
 		dir, err := moduleDir(cache, tt.module, tt.version)
