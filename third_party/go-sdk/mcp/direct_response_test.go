@@ -53,7 +53,7 @@ func TestReadStreamDeliversFirstAnswerDirectly(t *testing.T) {
 			resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"text/event-stream"}},
 				Body: io.NopCloser(strings.NewReader(tt.body))}
 			call := &jsonrpc.Request{ID: jsonrpc2.Int64ID(1), Method: "tools/call"}
-			if _, _, done := conn.readStream(t.Context(), "test", resp, call, tt.direct); !done {
+			if _, _, done := conn.readStream(t.Context(), "test", resp, call, tt.direct, false); !done {
 				t.Errorf("readStream did not end with the call's answer")
 			}
 			close(incoming)

@@ -895,6 +895,10 @@ type streamableServerConn struct {
 
 	incoming chan jsonrpc.Message // messages from the client to the server
 
+	// accept, once connect has set it, takes the client's messages on the
+	// POST's goroutine instead of incoming (see [messageAcceptor]).
+	accept atomic.Pointer[acceptFunc]
+
 	mu sync.Mutex // guards all fields below
 
 	// Sessions are closed exactly once.
@@ -1023,6 +1027,16 @@ func (s *stream) close(reconnectAfter time.Duration) {
 	}
 	close(s.done)
 	s.done = nil
+}
+
+// flush flushes what is written to the stream's response, if the stream
+// is still open.
+func (s *stream) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil { // still open: deliverLocked writes under s.mu
+		_ = http.NewResponseController(s.w).Flush()
+	}
 }
 
 // release releases the stream from its HTTP request, allowing it to be
@@ -1654,9 +1668,7 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 	// [§2.1.4]: https://modelcontextprotocol.io/specification/2025-11-25/basic/transports#sending-messages-to-the-server
 	if len(calls) == 0 {
 		for _, msg := range incoming {
-			select {
-			case c.incoming <- msg:
-			case <-c.done:
+			if _, ok := c.publish(msg, false); !ok {
 				// The session is closing. Since we haven't yet written any data to the
 				// response, we can signal to the client that the session is gone.
 				http.Error(w, "session is closing", http.StatusNotFound)
@@ -1761,20 +1773,33 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 		}
 	}
 
-	// Publish incoming messages.
+	// Publish incoming messages. A lone call may come back to be handled
+	// here, on the POST's goroutine, which would otherwise only wait for
+	// its answer: see [messageAcceptor].
+	//
+	// Note: don't give up when req.Context() is done, since we've already
+	// received the requests and may have already published a response
+	// message or notification. The client could resume the stream.
+	var run func()
 	for _, msg := range incoming {
-		select {
-		case c.incoming <- msg:
-		// Note: don't select on req.Context().Done() here, since we've already
-		// received the requests and may have already published a response message
-		// or notification. The client could resume the stream.
-		//
-		// In fact, this send could be in a separate goroutine.
-		case <-c.done:
+		var ok bool
+		if run, ok = c.publish(msg, !isBatch && len(incoming) == 1); !ok {
 			// Session closed: we don't know if any data has been written, so it's
 			// too late to write a status code here.
 			return
 		}
+	}
+	if run != nil {
+		if primed {
+			// What hangPrimed does while it waits: a call still running
+			// after primeFlushDelay gets its priming event flushed. (The
+			// flush is a no-op once the stream is done.)
+			flush := time.AfterFunc(primeFlushDelay, stream.flush)
+			defer flush.Stop()
+		}
+		run()
+		c.hangResponse(req.Context(), done) // done, unless the answer was not delivered
+		return
 	}
 
 	if primed {
@@ -1782,6 +1807,36 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 		return
 	}
 	c.hangResponse(req.Context(), done)
+}
+
+// acceptFunc is [jsonrpc2.Connection.Accept].
+type acceptFunc = func(msg jsonrpc.Message, inline bool) (run func(), err error)
+
+// acceptMessages implements [messageAcceptor].
+func (c *streamableServerConn) acceptMessages(f acceptFunc) {
+	c.accept.Store(&f)
+}
+
+// publish hands msg to the session's connection, and reports false if
+// the session is closing. With inline set, a request that the
+// connection's handler can start at once comes back as run, to be called
+// by the caller (see [jsonrpc2.Connection.Accept]).
+func (c *streamableServerConn) publish(msg jsonrpc.Message, inline bool) (run func(), ok bool) {
+	if accept := c.accept.Load(); accept != nil {
+		select {
+		case <-c.done:
+			return nil, false
+		default:
+		}
+		run, err := (*accept)(msg, inline)
+		return run, err == nil
+	}
+	select {
+	case c.incoming <- msg:
+		return nil, true
+	case <-c.done:
+		return nil, false
+	}
 }
 
 // primeFlushDelay is how long a POST stream's priming event waits to leave
@@ -1802,11 +1857,7 @@ func (c *streamableServerConn) hangPrimed(ctx context.Context, s *stream, done <
 	defer t.Stop()
 	select {
 	case <-t.C:
-		s.mu.Lock()
-		if s.done != nil { // still open: deliverLocked writes under s.mu
-			_ = http.NewResponseController(s.w).Flush()
-		}
-		s.mu.Unlock()
+		s.flush()
 		c.hangResponse(ctx, done)
 	case <-ctx.Done():
 	case <-done:
@@ -2266,7 +2317,7 @@ func (c *streamableClientConn) connectStandaloneSSE() {
 		c.fail(err)
 		return
 	}
-	go c.handleSSE(c.ctx, summary, resp, nil)
+	go c.handleSSE(c.ctx, summary, resp, nil, false)
 }
 
 // fail handles an asynchronous error while reading.
@@ -2458,21 +2509,31 @@ func (c *streamableClientConn) Write(ctx context.Context, msg jsonrpc.Message) e
 		return nil
 	}
 
+	// A call's answer is read here, on the caller's goroutine, which would
+	// otherwise only wait for it (see [jsonrpc2.Connection.Call]): the
+	// answer then reaches the caller without a handoff to a worker and
+	// back. Only subscriptions/listen is not awaited: its stream is read on
+	// a worker.
+	inline := requestMethod != methodSubscriptionsListen
 	contentType := baseMediaType(resp.Header.Get("Content-Type"))
 	switch contentType {
 	case "application/json":
-		c.workers.Go(func() { c.handleJSON(requestSummary, resp) })
+		if inline {
+			c.handleJSON(requestSummary, resp)
+		} else {
+			c.workers.Go(func() { c.handleJSON(requestSummary, resp) })
+		}
 
 	case "text/event-stream":
-		var forCall *jsonrpc.Request
-		if jsonReq, ok := msg.(*jsonrpc.Request); ok && jsonReq.IsCall() {
-			forCall = jsonReq
-		}
 		// Handle the resulting stream. Note that ctx comes from the call, and
 		// therefore is already cancelled when the JSON-RPC request is cancelled
 		// (or rather, context cancellation is what *triggers* JSON-RPC
 		// cancellation)
-		c.workers.Go(func() { c.handleSSE(ctx, requestSummary, resp, forCall) })
+		if inline {
+			c.handleSSE(ctx, requestSummary, resp, forCall, true)
+		} else {
+			c.workers.Go(func() { c.handleSSE(ctx, requestSummary, resp, forCall, false) })
+		}
 
 	default:
 		resp.Body.Close()
@@ -2589,7 +2650,11 @@ func (c *streamableClientConn) respond(resp *jsonrpc.Response) bool {
 // If forCall is set, it is the call that initiated the stream, and the
 // stream is complete when we receive its response. Otherwise, this is the
 // standalone stream.
-func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc2.Request) {
+//
+// If inline is set, the caller is forCall's caller, which waits for its
+// answer: what follows the answer on a stream is drained on a worker,
+// so that a server slow to end the stream does not delay the caller.
+func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc2.Request, inline bool) {
 	// Track the last event ID to detect progress.
 	// The retry counter is only reset when progress is made (lastEventID advances).
 	// This prevents infinite retry loops when a server repeatedly terminates
@@ -2602,7 +2667,7 @@ func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary str
 	// break may still be waiting in incoming.
 	direct := forCall != nil
 	for {
-		lastEventID, reconnectDelay, clientClosed := c.readStream(ctx, requestSummary, resp, forCall, direct)
+		lastEventID, reconnectDelay, clientClosed := c.readStream(ctx, requestSummary, resp, forCall, direct, inline)
 		direct = false
 
 		// If the connection was closed by the client, we're done.
@@ -2698,17 +2763,25 @@ func (c *streamableClientConn) checkResponse(ctx context.Context, requestSummary
 // indicating if the connection was closed by the client. If resp is nil, it
 // returns "", false.
 func (c *streamableClientConn) processStream(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
-	return c.readStream(ctx, requestSummary, resp, forCall, false)
+	return c.readStream(ctx, requestSummary, resp, forCall, false, false)
 }
 
 // readStream is processStream; if direct is set and the call's answer is
 // the first message of the stream, it goes straight to the caller (see
-// respond).
-func (c *streamableClientConn) readStream(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request, direct bool) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
+// respond). If drainAsync is set, what follows the stream's last message
+// is drained on a worker (see handleSSE).
+func (c *streamableClientConn) readStream(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request, direct, drainAsync bool) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
 	defer func() {
 		// Drain any remaining unprocessed body. This allows the connection to be re-used after closing.
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		drain := func() {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if drainAsync {
+			c.workers.Go(drain)
+		} else {
+			drain()
+		}
 	}()
 	for evt, err := range scanEventsLimited(resp.Body, c.maxEventSize) {
 		if err != nil {

@@ -239,7 +239,20 @@ func connect[H handler, State any](ctx context.Context, t Transport, b binder[H,
 	if d, ok := mcpConn.(responseDeliverer); ok {
 		d.deliverResponsesTo(jc.DeliverResponse)
 	}
+	if a, ok := mcpConn.(messageAcceptor); ok {
+		a.acceptMessages(jc.Accept)
+	}
 	return h, nil
+}
+
+// messageAcceptor is implemented by a [Connection] that receives messages
+// on goroutines of its own and can hand them to the jsonrpc2 connection
+// directly (see [jsonrpc2.Connection.Accept]) instead of returning them
+// from Read: the streamable server's POST handler, which then handles a
+// lone call on its own goroutine. Wrappers (message logging) do not
+// implement it, so what they see is unchanged.
+type messageAcceptor interface {
+	acceptMessages(func(msg jsonrpc.Message, inline bool) (run func(), err error))
 }
 
 // responseDeliverer is implemented by a [Connection] that can hand a

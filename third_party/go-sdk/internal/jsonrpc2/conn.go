@@ -55,6 +55,11 @@ type Connection struct {
 	handler Handler
 	workers Workers // run the handler's calls
 
+	// readCtx and preempter are what the reader hands acceptRequest; set
+	// by start, before anything can call Accept.
+	readCtx   context.Context
+	preempter Preempter
+
 	onInternalError func(error)
 	onDone          func()
 }
@@ -258,6 +263,7 @@ func (c *Connection) start(ctx context.Context, reader Reader, preempter Preempt
 
 		// The goroutine started here will continue until the underlying stream is closed.
 		s.reading = true
+		c.readCtx, c.preempter = ctx, preempter
 		go c.readIncoming(ctx, reader, preempter)
 	})
 }
@@ -542,7 +548,9 @@ func (c *Connection) readIncoming(ctx context.Context, reader Reader, preempter 
 
 		switch msg := msg.(type) {
 		case *Request:
-			c.acceptRequest(ctx, msg, preempter)
+			if run, _ := c.acceptRequest(ctx, msg, preempter, false); run != nil {
+				c.workers.Go(run)
+			}
 
 		case *Response:
 			// TODO: How should we report unexpected responses (false)?
@@ -576,9 +584,42 @@ func (c *Connection) readIncoming(ctx context.Context, reader Reader, preempter 
 	})
 }
 
+// Accept takes msg as if the connection's Reader had returned it, on the
+// caller's goroutine: a transport that receives messages on goroutines of
+// its own (an HTTP handler) can hand them over without a handoff to the
+// reader. Messages it accepts are handled in the order of the calls to
+// Accept, as the reader's are in the order Read returns them; a transport
+// must not use both for messages whose order matters.
+//
+// If inline is set and msg is a request that starts the handler chain (no
+// other request is being handled or waits), its handler is not started on
+// a worker: it is returned as run, and the caller must call run, on its
+// own goroutine. The chain continues from there as it would on a worker.
+// Otherwise run is nil.
+//
+// Accept fails, taking nothing, once the connection is closed.
+func (c *Connection) Accept(msg Message, inline bool) (run func(), err error) {
+	switch msg := msg.(type) {
+	case *Request:
+		return c.acceptRequest(c.readCtx, msg, c.preempter, inline)
+	case *Response:
+		select {
+		case <-c.done:
+			return nil, ErrServerClosing
+		default:
+		}
+		c.DeliverResponse(msg)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: unexpected message of type %T", ErrInvalidRequest, msg)
+}
+
 // acceptRequest either handles msg synchronously or enqueues it to be handled
-// asynchronously.
-func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter Preempter) {
+// asynchronously. A request that starts the handler chain is returned as
+// run, for the caller to start on a worker, or, if inline is set, to run
+// itself. It fails only when the connection is done, which the reader
+// never sees (the connection is done only after the reader exits).
+func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter Preempter, inline bool) (run func(), _ error) {
 	// In theory notifications cannot be cancelled, but we build them a cancel
 	// context anyway.
 	reqCtx, cancel := context.WithCancelCause(ctx)
@@ -592,7 +633,15 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 	// cancelled (or responded) by ID.
 	var err error
 	start := false // whether this request starts the handler chain
+	closed := false
 	c.updateInFlight(func(s *inFlightState) {
+		select {
+		case <-c.done:
+			// Only Accept can get here: the connection must stay idle.
+			closed = true
+			return
+		default:
+		}
 		s.incoming++
 
 		if req.IsCall() {
@@ -614,9 +663,13 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 			err = s.shuttingDown(ErrServerClosing)
 		}
 	})
+	if closed {
+		cancel(nil)
+		return nil, ErrServerClosing
+	}
 	if err != nil {
 		c.processResult("acceptRequest", req, nil, err)
-		return
+		return nil, nil
 	}
 
 	if preempter != nil {
@@ -624,7 +677,7 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 
 		if !errors.Is(err, ErrNotHandled) {
 			c.processResult("Preempt", req, result, err)
-			return
+			return nil, nil
 		}
 	}
 
@@ -664,11 +717,17 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 	})
 	if err != nil {
 		c.processResult("acceptRequest", req, nil, err)
-		return
+		return nil, nil
 	}
-	if start {
-		c.startNextHandler()
+	if !start {
+		return nil, nil
 	}
+	run = c.nextHandler()
+	if run != nil && !inline {
+		c.workers.Go(run)
+		run = nil
+	}
+	return run, nil
 }
 
 // startNextHandler invokes the handler on the first request in the handler
@@ -679,8 +738,18 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 // request costs no goroutine handoff beyond the worker that handles it.
 //
 // It is called with the handler marked running: by acceptRequest when it
-// marks it, then by each request's releaser.
+// marks it (through nextHandler, whose result it may run inline), then by
+// each request's releaser.
 func (c *Connection) startNextHandler() {
+	if run := c.nextHandler(); run != nil {
+		c.workers.Go(run)
+	}
+}
+
+// nextHandler takes the first request of the handler queue and returns
+// what handles it (see [Connection.startNextHandler]), or marks the
+// handler idle and returns nil if the queue is empty.
+func (c *Connection) nextHandler() func() {
 	var req *incomingRequest
 	c.updateInFlight(func(s *inFlightState) {
 		if len(s.handlerQueue) > 0 {
@@ -690,7 +759,7 @@ func (c *Connection) startNextHandler() {
 		}
 	})
 	if req == nil {
-		return
+		return nil
 	}
 
 	// Only deliver to the Handler if not already canceled. If the request
@@ -702,20 +771,19 @@ func (c *Connection) startNextHandler() {
 		if cause := context.Cause(req.ctx); cause != nil {
 			err = cause
 		}
-		c.workers.Go(func() {
+		return func() {
 			c.processResult("startNextHandler", req, nil, err)
 			c.startNextHandler()
-		})
-		return
+		}
 	}
 
 	releaser := &releaser{next: c.startNextHandler}
 	ctx := context.WithValue(req.ctx, asyncKey, releaser)
-	c.workers.Go(func() {
+	return func() {
 		defer releaser.release(true)
 		result, err := c.handler.Handle(ctx, req.Request)
 		c.processResult(c.handler, req, result, err)
-	})
+	}
 }
 
 // processResult processes the result of a request and, if appropriate, sends a response.
