@@ -599,6 +599,9 @@ func (c *Connection) readIncoming(ctx context.Context, reader Reader, preempter 
 //
 // Accept fails, taking nothing, once the connection is closed.
 func (c *Connection) Accept(msg Message, inline bool) (run func(), err error) {
+	if c.readCtx == nil { // start found the connection closed
+		return nil, ErrServerClosing
+	}
 	switch msg := msg.(type) {
 	case *Request:
 		return c.acceptRequest(c.readCtx, msg, c.preempter, inline)
