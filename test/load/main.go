@@ -43,6 +43,9 @@ type options struct {
 	settle      time.Duration
 	jsonDir     string
 	binDir      string
+	// upstreamDir holds the demo-server the run starts (default binDir;
+	// in a comparison, the first build's for every run).
+	upstreamDir string
 	fullAudit   bool
 	pin         bool
 	boundRounds int
@@ -71,7 +74,8 @@ var (
 
 func run() int {
 	var o options
-	var scenarios string
+	var scenarios, against string
+	var rounds int
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per scenario, not measured")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent client sessions, each calling in a loop")
@@ -86,6 +90,8 @@ func run() int {
 	flag.BoolVar(&o.upstreamH2C, "upstream-h2c", true, "the gateway speaks cleartext HTTP/2 to the demo upstream (h2c: true), so agent sessions share upstream connections (false: HTTP/1.1, one connection per session's upstream event stream)")
 	flag.StringVar(&o.jsonDir, "json", "bench/results", "directory for the JSON results (empty: none)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding gatehouse and demo-server (make build)")
+	flag.StringVar(&against, "against", "", "compare: a `directory` holding a second gatehouse build (B) to measure in turns with -bin's (A), -rounds times each, and summarise (medians, ranges, in how many rounds B did better)")
+	flag.IntVar(&rounds, "rounds", 1, "runs of every build, in turns (the order flips every round); above 1, or with -against, the runs are summarised side by side")
 	flag.Func("gateway-flags", "more gatehouse serve `flags` for every gateway the harness starts, space-separated (to measure a setting, e.g. \"--audit-batch-wait=60s\")", func(v string) error {
 		o.gatewayFlags = append(o.gatewayFlags, strings.Fields(v)...)
 		return nil
@@ -127,6 +133,29 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "load: %s is missing: run `make build` first (or pass -bin)\n", filepath.Join(o.binDir, b))
 			return 1
 		}
+	}
+	o.upstreamDir = o.binDir
+	if rounds < 1 {
+		fmt.Fprintln(os.Stderr, "load: -rounds must be 1 or more")
+		return 2
+	}
+	if against != "" || rounds > 1 {
+		if o.profileDir != "" {
+			fmt.Fprintln(os.Stderr, "load: -profile takes one run: drop -against and -rounds to profile")
+			return 2
+		}
+		builds := []build{{Label: "A", Dir: o.binDir}}
+		if against != "" {
+			if _, err := os.Stat(filepath.Join(against, "gatehouse")); err != nil {
+				fmt.Fprintf(os.Stderr, "load: -against: %s is missing\n", filepath.Join(against, "gatehouse"))
+				return 1
+			}
+			builds = append(builds, build{Label: "B", Dir: against})
+		}
+		for i := range builds {
+			builds[i].Gatehouse = version(builds[i].Dir)
+		}
+		return runComparison(o, builds, rounds)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -198,7 +227,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 	}
 	defer ps.stopAll()
 
-	up, upURL, err := startUpstream(ctx, ps, o.binDir)
+	up, upURL, err := startUpstream(ctx, ps, o.upstreamDir)
 	if err != nil {
 		return nil, err
 	}
@@ -437,6 +466,15 @@ func (rep *report) get(name string) *result {
 func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nGatehouse load: %d cores (%s); pinning: %s; gateway to upstream over %s; %d concurrent sessions; %s measured after %s warm-up\n\n",
 		rep.Cores, rep.Machine, rep.Pinning, rep.Upstream, rep.Concurrency, rep.Duration, rep.Warmup)
+	rep.printTable(w)
+	fmt.Fprint(w, legend)
+	if rep.Calibration != "" {
+		fmt.Fprintf(w, "- calibrated: this run's reverse proxy %s\n", rep.Calibration)
+	}
+}
+
+// printTable writes the run's table, ratios and core utilisation.
+func (rep *report) printTable(w io.Writer) {
 	if len(rep.Results) > 0 {
 		fmt.Fprintf(w, "%-17s %8s %7s %7s %7s %7s %8s %8s %9s %11s %7s %7s\n",
 			"scenario", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "+p50 ms", "+p99 ms", "cpu-s/1k", "req/core-s", "rss MB", "errors")
@@ -480,7 +518,10 @@ func (rep *report) print(w io.Writer) {
 	if len(busy) > 0 {
 		fmt.Fprintf(w, "gateway cores busy (its CPU seconds per second): %s\n", strings.Join(busy, ", "))
 	}
-	fmt.Fprint(w, `
+}
+
+// legend explains the table's columns and scenarios.
+const legend = `
 - each call: tools/call echo of ~1 KB text over streamable HTTP (go-sdk client); latency is per call at the client
 - +p50/+p99: over direct at the same concurrency; cpu-s/1k, req/core-s, rss: the gateway process only (utime+stime, VmRSS from /proc)
 - gateway cores busy: the gateway's CPU seconds per second of the window; pinned to one core, an @half scenario's value is that core's
@@ -497,11 +538,7 @@ func (rep *report) print(w io.Writer) {
   same offered load (transparent@half: what one hop through the gateway adds with the least work per call)
 - reverseproxy@half: the same paced calls through the standard library's httputil.ReverseProxy (h2c to the upstream, pinned
   where the gateway runs), a hop that passes bytes on: what any Go proxy hop adds on this machine
-`)
-	if rep.Calibration != "" {
-		fmt.Fprintf(w, "- calibrated: this run's reverse proxy %s\n", rep.Calibration)
-	}
-}
+`
 
 // write saves the report as DIR/<timestamp>.json.
 func (rep *report) write(dir string) (string, error) {
