@@ -45,6 +45,7 @@ func (g *Gateway) newFace(name string, limits config.Limits) *face {
 		SubscribeHandler:        f.subscribe,
 		UnsubscribeHandler:      f.unsubscribe,
 		RootsListChangedHandler: f.rootsChanged,
+		SessionEnded:            g.sessionEnded,
 	})
 	f.server.AddReceivingMiddleware(f.middleware)
 	f.wireHTTP(limits.MaxBodyBytes, limits.SessionTimeout.Std())

@@ -546,6 +546,7 @@ func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
 	opts := &mcp.ClientOptions{
 		Logger:         g.log.With("upstream", u.name()),
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+		SessionEnded:   func(*mcp.ClientSession) { conn.sessionEnded() },
 		ElicitationCompleteHandler: func(ctx context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
 			if f, err := relayTarget(conn); err == nil {
 				_ = f.agent.ss.NotifyElicitationComplete(f.ctx, req.Params)

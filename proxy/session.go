@@ -74,11 +74,12 @@ type upstreamConn struct {
 	// ends it. See relayFor.
 	busy context.Context
 	idle context.CancelFunc
-	// ended is set, and onEnd run, when the upstream session ends: one
-	// goroutine per connection waits for that (see dial), not one per
-	// interested party.
-	ended bool
-	onEnd []func()
+	// ended is set, and onEnd run, when the upstream session ends: the
+	// client's SessionEnded runs sessionEnded (see dial), which ends the
+	// connection once for every interested party.
+	ended        bool
+	onEnd        []func()
+	sessionEnded func()
 }
 
 // whenEnded runs f when the upstream session ends, or now if it has.
@@ -201,13 +202,28 @@ func (g *Gateway) agentFor(ss *mcp.ServerSession, vs string, p *identity.Princip
 		return v.(*agentSession)
 	}
 	g.metrics.sessions.WithLabelValues(vs).Inc()
-	go func() {
-		_ = ss.Wait()
-		as.close()
-		g.agents.Delete(ss)
-		g.metrics.sessions.WithLabelValues(vs).Dec()
-	}()
+	if ss.Ended() {
+		// The session ended while its first request ran: sessionEnded
+		// may have come before the agent session was stored.
+		g.sessionEnded(ss)
+	}
 	return as
+}
+
+// sessionEnded forgets the agent session of ss, whose connection has
+// ended, and ends what it holds. It is the go-sdk server's SessionEnded
+// (a goroutine of its own per ended session, not one per live session
+// blocked until it ends), and agentFor calls it too for a session that
+// ended while its first request ran; whichever comes second finds
+// nothing.
+func (g *Gateway) sessionEnded(ss *mcp.ServerSession) {
+	v, ok := g.agents.LoadAndDelete(ss)
+	if !ok {
+		return
+	}
+	as := v.(*agentSession)
+	as.close()
+	g.metrics.sessions.WithLabelValues(as.vs).Dec()
 }
 
 func (as *agentSession) close() {

@@ -320,6 +320,17 @@ func (u *upstream) dial(base context.Context, conn *upstreamConn, t mcp.Transpor
 	ctx, cancel := context.WithCancel(base)
 	timeout := u.cfg.ConnectTimeout.Std()
 	timer := time.AfterFunc(timeout, cancel)
+	// When the session ends, the client calls sessionEnded (in a goroutine
+	// of its own, so it may wait here for dial to settle): a session that
+	// dial returned ends its connection; a failed one dial cleans up.
+	settled := make(chan bool, 1)
+	conn.sessionEnded = func() {
+		if <-settled {
+			cancel()
+			conn.leases.Close() // the connection's credentials end with it
+			conn.end()
+		}
+	}
 	client := u.newClient(u, conn)
 	cs, err := client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: upstreamProtocol})
 	if !timer.Stop() && err == nil {
@@ -327,6 +338,7 @@ func (u *upstream) dial(base context.Context, conn *upstreamConn, t mcp.Transpor
 		err = context.DeadlineExceeded
 	}
 	if err != nil {
+		settled <- false
 		cancel()
 		conn.leases.Close()
 		if ctx.Err() != nil && base.Err() == nil {
@@ -336,12 +348,7 @@ func (u *upstream) dial(base context.Context, conn *upstreamConn, t mcp.Transpor
 	}
 	conn.cs = cs
 	conn.client = client
-	go func() {
-		_ = cs.Wait()
-		cancel()
-		conn.leases.Close() // the connection's credentials end with it
-		conn.end()
-	}()
+	settled <- true
 	return conn, nil
 }
 

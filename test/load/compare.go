@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -316,18 +314,7 @@ func change(a, b float64, additive bool) string {
 
 // write saves the comparison as DIR/<timestamp>-compare.json.
 func (c *comparison) write(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("writing results: %w", err)
-	}
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return "", fmt.Errorf("writing results: %w", err)
-	}
-	path := filepath.Join(dir, c.Time.Format("20060102T150405Z")+"-compare.json")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return "", fmt.Errorf("writing results: %w", err)
-	}
-	return path, nil
+	return writeJSON(dir, c.Time.Format("20060102T150405Z")+"-compare.json", c)
 }
 
 // runComparison is the command with -against or -rounds above 1.
@@ -336,29 +323,12 @@ func runComparison(o options, builds []build, rounds int) int {
 	defer stop()
 	c, err := compare(ctx, o, builds, rounds, os.Stderr)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "load: interrupted")
-			return 130
-		}
-		fmt.Fprintf(os.Stderr, "load: %v\n", err)
-		return 1
+		return failed(ctx, err)
 	}
 	first := c.Runs[0][0]
 	fmt.Printf("\nGatehouse load, compared: %d cores (%s); pinning: %s; gateway to upstream over %s; %d concurrent sessions; %s measured after %s warm-up\n",
 		first.Cores, first.Machine, first.Pinning, first.Upstream, first.Concurrency, first.Duration, first.Warmup)
 	c.print(os.Stdout)
 	fmt.Print(legend)
-	if o.jsonDir != "" {
-		path, err := c.write(o.jsonDir)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "load: %v\n", err)
-			return 1
-		}
-		fmt.Printf("results: %s\n", path)
-	}
-	if n := c.errors(); n > 0 {
-		fmt.Printf("\n!!!!! %d ERRORS: the numbers above are not valid (first errors listed in the JSON and above) !!!!!\n", n)
-		return 1
-	}
-	return 0
+	return finish(o.jsonDir, c.write, c.errors())
 }

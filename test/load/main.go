@@ -162,12 +162,7 @@ func run() int {
 	defer stop()
 	rep, err := measure(ctx, o)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "load: interrupted")
-			return 130
-		}
-		fmt.Fprintf(os.Stderr, "load: %v\n", err)
-		return 1
+		return failed(ctx, err)
 	}
 	rep.print(os.Stdout)
 	if r := rep.get(o.profileOf); o.trace && o.profileDir != "" && r != nil {
@@ -179,16 +174,33 @@ func run() int {
 		}
 		h.print(os.Stdout, r.RPS, 15)
 	}
-	if o.jsonDir != "" {
-		path, err := rep.write(o.jsonDir)
+	return finish(o.jsonDir, rep.write, rep.errors())
+}
+
+// failed reports a measurement that could not finish and returns the
+// exit code (130 when interrupted).
+func failed(ctx context.Context, err error) int {
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "load: interrupted")
+		return 130
+	}
+	fmt.Fprintf(os.Stderr, "load: %v\n", err)
+	return 1
+}
+
+// finish writes the results with write into jsonDir (unless it is
+// empty) and returns the exit code: 1 if any call failed.
+func finish(jsonDir string, write func(dir string) (string, error), errors int) int {
+	if jsonDir != "" {
+		path, err := write(jsonDir)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "load: %v\n", err)
 			return 1
 		}
 		fmt.Printf("results: %s\n", path)
 	}
-	if n := rep.errors(); n > 0 {
-		fmt.Printf("\n!!!!! %d ERRORS: the numbers above are not valid (first errors listed in the JSON and above) !!!!!\n", n)
+	if errors > 0 {
+		fmt.Printf("\n!!!!! %d ERRORS: the numbers above are not valid (first errors listed in the JSON and above) !!!!!\n", errors)
 		return 1
 	}
 	return 0
@@ -542,14 +554,19 @@ const legend = `
 
 // write saves the report as DIR/<timestamp>.json.
 func (rep *report) write(dir string) (string, error) {
+	return writeJSON(dir, rep.Time.Format("20060102T150405Z")+".json", rep)
+}
+
+// writeJSON saves v, indented, as DIR/name.
+func writeJSON(dir, name string, v any) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("writing results: %w", err)
 	}
-	b, err := json.MarshalIndent(rep, "", "  ")
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("writing results: %w", err)
 	}
-	path := filepath.Join(dir, rep.Time.Format("20060102T150405Z")+".json")
+	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return "", fmt.Errorf("writing results: %w", err)
 	}

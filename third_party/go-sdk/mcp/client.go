@@ -197,6 +197,14 @@ type ClientOptions struct {
 	// the session is automatically closed.
 	// NOTE: The keepalive feature is only available for protocol versions < 2026-07-28
 	KeepAlive time.Duration
+	// SessionEnded, if non-nil, is called once for every session whose
+	// connection has ended, closed by either side (a session whose
+	// [Client.Connect] failed included), in a goroutine of its own, after
+	// the client has forgotten the session; [ClientSession.Ended] already
+	// reports true. It lets a caller clean up after its sessions without a
+	// goroutine per session blocked in [ClientSession.Wait].
+	// (Gatehouse's copy, change 17.)
+	SessionEnded func(*ClientSession)
 	// KeepAliveFailureThreshold is the number of consecutive keepalive ping
 	// failures tolerated before the session is closed. A value of 0 or 1
 	// closes the session on the first failure (the default). Higher values
@@ -229,6 +237,12 @@ func (c *Client) bind(mcpConn Connection, conn *jsonrpc2.Connection, state *clie
 // disconnect implements the binder[*Client] interface, so that
 // Clients can be connected using [connect].
 func (c *Client) disconnect(cs *ClientSession) {
+	cs.ended.Store(true)
+	if f := c.opts.SessionEnded; f != nil {
+		// disconnect runs under the connection's state lock: a callback
+		// that waited for the session here would never return.
+		defer func() { go f(cs) }()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sessions = slices.DeleteFunc(c.sessions, func(cs2 *ClientSession) bool {
@@ -473,6 +487,8 @@ type ClientSession struct {
 	// onClose callback triggers a re-entrant call to Close.
 	calledOnClose atomic.Bool
 	onClose       func()
+	// ended is set when the connection has ended (see [ClientSession.Ended]).
+	ended atomic.Bool
 
 	conn            *jsonrpc2.Connection
 	client          *Client
@@ -584,6 +600,13 @@ func (cs *ClientSession) Close() error {
 
 	return err
 }
+
+// Ended reports whether the session's connection has ended, closed by
+// either side. Once it reports true, [ClientSession.Wait] returns at once
+// or in a moment (the connection may still be finishing its end), and
+// [ClientOptions.SessionEnded] has been or is being called.
+// (Gatehouse's copy, change 17.)
+func (cs *ClientSession) Ended() bool { return cs.ended.Load() }
 
 // Wait waits for the connection to be closed by the server.
 // Generally, clients should be responsible for closing the connection.

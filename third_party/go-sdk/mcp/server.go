@@ -98,6 +98,13 @@ type ServerOptions struct {
 	// If the peer fails to respond to pings originating from the keepalive check,
 	// the session is automatically closed.
 	KeepAlive time.Duration
+	// SessionEnded, if non-nil, is called once for every session whose
+	// connection has ended, closed by either side, in a goroutine of its
+	// own, after the server has forgotten the session; [ServerSession.Ended]
+	// already reports true. It lets a caller clean up after its sessions
+	// without a goroutine per session blocked in [ServerSession.Wait].
+	// (Gatehouse's copy, change 17.)
+	SessionEnded func(*ServerSession)
 	// KeepAliveFailureThreshold is the number of consecutive keepalive ping
 	// failures tolerated before the session is closed. A value of 0 or 1
 	// closes the session on the first failure (the default). Higher values
@@ -1398,6 +1405,12 @@ func (s *Server) bind(mcpConn Connection, conn *jsonrpc2.Connection, state *Serv
 // disconnect implements the binder[*ServerSession] interface, so that
 // Servers can be connected using [connect].
 func (s *Server) disconnect(cc *ServerSession) {
+	cc.ended.Store(true)
+	if f := s.opts.SessionEnded; f != nil {
+		// disconnect runs under the connection's state lock: a callback
+		// that waited for the session here would never return.
+		defer func() { go f(cc) }()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions = slices.DeleteFunc(s.sessions, func(cc2 *ServerSession) bool {
@@ -1544,6 +1557,8 @@ type ServerSession struct {
 	// onClose callback triggers a re-entrant call to Close.
 	calledOnClose atomic.Bool
 	onClose       func()
+	// ended is set when the connection has ended (see [ServerSession.Ended]).
+	ended atomic.Bool
 
 	server          *Server
 	conn            *jsonrpc2.Connection
@@ -2163,6 +2178,13 @@ func (ss *ServerSession) Close() error {
 
 	return err
 }
+
+// Ended reports whether the session's connection has ended, closed by
+// either side. Once it reports true, [ServerSession.Wait] returns at once
+// or in a moment (the connection may still be finishing its end), and
+// [ServerOptions.SessionEnded] has been or is being called.
+// (Gatehouse's copy, change 17.)
+func (ss *ServerSession) Ended() bool { return ss.ended.Load() }
 
 // Wait waits for the connection to be closed by the client.
 func (ss *ServerSession) Wait() error {
