@@ -537,3 +537,86 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 		t.Errorf("after the priming event the stream carried %q, want the call's answer", rest)
 	}
 }
+
+// TestSessionEndsAreFollowed: the gateway learns of session ends from the
+// go-sdk (SessionEnded), with no goroutine per session waiting for them.
+// An agent session whose upstream ends its upstream session forgets that
+// session, so the next call dials a new one; an agent that leaves is
+// forgotten, and its upstream session closed.
+func TestSessionEndsAreFollowed(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	g, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
+`, up.URL))
+	agents := func() (n int, bound *upstreamConn) {
+		g.agents.Range(func(_, v any) bool {
+			n++
+			as := v.(*agentSession)
+			as.mu.Lock()
+			if sl := as.slots["u"]; sl != nil {
+				sl.mu.Lock()
+				bound = sl.conn
+				sl.mu.Unlock()
+			}
+			as.mu.Unlock()
+			return true
+		})
+		return n, bound
+	}
+	upstreamSessions := func() int {
+		n := 0
+		for range s.Sessions() {
+			n++
+		}
+		return n
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	base := upstreamSessions() // the gateway's own control session
+	cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	if got := echo(t, cs, "echo", "one"); got != "one" {
+		t.Fatalf("echo = %q", got)
+	}
+	n, first := agents()
+	if n != 1 || first == nil || upstreamSessions() != base+1 {
+		t.Fatalf("after a call: %d agent sessions, bound upstream session %v, %d upstream sessions (want 1, bound, %d)", n, first, upstreamSessions(), base+1)
+	}
+
+	// The upstream ends the agent's upstream session.
+	for ss := range s.Sessions() {
+		if ss.ID() == first.cs.ID() {
+			_ = ss.Close()
+		}
+	}
+	waitFor("the ended upstream session to be dropped", func() bool { _, c := agents(); return c == nil })
+	if !first.cs.Ended() {
+		t.Error("the dropped upstream session does not report Ended")
+	}
+	if got := echo(t, cs, "echo", "two"); got != "two" {
+		t.Fatalf("echo after the upstream ended the session = %q", got)
+	}
+	if _, again := agents(); again == nil || again == first {
+		t.Fatalf("the call after the end did not dial a new upstream session (%v)", again)
+	}
+
+	// The agent leaves.
+	_ = cs.Close()
+	waitFor("the agent session to be forgotten and its upstream session closed", func() bool {
+		n, _ := agents()
+		return n == 0 && upstreamSessions() == base
+	})
+}
