@@ -31,13 +31,21 @@ type echoArgs struct {
 // tool whose output names the server.
 func newUpstream(t testing.TB, name string) string {
 	t.Helper()
+	_, url := newUpstreamServer(t, name)
+	return url
+}
+
+// newUpstreamServer is newUpstream that also returns the server, to see
+// or end its sessions.
+func newUpstreamServer(t testing.TB, name string) (*mcp.Server, string) {
+	t.Helper()
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name + ":" + in.Text}}}, nil, nil
 	})
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return s, srv.URL
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -544,17 +552,12 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 // session, so the next call dials a new one; an agent that leaves is
 // forgotten, and its upstream session closed.
 func TestSessionEndsAreFollowed(t *testing.T) {
-	s := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
-	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
-	})
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
+	s, upURL := newUpstreamServer(t, "u")
 	g, url := newGateway(t, fmt.Sprintf(`
 upstreams: [{name: u, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
 grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
-`, up.URL))
+`, upURL))
 	agents := func() (n int, bound *upstreamConn) {
 		g.agents.Range(func(_, v any) bool {
 			n++
@@ -588,7 +591,7 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 
 	base := upstreamSessions() // the gateway's own control session
 	cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
-	if got := echo(t, cs, "echo", "one"); got != "one" {
+	if got := echo(t, cs, "echo", "one"); got != "u:one" {
 		t.Fatalf("echo = %q", got)
 	}
 	n, first := agents()
@@ -606,7 +609,7 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 	if !first.cs.Ended() {
 		t.Error("the dropped upstream session does not report Ended")
 	}
-	if got := echo(t, cs, "echo", "two"); got != "two" {
+	if got := echo(t, cs, "echo", "two"); got != "u:two" {
 		t.Fatalf("echo after the upstream ended the session = %q", got)
 	}
 	if _, again := agents(); again == nil || again == first {
