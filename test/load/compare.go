@@ -45,6 +45,8 @@ type metricRow struct {
 	// Better, with two builds, is in how many rounds B did better than A
 	// (lower, or higher for throughput).
 	Better *int `json:"b_better_rounds,omitempty"`
+	// additive is the metric's: B's change is a difference, not a ratio.
+	additive bool
 }
 
 // A metricSet is one build's values of a metric, one per round.
@@ -55,27 +57,47 @@ type metricSet struct {
 	Max    float64   `json:"max"`
 }
 
-// metric reads one number of a scenario's result; ok is false when the
-// scenario has no such number (a paced scenario's throughput, the
-// direct path's CPU).
+// metric reads one number of a run: ok is false when the run has no
+// such number (a paced scenario's throughput, the direct path's CPU, a
+// run without the sessions scenario).
 type metric struct {
 	name, unit string
 	higher     bool // higher is better
 	additive   bool // compared by difference (ms), not by ratio
-	get        func(r *result) (float64, bool)
+	get        func(rep *report, scenario string) (float64, bool)
+}
+
+// ofResult reads a metric of the scenario's result.
+func ofResult(get func(r *result) (float64, bool)) func(*report, string) (float64, bool) {
+	return func(rep *report, scenario string) (float64, bool) {
+		if r := rep.get(scenario); r != nil {
+			return get(r)
+		}
+		return 0, false
+	}
+}
+
+// ofSessions reads a metric of the sessions scenario.
+func ofSessions(get func(s *sessionsResult) float64) func(*report, string) (float64, bool) {
+	return func(rep *report, _ string) (float64, bool) {
+		if rep.Sessions == nil {
+			return 0, false
+		}
+		return get(rep.Sessions), true
+	}
 }
 
 var metrics = []metric{
-	{"throughput", "req/s", true, false, func(r *result) (float64, bool) { return r.RPS, r.OfferedRPS == 0 }},
-	{"gateway CPU", "ms/call", false, false, func(r *result) (float64, bool) { return deref(r.CPUPer1k) }},
-	{"added p50", "ms", false, true, func(r *result) (float64, bool) { return deref(r.AddedP50) }},
-	{"added p99", "ms", false, true, func(r *result) (float64, bool) { return deref(r.AddedP99) }},
-	{"gateway RSS", "MB", false, false, func(r *result) (float64, bool) { return deref(r.RSSMB) }},
+	{"throughput", "req/s", true, false, ofResult(func(r *result) (float64, bool) { return r.RPS, r.OfferedRPS == 0 })},
+	{"gateway CPU", "ms/call", false, false, ofResult(func(r *result) (float64, bool) { return deref(r.CPUPer1k) })},
+	{"added p50", "ms", false, true, ofResult(func(r *result) (float64, bool) { return deref(r.AddedP50) })},
+	{"added p99", "ms", false, true, ofResult(func(r *result) (float64, bool) { return deref(r.AddedP99) })},
+	{"gateway RSS", "MB", false, false, ofResult(func(r *result) (float64, bool) { return deref(r.RSSMB) })},
 }
 
 var sessionMetrics = []metric{
-	{"RSS per session", "KB", false, false, nil},
-	{"time to open", "s", false, false, nil},
+	{"RSS per session", "KB", false, false, ofSessions(func(s *sessionsResult) float64 { return s.KBPerSession })},
+	{"time to open", "s", false, false, ofSessions(func(s *sessionsResult) float64 { return s.OpenSeconds })},
 }
 
 func deref(v *float64) (float64, bool) {
@@ -132,59 +154,39 @@ func turnOrder(n, round int) []int {
 // summarise fills in Summary: for every scenario of the first run and
 // every metric it has in all runs, each build's values over the rounds.
 func (c *comparison) summarise() {
+	c.Summary = nil
 	if len(c.Runs) == 0 {
 		return
 	}
-	c.Summary = nil
-	for _, first := range c.Runs[0][0].Results {
+	first := c.Runs[0][0]
+	for _, r := range first.Results {
 		for _, m := range metrics {
-			row := metricRow{Scenario: first.Scenario, Metric: m.name, Unit: m.unit}
-			complete := true
-			for bi := range c.Builds {
-				var vals []float64
-				for _, runs := range c.Runs {
-					r := runs[bi].get(first.Scenario)
-					if r == nil {
-						complete = false
-						break
-					}
-					v, ok := m.get(r)
-					if !ok {
-						complete = false
-						break
-					}
-					vals = append(vals, v)
-				}
-				if !complete {
-					break
-				}
-				row.Builds = append(row.Builds, newMetricSet(vals))
-			}
-			if complete {
-				row.Better = betterRounds(row.Builds, m.higher)
-				c.Summary = append(c.Summary, row)
-			}
+			c.addRow(r.Scenario, m)
 		}
 	}
-	if c.Runs[0][0].Sessions == nil {
-		return
-	}
-	for mi, m := range sessionMetrics {
-		row := metricRow{Scenario: "sessions", Metric: m.name, Unit: m.unit}
-		for bi := range c.Builds {
-			var vals []float64
-			for _, runs := range c.Runs {
-				s := runs[bi].Sessions
-				if s == nil {
-					return
-				}
-				vals = append(vals, [...]float64{s.KBPerSession, s.OpenSeconds}[mi])
-			}
-			row.Builds = append(row.Builds, newMetricSet(vals))
+	if first.Sessions != nil {
+		for _, m := range sessionMetrics {
+			c.addRow("sessions", m)
 		}
-		row.Better = betterRounds(row.Builds, m.higher)
-		c.Summary = append(c.Summary, row)
 	}
+}
+
+// addRow adds the scenario's metric m to Summary if every run has it.
+func (c *comparison) addRow(scenario string, m metric) {
+	row := metricRow{Scenario: scenario, Metric: m.name, Unit: m.unit, additive: m.additive}
+	for bi := range c.Builds {
+		var vals []float64
+		for _, runs := range c.Runs {
+			v, ok := m.get(runs[bi], scenario)
+			if !ok {
+				return
+			}
+			vals = append(vals, v)
+		}
+		row.Builds = append(row.Builds, newMetricSet(vals))
+	}
+	row.Better = betterRounds(row.Builds, m.higher)
+	c.Summary = append(c.Summary, row)
 }
 
 func newMetricSet(vals []float64) metricSet {
@@ -248,13 +250,12 @@ func (c *comparison) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	for _, row := range c.Summary {
-		m := metricNamed(row.Metric)
 		fmt.Fprintf(w, "%-19s %-22s", row.Scenario, row.Metric+" ("+row.Unit+")")
 		for _, s := range row.Builds {
 			fmt.Fprintf(w, " %-27s", fmt.Sprintf("%s (%s–%s)", num(s.Median), num(s.Min), num(s.Max)))
 		}
 		if two {
-			fmt.Fprintf(w, " %-10s %d of %d", change(row.Builds[0].Median, row.Builds[1].Median, m.additive), *row.Better, rounds)
+			fmt.Fprintf(w, " %-10s %d of %d", change(row.Builds[0].Median, row.Builds[1].Median, row.additive), *row.Better, rounds)
 		}
 		fmt.Fprintln(w)
 	}
@@ -277,15 +278,6 @@ func (c *comparison) buildList() string {
 		s = append(s, fmt.Sprintf("%s = %s (%s)", b.Label, b.Dir, b.Gatehouse))
 	}
 	return strings.Join(s, " and ")
-}
-
-func metricNamed(name string) metric {
-	for _, m := range append(slices.Clone(metrics), sessionMetrics...) {
-		if m.name == name {
-			return m
-		}
-	}
-	return metric{}
 }
 
 // num prints a value with three significant digits, at most.
