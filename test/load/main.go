@@ -165,6 +165,15 @@ func run() int {
 		return failed(ctx, err)
 	}
 	rep.print(os.Stdout)
+	if r := rep.get(o.profileOf); o.profileDir != "" && r != nil {
+		// What each part of a call cost the gateway in the profiled window.
+		c, err := readCPUParts(filepath.Join(o.profileDir, "gateway-cpu.pprof"))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "load: %v\n", err)
+			return 1
+		}
+		c.print(os.Stdout, r.RPS)
+	}
 	if r := rep.get(o.profileOf); o.trace && o.profileDir != "" && r != nil {
 		// Where the traced scenario's calls moved between goroutines.
 		h, err := readHandoffs(filepath.Join(o.profileDir, "gateway.trace"))
