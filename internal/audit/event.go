@@ -248,6 +248,13 @@ type RawInserter interface {
 	InsertJSON(ctx context.Context, table string, rows [][]byte, token string) error
 }
 
+// EngineCPUReporter is a Backend that runs in the gateway's process (the
+// embedded engine) and can say how much CPU time it has used, which the
+// process's own CPU time includes.
+type EngineCPUReporter interface {
+	EngineCPU() time.Duration
+}
+
 // Backend is a ClickHouse the audit trail is stored in: a server or
 // cluster, or the embedded engine. Both run the same DDL and queries.
 type Backend interface {

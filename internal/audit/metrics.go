@@ -28,7 +28,7 @@ func (w *Writer) Status() string {
 // Collectors are the writer's Prometheus metrics.
 func (w *Writer) Collectors() []prometheus.Collector {
 	stat := func(f func(WriterStats) float64) func() float64 { return func() float64 { return f(w.Stats()) } }
-	return []prometheus.Collector{
+	cs := []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_audit_events_total", Help: "Audit events appended to the spool."},
 			stat(func(s WriterStats) float64 { return float64(s.Spool.Appended) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_audit_shipped_total", Help: "Audit events shipped to ClickHouse."},
@@ -44,4 +44,10 @@ func (w *Writer) Collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_audit_spool_budget_bytes", Help: "Audit spool disk budget (0: unlimited)."},
 			stat(func(s WriterStats) float64 { return float64(s.Spool.BudgetBytes) })),
 	}
+	if r, ok := w.o.Backend.(EngineCPUReporter); ok {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_audit_engine_cpu_seconds_total",
+			Help: "CPU time the embedded audit engine has used, part of the process's CPU time: its inserts, statements and queries, and its own threads (a lower bound: an engine thread's time after its last reading is lost when it exits)."},
+			func() float64 { return r.EngineCPU().Seconds() }))
+	}
+	return cs
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -461,6 +462,23 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	if strings.Contains(g.Output(), `"msg":"approved call executed"`) {
 		t.Errorf("the call should have been executed by the worker, not the gateway")
 	}
+}
+
+// metricValue is the value of the unlabelled metric name in the /metrics
+// text m; the test fails when m lacks it.
+func metricValue(t *testing.T, m, name string) float64 {
+	t.Helper()
+	for line := range strings.Lines(m) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics lacks %s", name)
+	return 0
 }
 
 // metricsText fetches the gateway's /metrics.

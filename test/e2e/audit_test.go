@@ -155,6 +155,11 @@ func TestAuditEndToEnd(t *testing.T) {
 	if n := auditCount(t, g, "kind = 'admin' AND target = 'Team:auditors-were-here'"); n != 1 {
 		t.Errorf("%d admin events for the team change", n)
 	}
+	// The embedded engine's share of the process's CPU time, after its
+	// migrations and inserts.
+	if v := metricValue(t, metricsText(t, g), "gatehouse_audit_engine_cpu_seconds_total"); v <= 0 {
+		t.Errorf("gatehouse_audit_engine_cpu_seconds_total = %v, want more than 0", v)
+	}
 
 	// The chain verifies through the CLI.
 	env := []string{"GATEHOUSE_SERVER=http://" + g.addr, "GATEHOUSE_ADMIN_TOKEN=" + g.adminToken}

@@ -113,8 +113,8 @@ var (
 		{"net/http", "net/http"},
 		{"net/textproto.", "net/http"},
 		{"go.temporal.io/", "embedded Temporal"},
-		{"[", "audit engine (native code)"},
-		{"github.com/ebitengine/purego", "audit engine (native code)"},
+		{"[", "native code (the audit engine: its own count is the \"audit engine\" line)"},
+		{"github.com/ebitengine/purego", "native code (the audit engine: its own count is the \"audit engine\" line)"},
 	}
 	// helpers: frames skipped on the way to an owner: what the parts call.
 	helpers = []string{

@@ -36,8 +36,8 @@ func TestCPUPart(t *testing.T) {
 		{"gateway: proxy", []string{"log/slog.(*Logger).LogAttrs", gw + "proxy.(*Gateway).logRequest"}},
 		// A system call outside the legs is its caller's.
 		{"gateway: audit (spool, shipper)", []string{"syscall.pwrite", "internal/poll.(*FD).Pwrite", "os.(*File).WriteAt", gw + "internal/audit/spool.(*Spool).writeChunk"}},
-		{"audit engine (native code)", []string{"github.com/ebitengine/purego.syscall_SyscallN", gw + "internal/audit/chdb.(*insertStream).append"}},
-		{"audit engine (native code)", []string{"[libchdb.so]", "runtime._ExternalCode"}},
+		{"native code (the audit engine: its own count is the \"audit engine\" line)", []string{"github.com/ebitengine/purego.syscall_SyscallN", gw + "internal/audit/chdb.(*insertStream).append"}},
+		{"native code (the audit engine: its own count is the \"audit engine\" line)", []string{"[libchdb.so]", "runtime._ExternalCode"}},
 		{"agent leg: net/http", []string{"memeqbody", "net/http/internal/httpcommon.CanonicalHeader", "net/http.(*conn).serve"}},
 		{"runtime: scheduler, collector, idle", []string{"runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker"}},
 		{"other: sockets", []string{"syscall.write", "internal/poll.(*FD).Write", "os.(*File).Write"}[:2]},

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -283,6 +284,9 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 			profiled = g.profile(ctx, o.profileDir, o.warmup, o.duration, o.trace)
 		}
 		t.url, t.gw, t.up = g.url(vsName), g.proc, up
+		if full && o.fullAudit {
+			t.metrics = "http://" + g.addr + "/metrics"
+		}
 		r, err := load(name, t)
 		if err == nil && full {
 			err = checkMetrics(g)
@@ -430,6 +434,35 @@ func sessionsLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key strin
 	return r, gatewayErr("sessions", g, err)
 }
 
+// engineCPUMetric is the gateway's counter of its embedded audit
+// engine's CPU time.
+const engineCPUMetric = "gatehouse_audit_engine_cpu_seconds_total"
+
+// metricSeconds reads the unlabelled metric name from the /metrics at url;
+// found is false when the gateway has no such metric (an older build).
+func metricSeconds(ctx context.Context, url, name string) (v float64, found bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false, fmt.Errorf("reading %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, false, fmt.Errorf("reading %s: HTTP %d, %v", url, resp.StatusCode, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+			v, err := strconv.ParseFloat(s, 64)
+			return v, err == nil, err
+		}
+	}
+	return 0, false, nil
+}
+
 // checkMetrics makes sure the gateway served /metrics with its request
 // counter during the run.
 func checkMetrics(g *gateway) error {
@@ -539,6 +572,15 @@ func (rep *report) printTable(w io.Writer) {
 	if len(busy) > 0 {
 		fmt.Fprintf(w, "gateway cores busy (its CPU seconds per second): %s\n", strings.Join(busy, ", "))
 	}
+	var engine []string
+	for _, r := range rep.Results {
+		if r.EngineCPUPer1k != nil && r.CPUPer1k != nil && *r.CPUPer1k > 0 {
+			engine = append(engine, fmt.Sprintf("%s %.3f (%.0f %%)", r.Scenario, *r.EngineCPUPer1k, 100**r.EngineCPUPer1k / *r.CPUPer1k))
+		}
+	}
+	if len(engine) > 0 {
+		fmt.Fprintf(w, "audit engine, part of the gateway's cpu-s/1k: %s\n", strings.Join(engine, ", "))
+	}
 }
 
 // legend explains the table's columns and scenarios.
@@ -547,6 +589,8 @@ const legend = `
 - +p50/+p99: over direct at the same concurrency; cpu-s/1k, req/core-s, rss: the gateway process only (utime+stime, VmRSS from /proc)
 - gateway cores busy: the gateway's CPU seconds per second of the window; pinned to one core, an @half scenario's value is that core's
   utilisation u; a stall of t ms on it (a collector slice, a kernel thread) delays the calls that arrive in the next ≈ t/(1-u) ms
+- audit engine: the part of a full scenario's cpu-s/1k that the embedded ClickHouse engine used in the window
+  (gatehouse_audit_engine_cpu_seconds_total: the threads calling it and its own, read at the window's start and end)
 - transparent: anonymous virtual server, one allow-all grant
 - full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on,
   every request audited (spool, fsync interval, shipped to the embedded ClickHouse engine in the gateway process)

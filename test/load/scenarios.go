@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -216,6 +217,9 @@ type target struct {
 	// each on a fixed schedule; latency then counts from the scheduled
 	// start, so a call delayed by a slow one before it is not hidden.
 	rate float64
+	// metrics, when set, is the gateway's /metrics URL, read for the
+	// embedded audit engine's CPU time.
+	metrics string
 }
 
 // call is the tools/call a session of t sends, the seq-th of the run.
@@ -245,10 +249,14 @@ type result struct {
 	// GatewayCores is the gateway's CPU seconds per second of the window:
 	// how busy its core was (1 = saturated, when it is pinned to one).
 	GatewayCores *float64 `json:"gateway_cores_busy,omitempty"`
-	RSSMB        *float64 `json:"gateway_rss_mb,omitempty"`
-	UpCPUPer1k   float64  `json:"upstream_cpu_seconds_per_1000"`
-	Errors       int      `json:"errors"`
-	FirstError   string   `json:"first_error,omitempty"`
+	// EngineCPUPer1k is the part of CPUPer1k that the embedded audit
+	// engine used (gatehouse_audit_engine_cpu_seconds_total), for
+	// scenarios that audit to it.
+	EngineCPUPer1k *float64 `json:"audit_engine_cpu_seconds_per_1000,omitempty"`
+	RSSMB          *float64 `json:"gateway_rss_mb,omitempty"`
+	UpCPUPer1k     float64  `json:"upstream_cpu_seconds_per_1000"`
+	Errors         int      `json:"errors"`
+	FirstError     string   `json:"first_error,omitempty"`
 }
 
 // errCounter counts failures and keeps the first.
@@ -344,21 +352,30 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 			return nil
 		}
 	}
-	sample := func() (gw, up float64, err error) {
+	sample := func() (gw, up, engine float64, err error) {
 		if t.gw != nil {
 			if gw, err = cpuSeconds(t.gw.pid()); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
+			}
+		}
+		if t.metrics != "" {
+			var found bool
+			if engine, found, err = metricSeconds(ctx, t.metrics, engineCPUMetric); err != nil {
+				return 0, 0, 0, err
+			}
+			if !found {
+				engine = math.NaN() // a build without the metric
 			}
 		}
 		up, err = cpuSeconds(t.up.pid())
-		return gw, up, err
+		return gw, up, engine, err
 	}
 	stop := func() { phase.Store(phaseStop); wg.Wait() }
 	if err := wait(warmup); err != nil {
 		stop()
 		return nil, err
 	}
-	gw0, up0, err := sample()
+	gw0, up0, engine0, err := sample()
 	if err != nil {
 		stop()
 		return nil, err
@@ -368,7 +385,7 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 	err = wait(duration)
 	phase.Store(phaseStop)
 	elapsed := time.Since(t0)
-	gw1, up1, serr := sample()
+	gw1, up1, engine1, serr := sample()
 	wg.Wait()
 	if err = errors.Join(err, serr); err != nil {
 		return nil, err
@@ -397,6 +414,9 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 			return nil, err
 		}
 		r.RSSMB = ptr(float64(rss) / (1 << 20))
+	}
+	if e := (engine1 - engine0) / n * 1000; t.metrics != "" && !math.IsNaN(e) {
+		r.EngineCPUPer1k = ptr(e)
 	}
 	return r, nil
 }

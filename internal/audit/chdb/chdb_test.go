@@ -497,3 +497,93 @@ func threadSlice(name string) (uint64, bool) {
 	}
 	return a.Runtime, true
 }
+
+// TestEngineCPU: the engine's CPU time grows with an insert and never
+// falls between reads, at the gateway's priority and at a lower one.
+func TestEngineCPU(t *testing.T) {
+	for _, nice := range []int{0, 7} {
+		t.Run(fmt.Sprintf("nice=%d", nice), func(t *testing.T) {
+			ctx := context.Background()
+			b, err := chdb.Open(ctx, chdb.Options{LibPath: chdbtest.LibPath(t), DataDir: t.TempDir(), Nice: nice})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			backendtest.Migrate(t, backendtest.Target{Backend: b})
+			before := b.EngineCPU()
+			if err := b.Insert(ctx, "audit_events", backendtest.Events("node-1", time.Now(), 5000, 512), "cpu"); err != nil {
+				t.Fatal(err)
+			}
+			after := b.EngineCPU()
+			t.Logf("engine CPU for an insert of 5,000 events: %v", after-before)
+			if after <= before {
+				t.Errorf("EngineCPU %v before an insert of 5,000 events, %v after", before, after)
+			}
+			for range 20 {
+				if now := b.EngineCPU(); now < after {
+					t.Fatalf("EngineCPU fell from %v to %v", after, now)
+				} else {
+					after = now
+				}
+			}
+		})
+	}
+}
+
+func TestStatTicks(t *testing.T) {
+	for _, tc := range []struct {
+		stat  string
+		ticks int64
+		ok    bool
+	}{
+		{"1234 (ThreadPool) S 1 1 1 0 -1 4194624 10 0 0 0 250 37 0 0 30 10 40 0 100 0", 287, true},
+		// A name may hold spaces and parentheses.
+		{"1234 (a) b (c) R 1 1 1 0 -1 4194624 10 0 0 0 5 6 0 0 20 0 1 0 100 0", 11, true},
+		{"1234 (short) S 1 2", 0, false},
+		{"garbage", 0, false},
+	} {
+		n, ok := chdb.StatTicks([]byte(tc.stat))
+		if n != tc.ticks || ok != tc.ok {
+			t.Errorf("statTicks(%q) = %d, %v; want %d, %v", tc.stat, n, ok, tc.ticks, tc.ok)
+		}
+	}
+}
+
+// TestEngineCPUOfARunningCall: a call into the engine counts while it
+// runs, not only when it ends (an insert can take seconds).
+func TestEngineCPUOfARunningCall(t *testing.T) {
+	b := chdbtest.Open(t, "")
+	before := b.EngineCPU()
+	spun, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- chdb.OnEngineThread(0, func() error {
+			start, err := selfTicks()
+			for n := start; err == nil && n < start+20; n, err = selfTicks() { // 200 ms of CPU
+			}
+			close(spun)
+			<-release
+			return err
+		})
+	}()
+	<-spun
+	if got := b.EngineCPU() - before; got < 200*time.Millisecond {
+		t.Errorf("EngineCPU grew by %v during a call that has used 200 ms so far", got)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// selfTicks is the calling thread's CPU time in clock ticks.
+func selfTicks() (int64, error) {
+	stat, err := os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		return 0, err
+	}
+	n, ok := chdb.StatTicks(stat)
+	if !ok {
+		return 0, fmt.Errorf("unreadable /proc/thread-self/stat: %q", stat)
+	}
+	return n, nil
+}

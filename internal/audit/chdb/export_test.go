@@ -7,3 +7,6 @@ var LowerEnginePriority = lowerEnginePriority
 
 // OnEngineThread is onEngineThread, for the external tests.
 var OnEngineThread = onEngineThread
+
+// StatTicks is statTicks, for the external tests.
+var StatTicks = statTicks

@@ -26,39 +26,50 @@ import (
 const EngineSlice = 100_000 // nanoseconds
 
 // lowerEnginePriority sets nice, and the [EngineSlice], on every thread of
-// this process that the engine started: those whose name differs from the
-// main thread's (Go's threads all keep the process's name; the engine names
-// its own, e.g. ThreadPool, BgSchPool). A thread the engine starts later
-// from one of them inherits both; the next call catches any other. A
-// thread that exits meanwhile is skipped. It returns how many threads it
-// set.
+// this process that the engine started ([engineThreads]). A thread the
+// engine starts later from one of them inherits both; the next call
+// catches any other. It returns how many threads it set.
 func lowerEnginePriority(nice int) (int, error) {
 	if nice <= 0 {
 		return 0, nil
 	}
-	self, err := os.ReadFile("/proc/self/comm")
-	if err != nil {
-		return 0, fmt.Errorf("lowering the embedded engine's priority: %w", err)
-	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return 0, fmt.Errorf("lowering the embedded engine's priority: %w", err)
-	}
 	n := 0
-	for _, t := range tasks {
-		comm, err := os.ReadFile("/proc/self/task/" + t.Name() + "/comm")
-		if err != nil || bytes.Equal(comm, self) {
-			continue
-		}
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
+	err := engineThreads(func(tid int, _ string) {
 		if lowerThread(tid, nice) == nil {
 			n++
 		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("lowering the embedded engine's priority: %w", err)
 	}
 	return n, nil
+}
+
+// engineThreads calls f with the ID and /proc directory of every thread
+// of this process that the engine started: those whose name differs from
+// the main thread's (Go's threads all keep the process's name; the engine
+// names its own, e.g. ThreadPool, BgSchPool). A thread that exits
+// meanwhile is skipped.
+func engineThreads(f func(tid int, dir string)) error {
+	self, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		return err
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		dir := "/proc/self/task/" + t.Name()
+		comm, err := os.ReadFile(dir + "/comm")
+		if err != nil || bytes.Equal(comm, self) {
+			continue
+		}
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			f(tid, dir)
+		}
+	}
+	return nil
 }
 
 // lowerThread makes thread tid an ordinary (SCHED_OTHER) thread at nice
@@ -75,7 +86,8 @@ func lowerThread(tid, nice int) error {
 
 // onEngineThread runs f, a sequence of calls into the engine, on an OS
 // thread of its own at nice (and EngineSlice), with a spare P (see
-// withSpareP), and returns f's error.
+// withSpareP), and returns f's error. The thread's CPU time meanwhile
+// counts as the engine's ([Backend.EngineCPU]).
 //
 // The engine does an insert's work (parsing the rows, writing the parts,
 // the views) on the thread that calls it: up to 0.6 s of CPU for a batch of
@@ -96,9 +108,13 @@ func onEngineThread(nice int, f func() error) error {
 	// first engine call when the P came second).
 	return withSpareP(func() error {
 		if nice <= 0 {
-			return f()
+			// On the caller's thread, kept for the whole call so that
+			// the thread's CPU time is the call's (engineCPU).
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			return counted(f)
 		}
-		return onLoweredThread(nice, f)
+		return onLoweredThread(nice, func() error { return counted(f) })
 	})
 }
 
