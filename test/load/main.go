@@ -174,15 +174,15 @@ func run() int {
 			return 1
 		}
 		c.print(os.Stdout, r.RPS)
-	}
-	if r := rep.get(o.profileOf); o.trace && o.profileDir != "" && r != nil {
-		// Where the traced scenario's calls moved between goroutines.
-		h, err := readHandoffs(filepath.Join(o.profileDir, "gateway.trace"))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "load: %v\n", err)
-			return 1
+		if o.trace {
+			// Where the traced scenario's calls moved between goroutines.
+			h, err := readHandoffs(filepath.Join(o.profileDir, "gateway.trace"))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "load: %v\n", err)
+				return 1
+			}
+			h.print(os.Stdout, r.RPS, 15)
 		}
-		h.print(os.Stdout, r.RPS, 15)
 	}
 	return finish(o.jsonDir, rep.write, rep.errors())
 }
@@ -289,7 +289,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		}
 		r, err := load(name, t)
 		if err == nil && full {
-			err = checkMetrics(g)
+			err = checkMetrics(ctx, g)
 		}
 		if profiled != nil && err == nil {
 			err = <-profiled
@@ -441,20 +441,11 @@ const engineCPUMetric = "gatehouse_audit_engine_cpu_seconds_total"
 // metricSeconds reads the unlabelled metric name from the /metrics at url;
 // found is false when the gateway has no such metric (an older build).
 func metricSeconds(ctx context.Context, url, name string) (v float64, found bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	m, err := readMetrics(ctx, url)
 	if err != nil {
 		return 0, false, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, false, fmt.Errorf("reading %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, false, fmt.Errorf("reading %s: HTTP %d, %v", url, resp.StatusCode, err)
-	}
-	for line := range strings.Lines(string(b)) {
+	for line := range strings.Lines(m) {
 		if s, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
 			v, err := strconv.ParseFloat(s, 64)
 			return v, err == nil, err
@@ -465,17 +456,33 @@ func metricSeconds(ctx context.Context, url, name string) (v float64, found bool
 
 // checkMetrics makes sure the gateway served /metrics with its request
 // counter during the run.
-func checkMetrics(g *gateway) error {
-	resp, err := http.Get("http://" + g.addr + "/metrics")
+func checkMetrics(ctx context.Context, g *gateway) error {
+	m, err := readMetrics(ctx, "http://"+g.addr+"/metrics")
 	if err != nil {
-		return fmt.Errorf("reading /metrics: %w", err)
+		return err
+	}
+	if !strings.Contains(m, "gatehouse_requests_total{") {
+		return errors.New("/metrics has no gatehouse_requests_total")
+	}
+	return nil
+}
+
+// readMetrics fetches the /metrics text at url.
+func readMetrics(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil || !strings.Contains(string(b), "gatehouse_requests_total{") {
-		return fmt.Errorf("/metrics has no gatehouse_requests_total (HTTP %d, %v)", resp.StatusCode, err)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("reading %s: HTTP %d, %v", url, resp.StatusCode, err)
 	}
-	return nil
+	return string(b), nil
 }
 
 // addedLatency fills in each gateway scenario's latency over direct (the

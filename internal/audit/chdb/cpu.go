@@ -71,7 +71,13 @@ func counted(f func() error) error {
 
 // threadTicks is thread tid's CPU time (of this process) in clock ticks.
 func threadTicks(tid int) (int64, bool) {
-	stat, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/stat")
+	return taskTicks("/proc/self/task/" + strconv.Itoa(tid))
+}
+
+// taskTicks is the CPU time in clock ticks of the thread whose /proc
+// directory is dir.
+func taskTicks(dir string) (int64, bool) {
+	stat, err := os.ReadFile(dir + "/stat")
 	if err != nil {
 		return 0, false
 	}
@@ -99,11 +105,7 @@ func (t *threadTimes) read() time.Duration {
 	defer t.mu.Unlock()
 	seen := make(map[int]int64, len(t.last))
 	_ = engineThreads(func(tid int, dir string) {
-		stat, err := os.ReadFile(dir + "/stat")
-		if err != nil {
-			return
-		}
-		n, ok := statTicks(stat)
+		n, ok := taskTicks(dir)
 		if !ok {
 			return
 		}
