@@ -266,7 +266,7 @@ func measure(ctx context.Context, o options) (rep *report, err error) {
 		Upstream:    map[bool]string{true: "h2c", false: "HTTP/1.1"}[o.upstreamH2C],
 		Concurrency: o.concurrency, Warmup: o.warmup.String(), Duration: o.duration.String(), Calibration: o.rp.String()}
 	load := func(name string, t target) (*result, error) {
-		return runLoad(ctx, name, t, o.concurrency, o.warmup, o.duration)
+		return runLoad(ctx, name, t, ps.pin, o.concurrency, o.warmup, o.duration)
 	}
 	// gatewayLoad runs t (its key, denied, rounds and rate) against a fresh
 	// gateway with configuration cfg.
@@ -391,7 +391,7 @@ func approvalLoad(ctx context.Context, ps *procs, o options, tmp, cfg, key strin
 	var botErrs errCounter
 	done := make(chan struct{})
 	go func() { approverBot(bctx, g, tok.CreateAdminToken.Token, &botErrs); close(done) }()
-	r, err := runLoad(ctx, "approval", target{url: g.url(vsName), key: key, gw: g.proc, up: up}, o.concurrency, o.warmup, o.duration)
+	r, err := runLoad(ctx, "approval", target{url: g.url(vsName), key: key, gw: g.proc, up: up}, ps.pin, o.concurrency, o.warmup, o.duration)
 	cancel()
 	<-done
 	if err != nil {
@@ -588,6 +588,34 @@ func (rep *report) printTable(w io.Writer) {
 	if len(engine) > 0 {
 		fmt.Fprintf(w, "audit engine, part of the gateway's cpu-s/1k: %s\n", strings.Join(engine, ", "))
 	}
+	if steal := rep.stealLine(); steal != "" {
+		fmt.Fprintf(w, "host steal, %% of the window: %s\n", steal)
+	}
+}
+
+// stealLine lists each scenario's host steal: the gateway's cores, then
+// the others' ("-" and all cores when the run was not pinned). It is empty when
+// the host reported none in any scenario (or the runs predate the
+// reading).
+func (rep *report) stealLine() string {
+	var parts []string
+	var some bool
+	for _, r := range rep.Results {
+		if r.StealOthers == nil {
+			continue
+		}
+		gw := "-"
+		if r.StealGateway != nil {
+			gw = fmt.Sprintf("%.1f", *r.StealGateway)
+			some = some || *r.StealGateway > 0
+		}
+		some = some || *r.StealOthers > 0
+		parts = append(parts, fmt.Sprintf("%s %s/%.1f", r.Scenario, gw, *r.StealOthers))
+	}
+	if !some {
+		return ""
+	}
+	return strings.Join(parts, ", ")
 }
 
 // legend explains the table's columns and scenarios.
@@ -598,6 +626,9 @@ const legend = `
   utilisation u; a stall of t ms on it (a collector slice, a kernel thread) delays the calls that arrive in the next ≈ t/(1-u) ms
 - audit engine: the part of a full scenario's cpu-s/1k that the embedded ClickHouse engine used in the window
   (gatehouse_audit_engine_cpu_seconds_total: the threads calling it and its own, read at the window's start and end)
+- host steal: of the window's time on the gateway's cores / on the load generator's and upstream's, the share the hypervisor
+  ran something else while the VM's CPU wanted to run (/proc/stat); a thread then neither runs nor uses CPU time, and a
+  call it holds waits (printed when any scenario had some)
 - transparent: anonymous virtual server, one allow-all grant
 - full: API key, 50 grants (15 with CEL conditions), 20 guardrail rules (request and response), /metrics on,
   every request audited (spool, fsync interval, shipped to the embedded ClickHouse engine in the gateway process)

@@ -254,9 +254,14 @@ type result struct {
 	// scenarios that audit to it.
 	EngineCPUPer1k *float64 `json:"audit_engine_cpu_seconds_per_1000,omitempty"`
 	RSSMB          *float64 `json:"gateway_rss_mb,omitempty"`
-	UpCPUPer1k     float64  `json:"upstream_cpu_seconds_per_1000"`
-	Errors         int      `json:"errors"`
-	FirstError     string   `json:"first_error,omitempty"`
+	// StealGateway and StealOthers are the host's steal time over the
+	// window on the gateway's cores and on the others (the load
+	// generator's and the upstream's), in percent (see stealPercent).
+	StealGateway *float64 `json:"host_steal_gateway_cores_pct,omitempty"`
+	StealOthers  *float64 `json:"host_steal_other_cores_pct,omitempty"`
+	UpCPUPer1k   float64  `json:"upstream_cpu_seconds_per_1000"`
+	Errors       int      `json:"errors"`
+	FirstError   string   `json:"first_error,omitempty"`
 }
 
 // errCounter counts failures and keeps the first.
@@ -284,7 +289,7 @@ const (
 // runLoad opens concurrency sessions to t, calls echo in a loop on each
 // for warmup and then duration, and measures the calls that complete in
 // the measured window, and the gateway's and upstream's CPU time over it.
-func runLoad(ctx context.Context, name string, t target, concurrency int, warmup, duration time.Duration) (*result, error) {
+func runLoad(ctx context.Context, name string, t target, pin pinning, concurrency int, warmup, duration time.Duration) (*result, error) {
 	hc, closeIdle := newHTTPClient(t.key)
 	defer closeIdle()
 	sessions := make([]*mcp.ClientSession, concurrency)
@@ -380,14 +385,20 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 		stop()
 		return nil, err
 	}
+	ticks0, err := readCPUTicks()
+	if err != nil {
+		stop()
+		return nil, err
+	}
 	t0 := time.Now()
 	phase.Store(phaseMeasure)
 	err = wait(duration)
 	phase.Store(phaseStop)
 	elapsed := time.Since(t0)
 	gw1, up1, engine1, serr := sample()
+	ticks1, terr := readCPUTicks()
 	wg.Wait()
-	if err = errors.Join(err, serr); err != nil {
+	if err = errors.Join(err, serr, terr); err != nil {
 		return nil, err
 	}
 
@@ -395,6 +406,11 @@ func runLoad(ctx context.Context, name string, t target, concurrency int, warmup
 	slices.Sort(all)
 	r := &result{Scenario: name, Concurrency: concurrency, OfferedRPS: t.rate, Requests: len(all), Seconds: elapsed.Seconds(),
 		Errors: errs.n, FirstError: errs.first}
+	if len(pin.gateway) > 0 {
+		r.StealGateway, r.StealOthers = stealPercent(ticks0, ticks1, pin.gateway), stealPercent(ticks0, ticks1, pin.others)
+	} else {
+		r.StealOthers = stealPercent(ticks0, ticks1, nil) // one set of cores for all
+	}
 	if len(all) == 0 {
 		return r, nil
 	}
