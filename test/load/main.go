@@ -594,9 +594,9 @@ func (rep *report) printTable(w io.Writer) {
 }
 
 // stealLine lists each scenario's host steal: the gateway's cores, then
-// the others' ("-" and all cores when the run was not pinned). It is empty when
-// the host reported none in any scenario (or the runs predate the
-// reading).
+// the others' ("-", then all cores, when the run was not pinned). It is
+// empty when the host reported none in any scenario (or the runs predate
+// the reading).
 func (rep *report) stealLine() string {
 	var parts []string
 	var some bool
