@@ -21,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/procstat"
 )
 
 // codeUpstreamUnavailable is proxy.CodeUpstreamUnavailable, repeated here
@@ -133,7 +134,7 @@ func pidsWithArgs(t testing.TB, args ...string) []int {
 		}
 		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
 			// Skip zombies: killed, not yet reaped.
-			if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+			if f, err := procstat.Fields(st); err == nil && f[0] == "Z" {
 				continue
 			}
 		}
@@ -281,8 +282,7 @@ virtual_servers:
 		if err != nil {
 			return err.Error()
 		}
-		// pid (comm) STATE ...: the state follows the last ')'.
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && len(b) > i+2 && b[i+2] == 'T' {
+		if f, err := procstat.Fields(b); err == nil && f[0] == "T" {
 			return ""
 		}
 		return "not stopped yet"

@@ -17,11 +17,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. It
-// is 100 on every Linux architecture Go supports.
-const clockTicks = 100
+	"github.com/gatehouse-dev/gatehouse/internal/procstat"
+)
 
 // logTail is how much of a child's output is kept for failure reports.
 const logTail = 64 << 10
@@ -332,23 +330,11 @@ func cpuSeconds(pid int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading CPU time: %w", err)
 	}
-	// The command name (field 2) may contain spaces; fields after its
-	// closing parenthesis start at field 3 (state). utime and stime are
-	// fields 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("reading CPU time: malformed /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("reading CPU time: short /proc stat")
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	n, err := procstat.CPUTicks(b)
+	if err != nil {
 		return 0, fmt.Errorf("reading CPU time: %w", err)
 	}
-	return float64(utime+stime) / clockTicks, nil
+	return float64(n) / procstat.ClockTicks, nil
 }
 
 // rssBytes is VmRSS of process pid from /proc/PID/status.

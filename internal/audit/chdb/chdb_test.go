@@ -26,6 +26,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit/backendtest"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb/chdbtest"
+	"github.com/gatehouse-dev/gatehouse/internal/procstat"
 )
 
 // TestBackend runs the backend conformance suite on the embedded engine.
@@ -277,9 +278,11 @@ func threadNices(t *testing.T) (engine, gothreads map[string]int) {
 		if err1 != nil || err2 != nil {
 			continue // exited
 		}
-		// Fields after the command's closing parenthesis: state is the
-		// 3rd field of stat, nice the 19th.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		// Fields after the command name: nice is the 19th field of stat.
+		fields, err := procstat.Fields(stat)
+		if err != nil || len(fields) <= 19-3 {
+			t.Fatalf("thread %s: stat %q: %v", task.Name(), stat, err)
+		}
 		nice, err := strconv.Atoi(fields[19-3])
 		if err != nil {
 			t.Fatalf("thread %s: stat %q: %v", task.Name(), stat, err)
@@ -412,7 +415,10 @@ func TestOnEngineThread(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+				fields, err := procstat.Fields(stat)
+				if err != nil || len(fields) <= 19-3 {
+					return fmt.Errorf("stat %q: %v", stat, err)
+				}
 				nice, err := strconv.Atoi(fields[19-3])
 				if err != nil {
 					return err
@@ -530,25 +536,6 @@ func TestEngineCPU(t *testing.T) {
 	}
 }
 
-func TestStatTicks(t *testing.T) {
-	for _, tc := range []struct {
-		stat  string
-		ticks int64
-		ok    bool
-	}{
-		{"1234 (ThreadPool) S 1 1 1 0 -1 4194624 10 0 0 0 250 37 0 0 30 10 40 0 100 0", 287, true},
-		// A name may hold spaces and parentheses.
-		{"1234 (a) b (c) R 1 1 1 0 -1 4194624 10 0 0 0 5 6 0 0 20 0 1 0 100 0", 11, true},
-		{"1234 (short) S 1 2", 0, false},
-		{"garbage", 0, false},
-	} {
-		n, ok := chdb.StatTicks([]byte(tc.stat))
-		if n != tc.ticks || ok != tc.ok {
-			t.Errorf("statTicks(%q) = %d, %v; want %d, %v", tc.stat, n, ok, tc.ticks, tc.ok)
-		}
-	}
-}
-
 // TestEngineCPUOfARunningCall: a call into the engine counts while it
 // runs, not only when it ends (an insert can take seconds).
 func TestEngineCPUOfARunningCall(t *testing.T) {
@@ -581,9 +568,5 @@ func selfTicks() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, ok := chdb.StatTicks(stat)
-	if !ok {
-		return 0, fmt.Errorf("unreadable /proc/thread-self/stat: %q", stat)
-	}
-	return n, nil
+	return procstat.CPUTicks(stat)
 }

@@ -3,18 +3,19 @@
 package chdb
 
 import (
-	"bytes"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse-dev/gatehouse/internal/procstat"
 )
 
 // The engine's CPU time, for [Backend.EngineCPU]: it runs in the
 // gateway's process, so the process's CPU time includes it and nothing
-// else tells it apart. Both parts are in clock ticks (see clockTicks).
+// else tells it apart. Both parts are in clock ticks ([procstat.ClockTicks]).
 var (
 	// calls follows the threads that call into the engine, while they do
 	// (an insert's parsing and part writing run there): done is what
@@ -44,7 +45,7 @@ func (b *Backend) EngineCPU() time.Duration {
 		}
 	}
 	calls.Unlock()
-	return ticksDuration(ticks) + ownCPU.read()
+	return procstat.Duration(ticks) + ownCPU.read()
 }
 
 // counted runs f, a sequence of calls into the engine on a thread locked
@@ -81,14 +82,9 @@ func taskTicks(dir string) (int64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return statTicks(stat)
+	n, err := procstat.CPUTicks(stat)
+	return n, err == nil
 }
-
-// clockTicks is USER_HZ, the unit of /proc's times: 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
-
-func ticksDuration(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
 
 // threadTimes sums the CPU time of the engine's threads across reads, so
 // that the sum only grows though threads come and go: each read adds what
@@ -117,22 +113,5 @@ func (t *threadTimes) read() time.Duration {
 		}
 	})
 	t.last = seen
-	return ticksDuration(t.ticks)
-}
-
-// statTicks reads utime + stime from a /proc/.../stat line (fields 14 and
-// 15; the name in field 2 may hold spaces and parentheses, so fields are
-// counted after its closing parenthesis).
-func statTicks(stat []byte) (int64, bool) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	u, err1 := strconv.ParseInt(string(f[11]), 10, 64)
-	s, err2 := strconv.ParseInt(string(f[12]), 10, 64)
-	return u + s, err1 == nil && err2 == nil
+	return procstat.Duration(t.ticks)
 }

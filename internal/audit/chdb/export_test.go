@@ -7,6 +7,3 @@ var LowerEnginePriority = lowerEnginePriority
 
 // OnEngineThread is onEngineThread, for the external tests.
 var OnEngineThread = onEngineThread
-
-// StatTicks is statTicks, for the external tests.
-var StatTicks = statTicks
