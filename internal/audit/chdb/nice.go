@@ -93,9 +93,9 @@ func lowerThread(tid, nice int) error {
 // (up to 0.6 s of CPU for a batch of 12,000 events in an earlier
 // measurement; 77–86 ms for 10,000–18,000 events on 12-02, its pool
 // threads doing the other 0.3–0.5 s). On a thread of the runtime's, at the
-// gateway's priority, that took half of a core from the calls for as long. At nice 10 the
-// calls keep ≈ 90 % of it. Threads the engine starts from this one inherit
-// its priority and slice.
+// gateway's priority, that took half of a core from the calls for as long.
+// At nice 10 the calls keep ≈ 90 % of it. Threads the engine starts from
+// this one inherit its priority and slice.
 //
 // The goroutine stays locked to its thread until it ends, so the runtime
 // then ends the thread instead of running other goroutines on it at the
