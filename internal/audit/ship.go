@@ -155,7 +155,16 @@ func (w *Writer) nextBatch(ctx context.Context) (*inflight, *batch, error) {
 	to, nbytes := from, 0
 	b := &batch{}
 	for {
-		recs, next, err := w.spool.Read(to, w.o.BatchSize-len(b.rows), MaxBatchBytes-nbytes)
+		// While the batch fills, what is durable: each background sync
+		// notifies, and the records appended since it come with the next
+		// one (not a second fdatasync right after the first). When the
+		// batch wait is over, everything appended, so that a long fsync
+		// interval does not hold events back.
+		read := w.spool.ReadSynced
+		if expired {
+			read = w.spool.Read
+		}
+		recs, next, err := read(to, w.o.BatchSize-len(b.rows), MaxBatchBytes-nbytes)
 		if err != nil {
 			return nil, nil, err
 		}

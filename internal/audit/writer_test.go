@@ -237,3 +237,18 @@ func TestWriterRefusesAtBudget(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// TestWriterShipsWithLongFsyncInterval: the shipper reads only what the
+// background fsync made durable while a batch fills, but once the batch
+// wait is over it ships everything recorded, even when the next fsync is
+// an hour away.
+func TestWriterShipsWithLongFsyncInterval(t *testing.T) {
+	dir := t.TempDir()
+	b := chdbtest.Open(t, filepath.Join(dir, "chdb"))
+	w := openWriter(t, filepath.Join(dir, "audit"), b, spool.Options{Fsync: spool.FsyncInterval, FsyncInterval: time.Hour})
+	record(t, w, 0, 300)
+	waitShipped(t, b, 300)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

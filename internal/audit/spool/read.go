@@ -73,16 +73,31 @@ func (s *Spool) Notify() <-chan struct{} { return s.notify }
 // end is an error. See the package documentation for what a replay of the
 // same Read returns.
 func (s *Spool) Read(from Pos, maxRecords, maxBytes int) (recs []Record, next Pos, err error) {
-	s.mu.Lock()
-	if err := s.checkLocked(from); err != nil {
+	return s.read(from, maxRecords, maxBytes, true)
+}
+
+// ReadSynced is Read without the fdatasync: it returns only the records
+// already durable. A reader woken by [Spool.Notify] uses it: it gets what
+// the sync that woke it made durable, and what was appended since comes
+// with the next sync, instead of a second fdatasync right after the
+// first. Under FsyncAlways it is Read.
+func (s *Spool) ReadSynced(from Pos, maxRecords, maxBytes int) (recs []Record, next Pos, err error) {
+	return s.read(from, maxRecords, maxBytes, false)
+}
+
+func (s *Spool) read(from Pos, maxRecords, maxBytes int, sync bool) (recs []Record, next Pos, err error) {
+	if sync {
+		s.mu.Lock()
+		if err := s.checkLocked(from); err != nil {
+			s.mu.Unlock()
+			return nil, from, fmt.Errorf("reading audit spool %s at %v: %w", s.dir, from, err)
+		}
+		need := s.synced.less(s.written) && s.normalize(from).less(s.normalize(s.written))
 		s.mu.Unlock()
-		return nil, from, fmt.Errorf("reading audit spool %s at %v: %w", s.dir, from, err)
-	}
-	need := s.synced.less(s.written) && s.normalize(from).less(s.normalize(s.written))
-	s.mu.Unlock()
-	if need {
-		if err := s.syncNow(); err != nil {
-			return nil, from, err
+		if need {
+			if err := s.syncNow(); err != nil {
+				return nil, from, err
+			}
 		}
 	}
 
@@ -95,6 +110,10 @@ func (s *Spool) Read(from Pos, maxRecords, maxBytes int) (recs []Record, next Po
 	if !start.less(end) {
 		s.mu.Unlock()
 		return nil, from, nil
+	}
+	if recs, ok := s.readMem(start, end, maxRecords, maxBytes); ok {
+		s.mu.Unlock()
+		return recs, recs[len(recs)-1].End(), nil
 	}
 	i, j := s.segIndex(start.Segment), s.segIndex(end.Segment)
 	segs := slices.Clone(s.segs[i : j+1])
@@ -120,6 +139,37 @@ func (s *Spool) Read(from Pos, maxRecords, maxBytes int) (recs []Record, next Po
 		return nil, from, nil
 	}
 	return recs, recs[len(recs)-1].End(), nil
+}
+
+// readMem is Read from the memory tail: when a record there starts at
+// start (normalized, before end), it returns the run of records from it
+// that end by end (the durable end, normalized) within the limits, as
+// Read would from the file, and forgets them and everything before; ok is
+// false when start is not in the memory tail. mu held.
+func (s *Spool) readMem(start, end Pos, maxRecords, maxBytes int) (recs []Record, ok bool) {
+	i, found := slices.BinarySearchFunc(s.mem, start, func(r Record, p Pos) int { return r.Pos.Compare(p) })
+	if !found {
+		return nil, false
+	}
+	j, nbytes := i, 0
+	for j < len(s.mem) {
+		r := s.mem[j]
+		if end.less(r.End()) ||
+			(maxRecords > 0 && j-i >= maxRecords) ||
+			(maxBytes > 0 && j > i && nbytes+len(r.Data) > maxBytes) {
+			break
+		}
+		nbytes += len(r.Data)
+		j++
+	}
+	if j == i {
+		// Not durable yet: cannot happen, as start is before end and
+		// records are contiguous; read the file, which will say why.
+		return nil, false
+	}
+	recs = slices.Clone(s.mem[i:j])
+	s.forget(j)
+	return recs, true
 }
 
 // readFrames appends the records of sg from off to sg.size to recs, until

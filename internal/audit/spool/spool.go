@@ -79,6 +79,13 @@
 // segments that lie entirely before it. After a restart, reading resumes
 // at [Spool.Cursor], so records read but not committed are read again.
 //
+// The records appended last (up to [MemTailBytes] of frames) are also
+// kept in memory as they were appended, and a Read that starts at one of
+// them is served from there: a shipper that keeps up never reads the
+// segment back (no pread, no copy, no second checksum pass), and one that
+// fell behind reads the files until it reaches them. Either way Read
+// returns the same records, and only durable ones.
+//
 // Replays are deterministic: Read(from, maxRecords, maxBytes) returns the
 // longest run of records from from that fits the limits, crossing
 // segment boundaries as needed, and next is the position just after the
@@ -93,6 +100,7 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,6 +138,13 @@ const (
 
 // MaxRecordBytes bounds one record.
 const MaxRecordBytes = 64 << 20
+
+// MemTailBytes bounds the records (with their frame headers) a spool
+// keeps in memory for its reader; older ones are read from the segment
+// files. A shipper that reads at every fsync needs a small part of it;
+// the rest covers an insert of a few seconds at thousands of events a
+// second, during which the shipper does not read.
+const MemTailBytes = 32 << 20
 
 // Errors the spool returns.
 var (
@@ -297,6 +312,13 @@ type Spool struct {
 	unshipped int64     // bytes after cursor, including queued
 	notify    chan struct{}
 
+	// The memory tail: the last records queued, as they were queued (at
+	// most MemTailBytes of frames), oldest first. Read serves a run that
+	// starts in it from here and drops the records up to the run's end;
+	// the oldest go when it is full.
+	mem      []Record
+	memBytes int64
+
 	appended, appendedBytes uint64
 	dropped, refused        uint64
 	fsyncs                  uint64
@@ -320,13 +342,15 @@ const maxSpareBuf = 4 << 20
 // nil after counting and logging the drop ([OnFullDrop]). After an I/O
 // error every Append fails: reopen the spool (restart) to recover.
 func (s *Spool) Append(rec []byte) error {
-	return s.AppendFunc(func() ([]byte, error) { return rec, nil }, nil)
+	return s.AppendFunc(func() ([]byte, error) { return bytes.Clone(rec), nil }, nil)
 }
 
 // AppendFunc is Append for a record built by build, which runs under the
 // spool's lock right before the record is queued: records are in the
 // spool in the order their build ran, while appenders still share fsyncs
-// (a hash chain seals each record in build). If the record is then not
+// (a hash chain seals each record in build). The record build returns is
+// the spool's from then on (a reader may get it as it is): build must not
+// keep it to modify it later. If the record is then not
 // queued (the budget, a closed or failed spool), undo runs, still under
 // the lock, before AppendFunc returns; undo may be nil. build and undo
 // must not call the spool.
@@ -426,6 +450,7 @@ func (s *Spool) enqueue(hdr, rec []byte, n int64) {
 	}
 	c := &s.chunks[len(s.chunks)-1]
 	c.buf = append(append(c.buf, hdr...), rec...)
+	s.remember(Record{Pos: s.tail, Data: rec[:len(rec):len(rec)]}, n)
 	s.tail.Offset += n
 	s.unshipped += n
 	if s.cur == nil {
@@ -436,6 +461,36 @@ func (s *Spool) enqueue(hdr, rec []byte, n int64) {
 	}
 	s.cur.n++
 	s.cur.bytes += uint64(len(rec))
+}
+
+// remember adds a queued record of n frame bytes to the memory tail,
+// dropping the oldest records to stay within MemTailBytes; mu held.
+func (s *Spool) remember(r Record, n int64) {
+	if n > MemTailBytes {
+		s.forget(len(s.mem))
+		return
+	}
+	drop, free := 0, MemTailBytes-s.memBytes
+	for free < n {
+		free += frameHeaderSize + int64(len(s.mem[drop].Data))
+		drop++
+	}
+	s.forget(drop)
+	s.mem = append(s.mem, r)
+	s.memBytes += n
+}
+
+// forget drops the memory tail's first i records; mu held.
+func (s *Spool) forget(i int) {
+	for _, r := range s.mem[:i] {
+		s.memBytes -= frameHeaderSize + int64(len(r.Data))
+	}
+	clear(s.mem[:i]) // let the records go (a reader has copies)
+	if i == len(s.mem) {
+		s.mem = s.mem[:0]
+		return
+	}
+	s.mem = s.mem[i:]
 }
 
 // lead flushes the current group as the leader: it writes (and with

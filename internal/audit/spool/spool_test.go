@@ -878,3 +878,165 @@ func TestIOErrorIsSticky(t *testing.T) {
 	s = openT(t, dir, Options{})
 	checkRecs(t, readAll(t, s, s.Cursor(), 0), 0, 3)
 }
+
+// appendKept appends records from..to-1 with AppendFunc and returns the
+// slices it handed the spool, to tell a Read served from memory (the same
+// bytes) from one served from the file (a copy).
+func appendKept(t testing.TB, s *Spool, from, to int, data func(int) []byte) [][]byte {
+	t.Helper()
+	var kept [][]byte
+	for i := from; i < to; i++ {
+		b := data(i)
+		if err := s.AppendFunc(func() ([]byte, error) { return b, nil }, nil); err != nil {
+			t.Fatalf("Append(%d): %v", i, err)
+		}
+		kept = append(kept, b)
+	}
+	return kept
+}
+
+// fromMemory reports which of recs are the very slices in kept.
+func fromMemory(recs []Record, kept [][]byte) []bool {
+	out := make([]bool, len(recs))
+	for i, r := range recs {
+		out[i] = len(r.Data) > 0 && len(kept[i]) > 0 && &r.Data[0] == &kept[i][0]
+	}
+	return out
+}
+
+func TestReadFromMemory(t *testing.T) {
+	t.Parallel()
+	for _, fsync := range []string{FsyncInterval, FsyncAlways} {
+		t.Run(fsync, func(t *testing.T) {
+			t.Parallel()
+			// Segments of 2 KiB: runs cross segment boundaries.
+			s := openT(t, t.TempDir(), Options{Fsync: fsync, SegmentBytes: 2 << 10, FsyncInterval: time.Hour})
+			kept := appendKept(t, s, 0, 200, rec)
+
+			// Read with both limits, as a shipper does: every record from
+			// memory, the same records and positions a read of the files
+			// gives (the replay below).
+			var got []Record
+			for from := s.Cursor(); ; {
+				recs, next, err := s.Read(from, 7, 500)
+				if err != nil {
+					t.Fatalf("Read(%v): %v", from, err)
+				}
+				if len(recs) == 0 {
+					break
+				}
+				if recs[len(recs)-1].End() != next {
+					t.Fatalf("Read(%v) next %v, want the end of its last record %v", from, next, recs[len(recs)-1].End())
+				}
+				got, from = append(got, recs...), next
+			}
+			checkRecs(t, got, 0, 200)
+			for i, mem := range fromMemory(got, kept) {
+				if !mem {
+					t.Fatalf("record %d at %v was read back from the file, not served from memory", i, got[i].Pos)
+				}
+			}
+			if len(s.mem) != 0 || s.memBytes != 0 {
+				t.Errorf("memory tail after reading everything: %d records, %d bytes; want none", len(s.mem), s.memBytes)
+			}
+
+			// A replay from the start reads the files: the same records
+			// at the same positions, as copies.
+			again := readAll(t, s, s.Cursor(), 7)
+			checkRecs(t, again, 0, 200)
+			for i := range again {
+				if again[i].Pos != got[i].Pos {
+					t.Fatalf("record %d: replay at %v, first read at %v", i, again[i].Pos, got[i].Pos)
+				}
+				if fromMemory(again[i:i+1], kept[i:i+1])[0] {
+					t.Fatalf("record %d of the replay came from memory, which had given it away", i)
+				}
+			}
+		})
+	}
+}
+
+// A reader that fell behind by more than MemTailBytes reads the oldest
+// records from the files and the rest from memory; the memory tail never
+// holds more than MemTailBytes.
+func TestReadMemoryTailBounded(t *testing.T) {
+	t.Parallel()
+	s := openT(t, t.TempDir(), Options{BudgetBytes: -1})
+	const size = 1 << 20
+	n := MemTailBytes/size + 8
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, size-frameHeaderSize) }
+	kept := appendKept(t, s, 0, n, big)
+	if s.memBytes > MemTailBytes {
+		t.Fatalf("memory tail holds %d bytes, over MemTailBytes (%d)", s.memBytes, MemTailBytes)
+	}
+	got := readAll(t, s, s.Cursor(), 1) // one at a time: memory as soon as it can
+	if len(got) != n {
+		t.Fatalf("read %d records, want %d", len(got), n)
+	}
+	mem := fromMemory(got, kept)
+	var fromFile int
+	for i, r := range got {
+		if !bytes.Equal(r.Data, kept[i]) {
+			t.Fatalf("record %d differs from what was appended", i)
+		}
+		if !mem[i] {
+			fromFile++
+			if i > 0 && mem[i-1] {
+				t.Fatalf("record %d from the file after record %d from memory", i, i-1)
+			}
+		}
+	}
+	// The tail holds exactly MemTailBytes/size of these records.
+	if want := n - MemTailBytes/size; fromFile != want {
+		t.Errorf("%d records read from the file, want the %d the memory tail had dropped", fromFile, want)
+	}
+
+	// A record larger than the memory tail is never kept, and empties it.
+	huge := bytes.Repeat([]byte{'h'}, MemTailBytes+1)
+	appendKept(t, s, 0, 1, func(int) []byte { return huge })
+	if len(s.mem) != 0 || s.memBytes != 0 {
+		t.Errorf("memory tail after a record larger than it: %d records, %d bytes; want none", len(s.mem), s.memBytes)
+	}
+}
+
+// Records whose write failed stay in the memory tail but are never durable,
+// so Read does not return them.
+func TestReadMemoryNotDurable(t *testing.T) {
+	t.Parallel()
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncAlways})
+	appendN(t, s, 0, 3)
+	s.file.Close() // white box: the next pwrite fails
+	if err := s.Append(rec(3)); err == nil {
+		t.Fatal("Append on a broken file succeeded")
+	}
+	recs, _, err := s.Read(s.Cursor(), 0, 0)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	checkRecs(t, recs, 0, 3)
+}
+
+// ReadSynced returns only what an fsync made durable; Read syncs first.
+func TestReadSynced(t *testing.T) {
+	t.Parallel()
+	s := openT(t, t.TempDir(), Options{FsyncInterval: time.Hour})
+	appendN(t, s, 0, 5)
+	recs, next, err := s.ReadSynced(s.Cursor(), 0, 0)
+	if err != nil || len(recs) != 0 || next != s.Cursor() {
+		t.Fatalf("ReadSynced before any fsync = %d records, next %v, %v; want none", len(recs), next, err)
+	}
+	fsyncs := s.Stats().Fsyncs
+	checkRecs(t, readAll(t, s, s.Cursor(), 0), 0, 5)
+	if got := s.Stats().Fsyncs; got != fsyncs+1 {
+		t.Errorf("Read ran %d fdatasyncs, want 1", got-fsyncs)
+	}
+	appendN(t, s, 5, 8)
+	recs, _, err = s.ReadSynced(s.Cursor(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRecs(t, recs, 0, 5) // 5..7 are not durable yet
+	if got := s.Stats().Fsyncs; got != fsyncs+1 {
+		t.Errorf("ReadSynced ran an fdatasync")
+	}
+}
