@@ -43,8 +43,11 @@ type Record struct {
 
 // End is the position just after r.
 func (r Record) End() Pos {
-	return Pos{Segment: r.Pos.Segment, Offset: r.Pos.Offset + frameHeaderSize + int64(len(r.Data))}
+	return Pos{Segment: r.Pos.Segment, Offset: r.Pos.Offset + r.frameSize()}
 }
+
+// frameSize is the bytes r takes in its segment, its frame header included.
+func (r Record) frameSize() int64 { return frameHeaderSize + int64(len(r.Data)) }
 
 // Cursor returns the committed position: reading resumes there after a
 // restart.

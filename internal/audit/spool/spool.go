@@ -472,7 +472,7 @@ func (s *Spool) remember(r Record, n int64) {
 	}
 	drop, free := 0, MemTailBytes-s.memBytes
 	for free < n {
-		free += frameHeaderSize + int64(len(s.mem[drop].Data))
+		free += s.mem[drop].frameSize()
 		drop++
 	}
 	s.forget(drop)
@@ -483,7 +483,7 @@ func (s *Spool) remember(r Record, n int64) {
 // forget drops the memory tail's first i records; mu held.
 func (s *Spool) forget(i int) {
 	for _, r := range s.mem[:i] {
-		s.memBytes -= frameHeaderSize + int64(len(r.Data))
+		s.memBytes -= r.frameSize()
 	}
 	clear(s.mem[:i]) // let the records go (a reader has copies)
 	if i == len(s.mem) {
