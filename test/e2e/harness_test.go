@@ -24,6 +24,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 )
 
 var (
@@ -71,14 +73,16 @@ func tool(t testing.TB, rel string) string {
 	return p
 }
 
+// freeAddr is a loopback address for a child process to listen on (see
+// package freeport: outside the ephemeral range, so no connection takes it
+// while the child starts).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // proc is a child process whose output is kept for failure reports.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 	"github.com/gatehouse-dev/gatehouse/internal/procstat"
 )
 
@@ -132,13 +133,15 @@ func (ps *procs) stopAll() {
 	ps.list = nil
 }
 
+// freeAddr is a loopback address for a child process to listen on,
+// outside the ephemeral range the sessions scenario's 10,000 connections
+// draw from (package freeport).
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		return "", fmt.Errorf("finding a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addr, nil
 }
 
 // startUpstream starts the demo server over streamable HTTP and returns

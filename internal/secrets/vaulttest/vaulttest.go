@@ -30,7 +30,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,6 +40,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/gatehouse-dev/gatehouse/internal/freeport"
 )
 
 // EnvBin names the variable that, when set, is the path of the vault binary
@@ -123,7 +124,7 @@ var errAddrInUse = errors.New("address already in use")
 
 func start(t testing.TB, bin string, withTLS bool) (*Server, error) {
 	t.Helper()
-	port, err := freePort()
+	port, err := freeport.Pair() // Vault's cluster listener binds PORT+1
 	if err != nil {
 		return nil, fmt.Errorf("picking a port for vault: %w", err)
 	}
@@ -307,25 +308,6 @@ func isRoot(path string) bool {
 		}
 	}
 	return false
-}
-
-// freePort returns a loopback port that is free, and whose successor is
-// free too: Vault's cluster listener binds PORT+1.
-func freePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		next, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		l.Close()
-		if err == nil {
-			next.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free pair of consecutive loopback ports")
 }
 
 // Addr is the base URL of the front proxy, http://127.0.0.1:PORT (https
