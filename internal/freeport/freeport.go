@@ -29,11 +29,13 @@ const (
 	// minSpan is the smallest range outside the ephemeral one worth
 	// drawing from; with less room, Addr falls back to port 0.
 	minSpan = 1000
-	// rangeFile holds the kernel's ephemeral range, "first last".
-	rangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
 )
 
 var (
+	// rangeFile holds the kernel's ephemeral range, "first last" (a
+	// variable for the tests of the fallback).
+	rangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
+
 	mu     sync.Mutex
 	issued = map[int]bool{}
 )
@@ -58,8 +60,10 @@ func pick(n int) (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for range 200 {
-		port := lo + rand.IntN(hi-lo+2-n)
-		if !ok {
+		var port int
+		if ok {
+			port = lo + rand.IntN(hi-lo+2-n)
+		} else {
 			var bound bool
 			if port, bound = ephemeral(); !bound {
 				return 0, errors.New("no loopback port can be bound")

@@ -108,3 +108,40 @@ func TestTaken(t *testing.T) {
 		t.Errorf("port %d is held by a listener but reported free", port)
 	}
 }
+
+// TestFallback: where the ephemeral range leaves no room, Addr and Pair
+// still return free ports (the kernel's), never one twice.
+func TestFallback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "range")
+	if err := os.WriteFile(path, []byte("1024 65535\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	saved := rangeFile
+	rangeFile = path
+	t.Cleanup(func() { rangeFile = saved })
+	seen := map[string]bool{}
+	for range 20 {
+		addr, err := Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+	}
+	port, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{port, port + 1} {
+		if seen[net.JoinHostPort("127.0.0.1", strconv.Itoa(p))] {
+			t.Errorf("Pair gave %d, handed out by Addr already", p)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("bind %d: %v", p, err)
+		}
+		l.Close()
+	}
+}

@@ -56,8 +56,7 @@ grants:
   - {subject: {agent: keyed}, target: {virtual_server: v, tools: [add]}, effect: allow}
 `, addr, filepath.Join(dir, "data"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.pem"), alphaURL, sha))
 	// No audit (an embedded ClickHouse engine), as startGateway: it is not
-	// what this test is about, and its start-up widens the window in which
-	// another process can take the free address before the gateway binds it.
+	// what this test is about.
 	p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--audit=off", "--config", cfg, "--admin-token-file", filepath.Join(dir, "admin.token"))
 
 	pool := x509.NewCertPool()
