@@ -12,8 +12,10 @@
 // follows the frames written to it. A write that completes a HEADERS
 // block whose stream stays open for a body, with no DATA frame after it,
 // is held, and goes out with the next write, as one write; if no write follows within
-// [HoldFor], a timer sends it alone. Everything else passes through at
-// once, so the bytes on the wire and their order are unchanged: only
+// [HoldFor], a timer sends it alone. The flow-control credit the client
+// grants as it reads responses (WINDOW_UPDATE frames, a write of their
+// own) waits for the next write the same way. Everything else passes
+// through at once, so the bytes on the wire and their order are unchanged: only
 // where the TCP segments break moves.
 package h2cork
 
@@ -27,6 +29,14 @@ import (
 // client writes the body right after the headers, so the wait normally
 // ends within microseconds; the bound only matters for a body that is
 // slow to produce or a stream waiting for flow-control credit.
+//
+// It also bounds how long a write of WINDOW_UPDATE frames alone waits for
+// the next write. net/http's client grants the server credit for every
+// 4 KiB of response it reads, a write of its own that wakes the server
+// for nothing it must act on at once: the client's windows start at
+// 1 GiB for the connection and 4 MiB for a stream, far beyond what a
+// server sends in HoldFor, so the grant can leave with the next request
+// (under load, microseconds later) without ever holding the server back.
 const HoldFor = 500 * time.Microsecond
 
 // holdFor is HoldFor; tests lengthen it.
@@ -42,6 +52,7 @@ const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 const (
 	frameData         = 0x0
 	frameHeaders      = 0x1
+	frameWindowUpdate = 0x8
 	frameContinuation = 0x9
 	flagEndStream     = 0x1
 	flagEndHeaders    = 0x4
@@ -77,12 +88,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	hold, control := c.t.scan(p)
+	hold, control, grant := c.t.scan(p)
 	// A write of control frames only (the read loop acknowledging
-	// SETTINGS or PING, or granting flow control) joins held headers
-	// rather than sending them without their DATA frame; the timer still
-	// bounds the wait from the first hold.
-	hold = hold || control && len(c.held) > 0
+	// SETTINGS or PING) joins held headers rather than sending them
+	// without their DATA frame; the timer still bounds the wait from the
+	// first hold. A write of WINDOW_UPDATE frames only (the read loop
+	// granting flow-control credit for a response it read) is held even
+	// alone, for the next request's write: see [HoldFor].
+	hold = hold || grant || control && len(c.held) > 0
 	if hold && len(c.held)+len(p) <= maxHeld {
 		// The timer runs from the first held write: later ones (another
 		// request's headers before the first one's body) do not extend it.
@@ -179,13 +192,14 @@ type tracker struct {
 // after it. Control frames after the block (a SETTINGS or PING
 // acknowledgement the client wrote in the same flush) do not matter.
 // control reports whether p is whole frames none of which is DATA,
-// HEADERS or CONTINUATION.
-func (t *tracker) scan(p []byte) (hold, control bool) {
+// HEADERS or CONTINUATION; grant, whether they are all WINDOW_UPDATE.
+func (t *tracker) scan(p []byte) (hold, control, grant bool) {
 	if t.off {
-		return false, false
+		return false, false, false
 	}
 	awaiting := false
 	control = t.preface == 0 && t.rem == 0 && t.hdrN == 0 && len(p) > 0
+	grant = control
 	for len(p) > 0 {
 		switch {
 		case t.preface > 0:
@@ -193,7 +207,7 @@ func (t *tracker) scan(p []byte) (hold, control bool) {
 			done := len(preface) - t.preface
 			if string(p[:n]) != preface[done:done+n] {
 				t.off = true
-				return false, false
+				return false, false, false
 			}
 			t.preface -= n
 			p = p[n:]
@@ -206,13 +220,16 @@ func (t *tracker) scan(p []byte) (hold, control bool) {
 			t.hdrN += n
 			p = p[n:]
 			if t.hdrN < frameHeaderLen {
-				return false, false
+				return false, false, false
 			}
 			t.hdrN = 0
 			t.rem = int(t.hdr[0])<<16 | int(t.hdr[1])<<8 | int(t.hdr[2])
 			typ, flags := t.hdr[3], t.hdr[4]
 			if typ == frameData || typ == frameHeaders || typ == frameContinuation {
 				control = false
+			}
+			if typ != frameWindowUpdate {
+				grant = false
 			}
 			switch typ {
 			case frameHeaders:
@@ -230,5 +247,5 @@ func (t *tracker) scan(p []byte) (hold, control bool) {
 		}
 	}
 	boundary := t.preface == 0 && t.rem == 0 && t.hdrN == 0
-	return awaiting && boundary && !t.inBlock, control && boundary
+	return awaiting && boundary && !t.inBlock, control && boundary, grant && boundary
 }

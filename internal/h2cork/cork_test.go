@@ -134,9 +134,17 @@ func TestRealClient(t *testing.T) {
 		}
 	}
 
-	posts, gets := 0, 0
+	posts, gets, grants := 0, 0, 0
 	for _, w := range rec.taken() {
 		fs := frames(t, w)
+		if slices.ContainsFunc(fs, func(f frame) bool { return f.typ == frameWindowUpdate }) {
+			grants++
+			// The connection's first write (preface, SETTINGS, the
+			// window's raise) aside, credit leaves with a request.
+			if !slices.ContainsFunc(fs, func(f frame) bool { return f.typ == frameHeaders || f.typ == 0x4 }) {
+				t.Errorf("a write of WINDOW_UPDATE frames alone: %+v", fs)
+			}
+		}
 		for i, f := range fs {
 			if f.typ != frameHeaders {
 				continue
@@ -154,6 +162,11 @@ func TestRealClient(t *testing.T) {
 	if posts != 15 || gets != 5 {
 		t.Errorf("saw %d POST and %d GET header frames, want 15 and 5", posts, gets)
 	}
+	// 20 answers of ≈ 1 KB: the client granted credit for every 4 KiB
+	// it read (and raised the connection's window in its first write).
+	if grants < 4 {
+		t.Errorf("saw %d writes with WINDOW_UPDATE frames, want at least 4", grants)
+	}
 }
 
 // headers is a HEADERS frame on stream 1 with END_HEADERS and the given
@@ -170,25 +183,35 @@ func data(end bool) []byte {
 	return []byte{0, 0, 2, 0x0, f, 0, 0, 0, 1, 'h', 'i'}
 }
 
-// TestHeldHeadersLeaveAlone: a HEADERS frame whose DATA never comes is
-// sent by the timer.
-func TestHeldHeadersLeaveAlone(t *testing.T) {
+// grant is a WINDOW_UPDATE frame for stream, granting 4 KiB.
+func grant(stream byte) []byte {
+	return []byte{0, 0, 4, frameWindowUpdate, 0, 0, 0, 0, stream, 0, 0, 0x10, 0}
+}
+
+// TestHeldLeaveAlone: a HEADERS frame whose DATA never comes, and a grant
+// no request follows, are sent by the timer.
+func TestHeldLeaveAlone(t *testing.T) {
+	for name, h := range map[string][]byte{"headers": headers(0), "grant": grant(0)} {
+		t.Run(name, func(t *testing.T) { testHeldLeavesAlone(t, h) })
+	}
+}
+
+func testHeldLeavesAlone(t *testing.T, h []byte) {
 	rec := &recorder{}
 	c := Client(rec)
 	if _, err := c.Write([]byte(preface)); err != nil {
 		t.Fatal(err)
 	}
-	h := headers(0)
 	if n, err := c.Write(h); n != len(h) || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	if got := len(rec.taken()); got != 1 {
-		t.Fatalf("%d writes right after the HEADERS frame, want 1 (the preface): the frame was not held", got)
+		t.Fatalf("%d writes right after the frame, want 1 (the preface): the frame was not held", got)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(rec.taken()) < 2 {
 		if time.Now().After(deadline) {
-			t.Fatal("held HEADERS frame never sent")
+			t.Fatal("held frame never sent")
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -221,6 +244,11 @@ func TestWhatIsNotHeld(t *testing.T) {
 		{"headers and data in one write", [][]byte{[]byte(preface), append(headers(0), data(false)...)}, []bool{false, false}},
 		{"control frames join held headers", [][]byte{[]byte(preface), headers(0), settingsAck, settingsAck, data(true)}, []bool{false, true, true, true, false}},
 		{"control frames alone pass", [][]byte{[]byte(preface), settingsAck}, []bool{false, false}},
+		{"a grant waits for the next request", [][]byte{[]byte(preface), grant(0), headers(0), data(true)}, []bool{false, true, true, false}},
+		{"grants for the connection and a stream", [][]byte{[]byte(preface), append(grant(0), grant(1)...), headers(flagEndStream)}, []bool{false, true, false}},
+		{"grants join held headers", [][]byte{[]byte(preface), headers(0), grant(0), data(true)}, []bool{false, true, true, false}},
+		{"a grant with another control frame passes", [][]byte{[]byte(preface), append(grant(0), settingsAck...)}, []bool{false, false}},
+		{"a grant split across writes passes", [][]byte{[]byte(preface), grant(0)[:5], grant(0)[5:]}, []bool{false, false, false}},
 		{"held headers leave with the next headers' write", [][]byte{[]byte(preface), headers(0), headers(flagEndStream)}, []bool{false, true, false}},
 		{"not HTTP/2", [][]byte{[]byte("POST / HTTP/1.1\r\n\r\n"), headers(0)}, []bool{false, false}},
 	} {

@@ -260,6 +260,15 @@ type dataList struct {
 	// done: the stream will get no more data (see [MemoryEventStore.streamDone]);
 	// once purged empty, the list is removed.
 	done bool
+	// streams (its session's map in [MemoryEventStore.store]) and stream
+	// locate the list for the purge, which meets it in the store's append
+	// order.
+	streams map[string]*dataList
+	stream  string
+	// gone: the list was removed from the store (its session closed, or it
+	// was done and purged empty); its entries left in the append order are
+	// skipped.
+	gone bool
 }
 
 func (dl *dataList) appendData(d []byte) {
@@ -284,11 +293,22 @@ func (dl *dataList) removeFirst() int {
 }
 
 // A MemoryEventStore is an [EventStore] backed by memory.
+//
+// When its data exceed the limit (see [MemoryEventStore.SetMaxBytes]), the
+// store drops the oldest data first, whichever stream holds them, so it
+// keeps the most recent events of all streams for replay.
 type MemoryEventStore struct {
 	mu       sync.Mutex
 	maxBytes int                             // max total size of all data
 	nBytes   int                             // current total size of all data
 	store    map[string]map[string]*dataList // session ID -> stream ID -> *dataList
+	// order holds, oldest first from order[head], the list of every data
+	// item stored, in the order the items were appended: the purge drops
+	// the first item of order[head]'s list. Entries of gone lists (stale
+	// counts them) are skipped, and compacted away once they are most.
+	order []*dataList
+	head  int
+	stale int
 }
 
 // MemoryEventStoreOptions are options for a [MemoryEventStore].
@@ -352,7 +372,7 @@ func (s *MemoryEventStore) init(sessionID, streamID string) *dataList {
 	}
 	dl, ok := streamMap[streamID]
 	if !ok {
-		dl = &dataList{}
+		dl = &dataList{streams: streamMap, stream: streamID}
 		streamMap[streamID] = dl
 	}
 	return dl
@@ -363,11 +383,11 @@ func (s *MemoryEventStore) Append(_ context.Context, sessionID, streamID string,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dl := s.init(sessionID, streamID)
-	// Purge before adding, so at least the current data item will be present.
-	// (That could result in nBytes > maxBytes, but we'll live with that.)
-	s.purge()
 	dl.appendData(data)
 	s.nBytes += len(data)
+	s.order = append(s.order, dl)
+	// The item just added stays, even if it alone exceeds maxBytes.
+	s.purgeKeeping(1)
 	return nil
 }
 
@@ -390,6 +410,21 @@ func (s *MemoryEventStore) streamDone(sessionID, streamID string) {
 func (s *MemoryEventStore) forgetIfPurged(sm map[string]*dataList, streamID string, dl *dataList) {
 	if dl.done && dl.size == 0 {
 		delete(sm, streamID)
+		s.drop(dl)
+	}
+}
+
+// drop marks dl, just removed from the store, gone: its items left in
+// s.order (empty ones, such as priming events) are stale. It must be
+// called with s.mu held.
+func (s *MemoryEventStore) drop(dl *dataList) {
+	dl.gone = true
+	s.stale += len(dl.data)
+	dl.data = nil
+	if live := len(s.order) - s.head - s.stale; s.stale > 256 && s.stale > live {
+		// DeleteFunc zeroes the entries it leaves behind.
+		s.order = slices.DeleteFunc(s.order[s.head:], func(dl *dataList) bool { return dl.gone })
+		s.head, s.stale = 0, 0
 	}
 }
 
@@ -478,36 +513,43 @@ func (s *MemoryEventStore) After(_ context.Context, sessionID, streamID string, 
 func (s *MemoryEventStore) SessionClosed(_ context.Context, sessionID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, dl := range s.store[sessionID] {
-		s.nBytes -= dl.size
-	}
+	sm := s.store[sessionID]
 	delete(s.store, sessionID)
+	for _, dl := range sm {
+		s.nBytes -= dl.size
+		s.drop(dl)
+	}
 	s.validate()
 	return nil
 }
 
 // purge removes data until no more than s.maxBytes bytes are in use.
 // It must be called with s.mu held.
-func (s *MemoryEventStore) purge() {
-	// Remove the first element of every dataList until below the max.
-	for s.nBytes > s.maxBytes {
-		changed := false
-		for _, sm := range s.store {
-			for id, dl := range sm {
-				if dl.size > 0 {
-					r := dl.removeFirst()
-					// Even if we remove an empty chunk, that's
-					// still progress. There may be non-empty
-					// chunks after it.
-					changed = true
-					s.nBytes -= r
-					s.forgetIfPurged(sm, id, dl)
-				}
-			}
+func (s *MemoryEventStore) purge() { s.purgeKeeping(0) }
+
+// purgeKeeping removes the oldest data items, whichever streams hold
+// them, until no more than s.maxBytes bytes are in use or only the keep
+// newest items are left. Each removal is O(1), so an append never pays
+// for more than the items it pushes out. It must be called with s.mu
+// held.
+func (s *MemoryEventStore) purgeKeeping(keep int) {
+	for s.nBytes > s.maxBytes && len(s.order)-s.head > keep {
+		dl := s.order[s.head]
+		s.order[s.head] = nil // help GC
+		s.head++
+		if dl.gone {
+			s.stale--
+			continue
 		}
-		if !changed {
-			panic("no progress during purge")
-		}
+		s.nBytes -= dl.removeFirst()
+		s.forgetIfPurged(dl.streams, dl.stream, dl)
+	}
+	if s.head == len(s.order) {
+		s.order, s.head = s.order[:0], 0
+	} else if s.head > 1024 && s.head > len(s.order)/2 {
+		n := copy(s.order, s.order[s.head:])
+		clear(s.order[n:])
+		s.order, s.head = s.order[:n], 0
 	}
 	s.validate()
 }
@@ -529,6 +571,24 @@ func (s *MemoryEventStore) validate() {
 	}
 	if n != s.nBytes {
 		panic("sizes don't add up")
+	}
+	// Every item is in the append order once, after the stale entries.
+	items, stale := 0, 0
+	for _, dl := range s.order[s.head:] {
+		if dl.gone {
+			stale++
+		} else {
+			items++
+		}
+	}
+	want := 0
+	for _, sm := range s.store {
+		for _, dl := range sm {
+			want += len(dl.data)
+		}
+	}
+	if items != want || stale != s.stale {
+		panic("append order doesn't match the stored items")
 	}
 }
 

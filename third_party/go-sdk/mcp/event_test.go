@@ -354,11 +354,13 @@ func TestMemoryEventStoreState(t *testing.T) {
 				appendEvent(s, "S1", "1", "d3")
 				appendEvent(s, "S2", "8", "d4")
 				// We are using 8 bytes (d1,d2, d3, d4).
-				// To purge 6, we remove the first of each stream, leaving only d3.
+				// To purge 6, we remove the oldest three, leaving only d4.
+				// (Gatehouse's copy: the published store removed the first
+				// of each stream, leaving d3.)
 				s.SetMaxBytes(2)
 			},
 			// The other streams remain, because we may add to them.
-			"S1 1 first=1 d3; S1 2 first=1; S2 8 first=1",
+			"S1 1 first=2; S1 2 first=1; S2 8 first=0 d4",
 			2,
 		},
 		{
@@ -371,7 +373,7 @@ func TestMemoryEventStoreState(t *testing.T) {
 				s.SetMaxBytes(2)
 				// Up to here, identical to the "purge" case.
 				// Each of these additions will result in a purge.
-				appendEvent(s, "S1", "2", "d5") // remove d3
+				appendEvent(s, "S1", "2", "d5") // remove d4
 				appendEvent(s, "S1", "2", "d6") // remove d5
 			},
 			"S1 1 first=2; S1 2 first=2 d6; S2 8 first=1",
@@ -391,7 +393,7 @@ func TestMemoryEventStoreState(t *testing.T) {
 				appendEvent(s, "S1", "2", "d6")
 			},
 			// The other streams remain, because we may add to them.
-			"S1 1 first=1 d3; S1 2 first=1 d5 d6; S2 8 first=1",
+			"S1 1 first=2; S1 2 first=1 d5 d6; S2 8 first=0 d4",
 			6,
 		},
 		{
@@ -411,8 +413,8 @@ func TestMemoryEventStoreState(t *testing.T) {
 				appendEvent(s, "S1", "1", "d2")
 				appendEvent(s, "S1", "2", "d3")
 				s.streamDone("S1", "1")
-				s.SetMaxBytes(4) // removes d1 and d3: stream 1 keeps d2
-				s.SetMaxBytes(1) // removes d2: stream 1 is forgotten, stream 2 is not done
+				s.SetMaxBytes(4) // removes d1, the oldest: stream 1 keeps d2
+				s.SetMaxBytes(1) // removes d2 and d3: stream 1 is forgotten, stream 2 is not done
 			},
 			"S1 2 first=1",
 			0,
@@ -449,7 +451,7 @@ func TestMemoryEventStoreState(t *testing.T) {
 func TestMemoryEventStoreAfter(t *testing.T) {
 	ctx := context.Background()
 	s := NewMemoryEventStore(nil)
-	s.SetMaxBytes(4)
+	s.SetMaxBytes(6)
 	s.Append(ctx, "S1", "1", []byte("d1"))
 	s.Append(ctx, "S1", "1", []byte("d2"))
 	s.Append(ctx, "S1", "1", []byte("d3"))
