@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -40,16 +41,7 @@ func TestOutside(t *testing.T) {
 // range, and never handed out twice.
 func TestAddr(t *testing.T) {
 	lo, hi, ok := outside(rangeFile)
-	seen := map[string]bool{}
-	for range 50 {
-		addr, err := Addr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if seen[addr] {
-			t.Fatalf("%s handed out twice", addr)
-		}
-		seen[addr] = true
+	for _, addr := range distinctAddrs(t, 50) {
 		_, p, _ := net.SplitHostPort(addr)
 		port, _ := strconv.Atoi(p)
 		if ok && (port < lo || port > hi) {
@@ -119,23 +111,13 @@ func TestFallback(t *testing.T) {
 	saved := rangeFile
 	rangeFile = path
 	t.Cleanup(func() { rangeFile = saved })
-	seen := map[string]bool{}
-	for range 20 {
-		addr, err := Addr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if seen[addr] {
-			t.Fatalf("%s handed out twice", addr)
-		}
-		seen[addr] = true
-	}
+	taken := distinctAddrs(t, 20)
 	port, err := Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []int{port, port + 1} {
-		if seen[net.JoinHostPort("127.0.0.1", strconv.Itoa(p))] {
+		if slices.Contains(taken, net.JoinHostPort("127.0.0.1", strconv.Itoa(p))) {
 			t.Errorf("Pair gave %d, handed out by Addr already", p)
 		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
@@ -144,4 +126,24 @@ func TestFallback(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// distinctAddrs takes n addresses from Addr and fails the test if one is
+// handed out twice.
+func distinctAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	var addrs []string
+	for range n {
+		addr, err := Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+		addrs = append(addrs, addr)
+	}
+	return addrs
 }
