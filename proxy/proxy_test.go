@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -464,18 +463,10 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 // from) flushed while it runs, as before the delay existed; a fast call's
 // leaves with its answer (third_party/README.md, change 5).
 func TestPrimingEventOfASlowCall(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	done := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(done) // a failed test does not leave the tool waiting
+	release, done := gate(t)
+	defer done() // a failed test does not leave the tool waiting
 	s := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
-	mcp.AddTool(s, &mcp.Tool{Name: "wait", Description: "waits for the test"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "released"}}}, nil, nil
-	})
+	waitTool(s, "wait", release)
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(up.Close)
 	_, gw := newGateway(t, fmt.Sprintf(`
@@ -483,66 +474,20 @@ upstreams: [{name: u, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
 grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
 `, up.URL))
-	endpoint := gw + "/mcp/vs"
-
 	// A stream that never delivers the priming event fails the read
 	// below instead of hanging the test.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	post := func(session, body string) *http.Response {
-		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-		if session != "" {
-			req.Header.Set("Mcp-Session-Id", session)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
-	session := resp.Header.Get("Mcp-Session-Id")
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if session == "" {
-		t.Fatalf("initialize: no session ID (status %s)", resp.Status)
-	}
-	resp = post(session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
-	resp.Body.Close()
+	a := newRawAgent(t, ctx, gw+"/mcp/vs")
 
 	// The slow call: Do returns with the headers, which leave with the
-	// priming event once the delay has passed, while the tool still waits.
-	resp = post(session, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"wait","arguments":{}}}`)
+	// priming event once the delay has passed, while the tool still waits
+	// (startCall fails the test otherwise).
+	_, resp, r := startCall(t, a, 2, "wait")
 	defer resp.Body.Close()
-	r := bufio.NewReader(resp.Body)
-	var first []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading the stream before the call ended: %v (read %q)", err, first)
-		}
-		if line == "\n" {
-			break
-		}
-		first = append(first, strings.TrimSpace(line))
-	}
-	if len(first) < 2 || first[0] != "event: prime" || !strings.HasPrefix(first[1], "id: ") {
-		t.Fatalf("first event of a running call = %q, want the priming event with an ID", first)
-	}
 	done()
-	rest, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(rest), `"id":2`) || !strings.Contains(string(rest), "released") {
-		t.Errorf("after the priming event the stream carried %q, want the call's answer", rest)
+	if got := answerIn(t, r, 2); !strings.Contains(got, "released") {
+		t.Errorf("after the priming event the stream answered %s, want the call's result", got)
 	}
 }
 

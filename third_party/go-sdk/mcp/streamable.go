@@ -983,6 +983,11 @@ type stream struct {
 	// duplicate closure.
 	done chan struct{}
 
+	// claim counts the HTTP requests that have claimed the stream, so that
+	// a request whose stream a resumption took over releases nothing (see
+	// [streamableServerConn.acquireStream]).
+	claim uint64
+
 	// lastIdx is the index of the last written SSE event, for event ID generation.
 	// It starts at -1 since indices start at 0.
 	lastIdx int
@@ -1039,13 +1044,39 @@ func (s *stream) flush() {
 	}
 }
 
-// release releases the stream from its HTTP request, allowing it to be
-// claimed by another request (e.g., for resumption).
-func (s *stream) release() {
+// release releases the stream from the HTTP request that made claim
+// (what [stream.claimLocked] returned to it), allowing it to be claimed
+// by another request (e.g., for resumption). A request whose stream was
+// taken over since releases nothing.
+func (s *stream) release(claim uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.claim != claim {
+		return
+	}
 	s.w = nil
 	s.done = nil // may already be nil, if the stream is done or closed
+}
+
+// claimLocked gives the stream to the HTTP request whose response is w,
+// and returns the claim to release it with and the channel that says
+// when the request may return. s.mu must be held.
+func (s *stream) claimLocked(w http.ResponseWriter) (claim uint64, done chan struct{}) {
+	s.claim++
+	s.w = w
+	s.done = make(chan struct{})
+	return s.claim, s.done
+}
+
+// takeOverLocked takes the stream from the HTTP request holding it, for
+// a request resuming it: that request returns without writing anything
+// more, and its release does nothing. s.mu must be held.
+func (s *stream) takeOverLocked() {
+	if s.done != nil {
+		close(s.done)
+	}
+	s.claim++
+	s.w, s.done = nil, nil
 }
 
 // extractErrorStatus reports the HTTP status to send when the given
@@ -1269,11 +1300,11 @@ func (c *streamableServerConn) serveGET(w http.ResponseWriter, req *http.Request
 		protocolVersion = protocolVersion20250326
 	}
 
-	stream, done := c.acquireStream(ctx, w, streamID, lastIdx, protocolVersion)
+	stream, claim, done := c.acquireStream(ctx, w, streamID, lastIdx, protocolVersion)
 	if stream == nil {
 		return
 	}
-	defer stream.release()
+	defer stream.release(claim)
 	c.hangResponse(ctx, done)
 }
 
@@ -1295,7 +1326,16 @@ func (c *streamableServerConn) hangResponse(ctx context.Context, done <-chan str
 // acquireStream replays all events since lastIdx, and acquires the ongoing
 // stream, if any. If non-nil, the resulting stream will be registered for
 // receiving new messages, and the stream's done channel will be closed when
-// all related messages have been delivered.
+// all related messages have been delivered; claim is what to release it
+// with.
+//
+// A request resuming a stream (lastIdx >= 0: it sent Last-Event-ID) that
+// another request still holds takes it over: the client that sent both
+// has lost the first one's response, though the server may not notice
+// for as long as the connection lingers (a dropped network path shows
+// only when TCP gives up), and the events written to it since are
+// replayed from the event store. Without Last-Event-ID a request for a
+// held stream is refused (409), as before.
 //
 // If any errors occur, they will be written to w and the resulting stream will
 // be nil. The resulting stream may also be nil if the stream is complete.
@@ -1306,7 +1346,7 @@ func (c *streamableServerConn) hangResponse(ctx context.Context, done <-chan str
 //
 // protocolVersion is the protocol version for this stream, used to determine
 // feature support (e.g. prime and close events were added in 2025-11-25).
-func (c *streamableServerConn) acquireStream(ctx context.Context, w http.ResponseWriter, streamID string, lastIdx int, protocolVersion string) (*stream, chan struct{}) {
+func (c *streamableServerConn) acquireStream(ctx context.Context, w http.ResponseWriter, streamID string, lastIdx int, protocolVersion string) (_ *stream, claim uint64, _ chan struct{}) {
 	// if tempStream is set, the stream is done and we're just replaying messages.
 	//
 	// We record a temporary stream to claim exclusive replay rights. The spec
@@ -1342,8 +1382,11 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 
 	// Check that this stream wasn't claimed by another request.
 	if !tempStream && s.w != nil {
-		http.Error(w, "stream ID conflicts with ongoing stream", http.StatusConflict)
-		return nil, nil
+		if lastIdx < 0 {
+			http.Error(w, "stream ID conflicts with ongoing stream", http.StatusConflict)
+			return nil, 0, nil
+		}
+		s.takeOverLocked()
 	}
 
 	// Collect events to replay. Collect them all before writing, so that we
@@ -1365,7 +1408,7 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 				// 400 is not really accurate, but should at least have no side effects.
 				// Other SDKs (typescript) do not have a mechanism for events to be purged.
 				http.Error(w, "failed to replay events", http.StatusBadRequest)
-				return nil, nil
+				return nil, 0, nil
 			}
 			if len(data) > 0 {
 				toReplay = append(toReplay, data)
@@ -1409,22 +1452,28 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 			e.ID = formatEventID(s.id, lastIdx)
 		}
 		if _, err := writeEvent(w, e); err != nil {
-			return nil, nil
+			return nil, 0, nil
 		}
 	}
 
 	if tempStream || s.doneLocked() {
 		// Nothing more to do.
-		return nil, nil
+		return nil, 0, nil
+	}
+
+	if s.id != "" && len(toReplay) == 0 {
+		// A running call's stream resumed with nothing to replay: the
+		// headers go now, so that the client knows it has the stream back
+		// before the call's next event (which may be minutes away).
+		_ = http.NewResponseController(w).Flush()
 	}
 
 	// The stream is not done: set up delivery state before the stream is
 	// unlocked, allowing the connection to write new events.
-	s.w = w
-	s.done = make(chan struct{})
+	claim, done := s.claimLocked(w)
 	s.lastIdx = lastIdx
 	s.protocolVersion = protocolVersion
-	return s, s.done
+	return s, claim, done
 }
 
 // servePOST handles an incoming message, and replies with either an outgoing
@@ -1712,10 +1761,9 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 		w.Header().Set(sessionIDHeader, c.sessionID)
 	}
 
-	// Set up stream delivery state.
-	stream.w = w
-	done := make(chan struct{})
-	stream.done = done
+	// Set up stream delivery state (no lock: the stream is not published
+	// yet).
+	claim, done := stream.claimLocked(w)
 	stream.protocolVersion = effectiveVersion
 
 	// Reject any call whose ID is already in flight on this session,
@@ -1739,7 +1787,7 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 
 	// TODO(rfindley): if we have no event store, we should really cancel all
 	// remaining requests here, since the client will never get the results.
-	defer stream.release()
+	defer stream.release(claim)
 
 	if !useSSE {
 		// JSON mode: collect messages in pendingJSONMessages until done.

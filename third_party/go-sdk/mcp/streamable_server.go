@@ -152,6 +152,7 @@ Methods:
   - [stream.deliverLocked] delivers a message to the stream
   - [stream.close] sends a close event and releases the stream
   - [stream.release] releases the stream from the HTTP request, allowing resumption
+  - [stream.takeOverLocked] takes a held stream for a request resuming it (Last-Event-ID)
 
 [streamableServerConn] handles the [Connection] interface:
   - [streamableServerConn.Read] receives messages from the incoming channel (fed by POST handlers)
