@@ -57,6 +57,21 @@ func newGateway(t testing.TB, doc string) (*Gateway, string) {
 	return g, srv.URL
 }
 
+// anonymousGateway serves s as a streamable HTTP upstream behind a
+// gateway whose anonymous virtual server vs allows all of its tools, and
+// returns the virtual server's endpoint.
+func anonymousGateway(t testing.TB, s *mcp.Server) string {
+	t.Helper()
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	_, gw := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, up.URL))
+	return gw + "/mcp/vs"
+}
+
 // newGatewayServer is newGateway with the HTTP server that serve makes
 // around the gateway's handler (to wrap the handler, or count
 // connections).
@@ -467,18 +482,12 @@ func TestPrimingEventOfASlowCall(t *testing.T) {
 	defer done() // a failed test does not leave the tool waiting
 	s := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
 	waitTool(s, "wait", release)
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
-	_, gw := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up.URL))
+	endpoint := anonymousGateway(t, s)
 	// A stream that never delivers the priming event fails the read
 	// below instead of hanging the test.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	a := newRawAgent(t, ctx, gw+"/mcp/vs")
+	a := newRawAgent(t, ctx, endpoint)
 
 	// The slow call: Do returns with the headers, which leave with the
 	// priming event once the delay has passed, while the tool still waits

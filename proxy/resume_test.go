@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -199,16 +198,10 @@ func TestResumeLostStream(t *testing.T) {
 	mcp.AddTool(s, &mcp.Tool{Name: "big", Description: "returns 1 MiB"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text + strings.Repeat("x", big)}}}, nil, nil
 	})
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
-	_, gw := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up.URL))
+	endpoint := anonymousGateway(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	a := newRawAgent(t, ctx, gw+"/mcp/vs")
+	a := newRawAgent(t, ctx, endpoint)
 
 	// A stream the agent lost while the gateway still holds it (a network
 	// path that broke without a word: the gateway's connection lingers).
