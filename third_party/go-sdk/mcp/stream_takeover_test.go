@@ -12,32 +12,61 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
+// lossyEventStore is a MemoryEventStore that, while lost is set, has
+// lost every event it is asked to replay.
+type lossyEventStore struct {
+	*MemoryEventStore
+	lost atomic.Bool
+}
+
+func (s *lossyEventStore) After(ctx context.Context, sessionID, streamID string, index int) iter.Seq2[[]byte, error] {
+	if s.lost.Load() {
+		return func(yield func([]byte, error) bool) { yield(nil, ErrEventsPurged) }
+	}
+	return s.MemoryEventStore.After(ctx, sessionID, streamID, index)
+}
+
 // TestResumeTakesOverHeldStream: a client that lost a running call's
 // response while the server still holds it (the connection lingers)
 // resumes the stream with Last-Event-ID and gets the answer there; the
-// old response ends without it. A request without Last-Event-ID for a
-// held stream is still refused.
+// old response ends without it. A resumption whose events cannot be
+// replayed is refused and leaves the stream with its holder; a request
+// without Last-Event-ID for a held stream is still refused.
 func TestResumeTakesOverHeldStream(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(release) }) }
-	server := NewServer(testImpl, nil)
-	AddTool(server, &Tool{Name: "wait"}, func(ctx context.Context, _ *CallToolRequest, _ struct{}) (*CallToolResult, any, error) {
-		select {
-		case <-release:
-			return &CallToolResult{Content: []Content{&TextContent{Text: "released"}}}, nil, nil
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+	// Each tool waits for its gate; every gate opens when the test ends,
+	// before the server closes, so that no call is left waiting.
+	gates := map[string]chan struct{}{"wait": make(chan struct{}), "wait_refused": make(chan struct{})}
+	var once sync.Map
+	open := func(name string) {
+		if _, done := once.LoadOrStore(name, true); !done {
+			close(gates[name])
 		}
-	})
+	}
+	server := NewServer(testImpl, nil)
+	for name, gate := range gates {
+		AddTool(server, &Tool{Name: name}, func(ctx context.Context, _ *CallToolRequest, _ struct{}) (*CallToolResult, any, error) {
+			select {
+			case <-gate:
+				return &CallToolResult{Content: []Content{&TextContent{Text: "released"}}}, nil, nil
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		})
+	}
+	store := &lossyEventStore{MemoryEventStore: NewMemoryEventStore(nil)}
 	httpServer := httptest.NewServer(NewStreamableHTTPHandler(func(*http.Request) *Server { return server },
-		&StreamableHTTPOptions{EventStore: NewMemoryEventStore(nil)}))
+		&StreamableHTTPOptions{EventStore: store}))
 	defer httpServer.Close()
-	defer open()
+	defer func() {
+		for name := range gates {
+			open(name)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -68,14 +97,50 @@ func TestResumeTakesOverHeldStream(t *testing.T) {
 	resp.Body.Close()
 	do(http.MethodPost, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, "").Body.Close()
 
-	call := do(http.MethodPost, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"wait","arguments":{}}}`, "")
-	defer call.Body.Close()
-	next, stop := iter.Pull2(scanEventsLimited(call.Body, 1<<20))
-	defer stop()
-	prime, err, ok := next()
-	if !ok || err != nil || prime.ID == "" {
-		t.Fatalf("first event of the running call = %+v, %v, %v; want the priming event with an ID", prime, err, ok)
+	// call posts a call of tool and returns its priming event and the
+	// rest of its response's events.
+	call := func(id, tool string) (Event, func() (Event, error, bool)) {
+		t.Helper()
+		resp := do(http.MethodPost, `{"jsonrpc":"2.0","id":`+id+`,"method":"tools/call","params":{"name":"`+tool+`","arguments":{}}}`, "")
+		t.Cleanup(func() { resp.Body.Close() })
+		next, stop := iter.Pull2(scanEventsLimited(resp.Body, 1<<20))
+		t.Cleanup(stop)
+		prime, err, ok := next()
+		if !ok || err != nil || prime.ID == "" {
+			t.Fatalf("first event of the running call %s = %+v, %v, %v; want the priming event with an ID", id, prime, err, ok)
+		}
+		return prime, next
 	}
+	// wantAnswer reads events from next until the answer to id.
+	wantAnswer := func(stream string, next func() (Event, error, bool), id string) {
+		t.Helper()
+		for {
+			e, err, ok := next()
+			if !ok || err != nil {
+				t.Fatalf("%s ended (%v) before the answer to %s", stream, err, id)
+			}
+			if strings.Contains(string(e.Data), `"id":`+id) {
+				if !strings.Contains(string(e.Data), "released") {
+					t.Errorf("%s answered %s, want the call's result", stream, e.Data)
+				}
+				return
+			}
+		}
+	}
+
+	// A resumption whose events the store has lost: 400, and the holder
+	// keeps the stream and gets the answer.
+	prime, held := call("2", "wait_refused")
+	store.lost.Store(true)
+	refused := do(http.MethodGet, "", prime.ID)
+	b, _ := io.ReadAll(refused.Body)
+	refused.Body.Close()
+	store.lost.Store(false)
+	if refused.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "failed to replay events") {
+		t.Errorf("resume with lost events: %s %q, want 400 \"failed to replay events\"", refused.Status, b)
+	}
+	open("wait_refused")
+	wantAnswer("the holder after a refused resumption", held, "2")
 
 	// The standalone stream: a second GET without Last-Event-ID is
 	// refused while the first holds it, as published.
@@ -89,28 +154,22 @@ func TestResumeTakesOverHeldStream(t *testing.T) {
 		again.Body.Close()
 	}
 
-	// Do returns once the headers arrive: the resumption has the stream.
+	// A resumption of a held stream takes it over. Do returns once the
+	// headers arrive: the resumption has the stream.
+	prime, old := call("3", "wait")
 	resumed := do(http.MethodGet, "", prime.ID)
 	defer resumed.Body.Close()
 	if resumed.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resumed.Body)
 		t.Fatalf("resume of the held stream from %q: %s %s", prime.ID, resumed.Status, b)
 	}
-	open()
-	for e, err := range scanEventsLimited(resumed.Body, 1<<20) {
-		if err != nil {
-			t.Fatalf("resumed stream: %v", err)
-		}
-		if strings.Contains(string(e.Data), `"id":2`) {
-			if !strings.Contains(string(e.Data), "released") {
-				t.Errorf("resumed stream answered %s, want the call's result", e.Data)
-			}
-			break
-		}
-	}
+	open("wait")
+	next, stop := iter.Pull2(scanEventsLimited(resumed.Body, 1<<20))
+	defer stop()
+	wantAnswer("the resumed stream", next, "3")
 	// The old response ends with nothing after its priming event (the
 	// call ran on its request, so it ends only now).
-	if e, err, ok := next(); ok {
+	if e, err, ok := old(); ok {
 		t.Errorf("the taken-over response carried %+v (%v) after its priming event, want its end", e, err)
 	}
 }

@@ -1380,13 +1380,13 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	// Check that this stream wasn't claimed by another request.
-	if !tempStream && s.w != nil {
-		if lastIdx < 0 {
-			http.Error(w, "stream ID conflicts with ongoing stream", http.StatusConflict)
-			return nil, 0, nil
-		}
-		s.takeOverLocked()
+	// Check that this stream wasn't claimed by another request. A
+	// resumption takes it over, once its events are known to replay (a
+	// resumption refused leaves the holder as it was).
+	held := !tempStream && s.w != nil
+	if held && lastIdx < 0 {
+		http.Error(w, "stream ID conflicts with ongoing stream", http.StatusConflict)
+		return nil, 0, nil
 	}
 
 	// Collect events to replay. Collect them all before writing, so that we
@@ -1414,6 +1414,9 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 				toReplay = append(toReplay, data)
 			}
 		}
+	}
+	if held {
+		s.takeOverLocked()
 	}
 
 	w.Header().Set("Cache-Control", "no-cache, no-transform")
