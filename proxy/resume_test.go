@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -269,5 +271,177 @@ func TestResumeLostStream(t *testing.T) {
 	// Resuming from the newest stream's priming event replays its answer.
 	if got := resumeAnswer(t, a, last.id, 21); !strings.Contains(got, "call-21") {
 		t.Errorf("the newest stream replayed %.100s, want its answer", got)
+	}
+}
+
+// cutter forwards TCP connections to a server, and cuts the agents' side
+// of them on demand while the server's side stays open: a network path
+// that broke where only the agent noticed.
+type cutter struct {
+	t       testing.TB
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	agent   []net.Conn // the agents' side of each connection
+	server  []net.Conn
+	primed  chan struct{} // closed once an event with an ID has passed since arm
+	resumed chan struct{} // closed once a request with Last-Event-ID has passed
+}
+
+func newCutter(t testing.TB, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{t: t, ln: ln, target: target, resumed: make(chan struct{})}
+	go c.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, conn := range append(c.agent, c.server...) {
+			conn.Close()
+		}
+	})
+	return c
+}
+
+func (c *cutter) accept() {
+	for {
+		a, err := c.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", c.target)
+		if err != nil {
+			a.Close()
+			continue
+		}
+		c.mu.Lock()
+		c.agent, c.server = append(c.agent, a), append(c.server, s)
+		c.mu.Unlock()
+		// Neither copy closes the server's side when the agent's goes.
+		go io.Copy(s, &watch{r: a, c: c, agent: true})
+		go io.Copy(a, &watch{r: s, c: c})
+	}
+}
+
+// watch reads one side and marks when an event ID (from the server) or
+// a Last-Event-ID header (from the agent) went by.
+type watch struct {
+	r     io.Reader
+	c     *cutter
+	agent bool
+}
+
+func (w *watch) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if w.agent {
+		if bytes.Contains(bytes.ToLower(p[:n]), []byte("\nlast-event-id: ")) {
+			w.c.mu.Lock()
+			select {
+			case <-w.c.resumed:
+			default:
+				close(w.c.resumed)
+			}
+			w.c.mu.Unlock()
+		}
+		return n, err
+	}
+	if bytes.Contains(p[:n], []byte("\nid: ")) {
+		w.c.mu.Lock()
+		if w.c.primed != nil {
+			close(w.c.primed)
+			w.c.primed = nil
+		}
+		w.c.mu.Unlock()
+	}
+	return n, err
+}
+
+// arm returns a channel closed when the next event with an ID passes.
+func (c *cutter) arm() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.primed = make(chan struct{})
+	return c.primed
+}
+
+// cut closes the agents' side of every connection so far.
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.agent {
+		a.Close()
+	}
+	c.agent = nil
+}
+
+// TestAgentResumesThroughACut: a go-sdk agent whose connections break
+// while a call runs, where the gateway does not notice (its side of the
+// connections stays open), reconnects: its call's stream with
+// Last-Event-ID, which gets the answer, and its standalone stream with a
+// new GET, which takes over the one the gateway still holds (a 409 there
+// ended the agent's session). Its session goes on.
+func TestAgentResumesThroughACut(t *testing.T) {
+	release, open := gate(t)
+	defer open()
+	s := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
+	waitTool(s, "wait", release)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	endpoint := anonymousGateway(t, s)
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCutter(t, u.Host)
+	u.Host = c.ln.Addr().String()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: u.String()}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	type result struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	done := make(chan result, 1)
+	primed := c.arm()
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "wait", Arguments: map[string]any{}})
+		done <- result{res, err}
+	}()
+	select {
+	case <-primed: // the call's stream has an event ID to resume from
+	case <-ctx.Done():
+		t.Fatal("no event with an ID reached the agent")
+	}
+	c.cut()
+	// The agent resumes the call's stream while the call still runs (the
+	// gateway takes the stream over, or, should the answer come first,
+	// replays it: either way the agent has it).
+	select {
+	case <-c.resumed:
+	case <-ctx.Done():
+		t.Fatal("the agent did not resume its stream")
+	}
+	open()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("call across the cut: %v", r.err)
+	}
+	if got := r.res.Content[0].(*mcp.TextContent).Text; got != "released" {
+		t.Errorf("call across the cut answered %q, want released", got)
+	}
+	if got := echo(t, cs, "echo", "after"); got != "after" {
+		t.Errorf("echo after the cut = %q", got)
 	}
 }

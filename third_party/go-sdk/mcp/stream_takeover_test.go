@@ -35,8 +35,8 @@ func (s *lossyEventStore) After(ctx context.Context, sessionID, streamID string,
 // response while the server still holds it (the connection lingers)
 // resumes the stream with Last-Event-ID and gets the answer there; the
 // old response ends without it. A resumption whose events cannot be
-// replayed is refused and leaves the stream with its holder; a request
-// without Last-Event-ID for a held stream is still refused.
+// replayed is refused and leaves the stream with its holder. A second
+// GET for the standalone stream takes it over from the first.
 func TestResumeTakesOverHeldStream(t *testing.T) {
 	// Each tool waits for its gate; every gate opens when the test ends,
 	// before the server closes, so that no call is left waiting.
@@ -142,16 +142,37 @@ func TestResumeTakesOverHeldStream(t *testing.T) {
 	open("wait_refused")
 	wantAnswer("the holder after a refused resumption", held, "2")
 
-	// The standalone stream: a second GET without Last-Event-ID is
-	// refused while the first holds it, as published.
-	get := do(http.MethodGet, "", "")
-	defer get.Body.Close()
-	if get.StatusCode != http.StatusOK {
-		t.Fatalf("standalone GET: %s", get.Status)
+	// The standalone stream: a second GET takes it over from the first
+	// (which its client lost), whose response ends, and gets the
+	// session's messages.
+	first := do(http.MethodGet, "", "")
+	defer first.Body.Close()
+	if first.StatusCode != http.StatusOK {
+		t.Fatalf("standalone GET: %s", first.Status)
 	}
-	if again := do(http.MethodGet, "", ""); again.StatusCode != http.StatusConflict {
-		t.Errorf("second standalone GET: %s, want 409", again.Status)
-		again.Body.Close()
+	second := do(http.MethodGet, "", "")
+	defer second.Body.Close()
+	if second.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(second.Body)
+		t.Fatalf("second standalone GET: %s %s", second.Status, b)
+	}
+	if rest, err := io.ReadAll(first.Body); err != nil || strings.Contains(string(rest), "data:") {
+		t.Errorf("the first standalone GET carried %q (%v), want its end without messages", rest, err)
+	}
+	AddTool(server, &Tool{Name: "added"}, func(context.Context, *CallToolRequest, struct{}) (*CallToolResult, any, error) {
+		return &CallToolResult{}, nil, nil
+	})
+	listChanged := false
+	for e, err := range scanEventsLimited(second.Body, 1<<20) {
+		if err != nil {
+			t.Fatalf("second standalone GET: %v", err)
+		}
+		if listChanged = strings.Contains(string(e.Data), "notifications/tools/list_changed"); listChanged {
+			break
+		}
+	}
+	if !listChanged {
+		t.Error("the second standalone GET ended without the session's tools/list_changed")
 	}
 
 	// A resumption of a held stream takes it over. Do returns once the

@@ -1329,13 +1329,15 @@ func (c *streamableServerConn) hangResponse(ctx context.Context, done <-chan str
 // all related messages have been delivered; claim is what to release it
 // with.
 //
-// A request resuming a stream (lastIdx >= 0: it sent Last-Event-ID) that
-// another request still holds takes it over: the client that sent both
-// has lost the first one's response, though the server may not notice
-// for as long as the connection lingers (a dropped network path shows
-// only when TCP gives up), and the events written to it since are
-// replayed from the event store. Without Last-Event-ID a request for a
-// held stream is refused (409), as before.
+// A request for a stream that another request still holds takes it
+// over: a request resuming it (lastIdx >= 0: it sent Last-Event-ID), whose
+// client has lost the first one's response, and a new GET for the
+// standalone stream (streamID ""), which a session's client holds once:
+// a second GET means it lost the first. The server may not notice the
+// loss for as long as the connection lingers (a dropped network path
+// shows only when TCP gives up), and until then the client could not
+// have its answer or its session's messages. The events written to the
+// old response since Last-Event-ID are replayed from the event store.
 //
 // If any errors occur, they will be written to w and the resulting stream will
 // be nil. The resulting stream may also be nil if the stream is complete.
@@ -1381,13 +1383,10 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 	defer s.mu.Unlock()
 
 	// Check that this stream wasn't claimed by another request. A
-	// resumption takes it over, once its events are known to replay (a
-	// resumption refused leaves the holder as it was).
+	// resumption, or a new GET for the standalone stream, takes it over
+	// once its events are known to replay (a request refused leaves the
+	// holder as it was).
 	held := !tempStream && s.w != nil
-	if held && lastIdx < 0 {
-		http.Error(w, "stream ID conflicts with ongoing stream", http.StatusConflict)
-		return nil, 0, nil
-	}
 
 	// Collect events to replay. Collect them all before writing, so that we
 	// have an opportunity to set the HTTP status code on an error.
