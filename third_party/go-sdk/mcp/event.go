@@ -435,6 +435,25 @@ type streamDoneNotifier interface {
 	streamDone(sessionID, streamID string)
 }
 
+// oldestIndexer is implemented by event stores that can tell the index of
+// the oldest event they still hold for a stream, so that a new GET for the
+// standalone stream replays what is left once older events were purged
+// (see [streamableServerConn.acquireStream]).
+type oldestIndexer interface {
+	oldestIndex(sessionID, streamID string) (index int, ok bool)
+}
+
+// oldestIndex implements [oldestIndexer].
+func (s *MemoryEventStore) oldestIndex(sessionID, streamID string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dl := s.store[sessionID][streamID]
+	if dl == nil {
+		return 0, false
+	}
+	return dl.first, true
+}
+
 // ErrEventsPurged is the error that [EventStore.After] should return if the event just after the
 // index is no longer available.
 var ErrEventsPurged = errors.New("data purged")

@@ -194,3 +194,82 @@ func TestResumeTakesOverHeldStream(t *testing.T) {
 		t.Errorf("the taken-over response carried %+v (%v) after its priming event, want its end", e, err)
 	}
 }
+
+// TestStandaloneGETAfterPurge: a new GET for the standalone stream (a
+// client's first, or its reconnection after it lost one) replays the
+// standalone events the store still holds; once the oldest were purged
+// it replays the rest, instead of failing with 400 (on which the go-sdk
+// client's reconnection ends its session).
+func TestStandaloneGETAfterPurge(t *testing.T) {
+	server := NewServer(testImpl, nil)
+	AddTool(server, &Tool{Name: "echo"}, func(_ context.Context, _ *CallToolRequest, in struct{ Text string }) (*CallToolResult, any, error) {
+		return &CallToolResult{Content: []Content{&TextContent{Text: in.Text}}}, nil, nil
+	})
+	store := NewMemoryEventStore(nil)
+	store.SetMaxBytes(8 << 10)
+	httpServer := httptest.NewServer(NewStreamableHTTPHandler(func(*http.Request) *Server { return server },
+		&StreamableHTTPOptions{EventStore: store}))
+	defer httpServer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := NewClient(testImpl, nil).Connect(ctx, &StreamableClientTransport{Endpoint: httpServer.URL, DisableStandaloneSSE: true},
+		&ClientSessionOptions{ProtocolVersion: protocolVersion20251125})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	get := func() *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpServer.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set(protocolVersionHeader, protocolVersion20251125)
+		req.Header.Set(sessionIDHeader, cs.ID())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	// A notification stored for the standalone stream while no GET holds
+	// it, then calls enough to push it out of the 8 KiB store, then one
+	// more notification that stays.
+	addTool := func(name string) {
+		AddTool(server, &Tool{Name: name}, func(context.Context, *CallToolRequest, struct{}) (*CallToolResult, any, error) {
+			return &CallToolResult{}, nil, nil
+		})
+	}
+	first := get() // the standalone stream, held while the first notification goes
+	addTool("first")
+	for e, err := range scanEventsLimited(first.Body, 1<<20) {
+		if err != nil || strings.Contains(string(e.Data), "list_changed") {
+			break
+		}
+	}
+	first.Body.Close()
+	text := strings.Repeat("x", 1024)
+	for range 30 {
+		if _, err := cs.CallTool(ctx, &CallToolParams{Name: "echo", Arguments: map[string]any{"Text": text}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := get()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("standalone GET after its oldest event was purged: %s %s", resp.Status, b)
+	}
+	addTool("second")
+	for e, err := range scanEventsLimited(resp.Body, 1<<20) {
+		if err != nil {
+			t.Fatalf("standalone stream: %v", err)
+		}
+		if strings.Contains(string(e.Data), "list_changed") {
+			return
+		}
+	}
+	t.Error("the standalone stream ended without the session's next notification")
+}

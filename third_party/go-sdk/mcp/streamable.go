@@ -1396,6 +1396,15 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 	// messages, and registered our delivery function.
 	var toReplay [][]byte
 	if c.eventStore != nil {
+		if o, ok := c.eventStore.(oldestIndexer); ok && lastIdx < 0 && s.id == "" {
+			// A new GET for the standalone stream replays the events the
+			// store still holds for it: the oldest may have been purged,
+			// and no client asked for them (the published code answered
+			// 400 here, and the go-sdk client ended its session on it).
+			if oldest, ok := o.oldestIndex(c.SessionID(), ""); ok {
+				lastIdx = oldest - 1
+			}
+		}
 		for data, err := range c.eventStore.After(ctx, c.SessionID(), s.id, lastIdx) {
 			if err != nil {
 				// We can't replay events, perhaps because the underlying event store
