@@ -284,7 +284,7 @@ type cutter struct {
 	mu      sync.Mutex
 	agent   []net.Conn // the agents' side of each connection
 	server  []net.Conn
-	primed  chan struct{} // closed once an event with an ID has passed since arm
+	ids     chan struct{} // a value for every event with an ID that passed
 	resumed chan struct{} // closed once a request with Last-Event-ID has passed
 }
 
@@ -294,7 +294,7 @@ func newCutter(t testing.TB, target string) *cutter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cutter{t: t, ln: ln, target: target, resumed: make(chan struct{})}
+	c := &cutter{t: t, ln: ln, target: target, ids: make(chan struct{}, 64), resumed: make(chan struct{})}
 	go c.accept()
 	t.Cleanup(func() {
 		ln.Close()
@@ -349,23 +349,22 @@ func (w *watch) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	if bytes.Contains(p[:n], []byte("\nid: ")) {
-		w.c.mu.Lock()
-		if w.c.primed != nil {
-			close(w.c.primed)
-			w.c.primed = nil
-		}
-		w.c.mu.Unlock()
+	for range bytes.Count(p[:n], []byte("\nid: ")) {
+		w.c.ids <- struct{}{}
 	}
 	return n, err
 }
 
-// arm returns a channel closed when the next event with an ID passes.
-func (c *cutter) arm() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.primed = make(chan struct{})
-	return c.primed
+// waitIDs waits until n more events with an ID have passed.
+func (c *cutter) waitIDs(ctx context.Context, n int) {
+	c.t.Helper()
+	for range n {
+		select {
+		case <-c.ids:
+		case <-ctx.Done():
+			c.t.Fatal("events with an ID did not reach the agent")
+		}
+	}
 }
 
 // cut closes the agents' side of every connection so far.
@@ -380,10 +379,10 @@ func (c *cutter) cut() {
 
 // TestAgentResumesThroughACut: a go-sdk agent whose connections break
 // while a call runs, where the gateway does not notice (its side of the
-// connections stays open), reconnects: its call's stream with
-// Last-Event-ID, which gets the answer, and its standalone stream with a
-// new GET, which takes over the one the gateway still holds (a 409 there
-// ended the agent's session). Its session goes on.
+// connections stays open), resumes its streams with Last-Event-ID and
+// takes them over from the gateway: the call's, which gets the answer,
+// and the session's standalone stream (primed with an event ID; a 409
+// there ended the agent's session). Its session goes on.
 func TestAgentResumesThroughACut(t *testing.T) {
 	release, open := gate(t)
 	defer open()
@@ -413,17 +412,15 @@ func TestAgentResumesThroughACut(t *testing.T) {
 		res *mcp.CallToolResult
 		err error
 	}
+	// The initialize answer's stream (its priming event and the answer)
+	// and the session's standalone stream (its priming event).
+	c.waitIDs(ctx, 3)
 	done := make(chan result, 1)
-	primed := c.arm()
 	go func() {
 		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "wait", Arguments: map[string]any{}})
 		done <- result{res, err}
 	}()
-	select {
-	case <-primed: // the call's stream has an event ID to resume from
-	case <-ctx.Done():
-		t.Fatal("no event with an ID reached the agent")
-	}
+	c.waitIDs(ctx, 1) // the call's stream has an event ID to resume from
 	c.cut()
 	// The agent resumes the call's stream while the call still runs (the
 	// gateway takes the stream over, or, should the answer come first,

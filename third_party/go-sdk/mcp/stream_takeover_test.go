@@ -35,8 +35,9 @@ func (s *lossyEventStore) After(ctx context.Context, sessionID, streamID string,
 // response while the server still holds it (the connection lingers)
 // resumes the stream with Last-Event-ID and gets the answer there; the
 // old response ends without it. A resumption whose events cannot be
-// replayed is refused and leaves the stream with its holder. A second
-// GET for the standalone stream takes it over from the first.
+// replayed is refused and leaves the stream with its holder. The
+// standalone stream is primed with an event ID, and a GET resuming it, or
+// a new one, takes it over from the GET that holds it.
 func TestResumeTakesOverHeldStream(t *testing.T) {
 	// Each tool waits for its gate; every gate opens when the test ends,
 	// before the server closes, so that no call is left waiting.
@@ -142,37 +143,46 @@ func TestResumeTakesOverHeldStream(t *testing.T) {
 	open("wait_refused")
 	wantAnswer("the holder after a refused resumption", held, "2")
 
-	// The standalone stream: a second GET takes it over from the first
-	// (which its client lost), whose response ends, and gets the
-	// session's messages.
+	// The standalone stream: a new one starts with a priming event; a GET
+	// resuming from it takes the stream over from the first (which its
+	// client lost), whose response ends, and gets the session's messages.
+	// A GET without Last-Event-ID takes it over too.
 	first := do(http.MethodGet, "", "")
-	defer first.Body.Close()
 	if first.StatusCode != http.StatusOK {
 		t.Fatalf("standalone GET: %s", first.Status)
 	}
-	second := do(http.MethodGet, "", "")
+	nextFirst, stopFirst := iter.Pull2(scanEventsLimited(first.Body, 1<<20))
+	defer stopFirst()
+	defer first.Body.Close()
+	standalonePrime, err, ok := nextFirst()
+	if !ok || err != nil || standalonePrime.Name != "prime" || standalonePrime.ID == "" {
+		t.Fatalf("first event of the standalone stream = %+v, %v, %v; want the priming event with an ID", standalonePrime, err, ok)
+	}
+	second := do(http.MethodGet, "", standalonePrime.ID)
 	defer second.Body.Close()
 	if second.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(second.Body)
-		t.Fatalf("second standalone GET: %s %s", second.Status, b)
+		t.Fatalf("standalone GET resuming from %q: %s %s", standalonePrime.ID, second.Status, b)
 	}
-	if rest, err := io.ReadAll(first.Body); err != nil || strings.Contains(string(rest), "data:") {
-		t.Errorf("the first standalone GET carried %q (%v), want its end without messages", rest, err)
+	if e, err, ok := nextFirst(); ok {
+		t.Errorf("the first standalone GET carried %+v (%v) after its priming event, want its end", e, err)
 	}
 	AddTool(server, &Tool{Name: "added"}, func(context.Context, *CallToolRequest, struct{}) (*CallToolResult, any, error) {
 		return &CallToolResult{}, nil, nil
 	})
-	listChanged := false
-	for e, err := range scanEventsLimited(second.Body, 1<<20) {
-		if err != nil {
-			t.Fatalf("second standalone GET: %v", err)
-		}
-		if listChanged = strings.Contains(string(e.Data), "notifications/tools/list_changed"); listChanged {
-			break
-		}
+	nextSecond, stopSecond := iter.Pull2(scanEventsLimited(second.Body, 1<<20))
+	defer stopSecond()
+	if e, err, ok := nextSecond(); !ok || err != nil || !strings.Contains(string(e.Data), "notifications/tools/list_changed") {
+		t.Errorf("the resumed standalone stream's first event = %+v, %v, %v; want the session's tools/list_changed", e, err, ok)
 	}
-	if !listChanged {
-		t.Error("the second standalone GET ended without the session's tools/list_changed")
+	third := do(http.MethodGet, "", "")
+	defer third.Body.Close()
+	if third.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(third.Body)
+		t.Fatalf("standalone GET without Last-Event-ID over a held one: %s %s", third.Status, b)
+	}
+	if e, err, ok := nextSecond(); ok {
+		t.Errorf("the second standalone GET carried %+v (%v) after the third took over, want its end", e, err)
 	}
 
 	// A resumption of a held stream takes it over. Do returns once the

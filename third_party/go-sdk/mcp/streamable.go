@@ -1395,6 +1395,11 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 	// new messages are added to the eventstore until we've replayed all previous
 	// messages, and registered our delivery function.
 	var toReplay [][]byte
+	messages := 0 // the non-empty events of toReplay
+	// aligned: a new GET for the standalone stream whose replay starts at
+	// the oldest event the store holds, so that lastIdx ends at the
+	// store's newest index and a priming event (below) can take the next.
+	aligned := false
 	if c.eventStore != nil {
 		if o, ok := c.eventStore.(oldestIndexer); ok && lastIdx < 0 && s.id == "" {
 			// A new GET for the standalone stream replays the events the
@@ -1403,6 +1408,7 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 			// 400 here, and the go-sdk client ended its session on it).
 			if oldest, ok := o.oldestIndex(c.SessionID(), ""); ok {
 				lastIdx = oldest - 1
+				aligned = true
 			}
 		}
 		for data, err := range c.eventStore.After(ctx, c.SessionID(), s.id, lastIdx) {
@@ -1418,8 +1424,11 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 				http.Error(w, "failed to replay events", http.StatusBadRequest)
 				return nil, 0, nil
 			}
+			// Empty events (priming events) are not written again, but
+			// count: each event's ID is its index in the store.
+			toReplay = append(toReplay, data)
 			if len(data) > 0 {
-				toReplay = append(toReplay, data)
+				messages++
 			}
 		}
 	}
@@ -1458,6 +1467,9 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 
 	for _, data := range toReplay {
 		lastIdx++
+		if len(data) == 0 {
+			continue
+		}
 		e := Event{Name: "message", Data: data}
 		if c.eventStore != nil {
 			e.ID = formatEventID(s.id, lastIdx)
@@ -1467,12 +1479,26 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 		}
 	}
 
+	if aligned && messages == 0 && protocolVersion >= protocolVersion20251125 && protocolVersion < protocolVersion20260728 {
+		// A new standalone stream with nothing to replay gets a priming
+		// event, as a POST stream does (SEP-1699), so that a client that
+		// loses it resumes it with Last-Event-ID: exactly the events it
+		// missed, where a GET without one would replay all the store
+		// holds. Stored, so that indexes stay aligned.
+		if err := c.eventStore.Append(ctx, c.SessionID(), "", nil); err == nil {
+			lastIdx++
+			if _, err := writeEvent(w, Event{Name: "prime", ID: formatEventID("", lastIdx)}); err != nil {
+				return nil, 0, nil
+			}
+		}
+	}
+
 	if tempStream || s.doneLocked() {
 		// Nothing more to do.
 		return nil, 0, nil
 	}
 
-	if s.id != "" && len(toReplay) == 0 {
+	if s.id != "" && messages == 0 {
 		// A running call's stream resumed with nothing to replay: the
 		// headers go now, so that the client knows it has the stream back
 		// before the call's next event (which may be minutes away).
