@@ -286,6 +286,7 @@ type cutter struct {
 	server  []net.Conn
 	ids     chan struct{} // a value for every event with an ID that passed
 	resumed chan struct{} // closed once a request with Last-Event-ID has passed
+	resume  sync.Once     // closes resumed
 }
 
 func newCutter(t testing.TB, target string) *cutter {
@@ -339,13 +340,7 @@ func (w *watch) Read(p []byte) (int, error) {
 	n, err := w.r.Read(p)
 	if w.agent {
 		if bytes.Contains(bytes.ToLower(p[:n]), []byte("\nlast-event-id: ")) {
-			w.c.mu.Lock()
-			select {
-			case <-w.c.resumed:
-			default:
-				close(w.c.resumed)
-			}
-			w.c.mu.Unlock()
+			w.c.resume.Do(func() { close(w.c.resumed) })
 		}
 		return n, err
 	}

@@ -31,6 +31,31 @@ func (s *lossyEventStore) After(ctx context.Context, sessionID, streamID string,
 	return s.MemoryEventStore.After(ctx, sessionID, streamID, index)
 }
 
+// rawRequest sends a request of protocol 2025-11-25 in session (none if
+// empty), with Last-Event-ID if lastEventID is set, and returns the
+// response with its body unread.
+func rawRequest(t *testing.T, ctx context.Context, url, session, method, body, lastEventID string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(protocolVersionHeader, protocolVersion20251125)
+	if session != "" {
+		req.Header.Set(sessionIDHeader, session)
+	}
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // TestResumeTakesOverHeldStream: a client that lost a running call's
 // response while the server still holds it (the connection lingers)
 // resumes the stream with Last-Event-ID and gets the answer there; the
@@ -74,24 +99,7 @@ func TestResumeTakesOverHeldStream(t *testing.T) {
 	session := ""
 	do := func(method, body, lastEventID string) *http.Response {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, httpServer.URL, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(protocolVersionHeader, protocolVersion20251125)
-		if session != "" {
-			req.Header.Set(sessionIDHeader, session)
-		}
-		if lastEventID != "" {
-			req.Header.Set("Last-Event-ID", lastEventID)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return rawRequest(t, ctx, httpServer.URL, session, method, body, lastEventID)
 	}
 	resp := do(http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}`, "")
 	session = resp.Header.Get(sessionIDHeader)
@@ -231,18 +239,7 @@ func TestStandaloneGETAfterPurge(t *testing.T) {
 
 	get := func() *http.Response {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpServer.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set(protocolVersionHeader, protocolVersion20251125)
-		req.Header.Set(sessionIDHeader, cs.ID())
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return rawRequest(t, ctx, httpServer.URL, cs.ID(), http.MethodGet, "", "")
 	}
 	// A notification stored for the standalone stream while no GET holds
 	// it, then calls enough to push it out of the 8 KiB store, then one

@@ -1382,10 +1382,9 @@ func (c *streamableServerConn) acquireStream(ctx context.Context, w http.Respons
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	// Check that this stream wasn't claimed by another request. A
-	// resumption, or a new GET for the standalone stream, takes it over
-	// once its events are known to replay (a request refused leaves the
-	// holder as it was).
+	// Another request may hold the stream: this one takes it over (see
+	// above) once its events are known to replay (a request refused leaves
+	// the holder as it was).
 	held := !tempStream && s.w != nil
 
 	// Collect events to replay. Collect them all before writing, so that we
