@@ -128,6 +128,8 @@ func (f *face) vs() (*VirtualServer, error) {
 // indistinguishable from its upstream.
 func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		f.g.handling.Add(1)
+		defer f.g.handling.Add(-1)
 		rc := f.g.beginRequest(ctx, f.name, method, req)
 		ctx = withRequest(ctx, rc)
 		if f.g.audit != nil && audited(method) {

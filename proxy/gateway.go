@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/h2cork"
@@ -106,6 +107,12 @@ type Gateway struct {
 	startup  time.Duration
 	idPrefix string
 	reqSeq   atomic.Uint64
+
+	// posts counts agent POSTs being served (a streamable HTTP POST's
+	// handler returns once its answer is written) and handling the agent
+	// messages in their handlers (a legacy SSE call runs after its POST
+	// was answered), for [Gateway.Drain].
+	posts, handling atomic.Int64
 }
 
 // New returns a gateway for doc. Call [Gateway.Start] to connect upstreams.
@@ -141,6 +148,10 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		idPrefix:  strconv.FormatInt(time.Now().UnixMilli(), 36) + "-",
 	}
 	g.subs.m = map[subKey]int{}
+	g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_requests_in_flight",
+		Help: "Agent messages being handled (requests on their way through the gateway, held approvals included).",
+	}, func() float64 { return float64(g.handling.Load()) }))
 	return g
 }
 
@@ -185,6 +196,36 @@ func (g *Gateway) waitUpstreams(ctx context.Context, ups []*upstream, wait time.
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Drain waits until no agent request is being served, so that calls in
+// flight finish and deliver their answers before [Gateway.Close] ends the
+// sessions, or until ctx ends. It returns how many were still running.
+// Drain refuses nothing: a shutting-down server stops new connections, and
+// what arrives on the open ones meanwhile (an agent's answer to a sampling
+// request an in-flight call waits for) is served and waited for too.
+func (g *Gateway) Drain(ctx context.Context) int64 {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	// The count must stay at zero for a few ticks: the legacy SSE
+	// transport writes an answer to its stream just after the handler
+	// (and so the count) is done with it.
+	quiet := 0
+	for {
+		n := g.posts.Load() + g.handling.Load()
+		if n == 0 {
+			if quiet++; quiet == 5 {
+				return 0
+			}
+		} else {
+			quiet = 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-tick.C:
+		}
 	}
 }
 

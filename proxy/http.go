@@ -51,6 +51,10 @@ func (g *Gateway) Handler() http.Handler {
 // the request to the virtual server's go-sdk handler.
 func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			g.posts.Add(1) // see Drain
+			defer g.posts.Add(-1)
+		}
 		snap := g.snap.Load()
 		if snap == nil {
 			httpError(w, http.StatusServiceUnavailable, "gateway is starting")

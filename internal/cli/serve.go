@@ -72,7 +72,10 @@ Signals: SIGHUP tries the configuration file on the running gateway and, if
 the gateway takes it, writes it to the store declaratively (what the file
 lacks is deleted); a file that fails changes nothing. A SIGHUP received
 while the gateway starts is applied once it serves. SIGINT and SIGTERM
-shut down gracefully.
+shut down gracefully: new connections are refused, calls held for
+approval are answered (not run; the approval stays pending), and calls in
+flight finish and deliver their answers (up to --shutdown-grace) before
+the sessions close.
 
 Memory: the Go collector's GOGC adapts to the live heap (set for about
 128 MiB of headroom after each collection, within 25-1600), so
@@ -95,6 +98,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	playground := fs.Bool("graphql-playground", true, "serve the GraphQL query page to browsers at /graphql")
 	poll := fs.Duration("store-poll", 250*time.Millisecond, "how often to check the config store for changes made elsewhere (other replicas)")
 	usageFlush := fs.Duration("key-use-flush", 30*time.Second, "how often to write agents' API key last-use times to the config store")
+	grace := fs.Duration("shutdown-grace", 20*time.Second, "on SIGTERM or SIGINT, how long agent calls in flight may take to finish and deliver their answers before the sessions are closed (new connections are refused at once)")
 	var tf temporalFlags
 	tf.register(fs, true)
 	var vf vaultFlags
@@ -128,6 +132,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *poll <= 0 || *usageFlush <= 0 {
 		return usageError{errors.New("--store-poll and --key-use-flush must be positive")}
+	}
+	if *grace < 0 {
+		return usageError{errors.New("--shutdown-grace must not be negative")}
 	}
 	file, err := loadConfig(*path, *listen, *dataDir, *logLevel)
 	if err != nil {
@@ -280,18 +287,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			g.Close()
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
-			log.Info("shutting down")
+			log.Info("shutting down", "grace", grace.String())
 			stopSync()
-			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			// The approval worker stops first, letting approved calls in
-			// flight finish on the upstreams the gateway still holds.
+			sctx, cancel := context.WithTimeout(context.Background(), *grace+10*time.Second)
+			defer cancel()
+			// No new connections from here on; Shutdown returns once the
+			// open ones are done.
+			shut := make(chan error, 1)
+			go func() { shut <- srv.Shutdown(sctx) }()
+			// The approval worker stops first: held calls are answered
+			// (not run, the approval stays pending and a retry joins it),
+			// and approved calls in flight finish on the upstreams the
+			// gateway still holds.
 			approvals.close()
-			// Closing agent sessions first ends their long-lived streams,
-			// which would otherwise hold Shutdown open until its deadline.
+			// Calls in flight finish and deliver their answers...
+			dctx, dcancel := context.WithTimeout(sctx, *grace)
+			if n := g.Drain(dctx); n > 0 {
+				log.Warn("shutdown grace over: agent requests still running are cut off", "requests", n, "grace", grace.String())
+			}
+			dcancel()
+			// ...then closing the agent sessions ends their long-lived
+			// streams, which would otherwise hold Shutdown open until its
+			// deadline.
 			g.Close()
-			err := srv.Shutdown(sctx)
-			cancel()
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("shutdown: %w", err)
 			}
 			return nil

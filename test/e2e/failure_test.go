@@ -1011,3 +1011,68 @@ virtual_servers:
 		})
 	}
 }
+
+// TestShutdownDeliversCallsInFlight: a SIGTERM while calls run (over
+// streamable HTTP and legacy SSE) refuses new connections at once, lets
+// the calls finish and deliver their answers, then exits cleanly. The
+// gateway used to close the agent sessions first: the upstream ran the
+// call and the audit said ok, but the agent got a transport error, and a
+// retry would run a non-idempotent tool twice.
+func TestShutdownDeliversCallsInFlight(t *testing.T) {
+	t.Parallel()
+	u, _ := demoHTTP(t, "streamable-http", "drain")
+	g := startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+upstreams:
+  - {name: h, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: vs, anonymous: true, include: [{upstream: h}]}
+`, u))
+	sessions := map[string]*mcp.ClientSession{
+		"streamable-http": connect(t, "streamable-http", g.url("vs"), "", nil),
+		"sse":             connect(t, "sse", g.sseURL("vs"), "", nil),
+	}
+	type answer struct {
+		transport string
+		res       *mcp.CallToolResult
+		err       error
+	}
+	answers := make(chan answer, len(sessions))
+	for transport, cs := range sessions {
+		go func() {
+			res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "slow", Arguments: map[string]any{"millis": 2000}})
+			answers <- answer{transport, res, err}
+		}()
+	}
+	pollFor(t, 10*time.Second, "both calls in flight", func() string {
+		if n := metricValue(t, metricsText(t, g), "gatehouse_requests_in_flight"); n != 2 {
+			return fmt.Sprintf("gatehouse_requests_in_flight %v", n)
+		}
+		return ""
+	})
+	g.signal(syscall.SIGTERM)
+	pollFor(t, 5*time.Second, "new connections refused", func() string {
+		if _, err := http.Get("http://" + g.addr + "/healthz"); err == nil {
+			return "a new connection was served"
+		}
+		return ""
+	})
+	for range sessions {
+		a := <-answers
+		if a.err != nil {
+			t.Errorf("%s: the call in flight at SIGTERM failed: %v", a.transport, a.err)
+			continue
+		}
+		if got := textOf(t, a.res); got != "done" {
+			t.Errorf("%s: the call in flight at SIGTERM answered %q, want done", a.transport, got)
+		}
+	}
+	select {
+	case <-g.done:
+		if code := g.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("exit code after SIGTERM = %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway did not exit within 30s of SIGTERM")
+	}
+}
