@@ -12,9 +12,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 )
 
-// CodeAuditUnavailable: the request was refused (or its result withheld)
-// because its audit event could not be stored durably: the audit spool is
-// at its disk budget and the policy is to refuse (compliance first).
+// CodeAuditUnavailable: the request was refused (or, once sent upstream,
+// its result withheld) because its audit event could not be stored
+// durably: the audit spool is at its disk budget and the policy is to
+// refuse (compliance first), or its disk failed.
 const CodeAuditUnavailable = -32058
 
 // AuditSink stores audit events durably; internal/audit's Writer is one.
@@ -29,7 +30,16 @@ type AuditSink interface {
 	Status() string
 }
 
-func auditError(err error) error {
+// auditError answers a request whose audit event could not be stored.
+// sent: the request had gone to the upstream already (its event is
+// written when it finishes), so the upstream may have acted and only the
+// result is withheld; a retry could act twice.
+func auditError(err error, sent bool) error {
+	if sent {
+		return &jsonrpc.Error{Code: CodeAuditUnavailable,
+			Message: "audit trail unavailable, result withheld: the request had been sent, so the upstream may have acted on it, but its audit event could not be stored: " + err.Error(),
+			Data:    json.RawMessage(`{"outcome":"unknown"}`)}
+	}
 	return &jsonrpc.Error{Code: CodeAuditUnavailable, Message: "audit trail unavailable, request refused: " + err.Error()}
 }
 
@@ -77,7 +87,10 @@ func (g *Gateway) recordAudit(rc *requestCtx, res mcp.Result, err error, out str
 	}
 	if aerr := g.audit.Record(e); aerr != nil {
 		g.log.Error("audit event not stored; the request is not acknowledged", "request_id", rc.id, "error", aerr)
-		return auditError(aerr)
+		// A held call's execution is the approval workflow's, audited
+		// there, and its identical retry gets the stored result without
+		// running again: only the agent's own send counts here.
+		return auditError(aerr, rc.upstreamDur > 0)
 	}
 	return nil
 }

@@ -134,7 +134,7 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		ctx = withRequest(ctx, rc)
 		if f.g.audit != nil && audited(method) {
 			if err := f.g.audit.Admit(); err != nil {
-				_, err := f.g.endRequest(rc, nil, auditError(err))
+				_, err := f.g.endRequest(rc, nil, auditError(err, false))
 				return nil, err
 			}
 		}

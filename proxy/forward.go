@@ -114,8 +114,21 @@ func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Ca
 		if errors.Is(err, mcp.ErrSessionMissing) && attempt == 0 && !conn.control {
 			continue
 		}
-		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: cleanErr(err)})
+		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: cleanErr(err), Sent: mayHaveArrived(err)})
 	}
+}
+
+// mayHaveArrived reports whether a request whose send failed with err may
+// have reached the upstream. Only a failed dial (a refused connection, an
+// unknown host, a connect timeout) and a lost session (HTTP 404) say that
+// it did not: the go-sdk's "rejected by transport" also wraps a POST whose
+// connection broke after the request was written.
+func mayHaveArrived(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, mcp.ErrSessionMissing) {
+		return false
+	}
+	var oe *net.OpError
+	return !errors.As(err, &oe) || oe.Op != "dial"
 }
 
 // upstreamError returns the JSON-RPC error the upstream answered with, if
@@ -170,7 +183,11 @@ func upstreamData(name string) json.RawMessage {
 func unavailable(err error) error {
 	var ue *UnavailableError
 	if errors.As(err, &ue) {
-		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: ue.Error(), Data: upstreamData(ue.Upstream)}
+		data := upstreamData(ue.Upstream)
+		if ue.Sent {
+			data, _ = json.Marshal(map[string]string{"upstream": ue.Upstream, "outcome": "unknown"})
+		}
+		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: ue.Error(), Data: data}
 	}
 	return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: err.Error()}
 }

@@ -93,9 +93,11 @@ type upstream struct {
 	bindings atomic.Pointer[[]*secrets.Binding]
 	ctx      context.Context // the upstream's life, for processes it starts
 
-	mu       sync.Mutex
-	control  *upstreamConn
-	health   Health
+	mu      sync.Mutex
+	control *upstreamConn
+	health  Health
+	// agentErr is health's error as agents see it (cleanErr: no URLs).
+	agentErr string
 	catalog  *Catalog
 	closed   bool
 	recheck  chan struct{}
@@ -166,8 +168,10 @@ func (u *upstream) Catalog() *Catalog {
 func (u *upstream) setState(state string, err error) {
 	u.mu.Lock()
 	h := Health{State: state, Since: time.Now(), Restarts: u.restarts}
+	u.agentErr = ""
 	if err != nil {
 		h.Error = err.Error()
+		u.agentErr = cleanErr(err)
 	}
 	changed := u.health.State != state || u.health.Error != h.Error
 	if !changed {
@@ -467,8 +471,8 @@ func (u *upstream) controlConn() (*upstreamConn, error) {
 
 func (u *upstream) unavailableLocked() error {
 	reason := u.health.State
-	if u.health.Error != "" {
-		reason = u.health.Error
+	if u.agentErr != "" {
+		reason = u.agentErr
 	}
 	return &UnavailableError{Upstream: u.cfg.Name, Reason: reason}
 }
@@ -477,9 +481,15 @@ func (u *upstream) unavailableLocked() error {
 type UnavailableError struct {
 	Upstream string
 	Reason   string
+	// Sent: the connection failed after the request had gone out, so the
+	// upstream may have acted on it (the gateway does not send it again).
+	Sent bool
 }
 
 func (e *UnavailableError) Error() string {
+	if e.Sent {
+		return fmt.Sprintf("upstream %q is unavailable: %s; the request had been sent, so the upstream may have acted on it (not sent again)", e.Upstream, e.Reason)
+	}
 	return fmt.Sprintf("upstream %q is unavailable: %s", e.Upstream, e.Reason)
 }
 

@@ -174,12 +174,33 @@ virtual_servers:
 		t.Fatalf("echo via vs-b = %q", got)
 	}
 
+	// A call running when the upstream dies: the request had gone out, so
+	// the answer says the upstream may have acted (and it is not resent).
+	midCall := make(chan error, 1)
+	go func() {
+		_, err := csA.CallTool(ctxT(t), &mcp.CallToolParams{Name: "slow", Arguments: map[string]any{"millis": 30000}})
+		midCall <- err
+	}()
+	pollFor(t, 10*time.Second, "the slow call in flight", func() string {
+		if n := metricValue(t, metricsText(t, g), "gatehouse_requests_in_flight"); n != 1 {
+			return fmt.Sprintf("gatehouse_requests_in_flight %v", n)
+		}
+		return ""
+	})
 	procA.stop()
+	we := rpcError(t, <-midCall)
+	t.Logf("call in flight when the upstream died: %v, data %s", we, we.Data)
+	if we.Code != codeUpstreamUnavailable || !strings.Contains(we.Message, "the request had been sent, so the upstream may have acted on it") {
+		t.Errorf("error = %d %q, want %d saying the upstream may have acted", we.Code, we.Message, codeUpstreamUnavailable)
+	}
+	if string(we.Data) != `{"outcome":"unknown","upstream":"a"}` {
+		t.Errorf("error data = %s, want the upstream and outcome unknown", we.Data)
+	}
 
 	start := time.Now()
 	err := callFails(t, csA, "echo", map[string]any{"text": "2"})
 	elapsed := time.Since(start)
-	we := rpcError(t, err)
+	we = rpcError(t, err)
 	t.Logf("call on the killed upstream: %v after %s", we, elapsed)
 	if we.Code != codeUpstreamUnavailable || !strings.Contains(we.Message, `upstream "a"`) {
 		t.Errorf("error = %d %q, want %d naming upstream \"a\"", we.Code, we.Message, codeUpstreamUnavailable)
@@ -187,8 +208,10 @@ virtual_servers:
 	if elapsed > 10*time.Second {
 		t.Errorf("failing call took %s, want well under the 60s call timeout", elapsed)
 	}
-	var data map[string]string
-	if err := json.Unmarshal(we.Data, &data); err != nil || data["upstream"] != "a" {
+	if strings.Contains(we.Message, "http://") || strings.Contains(we.Message, "127.0.0.1") {
+		t.Errorf("error = %q names the upstream's address to the agent", we.Message)
+	}
+	if string(we.Data) != `{"upstream":"a"}` { // refused: nothing was sent
 		t.Errorf("error data = %s, want {\"upstream\":\"a\"}", we.Data)
 	}
 
