@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+)
+
+// diskFullSink admits every request and then fails to store tool calls'
+// events, as the audit spool does when its disk fills between a
+// request's admission and its end (the spool itself is tested against a
+// full disk in internal/audit/spool).
+type diskFullSink struct{ records atomic.Int32 }
+
+func (s *diskFullSink) Admit() error { return nil }
+func (s *diskFullSink) Record(e *audit.Event) error {
+	if e.Method != "tools/call" {
+		return nil
+	}
+	s.records.Add(1)
+	return errors.New("writing audit spool segment: no space left on device")
+}
+func (s *diskFullSink) Status() string { return "ok" }
+
+// TestAuditFailureAfterTheCall: a call whose event cannot be stored is
+// not acknowledged. When the request had reached the upstream the answer
+// must not read "refused, retry": the upstream may have acted, so it says
+// so (data outcome unknown); a call refused before it was sent says it
+// was refused.
+func TestAuditFailureAfterTheCall(t *testing.T) {
+	var calls atomic.Int32
+	s := mcp.NewServer(&mcp.Implementation{Name: "u", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		calls.Add(1)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	d, err := config.Parse([]byte(fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, up.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &diskFullSink{}
+	_, gw := startGateway(t, d, &Options{Logger: quietLogger(), Audit: sink})
+	cs := connectClient(t, gw+"/mcp/vs", "")
+
+	for _, tc := range []struct {
+		tool, want string
+		ran        int32
+		data       string
+	}{
+		{"echo", "audit trail unavailable, result withheld: the request had been sent, so the upstream may have acted on it", 1, `{"outcome":"unknown"}`},
+		{"nosuch", "audit trail unavailable, request refused", 1, ""},
+	} {
+		_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tc.tool, Arguments: map[string]any{"text": "x"}})
+		var we *jsonrpc.Error
+		if !errors.As(err, &we) || we.Code != CodeAuditUnavailable || !strings.Contains(we.Message, tc.want) {
+			t.Errorf("%s: error %v, want %d %q", tc.tool, err, CodeAuditUnavailable, tc.want)
+			continue
+		}
+		if string(we.Data) != tc.data {
+			t.Errorf("%s: error data %s, want %q", tc.tool, we.Data, tc.data)
+		}
+		if n := calls.Load(); n != tc.ran {
+			t.Errorf("after %s the upstream ran %d calls, want %d", tc.tool, n, tc.ran)
+		}
+	}
+	if n := sink.records.Load(); n != 2 {
+		t.Errorf("%d tool call events offered to the audit trail, want 2", n)
+	}
+}
