@@ -571,6 +571,48 @@ agents:
 		t.Errorf("alice's session on the anonymous virtual server: %d %s", r.status, r.body)
 	}
 
+	// The legacy SSE transport: the agent is who the key says (not
+	// anonymous), and its session is bound to it as well.
+	alicesCalls := func() (n int) {
+		for _, e := range logEntries(g) {
+			if e["msg"] == "request" && e["method"] == "tools/call" && e["vs"] == "secure" && e["agent"] == "alice" && e["session"] != "" {
+				n++
+			}
+		}
+		return n
+	}
+	before := alicesCalls()
+	sse := connect(t, "sse", g.sseURL("secure"), alice, nil)
+	if got := callText(t, sse, "echo", map[string]any{"text": "over sse"}); got != "[authy] over sse" {
+		t.Errorf("echo over legacy SSE = %q", got)
+	}
+	pollFor(t, 5*time.Second, "the SSE call logged as alice's, with its session", func() string {
+		if n := alicesCalls(); n != before+1 {
+			return fmt.Sprintf("%d tools/call of alice with a session logged, want %d", n, before+1)
+		}
+		return ""
+	})
+	endpoint := sseEndpoint(t, g.sseURL("secure"), alice)
+	for _, tc := range []struct {
+		who, key string
+		want     int
+	}{{"bob", bob, http.StatusForbidden}, {"nobody", "", http.StatusUnauthorized}, {"alice", alice, http.StatusAccepted}} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+g.addr+endpoint, strings.NewReader(init))
+		req.Header.Set("Content-Type", "application/json")
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s posting to alice's SSE session: %d %q, want %d", tc.who, resp.StatusCode, body, tc.want)
+		}
+	}
+
 	out := g.Output()
 	for name, k := range map[string]string{"alice": alice, "bob": bob, "carol": carol, "dave": dave, "unknown": unknown} {
 		if strings.Contains(out, k) {
@@ -1098,4 +1140,34 @@ virtual_servers:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not exit within 30s of SIGTERM")
 	}
+}
+
+// sseEndpoint opens a legacy SSE stream at url with key and returns the
+// endpoint (path and query) it announces; the stream stays open until the
+// test ends.
+func sseEndpoint(t *testing.T, url, key string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "event: "); ok {
+			event = v
+		}
+		if v, ok := strings.CutPrefix(line, "data: "); ok && event == "endpoint" {
+			return v
+		}
+	}
+	t.Fatalf("SSE stream at %s (HTTP %d) announced no endpoint: %v", url, resp.StatusCode, sc.Err())
+	return ""
 }

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"sync"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/internal/jsonrpc2"
 	"github.com/modelcontextprotocol/go-sdk/internal/util"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -135,6 +136,14 @@ type SSEServerTransport struct {
 	// a negative value disables the limit. See [SSEOptions.MaxRequestBodyBytes].
 	MaxRequestBodyBytes int64
 
+	// userID is the user ID from the TokenInfo of the GET that opened the
+	// session (set by [SSEHandler]): POSTs must carry the same, as
+	// streamable HTTP sessions check.
+	userID string
+	// sessionID is the sessionid query parameter of Endpoint (set by
+	// [SSEHandler]), for logs.
+	sessionID string
+
 	// incoming is the queue of incoming messages.
 	// It is never closed, and by convention, incoming is non-nil if and only if
 	// the transport is connected.
@@ -153,6 +162,11 @@ type SSEServerTransport struct {
 func (t *SSEServerTransport) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if t.incoming == nil {
 		http.Error(w, "session not connected", http.StatusInternalServerError)
+		return
+	}
+	tokenInfo := auth.TokenInfoFromContext(req.Context())
+	if t.userID != "" && (tokenInfo == nil || tokenInfo.UserID != t.userID) {
+		http.Error(w, "session user mismatch", http.StatusForbidden)
 		return
 	}
 
@@ -183,11 +197,13 @@ func (t *SSEServerTransport) ServeHTTP(w http.ResponseWriter, req *http.Request)
 		http.Error(w, "failed to parse body", http.StatusBadRequest)
 		return
 	}
-	if req, ok := msg.(*jsonrpc.Request); ok {
-		if _, err := checkRequest(req, serverMethodInfos); err != nil {
+	if jreq, ok := msg.(*jsonrpc.Request); ok {
+		if _, err := checkRequest(jreq, serverMethodInfos); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		// As over streamable HTTP: handlers see who sent the message.
+		jreq.Extra = &RequestExtra{TokenInfo: tokenInfo, Header: req.Header}
 	}
 	select {
 	case t.incoming <- msg:
@@ -291,6 +307,10 @@ func (h *SSEHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Response:            w,
 		MaxRequestBodyBytes: h.opts.MaxRequestBodyBytes,
 	}
+	transport.sessionID = sessionID
+	if tokenInfo := auth.TokenInfoFromContext(req.Context()); tokenInfo != nil {
+		transport.userID = tokenInfo.UserID
+	}
 
 	// The session is terminated when the request exits.
 	h.mu.Lock()
@@ -330,8 +350,8 @@ type sseServerConn struct {
 	t *SSEServerTransport
 }
 
-// TODO(jba): get the session ID. (Not urgent because SSE transports have been removed from the spec.)
-func (s *sseServerConn) SessionID() string { return "" }
+// SessionID is the session's sessionid when [SSEHandler] made it, else "".
+func (s *sseServerConn) SessionID() string { return s.t.sessionID }
 
 // Read implements jsonrpc2.Reader.
 func (s *sseServerConn) Read(ctx context.Context) (jsonrpc.Message, error) {
