@@ -6,6 +6,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 )
 
 // Resource subscriptions go over the upstream's control session, counted
@@ -20,9 +22,22 @@ type subscriptions struct {
 
 type subKey struct{ upstream, uri string }
 
+// subscribe decides like resources/read: a resource the agent may not
+// see is not found, one it may not read is denied, and only then does the
+// upstream hear of it (and the agent's session get its updates).
 func (f *face) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
 	k, err := f.subKey(req.Params.URI)
 	if err != nil {
+		return err
+	}
+	vs, err := f.vs()
+	if err != nil {
+		return err
+	}
+	if !f.mayUse(req, vs, policy.KindResource, k.uri, &Route{Upstream: k.upstream}) {
+		return mcp.ResourceNotFoundError(k.uri)
+	}
+	if _, err := f.checkCall(ctx, req, vs, policy.KindResource, k.uri, &Route{Upstream: k.upstream, Name: k.uri}, nil); err != nil {
 		return err
 	}
 	as := f.g.agentFor(req.Session, f.name, principalOf(req))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -413,4 +414,61 @@ virtual_servers:
 	if got := callText(t, cs, "echo", map[string]any{"text": "back"}); got != "[alpha] back" {
 		t.Errorf("echo after approval = %q", got)
 	}
+}
+
+// TestSubscribeNeedsAccess: resources/subscribe decides as
+// resources/read does. An agent without a grant for a resource gets "not
+// found" (as for one that does not exist) and the upstream never hears
+// of the subscription; one with a grant subscribes.
+func TestSubscribeNeedsAccess(t *testing.T) {
+	t.Parallel()
+	rec := filepath.Join(t.TempDir(), "received.jsonl")
+	addr := freeAddr(t)
+	startProc(t, filepath.Join(binDir, "demo-server"), "-transport", "streamable-http", "-addr", addr, "-name", "subs", "-record", rec)
+	waitTCP(t, addr)
+	reader, readerSHA := newKey(t)
+	other, otherSHA := newKey(t)
+	g := startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+upstreams:
+  - {name: d, transport: streamable-http, url: "http://%s/mcp"}
+virtual_servers:
+  - {name: vs, include: [{upstream: d}]}
+agents:
+  - {name: reader, api_keys: [{sha256: %s}]}
+  - {name: other, api_keys: [{sha256: %s}]}
+grants:
+  - {subject: {agent: reader}, target: {virtual_server: vs, tools: ["*"], resources: ["*"]}, effect: allow}
+  - {subject: {agent: other}, target: {virtual_server: vs, tools: [echo]}, effect: allow}
+`, addr, readerSHA, otherSHA))
+	subscribes := func() (n int) {
+		for _, r := range readRecords(t, rec) {
+			if r.Method == "resources/subscribe" {
+				n++
+			}
+		}
+		return n
+	}
+
+	cs := connect(t, "streamable-http", g.url("vs"), other, nil)
+	for _, uri := range []string{"demo://readme", "demo://items/7", "demo://nothing"} {
+		err := cs.Subscribe(ctxT(t), &mcp.SubscribeParams{URI: uri})
+		if we := rpcError(t, err); we.Code != -32602 || !strings.Contains(we.Message, "not found") {
+			t.Errorf("other subscribing to %s: %v, want -32602 not found", uri, err)
+		}
+	}
+	if n := subscribes(); n != 0 {
+		t.Errorf("the upstream received %d subscriptions from an agent without access", n)
+	}
+
+	rs := connect(t, "streamable-http", g.url("vs"), reader, nil)
+	if err := rs.Subscribe(ctxT(t), &mcp.SubscribeParams{URI: "demo://items/7"}); err != nil {
+		t.Fatalf("reader subscribing: %v", err)
+	}
+	pollFor(t, 5*time.Second, "the upstream receives reader's subscription", func() string {
+		if n := subscribes(); n != 1 {
+			return fmt.Sprintf("%d subscriptions received", n)
+		}
+		return ""
+	})
 }
