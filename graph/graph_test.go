@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	gqlclient "github.com/99designs/gqlgen/client"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 	"github.com/gatehouse-dev/gatehouse/graph"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -365,9 +367,10 @@ func TestSelections(t *testing.T) {
 		for _, s := range []struct {
 			up  string
 			pos int
-		}{{b.ID, 1}, {a.ID, 0}} {
-			e.must(`mutation($vs: ID!, $up: ID!, $pos: Int) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, position: $pos, tools: ["echo", "get_*"], excludeTools: [], rename: {echo: "say"}}) { id } }`,
-				map[string]any{"vs": vs.CreateVirtualServer.ID, "up": s.up, "pos": s.pos}, nil)
+			say string
+		}{{b.ID, 1, "say_b"}, {a.ID, 0, "say_a"}} {
+			e.must(`mutation($vs: ID!, $up: ID!, $pos: Int, $say: String!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, position: $pos, tools: ["echo", "get_*"], excludeTools: [], rename: {echo: $say}}) { id } }`,
+				map[string]any{"vs": vs.CreateVirtualServer.ID, "up": s.up, "pos": s.pos, "say": s.say}, nil)
 		}
 		var got struct {
 			VirtualServers struct {
@@ -654,13 +657,35 @@ func TestCreateAdminToken(t *testing.T) {
 	})
 }
 
-// TestValidateConfig stores an upstream whose URL lacks a scheme (the store
-// accepts drafts) and checks that validateConfig reports it at its path.
+// TestValidateConfig: a mutation that would make the stored configuration
+// invalid is refused (nothing is stored) with the document path at fault;
+// validateConfig reports a store made invalid outside the API (an older
+// version, a hand edit), which mutations may then repair.
 func TestValidateConfig(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, nil, func(t *testing.T, e *env) {
 		e.createUpstream("good", "streamable_http", "http://127.0.0.1:1/mcp")
-		e.createUpstream("bad", "sse", "127.0.0.1:9/sse")
+		for _, in := range []map[string]any{
+			{"name": "bad", "transport": "sse", "url": "127.0.0.1:9/sse"},
+			{"name": "bad", "transport": "streamable_http", "url": "ftp://127.0.0.1:9/mcp"},
+			{"name": "bad", "transport": "stdio"},
+		} {
+			errs := e.fails(createUpstream, map[string]any{"in": in})
+			if errs[0].Extensions["code"] != "INVALID" || errs[0].Extensions["name"] != "bad" || !strings.HasPrefix(fmt.Sprint(errs[0].Extensions["configPath"]), "upstreams[0].") ||
+				!strings.Contains(errs[0].Message, "the change would make the configuration invalid, so nothing was changed") {
+				t.Errorf("creating upstream %v: %+v, want INVALID at upstreams[0]", in, errs)
+			}
+		}
+		if e.hasUpstream("bad") {
+			t.Fatal("a refused upstream was stored")
+		}
+		errs := e.fails(`mutation { updateUpstream(id: `+e.upstreamID("good")+`, input: {url: "nope"}) { id } }`, nil)
+		if errs[0].Extensions["code"] != "INVALID" || errs[0].Extensions["configPath"] != "upstreams[0].url" {
+			t.Errorf("breaking an upstream's URL: %+v", errs)
+		}
+
+		// Stored outside the API.
+		e.client.Upstream.Create().SetName("bad").SetTransport(schematype.TransportSSE).SetURL("127.0.0.1:9/sse").SaveX(context.Background())
 		type result struct {
 			ValidateConfig struct {
 				Valid  bool
@@ -681,12 +706,23 @@ func TestValidateConfig(t *testing.T) {
 		if err := v.Errors[0]; err.Path != "upstreams[0].url" || !strings.Contains(err.Message, "missing scheme") || err.Name == nil || *err.Name != "bad" {
 			t.Errorf("error %+v, want upstreams[0].url: missing scheme (bad)", err)
 		}
+		// Changes that leave the old problem as it is are taken, and so is
+		// the fix.
+		e.createUpstream("other", "streamable_http", "http://127.0.0.1:2/mcp")
 		e.must(`mutation { updateUpstream(id: `+e.upstreamID("bad")+`, input: {url: "http://127.0.0.1:9/sse"}) { id } }`, nil, nil)
 		e.must(q, nil, &r)
 		if !r.ValidateConfig.Valid || len(r.ValidateConfig.Errors) != 0 {
 			t.Errorf("after the fix: %+v", r.ValidateConfig)
 		}
 	})
+}
+
+func (e *env) hasUpstream(name string) bool {
+	var out struct {
+		Upstreams struct{ TotalCount int }
+	}
+	e.must(`query($n: String!) { upstreams(where: {name: $n}) { totalCount } }`, map[string]any{"n": name}, &out)
+	return out.Upstreams.TotalCount > 0
 }
 
 func (e *env) upstreamID(name string) string {

@@ -188,6 +188,7 @@ func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 	// asking the upstream does not hold the store's write lock (SQLite);
 	// it writes in a transaction of its own.
 	srv.Use(entgql.Transactioner{TxOpener: client, SkipTxFunc: onlyFields(append([]string{"discoverTools"}, decisionFields...)...)})
+	srv.Use(configGuard{client: client})
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
 		res, err := next(ctx)
 		return res, expandFieldErrors(err)

@@ -6,6 +6,10 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/graph/model"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -76,3 +80,94 @@ func entityName(doc *config.Document, path string) *string {
 	}
 	return &name
 }
+
+// configGuard refuses a mutation that makes the stored configuration
+// invalid (an upstream URL without a scheme, a stdio upstream without a
+// command, an unknown guardrail kind): checks that span entities, or that
+// the store's schema does not express, run on the whole document that the
+// mutation's transaction would commit, as the gateway will compile it.
+// Committed, such a row would be refused by the gateway (which keeps the
+// running configuration, so every later change, revocations included,
+// would not take effect) and would stop the next start. Only problems the
+// mutation adds are refused: a store that is invalid already can still be
+// repaired one mutation at a time.
+//
+// It runs inside [entgql.Transactioner]: an error here rolls the
+// transaction back.
+type configGuard struct{ client *ent.Client }
+
+func (configGuard) ExtensionName() string                   { return "ConfigGuard" }
+func (configGuard) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (g configGuard) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	op := graphql.GetOperationContext(ctx).Operation
+	rsp := next(ctx)
+	tx := ent.FromContext(ctx)
+	if op == nil || op.Operation != ast.Mutation || rsp == nil || len(rsp.Errors) > 0 || tx == nil || tx == g.client {
+		return rsp
+	}
+	added, err := addedConfigErrors(ctx, g.client, tx)
+	if err != nil {
+		return graphql.ErrorResponse(ctx, "checking the configuration this change would make: %v", err)
+	}
+	if len(added) == 0 {
+		return rsp
+	}
+	var errs gqlerror.List
+	for _, ce := range added {
+		e := &gqlerror.Error{
+			Message:    "the change would make the configuration invalid, so nothing was changed: " + ce.Path + ": " + ce.Message,
+			Extensions: map[string]any{"code": codeInvalid, "configPath": ce.Path},
+		}
+		if ce.Name != nil {
+			e.Extensions["name"] = *ce.Name
+		}
+		errs = append(errs, e)
+	}
+	return &graphql.Response{Errors: errs}
+}
+
+// addedConfigErrors returns the configuration errors of the store as tx
+// sees it that the committed store (client) does not have. Errors are
+// compared by entity name, path without list indexes, and message, since
+// indexes move as entities are added.
+func addedConfigErrors(ctx context.Context, client, tx *ent.Client) ([]*model.ConfigError, error) {
+	after, err := validateConfig(ctx, tx)
+	if err != nil || after.Valid {
+		return nil, err
+	}
+	before, err := validateConfig(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	key := func(ce *model.ConfigError) string {
+		name := ""
+		if ce.Name != nil {
+			name = *ce.Name
+		}
+		return name + "\x00" + indexRE.ReplaceAllString(ce.Path, "[]") + "\x00" + ce.Message
+	}
+	had := map[string]bool{}
+	for _, ce := range before.Errors {
+		had[key(ce)] = true
+	}
+	var added []*model.ConfigError
+	for _, ce := range after.Errors {
+		if !had[key(ce)] && !constructionStep(ce) {
+			added = append(added, ce)
+		}
+	}
+	return added, nil
+}
+
+// constructionStep reports whether ce is a state that building a
+// configuration through the API passes through: a virtual server is
+// created before the selections that give it upstreams (each selection
+// names its virtual server).
+func constructionStep(ce *model.ConfigError) bool {
+	return virtualServerIncludeRE.MatchString(ce.Path) && ce.Message == "select at least one upstream"
+}
+
+var virtualServerIncludeRE = regexp.MustCompile(`^virtual_servers\[\d+\]\.include$`)
+
+var indexRE = regexp.MustCompile(`\[\d+\]`)
