@@ -9,6 +9,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"slices"
 	"strings"
 
 	"entgo.io/contrib/entgql"
@@ -19,6 +20,7 @@ import (
 
 func main() {
 	ex, err := entgql.NewExtension(
+		entgql.WithTemplates(templates()...),
 		entgql.WithConfigPath("gqlgen.yml"),
 		entgql.WithSchemaGenerator(),
 		entgql.WithSchemaPath("graph/ent.graphql"),
@@ -44,6 +46,17 @@ func main() {
 	if err != nil {
 		log.Fatalf("running ent codegen: %v", err)
 	}
+}
+
+// templates are entgql's, with ent/template/mutation_input.tmpl in place
+// of its mutation input template: entgql v0.7.0's Update<T>Input.Mutate
+// passes the Set list to Append<Field> (appendTools: ["x"] appended tools,
+// usually nothing), fixed in the copy.
+func templates() []*gen.Template {
+	ts := slices.DeleteFunc(slices.Clone(entgql.AllTemplates), func(t *gen.Template) bool { return t == entgql.MutationInputTemplate })
+	return append(ts, gen.MustParse(gen.NewTemplate("template/mutation_input.tmpl").
+		Funcs(entgql.TemplateFuncs).
+		ParseFiles("ent/template/mutation_input.tmpl")))
 }
 
 // describe gives every element of the generated GraphQL schema a

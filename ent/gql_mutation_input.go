@@ -132,7 +132,11 @@ func (i *UpdateAdminTokenInput) Mutate(m *AdminTokenMutation) {
 		m.SetRoles(v)
 	}
 	if i.AppendRoles != nil {
-		m.AppendRoles(i.Roles)
+		if v, ok := m.Roles(); ok {
+			m.SetRoles(append(v[:len(v):len(v)], i.AppendRoles...))
+		} else {
+			m.AppendRoles(i.AppendRoles)
+		}
 	}
 	if i.ClearGroups {
 		m.ClearGroups()
@@ -141,7 +145,11 @@ func (i *UpdateAdminTokenInput) Mutate(m *AdminTokenMutation) {
 		m.SetGroups(v)
 	}
 	if i.AppendGroups != nil {
-		m.AppendGroups(i.Groups)
+		if v, ok := m.Groups(); ok {
+			m.SetGroups(append(v[:len(v):len(v)], i.AppendGroups...))
+		} else {
+			m.AppendGroups(i.AppendGroups)
+		}
 	}
 	if i.ClearTeam {
 		m.ClearTeam()
@@ -361,7 +369,11 @@ func (i *UpdateApprovalRuleInput) Mutate(m *ApprovalRuleMutation) {
 		m.SetApproverGroups(v)
 	}
 	if i.AppendApproverGroups != nil {
-		m.AppendApproverGroups(i.ApproverGroups)
+		if v, ok := m.ApproverGroups(); ok {
+			m.SetApproverGroups(append(v[:len(v):len(v)], i.AppendApproverGroups...))
+		} else {
+			m.AppendApproverGroups(i.AppendApproverGroups)
+		}
 	}
 	if v := i.Quorum; v != nil {
 		m.SetQuorum(*v)
@@ -382,7 +394,11 @@ func (i *UpdateApprovalRuleInput) Mutate(m *ApprovalRuleMutation) {
 		m.SetEscalateTo(v)
 	}
 	if i.AppendEscalateTo != nil {
-		m.AppendEscalateTo(i.EscalateTo)
+		if v, ok := m.EscalateTo(); ok {
+			m.SetEscalateTo(append(v[:len(v):len(v)], i.AppendEscalateTo...))
+		} else {
+			m.AppendEscalateTo(i.AppendEscalateTo)
+		}
 	}
 	if i.ClearVirtualServers {
 		m.ClearVirtualServers()
@@ -391,7 +407,11 @@ func (i *UpdateApprovalRuleInput) Mutate(m *ApprovalRuleMutation) {
 		m.SetVirtualServers(v)
 	}
 	if i.AppendVirtualServers != nil {
-		m.AppendVirtualServers(i.VirtualServers)
+		if v, ok := m.VirtualServers(); ok {
+			m.SetVirtualServers(append(v[:len(v):len(v)], i.AppendVirtualServers...))
+		} else {
+			m.AppendVirtualServers(i.AppendVirtualServers)
+		}
 	}
 	if i.ClearTools {
 		m.ClearTools()
@@ -400,7 +420,11 @@ func (i *UpdateApprovalRuleInput) Mutate(m *ApprovalRuleMutation) {
 		m.SetTools(v)
 	}
 	if i.AppendTools != nil {
-		m.AppendTools(i.Tools)
+		if v, ok := m.Tools(); ok {
+			m.SetTools(append(v[:len(v):len(v)], i.AppendTools...))
+		} else {
+			m.AppendTools(i.AppendTools)
+		}
 	}
 	if i.ClearWhen {
 		m.ClearWhen()
@@ -534,7 +558,11 @@ func (i *UpdateGrantInput) Mutate(m *GrantMutation) {
 		m.SetTools(v)
 	}
 	if i.AppendTools != nil {
-		m.AppendTools(i.Tools)
+		if v, ok := m.Tools(); ok {
+			m.SetTools(append(v[:len(v):len(v)], i.AppendTools...))
+		} else {
+			m.AppendTools(i.AppendTools)
+		}
 	}
 	if i.ClearResources {
 		m.ClearResources()
@@ -543,7 +571,11 @@ func (i *UpdateGrantInput) Mutate(m *GrantMutation) {
 		m.SetResources(v)
 	}
 	if i.AppendResources != nil {
-		m.AppendResources(i.Resources)
+		if v, ok := m.Resources(); ok {
+			m.SetResources(append(v[:len(v):len(v)], i.AppendResources...))
+		} else {
+			m.AppendResources(i.AppendResources)
+		}
 	}
 	if i.ClearPrompts {
 		m.ClearPrompts()
@@ -552,7 +584,11 @@ func (i *UpdateGrantInput) Mutate(m *GrantMutation) {
 		m.SetPrompts(v)
 	}
 	if i.AppendPrompts != nil {
-		m.AppendPrompts(i.Prompts)
+		if v, ok := m.Prompts(); ok {
+			m.SetPrompts(append(v[:len(v):len(v)], i.AppendPrompts...))
+		} else {
+			m.AppendPrompts(i.AppendPrompts)
+		}
 	}
 	if v := i.Effect; v != nil {
 		m.SetEffect(*v)
@@ -706,7 +742,11 @@ func (i *UpdateGuardrailRuleInput) Mutate(m *GuardrailRuleMutation) {
 		m.SetKinds(v)
 	}
 	if i.AppendKinds != nil {
-		m.AppendKinds(i.Kinds)
+		if v, ok := m.Kinds(); ok {
+			m.SetKinds(append(v[:len(v):len(v)], i.AppendKinds...))
+		} else {
+			m.AppendKinds(i.AppendKinds)
+		}
 	}
 	if i.ClearPattern {
 		m.ClearPattern()
@@ -721,7 +761,11 @@ func (i *UpdateGuardrailRuleInput) Mutate(m *GuardrailRuleMutation) {
 		m.SetTerms(v)
 	}
 	if i.AppendTerms != nil {
-		m.AppendTerms(i.Terms)
+		if v, ok := m.Terms(); ok {
+			m.SetTerms(append(v[:len(v):len(v)], i.AppendTerms...))
+		} else {
+			m.AppendTerms(i.AppendTerms)
+		}
 	}
 	if v := i.MaxBytes; v != nil {
 		m.SetMaxBytes(*v)
@@ -739,7 +783,11 @@ func (i *UpdateGuardrailRuleInput) Mutate(m *GuardrailRuleMutation) {
 		m.SetTools(v)
 	}
 	if i.AppendTools != nil {
-		m.AppendTools(i.Tools)
+		if v, ok := m.Tools(); ok {
+			m.SetTools(append(v[:len(v):len(v)], i.AppendTools...))
+		} else {
+			m.AppendTools(i.AppendTools)
+		}
 	}
 	if v := i.Priority; v != nil {
 		m.SetPriority(*v)
@@ -947,7 +995,11 @@ func (i *UpdateRateLimitInput) Mutate(m *RateLimitMutation) {
 		m.SetTools(v)
 	}
 	if i.AppendTools != nil {
-		m.AppendTools(i.Tools)
+		if v, ok := m.Tools(); ok {
+			m.SetTools(append(v[:len(v):len(v)], i.AppendTools...))
+		} else {
+			m.AppendTools(i.AppendTools)
+		}
 	}
 	if v := i.Key; v != nil {
 		m.SetKey(*v)
@@ -1150,7 +1202,11 @@ func (i *UpdateSecretBindingInput) Mutate(m *SecretBindingMutation) {
 		m.SetTools(v)
 	}
 	if i.AppendTools != nil {
-		m.AppendTools(i.Tools)
+		if v, ok := m.Tools(); ok {
+			m.SetTools(append(v[:len(v):len(v)], i.AppendTools...))
+		} else {
+			m.AppendTools(i.AppendTools)
+		}
 	}
 	if v := i.Source; v != nil {
 		m.SetSource(*v)
@@ -1326,7 +1382,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetTools(v)
 	}
 	if i.AppendTools != nil {
-		m.AppendTools(i.Tools)
+		if v, ok := m.Tools(); ok {
+			m.SetTools(append(v[:len(v):len(v)], i.AppendTools...))
+		} else {
+			m.AppendTools(i.AppendTools)
+		}
 	}
 	if i.ClearExcludeTools {
 		m.ClearExcludeTools()
@@ -1335,7 +1395,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetExcludeTools(v)
 	}
 	if i.AppendExcludeTools != nil {
-		m.AppendExcludeTools(i.ExcludeTools)
+		if v, ok := m.ExcludeTools(); ok {
+			m.SetExcludeTools(append(v[:len(v):len(v)], i.AppendExcludeTools...))
+		} else {
+			m.AppendExcludeTools(i.AppendExcludeTools)
+		}
 	}
 	if i.ClearResources {
 		m.ClearResources()
@@ -1344,7 +1408,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetResources(v)
 	}
 	if i.AppendResources != nil {
-		m.AppendResources(i.Resources)
+		if v, ok := m.Resources(); ok {
+			m.SetResources(append(v[:len(v):len(v)], i.AppendResources...))
+		} else {
+			m.AppendResources(i.AppendResources)
+		}
 	}
 	if i.ClearExcludeResources {
 		m.ClearExcludeResources()
@@ -1353,7 +1421,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetExcludeResources(v)
 	}
 	if i.AppendExcludeResources != nil {
-		m.AppendExcludeResources(i.ExcludeResources)
+		if v, ok := m.ExcludeResources(); ok {
+			m.SetExcludeResources(append(v[:len(v):len(v)], i.AppendExcludeResources...))
+		} else {
+			m.AppendExcludeResources(i.AppendExcludeResources)
+		}
 	}
 	if i.ClearResourceTemplates {
 		m.ClearResourceTemplates()
@@ -1362,7 +1434,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetResourceTemplates(v)
 	}
 	if i.AppendResourceTemplates != nil {
-		m.AppendResourceTemplates(i.ResourceTemplates)
+		if v, ok := m.ResourceTemplates(); ok {
+			m.SetResourceTemplates(append(v[:len(v):len(v)], i.AppendResourceTemplates...))
+		} else {
+			m.AppendResourceTemplates(i.AppendResourceTemplates)
+		}
 	}
 	if i.ClearExcludeResourceTemplates {
 		m.ClearExcludeResourceTemplates()
@@ -1371,7 +1447,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetExcludeResourceTemplates(v)
 	}
 	if i.AppendExcludeResourceTemplates != nil {
-		m.AppendExcludeResourceTemplates(i.ExcludeResourceTemplates)
+		if v, ok := m.ExcludeResourceTemplates(); ok {
+			m.SetExcludeResourceTemplates(append(v[:len(v):len(v)], i.AppendExcludeResourceTemplates...))
+		} else {
+			m.AppendExcludeResourceTemplates(i.AppendExcludeResourceTemplates)
+		}
 	}
 	if i.ClearPrompts {
 		m.ClearPrompts()
@@ -1380,7 +1460,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetPrompts(v)
 	}
 	if i.AppendPrompts != nil {
-		m.AppendPrompts(i.Prompts)
+		if v, ok := m.Prompts(); ok {
+			m.SetPrompts(append(v[:len(v):len(v)], i.AppendPrompts...))
+		} else {
+			m.AppendPrompts(i.AppendPrompts)
+		}
 	}
 	if i.ClearExcludePrompts {
 		m.ClearExcludePrompts()
@@ -1389,7 +1473,11 @@ func (i *UpdateSelectionInput) Mutate(m *SelectionMutation) {
 		m.SetExcludePrompts(v)
 	}
 	if i.AppendExcludePrompts != nil {
-		m.AppendExcludePrompts(i.ExcludePrompts)
+		if v, ok := m.ExcludePrompts(); ok {
+			m.SetExcludePrompts(append(v[:len(v):len(v)], i.AppendExcludePrompts...))
+		} else {
+			m.AppendExcludePrompts(i.AppendExcludePrompts)
+		}
 	}
 	if i.ClearRename {
 		m.ClearRename()
@@ -1594,7 +1682,11 @@ func (i *UpdateToolInput) Mutate(m *ToolMutation) {
 		m.SetInputSchema(v)
 	}
 	if i.AppendInputSchema != nil {
-		m.AppendInputSchema(i.InputSchema)
+		if v, ok := m.InputSchema(); ok {
+			m.SetInputSchema(append(v[:len(v):len(v)], i.AppendInputSchema...))
+		} else {
+			m.AppendInputSchema(i.AppendInputSchema)
+		}
 	}
 	if i.ClearOutputSchema {
 		m.ClearOutputSchema()
@@ -1603,7 +1695,11 @@ func (i *UpdateToolInput) Mutate(m *ToolMutation) {
 		m.SetOutputSchema(v)
 	}
 	if i.AppendOutputSchema != nil {
-		m.AppendOutputSchema(i.OutputSchema)
+		if v, ok := m.OutputSchema(); ok {
+			m.SetOutputSchema(append(v[:len(v):len(v)], i.AppendOutputSchema...))
+		} else {
+			m.AppendOutputSchema(i.AppendOutputSchema)
+		}
 	}
 	if i.ClearAnnotations {
 		m.ClearAnnotations()
@@ -1612,7 +1708,11 @@ func (i *UpdateToolInput) Mutate(m *ToolMutation) {
 		m.SetAnnotations(v)
 	}
 	if i.AppendAnnotations != nil {
-		m.AppendAnnotations(i.Annotations)
+		if v, ok := m.Annotations(); ok {
+			m.SetAnnotations(append(v[:len(v):len(v)], i.AppendAnnotations...))
+		} else {
+			m.AppendAnnotations(i.AppendAnnotations)
+		}
 	}
 	if i.ClearDefinitionHash {
 		m.ClearDefinitionHash()
@@ -1769,7 +1869,11 @@ func (i *UpdateUpstreamInput) Mutate(m *UpstreamMutation) {
 		m.SetArgs(v)
 	}
 	if i.AppendArgs != nil {
-		m.AppendArgs(i.Args)
+		if v, ok := m.Args(); ok {
+			m.SetArgs(append(v[:len(v):len(v)], i.AppendArgs...))
+		} else {
+			m.AppendArgs(i.AppendArgs)
+		}
 	}
 	if i.ClearEnv {
 		m.ClearEnv()

@@ -33,7 +33,7 @@ type Upstream struct {
 	Description string `json:"description,omitempty"`
 	// How the gateway talks to the upstream: streamable_http (YAML streamable-http), sse or stdio.
 	Transport schematype.Transport `json:"transport,omitempty"`
-	// Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. Checked by validateConfig.
+	// Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused.
 	URL string `json:"url,omitempty"`
 	// HTTP headers sent with every request to an HTTP upstream.
 	Headers map[string]string `json:"headers,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -790,5 +791,35 @@ func TestPlayground(t *testing.T) {
 	e.h.ServeHTTP(w, req)
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("playground off: %d", w.Code)
+	}
+}
+
+// TestAppendInputs: appendX adds its own values to the list X, after a
+// replacement given in the same input (entgql v0.7.0's generated Mutate
+// appended the replacement list instead; see ent/template).
+func TestAppendInputs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	up := e.createUpstream("a", "stdio", "")
+	var vs struct{ CreateVirtualServer struct{ ID string } }
+	e.must(`mutation { createVirtualServer(input: {name: "ops"}) { id } }`, nil, &vs)
+	var sel struct{ CreateSelection struct{ ID string } }
+	e.must(`mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, tools: ["echo"], excludeTools: ["delete_*"]}) { id } }`,
+		map[string]any{"vs": vs.CreateVirtualServer.ID, "up": up.ID}, &sel)
+	for _, tc := range []struct {
+		input          string
+		tools, exclude []string
+	}{
+		{`{appendExcludeTools: ["deploy"]}`, []string{"echo"}, []string{"delete_*", "deploy"}},
+		{`{appendTools: ["add"]}`, []string{"echo", "add"}, []string{"delete_*", "deploy"}},
+		{`{excludeTools: ["a_*"], appendExcludeTools: ["deploy"]}`, []string{"echo", "add"}, []string{"a_*", "deploy"}},
+	} {
+		var out struct {
+			UpdateSelection struct{ Tools, ExcludeTools []string }
+		}
+		e.must(`mutation($id: ID!) { updateSelection(id: $id, input: `+tc.input+`) { tools excludeTools } }`, map[string]any{"id": sel.CreateSelection.ID}, &out)
+		if got := out.UpdateSelection; !slices.Equal(got.Tools, tc.tools) || !slices.Equal(got.ExcludeTools, tc.exclude) {
+			t.Errorf("updateSelection %s: tools %v excludeTools %v, want %v %v", tc.input, got.Tools, got.ExcludeTools, tc.tools, tc.exclude)
+		}
 	}
 }

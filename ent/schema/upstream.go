@@ -31,7 +31,7 @@ func (Upstream) Fields() []ent.Field {
 		field.String("url").
 			Optional().
 			MaxLen(2048).
-			Comment("Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. Checked by validateConfig."),
+			Comment("Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused."),
 		stringMapField("headers", "HTTP headers sent with every request to an HTTP upstream."),
 		field.String("command").
 			Optional().

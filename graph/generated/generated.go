@@ -10027,7 +10027,7 @@ input CreateUpstreamInput {
   """
   transport: UpstreamTransport!
   """
-  Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. Checked by validateConfig.
+  Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused.
   """
   url: String
   """
@@ -17610,7 +17610,7 @@ input UpdateUpstreamInput {
   """
   transport: UpstreamTransport
   """
-  Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. Checked by validateConfig.
+  Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused.
   """
   url: String
   """
@@ -17771,7 +17771,7 @@ type Upstream implements Node {
   """
   transport: UpstreamTransport!
   """
-  Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. Checked by validateConfig.
+  Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused.
   """
   url: String
   """

@@ -159,8 +159,9 @@ agents:
 	d := mustGQL(t, g, `mutation($cmd: String!) { createUpstream(input: {name: "beta", transport: stdio, command: $cmd, args: ["-transport", "stdio", "-name", "beta"]}) { id } }`,
 		map[string]any{"cmd": demo})
 	beta := dig(d, "createUpstream", "id")
-	mustGQL(t, g, `mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, position: 1, tools: ["echo"], rename: {echo: "beta_echo"}, resources: [], resourceTemplates: [], prompts: []}) { id } }`,
+	d = mustGQL(t, g, `mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up, position: 1, tools: ["echo"], rename: {echo: "beta_echo"}, resources: [], resourceTemplates: [], prompts: []}) { id } }`,
 		map[string]any{"vs": vsID(t, g, "live"), "up": beta})
+	betaSel := dig(d, "createSelection", "id")
 	committed = time.Now()
 	waitNotified(t, changed, "tools/list_changed after adding beta")
 	t.Logf("live apply latency (new stdio upstream): mutation response -> tools/list_changed %v", time.Since(committed).Round(time.Millisecond))
@@ -194,13 +195,20 @@ agents:
 		t.Errorf("effectiveTools(live) = %s", got)
 	}
 
-	// A mutation the data path cannot take (a collision only known from
-	// what beta serves) is committed but not applied: the running
-	// configuration stays, and /readyz says why.
-	mustGQL(t, g, `mutation($id: ID!) { updateSelection(id: $id, input: {clearExcludeTools: true, tools: ["add", "echo"], rename: {echo: "beta_echo"}}) { id } }`, map[string]any{"id": sel})
+	// A mutation that makes the configuration invalid on its face (two
+	// tools renamed to one name) is refused, and nothing changes.
+	errs := gql(t, g, g.adminToken, `mutation($id: ID!) { updateSelection(id: $id, input: {clearExcludeTools: true, tools: ["add", "echo"], rename: {echo: "beta_echo"}}) { id } }`, map[string]any{"id": sel}).Errors
+	if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), "name collision") || !strings.Contains(fmt.Sprint(errs), "INVALID") {
+		t.Errorf("a rename onto another upstream's tool: %v, want INVALID name collision", errs)
+	}
+	// One the data path cannot take (a collision only known from what
+	// beta serves: its tools matching a* include add, which alpha exposes
+	// too) is committed but not applied: the running configuration stays,
+	// and /readyz says why.
+	mustGQL(t, g, `mutation($id: ID!) { updateSelection(id: $id, input: {tools: ["a*"], clearRename: true}) { id } }`, map[string]any{"id": betaSel})
 	pollUntil(t, "/readyz to report the config error", func() bool {
 		_, doc := readyz(t, g)
-		return strings.Contains(fmt.Sprint(doc["config_error"]), "beta_echo")
+		return strings.Contains(fmt.Sprint(doc["config_error"]), `"add"`)
 	})
 	if got := callText(t, cs, "beta_echo", map[string]any{"text": "still"}); got != "[beta] still" {
 		t.Errorf("beta_echo after a rejected change = %q, want the running configuration's [beta] still", got)
