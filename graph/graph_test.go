@@ -752,6 +752,25 @@ func TestLimits(t *testing.T) {
 		t.Errorf("introspection off: %+v", errs)
 	}
 
+	// The token limit applies before validation, whose overlapping-fields
+	// check is quadratic in a selection set's fields: the largest query
+	// within the default limit stays well under a second (logged), one
+	// beyond it is refused before any validation.
+	e = newEnv(t, nil)
+	dup := func(n int) string { return "{ me {" + strings.Repeat(" name", n) + " } }" }
+	start := time.Now()
+	e.fails(dup(graph.DefaultTokenLimit-8), nil) // over the complexity limit, once validated
+	t.Logf("%d copies of one field, the most the token limit lets through: validated and refused in %s", graph.DefaultTokenLimit-8, time.Since(start))
+	start = time.Now()
+	errs = e.fails(dup(200000), nil)
+	if !strings.Contains(errs[0].Message, "token limit") {
+		t.Errorf("200,000 copies of one field: %+v", errs)
+	}
+	t.Logf("200,000 copies refused in %s: %s", time.Since(start), errs[0].Message)
+	if _, resp := e.post(e.admin, `{ __schema { types { name fields { name args { name type { name ofType { name } } } type { name kind ofType { name kind ofType { name } } } } } } }`, nil); len(resp.Errors) > 0 {
+		t.Errorf("an introspection query: %+v", resp.Errors)
+	}
+
 	e = newEnv(t, &graph.HandlerOptions{ComplexityLimit: 100})
 	errs = e.fails(`{ upstreams(first: 50) { edges { node { name tools(first: 50) { totalCount } } } } }`, nil)
 	if !strings.Contains(errs[0].Message, "complexity") {
