@@ -57,6 +57,10 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 		}
 		snap := g.snap.Load()
 		if snap == nil {
+			if g.ConfigError() != nil {
+				httpError(w, http.StatusServiceUnavailable, "no configuration in force: the stored configuration does not apply (see /readyz)")
+				return
+			}
 			httpError(w, http.StatusServiceUnavailable, "gateway is starting")
 			return
 		}
@@ -64,7 +68,11 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 		vs := snap.VS[name]
 		f := g.face(name)
 		if vs == nil || f == nil {
-			httpError(w, http.StatusNotFound, fmt.Sprintf("no virtual server %q", name))
+			msg := fmt.Sprintf("no virtual server %q", name)
+			if g.ConfigError() != nil {
+				msg += "; the stored configuration does not apply (see /readyz), so the gateway may be serving an older one"
+			}
+			httpError(w, http.StatusNotFound, msg)
 			return
 		}
 		if reason := g.checkHostOrigin(r); reason != "" {

@@ -176,8 +176,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	syncer.rev, syncer.pinning = rev, doc.Pinning.Mode
+	// A stored configuration the gateway cannot take (written by an older
+	// version or by hand, or a name collision only the upstreams' answers
+	// show) does not stop the start: that would take the admin API down
+	// with the data path, and with it the way to repair the store. The
+	// gateway serves no virtual server until a stored revision applies,
+	// and /readyz says why.
+	var configErr error
 	if err := doc.Validate(); err != nil {
-		return fmt.Errorf("stored configuration: %w", err)
+		configErr = err
+		log.Error("stored configuration is invalid; serving the admin API and no virtual server until it is repaired", "store_revision", rev, "error", err)
+		doc = withoutEntities(doc)
 	}
 	if !hasContent(doc) {
 		log.Warn("no configuration yet: create upstreams and virtual servers through /graphql, `gatehouse apply -f`, or --config on an empty store")
@@ -216,9 +225,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln = tls.NewListener(ln, tc)
 	}
 	if err := g.Start(ctx); err != nil {
-		ln.Close()
-		g.Close()
-		return fmt.Errorf("start gateway: %w", err)
+		configErr = err
+		log.Error("stored configuration does not apply; serving the admin API and no virtual server until it is repaired", "store_revision", rev, "error", err)
+	}
+	if configErr != nil {
+		g.SetConfigError(fmt.Errorf("store revision %d: %w", rev, configErr))
 	}
 	var approvals *approvalRuntime
 	var decider graph.Approvals

@@ -86,6 +86,16 @@ func resolveKeys(doc *config.Document) (*config.Document, error) {
 }
 
 // hasContent reports whether doc configures anything the store holds.
+// withoutEntities is doc's process settings without its upstreams,
+// virtual servers, agents and access rules: what a gateway whose stored
+// configuration is invalid serves until it is repaired.
+func withoutEntities(doc *config.Document) *config.Document {
+	d := *doc
+	d.Upstreams, d.VirtualServers, d.Agents, d.SecretBindings = nil, nil, nil, nil
+	d.Grants, d.Guardrails, d.RateLimits, d.ApprovalRules = nil, nil, nil, nil
+	return &d
+}
+
 func hasContent(doc *config.Document) bool {
 	return len(doc.Upstreams)+len(doc.VirtualServers)+len(doc.Agents) > 0
 }

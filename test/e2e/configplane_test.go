@@ -213,6 +213,43 @@ agents:
 	if got := callText(t, cs, "beta_echo", map[string]any{"text": "still"}); got != "[beta] still" {
 		t.Errorf("beta_echo after a rejected change = %q, want the running configuration's [beta] still", got)
 	}
+
+	// A restart with that revision stored: the gateway used to refuse to
+	// start ("start gateway: ... name collision"), taking the admin API
+	// down with it. It starts and says why (serving no virtual server, or
+	// what compiled before beta answered), and the admin API repairs the
+	// store.
+	g.signal(syscall.SIGTERM)
+	<-g.done
+	p := startProc(t, g.cmd.Args[0], g.cmd.Args[1:]...)
+	g = &gateway{proc: p, addr: g.addr, config: g.config, adminToken: g.adminToken}
+	pollFor(t, 30*time.Second, "the restarted gateway reports the config error", func() string {
+		resp, err := http.Get("http://" + g.addr + "/readyz")
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		if _, doc := readyz(t, g); !strings.Contains(fmt.Sprint(doc["config_error"]), `"add"`) {
+			return fmt.Sprintf("/readyz %v", doc)
+		}
+		return ""
+	})
+	mustGQL(t, g, `mutation($id: ID!) { updateSelection(id: $id, input: {tools: ["echo"], rename: {echo: "beta_echo"}}) { id } }`, map[string]any{"id": betaSel})
+	pollFor(t, 30*time.Second, "the repaired configuration in force", func() string {
+		cs, err := dial("streamable-http", g.url("live"), key, nil)
+		if err != nil {
+			return err.Error()
+		}
+		defer cs.Close()
+		got, err := callOnce(cs, "beta_echo", "back")
+		if err != nil || got != "[beta] back" {
+			return fmt.Sprintf("beta_echo = %q, %v", got, err)
+		}
+		return ""
+	})
+	if _, doc := readyz(t, g); doc["config_error"] != nil {
+		t.Errorf("/readyz after the repair still reports %v", doc["config_error"])
+	}
 }
 
 // TestApplyExport drives `gatehouse apply` and `gatehouse export` against a

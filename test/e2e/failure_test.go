@@ -92,10 +92,13 @@ func pollFor(t testing.TB, d time.Duration, what string, cond func() string) {
 }
 
 // echoOnce calls echo with a short deadline and returns its text or the error.
-func echoOnce(cs *mcp.ClientSession, text string) (string, error) {
+func echoOnce(cs *mcp.ClientSession, text string) (string, error) { return callOnce(cs, "echo", text) }
+
+// callOnce calls tool with {"text": text} and returns the text it answers.
+func callOnce(cs *mcp.ClientSession, tool, text string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": text}})
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": text}})
 	if err != nil {
 		return "", err
 	}
