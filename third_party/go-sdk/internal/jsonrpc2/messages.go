@@ -139,7 +139,10 @@ func toWireError(err error) *WireError {
 		// already a wire error, just use it
 		return err
 	}
-	result := &WireError{Message: err.Error()}
+	// An error without a JSON-RPC code is an internal error: code 0, which
+	// the published code sent (for a cancelled handler's context, say), is
+	// not a valid JSON-RPC error code.
+	result := &WireError{Code: -32603, Message: err.Error()}
 	var wrapped *WireError
 	if errors.As(err, &wrapped) {
 		// if we wrapped a wire error, keep the code from the wrapped error
