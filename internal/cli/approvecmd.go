@@ -74,6 +74,11 @@ func approvalsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprint(fs.Output(), approvalsUsage)
 		fs.PrintDefaults()
 	}
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 {
 		fs.Usage()
 		return usageError{fmt.Errorf("give a subcommand: list, show, approve or deny")}

@@ -84,6 +84,11 @@ func auditCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 		fmt.Fprint(fs.Output(), auditUsage)
 		fs.PrintDefaults()
 	}
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 {
 		fs.Usage()
 		return usageError{errors.New("give a subcommand: query, verify or export")}

@@ -101,7 +101,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "health":
 		err = healthCmd(ctx, args[1:], stdout)
 	case "hash-key":
-		err = hashKey(os.Stdin, stdout)
+		err = hashKey(args[1:], os.Stdin, stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "gatehouse", Version())
 	case "help", "-h", "--help":
@@ -212,7 +212,17 @@ func keygen(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func hashKey(stdin io.Reader, stdout io.Writer) error {
+// isHelp reports whether arg asks a command for its usage.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help" }
+
+func hashKey(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) > 0 {
+		if isHelp(args[0]) {
+			fmt.Fprint(stdout, "Usage: gatehouse hash-key < key-file\n\nReads an agent API key from stdin and prints its SHA-256, the form the\nconfiguration stores (agents[].api_keys[].sha256).\n")
+			return flag.ErrHelp
+		}
+		return usageError{fmt.Errorf("unexpected argument %q: the key is read from stdin", args[0])}
+	}
 	b, err := io.ReadAll(io.LimitReader(stdin, 4096))
 	if err != nil {
 		return fmt.Errorf("read key: %w", err)
