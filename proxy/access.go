@@ -215,32 +215,53 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 				Data:    mustJSON(map[string]any{"retryAfterSeconds": secs, "rateLimit": rule})}
 		}
 	}
-	if kind != policy.KindTool {
-		return cc, nil
-	}
-	if v := snap.access.args[toolKey{r.Upstream, r.Name}]; v != nil {
-		if err := v.Validate(args); err != nil {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", name, err)}
+	if kind == policy.KindTool {
+		if v := snap.access.args[toolKey{r.Upstream, r.Name}]; v != nil {
+			if err := v.Validate(args); err != nil {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("invalid arguments for tool %q: %v", name, err)}
+			}
 		}
 	}
 	if snap.access.guards.Empty() {
 		return cc, nil
 	}
+	// Request guardrails see what goes to the upstream: a tool's or a
+	// prompt's arguments, a resource's URI. Guardrails scoped to tools by
+	// name apply to tools only.
 	var root any = args
 	if args == nil {
 		root = map[string]any{}
 	}
+	guardName, rootName, what := name, "args", "arguments"
+	switch kind {
+	case policy.KindPrompt:
+		guardName = ""
+	case policy.KindResource:
+		guardName, rootName, what, root = "", "uri", "URI", name
+	}
 	start = time.Now()
-	out, res := snap.access.guards.Check(config.DirectionRequest, vs.Name, name, "args", root)
+	out, res := snap.access.guards.Check(config.DirectionRequest, vs.Name, guardName, rootName, root)
 	cc.findings = res.Findings
+	display := name
+	if kind == policy.KindResource && len(res.Findings) > 0 {
+		// The URI itself carries what was found: logs, the audit trail
+		// and the answer get it redacted.
+		display = redactSpans(name, res.Findings)
+		if rc != nil {
+			rc.target = display
+		}
+	}
 	if rc != nil {
 		rc.guardDur += time.Since(start)
 		rc.findings = append(rc.findings, res.Findings...)
 	}
 	switch res.Verdict {
 	case config.ActionBlock:
-		return nil, blocked("arguments", name, res)
+		return nil, blocked(what, display, res)
 	case config.ActionRequireApproval:
+		if kind != policy.KindTool {
+			return nil, approvalError("the %s of %s %q need a human's approval (%s), which only tool calls can wait for", what, kind, display, findingSummary(res.Findings))
+		}
 		if f.g.approvals == nil {
 			return nil, approvalError("the arguments of tool %q need a human's approval (%s), and approval workflows are not enabled on this gateway", name, findingSummary(res.Findings))
 		}
@@ -250,10 +271,32 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 		}
 		cc.approval.reasons = append(cc.approval.reasons, why)
 	case config.ActionRedact:
+		if kind == policy.KindResource {
+			// A redacted URI names another resource: reading it would
+			// answer for something the agent did not ask for.
+			return nil, blocked(what, display, res)
+		}
 		m, _ := out.(map[string]any)
 		cc.args, cc.redacted = m, true
 	}
 	return cc, nil
+}
+
+// redactSpans replaces the spans of s that findings at the root mark
+// with [REDACTED].
+func redactSpans(s string, fs []guard.Finding) string {
+	var b strings.Builder
+	last := 0
+	for _, f := range slices.SortedFunc(slices.Values(fs), func(a, b guard.Finding) int { return a.Start - b.Start }) {
+		if f.Start < last || f.End > len(s) || f.End <= f.Start {
+			continue
+		}
+		b.WriteString(s[last:f.Start])
+		b.WriteString("[REDACTED]")
+		last = f.End
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // checkResult runs response guardrails over a result (decoded into generic
@@ -302,7 +345,11 @@ func checkResult[R any](ctx context.Context, g *Gateway, vs, tool string, res *R
 	}
 	switch gr.Verdict {
 	case config.ActionBlock, config.ActionRequireApproval:
-		return nil, blocked("result", tool, gr)
+		name := tool
+		if name == "" && rc != nil {
+			name = rc.target // a prompt's name, a resource's URI
+		}
+		return nil, blocked("result", name, gr)
 	case config.ActionRedact:
 		b, err := json.Marshal(out)
 		if err != nil {

@@ -318,7 +318,8 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 	for k, v := range req.Params.Arguments {
 		args[k] = v
 	}
-	if _, err := f.checkCall(ctx, req, vs, policy.KindPrompt, name, r, args); err != nil {
+	cc, err := f.checkCall(ctx, req, vs, policy.KindPrompt, name, r, args)
+	if err != nil {
 		return nil, err
 	}
 	call := &Call{Method: "prompts/get", Kind: KindPrompt, Target: name, Upstream: r.Upstream, UpstreamName: r.Name}
@@ -328,6 +329,12 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 		p := *req.Params
 		p.Meta = meta
 		p.Name = r.Name
+		if cc.redacted {
+			p.Arguments = make(map[string]string, len(cc.args))
+			for k, v := range cc.args {
+				p.Arguments[k], _ = v.(string)
+			}
+		}
 		return c.cs.GetPrompt(ctx, &p)
 	})
 	if err != nil {
