@@ -213,7 +213,9 @@ func keygen(args []string, stdout io.Writer) error {
 }
 
 // isHelp reports whether arg asks a command for its usage.
-func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help" }
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
+}
 
 func hashKey(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) > 0 {
