@@ -2603,9 +2603,15 @@ func (c *streamableClientConn) Write(ctx context.Context, msg jsonrpc.Message) e
 	switch contentType {
 	case "application/json":
 		if inline {
-			c.handleJSON(requestSummary, resp)
+			if err := c.handleJSON(requestSummary, resp); err != nil {
+				return err
+			}
 		} else {
-			c.workers.Go(func() { c.handleJSON(requestSummary, resp) })
+			c.workers.Go(func() {
+				if err := c.handleJSON(requestSummary, resp); err != nil {
+					c.fail(err)
+				}
+			})
 		}
 
 	case "text/event-stream":
@@ -2687,27 +2693,43 @@ func protocolVersionFromMessage(msg jsonrpc.Message) string {
 	return v
 }
 
-func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Response) {
-	body, err := io.ReadAll(resp.Body)
+// handleJSON reads a JSON response body. A body larger than the event size
+// limit (maxEventSize, which bounds an SSE event the same way) fails the
+// call it answers, not the connection: the error is returned, wrapped in
+// [jsonrpc2.ErrRejected].
+func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Response) error {
+	limit := c.maxEventSize
+	if limit == 0 {
+		limit = DefaultMaxEventSize
+	}
+	var r io.Reader = resp.Body
+	if limit > 0 {
+		r = io.LimitReader(resp.Body, int64(limit)+1)
+	}
+	body, err := io.ReadAll(r)
 	resp.Body.Close()
 	if err != nil {
 		c.fail(fmt.Errorf("%s: failed to read body: %v", requestSummary, err))
-		return
+		return nil
+	}
+	if limit > 0 && len(body) > limit {
+		return fmt.Errorf("%s: %w: response body larger than %d bytes", requestSummary, jsonrpc2.ErrRejected, limit)
 	}
 	msg, err := jsonrpc.DecodeMessage(body)
 	if err != nil {
 		c.fail(fmt.Errorf("%s: failed to decode response: %v", requestSummary, err))
-		return
+		return nil
 	}
 	// A JSON body holds one message, nothing before it to keep order with.
 	if resp, ok := msg.(*jsonrpc.Response); ok && c.respond(resp) {
-		return
+		return nil
 	}
 	select {
 	case c.incoming <- msg:
 	case <-c.done:
 		// The connection was closed by the client; exit gracefully.
 	}
+	return nil
 }
 
 // deliverResponsesTo implements [responseDeliverer].
