@@ -163,7 +163,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// the last requests are in the spool by then.
 	defer auditRT.close()
 	sink := auditRT.sink()
-	if err := seedStore(ctx, log, client, *path, file); err != nil {
+	seeded, err := seedStore(ctx, log, client, *path, file)
+	if err != nil {
 		return err
 	}
 	if err := bootstrapAdmin(ctx, log, client, *tokenFile, stderr); err != nil {
@@ -181,9 +182,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// show) does not stop the start: that would take the admin API down
 	// with the data path, and with it the way to repair the store. The
 	// gateway serves no virtual server until a stored revision applies,
-	// and /readyz says why.
+	// and /readyz says why. Only a configuration file that seeded the
+	// store just now fails the start, as a file's mistakes should.
 	var configErr error
 	if err := doc.Validate(); err != nil {
+		if seeded {
+			return fmt.Errorf("stored configuration: %w", err)
+		}
 		configErr = err
 		log.Error("stored configuration is invalid; serving the admin API and no virtual server until it is repaired", "store_revision", rev, "error", err)
 		doc = withoutEntities(doc)
@@ -225,6 +230,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ln = tls.NewListener(ln, tc)
 	}
 	if err := g.Start(ctx); err != nil {
+		if seeded {
+			ln.Close()
+			g.Close()
+			return fmt.Errorf("start gateway: %w", err)
+		}
 		configErr = err
 		log.Error("stored configuration does not apply; serving the admin API and no virtual server until it is repaired", "store_revision", rev, "error", err)
 	}

@@ -101,39 +101,39 @@ func hasContent(doc *config.Document) bool {
 }
 
 // seedStore writes the configuration file's upstreams, virtual servers and
-// agents into an empty store. A store that already holds configuration wins
+// agents into an empty store, and reports whether it did. A store that already holds configuration wins
 // over the file: the difference is reported, and `gatehouse apply -f` or
 // SIGHUP applies the file on purpose.
-func seedStore(ctx context.Context, log *slog.Logger, client *ent.Client, path string, file *config.Document) error {
+func seedStore(ctx context.Context, log *slog.Logger, client *ent.Client, path string, file *config.Document) (seeded bool, err error) {
 	if path == "" || !hasContent(file) {
-		return nil
+		return false, nil
 	}
 	doc, err := resolveKeys(file)
 	if err != nil {
-		return fmt.Errorf("seed config store from %s: %w", path, err)
+		return false, fmt.Errorf("seed config store from %s: %w", path, err)
 	}
 	stored, err := store.ExportDocument(ctx, client)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !hasContent(stored) {
 		res, err := store.ApplyDocument(ctx, client, doc, store.ApplyOptions{Actor: fileActor(path)})
 		if err != nil {
-			return fmt.Errorf("seed config store from %s: %w", path, err)
+			return false, fmt.Errorf("seed config store from %s: %w", path, err)
 		}
 		log.Info("config store seeded from the configuration file", "file", path, "changes", len(res.Changes))
-		return nil
+		return true, nil
 	}
 	plan, err := store.ApplyDocument(ctx, client, doc, store.ApplyOptions{Actor: fileActor(path), Prune: true, DryRun: true})
 	if err != nil {
 		log.Warn("configuration file does not apply to the store; serving the store", "file", path, "error", err)
-		return nil
+		return false, nil
 	}
 	if len(plan.Changes) > 0 {
 		log.Warn("the config store differs from the configuration file; serving the store. Apply the file with `gatehouse apply -f` or SIGHUP",
 			"file", path, "differences", len(plan.Changes), "first", plan.Changes[0].String())
 	}
-	return nil
+	return false, nil
 }
 
 func fileActor(path string) string { return "file:" + filepath.Base(path) }
