@@ -157,20 +157,23 @@ upstreams:
 				if got := textOf(t, res); got != "progressed" {
 					t.Errorf("progress = %q", got)
 				}
-				// The go-sdk hands a response to the caller before the
-				// notifications that preceded it reach their handlers, on the
-				// agent as in the gateway: poll. For the same reason the
-				// gateway may relay the last notifications after the result,
-				// on the agent's standalone stream, so their order is not
-				// asserted.
-				pollFor(t, 5*time.Second, "progress and log reach the agent", func() string {
-					_, _, logs, progress, tokens := a.snapshot()
-					if !slices.Equal(slices.Sorted(slices.Values(progress)), []float64{1, 2, 3}) {
-						return fmt.Sprintf("progress %v (tokens %v), want 1, 2 and 3 with the agent's own token", progress, tokens)
+				// Progress notifications are handled as they are read (go-sdk
+				// copy, change 24), in the gateway and in the agent: all of
+				// them reach the agent, in order, before the call returns.
+				// They used to race the answer and were often lost.
+				if _, _, _, progress, tokens := a.snapshot(); !slices.Equal(progress, []float64{1, 2, 3}) {
+					t.Errorf("progress when the call returned: %v (tokens %v), want 1, 2, 3 with the agent's own token", progress, tokens)
+				}
+				for i := range 5 {
+					if _, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "progress", Meta: mcp.Meta{"progressToken": "tok-" + name}}); err != nil {
+						t.Fatalf("progress: %v", err)
 					}
-					if !slices.IsSorted(progress) {
-						t.Logf("progress arrived out of order: %v", progress)
+					if _, _, _, progress, _ := a.snapshot(); len(progress) != 3*(i+2) {
+						t.Errorf("call %d: %d progress notifications when it returned, want %d", i+2, len(progress), 3*(i+2))
 					}
+				}
+				pollFor(t, 5*time.Second, "the log reaches the agent", func() string {
+					_, _, logs, _, _ := a.snapshot()
 					// Log messages of a shared (stdio) session are not relayed:
 					// its logging level is not the agents' to set, so the
 					// upstream sends none.

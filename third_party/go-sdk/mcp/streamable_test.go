@@ -429,7 +429,7 @@ type clientReplayTest struct {
 }
 
 func testClientReplay(t *testing.T, test clientReplayTest) {
-	notifications := make(chan string)
+	notifications := make(chan string, 10) // progress handlers run on the reader: they must not block
 	// Configure the real MCP server.
 	server := NewServer(testImpl, nil)
 

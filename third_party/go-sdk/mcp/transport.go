@@ -212,6 +212,7 @@ func connect[H handler, State any](ctx context.Context, t Transport, b binder[H,
 	bind := func(conn *jsonrpc2.Connection) jsonrpc2.Handler {
 		h = b.bind(mcpConn, conn, s, onClose)
 		preempter.conn = conn
+		preempter.handle = h.handle
 		return jsonrpc2.HandlerFunc(h.handle)
 	}
 	// Transports may opt in to propagating cancellation of ctx into request
@@ -275,13 +276,27 @@ type cancellationPropagator interface {
 }
 
 // A canceller is a jsonrpc2.Preempter that cancels in-flight requests on MCP
-// cancelled notifications.
+// cancelled notifications, and handles progress notifications as they are
+// read.
 type canceller struct {
-	conn *jsonrpc2.Connection
+	conn   *jsonrpc2.Connection
+	handle func(context.Context, *jsonrpc.Request) (any, error)
 }
 
 // Preempt implements [jsonrpc2.Preempter].
+//
+// A progress notification is handled here, on the connection's reader,
+// before the next message is read. Queued for the handler like other
+// notifications, it raced the answer read after it (the reader delivers
+// answers at once): a call often returned before its last progress
+// notifications were handled, and a handler relaying them to the call's
+// own caller (a proxy) found the call gone and dropped them. A progress
+// handler therefore holds up the connection's reading while it runs: it
+// must not wait for anything that needs this connection to go on.
 func (c *canceller) Preempt(ctx context.Context, req *jsonrpc.Request) (result any, err error) {
+	if req.Method == notificationProgress && c.handle != nil {
+		return c.handle(ctx, req)
+	}
 	if req.Method == notificationCancelled {
 		var params CancelledParams
 		if err := internaljson.Unmarshal(req.Params, &params); err != nil {
