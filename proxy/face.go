@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -46,6 +47,9 @@ func (g *Gateway) newFace(name string, limits config.Limits) *face {
 		UnsubscribeHandler:      f.unsubscribe,
 		RootsListChangedHandler: f.rootsChanged,
 		SessionEnded:            g.sessionEnded,
+		// What an agent lists and reads depends on its grants: no cache
+		// may serve one agent's answer to another.
+		SetCacheable: func(_ context.Context, _ mcp.Request, c *mcp.Cacheable) { c.CacheScope = "private" },
 	})
 	f.server.AddReceivingMiddleware(f.middleware)
 	f.wireHTTP(limits.MaxBodyBytes, limits.SessionTimeout.Std())
@@ -138,6 +142,12 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 				return nil, err
 			}
 		}
+		if method == "logging/setLevel" {
+			if p, _ := req.GetParams().(*mcp.SetLoggingLevelParams); p == nil || !logLevels[p.Level] {
+				err := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "logging/setLevel: level must be one of debug, info, notice, warning, error, critical, alert or emergency"}
+				return f.g.endRequest(rc, nil, err)
+			}
+		}
 		res, err := next(ctx, method, req)
 		switch r := res.(type) {
 		case *mcp.InitializeResult:
@@ -164,6 +174,10 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		return f.g.endRequest(rc, res, err)
 	}
 }
+
+// logLevels are the syslog severities MCP logging uses.
+var logLevels = map[mcp.LoggingLevel]bool{"debug": true, "info": true, "notice": true, "warning": true,
+	"error": true, "critical": true, "alert": true, "emergency": true}
 
 // stampServerInfo sets the server identity that sessionless (2026-07-28)
 // results carry in _meta to the virtual server's: an upstream's own stamp

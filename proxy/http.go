@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -84,6 +86,20 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 		if r.ContentLength > limit {
 			writeTooLarge(w, limit)
 			return
+		}
+		if r.Method == http.MethodPost && r.ContentLength < 0 {
+			// A body of unknown length (chunked) is read here, so that one
+			// over the limit gets the same JSON-RPC answer.
+			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				httpError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+				return
+			}
+			if int64(len(b)) > limit {
+				writeTooLarge(w, limit)
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
 		}
 		authStart := time.Now()
 		p, err := g.authenticate(r, snap)

@@ -577,3 +577,21 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 		return n == 0 && upstreamSessions() == base
 	})
 }
+
+// TestListsArePrivate: what an agent lists depends on its grants, so
+// lists say no cache may serve them to another agent (the go-sdk's
+// default scope is public).
+func TestListsArePrivate(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "u", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{}, nil, nil
+	})
+	cs := connectClient(t, anonymousGateway(t, s), "")
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CacheScope != "private" {
+		t.Errorf("tools/list cacheScope = %q, want private", res.CacheScope)
+	}
+}

@@ -810,8 +810,13 @@ virtual_servers:
 	// Chunked, so only reading the body finds out.
 	r = s.postReader(t, unsizedReader{strings.NewReader(big(3))})
 	t.Logf("oversized, chunked, in session: %d %q", r.status, r.body)
-	if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "2048") {
-		t.Errorf("oversized chunked POST: %d %q, want 413 naming the limit", r.status, r.body)
+	if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "2048") || !strings.Contains(r.body, `"code":-32600`) {
+		t.Errorf("oversized chunked POST: %d %q, want 413 with the JSON-RPC answer naming the limit", r.status, r.body)
+	}
+	// A chunked body under the limit is served as one with a length.
+	r = s.postReader(t, unsizedReader{strings.NewReader(`{"jsonrpc":"2.0","id":31,"method":"logging/setLevel","params":{"level":"verbose"}}`)})
+	if m := r.response(t, 31); m.Error == nil || m.Error.Code != jsonrpc.CodeInvalidParams || !strings.Contains(m.Error.Message, "emergency") {
+		t.Errorf("chunked logging/setLevel with a bad level: %d %q, want -32602 naming the levels", r.status, r.body)
 	}
 	s.ping(t, 4)
 	// Just under the limit passes.
