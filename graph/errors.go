@@ -84,7 +84,7 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 	case errors.Is(err, errUnauthenticated):
 		return set(codeUnauthenticated, "", err.Error())
 	case errors.As(err, &pge) && strings.HasPrefix(pge.Code, "23"), errors.As(err, &ce): // class 23: integrity constraint violation
-		return constraintError(err, pge, set)
+		return constraintError(rootFieldName(ctx), err, pge, set)
 	}
 	return gerr
 }
@@ -108,18 +108,33 @@ var (
 	pgDetailRE     = regexp.MustCompile(`^Key \(([^)]+)\)=`)
 )
 
-func constraintError(err error, pge *pgconn.PgError, set func(code, field, msg string) *gqlerror.Error) *gqlerror.Error {
+// rootFieldName is the name of the root field (the mutation) an error of
+// ctx belongs to, or "".
+func rootFieldName(ctx context.Context) string {
+	fc := graphql.GetFieldContext(ctx)
+	for fc != nil && fc.Parent != nil && fc.Parent.Field.Field != nil {
+		fc = fc.Parent
+	}
+	if fc == nil || fc.Field.Field == nil {
+		return ""
+	}
+	return fc.Field.Name
+}
+
+func constraintError(op string, err error, pge *pgconn.PgError, set func(code, field, msg string) *gqlerror.Error) *gqlerror.Error {
 	msg := err.Error()
 	var column string
+	fk := (pge != nil && pge.Code == "23503") || strings.Contains(msg, "FOREIGN KEY constraint failed")
 	switch {
+	case fk && (strings.HasPrefix(op, "create") || strings.HasPrefix(op, "update")):
+		// Writing a reference: the ID it names does not exist.
+		return set(codeNotFound, "", "not found: an ID in the input (e.g. teamID, upstreamID, virtualServerID) names no entity of that type")
+	case fk:
+		return set(codeInUse, "", "still in use: other entities refer to it (e.g. an upstream selected by a virtual server); remove those first")
 	case pge != nil && pge.Code == "23505": // unique_violation
 		if m := pgDetailRE.FindStringSubmatch(pge.Detail); m != nil {
 			column = m[1]
 		}
-	case pge != nil && pge.Code == "23503": // foreign_key_violation
-		return set(codeInUse, "", "still in use: other entities refer to it (e.g. an upstream selected by a virtual server); remove those first")
-	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
-		return set(codeInUse, "", "still in use: other entities refer to it (e.g. an upstream selected by a virtual server); remove those first")
 	default:
 		if m := sqliteUniqueRE.FindStringSubmatch(msg); m != nil {
 			column = m[1]

@@ -842,3 +842,31 @@ func TestAppendInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestDanglingReference: a create or update naming an ID of no entity (or
+// of another type) is NOT_FOUND; deleting an entity others refer to is
+// IN_USE. Both were IN_USE.
+func TestDanglingReference(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		up := e.createUpstream("a", "stdio", "")
+		var vs struct{ CreateVirtualServer struct{ ID string } }
+		e.must(`mutation { createVirtualServer(input: {name: "ops"}) { id } }`, nil, &vs)
+		for _, q := range []struct {
+			query string
+			vars  map[string]any
+		}{
+			{`mutation { createAgent(input: {name: "x1", teamID: "12345"}) { id } }`, nil},
+			{`mutation($vs: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $vs}) { id } }`, map[string]any{"vs": vs.CreateVirtualServer.ID}},
+		} {
+			if errs := e.fails(q.query, q.vars); errs[0].Extensions["code"] != "NOT_FOUND" {
+				t.Errorf("%s: %+v, want NOT_FOUND", q.query, errs)
+			}
+		}
+		e.must(`mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up}) { id } }`,
+			map[string]any{"vs": vs.CreateVirtualServer.ID, "up": up.ID}, nil)
+		if errs := e.fails(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": up.ID}); errs[0].Extensions["code"] != "IN_USE" {
+			t.Errorf("deleting an upstream in use: %+v, want IN_USE", errs)
+		}
+	})
+}
