@@ -5,6 +5,7 @@
 package mcp
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -565,6 +566,29 @@ func newIOConnLimited(rwc io.ReadWriteCloser, maxLineLength int) *ioConn {
 		for {
 			var raw json.RawMessage
 			err := dec.Decode(&raw)
+			var syntaxErr *json.SyntaxError
+			// A scalar (a line starting "2025-12-03 ..." decodes as 2025)
+			// is not a message either.
+			scalar := err == nil && len(raw) > 0 && raw[0] != '{' && raw[0] != '['
+			if errors.As(err, &syntaxErr) || scalar {
+				// A line that is not JSON (a print to stdout by the server or
+				// a library it uses) is skipped, as the TypeScript SDK's
+				// stdio transports do: failing the connection on it failed
+				// every call in flight on the process. Decoding resumes at
+				// the next line. Only its size is logged: it may hold
+				// anything.
+				br := bufio.NewReader(io.MultiReader(dec.Buffered(), reader))
+				skipped, lineErr := discardLine(br)
+				slog.Default().Warn("mcp stdio: ignored output that is not JSON-RPC", "bytes", skipped)
+				if lineErr == nil {
+					dec = json.NewDecoder(br)
+					if limiter != nil {
+						limiter.resetFrame()
+					}
+					continue
+				}
+				err = lineErr
+			}
 			// If decoding was successful, check for trailing data at the end of the stream.
 			if err == nil {
 				// Read the next byte to check if there is trailing data.
@@ -624,6 +648,19 @@ func (r *frameLimitReader) Read(p []byte) (int, error) {
 }
 
 func (r *frameLimitReader) resetFrame() { r.count = 0 }
+
+// discardLine reads br up to and including the next newline and returns
+// how many bytes it skipped.
+func discardLine(br *bufio.Reader) (int, error) {
+	n := 0
+	for {
+		b, err := br.ReadSlice('\n')
+		n += len(b)
+		if err != bufio.ErrBufferFull {
+			return n, err
+		}
+	}
+}
 
 func (c *ioConn) SessionID() string { return "" }
 

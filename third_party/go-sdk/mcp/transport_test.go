@@ -251,3 +251,30 @@ func TestIOConnFrameCap(t *testing.T) {
 		})
 	}
 }
+
+// TestIOConnSkipsLinesThatAreNotJSON: a line of a stdio peer's output that
+// is not JSON is skipped, and the messages around it are read; it used to
+// fail the connection (and every call in flight on it).
+func TestIOConnSkipsLinesThatAreNotJSON(t *testing.T) {
+	input := "this is not json {{{\n" +
+		`{"jsonrpc":"2.0","id":1,"method":"a"}` + "\n" +
+		"Loading model... 100%\n" +
+		"2026-12-03 10:00:00 INFO ready\n" +
+		`"a string"` + "\n" +
+		strings.Repeat("x", 100000) + "\n" +
+		`{"jsonrpc":"2.0","id":2,"method":"b"}` + "\n"
+	tr := newIOConn(rwc{rc: io.NopCloser(strings.NewReader(input))})
+	t.Cleanup(func() { tr.Close() })
+	for _, want := range []string{"a", "b"} {
+		msg, err := tr.Read(context.Background())
+		if err != nil {
+			t.Fatalf("Read: %v, want method %s", err, want)
+		}
+		if req, ok := msg.(*jsonrpc.Request); !ok || req.Method != want {
+			t.Fatalf("Read = %+v, want method %s", msg, want)
+		}
+	}
+	if _, err := tr.Read(context.Background()); err == nil {
+		t.Error("Read after the end: nil error")
+	}
+}
