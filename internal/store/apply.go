@@ -325,10 +325,19 @@ func upstreamDiff(a, b config.Upstream) []string {
 	d.add("args", !slices.Equal(a.Args, b.Args))
 	d.add("env", !equalMap(a.Env, b.Env))
 	d.add("dir", a.Dir != b.Dir)
-	d.add("timeout", a.Timeout != b.Timeout)
-	d.add("connect_timeout", a.ConnectTimeout != b.ConnectTimeout)
+	// A zero timeout (an upstream created through the API without one)
+	// means the default, which a document states.
+	d.add("timeout", orDefault(a.Timeout, config.DefaultUpstreamTimeout) != orDefault(b.Timeout, config.DefaultUpstreamTimeout))
+	d.add("connect_timeout", orDefault(a.ConnectTimeout, config.DefaultConnectTimeout) != orDefault(b.ConnectTimeout, config.DefaultConnectTimeout))
 	d.add("disabled", a.Disabled != b.Disabled)
 	d.add("h2c", a.H2C != b.H2C)
+	return d
+}
+
+func orDefault(d config.Duration, def time.Duration) config.Duration {
+	if d == 0 {
+		return config.Duration(def)
+	}
 	return d
 }
 

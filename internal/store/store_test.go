@@ -127,6 +127,28 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestExportApplyOfAPIDefaults: an upstream created without timeouts (as
+// through the admin API, stored as 0) exports with the defaults, and
+// applying that export changes nothing.
+func TestExportApplyOfAPIDefaults(t *testing.T) {
+	t.Parallel()
+	c := openTest(t)
+	ctx := context.Background()
+	c.Upstream.Create().SetName("api").SetTransport("streamable-http").SetURL("http://127.0.0.1:1/mcp").SaveX(ctx)
+	doc, err := ExportDocument(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.ApplyDefaults()
+	res, err := ApplyDocument(ctx, c, doc, ApplyOptions{Actor: "test", Prune: true, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Changes) != 0 {
+		t.Errorf("applying the export would change %v", res.Changes)
+	}
+}
+
 func sortDoc(d *config.Document) {
 	slices.SortFunc(d.Upstreams, func(a, b config.Upstream) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(d.VirtualServers, func(a, b config.VirtualServer) int { return strings.Compare(a.Name, b.Name) })
