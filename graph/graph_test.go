@@ -870,3 +870,29 @@ func TestDanglingReference(t *testing.T) {
 		}
 	})
 }
+
+// TestMalformedBodies: a body that is not one JSON GraphQL request gets a
+// clear error with a code (gqlgen said "internal system error").
+func TestMalformedBodies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &graph.HandlerOptions{MaxBodyBytes: 4096})
+	for _, tc := range []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"query":`, http.StatusBadRequest, "not JSON"},
+		{`[{"query":"{ me { name } }"}]`, http.StatusBadRequest, "batched requests"},
+		{`{"query":"` + strings.Repeat(" ", 5000) + `{ me { name } }"}`, http.StatusRequestEntityTooLarge, "larger than 4096 bytes"},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/admin/graphql", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.want) || !strings.Contains(w.Body.String(), "BAD_REQUEST") {
+			t.Errorf("body %.30q: HTTP %d %s, want %d with %q", tc.body, w.Code, w.Body, tc.status, tc.want)
+		}
+	}
+	e.must(`{ me { name } }`, nil, nil)
+}

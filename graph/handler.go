@@ -1,10 +1,13 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -236,7 +239,25 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	// The body is checked here: gqlgen answers a malformed one with
+	// "internal system error" (and writes its status twice).
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, "BAD_REQUEST", fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit))
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "reading the request body: "+err.Error())
+		return
+	case !json.Valid(body):
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", `the request body is not JSON: send {"query": "...", "variables": {...}}`)
+		return
+	case bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")):
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "batched requests (a JSON array) are not supported: send one operation per request")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 }
 
