@@ -142,6 +142,17 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 				return nil, err
 			}
 		}
+		if len(rc.target) > maxNameBytes && (method == "tools/call" || method == "prompts/get") {
+			kind := "tool"
+			if method == "prompts/get" {
+				kind = "prompt"
+			}
+			// rc.target is clipped: no tool or prompt has such a name (MCP
+			// names are at most 128 characters), and the go-sdk's own
+			// "unknown tool" would repeat all of it.
+			err := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown %s %q", kind, rc.target)}
+			return f.g.endRequest(rc, nil, err)
+		}
 		if method == "logging/setLevel" {
 			if p, _ := req.GetParams().(*mcp.SetLoggingLevelParams); p == nil || !logLevels[p.Level] {
 				err := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "logging/setLevel: level must be one of debug, info, notice, warning, error, critical, alert or emergency"}

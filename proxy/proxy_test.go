@@ -595,3 +595,14 @@ func TestListsArePrivate(t *testing.T) {
 		t.Errorf("tools/list cacheScope = %q, want private", res.CacheScope)
 	}
 }
+
+// TestLongNameClipped: an unknown tool's name is repeated in the error (and
+// the log line and audit event) clipped, with its size.
+func TestLongNameClipped(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "u", Version: "1"}, nil)
+	cs := connectClient(t, anonymousGateway(t, s), "")
+	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: strings.Repeat("é", 50000)})
+	if err == nil || len(err.Error()) > 600 || !strings.Contains(err.Error(), "(100000 bytes)") {
+		t.Errorf("calling a 100,000-byte tool name: %d-byte error %.120q…, want it clipped with the size", len(fmt.Sprint(err)), err)
+	}
+}

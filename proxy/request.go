@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -75,18 +77,37 @@ func (g *Gateway) beginRequest(ctx context.Context, vs, method string, req mcp.R
 	switch p := req.GetParams().(type) {
 	case *mcp.CallToolParamsRaw:
 		if p != nil {
-			rc.target = p.Name
+			rc.target = clipName(p.Name)
 		}
 	case *mcp.GetPromptParams:
 		if p != nil {
-			rc.target = p.Name
+			rc.target = clipName(p.Name)
 		}
 	case *mcp.ReadResourceParams:
 		if p != nil {
-			rc.target = p.URI
+			rc.target = clipName(p.URI)
 		}
 	}
 	return rc
+}
+
+// maxNameBytes bounds the tool, prompt or resource name an agent sent as
+// logs, the audit trail and error messages repeat it: real names are
+// short, and an agent's 900 KB name was written out in full, twice per
+// log line.
+const maxNameBytes = 256
+
+// clipName returns name, or its first maxNameBytes bytes (whole runes)
+// and its size when it is longer.
+func clipName(name string) string {
+	if len(name) <= maxNameBytes {
+		return name
+	}
+	cut := maxNameBytes
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", name[:cut], len(name))
 }
 
 // nextRequestID returns a gateway-unique request id for logs and audit:
