@@ -314,6 +314,19 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 	if r == nil || !f.mayUse(req, vs, policy.KindPrompt, name, r) {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", clipName(name))}
 	}
+	// Required arguments are checked here, as a tool's inputSchema is:
+	// an upstream that does not check would render the prompt without.
+	for _, def := range vs.PromptDefs {
+		if def.Name != name {
+			continue
+		}
+		for _, a := range def.Arguments {
+			if _, ok := req.Params.Arguments[a.Name]; a.Required && !ok {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("prompt %q: missing required argument %q", name, a.Name)}
+			}
+		}
+		break
+	}
 	args := make(map[string]any, len(req.Params.Arguments))
 	for k, v := range req.Params.Arguments {
 		args[k] = v

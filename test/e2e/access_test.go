@@ -311,6 +311,9 @@ rate_limits:
 	if b, _ := json.Marshal(pr); strings.Contains(string(b), secret) || !strings.Contains(string(b), "[REDACTED:") {
 		t.Errorf("prompts/get with a secret in an argument = %s, want it redacted before the upstream saw it", b)
 	}
+	if _, err := cs.GetPrompt(ctxT(t), &mcp.GetPromptParams{Name: "greet"}); err == nil || !strings.Contains(err.Error(), `missing required argument "name"`) {
+		t.Errorf("prompts/get without its required argument: %v, want -32602 naming it", err)
+	}
 	_, err = cs.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: "demo://items/" + secret})
 	var je *jsonrpc.Error
 	if !errors.As(err, &je) || je.Code != -32055 || strings.Contains(je.Message, secret) || !strings.Contains(je.Message, "demo://items/[REDACTED]") {
