@@ -67,19 +67,26 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 			return
 		}
 		name := r.PathValue("vs")
+		if reason := g.checkHostOrigin(r); reason != "" {
+			g.log.Warn("request rejected", "vs", name, "remote", r.RemoteAddr, "reason", reason)
+			httpError(w, http.StatusForbidden, reason)
+			return
+		}
 		vs := snap.VS[name]
 		f := g.face(name)
 		if vs == nil || f == nil {
+			// Which names exist is not told to a caller without
+			// credentials: it gets what a virtual server without
+			// anonymous access answers.
+			if _, err := g.authenticate(r, snap); err != nil {
+				g.unauthorized(w, r, name, err)
+				return
+			}
 			msg := fmt.Sprintf("no virtual server %q", name)
 			if g.ConfigError() != nil {
 				msg += "; the stored configuration does not apply (see /readyz), so the gateway may be serving an older one"
 			}
 			httpError(w, http.StatusNotFound, msg)
-			return
-		}
-		if reason := g.checkHostOrigin(r); reason != "" {
-			g.log.Warn("request rejected", "vs", name, "remote", r.RemoteAddr, "reason", reason)
-			httpError(w, http.StatusForbidden, reason)
 			return
 		}
 		limit := snap.Doc.Limits.MaxBodyBytes
@@ -109,13 +116,7 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 		case errors.Is(err, identity.ErrNoCredentials) && vs.Anonymous:
 			p = identity.Anonymous
 		default:
-			g.log.Warn("authentication failed", "vs", name, "remote", r.RemoteAddr, "reason", err.Error())
-			if g.resource != "" {
-				w.Header().Set("WWW-Authenticate", identity.WWWAuthenticate(g.resource, r.URL.Path, err))
-			} else {
-				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="gatehouse", error="invalid_token", error_description=%q`, authHint(err)))
-			}
-			httpError(w, http.StatusUnauthorized, authHint(err))
+			g.unauthorized(w, r, name, err)
 			return
 		}
 		r = r.WithContext(identity.WithPrincipal(r.Context(), p))
@@ -141,6 +142,18 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 			f.streamableAuthed.ServeHTTP(w, r)
 		}
 	}
+}
+
+// unauthorized answers a request for virtual server vs whose credentials
+// are missing or bad (err) with 401 and the challenge.
+func (g *Gateway) unauthorized(w http.ResponseWriter, r *http.Request, vs string, err error) {
+	g.log.Warn("authentication failed", "vs", clipName(vs), "remote", r.RemoteAddr, "reason", err.Error())
+	if g.resource != "" {
+		w.Header().Set("WWW-Authenticate", identity.WWWAuthenticate(g.resource, r.URL.Path, err))
+	} else {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="gatehouse", error="invalid_token", error_description=%q`, authHint(err)))
+	}
+	httpError(w, http.StatusUnauthorized, authHint(err))
 }
 
 // authenticate finds the principal of r: the process's authenticators

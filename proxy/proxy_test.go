@@ -220,7 +220,7 @@ virtual_servers: [{name: private, include: [{upstream: a}]}]
 		path string
 		want int
 	}{
-		{"/mcp/nope", http.StatusNotFound},
+		{"/mcp/nope", http.StatusUnauthorized}, // without credentials, as if it existed
 		{"/mcp/private", http.StatusUnauthorized},
 	} {
 		resp, err := http.Post(url+tc.path, "application/json", nil)
