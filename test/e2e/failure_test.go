@@ -944,8 +944,10 @@ virtual_servers:
 	if r := (&rawSession{url: g.url("vs"), sid: "no-such-session"}).post(t, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); r.status != http.StatusNotFound {
 		t.Errorf("unknown session id: HTTP %d %q, want 404", r.status, r.body)
 	}
-	if r := (&rawSession{url: "http://" + g.addr + "/mcp/no-such-vs"}).post(t, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); r.status != http.StatusNotFound {
-		t.Errorf("unknown virtual server: HTTP %d %q, want 404", r.status, r.body)
+	// An unknown virtual server, without credentials: 401, as for one
+	// without anonymous access (names are not told to strangers).
+	if r := (&rawSession{url: "http://" + g.addr + "/mcp/no-such-vs"}).post(t, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); r.status != http.StatusUnauthorized {
+		t.Errorf("unknown virtual server: HTTP %d %q, want 401", r.status, r.body)
 	}
 }
 
