@@ -850,14 +850,7 @@ virtual_servers:
 // gets a prompt, clear refusal and the session keeps working.
 func TestMalformedJSONRPC(t *testing.T) {
 	t.Parallel()
-	u, _ := demoHTTP(t, "streamable-http", "malformy")
-	g := startGateway(t, fmt.Sprintf(`
-listen: LISTEN
-upstreams:
-  - {name: d, transport: streamable-http, url: %q}
-virtual_servers:
-  - {name: vs, anonymous: true, include: [{upstream: d}]}
-`, u))
+	g := anonymousDemoGateway(t, "malformy")
 	s := &rawSession{url: g.url("vs")}
 	s.initialize(t)
 	s.ping(t, 2)
@@ -1095,14 +1088,7 @@ virtual_servers:
 // retry would run a non-idempotent tool twice.
 func TestShutdownDeliversCallsInFlight(t *testing.T) {
 	t.Parallel()
-	u, _ := demoHTTP(t, "streamable-http", "drain")
-	g := startGateway(t, fmt.Sprintf(`
-listen: LISTEN
-upstreams:
-  - {name: h, transport: streamable-http, url: %q}
-virtual_servers:
-  - {name: vs, anonymous: true, include: [{upstream: h}]}
-`, u))
+	g := anonymousDemoGateway(t, "drain")
 	sessions := map[string]*mcp.ClientSession{
 		"streamable-http": connect(t, "streamable-http", g.url("vs"), "", nil),
 		"sse":             connect(t, "sse", g.sseURL("vs"), "", nil),
@@ -1180,4 +1166,18 @@ func sseEndpoint(t *testing.T, url, key string) string {
 	}
 	t.Fatalf("SSE stream at %s (HTTP %d) announced no endpoint: %v", url, resp.StatusCode, sc.Err())
 	return ""
+}
+
+// anonymousDemoGateway starts a demo upstream named name over streamable
+// HTTP and a gateway whose anonymous virtual server "vs" exposes it.
+func anonymousDemoGateway(t *testing.T, name string) *gateway {
+	t.Helper()
+	u, _ := demoHTTP(t, "streamable-http", name)
+	return startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+upstreams:
+  - {name: d, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: vs, anonymous: true, include: [{upstream: d}]}
+`, u))
 }
