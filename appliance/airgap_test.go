@@ -255,8 +255,10 @@ func airGapInside(t *testing.T, bundleDir string) {
 	defer cancel()
 	client := mcp.NewClient(&mcp.Implementation{Name: "airgap-test", Version: "1"}, nil)
 	var cs *mcp.ClientSession
-	// Admin changes reach the data path asynchronously (live apply): the
-	// virtual server answers 404, and the new key 401, until then.
+	// Admin changes reach the data path asynchronously (live apply), one
+	// committed mutation after another: the virtual server answers 404 (401
+	// while the key is not in force either), the new key 401, and echo is
+	// an unknown tool until the grant is in force.
 	for {
 		cs, err = client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp/airgap", HTTPClient: bearerClient(key), MaxRetries: -1}, nil)
 		if err == nil {
@@ -267,7 +269,14 @@ func airGapInside(t *testing.T, bundleDir string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "air-gapped hello"}})
+	var res *mcp.CallToolResult
+	for {
+		res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "air-gapped hello"}})
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), `unknown tool "echo"`) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil || res.IsError || len(res.Content) == 0 {
 		t.Fatalf("tools/call echo: %v %+v", err, res)
 	}
