@@ -96,6 +96,15 @@ const maxPooledEventBuffer = 64 << 10
 // reading a single server-sent event before the input is rejected.
 const DefaultMaxEventSize = 16 << 20 // 16 MiB
 
+// eventSizeLimit resolves a MaxEventSize option: 0 selects
+// [DefaultMaxEventSize], a negative value means no cap.
+func eventSizeLimit(n int) int {
+	if n == 0 {
+		return DefaultMaxEventSize
+	}
+	return n
+}
+
 // scanEventsLimited iterates SSE events in the given reader, buffering at most
 // maxEventSize bytes per event. When maxEventSize > 0, an event is reported as
 // [errMalformedEvent] once its size exceeds it; a non-positive maxEventSize

@@ -38,3 +38,27 @@ func TestJSONResponseSizeLimit(t *testing.T) {
 		t.Fatalf("the next call on the session: %v, %v", res, err)
 	}
 }
+
+// TestDefaultEventSizeLimit: with MaxEventSize unset the client applies
+// DefaultMaxEventSize, as documented, to an SSE event as to a JSON body
+// (the streamable client passed 0 on, which scanEventsLimited takes for no
+// cap).
+func TestDefaultEventSizeLimit(t *testing.T) {
+	for _, jsonResponse := range []bool{false, true} {
+		server := NewServer(testImpl, nil)
+		AddTool(server, &Tool{Name: "big"}, func(_ context.Context, _ *CallToolRequest, in struct{ N int }) (*CallToolResult, any, error) {
+			return &CallToolResult{Content: []Content{&TextContent{Text: strings.Repeat("x", in.N)}}}, nil, nil
+		})
+		ts := httptest.NewServer(NewStreamableHTTPHandler(func(*http.Request) *Server { return server }, &StreamableHTTPOptions{JSONResponse: jsonResponse}))
+		ctx := context.Background()
+		cs, err := NewClient(testImpl, nil).Connect(ctx, &StreamableClientTransport{Endpoint: ts.URL, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CallTool(ctx, &CallToolParams{Name: "big", Arguments: map[string]any{"N": DefaultMaxEventSize + 1}}); err == nil {
+			t.Errorf("JSONResponse %v: a %d-byte answer was read, want the default limit", jsonResponse, DefaultMaxEventSize+1)
+		}
+		cs.Close()
+		ts.Close()
+	}
+}

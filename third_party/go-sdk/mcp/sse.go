@@ -452,10 +452,7 @@ func (c *SSEClientTransport) Connect(ctx context.Context) (Connection, error) {
 		return nil, fmt.Errorf("failed to connect: %s", http.StatusText(resp.StatusCode))
 	}
 
-	maxEventSize := c.MaxEventSize
-	if maxEventSize == 0 {
-		maxEventSize = DefaultMaxEventSize
-	}
+	maxEventSize := eventSizeLimit(c.MaxEventSize)
 
 	msgEndpoint, err := func() (*url.URL, error) {
 		var evt Event

@@ -2267,7 +2267,7 @@ func (t *StreamableClientTransport) Connect(ctx context.Context) (Connection, er
 		failed:               make(chan struct{}),
 		disableStandaloneSSE: t.DisableStandaloneSSE,
 		oauthHandler:         t.OAuthHandler,
-		maxEventSize:         t.MaxEventSize,
+		maxEventSize:         eventSizeLimit(t.MaxEventSize),
 	}
 	conn.workers.Done = connCtx.Done()
 	return conn, nil
@@ -2699,9 +2699,6 @@ func protocolVersionFromMessage(msg jsonrpc.Message) string {
 // [jsonrpc2.ErrRejected].
 func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Response) error {
 	limit := c.maxEventSize
-	if limit == 0 {
-		limit = DefaultMaxEventSize
-	}
 	var r io.Reader = resp.Body
 	if limit > 0 {
 		r = io.LimitReader(resp.Body, int64(limit)+1)
