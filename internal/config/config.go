@@ -298,13 +298,17 @@ func (d *Document) ApplyDefaults() {
 	d.accessDefaults()
 	d.secretDefaults()
 	for i := range d.Upstreams {
-		u := &d.Upstreams[i]
-		if u.Timeout == 0 {
-			u.Timeout = Duration(DefaultUpstreamTimeout)
-		}
-		if u.ConnectTimeout == 0 {
-			u.ConnectTimeout = Duration(DefaultConnectTimeout)
-		}
+		d.Upstreams[i].ApplyDefaults()
+	}
+}
+
+// ApplyDefaults fills the upstream's unset timeouts.
+func (u *Upstream) ApplyDefaults() {
+	if u.Timeout == 0 {
+		u.Timeout = Duration(DefaultUpstreamTimeout)
+	}
+	if u.ConnectTimeout == 0 {
+		u.ConnectTimeout = Duration(DefaultConnectTimeout)
 	}
 }
 

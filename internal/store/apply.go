@@ -284,7 +284,11 @@ func (a *applier) upstreams(ctx context.Context, want []config.Upstream) (map[st
 			}
 			a.res.add("upstream", w.Name, "created")
 		default:
-			diff := upstreamDiff(upstreamDoc(u), w)
+			// A stored zero timeout (an upstream created through the API
+			// without one) means the default, which the document states.
+			have := upstreamDoc(u)
+			have.ApplyDefaults()
+			diff := upstreamDiff(have, w)
 			if len(diff) == 0 {
 				break
 			}
@@ -325,19 +329,10 @@ func upstreamDiff(a, b config.Upstream) []string {
 	d.add("args", !slices.Equal(a.Args, b.Args))
 	d.add("env", !equalMap(a.Env, b.Env))
 	d.add("dir", a.Dir != b.Dir)
-	// A zero timeout (an upstream created through the API without one)
-	// means the default, which a document states.
-	d.add("timeout", orDefault(a.Timeout, config.DefaultUpstreamTimeout) != orDefault(b.Timeout, config.DefaultUpstreamTimeout))
-	d.add("connect_timeout", orDefault(a.ConnectTimeout, config.DefaultConnectTimeout) != orDefault(b.ConnectTimeout, config.DefaultConnectTimeout))
+	d.add("timeout", a.Timeout != b.Timeout)
+	d.add("connect_timeout", a.ConnectTimeout != b.ConnectTimeout)
 	d.add("disabled", a.Disabled != b.Disabled)
 	d.add("h2c", a.H2C != b.H2C)
-	return d
-}
-
-func orDefault(d config.Duration, def time.Duration) config.Duration {
-	if d == 0 {
-		return config.Duration(def)
-	}
 	return d
 }
 
