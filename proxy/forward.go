@@ -240,7 +240,7 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	if r == nil || !f.mayUse(req, vs, policy.KindTool, name, r) {
 		// Word for word what the go-sdk answers for a tool the face does
 		// not have: a hidden tool must be indistinguishable from none.
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", clipName(name))}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 	}
 	args, err := decodeArgs(req.Params.Arguments)
 	if err != nil {
@@ -312,7 +312,7 @@ func (f *face) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.G
 	name := req.Params.Name
 	r := vs.Prompts[name]
 	if r == nil || !f.mayUse(req, vs, policy.KindPrompt, name, r) {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", clipName(name))}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", name)}
 	}
 	// Required arguments are checked here, as a tool's inputSchema is:
 	// an upstream that does not check would render the prompt without.
