@@ -362,11 +362,8 @@ func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (
 		return nil, err
 	}
 	uri := req.Params.URI
-	up, ok := vs.resourceUpstream(uri)
-	if !ok || !f.mayUse(req, vs, policy.KindResource, uri, &Route{Upstream: up}) {
-		return nil, mcp.ResourceNotFoundError(uri)
-	}
-	if _, err := f.checkCall(ctx, req, vs, policy.KindResource, uri, &Route{Upstream: up, Name: uri}, nil); err != nil {
+	up, err := f.checkResource(ctx, req, vs, uri)
+	if err != nil {
 		return nil, err
 	}
 	call := &Call{Method: "resources/read", Kind: KindResource, Target: uri, Upstream: up, UpstreamName: uri}
@@ -381,6 +378,20 @@ func (f *face) readResource(ctx context.Context, req *mcp.ReadResourceRequest) (
 		return nil, err
 	}
 	return checkResult(ctx, f.g, f.name, "", res)
+}
+
+// checkResource finds the upstream serving uri in vs and decides the
+// agent's access to it, for resources/read and resources/subscribe: a
+// resource it may not see is not found, one it may not read is denied.
+func (f *face) checkResource(ctx context.Context, req mcp.Request, vs *VirtualServer, uri string) (string, error) {
+	up, ok := vs.resourceUpstream(uri)
+	if !ok || !f.mayUse(req, vs, policy.KindResource, uri, &Route{Upstream: up}) {
+		return "", mcp.ResourceNotFoundError(uri)
+	}
+	if _, err := f.checkCall(ctx, req, vs, policy.KindResource, uri, &Route{Upstream: up, Name: uri}, nil); err != nil {
+		return "", err
+	}
+	return up, nil
 }
 
 // resourceUpstream finds the upstream serving uri: a listed resource, or

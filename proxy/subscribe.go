@@ -6,8 +6,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
-
-	"github.com/gatehouse-dev/gatehouse/internal/policy"
 )
 
 // Resource subscriptions go over the upstream's control session, counted
@@ -26,20 +24,15 @@ type subKey struct{ upstream, uri string }
 // see is not found, one it may not read is denied, and only then does the
 // upstream hear of it (and the agent's session get its updates).
 func (f *face) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
-	k, err := f.subKey(req.Params.URI)
-	if err != nil {
-		return err
-	}
 	vs, err := f.vs()
 	if err != nil {
 		return err
 	}
-	if !f.mayUse(req, vs, policy.KindResource, k.uri, &Route{Upstream: k.upstream}) {
-		return mcp.ResourceNotFoundError(k.uri)
-	}
-	if _, err := f.checkCall(ctx, req, vs, policy.KindResource, k.uri, &Route{Upstream: k.upstream, Name: k.uri}, nil); err != nil {
+	up, err := f.checkResource(ctx, req, vs, req.Params.URI)
+	if err != nil {
 		return err
 	}
+	k := subKey{up, req.Params.URI}
 	as := f.g.agentFor(req.Session, f.name, principalOf(req))
 	if !as.holdSub(k) {
 		return nil // already subscribed: the SDK keeps one entry per session
