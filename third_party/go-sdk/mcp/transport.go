@@ -5,7 +5,7 @@
 package mcp
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -562,7 +562,8 @@ func newIOConnLimited(rwc io.ReadWriteCloser, maxLineLength int) *ioConn {
 			limiter = &frameLimitReader{r: rwc, limit: limit}
 			reader = limiter
 		}
-		dec := json.NewDecoder(reader)
+		rr := &resumeReader{r: reader}
+		dec := json.NewDecoder(rr)
 		for {
 			var raw json.RawMessage
 			err := dec.Decode(&raw)
@@ -577,11 +578,11 @@ func newIOConnLimited(rwc io.ReadWriteCloser, maxLineLength int) *ioConn {
 				// every call in flight on the process. Decoding resumes at
 				// the next line. Only its size is logged: it may hold
 				// anything.
-				br := bufio.NewReader(io.MultiReader(dec.Buffered(), reader))
-				skipped, lineErr := discardLine(br)
+				ahead, _ := io.ReadAll(dec.Buffered()) // a bytes.Reader: cannot fail
+				skipped, lineErr := rr.skipLine(ahead)
 				slog.Default().Warn("mcp stdio: ignored output that is not JSON-RPC", "bytes", skipped)
 				if lineErr == nil {
-					dec = json.NewDecoder(br)
+					dec = json.NewDecoder(rr)
 					if limiter != nil {
 						limiter.resetFrame()
 					}
@@ -649,14 +650,44 @@ func (r *frameLimitReader) Read(p []byte) (int, error) {
 
 func (r *frameLimitReader) resetFrame() { r.count = 0 }
 
-// discardLine reads br up to and including the next newline and returns
-// how many bytes it skipped.
-func discardLine(br *bufio.Reader) (int, error) {
-	n := 0
+// A resumeReader is what an ioConn decodes: r, after pending. When a line
+// is skipped, what the decoder had read past its end is put back as
+// pending, and a new decoder goes on from there; the same resumeReader
+// serves every decoder, so skipped lines do not stack readers.
+type resumeReader struct {
+	pending []byte
+	r       io.Reader
+}
+
+func (p *resumeReader) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
+// skipLine drops the stream up to and including its next newline, starting
+// with ahead (what the decoder had read and not used), and returns how
+// many bytes it dropped.
+func (p *resumeReader) skipLine(ahead []byte) (int, error) {
+	rest := append(ahead, p.pending...)
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		p.pending = rest[i+1:]
+		return i + 1, nil
+	}
+	n := len(rest)
+	p.pending = nil
+	buf := make([]byte, 4096)
 	for {
-		b, err := br.ReadSlice('\n')
-		n += len(b)
-		if err != bufio.ErrBufferFull {
+		m, err := p.r.Read(buf)
+		if i := bytes.IndexByte(buf[:m], '\n'); i >= 0 {
+			p.pending = bytes.Clone(buf[i+1 : m])
+			return n + i + 1, nil
+		}
+		n += m
+		if err != nil {
 			return n, err
 		}
 	}

@@ -259,6 +259,7 @@ func TestIOConnSkipsLinesThatAreNotJSON(t *testing.T) {
 	input := "this is not json {{{\n" +
 		`{"jsonrpc":"2.0","id":1,"method":"a"}` + "\n" +
 		"Loading model... 100%\n" +
+		strings.Repeat("progress: working\n", 2000) +
 		"2026-12-03 10:00:00 INFO ready\n" +
 		`"a string"` + "\n" +
 		strings.Repeat("x", 100000) + "\n" +
