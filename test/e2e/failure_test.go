@@ -184,12 +184,7 @@ virtual_servers:
 		_, err := csA.CallTool(ctxT(t), &mcp.CallToolParams{Name: "slow", Arguments: map[string]any{"millis": 30000}})
 		midCall <- err
 	}()
-	pollFor(t, 10*time.Second, "the slow call in flight", func() string {
-		if n := metricValue(t, metricsText(t, g), "gatehouse_requests_in_flight"); n != 1 {
-			return fmt.Sprintf("gatehouse_requests_in_flight %v", n)
-		}
-		return ""
-	})
+	waitInFlight(t, g, 1)
 	procA.stop()
 	we := rpcError(t, <-midCall)
 	t.Logf("call in flight when the upstream died: %v, data %s", we, we.Data)
@@ -1105,12 +1100,7 @@ func TestShutdownDeliversCallsInFlight(t *testing.T) {
 			answers <- answer{transport, res, err}
 		}()
 	}
-	pollFor(t, 10*time.Second, "both calls in flight", func() string {
-		if n := metricValue(t, metricsText(t, g), "gatehouse_requests_in_flight"); n != 2 {
-			return fmt.Sprintf("gatehouse_requests_in_flight %v", n)
-		}
-		return ""
-	})
+	waitInFlight(t, g, 2)
 	g.signal(syscall.SIGTERM)
 	pollFor(t, 5*time.Second, "new connections refused", func() string {
 		if _, err := http.Get("http://" + g.addr + "/healthz"); err == nil {
@@ -1180,4 +1170,16 @@ upstreams:
 virtual_servers:
   - {name: vs, anonymous: true, include: [{upstream: d}]}
 `, u))
+}
+
+// waitInFlight waits until the gateway handles n agent requests
+// (gatehouse_requests_in_flight).
+func waitInFlight(t *testing.T, g *gateway, n float64) {
+	t.Helper()
+	pollFor(t, 10*time.Second, fmt.Sprintf("%v requests in flight", n), func() string {
+		if got := metricValue(t, metricsText(t, g), "gatehouse_requests_in_flight"); got != n {
+			return fmt.Sprintf("gatehouse_requests_in_flight %v", got)
+		}
+		return ""
+	})
 }
