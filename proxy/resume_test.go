@@ -323,31 +323,52 @@ func (c *cutter) accept() {
 		c.agent, c.server = append(c.agent, a), append(c.server, s)
 		c.mu.Unlock()
 		// Neither copy closes the server's side when the agent's goes.
-		go io.Copy(s, &watch{r: a, c: c, agent: true})
-		go io.Copy(a, &watch{r: s, c: c})
+		go io.Copy(s, &watch{r: a, c: c})
+		go c.relay(a, s)
 	}
 }
 
-// watch reads one side and marks when an event ID (from the server) or
-// a Last-Event-ID header (from the agent) went by.
+// watch reads the agent's side and marks when a Last-Event-ID header went
+// by.
 type watch struct {
-	r     io.Reader
-	c     *cutter
-	agent bool
+	r io.Reader
+	c *cutter
 }
 
 func (w *watch) Read(p []byte) (int, error) {
 	n, err := w.r.Read(p)
-	if w.agent {
-		if bytes.Contains(bytes.ToLower(p[:n]), []byte("\nlast-event-id: ")) {
-			w.c.resume.Do(func() { close(w.c.resumed) })
-		}
-		return n, err
-	}
-	for range bytes.Count(p[:n], []byte("\nid: ")) {
-		w.c.ids <- struct{}{}
+	if bytes.Contains(bytes.ToLower(p[:n]), []byte("\nlast-event-id: ")) {
+		w.c.resume.Do(func() { close(w.c.resumed) })
 	}
 	return n, err
+}
+
+// relay copies the server's side to the agent's and marks every event with
+// an ID once it was written to the agent (marking it on reading would let
+// a cut land before the agent had it). The tail of each chunk is kept so
+// that a marker split across two reads still counts once.
+func (c *cutter) relay(a, s net.Conn) {
+	const marker = "\nid: "
+	buf := make([]byte, 32<<10)
+	var tail []byte
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			if _, werr := a.Write(buf[:n]); werr != nil {
+				return
+			}
+			seen := append(tail, buf[:n]...)
+			for range bytes.Count(seen, []byte(marker)) {
+				c.ids <- struct{}{}
+			}
+			// Keep what could start a marker the next chunk completes.
+			keep := min(len(seen), len(marker)-1)
+			tail = append([]byte(nil), seen[len(seen)-keep:]...)
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // waitIDs waits until n more events with an ID have passed.
