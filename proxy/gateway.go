@@ -147,7 +147,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		startup:   o.StartupWait,
 		idPrefix:  strconv.FormatInt(time.Now().UnixMilli(), 36) + "-",
 	}
-	g.subs.m = map[subKey]int{}
+	g.subs.m = map[subKey]*subEntry{}
 	g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "gatehouse_requests_in_flight",
 		Help: "Agent messages being handled (requests on their way through the gateway, held approvals included).",

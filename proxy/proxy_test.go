@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -282,6 +284,113 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 			t.Fatalf("upstream saw %s, want one subscribe and, after the last agent left, one unsubscribe", got)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSlowSubscribeHoldsOnlyItsResource: while an upstream takes its time
+// over one resource's subscribe, other resources' subscribes go through;
+// a second agent subscribing to the slow one waits for the same upstream
+// subscribe instead of sending another, and both have it once it answers.
+func TestSlowSubscribeHoldsOnlyItsResource(t *testing.T) {
+	release, open := gate(t)
+	defer open()
+	var mu sync.Mutex
+	subs := map[string]int{}
+	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler: func(ctx context.Context, r *mcp.SubscribeRequest) error {
+			mu.Lock()
+			subs[r.Params.URI]++
+			mu.Unlock()
+			if r.Params.URI == "x://slow" {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		},
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	})
+	for _, uri := range []string{"x://slow", "x://quick"} {
+		s.AddResource(&mcp.Resource{URI: uri, Name: uri[4:]}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+		})
+	}
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	_, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
+`, up.URL))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	b := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	c := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	slow := make(chan error, 2)
+	for _, cs := range []*mcp.ClientSession{a, b} {
+		go func() { slow <- cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "x://slow"}) }()
+	}
+	for {
+		mu.Lock()
+		n := subs["x://slow"]
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the upstream never heard the slow subscribe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := c.Subscribe(ctx, &mcp.SubscribeParams{URI: "x://quick"}); err != nil {
+		t.Fatalf("subscribe to another resource while one is slow: %v", err)
+	}
+	select {
+	case err := <-slow:
+		t.Fatalf("a slow subscribe answered (%v) before the upstream did", err)
+	default:
+	}
+	open()
+	for range 2 {
+		if err := <-slow; err != nil {
+			t.Errorf("slow subscribe: %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if subs["x://slow"] != 1 || subs["x://quick"] != 1 {
+		t.Errorf("upstream subscribes = %v, want one per resource", subs)
+	}
+}
+
+// TestSubscribeTimesOut: an upstream that never answers a subscribe is
+// given its timeout, and the agent hears which upstream and how long.
+func TestSubscribeTimesOut(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler: func(ctx context.Context, _ *mcp.SubscribeRequest) error {
+			<-ctx.Done()
+			return ctx.Err()
+		},
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	})
+	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	_, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q, timeout: 300ms}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
+`, up.URL))
+	cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	err := cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: "x://r"})
+	var werr *jsonrpc.Error
+	if !errors.As(err, &werr) || werr.Code != CodeUpstreamTimeout || !strings.Contains(werr.Message, "within 300ms") {
+		t.Fatalf("subscribe to a silent upstream: %v, want code %d naming the timeout", err, CodeUpstreamTimeout)
 	}
 }
 

@@ -241,7 +241,7 @@ func (as *agentSession) close() {
 	}
 	leases.Close()
 	for k := range subs {
-		as.g.subs.release(context.Background(), as.g, k)
+		as.g.subs.release(as.g, k)
 	}
 	for _, s := range slots {
 		s.mu.Lock()

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
 )
@@ -13,9 +15,24 @@ import (
 // resource, and its one notifications/resources/updated reaches every
 // subscribed agent through the face (the go-sdk tracks which sessions
 // subscribed to what).
+//
+// The upstream is called outside the lock, so an upstream slow to answer
+// holds up only the agents subscribing to its resource. Calls for one key
+// are ordered: agents that come while its subscribe is out wait for that
+// answer, and a subscribe that comes while its unsubscribe is out waits
+// for that to finish, so the upstream never ends unsubscribed from a
+// resource an agent holds.
 type subscriptions struct {
 	mu sync.Mutex
-	m  map[subKey]int
+	m  map[subKey]*subEntry
+}
+
+// subEntry is one key's upstream subscription.
+type subEntry struct {
+	n       int           // agent sessions holding it (or waiting for it)
+	ready   chan struct{} // closed once the upstream answered the subscribe
+	err     error         // the subscribe's error, set before ready closes
+	closing chan struct{} // set while the unsubscribe is out; closed after it
 }
 
 type subKey struct{ upstream, uri string }
@@ -50,7 +67,7 @@ func (f *face) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) err
 		return err
 	}
 	if f.g.agentFor(req.Session, f.name, principalOf(req)).dropSub(k) {
-		f.g.subs.release(ctx, f.g, k)
+		f.g.subs.release(f.g, k)
 	}
 	return nil
 }
@@ -93,10 +110,49 @@ func (f *face) subKey(uri string) (subKey, error) {
 	return subKey{up, uri}, nil
 }
 
+// acquire holds k for one agent session, subscribing the upstream if no
+// session held it. The upstream's subscribe runs on its own, bounded by
+// the upstream's timeout: an agent that stops waiting for it leaves it to
+// those still waiting.
 func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m[k] == 0 {
+	for {
+		s.mu.Lock()
+		e := s.m[k]
+		switch {
+		case e == nil:
+			e = &subEntry{n: 1, ready: make(chan struct{})}
+			if s.m == nil {
+				s.m = map[subKey]*subEntry{}
+			}
+			s.m[k] = e
+			go s.subscribe(context.WithoutCancel(ctx), g, k, e)
+		case e.closing != nil:
+			closing := e.closing
+			s.mu.Unlock()
+			select {
+			case <-closing:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			e.n++
+		}
+		s.mu.Unlock()
+		select {
+		case <-e.ready:
+			return e.err
+		case <-ctx.Done():
+			s.drop(g, k, e)
+			return ctx.Err()
+		}
+	}
+}
+
+// subscribe asks the upstream for the entry's subscription and settles the
+// entry with its answer.
+func (s *subscriptions) subscribe(ctx context.Context, g *Gateway, k subKey, e *subEntry) {
+	err := func() error {
 		u := g.upstream(k.upstream)
 		if u == nil {
 			return unavailable(&UnavailableError{Upstream: k.upstream, Reason: "not configured"})
@@ -105,30 +161,98 @@ func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey) error
 		if err != nil {
 			return unavailable(err)
 		}
-		if err := c.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: k.uri}); err != nil {
-			return err
+		ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout.Std())
+		defer cancel()
+		err = c.cs.Subscribe(ctx, &mcp.SubscribeParams{URI: k.uri})
+		switch werr := upstreamError(err); {
+		case err == nil:
+			return nil
+		case werr != nil:
+			return werr // the upstream's own answer
+		case ctx.Err() == context.DeadlineExceeded:
+			return &jsonrpc.Error{Code: CodeUpstreamTimeout,
+				Message: fmt.Sprintf("upstream %q did not answer resources/subscribe within %s", k.upstream, u.cfg.Timeout.Std()),
+				Data:    upstreamData(k.upstream)}
 		}
+		u.markSuspect()
+		return unavailable(&UnavailableError{Upstream: k.upstream, Reason: cleanErr(err), Sent: true})
+	}()
+	s.mu.Lock()
+	e.err = err
+	close(e.ready)
+	switch {
+	case err != nil:
+		// Those waiting get the error and hold nothing.
+		delete(s.m, k)
+		s.mu.Unlock()
+	case e.n == 0:
+		// Every session that held it let go while the subscribe was out.
+		s.closeLocked(g, k, e)
+	default:
+		s.mu.Unlock()
 	}
-	s.m[k]++
-	return nil
 }
 
-func (s *subscriptions) release(ctx context.Context, g *Gateway, k subKey) {
+// release lets go of k for one agent session, unsubscribing the upstream
+// when it was the last.
+func (s *subscriptions) release(g *Gateway, k subKey) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m[k] == 0 {
+	e := s.m[k]
+	if e == nil || e.closing != nil {
+		s.mu.Unlock()
 		return
 	}
-	s.m[k]--
-	if s.m[k] > 0 {
+	s.releaseLocked(g, k, e)
+}
+
+// drop lets go of e for one session that stopped waiting for it.
+func (s *subscriptions) drop(g *Gateway, k subKey, e *subEntry) {
+	s.mu.Lock()
+	if s.m[k] != e || e.closing != nil {
+		s.mu.Unlock() // it failed meanwhile and holds nothing
 		return
 	}
-	delete(s.m, k)
+	s.releaseLocked(g, k, e)
+}
+
+// releaseLocked is called with s.mu held and releases it.
+func (s *subscriptions) releaseLocked(g *Gateway, k subKey, e *subEntry) {
+	if e.n > 0 {
+		e.n--
+	}
+	if e.n > 0 {
+		s.mu.Unlock()
+		return
+	}
+	select {
+	case <-e.ready:
+		s.closeLocked(g, k, e)
+	default:
+		s.mu.Unlock() // the subscribe is still out; subscribe closes it
+	}
+}
+
+// closeLocked is called with s.mu held and releases it: it unsubscribes
+// the upstream from k (within the upstream's timeout, whoever asked) and
+// then forgets the entry.
+func (s *subscriptions) closeLocked(g *Gateway, k subKey, e *subEntry) {
+	e.closing = make(chan struct{})
+	s.mu.Unlock()
 	if u := g.upstream(k.upstream); u != nil {
 		if c, err := u.controlConn(); err == nil {
-			_ = c.cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: k.uri})
+			ctx, cancel := context.WithTimeout(context.Background(), u.cfg.Timeout.Std())
+			if err := c.cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: k.uri}); err != nil {
+				g.log.Warn("unsubscribe upstream", "upstream", k.upstream, "error", err)
+			}
+			cancel()
 		}
 	}
+	s.mu.Lock()
+	if s.m[k] == e {
+		delete(s.m, k)
+	}
+	close(e.closing)
+	s.mu.Unlock()
 }
 
 // resourceUpdated relays an upstream's resource update to every face that
