@@ -564,6 +564,8 @@ func newIOConnLimited(rwc io.ReadWriteCloser, maxLineLength int) *ioConn {
 		}
 		rr := &resumeReader{r: reader}
 		dec := json.NewDecoder(rr)
+		var skips skipLog
+		defer skips.flush()
 		for {
 			var raw json.RawMessage
 			err := dec.Decode(&raw)
@@ -580,7 +582,7 @@ func newIOConnLimited(rwc io.ReadWriteCloser, maxLineLength int) *ioConn {
 				// anything.
 				ahead, _ := io.ReadAll(dec.Buffered()) // a bytes.Reader: cannot fail
 				skipped, lineErr := rr.skipLine(ahead)
-				slog.Default().Warn("mcp stdio: ignored output that is not JSON-RPC", "bytes", skipped)
+				skips.note(skipped)
 				if lineErr == nil {
 					dec = json.NewDecoder(rr)
 					if limiter != nil {
@@ -666,6 +668,34 @@ func (p *resumeReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.r.Read(b)
+}
+
+// skipLog reports skipped stdio lines: the first at once, then at most one
+// summary per [skipLogEvery], so a server that prints a line per request
+// does not write a log line per request too. Only counts are logged: a
+// skipped line may hold anything.
+type skipLog struct {
+	last         time.Time // when the last report went out
+	lines, bytes int       // skipped since then
+}
+
+const skipLogEvery = 10 * time.Second
+
+func (l *skipLog) note(n int) {
+	l.lines++
+	l.bytes += n
+	if now := time.Now(); now.Sub(l.last) >= skipLogEvery {
+		l.last = now
+		l.flush()
+	}
+}
+
+func (l *skipLog) flush() {
+	if l.lines == 0 {
+		return
+	}
+	slog.Default().Warn("mcp stdio: ignored output that is not JSON-RPC", "lines", l.lines, "bytes", l.bytes)
+	l.lines, l.bytes = 0, 0
 }
 
 // skipLine drops the stream up to and including its next newline, starting

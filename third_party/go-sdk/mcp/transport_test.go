@@ -5,11 +5,14 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,6 +255,25 @@ func TestIOConnFrameCap(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer that a logger on another goroutine may
+// write while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // TestIOConnSkipsLinesThatAreNotJSON: a line of a stdio peer's output that
 // is not JSON is skipped, and the messages around it are read; it used to
 // fail the connection (and every call in flight on it).
@@ -264,6 +286,10 @@ func TestIOConnSkipsLinesThatAreNotJSON(t *testing.T) {
 		`"a string"` + "\n" +
 		strings.Repeat("x", 100000) + "\n" +
 		`{"jsonrpc":"2.0","id":2,"method":"b"}` + "\n"
+	var logs syncBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
 	tr := newIOConn(rwc{rc: io.NopCloser(strings.NewReader(input))})
 	t.Cleanup(func() { tr.Close() })
 	for _, want := range []string{"a", "b"} {
@@ -277,5 +303,18 @@ func TestIOConnSkipsLinesThatAreNotJSON(t *testing.T) {
 	}
 	if _, err := tr.Read(context.Background()); err == nil {
 		t.Error("Read after the end: nil error")
+	}
+	// The first skipped line is logged at once, the other 2,005 (the
+	// timestamped line is skipped in two parts) in one
+	// summary when the stream ends (just after its error was read), not a
+	// log line each.
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if got = logs.String(); strings.Count(got, "ignored output") >= 2 {
+			break
+		}
+	}
+	if n := strings.Count(got, "ignored output that is not JSON-RPC"); n != 2 || !strings.Contains(got, "lines=2005") {
+		t.Errorf("%d log lines for 2,006 skipped lines, want 2, the second counting 2,005:\n%s", n, got)
 	}
 }
