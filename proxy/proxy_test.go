@@ -366,6 +366,81 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: [
 	}
 }
 
+// TestAbandonedSubscribeIsUndone: an agent that stops waiting for a slow
+// upstream subscribe holds nothing, so when the upstream does answer, the
+// gateway unsubscribes it again.
+func TestAbandonedSubscribeIsUndone(t *testing.T) {
+	release, open := gate(t)
+	defer open()
+	var mu sync.Mutex
+	var log []string
+	record := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler: func(context.Context, *mcp.SubscribeRequest) error {
+			record("sub")
+			<-release // answers even if the gateway gave up on it
+			return nil
+		},
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { record("unsub"); return nil },
+	})
+	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	g, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
+`, up.URL))
+	cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "x://r"}) }()
+	seen := func(want string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(log) == want
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !seen(want); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("upstream saw %v, want %s", log, want)
+			}
+		}
+	}
+	waitFor("[sub]")
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled subscribe succeeded")
+	}
+	// The agent's notifications/cancelled reaches the gateway after its
+	// call returned: wait until the gateway let go, so the upstream answers
+	// a subscribe nobody holds.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		g.subs.mu.Lock()
+		e := g.subs.m[subKey{"u", "x://r"}]
+		held := e != nil && e.n > 0
+		g.subs.mu.Unlock()
+		if !held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still holds the subscribe its agent gave up")
+		}
+	}
+	open()
+	waitFor("[sub unsub]")
+	// The agent may subscribe again, and then holds it.
+	if err := cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: "x://r"}); err != nil {
+		t.Fatalf("subscribe again: %v", err)
+	}
+	waitFor("[sub unsub sub]")
+}
+
 // TestSubscribeTimesOut: an upstream that never answers a subscribe is
 // given its timeout, and the agent hears which upstream and how long.
 func TestSubscribeTimesOut(t *testing.T) {

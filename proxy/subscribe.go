@@ -54,7 +54,7 @@ func (f *face) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
 	if !as.holdSub(k) {
 		return nil // already subscribed: the SDK keeps one entry per session
 	}
-	if err := f.g.subs.acquire(ctx, f.g, k); err != nil {
+	if err := f.g.subs.acquire(ctx, f.g, k, func() bool { return as.dropSub(k) }); err != nil {
 		as.dropSub(k)
 		return err
 	}
@@ -113,8 +113,10 @@ func (f *face) subKey(uri string) (subKey, error) {
 // acquire holds k for one agent session, subscribing the upstream if no
 // session held it. The upstream's subscribe runs on its own, bounded by
 // the upstream's timeout: an agent that stops waiting for it leaves it to
-// those still waiting.
-func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey) error {
+// those still waiting. abandon is called then; it reports whether the
+// session still held k (its session may have ended meanwhile and released
+// it already), and only then is the hold given back here.
+func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey, abandon func() bool) error {
 	for {
 		s.mu.Lock()
 		e := s.m[k]
@@ -143,7 +145,9 @@ func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey) error
 		case <-e.ready:
 			return e.err
 		case <-ctx.Done():
-			s.drop(g, k, e)
+			if abandon() {
+				s.drop(g, k, e)
+			}
 			return ctx.Err()
 		}
 	}
