@@ -35,13 +35,13 @@ type Upstream struct {
 	Transport schematype.Transport `json:"transport,omitempty"`
 	// Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused.
 	URL string `json:"url,omitempty"`
-	// HTTP headers sent with every request to an HTTP upstream.
+	// HTTP headers sent with every request to an HTTP upstream. Not for credentials: readable by every reader of the configuration (viewer and auditor included) and kept in the change log; a credential belongs in a SecretBinding, fetched from Vault per call.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Executable of a stdio upstream.
 	Command string `json:"command,omitempty"`
 	// Arguments of a stdio upstream's command.
 	Args []string `json:"args,omitempty"`
-	// Environment variables of a stdio upstream's process, besides the few it inherits.
+	// Environment variables of a stdio upstream's process, besides the few it inherits. Not for credentials, as headers.
 	Env map[string]string `json:"env,omitempty"`
 	// Working directory of a stdio upstream's process.
 	Dir string `json:"dir,omitempty"`

@@ -32,7 +32,7 @@ func (Upstream) Fields() []ent.Field {
 			Optional().
 			MaxLen(2048).
 			Comment("Endpoint of an HTTP upstream (streamable_http or sse), e.g. http://127.0.0.1:18080/mcp. A mutation that leaves it without an http or https scheme and a host is refused."),
-		stringMapField("headers", "HTTP headers sent with every request to an HTTP upstream."),
+		stringMapField("headers", "HTTP headers sent with every request to an HTTP upstream. Not for credentials: readable by every reader of the configuration (viewer and auditor included) and kept in the change log; a credential belongs in a SecretBinding, fetched from Vault per call."),
 		field.String("command").
 			Optional().
 			MaxLen(4096).
@@ -40,7 +40,7 @@ func (Upstream) Fields() []ent.Field {
 		field.Strings("args").
 			Optional().
 			Comment("Arguments of a stdio upstream's command."),
-		stringMapField("env", "Environment variables of a stdio upstream's process, besides the few it inherits."),
+		stringMapField("env", "Environment variables of a stdio upstream's process, besides the few it inherits. Not for credentials, as headers."),
 		field.String("dir").
 			Optional().
 			MaxLen(4096).

@@ -10031,7 +10031,7 @@ input CreateUpstreamInput {
   """
   url: String
   """
-  HTTP headers sent with every request to an HTTP upstream.
+  HTTP headers sent with every request to an HTTP upstream. Not for credentials: readable by every reader of the configuration (viewer and auditor included) and kept in the change log; a credential belongs in a SecretBinding, fetched from Vault per call.
   """
   headers: StringMap
   """
@@ -10043,7 +10043,7 @@ input CreateUpstreamInput {
   """
   args: [String!]
   """
-  Environment variables of a stdio upstream's process, besides the few it inherits.
+  Environment variables of a stdio upstream's process, besides the few it inherits. Not for credentials, as headers.
   """
   env: StringMap
   """
@@ -17618,7 +17618,7 @@ input UpdateUpstreamInput {
   """
   clearURL: Boolean
   """
-  HTTP headers sent with every request to an HTTP upstream.
+  HTTP headers sent with every request to an HTTP upstream. Not for credentials: readable by every reader of the configuration (viewer and auditor included) and kept in the change log; a credential belongs in a SecretBinding, fetched from Vault per call.
   """
   headers: StringMap
   """
@@ -17646,7 +17646,7 @@ input UpdateUpstreamInput {
   """
   clearArgs: Boolean
   """
-  Environment variables of a stdio upstream's process, besides the few it inherits.
+  Environment variables of a stdio upstream's process, besides the few it inherits. Not for credentials, as headers.
   """
   env: StringMap
   """
@@ -17775,7 +17775,7 @@ type Upstream implements Node {
   """
   url: String
   """
-  HTTP headers sent with every request to an HTTP upstream.
+  HTTP headers sent with every request to an HTTP upstream. Not for credentials: readable by every reader of the configuration (viewer and auditor included) and kept in the change log; a credential belongs in a SecretBinding, fetched from Vault per call.
   """
   headers: StringMap
   """
@@ -17787,7 +17787,7 @@ type Upstream implements Node {
   """
   args: [String!]
   """
-  Environment variables of a stdio upstream's process, besides the few it inherits.
+  Environment variables of a stdio upstream's process, besides the few it inherits. Not for credentials, as headers.
   """
   env: StringMap
   """
