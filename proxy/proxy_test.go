@@ -239,6 +239,27 @@ virtual_servers: [{name: private, include: [{upstream: a}]}]
 	}
 }
 
+// subscribableGateway starts an upstream serving the resources uris with
+// opts' subscribe handlers, and a gateway whose anonymous virtual server
+// vs serves it with every resource granted; upstreamExtra is added to the
+// upstream's flow mapping (", timeout: 300ms").
+func subscribableGateway(t *testing.T, upstreamExtra string, opts *mcp.ServerOptions, uris ...string) (*Gateway, string) {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, opts)
+	for _, uri := range uris {
+		s.AddResource(&mcp.Resource{URI: uri, Name: uri}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+		})
+	}
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	return newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q%s}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
+`, up.URL, upstreamExtra))
+}
+
 // TestSubscriptionsCountedAndReleased: two agents subscribing to one
 // resource cost the upstream one subscription, and it is released when the
 // last of them unsubscribes or disconnects.
@@ -246,20 +267,10 @@ func TestSubscriptionsCountedAndReleased(t *testing.T) {
 	var mu sync.Mutex
 	var log []string
 	record := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+	_, url := subscribableGateway(t, "", &mcp.ServerOptions{
 		SubscribeHandler:   func(_ context.Context, r *mcp.SubscribeRequest) error { record("sub " + r.Params.URI); return nil },
 		UnsubscribeHandler: func(_ context.Context, r *mcp.UnsubscribeRequest) error { record("unsub " + r.Params.URI); return nil },
-	})
-	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
-	})
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
-	_, url := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"], resources: ["*"], prompts: ["*"]}, effect: allow}]
-`, up.URL))
+	}, "x://r")
 	ctx := context.Background()
 	a := connectClient(t, url+"/mcp/vs", "2025-11-25")
 	b := connectClient(t, url+"/mcp/vs", "2025-11-25")
@@ -296,7 +307,7 @@ func TestSlowSubscribeHoldsOnlyItsResource(t *testing.T) {
 	defer open()
 	var mu sync.Mutex
 	subs := map[string]int{}
-	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+	_, url := subscribableGateway(t, "", &mcp.ServerOptions{
 		SubscribeHandler: func(ctx context.Context, r *mcp.SubscribeRequest) error {
 			mu.Lock()
 			subs[r.Params.URI]++
@@ -311,19 +322,7 @@ func TestSlowSubscribeHoldsOnlyItsResource(t *testing.T) {
 			return nil
 		},
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
-	})
-	for _, uri := range []string{"x://slow", "x://quick"} {
-		s.AddResource(&mcp.Resource{URI: uri, Name: uri[4:]}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
-		})
-	}
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
-	_, url := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
-`, up.URL))
+	}, "x://slow", "x://quick")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := connectClient(t, url+"/mcp/vs", "2025-11-25")
@@ -375,24 +374,14 @@ func TestAbandonedSubscribeIsUndone(t *testing.T) {
 	var mu sync.Mutex
 	var log []string
 	record := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+	g, url := subscribableGateway(t, "", &mcp.ServerOptions{
 		SubscribeHandler: func(context.Context, *mcp.SubscribeRequest) error {
 			record("sub")
 			<-release // answers even if the gateway gave up on it
 			return nil
 		},
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { record("unsub"); return nil },
-	})
-	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
-	})
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
-	g, url := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
-`, up.URL))
+	}, "x://r")
 	cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -444,23 +433,13 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: [
 // TestSubscribeTimesOut: an upstream that never answers a subscribe is
 // given its timeout, and the agent hears which upstream and how long.
 func TestSubscribeTimesOut(t *testing.T) {
-	s := mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+	_, url := subscribableGateway(t, ", timeout: 300ms", &mcp.ServerOptions{
 		SubscribeHandler: func(ctx context.Context, _ *mcp.SubscribeRequest) error {
 			<-ctx.Done()
 			return ctx.Err()
 		},
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
-	})
-	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
-	})
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
-	t.Cleanup(up.Close)
-	_, url := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q, timeout: 300ms}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
-`, up.URL))
+	}, "x://r")
 	cs := connectClient(t, url+"/mcp/vs", "2025-11-25")
 	err := cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: "x://r"})
 	var werr *jsonrpc.Error
