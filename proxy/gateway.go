@@ -357,6 +357,9 @@ func (g *Gateway) newUpstream(uc config.Upstream, bindings []*secrets.Binding) *
 				}
 			}
 		},
+		onControl: func(ctx context.Context, u *upstream, conn *upstreamConn) {
+			g.subs.renew(ctx, u, conn)
+		},
 		onState: func(u *upstream, h Health) {
 			// An upstream started by a reload that is not (yet) in force
 			// must not speak for the one of the same name that is.

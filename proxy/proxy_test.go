@@ -430,6 +430,79 @@ func TestAbandonedSubscribeIsUndone(t *testing.T) {
 	waitFor("[sub unsub sub]")
 }
 
+// TestSubscriptionsRenewedAfterUpstreamRestart: an upstream that restarts
+// forgets what the gateway subscribed to; once the gateway has a session
+// with the new process, it subscribes again to what agents hold, and the
+// new process's updates reach the subscribed agent.
+func TestSubscriptionsRenewedAfterUpstreamRestart(t *testing.T) {
+	subscribed := make(chan *mcp.Server, 4) // the upstream instance that heard a subscribe
+	var current atomic.Pointer[http.Handler]
+	start := func() {
+		var s *mcp.Server
+		s = mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+			SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { subscribed <- s; return nil },
+			UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+		})
+		s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+		})
+		var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+		current.Store(&h)
+	}
+	start()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(up.Close)
+	_, url := newGateway(t, fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
+`, up.URL))
+
+	updated := make(chan string, 4)
+	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) { updated <- req.Params.URI },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url + "/mcp/vs"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "x://r"}); err != nil {
+		t.Fatal(err)
+	}
+	<-subscribed
+	if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "x://r"}); err != nil {
+		t.Fatal(err) // the agent's own upstream session, as for any call
+	}
+
+	start() // the upstream restarts: a new server, which knows no session
+	// A read finds the agent's upstream session gone (and is answered on a
+	// new one); the gateway then checks its own session at once instead of
+	// at the next health check, finds it gone and opens a new one.
+	if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "x://r"}); err != nil {
+		t.Fatalf("read after the restart: %v", err)
+	}
+	var s *mcp.Server
+	select {
+	case s = <-subscribed:
+	case <-ctx.Done():
+		t.Fatal("the gateway did not subscribe the restarted upstream again")
+	}
+	if err := s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "x://r"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-updated:
+		if got != "x://r" {
+			t.Errorf("update for %q, want x://r", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("the restarted upstream's update did not reach the agent")
+	}
+}
+
 // TestSubscribeTimesOut: an upstream that never answers a subscribe is
 // given its timeout, and the agent hears which upstream and how long.
 func TestSubscribeTimesOut(t *testing.T) {

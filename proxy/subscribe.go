@@ -259,6 +259,50 @@ func (s *subscriptions) closeLocked(g *Gateway, k subKey, e *subEntry) {
 	s.mu.Unlock()
 }
 
+// renew subscribes a new control session of u (the upstream restarted or
+// its session was lost, and with it what it was subscribed to) to every
+// resource of u that agents hold, so their updates keep coming. Each
+// subscribe is bounded by the upstream's timeout; one that fails is logged
+// and left (the agents still hold it; an unsubscribe releases it as usual).
+// URIs are not logged: they may carry what guardrails redact.
+func (s *subscriptions) renew(ctx context.Context, u *upstream, conn *upstreamConn) {
+	s.mu.Lock()
+	var uris []string
+	for k, e := range s.m {
+		if k.upstream == u.name() && e.closing == nil && e.settled() {
+			uris = append(uris, k.uri)
+		}
+	}
+	s.mu.Unlock()
+	failed := 0
+	for _, uri := range uris {
+		cctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout.Std())
+		err := conn.cs.Subscribe(cctx, &mcp.SubscribeParams{URI: uri})
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failed++
+			u.log.Warn("renew resource subscription", "error", cleanErr(err))
+		}
+	}
+	if len(uris) > 0 {
+		u.log.Info("renewed resource subscriptions on a new upstream session", "subscriptions", len(uris), "failed", failed)
+	}
+}
+
+// settled reports whether the entry's upstream subscribe answered, and
+// without an error.
+func (e *subEntry) settled() bool {
+	select {
+	case <-e.ready:
+		return e.err == nil
+	default:
+		return false
+	}
+}
+
 // resourceUpdated relays an upstream's resource update to every face that
 // exposes the resource from that upstream.
 func (g *Gateway) resourceUpdated(ctx context.Context, upstream string, p *mcp.ResourceUpdatedNotificationParams) {

@@ -87,6 +87,9 @@ type upstream struct {
 	onCatalog func(u *upstream)
 	// onState is called after the health state changed.
 	onState func(u *upstream, h Health)
+	// onControl is called, on a goroutine of its own, with each new control
+	// session once it is in place (the first one and every reconnection).
+	onControl func(ctx context.Context, u *upstream, conn *upstreamConn)
 	// vault and bindings provide the secrets requests to the upstream
 	// carry (secrets.go).
 	vault    *secrets.Client
@@ -223,6 +226,9 @@ func (u *upstream) supervise(ctx context.Context) {
 		u.mu.Lock()
 		u.control = conn
 		u.mu.Unlock()
+		if u.onControl != nil {
+			go u.onControl(ctx, u, conn)
+		}
 		if err := u.refreshCatalog(ctx); err != nil {
 			u.log.Warn("list upstream features", "error", err)
 		}
