@@ -110,8 +110,12 @@ func dispatch[R any](g *Gateway, ctx context.Context, as *agentSession, call *Ca
 		}
 		u.markSuspect()
 		// The upstream lost our session (it restarted): the request was
-		// never processed, so one retry on a new session is safe.
+		// never processed, so one retry on a new session is safe. The
+		// upstream just answered, so the retry dials it even if the check
+		// asked for above has marked it down meanwhile (its control
+		// session was lost in the same restart).
 		if errors.Is(err, mcp.ErrSessionMissing) && attempt == 0 && !conn.control {
+			ctx = context.WithValue(ctx, upstreamAnsweredKey{}, true)
 			continue
 		}
 		return zero, unavailable(&UnavailableError{Upstream: call.Upstream, Reason: cleanErr(err), Sent: mayHaveArrived(err)})

@@ -324,6 +324,10 @@ func (g *Gateway) Apply(doc *config.Document) error {
 	}
 	for _, u := range started {
 		g.setUpGauge(u, u.Health())
+		// What agents hold of the upstream it replaces (see onControl).
+		if c, err := u.controlConn(); err == nil {
+			go g.subs.renew(g.ctx, u, c)
+		}
 	}
 	return nil
 }
@@ -358,7 +362,12 @@ func (g *Gateway) newUpstream(uc config.Upstream, bindings []*secrets.Binding) *
 			}
 		},
 		onControl: func(ctx context.Context, u *upstream, conn *upstreamConn) {
-			g.subs.renew(ctx, u, conn)
+			// An upstream started by a reload renews once it is in force
+			// (Apply); its control session is in place before this runs,
+			// so one of the two sees the other.
+			if g.upstream(u.name()) == u {
+				g.subs.renew(ctx, u, conn)
+			}
 		},
 		onState: func(u *upstream, h Health) {
 			// An upstream started by a reload that is not (yet) in force

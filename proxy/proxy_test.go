@@ -430,6 +430,54 @@ func TestAbandonedSubscribeIsUndone(t *testing.T) {
 	waitFor("[sub unsub sub]")
 }
 
+// subscribedAgent connects an agent to endpoint and subscribes it to uri;
+// the URIs of the updates it receives come on the channel.
+func subscribedAgent(ctx context.Context, t *testing.T, endpoint, uri string) (*mcp.ClientSession, <-chan string) {
+	t.Helper()
+	updated := make(chan string, 16)
+	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+			select {
+			case updated <- req.Params.URI:
+			default:
+			}
+		},
+	})
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+		t.Fatal(err)
+	}
+	return cs, updated
+}
+
+// updateReaches has upstream s announce an update of uri until the agent
+// receives it (s records a session's subscription only after its
+// subscribe handler returned, so the first announcement may come before).
+func updateReaches(ctx context.Context, t *testing.T, s *mcp.Server, updated <-chan string, uri string) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: uri}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-updated:
+			if got != uri {
+				t.Errorf("update for %q, want %s", got, uri)
+			}
+			return
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("the upstream's update of %s did not reach the agent", uri)
+		}
+	}
+}
+
 // TestSubscriptionsRenewedAfterUpstreamRestart: an upstream that restarts
 // forgets what the gateway subscribed to; once the gateway has a session
 // with the new process, it subscribes again to what agents hold, and the
@@ -458,20 +506,9 @@ virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
 grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
 `, up.URL))
 
-	updated := make(chan string, 4)
-	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
-		ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) { updated <- req.Params.URI },
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url + "/mcp/vs"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "x://r"}); err != nil {
-		t.Fatal(err)
-	}
+	cs, updated := subscribedAgent(ctx, t, url+"/mcp/vs", "x://r")
 	<-subscribed
 	if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "x://r"}); err != nil {
 		t.Fatal(err) // the agent's own upstream session, as for any call
@@ -490,17 +527,56 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: [
 	case <-ctx.Done():
 		t.Fatal("the gateway did not subscribe the restarted upstream again")
 	}
-	if err := s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "x://r"}); err != nil {
+	updateReaches(ctx, t, s, updated, "x://r")
+}
+
+// TestSubscriptionsRenewedAcrossReload: a reload that changes an upstream
+// replaces it with a new one and new sessions; what agents hold of it is
+// subscribed on the new one, whose updates reach them.
+func TestSubscriptionsRenewedAcrossReload(t *testing.T) {
+	var s *mcp.Server
+	sessions := make(chan *mcp.ServerSession, 4) // each upstream session that subscribed
+	s = mcp.NewServer(&mcp.Implementation{Name: "subs", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler:   func(_ context.Context, r *mcp.SubscribeRequest) error { sessions <- r.Session; return nil },
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	})
+	s.AddResource(&mcp.Resource{URI: "x://r", Name: "r"}, func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "r"}}}, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	doc := func(timeout string) string {
+		return fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q, timeout: %s}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, resources: ["*"]}, effect: allow}]
+`, up.URL, timeout)
+	}
+	g, url := newGateway(t, doc("60s"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, updated := subscribedAgent(ctx, t, url+"/mcp/vs", "x://r")
+	first := <-sessions
+
+	d, err := config.Parse([]byte(doc("30s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Apply(d); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case got := <-updated:
-		if got != "x://r" {
-			t.Errorf("update for %q, want x://r", got)
+	case ss := <-sessions:
+		if ss == first {
+			t.Fatal("the same upstream session subscribed twice")
 		}
 	case <-ctx.Done():
-		t.Fatal("the restarted upstream's update did not reach the agent")
+		t.Fatal("the replacing upstream's session was not subscribed")
 	}
+	// Once the replaced upstream's session has ended, the update can only
+	// come through the new one.
+	_ = first.Wait()
+	updateReaches(ctx, t, s, updated, "x://r")
 }
 
 // TestSubscribeTimesOut: an upstream that never answers a subscribe is

@@ -269,6 +269,10 @@ func (as *agentSession) connFor(ctx context.Context, u *upstream, in *secrets.In
 	return c, func() {}, err
 }
 
+// upstreamAnsweredKey marks a request's context once the upstream has
+// answered it (with a lost session): it is up, whatever its health says.
+type upstreamAnsweredKey struct{}
+
 // conn returns the upstream session to use for this agent.
 func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, error) {
 	u := as.g.upstream(name)
@@ -297,8 +301,9 @@ func (as *agentSession) conn(ctx context.Context, name string) (*upstreamConn, e
 		return s.conn, nil
 	}
 	// Fail fast while the supervisor knows the upstream is down, rather than
-	// making every agent wait out a connect timeout.
-	if h := u.Health(); h.State != StateReady {
+	// making every agent wait out a connect timeout; but not when the
+	// upstream has just answered this request (see dispatch).
+	if h := u.Health(); h.State != StateReady && ctx.Value(upstreamAnsweredKey{}) == nil {
 		u.mu.Lock()
 		err := u.unavailableLocked()
 		u.mu.Unlock()
