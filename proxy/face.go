@@ -153,12 +153,6 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 			err := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown %s %q", kind, rc.target)}
 			return f.g.endRequest(rc, nil, err)
 		}
-		if method == "logging/setLevel" {
-			if p, _ := req.GetParams().(*mcp.SetLoggingLevelParams); p == nil || !logLevels[p.Level] {
-				err := &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "logging/setLevel: level must be one of debug, info, notice, warning, error, critical, alert or emergency"}
-				return f.g.endRequest(rc, nil, err)
-			}
-		}
 		res, err := next(ctx, method, req)
 		switch r := res.(type) {
 		case *mcp.InitializeResult:
@@ -185,10 +179,6 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		return f.g.endRequest(rc, res, err)
 	}
 }
-
-// logLevels are the syslog severities MCP logging uses.
-var logLevels = map[mcp.LoggingLevel]bool{"debug": true, "info": true, "notice": true, "warning": true,
-	"error": true, "critical": true, "alert": true, "emergency": true}
 
 // stampServerInfo sets the server identity that sessionless (2026-07-28)
 // results carry in _meta to the virtual server's: an upstream's own stamp

@@ -2136,6 +2136,11 @@ func (ss *ServerSession) cancel(context.Context, *CancelledParams) (Result, erro
 }
 
 func (ss *ServerSession) setLevel(_ context.Context, params *SetLoggingLevelParams) (*emptyResult, error) {
+	if _, ok := mcpToSlog[params.Level]; !ok {
+		// An unknown level was stored and then compared as debug.
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+			Message: "logging/setLevel: level must be one of debug, info, notice, warning, error, critical, alert or emergency"}
+	}
 	ss.updateState(func(state *ServerSessionState) {
 		state.LogLevel = params.Level
 	})
