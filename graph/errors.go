@@ -111,14 +111,10 @@ var (
 // rootFieldName is the name of the root field (the mutation) an error of
 // ctx belongs to, or "".
 func rootFieldName(ctx context.Context) string {
-	fc := graphql.GetFieldContext(ctx)
-	for fc != nil && fc.Parent != nil && fc.Parent.Field.Field != nil {
-		fc = fc.Parent
+	if rfc := graphql.GetRootFieldContext(ctx); rfc != nil && rfc.Field.Field != nil {
+		return rfc.Field.Name
 	}
-	if fc == nil || fc.Field.Field == nil {
-		return ""
-	}
-	return fc.Field.Name
+	return ""
 }
 
 func constraintError(op string, err error, pge *pgconn.PgError, set func(code, field, msg string) *gqlerror.Error) *gqlerror.Error {
