@@ -32,7 +32,7 @@ Flags:
 
 // bundleCmd runs `gatehouse bundle SUBCOMMAND`.
 func bundleCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		fs := bundleVerifyFlags(stderr, new(string))
 		if len(args) == 0 {
 			fs.Usage()
