@@ -670,6 +670,31 @@ func (p *resumeReader) Read(b []byte) (int, error) {
 	return p.r.Read(b)
 }
 
+// skipLine drops the stream up to and including its next newline, starting
+// with ahead (what the decoder had read and not used), and returns how
+// many bytes it dropped.
+func (p *resumeReader) skipLine(ahead []byte) (int, error) {
+	rest := append(ahead, p.pending...)
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		p.pending = rest[i+1:]
+		return i + 1, nil
+	}
+	n := len(rest)
+	p.pending = nil
+	buf := make([]byte, 4096)
+	for {
+		m, err := p.r.Read(buf)
+		if i := bytes.IndexByte(buf[:m], '\n'); i >= 0 {
+			p.pending = bytes.Clone(buf[i+1 : m])
+			return n + i + 1, nil
+		}
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // skipLog reports skipped stdio lines: the first at once, then at most one
 // summary per [skipLogEvery], so a server that prints a line per request
 // does not write a log line per request too. Only counts are logged: a
@@ -696,31 +721,6 @@ func (l *skipLog) flush() {
 	}
 	slog.Default().Warn("mcp stdio: ignored output that is not JSON-RPC", "lines", l.lines, "bytes", l.bytes)
 	l.lines, l.bytes = 0, 0
-}
-
-// skipLine drops the stream up to and including its next newline, starting
-// with ahead (what the decoder had read and not used), and returns how
-// many bytes it dropped.
-func (p *resumeReader) skipLine(ahead []byte) (int, error) {
-	rest := append(ahead, p.pending...)
-	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-		p.pending = rest[i+1:]
-		return i + 1, nil
-	}
-	n := len(rest)
-	p.pending = nil
-	buf := make([]byte, 4096)
-	for {
-		m, err := p.r.Read(buf)
-		if i := bytes.IndexByte(buf[:m], '\n'); i >= 0 {
-			p.pending = bytes.Clone(buf[i+1 : m])
-			return n + i + 1, nil
-		}
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
 }
 
 func (c *ioConn) SessionID() string { return "" }
