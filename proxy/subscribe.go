@@ -123,9 +123,6 @@ func (s *subscriptions) acquire(ctx context.Context, g *Gateway, k subKey, aband
 		switch {
 		case e == nil:
 			e = &subEntry{n: 1, ready: make(chan struct{})}
-			if s.m == nil {
-				s.m = map[subKey]*subEntry{}
-			}
 			s.m[k] = e
 			go s.subscribe(context.WithoutCancel(ctx), g, k, e)
 		case e.closing != nil:
