@@ -43,6 +43,12 @@ func auditError(err error, sent bool) error {
 	return &jsonrpc.Error{Code: CodeAuditUnavailable, Message: "audit trail unavailable, request refused: " + err.Error()}
 }
 
+// refusedForAudit reports whether err is auditError's.
+func refusedForAudit(err error) bool {
+	var je *jsonrpc.Error
+	return errors.As(err, &je) && je.Code == CodeAuditUnavailable
+}
+
 // audited reports whether requests of method get an audit event: every
 // request, not notifications.
 func audited(method string) bool { return !strings.HasPrefix(method, "notifications/") }
@@ -86,7 +92,13 @@ func (g *Gateway) recordAudit(rc *requestCtx, res mcp.Result, err error, out str
 		}
 	}
 	if aerr := g.audit.Record(e); aerr != nil {
-		g.log.Error("audit event not stored; the request is not acknowledged", "request_id", rc.id, "error", aerr)
+		if !refusedForAudit(err) {
+			// A request Admit refused already has its error, and its
+			// access log line says why; the spool logs the condition
+			// itself, rate-limited. Logging each such request again
+			// would flood the log while the audit is unavailable.
+			g.log.Error("audit event not stored; the request is not acknowledged", "request_id", rc.id, "error", aerr)
+		}
 		// A held call's execution is the approval workflow's, audited
 		// there, and its identical retry gets the stored result without
 		// running again: only the agent's own send counts here.

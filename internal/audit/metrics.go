@@ -39,6 +39,8 @@ func (w *Writer) Collectors() []prometheus.Collector {
 			stat(func(s WriterStats) float64 { return float64(s.Spool.Refused) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_audit_ship_errors_total", Help: "Failed attempts to ship audit events."},
 			stat(func(s WriterStats) float64 { return float64(s.ShipErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gatehouse_audit_spool_recoveries_total", Help: "Recoveries of the audit spool from a write failure (a full disk) without a restart."},
+			stat(func(s WriterStats) float64 { return float64(s.Spool.Recoveries) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_audit_spool_unshipped_bytes", Help: "Audit spool bytes not yet shipped."},
 			stat(func(s WriterStats) float64 { return float64(s.Spool.UnshippedBytes) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_audit_spool_budget_bytes", Help: "Audit spool disk budget (0: unlimited)."},

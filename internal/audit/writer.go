@@ -140,12 +140,14 @@ func OpenWriter(ctx context.Context, o WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	w := &Writer{o: o, log: o.Logger, key: key, chain: Chain{Node: o.Node}}
 	o.Spool.Logger = o.Logger
+	o.Spool.OnDiscard = w.rewind
 	sp, err := spool.Open(filepath.Join(o.Dir, "spool"), o.Spool)
 	if err != nil {
 		return nil, fmt.Errorf("audit spool: %w", err)
 	}
-	w := &Writer{o: o, log: o.Logger, spool: sp, key: key, chain: Chain{Node: o.Node}}
+	w.spool = sp
 	st, err := w.loadState()
 	if err != nil {
 		sp.Close()
@@ -188,6 +190,26 @@ func (w *Writer) Record(e *Event) error {
 		w.refusedAt.Store(time.Now().UnixNano())
 	}
 	return err
+}
+
+// rewind sets the chain back to before first, the first of the events
+// the spool discarded when it recovered from a write failure (their
+// Records had failed): the next event takes first's place in the chain.
+// The spool calls it under its lock, which guards the chain.
+func (w *Writer) rewind(first []byte) error {
+	var e struct {
+		Node     string `json:"node"`
+		Seq      uint64 `json:"seq"`
+		PrevHash string `json:"prev_hash"`
+	}
+	if err := json.Unmarshal(first, &e); err != nil {
+		return fmt.Errorf("reading the first discarded event: %w", err)
+	}
+	if e.Node != w.chain.Node || e.Seq == 0 || e.Seq > w.chain.Seq {
+		return fmt.Errorf("the first discarded event (node %q, seq %d) is not in this chain (node %q, at seq %d)", e.Node, e.Seq, w.chain.Node, w.chain.Seq)
+	}
+	w.chain.Seq, w.chain.Hash = e.Seq-1, e.PrevHash
+	return nil
 }
 
 // Close stops shipping (what is not shipped stays in the spool for the

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/chdb/chdbtest"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/spool"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/spool/spooltest"
 )
 
 // flaky is a backend that fails while down is set, to play a ClickHouse
@@ -250,5 +251,82 @@ func TestWriterShipsWithLongFsyncInterval(t *testing.T) {
 	waitShipped(t, b, 300)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWriterRecoversFromFullDisk: the audit directory's disk fills while
+// ClickHouse is down. Records fail and the writer refuses; once
+// ClickHouse is back, the shipper ships and its commits free the shipped
+// segments (the spool's reserve gave it room to commit), and the writer
+// takes records again without a restart. The hash chain was rewound past
+// the events that failed: the stored chain verifies, without a gap, and
+// holds each acknowledged event once.
+func TestWriterRecoversFromFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	b := &flaky{Backend: chdbtest.Open(t, filepath.Join(dir, "chdb")), down: true}
+	fs := spooltest.SmallFS(t, 8<<20)
+	w := openWriter(t, filepath.Join(fs, "audit"), b, spool.Options{SegmentBytes: 512 << 10, BudgetBytes: -1, RetryInterval: 20 * time.Millisecond})
+	defer w.Close()
+
+	event := func(g, i int) *audit.Event {
+		return &audit.Event{Time: time.Now(), Kind: audit.KindRequest, Method: "tools/call", Target: "echo",
+			RequestID: fmt.Sprintf("g%d-r%d", g, i), Outcome: audit.OutcomeOK, Arguments: strings.Repeat("a", 400)}
+	}
+	const writers = 4
+	failedAt := make([]int, writers)
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				if err := w.Record(event(g, i)); err != nil {
+					if !strings.Contains(err.Error(), "audit spool") {
+						t.Errorf("writer %d: %v", g, err)
+					}
+					failedAt[g] = i
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if st := w.Status(); !strings.HasPrefix(st, "refusing: ") || !strings.Contains(st, "no space left on device") {
+		t.Fatalf("Status on a full disk = %q", st)
+	}
+	acked := 0
+	for _, n := range failedAt {
+		acked += n
+	}
+
+	b.setDown(false)
+	waitShipped(t, b, acked)
+	deadline := time.Now().Add(20 * time.Second)
+	for w.Admit() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not taking records 20 s after the shipper freed the disk: %v", w.Admit())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const more = 100
+	for g := range writers {
+		for i := failedAt[g]; i < failedAt[g]+more; i++ { // the failed one again, and on
+			if err := w.Record(event(g, i)); err != nil {
+				t.Fatalf("writer %d, event %d after recovery: %v", g, i, err)
+			}
+		}
+	}
+	total := acked + writers*more
+	waitShipped(t, b, total)
+	if n := count(t, b, "SELECT count(DISTINCT request_id) FROM audit_events"); n != total {
+		t.Errorf("%d distinct requests, want %d", n, total)
+	}
+	if st := w.Stats().Spool; st.Recoveries != 1 || st.Discarded == 0 {
+		t.Errorf("spool stats: %d recoveries, %d discarded", st.Recoveries, st.Discarded)
+	}
+	rep, err := audit.Verify(context.Background(), b.Backend, audit.Tables{}, "gw1", w.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.Events != uint64(total) || rep.LastSeq != uint64(total) {
+		t.Fatalf("verify: %+v (want %d events, no problems)", rep, total)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit/spool/spooltest"
 )
 
 // auditSQL runs an auditor's query on the gateway's /audit/query.
@@ -256,7 +259,15 @@ func TestAuditNoLossOnKill(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rows := auditRows(t, g2, `SELECT JSONExtractString(arguments, 'text') AS text, count() AS n FROM audit_events
+	auditedOnce(t, g2, want)
+	t.Logf("%d acknowledged calls before SIGKILL, all audited exactly once", len(want))
+}
+
+// auditedOnce checks that each echo call in want (by its text) has
+// exactly one event, that no call has more, and that the chain verifies.
+func auditedOnce(t *testing.T, g *gateway, want []string) {
+	t.Helper()
+	rows := auditRows(t, g, `SELECT JSONExtractString(arguments, 'text') AS text, count() AS n FROM audit_events
   WHERE method = 'tools/call' GROUP BY text HAVING text != ''`)
 	seen := map[string]int{}
 	for _, r := range rows {
@@ -274,9 +285,90 @@ func TestAuditNoLossOnKill(t *testing.T) {
 			t.Errorf("call %s recorded %d times", text, n)
 		}
 	}
-	env := []string{"GATEHOUSE_SERVER=http://" + g2.addr, "GATEHOUSE_ADMIN_TOKEN=" + g2.adminToken}
+	env := []string{"GATEHOUSE_SERVER=http://" + g.addr, "GATEHOUSE_ADMIN_TOKEN=" + g.adminToken}
 	if out, errOut, code := runGatehouseEnv(t, env, "", "audit", "verify"); code != 0 {
-		t.Errorf("audit verify after the crash: exit %d\n%s%s", code, out, errOut)
+		t.Errorf("audit verify: exit %d\n%s%s", code, out, errOut)
 	}
-	t.Logf("%d acknowledged calls before SIGKILL, all audited exactly once", len(want))
+}
+
+// TestAuditRecoversFromFullDisk: the disk under the audit spool fills up
+// while an agent calls. Calls are refused with -32058 (nothing runs
+// unaudited) and /readyz says why; once space is freed, calls go through
+// again without a restart. Every acknowledged call is audited exactly
+// once, and the chain verifies: the events of the refused calls left no
+// gap in it.
+func TestAuditRecoversFromFullDisk(t *testing.T) {
+	t.Parallel()
+	upURL, _ := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	data := filepath.Join(t.TempDir(), "data")
+	spoolDir := filepath.Join(data, "audit", "spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spooltest.Mount(t, spoolDir, 8<<20)
+	g := startGatewayArgs(t, "data_dir: "+data+"\n"+auditConfig(upURL, sha), []string{"--audit=embedded", "--audit-batch-wait", "100ms"})
+	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
+	var acked []string
+	call := func(text string) error {
+		t.Helper()
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": text}})
+		if err == nil && res.IsError {
+			t.Fatalf("echo %s: %s", text, textOf(t, res))
+		}
+		if err == nil {
+			acked = append(acked, text)
+		}
+		return err
+	}
+	if err := call("before"); err != nil {
+		t.Fatal(err)
+	}
+
+	filler := filepath.Join(spoolDir, "filler")
+	spooltest.Fill(t, filler, 64<<10)
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		err = call(fmt.Sprintf("filling-%d", i))
+	}
+	if we := rpcError(t, err); we.Code != -32058 || !strings.Contains(we.Message, "no space left on device") {
+		t.Fatalf("call on a full disk: %d %s", we.Code, we.Message)
+	}
+	if _, rd := readyz(t, g); !strings.HasPrefix(fmt.Sprint(rd["audit"]), "refusing: ") {
+		t.Errorf("/readyz audit on a full disk = %v", rd["audit"])
+	}
+	time.Sleep(1500 * time.Millisecond) // a recovery attempt or more, on a disk still full
+	if we := rpcError(t, call("still-full")); we.Code != -32058 {
+		t.Fatalf("call on a disk still full: %d %s", we.Code, we.Message)
+	}
+
+	// The administrator frees space: calls go through again.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "calls audited again", func() bool { return call(fmt.Sprintf("after-%d", len(acked))) == nil })
+	for i := range 20 {
+		if err := call(fmt.Sprintf("more-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := metricValue(t, metricsText(t, g), "gatehouse_audit_spool_recoveries_total"); v != 1 {
+		t.Errorf("gatehouse_audit_spool_recoveries_total = %v, want 1", v)
+	}
+	pollUntil(t, "events shipped", func() bool {
+		return auditCount(t, g, "method = 'tools/call' AND outcome = 'ok'") >= len(acked)
+	})
+	auditedOnce(t, g, acked)
+	t.Logf("%d calls acknowledged around a full disk, all audited exactly once", len(acked))
+	// The log says it once each, not once per refused call: only calls
+	// admitted before the disk filled fail to store their events.
+	out := g.Output()
+	if n := strings.Count(out, "audit event not stored"); n > 4 {
+		t.Errorf("%d \"audit event not stored\" lines, want at most one per call in flight when the disk filled", n)
+	}
+	for _, msg := range []string{"audit spool write failure", "audit spool recovered from a write failure"} {
+		if n := strings.Count(out, msg); n != 1 {
+			t.Errorf("%d %q lines, want 1", n, msg)
+		}
+	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 const (
-	cursorFile = "cursor.json"
-	lockFile   = "lock"
+	cursorFile  = "cursor.json"
+	lockFile    = "lock"
+	reserveFile = "reserve"
 )
 
 // Open opens the spool in dir, creating the directory if needed. It takes
@@ -50,6 +51,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 		}
 		unlockDir(lock)
 		return nil, err
+	}
+	if err := makeReserve(s.reservePath()); err != nil {
+		s.log.Warn("audit spool: no reserve for a full disk", "dir", dir, "error", err)
 	}
 	if o.Fsync == FsyncInterval {
 		s.wg.Add(1)

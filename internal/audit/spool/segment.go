@@ -83,7 +83,7 @@ func createSegment(dir string, id uint64) (*os.File, error) {
 	}
 	if err := syncDir(dir); err != nil {
 		f.Close()
-		return nil, err
+		return nil, fatalIO{err}
 	}
 	return f, nil
 }

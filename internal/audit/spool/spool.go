@@ -10,6 +10,7 @@
 //	00000000000000000002.seg   the last one is being written
 //	cursor.json                the shipped position, {"segment":N,"offset":M}
 //	lock                       flock(2)-ed by the process that has it open
+//	reserve                    [ReserveBytes] of zeros, given up when the disk fills
 //
 // A segment is a sequence of frames, each
 //
@@ -24,7 +25,8 @@
 // written again once a later one exists: [Open] truncates a torn tail and
 // then starts a new segment, so a position, once it held a record, never
 // holds a different one. Deduplication tokens derived from positions rely
-// on that.
+// on that. (A recovery from a write failure, below, reuses the positions
+// of the records it discards, which nobody acknowledged or read.)
 //
 // # Durability
 //
@@ -66,6 +68,27 @@
 // persisted later pages of the unsynced tail but not earlier ones makes
 // Open fail on the last segment instead of guessing; the error says how
 // to discard the tail.
+//
+// # Write failures
+//
+// A write that fails (the disk is full: ENOSPC, EDQUOT, EFBIG; or a new
+// segment cannot be created) fails the appends of its group and of every
+// group queued behind it, none of which was acknowledged, and the spool
+// refuses appends (and [Spool.Admit]) from then on. It deletes its
+// reserve file at once, so that a full disk still has room for the
+// shipper's small writes (the cursor, the shipper's state), whose commits
+// delete shipped segments. It recovers by itself: every
+// [Options.RetryInterval] it truncates what the failed groups wrote (from
+// the end of the last group written on) and fdatasyncs, checks that the
+// disk has room again (statfs(2) reports the reserve's size and
+// [RetryProbeBytes] more free) and writes the reserve back; then it
+// forgets the discarded records and tells [Options.OnDiscard] which was
+// the first of them (a builder that chains records, as the audit's hash
+// chain does, rewinds to before it). Their positions hold the next
+// records appended. A failed fdatasync is different: the kernel may have
+// dropped the pages it could not write, so nothing in memory can say what
+// is on disk, and the spool refuses appends until a restart ([Open] reads
+// the files again).
 //
 // # Reading and shipping
 //
@@ -134,7 +157,18 @@ const (
 	DefaultFsyncInterval = 100 * time.Millisecond
 	DefaultSegmentBytes  = 64 << 20
 	DefaultBudgetBytes   = 1 << 30
+	DefaultRetryInterval = time.Second
 )
+
+// RetryProbeBytes is the room (beyond the reserve's) a recovery from a
+// write failure wants the file system to report free (statfs(2)) before
+// it lets appends in again, so that a disk still full keeps the spool
+// refusing instead of failing the next group's write.
+const RetryProbeBytes = 1 << 20
+
+// ReserveBytes is the size of the reserve file a spool keeps in its
+// directory and deletes when a write finds the disk full.
+const ReserveBytes = 1 << 20
 
 // MaxRecordBytes bounds one record.
 const MaxRecordBytes = 64 << 20
@@ -174,6 +208,16 @@ type Options struct {
 	// OnFull is what Append does at the budget: OnFullRefuse or
 	// OnFullDrop; "" means OnFullRefuse.
 	OnFull string
+	// RetryInterval is how often a spool that failed a write tries to
+	// recover (see the package comment); 0 means DefaultRetryInterval.
+	RetryInterval time.Duration
+	// OnDiscard, if set, is called when a spool recovers from a write
+	// failure, with the first of the records it discarded: records that
+	// were built and queued, whose appends failed, and that are no longer
+	// in the spool; so is every record queued after it. It runs under
+	// the spool's lock, as AppendFunc's build does, and must not call the
+	// spool. An error keeps the spool refusing appends until a restart.
+	OnDiscard func(first []byte) error
 	// Logger receives warnings (torn tails, drops); nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -199,6 +243,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = DefaultRetryInterval
 	}
 	switch {
 	case o.BudgetBytes == 0:
@@ -232,6 +279,10 @@ type Stats struct {
 	// LastFsync is how long the latest one took.
 	Fsyncs    uint64
 	LastFsync time.Duration
+	// Recoveries counts recoveries from write failures since Open, and
+	// Discarded the records they discarded (appends that had failed).
+	Recoveries uint64
+	Discarded  uint64
 }
 
 // segment is one segment file. size is its final size once a later
@@ -295,8 +346,10 @@ type Spool struct {
 	cur        *group   // records queued since the last flush began
 	flushing   *group   // the group being flushed
 	spareGroup *group   // a flushed group nobody waited on, for reuse
-	leader     bool     // an appender is flushing
-	err        error    // sticky: an I/O failure leaves the spool unusable
+	leader     bool     // an appender is flushing (or a recovery runs)
+	err        error    // an I/O failure: appends fail until it is recovered
+	fatal      bool     // err is one only a restart recovers from
+	failedAt   time.Time
 	closed     bool
 
 	// The file being written. file, fileSeg and fileEnd change only
@@ -318,11 +371,13 @@ type Spool struct {
 	// the oldest go when it is full.
 	mem      []Record
 	memBytes int64
+	evicted  Pos // end of the newest record dropped (or never kept) for room
 
 	appended, appendedBytes uint64
 	dropped, refused        uint64
 	fsyncs                  uint64
 	lastFsync               time.Duration
+	recoveries, discarded   uint64
 	fullLogged              time.Time // rate limit for budget messages
 	fullSince               uint64    // drops or refusals not logged yet
 
@@ -340,7 +395,8 @@ const maxSpareBuf = 4 << 20
 // is durable as [Options.Fsync] asks. At the budget, it writes nothing and
 // either returns an error wrapping [ErrFull] ([OnFullRefuse]) or returns
 // nil after counting and logging the drop ([OnFullDrop]). After an I/O
-// error every Append fails: reopen the spool (restart) to recover.
+// error every Append fails until the spool recovers (see the package
+// comment).
 func (s *Spool) Append(rec []byte) error {
 	return s.AppendFunc(func() ([]byte, error) { return bytes.Clone(rec), nil }, nil)
 }
@@ -468,12 +524,16 @@ func (s *Spool) enqueue(hdr, rec []byte, n int64) {
 func (s *Spool) remember(r Record, n int64) {
 	if n > MemTailBytes {
 		s.forget(len(s.mem))
+		s.evicted = r.End()
 		return
 	}
 	drop, free := 0, MemTailBytes-s.memBytes
 	for free < n {
 		free += s.mem[drop].frameSize()
 		drop++
+	}
+	if drop > 0 {
+		s.evicted = s.mem[drop-1].End()
 	}
 	s.forget(drop)
 	s.mem = append(s.mem, r)
@@ -516,7 +576,7 @@ func (s *Spool) lead() error {
 		if err == nil && s.o.Fsync == FsyncAlways {
 			start := time.Now()
 			if err = fdatasync(s.file); err != nil {
-				err = fmt.Errorf("syncing audit spool segment %s: %w", s.segPath(s.fileSeg), err)
+				err = fatalIO{fmt.Errorf("syncing audit spool segment %s: %w", s.segPath(s.fileSeg), err)}
 			}
 			took, synced = time.Since(start), true
 		}
@@ -582,7 +642,7 @@ func (s *Spool) rotate(id uint64) error {
 	old, oldID, oldSize := s.file, s.fileSeg, s.fileEnd
 	start := time.Now()
 	if err := fdatasync(old); err != nil {
-		return fmt.Errorf("syncing audit spool segment %s: %w", s.segPath(oldID), err)
+		return fatalIO{fmt.Errorf("syncing audit spool segment %s: %w", s.segPath(oldID), err)}
 	}
 	took := time.Since(start)
 	f, err := createSegment(s.dir, id)
@@ -594,10 +654,12 @@ func (s *Spool) rotate(id uint64) error {
 	s.file, s.fileSeg, s.fileEnd = f, id, 0
 	s.segs[len(s.segs)-1].size = oldSize
 	s.segs = append(s.segs, segment{id: id})
-	s.written = Pos{Segment: oldID, Offset: oldSize}
 	s.fsyncs++
 	s.lastFsync = took
-	s.advanceSynced(s.written)
+	// written and synced stay at the last group's end: the old segment's
+	// tail holds this group's first records, which are the group's to
+	// publish when all of it is written (and a recovery's to truncate if
+	// it fails).
 	s.mu.Unlock()
 	s.syncMu.Unlock()
 	if err := old.Close(); err != nil {
@@ -606,14 +668,201 @@ func (s *Spool) rotate(id uint64) error {
 	return nil
 }
 
-// fail makes err sticky; mu held. Groups queued later fail with it when
-// their leader runs.
+// fatalIO marks an I/O error only a restart recovers from: a failed
+// fdatasync, after which the kernel may have dropped the pages it could
+// not write.
+type fatalIO struct{ err error }
+
+func (e fatalIO) Error() string { return e.err.Error() }
+func (e fatalIO) Unwrap() error { return e.err }
+
+// fail records an I/O failure; mu held. Appends fail with it from then on
+// (groups queued already fail when their leader runs) until recovery
+// clears it, which recoverLoop tries unless the failure is fatal.
 func (s *Spool) fail(err error) {
-	if s.err == nil {
-		s.err = fmt.Errorf("%w (the audit spool stops accepting events; restart to recover)", err)
-		s.log.Error("audit spool I/O failure", "dir", s.dir, "error", err)
+	if s.fatal {
+		return
+	}
+	if errors.As(err, new(fatalIO)) {
+		s.fatal = true
+		s.err = fmt.Errorf("%w (the audit spool refuses events; restart to recover)", err)
+		s.log.Error("audit spool I/O failure; refusing events until a restart", "dir", s.dir, "error", err)
+		return
+	}
+	if s.err != nil {
+		return
+	}
+	s.err = fmt.Errorf("%w (the audit spool refuses events until the write succeeds again; it retries every %v)", err, s.o.RetryInterval)
+	s.failedAt = time.Now()
+	s.log.Error("audit spool write failure; refusing events until it recovers", "dir", s.dir, "error", err, "retry_every", s.o.RetryInterval.String())
+	if err := os.Remove(s.reservePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("audit spool: deleting its reserve to make room", "file", s.reservePath(), "error", err)
+	}
+	if !s.closed {
+		s.wg.Add(1)
+		go s.recoverLoop()
 	}
 }
+
+// recoverLoop tries to recover from a write failure every RetryInterval
+// until it has, the failure turned fatal, or the spool closes.
+func (s *Spool) recoverLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.o.RetryInterval)
+	defer t.Stop()
+	var logged time.Time
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		done, err := s.recoverWrite()
+		if done {
+			return
+		}
+		if err != nil && time.Since(logged) >= fullLogEvery {
+			logged = time.Now()
+			s.log.Warn("audit spool: still cannot write; refusing events", "dir", s.dir, "error", err)
+		}
+	}
+}
+
+// recoverWrite is one attempt to recover from a write failure. It takes
+// the leadership, so no flush runs meanwhile (and appends fail on s.err),
+// and reclaims what the failed groups wrote: from the end of the last
+// group written on, in its segment and any after it. Then it drops the
+// discarded records from the queue's state, lets OnDiscard rewind, and
+// clears the failure. done reports that there is nothing more to try.
+func (s *Spool) recoverWrite() (done bool, err error) {
+	s.mu.Lock()
+	switch {
+	case s.closed || s.err == nil || s.fatal:
+		s.mu.Unlock()
+		return true, nil
+	case s.leader: // failed groups are still being handed their error
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.leader = true
+	// Everything from the last group's end on was written by groups that
+	// failed: the rest of that segment, and any segment after it.
+	base := s.written
+	var cuts []segment
+	for _, sg := range s.segs {
+		switch {
+		case sg.id == base.Segment && (sg.id == s.fileSeg || sg.size > base.Offset):
+			cuts = append(cuts, segment{id: sg.id, size: base.Offset})
+		case sg.id > base.Segment:
+			cuts = append(cuts, segment{id: sg.id})
+		}
+	}
+	s.mu.Unlock()
+
+	s.syncMu.Lock()
+	err = s.reclaim(cuts)
+	s.syncMu.Unlock()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leader = false
+	if err != nil {
+		err = fmt.Errorf("recovering audit spool %s from a write failure: %w", s.dir, err)
+		if errors.As(err, new(fatalIO)) {
+			s.fail(err)
+			return true, err
+		}
+		return false, err
+	}
+	for _, c := range cuts {
+		s.segs[s.segIndex(c.id)].size = c.size
+	}
+	// The discarded records are the newest queued, from base on; the
+	// memory tail still has them all unless it dropped one for room.
+	i := len(s.mem)
+	for i > 0 && !s.mem[i-1].Pos.less(base) {
+		i--
+	}
+	if base.less(s.evicted) {
+		s.fail(fatalIO{errors.New("the appends that failed were too large to keep in memory, so the audit chain cannot be rewound")})
+		return true, s.err
+	}
+	if i < len(s.mem) && s.o.OnDiscard != nil {
+		if err := s.o.OnDiscard(s.mem[i].Data); err != nil {
+			s.fail(fatalIO{fmt.Errorf("rewinding after discarding the failed appends: %w", err)})
+			return true, s.err
+		}
+	}
+	n := len(s.mem) - i
+	for _, r := range s.mem[i:] {
+		s.memBytes -= r.frameSize()
+	}
+	clear(s.mem[i:])
+	s.mem = s.mem[:i]
+	s.fileEnd = s.segs[len(s.segs)-1].size
+	s.tail = Pos{Segment: s.fileSeg, Offset: s.fileEnd}
+	s.unshipped = s.bytesBetween(s.cursor, s.written)
+	s.err = nil
+	s.recoveries++
+	s.discarded += uint64(n)
+	s.log.Warn("audit spool recovered from a write failure; accepting events again",
+		"dir", s.dir, "refused_for", time.Since(s.failedAt).Round(time.Millisecond).String(), "discarded_unacknowledged", n)
+	return true, nil
+}
+
+// reclaim truncates the segments in cuts to their sizes (dropping what
+// failed writes left) and syncs them, checks that the file system has
+// room for the reserve and RetryProbeBytes more, and writes the reserve
+// back. Only a failed sync is fatal.
+func (s *Spool) reclaim(cuts []segment) error {
+	for _, c := range cuts {
+		f := s.file
+		if c.id != s.fileSeg {
+			var err error
+			if f, err = os.OpenFile(s.segPath(c.id), os.O_RDWR, 0); err != nil {
+				return err
+			}
+			defer f.Close()
+		}
+		if err := f.Truncate(c.size); err != nil {
+			return err
+		}
+		if err := fdatasync(f); err != nil {
+			return fatalIO{err}
+		}
+	}
+	free, err := freeBytes(s.dir)
+	if err != nil {
+		return err
+	}
+	if free < ReserveBytes+RetryProbeBytes {
+		return fmt.Errorf("the disk is still full: %d bytes free, want %d to write again", free, ReserveBytes+RetryProbeBytes)
+	}
+	return makeReserve(s.reservePath())
+}
+
+// makeReserve writes the reserve file, ReserveBytes of zeros, unless it
+// is there; on failure it leaves none.
+func makeReserve(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.Size() == ReserveBytes {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing the audit spool's reserve: %w", err)
+	}
+	_, err = f.Write(make([]byte, ReserveBytes))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing the audit spool's reserve: %w", err)
+	}
+	return nil
+}
+
+func (s *Spool) reservePath() string { return filepath.Join(s.dir, reserveFile) }
 
 // advanceSynced moves the durable end to p and notifies readers; called
 // with mu held.
@@ -648,8 +897,7 @@ func (s *Spool) syncNow() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("syncing audit spool segment %s: %w", s.segPath(end.Segment), err)
-		s.fail(err)
+		s.fail(fatalIO{fmt.Errorf("syncing audit spool segment %s: %w", s.segPath(end.Segment), err)})
 		return s.err
 	}
 	s.fsyncs++
@@ -669,7 +917,7 @@ func (s *Spool) syncLoop() {
 			return
 		case <-t.C:
 			if err := s.syncNow(); err != nil && !errors.Is(err, ErrClosed) {
-				return // sticky; logged by fail
+				return // fatal, logged by fail
 			}
 		}
 	}
@@ -708,6 +956,8 @@ func (s *Spool) Stats() Stats {
 		Refused:        s.refused,
 		Fsyncs:         s.fsyncs,
 		LastFsync:      s.lastFsync,
+		Recoveries:     s.recoveries,
+		Discarded:      s.discarded,
 	}
 }
 
@@ -730,14 +980,14 @@ func (s *Spool) Close() error {
 		<-last.done
 		s.mu.Lock()
 	}
-	ioErr := s.err
+	fatal := s.fatal
 	s.mu.Unlock()
 
 	close(s.stop)
 	s.wg.Wait()
 
 	var errs []error
-	if ioErr == nil {
+	if !fatal {
 		if err := s.syncNow(); err != nil {
 			errs = append(errs, err)
 		}

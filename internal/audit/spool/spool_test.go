@@ -856,29 +856,6 @@ func TestCursorFile(t *testing.T) {
 	checkRecs(t, readAll(t, s, s.Cursor(), 0), 0, 5)
 }
 
-// TestIOErrorIsSticky breaks the segment file under the spool: the
-// failing Append and every later one report the error, and Admit
-// refuses, so no call is acknowledged without its event.
-func TestIOErrorIsSticky(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	s := openT(t, dir, Options{Fsync: FsyncAlways})
-	appendN(t, s, 0, 3)
-	s.file.Close() // white box: the next pwrite fails
-	if err := s.Append(rec(3)); err == nil {
-		t.Fatal("Append on a broken file succeeded")
-	}
-	if err := s.Append(rec(4)); err == nil || !strings.Contains(err.Error(), "restart") {
-		t.Errorf("later Append = %v, want the sticky error", err)
-	}
-	if err := s.Admit(); err == nil {
-		t.Error("Admit after an I/O error = nil")
-	}
-	s.Close()
-	s = openT(t, dir, Options{})
-	checkRecs(t, readAll(t, s, s.Cursor(), 0), 0, 3)
-}
-
 // appendKept appends records from..to-1 with AppendFunc and returns the
 // slices it handed the spool, to tell a Read served from memory (the same
 // bytes) from one served from the file (a copy).
