@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +212,36 @@ func TestWriteFailureKeepsRefusing(t *testing.T) {
 	}
 	s.Close()
 	s = openT(t, dir, Options{})
+	checkRecs(t, readAll(t, s, s.Cursor(), 0), 0, 3)
+}
+
+// TestFailedRecordTooLargeToRewind: a record that failed to fit the disk
+// and was too large for the memory tail cannot be told to OnDiscard, so
+// the spool does not guess: it refuses until a restart, and OnDiscard is
+// never called.
+func TestFailedRecordTooLargeToRewind(t *testing.T) {
+	t.Parallel()
+	fs := spooltest.SmallFS(t, 8<<20)
+	var called atomic.Bool
+	s := openT(t, filepath.Join(fs, "spool"), Options{RetryInterval: 5 * time.Millisecond,
+		OnDiscard: func([]byte) error { called.Store(true); return nil }})
+	appendN(t, s, 0, 3)
+	if err := s.Append(bytes.Repeat([]byte("x"), MemTailBytes+1)); err == nil {
+		t.Fatal("a record larger than the disk was appended")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Admit()
+		if err != nil && strings.Contains(err.Error(), "restart to recover") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Admit = %v, want the error naming a restart", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if called.Load() {
+		t.Error("OnDiscard called without the first discarded record")
+	}
 	checkRecs(t, readAll(t, s, s.Cursor(), 0), 0, 3)
 }

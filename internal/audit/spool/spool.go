@@ -744,10 +744,17 @@ func (s *Spool) recoverWrite() (done bool, err error) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	s.leader = true
 	// Everything from the last group's end on was written by groups that
 	// failed: the rest of that segment, and any segment after it.
 	base := s.written
+	if base.less(s.evicted) {
+		// Left as it is, a restart keeps what was written whole and
+		// continues the chain after it, as after a crash.
+		s.fail(fatalIO{errors.New("the appends that failed were too large to keep in memory, so the audit chain cannot be rewound")})
+		s.mu.Unlock()
+		return true, s.err
+	}
+	s.leader = true
 	var cuts []segment
 	for _, sg := range s.segs {
 		switch {
@@ -782,10 +789,6 @@ func (s *Spool) recoverWrite() (done bool, err error) {
 	i := len(s.mem)
 	for i > 0 && !s.mem[i-1].Pos.less(base) {
 		i--
-	}
-	if base.less(s.evicted) {
-		s.fail(fatalIO{errors.New("the appends that failed were too large to keep in memory, so the audit chain cannot be rewound")})
-		return true, s.err
 	}
 	if i < len(s.mem) && s.o.OnDiscard != nil {
 		if err := s.o.OnDiscard(s.mem[i].Data); err != nil {
