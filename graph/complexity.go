@@ -1,9 +1,12 @@
 package graph
 
 import (
+	"context"
 	"reflect"
+	"strings"
 
 	"entgo.io/contrib/entgql"
+	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/gatehouse-dev/gatehouse/graph/generated"
 )
@@ -58,5 +61,36 @@ func weighConnections(c *generated.ComplexityRoot) {
 				return []reflect.Value{reflect.ValueOf(connectionComplexity(int(args[0].Int()), first, last))}
 			}))
 		}
+	}
+}
+
+// boundPages is a field middleware for Relay connections (fields of a
+// *Connection type with first and last arguments): one queried without
+// first or last gets first: max, and first or last above max is an error.
+// The store is never asked for more than max nodes of one page.
+func boundPages(max int) graphql.FieldMiddleware {
+	return func(ctx context.Context, next graphql.Resolver) (any, error) {
+		fc := graphql.GetFieldContext(ctx)
+		if fc == nil || fc.Field.Definition == nil || !strings.HasSuffix(fc.Field.Definition.Type.Name(), "Connection") {
+			return next(ctx)
+		}
+		first, okFirst := fc.Args["first"].(*int)
+		last, okLast := fc.Args["last"].(*int)
+		if !okFirst || !okLast {
+			return next(ctx) // auditEvents pages by first alone, within its own bounds
+		}
+		for _, a := range []struct {
+			name string
+			n    *int
+		}{{"first", first}, {"last", last}} {
+			if a.n != nil && *a.n > max {
+				return nil, fieldError(ctx, a.name, codeInvalid, "%s must be at most %d: fetch more pages with after: pageInfo.endCursor (or before: pageInfo.startCursor with last)", a.name, max)
+			}
+		}
+		if first == nil && last == nil {
+			n := max
+			fc.Args["first"] = &n
+		}
+		return next(ctx)
 	}
 }

@@ -299,6 +299,44 @@ func TestListPaginateFilterOrder(t *testing.T) {
 	})
 }
 
+// TestPageBound: a connection queried without first or last returns one
+// page of MaxPage nodes, not the whole table, and says more follow; first
+// or last above MaxPage is refused, naming the argument.
+func TestPageBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &graph.HandlerOptions{MaxPage: 3, ComplexityLimit: -1})
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		e.createUpstream(n, "stdio", "")
+	}
+	var p struct {
+		Upstreams struct {
+			TotalCount int
+			Edges      []struct{ Node struct{ Name string } }
+			PageInfo   struct {
+				HasNextPage bool
+				EndCursor   string
+			}
+		}
+	}
+	const q = `query($after: Cursor) { upstreams(after: $after, orderBy: {field: NAME}) {
+	totalCount edges { node { name } } pageInfo { hasNextPage endCursor } } }`
+	e.must(q, nil, &p)
+	if u := p.Upstreams; len(u.Edges) != 3 || u.TotalCount != 5 || !u.PageInfo.HasNextPage {
+		t.Fatalf("first page without first: %d nodes of %d, hasNextPage %v; want 3 of 5, true", len(u.Edges), u.TotalCount, u.PageInfo.HasNextPage)
+	}
+	e.must(q, map[string]any{"after": p.Upstreams.PageInfo.EndCursor}, &p)
+	if u := p.Upstreams; len(u.Edges) != 2 || u.Edges[1].Node.Name != "e" || u.PageInfo.HasNextPage {
+		t.Fatalf("second page: %+v", u)
+	}
+	for _, arg := range []string{"first", "last"} {
+		errs := e.fails(`query { upstreams(`+arg+`: 4) { totalCount } }`, nil)
+		if errs[0].Extensions["code"] != "INVALID" || errs[0].Extensions["field"] != arg || !strings.Contains(errs[0].Message, "at most 3") {
+			t.Errorf("%s: 4: %+v", arg, errs[0])
+		}
+	}
+	e.must(`query { upstreams(last: 3) { totalCount } }`, nil, &p)
+}
+
 func TestUpdateDeleteNode(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, nil, func(t *testing.T, e *env) {

@@ -36,6 +36,7 @@ import (
 const (
 	DefaultComplexityLimit = 1000
 	DefaultDepthLimit      = 15
+	DefaultMaxPage         = 1000
 	DefaultMaxBodyBytes    = 1 << 20
 	DefaultTokenLimit      = 5000
 )
@@ -73,6 +74,13 @@ type HandlerOptions struct {
 	// DepthLimit bounds how deeply selections nest (introspection fields
 	// not counted). Zero means [DefaultDepthLimit]; negative means no limit.
 	DepthLimit int
+	// MaxPage bounds the nodes one page of a connection returns: a
+	// connection queried without first or last returns its first MaxPage
+	// (pageInfo.hasNextPage says whether more follow), and first or last
+	// above it is an error. The complexity limit still counts such a
+	// connection as 10 nodes, so that a query for a whole short list
+	// passes. Zero means [DefaultMaxPage]; negative means no limit.
+	MaxPage int
 	// MaxBodyBytes bounds a request body. Zero means [DefaultMaxBodyBytes].
 	MaxBodyBytes int64
 	// TokenLimit bounds the lexical tokens of one query document, before it
@@ -103,6 +111,9 @@ func (o *HandlerOptions) withDefaults() HandlerOptions {
 	}
 	if r.MaxBodyBytes == 0 {
 		r.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if r.MaxPage == 0 {
+		r.MaxPage = DefaultMaxPage
 	}
 	if r.TokenLimit == 0 {
 		r.TokenLimit = DefaultTokenLimit
@@ -208,6 +219,9 @@ func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 	// it writes in a transaction of its own.
 	srv.Use(entgql.Transactioner{TxOpener: client, SkipTxFunc: onlyFields(append([]string{"discoverTools"}, decisionFields...)...)})
 	srv.Use(configGuard{client: client})
+	if o.MaxPage > 0 {
+		srv.AroundFields(boundPages(o.MaxPage))
+	}
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
 		res, err := next(ctx)
 		return res, expandFieldErrors(err)
