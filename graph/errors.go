@@ -2,15 +2,21 @@ package graph
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
@@ -27,6 +33,9 @@ const (
 	codeUnauthenticated = "UNAUTHENTICATED" // no or bad admin token
 	codeUnavailable     = "UNAVAILABLE"     // needs the running gateway
 	codeLimit           = "LIMIT_EXCEEDED"  // query too deep
+	// The configuration store failed: its disk is full, its database is
+	// down or unreachable. Retry once it is back.
+	codeStore = "STORE_UNAVAILABLE"
 )
 
 // ErrGatewayUnavailable is the error of operations that need the running
@@ -83,10 +92,68 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return set(codeUnavailable, "", err.Error())
 	case errors.Is(err, errUnauthenticated):
 		return set(codeUnauthenticated, "", err.Error())
+	case storeFailure(err):
+		return set(codeStore, "", "the configuration store failed: "+err.Error())
 	case errors.As(err, &pge) && strings.HasPrefix(pge.Code, "23"), errors.As(err, &ce): // class 23: integrity constraint violation
 		return constraintError(rootFieldName(ctx), err, pge, set)
 	}
 	return gerr
+}
+
+// storeFailure reports whether err is the configuration store failing
+// rather than the request: a full disk, an I/O error, a database that is
+// down, unreachable or out of resources.
+func storeFailure(err error) bool {
+	var (
+		se  *sqlite.Error
+		pge *pgconn.PgError
+		ce  *pgconn.ConnectError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &se):
+		switch se.Code() & 0xff { // the primary result code
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
+			sqlite3.SQLITE_BUSY, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+			return true
+		}
+		return false
+	case errors.As(err, &pge):
+		// 08: connection exception, 53: insufficient resources (53100:
+		// disk full), 57: operator intervention (a shutdown), 58: system
+		// error (an I/O error).
+		return slices.Contains([]string{"08", "53", "57", "58"}, pge.Code[:min(2, len(pge.Code))])
+	}
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
+}
+
+// storeTxErrors tags the errors entgql's Transactioner answers when the
+// store cannot begin or commit a mutation's transaction (it formats them
+// itself, past the error presenter) with codeStore.
+type storeTxErrors struct{}
+
+func (storeTxErrors) ExtensionName() string                   { return "StoreTxErrors" }
+func (storeTxErrors) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (storeTxErrors) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	rsp := next(ctx)
+	if rsp == nil {
+		return rsp
+	}
+	for _, e := range rsp.Errors {
+		if e.Extensions != nil {
+			continue
+		}
+		if m, ok := strings.CutPrefix(e.Message, "cannot commit transaction: "); ok {
+			e.Message = "the configuration store could not commit the change: " + m
+		} else if m, ok := strings.CutPrefix(e.Message, "cannot create transaction: "); ok {
+			e.Message = "the configuration store could not begin a transaction, so nothing was changed: " + m
+		} else {
+			continue
+		}
+		e.Extensions = map[string]any{"code": codeStore}
+	}
+	return rsp
 }
 
 // expandFieldErrors expands a [schematype.FieldErrors] (several invalid fields

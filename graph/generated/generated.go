@@ -20068,7 +20068,9 @@ type CreateAdminTokenPayload {
 Changes to the configuration. Each mutation runs in one transaction; invalid
 input fails with errors whose extensions carry code (INVALID, CONFLICT,
 NOT_FOUND, IN_USE, FORBIDDEN) and, for INVALID, the field path (e.g.
-input.name). Only tokens with the admin role may call mutations.
+input.name). STORE_UNAVAILABLE means the configuration store failed (its
+disk is full, its database down or unreachable): retry once it is back.
+Only tokens with the admin role may call mutations.
 """
 type Mutation {
   """
