@@ -173,7 +173,13 @@ func (g *Gateway) logRequest(rc *requestCtx, out string, err error) {
 	m := methodLabel(rc.method)
 	g.metrics.requests.WithLabelValues(rc.vs, m, out).Inc()
 	g.metrics.latency.WithLabelValues(rc.vs, m).Observe(d.Seconds())
-	if !g.log.Enabled(context.Background(), slog.LevelInfo) {
+	// A failed request's line is a warning: it is logged at
+	// --log-level warn too.
+	level := slog.LevelInfo
+	if out != "ok" && out != "tool_error" {
+		level = slog.LevelWarn
+	}
+	if !g.log.Enabled(context.Background(), level) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -204,10 +210,6 @@ func (g *Gateway) logRequest(rc *requestCtx, out string, err error) {
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
-	}
-	level := slog.LevelInfo
-	if out != "ok" && out != "tool_error" {
-		level = slog.LevelWarn
 	}
 	g.log.LogAttrs(context.Background(), level, "request", attrs...)
 }

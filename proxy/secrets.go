@@ -87,7 +87,9 @@ func (g *Gateway) callSecrets(ctx context.Context, u *upstream, as *agentSession
 	}
 	in, err := g.vault.Resolve(ctx, bs, req)
 	if err != nil {
-		g.log.Warn("secret unavailable", "upstream", u.name(), "agent", req.Who.Agent, "error", err)
+		// Not logged here: the request's access log line has the agent,
+		// the upstream and this error (outcome secret_unavailable), and a
+		// second line per call would double the log while Vault is down.
 		return nil, err
 	}
 	if !in.Empty() {
