@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -88,10 +89,11 @@ type Options struct {
 
 // Service holds calls for approval and serves approvers' decisions.
 type Service struct {
-	o       Options
-	log     *slog.Logger
-	changes *hub
-	metrics *metrics
+	o           Options
+	log         *slog.Logger
+	changes     *hub
+	metrics     *metrics
+	searchAttrs atomic.Bool // o.SearchAttributes, or registered since
 }
 
 var _ proxy.Approvals = (*Service)(nil)
@@ -113,8 +115,15 @@ func New(o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{o: o, log: o.Logger, changes: newHub(), metrics: newMetrics()}
+	s := &Service{o: o, log: o.Logger, changes: newHub(), metrics: newMetrics()}
+	s.searchAttrs.Store(o.SearchAttributes)
+	return s
 }
+
+// EnableSearchAttributes says the namespace has the workflows' search
+// attributes now (they were registered once the cluster could be
+// reached): workflows started from now on index them.
+func (s *Service) EnableSearchAttributes() { s.searchAttrs.Store(true) }
 
 // TaskQueue is the task queue the service's workflows run on.
 func (s *Service) TaskQueue() string { return s.o.TaskQueue }
@@ -306,7 +315,7 @@ func (s *Service) startWorkflow(ctx context.Context, c *proxy.HeldCall, id strin
 			Name: rule.Name, ApproverGroups: rule.ApproverGroups, Quorum: max(rule.Quorum, 1), AllowSameTeam: rule.AllowSameTeam,
 			Timeout: ruleTimeout(rule), OnTimeout: rule.OnTimeout, EscalateTo: rule.EscalateTo,
 		},
-		IndexSearchAttributes: s.o.SearchAttributes,
+		IndexSearchAttributes: s.searchAttrs.Load(),
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       id,
@@ -321,7 +330,7 @@ func (s *Service) startWorkflow(ctx context.Context, c *proxy.HeldCall, id strin
 		// A worker that dies mid-task costs this long before another takes over.
 		WorkflowTaskTimeout: 2 * time.Second,
 	}
-	if s.o.SearchAttributes {
+	if req.IndexSearchAttributes {
 		opts.TypedSearchAttributes = workflows.StartSearchAttributes(req)
 	}
 	_, err := s.o.Temporal.ExecuteWorkflow(ctx, opts, workflows.ToolCallWorkflow, req)

@@ -40,6 +40,12 @@ type TemporalOptions struct {
 	APIKey string
 	// Logger receives the server's and SDK's warnings.
 	Logger *slog.Logger
+	// AllowUnreachable makes an external cluster that cannot be reached
+	// at start not an error: the client connects lazily, [Temporal].Unreachable
+	// says why it could not yet, and approvals are unavailable until it
+	// answers (see [Temporal.Await]). The gateway's other calls need no
+	// Temporal, so they need not wait for it.
+	AllowUnreachable bool
 }
 
 // Temporal is a connection to the cluster approvals run on, and the
@@ -51,11 +57,16 @@ type Temporal struct {
 	SearchAttributes bool
 	// Embedded says the server runs in this process.
 	Embedded bool
+	// Unreachable is why the external cluster could not be reached at
+	// start ([TemporalOptions].AllowUnreachable); nil when it was.
+	Unreachable error
 	// Address is the frontend's host:port (the embedded server's too, for
 	// workers and the temporal CLI on this host).
 	Address string
 
-	server *devserver.Server
+	server    *devserver.Server
+	namespace string
+	log       *slog.Logger
 }
 
 // ConnectTemporal starts the embedded server (o.Address empty) or dials
@@ -93,16 +104,63 @@ func ConnectTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) 
 	}
 	c, err := client.DialContext(ctx, copts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to temporal at %s (namespace %s): %w", o.Address, o.Namespace, err)
+		err = fmt.Errorf("connect to temporal at %s (namespace %s): %w", o.Address, o.Namespace, err)
+		if !o.AllowUnreachable {
+			return nil, err
+		}
+		lazy, lerr := client.NewLazyClient(copts)
+		if lerr != nil {
+			return nil, errors.Join(err, lerr)
+		}
+		return &Temporal{Client: lazy, Address: o.Address, Unreachable: err, namespace: o.Namespace, log: o.Logger}, nil
 	}
-	t := &Temporal{Client: c, Address: o.Address}
-	if err := workflows.EnsureSearchAttributes(ctx, c, o.Namespace); err != nil {
-		o.Logger.Warn("approval workflows run without search attributes; register them to list approvals in Temporal (see README)",
-			"namespace", o.Namespace, "error", err)
-	} else {
-		t.SearchAttributes = true
-	}
+	t := &Temporal{Client: c, Address: o.Address, namespace: o.Namespace, log: o.Logger}
+	t.ensureSearchAttributes(ctx)
 	return t, nil
+}
+
+// ensureSearchAttributes registers the workflows' search attributes on an
+// external cluster's namespace, or logs why it could not.
+func (t *Temporal) ensureSearchAttributes(ctx context.Context) {
+	if err := workflows.EnsureSearchAttributes(ctx, t.Client, t.namespace); err != nil {
+		t.log.Warn("approval workflows run without search attributes; register them to list approvals in Temporal (see README)",
+			"namespace", t.namespace, "error", err)
+		return
+	}
+	t.SearchAttributes = true
+}
+
+// Await waits, retrying with backoff up to every 10 s, until a cluster
+// that was unreachable at start answers, then registers the search
+// attributes and returns nil; or returns ctx's error. It logs a failure
+// a minute (the caller logs that the cluster was unreachable at start).
+func (t *Temporal) Await(ctx context.Context) error {
+	backoff := time.Second
+	logged := time.Now()
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := t.Client.CheckHealth(hctx, &client.CheckHealthRequest{})
+		cancel()
+		if err == nil {
+			t.Unreachable = nil
+			t.ensureSearchAttributes(ctx)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(logged) >= time.Minute {
+			logged = time.Now()
+			t.log.Warn("temporal still unreachable; calls that need approval are refused until it answers",
+				"temporal_address", t.Address, "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
 }
 
 func (o TemporalOptions) tlsConfig() (*tls.Config, error) {

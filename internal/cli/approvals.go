@@ -68,19 +68,29 @@ func (t *temporalFlags) options(dataDir string, log *slog.Logger) (approval.Temp
 
 // approvalRuntime is the running approval machinery of a process.
 type approvalRuntime struct {
-	temporal   *approval.Temporal
-	service    *approval.Service
-	stopWorker func()
-	once       sync.Once
+	temporal *approval.Temporal
+	service  *approval.Service
+	once     sync.Once
+
+	mu         sync.Mutex
+	stopWorker func() // nil until the worker runs
+	// While an external Temporal that was unreachable at start is awaited:
+	// cancelAwait stops the wait, awaited is closed when it has ended.
+	cancelAwait context.CancelFunc
+	awaited     chan struct{}
 }
 
 // startApprovals connects to Temporal (starting the embedded server when
-// no address is given), and runs the approval worker against g.
-func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g *proxy.Gateway, tf *temporalFlags, dataDir string, sink proxy.AuditSink) (*approvalRuntime, error) {
+// no address is given), and runs the approval worker against g. With
+// allowUnreachable, an external Temporal that cannot be reached does not
+// fail the start: approvals are refused (and /readyz says why) until it
+// answers, and then the worker starts.
+func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g *proxy.Gateway, tf *temporalFlags, dataDir string, sink proxy.AuditSink, allowUnreachable bool) (*approvalRuntime, error) {
 	topts, err := tf.options(dataDir, log)
 	if err != nil {
 		return nil, err
 	}
+	topts.AllowUnreachable = allowUnreachable
 	start := time.Now()
 	t, err := approval.ConnectTemporal(ctx, topts)
 	if err != nil {
@@ -92,21 +102,66 @@ func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g
 		t.Close()
 		return nil, fmt.Errorf("approval metrics: %w", err)
 	}
-	stop := func() {}
+	rt := &approvalRuntime{temporal: t, service: svc}
+	ready := func() {
+		where := "external"
+		if t.Embedded {
+			where = "embedded (" + dataDir + "/temporal)"
+		}
+		log.Info("approval workflows ready", "temporal", where, "temporal_address", t.Address, "namespace", topts.Namespace,
+			"task_queue", svc.TaskQueue(), "worker", tf.worker, "search_attributes", t.SearchAttributes,
+			"startup_ms", time.Since(start).Milliseconds())
+	}
+	if t.Unreachable != nil {
+		log.Warn("temporal unreachable: serving, but calls that need approval are refused until it answers",
+			"temporal_address", t.Address, "error", t.Unreachable.Error())
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		rt.cancelAwait, rt.awaited = cancel, make(chan struct{})
+		go func() {
+			defer close(rt.awaited)
+			if t.Await(actx) != nil {
+				return
+			}
+			if t.SearchAttributes {
+				svc.EnableSearchAttributes()
+			}
+			if tf.worker && !rt.startWorker(actx, log) {
+				return
+			}
+			ready()
+		}()
+		return rt, nil
+	}
 	if tf.worker {
-		if stop, err = svc.StartWorker(t); err != nil {
+		stop, err := svc.StartWorker(t)
+		if err != nil {
 			t.Close()
 			return nil, err
 		}
+		rt.stopWorker = stop
 	}
-	where := "external"
-	if t.Embedded {
-		where = "embedded (" + dataDir + "/temporal)"
+	ready()
+	return rt, nil
+}
+
+// startWorker starts the worker once an awaited Temporal answers,
+// retrying every 5 s until it starts (true) or ctx ends (false).
+func (r *approvalRuntime) startWorker(ctx context.Context, log *slog.Logger) bool {
+	for {
+		stop, err := r.service.StartWorker(r.temporal)
+		if err == nil {
+			r.mu.Lock()
+			r.stopWorker = stop
+			r.mu.Unlock()
+			return true
+		}
+		log.Warn("approval worker not started; retrying", "retry_in", "5s", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Second):
+		}
 	}
-	log.Info("approval workflows ready", "temporal", where, "temporal_address", t.Address, "namespace", topts.Namespace,
-		"task_queue", svc.TaskQueue(), "worker", tf.worker, "search_attributes", t.SearchAttributes,
-		"startup_ms", time.Since(start).Milliseconds())
-	return &approvalRuntime{temporal: t, service: svc, stopWorker: stop}, nil
 }
 
 // close stops the worker and disconnects (stopping the embedded server);
@@ -116,7 +171,16 @@ func (r *approvalRuntime) close() {
 		return
 	}
 	r.once.Do(func() {
-		r.stopWorker()
+		if r.cancelAwait != nil {
+			r.cancelAwait()
+			<-r.awaited
+		}
+		r.mu.Lock()
+		stop := r.stopWorker
+		r.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
 		r.temporal.Close()
 	})
 }

@@ -53,7 +53,9 @@ approval rule, a guardrail) runs as a Temporal workflow and the agent's
 tools/call waits for approvers (up to --approval-hold), who decide with
 'gatehouse approvals' or the GraphQL API. Temporal is embedded (SQLite in
 DATA_DIR/temporal) unless --temporal-address names a cluster; replicas that
-share a PostgreSQL store must share one Temporal too.
+share a PostgreSQL store must share one Temporal too. A cluster that is down
+at start is retried in the background: meanwhile calls that need approval
+are refused and the rest are served.
 
 Secrets: secret bindings (GraphQL createSecretBinding, or secret_bindings in
 the file) inject credentials from Vault or OpenBao into upstream requests
@@ -247,7 +249,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		if tf.address == "" && strings.HasPrefix(databaseURL(*dbURL, file.DataDir), "postgres") {
 			log.Warn("approval workflows run on this gateway's embedded Temporal: with replicas on one PostgreSQL store, an approval held by one replica cannot be decided through another; give every replica the same --temporal-address")
 		}
-		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir, sink)
+		approvals, err = startApprovals(ctx, log, client, g, &tf, file.DataDir, sink, true)
 		if err != nil {
 			ln.Close()
 			g.Close()

@@ -99,7 +99,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopSync()
 	go syncer.run(syncCtx)
 	tf.hold, tf.worker = time.Minute, true // a worker holds no agent calls
-	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir, sink)
+	rt, err := startApprovals(ctx, log, client, g, &tf, file.DataDir, sink, false)
 	if err != nil {
 		return fmt.Errorf("approval workflows: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity/idptest"
+	"github.com/gatehouse-dev/gatehouse/workflows/devserver"
 )
 
 // approvalConfig: agent ci-bot (team dev) may use deploy and echo on ops;
@@ -545,5 +547,71 @@ func TestApprovalOIDCApprover(t *testing.T) {
 	}
 	if n := settledDeploys(up, 1); n != 1 {
 		t.Errorf("upstream deploys: %d, want 1", n)
+	}
+}
+
+// TestApprovalTemporalUnreachableAtStart: a gateway whose external
+// Temporal is down when it starts serves anyway. Calls that need no
+// approval go through; one that needs approval is refused with -32056
+// (nothing runs) and /readyz says why. Once Temporal answers, the gateway
+// connects by itself, without a restart, and a held call is approved and
+// runs.
+func TestApprovalTemporalUnreachableAtStart(t *testing.T) {
+	t.Parallel()
+	upURL, up := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	temporalAddr := freeAddr(t)
+	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--temporal-address", temporalAddr, "--approval-hold", "1m"})
+	if _, rd := readyz(t, g); !strings.HasPrefix(fmt.Sprint(rd["approvals"]), "unavailable: ") {
+		t.Errorf("/readyz approvals with Temporal down = %v", rd["approvals"])
+	}
+	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
+	if got := callText(t, cs, "deploy", map[string]any{"service": "api", "env": "staging"}); !strings.Contains(got, "deployed api to staging") {
+		t.Fatalf("a call that needs no approval: %q", got)
+	}
+	_, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
+	if we := rpcError(t, err); we.Code != -32056 {
+		t.Fatalf("a call that needs approval with Temporal down: %d %s", we.Code, we.Message)
+	}
+	if n := settledDeploys(up, 1); n != 1 {
+		t.Fatalf("upstream deploys: %d, want only the staging one", n)
+	}
+
+	srv, err := devserver.Start(context.Background(), devserver.Options{DataDir: t.TempDir(), HostPort: temporalAddr,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	deadline := time.Now().Add(60 * time.Second)
+	for !slices.ContainsFunc(logEntries(g), func(e map[string]any) bool { return e["msg"] == "approval workflows ready" }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not connect to Temporal within 60 s of its start:\n%s", g.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, rd := readyz(t, g); rd["approvals"] != "ready" {
+		t.Errorf("/readyz approvals once Temporal answers = %v", rd["approvals"])
+	}
+
+	alice := approverToken(t, g, "alice", "sre", "sre")
+	bob := approverToken(t, g, "bob", "sre", "sre")
+	done := make(chan string, 1)
+	go func() {
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- textOf(t, res)
+	}()
+	id := waitPending(t, g, alice, "deploy", 1)[0]
+	for _, tok := range []string{alice, bob} {
+		if codes := decide(t, g, tok, id, true, ""); codes != nil {
+			t.Fatalf("approve: %v", codes)
+		}
+	}
+	if got := <-done; !strings.Contains(got, "deployed api to prod") {
+		t.Fatalf("the approved call: %q", got)
 	}
 }
