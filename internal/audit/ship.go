@@ -30,7 +30,7 @@ func (w *Writer) ship(ctx context.Context, st shipState) {
 		msg := fmt.Sprintf("%s: %v", what, err)
 		w.lastShipErr.Store(&msg)
 		w.shipErrors.Add(1)
-		w.log.Warn("audit shipping failed; events stay in the spool", "step", what, "retry_in", backoff, "error", err,
+		w.log.Warn("audit shipping failed; events stay in the spool", "step", what, "retry_in", backoff.String(), "error", err,
 			"unshipped_bytes", w.spool.Stats().UnshippedBytes)
 		t := time.NewTimer(backoff)
 		defer t.Stop()

@@ -299,7 +299,7 @@ func (c *Client) revokeLogged(l *Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*c.cfg.Timeout)
 	defer cancel()
 	if err := c.Revoke(ctx, l.ID); err != nil {
-		c.log.Warn("vault lease not revoked; it expires by its TTL", "lease_id", l.ID, "ttl", l.Duration, "error", err)
+		c.log.Warn("vault lease not revoked; it expires by its TTL", "lease_id", l.ID, "ttl", l.Duration.String(), "error", err)
 		return
 	}
 	c.log.Debug("vault lease revoked", "lease_id", l.ID)
