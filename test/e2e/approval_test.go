@@ -436,25 +436,8 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	w := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "worker", "--temporal-address", temporalAddr, "--data-dir", t.TempDir())
 	pollUntil(t, "worker running", func() bool { return strings.Contains(w.Output(), "gatehouse worker running") })
 
-	alice := approverToken(t, g, "alice", "sre", "sre")
-	bob := approverToken(t, g, "bob", "sre", "sre")
 	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
-	done := make(chan string, 1)
-	go func() {
-		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		done <- textOf(t, res)
-	}()
-	id := waitPending(t, g, alice, "deploy", 1)[0]
-	for _, tok := range []string{alice, bob} {
-		if codes := decide(t, g, tok, id, true, ""); codes != nil {
-			t.Fatalf("approve: %v", codes)
-		}
-	}
-	if got := <-done; !strings.Contains(got, "deployed api to prod") {
+	if got, _ := approvedProdDeploy(t, g, cs, "api"); !strings.Contains(got, "deployed api to prod") {
 		t.Fatalf("approved call through the worker: %q", got)
 	}
 	if n := settledDeploys(up, 1); n != 1 {
@@ -524,22 +507,8 @@ func TestApprovalOIDCApprover(t *testing.T) {
 	}
 
 	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
-	done := make(chan string, 1)
-	go func() {
-		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "oidc", "env": "prod"}})
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		done <- textOf(t, res)
-	}()
-	id := waitPending(t, g, alice, "deploy", 1)[0]
-	for _, tok := range []string{alice, bob} {
-		if codes := decide(t, g, tok, id, true, ""); codes != nil {
-			t.Fatalf("approve: %v", codes)
-		}
-	}
-	if got := <-done; !strings.Contains(got, "deployed oidc to prod") {
+	got, id := approvedProdDeploy(t, g, cs, "oidc", alice, bob)
+	if !strings.Contains(got, "deployed oidc to prod") {
 		t.Fatalf("approved call: %q", got)
 	}
 	if a := approvalState(t, g, alice, id); fmt.Sprint(a["approvers"]) != "[oidc:corp:alice token:bob]" {
@@ -594,24 +563,35 @@ func TestApprovalTemporalUnreachableAtStart(t *testing.T) {
 		t.Errorf("/readyz approvals once Temporal answers = %v", rd["approvals"])
 	}
 
-	alice := approverToken(t, g, "alice", "sre", "sre")
-	bob := approverToken(t, g, "bob", "sre", "sre")
+	if got, _ := approvedProdDeploy(t, g, cs, "api"); !strings.Contains(got, "deployed api to prod") {
+		t.Fatalf("the approved call: %q", got)
+	}
+}
+
+// approvedProdDeploy calls deploy of service to prod on cs, which
+// approvalConfig holds for two approvers of group sre; the approvers'
+// tokens approve it (without any, two approver tokens are made), and it
+// returns what the call answered (its error's text if it failed) and the
+// approval's ID.
+func approvedProdDeploy(t *testing.T, g *gateway, cs *mcp.ClientSession, service string, approvers ...string) (answer, id string) {
+	t.Helper()
+	if len(approvers) == 0 {
+		approvers = []string{approverToken(t, g, "alice", "sre", "sre"), approverToken(t, g, "bob", "sre", "sre")}
+	}
 	done := make(chan string, 1)
 	go func() {
-		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
+		res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": service, "env": "prod"}})
 		if err != nil {
 			done <- err.Error()
 			return
 		}
 		done <- textOf(t, res)
 	}()
-	id := waitPending(t, g, alice, "deploy", 1)[0]
-	for _, tok := range []string{alice, bob} {
+	id = waitPending(t, g, approvers[0], "deploy", 1)[0]
+	for _, tok := range approvers {
 		if codes := decide(t, g, tok, id, true, ""); codes != nil {
 			t.Fatalf("approve: %v", codes)
 		}
 	}
-	if got := <-done; !strings.Contains(got, "deployed api to prod") {
-		t.Fatalf("the approved call: %q", got)
-	}
+	return <-done, id
 }
