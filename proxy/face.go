@@ -136,6 +136,15 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		defer f.g.handling.Add(-1)
 		rc := f.g.beginRequest(ctx, f.name, method, req)
 		ctx = withRequest(ctx, rc)
+		if method == "initialize" {
+			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss != nil {
+				f.g.sessions.add(ss, principalOf(req).Agent)
+				if ss.Ended() {
+					// SessionEnded may have come first: as in agentFor.
+					f.g.sessions.remove(ss)
+				}
+			}
+		}
 		if f.g.audit != nil && audited(method) {
 			if err := f.g.audit.Admit(); err != nil {
 				_, err := f.g.endRequest(rc, nil, auditError(err, false))

@@ -102,6 +102,7 @@ type Gateway struct {
 	cancel    context.CancelFunc
 
 	agents   sync.Map // *mcp.ServerSession -> *agentSession
+	sessions *sessionCounter
 	progress progressTokens
 	subs     subscriptions
 	startup  time.Duration
@@ -137,6 +138,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		onCat:     o.OnCatalog,
 		limiter:   policy.NewLimiter(),
 		metrics:   newMetrics(),
+		sessions:  newSessionCounter(),
 		http:      o.HTTPClient,
 		h2c:       h2cClient(o.HTTPClient),
 		vault:     o.Secrets,

@@ -119,6 +119,12 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 			g.unauthorized(w, r, name, err)
 			return
 		}
+		if opensSession(r, legacySSE) {
+			if why := g.sessions.admit(p.Agent, snap.Doc.Limits); why != nil {
+				g.refuseSession(w, r, name, why)
+				return
+			}
+		}
 		r = r.WithContext(identity.WithPrincipal(r.Context(), p))
 		if p != identity.Anonymous && r.Header.Get("Authorization") == "" {
 			// A principal from a client certificate: the go-sdk binds

@@ -217,6 +217,7 @@ func (g *Gateway) agentFor(ss *mcp.ServerSession, vs string, p *identity.Princip
 // ended while its first request ran; whichever comes second finds
 // nothing.
 func (g *Gateway) sessionEnded(ss *mcp.ServerSession) {
+	g.sessions.remove(ss)
 	v, ok := g.agents.LoadAndDelete(ss)
 	if !ok {
 		return

@@ -51,6 +51,7 @@ const (
 	DefaultDataDir         = "./data"
 	DefaultMaxBodyBytes    = 4 << 20
 	DefaultSessionTimeout  = 30 * time.Minute
+	DefaultMaxSessions     = 20000
 	DefaultUpstreamTimeout = 60 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
 )
@@ -107,6 +108,14 @@ type Limits struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// SessionTimeout closes agent sessions idle for this long. Default 30m.
 	SessionTimeout Duration `yaml:"session_timeout"`
+	// MaxSessions caps the live agent sessions of the gateway process; a
+	// new one past it is refused (HTTP 429, JSON-RPC -32054) until others
+	// end. Default 20,000 (≈ 1.4 GB at ≈ 70 KB a session).
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerAgent caps one agent's live sessions (all anonymous
+	// clients count as the agent "anonymous"). Default 0: no cap besides
+	// MaxSessions.
+	MaxSessionsPerAgent int `yaml:"max_sessions_per_agent"`
 }
 
 // HTTP configures protection against DNS rebinding and cross-site requests.
@@ -293,6 +302,9 @@ func (d *Document) ApplyDefaults() {
 	}
 	if d.Limits.SessionTimeout == 0 {
 		d.Limits.SessionTimeout = Duration(DefaultSessionTimeout)
+	}
+	if d.Limits.MaxSessions == 0 {
+		d.Limits.MaxSessions = DefaultMaxSessions
 	}
 	d.Auth.defaults()
 	d.accessDefaults()

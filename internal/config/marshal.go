@@ -203,8 +203,10 @@ type yamlLog struct {
 }
 
 type yamlLimits struct {
-	MaxBodyBytes   int64    `yaml:"max_body_bytes,omitempty"`
-	SessionTimeout Duration `yaml:"session_timeout,omitempty"`
+	MaxBodyBytes        int64    `yaml:"max_body_bytes,omitempty"`
+	SessionTimeout      Duration `yaml:"session_timeout,omitempty"`
+	MaxSessions         int      `yaml:"max_sessions,omitempty"`
+	MaxSessionsPerAgent int      `yaml:"max_sessions_per_agent,omitempty"`
 }
 
 type yamlHTTP struct {

@@ -65,6 +65,12 @@ func (d *Document) Validate() error {
 	if d.Limits.SessionTimeout < 0 {
 		v.add("limits.session_timeout", "must not be negative")
 	}
+	if d.Limits.MaxSessions < 1 {
+		v.add("limits.max_sessions", "must be at least 1, got %d", d.Limits.MaxSessions)
+	}
+	if d.Limits.MaxSessionsPerAgent < 0 {
+		v.add("limits.max_sessions_per_agent", "must not be negative (0: no cap besides limits.max_sessions), got %d", d.Limits.MaxSessionsPerAgent)
+	}
 	for i, o := range d.HTTP.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
 			v.add(fmt.Sprintf("http.allowed_origins[%d]", i), "want scheme://host[:port], got %q", o)

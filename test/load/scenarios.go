@@ -39,9 +39,12 @@ const callTimeout = 30 * time.Second
 // vsName is the virtual server every gateway scenario serves.
 const vsName = "load"
 
+// header's session cap is far above what -sessions asks for: the
+// harness measures the gateway, not its limit.
 const header = `listen: LISTEN
 data_dir: DATA
 log: {level: warn}
+limits: {max_sessions: 1000000}
 upstreams:
   - {name: alpha, transport: streamable-http, %s}
 `
