@@ -138,7 +138,7 @@ func (f *face) middleware(next mcp.MethodHandler) mcp.MethodHandler {
 		ctx = withRequest(ctx, rc)
 		if method == "initialize" {
 			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss != nil {
-				f.g.sessions.add(ss, principalOf(req).Agent)
+				f.g.sessions.add(ss, principalOf(req).Agent, f.name)
 				if ss.Ended() {
 					// SessionEnded may have come first: as in agentFor.
 					f.g.sessions.remove(ss)

@@ -138,7 +138,6 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		onCat:     o.OnCatalog,
 		limiter:   policy.NewLimiter(),
 		metrics:   newMetrics(),
-		sessions:  newSessionCounter(),
 		http:      o.HTTPClient,
 		h2c:       h2cClient(o.HTTPClient),
 		vault:     o.Secrets,
@@ -150,6 +149,7 @@ func New(doc *config.Document, opts *Options) *Gateway {
 		idPrefix:  strconv.FormatInt(time.Now().UnixMilli(), 36) + "-",
 	}
 	g.subs.m = map[subKey]*subEntry{}
+	g.sessions = newSessionCounter(g.metrics.sessions)
 	g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "gatehouse_requests_in_flight",
 		Help: "Agent messages being handled (requests on their way through the gateway, held approvals included).",

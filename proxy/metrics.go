@@ -31,7 +31,7 @@ func newMetrics() *metrics {
 		}, []string{"vs", "method"}),
 		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_sessions",
-			Help: "Live agent sessions by virtual server.",
+			Help: "Live agent sessions by virtual server, from their initialize to their end (limits.max_sessions caps their sum).",
 		}, []string{"vs"}),
 		upstreamUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_upstream_up",

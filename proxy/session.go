@@ -201,7 +201,6 @@ func (g *Gateway) agentFor(ss *mcp.ServerSession, vs string, p *identity.Princip
 	if v, loaded := g.agents.LoadOrStore(ss, as); loaded {
 		return v.(*agentSession)
 	}
-	g.metrics.sessions.WithLabelValues(vs).Inc()
 	if ss.Ended() {
 		// The session ended while its first request ran: sessionEnded
 		// may have come before the agent session was stored.
@@ -222,9 +221,7 @@ func (g *Gateway) sessionEnded(ss *mcp.ServerSession) {
 	if !ok {
 		return
 	}
-	as := v.(*agentSession)
-	as.close()
-	g.metrics.sessions.WithLabelValues(as.vs).Dec()
+	v.(*agentSession).close()
 }
 
 func (as *agentSession) close() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
@@ -21,13 +22,17 @@ const sessionRetryAfter = 30 * time.Second
 type sessionCounter struct {
 	mu     sync.Mutex
 	total  int
-	per    map[string]int                // agent -> live sessions
-	of     map[*mcp.ServerSession]string // session -> its agent
-	logged time.Time                     // rate limit for refusal warnings
+	per    map[string]int                   // agent -> live sessions
+	of     map[*mcp.ServerSession]sessionOf // session -> whose, where
+	logged time.Time                        // rate limit for refusal warnings
+	gauge  *prometheus.GaugeVec             // gatehouse_sessions{vs}
 }
 
-func newSessionCounter() *sessionCounter {
-	return &sessionCounter{per: map[string]int{}, of: map[*mcp.ServerSession]string{}}
+// sessionOf is the agent and virtual server of a counted session.
+type sessionOf struct{ agent, vs string }
+
+func newSessionCounter(gauge *prometheus.GaugeVec) *sessionCounter {
+	return &sessionCounter{per: map[string]int{}, of: map[*mcp.ServerSession]sessionOf{}, gauge: gauge}
 }
 
 // sessionLimitError says which limit a new session would pass.
@@ -54,31 +59,34 @@ func (c *sessionCounter) admit(agent string, l config.Limits) *sessionLimitError
 	return nil
 }
 
-// add counts ss, an initialized session of agent; again is a no-op.
-func (c *sessionCounter) add(ss *mcp.ServerSession, agent string) {
+// add counts ss, an initialized session of agent on virtual server vs;
+// again is a no-op.
+func (c *sessionCounter) add(ss *mcp.ServerSession, agent, vs string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.of[ss]; ok {
 		return
 	}
-	c.of[ss] = agent
+	c.of[ss] = sessionOf{agent, vs}
 	c.per[agent]++
 	c.total++
+	c.gauge.WithLabelValues(vs).Inc()
 }
 
 // remove forgets ss, which ended.
 func (c *sessionCounter) remove(ss *mcp.ServerSession) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	agent, ok := c.of[ss]
+	o, ok := c.of[ss]
 	if !ok {
 		return
 	}
 	delete(c.of, ss)
-	if c.per[agent]--; c.per[agent] == 0 {
-		delete(c.per, agent)
+	if c.per[o.agent]--; c.per[o.agent] == 0 {
+		delete(c.per, o.agent)
 	}
 	c.total--
+	c.gauge.WithLabelValues(o.vs).Dec()
 }
 
 // logRefusal reports whether a refusal should be logged now: the first,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestSessionLimits: past limits.max_sessions_per_agent, or
@@ -23,7 +24,7 @@ func TestSessionLimits(t *testing.T) {
 		{"{max_sessions: 2}", "limits.max_sessions"},
 	} {
 		t.Run(tc.limit, func(t *testing.T) {
-			_, gw := newGateway(t, fmt.Sprintf(`
+			g, gw := newGateway(t, fmt.Sprintf(`
 limits: %s
 upstreams: [{name: u, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
@@ -32,6 +33,9 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 			url := gw + "/mcp/vs"
 			a := connectClient(t, url, "")
 			b := connectClient(t, url, "")
+			if n := testutil.ToFloat64(g.metrics.sessions.WithLabelValues("vs")); n != 2 {
+				t.Errorf("gatehouse_sessions{vs=\"vs\"} = %v with two sessions initialized, want 2", n)
+			}
 
 			resp, err := http.Post(url, "application/json", strings.NewReader(
 				`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"third","version":"1"}}}`))
