@@ -111,6 +111,8 @@ func storeFailure(err error) bool {
 		ne  net.Error
 	)
 	switch {
+	case errors.As(err, &ce):
+		return true // a connection that could not be made, whatever the server said
 	case errors.As(err, &se):
 		switch se.Code() & 0xff { // the primary result code
 		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN,
@@ -124,7 +126,7 @@ func storeFailure(err error) bool {
 		// error (an I/O error).
 		return slices.Contains([]string{"08", "53", "57", "58"}, pge.Code[:min(2, len(pge.Code))])
 	}
-	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
+	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
 }
 
 // storeTxErrors tags the errors entgql's Transactioner answers when the

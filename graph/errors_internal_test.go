@@ -25,6 +25,7 @@ func TestStoreFailure(t *testing.T) {
 		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
 		{fmt.Errorf("query: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), true},
 		{fmt.Errorf("query: %w", driver.ErrBadConn), true},
+		{&pgconn.ConnectError{}, true}, // e.g. FATAL 55000: the database does not accept connections
 		{errors.New("something else"), false},
 	} {
 		if got := storeFailure(tc.err); got != tc.want {

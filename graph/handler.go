@@ -283,8 +283,9 @@ type authenticator struct {
 	opts   HandlerOptions
 }
 
-// principal returns the admin behind r, or nil after answering 401 (or
-// 500 when the store fails).
+// principal returns the admin behind r, or nil after answering 401 (503
+// STORE_UNAVAILABLE when the store does not answer, 500 when it fails
+// otherwise).
 func (h *authenticator) principal(w http.ResponseWriter, r *http.Request) *Principal {
 	token, ok := identity.BearerToken(r)
 	if !ok {
@@ -303,6 +304,13 @@ func (h *authenticator) principal(w http.ResponseWriter, r *http.Request) *Princ
 	}
 	t, err := store.AuthenticateAdminToken(r.Context(), h.client, token, h.opts.Now())
 	if err != nil {
+		if storeFailure(err) {
+			// The token cannot be checked: the store is down, not the token
+			// bad. The error names no token.
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, codeStore, "the configuration store failed, so the admin token cannot be checked; retry once it is back: "+err.Error())
+			return nil
+		}
 		if !errors.Is(err, store.ErrInvalidAdminToken) {
 			h.opts.Logger.Error("admin authentication failed", "error", err)
 			writeError(w, http.StatusInternalServerError, "INTERNAL", "authentication failed; see the gateway log")

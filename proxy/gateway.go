@@ -97,6 +97,7 @@ type Gateway struct {
 	faces     map[string]*face
 	lastErr   error
 	cfgErr    error // see SetConfigError
+	storeErr  error // see SetStoreError
 	keyUse    identity.KeyUse
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -568,6 +569,22 @@ func (g *Gateway) SetConfigError(err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.cfgErr = err
+}
+
+// SetStoreError records that the config store does not answer (nil: it
+// does again); /readyz reports it as config_store and is degraded
+// meanwhile. The running configuration stays in force.
+func (g *Gateway) SetStoreError(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.storeErr = err
+}
+
+// storeError returns what [Gateway.SetStoreError] recorded.
+func (g *Gateway) storeError() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.storeErr
 }
 
 // ConfigError returns what [Gateway.SetConfigError] recorded.

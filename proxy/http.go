@@ -320,7 +320,11 @@ type Readiness struct {
 	Error    string `json:"error,omitempty"`
 	// ConfigError says why the latest stored configuration is not in
 	// force (the running one is kept).
-	ConfigError string            `json:"config_error,omitempty"`
+	ConfigError string `json:"config_error,omitempty"`
+	// ConfigStore says the config store does not answer: "unreachable
+	// since TIME, serving store revision N: REASON". The running
+	// configuration stays in force; admin API writes fail meanwhile.
+	ConfigStore string            `json:"config_store,omitempty"`
 	Upstreams   map[string]Health `json:"upstreams"`
 	// QuarantinedTools are withheld by pinning until an admin approves
 	// their definition (GraphQL approveToolDefinition).
@@ -365,6 +369,10 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.ConfigError(); err != nil {
 		rd.ConfigError = err.Error()
+		rd.degrade()
+	}
+	if err := g.storeError(); err != nil {
+		rd.ConfigStore = err.Error()
 		rd.degrade()
 	}
 	for _, h := range rd.Upstreams {

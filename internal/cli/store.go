@@ -206,6 +206,9 @@ type configSync struct {
 	nudge chan struct{}
 	hup   chan struct{}
 	rev   int64 // the store revision in force
+	// downSince is when the store stopped answering (zero while it
+	// answers), downLogged when that was last logged.
+	downSince, downLogged time.Time
 	// pinning is the pinning mode of the configuration loaded at start,
 	// for catalogs that arrive before the gateway's first snapshot.
 	pinning string
@@ -290,8 +293,36 @@ func (s *configSync) flushKeyUse(ctx context.Context) {
 	}
 	if err := store.RecordKeyUse(ctx, s.client, uses); err != nil {
 		s.g.KeyUse().Restore(uses)
-		s.log.Warn("could not record API key use; will retry", "error", err)
+		if s.downSince.IsZero() { // else the store's outage is logged already
+			s.log.Warn("could not record API key use; will retry", "error", err)
+		}
 	}
+}
+
+// storeDown records that the store did not answer (err): the first time
+// it logs and marks /readyz degraded, then it logs once a minute.
+func (s *configSync) storeDown(err error) {
+	now := time.Now()
+	switch {
+	case s.downSince.IsZero():
+		s.downSince, s.downLogged = now, now
+		s.log.Error("config store unreachable; keeping the running configuration", "store_revision", s.rev, "error", err)
+	case now.Sub(s.downLogged) >= time.Minute:
+		s.downLogged = now
+		s.log.Error("config store still unreachable; keeping the running configuration", "store_revision", s.rev,
+			"for", now.Sub(s.downSince).Round(time.Second).String(), "error", err)
+	}
+	s.g.SetStoreError(fmt.Errorf("unreachable since %s, serving store revision %d: %w", s.downSince.UTC().Format(time.RFC3339), s.rev, err))
+}
+
+// storeUp records that the store answers (again).
+func (s *configSync) storeUp() {
+	if s.downSince.IsZero() {
+		return
+	}
+	s.log.Info("config store reachable again", "after", time.Since(s.downSince).Round(time.Second).String())
+	s.downSince = time.Time{}
+	s.g.SetStoreError(nil)
 }
 
 // check applies the store when its revision moved (or when force is set).
@@ -299,17 +330,20 @@ func (s *configSync) check(ctx context.Context, force bool) {
 	rev, err := store.Revision(ctx, s.client)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Error("config store unreachable; keeping the running configuration", "error", err)
+			s.storeDown(err)
 		}
 		return
 	}
+	s.storeUp()
 	if rev == s.rev && !force {
 		return
 	}
 	start := time.Now()
 	doc, rev, err := s.load(ctx)
 	if err != nil {
-		s.log.Error("read config store; keeping the running configuration", "error", err)
+		if ctx.Err() == nil {
+			s.storeDown(err)
+		}
 		return
 	}
 	// A revision that cannot be applied is not retried until the next one.

@@ -542,6 +542,79 @@ virtual_servers:
 	}
 }
 
+// TestConfigStoreOutage: the PostgreSQL store stops taking connections
+// under a running gateway. Agents keep being served on the running
+// configuration; /readyz says the store is unreachable (degraded); an
+// admin write fails with STORE_UNAVAILABLE; the outage is logged once,
+// not at every poll. Once the store is back, /readyz clears, the log
+// says so, and a change applies live again.
+func TestConfigStoreOutage(t *testing.T) {
+	t.Parallel()
+	pgURL := freshPostgresDB(t)
+	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
+	cfg := fmt.Sprintf(`
+listen: LISTEN
+log: {level: info}
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: one, anonymous: true, include: [{upstream: alpha, tools: [echo, add]}]}
+`, alphaURL)
+	g := startGatewayArgs(t, cfg, []string{"--store-poll", "100ms"}, "GATEHOUSE_DATABASE_URL="+pgURL)
+	cs := connect(t, "streamable-http", g.url("one"), "", nil)
+
+	admin, err := sql.Open("pgx", os.Getenv("GATEHOUSE_TEST_POSTGRES_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	u, _ := url.Parse(pgURL)
+	db := strings.TrimPrefix(u.Path, "/")
+	for _, stmt := range []string{
+		"ALTER DATABASE " + db + " ALLOW_CONNECTIONS false",
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db + "'",
+	} {
+		if _, err := admin.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	pollUntil(t, "/readyz reporting the store unreachable", func() bool {
+		code, rd := readyz(t, g)
+		return code == http.StatusOK && rd["status"] == "degraded" && strings.HasPrefix(fmt.Sprint(rd["config_store"]), "unreachable since ")
+	})
+	if got := callText(t, cs, "echo", map[string]any{"text": "still served"}); !strings.Contains(got, "still served") {
+		t.Errorf("a call while the store is down: %q", got)
+	}
+	r := gql(t, g, g.adminToken, `mutation { createTeam(input: {name: "during-outage"}) { id } }`, nil)
+	if len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != "STORE_UNAVAILABLE" {
+		t.Errorf("an admin write while the store is down: %+v", r.Errors)
+	}
+	time.Sleep(time.Second) // ten polls
+	if n := strings.Count(g.Output(), "config store unreachable"); n != 1 {
+		t.Errorf("%d \"config store unreachable\" log lines over ten polls, want 1", n)
+	}
+
+	if _, err := admin.Exec("ALTER DATABASE " + db + " ALLOW_CONNECTIONS true"); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "/readyz clear once the store is back", func() bool {
+		_, rd := readyz(t, g)
+		return rd["status"] == "ok" && rd["config_store"] == nil
+	})
+	if !strings.Contains(g.Output(), "config store reachable again") {
+		t.Error("the store's return was not logged")
+	}
+	changed := make(chan struct{}, 16)
+	cs2 := connect(t, "streamable-http", g.url("one"), "", &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { notifyCh(changed) },
+	})
+	mustGQL(t, g, `mutation($id: ID!) { updateSelection(id: $id, input: {tools: ["add"]}) { id } }`, map[string]any{"id": vsSelection(t, g, "one")})
+	waitNotified(t, changed, "tools/list_changed after a change made once the store was back")
+	if got := sortedToolNames(t, cs2); !slices.Equal(got, []string{"add"}) {
+		t.Errorf("tools/list after the change = %v, want [add]", got)
+	}
+}
+
 // freshPostgresDB creates an empty database on the test PostgreSQL
 // ($GATEHOUSE_TEST_POSTGRES_URL, started by `make test`) and returns its URL.
 func freshPostgresDB(t *testing.T) string {
