@@ -59,8 +59,8 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 				t.Fatalf("third session: HTTP %d, Retry-After %q, %+v (%v)", resp.StatusCode, resp.Header.Get("Retry-After"), body, err)
 			}
 			c := mcp.NewClient(&mcp.Implementation{Name: "third", Version: "1"}, nil)
-			if _, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url}, nil); err == nil || !strings.Contains(err.Error(), "Too Many Requests") {
-				t.Errorf("a go-sdk client's third session: %v, want the refusal (HTTP 429)", err)
+			if _, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url}, nil); err == nil || !strings.Contains(err.Error(), "too many sessions") || !strings.Contains(err.Error(), "Too Many Requests") {
+				t.Errorf("a go-sdk client's third session: %v, want the refusal (HTTP 429) and why", err)
 			}
 
 			resp, err = http.Get(gw + "/sse/vs")

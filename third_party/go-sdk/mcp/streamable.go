@@ -2821,6 +2821,22 @@ func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary str
 	}
 }
 
+// errorBody returns the JSON-RPC error in an HTTP error response's body
+// (read up to 1 MiB), or nil. "id": null is accepted: JSON-RPC 2.0 answers
+// a request the server could not read (too large, say) with a null ID,
+// which DecodeMessage refuses.
+func errorBody(body io.Reader) *jsonrpc.Error {
+	b, _ := io.ReadAll(io.LimitReader(body, 1<<20))
+	var r struct {
+		JSONRPC string         `json:"jsonrpc"`
+		Error   *jsonrpc.Error `json:"error"`
+	}
+	if json.Unmarshal(b, &r) != nil || r.JSONRPC != "2.0" || r.Error == nil {
+		return nil
+	}
+	return r.Error
+}
+
 // checkResponse checks the status code of the provided response, and
 // translates it into an error if the request was unsuccessful.
 //
@@ -2834,26 +2850,34 @@ func (c *streamableClientConn) checkResponse(ctx context.Context, requestSummary
 	// Transient server errors (502, 503, 504, 429) should not break the connection.
 	// Wrap them with ErrRejected so the jsonrpc2 layer doesn't set writeErr.
 	if isTransientHTTPStatus(resp.StatusCode) {
-		return fmt.Errorf("%w: %s: %v", jsonrpc2.ErrRejected, requestSummary, http.StatusText(resp.StatusCode))
-	}
-	// By default, always try to decode the body and surface the underlying
-	// JSON-RPC error, wrapping it with ErrRejected to prevent the connection from closing.
-	// Setting MCPGODEBUG=noprotocolerrorbody=1 restores the previous behavior.
-	if noprotocolerrorbody != "1" && (resp.StatusCode < 200 || resp.StatusCode >= 300) {
-		body, _ := io.ReadAll(resp.Body)
-		msg, _ := jsonrpc.DecodeMessage(body)
-		if response, ok := msg.(*jsonrpc.Response); ok && response.Error != nil {
-			return fmt.Errorf("%s: %w: %w: %v", requestSummary, response.Error, jsonrpc2.ErrRejected, http.StatusText(resp.StatusCode))
+		// A JSON-RPC error in the body says why (which limit, how long to
+		// wait): surface it too, still without breaking the connection.
+		if noprotocolerrorbody != "1" {
+			if werr := errorBody(resp.Body); werr != nil {
+				return fmt.Errorf("%w: %s: %w: %v", jsonrpc2.ErrRejected, requestSummary, werr, http.StatusText(resp.StatusCode))
+			}
 		}
+		return fmt.Errorf("%w: %s: %v", jsonrpc2.ErrRejected, requestSummary, http.StatusText(resp.StatusCode))
 	}
 	// §2.5.3: "The server MAY terminate the session at any time, after
 	// which it MUST respond to requests containing that session ID with HTTP
 	// 404 Not Found."
 	// Only a stateful connection with a known session ID can experience ErrSessionMissing.
+	// This comes before the body's JSON-RPC error: servers that answer the
+	// 404 with one (the TypeScript SDK's "Session not found", ID null) must
+	// still read as a lost session.
 	if sessionID := c.SessionID(); resp.StatusCode == http.StatusNotFound && sessionID != "" {
 		// Return an ErrSessionMissing to avoid sending a redundant DELETE when the
 		// session is already gone.
 		return fmt.Errorf("%s: failed to connect (session ID: %v): %w", requestSummary, sessionID, ErrSessionMissing)
+	}
+	// By default, always try to decode the body and surface the underlying
+	// JSON-RPC error, wrapping it with ErrRejected to prevent the connection from closing.
+	// Setting MCPGODEBUG=noprotocolerrorbody=1 restores the previous behavior.
+	if noprotocolerrorbody != "1" && (resp.StatusCode < 200 || resp.StatusCode >= 300) {
+		if werr := errorBody(resp.Body); werr != nil {
+			return fmt.Errorf("%s: %w: %w: %v", requestSummary, werr, jsonrpc2.ErrRejected, http.StatusText(resp.StatusCode))
+		}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return fmt.Errorf("%s: %v", requestSummary, http.StatusText(resp.StatusCode))

@@ -2029,3 +2029,67 @@ func TestStreamableClient_StatelessSubscriptionsListen404(t *testing.T) {
 		t.Fatal("subscriptions/listen was not called")
 	}
 }
+
+// TestTransientStatusErrorBody: a transient HTTP status (429 here) whose
+// body is a JSON-RPC error with a null ID (the server could not tie it to
+// the request) tells the caller the error's message, and the status.
+func TestTransientStatusErrorBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"jsonrpc":"2.0","id":null,"error":{"code":-32054,"message":"too many sessions","data":{"retryAfterSeconds":30}}}`)
+	}))
+	defer srv.Close()
+	_, err := NewClient(testImpl, nil).Connect(context.Background(), &StreamableClientTransport{Endpoint: srv.URL}, nil)
+	if err == nil || !strings.Contains(err.Error(), "too many sessions") || !strings.Contains(err.Error(), "Too Many Requests") {
+		t.Fatalf("Connect = %v, want the body's JSON-RPC error and the status", err)
+	}
+}
+
+// TestErrorBody: the JSON-RPC error of an HTTP error response's body, null
+// ID included; anything else is none.
+func TestErrorBody(t *testing.T) {
+	for body, want := range map[string]int64{
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"request body exceeds the limit"}}`: -32600,
+		`{"jsonrpc":"2.0","id":3,"error":{"code":-32054,"message":"slow down"}}`:                         -32054,
+		`{"jsonrpc":"2.0","id":3,"result":{}}`:                                                           0,
+		`Too Many Requests`:                                                                              0,
+		`{"error":{"code":1,"message":"not JSON-RPC"}}`:                                                  0,
+	} {
+		got := errorBody(strings.NewReader(body))
+		if (got == nil) != (want == 0) || got != nil && got.Code != want {
+			t.Errorf("errorBody(%s) = %v, want code %d", body, got, want)
+		}
+	}
+}
+
+// TestSessionMissingWithErrorBody: a 404 for a session the server forgot
+// reads as ErrSessionMissing even when its body is a JSON-RPC error (the
+// TypeScript SDK answers "Session not found" so, with a null ID), not as
+// that error.
+func TestSessionMissingWithErrorBody(t *testing.T) {
+	ctx := context.Background()
+	server := NewServer(testImpl, nil)
+	handler := NewStreamableHTTPHandler(func(*http.Request) *Server { return server }, nil)
+	var forget atomic.Bool
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if forget.Load() && r.Header.Get(sessionIDHeader) != "" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}`)
+			return
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	session, err := NewClient(testImpl, nil).Connect(ctx, &StreamableClientTransport{Endpoint: ts.URL}, &ClientSessionOptions{ProtocolVersion: protocolVersion20251125})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	forget.Store(true)
+	if _, err := session.ListTools(ctx, nil); !errors.Is(err, ErrSessionMissing) {
+		t.Errorf("ListTools after the server forgot the session = %v, want ErrSessionMissing", err)
+	}
+}
