@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -32,15 +34,21 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestFailedRequestLoggedAtWarn: at --log-level warn a failed request
-// still gets its access log line (it is a warning); a successful one does
-// not.
+// TestFailedRequestLoggedAtWarn: at --log-level warn a request that an
+// upstream failed still gets its access log line (a warning); a
+// successful one does not, nor one the agent got wrong (an unknown tool).
 func TestFailedRequestLoggedAtWarn(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "u", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	defer up.Close()
 	d, err := config.Parse([]byte(fmt.Sprintf(`
 upstreams: [{name: u, transport: streamable-http, url: %q}]
 virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
 grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, newUpstream(t, "u"))))
+`, up.URL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +61,18 @@ grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]
 	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "nosuch"}); err == nil {
 		t.Fatal("unknown tool called")
 	}
+	up.CloseClientConnections()
+	up.Close()
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "gone"}}); err == nil {
+		t.Fatal("a call to a closed upstream succeeded")
+	}
 	var lines []string
 	for l := range strings.Lines(logs.String()) {
 		if strings.Contains(l, "msg=request ") {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "target=nosuch") {
-		t.Errorf("access log lines at warn level: %q, want the failed call's alone", lines)
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "outcome=unavailable") {
+		t.Errorf("access log lines at warn level: %q, want the failed upstream call's alone", lines)
 	}
 }

@@ -149,6 +149,31 @@ func outcome(err error) string {
 	return "error"
 }
 
+// warns reports whether a request with outcome out (and error err) failed
+// through the gateway or a backend (an upstream down or too slow; a
+// secret, the approval service or the audit trail unavailable; an
+// internal error): a warning for operators. Denials, guardrail blocks,
+// rate limits, held calls, cancels and an agent's malformed requests or
+// unknown names are the agent's doing, and tool errors the tool's: not
+// warnings, so that an agent probing its limits cannot fill a log kept at
+// warn level.
+func warns(out string, err error) bool {
+	switch out {
+	case "unavailable", "timeout", "secret_unavailable", "approval_unavailable", "audit_unavailable":
+		return true
+	case "error":
+		var we *jsonrpc.Error
+		if errors.As(err, &we) {
+			switch we.Code {
+			case jsonrpc.CodeParseError, jsonrpc.CodeInvalidRequest, jsonrpc.CodeMethodNotFound, jsonrpc.CodeInvalidParams:
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 // endRequest records metrics, the log line and the audit event of a
 // finished request. It returns what to answer: the request's own result,
 // or an error when its audit event could not be stored.
@@ -173,10 +198,10 @@ func (g *Gateway) logRequest(rc *requestCtx, out string, err error) {
 	m := methodLabel(rc.method)
 	g.metrics.requests.WithLabelValues(rc.vs, m, out).Inc()
 	g.metrics.latency.WithLabelValues(rc.vs, m).Observe(d.Seconds())
-	// A failed request's line is a warning: it is logged at
-	// --log-level warn too.
+	// A request the gateway or a backend failed is a warning, logged at
+	// --log-level warn too; what the agent brought on itself is not.
 	level := slog.LevelInfo
-	if out != "ok" && out != "tool_error" {
+	if warns(out, err) {
 		level = slog.LevelWarn
 	}
 	if !g.log.Enabled(context.Background(), level) {
