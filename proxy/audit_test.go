@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
-	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
 // diskFullSink admits every request and then fails to store tool calls'
@@ -47,14 +45,7 @@ func TestAuditFailureAfterTheCall(t *testing.T) {
 	})
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(up.Close)
-	d, err := config.Parse([]byte(fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := anonymousDoc(t, up.URL)
 	sink := &diskFullSink{}
 	_, gw := startGateway(t, d, &Options{Logger: quietLogger(), Audit: sink})
 	cs := connectClient(t, gw+"/mcp/vs", "")

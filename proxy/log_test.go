@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
 // lockedBuffer is a bytes.Buffer a logger and a test can share.
@@ -44,14 +41,7 @@ func TestFailedRequestLoggedAtWarn(t *testing.T) {
 	})
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	defer up.Close()
-	d, err := config.Parse([]byte(fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := anonymousDoc(t, up.URL)
 	var logs lockedBuffer
 	_, gw := startGateway(t, d, &Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	cs := connectClient(t, gw+"/mcp/vs", "")

@@ -59,6 +59,21 @@ func newGateway(t testing.TB, doc string) (*Gateway, string) {
 	return g, srv.URL
 }
 
+// anonymousDoc is the configuration of anonymousGateway: upstream u at
+// upURL, virtual server vs open to anonymous agents with all u's tools.
+func anonymousDoc(t testing.TB, upURL string) *config.Document {
+	t.Helper()
+	d, err := config.Parse([]byte(fmt.Sprintf(`
+upstreams: [{name: u, transport: streamable-http, url: %q}]
+virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
+grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
+`, upURL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // anonymousGateway serves s as a streamable HTTP upstream behind a
 // gateway whose anonymous virtual server vs allows all of its tools, and
 // returns the virtual server's endpoint.
@@ -66,11 +81,7 @@ func anonymousGateway(t testing.TB, s *mcp.Server) string {
 	t.Helper()
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(up.Close)
-	_, gw := newGateway(t, fmt.Sprintf(`
-upstreams: [{name: u, transport: streamable-http, url: %q}]
-virtual_servers: [{name: vs, anonymous: true, include: [{upstream: u}]}]
-grants: [{subject: {agent: anonymous}, target: {virtual_server: vs, tools: ["*"]}, effect: allow}]
-`, up.URL))
+	_, gw := startGateway(t, anonymousDoc(t, up.URL), &Options{Logger: quietLogger()})
 	return gw + "/mcp/vs"
 }
 

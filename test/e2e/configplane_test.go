@@ -500,14 +500,12 @@ func TestBootstrapAndRestart(t *testing.T) {
 	}
 }
 
-// TestReplicasSharePostgres runs two gateways on one PostgreSQL store: a
-// change made through one replica's admin API reaches the other replica's
-// agents.
-func TestReplicasSharePostgres(t *testing.T) {
-	t.Parallel()
-	pgURL := freshPostgresDB(t)
+// oneAnonymousConfig: virtual server one, open to anonymous agents, with
+// the echo and add tools of a demo upstream alpha started for the test.
+func oneAnonymousConfig(t *testing.T) string {
+	t.Helper()
 	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
-	cfg := fmt.Sprintf(`
+	return fmt.Sprintf(`
 listen: LISTEN
 log: {level: info}
 upstreams:
@@ -515,6 +513,15 @@ upstreams:
 virtual_servers:
   - {name: one, anonymous: true, include: [{upstream: alpha, tools: [echo, add]}]}
 `, alphaURL)
+}
+
+// TestReplicasSharePostgres runs two gateways on one PostgreSQL store: a
+// change made through one replica's admin API reaches the other replica's
+// agents.
+func TestReplicasSharePostgres(t *testing.T) {
+	t.Parallel()
+	pgURL := freshPostgresDB(t)
+	cfg := oneAnonymousConfig(t)
 	env := []string{"GATEHOUSE_DATABASE_URL=" + pgURL}
 	a := startGateway(t, cfg, env...)
 	b := startGateway(t, cfg, env...)
@@ -551,15 +558,7 @@ virtual_servers:
 func TestConfigStoreOutage(t *testing.T) {
 	t.Parallel()
 	pgURL := freshPostgresDB(t)
-	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
-	cfg := fmt.Sprintf(`
-listen: LISTEN
-log: {level: info}
-upstreams:
-  - {name: alpha, transport: streamable-http, url: %q}
-virtual_servers:
-  - {name: one, anonymous: true, include: [{upstream: alpha, tools: [echo, add]}]}
-`, alphaURL)
+	cfg := oneAnonymousConfig(t)
 	g := startGatewayArgs(t, cfg, []string{"--store-poll", "100ms"}, "GATEHOUSE_DATABASE_URL="+pgURL)
 	cs := connect(t, "streamable-http", g.url("one"), "", nil)
 
