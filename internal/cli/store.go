@@ -300,8 +300,12 @@ func (s *configSync) flushKeyUse(ctx context.Context) {
 }
 
 // storeDown records that the store did not answer (err): the first time
-// it logs and marks /readyz degraded, then it logs once a minute.
-func (s *configSync) storeDown(err error) {
+// it logs and marks /readyz degraded, then it logs once a minute. An
+// error because ctx ended (shutdown) is not the store's.
+func (s *configSync) storeDown(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
 	now := time.Now()
 	switch {
 	case s.downSince.IsZero():
@@ -329,23 +333,22 @@ func (s *configSync) storeUp() {
 func (s *configSync) check(ctx context.Context, force bool) {
 	rev, err := store.Revision(ctx, s.client)
 	if err != nil {
-		if ctx.Err() == nil {
-			s.storeDown(err)
-		}
+		s.storeDown(ctx, err)
 		return
 	}
-	s.storeUp()
 	if rev == s.rev && !force {
+		s.storeUp()
 		return
 	}
 	start := time.Now()
 	doc, rev, err := s.load(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			s.storeDown(err)
-		}
+		s.storeDown(ctx, err)
 		return
 	}
+	// Up only now: a store that answers the revision but fails the read
+	// is still down, and is logged as such once, not twice per poll.
+	s.storeUp()
 	// A revision that cannot be applied is not retried until the next one.
 	s.rev = rev
 	if err := doc.Validate(); err != nil {
