@@ -43,12 +43,6 @@ func auditError(err error, sent bool) error {
 	return &jsonrpc.Error{Code: CodeAuditUnavailable, Message: "audit trail unavailable, request refused: " + err.Error()}
 }
 
-// refusedForAudit reports whether err is auditError's.
-func refusedForAudit(err error) bool {
-	var je *jsonrpc.Error
-	return errors.As(err, &je) && je.Code == CodeAuditUnavailable
-}
-
 // audited reports whether requests of method get an audit event: every
 // request, not notifications.
 func audited(method string) bool { return !strings.HasPrefix(method, "notifications/") }
@@ -92,7 +86,7 @@ func (g *Gateway) recordAudit(rc *requestCtx, res mcp.Result, err error, out str
 		}
 	}
 	if aerr := g.audit.Record(e); aerr != nil {
-		if !refusedForAudit(err) {
+		if out != "audit_unavailable" {
 			// A request Admit refused already has its error, and its
 			// access log line says why; the spool logs the condition
 			// itself, rate-limited. Logging each such request again
