@@ -349,10 +349,12 @@ func TestConsole(t *testing.T) {
 	if codes := decide(t, g, bob, id3, true, ""); codes != nil {
 		t.Fatalf("bob approves: %v", codes)
 	}
-	waitJS(t, b, "the open approval to show bob's decision", `document.getElementById("state") && document.getElementById("state").textContent !== "pending" && !document.querySelector("form.decide")`)
 	if r := <-done3; r.err != nil || r.res.IsError {
 		t.Errorf("call approved by bob: %+v", r)
 	}
+	// The page reloads on each change (executing, executed, closed); wait
+	// for the last, or the sign-out click can land in a reload and hang.
+	waitJS(t, b, "the open approval to show bob's decision and its close", `document.getElementById("state") && document.getElementById("state").textContent === "approved" && !document.querySelector("form.decide") && document.readyState === "complete"`)
 	signOut(t, b)
 
 	// The admin: a rug pull quarantines echo; approve its new definition.
