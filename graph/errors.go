@@ -93,6 +93,9 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 	case errors.Is(err, errUnauthenticated):
 		return set(codeUnauthenticated, "", err.Error())
 	case storeFailure(err):
+		if te := (*txError)(nil); errors.As(err, &te) {
+			return set(codeStore, "", te.Error()) // says what failed already
+		}
 		return set(codeStore, "", "the configuration store failed: "+err.Error())
 	case errors.As(err, &pge) && strings.HasPrefix(pge.Code, "23"), errors.As(err, &ce): // class 23: integrity constraint violation
 		return constraintError(rootFieldName(ctx), err, pge, set)
@@ -127,35 +130,6 @@ func storeFailure(err error) bool {
 		return slices.Contains([]string{"08", "53", "57", "58"}, pge.Code[:min(2, len(pge.Code))])
 	}
 	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
-}
-
-// storeTxErrors tags the errors entgql's Transactioner answers when the
-// store cannot begin or commit a mutation's transaction (it formats them
-// itself, past the error presenter) with codeStore.
-type storeTxErrors struct{}
-
-func (storeTxErrors) ExtensionName() string                   { return "StoreTxErrors" }
-func (storeTxErrors) Validate(graphql.ExecutableSchema) error { return nil }
-
-func (storeTxErrors) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-	rsp := next(ctx)
-	if rsp == nil {
-		return rsp
-	}
-	for _, e := range rsp.Errors {
-		if e.Extensions != nil {
-			continue
-		}
-		if m, ok := strings.CutPrefix(e.Message, "cannot commit transaction: "); ok {
-			e.Message = "the configuration store could not commit the change: " + m
-		} else if m, ok := strings.CutPrefix(e.Message, "cannot create transaction: "); ok {
-			e.Message = "the configuration store could not begin a transaction, so nothing was changed: " + m
-		} else {
-			continue
-		}
-		e.Extensions = map[string]any{"code": codeStore}
-	}
-	return rsp
 }
 
 // expandFieldErrors expands a [schematype.FieldErrors] (several invalid fields

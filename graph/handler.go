@@ -217,8 +217,7 @@ func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 	// discoverTools alone runs outside the operation's transaction, so that
 	// asking the upstream does not hold the store's write lock (SQLite);
 	// it writes in a transaction of its own.
-	srv.Use(storeTxErrors{})
-	srv.Use(entgql.Transactioner{TxOpener: client, SkipTxFunc: onlyFields(append([]string{"discoverTools"}, decisionFields...)...)})
+	srv.Use(transactioner{entgql.Transactioner{TxOpener: client, SkipTxFunc: onlyFields(append([]string{"discoverTools"}, decisionFields...)...)}})
 	srv.Use(configGuard{client: client})
 	if o.MaxPage > 0 {
 		srv.AroundFields(boundPages(o.MaxPage))
