@@ -135,7 +135,7 @@ func NewResolver(client *ent.Client, gw Gateway) *Resolver {
 }
 
 // ent returns the client to use in ctx: the transaction a mutation runs in
-// (entgql.Transactioner puts it there), else the store's client.
+// ([transactioner] puts it there), else the store's client.
 func (r *Resolver) ent(ctx context.Context) *ent.Client {
 	if c := ent.FromContext(ctx); c != nil {
 		return c

@@ -92,7 +92,7 @@ func entityName(doc *config.Document, path string) *string {
 // mutation adds are refused: a store that is invalid already can still be
 // repaired one mutation at a time.
 //
-// It runs inside [entgql.Transactioner]: an error here rolls the
+// It runs inside [transactioner]: an error here rolls the
 // transaction back.
 type configGuard struct{ client *ent.Client }
 
