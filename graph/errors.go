@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // Error codes in the extensions of GraphQL errors ("extensions": {"code": ...}).
@@ -69,12 +70,13 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return gerr
 	}
 	var (
-		ve  *ent.ValidationError
-		fe  *schematype.FieldError
-		fes schematype.FieldErrors
-		nf  *ent.NotFoundError
-		ce  *ent.ConstraintError
-		pge *pgconn.PgError
+		ve    *ent.ValidationError
+		fe    *schematype.FieldError
+		fes   schematype.FieldErrors
+		nf    *ent.NotFoundError
+		ce    *ent.ConstraintError
+		pge   *pgconn.PgError
+		inUse *store.InUseError
 	)
 	switch {
 	case errors.As(err, &ve):
@@ -88,6 +90,8 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return set(codeInvalid, "input."+field, field+": "+fe.Reason)
 	case errors.As(err, &nf):
 		return set(codeNotFound, "", "not found: "+strings.TrimPrefix(nf.Error(), "ent: "))
+	case errors.As(err, &inUse):
+		return set(codeInUse, "", inUse.Error())
 	case errors.Is(err, ErrGatewayUnavailable):
 		return set(codeUnavailable, "", err.Error())
 	case errors.Is(err, errUnauthenticated):

@@ -906,6 +906,41 @@ func TestDanglingReference(t *testing.T) {
 		if errs := e.fails(`mutation($id: ID!) { deleteUpstream(id: $id) }`, map[string]any{"id": up.ID}); errs[0].Extensions["code"] != "IN_USE" {
 			t.Errorf("deleting an upstream in use: %+v, want IN_USE", errs)
 		}
+
+		// A team its agents belong to: the database would clear their team
+		// (and what grants reach them through it) without a word.
+		var team struct{ CreateTeam struct{ ID string } }
+		e.must(`mutation { createTeam(input: {name: "qa"}) { id } }`, nil, &team)
+		var ag struct{ CreateAgent struct{ ID string } }
+		e.must(`mutation($t: ID!) { createAgent(input: {name: "tester", teamID: $t}) { id } }`, map[string]any{"t": team.CreateTeam.ID}, &ag)
+		errs := e.fails(`mutation($id: ID!) { deleteTeam(id: $id) }`, map[string]any{"id": team.CreateTeam.ID})
+		if errs[0].Extensions["code"] != "IN_USE" || !strings.Contains(errs[0].Message, "tester") {
+			t.Errorf("deleting a team with an agent: %+v, want IN_USE naming the agent", errs)
+		}
+		e.must(`mutation($id: ID!) { deleteAgent(id: $id) }`, map[string]any{"id": ag.CreateAgent.ID}, nil)
+		e.must(`mutation($id: ID!) { deleteTeam(id: $id) }`, map[string]any{"id": team.CreateTeam.ID}, nil)
+	})
+}
+
+// TestDeleteVirtualServerLogsWhatGoes: a virtual server's selections and
+// grants go with it, and the admin change log has an entry for each.
+func TestDeleteVirtualServerLogsWhatGoes(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		up := e.createUpstream("a", "stdio", "")
+		var vs struct{ CreateVirtualServer struct{ ID string } }
+		e.must(`mutation { createVirtualServer(input: {name: "ops"}) { id } }`, nil, &vs)
+		ids := map[string]any{"vs": vs.CreateVirtualServer.ID, "up": up.ID}
+		e.must(`mutation($vs: ID!, $up: ID!) { createSelection(input: {virtualServerID: $vs, upstreamID: $up}) { id } }`, ids, nil)
+		e.must(`mutation($vs: ID!) { createGrant(input: {name: "ops-team", virtualServerID: $vs, subjectKind: team, subject: "ops", tools: ["*"]}) { id } }`,
+			map[string]any{"vs": vs.CreateVirtualServer.ID}, nil)
+		e.must(`mutation($id: ID!) { deleteVirtualServer(id: $id) }`, map[string]any{"id": vs.CreateVirtualServer.ID}, nil)
+		for _, typ := range []string{"Grant", "Selection", "VirtualServer"} {
+			l := e.changes(map[string]any{"entityType": typ, "op": "delete"})
+			if len(l) != 1 || l[0].Before == nil {
+				t.Errorf("%s deletes in the change log: %+v", typ, l)
+			}
+		}
 	})
 }
 

@@ -20158,7 +20158,9 @@ type Mutation {
     input: UpdateVirtualServerInput!
   ): VirtualServer!
   """
-  Deletes a virtual server and returns its ID.
+  Deletes a virtual server and returns its ID. Its selections, grants, guardrail
+  rules and rate limits are deleted with it, each with its own entry in the
+  admin change log.
   """
   deleteVirtualServer(
     """
@@ -20220,7 +20222,8 @@ type Mutation {
     input: UpdateTeamInput!
   ): Team!
   """
-  Deletes a team and returns its ID.
+  Deletes a team and returns its ID. IN_USE while agents belong to it (their
+  grants may name the team): move or delete them first.
   """
   deleteTeam(
     """
@@ -20282,7 +20285,8 @@ type Mutation {
     input: UpdateAgentInput!
   ): Agent!
   """
-  Deletes an agent and returns its ID.
+  Deletes an agent and returns its ID. Its API keys are deleted with it, each
+  with its own entry in the admin change log.
   """
   deleteAgent(
     """

@@ -22,8 +22,12 @@ Snapshots are read in the transaction before and after the mutation, by ID
 (bulk updates and deletes find theirs with the mutation's predicates), so a
 bulk change logs one row per entity. Bookkeeping updates that only record
 when a key or token was last used are not logged, nor are writes of the log
-itself. Rows that the database deletes by cascade (the tools of a deleted
-upstream) are covered by the row of the entity whose deletion caused them.
+itself. What a virtual server or an agent owns (selections, grants,
+guardrail rules, rate limits; API keys) is deleted through Ent before its
+owner (cascade.go), so each gets a row of its own. Rows that the database
+still deletes by cascade (the tools of a deleted upstream, discovered
+rather than configured) are covered by the row of the entity whose deletion
+caused them.
 
 The revision of the configuration ([Revision]) is the largest AdminChange
 ID. IDs grow, but a concurrent transaction could take an ID and commit after

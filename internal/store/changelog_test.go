@@ -596,3 +596,45 @@ func TestApplyOptions(t *testing.T) {
 		}
 	})
 }
+
+// TestChangeLogOwnedDeletes: deleting a virtual server deletes its
+// selections, grants, guardrail rules and rate limits, and deleting an
+// agent its API keys; each gets its own delete entry, before the owner's,
+// in the owner's transaction.
+func TestChangeLogOwnedDeletes(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, c *ent.Client) {
+		ctx := actor.NewContext(context.Background(), "tester")
+		up := c.Upstream.Create().SetName("up").SetTransport(schematype.TransportStdio).SetCommand("x").SaveX(ctx)
+		vs := c.VirtualServer.Create().SetName("vs").SaveX(ctx)
+		other := c.VirtualServer.Create().SetName("other").SaveX(ctx)
+		ag := c.Agent.Create().SetName("ag").SaveX(ctx)
+		owned := []int{
+			c.Selection.Create().SetVirtualServer(vs).SetUpstream(up).SaveX(ctx).ID,
+			c.Grant.Create().SetVirtualServer(vs).SetSubjectKind(grant.SubjectKindAgent).SetSubject("ag").SetTools([]string{"*"}).SaveX(ctx).ID,
+			c.GuardrailRule.Create().SetName("g").SetDetector(guardrailrule.DetectorPii).SetVirtualServer(vs).SaveX(ctx).ID,
+			c.RateLimit.Create().SetName("rl").SetRequests(10).SetPerSeconds(60).SetVirtualServer(vs).SaveX(ctx).ID,
+		}
+		kept := c.Grant.Create().SetVirtualServer(other).SetSubjectKind(grant.SubjectKindAgent).SetSubject("ag").SetTools([]string{"*"}).SaveX(ctx)
+		key := c.APIKey.Create().SetAgent(ag).SetKeyHash(identity.HashKey("gh_owned")).SaveX(ctx)
+
+		c.VirtualServer.DeleteOneID(vs.ID).ExecX(ctx)
+		c.Agent.DeleteOneID(ag.ID).ExecX(ctx)
+		for owner, ids := range map[int][]int{vs.ID: owned, ag.ID: {key.ID}} {
+			ownerLog := changesOf(t, c, owner)
+			last := ownerLog[len(ownerLog)-1]
+			if last.Op != adminchange.OpDelete {
+				t.Fatalf("owner %d: last entry %+v", owner, last)
+			}
+			for _, id := range ids {
+				log := changesOf(t, c, id)
+				if len(log) != 2 || log[1].Op != adminchange.OpDelete || log[1].Actor != "tester" || log[1].ID > last.ID || decode(t, log[1].Before) == nil {
+					t.Errorf("entity %d owned by %d: %+v (owner's delete is entry %d)", id, owner, log, last.ID)
+				}
+			}
+		}
+		if n := c.Grant.Query().CountX(ctx); n != 1 || len(changesOf(t, c, kept.ID)) != 1 {
+			t.Errorf("%d grants left, want the other virtual server's; its log %+v", n, changesOf(t, c, kept.ID))
+		}
+	})
+}

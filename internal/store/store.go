@@ -74,6 +74,9 @@ func Open(ctx context.Context, url string) (*ent.Client, error) {
 	client := ent.NewClient(ent.Driver(txRouter{drv}))
 	client.Use(changeLog(drv))
 	client.SecretBinding.Use(bindingTransportHook)
+	client.VirtualServer.Use(deleteOwnedByVirtualServer)
+	client.Agent.Use(deleteOwnedByAgent)
+	client.Team.Use(refuseTeamWithAgents)
 	return client, nil
 }
 
