@@ -335,6 +335,11 @@ func (_c *GrantCreate) check() error {
 	if _, ok := _c.mutation.Priority(); !ok {
 		return &ValidationError{Name: "priority", err: errors.New(`ent: missing required field "Grant.priority"`)}
 	}
+	if v, ok := _c.mutation.Priority(); ok {
+		if err := grant.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "Grant.priority": %w`, err)}
+		}
+	}
 	if len(_c.mutation.VirtualServerIDs()) == 0 {
 		return &ValidationError{Name: "virtual_server", err: errors.New(`ent: missing required edge "Grant.virtual_server"`)}
 	}

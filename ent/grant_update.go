@@ -370,6 +370,11 @@ func (_u *GrantUpdate) check() error {
 			return &ValidationError{Name: "when", err: fmt.Errorf(`ent: validator failed for field "Grant.when": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := grant.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "Grant.priority": %w`, err)}
+		}
+	}
 	if _u.mutation.VirtualServerCleared() && len(_u.mutation.VirtualServerIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "Grant.virtual_server"`)
 	}
@@ -894,6 +899,11 @@ func (_u *GrantUpdateOne) check() error {
 	if v, ok := _u.mutation.When(); ok {
 		if err := grant.WhenValidator(v); err != nil {
 			return &ValidationError{Name: "when", err: fmt.Errorf(`ent: validator failed for field "Grant.when": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := grant.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "Grant.priority": %w`, err)}
 		}
 	}
 	if _u.mutation.VirtualServerCleared() && len(_u.mutation.VirtualServerIDs()) > 0 {

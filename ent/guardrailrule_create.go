@@ -390,6 +390,11 @@ func (_c *GuardrailRuleCreate) check() error {
 	if _, ok := _c.mutation.Priority(); !ok {
 		return &ValidationError{Name: "priority", err: errors.New(`ent: missing required field "GuardrailRule.priority"`)}
 	}
+	if v, ok := _c.mutation.Priority(); ok {
+		if err := guardrailrule.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.priority": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.Enabled(); !ok {
 		return &ValidationError{Name: "enabled", err: errors.New(`ent: missing required field "GuardrailRule.enabled"`)}
 	}

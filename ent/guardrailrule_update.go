@@ -402,6 +402,11 @@ func (_u *GuardrailRuleUpdate) check() error {
 			return &ValidationError{Name: "tools", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.tools": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := guardrailrule.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.priority": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -939,6 +944,11 @@ func (_u *GuardrailRuleUpdateOne) check() error {
 	if v, ok := _u.mutation.Tools(); ok {
 		if err := guardrailrule.ToolsValidator(v); err != nil {
 			return &ValidationError{Name: "tools", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.tools": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := guardrailrule.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "GuardrailRule.priority": %w`, err)}
 		}
 	}
 	return nil

@@ -250,6 +250,11 @@ func (_c *PolicyRuleCreate) check() error {
 	if _, ok := _c.mutation.Priority(); !ok {
 		return &ValidationError{Name: "priority", err: errors.New(`ent: missing required field "PolicyRule.priority"`)}
 	}
+	if v, ok := _c.mutation.Priority(); ok {
+		if err := policyrule.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "PolicyRule.priority": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.Enabled(); !ok {
 		return &ValidationError{Name: "enabled", err: errors.New(`ent: missing required field "PolicyRule.enabled"`)}
 	}

@@ -220,6 +220,11 @@ func (_u *PolicyRuleUpdate) check() error {
 			return &ValidationError{Name: "effect", err: fmt.Errorf(`ent: validator failed for field "PolicyRule.effect": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := policyrule.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "PolicyRule.priority": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -494,6 +499,11 @@ func (_u *PolicyRuleUpdateOne) check() error {
 	if v, ok := _u.mutation.Effect(); ok {
 		if err := policyrule.EffectValidator(v); err != nil {
 			return &ValidationError{Name: "effect", err: fmt.Errorf(`ent: validator failed for field "PolicyRule.effect": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := policyrule.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "PolicyRule.priority": %w`, err)}
 		}
 	}
 	return nil

@@ -45,9 +45,9 @@ type Upstream struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Working directory of a stdio upstream's process.
 	Dir string `json:"dir,omitempty"`
-	// Bound on one forwarded request, in seconds; 0 means the gateway default (60).
+	// Bound on one forwarded request, in seconds, at most a day (86400); 0 means the gateway default (60).
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
-	// Bound on connecting and initializing, in seconds; 0 means the gateway default (10).
+	// Bound on connecting and initializing, in seconds, at most a day (86400); 0 means the gateway default (10).
 	ConnectTimeoutSeconds float64 `json:"connect_timeout_seconds,omitempty"`
 	// Takes the upstream out of service without deleting it.
 	Disabled bool `json:"disabled,omitempty"`

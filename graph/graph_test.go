@@ -471,6 +471,18 @@ func TestValidationErrors(t *testing.T) {
 				[]want{{"input.headers", "INVALID", "empty key"}}},
 			{"negative timeout", `mutation { createUpstream(input: {name: "n", transport: sse, timeoutSeconds: -1}) { id } }`,
 				[]want{{"input.timeoutSeconds", "INVALID", "timeoutSeconds"}}},
+			{"timeout past a day", `mutation { createUpstream(input: {name: "n", transport: sse, url: "http://x", timeoutSeconds: 99999999999}) { id } }`,
+				[]want{{"input.timeoutSeconds", "INVALID", "timeoutSeconds"}}},
+			{"header name not a token", `mutation($hn: StringMap) { createUpstream(input: {name: "h", transport: sse, url: "http://x", headers: $hn}) { id } }`,
+				[]want{{"", "INVALID", `upstreams[0].headers: "bad header" is not a valid HTTP header name`}}},
+			{"header value with a line break", `mutation($hv: StringMap) { createUpstream(input: {name: "h", transport: sse, url: "http://x", headers: $hv}) { id } }`,
+				[]want{{"", "INVALID", "the value of X-Team has characters an HTTP header cannot carry"}}},
+			{"blank command", `mutation { createUpstream(input: {name: "c", transport: stdio, command: "   "}) { id } }`,
+				[]want{{"", "INVALID", "upstreams[0].command: required for transport stdio"}}},
+			{"env name with =", `mutation($env: StringMap) { createUpstream(input: {name: "c", transport: stdio, command: "x", env: $env}) { id } }`,
+				[]want{{"", "INVALID", `"A=B" is not an environment variable name`}}},
+			{"priority past 32 bits", `mutation($vs: ID!, $big: Int) { createGrant(input: {subjectKind: team, subject: "qa", virtualServerID: $vs, tools: ["*"], priority: $big}) { id } }`,
+				[]want{{"input.priority", "INVALID", "priority"}}},
 			{"bad key hash", `mutation($a: ID!) { createAPIKey(input: {keyHash: "abc", agentID: $a}) { id } }`,
 				[]want{{"input.keyHash", "INVALID", "64 lowercase hex"}}},
 			{"escalate without target", `mutation { createApprovalRule(input: {name: "r", approverGroups: ["sre"], onTimeout: escalate}) { id } }`,
@@ -503,6 +515,12 @@ func TestValidationErrors(t *testing.T) {
 				[]want{{"input.maxBytes", "INVALID", "required for detector size"}, {"input.action", "INVALID", "cannot redact"}}},
 			{"threshold above 1", `mutation { createGuardrailRule(input: {name: "g", detector: injection, threshold: 1.5}) { id } }`,
 				[]want{{"input.threshold", "INVALID", "threshold"}}},
+			{"unknown pii kind", `mutation { createGuardrailRule(input: {name: "g", detector: pii, kinds: ["email", "nonsense"]}) { id } }`,
+				[]want{{"", "INVALID", `guardrails[0].kinds[1]: unknown pii kind "nonsense" (known: email,`}}},
+			{"kinds of a regex", `mutation { createGuardrailRule(input: {name: "g", detector: regex, pattern: "x", kinds: ["email"]}) { id } }`,
+				[]want{{"", "INVALID", "guardrails[0].kinds: only secrets, pii and injection detectors have kinds"}}},
+			{"empty denylist term", `mutation { createGuardrailRule(input: {name: "g", detector: denylist, terms: ["ok", " "]}) { id } }`,
+				[]want{{"", "INVALID", "guardrails[0].terms[1]: empty term"}}},
 			{"cel detector", `mutation { createGuardrailRule(input: {name: "g", detector: cel, pattern: "true"}) { id } }`,
 				[]want{{"input.detector", "INVALID", "cel is no longer supported"}}},
 			{"rate limit of nothing", `mutation { createRateLimit(input: {name: "r", requests: 0, perSeconds: 60}) { id } }`,
@@ -519,7 +537,8 @@ func TestValidationErrors(t *testing.T) {
 				[]want{{"", "GRAPHQL_VALIDATION_FAILED", "websocket"}}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				vars := map[string]any{"a": up.ID, "h": map[string]any{"": "v"}}
+				vars := map[string]any{"a": up.ID, "h": map[string]any{"": "v"}, "hn": map[string]any{"bad header": "x"},
+					"hv": map[string]any{"X-Team": "a\r\nInjected: 1"}, "env": map[string]any{"A=B": "x"}, "big": int64(1) << 31}
 				for k, v := range ids {
 					vars[k] = v
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/graph/model"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	_ "github.com/gatehouse-dev/gatehouse/internal/guard" // fills config.DetectorKinds, which validation checks kinds against
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 

@@ -138,6 +138,8 @@ var (
 	WhenValidator func(string) error
 	// DefaultPriority holds the default value on creation for the "priority" field.
 	DefaultPriority int
+	// PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
+	PriorityValidator func(int) error
 )
 
 // SubjectKind defines the type for the "subject_kind" enum field.

@@ -312,6 +312,8 @@ func init() {
 	grantDescPriority := grantFields[9].Descriptor()
 	// grant.DefaultPriority holds the default value on creation for the priority field.
 	grant.DefaultPriority = grantDescPriority.Default.(int)
+	// grant.PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
+	grant.PriorityValidator = grantDescPriority.Validators[0].(func(int) error)
 	guardrailruleMixin := schema.GuardrailRule{}.Mixin()
 	guardrailruleMixinHooks0 := guardrailruleMixin[0].Hooks()
 	guardrailruleHooks := schema.GuardrailRule{}.Hooks()
@@ -363,6 +365,8 @@ func init() {
 	guardrailruleDescPriority := guardrailruleFields[11].Descriptor()
 	// guardrailrule.DefaultPriority holds the default value on creation for the priority field.
 	guardrailrule.DefaultPriority = guardrailruleDescPriority.Default.(int)
+	// guardrailrule.PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
+	guardrailrule.PriorityValidator = guardrailruleDescPriority.Validators[0].(func(int) error)
 	// guardrailruleDescEnabled is the schema descriptor for enabled field.
 	guardrailruleDescEnabled := guardrailruleFields[12].Descriptor()
 	// guardrailrule.DefaultEnabled holds the default value on creation for the enabled field.
@@ -414,6 +418,8 @@ func init() {
 	policyruleDescPriority := policyruleFields[4].Descriptor()
 	// policyrule.DefaultPriority holds the default value on creation for the priority field.
 	policyrule.DefaultPriority = policyruleDescPriority.Default.(int)
+	// policyrule.PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
+	policyrule.PriorityValidator = policyruleDescPriority.Validators[0].(func(int) error)
 	// policyruleDescEnabled is the schema descriptor for enabled field.
 	policyruleDescEnabled := policyruleFields[5].Descriptor()
 	// policyrule.DefaultEnabled holds the default value on creation for the enabled field.

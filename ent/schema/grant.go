@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"math"
+
 	"context"
 
 	"entgo.io/contrib/entgql"
@@ -55,6 +57,7 @@ func (Grant) Fields() []ent.Field {
 			Comment("Optional CEL condition over principal, tool, args and request; the grant applies only when it is true."),
 		field.Int("priority").
 			Default(0).
+			Range(math.MinInt32, math.MaxInt32). // GraphQL's Int
 			Comment("Order in which grants are listed and explained, highest first; it does not change decisions (deny wins over allow).").
 			Annotations(entgql.OrderField("PRIORITY")),
 	}

@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"math"
+
 	"context"
 	"regexp"
 
@@ -69,6 +71,7 @@ func (GuardrailRule) Fields() []ent.Field {
 		globsField("tools", "Tools (exposed names) the rule applies to."),
 		field.Int("priority").
 			Default(0).
+			Range(math.MinInt32, math.MaxInt32). // GraphQL's Int
 			Comment("Evaluation order, highest first.").
 			Annotations(entgql.OrderField("PRIORITY")),
 		field.Bool("enabled").

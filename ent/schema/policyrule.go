@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"math"
+
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
 	"entgo.io/ent/schema"
@@ -32,6 +34,7 @@ func (PolicyRule) Fields() []ent.Field {
 			Annotations(entgql.OrderField("EFFECT")),
 		field.Int("priority").
 			Default(0).
+			Range(math.MinInt32, math.MaxInt32). // GraphQL's Int
 			Comment("Evaluation order, highest first.").
 			Annotations(entgql.OrderField("PRIORITY")),
 		field.Bool("enabled").

@@ -19,6 +19,10 @@ type Upstream struct {
 // Mixin of the Upstream.
 func (Upstream) Mixin() []ent.Mixin { return []ent.Mixin{AuditMixin{}} }
 
+// maxTimeoutSeconds bounds an upstream's timeouts: a day. (Larger values
+// overflowed the durations they become.)
+const maxTimeoutSeconds = 86400
+
 // Fields of the Upstream.
 func (Upstream) Fields() []ent.Field {
 	return []ent.Field{
@@ -47,13 +51,13 @@ func (Upstream) Fields() []ent.Field {
 			Comment("Working directory of a stdio upstream's process."),
 		field.Float("timeout_seconds").
 			Default(0).
-			Min(0).
-			Comment("Bound on one forwarded request, in seconds; 0 means the gateway default (60).").
+			Range(0, maxTimeoutSeconds).
+			Comment("Bound on one forwarded request, in seconds, at most a day (86400); 0 means the gateway default (60).").
 			Annotations(entgql.OrderField("TIMEOUT_SECONDS")),
 		field.Float("connect_timeout_seconds").
 			Default(0).
-			Min(0).
-			Comment("Bound on connecting and initializing, in seconds; 0 means the gateway default (10)."),
+			Range(0, maxTimeoutSeconds).
+			Comment("Bound on connecting and initializing, in seconds, at most a day (86400); 0 means the gateway default (10)."),
 		field.Bool("disabled").
 			Default(false).
 			Comment("Takes the upstream out of service without deleting it."),

@@ -10051,11 +10051,11 @@ input CreateUpstreamInput {
   """
   dir: String
   """
-  Bound on one forwarded request, in seconds; 0 means the gateway default (60).
+  Bound on one forwarded request, in seconds, at most a day (86400); 0 means the gateway default (60).
   """
   timeoutSeconds: Float
   """
-  Bound on connecting and initializing, in seconds; 0 means the gateway default (10).
+  Bound on connecting and initializing, in seconds, at most a day (86400); 0 means the gateway default (10).
   """
   connectTimeoutSeconds: Float
   """
@@ -17662,11 +17662,11 @@ input UpdateUpstreamInput {
   """
   clearDir: Boolean
   """
-  Bound on one forwarded request, in seconds; 0 means the gateway default (60).
+  Bound on one forwarded request, in seconds, at most a day (86400); 0 means the gateway default (60).
   """
   timeoutSeconds: Float
   """
-  Bound on connecting and initializing, in seconds; 0 means the gateway default (10).
+  Bound on connecting and initializing, in seconds, at most a day (86400); 0 means the gateway default (10).
   """
   connectTimeoutSeconds: Float
   """
@@ -17795,11 +17795,11 @@ type Upstream implements Node {
   """
   dir: String
   """
-  Bound on one forwarded request, in seconds; 0 means the gateway default (60).
+  Bound on one forwarded request, in seconds, at most a day (86400); 0 means the gateway default (60).
   """
   timeoutSeconds: Float!
   """
-  Bound on connecting and initializing, in seconds; 0 means the gateway default (10).
+  Bound on connecting and initializing, in seconds, at most a day (86400); 0 means the gateway default (10).
   """
   connectTimeoutSeconds: Float!
   """

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -316,6 +317,11 @@ func checkGlobs(v *validator, p string, globs []string) {
 	}
 }
 
+// DetectorKinds lists, for each detector that has kinds, the kinds a
+// guardrail may narrow it to. The guardrails' package fills it in (it
+// knows what its detectors report); while it is nil, kinds are not checked.
+var DetectorKinds map[string][]string
+
 func (g *Guardrail) validate(v *validator, p string, vsNames map[string]bool, seen map[string]bool) {
 	checkName(v, p+".name", g.Name, seen)
 	switch g.Direction {
@@ -339,6 +345,11 @@ func (g *Guardrail) validate(v *validator, p string, vsNames map[string]bool, se
 		if len(g.Terms) == 0 {
 			v.add(p+".terms", "required for detector denylist")
 		}
+		for i, t := range g.Terms {
+			if strings.TrimSpace(t) == "" {
+				v.add(fmt.Sprintf("%s.terms[%d]", p, i), "empty term")
+			}
+		}
 	case DetectorSize:
 		if g.MaxBytes <= 0 {
 			v.add(p+".max_bytes", "required for detector size (a positive byte count)")
@@ -347,6 +358,19 @@ func (g *Guardrail) validate(v *validator, p string, vsNames map[string]bool, se
 		v.add(p+".detector", "required: secrets, pii, injection, regex, denylist or size")
 	default:
 		v.add(p+".detector", "must be secrets, pii, injection, regex, denylist or size, got %q", g.Detector)
+	}
+	if len(g.Kinds) > 0 {
+		known, ok := DetectorKinds[g.Detector]
+		switch {
+		case !ok && DetectorKinds != nil:
+			v.add(p+".kinds", "only secrets, pii and injection detectors have kinds")
+		case ok:
+			for i, k := range g.Kinds {
+				if !slices.Contains(known, k) {
+					v.add(fmt.Sprintf("%s.kinds[%d]", p, i), "unknown %s kind %q (known: %s)", g.Detector, k, strings.Join(known, ", "))
+				}
+			}
+		}
 	}
 	if g.Threshold < 0 || g.Threshold > 1 {
 		v.add(p+".threshold", "must be between 0 and 1")

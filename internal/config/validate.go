@@ -4,11 +4,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // FieldError is one validation failure at a path inside the document.
@@ -103,11 +107,19 @@ func checkName(v *validator, p, name string, seen map[string]bool) {
 	case name == "":
 		v.add(p, "required")
 	case !nameRE.MatchString(name):
-		v.add(p, "%q: use letters, digits, '_', '.', '-' (max 128), starting with a letter or digit", name)
+		v.add(p, "%q: use letters, digits, '_', '.', '-' (max 128), starting with a letter or digit", clip(name))
 	case seen[name]:
 		v.add(p, "duplicate name %q", name)
 	}
 	seen[name] = true
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "…"
 }
 
 func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
@@ -132,9 +144,24 @@ func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
 		if u.Command != "" || len(u.Args) > 0 || len(u.Env) > 0 || u.Dir != "" {
 			v.add(p, "command, args, env and dir apply only to transport stdio")
 		}
+		for _, name := range slices.Sorted(maps.Keys(u.Headers)) {
+			switch {
+			case !httpguts.ValidHeaderFieldName(name):
+				v.add(p+".headers", "%q is not a valid HTTP header name", clip(name))
+			case !httpguts.ValidHeaderFieldValue(u.Headers[name]):
+				v.add(p+".headers", "the value of %s has characters an HTTP header cannot carry (a line break or a control character)", name)
+			}
+		}
 	case TransportStdio:
-		if u.Command == "" {
+		if strings.TrimSpace(u.Command) == "" {
 			v.add(p+".command", "required for transport stdio")
+		}
+		for _, name := range slices.Sorted(maps.Keys(u.Env)) {
+			if name == "" || strings.ContainsAny(name, "=\x00") {
+				v.add(p+".env", "%q is not an environment variable name (empty, or with = or NUL)", clip(name))
+			} else if strings.Contains(u.Env[name], "\x00") {
+				v.add(p+".env", "the value of %s contains NUL", name)
+			}
 		}
 		if u.URL != "" || len(u.Headers) > 0 || u.H2C {
 			v.add(p, "url, headers and h2c apply only to HTTP transports")

@@ -232,6 +232,16 @@ type applicable struct {
 // maxScopes bounds the scope cache; past it, scopes are computed per call.
 const maxScopes = 4096
 
+// The document's validation checks guardrails' kinds against what the
+// detectors report.
+func init() {
+	config.DetectorKinds = map[string][]string{
+		config.DetectorSecrets:   SecretKinds,
+		config.DetectorPII:       PIIKinds,
+		config.DetectorInjection: InjectionKinds,
+	}
+}
+
 // Compile compiles guardrails. Disabled rules are validated but never
 // evaluated. Errors name the field, as in the declarative document:
 // "guardrails[2].pattern: bad regular expression: ...". An empty or nil
