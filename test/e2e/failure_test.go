@@ -871,6 +871,8 @@ func TestMalformedJSONRPC(t *testing.T) {
 		{"request without id", `{"jsonrpc":"2.0","method":"tools/list","params":{}}`, http.StatusBadRequest, 0, "missing id"},
 		{"missing required params", `{"jsonrpc":"2.0","id":16,"method":"tools/call"}`, http.StatusBadRequest, 0, "params"},
 		{"empty body", ``, http.StatusBadRequest, 0, "non-empty body"},
+		{"fractional id", `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, http.StatusBadRequest, 0, "request ID 1.5 is not an integer"},
+		{"id beyond 2^53", `{"jsonrpc":"2.0","id":9223372036854775808,"method":"ping"}`, http.StatusBadRequest, 0, "is not an integer of at most 2^53"},
 		{"tools/call params of the wrong type", `{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":42}}`, http.StatusOK, jsonrpc.CodeInvalidParams, ""},
 		{"tools/call unknown tool", `{"jsonrpc":"2.0","id":18,"method":"tools/call","params":{"name":"nope"}}`, http.StatusOK, jsonrpc.CodeInvalidParams, "nope"},
 	} {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 
@@ -36,6 +37,14 @@ func MakeID(v any) (ID, error) {
 	case nil:
 		return ID{}, nil
 	case float64:
+		// JSON numbers arrive as float64. One that is not an integer, or
+		// too large for a float64 to hold exactly (beyond ±2^53), would
+		// be answered under another ID (1.5 as 1, 2^63 as -2^63), which
+		// its sender could not match, and could collide with a request in
+		// flight. JSON-RPC wants the response's ID to be the request's.
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return ID{}, fmt.Errorf("%w: request ID %v is not an integer of at most 2^53 in magnitude; use a smaller integer or a string", ErrInvalidRequest, v)
+		}
 		return Int64ID(int64(v)), nil
 	case string:
 		return StringID(v), nil
