@@ -285,7 +285,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	mux.Handle("/", g.Handler())
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           bodyReadDeadline(mux, file.Limits.BodyReadTimeout.Std()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		Protocols:         serveProtocols(authn.mtls != nil),

@@ -52,6 +52,7 @@ const (
 	DefaultMaxBodyBytes    = 4 << 20
 	DefaultSessionTimeout  = 30 * time.Minute
 	DefaultMaxSessions     = 20000
+	DefaultBodyReadTimeout = 30 * time.Second
 	DefaultUpstreamTimeout = 60 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
 )
@@ -116,6 +117,12 @@ type Limits struct {
 	// clients count as the agent "anonymous"). Default 0: no cap besides
 	// MaxSessions.
 	MaxSessionsPerAgent int `yaml:"max_sessions_per_agent"`
+	// BodyReadTimeout bounds reading one HTTP request's body, counted from
+	// the end of its headers, on every path the listener serves (agents,
+	// the admin API, the console): a client that stops sending its body
+	// mid-way, with or without credentials, is cut off then instead of
+	// holding a connection for good. Default 30s. Read at start.
+	BodyReadTimeout Duration `yaml:"body_read_timeout"`
 }
 
 // HTTP configures protection against DNS rebinding and cross-site requests.
@@ -305,6 +312,9 @@ func (d *Document) ApplyDefaults() {
 	}
 	if d.Limits.MaxSessions == 0 {
 		d.Limits.MaxSessions = DefaultMaxSessions
+	}
+	if d.Limits.BodyReadTimeout == 0 {
+		d.Limits.BodyReadTimeout = Duration(DefaultBodyReadTimeout)
 	}
 	d.Auth.defaults()
 	d.accessDefaults()

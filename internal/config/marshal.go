@@ -207,6 +207,7 @@ type yamlLimits struct {
 	SessionTimeout      Duration `yaml:"session_timeout,omitempty"`
 	MaxSessions         int      `yaml:"max_sessions,omitempty"`
 	MaxSessionsPerAgent int      `yaml:"max_sessions_per_agent,omitempty"`
+	BodyReadTimeout     Duration `yaml:"body_read_timeout,omitempty"`
 }
 
 type yamlHTTP struct {

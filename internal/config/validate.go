@@ -72,6 +72,9 @@ func (d *Document) Validate() error {
 	if d.Limits.MaxSessions < 1 {
 		v.add("limits.max_sessions", "must be at least 1, got %d", d.Limits.MaxSessions)
 	}
+	if d.Limits.BodyReadTimeout < 0 {
+		v.add("limits.body_read_timeout", "must not be negative")
+	}
 	if d.Limits.MaxSessionsPerAgent < 0 {
 		v.add("limits.max_sessions_per_agent", "must not be negative (0: no cap besides limits.max_sessions), got %d", d.Limits.MaxSessionsPerAgent)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -1183,5 +1184,63 @@ func waitInFlight(t *testing.T, g *gateway, n float64) {
 			return fmt.Sprintf("gatehouse_requests_in_flight %v", got)
 		}
 		return ""
+	})
+}
+
+// TestBodyReadTimeout: a client that stops sending its body mid-way is
+// cut off at limits.body_read_timeout, with or without credentials, on
+// the agents' endpoint and the admin API; calls that run longer than the
+// timeout once their body is read, over HTTP/1.1 and legacy SSE, are not.
+func TestBodyReadTimeout(t *testing.T) {
+	t.Parallel()
+	u, _ := demoHTTP(t, "streamable-http", "stall")
+	g := startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+limits: {body_read_timeout: 1s}
+upstreams:
+  - {name: d, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: closed, include: [{upstream: d}]}
+  - {name: open, anonymous: true, include: [{upstream: d}]}
+`, u))
+	for _, tc := range []struct{ name, path, want string }{
+		{"no credentials", "/mcp/closed", "HTTP/1.1 401"},
+		{"anonymous agent", "/mcp/open", "HTTP/1.1 400"},
+		{"admin API without a token", "/graphql", "HTTP/1.1 401"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{\"jso", tc.path, g.addr)
+			// Far more than the timeout, far less than forever.
+			_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("the stalled request was neither answered nor closed: %v (read %q)", err, got)
+			}
+			if !strings.HasPrefix(string(got), tc.want) || !strings.Contains(string(got), "Connection: close") {
+				t.Errorf("stalled request answered:\n%s\nwant %s and the connection closed", got, tc.want)
+			}
+		})
+	}
+	t.Run("calls longer than the timeout", func(t *testing.T) {
+		t.Parallel()
+		for _, transport := range []string{"streamable-http", "sse"} {
+			url := g.url("open")
+			if transport == "sse" {
+				url = g.sseURL("open")
+			}
+			cs := connect(t, transport, url, "", nil)
+			if got := callText(t, cs, "slow", map[string]any{"millis": 2500}); got != "done" {
+				t.Errorf("%s: slow call: %q", transport, got)
+			}
+			if got := callText(t, cs, "echo", map[string]any{"text": "after"}); !strings.Contains(got, "after") {
+				t.Errorf("%s: echo after the slow call: %q", transport, got)
+			}
+		}
 	})
 }
