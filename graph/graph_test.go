@@ -816,8 +816,8 @@ func TestLimits(t *testing.T) {
 	e = newEnv(t, nil)
 	dup := func(n int) string { return "{ me {" + strings.Repeat(" name", n) + " } }" }
 	start := time.Now()
-	e.fails(dup(graph.DefaultTokenLimit-8), nil) // over the complexity limit, once validated
-	t.Logf("%d copies of one field, the most the token limit lets through: validated and refused in %s", graph.DefaultTokenLimit-8, time.Since(start))
+	e.post(e.admin, dup(graph.DefaultTokenLimit-8), nil) // validated, then answered (within the complexity limit)
+	t.Logf("%d copies of one field, the most the token limit lets through: validated and answered in %s", graph.DefaultTokenLimit-8, time.Since(start))
 	start = time.Now()
 	errs = e.fails(dup(200000), nil)
 	if !strings.Contains(errs[0].Message, "token limit") {
@@ -834,10 +834,19 @@ func TestLimits(t *testing.T) {
 		t.Errorf("complex query: %+v", errs)
 	}
 	e.must(`{ upstreams(first: 5) { edges { node { name tools(first: 5) { totalCount } } } } }`, nil, nil)
-	// Defaults: introspection on, ordinary queries within limits.
+	// Defaults: introspection on, ordinary queries within limits, a
+	// full page of 1,000 nodes; past it the page's own error, not the
+	// complexity's; nested connections multiplying are refused.
 	e = newEnv(t, nil)
 	e.must(introspect, nil, nil)
 	e.must(deep, nil, nil)
+	e.must(`{ adminChanges(first: 1000) { edges { node { id op actor entityType entityName at } } pageInfo { hasNextPage endCursor } } }`, nil, nil)
+	if errs := e.fails(`{ adminChanges(first: 1001) { edges { node { id } } } }`, nil); errs[0].Extensions["code"] != "INVALID" {
+		t.Errorf("first: 1001: %+v, want the page's INVALID", errs)
+	}
+	if errs := e.fails(`{ upstreams(first: 1000) { edges { node { name tools(first: 1000) { edges { node { name } } } } } } }`, nil); !strings.Contains(errs[0].Message, "complexity") {
+		t.Errorf("nested connections of 1,000 × 1,000: %+v", errs)
+	}
 }
 
 // TestPlayground checks that browsers get a self-contained page that loads

@@ -34,7 +34,10 @@ import (
 
 // Defaults of [HandlerOptions].
 const (
-	DefaultComplexityLimit = 1000
+	// DefaultComplexityLimit lets a page of DefaultMaxPage nodes with
+	// about 20 fields each through, and stops nested connections from
+	// multiplying (1,000 upstreams × 1,000 tools each).
+	DefaultComplexityLimit = 25000
 	DefaultDepthLimit      = 15
 	DefaultMaxPage         = 1000
 	DefaultMaxBodyBytes    = 1 << 20
