@@ -9,11 +9,13 @@ import (
 	"net"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -70,13 +72,14 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return gerr
 	}
 	var (
-		ve    *ent.ValidationError
-		fe    *schematype.FieldError
-		fes   schematype.FieldErrors
-		nf    *ent.NotFoundError
-		ce    *ent.ConstraintError
-		pge   *pgconn.PgError
-		inUse *store.InUseError
+		ve     *ent.ValidationError
+		fe     *schematype.FieldError
+		fes    schematype.FieldErrors
+		nf     *ent.NotFoundError
+		ce     *ent.ConstraintError
+		pge    *pgconn.PgError
+		inUse  *store.InUseError
+		numErr *strconv.NumError
 	)
 	switch {
 	case errors.As(err, &ve):
@@ -90,6 +93,15 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return set(codeInvalid, "input."+field, field+": "+fe.Reason)
 	case errors.As(err, &nf):
 		return set(codeNotFound, "", "not found: "+strings.TrimPrefix(nf.Error(), "ent: "))
+	case errors.As(err, &numErr) && argName(gerr) != "":
+		// An ID argument that is not one (gqlgen's "strconv.Atoi: ...").
+		arg := argName(gerr)
+		return set(codeInvalid, arg, fmt.Sprintf("%s: %q is not an ID of this API (IDs are the strings it returns, e.g. in id fields)", arg, clipText(numErr.Num)))
+	case strings.HasPrefix(gerr.Message, "cannot decode cursor") && (argName(gerr) == "after" || argName(gerr) == "before"):
+		arg := argName(gerr)
+		return set(codeInvalid, arg, arg+": not a cursor of this API (pass pageInfo.endCursor or startCursor as a connection returned it)")
+	case strings.HasPrefix(gerr.Message, "Passing both `first` and `last`"):
+		return set(codeInvalid, "last", "give first or last, not both")
 	case errors.As(err, &inUse):
 		return set(codeInUse, "", inUse.Error())
 	case errors.Is(err, ErrGatewayUnavailable):
@@ -105,6 +117,25 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return constraintError(rootFieldName(ctx), err, pge, set)
 	}
 	return gerr
+}
+
+// argName is the argument an error of argument parsing names: the last
+// element of its path, when that is a name, as gqlgen sets it.
+func argName(e *gqlerror.Error) string {
+	if n := len(e.Path); n > 1 {
+		if name, ok := e.Path[n-1].(ast.PathName); ok {
+			return string(name)
+		}
+	}
+	return ""
+}
+
+// clipText shortens s for an error message.
+func clipText(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "…"
 }
 
 // storeFailure reports whether err is the configuration store failing

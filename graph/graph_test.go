@@ -984,6 +984,10 @@ func TestMalformedBodies(t *testing.T) {
 	}{
 		{`{"query":`, http.StatusBadRequest, "not JSON"},
 		{`[{"query":"{ me { name } }"}]`, http.StatusBadRequest, "batched requests"},
+		{`{"query":"{ me { name } }","variables":[1]}`, http.StatusBadRequest, "variables\\\" must be a JSON object or null"},
+		{`{"query":{"text":"{ me { name } }"}}`, http.StatusBadRequest, "must be a string holding the GraphQL document"},
+		{`{"variables":{}}`, http.StatusBadRequest, "must be a string holding the GraphQL document"},
+		{`42`, http.StatusBadRequest, "not a JSON object"},
 		{`{"query":"` + strings.Repeat(" ", 5000) + `{ me { name } }"}`, http.StatusRequestEntityTooLarge, "larger than 4096 bytes"},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/admin/graphql", strings.NewReader(tc.body))
@@ -995,5 +999,34 @@ func TestMalformedBodies(t *testing.T) {
 			t.Errorf("body %.30q: HTTP %d %s, want %d with %q", tc.body, w.Code, w.Body, tc.status, tc.want)
 		}
 	}
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded"} {
+		req := httptest.NewRequest(http.MethodPost, "/admin/graphql", strings.NewReader(`{"query":"{ me { name } }"}`))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		if w.Code != http.StatusUnsupportedMediaType || !strings.Contains(w.Body.String(), "Content-Type: application/json") {
+			t.Errorf("Content-Type %q: HTTP %d %s, want 415 naming application/json", ct, w.Code, w.Body)
+		}
+	}
 	e.must(`{ me { name } }`, nil, nil)
+}
+
+// TestArgumentErrors: an ID or cursor argument that is not one, and first
+// with last, are INVALID naming the argument, not Go's parse errors.
+func TestArgumentErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	for _, tc := range []struct{ query, field, msg string }{
+		{`mutation { deleteUpstream(id: "zz") }`, "id", `id: "zz" is not an ID of this API`},
+		{`{ node(id: "99999999999999999999999") { id } }`, "id", "is not an ID of this API"},
+		{`{ upstreams(after: "garbage") { totalCount } }`, "after", "after: not a cursor of this API"},
+		{`{ adminChanges(before: "!!!") { totalCount } }`, "before", "before: not a cursor of this API"},
+		{`{ upstreams(first: 2, last: 2) { totalCount } }`, "last", "give first or last, not both"},
+	} {
+		errs := e.fails(tc.query, nil)
+		if errs[0].Extensions["code"] != "INVALID" || errs[0].Extensions["field"] != tc.field || !strings.Contains(errs[0].Message, tc.msg) || strings.Contains(errs[0].Message, "strconv") {
+			t.Errorf("%s: %+v, want INVALID on %s with %q", tc.query, errs, tc.field, tc.msg)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -274,8 +275,45 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "batched requests (a JSON array) are not supported: send one operation per request")
 		return
 	}
+	if msg := requestShape(body); msg != "" {
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", msg)
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "BAD_REQUEST", "send the request as Content-Type: application/json")
+		return
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	h.gql.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+}
+
+// requestShape checks that body, valid JSON, is a GraphQL request:
+// {"query": string, "operationName": string or null, "variables": object
+// or null, "extensions": object or null}. gqlgen answers other shapes with
+// "internal system error". It returns what is wrong, or "".
+func requestShape(body []byte) string {
+	var req map[string]json.RawMessage
+	if err := json.Unmarshal(body, &req); err != nil {
+		return `the request body is not a JSON object: send {"query": "...", "variables": {...}}`
+	}
+	kind := func(raw json.RawMessage) byte {
+		if raw = bytes.TrimSpace(raw); len(raw) == 0 {
+			return 0
+		}
+		return raw[0]
+	}
+	if k := kind(req["query"]); k != '"' {
+		return `"query" must be a string holding the GraphQL document`
+	}
+	if k := kind(req["operationName"]); k != 0 && k != 'n' && k != '"' {
+		return `"operationName" must be a string or null`
+	}
+	for _, f := range []string{"variables", "extensions"} {
+		if k := kind(req[f]); k != 0 && k != 'n' && k != '{' {
+			return fmt.Sprintf("%q must be a JSON object or null", f)
+		}
+	}
+	return ""
 }
 
 // authenticator signs in the admins of the admin API and of the audit
