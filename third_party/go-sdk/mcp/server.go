@@ -1498,11 +1498,11 @@ func (ss *ServerSession) initialized(ctx context.Context, params *InitializedPar
 	})
 
 	if !wasInit {
-		ss.server.opts.Logger.Error("initialized before initialize")
+		ss.server.opts.Logger.Info("client protocol error: initialized before initialize")
 		return nil, fmt.Errorf("%q before %q", notificationInitialized, methodInitialize)
 	}
 	if wasInitd {
-		ss.server.opts.Logger.Error("duplicate initialized notification")
+		ss.server.opts.Logger.Info("client protocol error: duplicate initialized notification")
 		return nil, fmt.Errorf("duplicate %q received", notificationInitialized)
 	}
 	if h := ss.server.opts.InitializedHandler; h != nil {
@@ -1984,7 +1984,7 @@ func (ss *ServerSession) handle(ctx context.Context, req *jsonrpc.Request) (any,
 	switch req.Method {
 	case methodInitialize, methodPing, notificationInitialized, notificationRootsListChanged, methodSetLevel, methodSubscribe, methodUnsubscribe:
 		if validatedMeta.usesNewProtocol {
-			ss.server.opts.Logger.Error("method removed in the new protocol", "method", req.Method)
+			ss.server.opts.Logger.Info("client protocol error: method removed in the new protocol", "method", req.Method)
 			return nil, &jsonrpc.Error{
 				Code:    jsonrpc.CodeMethodNotFound,
 				Message: fmt.Sprintf("%q is not supported in the new protocol", req.Method),
@@ -2002,7 +2002,7 @@ func (ss *ServerSession) handle(ctx context.Context, req *jsonrpc.Request) (any,
 		}
 	default:
 		if !initialized && !validatedMeta.usesNewProtocol && req.IsCall() {
-			ss.server.opts.Logger.Error("method invalid during initialization", "method", req.Method)
+			ss.server.opts.Logger.Info("client protocol error: method invalid during initialization", "method", req.Method)
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("method %q is invalid during session initialization", req.Method)}
 		}
 		if !initialized && validatedMeta.usesNewProtocol && validatedMeta.initializeParams != nil {
@@ -2107,7 +2107,7 @@ func (ss *ServerSession) initialize(ctx context.Context, params *InitializeParam
 		negotiated = state.NegotiatedProtocolVersion
 	})
 	if wasInit {
-		ss.server.opts.Logger.Error("duplicate initialize request")
+		ss.server.opts.Logger.Info("client protocol error: duplicate initialize request")
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("duplicate %q received", methodInitialize)}
 	}
 

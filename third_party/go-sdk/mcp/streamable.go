@@ -352,7 +352,13 @@ func (h *StreamableHTTPHandler) ServeHTTP(w http.ResponseWriter, req *http.Reque
 		supportedVersions = supportedProtocolVersions
 	}
 	if protocolVersion != "" && !slices.Contains(supportedVersions, protocolVersion) && protocolVersion < protocolVersion20260728 {
-		http.Error(w, fmt.Sprintf("Bad Request: Unsupported protocol version (supported versions: %s)", strings.Join(supportedVersions, ",")), http.StatusBadRequest)
+		advertised := supportedVersions
+		if !h.opts.Stateless {
+			// A stateful handler refuses the versions without sessions
+			// (below): do not offer them.
+			advertised = slices.DeleteFunc(slices.Clone(advertised), func(v string) bool { return v >= protocolVersion20260728 })
+		}
+		http.Error(w, fmt.Sprintf("Bad Request: Unsupported protocol version (supported versions: %s)", strings.Join(advertised, ",")), http.StatusBadRequest)
 		return
 	}
 	req = req.WithContext(context.WithValue(req.Context(), protocolVersionContextKey{}, protocolVersion))
@@ -1647,9 +1653,10 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 						Supported: legacyVersions,
 						Requested: protocolVersion,
 					})
-					c.logger.Warn(fmt.Sprintf(
-						"rejecting request with protocol version %q: this server is stateful; set StreamableHTTPOptions.Stateless = true to accept it",
-						protocolVersion))
+					// The client's choice, answered with the versions to
+					// use instead: not the operator's problem.
+					c.logger.Info("rejected a request of a protocol version without sessions: this server is stateful",
+						"protocol_version", protocolVersion)
 					writeJSONRPCError(w, http.StatusBadRequest, jreq.ID, &jsonrpc.Error{
 						Code:    CodeUnsupportedProtocolVersion,
 						Message: fmt.Sprintf("protocol version %q is not supported by this server", protocolVersion),
