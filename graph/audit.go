@@ -161,6 +161,9 @@ func (r *Resolver) auditVerify(ctx context.Context, node *string) ([]*model.Audi
 // auditError marks a failure to reach the audit backend UNAVAILABLE;
 // other errors pass (they say what the backend refused).
 func auditError(err error) error {
+	if une := (*audit.UnknownNodeError)(nil); errors.As(err, &une) {
+		return &gqlerror.Error{Err: err, Message: une.Error(), Extensions: map[string]any{"code": codeNotFound, "field": "node"}}
+	}
 	if errors.Is(err, audit.ErrUnavailable) {
 		return &gqlerror.Error{Err: err, Message: "the audit trail's ClickHouse is unavailable: " + err.Error(),
 			Extensions: map[string]any{"code": codeUnavailable}}

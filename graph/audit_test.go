@@ -589,6 +589,10 @@ func TestAuditVerify(t *testing.T) {
 	if len(out.AuditVerify) != 1 || !out.AuditVerify[0].OK {
 		t.Errorf("gw1 by name: %+v", out.AuditVerify)
 	}
+	// A node that recorded nothing is not a verified chain.
+	if errs := e.fails(q, map[string]any{"n": "gw-typo"}); errs[0].Extensions["code"] != "NOT_FOUND" || !strings.Contains(errs[0].Message, `node "gw-typo" (nodes with events: gw1)`) {
+		t.Errorf("unknown node: %+v", errs)
+	}
 
 	bad, _ := auditEnv(t, at.tampered)
 	bad.must(q, nil, &out)

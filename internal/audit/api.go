@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -58,7 +60,30 @@ func (a *API) Verify(ctx context.Context, node string) ([]*VerifyReport, error) 
 		if err != nil {
 			return nil, err
 		}
+		if node != "" && r.Events == 0 && r.Checkpoints == 0 && len(r.Problems) == 0 {
+			// Nothing of that name: a mistyped node would read as a
+			// chain verified.
+			known, err := Nodes(ctx, a.Backend, a.tables().Events)
+			if err != nil {
+				return nil, err
+			}
+			return nil, &UnknownNodeError{Node: node, Known: known}
+		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// UnknownNodeError is Verify's answer for a node that recorded no events
+// and no checkpoints.
+type UnknownNodeError struct {
+	Node  string
+	Known []string // the nodes that recorded events
+}
+
+func (e *UnknownNodeError) Error() string {
+	if len(e.Known) == 0 {
+		return fmt.Sprintf("no audit events or checkpoints from node %q: the audit trail is empty", e.Node)
+	}
+	return fmt.Sprintf("no audit events or checkpoints from node %q (nodes with events: %s)", e.Node, strings.Join(e.Known, ", "))
 }
