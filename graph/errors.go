@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -53,6 +54,16 @@ func fieldError(ctx context.Context, field, code, format string, args ...any) *g
 	e := gqlerror.ErrorPathf(graphql.GetPath(ctx), format, args...)
 	e.Extensions = map[string]any{"code": code, "field": field}
 	return e
+}
+
+// expiresInFuture refuses to create a key or token that expires at once
+// (updating one to an expiry in the past is how one is cut off, so that
+// stays allowed).
+func expiresInFuture(ctx context.Context, at *time.Time) error {
+	if at != nil && !at.After(time.Now()) {
+		return fieldError(ctx, "input.expiresAt", codeInvalid, "expiresAt: %s is not in the future, so the credential could never be used", at.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // presentError is the gqlgen error presenter: it turns store errors into

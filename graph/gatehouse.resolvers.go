@@ -126,6 +126,9 @@ func (r *mutationResolver) DeleteAgent(ctx context.Context, id int) (int, error)
 
 // CreateAPIKey is the resolver for the createAPIKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input ent.CreateAPIKeyInput) (*ent.APIKey, error) {
+	if err := expiresInFuture(ctx, input.ExpiresAt); err != nil {
+		return nil, err
+	}
 	return r.ent(ctx).APIKey.Create().SetInput(input).Save(ctx)
 }
 
@@ -231,6 +234,9 @@ func (r *mutationResolver) DeleteSecretBinding(ctx context.Context, id int) (int
 
 // CreateAdminToken is the resolver for the createAdminToken field.
 func (r *mutationResolver) CreateAdminToken(ctx context.Context, input ent.CreateAdminTokenInput) (*model.CreateAdminTokenPayload, error) {
+	if err := expiresInFuture(ctx, input.ExpiresAt); err != nil {
+		return nil, err
+	}
 	token := store.NewAdminToken()
 	t, err := r.ent(ctx).AdminToken.Create().
 		SetInput(input).
