@@ -238,8 +238,9 @@ func (c *adminClient) do(ctx context.Context, query string, vars map[string]any,
 
 const applyUsage = `Usage: gatehouse apply -f FILE [--prune] [--dry-run] [--server URL] [--token-file FILE]
 
-Makes the running gateway's config store match the upstreams, virtual
-servers and agents of FILE (the YAML that serve --config reads; "-" reads
+Makes the running gateway's config store match the configuration in FILE
+(upstreams, virtual servers, agents, grants, guardrails, rate limits,
+approval rules, secret bindings, pinning) (the YAML that serve --config reads; "-" reads
 stdin), in one transaction, through the admin API, and prints the plan:
 
   + kind name        created
@@ -260,7 +261,7 @@ Flags:
 func apply(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
 	file := fs.String("f", "", "configuration file to apply (- for stdin)")
-	prune := fs.Bool("prune", false, "delete upstreams, virtual servers and agents the file does not mention")
+	prune := fs.Bool("prune", false, "delete what the file does not mention (upstreams, virtual servers, agents and their keys, grants, guardrails, rate limits, approval rules, secret bindings)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 	var af adminFlags
 	af.register(fs)
@@ -268,7 +269,7 @@ func apply(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer
 		fmt.Fprint(fs.Output(), applyUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *file == "" {
@@ -348,7 +349,8 @@ func apply(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer
 const exportUsage = `Usage: gatehouse export [-o FILE] [--server URL] [--token-file FILE]
 
 Writes the running gateway's stored configuration (upstreams, virtual
-servers, agents with key hashes) as the YAML document that apply -f and
+servers, agents with key hashes, grants, guardrails, rate limits, approval
+rules, secret bindings, pinning) as the YAML document that apply -f and
 serve --config read. "gatehouse export | gatehouse apply -f - --dry-run"
 shows no changes.
 
@@ -366,7 +368,7 @@ func export(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprint(fs.Output(), exportUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -84,7 +84,7 @@ func approvalsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{fmt.Errorf("give a subcommand: list, show, approve or deny")}
 	}
 	sub := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	// Flags may follow the ID too.
@@ -92,7 +92,7 @@ func approvalsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	var id string
 	if len(rest) > 0 {
 		id = rest[0]
-		if err := fs.Parse(rest[1:]); err != nil {
+		if err := parseFlags(fs, rest[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {

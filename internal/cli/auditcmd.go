@@ -94,14 +94,14 @@ func auditCmd(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 		return usageError{errors.New("give a subcommand: query, verify or export")}
 	}
 	sub := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	// Flags may follow the query too.
 	var sql string
 	if rest := fs.Args(); len(rest) > 0 {
 		sql = rest[0]
-		if err := fs.Parse(rest[1:]); err != nil {
+		if err := parseFlags(fs, rest[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {

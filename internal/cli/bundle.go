@@ -47,7 +47,7 @@ func bundleCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	var keyFile string
 	fs := bundleVerifyFlags(stderr, &keyFile)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

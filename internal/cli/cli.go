@@ -114,6 +114,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
+		if errors.As(err, new(flagError)) {
+			return 2 // printed with the usage by the flag package
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "gatehouse %s: %v\n", args[0], err)
@@ -126,6 +129,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 type usageError struct{ error }
+
+// flagError is a command line the flag package refused; it has printed
+// the error and the command's usage already.
+type flagError struct{ error }
+
+// parseFlags parses args into fs: flag.ErrHelp as is (-h), a flagError
+// for a command line fs refused.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return flagError{err}
+}
 
 // Version returns the module version stamped by the build, or proxy.Version.
 func Version() string {
@@ -179,7 +196,7 @@ func check(args []string, stdout io.Writer) error {
 		fmt.Fprintln(fs.Output(), "Usage: gatehouse check --config FILE\n\nValidates the file (keys, references, static name collisions) and exits 0 if it is valid.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" && os.Getenv(EnvConfig) == "" {
@@ -200,7 +217,7 @@ func keygen(args []string, stdout io.Writer) error {
 		fmt.Fprintln(fs.Output(), "Usage: gatehouse keygen [--admin]\n\nPrints a new API key (give it to the agent; it is shown once) and the\nsha256 to put under agents[].api_keys in the configuration. With --admin,\nprints an admin token to hand to serve --admin-token-file.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *admin {

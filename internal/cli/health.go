@@ -39,7 +39,7 @@ func healthCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprint(fs.Output(), healthUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

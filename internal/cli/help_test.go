@@ -42,3 +42,17 @@ func captureStderr(t *testing.T, f func()) string {
 	w.Close()
 	return <-done
 }
+
+// TestUnknownFlag: a flag a command does not have exits 2 (a usage
+// error, as a missing required flag does) and is reported once.
+func TestUnknownFlag(t *testing.T) {
+	for _, cmd := range [][]string{{"serve", "--bogus"}, {"apply", "--bogus"}, {"audit", "verify", "--bogus"}, {"approvals", "list", "--bogus"}, {"keygen", "--bogus"}} {
+		var stdout, stderr bytes.Buffer
+		var code int
+		osErr := captureStderr(t, func() { code = Main(context.Background(), cmd, &stdout, &stderr) })
+		out := stderr.String() + osErr
+		if code != 2 || strings.Count(out, "flag provided but not defined: -bogus") != 1 {
+			t.Errorf("gatehouse %s: exit %d, output %q; want 2 and the error once", strings.Join(cmd, " "), code, out)
+		}
+	}
+}

@@ -49,7 +49,7 @@ func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprint(fs.Output(), workerUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
