@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
+	"github.com/gatehouse-dev/gatehouse/internal/clip"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -107,7 +108,7 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 	case errors.As(err, &numErr) && argName(gerr) != "":
 		// An ID argument that is not one (gqlgen's "strconv.Atoi: ...").
 		arg := argName(gerr)
-		return set(codeInvalid, arg, fmt.Sprintf("%s: %q is not an ID of this API (IDs are the strings it returns, e.g. in id fields)", arg, clipText(numErr.Num)))
+		return set(codeInvalid, arg, fmt.Sprintf("%s: %q is not an ID of this API (IDs are the strings it returns, e.g. in id fields)", arg, clip.String(numErr.Num, 64)))
 	case strings.HasPrefix(gerr.Message, "cannot decode cursor") && (argName(gerr) == "after" || argName(gerr) == "before"):
 		arg := argName(gerr)
 		return set(codeInvalid, arg, arg+": not a cursor of this API (pass pageInfo.endCursor or startCursor as a connection returned it)")
@@ -139,14 +140,6 @@ func argName(e *gqlerror.Error) string {
 		}
 	}
 	return ""
-}
-
-// clipText shortens s for an error message.
-func clipText(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return strings.ToValidUTF8(s[:64], "") + "…"
 }
 
 // storeFailure reports whether err is the configuration store failing

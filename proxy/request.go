@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clip"
 	"github.com/gatehouse-dev/gatehouse/internal/guard"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
@@ -103,11 +103,7 @@ func clipName(name string) string {
 	if len(name) <= maxNameBytes {
 		return name
 	}
-	cut := maxNameBytes
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", name[:cut], len(name))
+	return fmt.Sprintf("%s (%d bytes)", clip.String(name, maxNameBytes), len(name))
 }
 
 // nextRequestID returns a gateway-unique request id for logs and audit:

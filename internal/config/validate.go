@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clip"
 )
 
 // FieldError is one validation failure at a path inside the document.
@@ -110,19 +112,11 @@ func checkName(v *validator, p, name string, seen map[string]bool) {
 	case name == "":
 		v.add(p, "required")
 	case !nameRE.MatchString(name):
-		v.add(p, "%q: use letters, digits, '_', '.', '-' (max 128), starting with a letter or digit", clip(name))
+		v.add(p, "%q: use letters, digits, '_', '.', '-' (max 128), starting with a letter or digit", clip.String(name, 64))
 	case seen[name]:
 		v.add(p, "duplicate name %q", name)
 	}
 	seen[name] = true
-}
-
-// clip shortens s for an error message.
-func clip(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return strings.ToValidUTF8(s[:64], "") + "…"
 }
 
 func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
@@ -150,7 +144,7 @@ func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
 		for _, name := range slices.Sorted(maps.Keys(u.Headers)) {
 			switch {
 			case !httpguts.ValidHeaderFieldName(name):
-				v.add(p+".headers", "%q is not a valid HTTP header name", clip(name))
+				v.add(p+".headers", "%q is not a valid HTTP header name", clip.String(name, 64))
 			case !httpguts.ValidHeaderFieldValue(u.Headers[name]):
 				v.add(p+".headers", "the value of %s has characters an HTTP header cannot carry (a line break or a control character)", name)
 			}
@@ -161,7 +155,7 @@ func (u *Upstream) validate(v *validator, p string, seen map[string]bool) {
 		}
 		for _, name := range slices.Sorted(maps.Keys(u.Env)) {
 			if name == "" || strings.ContainsAny(name, "=\x00") {
-				v.add(p+".env", "%q is not an environment variable name (empty, or with = or NUL)", clip(name))
+				v.add(p+".env", "%q is not an environment variable name (empty, or with = or NUL)", clip.String(name, 64))
 			} else if strings.Contains(u.Env[name], "\x00") {
 				v.add(p+".env", "the value of %s contains NUL", name)
 			}

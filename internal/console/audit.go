@@ -1,12 +1,14 @@
 package console
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/graph/model"
+	"github.com/gatehouse-dev/gatehouse/internal/clip"
 )
 
 // auditFilterFields are the audit explorer's filters, named as auditEvents'
@@ -34,6 +36,9 @@ type auditFilter struct {
 	// FromText and ToText are the custom range as typed (empty: the preset).
 	FromText, ToText string
 	Fields           map[string]string
+	// Problems says what of the query string was not understood (and
+	// left out of the filter), for the page to show.
+	Problems []string
 }
 
 // localLayout is the format of <input type="datetime-local">, read as UTC.
@@ -58,14 +63,26 @@ func parseAuditFilter(q url.Values, now time.Time) auditFilter {
 		}
 	}
 	if !found {
+		if f.Range != "" {
+			f.Problems = append(f.Problems, fmt.Sprintf("Range %q is not one of the choices; showing the last 24 hours.", clip.String(f.Range, 64)))
+		}
 		f.Range = "24h"
 	}
 	f.From = f.To.Add(-span)
-	if t, ok := parseFormTime(q.Get("from")); ok {
-		f.From, f.FromText = t, q.Get("from")
-	}
-	if t, ok := parseFormTime(q.Get("to")); ok {
-		f.To, f.ToText = t, q.Get("to")
+	for _, b := range []struct {
+		key   string
+		time  *time.Time
+		typed *string
+	}{{"from", &f.From, &f.FromText}, {"to", &f.To, &f.ToText}} {
+		s := strings.TrimSpace(q.Get(b.key))
+		if s == "" {
+			continue
+		}
+		if t, ok := parseFormTime(s); ok {
+			*b.time, *b.typed = t, s
+		} else {
+			f.Problems = append(f.Problems, fmt.Sprintf("%q is not a date or time for %s (e.g. 2026-12-03T14:00, UTC); it is left out of the filter.", clip.String(s, 64), strings.ToUpper(b.key[:1])+b.key[1:]))
+		}
 	}
 	for _, k := range auditFilterFields {
 		if v := strings.TrimSpace(q.Get(k)); v != "" {
