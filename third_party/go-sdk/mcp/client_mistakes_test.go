@@ -68,7 +68,7 @@ func TestClientMistakesAreNotServerErrors(t *testing.T) {
 		t.Fatalf("initialize: HTTP %d, no session", resp.StatusCode)
 	}
 	post(sid, "2025-11-25", strings.Replace(initialize, `"id":1`, `"id":2`, 1)) // a second initialize
-	post("", "", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}`)   // a call before initialize, in a new session
+	post("", "", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}`)  // a call before initialize, in a new session
 	resp, body := post(sid, "1999-01-01", `{"jsonrpc":"2.0","id":4,"method":"ping"}`)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "2025-11-25") || strings.Contains(body, protocolVersion20260728) {
 		t.Errorf("unsupported version: HTTP %d %q; want 400 listing the versions a stateful handler accepts, not %s", resp.StatusCode, body, protocolVersion20260728)
