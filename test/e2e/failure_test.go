@@ -851,10 +851,12 @@ func TestMalformedJSONRPC(t *testing.T) {
 	s.initialize(t)
 	s.ping(t, 2)
 
-	// Observed go-sdk v1.8.0 behaviour (stateful streamable handler,
-	// MCP-Protocol-Version 2025-11-25): transport-level rejections are HTTP
-	// 400 with a plain-text reason; only requests that reach the JSON-RPC
-	// layer get JSON-RPC errors.
+	// Stateful streamable handler, MCP-Protocol-Version 2025-11-25:
+	// transport-level rejections are HTTP 400 with a plain-text reason; a
+	// call the handler refuses before dispatch (unknown method, missing
+	// params) gets HTTP 400 with a JSON-RPC error carrying its ID (go-sdk
+	// change 30); requests that reach the JSON-RPC layer get JSON-RPC
+	// errors.
 	for i, tc := range []struct {
 		name, body string
 		status     int
@@ -868,9 +870,9 @@ func TestMalformedJSONRPC(t *testing.T) {
 		{"missing method and id", `{"jsonrpc":"2.0","params":{}}`, http.StatusBadRequest, 0, "malformed payload"},
 		{"batch", `[{"jsonrpc":"2.0","id":13,"method":"ping"},{"jsonrpc":"2.0","id":14,"method":"tools/list"}]`, http.StatusBadRequest, 0, "batching is not supported"},
 		{"empty batch", `[]`, http.StatusBadRequest, 0, "empty batch"},
-		{"unknown method", `{"jsonrpc":"2.0","id":15,"method":"no/such/method","params":{}}`, http.StatusBadRequest, 0, "unsupported"},
+		{"unknown method", `{"jsonrpc":"2.0","id":15,"method":"no/such/method","params":{}}`, http.StatusBadRequest, jsonrpc.CodeMethodNotFound, "is not supported"},
 		{"request without id", `{"jsonrpc":"2.0","method":"tools/list","params":{}}`, http.StatusBadRequest, 0, "missing id"},
-		{"missing required params", `{"jsonrpc":"2.0","id":16,"method":"tools/call"}`, http.StatusBadRequest, 0, "params"},
+		{"missing required params", `{"jsonrpc":"2.0","id":16,"method":"tools/call"}`, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "params"},
 		{"empty body", ``, http.StatusBadRequest, 0, "non-empty body"},
 		{"fractional id", `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, http.StatusBadRequest, 0, "request ID 1.5 is not an integer"},
 		{"id beyond 2^53", `{"jsonrpc":"2.0","id":9223372036854775808,"method":"ping"}`, http.StatusBadRequest, 0, "is not an integer of at most 2^53"},

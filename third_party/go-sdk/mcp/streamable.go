@@ -1596,6 +1596,17 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 					})
 					return
 				}
+				if jreq.IsCall() {
+					// A call has an ID to answer: a JSON-RPC error says
+					// what is wrong in the protocol's terms (the spec
+					// allows one as an HTTP error's body).
+					jerr := &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
+					if errors.Is(err, jsonrpc2.ErrNotHandled) {
+						jerr = &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: fmt.Sprintf("method %q is not supported", jreq.Method)}
+					}
+					writeJSONRPCError(w, http.StatusBadRequest, jreq.ID, jerr)
+					return
+				}
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}

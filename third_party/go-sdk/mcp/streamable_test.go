@@ -1273,6 +1273,8 @@ func TestStreamableServerTransport(t *testing.T) {
 					method:         "POST",
 					messages:       []jsonrpc.Message{req(1, "notamethod", nil)},
 					wantStatusCode: http.StatusBadRequest, // notamethod is an invalid method
+					// gatehouse change 30: answered as a JSON-RPC error
+					wantMessages: []jsonrpc.Message{resp(1, nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: `method "notamethod" is not supported`})},
 				},
 				{
 					method:         "POST",
