@@ -147,6 +147,9 @@ func newPolicyRequest(p *identity.Principal, vs string, kind policy.Kind, name s
 	pr := &policy.Request{Principal: p, VirtualServer: vs, Kind: kind, Name: name, Time: time.Now()}
 	if r != nil {
 		pr.Upstream, pr.Annotations = r.Upstream, r.Annotations
+		if kind != policy.KindResource && r.Name != name {
+			pr.UpstreamName = r.Name // renamed: restricting controls match either name
+		}
 	}
 	return pr
 }

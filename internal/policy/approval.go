@@ -113,7 +113,7 @@ func compileRuleGlobs(pats []string, p string) (globs, []*config.FieldError) {
 // under its name and is appended to d.Matched.
 func (p *Policy) hold(e *evaluator, r *Request, d *Decision) {
 	for _, h := range p.holds {
-		if !h.vss.match(r.VirtualServer) || !h.tools.match(r.Name) {
+		if !h.vss.match(r.VirtualServer) || !h.tools.matchRequest(r, config.EffectRequireApproval) {
 			continue
 		}
 		reason := h.reason

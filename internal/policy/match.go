@@ -162,3 +162,13 @@ func (gs globs) match(name string) bool {
 	}
 	return false
 }
+
+// matchRequest reports whether gs matches r's name, or, for a control that
+// restricts (deny, require_approval), the name r's tool or prompt has at
+// its upstream (see [Request.UpstreamName]).
+func (gs globs) matchRequest(r *Request, effect string) bool {
+	if gs.match(r.Name) {
+		return true
+	}
+	return r.UpstreamName != "" && effect != config.EffectAllow && gs.match(r.UpstreamName)
+}

@@ -42,6 +42,13 @@ type Request struct {
 	Name string
 	// Upstream is the upstream serving the feature, for CEL's tool.upstream.
 	Upstream string
+	// UpstreamName is the tool's or prompt's name at its upstream when the
+	// virtual server exposes it under another (a rename); "" otherwise.
+	// Deny and require_approval grants, and approval rules, match it as
+	// well as Name, so that renaming a tool does not take it out of the
+	// controls written for it; allow grants match Name only, so a rename
+	// grants nothing.
+	UpstreamName string
 	// Annotations are the tool's annotations (readOnlyHint, ...), for CEL's
 	// tool.annotations; nil means none.
 	Annotations map[string]any
@@ -317,7 +324,7 @@ func (p *Policy) Decide(r *Request) Decision {
 	var d Decision
 	var allow, approve, deny *grant
 	for _, g := range candidates {
-		if !g.subject.matchStatic(pr) || !g.targets[k].match(r.Name) {
+		if !g.subject.matchStatic(pr) || !g.targets[k].matchRequest(r, g.effect) {
 			continue
 		}
 		out, err := g.match(&e, false)
@@ -390,7 +397,7 @@ func (p *Policy) Visible(r *Request) bool {
 	defer e.release()
 	possible := false
 	for _, g := range idx[k] {
-		if !g.subject.matchStatic(pr) || !g.targets[k].match(r.Name) {
+		if !g.subject.matchStatic(pr) || !g.targets[k].matchRequest(r, g.effect) {
 			continue
 		}
 		if possible && g.effect != config.EffectDeny {

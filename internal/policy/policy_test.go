@@ -78,6 +78,8 @@ func TestDecide(t *testing.T) {
 	}{
 		{"team glob allows", Request{Principal: alice, Name: "read_file"}, "allow", "", []string{"qa-read"}},
 		{"team glob does not cover other tools", Request{Principal: alice, Name: "write_db"}, "deny", "", nil},
+		{"an allow grant matches the exposed name only: a rename grants nothing", Request{Principal: alice, Name: "fetch", UpstreamName: "read_file"}, "deny", "", nil},
+		{"a deny grant matches a renamed tool's upstream name", Request{Principal: ci, Name: "tidy", UpstreamName: "delete_repo"}, "deny", "", []string{"ci-all", "no-delete"}},
 		{"no grant denies", Request{Principal: bob, Name: "read_file"}, "deny", "", nil},
 		{"agent subject", Request{Principal: ci, Name: "anything"}, "allow", "", []string{"ci-all"}},
 		{"deny wins over allow", Request{Principal: ci, Name: "delete_repo"}, "deny", "", []string{"ci-all", "no-delete"}},

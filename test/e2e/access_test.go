@@ -490,3 +490,50 @@ grants:
 		return ""
 	})
 }
+
+// TestRenamedToolKeepsItsControls: renaming a tool in a virtual server does
+// not take it out of the approval rule or the deny grant written for it
+// (found probing a live gateway: a prod deploy renamed "ship" ran without
+// approval), while an allow grant still names what agents see.
+func TestRenamedToolKeepsItsControls(t *testing.T) {
+	t.Parallel()
+	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	g := startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+log: {level: info}
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: r, include: [{upstream: alpha, tools: [echo, add, deploy], rename: {deploy: ship, echo: say, add: plus}}]}
+agents:
+  - {name: bot, api_keys: [{sha256: %s}]}
+grants:
+  - {subject: {agent: bot}, target: {virtual_server: r, tools: [ship, say, add]}, effect: allow}
+  - {name: no-echo, subject: {agent: "*"}, target: {virtual_server: r, tools: [echo]}, effect: deny}
+approval_rules:
+  - {name: prod-deploys, approver_groups: [admin], tools: [deploy], when: 'args.env == "prod"'}
+`, alphaURL, sha))
+	for _, tc := range []struct {
+		tool, args, want string
+	}{
+		{"ship", `{"service": "api", "env": "prod"}`, "effect:require_approval"},
+		{"ship", `{"service": "api", "env": "dev"}`, "effect:allow"},
+		{"say", `{"text": "hi"}`, "effect:deny"},
+		{"plus", `{"a": 1, "b": 2}`, "effect:deny"}, // allowed as "add", its upstream name: a rename grants nothing
+	} {
+		var args map[string]any
+		if err := json.Unmarshal([]byte(tc.args), &args); err != nil {
+			t.Fatal(err)
+		}
+		d := mustGQL(t, g, `query($t: String!, $a: JSON) { explainDecision(agent: "bot", virtualServer: "r", tool: $t, arguments: $a) { effect reason } }`,
+			map[string]any{"t": tc.tool, "a": args})
+		if s := fmt.Sprint(d); !strings.Contains(s, tc.want) {
+			t.Errorf("explainDecision %s %s = %s, want %s", tc.tool, tc.args, s, tc.want)
+		}
+	}
+	cs := connect(t, "streamable-http", g.url("r"), key, nil)
+	if _, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "say", Arguments: map[string]any{"text": "hi"}}); err == nil {
+		t.Error("say (echo renamed) answered despite the deny grant on echo")
+	}
+}
