@@ -222,7 +222,7 @@ func NewHandler(client *ent.Client, opts *HandlerOptions) http.Handler {
 	// asking the upstream does not hold the store's write lock (SQLite);
 	// it writes in a transaction of its own.
 	srv.Use(transactioner{entgql.Transactioner{TxOpener: client, SkipTxFunc: onlyFields(append([]string{"discoverTools"}, decisionFields...)...)}})
-	srv.Use(configGuard{client: client})
+	srv.Use(configGuard{client: client, gateway: o.Gateway})
 	if o.MaxPage > 0 {
 		srv.AroundFields(boundPages(o.MaxPage))
 	}

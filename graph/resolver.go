@@ -24,6 +24,7 @@ import (
 	"errors"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
 // UpstreamTool is a tool as an upstream serves it now.
@@ -92,6 +93,11 @@ type Gateway interface {
 	// (vs exposes no tool of that name to anyone) or ErrUnknownAgent (the
 	// running snapshot does not know the agent yet) for those cases.
 	Explain(ctx context.Context, agent, vs, tool string, args map[string]any) (*Explanation, error)
+	// CheckConfig reports whether doc (the store's configuration, as
+	// store.ExportDocument gives it) would apply on the running gateway
+	// with what its upstreams serve now: the errors only their answers
+	// show, such as a rename colliding with another upstream's tool.
+	CheckConfig(ctx context.Context, doc *config.Document) error
 }
 
 // Errors a [Gateway] wraps when it does not run the upstream, virtual

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/graph"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
 // fakeGateway stands in for the running data path, which the end-to-end
@@ -46,6 +47,10 @@ func (g *fakeGateway) ListUpstreamTools(_ context.Context, upstream string) ([]g
 	}
 	return tools, nil
 }
+
+// CheckConfig accepts every document: what the running gateway finds is
+// tested through the real gateway (test/e2e).
+func (g *fakeGateway) CheckConfig(context.Context, *config.Document) error { return nil }
 
 func (g *fakeGateway) ExposedTools(_ context.Context, vs string) ([]graph.ExposedTool, error) {
 	g.mu.Lock()

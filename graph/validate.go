@@ -95,7 +95,13 @@ func entityName(doc *config.Document, path string) *string {
 //
 // It runs inside [transactioner]: an error here rolls the
 // transaction back.
-type configGuard struct{ client *ent.Client }
+type configGuard struct {
+	client *ent.Client
+	// gateway, when the API runs in the gateway, also compiles the
+	// configuration against what the upstreams serve now
+	// ([Gateway.CheckConfig]), as a reload of the file does.
+	gateway Gateway
+}
 
 func (configGuard) ExtensionName() string                   { return "ConfigGuard" }
 func (configGuard) Validate(graphql.ExecutableSchema) error { return nil }
@@ -112,7 +118,17 @@ func (g configGuard) InterceptResponse(ctx context.Context, next graphql.Respons
 		return graphql.ErrorResponse(ctx, "checking the configuration this change would make: %v", err)
 	}
 	if len(added) == 0 {
-		return rsp
+		msg, err := g.runningGatewayRefuses(ctx, tx)
+		if err != nil {
+			return graphql.ErrorResponse(ctx, "checking the configuration this change would make: %v", err)
+		}
+		if msg == "" {
+			return rsp
+		}
+		return &graphql.Response{Errors: gqlerror.List{{
+			Message:    "the change would not apply on the running gateway, so nothing was changed: " + msg,
+			Extensions: map[string]any{"code": codeInvalid},
+		}}}
 	}
 	var errs gqlerror.List
 	for _, ce := range added {
@@ -126,6 +142,34 @@ func (g configGuard) InterceptResponse(ctx context.Context, next graphql.Respons
 		errs = append(errs, e)
 	}
 	return &graphql.Response{Errors: errs}
+}
+
+// runningGatewayRefuses compiles the configuration as tx sees it on the
+// running gateway, against what its upstreams serve now, and returns why
+// it would not apply, if that is new: a store the gateway already
+// refuses (a collision an upstream brought) can still be repaired one
+// mutation at a time. Committed, such a change would stay stored but not
+// in force, and every later change (a revocation too) with it.
+func (g configGuard) runningGatewayRefuses(ctx context.Context, tx *ent.Client) (string, error) {
+	if g.gateway == nil {
+		return "", nil
+	}
+	after, err := store.ExportDocument(ctx, tx)
+	if err != nil {
+		return "", err
+	}
+	afterErr := g.gateway.CheckConfig(ctx, after)
+	if afterErr == nil {
+		return "", nil
+	}
+	before, err := store.ExportDocument(ctx, g.client)
+	if err != nil {
+		return "", err
+	}
+	if beforeErr := g.gateway.CheckConfig(ctx, before); beforeErr != nil && beforeErr.Error() == afterErr.Error() {
+		return "", nil
+	}
+	return afterErr.Error(), nil
 }
 
 // addedConfigErrors returns the configuration errors of the store as tx

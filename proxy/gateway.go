@@ -262,25 +262,10 @@ func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
 // upstreams turn out to serve — the old configuration stays in force,
 // untouched, and the error is returned.
 func (g *Gateway) Apply(doc *config.Document) error {
-	// Upstreams whose definition is unchanged keep running.
-	bindings, err := secrets.Compile(doc.SecretBindings)
-	if err != nil {
-		return err
-	}
-	g.mu.Lock()
-	next := map[string]*upstream{}
-	cats := map[string]*Catalog{}
-	for _, uc := range doc.Upstreams {
-		if u := g.upstreams[uc.Name]; u != nil && sameUpstream(u.cfg, uc) && sameEnv(u.secretBindings(), bindings[uc.Name]) {
-			next[uc.Name] = u
-			cats[uc.Name] = u.Catalog()
-		}
-	}
-	g.mu.Unlock()
 	// Compile against current catalogs first, so a document that is
-	// already known to be bad starts nothing. New and changed upstreams
-	// are compiled as unknown.
-	if _, err := compile(doc, cats, 0); err != nil {
+	// already known to be bad starts nothing.
+	next, bindings, err := g.check(doc)
+	if err != nil {
 		return err
 	}
 
@@ -548,6 +533,41 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) err
 		}
 	}
 	return nil
+}
+
+// Check reports whether doc would apply with what the running upstreams
+// serve now: the compile Apply does first, without starting or changing
+// anything. It finds what only the upstreams' answers show, such as a
+// rename colliding with a tool another upstream serves. New and changed
+// upstreams are compiled as unknown (Apply finds their collisions once
+// they answer).
+func (g *Gateway) Check(doc *config.Document) error {
+	_, _, err := g.check(doc)
+	return err
+}
+
+// check compiles doc against the catalogs of the running upstreams whose
+// definition doc keeps; it returns those upstreams (they keep running
+// under doc) and doc's secret bindings.
+func (g *Gateway) check(doc *config.Document) (map[string]*upstream, map[string][]*secrets.Binding, error) {
+	bindings, err := secrets.Compile(doc.SecretBindings)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.mu.Lock()
+	keep := map[string]*upstream{}
+	cats := map[string]*Catalog{}
+	for _, uc := range doc.Upstreams {
+		if u := g.upstreams[uc.Name]; u != nil && sameUpstream(u.cfg, uc) && sameEnv(u.secretBindings(), bindings[uc.Name]) {
+			keep[uc.Name] = u
+			cats[uc.Name] = u.Catalog()
+		}
+	}
+	g.mu.Unlock()
+	if _, err := compile(doc, cats, 0); err != nil {
+		return nil, nil, err
+	}
+	return keep, bindings, nil
 }
 
 // LastError returns the error of the last failed compile, if the last

@@ -63,6 +63,10 @@ func (a gatewayAdmin) Explain(_ context.Context, agent, vs, tool string, args ma
 	return out, nil
 }
 
+func (a gatewayAdmin) CheckConfig(_ context.Context, doc *config.Document) error {
+	return a.g.Check(doc)
+}
+
 func (a gatewayAdmin) ExposedTools(_ context.Context, vs string) ([]graph.ExposedTool, error) {
 	tools, err := a.g.ExposedTools(vs)
 	if errors.Is(err, proxy.ErrUnknownVirtualServer) {

@@ -203,16 +203,30 @@ agents:
 	}
 	// One the data path cannot take (a collision only known from what
 	// beta serves: its tools matching a* include add, which alpha exposes
-	// too) is committed but not applied: the running configuration stays,
-	// and /readyz says why.
+	// too) is refused too, by the running gateway's check against what
+	// its upstreams serve: committed, it would stay stored but not in
+	// force, and every later change with it (a revocation too).
+	errs = gql(t, g, g.adminToken, `mutation($id: ID!) { updateSelection(id: $id, input: {tools: ["a*"], clearRename: true}) { id } }`, map[string]any{"id": betaSel}).Errors
+	if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), "would not apply on the running gateway") || !strings.Contains(fmt.Sprint(errs), `"add"`) {
+		t.Errorf("a selection colliding with what alpha serves: %v, want INVALID naming the collision", errs)
+	}
+	if got := callText(t, cs, "beta_echo", map[string]any{"text": "still"}); got != "[beta] still" {
+		t.Errorf("beta_echo after a refused change = %q, want [beta] still", got)
+	}
+	if _, doc := readyz(t, g); doc["config_error"] != nil {
+		t.Errorf("/readyz after a refused change reports %v", doc["config_error"])
+	}
+	// What the check cannot see (an upstream not running: disabled, or
+	// new) is committed; if its answers then collide, the revision is
+	// stored but not applied: the running configuration stays, and
+	// /readyz says why.
+	mustGQL(t, g, `mutation($id: ID!) { updateUpstream(id: $id, input: {disabled: true}) { id } }`, map[string]any{"id": beta})
 	mustGQL(t, g, `mutation($id: ID!) { updateSelection(id: $id, input: {tools: ["a*"], clearRename: true}) { id } }`, map[string]any{"id": betaSel})
+	mustGQL(t, g, `mutation($id: ID!) { updateUpstream(id: $id, input: {disabled: false}) { id } }`, map[string]any{"id": beta})
 	pollUntil(t, "/readyz to report the config error", func() bool {
 		_, doc := readyz(t, g)
 		return strings.Contains(fmt.Sprint(doc["config_error"]), `"add"`)
 	})
-	if got := callText(t, cs, "beta_echo", map[string]any{"text": "still"}); got != "[beta] still" {
-		t.Errorf("beta_echo after a rejected change = %q, want the running configuration's [beta] still", got)
-	}
 
 	// A restart with that revision stored: the gateway used to refuse to
 	// start ("start gateway: ... name collision"), taking the admin API
