@@ -171,6 +171,12 @@ func (h *auditHandler) query(ctx context.Context, w http.ResponseWriter, r *http
 // backend refused or failed what the auditor wrote; else 500.
 func (h *auditHandler) failed(ctx context.Context, w http.ResponseWriter, r *http.Request, err error, userQuery bool) {
 	switch {
+	case errors.Is(err, audit.ErrRefused):
+		h.opts.Logger.Info("audit query refused", "admin", PrincipalFromContext(ctx).Actor(), "error", err)
+		writeError(w, http.StatusBadRequest, codeInvalid, err.Error())
+	case errors.Is(err, audit.ErrBusy):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "BUSY", err.Error())
 	case errors.Is(err, audit.ErrUnavailable):
 		h.opts.Logger.Warn("audit read failed", "path", r.URL.Path, "error", err)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "the audit trail's ClickHouse is unavailable: "+err.Error())

@@ -171,14 +171,52 @@ func TestAuditQuery(t *testing.T) {
 	}
 }
 
+// TestAuditQueryOneAtATime: while an auditor's query runs, another is
+// refused with 429 BUSY instead of queueing behind it (queued queries held
+// up the audit trail's inserts for as long as they all took), and a file
+// read through file() is refused before anything runs.
+func TestAuditQueryOneAtATime(t *testing.T) {
+	t.Parallel()
+	at := loadAuditTrail(t)
+	api := &audit.API{Backend: at.api.Backend, Tables: at.api.Tables, Keys: at.api.Keys}
+	e, opts := auditEnv(t, api)
+	srv := auditServer(t, e, opts)
+	done := make(chan int, 1)
+	go func() {
+		status, _, _, _ := call(t, srv, "POST", "/audit/query", e.auditor, "", "SELECT sleepEachRow(1) FROM audit_events LIMIT 2")
+		done <- status
+	}()
+	var status int
+	var code, msg string
+	for range 50 { // until the slow query holds the slot
+		status, _, code, msg = call(t, srv, "POST", "/audit/query", e.auditor, "", "SELECT count() FROM audit_events")
+		if status == http.StatusTooManyRequests {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status != http.StatusTooManyRequests || code != "BUSY" || !strings.Contains(msg, "one at a time") {
+		t.Errorf("a second query while one runs: HTTP %d %s %q, want 429 BUSY", status, code, msg)
+	}
+	if s := <-done; s != http.StatusOK {
+		t.Errorf("the slow query: HTTP %d", s)
+	}
+	if status, _, _, _ := call(t, srv, "POST", "/audit/query", e.auditor, "", "SELECT count() FROM audit_events"); status != http.StatusOK {
+		t.Errorf("a query after the slow one ended: HTTP %d", status)
+	}
+	status, _, code, msg = call(t, srv, "POST", "/audit/query", e.auditor, "", "SELECT file('/etc/hostname') FROM audit_events LIMIT 1")
+	if status != http.StatusBadRequest || code != "INVALID" || !strings.Contains(msg, "file() is not allowed") {
+		t.Errorf("file(): HTTP %d %s %q, want 400 INVALID", status, code, msg)
+	}
+}
+
 // TestAuditQueryRowLimit: a result beyond the API's row limit is refused
 // with a hint, not truncated.
 func TestAuditQueryRowLimit(t *testing.T) {
 	t.Parallel()
 	at := loadAuditTrail(t)
-	limited := *at.api
-	limited.MaxRows = 100
-	e, opts := auditEnv(t, &limited)
+	limited := &audit.API{Backend: at.api.Backend, Tables: at.api.Tables, Keys: at.api.Keys, MaxRows: 100}
+	e, opts := auditEnv(t, limited)
 	srv := auditServer(t, e, opts)
 	status, _, code, msg := call(t, srv, "POST", "/audit/query", e.auditor, "", "SELECT event_id FROM audit_events")
 	if status != 400 || code != "QUERY_FAILED" || !strings.Contains(msg, "TOO_MANY_ROWS") || !strings.Contains(msg, "add a LIMIT") {

@@ -3,8 +3,10 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,7 +21,19 @@ type API struct {
 	// MaxRows and Timeout bound auditors' SQL. Defaults 10,000 and 30s.
 	MaxRows int
 	Timeout time.Duration
+	// MaxQueries bounds the auditors' SQL queries that run at once; one
+	// more is refused with ErrBusy. The embedded engine runs one statement
+	// at a time, so queued queries would hold up the audit trail's own
+	// inserts (and the spool would grow toward its budget) for as long as
+	// they all take. Default 1.
+	MaxQueries int
+
+	slotsOnce sync.Once
+	slots     chan struct{}
 }
+
+// ErrBusy is Query's answer while MaxQueries queries run.
+var ErrBusy = errors.New("another audit query is running: retry when it ends (auditors' queries run one at a time, so that they cannot hold up the audit trail's inserts)")
 
 func (a *API) tables() Tables { return a.Tables.withDefaults() }
 
@@ -41,6 +55,13 @@ func (a *API) Query(ctx context.Context, sql string) (*Result, error) {
 	}
 	if timeout <= 0 {
 		timeout = 30 * time.Second
+	}
+	a.slotsOnce.Do(func() { a.slots = make(chan struct{}, max(a.MaxQueries, 1)) })
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	default:
+		return nil, ErrBusy
 	}
 	return Query(ctx, a.Backend, sql, rows, timeout)
 }

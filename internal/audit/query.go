@@ -349,10 +349,10 @@ var (
 // output redirection. The backend also runs it with readonly=1.
 func CheckSQL(q string) error {
 	if !statements.MatchString(q) {
-		return errors.New("only SELECT queries are allowed")
+		return refused("only SELECT queries are allowed")
 	}
 	if m := forbidden.FindString(q); m != "" {
-		return fmt.Errorf("%q is not allowed in audit queries", strings.TrimSpace(m))
+		return refused(fmt.Sprintf("%q is not allowed in audit queries", strings.TrimSpace(m)))
 	}
 	allowed := slices.Clone(ReadableTables)
 	for _, m := range cteName.FindAllStringSubmatch(q, -1) {
@@ -360,26 +360,93 @@ func CheckSQL(q string) error {
 	}
 	refs := tableRef.FindAllStringSubmatch(q, -1)
 	if len(refs) == 0 {
-		return errors.New("the query reads no table: read one of " + strings.Join(ReadableTables, ", "))
+		return refused("the query reads no table: read one of " + strings.Join(ReadableTables, ", "))
 	}
 	for _, r := range refs {
 		name := strings.Trim(r[1], "`\"")
 		if r[2] != "" {
-			return fmt.Errorf("table function %s() is not allowed: read one of %s", name, strings.Join(ReadableTables, ", "))
+			return refused(fmt.Sprintf("table function %s() is not allowed: read one of %s", name, strings.Join(ReadableTables, ", ")))
 		}
 		if !slices.Contains(allowed, name) {
-			return fmt.Errorf("table %s is not readable: read one of %s", name, strings.Join(ReadableTables, ", "))
+			return refused(fmt.Sprintf("table %s is not readable: read one of %s", name, strings.Join(ReadableTables, ", ")))
 		}
 	}
 	return nil
 }
 
-// Query runs an auditor's read-only SQL with limits.
+// Query runs an auditor's read-only SQL with limits: checked by CheckSQL,
+// then by CheckParsed on the backend's own parse of it.
 func Query(ctx context.Context, b Backend, q string, maxRows int, timeout time.Duration) (*Result, error) {
 	if err := CheckSQL(q); err != nil {
 		return nil, err
 	}
+	if err := CheckParsed(ctx, b, q, timeout); err != nil {
+		return nil, err
+	}
 	return b.Query(ctx, q, QueryOptions{ReadOnly: true, MaxRows: maxRows, Timeout: timeout})
+}
+
+// ErrRefused is what CheckSQL's and CheckParsed's refusals are (errors.Is).
+var ErrRefused = errors.New("audit query refused")
+
+// refused is a refusal of CheckSQL or CheckParsed: its text says why.
+type refused string
+
+func (r refused) Error() string      { return string(r) }
+func (refused) Is(target error) bool { return target == ErrRefused }
+
+// ioFunctions are the beginnings (lower case) of the names of ClickHouse
+// functions that read or write outside the query's tables: files, URLs,
+// object stores, other servers and databases, programs, other tables
+// (merge, joinGet, dictionaries), the server's file systems. Scalar
+// functions among them (file() reads any file the process can) pass
+// readonly=1, which only stops writes.
+var ioFunctions = []string{
+	"file", "url", "s3", "gcs", "oss", "cosn", "hdfs", "azure", "remote", "cluster",
+	"mysql", "postgres", "mongo", "redis", "sqlite", "jdbc", "odbc", "executable",
+	"input", "merge", "loop", "dict", "joinget", "iceberg", "deltalake", "hudi", "hive",
+	"paimon", "arrowflight", "ytsaurus", "filesystem", "getmacro", "getsetting",
+}
+
+// CheckParsed asks the backend's own parser for q's syntax tree (EXPLAIN
+// AST, which runs nothing) and refuses tables other than ReadableTables
+// (and q's own WITH names) and functions that reach outside the audit
+// tables (ioFunctions). CheckSQL reads q's text, where quoting and comments
+// can hide a name (`system`.`tables`, system/**/./**/tables); the parser
+// has undone them.
+func CheckParsed(ctx context.Context, b Backend, q string, timeout time.Duration) error {
+	res, err := b.Query(ctx, "EXPLAIN AST "+q, QueryOptions{ReadOnly: true, MaxRows: 100000, Timeout: timeout})
+	if err != nil {
+		return err
+	}
+	allowed := slices.Clone(ReadableTables)
+	for _, m := range cteName.FindAllStringSubmatch(q, -1) {
+		allowed = append(allowed, m[1])
+	}
+	for _, row := range res.Rows {
+		if len(row) == 0 {
+			continue
+		}
+		f := strings.Fields(str(row[0]))
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "TableIdentifier":
+			name := strings.TrimPrefix(f[1], "default.")
+			if !slices.Contains(allowed, name) {
+				return refused(fmt.Sprintf("table %s is not readable: read one of %s", f[1], strings.Join(ReadableTables, ", ")))
+			}
+		case "Function":
+			name := strings.ToLower(f[1])
+			for _, p := range ioFunctions {
+				if strings.HasPrefix(name, p) {
+					return refused(fmt.Sprintf("function %s() is not allowed in audit queries: it reaches outside the audit tables", f[1]))
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // VerifyReport is the result of [Verify] for one node.

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) Target) {
 		{"Checkpoints", testCheckpoints},
 		{"Values", testValues},
 		{"ReadOnly", testReadOnly},
+		{"AuditorSQL", testAuditorSQL},
 		{"MaxRows", testMaxRows},
 		{"Timeout", testTimeout},
 		{"Retention", testRetention},
@@ -396,6 +397,40 @@ func testReadOnly(t *testing.T, tg Target) {
 	}
 	if n := count(t, tg, tg.Schema.EventsTable(), ""); n != 3 {
 		t.Errorf("%d events after read-only attempts, want 3", n)
+	}
+}
+
+// testAuditorSQL: an auditor's SQL reads the audit tables and nothing
+// else, however it is spelled (found probing the endpoint: file() read
+// any file the gateway could, the admin token included, and backquotes or
+// comments hid system tables from the text check).
+func testAuditorSQL(t *testing.T, tg Target) {
+	Migrate(t, tg)
+	insert(t, tg, Events("n", time.Now(), 3, 0), "sql")
+	ctx := context.Background()
+	events := tg.Schema.EventsTable()
+	query := func(q string) (*audit.Result, error) { return audit.Query(ctx, tg.Backend, q, 100, 10*time.Second) }
+	if res, err := query("SELECT count() FROM " + events); err != nil || len(res.Rows) != 1 {
+		t.Fatalf("a plain count: %v %v", res, err)
+	}
+	if _, err := query("WITH recent AS (SELECT * FROM " + events + " WHERE time > now() - INTERVAL 1 DAY) SELECT count() FROM recent"); err != nil {
+		t.Errorf("a WITH name: %v", err)
+	}
+	for _, q := range []string{
+		"SELECT file('/etc/passwd') FROM " + events + " LIMIT 1",
+		"SELECT FILE('/etc/passwd') FROM " + events + " LIMIT 1",
+		"SELECT name FROM " + events + ", `system`.`tables` GROUP BY name",
+		"SELECT name FROM " + events + ", system/**/./**/tables GROUP BY name",
+		"SELECT 1 FROM (SELECT * FROM " + events + ") AS t, system.one",
+		"SELECT dictGet('d', 'a', toUInt64(1)) FROM " + events,
+		"SELECT * FROM " + events + " WHERE event_id IN (SELECT name FROM `system`.`users`)",
+		"SELECT * FROM " + events + " WHERE 1 IN (SELECT 1 FROM url('http://127.0.0.1:1/x', 'CSV', 'a UInt8'))",
+		"SELECT joinGet('j', 'v', 1) FROM " + events,
+		"SELECT count() FROM merge('.*')",
+	} {
+		if _, err := query(q); !errors.Is(err, audit.ErrRefused) {
+			t.Errorf("%s: %v, want refused", q, err)
+		}
 	}
 }
 
