@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"entgo.io/contrib/entgql"
@@ -118,10 +119,24 @@ func (r *Resolver) approvalChanged(ctx context.Context, since *time.Time, waitSe
 	}
 }
 
+// maxDecisionText bounds an approver's comment or reason: it is stored,
+// shown to the other approvers and, for a denial, sent to the agent.
+const maxDecisionText = 4000
+
 // decide records the caller's decision on approval id.
 func (r *Resolver) decide(ctx context.Context, id string, approve bool, comment string) (*model.ApprovalVerdict, error) {
 	if err := requireRole(ctx, deciderRoles); err != nil {
 		return nil, err
+	}
+	field := "comment"
+	if !approve {
+		field = "reason"
+		if strings.TrimSpace(comment) == "" {
+			return nil, fieldError(ctx, field, codeInvalid, "reason: say why the call is denied: the agent is told")
+		}
+	}
+	if len(comment) > maxDecisionText {
+		return nil, fieldError(ctx, field, codeInvalid, "%s: at most %d bytes, got %d", field, maxDecisionText, len(comment))
 	}
 	if r.Approvals == nil {
 		return nil, &gqlerror.Error{Path: graphql.GetPath(ctx),

@@ -120,7 +120,12 @@ func (h *auditHandler) query(ctx context.Context, w http.ResponseWriter, r *http
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, codeInvalid, fmt.Sprintf("the query is larger than %d bytes", mbe.Limit))
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, codeInvalid, "reading the query: "+err.Error())
 		return
 	}
@@ -189,6 +194,9 @@ func (h *auditHandler) failed(ctx context.Context, w http.ResponseWriter, r *htt
 		msg := err.Error()
 		if strings.Contains(msg, "TOO_MANY_ROWS") {
 			msg += " (narrow the query, aggregate, or add a LIMIT)"
+		}
+		if strings.Contains(msg, "TIMEOUT_EXCEEDED") || strings.Contains(msg, "Timeout exceeded") {
+			msg = "the query ran past the time limit and was stopped: narrow its time range, or aggregate through audit_rollup_minute (" + msg + ")"
 		}
 		h.opts.Logger.Info("audit query refused", "admin", PrincipalFromContext(ctx).Actor(), "error", err)
 		writeError(w, http.StatusBadRequest, codeQueryFailed, msg)

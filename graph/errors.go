@@ -112,6 +112,10 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 	case strings.HasPrefix(gerr.Message, "cannot decode cursor") && (argName(gerr) == "after" || argName(gerr) == "before"):
 		arg := argName(gerr)
 		return set(codeInvalid, arg, arg+": not a cursor of this API (pass pageInfo.endCursor or startCursor as a connection returned it)")
+	case strings.Contains(gerr.Message, "RFC3339") && argName(gerr) != "":
+		// gqlgen's Time scalar: "time should be RFC3339Nano formatted string".
+		arg := argName(gerr)
+		return set(codeInvalid, arg, arg+": not a time: give one as RFC 3339, e.g. 2026-12-03T14:00:00Z")
 	case strings.HasPrefix(gerr.Message, "Passing both `first` and `last`"):
 		return set(codeInvalid, "last", "give first or last, not both")
 	case errors.As(err, &inUse):

@@ -1027,6 +1027,7 @@ func TestArgumentErrors(t *testing.T) {
 		{`{ upstreams(after: "garbage") { totalCount } }`, "after", "after: not a cursor of this API"},
 		{`{ adminChanges(before: "!!!") { totalCount } }`, "before", "before: not a cursor of this API"},
 		{`{ upstreams(first: 2, last: 2) { totalCount } }`, "last", "give first or last, not both"},
+		{`{ approvalChanged(since: "not-a-time", waitSeconds: 0) { cursor } }`, "since", "since: not a time"},
 	} {
 		errs := e.fails(tc.query, nil)
 		if errs[0].Extensions["code"] != "INVALID" || errs[0].Extensions["field"] != tc.field || !strings.Contains(errs[0].Message, tc.msg) || strings.Contains(errs[0].Message, "strconv") {

@@ -325,6 +325,12 @@ func quorumDenialAndExactlyOnce(t *testing.T, e *env, prefix string) {
 		done <- res
 	}()
 	id = e.pending(t, 1)[0]
+	// A denial says why (the agent is told); a comment is bounded.
+	for _, bad := range []string{"", "   ", strings.Repeat("x", 4001)} {
+		if codes := e.decide(t, bob, id, false, bad); len(codes) != 1 || codes[0] != "INVALID" {
+			t.Errorf("deny with reason of %d bytes: %v, want INVALID", len(bad), codes)
+		}
+	}
 	if codes := e.decide(t, bob, id, false, "change freeze"); codes != nil {
 		t.Fatal(codes)
 	}

@@ -33,9 +33,6 @@ Flags:
 // approvalFields are the Approval fields the commands read.
 const approvalFields = `approvalID state agent team virtualServer tool arguments reasons rule approverGroups quorum approvers decisions escalated deadline reason createdAt closedAt`
 
-// listFields are the fields list shows (fewer, to keep 50 rows within the
-// admin API's complexity limit).
-const listFields = `approvalID state agent virtualServer tool approverGroups quorum approvers createdAt`
 
 // approvalView is an Approval as the admin API returns it.
 type approvalView struct {
@@ -168,7 +165,7 @@ func listApprovals(ctx context.Context, c *adminClient, w io.Writer, all bool, t
 	if all {
 		field, order = "approvals", `, orderBy: [{field: CREATED_AT, direction: DESC}]`
 	}
-	q := `query($n: Int, $w: ApprovalWhereInput) { list: ` + field + `(first: $n, where: $w` + order + `) { totalCount edges { node { ` + listFields + ` } } } }`
+	q := `query($n: Int, $w: ApprovalWhereInput) { list: ` + field + `(first: $n, where: $w` + order + `) { totalCount edges { node { ` + approvalFields + ` } } } }`
 	var out struct {
 		List struct {
 			TotalCount int `json:"totalCount"`
