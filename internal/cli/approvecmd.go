@@ -33,7 +33,6 @@ Flags:
 // approvalFields are the Approval fields the commands read.
 const approvalFields = `approvalID state agent team virtualServer tool arguments reasons rule approverGroups quorum approvers decisions escalated deadline reason createdAt closedAt`
 
-
 // approvalView is an Approval as the admin API returns it.
 type approvalView struct {
 	ApprovalID     string          `json:"approvalID"`
