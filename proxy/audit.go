@@ -71,7 +71,7 @@ func (g *Gateway) recordAudit(rc *requestCtx, res mcp.Result, err error, out str
 			Action: f.Action, Start: uint32(f.Start), End: uint32(f.End)})
 	}
 	if err != nil {
-		e.Error = err.Error()
+		e.Error = maskSecrets(err.Error())
 		var je *jsonrpc.Error
 		if errors.As(err, &je) {
 			e.ErrorCode = int32(je.Code)

@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -74,4 +78,78 @@ func TestAuditFailureAfterTheCall(t *testing.T) {
 	if n := sink.records.Load(); n != 2 {
 		t.Errorf("%d tool call events offered to the audit trail, want 2", n)
 	}
+}
+
+// keepSink keeps the events it is given.
+type keepSink struct {
+	mu     sync.Mutex
+	events []*audit.Event
+}
+
+func (s *keepSink) Admit() error   { return nil }
+func (s *keepSink) Status() string { return "ok" }
+func (s *keepSink) Record(e *audit.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+	return nil
+}
+
+// TestCredentialsAgentsSendAsNames: a credential an agent sends as a
+// tool's name, or as an argument's name, reaches neither the audit trail
+// nor the log; the agent's own answer may repeat what it sent.
+func TestCredentialsAgentsSendAsNames(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "u", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(up.Close)
+	sink := &keepSink{}
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&logMu, &logs}, nil))
+	_, gw := startGateway(t, anonymousDoc(t, up.URL), &Options{Logger: logger, Audit: sink})
+	cs := connectClient(t, gw+"/mcp/vs", "")
+	const token = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"
+	const awsKey = "AKIAIOSFODNN7EXAMPLE"
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: token}); err == nil {
+		t.Fatal("a call of a tool named like a token succeeded")
+	}
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x", awsKey: "y"}}); err == nil {
+		t.Fatal("a call with an unknown argument succeeded")
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	var calls int
+	for _, e := range sink.events {
+		if e.Method != "tools/call" {
+			continue
+		}
+		calls++
+		for _, field := range []string{e.Target, e.Error, e.Arguments} {
+			if strings.Contains(field, token) || strings.Contains(field, awsKey) {
+				t.Errorf("audit event keeps a credential: target %q error %q", e.Target, e.Error)
+			}
+		}
+	}
+	if calls != 2 {
+		t.Errorf("%d tool call events, want 2", calls)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if l := logs.String(); strings.Contains(l, token) || strings.Contains(l, awsKey) || !strings.Contains(l, "[REDACTED:") {
+		t.Errorf("the log keeps a credential, or masks nothing:\n%s", l)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -77,18 +77,32 @@ func (g *Gateway) beginRequest(ctx context.Context, vs, method string, req mcp.R
 	switch p := req.GetParams().(type) {
 	case *mcp.CallToolParamsRaw:
 		if p != nil {
-			rc.target = clipName(p.Name)
+			rc.target = recordedName(p.Name)
 		}
 	case *mcp.GetPromptParams:
 		if p != nil {
-			rc.target = clipName(p.Name)
+			rc.target = recordedName(p.Name)
 		}
 	case *mcp.ReadResourceParams:
 		if p != nil {
-			rc.target = clipName(p.URI)
+			rc.target = recordedName(p.URI)
 		}
 	}
 	return rc
+}
+
+// recordedName is a name an agent sent as logs and the audit trail keep
+// it: clipped, and with any credential in it masked, since an agent that
+// sends a token as a tool's name must not have it stored.
+func recordedName(name string) string { return maskSecrets(clipName(name)) }
+
+// maskSecrets replaces the credentials the secrets detector finds in s
+// (an error repeating what an agent sent, say) with typed placeholders.
+func maskSecrets(s string) string {
+	if ms := guard.DetectSecrets(s); len(ms) > 0 {
+		return guard.Redact(s, ms)
+	}
+	return s
 }
 
 // maxNameBytes bounds the tool, prompt or resource name an agent sent as
@@ -230,7 +244,7 @@ func (g *Gateway) logRequest(rc *requestCtx, out string, err error) {
 		}
 	}
 	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()))
+		attrs = append(attrs, slog.String("error", maskSecrets(err.Error())))
 	}
 	g.log.LogAttrs(context.Background(), level, "request", attrs...)
 }
