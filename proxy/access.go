@@ -376,6 +376,14 @@ func decodedJSON(res any) []byte {
 	return nil
 }
 
+// wasOrWere agrees with what: "arguments were", "result was".
+func wasOrWere(what string) string {
+	if strings.HasSuffix(what, "s") {
+		return "were"
+	}
+	return "was"
+}
+
 func blocked(what, name string, res guard.Result) error {
 	var rule, kind string
 	for _, fd := range res.Findings {
@@ -385,7 +393,7 @@ func blocked(what, name string, res guard.Result) error {
 		}
 	}
 	return &jsonrpc.Error{Code: CodeGuardrailBlocked,
-		Message: fmt.Sprintf("the %s of %q were blocked by guardrail %q (%s)", what, name, rule, kind),
+		Message: fmt.Sprintf("the %s of %q %s blocked by guardrail %q (%s)", what, name, wasOrWere(what), rule, kind),
 		Data:    mustJSON(map[string]any{"rule": rule, "kind": kind})}
 }
 
