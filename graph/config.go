@@ -75,6 +75,39 @@ func applyConfig(ctx context.Context, client *ent.Client, document string, prune
 	return out, nil
 }
 
+// dryRunApply plans an apply: it applies the document in the mutation's
+// transaction, asks what the real apply would be refused for (the config
+// guard's refusals, the running gateway's check included), and rolls the
+// writes back. The real apply is refused for the same errors.
+func (r *Resolver) dryRunApply(ctx context.Context, document string, prune bool) (*model.ApplyConfigPayload, error) {
+	tx := r.ent(ctx)
+	if tx == r.client { // not in a transaction: the store plans it alone
+		return applyConfig(ctx, tx, document, prune, true)
+	}
+	var out *model.ApplyConfigPayload
+	var refused gqlerror.List
+	err := store.RolledBack(ctx, tx, func() error {
+		var err error
+		if out, err = applyConfig(ctx, tx, document, prune, false); err != nil {
+			return err
+		}
+		refused, err = configGuard{client: r.client, gateway: r.Gateway}.refusals(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(refused) > 0 {
+		return nil, refused
+	}
+	rev, err := store.Revision(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	out.Applied, out.Revision = false, int(rev)
+	return out, nil
+}
+
 // documentErrors turns what is wrong with a document into INVALID errors on
 // the argument "document": one per *config.FieldError, with its path in the
 // document in extensions.path (e.g. upstreams[0].url); a YAML error (syntax,

@@ -283,7 +283,10 @@ func (r *mutationResolver) UpdateSettings(ctx context.Context, pinningMode *mode
 
 // ApplyConfig is the resolver for the applyConfig field.
 func (r *mutationResolver) ApplyConfig(ctx context.Context, document string, prune *bool, dryRun *bool) (*model.ApplyConfigPayload, error) {
-	return applyConfig(ctx, r.ent(ctx), document, prune != nil && *prune, dryRun != nil && *dryRun)
+	if dryRun != nil && *dryRun {
+		return r.dryRunApply(ctx, document, prune != nil && *prune)
+	}
+	return applyConfig(ctx, r.ent(ctx), document, prune != nil && *prune, false)
 }
 
 // RotateAgentKey is the resolver for the rotateAgentKey field.

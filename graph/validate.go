@@ -113,22 +113,35 @@ func (g configGuard) InterceptResponse(ctx context.Context, next graphql.Respons
 	if op == nil || op.Operation != ast.Mutation || rsp == nil || len(rsp.Errors) > 0 || tx == nil || tx == g.client {
 		return rsp
 	}
-	added, err := addedConfigErrors(ctx, g.client, tx)
+	errs, err := g.refusals(ctx, tx)
 	if err != nil {
 		return graphql.ErrorResponse(ctx, "checking the configuration this change would make: %v", err)
 	}
+	if len(errs) > 0 {
+		return &graphql.Response{Errors: errs}
+	}
+	return rsp
+}
+
+// refusals are the errors of the configuration as tx sees it that the
+// committed store does not have (addedConfigErrors), or else why the
+// running gateway would not apply it (runningGatewayRefuses): what a
+// mutation making tx's changes is refused for. A dry run of apply asks
+// too, so that its plan says what the real apply would be refused for.
+func (g configGuard) refusals(ctx context.Context, tx *ent.Client) (gqlerror.List, error) {
+	added, err := addedConfigErrors(ctx, g.client, tx)
+	if err != nil {
+		return nil, err
+	}
 	if len(added) == 0 {
 		msg, err := g.runningGatewayRefuses(ctx, tx)
-		if err != nil {
-			return graphql.ErrorResponse(ctx, "checking the configuration this change would make: %v", err)
+		if err != nil || msg == "" {
+			return nil, err
 		}
-		if msg == "" {
-			return rsp
-		}
-		return &graphql.Response{Errors: gqlerror.List{{
+		return gqlerror.List{{
 			Message:    "the change would not apply on the running gateway, so nothing was changed: " + msg,
 			Extensions: map[string]any{"code": codeInvalid},
-		}}}
+		}}, nil
 	}
 	var errs gqlerror.List
 	for _, ce := range added {
@@ -141,7 +154,7 @@ func (g configGuard) InterceptResponse(ctx context.Context, next graphql.Respons
 		}
 		errs = append(errs, e)
 	}
-	return &graphql.Response{Errors: errs}
+	return errs, nil
 }
 
 // runningGatewayRefuses compiles the configuration as tx sees it on the

@@ -154,15 +154,22 @@ func (a *applier) applyInTx(ctx context.Context, d *config.Document, dryRun bool
 	if !dryRun {
 		return a.apply(ctx, d)
 	}
-	const sp = "gatehouse_apply_dry_run"
-	if _, err := a.c.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+	return RolledBack(ctx, a.c, func() error { return a.apply(ctx, d) })
+}
+
+// RolledBack runs f on client, a transaction's client, inside a savepoint
+// and rolls back what f wrote, whatever f returns: a dry run that sees its
+// own writes. It returns f's error, or the savepoint's.
+func RolledBack(ctx context.Context, client *ent.Client, f func() error) error {
+	const sp = "gatehouse_dry_run"
+	if _, err := client.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	err := a.apply(ctx, d)
-	if _, rerr := a.c.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); rerr != nil {
+	err := f()
+	if _, rerr := client.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); rerr != nil {
 		return errors.Join(err, fmt.Errorf("roll back dry run: %w", rerr))
 	}
-	if _, rerr := a.c.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); rerr != nil {
+	if _, rerr := client.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); rerr != nil {
 		return errors.Join(err, fmt.Errorf("release savepoint: %w", rerr))
 	}
 	return err

@@ -216,6 +216,25 @@ agents:
 	if _, doc := readyz(t, g); doc["config_error"] != nil {
 		t.Errorf("/readyz after a refused change reports %v", doc["config_error"])
 	}
+	// A dry run of an apply making the same change says so too, instead
+	// of planning a change the real apply would be refused for.
+	plan := fmt.Sprintf(`
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %q}
+  - {name: beta, transport: stdio, command: %q, args: ["-transport", "stdio", "-name", "beta"]}
+virtual_servers:
+  - name: live
+    include:
+      - {upstream: alpha, tools: [echo, add], exclude_tools: [echo]}
+      - {upstream: beta, tools: ["a*"], resources: [], resource_templates: [], prompts: []}
+`, alphaURL, demo)
+	errs = gql(t, g, g.adminToken, `mutation($d: String!) { applyConfig(document: $d, dryRun: true) { changes { kind name op } } }`, map[string]any{"d": plan}).Errors
+	if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), "would not apply on the running gateway") {
+		t.Errorf("apply --dry-run of a colliding selection: %v, want the running gateway's refusal", errs)
+	}
+	if got := callText(t, cs, "beta_echo", map[string]any{"text": "after the plan"}); got != "[beta] after the plan" {
+		t.Errorf("beta_echo after a dry run = %q", got)
+	}
 	// What the check cannot see (an upstream not running: disabled, or
 	// new) is committed; if its answers then collide, the revision is
 	// stored but not applied: the running configuration stays, and
