@@ -20608,7 +20608,9 @@ type Mutation {
   subject, and a secret binding's template that does not parse) changes
   nothing and fails with INVALID errors whose extensions carry the path in
   the document (e.g. upstreams[0].url, grants[2].when,
-  secret_bindings[0].template).
+  secret_bindings[0].template). So does a document the running gateway
+  would not apply with what its upstreams serve now (a rename colliding
+  with a tool another upstream serves).
   Changes are recorded in the admin change log under this token.
   """
   applyConfig(
@@ -20621,7 +20623,8 @@ type Mutation {
     """
     prune: Boolean = false
     """
-    Whether to compute the changes only, and roll them back. Default false.
+    Whether to compute the changes only, and roll them back; a dry run
+    fails with the errors the real apply would fail with. Default false.
     """
     dryRun: Boolean = false
   ): ApplyConfigPayload!
