@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -346,7 +347,7 @@ func newMethodInfo[P paramsPtr[T], R Result, T any](flags methodFlags) methodInf
 					// Wrap jsonrpc2.ErrInvalidParams so toWireError surfaces
 					// code -32602 ("invalid params") while preserving the
 					// descriptive message.
-					return nil, fmt.Errorf("%w: unmarshaling %q into a %T: %w", jsonrpc2.ErrInvalidParams, m, p, err)
+					return nil, fmt.Errorf("%w: %w", jsonrpc2.ErrInvalidParams, paramsError(err))
 				}
 			}
 			// We must check missingParamsOK here, in addition to checkRequest, to
@@ -919,4 +920,83 @@ func startKeepalive(session keepaliveSession, interval time.Duration, failureThr
 			}
 		}
 	}()
+}
+
+// paramsError says in JSON's terms what is wrong with params that did not
+// decode: the member at fault, what it held and what it should hold
+// ("name: got number, want a string"). The decoder's own text names Go
+// types ("Go struct field CallToolParamsRaw.name of type string"), which
+// mean nothing to a client, and the message used to quote the whole params.
+func paramsError(err error) error {
+	var ute *json.UnmarshalTypeError
+	if !errors.As(err, &ute) {
+		return err
+	}
+	field := ute.Field
+	if field == "" {
+		field = "params"
+	}
+	return &paramsTypeError{msg: fmt.Sprintf("%s: got %s, want %s", field, valueKind(ute.Value), jsonKind(ute.Type)), err: err}
+}
+
+// valueKind names the JSON value v holds. The decoder's Value is a kind
+// ("number") or, in the decoder the SDK uses, the input from the value on,
+// quoted; its first byte tells.
+func valueKind(v string) string {
+	if u, err := strconv.Unquote(v); err == nil {
+		v = u // that decoder quotes the input it shows
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "another value"
+	}
+	switch c := v[0]; {
+	case c == '"':
+		return "string"
+	case c == '{':
+		return "object"
+	case c == '[':
+		return "array"
+	case c == 't' || c == 'f':
+		return "true or false"
+	case c == 'n':
+		if v == "number" {
+			return v
+		}
+		return "null"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return "number"
+	}
+	return v // a kind already ("string", "object", "array", "bool")
+}
+
+type paramsTypeError struct {
+	msg string
+	err error
+}
+
+func (e *paramsTypeError) Error() string { return e.msg }
+func (e *paramsTypeError) Unwrap() error { return e.err }
+
+// jsonKind names the JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another JSON value"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "another JSON value"
 }

@@ -547,7 +547,8 @@ func TestUnmarshalParamsInvalidParamsCode(t *testing.T) {
 	if jerr.Code != jsonrpc.CodeInvalidParams {
 		t.Errorf("error code = %d, want %d (CodeInvalidParams)", jerr.Code, jsonrpc.CodeInvalidParams)
 	}
-	if !strings.Contains(err.Error(), "unmarshaling") {
-		t.Errorf("error message = %q, want it to mention unmarshaling", err.Error())
+	// gatehouse change 31: said in JSON's terms (TestParamsErrorInJSONTerms).
+	if !strings.Contains(err.Error(), "params: got array, want an object") {
+		t.Errorf("error message = %q, want it to say what params held and should hold", err.Error())
 	}
 }
