@@ -93,6 +93,7 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		inUse  *store.InUseError
 		numErr *strconv.NumError
 	)
+	arg := argName(gerr) // the argument an argument's parse error names, or ""
 	switch {
 	case errors.As(err, &ve):
 		field, msg := validationMessage(ve)
@@ -105,16 +106,13 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 		return set(codeInvalid, "input."+field, field+": "+fe.Reason)
 	case errors.As(err, &nf):
 		return set(codeNotFound, "", "not found: "+strings.TrimPrefix(nf.Error(), "ent: "))
-	case errors.As(err, &numErr) && argName(gerr) != "":
+	case errors.As(err, &numErr) && arg != "":
 		// An ID argument that is not one (gqlgen's "strconv.Atoi: ...").
-		arg := argName(gerr)
 		return set(codeInvalid, arg, fmt.Sprintf("%s: %q is not an ID of this API (IDs are the strings it returns, e.g. in id fields)", arg, clip.String(numErr.Num, 64)))
-	case strings.HasPrefix(gerr.Message, "cannot decode cursor") && (argName(gerr) == "after" || argName(gerr) == "before"):
-		arg := argName(gerr)
+	case strings.HasPrefix(gerr.Message, "cannot decode cursor") && (arg == "after" || arg == "before"):
 		return set(codeInvalid, arg, arg+": not a cursor of this API (pass pageInfo.endCursor or startCursor as a connection returned it)")
-	case strings.Contains(gerr.Message, "RFC3339") && argName(gerr) != "":
+	case strings.Contains(gerr.Message, "RFC3339") && arg != "":
 		// gqlgen's Time scalar: "time should be RFC3339Nano formatted string".
-		arg := argName(gerr)
 		return set(codeInvalid, arg, arg+": not a time: give one as RFC 3339, e.g. 2026-12-03T14:00:00Z")
 	case strings.HasPrefix(gerr.Message, "Passing both `first` and `last`"):
 		return set(codeInvalid, "last", "give first or last, not both")

@@ -354,10 +354,7 @@ func CheckSQL(q string) error {
 	if m := forbidden.FindString(q); m != "" {
 		return refused(fmt.Sprintf("%q is not allowed in audit queries", strings.TrimSpace(m)))
 	}
-	allowed := slices.Clone(ReadableTables)
-	for _, m := range cteName.FindAllStringSubmatch(q, -1) {
-		allowed = append(allowed, m[1]) // WITH name AS (…)
-	}
+	allowed := readableNames(q)
 	refs := tableRef.FindAllStringSubmatch(q, -1)
 	if len(refs) == 0 {
 		return refused("the query reads no table: read one of " + strings.Join(ReadableTables, ", "))
@@ -372,6 +369,16 @@ func CheckSQL(q string) error {
 		}
 	}
 	return nil
+}
+
+// readableNames are the tables q may read: ReadableTables and the names
+// q's own WITH clauses define.
+func readableNames(q string) []string {
+	names := slices.Clone(ReadableTables)
+	for _, m := range cteName.FindAllStringSubmatch(q, -1) {
+		names = append(names, m[1]) // WITH name AS (…)
+	}
+	return names
 }
 
 // Query runs an auditor's read-only SQL with limits: checked by CheckSQL,
@@ -419,10 +426,7 @@ func CheckParsed(ctx context.Context, b Backend, q string, timeout time.Duration
 	if err != nil {
 		return err
 	}
-	allowed := slices.Clone(ReadableTables)
-	for _, m := range cteName.FindAllStringSubmatch(q, -1) {
-		allowed = append(allowed, m[1])
-	}
+	allowed := readableNames(q)
 	for _, row := range res.Rows {
 		if len(row) == 0 {
 			continue
