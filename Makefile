@@ -54,8 +54,9 @@ test-tools:
 ## The audit engine package is tested again without the engine (build tag nochdb).
 test-go: build vault chdb
 	@url=$$(bash test/scripts/postgres.sh) || exit 1; \
-	GATEHOUSE_TEST_POSTGRES_URL="$$url" go test -count=1 -timeout 20m ./...; rc=$$?; \
-	bash test/scripts/postgres.sh stop; exit $$rc
+	GATEHOUSE_TEST_POSTGRES_URL="$$url" go test -count=1 -timeout 20m ./... 2>&1 | tee $(CACHE)/test-go.log; \
+	rc=$${PIPESTATUS[0]}; bash test/scripts/postgres.sh stop; \
+	if [ $$rc != 0 ]; then bash test/scripts/failures.sh $(CACHE)/test-go.log; fi; exit $$rc
 	go test -count=1 -tags nochdb ./internal/audit/chdb/
 	@# TestStreamableStateful_DiscoverDoesNotLeakSession is flaky in the published v1.8.0 itself
 	@# (2-10 % of runs fail on this machine, patch or not; see third_party/README.md).
@@ -63,7 +64,8 @@ test-go: build vault chdb
 
 ## test-race: the proxy and workflows under the race detector
 test-race: vault
-	go test -count=1 -race -timeout 15m ./proxy/... ./workflows
+	@mkdir -p $(CACHE); go test -count=1 -race -timeout 15m ./proxy/... ./workflows 2>&1 | tee $(CACHE)/test-race.log; \
+	rc=$${PIPESTATUS[0]}; if [ $$rc != 0 ]; then bash test/scripts/failures.sh $(CACHE)/test-race.log; fi; exit $$rc
 
 ## fuzz: each fuzz target briefly (FUZZTIME each, default 5s). Fails on a finding. Go's fuzzer
 ## sometimes ends a run that found nothing with "context deadline exceeded" (its time ran out

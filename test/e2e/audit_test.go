@@ -71,6 +71,13 @@ func auditCount(t *testing.T, g *gateway, where string) int {
 	return n
 }
 
+// auditDrained says whether g's audit spool has shipped everything it
+// holds.
+func auditDrained(t *testing.T, g *gateway) bool {
+	t.Helper()
+	return metricValue(t, metricsText(t, g), "gatehouse_audit_spool_unshipped_bytes") == 0
+}
+
 func auditConfig(upstream, sha string) string {
 	return fmt.Sprintf(`listen: LISTEN
 upstreams:
@@ -246,16 +253,21 @@ func TestAuditNoLossOnKill(t *testing.T) {
 	// need a retry or two (the shipper backs off 1 s, 2 s, 4 s…), and a
 	// busy CI machine slows the engine's start. A timeout shows the
 	// gateway's log, which says why shipping stalled.
+	//
+	// The count alone is not enough: calls in flight at the kill may have
+	// stored their events without the agent seeing an answer, so the count
+	// can reach len(want) while acknowledged events still wait in the
+	// spool. Shipping is done when the spool has nothing left.
 	const okCalls = "kind = 'request' AND method = 'tools/call' AND outcome = 'ok'"
 	deadline := time.Now().Add(60 * time.Second)
 	for n := 0; ; {
-		if n = auditCount(t, g2, okCalls); n >= len(want) {
+		if n = auditCount(t, g2, okCalls); n >= len(want) && auditDrained(t, g2) {
 			break
 		}
 		if time.Now().After(deadline) {
 			out := strings.Split(g2.Output(), "\n")
-			t.Fatalf("after the restart, %d of %d acknowledged calls shipped in 60 s; the gateway's log ends:\n%s",
-				n, len(want), strings.Join(out[max(0, len(out)-40):], "\n"))
+			t.Fatalf("after the restart, %d events shipped for %d acknowledged calls in 60 s (spool drained: %v); the gateway's log ends:\n%s",
+				n, len(want), auditDrained(t, g2), strings.Join(out[max(0, len(out)-40):], "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -275,15 +287,22 @@ func auditedOnce(t *testing.T, g *gateway, want []string) {
 		fmt.Sscan(fmt.Sprint(r["n"]), &n)
 		seen[fmt.Sprint(r["text"])] = n
 	}
+	var wrong, twice []string
 	for _, text := range want {
 		if seen[text] != 1 {
-			t.Errorf("acknowledged call %s: %d events, want exactly 1", text, seen[text])
+			wrong = append(wrong, fmt.Sprintf("%s (%d)", text, seen[text]))
 		}
 	}
 	for text, n := range seen {
 		if n > 1 {
-			t.Errorf("call %s recorded %d times", text, n)
+			twice = append(twice, fmt.Sprintf("%s (%d)", text, n))
 		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%d of %d acknowledged calls do not have exactly one event; the first: %v", len(wrong), len(want), wrong[:min(10, len(wrong))])
+	}
+	if len(twice) > 0 {
+		t.Errorf("%d calls recorded more than once; the first: %v", len(twice), twice[:min(10, len(twice))])
 	}
 	env := []string{"GATEHOUSE_SERVER=http://" + g.addr, "GATEHOUSE_ADMIN_TOKEN=" + g.adminToken}
 	if out, errOut, code := runGatehouseEnv(t, env, "", "audit", "verify"); code != 0 {
@@ -356,7 +375,7 @@ func TestAuditRecoversFromFullDisk(t *testing.T) {
 		t.Errorf("gatehouse_audit_spool_recoveries_total = %v, want 1", v)
 	}
 	pollUntil(t, "events shipped", func() bool {
-		return auditCount(t, g, "method = 'tools/call' AND outcome = 'ok'") >= len(acked)
+		return auditDrained(t, g) && auditCount(t, g, "method = 'tools/call' AND outcome = 'ok'") >= len(acked)
 	})
 	auditedOnce(t, g, acked)
 	t.Logf("%d calls acknowledged around a full disk, all audited exactly once", len(acked))
