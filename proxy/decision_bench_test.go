@@ -78,7 +78,7 @@ func decisionFixture(tb testing.TB) (*Snapshot, []string) {
 			InputSchema: map[string]any{"type": "object", "properties": map[string]any{
 				"path": map[string]any{"type": "string"}, "body": map[string]any{"type": "string"}}}})
 	}
-	snap, err := compile(doc, map[string]*Catalog{"up": cat}, 1)
+	snap, err := compile(doc, map[string]*Catalog{"up": cat}, 1, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

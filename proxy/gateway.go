@@ -27,8 +27,10 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,7 +183,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		u.start(g.ctx)
 	}
 	g.waitUpstreams(ctx, ups, wait)
-	return g.recompile()
+	return g.recompile(refuseCollisions)
 }
 
 // waitUpstreams returns when every enabled upstream has left the
@@ -286,7 +288,7 @@ func (g *Gateway) Apply(doc *config.Document) error {
 	g.waitUpstreams(context.Background(), started, maxConnectTimeout(started))
 	g.mu.Lock()
 	old := g.upstreams
-	err = g.swapLocked(doc, next)
+	err = g.swapLocked(doc, next, refuseNewCollisions)
 	if err == nil {
 		g.lastErr = nil
 		for name, u := range next {
@@ -477,32 +479,51 @@ func (g *Gateway) sortedUpstreams() []*upstream {
 	return out
 }
 
+// recompileLogged follows a change in what an upstream serves. A name it
+// now serves that another item of a virtual server has too is withheld
+// (see [Collision]), and logged once.
 func (g *Gateway) recompileLogged() {
-	if err := g.recompile(); err != nil {
+	before := g.snap.Load()
+	if err := g.recompile(withholdCollisions); err != nil {
 		g.log.Error("configuration no longer compiles against what upstreams serve; keeping the previous snapshot", "error", err)
+		return
+	}
+	var added []string
+	for _, c := range g.snap.Load().Collisions() {
+		if before == nil || !slices.ContainsFunc(before.Collisions(), c.same) {
+			added = append(added, c.Withheld())
+		}
+	}
+	if len(added) > 0 {
+		g.log.Error("upstreams now serve the same name in a virtual server; the name keeps the route in force, if it had one, and the others are withheld until the configuration excludes or renames one",
+			"collisions", strings.Join(added, "; "))
 	}
 }
 
 // recompile compiles the current document against current catalogs, swaps
 // the snapshot and syncs faces.
-func (g *Gateway) recompile() error {
+func (g *Gateway) recompile(p collisionPolicy) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	err := g.swapLocked(g.doc, g.upstreams)
+	err := g.swapLocked(g.doc, g.upstreams, p)
 	g.lastErr = err
 	return err
 }
 
-// swapLocked compiles doc against the catalogs of ups and, if it compiles,
-// makes doc, ups and the new snapshot current and syncs faces. If it does
-// not, nothing changes. g.mu must be held.
-func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) error {
+// swapLocked compiles doc against the catalogs of ups and, if it compiles
+// (collisions as p says), makes doc, ups and the new snapshot current and
+// syncs faces. If it does not, nothing changes. g.mu must be held.
+func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream, p collisionPolicy) error {
 	cats := map[string]*Catalog{}
 	for name, u := range ups {
 		cats[name] = u.Catalog()
 	}
-	snap, err := compile(doc, cats, g.rev.Add(1))
+	running := g.snap.Load()
+	snap, err := compile(doc, cats, g.rev.Add(1), running)
 	if err != nil {
+		return err
+	}
+	if err := p.refused(snap, running); err != nil {
 		return err
 	}
 	snap.Keys.RecordUse(&g.keyUse)
@@ -540,7 +561,8 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream) err
 // anything. It finds what only the upstreams' answers show, such as a
 // rename colliding with a tool another upstream serves. New and changed
 // upstreams are compiled as unknown (Apply finds their collisions once
-// they answer).
+// they answer). A collision the snapshot in force has too (an upstream
+// brought it) does not fail it.
 func (g *Gateway) Check(doc *config.Document) error {
 	_, _, err := g.check(doc)
 	return err
@@ -564,7 +586,12 @@ func (g *Gateway) check(doc *config.Document) (map[string]*upstream, map[string]
 		}
 	}
 	g.mu.Unlock()
-	if _, err := compile(doc, cats, 0); err != nil {
+	running := g.snap.Load()
+	snap, err := compile(doc, cats, 0, running)
+	if err == nil {
+		err = refuseNewCollisions.refused(snap, running)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	return keep, bindings, nil

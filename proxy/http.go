@@ -331,6 +331,12 @@ type Readiness struct {
 	QuarantinedTools []Quarantined `json:"quarantined_tools,omitempty"`
 	// Shadowing reports tool names that imitate other tools' names.
 	Shadowing []string `json:"shadowing,omitempty"`
+	// Collisions are names that upstreams' answers gave more than one
+	// item of a virtual server while serving, and what agents get of each
+	// (the route in force, if there was one; the rest is withheld). The
+	// gateway is degraded until the configuration excludes or renames
+	// one.
+	Collisions []string `json:"collisions,omitempty"`
 	// Approvals is the state of approval workflows: "ready", "off", or
 	// "unavailable: REASON" (calls that need approval then fail with
 	// -32056; other calls are unaffected).
@@ -362,6 +368,12 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		rd.Revision = snap.Revision
 		rd.QuarantinedTools = snap.Quarantined()
 		rd.Shadowing = snap.Shadowing()
+		for _, c := range snap.Collisions() {
+			rd.Collisions = append(rd.Collisions, c.Withheld())
+		}
+		if len(rd.Collisions) > 0 {
+			rd.degrade()
+		}
 	}
 	if err := g.LastError(); err != nil {
 		rd.Error = err.Error()

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,7 +28,15 @@ type Snapshot struct {
 	Keys     *identity.APIKeys
 	VS       map[string]*VirtualServer
 	access   *access
+	// collisions are names several items of a virtual server have, and
+	// how they were resolved.
+	collisions []Collision
 }
+
+// Collisions lists the names more than one item of a virtual server has.
+// A snapshot in force has them only when an upstream's answer brought
+// them (see [Collision]).
+func (s *Snapshot) Collisions() []Collision { return s.collisions }
 
 // Quarantined lists the tools pinning withholds.
 func (s *Snapshot) Quarantined() []Quarantined { return s.access.quarantined }
@@ -69,21 +79,84 @@ type Route struct {
 	Annotations map[string]any
 }
 
-// CollisionError reports two upstreams exposing the same name in one
-// virtual server. Gatehouse never resolves collisions silently.
-type CollisionError struct {
+// Collision is a name that more than one of a virtual server's
+// selections expose. Gatehouse never picks one silently: a configuration
+// with a collision is refused when it is applied. When an upstream's
+// answer brings one while serving, the name keeps the route in force, if
+// it had one, and the other items are withheld: an upstream cannot take
+// over a name another serves, nor take it away (see [collisionPolicy]).
+type Collision struct {
 	VS, Kind, Name string
-	Upstreams      [2]string
+	// Upstreams expose Name, in include order (an upstream selected twice
+	// is named twice).
+	Upstreams []string
+	// Kept is the upstream whose item keeps the name, "" if none does.
+	Kept string
 }
 
-func (e *CollisionError) Error() string {
-	return fmt.Sprintf("virtual_servers %q: %s %q is exposed by both upstream %q and upstream %q; exclude or rename one",
-		e.VS, e.Kind, e.Name, e.Upstreams[0], e.Upstreams[1])
+func (c Collision) Error() string {
+	by := fmt.Sprintf("both upstream %q and upstream %q", c.Upstreams[0], c.Upstreams[1])
+	if n := len(c.Upstreams); n > 2 {
+		q := make([]string, n)
+		for i, u := range c.Upstreams {
+			q[i] = strconv.Quote(u)
+		}
+		by = "upstreams " + strings.Join(q[:n-1], ", ") + " and " + q[n-1]
+	}
+	return fmt.Sprintf("virtual_servers %q: %s %q is exposed by %s; exclude or rename one", c.VS, c.Kind, c.Name, by)
+}
+
+// Withheld says what a collision that is not refused leaves agents.
+func (c Collision) Withheld() string {
+	if c.Kept == "" {
+		return c.Error() + " (all of them are withheld)"
+	}
+	return fmt.Sprintf("%s (upstream %q keeps it; the others are withheld)", c.Error(), c.Kept)
+}
+
+func (c Collision) same(o Collision) bool {
+	return c.VS == o.VS && c.Kind == o.Kind && c.Name == o.Name && slices.Equal(c.Upstreams, o.Upstreams)
+}
+
+// collisionPolicy says which collisions fail a compile.
+type collisionPolicy int
+
+const (
+	// refuseCollisions: any collision fails (the first compile at start).
+	refuseCollisions collisionPolicy = iota
+	// refuseNewCollisions: collisions the running snapshot has too are
+	// tolerated, resolved as it resolves them (applying a configuration:
+	// a collision an upstream brought must not block other changes, a
+	// revocation least of all).
+	refuseNewCollisions
+	// withholdCollisions: none fails (an upstream's catalog changed).
+	withholdCollisions
+)
+
+// refused returns the collisions of snap that policy refuses, as one
+// error, given the snapshot running.
+func (p collisionPolicy) refused(snap, running *Snapshot) error {
+	var errs []string
+	for _, c := range snap.collisions {
+		switch {
+		case p == withholdCollisions:
+		case p == refuseNewCollisions && running != nil && slices.ContainsFunc(running.collisions, c.same):
+		default:
+			errs = append(errs, c.Error())
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
 }
 
 // compile builds a snapshot from a document and the catalogs discovered so
-// far (nil for upstreams not yet reached). All collisions are reported.
-func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64) (*Snapshot, error) {
+// far (nil for upstreams not yet reached). Collisions do not fail it: the
+// snapshot lists them (see [Collision]) and the caller's
+// [collisionPolicy] decides; running, if not nil, is the snapshot in
+// force, whose routes collisions keep.
+func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64, running *Snapshot) (*Snapshot, error) {
 	keys, err := compileKeys(doc)
 	if err != nil {
 		return nil, err
@@ -98,16 +171,14 @@ func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64) (*Sn
 	}
 	pins := newPinIndex(doc, acc)
 	snap := &Snapshot{Revision: rev, Compiled: time.Now(), Doc: doc, Keys: keys, VS: map[string]*VirtualServer{}, access: acc}
-	var errs []string
 	for i := range doc.VirtualServers {
-		vs, verrs := compileVS(&doc.VirtualServers[i], catalogs, pins, hiddenArgs(bindings))
-		for _, e := range verrs {
-			errs = append(errs, e.Error())
+		var prev *VirtualServer
+		if running != nil {
+			prev = running.VS[doc.VirtualServers[i].Name]
 		}
+		vs, cs := compileVS(&doc.VirtualServers[i], catalogs, pins, hiddenArgs(bindings), prev)
+		snap.collisions = append(snap.collisions, cs...)
 		snap.VS[vs.Name] = vs
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	for name, cat := range catalogs {
 		if cat == nil {
@@ -153,7 +224,18 @@ func compileKeys(doc *config.Document) (*identity.APIKeys, error) {
 	return identity.NewAPIKeys(entries)
 }
 
-func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinIndex, hidden hiddenArgs) (*VirtualServer, []error) {
+// exposure is an item a selection exposes under a name: a candidate for
+// a route, until collisions are looked at.
+type exposure struct {
+	name, upstream, from string
+	// define adds the item's definition to the virtual server once it is
+	// routed.
+	define func(vs *VirtualServer, r *Route)
+}
+
+// compileVS compiles one virtual server. prev is the one in force under
+// the same name, if any: a collision keeps its route (see [Collision]).
+func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinIndex, hidden hiddenArgs, prev *VirtualServer) (*VirtualServer, []Collision) {
 	vs := &VirtualServer{
 		Name:      c.Name,
 		Anonymous: c.Anonymous,
@@ -162,7 +244,7 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinI
 		Resources: map[string]*Route{},
 		Templates: map[string]*Route{},
 	}
-	var errs []error
+	var tools, prompts, resources, templates []exposure
 	for _, sel := range c.Include {
 		if !slices.Contains(vs.Upstreams, sel.Upstream) {
 			vs.Upstreams = append(vs.Upstreams, sel.Upstream)
@@ -171,53 +253,98 @@ func compileVS(c *config.VirtualServer, catalogs map[string]*Catalog, pins *pinI
 		if cat == nil {
 			continue
 		}
-		add := func(kind, name, from string, routes map[string]*Route) bool {
-			if prev, ok := routes[name]; ok {
-				errs = append(errs, &CollisionError{VS: c.Name, Kind: kind, Name: name, Upstreams: [2]string{prev.Upstream, sel.Upstream}})
-				return false
-			}
-			routes[name] = &Route{Upstream: sel.Upstream, Name: from}
-			return true
-		}
 		for _, t := range selectedOf(cat.Tools, sel.Tools, sel.ExcludeTools, func(t *mcp.Tool) string { return t.Name }) {
 			if pins.withheld(sel.Upstream, t.Name) != "" {
 				continue
 			}
 			name := renamed(sel.Rename, t.Name)
-			if add("tool", name, t.Name, vs.Tools) {
-				vs.Tools[name].Annotations = annotationsOf(t)
+			tools = append(tools, exposure{name, sel.Upstream, t.Name, func(vs *VirtualServer, r *Route) {
+				r.Annotations = annotationsOf(t)
 				def := toolDefFor(t, hidden.of(sel.Upstream, t.Name))
 				def.Name = name
 				if d, ok := sel.Descriptions[name]; ok {
 					def.Description = d
 				}
 				vs.ToolDefs = append(vs.ToolDefs, def)
-			}
+			}})
 		}
 		for _, p := range selectedOf(cat.Prompts, sel.Prompts, sel.ExcludePrompts, func(p *mcp.Prompt) string { return p.Name }) {
 			name := renamed(sel.RenamePrompts, p.Name)
-			if add("prompt", name, p.Name, vs.Prompts) {
+			prompts = append(prompts, exposure{name, sel.Upstream, p.Name, func(vs *VirtualServer, _ *Route) {
 				def := *p
 				def.Name = name
 				vs.PromptDefs = append(vs.PromptDefs, &def)
-			}
+			}})
 		}
 		for _, r := range selectedOf(cat.Resources, sel.Resources, sel.ExcludeResources, func(r *mcp.Resource) string { return r.URI }) {
-			if add("resource", r.URI, r.URI, vs.Resources) {
+			resources = append(resources, exposure{r.URI, sel.Upstream, r.URI, func(vs *VirtualServer, _ *Route) {
 				vs.ResourceDefs = append(vs.ResourceDefs, r)
-			}
+			}})
 		}
 		for _, r := range selectedOf(cat.Templates, sel.ResourceTemplates, sel.ExcludeResourceTemplates, func(r *mcp.ResourceTemplate) string { return r.URITemplate }) {
-			if add("resource template", r.URITemplate, r.URITemplate, vs.Templates) {
+			templates = append(templates, exposure{r.URITemplate, sel.Upstream, r.URITemplate, func(vs *VirtualServer, _ *Route) {
 				vs.TemplateDefs = append(vs.TemplateDefs, r)
-			}
+			}})
 		}
+	}
+	var prevRoutes [4]map[string]*Route
+	if prev != nil {
+		prevRoutes = [4]map[string]*Route{prev.Tools, prev.Prompts, prev.Resources, prev.Templates}
+	}
+	var collisions []Collision
+	for i, k := range [4]struct {
+		kind   string
+		items  []exposure
+		routes map[string]*Route
+	}{{"tool", tools, vs.Tools}, {"prompt", prompts, vs.Prompts}, {"resource", resources, vs.Resources}, {"resource template", templates, vs.Templates}} {
+		collisions = append(collisions, route(vs, c.Name, k.kind, k.items, k.routes, prevRoutes[i])...)
 	}
 	if len(c.Include) == 1 && isPlain(&c.Include[0]) {
 		vs.Transparent = c.Include[0].Upstream
 	}
 	vs.Caps, vs.ServerInfo, vs.Instructions = vsIdentity(c, vs, catalogs)
-	return vs, errs
+	return vs, collisions
+}
+
+// route routes the items of one kind, in order, into routes. A name more
+// than one item has is a collision: it keeps the route prev has for it,
+// if one of the items is that route's, and the others are withheld.
+func route(vs *VirtualServer, vsName, kind string, items []exposure, routes, prev map[string]*Route) []Collision {
+	byName := make(map[string][]int, len(items))
+	for i, e := range items {
+		byName[e.name] = append(byName[e.name], i)
+	}
+	var collisions []Collision
+	kept := map[string]int{} // colliding name -> index of the item kept, -1 for none
+	for i, e := range items {
+		idx := byName[e.name]
+		if len(idx) < 2 {
+			continue
+		}
+		if idx[0] == i {
+			col := Collision{VS: vsName, Kind: kind, Name: e.name}
+			keep := -1
+			pr := prev[e.name]
+			for _, j := range idx {
+				col.Upstreams = append(col.Upstreams, items[j].upstream)
+				if pr != nil && items[j].upstream == pr.Upstream && items[j].from == pr.Name && keep == -1 {
+					keep = j
+					col.Kept = pr.Upstream
+				}
+			}
+			kept[e.name] = keep
+			collisions = append(collisions, col)
+		}
+	}
+	for i, e := range items {
+		if k, ok := kept[e.name]; ok && k != i {
+			continue
+		}
+		r := &Route{Upstream: e.upstream, Name: e.from}
+		routes[e.name] = r
+		e.define(vs, r)
+	}
+	return collisions
 }
 
 // annotationsOf returns a tool's annotations as a map, for policy

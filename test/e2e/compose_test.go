@@ -438,12 +438,15 @@ virtual_servers:
 
 // TestComposeCollisionAtRunTime has a collision appear while serving: both
 // upstreams of a virtual server register "extra" (picked up by globs). The
-// gateway reports it (log, /readyz) and keeps the snapshot in force: extra
-// still routes to the upstream that had it first, and nothing is suffixed.
+// gateway reports it (log, /readyz) and extra keeps its route in force:
+// it still goes to the upstream that had it first, alpha's is withheld,
+// and nothing is suffixed. The collision does not freeze the
+// configuration: a reload that leaves it as it is still applies, and one
+// that excludes alpha's extra clears it.
 func TestComposeCollisionAtRunTime(t *testing.T) {
 	t.Parallel()
 	alphaURL, alpha := demoHTTP(t, "streamable-http", "alpha")
-	g := startGateway(t, fmt.Sprintf(`
+	cfg := fmt.Sprintf(`
 listen: LISTEN
 log: {level: info}
 upstreams:
@@ -453,10 +456,11 @@ virtual_servers:
   - name: mix
     anonymous: true
     include:
-      - {upstream: alpha, tools: ["ext*", add_tool], prompts: [], resources: [], resource_templates: []}
+      - {upstream: alpha, tools: ["ext*", add_tool, echo], prompts: [], resources: [], resource_templates: []}
       - {upstream: beta, tools: ["ext*"], prompts: [], resources: [], resource_templates: []}
   - {name: beta-direct, anonymous: true, include: [{upstream: beta}]}
-`, alphaURL, filepath.Join(binDir, "demo-server")))
+`, alphaURL, filepath.Join(binDir, "demo-server"))
+	g := startGateway(t, cfg)
 	changed := make(chan struct{}, 16)
 	mix := connect(t, "streamable-http", g.url("mix"), "", &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { notifyCh(changed) },
@@ -468,7 +472,7 @@ virtual_servers:
 		t.Fatalf("beta add_tool = %q", got)
 	}
 	waitNotified(t, changed, "tools/list_changed for beta's extra")
-	if got, want := sortedToolNames(t, mix), []string{"add_tool", "extra"}; !slices.Equal(got, want) {
+	if got, want := sortedToolNames(t, mix), []string{"add_tool", "echo", "extra"}; !slices.Equal(got, want) {
 		t.Fatalf("mix tools = %v, want %v", got, want)
 	}
 
@@ -476,37 +480,63 @@ virtual_servers:
 	if got := callText(t, mix, "add_tool", nil); got != "added" {
 		t.Fatalf("alpha add_tool = %q", got)
 	}
-	want := `virtual_servers "mix": tool "extra" is exposed by both upstream "alpha" and upstream "beta"`
-	pollUntil(t, "the collision to be logged", func() bool {
-		e := lastEntry(g, msgNoCompile)
-		return e != nil && strings.Contains(fmt.Sprint(e["error"]), "extra")
-	})
-	if e := lastEntry(g, msgNoCompile); !strings.Contains(fmt.Sprint(e["error"]), want) {
-		t.Errorf("logged %v, want an error containing %q", e["error"], want)
+	want := `virtual_servers "mix": tool "extra" is exposed by both upstream "alpha" and upstream "beta"; exclude or rename one (upstream "beta" keeps it; the others are withheld)`
+	pollUntil(t, "the collision to be logged", func() bool { return lastEntry(g, msgCollision) != nil })
+	if e := lastEntry(g, msgCollision); fmt.Sprint(e["collisions"]) != want || e["level"] != "ERROR" {
+		t.Errorf("logged %v, want an ERROR with collisions %q", e, want)
 	}
-	resp, err := http.Get("http://" + g.addr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	readyCollisions := func() (string, []string) {
+		t.Helper()
+		_, rd := readyz(t, g)
+		var cs []string
+		if l, ok := rd["collisions"].([]any); ok {
+			for _, c := range l {
+				cs = append(cs, fmt.Sprint(c))
+			}
+		}
+		return fmt.Sprint(rd["status"]), cs
 	}
-	var rd struct{ Status, Error string }
-	err = json.NewDecoder(resp.Body).Decode(&rd)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rd.Status != "degraded" || !strings.Contains(rd.Error, want) {
-		t.Errorf("/readyz = %+v, want degraded with %q", rd, want)
+	if status, cs := readyCollisions(); status != "degraded" || !slices.Equal(cs, []string{want}) {
+		t.Errorf("/readyz = %s with collisions %q, want degraded with %q", status, cs, want)
 	}
 
-	if got, want := sortedToolNames(t, mix), []string{"add_tool", "extra"}; !slices.Equal(got, want) {
-		t.Errorf("mix tools = %v, want the snapshot in force %v (no suffixed duplicate)", got, want)
+	checkExtra := func(tools []string) {
+		t.Helper()
+		if got := sortedToolNames(t, mix); !slices.Equal(got, tools) {
+			t.Errorf("mix tools = %v, want %v (no suffixed duplicate)", got, tools)
+		}
+		betaExtras := func() int {
+			return len(slices.DeleteFunc(upstreamCalls(g.Output(), "beta"), func(c string) bool { return c != "extra" }))
+		}
+		n := betaExtras()
+		if got := callText(t, mix, "extra", nil); got != "extra" {
+			t.Errorf("extra = %q", got)
+		}
+		pollUntil(t, "beta to record extra", func() bool { return betaExtras() > n })
+		if slices.Contains(upstreamCalls(alpha.Output(), "alpha"), "extra") {
+			t.Errorf("extra was routed to alpha; the route in force sends it to beta")
+		}
 	}
-	if got := callText(t, mix, "extra", nil); got != "extra" {
-		t.Errorf("extra = %q", got)
+	checkExtra([]string{"add_tool", "echo", "extra"})
+
+	// An administrator's change that leaves the collision as it is still
+	// applies: here, hiding add_tool.
+	drainCh(changed)
+	sighupReload(t, g, strings.Replace(cfg, `tools: ["ext*", add_tool, echo]`, `tools: ["ext*", echo]`, 1), msgReloaded)
+	waitNotified(t, changed, "tools/list_changed after the reload")
+	checkExtra([]string{"echo", "extra"})
+	if status, cs := readyCollisions(); status != "degraded" || !slices.Equal(cs, []string{want}) {
+		t.Errorf("/readyz after the reload = %s with collisions %q, want degraded with %q", status, cs, want)
 	}
-	pollUntil(t, "beta to record extra", func() bool { return slices.Contains(upstreamCalls(g.Output(), "beta"), "extra") })
-	if slices.Contains(upstreamCalls(alpha.Output(), "alpha"), "extra") {
-		t.Errorf("extra was routed to alpha; the snapshot in force routes it to beta")
+
+	// One that excludes alpha's extra clears it.
+	sighupReload(t, g, strings.Replace(cfg, `tools: ["ext*", add_tool, echo]`, `tools: [echo]`, 1), msgReloaded)
+	checkExtra([]string{"echo", "extra"})
+	if status, cs := readyCollisions(); status != "ok" || len(cs) > 0 {
+		t.Errorf("/readyz once the configuration excludes one = %s with collisions %q, want ok and none", status, cs)
+	}
+	if n := countMsg(g, msgCollision); n != 1 {
+		t.Errorf("the collision was logged %d times, want once", n)
 	}
 }
 
@@ -880,6 +910,7 @@ const (
 	msgReloaded     = "configuration reloaded"
 	msgReloadFailed = "reload failed; keeping the running configuration"
 	msgNoCompile    = "configuration no longer compiles against what upstreams serve; keeping the previous snapshot"
+	msgCollision    = "upstreams now serve the same name in a virtual server; the name keeps the route in force, if it had one, and the others are withheld until the configuration excludes or renames one"
 )
 
 // runGatehouse runs the gatehouse binary to completion; see runGatehouseEnv.
