@@ -56,6 +56,22 @@ func TestDetectSecretsSpans(t *testing.T) {
 		// A high-entropy tail joined to a key by '+' is its own token once
 		// the key is redacted, so it is found now (fuzzer).
 		{"sk-proj-00000000000000000000+00001A1C2B78a19X2Y7Z 0000001278AaCbBX9YZc", []string{`openai_api_key:"sk-proj-00000000000000000000"`, `high_entropy:"00001A1C2B78a19X2Y7Z"`, `high_entropy:"0000001278AaCbBX9YZc"`}},
+		// Words assigned to a key named for a secret.
+		{"connect with password=hunter2 please", []string{`secret_assignment:"hunter2"`}},
+		{"PGPASSWORD: correct-horse-battery", []string{`secret_assignment:"correct-horse-battery"`}},
+		{`{"db_password": "hunter two", "user": "ada"}`, []string{`secret_assignment:"hunter two"`}},
+		{`$client_secret => 'notsorandomsecret'`, []string{`secret_assignment:"notsorandomsecret"`}},
+		{"--password=letmein1 --user=ada", []string{`secret_assignment:"letmein1"`}},
+		{"https://x.example/cb?code=1&access_token=plainaccesstoken&x=1", []string{`secret_assignment:"plainaccesstoken"`}},
+		{"SLACK_TOKEN=xoxb-000000000000-0000000000000-FAKEEXAMPLETnIENsrx3Qkug", []string{`slack_token:"xoxb-000000000000-0000000000000-FAKEEXAMPLETnIENsrx3Qkug"`}},
+		// Not secrets: references, placeholders, short or empty values,
+		// comparisons, pagination tokens.
+		{"password = os.environ['DB_PASSWORD']; pw = getpass(); secret: config.db.secret", nil},
+		{"password: ${DB_PASSWORD} password=<password> password=**** password=changeme password: null", nil},
+		{"token: none, secret: yes, api_key=short, password:", nil},
+		{"if password == expected { ok }", nil},
+		{"next_page_token=page-two-of-ten-results pageToken: abcdefghijkl", nil},
+		{"Password: [REDACTED:high_entropy]", nil},
 	}
 	for _, tc := range tests {
 		if got := spans(tc.text, DetectSecrets(tc.text)); !slices.Equal(got, tc.want) {

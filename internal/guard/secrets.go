@@ -33,6 +33,7 @@ const (
 	KindBasicAuth         = "basic_auth"
 	KindPasswordInURL     = "password_in_url"
 	KindHighEntropy       = "high_entropy"
+	KindSecretAssignment  = "secret_assignment"
 )
 
 // SecretKinds lists the kinds [DetectSecrets] reports.
@@ -41,13 +42,15 @@ var SecretKinds = []string{
 	KindAzureStorageKey, KindAzureSharedKey, KindAzureSASToken, KindAzureClientSecret,
 	KindGitHubToken, KindGitLabToken, KindSlackToken, KindSlackWebhook, KindStripeKey,
 	KindOpenAIKey, KindAnthropicKey, KindNPMToken, KindHuggingFaceToken, KindGatehouseKey,
-	KindJWT, KindBearerToken, KindBasicAuth, KindPasswordInURL, KindHighEntropy,
+	KindJWT, KindBearerToken, KindBasicAuth, KindPasswordInURL, KindHighEntropy, KindSecretAssignment,
 }
 
 // DetectSecrets finds credentials in text: PEM private keys, cloud and SaaS
 // keys by their documented formats, JWTs (whose header decodes to JSON with
-// "alg"), bearer and basic credentials, passwords in URLs, and high-entropy
-// tokens. Matches are sorted by offset and do not overlap.
+// "alg"), bearer and basic credentials, passwords in URLs, high-entropy
+// tokens, and the values of assignments to keys named for secrets
+// (password=..., "api_key": "...") that nothing else found. Matches are
+// sorted by offset and do not overlap.
 func DetectSecrets(text string) []Match {
 	return appendSecrets(nil, text)
 }
@@ -115,6 +118,9 @@ func appendSecrets(dst []Match, s string) []Match {
 	}
 	dst = pairAWSSecrets(dst, base, s)
 	dst = appendHighEntropy(dst, s, base, armors)
+	if strings.ContainsAny(s, "=:") {
+		dst = appendAssignedSecrets(dst, s, base)
+	}
 	ms := dst[base:]
 	slices.SortFunc(ms, func(a, b Match) int { return a.Start - b.Start })
 	return dst
@@ -1052,4 +1058,163 @@ func entropy(t string) float64 {
 		}
 	}
 	return h
+}
+
+// Secrets assigned to keys named for them.
+//
+// A password of words ("password=hunter2", "PGPASSWORD: correct horse") has
+// neither a known format nor the entropy of a key: what gives it away is
+// the key. appendAssignedSecrets reports the value of an assignment
+// (key=value, key: value, "key": "value", key => value) whose key names a
+// password, secret, token or key, when no other match covers it already.
+// Code that reads a secret from elsewhere (os.environ['X'], getpass(),
+// config.db.password), placeholders (${X}, <password>, ****, changeme) and
+// empty or null values are not secrets; values of secret, token and key
+// names must have 8 bytes or more, and pagination tokens are not secrets.
+func appendAssignedSecrets(dst []Match, s string, base int) []Match {
+	for off := 0; off < len(s); {
+		i := strings.IndexAny(s[off:], "=:")
+		if i < 0 {
+			break
+		}
+		i += off
+		off = i + 1
+		minLen := secretKey(s, i)
+		if minLen == 0 {
+			continue
+		}
+		j := i + 1
+		if s[i] == '=' && j < len(s) && s[j] == '>' { // key => value
+			j++
+		}
+		if s[i] == '=' && j < len(s) && s[j] == '=' { // a comparison
+			continue
+		}
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+			j++
+		}
+		start, end, quoted := assignedValue(s, j)
+		if end-start < minLen || overlaps(dst[base:], start, end) || notASecret(s[start:end], quoted) {
+			continue
+		}
+		dst = append(dst, Match{KindSecretAssignment, start, end, 1})
+		off = end
+	}
+	return dst
+}
+
+// secretKey looks at the key before the '=' or ':' at i and returns the
+// least length a secret assigned to it has: 4 for passwords, 8 for
+// secrets, tokens and keys; 0 if the key names none of them.
+func secretKey(s string, i int) int {
+	j := i
+	for j > 0 && (s[j-1] == ' ' || s[j-1] == '\t') && i-j < 4 {
+		j--
+	}
+	if j > 0 && (s[j-1] == '"' || s[j-1] == '\'') {
+		j--
+	}
+	end := j
+	for j > 0 && end-j < 64 && (isWord(s[j-1]) || s[j-1] == '-' || s[j-1] == '.') {
+		j--
+	}
+	if j == end || j > 0 && end-j == 64 {
+		return 0
+	}
+	var buf [64]byte
+	key := buf[:0]
+	for k := j; k < end; k++ {
+		c := lower(s[k])
+		if c == '-' || c == '.' {
+			c = '_'
+		}
+		key = append(key, c)
+	}
+	k := string(key)
+	if k == "pass" || k == "pw" || k == "pwd" || hasAnySuffix(k, passwordKeys) {
+		return 4
+	}
+	if hasAnySuffix(k, secretKeys) && !hasAnySuffix(k, notSecretKeys) {
+		return 8
+	}
+	return 0
+}
+
+var (
+	passwordKeys  = []string{"password", "passwd", "passphrase", "_pass", "_pwd"}
+	secretKeys    = []string{"secret", "secret_key", "token", "api_key", "apikey", "access_key", "private_key", "auth_key", "credential", "credentials"}
+	notSecretKeys = []string{"page_token", "pagetoken", "next_token", "nexttoken", "continuation_token", "sync_token", "max_token", "token_type"}
+)
+
+func hasAnySuffix(s string, suffixes []string) bool {
+	for _, x := range suffixes {
+		if strings.HasSuffix(s, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// assignedValue returns the value that starts at j: up to the closing
+// quote if it is quoted, else up to a space or a separator.
+func assignedValue(s string, j int) (start, end int, quoted bool) {
+	if j >= len(s) {
+		return j, j, false
+	}
+	if q := s[j]; q == '"' || q == '\'' || q == '`' {
+		k := strings.IndexByte(s[j+1:], q)
+		if k < 0 {
+			return j, j, false
+		}
+		if nl := strings.IndexByte(s[j+1:j+1+k], '\n'); nl >= 0 {
+			return j, j, false
+		}
+		return j + 1, j + 1 + k, true
+	}
+	k := j
+	for k < len(s) {
+		switch s[k] {
+		case ' ', '\t', '\r', '\n', '&', ';', ',', '"', '\'', '`', '<', '>', ')', '}', ']':
+			return j, k, false
+		}
+		k++
+	}
+	return j, k, false
+}
+
+// notASecret reports values that are not secrets themselves: references to
+// one, placeholders, empty values.
+func notASecret(v string, quoted bool) bool {
+	if placeholderPassword(v) || strings.HasSuffix(v, "...") || strings.HasPrefix(v, "[REDACTED") {
+		return true
+	}
+	switch strings.ToLower(v) {
+	case "none", "null", "nil", "true", "false", "undefined", "required", "optional", "string", "redacted", "hidden",
+		"secret", "token", "empty", "unset", "your_password", "yourpassword", "example", "test":
+		return true
+	}
+	if strings.ContainsAny(v, "([{") {
+		return true // a call or an index: os.environ['X'], getpass()
+	}
+	if !quoted && dottedName(v) {
+		return true // config.db.password, process.env.TOKEN
+	}
+	return false
+}
+
+// dottedName reports whether v is identifiers joined by dots.
+func dottedName(v string) bool {
+	parts := 0
+	for p := range strings.SplitSeq(v, ".") {
+		if p == "" || !isUpper(p[0]) && !isLower(p[0]) && p[0] != '_' {
+			return false
+		}
+		for k := 0; k < len(p); k++ {
+			if !isWord(p[k]) {
+				return false
+			}
+		}
+		parts++
+	}
+	return parts > 1
 }
