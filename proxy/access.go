@@ -175,6 +175,10 @@ func sourceIP(req mcp.Request) string {
 type callCheck struct {
 	args     map[string]any // possibly redacted
 	redacted bool
+	// recorded is what the audit trail keeps of args when flag rules
+	// found secrets or personal data in them (masked there, sent as they
+	// are); nil: args.
+	recorded any
 	findings []guard.Finding
 	approval *approvalNeed // non-nil: the call needs a human's approval
 }
@@ -245,6 +249,9 @@ func (f *face) checkCall(ctx context.Context, req mcp.Request, vs *VirtualServer
 	start = time.Now()
 	out, res := snap.access.guards.Check(config.DirectionRequest, vs.Name, guardName, rootName, root)
 	cc.findings = res.Findings
+	if kind == policy.KindTool && res.Masks() {
+		cc.recorded = res.Recorded(rootName, out)
+	}
 	display := name
 	if kind == policy.KindResource && len(res.Findings) > 0 {
 		// The URI itself carries what was found: logs, the audit trail

@@ -260,6 +260,9 @@ func (f *face) callTool(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	}
 	if rc := requestFrom(ctx); rc != nil && f.g.audit != nil {
 		rc.args, rc.argsHash = raw, ArgsHash(args)
+		if cc.recorded != nil {
+			rc.args = mustJSON(cc.recorded)
+		}
 	}
 	if cc.approval != nil {
 		res, proceed, err := f.holdCall(ctx, req, r, name, cc, raw)

@@ -110,6 +110,53 @@ type Result struct {
 	// Verdict is the strongest action among the findings: "" (none), flag,
 	// redact, require_approval or block.
 	Verdict string
+	// masked holds, by path, the strings (and card numbers) in which a
+	// flag rule found a secret or personal data, as they are to be
+	// recorded: with those spans masked too (see [Result.Recorded]).
+	masked map[string]string
+}
+
+// Masks reports whether [Result.Recorded] masks anything.
+func (r Result) Masks() bool { return len(r.masked) > 0 }
+
+// Recorded returns what a record of v (Check's output) should keep: v
+// itself, or, when flag rules found secrets or personal data in it (which
+// flag leaves in place for the upstream), a copy with those spans masked
+// as redaction would mask them. v is not modified. The audit trail keeps
+// this, so that it does not become a store of the credentials and
+// personal data it flagged.
+func (r Result) Recorded(root string, v any) any {
+	if len(r.masked) == 0 {
+		return v
+	}
+	var path []seg
+	var rec func(v any) any
+	rec = func(v any) any {
+		switch x := v.(type) {
+		case string, float64:
+			if m, ok := r.masked[renderPath(root, path)]; ok {
+				return m
+			}
+		case map[string]any:
+			y := make(map[string]any, len(x))
+			for k, e := range x {
+				path = append(path, seg{key: k, idx: -1})
+				y[k] = rec(e)
+				path = path[:len(path)-1]
+			}
+			return y
+		case []any:
+			y := make([]any, len(x))
+			for i, e := range x {
+				path = append(path, seg{idx: i})
+				y[i] = rec(e)
+				path = path[:len(path)-1]
+			}
+			return y
+		}
+		return v
+	}
+	return rec(v)
 }
 
 // MaxFindings bounds the findings one check records.
@@ -509,6 +556,10 @@ func (s *Set) Check(direction, vs, tool, root string, v any) (any, Result) {
 		}
 	}
 	var res Result
+	if len(c.masked) > 0 {
+		res.masked = c.masked
+		c.masked = nil
+	}
 	if len(c.findings) > 0 {
 		res.Findings = slices.Clone(c.findings)
 		slices.SortStableFunc(res.Findings, func(x, y Finding) int {

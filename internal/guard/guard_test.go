@@ -210,6 +210,49 @@ func TestCheckCallToolResult(t *testing.T) {
 	}
 }
 
+// TestRecordedMasksFlagged: flag rules on secrets and personal data leave
+// the values for the upstream; Recorded masks them, and what redaction
+// masked, in a copy. Flags of other detectors are recorded as they are.
+func TestRecordedMasksFlagged(t *testing.T) {
+	t.Parallel()
+	set := mustCompile(t,
+		config.Guardrail{Name: "flag-secrets", Detector: "secrets", Action: "flag"},
+		config.Guardrail{Name: "flag-pii", Detector: "pii", Kinds: []string{"email", "credit_card"}, Action: "flag"},
+		config.Guardrail{Name: "redact-phone", Detector: "pii", Kinds: []string{"phone"}, Action: "redact"},
+		config.Guardrail{Name: "words", Detector: "denylist", Terms: []string{"Bluebird"}, Action: "flag"},
+	)
+	args := map[string]any{
+		"to":    "mail " + email + " or call +1 415 555 0100",
+		"notes": []any{"Bluebird is fine", map[string]any{"key": "id=" + awsKey}},
+		"card":  4111111111111111.0,
+		"n":     7.0,
+	}
+	out, r := set.Check("request", "vs", "tool", "args", args)
+	if !r.Masks() {
+		t.Fatalf("Masks() = false; findings %+v", r.Findings)
+	}
+	rec := r.Recorded("args", out).(map[string]any)
+	if got, want := rec["to"], "mail [REDACTED:email] or call [REDACTED:phone]"; got != want {
+		t.Errorf("recorded to = %q, want %q", got, want)
+	}
+	notes := rec["notes"].([]any)
+	if notes[0] != "Bluebird is fine" || notes[1].(map[string]any)["key"] != "id=[REDACTED:aws_access_key]" {
+		t.Errorf("recorded notes = %#v", notes)
+	}
+	if rec["card"] != "[REDACTED:credit_card]" || rec["n"] != 7.0 {
+		t.Errorf("recorded card, n = %#v, %#v", rec["card"], rec["n"])
+	}
+	// What goes upstream: only the redact rule applied.
+	if args["to"] != "mail "+email+" or call [REDACTED:phone]" || args["notes"].([]any)[1].(map[string]any)["key"] != "id="+awsKey || args["card"] != 4111111111111111.0 {
+		t.Errorf("Recorded changed what is sent: %#v", args)
+	}
+	// Nothing flagged: nothing to mask.
+	_, r = set.Check("request", "vs", "tool", "args", map[string]any{"x": "Bluebird"})
+	if r.Masks() {
+		t.Errorf("Masks() for a denylist flag only")
+	}
+}
+
 func TestVerdictOrdering(t *testing.T) {
 	t.Parallel()
 	actions := []string{"flag", "redact", "require_approval", "block"}

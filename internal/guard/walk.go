@@ -31,6 +31,11 @@ type checker struct {
 	tmp      []Match
 	hits     []denyHit
 	spans    []span
+	// flagged are the spans of secrets and personal data flag rules
+	// found in the current string; masked, their records by path (see
+	// [Result.Recorded]).
+	flagged []span
+	masked  map[string]string
 	pathStr  string
 	pathDone bool
 }
@@ -53,6 +58,7 @@ func (c *checker) reset(s *Set, a *applicable, response bool, root string) {
 	clear(c.findings) // drop references for the pool
 	c.findings = c.findings[:0]
 	c.verdict, c.n = 0, 0
+	c.masked = nil
 }
 
 func (c *checker) add(f Finding, rank int) {
@@ -149,6 +155,9 @@ func (c *checker) number(x float64) (any, bool) {
 		}
 		c.add(Finding{Rule: r.name, Detector: r.detName, Kind: KindCreditCard, Path: c.pathString(), End: len(digits), Score: 1, Action: r.action}, r.rank)
 		redact = redact || r.action == config.ActionRedact
+		if r.action == config.ActionFlag {
+			c.mask(placeholder(KindCreditCard))
+		}
 	}
 	if redact {
 		return placeholder(KindCreditCard), true
@@ -163,6 +172,7 @@ func (c *checker) str(s string) (string, bool) {
 	}
 	c.have = 0
 	c.spans = c.spans[:0]
+	c.flagged = c.flagged[:0]
 	c.pathDone = false
 	for _, r := range c.a.text {
 		var ms []Match
@@ -216,15 +226,29 @@ func (c *checker) str(s string) (string, bool) {
 				continue
 			}
 			c.add(Finding{Rule: r.name, Detector: r.detName, Kind: m.Kind, Path: c.pathString(), Start: m.Start, End: m.End, Score: score, Action: r.action}, r.rank)
-			if r.action == config.ActionRedact {
+			switch {
+			case r.action == config.ActionRedact:
 				c.spans = append(c.spans, span{m.Start, m.End, m.Kind})
+			case r.action == config.ActionFlag && (r.det == detSecrets || r.det == detPII):
+				c.flagged = append(c.flagged, span{m.Start, m.End, m.Kind})
 			}
 		}
+	}
+	if len(c.flagged) > 0 {
+		c.mask(redact(s, append(c.flagged, c.spans...)))
 	}
 	if len(c.spans) == 0 {
 		return s, false
 	}
 	return redact(s, c.spans), true
+}
+
+// mask records how the value at the current path is to be recorded.
+func (c *checker) mask(recorded string) {
+	if c.masked == nil {
+		c.masked = map[string]string{}
+	}
+	c.masked[c.pathString()] = recorded
 }
 
 // maxMatches bounds the matches of one admin regex in one string.

@@ -91,6 +91,8 @@ grants:
   - {name: no-env, subject: {agent: ci-bot}, target: {virtual_server: ops, tools: [env]}, effect: deny}
 guardrails:
   - {name: no-injection, detector: injection, action: block}
+  - {name: flag-email, detector: pii, kinds: [email], action: flag}
+  - {name: flag-secrets, detector: secrets, action: flag}
 `, upstream, sha)
 }
 
@@ -121,6 +123,12 @@ func TestAuditEndToEnd(t *testing.T) {
 	if _, err := cs.ListTools(ctxT(t), nil); err != nil {
 		t.Fatal(err)
 	}
+	// Flag rules leave what they find for the upstream; the audit trail
+	// keeps it masked.
+	const flagged = "mail ada@example.com the password=hunter2 today"
+	if got := callText(t, cs, "echo", map[string]any{"text": flagged}); !strings.Contains(got, flagged) {
+		t.Fatalf("echo of flagged text = %q, want it unchanged", got)
+	}
 	mustGQL(t, g, `mutation { createTeam(input: {name: "auditors-were-here"}) { id } }`, nil)
 
 	var rows []map[string]any
@@ -132,8 +140,8 @@ func TestAuditEndToEnd(t *testing.T) {
 	})
 	byTarget := map[string]map[string]any{}
 	for _, r := range rows {
-		if r["method"] == "tools/call" {
-			byTarget[fmt.Sprint(r["target"], "/", r["outcome"])] = r
+		if k := fmt.Sprint(r["target"], "/", r["outcome"]); r["method"] == "tools/call" && byTarget[k] == nil {
+			byTarget[k] = r // the first
 		}
 		if r["agent"] != "ci-bot" || r["virtual_server"] != "ops" || r["request_id"] == "" {
 			t.Errorf("event without its principal or ids: %v", r)
@@ -143,6 +151,13 @@ func TestAuditEndToEnd(t *testing.T) {
 	if ok == nil || ok["decision"] != "allow" || ok["upstream"] != "alpha" || ok["team"] != "dev" || ok["auth_method"] != "api_key" ||
 		!strings.Contains(fmt.Sprint(ok["arguments"]), "audited-hello") || ok["args_hash"] == "" || fmt.Sprint(ok["upstream_us"]) == "0" {
 		t.Errorf("echo event: %v", ok)
+	}
+	// (Found twice: in the arguments, and in the result that echoes them.)
+	fl := auditRows(t, g, `SELECT arguments, arrayMap(f -> f.kind || '/' || f.action || '/' || f.path, findings) AS found FROM audit_events
+  WHERE kind = 'request' AND method = 'tools/call' AND has(arrayMap(f -> f.action, findings), 'flag')`)
+	if len(fl) != 1 || fmt.Sprint(fl[0]["arguments"]) != `{"text":"mail [REDACTED:email] the password=[REDACTED:secret_assignment] today"}` ||
+		fmt.Sprint(fl[0]["found"]) != "[email/flag/args.text secret_assignment/flag/args.text email/flag/result.content[0].text secret_assignment/flag/result.content[0].text]" {
+		t.Errorf("flagged call's event = %v, want its arguments with the email and the password masked", fl)
 	}
 	if e := byTarget["fail/tool_error"]; e == nil {
 		t.Errorf("no tool_error event: %v", byTarget)
