@@ -48,7 +48,9 @@
 //
 // The workflow trusts Groups and Team: they must come from an authenticated
 // surface (the gateway's GraphQL API and CLI, or an operator with direct access
-// to the Temporal namespace). With the Temporal CLI against an external cluster:
+// to the Temporal namespace), so the cluster must let in only those: the
+// embedded server (package devserver) accepts mutual TLS only, and an
+// external cluster needs mTLS or an authorizer. With the Temporal CLI:
 //
 //	temporal workflow update execute --workflow-id <approval-id> --name decide \
 //	  --input '{"Approver":"alice","Groups":["secops"],"Team":"security","Approve":true,"Comment":"ok"}'

@@ -63,6 +63,11 @@ type Temporal struct {
 	// Address is the frontend's host:port (the embedded server's too, for
 	// workers and the temporal CLI on this host).
 	Address string
+	// TLSFiles are, for the embedded server, the CA and the client
+	// certificate workers and the temporal CLI present (it speaks mutual
+	// TLS only, so that no other process on the host can decide
+	// approvals).
+	TLSFiles devserver.TLSFiles
 
 	server    *devserver.Server
 	namespace string
@@ -86,12 +91,14 @@ func ConnectTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) 
 		if err != nil {
 			return nil, fmt.Errorf("start embedded temporal: %w", err)
 		}
-		c, err := client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(), Logger: sdkLogger})
+		copts := srv.ClientOptions()
+		copts.Logger = sdkLogger
+		c, err := client.Dial(copts)
 		if err != nil {
 			_ = srv.Stop()
 			return nil, fmt.Errorf("connect to embedded temporal: %w", err)
 		}
-		return &Temporal{Client: c, SearchAttributes: true, Embedded: true, Address: srv.HostPort(), server: srv}, nil
+		return &Temporal{Client: c, SearchAttributes: true, Embedded: true, Address: srv.HostPort(), TLSFiles: srv.TLSFiles(), server: srv}, nil
 	}
 	copts := client.Options{HostPort: o.Address, Namespace: o.Namespace, Logger: sdkLogger}
 	tlsCfg, err := o.tlsConfig()

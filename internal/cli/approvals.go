@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/approval"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/workflows/devserver"
 )
 
 // Environment variables naming an external Temporal cluster.
@@ -108,9 +109,16 @@ func startApprovals(ctx context.Context, log *slog.Logger, client *ent.Client, g
 		if t.Embedded {
 			where = "embedded (" + dataDir + "/temporal)"
 		}
-		log.Info("approval workflows ready", "temporal", where, "temporal_address", t.Address, "namespace", topts.Namespace,
+		attrs := []any{"temporal", where, "temporal_address", t.Address, "namespace", topts.Namespace,
 			"task_queue", svc.TaskQueue(), "worker", tf.worker, "search_attributes", t.SearchAttributes,
-			"startup_ms", time.Since(start).Milliseconds())
+			"startup_ms", time.Since(start).Milliseconds()}
+		if t.Embedded {
+			// It speaks mutual TLS only: a worker or the temporal CLI on
+			// this host presents these files (readable by this user only).
+			attrs = append(attrs, "temporal_tls_ca", t.TLSFiles.CA, "temporal_tls_cert", t.TLSFiles.Cert,
+				"temporal_tls_key", t.TLSFiles.Key, "temporal_tls_server_name", devserver.ServerName)
+		}
+		log.Info("approval workflows ready", attrs...)
 	}
 	if t.Unreachable != nil {
 		log.Warn("temporal unreachable: serving, but calls that need approval are refused until it answers",

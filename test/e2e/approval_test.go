@@ -424,16 +424,26 @@ func TestApprovalDedicatedWorker(t *testing.T) {
 	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--approval-worker=false", "--approval-hold", "1m"}, env...)
 	// The log reaches us through a pipe: wait for the line rather than
 	// expect it the moment the gateway answers /readyz.
-	var temporalAddr string
+	var ready map[string]any
 	pollUntil(t, "the gateway's Temporal address in its log", func() bool {
 		for _, e := range logEntries(g) {
 			if e["msg"] == "approval workflows ready" {
-				temporalAddr, _ = e["temporal_address"].(string)
+				ready = e
 			}
 		}
-		return temporalAddr != ""
+		return ready != nil
 	})
-	w := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "worker", "--temporal-address", temporalAddr, "--data-dir", t.TempDir())
+	// The embedded server speaks mutual TLS only: a process without the
+	// client certificate can neither run workflows nor decide them.
+	nocert := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "worker", "--temporal-address", fmt.Sprint(ready["temporal_address"]), "--data-dir", t.TempDir())
+	<-nocert.done
+	if out := nocert.Output(); !strings.Contains(out, "connect to temporal at") {
+		t.Errorf("a worker without the client certificate:\n%s", out)
+	}
+	w := startProcEnv(t, env, filepath.Join(binDir, "gatehouse"), "worker", "--temporal-address", fmt.Sprint(ready["temporal_address"]),
+		"--temporal-tls-ca", fmt.Sprint(ready["temporal_tls_ca"]), "--temporal-tls-cert", fmt.Sprint(ready["temporal_tls_cert"]),
+		"--temporal-tls-key", fmt.Sprint(ready["temporal_tls_key"]), "--temporal-tls-server-name", fmt.Sprint(ready["temporal_tls_server_name"]),
+		"--data-dir", t.TempDir())
 	pollUntil(t, "worker running", func() bool { return strings.Contains(w.Output(), "gatehouse worker running") })
 
 	cs := connect(t, "streamable-http", g.url("ops"), key, nil)
@@ -530,7 +540,13 @@ func TestApprovalTemporalUnreachableAtStart(t *testing.T) {
 	upURL, up := demoHTTP(t, "streamable-http", "alpha")
 	key, sha := newKey(t)
 	temporalAddr := freeAddr(t)
-	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--temporal-address", temporalAddr, "--approval-hold", "1m"})
+	temporalDir := t.TempDir()
+	tlsFiles, err := devserver.MakeTLS(temporalDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayArgs(t, approvalConfig(t, upURL, sha), []string{"--approvals=true", "--temporal-address", temporalAddr, "--approval-hold", "1m",
+		"--temporal-tls-ca", tlsFiles.CA, "--temporal-tls-cert", tlsFiles.Cert, "--temporal-tls-key", tlsFiles.Key, "--temporal-tls-server-name", devserver.ServerName})
 	if _, rd := readyz(t, g); !strings.HasPrefix(fmt.Sprint(rd["approvals"]), "unavailable: ") {
 		t.Errorf("/readyz approvals with Temporal down = %v", rd["approvals"])
 	}
@@ -538,7 +554,7 @@ func TestApprovalTemporalUnreachableAtStart(t *testing.T) {
 	if got := callText(t, cs, "deploy", map[string]any{"service": "api", "env": "staging"}); !strings.Contains(got, "deployed api to staging") {
 		t.Fatalf("a call that needs no approval: %q", got)
 	}
-	_, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
+	_, err = cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "deploy", Arguments: map[string]any{"service": "api", "env": "prod"}})
 	if we := rpcError(t, err); we.Code != -32056 {
 		t.Fatalf("a call that needs approval with Temporal down: %d %s", we.Code, we.Message)
 	}
@@ -546,7 +562,7 @@ func TestApprovalTemporalUnreachableAtStart(t *testing.T) {
 		t.Fatalf("upstream deploys: %d, want only the staging one", n)
 	}
 
-	srv, err := devserver.Start(context.Background(), devserver.Options{DataDir: t.TempDir(), HostPort: temporalAddr,
+	srv, err := devserver.Start(context.Background(), devserver.Options{DataDir: temporalDir, HostPort: temporalAddr,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ package devserver
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -87,10 +88,23 @@ type Server struct {
 	log       *slogLogger
 	hostPort  string
 	namespace string
+	tls       TLSFiles
+	clientTLS *tls.Config
 }
 
 // HostPort returns the frontend's address for [client.Options].HostPort.
 func (s *Server) HostPort() string { return s.hostPort }
+
+// TLSFiles are the CA and the client certificate a client of the server
+// needs (it accepts mutual TLS only).
+func (s *Server) TLSFiles() TLSFiles { return s.tls }
+
+// ClientOptions are the options of an SDK client of the server, its
+// namespace and mutual TLS set; the caller adds a logger and the like.
+func (s *Server) ClientOptions() client.Options {
+	return client.Options{HostPort: s.hostPort, Namespace: s.namespace,
+		ConnectionOptions: client.ConnectionOptions{TLS: s.clientTLS.Clone()}}
+}
 
 // Namespace returns the registered namespace.
 func (s *Server) Namespace() string { return s.namespace }
@@ -186,10 +200,19 @@ func start(ctx context.Context, o Options) (_ *Server, err error) {
 		}
 	}
 
+	certs, err := ensureTLS(filepath.Join(o.DataDir, "tls"), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("making the TLS certificates: %w", err)
+	}
+	clientTLS, err := ClientTLS(certs.TLSFiles)
+	if err != nil {
+		return nil, err
+	}
 	sqlCfg := sqlConfig(o.DataDir)
 	cfg := &config.Config{
 		Global: config.Global{
 			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: host},
+			TLS:        certs.serverTLS(),
 			// Metrics nil: no Prometheus listener. PProf port 0: none.
 		},
 		Persistence: config.Persistence{
@@ -239,7 +262,7 @@ func start(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{srv: srv, log: logger, hostPort: hostPort, namespace: o.Namespace}
+	s := &Server{srv: srv, log: logger, hostPort: hostPort, namespace: o.Namespace, tls: certs.TLSFiles, clientTLS: clientTLS}
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.Stop()
 		return nil, err
@@ -328,8 +351,9 @@ func setupDB(ctx context.Context, sqlCfg *config.SQL, namespace string, searchAt
 // frontend knows them: the servers' namespace caches refresh every 2s, and
 // until then starting a workflow with them fails.
 func (s *Server) registerSearchAttributes(ctx context.Context) error {
-	c, err := client.NewLazyClient(client.Options{HostPort: s.hostPort, Namespace: s.namespace,
-		Logger: nopSDKLogger{}})
+	opts := s.ClientOptions()
+	opts.Logger = nopSDKLogger{}
+	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
@@ -365,8 +389,9 @@ const searchAttributesTimeout = 30 * time.Second
 // not meet a half-started server ("Not enough hosts to serve the request")
 // and its client's retry backoff.
 func (s *Server) waitReady(ctx context.Context) error {
-	c, err := client.NewLazyClient(client.Options{HostPort: s.hostPort, Namespace: s.namespace,
-		Logger: nopSDKLogger{}})
+	opts := s.ClientOptions()
+	opts.Logger = nopSDKLogger{}
+	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}

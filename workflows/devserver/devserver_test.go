@@ -42,7 +42,9 @@ func startGateway(t *testing.T, dir string, calls *atomic.Int32) *gateway {
 	}
 	t.Logf("server started in %v at %s, namespace %s", time.Since(begin).Round(time.Millisecond), srv.HostPort(), srv.Namespace())
 	g := &gateway{srv: srv}
-	if g.c, err = client.Dial(client.Options{HostPort: srv.HostPort(), Namespace: srv.Namespace(), Logger: quietLogger{}}); err != nil {
+	opts := srv.ClientOptions()
+	opts.Logger = quietLogger{}
+	if g.c, err = client.Dial(opts); err != nil {
 		_ = srv.Stop()
 		t.Fatalf("dialing %s: %v", srv.HostPort(), err)
 	}
