@@ -24,18 +24,18 @@ type checker struct {
 	n        int // findings seen, recorded or not
 
 	// Per string: the shared detectors' matches, computed on demand.
-	have     uint8
-	secrets  []Match
-	pii      []Match
-	inj      []Match
-	tmp      []Match
-	hits     []denyHit
-	spans    []span
+	have    uint8
+	secrets []Match
+	pii     []Match
+	inj     []Match
+	tmp     []Match
+	hits    []denyHit
+	spans   []span
 	// flagged are the spans of secrets and personal data flag rules
 	// found in the current string; masked, their records by path (see
 	// [Result.Recorded]).
-	flagged []span
-	masked  map[string]string
+	flagged  []span
+	masked   map[string]string
 	pathStr  string
 	pathDone bool
 }
