@@ -18,9 +18,11 @@ type API struct {
 	// Keys are the checkpoint public keys by node (nil: signatures are
 	// not checked, only chain links and hashes).
 	Keys map[string]ed25519.PublicKey
-	// MaxRows and Timeout bound auditors' SQL. Defaults 10,000 and 30s.
-	MaxRows int
-	Timeout time.Duration
+	// MaxRows, Timeout and MaxMemory bound auditors' SQL. Defaults
+	// 10,000, 30s and 1 GiB.
+	MaxRows   int
+	Timeout   time.Duration
+	MaxMemory int64
 	// MaxQueries bounds the auditors' SQL queries that run at once; one
 	// more is refused with ErrBusy. The embedded engine runs one statement
 	// at a time, so queued queries would hold up the audit trail's own
@@ -31,6 +33,9 @@ type API struct {
 	slotsOnce sync.Once
 	slots     chan struct{}
 }
+
+// DefaultQueryMemory is the memory one auditor's query may use by default.
+const DefaultQueryMemory = 1 << 30
 
 // ErrBusy is Query's answer while MaxQueries queries run.
 var ErrBusy = errors.New("another audit query is running: retry when it ends (auditors' queries run one at a time, so that they cannot hold up the audit trail's inserts)")
@@ -49,12 +54,15 @@ func (a *API) Stats(ctx context.Context, groupBy []string, interval time.Duratio
 
 // Query runs an auditor's read-only SQL; see [Query].
 func (a *API) Query(ctx context.Context, sql string) (*Result, error) {
-	rows, timeout := a.MaxRows, a.Timeout
-	if rows <= 0 {
-		rows = 10000
+	o := QueryOptions{MaxRows: a.MaxRows, Timeout: a.Timeout, MaxMemory: a.MaxMemory}
+	if o.MaxRows <= 0 {
+		o.MaxRows = 10000
 	}
-	if timeout <= 0 {
-		timeout = 30 * time.Second
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = DefaultQueryMemory
 	}
 	a.slotsOnce.Do(func() { a.slots = make(chan struct{}, max(a.MaxQueries, 1)) })
 	select {
@@ -63,7 +71,7 @@ func (a *API) Query(ctx context.Context, sql string) (*Result, error) {
 	default:
 		return nil, ErrBusy
 	}
-	return Query(ctx, a.Backend, sql, rows, timeout)
+	return Query(ctx, a.Backend, sql, o)
 }
 
 // Verify checks the hash chain of node, or of every node when node is "".

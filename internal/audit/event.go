@@ -164,6 +164,10 @@ type QueryOptions struct {
 	MaxRows int
 	// Timeout bounds execution (max_execution_time); 0 means none.
 	Timeout time.Duration
+	// MaxMemory bounds the memory the query may use (max_memory_usage),
+	// in bytes; 0 means the backend's default. The embedded engine runs
+	// in the gateway's process: an auditor's query must not take it all.
+	MaxMemory int64
 }
 
 // ExecutionLimit is the max_execution_time of one query.

@@ -383,14 +383,16 @@ func readableNames(q string) []string {
 
 // Query runs an auditor's read-only SQL with limits: checked by CheckSQL,
 // then by CheckParsed on the backend's own parse of it.
-func Query(ctx context.Context, b Backend, q string, maxRows int, timeout time.Duration) (*Result, error) {
+// opts bound the query (ReadOnly is set whatever it says).
+func Query(ctx context.Context, b Backend, q string, opts QueryOptions) (*Result, error) {
 	if err := CheckSQL(q); err != nil {
 		return nil, err
 	}
-	if err := CheckParsed(ctx, b, q, timeout); err != nil {
+	if err := CheckParsed(ctx, b, q, opts.Timeout); err != nil {
 		return nil, err
 	}
-	return b.Query(ctx, q, QueryOptions{ReadOnly: true, MaxRows: maxRows, Timeout: timeout})
+	opts.ReadOnly = true
+	return b.Query(ctx, q, opts)
 }
 
 // ErrRefused is what CheckSQL's and CheckParsed's refusals are (errors.Is).
@@ -408,6 +410,12 @@ func (refused) Is(target error) bool { return target == ErrRefused }
 // (merge, joinGet, dictionaries), the server's file systems. Scalar
 // functions among them (file() reads any file the process can) pass
 // readonly=1, which only stops writes.
+// inFunctions are the IN operators, whose right side may name a table.
+var inFunctions = map[string]bool{
+	"in": true, "notin": true, "globalin": true, "globalnotin": true,
+	"nullin": true, "notnullin": true, "globalnullin": true, "globalnotnullin": true,
+}
+
 var ioFunctions = []string{
 	"file", "url", "s3", "gcs", "oss", "cosn", "hdfs", "azure", "remote", "cluster",
 	"mysql", "postgres", "mongo", "redis", "sqlite", "jdbc", "odbc", "executable",
@@ -427,22 +435,50 @@ func CheckParsed(ctx context.Context, b Backend, q string, timeout time.Duration
 		return err
 	}
 	allowed := readableNames(q)
+	notReadable := func(name string) error {
+		return refused(fmt.Sprintf("table %s is not readable: read one of %s", name, strings.Join(ReadableTables, ", ")))
+	}
+	// ins are the IN operators being read, outermost first: the depth of
+	// their argument list and the arguments seen. An identifier on an
+	// IN's right names a table.
+	type in struct{ at, args int }
+	var ins []in
 	for _, row := range res.Rows {
 		if len(row) == 0 {
 			continue
 		}
-		f := strings.Fields(str(row[0]))
+		line := str(row[0])
+		depth := len(line) - len(strings.TrimLeft(line, " "))
+		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
 		}
+		for len(ins) > 0 && depth < ins[len(ins)-1].at {
+			ins = ins[:len(ins)-1]
+		}
+		if n := len(ins); n > 0 && depth == ins[n-1].at+1 {
+			ins[n-1].args++
+			if ins[n-1].args == 2 && f[0] == "Identifier" && !slices.Contains(allowed, strings.TrimPrefix(f[1], "default.")) {
+				return notReadable(f[1])
+			}
+		}
 		switch f[0] {
+		case "Identifier":
+			// A database's table in an expression (x IN system.one):
+			// whatever the position, one of another database is refused.
+			if db, _, ok := strings.Cut(strings.ToLower(f[1]), "."); ok && (db == "system" || db == "information_schema") {
+				return notReadable(f[1])
+			}
 		case "TableIdentifier":
 			name := strings.TrimPrefix(f[1], "default.")
 			if !slices.Contains(allowed, name) {
-				return refused(fmt.Sprintf("table %s is not readable: read one of %s", f[1], strings.Join(ReadableTables, ", ")))
+				return notReadable(f[1])
 			}
 		case "Function":
 			name := strings.ToLower(f[1])
+			if inFunctions[name] {
+				ins = append(ins, in{at: depth + 1}) // its ExpressionList
+			}
 			for _, p := range ioFunctions {
 				if strings.HasPrefix(name, p) {
 					return refused(fmt.Sprintf("function %s() is not allowed in audit queries: it reaches outside the audit tables", f[1]))

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) Target) {
 		{"ReadOnly", testReadOnly},
 		{"AuditorSQL", testAuditorSQL},
 		{"MaxRows", testMaxRows},
+		{"MaxMemory", testMaxMemory},
 		{"Timeout", testTimeout},
 		{"Retention", testRetention},
 	}
@@ -409,12 +410,20 @@ func testAuditorSQL(t *testing.T, tg Target) {
 	insert(t, tg, Events("n", time.Now(), 3, 0), "sql")
 	ctx := context.Background()
 	events := tg.Schema.EventsTable()
-	query := func(q string) (*audit.Result, error) { return audit.Query(ctx, tg.Backend, q, 100, 10*time.Second) }
+	query := func(q string) (*audit.Result, error) {
+		return audit.Query(ctx, tg.Backend, q, audit.QueryOptions{MaxRows: 100, Timeout: 10 * time.Second, MaxMemory: 64 << 20})
+	}
 	if res, err := query("SELECT count() FROM " + events); err != nil || len(res.Rows) != 1 {
 		t.Fatalf("a plain count: %v %v", res, err)
 	}
 	if _, err := query("WITH recent AS (SELECT * FROM " + events + " WHERE time > now() - INTERVAL 1 DAY) SELECT count() FROM recent"); err != nil {
 		t.Errorf("a WITH name: %v", err)
+	}
+	// The right side of IN may name a WITH table, and elements of
+	// tuples are not tables.
+	if _, err := query("WITH ids AS (SELECT event_id FROM " + events + ") SELECT count() FROM " + events + " WHERE event_id IN ids" +
+		" AND has(arrayMap(f -> f.kind, findings), 'x') = 0"); err != nil {
+		t.Errorf("IN an audit table, a lambda's tuple element: %v", err)
 	}
 	for _, q := range []string{
 		"SELECT file('/etc/passwd') FROM " + events + " LIMIT 1",
@@ -427,10 +436,31 @@ func testAuditorSQL(t *testing.T, tg Target) {
 		"SELECT * FROM " + events + " WHERE 1 IN (SELECT 1 FROM url('http://127.0.0.1:1/x', 'CSV', 'a UInt8'))",
 		"SELECT joinGet('j', 'v', 1) FROM " + events,
 		"SELECT count() FROM merge('.*')",
+		// IN names a table without FROM (found probing: a yes/no oracle
+		// on any system table, and IN system.numbers took 5 GB).
+		"SELECT count() FROM " + events + " WHERE toUInt8(0) IN system.one",
+		"SELECT count() FROM " + events + " WHERE 0 NOT IN `system`.`one`",
+		"SELECT count() FROM " + events + " WHERE toUInt64(1) GLOBAL IN system.numbers",
+		"SELECT count() FROM " + events + " WHERE (1 IN (2, 3)) AND 0 IN INFORMATION_SCHEMA.TABLES",
+		"SELECT count() FROM " + events + " WHERE 0 IN one",
 	} {
 		if _, err := query(q); !errors.Is(err, audit.ErrRefused) {
 			t.Errorf("%s: %v, want refused", q, err)
 		}
+	}
+}
+
+// testMaxMemory: a query that would take more memory than MaxMemory is
+// stopped.
+func testMaxMemory(t *testing.T, tg Target) {
+	ctx := context.Background()
+	_, err := tg.Backend.Query(ctx, "SELECT count() FROM (SELECT groupArray(number) FROM numbers(50000000))",
+		audit.QueryOptions{ReadOnly: true, MaxMemory: 32 << 20, Timeout: 30 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "MEMORY_LIMIT_EXCEEDED") {
+		t.Fatalf("a query over MaxMemory: err = %v, want MEMORY_LIMIT_EXCEEDED", err)
+	}
+	if _, err := tg.Backend.Query(ctx, "SELECT 1", audit.QueryOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

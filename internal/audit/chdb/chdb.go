@@ -253,8 +253,8 @@ func (b *Backend) stream(query string, bp *[]byte, n int, row func(buf []byte, i
 // Query implements [audit.Backend]. The query runs on its own session
 // whose settings carry opts: readonly=1 (and then only a single
 // read-only statement is accepted), max_result_rows with
-// result_overflow_mode=throw, and max_execution_time (the shorter of
-// opts.Timeout and the context's deadline).
+// result_overflow_mode=throw, max_memory_usage, and max_execution_time
+// (the shorter of opts.Timeout and the context's deadline).
 func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptions) (*audit.Result, error) {
 	if err := b.acquire(ctx); err != nil {
 		return nil, err
@@ -276,6 +276,9 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	}
 	if opts.MaxRows > 0 {
 		args = append(args, "--max_result_rows="+strconv.Itoa(opts.MaxRows), "--result_overflow_mode=throw")
+	}
+	if opts.MaxMemory > 0 {
+		args = append(args, "--max_memory_usage="+strconv.FormatInt(opts.MaxMemory, 10))
 	}
 	if opts.ReadOnly {
 		args = append(args, "--readonly=1")

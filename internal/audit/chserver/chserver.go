@@ -199,8 +199,8 @@ func (b *Backend) Insert(ctx context.Context, table string, events []audit.Event
 }
 
 // Query implements [audit.Backend]. opts become the query's settings:
-// readonly=1, max_result_rows with result_overflow_mode=throw, and
-// max_execution_time (the shorter of opts.Timeout and the context's
+// readonly=1, max_result_rows with result_overflow_mode=throw,
+// max_memory_usage, and max_execution_time (the shorter of opts.Timeout and the context's
 // deadline). Values follow the conventions of chschema (values.go).
 func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptions) (*audit.Result, error) {
 	settings := clickhouse.Settings{}
@@ -210,6 +210,9 @@ func (b *Backend) Query(ctx context.Context, query string, opts audit.QueryOptio
 	if opts.MaxRows > 0 {
 		settings["max_result_rows"] = opts.MaxRows
 		settings["result_overflow_mode"] = "throw"
+	}
+	if opts.MaxMemory > 0 {
+		settings["max_memory_usage"] = opts.MaxMemory
 	}
 	limit, err := opts.ExecutionLimit(ctx)
 	if err != nil {
