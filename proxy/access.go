@@ -63,8 +63,10 @@ type Quarantined struct {
 }
 
 // compileAccess compiles the grants and guardrails of doc and computes the
-// definition hash of every tool the catalogs hold.
-func compileAccess(doc *config.Document, catalogs map[string]*Catalog) (*access, error) {
+// definition hash of every tool the catalogs hold. Arguments are validated
+// against a tool's schema in which those hidden holds (secrets injected
+// into them) are optional: the agent is not asked for them.
+func compileAccess(doc *config.Document, catalogs map[string]*Catalog, hidden hiddenArgs) (*access, error) {
 	pol, err := policy.Compile(doc.Grants, doc.ApprovalRules...)
 	if err != nil {
 		return nil, err
@@ -85,7 +87,7 @@ func compileAccess(doc *config.Document, catalogs map[string]*Catalog) (*access,
 			if h, err := d.Hash(); err == nil {
 				a.hashes[k] = h
 			}
-			if raw, err := json.Marshal(t.InputSchema); err == nil && t.InputSchema != nil {
+			if raw, err := json.Marshal(optionalArgs(t.InputSchema, hidden.of(name, t.Name))); err == nil && t.InputSchema != nil {
 				if v, err := guard.CompileArgs(raw); err == nil {
 					a.args[k] = v
 				}

@@ -35,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -673,7 +674,7 @@ func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
 		},
 		LoggingMessageHandler: func(ctx context.Context, req *mcp.LoggingMessageRequest) {
 			if f, err := relayTarget(conn); err == nil {
-				_ = f.agent.ss.Log(f.ctx, req.Params)
+				_ = f.agent.ss.Log(f.ctx, scrubToAgent(g, conn, f.ctx, req.Params))
 			} else {
 				u.log.Debug("upstream log message not relayed", "reason", err.Error())
 			}
@@ -685,7 +686,7 @@ func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
 			}
 			p := *req.Params
 			p.ProgressToken = r.token
-			_ = r.flight.agent.ss.NotifyProgress(r.flight.ctx, &p)
+			_ = r.flight.agent.ss.NotifyProgress(r.flight.ctx, scrubToAgent(g, conn, r.flight.ctx, &p))
 		},
 	}
 	var agentCaps *mcp.ClientCapabilities
@@ -710,14 +711,14 @@ func (g *Gateway) newClient(u *upstream, conn *upstreamConn) *mcp.Client {
 	}
 	if agentCaps != nil && agentCaps.Sampling != nil && agentCaps.Sampling.Tools != nil {
 		opts.CreateMessageWithToolsHandler = func(ctx context.Context, req *mcp.CreateMessageWithToolsRequest) (*mcp.CreateMessageWithToolsResult, error) {
-			return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
-				return ss.CreateMessageWithTools(ctx, req.Params)
+			return relayRequest(ctx, conn, "sampling", func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
+				return ss.CreateMessageWithTools(ctx, scrubToAgent(g, conn, ctx, req.Params))
 			})
 		}
 	} else {
 		opts.CreateMessageHandler = func(ctx context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-			return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageResult, error) {
-				return ss.CreateMessage(ctx, req.Params)
+			return relayRequest(ctx, conn, "sampling", func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageResult, error) {
+				return ss.CreateMessage(ctx, scrubToAgent(g, conn, ctx, req.Params))
 			})
 		}
 	}
@@ -752,13 +753,13 @@ func (g *Gateway) clientRelay(conn *upstreamConn) mcp.Middleware {
 			switch method {
 			case "roots/list":
 				params, _ := req.GetParams().(*mcp.ListRootsParams)
-				return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ListRootsResult, error) {
+				return relayRequest(ctx, conn, "roots", func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ListRootsResult, error) {
 					return ss.ListRoots(ctx, params)
 				})
 			case "elicitation/create":
 				params, _ := req.GetParams().(*mcp.ElicitParams)
-				return relayRequest(ctx, conn, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {
-					return ss.Elicit(ctx, params)
+				return relayRequest(ctx, conn, "elicitation", func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {
+					return ss.Elicit(ctx, scrubToAgent(g, conn, ctx, params))
 				})
 			}
 			return next(ctx, method, req)
@@ -767,13 +768,20 @@ func (g *Gateway) clientRelay(conn *upstreamConn) mcp.Middleware {
 }
 
 // relayRequest asks the agent behind conn something on the upstream's
-// behalf (sampling, elicitation, roots). If the upstream cancels its
-// request, the agent's is cancelled too.
-func relayRequest[R any](upstreamCtx context.Context, conn *upstreamConn, ask func(context.Context, *mcp.ServerSession) (R, error)) (R, error) {
+// behalf, which needs the agent's capability capability (sampling,
+// elicitation, roots). If the upstream cancels its request, the agent's is
+// cancelled too. An agent that did not declare the capability is not
+// asked: the upstream is told at once, instead of waiting for an answer
+// that will not come.
+func relayRequest[R any](upstreamCtx context.Context, conn *upstreamConn, capability string, ask func(context.Context, *mcp.ServerSession) (R, error)) (R, error) {
+	var zero R
 	f, err := relayTarget(conn)
 	if err != nil {
-		var zero R
 		return zero, err
+	}
+	if !declared(f.agent.ss, capability) {
+		return zero, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound,
+			Message: fmt.Sprintf("the agent did not declare the %s capability, so the gateway does not ask it", capability)}
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	stop := context.AfterFunc(upstreamCtx, cancel)
@@ -782,6 +790,38 @@ func relayRequest[R any](upstreamCtx context.Context, conn *upstreamConn, ask fu
 		cancel()
 	}()
 	return ask(ctx, f.agent.ss)
+}
+
+// declared reports whether the agent of ss declared capability (sampling,
+// elicitation, roots) when it initialized; true when that is not known.
+func declared(ss *mcp.ServerSession, capability string) bool {
+	if ss == nil {
+		return true
+	}
+	ip := ss.InitializeParams()
+	if ip == nil || ip.Capabilities == nil {
+		return true
+	}
+	c := ip.Capabilities
+	switch capability {
+	case "sampling":
+		return c.Sampling != nil
+	case "elicitation":
+		return c.Elicitation != nil
+	case "roots":
+		return c.RootsV2 != nil
+	}
+	return true
+}
+
+// scrubToAgent returns v, something an upstream sends toward an agent on
+// a call's behalf (a request's params, a notification's), with every
+// secret injected into that call (ctx's) or its connection scrubbed: not
+// only results must not hand credentials to agents.
+func scrubToAgent[R any](g *Gateway, conn *upstreamConn, ctx context.Context, v R) R {
+	return scrubbed(func(binding string) {
+		g.log.Warn("upstream sent an injected secret toward the agent; scrubbed", "upstream", conn.up.name(), "binding", binding)
+	}, v, secrets.InjectionFrom(ctx), conn.in)
 }
 
 // errNotFound is returned for names a virtual server does not expose.

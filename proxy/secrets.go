@@ -224,13 +224,20 @@ func (h hiddenArgs) of(upstream, tool string) []string {
 
 // withoutArgs returns a copy of a tool's input schema without the named
 // properties (nor their required entries).
-func withoutArgs(schema any, names []string) any {
+func withoutArgs(schema any, names []string) any { return dropArgs(schema, names, true) }
+
+// optionalArgs returns a copy of a tool's input schema in which the named
+// properties are not required: arguments are validated against it, as the
+// agent is not asked for them, and a value it sends anyway is replaced.
+func optionalArgs(schema any, names []string) any { return dropArgs(schema, names, false) }
+
+func dropArgs(schema any, names []string, dropProps bool) any {
 	m, ok := schema.(map[string]any)
 	if !ok || len(names) == 0 {
 		return schema
 	}
 	out := maps.Clone(m)
-	if props, ok := m["properties"].(map[string]any); ok {
+	if props, ok := m["properties"].(map[string]any); ok && dropProps {
 		p := maps.Clone(props)
 		for _, n := range names {
 			delete(p, n)

@@ -161,11 +161,11 @@ func compile(doc *config.Document, catalogs map[string]*Catalog, rev int64, runn
 	if err != nil {
 		return nil, err
 	}
-	acc, err := compileAccess(doc, catalogs)
+	bindings, err := secrets.Compile(doc.SecretBindings)
 	if err != nil {
 		return nil, err
 	}
-	bindings, err := secrets.Compile(doc.SecretBindings)
+	acc, err := compileAccess(doc, catalogs, hiddenArgs(bindings))
 	if err != nil {
 		return nil, err
 	}

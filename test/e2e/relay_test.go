@@ -199,6 +199,66 @@ upstreams:
 	}
 }
 
+// TestRelayUndeclaredCapability: an upstream asks for sampling or
+// elicitation during a call of an agent that did not declare it. The agent
+// is not sent the request (found probing: it was, and the call then waited
+// for the upstream's timeout, which blamed the upstream); the upstream is
+// told at once, and the agent's call ends with that.
+func TestRelayUndeclaredCapability(t *testing.T) {
+	t.Parallel()
+	u, _ := demoHTTP(t, "streamable-http", "caps")
+	g := startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+upstreams:
+  - {name: h, transport: streamable-http, url: %q}
+  - {name: s, transport: stdio, command: %q, args: [-transport, stdio, -name, caps]}
+virtual_servers:
+  - {name: vs-http, anonymous: true, include: [{upstream: h}]}
+  - {name: vs-stdio, anonymous: true, include: [{upstream: s}]}
+`, u, filepath.Join(binDir, "demo-server")))
+	var asked sync.Map
+	for _, vs := range []string{"vs-http", "vs-stdio"} {
+		client := mcp.NewClient(&mcp.Implementation{Name: "plain"}, &mcp.ClientOptions{
+			// No sampling or elicitation handler: neither is declared.
+			LoggingMessageHandler: func(context.Context, *mcp.LoggingMessageRequest) {},
+		})
+		client.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				asked.Store(vs+" "+method, true)
+				return next(ctx, method, req)
+			}
+		})
+		cs := connectClient(t, client, g.url(vs), "", "")
+		for _, tc := range []struct{ tool, capability string }{{"ask_llm", "sampling"}, {"ask_user", "elicitation"}} {
+			start := time.Now()
+			var args any
+			if tc.tool == "ask_llm" {
+				args = map[string]any{"text": "x"}
+			}
+			res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: tc.tool, Arguments: args})
+			msg := fmt.Sprint(err)
+			if res != nil {
+				msg = textOf(t, res)
+			}
+			if err == nil && !res.IsError {
+				t.Errorf("%s %s: %q, want an error", vs, tc.tool, msg)
+			}
+			if !strings.Contains(msg, tc.capability) {
+				t.Errorf("%s %s: %q, want it to name the %s capability", vs, tc.tool, msg, tc.capability)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("%s %s took %v", vs, tc.tool, d)
+			}
+		}
+	}
+	asked.Range(func(k, _ any) bool {
+		if m := k.(string); strings.HasSuffix(m, "sampling/createMessage") || strings.HasSuffix(m, "elicitation/create") {
+			t.Errorf("the agent was asked %s", m)
+		}
+		return true
+	})
+}
+
 // TestRelayConcurrentAgents has two agents run ask_llm at the same time
 // through one upstream, several calls each: each sampling request reaches
 // the agent whose call caused it. Over HTTP (an upstream session per agent

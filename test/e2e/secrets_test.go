@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -170,6 +171,7 @@ secret_bindings:
      injection: header, target: Authorization, template: "Bearer {{.Value}}"}
   - {name: api-query, upstream: web, tools: [echo], source: kv, path: secret/api, key: key, injection: query, target: api_key}
   - {name: api-arg, upstream: web, tools: [whoami], source: kv, path: secret/api, key: key, injection: argument, target: api_key}
+  - {name: llm-arg, upstream: web, tools: [ask_llm], source: kv, path: secret/api, key: key, injection: argument, target: text}
   - {name: deploy-key, upstream: web, tools: [deploy], source: kv, path: secret/deploy, key: key, injection: header, target: X-Deploy-Key}
   - {name: local-token, upstream: local, source: kv, path: "secret/agents/{{.agent}}/github", key: token, per_principal: true,
      injection: env, target: DEMO_TOKEN}
@@ -259,6 +261,32 @@ secret_bindings:
 			t.Errorf("agent saw %q", txt)
 		}
 		pollUntil(t, "scrub logged", func() bool { return strings.Contains(g.Output(), "upstream echoed an injected secret") })
+	})
+
+	// Found probing: a secret injected into a call reached the agent in
+	// the sampling request the upstream sent back during the call; and
+	// the hidden argument, required by the upstream's schema, made the
+	// tool uncallable by its advertised schema.
+	t.Run("server-to-client requests are scrubbed", func(t *testing.T) {
+		client := mcp.NewClient(&mcp.Implementation{Name: "sampler"}, &mcp.ClientOptions{
+			CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+				seen.add(req.Params)
+				text := ""
+				if tc, ok := req.Params.Messages[0].Content.(*mcp.TextContent); ok {
+					text = tc.Text
+				}
+				return &mcp.CreateMessageResult{Role: "assistant", Model: "m", Content: &mcp.TextContent{Text: "sampled " + text}}, nil
+			},
+		})
+		sampler := connectClient(t, client, g.url("web"), k1, "")
+		res, err := seen.call(t, sampler, "ask_llm", map[string]any{})
+		if err != nil || res.IsError {
+			t.Fatalf("ask_llm without its hidden argument: %v %v", err, textOf(t, res))
+		}
+		if got := textOf(t, res); got != "llm said: sampled [REDACTED:secret llm-arg]" {
+			t.Errorf("ask_llm = %q, want the sampled text scrubbed on the way to the agent", got)
+		}
+		pollUntil(t, "scrub logged", func() bool { return strings.Contains(g.Output(), "upstream sent an injected secret toward the agent") })
 	})
 
 	t.Run("stdio process per credential", func(t *testing.T) {
@@ -389,7 +417,7 @@ secret_bindings:
 			t.Errorf("echo_header of a missing header: %v", err)
 		}
 		r := gql(t, g, g.adminToken, `query { secretBindings { edges { node { name description source path key version role leaseScope injection target template perPrincipal tools } } } }`, nil)
-		if len(r.Errors) > 0 || len(dig(r.Data, "secretBindings", "edges").([]any)) != 5 {
+		if len(r.Errors) > 0 || len(dig(r.Data, "secretBindings", "edges").([]any)) != 6 {
 			t.Fatalf("secretBindings: %+v %v", r.Errors, r.Data)
 		}
 		seen.add(r.Data)
