@@ -33,7 +33,8 @@ cat >"$CONFIG" <<YAML
 # Written by deploy/demo/run.sh (make run). It seeds the config store
 # ($DATA/gatehouse.db) on first start; after that the store wins: change it
 # through http://$LISTEN/graphql or gatehouse apply -f, or edit this file and
-# send SIGHUP to apply it.
+# send SIGHUP to merge it into the store (what it does not mention, such as
+# what was made through /graphql, is left alone).
 listen: $LISTEN
 data_dir: $DATA
 log: {level: info, format: text}
@@ -131,7 +132,7 @@ cat <<TXT
   Legacy SSE endpoint:              http://$LISTEN/sse/demo
   Demo API key:                     $KEY
   Health / metrics:                 http://$LISTEN/readyz   http://$LISTEN/metrics
-  Config file (edit, then kill -HUP): $CONFIG
+  Config file (edit, then kill -HUP to merge it into the store): $CONFIG
 
   Web console (approvals, audit explorer, overview): http://$LISTEN/console/
     sign in with the admin token below

@@ -71,8 +71,11 @@ embedded engine (DATA_DIR/audit, the default) or a server/cluster
 'gatehouse audit'.
 
 Signals: SIGHUP tries the configuration file on the running gateway and, if
-the gateway takes it, writes it to the store declaratively (what the file
-lacks is deleted); a file that fails changes nothing. A SIGHUP received
+the gateway takes it, writes it to the store, merged as 'gatehouse apply -f'
+does: what the file mentions is made to equal it, what it does not mention
+(entities made through the admin API, say) is left alone. With
+--reload-prune it is written declaratively instead (what the file lacks is
+deleted, each deletion logged). A file that fails changes nothing. A SIGHUP received
 while the gateway starts is applied once it serves. SIGINT and SIGTERM
 shut down gracefully: new connections are refused, calls held for
 approval are answered (not run; the approval stays pending), and calls in
@@ -100,6 +103,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	playground := fs.Bool("graphql-playground", true, "serve the GraphQL query page to browsers at /graphql")
 	poll := fs.Duration("store-poll", 250*time.Millisecond, "how often to check the config store for changes made elsewhere (other replicas)")
 	usageFlush := fs.Duration("key-use-flush", 30*time.Second, "how often to write agents' API key last-use times to the config store")
+	reloadPrune := fs.Bool("reload-prune", false, "on SIGHUP, make the config store hold exactly the configuration file, deleting what it lacks (entities made through the admin API included), as 'gatehouse apply --prune -f' does; default: merge the file, as 'gatehouse apply -f' does")
 	grace := fs.Duration("shutdown-grace", 20*time.Second, "on SIGTERM or SIGINT, how long agent calls in flight may take to finish and deliver their answers before the sessions are closed (new connections are refused at once)")
 	var tf temporalFlags
 	tf.register(fs, true)
@@ -173,7 +177,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	syncer := newConfigSync(log, client, processSettings(file), *path, [3]string{*listen, *dataDir, *logLevel})
-	syncer.poll, syncer.usageFlush = *poll, *usageFlush
+	syncer.poll, syncer.usageFlush, syncer.reloadPrune = *poll, *usageFlush, *reloadPrune
 	doc, rev, err := syncer.load(ctx)
 	if err != nil {
 		return err

@@ -212,6 +212,10 @@ type configSync struct {
 	// pinning is the pinning mode of the configuration loaded at start,
 	// for catalogs that arrive before the gateway's first snapshot.
 	pinning string
+	// reloadPrune makes SIGHUP write the file declaratively, deleting
+	// what it lacks (--reload-prune); else the file is merged into the
+	// store, as `gatehouse apply -f` does.
+	reloadPrune bool
 }
 
 func newConfigSync(log *slog.Logger, client *ent.Client, base *config.Document, path string, flags [3]string) *configSync {
@@ -251,12 +255,18 @@ func (s *configSync) load(ctx context.Context) (*config.Document, int64, error) 
 	if err != nil {
 		return nil, 0, err
 	}
-	doc := *s.base
+	return withStored(s.base, stored), rev, nil
+}
+
+// withStored is the gateway's document: the process settings of base
+// and what the store holds.
+func withStored(base, stored *config.Document) *config.Document {
+	doc := *base
 	doc.Upstreams, doc.VirtualServers, doc.Agents = stored.Upstreams, stored.VirtualServers, stored.Agents
 	doc.Grants, doc.Guardrails, doc.RateLimits = stored.Grants, stored.Guardrails, stored.RateLimits
 	doc.Pinning, doc.Pins, doc.ApprovalRules = stored.Pinning, stored.Pins, stored.ApprovalRules
 	doc.SecretBindings = stored.SecretBindings
-	return &doc, rev, nil
+	return &doc
 }
 
 // run applies store changes until ctx ends.
@@ -367,12 +377,15 @@ func (s *configSync) check(ctx context.Context, force bool) {
 		"apply_ms", float64(time.Since(start).Microseconds())/1000)
 }
 
-// reloadFile re-reads the configuration file and tries it on the running
-// gateway: only if the gateway takes it (which may mean starting new
-// upstreams and compiling against what they serve) are its upstreams,
-// virtual servers and agents written to the store, declaratively (what the
-// file lacks is deleted), as `gatehouse apply --prune -f FILE` would. A file
-// that fails anywhere changes nothing, in the gateway or in the store.
+// reloadFile re-reads the configuration file and tries what the store
+// would hold with it on the running gateway: only if the gateway takes it
+// (which may mean starting new upstreams and compiling against what they
+// serve) is the file written to the store. It is merged, as `gatehouse
+// apply -f FILE` would (what the file does not mention is left alone:
+// entities made through the admin API stay), or with --reload-prune
+// written declaratively, as `gatehouse apply --prune -f FILE` would (what
+// the file lacks is deleted, each deletion logged). A file that fails
+// anywhere changes nothing, in the gateway or in the store.
 func (s *configSync) reloadFile(ctx context.Context) {
 	if s.path == "" {
 		s.log.Warn("SIGHUP ignored: no configuration file")
@@ -409,14 +422,13 @@ func (s *configSync) tryFile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := store.ApplyOptions{Actor: fileActor(s.path), Prune: true}
-	dry := opts
-	dry.DryRun = true
-	if _, err := store.ApplyDocument(ctx, s.client, doc, dry); err != nil {
+	opts := store.ApplyOptions{Actor: fileActor(s.path), Prune: s.reloadPrune}
+	next, err := s.withFile(ctx, processSettings(file), doc, opts)
+	if err != nil {
 		return err
 	}
-	warnAnonymous(s.log, doc)
-	if err := s.g.Apply(doc); err != nil {
+	warnAnonymous(s.log, next)
+	if err := s.g.Apply(next); err != nil {
 		return err
 	}
 	s.g.SetConfigError(nil)
@@ -432,9 +444,37 @@ func (s *configSync) tryFile(ctx context.Context) error {
 	if rev, err := store.Revision(ctx, s.client); err == nil {
 		s.rev = rev
 	}
-	s.log.Info("configuration reloaded", "file", s.path, "store_changes", len(res.Changes),
+	var deleted []string
+	for _, c := range res.Changes {
+		if c.Op == "deleted" || c.Op == "revoked" {
+			deleted = append(deleted, c.String())
+		}
+	}
+	if len(deleted) > 0 {
+		s.log.Warn("the reload deleted what the configuration file lacks (--reload-prune)", "file", s.path, "deleted", deleted)
+	}
+	s.log.Info("configuration reloaded", "file", s.path, "store_changes", len(res.Changes), "prune", s.reloadPrune,
 		"store_revision", s.rev, "snapshot", s.g.Snapshot().Revision)
 	return nil
+}
+
+// withFile returns the gateway's document were doc applied to the store
+// with opts (with the process settings of base): applied in a transaction
+// that is rolled back.
+func (s *configSync) withFile(ctx context.Context, base, doc *config.Document, opts store.ApplyOptions) (*config.Document, error) {
+	tx, err := s.client.Tx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("config store: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := store.ApplyDocument(ctx, tx.Client(), doc, opts); err != nil {
+		return nil, err
+	}
+	stored, err := store.ExportDocument(ctx, tx.Client())
+	if err != nil {
+		return nil, err
+	}
+	return withStored(base, stored), nil
 }
 
 // processSettings returns doc without what the store holds.

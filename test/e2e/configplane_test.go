@@ -474,8 +474,8 @@ func TestBootstrapAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfg := writeConfigFile(t, "gatehouse.yaml", oneServerConfig(addr, dir, alphaURL))
-	start := func() *gateway {
-		p := startProc(t, filepath.Join(binDir, "gatehouse"), "serve", "--approvals=false", "--config", cfg)
+	start := func(args ...string) *gateway {
+		p := startProc(t, filepath.Join(binDir, "gatehouse"), append([]string{"serve", "--approvals=false", "--config", cfg}, args...)...)
 		g := &gateway{proc: p, addr: addr, config: cfg}
 		waitReady(t, g)
 		return g
@@ -507,11 +507,32 @@ func TestBootstrapAndRestart(t *testing.T) {
 	if countMsg(g, "the config store differs from the configuration file; serving the store. Apply the file with `gatehouse apply -f` or SIGHUP") != 1 {
 		t.Errorf("restart did not say the file differs from the store")
 	}
+	// What the admin API made and the file does not mention survives a
+	// SIGHUP (found probing: the demo's "edit, then kill -HUP" deleted it).
+	mustGQL(t, g, `mutation { createAgent(input: {name: "made-by-api"}) { id } }`, nil)
 	g.signal(syscall.SIGHUP)
 	pollUntil(t, "SIGHUP to apply the file", func() bool { return countMsg(g, msgReloaded) == 1 })
-	d = mustGQL(t, g, `query { virtualServers { edges { node { description } } } }`, nil)
+	d = mustGQL(t, g, `query { virtualServers { edges { node { description } } } agents { edges { node { name } } } }`, nil)
 	if got := dig(d, "virtualServers", "edges", 0, "node", "description"); got != "" && got != nil {
 		t.Errorf("description after SIGHUP = %v, want the file's (none)", got)
+	}
+	if got := dig(d, "agents", "edges", 0, "node", "name"); got != "made-by-api" {
+		t.Errorf("agents after SIGHUP = %v, want made-by-api kept (the file is merged)", dig(d, "agents"))
+	}
+	// With --reload-prune the store holds exactly the file, and the log
+	// names what went.
+	g.signal(syscall.SIGTERM)
+	<-g.done
+	g = start("--reload-prune")
+	g.adminToken = tokens[0]
+	g.signal(syscall.SIGHUP)
+	pollUntil(t, "SIGHUP to apply the file with --reload-prune", func() bool { return countMsg(g, msgReloaded) == 1 })
+	d = mustGQL(t, g, `query { agents { totalCount } }`, nil)
+	if n := dig(d, "agents", "totalCount"); fmt.Sprint(n) != "0" {
+		t.Errorf("agents after SIGHUP with --reload-prune = %v, want none", n)
+	}
+	if e := lastEntry(g, "the reload deleted what the configuration file lacks (--reload-prune)"); e == nil || e["level"] != "WARN" || !strings.Contains(fmt.Sprint(e["deleted"]), "made-by-api") {
+		t.Errorf("the pruning reload logged %v, want a WARN naming made-by-api", e)
 	}
 
 	// A file of process settings only (like the appliance's) on SIGHUP
