@@ -875,7 +875,8 @@ func TestMalformedJSONRPC(t *testing.T) {
 		{"missing required params", `{"jsonrpc":"2.0","id":16,"method":"tools/call"}`, http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "params"},
 		{"empty body", ``, http.StatusBadRequest, 0, "non-empty body"},
 		{"fractional id", `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, http.StatusBadRequest, 0, "request ID 1.5 is not an integer"},
-		{"id beyond 2^53", `{"jsonrpc":"2.0","id":9223372036854775808,"method":"ping"}`, http.StatusBadRequest, 0, "is not an integer of at most 2^53"},
+		{"id beyond 2^53", `{"jsonrpc":"2.0","id":9223372036854775808,"method":"ping"}`, http.StatusBadRequest, 0, "request ID ≈9.223372036854776e+18 is beyond ±(2^53-1)"},
+		{"id 2^53+1", `{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}`, http.StatusBadRequest, 0, "is beyond ±(2^53-1)"},
 		{"tools/call params of the wrong type", `{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":42}}`, http.StatusOK, jsonrpc.CodeInvalidParams, "name: got number, want a string"},
 		{"tools/call unknown tool", `{"jsonrpc":"2.0","id":18,"method":"tools/call","params":{"name":"nope"}}`, http.StatusOK, jsonrpc.CodeInvalidParams, "nope"},
 	} {

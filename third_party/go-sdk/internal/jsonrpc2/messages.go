@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"reflect"
 	"sync"
 
@@ -38,12 +39,17 @@ func MakeID(v any) (ID, error) {
 		return ID{}, nil
 	case float64:
 		// JSON numbers arrive as float64. One that is not an integer, or
-		// too large for a float64 to hold exactly (beyond ±2^53), would
-		// be answered under another ID (1.5 as 1, 2^63 as -2^63), which
-		// its sender could not match, and could collide with a request in
+		// too large for a float64 to hold every integer up to it (2^53
+		// and beyond: 2^53+1 arrives as 2^53), would be answered under
+		// another ID (1.5 as 1, 2^53+1 as 2^53, 2^63 as -2^63), which its
+		// sender could not match, and could collide with a request in
 		// flight. JSON-RPC wants the response's ID to be the request's.
-		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
-			return ID{}, fmt.Errorf("%w: request ID %v is not an integer of at most 2^53 in magnitude; use a smaller integer or a string", ErrInvalidRequest, v)
+		if v != math.Trunc(v) {
+			return ID{}, fmt.Errorf("%w: request ID %s is not an integer; use an integer or a string", ErrInvalidRequest, strconv.FormatFloat(v, 'f', -1, 64))
+		}
+		if math.Abs(v) >= 1<<53 {
+			// Said approximately: the number as sent is gone already.
+			return ID{}, fmt.Errorf("%w: request ID ≈%g is beyond ±(2^53-1), the integers a JSON number holds exactly; use a smaller integer or a string", ErrInvalidRequest, v)
 		}
 		return Int64ID(int64(v)), nil
 	case string:
