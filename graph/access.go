@@ -166,33 +166,10 @@ func (r *Resolver) updateApprovalRule(ctx context.Context, id int, input ent.Upd
 // approval rules, reporting each bad expression at its path
 // (grants[2].when, approval_rules[0].when).
 func documentCELErrors(doc *config.Document) error {
-	check := CheckExpression
-	if check == nil {
+	if CheckExpression == nil {
 		return nil
 	}
-	var bad []*config.FieldError
-	add := func(path, kind, expr string) {
-		if expr == "" {
-			return
-		}
-		if err := check(kind, expr); err != nil {
-			bad = append(bad, &config.FieldError{Path: path, Reason: err.Error()})
-		}
-	}
-	for i, g := range doc.Grants {
-		add(fmt.Sprintf("grants[%d].subject.claim", i), "claim", g.Subject.Claim)
-		add(fmt.Sprintf("grants[%d].when", i), "when", g.When)
-	}
-	for i, l := range doc.RateLimits {
-		add(fmt.Sprintf("rate_limits[%d].subject.claim", i), "claim", l.Subject.Claim)
-	}
-	for i, r := range doc.ApprovalRules {
-		add(fmt.Sprintf("approval_rules[%d].when", i), "when", r.When)
-	}
-	if len(bad) > 0 {
-		return &config.ValidationError{Fields: bad}
-	}
-	return nil
+	return doc.CheckExpressions(CheckExpression)
 }
 
 // approveToolDefinition approves tool's current definition if its hash is

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
@@ -156,7 +157,7 @@ func Version() string {
 }
 
 // loadConfig reads the file (if any) and applies environment and flag
-// overrides, then validates.
+// overrides, then validates, CEL expressions included.
 func loadConfig(path, listen, dataDir, logLevel string) (*config.Document, error) {
 	if path == "" {
 		path = os.Getenv(EnvConfig)
@@ -186,6 +187,13 @@ func loadConfig(path, listen, dataDir, logLevel string) (*config.Document, error
 	if err := doc.Validate(); err != nil {
 		return nil, err
 	}
+	// CEL too, as the gateway will compile it, before anything starts.
+	if err := doc.CheckExpressions(policy.CheckExpression); err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, err
+	}
 	return doc, nil
 }
 
@@ -193,19 +201,26 @@ func check(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (default $GATEHOUSE_CONFIG)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gatehouse check --config FILE\n\nValidates the file (keys, references, static name collisions) and exits 0 if it is valid.")
+		fmt.Fprintln(fs.Output(), "Usage: gatehouse check [--config] FILE\n\nValidates the file (keys, references, static name collisions, CEL expressions)\nand exits 0 if it is valid. Names that collide only once upstreams answer are\nfound by serve and by apply --dry-run against a running gateway.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	switch {
+	case fs.NArg() > 1 || fs.NArg() == 1 && *path != "":
+		return usageError{fmt.Errorf("one configuration file, not %q", fs.Args())}
+	case fs.NArg() == 1:
+		*path = fs.Arg(0)
+	}
 	if *path == "" && os.Getenv(EnvConfig) == "" {
-		return usageError{errors.New("--config is required")}
+		return usageError{errors.New("give the configuration file: gatehouse check FILE (or --config FILE, or $" + EnvConfig + ")")}
 	}
 	doc, err := loadConfig(*path, "", "", "")
 	if err != nil {
 		return err
 	}
+
 	fmt.Fprintf(stdout, "ok: %d upstreams, %d virtual servers, %d agents\n", len(doc.Upstreams), len(doc.VirtualServers), len(doc.Agents))
 	return nil
 }

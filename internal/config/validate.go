@@ -288,3 +288,34 @@ func (a *Agent) validate(v *validator, p string, seen map[string]bool) {
 		}
 	}
 }
+
+// CheckExpressions checks every CEL expression of d (grants' and approval
+// rules' when, claim subjects of grants and rate limits) with check, which
+// compiles one of kind "when" or "claim" (policy.CheckExpression; config
+// does not compile CEL itself). The errors are a *ValidationError with
+// each expression's path, nil if all compile.
+func (d *Document) CheckExpressions(check func(kind, expr string) error) error {
+	var bad []*FieldError
+	add := func(path, kind, expr string) {
+		if expr == "" {
+			return
+		}
+		if err := check(kind, expr); err != nil {
+			bad = append(bad, &FieldError{Path: path, Reason: err.Error()})
+		}
+	}
+	for i, g := range d.Grants {
+		add(fmt.Sprintf("grants[%d].subject.claim", i), "claim", g.Subject.Claim)
+		add(fmt.Sprintf("grants[%d].when", i), "when", g.When)
+	}
+	for i, l := range d.RateLimits {
+		add(fmt.Sprintf("rate_limits[%d].subject.claim", i), "claim", l.Subject.Claim)
+	}
+	for i, r := range d.ApprovalRules {
+		add(fmt.Sprintf("approval_rules[%d].when", i), "when", r.When)
+	}
+	if len(bad) > 0 {
+		return &ValidationError{Fields: bad}
+	}
+	return nil
+}

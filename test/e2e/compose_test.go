@@ -617,6 +617,17 @@ virtual_servers: [{name: v, include: []}]
 			},
 		},
 		{
+			// Found probing: check said ok, and apply --dry-run refused it.
+			name: "CEL that does not compile",
+			cfg: `upstreams: [{name: a, transport: streamable-http, url: "http://127.0.0.1:9/mcp"}]
+virtual_servers: [{name: v, include: [{upstream: a}]}]
+grants:
+  - {name: g1, subject: {agent: x}, target: {virtual_server: v, tools: ["*"]}, effect: allow, when: "args.x =="}
+  - {name: g2, subject: {agent: x}, target: {virtual_server: v, tools: ["*"]}, effect: allow, when: "args.x + 1"}
+`,
+			want: []string{`grants[0].when: 1:10: Syntax error`, `grants[1].when: must be a bool expression, got int`},
+		},
+		{
 			name: "not YAML",
 			cfg:  "upstreams:\n\t- tab\n",
 			want: []string{`line 2: found character that cannot start any token`},
