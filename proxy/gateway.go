@@ -118,6 +118,9 @@ type Gateway struct {
 	// messages in their handlers (a legacy SSE call runs after its POST
 	// was answered), for [Gateway.Drain].
 	posts, handling atomic.Int64
+	// streams are the agents' open event streams, ended when their
+	// credentials stop being accepted.
+	streams streamSet
 }
 
 // New returns a gateway for doc. Call [Gateway.Start] to connect upstreams.
@@ -184,6 +187,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		u.start(g.ctx)
 	}
 	g.waitUpstreams(ctx, ups, wait)
+	go g.watchStreams(g.ctx)
 	return g.recompile(refuseCollisions)
 }
 
@@ -534,6 +538,9 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream, p c
 	// What an agent may see depends on the grants (and on who is an
 	// agent): when they change, every session is told its lists changed.
 	regrant := g.doc != nil && (!reflect.DeepEqual(g.doc.Grants, doc.Grants) || !reflect.DeepEqual(g.doc.Agents, doc.Agents))
+	if g.doc != nil && !reflect.DeepEqual(g.doc.Agents, doc.Agents) {
+		defer func() { go g.recheckStreams() }() // after the swap below
+	}
 	g.doc, g.upstreams = doc, ups
 	g.snap.Store(snap)
 	g.metrics.revision.Set(float64(snap.Revision))

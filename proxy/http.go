@@ -125,6 +125,11 @@ func (g *Gateway) serveMCP(legacySSE bool) http.HandlerFunc {
 				return
 			}
 		}
+		if r.Method == http.MethodGet && p != identity.Anonymous {
+			var done func()
+			r, done = g.streams.track(r, p)
+			defer done()
+		}
 		r = r.WithContext(identity.WithPrincipal(r.Context(), p))
 		if p != identity.Anonymous && r.Header.Get("Authorization") == "" {
 			// A principal from a client certificate: the go-sdk binds

@@ -1247,3 +1247,81 @@ virtual_servers:
 		}
 	})
 }
+
+// TestRevokedKeyEndsItsStreams: an agent's key is revoked through the
+// admin API while its session's listening stream (GET) is open, over
+// streamable HTTP and legacy SSE. New requests are refused at once, and
+// the open streams end too (found probing: they went on delivering the
+// session's notifications for as long as the agent kept them).
+func TestRevokedKeyEndsItsStreams(t *testing.T) {
+	t.Parallel()
+	alphaURL, _ := demoHTTP(t, "streamable-http", "alpha")
+	key, sha := newKey(t)
+	g := startGateway(t, fmt.Sprintf(`
+listen: LISTEN
+log: {level: info}
+upstreams:
+  - {name: alpha, transport: streamable-http, url: %q}
+virtual_servers:
+  - {name: v, include: [{upstream: alpha, tools: [echo]}]}
+agents:
+  - {name: bot, api_keys: [{sha256: %s}]}
+grants:
+  - {subject: {agent: bot}, target: {virtual_server: v, tools: ["*"]}, effect: allow}
+`, alphaURL, sha))
+
+	// A streamable HTTP session and its listening stream.
+	s := &rawSession{url: g.url("v"), key: key}
+	r := s.post(t, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+sessionProtocol+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	s.sid = r.header.Get("Mcp-Session-Id")
+	if s.sid == "" {
+		t.Fatalf("initialize: HTTP %d %q", r.status, r.body)
+	}
+	s.post(t, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	ended := make(chan string, 2)
+	openStream := func(name string, req *http.Request) {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", name, resp.StatusCode)
+		}
+		go func() {
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			ended <- name
+		}()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	openStream("streamable HTTP GET", s.request(ctx, http.MethodGet, nil))
+	sse, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.sseURL("v"), nil)
+	sse.Header.Set("Authorization", "Bearer "+key)
+	sse.Header.Set("Accept", "text/event-stream")
+	openStream("legacy SSE", sse)
+	select {
+	case name := <-ended:
+		t.Fatalf("%s ended before the key was revoked", name)
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	d := mustGQL(t, g, `query { apiKeys { edges { node { id } } } }`, nil)
+	id := dig(d, "apiKeys", "edges", 0, "node", "id")
+	mustGQL(t, g, `mutation($id: ID!) { updateAPIKey(id: $id, input: {revoked: true}) { id } }`, map[string]any{"id": id})
+
+	for range 2 {
+		select {
+		case name := <-ended:
+			t.Logf("%s ended", name)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("an open stream of the revoked key is still open 15 s after the revocation")
+		}
+	}
+	if r := s.post(t, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); r.status != http.StatusUnauthorized {
+		t.Errorf("a request with the revoked key: HTTP %d, want 401", r.status)
+	}
+	if n := countMsg(g, "agent event stream closed: its credentials are no longer accepted"); n != 2 {
+		t.Errorf("logged %d stream closings, want 2", n)
+	}
+}
