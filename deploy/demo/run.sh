@@ -143,9 +143,13 @@ cat <<TXT
       -H 'Content-Type: application/json' -d '{"query":"{ upstreams { edges { node { name transport url } } } }"}'
     GATEHOUSE_ADMIN_TOKEN=$ADMIN_TOKEN $BIN/gatehouse export --server http://$LISTEN
 
-  MCP client configuration (Claude Desktop, VS Code, Cursor, ...):
-    {"mcpServers": {"gatehouse-demo": {"type": "http", "url": "$URL",
-      "headers": {"Authorization": "Bearer $KEY"}}}}
+  MCP client configuration:
+    Cursor, Claude Code (.mcp.json):
+      {"mcpServers": {"gatehouse-demo": {"type": "http", "url": "$URL",
+        "headers": {"Authorization": "Bearer $KEY"}}}}
+    VS Code (.vscode/mcp.json):
+      {"servers": {"gatehouse-demo": {"type": "http", "url": "$URL",
+        "headers": {"Authorization": "Bearer $KEY"}}}}
 
   Or with curl:
     curl -sS $URL \\

@@ -53,7 +53,7 @@ type auditFlags struct {
 func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.backend, "audit", "", "where the audit trail goes: embedded (ClickHouse engine in DATA_DIR/audit, the default) | clickhouse (a server or cluster: --clickhouse-addr) | off")
 	fs.StringVar(&a.node, "audit-node", "", "this gateway's name in audit events and their hash chain (default: the host name)")
-	fs.StringVar(&a.chdbLib, "chdb-lib", "", "path of libchdb.so for the embedded engine (default $GATEHOUSE_CHDB_LIB, else next to the binary, else .cache/chdb of a checkout; `make chdb` installs it)")
+	fs.StringVar(&a.chdbLib, "chdb-lib", "", "path of libchdb.so for the embedded engine (default $GATEHOUSE_CHDB_LIB, else next to the binary or in ../lib, else .cache/chdb of the checkout the current directory is in; 'make chdb' installs it there)")
 	fs.StringVar(&a.addr, "clickhouse-addr", "", "ClickHouse native-protocol addresses host:9000[,host:9000…] (default $"+EnvClickHouseAddr+"); implies --audit clickhouse")
 	fs.StringVar(&a.database, "clickhouse-database", "", "ClickHouse database for the audit tables (created if missing; default: the user's default database)")
 	fs.StringVar(&a.user, "clickhouse-user", "", "ClickHouse user (default: default)")

@@ -64,8 +64,11 @@ Environment:
   GATEHOUSE_ADMIN_TOKEN admin token for apply, export, approvals and audit
   GATEHOUSE_TEMPORAL_ADDRESS  external Temporal frontend host:port (serve, worker; default embedded)
   GATEHOUSE_TEMPORAL_API_KEY  API key of an external Temporal (serve, worker)
-  GATEHOUSE_CLICKHOUSE_ADDR   ClickHouse server for the audit trail (serve, worker, audit; default embedded engine)
+  GATEHOUSE_CLICKHOUSE_ADDR   ClickHouse server for the audit trail (serve, worker; default embedded engine)
+  GATEHOUSE_CLICKHOUSE_PASSWORD  its password (serve, worker)
+  GATEHOUSE_CHDB_LIB          libchdb.so of the embedded audit engine (serve, worker)
   GATEHOUSE_VAULT_ADDR        Vault or OpenBao address for secret bindings (serve, worker)
+  GATEHOUSE_VAULT_TOKEN       its token (serve, worker; or --vault-token-file)
 
 Agents connect to http://LISTEN/mcp/<virtual-server> (streamable HTTP) or
 http://LISTEN/sse/<virtual-server> (legacy SSE) with

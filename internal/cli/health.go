@@ -19,20 +19,23 @@ const healthUsage = `Usage: gatehouse health [flags]
 
 Asks a running gateway whether it is ready (GET /readyz) or, with --live,
 alive (GET /healthz), prints the answer and exits 0 when it is, 1 when it is
-not or cannot be reached. For container health checks in images without a
-shell or HTTP client:
+not or cannot be reached. A degraded gateway (an upstream down, say: the
+answer's status says "degraded") serves and counts as ready; one that is
+starting does not. For container health checks in images without a shell
+or HTTP client:
 
   HEALTHCHECK CMD ["gatehouse", "health"]
 
-The gateway is found at --url, else at $GATEHOUSE_LISTEN (a wildcard host
-means this host's loopback), else at ` + config.DefaultListen + `.
+The gateway is found at --url, else at $` + EnvServer + ` (as the admin
+commands), else at $` + EnvListen + ` (a wildcard host means this host's
+loopback), else at ` + config.DefaultListen + `.
 
 Flags:
 `
 
 func healthCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	url := fs.String("url", "", "gateway base URL, e.g. http://127.0.0.1:8080 (default: from $"+EnvListen+")")
+	url := fs.String("url", "", "gateway base URL, e.g. http://127.0.0.1:8080 (default $"+EnvServer+", else from $"+EnvListen+")")
 	live := fs.Bool("live", false, "check liveness (/healthz) instead of readiness (/readyz)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	fs.Usage = func() {
@@ -45,7 +48,7 @@ func healthCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	base := *url
+	base := firstNonEmpty(*url, os.Getenv(EnvServer))
 	if base == "" {
 		base = "http://" + loopbackFor(firstNonEmpty(os.Getenv(EnvListen), config.DefaultListen))
 	}

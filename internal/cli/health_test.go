@@ -40,9 +40,16 @@ func TestHealth(t *testing.T) {
 	if out, code := run("--url", srv.URL, "--live"); code != 0 || out != "ok\n" {
 		t.Errorf("--live on an unready gateway: exit %d, %q; want alive", code, out)
 	}
+	t.Setenv(EnvServer, "")
 	t.Setenv(EnvListen, "0.0.0.0:"+srv.URL[strings.LastIndex(srv.URL, ":")+1:])
 	if out, code := run("--live"); code != 0 {
 		t.Errorf("$%s with a wildcard host: exit %d, %q; want the gateway found on loopback", EnvListen, code, out)
+	}
+	// $GATEHOUSE_SERVER, which the admin commands use, comes first.
+	t.Setenv(EnvListen, "127.0.0.1:1")
+	t.Setenv(EnvServer, srv.URL)
+	if out, code := run("--live"); code != 0 {
+		t.Errorf("$%s: exit %d, %q; want the gateway found there", EnvServer, code, out)
 	}
 	srv.Close()
 	if out, code := run("--url", srv.URL); code != 1 || !strings.Contains(out, "connection refused") {

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/actor"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/guard"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
@@ -144,6 +145,8 @@ func fileActor(path string) string { return "file:" + filepath.Base(path) }
 // written there (mode 0600) when the file does not exist; without it, the
 // token is printed once to w. It is never logged.
 func bootstrapAdmin(ctx context.Context, log *slog.Logger, client *ent.Client, tokenFile string, w io.Writer) error {
+	// The change log names who made the token: the gateway's own start.
+	ctx = actor.NewContext(ctx, "serve:bootstrap")
 	n, err := client.AdminToken.Query().Count(ctx)
 	if err != nil {
 		return fmt.Errorf("count admin tokens: %w", err)

@@ -58,9 +58,9 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("opening embedded ClickHouse engine: %w", err)
 	}
-	path := opts.libPath()
+	path, looked := opts.libPath()
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("opening embedded ClickHouse engine: library %s not found: install it with `make chdb` (npm package @chdb/lib-linux-x64-gnu), or set %s to its path", path, EnvLib)
+		return nil, fmt.Errorf("opening embedded ClickHouse engine: library libchdb.so not found (looked at %s): install it with `make chdb` (npm package @chdb/lib-linux-x64-gnu), or set %s to its path", looked, EnvLib)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -147,19 +148,20 @@ func goString(p *byte) string {
 
 // libPath resolves [Options.LibPath] as documented there. When no
 // candidate exists it returns the first, for the error message.
-func (o Options) libPath() string {
+func (o Options) libPath() (path, looked string) {
 	if o.LibPath != "" {
-		return o.LibPath
+		return o.LibPath, o.LibPath
 	}
 	if p := os.Getenv(EnvLib); p != "" {
-		return p
+		return p, p + " ($" + EnvLib + ")"
 	}
 	var candidates []string
 	if exe, err := os.Executable(); err == nil {
 		dir := filepath.Dir(exe)
-		candidates = append(candidates, filepath.Join(dir, "libchdb.so"), filepath.Join(dir, "..", "lib", "libchdb.so"))
+		candidates = append(candidates, filepath.Join(dir, "libchdb.so"), filepath.Clean(filepath.Join(dir, "..", "lib", "libchdb.so")))
 	}
-	if wd, err := os.Getwd(); err == nil {
+	wd, _ := os.Getwd()
+	if wd != "" {
 		for dir := wd; ; dir = filepath.Dir(dir) {
 			candidates = append(candidates, filepath.Join(dir, DevLibPath))
 			if filepath.Dir(dir) == dir {
@@ -169,11 +171,15 @@ func (o Options) libPath() string {
 	}
 	for _, c := range candidates {
 		if _, err := os.Stat(c); err == nil {
-			return c
+			return c, c
 		}
 	}
 	if len(candidates) == 0 {
-		return "libchdb.so"
+		return "libchdb.so", "libchdb.so"
 	}
-	return candidates[0]
+	looked = strings.Join(candidates[:min(2, len(candidates))], ", ")
+	if wd != "" {
+		looked += ", and " + DevLibPath + " in " + wd + " and each directory above it"
+	}
+	return candidates[0], looked
 }
