@@ -10,8 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"reflect"
+	"strconv"
 	"sync"
 
 	segjson "github.com/segmentio/encoding/json"
