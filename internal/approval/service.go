@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -456,6 +457,8 @@ func (s *Service) deliver(ctx context.Context, a *ent.Approval, r *workflows.Too
 		}
 	case workflows.StateCancelled:
 		res = toolError(a.ApprovalID, state, fmt.Sprintf("approval %s was cancelled; the call was not executed", a.ApprovalID))
+	case workflows.StateDenied:
+		res = toolError(a.ApprovalID, state, forAgent(reason))
 	default:
 		res = toolError(a.ApprovalID, state, reason)
 	}
@@ -503,6 +506,19 @@ func (s *Service) afterWorkflowError(ctx context.Context, id string, err error) 
 
 // toolError is the tool error result an agent gets for an approval that
 // did not produce the upstream's result.
+// forAgent is a denial's reason as the agent is told it: the approver's
+// comment, not who the approver is (the record keeps that: "denied by
+// token:alice: …"). Admin token names and approvers' identities are not
+// the agent's to know.
+func forAgent(reason string) string {
+	if rest, ok := strings.CutPrefix(reason, "denied by "); ok {
+		if _, comment, ok := strings.Cut(rest, ": "); ok {
+			return "denied by an approver: " + comment
+		}
+	}
+	return reason
+}
+
 func toolError(id, state, reason string) *mcp.CallToolResult {
 	return &mcp.CallToolResult{
 		IsError:           true,

@@ -240,8 +240,13 @@ func TestApprovalEndToEnd(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("denied call: %v", r.err)
 		}
-		if got := textOf(t, r.res); !r.res.IsError || !strings.Contains(got, "change freeze until Monday") || !strings.Contains(got, "token:alice") {
+		// The agent gets the reason, not the approver's name; the record
+		// has both.
+		if got := textOf(t, r.res); !r.res.IsError || got != "denied by an approver: change freeze until Monday" {
 			t.Errorf("denied call result: %q (isError %v)", got, r.res.IsError)
+		}
+		if a := approvalState(t, g, alice, id); a["reason"] != "denied by token:alice: change freeze until Monday" {
+			t.Errorf("the approval record's reason = %v", a["reason"])
 		}
 		if n := deployCount(up) - before; n != 0 {
 			t.Errorf("a denied call reached the upstream %d times", n)
