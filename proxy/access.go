@@ -494,7 +494,7 @@ func (g *Gateway) Explain(agent, vs, tool string, args map[string]any) (*Explana
 	p := snap.principal(agent)
 	r := v.Tools[tool]
 	pr := newPolicyRequest(p, vs, policy.KindTool, tool, r)
-	pr.Args = args
+	pr.Args, pr.Explain = args, true
 	e := &Explanation{Decision: snap.access.policy.Decide(pr), Visible: r != nil && snap.access.policy.Visible(pr)}
 	if r == nil {
 		e.Decision.Reason = fmt.Sprintf("virtual server %q exposes no tool %q (unknown, hidden by its selections, or withheld by pinning)", vs, tool)

@@ -19762,7 +19762,9 @@ type Explanation {
   reason: String!
   """
   Every grant that matched the call (subject, target and condition), with
-  what it decided.
+  what it decided; then the grants whose subject and target match but whose
+  condition did not hold, their reason ending "so the grant does not
+  apply" (a when that was false, say).
   """
   grants: [ExplainedGrant!]!
   """
@@ -19780,7 +19782,8 @@ type Explanation {
 }
 
 """
-A grant that matched the explained call.
+A grant that matched the explained call, or whose subject and target
+matched and whose condition did not hold.
 """
 type ExplainedGrant {
   """

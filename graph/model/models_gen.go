@@ -370,7 +370,8 @@ type ExplainedFinding struct {
 	Action string `json:"action"`
 }
 
-// A grant that matched the explained call.
+// A grant that matched the explained call, or whose subject and target
+// matched and whose condition did not hold.
 type ExplainedGrant struct {
 	// Name of the grant.
 	Grant string `json:"grant"`
@@ -387,7 +388,9 @@ type Explanation struct {
 	// Why, in a sentence (e.g. "no grant allows it", "denied by grant ops-deny").
 	Reason string `json:"reason"`
 	// Every grant that matched the call (subject, target and condition), with
-	// what it decided.
+	// what it decided; then the grants whose subject and target match but whose
+	// condition did not hold, their reason ending "so the grant does not
+	// apply" (a when that was false, say).
 	Grants []*ExplainedGrant `json:"grants"`
 	// What the guardrails found in the arguments, if any (never the matched text).
 	Guardrails []*ExplainedFinding `json:"guardrails"`

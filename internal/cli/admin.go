@@ -54,7 +54,7 @@ func (a gatewayAdmin) Explain(_ context.Context, agent, vs, tool string, args ma
 		return nil, err
 	}
 	out := &graph.Explanation{Effect: e.Decision.Effect, Reason: e.Decision.Reason, Visible: e.Visible, RateLimit: e.RateLimit}
-	for _, m := range e.Decision.Matched {
+	for _, m := range append(e.Decision.Matched, e.Decision.Unmet...) {
 		out.Grants = append(out.Grants, graph.ExplainedGrant{Grant: m.Grant, Effect: m.Effect, Reason: m.Reason})
 	}
 	for _, f := range e.Findings {

@@ -59,6 +59,8 @@ type Request struct {
 	// now.
 	Time     time.Time
 	SourceIP string
+	// Explain asks for [Decision.Unmet] too (explainDecision).
+	Explain bool
 }
 
 // Match is one grant, or approval rule, that matched a request.
@@ -95,6 +97,12 @@ type Decision struct {
 	// those outranked by the deciding one, and last the approval rule that
 	// held the call by itself, if one did.
 	Matched []Match
+	// Unmet lists, when the request asked for an explanation
+	// ([Request.Explain]), the grants whose subject and target match but
+	// whose condition (claim subject, when) did not hold, in config order,
+	// with why: what to look at when a call is refused that one expected
+	// allowed.
+	Unmet []Match
 	// Approval is the approval rule of the deciding require_approval grant,
 	// or the rule that held the call by itself ("" for the default rule, or
 	// when Effect is not require_approval). [Policy.ApprovalRule] returns
@@ -295,6 +303,29 @@ func (g *grant) match(e *evaluator, visible bool) (outcome, error) {
 	return matched, nil
 }
 
+// unmet says why g's condition did not hold for the request of e, whose
+// kind has index k (its subject and target match).
+func (g *grant) unmet(e *evaluator, k int) string {
+	base := strings.TrimSuffix(g.reasons[k], "; when true")
+	if g.subject.claim != nil {
+		ok, err := e.eval(g.subject.claim)
+		switch {
+		case err != nil:
+			return base + "; subject claim failed, so the grant does not apply: " + err.Error()
+		case !ok:
+			return base + "; subject claim false, so the grant does not apply"
+		}
+	}
+	if g.when != nil {
+		if ok, err := e.eval(g.when); err != nil {
+			return base + "; when failed, so the grant does not apply: " + err.Error()
+		} else if !ok {
+			return base + "; when false, so the grant does not apply"
+		}
+	}
+	return base + "; does not apply"
+}
+
 // Decide decides r: deny if any matching grant denies, else
 // require_approval if any matching grant requires it, else allow if any
 // matching grant allows, else deny. A tool call the grants allow needs
@@ -329,6 +360,9 @@ func (p *Policy) Decide(r *Request) Decision {
 		}
 		out, err := g.match(&e, false)
 		if out == noMatch {
+			if r.Explain {
+				d.Unmet = append(d.Unmet, Match{Grant: g.name, Effect: g.effect, Reason: g.unmet(&e, k)})
+			}
 			continue
 		}
 		m := Match{Grant: g.name, Effect: g.effect, Reason: g.reasons[k]}

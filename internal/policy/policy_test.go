@@ -175,6 +175,33 @@ func TestDecideReasons(t *testing.T) {
 	}
 }
 
+// TestDecideUnmet: asked to explain, a decision also lists the grants
+// whose subject and target match but whose condition did not hold.
+func TestDecideUnmet(t *testing.T) {
+	t.Parallel()
+	p := mustCompile(t, fixture)
+	r := &Request{Principal: alice, VirtualServer: "ops", Kind: KindTool, Name: "write_file", Args: map[string]any{"path": "/etc/passwd"}}
+	if d := p.Decide(r); d.Effect != "deny" || d.Unmet != nil {
+		t.Fatalf("without Explain: %s, unmet %v", d.Effect, d.Unmet)
+	}
+	r.Explain = true
+	d := p.Decide(r)
+	want := []Match{
+		{Grant: "tmp-writes", Effect: "allow", Reason: `subject team qa; target tools ["write_file"]; when false, so the grant does not apply`},
+		{Grant: "suspended", Effect: "deny", Reason: `subject agent *; target tools ["*"]; when false, so the grant does not apply`},
+	}
+	if d.Effect != "deny" || !slices.Equal(d.Unmet, want) {
+		t.Errorf("unmet = %+v, want %+v", d.Unmet, want)
+	}
+	eve := &identity.Principal{Agent: "eve", Method: "oidc", Claims: map[string]any{"groups": []any{"ops"}}}
+	d = p.Decide(&Request{Principal: eve, VirtualServer: "ops", Kind: KindTool, Name: "build", Explain: true})
+	if !slices.ContainsFunc(d.Unmet, func(m Match) bool {
+		return m.Grant == "sre" && strings.HasSuffix(m.Reason, "subject claim false, so the grant does not apply")
+	}) {
+		t.Errorf("unmet = %+v, want sre's claim", d.Unmet)
+	}
+}
+
 func TestDecideClaimFailsClosed(t *testing.T) {
 	t.Parallel()
 	p := mustCompile(t, []config.Grant{
