@@ -172,16 +172,14 @@ upstreams:
 						t.Errorf("call %d: %d progress notifications when it returned, want %d", i+2, len(progress), 3*(i+2))
 					}
 				}
-				pollFor(t, 5*time.Second, "the log reaches the agent", func() string {
-					_, _, logs, _, _ := a.snapshot()
-					// Log messages of a shared (stdio) session are not relayed:
-					// its logging level is not the agents' to set, so the
-					// upstream sends none.
-					if kind == "vs-http" && !slices.Contains(logs, any("progress done")) {
-						return fmt.Sprintf("logs %v, want \"progress done\"", logs)
-					}
-					return ""
-				})
+				// Log messages too (change 32): the one the tool logs just
+				// before its result is there when the call returns. Those
+				// of a shared (stdio) session are not relayed: its logging
+				// level is not the agents' to set, so the upstream sends
+				// none.
+				if _, _, logs, _, _ := a.snapshot(); kind == "vs-http" && !slices.Contains(logs, any("progress done")) {
+					t.Errorf("logs when the call returned: %v, want \"progress done\"", logs)
+				}
 				sampled, elicited, _, _, tokens := a.snapshot()
 				if len(sampled) != 1 || sampled[0] != "what is 2+2?" {
 					t.Errorf("agent was asked to sample %q", sampled)

@@ -286,16 +286,17 @@ type canceller struct {
 
 // Preempt implements [jsonrpc2.Preempter].
 //
-// A progress notification is handled here, on the connection's reader,
-// before the next message is read. Queued for the handler like other
-// notifications, it raced the answer read after it (the reader delivers
-// answers at once): a call often returned before its last progress
-// notifications were handled, and a handler relaying them to the call's
-// own caller (a proxy) found the call gone and dropped them. A progress
-// handler therefore holds up the connection's reading while it runs: it
-// must not wait for anything that needs this connection to go on.
+// A progress or log notification is handled here, on the connection's
+// reader, before the next message is read. Queued for the handler like
+// other notifications, it raced the answer read after it (the reader
+// delivers answers at once): a call often returned before its last progress
+// notifications or log messages were handled, and a handler relaying them
+// to the call's own caller (a proxy) found the call gone and dropped them.
+// A progress or logging handler therefore holds up the connection's reading
+// while it runs: it must not wait for anything that needs this connection
+// to go on.
 func (c *canceller) Preempt(ctx context.Context, req *jsonrpc.Request) (result any, err error) {
-	if req.Method == notificationProgress && c.handle != nil {
+	if (req.Method == notificationProgress || req.Method == notificationLoggingMessage) && c.handle != nil {
 		return c.handle(ctx, req)
 	}
 	if req.Method == notificationCancelled {
