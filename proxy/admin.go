@@ -17,24 +17,22 @@ var (
 
 // UpstreamTools asks the named upstream for the tools it serves now, over
 // its control session (not the cached catalog), so an admin sees exactly
-// what the upstream answers at this moment.
+// what the upstream answers at this moment; the catalog in force is
+// refreshed with the answer, so agents see the same.
 func (g *Gateway) UpstreamTools(ctx context.Context, name string) ([]*mcp.Tool, error) {
 	u := g.upstream(name)
 	if u == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownUpstream, name)
 	}
-	conn, err := u.controlConn()
-	if err != nil {
+	if _, err := u.controlConn(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout.Std())
-	defer cancel()
-	var errs []error
-	tools := collect(conn.cs.Tools(ctx, nil), "tools/list", &errs)
-	if err := errors.Join(errs...); err != nil {
+	// The catalog in force is refreshed with the answer, as a
+	// list_changed from the upstream would: what agents see follows.
+	if err := u.refreshCatalog(ctx); err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", name, err)
 	}
-	return tools, nil
+	return u.Catalog().Tools, nil
 }
 
 // ExposedTool is a tool as a virtual server exposes it to agents.

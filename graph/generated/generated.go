@@ -20557,7 +20557,10 @@ type Mutation {
   and in pinning mode auto a tool's first definition is approved. A changed
   definition of a pinned tool is recorded, not approved (the tool is then
   QUARANTINED). Tools the upstream no longer serves keep their row and
-  their old lastSeen. Returns the tools served now, by name. Needs the
+  their old lastSeen. The running gateway takes the answer as the
+  upstream's catalog too (its resources and prompts are listed again as
+  well), so agents see what it serves now without waiting for a
+  list_changed. Returns the tools served now, by name. Needs the
   running gateway: UNAVAILABLE without it or when the upstream does not
   answer; NOT_FOUND when the store or the gateway lacks the upstream.
   """
