@@ -233,6 +233,39 @@ func TestApplyConfigRejects(t *testing.T) {
 	})
 }
 
+// TestApplyFragment: a document merged into the store (no prune) may
+// refer to the store's upstreams and virtual servers: a file of rate
+// limits, say (found probing: it was refused as an unknown virtual
+// server). With prune the document must stand alone, and a reference to
+// neither is still refused.
+func TestApplyFragment(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, nil, func(t *testing.T, e *env) {
+		e.apply("upstreams:\n  - {name: up, transport: stdio, command: x}\nvirtual_servers:\n  - {name: vs, include: [{upstream: up}]}\n", false, false)
+		frag := "rate_limits:\n  - {name: rl, scope: {virtual_server: vs}, requests: 5, per: 1m}\n" +
+			"virtual_servers:\n  - {name: vs2, include: [{upstream: up}]}\n"
+		if got := e.apply(frag, false, false).strings(); !slices.Equal(got, []string{"rate_limit rl created", "virtual_server vs2 created"}) {
+			t.Errorf("fragment applied: %v", got)
+		}
+		for _, tc := range []struct {
+			doc   string
+			prune bool
+			path  string
+		}{
+			{frag, true, "rate_limits[0].scope.virtual_server"},
+			{"rate_limits:\n  - {name: rl2, scope: {virtual_server: nope}, requests: 5, per: 1m}\n", false, "rate_limits[0].scope.virtual_server"},
+			{"virtual_servers:\n  - {name: vs3, include: [{upstream: nope}]}\n", false, "virtual_servers[0].include[0].upstream"},
+		} {
+			_, resp := e.post(e.admin, applyQuery, map[string]any{"doc": tc.doc, "prune": tc.prune})
+			if len(resp.Errors) == 0 || !slices.ContainsFunc(resp.Errors, func(e gqlError) bool {
+				return e.Extensions["path"] == tc.path && e.Extensions["code"] == "INVALID" && strings.Contains(e.Message, "unknown")
+			}) {
+				t.Errorf("prune %v, %q: %+v, want INVALID at %s", tc.prune, tc.doc, resp.Errors, tc.path)
+			}
+		}
+	})
+}
+
 // TestExportConfigEmpty checks the export of an empty store.
 func TestExportConfigEmpty(t *testing.T) {
 	t.Parallel()

@@ -33,11 +33,12 @@ func exportConfig(ctx context.Context, client *ent.Client) (string, error) {
 }
 
 // applyConfig applies a YAML document with client, the mutation's
-// transaction. Process settings in the document are validated by
-// config.Parse and otherwise ignored (ApplyDocument does not store them);
-// CEL expressions are checked with [CheckExpression].
+// transaction. It is validated by ApplyDocument (without prune, as merged
+// into the store: it may refer to stored upstreams and virtual servers);
+// process settings in it are validated and otherwise ignored; CEL
+// expressions are checked with [CheckExpression].
 func applyConfig(ctx context.Context, client *ent.Client, document string, prune, dryRun bool) (*model.ApplyConfigPayload, error) {
-	doc, err := config.Parse([]byte(document))
+	doc, err := config.Decode([]byte(document))
 	if err != nil {
 		return nil, documentErrors(ctx, err)
 	}

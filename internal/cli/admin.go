@@ -294,7 +294,9 @@ func apply(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer
 	if err != nil {
 		return fmt.Errorf("read %s: %w", *file, err)
 	}
-	doc, err := config.Parse(data)
+	// Validated by the admin API, which knows what the store holds:
+	// without --prune the file may refer to stored entities.
+	doc, err := config.Decode(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *file, err)
 	}

@@ -256,6 +256,20 @@ func Load(path string) (*Document, error) {
 
 // Parse decodes and validates a document. Unknown keys are errors.
 func Parse(data []byte) (*Document, error) {
+	doc, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// Decode decodes a document and applies defaults, without validating it:
+// for a document to be merged into a store, which validates it with the
+// store's entities ([Document.ValidateWith]). Unknown keys are errors.
+func Decode(data []byte) (*Document, error) {
 	doc := new(Document)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -263,9 +277,6 @@ func Parse(data []byte) (*Document, error) {
 		return nil, cleanYAMLError(err)
 	}
 	doc.ApplyDefaults()
-	if err := doc.Validate(); err != nil {
-		return nil, err
-	}
 	return doc, nil
 }
 

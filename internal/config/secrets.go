@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -498,8 +499,11 @@ func (b *SecretBinding) validate(v *validator, p string, seen map[string]bool, u
 	}
 }
 
-func (d *Document) validateSecrets(v *validator) {
-	upstreams := make(map[string]string, len(d.Upstreams))
+func (d *Document) validateSecrets(v *validator, ext map[string]string) {
+	upstreams := maps.Clone(ext)
+	if upstreams == nil {
+		upstreams = make(map[string]string, len(d.Upstreams))
+	}
 	for _, u := range d.Upstreams {
 		upstreams[u.Name] = u.Transport
 	}

@@ -50,7 +50,21 @@ func (v *validator) add(path, format string, args ...any) {
 // Validate checks the document for errors that do not depend on what the
 // upstreams serve. Collisions between discovered tool names are checked when
 // the snapshot is compiled.
-func (d *Document) Validate() error {
+func (d *Document) Validate() error { return d.ValidateWith(Externals{}) }
+
+// Externals are entities a document may refer to without defining them:
+// those of the store it is merged into (apply without prune), so that a
+// file holding only, say, rate limits may scope them to a virtual server
+// the store has.
+type Externals struct {
+	Upstreams      map[string]string // name → transport
+	VirtualServers map[string]bool
+}
+
+// ValidateWith is Validate for a document merged into ext: references to
+// ext's upstreams and virtual servers are known too. The document's own
+// entities win over ext's of the same name.
+func (d *Document) ValidateWith(ext Externals) error {
 	v := new(validator)
 	if _, _, err := net.SplitHostPort(d.Listen); err != nil {
 		v.add("listen", "want host:port, got %q", d.Listen)
@@ -90,9 +104,16 @@ func (d *Document) Validate() error {
 	for i := range d.Upstreams {
 		d.Upstreams[i].validate(v, fmt.Sprintf("upstreams[%d]", i), upstreams)
 	}
+	known := maps.Clone(upstreams) // referable: the document's and ext's
+	for name := range ext.Upstreams {
+		known[name] = true
+	}
 	vsNames := map[string]bool{}
 	for i := range d.VirtualServers {
-		d.VirtualServers[i].validate(v, fmt.Sprintf("virtual_servers[%d]", i), vsNames, upstreams)
+		d.VirtualServers[i].validate(v, fmt.Sprintf("virtual_servers[%d]", i), vsNames, known)
+	}
+	for name := range ext.VirtualServers {
+		vsNames[name] = true
 	}
 	agents := map[string]bool{}
 	for i := range d.Agents {
@@ -100,7 +121,7 @@ func (d *Document) Validate() error {
 	}
 	d.Auth.validate(v)
 	d.validateAccess(v, vsNames)
-	d.validateSecrets(v)
+	d.validateSecrets(v, ext.Upstreams)
 	if len(v.errs) > 0 {
 		return &ValidationError{Fields: v.errs}
 	}

@@ -111,7 +111,15 @@ type ApplyOptions struct {
 // doc.Auth and doc.Pins are ignored: auth is a process setting, pins are
 // written by [RecordToolDefinitions] and [ApproveToolDefinition].
 func ApplyDocument(ctx context.Context, client *ent.Client, doc *config.Document, opts ApplyOptions) (res *ApplyResult, err error) {
-	d, err := prepare(doc)
+	var ext config.Externals
+	if !opts.Prune {
+		// Merged into the store: the document may refer to what the
+		// store has (a file of rate limits for a stored virtual server).
+		if ext, err = externals(ctx, client); err != nil {
+			return nil, err
+		}
+	}
+	d, err := prepare(doc, ext)
 	if err != nil {
 		return nil, err
 	}
@@ -175,9 +183,30 @@ func RolledBack(ctx context.Context, client *ent.Client, f func() error) error {
 	return err
 }
 
-// prepare validates doc and returns a copy with defaults applied and key
-// hashes in lowercase.
-func prepare(doc *config.Document) (*config.Document, error) {
+// externals are the store's upstreams and virtual servers, which a
+// document merged into it may refer to.
+func externals(ctx context.Context, client *ent.Client) (config.Externals, error) {
+	ext := config.Externals{Upstreams: map[string]string{}, VirtualServers: map[string]bool{}}
+	ups, err := client.Upstream.Query().All(ctx)
+	if err != nil {
+		return ext, fmt.Errorf("apply document: load upstreams: %w", err)
+	}
+	for _, u := range ups {
+		ext.Upstreams[u.Name] = string(u.Transport)
+	}
+	names, err := client.VirtualServer.Query().Select(virtualserver.FieldName).Strings(ctx)
+	if err != nil {
+		return ext, fmt.Errorf("apply document: load virtual servers: %w", err)
+	}
+	for _, n := range names {
+		ext.VirtualServers[n] = true
+	}
+	return ext, nil
+}
+
+// prepare validates doc (merged into ext) and returns a copy with defaults
+// applied and key hashes in lowercase.
+func prepare(doc *config.Document, ext config.Externals) (*config.Document, error) {
 	d := *doc
 	d.Upstreams = slices.Clone(doc.Upstreams)
 	d.Agents = slices.Clone(doc.Agents)
@@ -201,7 +230,7 @@ func prepare(doc *config.Document) (*config.Document, error) {
 			k.SHA256 = strings.ToLower(k.SHA256)
 		}
 	}
-	if err := d.Validate(); err != nil {
+	if err := d.ValidateWith(ext); err != nil {
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
 			ve.Fields = append(ve.Fields, bad...)
