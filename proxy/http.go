@@ -193,7 +193,7 @@ func authHint(err error) string {
 	case errors.Is(err, identity.ErrKeyExpired):
 		return "api key expired"
 	}
-	return err.Error()
+	return identity.Public(err)
 }
 
 // principalVerifier hands the principal found by serveMCP to the go-sdk as
@@ -350,6 +350,10 @@ type Readiness struct {
 	// configured), or "unavailable: REASON" (requests that need a secret
 	// then fail with -32057 naming the binding; others are unaffected).
 	Vault string `json:"vault"`
+	// OIDC is, by provider, whether agents' tokens can be verified:
+	// "ready", or "unavailable: …" (its signing keys could not be loaded:
+	// its agents get 401 until they are; the gateway retries).
+	OIDC map[string]string `json:"oidc,omitempty"`
 	// Audit is the state of the audit trail: "ok", "off", "shipping
 	// failed: …" (events wait in the spool; nothing is lost) or
 	// "refusing: …" (the spool is at its budget: new requests fail with
@@ -395,6 +399,21 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	for _, h := range rd.Upstreams {
 		if h.State != StateReady && h.State != StateDisabled {
 			rd.degrade()
+		}
+	}
+	for _, a := range g.auth {
+		st, ok := a.(interface{ Status() map[string]string })
+		if !ok {
+			continue
+		}
+		for name, state := range st.Status() {
+			if rd.OIDC == nil {
+				rd.OIDC = map[string]string{}
+			}
+			rd.OIDC[name] = state
+			if state != "ready" {
+				rd.degrade()
+			}
 		}
 	}
 	rd.Approvals = "off"

@@ -230,6 +230,23 @@ func (a *OIDC) refreshLoop(ctx context.Context, ps []*oidcProvider, every time.D
 }
 
 // Close stops the background key refresh.
+// Status says, by provider name, whether tokens can be verified: "ready"
+// when its signing keys are loaded, else "unavailable: " and why (for
+// /readyz; the detail is the operator's).
+func (a *OIDC) Status() map[string]string {
+	out := map[string]string{}
+	for _, ps := range a.byIssuer {
+		for _, p := range ps {
+			if p.src.cur.Load() != nil {
+				out[p.name] = "ready"
+			} else {
+				out[p.name] = "unavailable: signing keys not loaded: " + p.src.err().Error()
+			}
+		}
+	}
+	return out
+}
+
 func (a *OIDC) Close() {
 	a.stopOnce.Do(func() {
 		a.stop()
@@ -309,7 +326,8 @@ func (p *oidcProvider) verify(ctx context.Context, jws *jwt.JSONWebToken, now ti
 	}
 	ks, err := p.src.current(ctx)
 	if err != nil {
-		return nil, refused(p.name, "signing keys unavailable: "+err.Error())
+		return nil, &publicError{err: refused(p.name, "signing keys unavailable: "+err.Error()),
+			public: fmt.Sprintf("oidc %s: signing keys unavailable; retry later", p.name)}
 	}
 	cands := ks.byKID(kid)
 	if len(cands) == 0 {
@@ -409,6 +427,27 @@ func claimPath(m map[string]any, path string) any {
 		}
 	}
 	return nil
+}
+
+// publicError is a refusal whose detail (an identity provider's URLs, why
+// fetching from it failed) is for the gateway's log, not for the client.
+type publicError struct {
+	err    error
+	public string
+}
+
+func (e *publicError) Error() string { return e.err.Error() }
+func (e *publicError) Unwrap() error { return e.err }
+
+// Public returns what a client is told of err, an authentication failure:
+// its text, without detail that is the gateway's own (an identity
+// provider's internal URLs, a fetch error).
+func Public(err error) string {
+	var pe *publicError
+	if errors.As(err, &pe) {
+		return pe.public
+	}
+	return err.Error()
 }
 
 // refused returns an error wrapping [ErrInvalidCredentials]. reason must

@@ -393,6 +393,14 @@ func TestOIDCIdPDownAtStart(t *testing.T) {
 	if !errors.Is(err, identity.ErrInvalidCredentials) || !strings.Contains(err.Error(), "signing keys unavailable") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("err = %v", err)
 	}
+	// The client is told the keys are unavailable, not the IdP's URL or
+	// why fetching failed; /readyz says why, for the operator.
+	if got := identity.Public(err); got != "oidc "+provider(idp).Name+": signing keys unavailable; retry later" {
+		t.Errorf("Public(err) = %q", got)
+	}
+	if st := a.Status()[provider(idp).Name]; !strings.HasPrefix(st, "unavailable: signing keys not loaded: ") || !strings.Contains(st, "503") {
+		t.Errorf("Status() = %v", a.Status())
+	}
 
 	idp.SetDown(false)
 	// Retries back off (1 s after the first failure): not yet.

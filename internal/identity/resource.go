@@ -98,7 +98,7 @@ func WWWAuthenticate(resource, path string, err error) string {
 	b.WriteByte('"')
 	if err != nil && !errors.Is(err, ErrNoCredentials) {
 		b.WriteString(`, error="invalid_token", error_description="`)
-		b.WriteString(quotable(err.Error(), 300))
+		b.WriteString(quotable(Public(err), 300))
 		b.WriteByte('"')
 	}
 	return b.String()
