@@ -497,6 +497,8 @@ func TestValidationErrors(t *testing.T) {
 				[]want{{"input.expiresAt", "INVALID", "2020-01-01T00:00:00Z is not in the future"}}},
 			{"API key expired at birth", `mutation($a: ID!) { createAPIKey(input: {keyHash: "` + strings.Repeat("a", 64) + `", agentID: $a, expiresAt: "2020-01-01T00:00:00Z"}) { id } }`,
 				[]want{{"input.expiresAt", "INVALID", "is not in the future"}}},
+			{"short webhook secret", `mutation { createWebhook(input: {name: "w", group: "sre", url: "https://hooks.example/x", secret: "short"}) { id } }`,
+				[]want{{"input.secret", "INVALID", "secret: must be at least 16 characters, got 5"}}},
 			{"bad admin role", `mutation { createAdminToken(input: {name: "x", roles: ["root"]}) { token } }`,
 				[]want{{"input.roles", "INVALID", `unknown role "root"`}}},
 			{"kv without key", `mutation($up: ID!) { createSecretBinding(input: {name: "s", upstreamID: $up, source: kv, path: "secret/x", injection: argument, target: "token"}) { id } }`,

@@ -5,6 +5,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/field"
+	"fmt"
 
 	"github.com/gatehouse-dev/gatehouse/ent/schema/schematype"
 )
@@ -32,7 +33,12 @@ func (Webhook) Fields() []ent.Field {
 			Comment("http(s) URL that receives the POST."),
 		field.String("secret").
 			Sensitive().
-			MinLen(16).
+			Validate(func(s string) error {
+				if len(s) < 16 {
+					return fmt.Errorf("must be at least 16 characters, got %d", len(s))
+				}
+				return nil
+			}).
 			Comment("Key of the HMAC-SHA256 signature (X-Gatehouse-Signature); at least 16 characters. Write-only: never shown.").
 			Annotations(entgql.Skip(entgql.SkipType, entgql.SkipWhereInput, entgql.SkipOrderField)),
 		field.Bool("enabled").

@@ -107,6 +107,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "hash-key":
 		err = hashKey(args[1:], os.Stdin, stdout)
 	case "version", "--version", "-v":
+		if len(args) > 1 && isHelp(args[1]) {
+			fmt.Fprintln(stdout, "Usage: gatehouse version\n\nPrints the version of this binary (the commit it was built from).")
+			return 0
+		}
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "gatehouse version: unexpected argument %q\n", args[1])
+			return 2
+		}
 		fmt.Fprintln(stdout, "gatehouse", Version())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
