@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,9 +164,7 @@ func TestWebhookPayloadKeys(t *testing.T) {
 
 func TestWebhookNotifierErrors(t *testing.T) {
 	t.Parallel()
-	closed := newReceiver(t, http.StatusOK)
-	closedURL := closed.url()
-	closed.srv.Close()
+	closedURL := "http://" + refusingAddr(t) + "/hook/" + hookToken
 	tests := []struct {
 		name      string
 		urls      []string // "status:N" starts a receiver answering N
@@ -297,4 +297,25 @@ func TestNotifyApproversActivityKeepsRetryBehaviour(t *testing.T) {
 	if err := (&Activities{}).NotifyApprovers(t.Context(), notification("secops")); err != nil {
 		t.Errorf("without notifier: %v", err)
 	}
+}
+
+// refusingAddr returns a loopback address whose connections are refused
+// for the whole test: a port bound by a socket that does not listen. (A
+// server's closed port was taken by a parallel test's receiver, which
+// answered 400 where the test wanted connection refused.)
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }

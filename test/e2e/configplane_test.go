@@ -240,6 +240,15 @@ virtual_servers:
 	// stored but not applied: the running configuration stays, and
 	// /readyz says why.
 	mustGQL(t, g, `mutation($id: ID!) { updateUpstream(id: $id, input: {disabled: true}) { id } }`, map[string]any{"id": beta})
+	// The gateway applies committed changes asynchronously: until beta is
+	// disabled there, it still runs, and the re-enabling below would be
+	// checked against its catalog (and refused).
+	pollUntil(t, "beta disabled on the running gateway", func() bool {
+		_, doc := readyz(t, g)
+		ups, _ := doc["upstreams"].(map[string]any)
+		b, _ := ups["beta"].(map[string]any)
+		return b["state"] == "disabled"
+	})
 	mustGQL(t, g, `mutation($id: ID!) { updateSelection(id: $id, input: {tools: ["a*"], clearRename: true}) { id } }`, map[string]any{"id": betaSel})
 	mustGQL(t, g, `mutation($id: ID!) { updateUpstream(id: $id, input: {disabled: false}) { id } }`, map[string]any{"id": beta})
 	pollUntil(t, "/readyz to report the config error", func() bool {
