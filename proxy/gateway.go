@@ -523,12 +523,8 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream, p c
 	for name, u := range ups {
 		cats[name] = u.Catalog()
 	}
-	running := g.snap.Load()
-	snap, err := compile(doc, cats, g.rev.Add(1), running)
+	snap, err := compileAs(p, doc, cats, g.rev.Add(1), g.snap.Load())
 	if err != nil {
-		return err
-	}
-	if err := p.refused(snap, running); err != nil {
 		return err
 	}
 	snap.Keys.RecordUse(&g.keyUse)
@@ -537,8 +533,9 @@ func (g *Gateway) swapLocked(doc *config.Document, ups map[string]*upstream, p c
 	}
 	// What an agent may see depends on the grants (and on who is an
 	// agent): when they change, every session is told its lists changed.
-	regrant := g.doc != nil && (!reflect.DeepEqual(g.doc.Grants, doc.Grants) || !reflect.DeepEqual(g.doc.Agents, doc.Agents))
-	if g.doc != nil && !reflect.DeepEqual(g.doc.Agents, doc.Agents) {
+	agentsChanged := g.doc != nil && !reflect.DeepEqual(g.doc.Agents, doc.Agents)
+	regrant := agentsChanged || g.doc != nil && !reflect.DeepEqual(g.doc.Grants, doc.Grants)
+	if agentsChanged {
 		defer func() { go g.recheckStreams() }() // after the swap below
 	}
 	g.doc, g.upstreams = doc, ups
@@ -594,12 +591,7 @@ func (g *Gateway) check(doc *config.Document) (map[string]*upstream, map[string]
 		}
 	}
 	g.mu.Unlock()
-	running := g.snap.Load()
-	snap, err := compile(doc, cats, 0, running)
-	if err == nil {
-		err = refuseNewCollisions.refused(snap, running)
-	}
-	if err != nil {
+	if _, err := compileAs(refuseNewCollisions, doc, cats, 0, g.snap.Load()); err != nil {
 		return nil, nil, err
 	}
 	return keep, bindings, nil

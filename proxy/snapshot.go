@@ -151,6 +151,19 @@ func (p collisionPolicy) refused(snap, running *Snapshot) error {
 	return errors.New(strings.Join(errs, "; "))
 }
 
+// compileAs compiles doc as [compile] does, and fails it for the
+// collisions p refuses.
+func compileAs(p collisionPolicy, doc *config.Document, catalogs map[string]*Catalog, rev int64, running *Snapshot) (*Snapshot, error) {
+	snap, err := compile(doc, catalogs, rev, running)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.refused(snap, running); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
 // compile builds a snapshot from a document and the catalogs discovered so
 // far (nil for upstreams not yet reached). Collisions do not fail it: the
 // snapshot lists them (see [Collision]) and the caller's

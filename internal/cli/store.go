@@ -426,7 +426,8 @@ func (s *configSync) tryFile(ctx context.Context) error {
 		return err
 	}
 	opts := store.ApplyOptions{Actor: fileActor(s.path), Prune: s.reloadPrune}
-	next, err := s.withFile(ctx, processSettings(file), doc, opts)
+	base := processSettings(file)
+	next, err := s.withFile(ctx, base, doc, opts)
 	if err != nil {
 		return err
 	}
@@ -435,7 +436,7 @@ func (s *configSync) tryFile(ctx context.Context) error {
 		return err
 	}
 	s.g.SetConfigError(nil)
-	s.base = processSettings(file)
+	s.base = base
 	res, err := store.ApplyDocument(ctx, s.client, doc, opts)
 	if err != nil {
 		// The gateway runs the file but the store could not take it:
